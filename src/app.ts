@@ -1,0 +1,132 @@
+import { readdir } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/Database.js';
+import { ChronographError } from './errors.js';
+import { createChronographYoga } from './graphql/createYoga.js';
+import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
+import { HandlerRegistry } from './handlers/HandlerRegistry.js';
+import { createLogger, type Logger } from './logger.js';
+import { startHttpServer } from './server.js';
+import { TaskSvc } from './tasks/TaskSvc.js';
+import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
+import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
+import { TemplateSvc } from './templates/TemplateSvc.js';
+
+export interface ChronographOptions {
+  config: Config;
+  logger?: Logger;
+  /** Registers an app's handlers and task types in code; runs before the app's template files load. */
+  setup?: (app: Chronograph) => void | Promise<void>;
+  /** Clock for services; tests inject one where time matters. */
+  now?: () => Date;
+}
+
+/** A module in `<APP_DIR>/handlers/` default-exports one of these. */
+export type AppModule = (app: Chronograph) => void | Promise<void>;
+
+/**
+ * One Chronograph instance: database, registries, services and (after `listen`) the HTTP server.
+ * `getElement` is the seed's element lookup: `app.getElement("services.TaskSvc")`.
+ */
+export class Chronograph {
+  readonly handlers = new HandlerRegistry();
+  readonly taskTypes = new TaskTypeRegistry();
+  readonly templateSvc: TemplateSvc;
+  readonly taskSvc: TaskSvc;
+  readonly yoga: ReturnType<typeof createChronographYoga>;
+  private server?: Server;
+
+  private constructor(
+    readonly config: Config,
+    readonly logger: Logger,
+    readonly db: Database,
+    now?: () => Date,
+  ) {
+    const deps = { prisma: db.prisma, handlers: this.handlers, taskTypes: this.taskTypes, defaultTimezone: config.DEFAULT_TIMEZONE };
+    this.templateSvc = new TemplateSvc(deps);
+    this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, now });
+    this.yoga = createChronographYoga(this);
+  }
+
+  static async create(options: ChronographOptions): Promise<Chronograph> {
+    const { config } = options;
+    const logger = options.logger ?? createLogger(config.LOG_LEVEL);
+    const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger });
+    const app = new Chronograph(config, logger, db, options.now);
+    try {
+      registerBuiltinHandlers(app.handlers);
+      await app.loadAppModules();
+      await options.setup?.(app);
+      await app.loadTemplateFiles();
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+    return app;
+  }
+
+  getElement(name: string): unknown {
+    if (name === 'services.TaskSvc') return this.taskSvc;
+    if (name === 'services.TemplateSvc') return this.templateSvc;
+    const element = this.taskTypes.get(name) ?? this.handlers.get(name);
+    if (!element) throw new ChronographError('NOT_FOUND', `No element is named ${JSON.stringify(name)}`);
+    return element;
+  }
+
+  /** Starts serving GraphQL (and GraphiQL) at /graphql; resolves with the bound port. */
+  async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
+    const { server, port: bound } = await startHttpServer(this.yoga, { host, port });
+    this.server = server;
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
+    this.logger.info({ url, worker: this.config.WORKER_ID }, 'Chronograph is listening');
+    return { port: bound, url };
+  }
+
+  /** Stops accepting requests, lets in-flight ones finish (up to the grace period), closes the database. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), this.config.SHUTDOWN_GRACE_MS);
+      await closed;
+      clearTimeout(timer);
+    }
+    await this.db.close();
+    this.logger.info('Chronograph stopped');
+  }
+
+  private async loadAppModules() {
+    const dir = path.resolve(this.config.APP_DIR, 'handlers');
+    let files: string[];
+    try {
+      files = (await readdir(dir)).filter((f) => /\.(ts|mts|js|mjs)$/.test(f) && !f.endsWith('.d.ts')).sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    for (const file of files) {
+      const module = (await import(pathToFileURL(path.join(dir, file)).href)) as { default?: AppModule };
+      if (typeof module.default !== 'function') throw new Error(`${path.join(dir, file)} must default-export a function (app) => void`);
+      await module.default(this);
+      this.logger.debug({ file }, 'loaded app module');
+    }
+  }
+
+  private async loadTemplateFiles() {
+    const entries = await loadTemplateFiles(path.resolve(this.config.APP_DIR, 'templates'));
+    const byTenant = new Map<string, typeof entries>([['default', []]]);
+    for (const entry of entries) {
+      const tenantId = entry.tenantId ?? 'default';
+      byTenant.set(tenantId, [...(byTenant.get(tenantId) ?? []), entry]);
+    }
+    for (const [tenantId, inputs] of byTenant) {
+      const { upserted, removed } = await this.templateSvc.forTenant(tenantId).syncFromFiles(inputs.map(({ tenantId: _t, ...i }) => i));
+      if (upserted || removed.length) this.logger.info({ tenantId, upserted, removed }, 'loaded template files');
+    }
+  }
+}

@@ -1,0 +1,162 @@
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
+import type pg from 'pg';
+import { PrismaClient } from '../generated/prisma/client.js';
+import type { Logger } from '../logger.js';
+import { migrate } from './migrate.js';
+import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
+
+export type NotificationHandler = (payload: string) => void;
+
+/**
+ * The one database Chronograph runs on, embedded or shared. Everything above this file talks to Prisma
+ * and to `listen`, and never asks which kind it is; `kind` exists for logs and benchmarks.
+ */
+export interface Database {
+  kind: 'pglite' | 'postgres';
+  prisma: PrismaClient;
+  /** Subscribes to a NOTIFY channel; returns the unsubscribe function. */
+  listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgres:// URL; when absent the embedded PGlite database is used. */
+  databaseUrl?: string;
+  /** Where PGlite keeps its files; `memory://` keeps nothing (tests). */
+  dataDir: string;
+  logger: Logger;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options.logger) : openPglite(options.dataDir, options.logger);
+}
+
+async function openPglite(dataDir: string, logger: Logger): Promise<Database> {
+  if (!dataDir.startsWith('memory://')) await mkdir(dataDir, { recursive: true });
+  const pglite = await PGlite.create(dataDir);
+  try {
+    await migrate(pgliteSession(pglite), logger);
+  } catch (error) {
+    await pglite.close();
+    throw error;
+  }
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+  logger.info({ dataDir }, 'using embedded PGlite database');
+  return {
+    kind: 'pglite',
+    prisma,
+    async listen(channel, handler) {
+      const unlisten = await pglite.listen(channel, handler);
+      return async () => {
+        if (!pglite.closed) await unlisten();
+      };
+    },
+    async close() {
+      await prisma.$disconnect();
+      await pglite.close();
+    },
+  };
+}
+
+async function openPostgres(databaseUrl: string, logger: Logger): Promise<Database> {
+  const session = await openPgSession(databaseUrl);
+  try {
+    await migrate(session, logger);
+  } finally {
+    await session.close();
+  }
+  const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) });
+  const listener = new PgListener(databaseUrl, logger);
+  logger.info({ host: new URL(databaseUrl).host }, 'using PostgreSQL database');
+  return {
+    kind: 'postgres',
+    prisma,
+    listen: (channel, handler) => listener.listen(channel, handler),
+    async close() {
+      await listener.close();
+      await prisma.$disconnect();
+    },
+  };
+}
+
+/**
+ * LISTEN needs one connection that stays open, outside Prisma's pool. If it drops, it reconnects with
+ * backoff and re-subscribes every channel; handlers get an empty payload after a reconnect, because
+ * notifications sent while it was down are lost and whoever listens must re-read the database.
+ */
+class PgListener {
+  private session?: Promise<SqlSession & { client: pg.Client }>;
+  private readonly channels = new Map<string, Set<NotificationHandler>>();
+  private closed = false;
+  private retryTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly url: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>> {
+    let handlers = this.channels.get(channel);
+    if (!handlers) {
+      handlers = new Set();
+      this.channels.set(channel, handlers);
+      const session = await this.connect();
+      await session.query(`LISTEN ${quoteIdent(channel)}`);
+    }
+    handlers.add(handler);
+    return async () => {
+      handlers.delete(handler);
+      if (handlers.size === 0 && this.channels.get(channel) === handlers) {
+        this.channels.delete(channel);
+        if (!this.closed && this.session) await (await this.session).query(`UNLISTEN ${quoteIdent(channel)}`).catch(() => {});
+      }
+    };
+  }
+
+  private connect(attempt = 0): Promise<SqlSession & { client: pg.Client }> {
+    this.session ??= openPgSession(this.url).then(
+      (session) => {
+        session.client.on('notification', (message) => {
+          for (const handler of this.channels.get(message.channel) ?? []) handler(message.payload ?? '');
+        });
+        session.client.on('error', (error) => this.lost(error, attempt));
+        return session;
+      },
+      (error) => {
+        this.session = undefined;
+        throw error;
+      },
+    );
+    return this.session;
+  }
+
+  private lost(error: Error, attempt: number) {
+    if (this.closed) return;
+    this.logger.warn({ err: error }, 'LISTEN connection lost; reconnecting');
+    this.session = undefined;
+    const delay = Math.min(10_000, 100 * 2 ** attempt);
+    this.retryTimer = setTimeout(() => {
+      this.connect(attempt + 1)
+        .then(async (session) => {
+          for (const channel of this.channels.keys()) await session.query(`LISTEN ${quoteIdent(channel)}`);
+          for (const handlers of this.channels.values()) for (const handler of handlers) handler('');
+        })
+        .catch((err) => this.lost(err, attempt + 1));
+    }, delay);
+  }
+
+  async close() {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    const session = this.session;
+    this.session = undefined;
+    if (session) await (await session).close().catch(() => {});
+  }
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

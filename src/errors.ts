@@ -1,0 +1,37 @@
+/**
+ * Domain errors. Services throw these; src/graphql/maskError.ts turns them into GraphQL errors with the
+ * same `extensions.code`. Anything that is not a ChronographError is unexpected and stays masked.
+ */
+export type ErrorCode =
+  | 'BAD_USER_INPUT'
+  | 'INVALID_CRON'
+  | 'INVALID_START_TIME'
+  | 'INVALID_TIMEZONE'
+  | 'INVALID_ARG_DICT'
+  | 'UNKNOWN_FUNC'
+  | 'UNKNOWN_TEMPLATE'
+  | 'UNKNOWN_TASK_TYPE'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'NOT_IMPLEMENTED';
+
+export class ChronographError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Extra machine-readable details, e.g. the offending input `field`. */
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'ChronographError';
+  }
+}
+
+export const badInput = (message: string, field?: string) =>
+  new ChronographError('BAD_USER_INPUT', message, field ? { field } : {});
+
+export const notFound = (what: string, id: string) =>
+  new ChronographError('NOT_FOUND', `${what} ${JSON.stringify(id)} does not exist`, { id });
+
+export const conflict = (message: string, details: Record<string, unknown> = {}) =>
+  new ChronographError('CONFLICT', message, details);

@@ -1,0 +1,78 @@
+import SchemaBuilder from '@pothos/core';
+import PrismaPlugin from '@pothos/plugin-prisma';
+import RelayPlugin from '@pothos/plugin-relay';
+import { Kind, type ValueNode } from 'graphql';
+import type { PrismaClient } from '../generated/prisma/client.js';
+import type PrismaTypes from '../generated/pothos-types.js';
+import { getDatamodel } from '../generated/pothos-types.js';
+import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import type { TaskSvc } from '../tasks/TaskSvc.js';
+import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
+import type { TemplateSvc } from '../templates/TemplateSvc.js';
+
+/** Per-request context: the services, already bound to the caller's tenant. */
+export interface Context {
+  tenantId: string;
+  prisma: PrismaClient;
+  taskSvc: TaskSvc;
+  templateSvc: TemplateSvc;
+  handlers: HandlerRegistry;
+  taskTypes: TaskTypeRegistry;
+}
+
+export const builder = new SchemaBuilder<{
+  Context: Context;
+  PrismaTypes: PrismaTypes;
+  DefaultFieldNullability: false;
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    JSON: { Input: unknown; Output: unknown };
+  };
+}>({
+  plugins: [PrismaPlugin, RelayPlugin],
+  defaultFieldNullability: false,
+  relay: {},
+  prisma: {
+    client: (ctx) => ctx.prisma,
+    dmmf: getDatamodel(),
+    exposeDescriptions: false,
+    filterConnectionTotalCount: true,
+    maxConnectionSize: 500,
+  },
+});
+
+builder.scalarType('DateTime', {
+  description: 'An instant, as an ISO 8601 string in UTC (2030-01-01T10:00:00.000Z).',
+  serialize: (value) => value.toISOString(),
+  parseValue: (value) => {
+    const date = typeof value === 'string' ? new Date(value) : undefined;
+    if (!date || Number.isNaN(date.getTime())) throw new TypeError('DateTime must be an ISO 8601 string');
+    return date;
+  },
+});
+
+builder.scalarType('JSON', {
+  description: 'Any JSON value.',
+  serialize: (value) => value,
+  parseValue: (value) => value,
+  parseLiteral: (ast) => parseJsonLiteral(ast),
+});
+
+function parseJsonLiteral(ast: ValueNode): unknown {
+  switch (ast.kind) {
+    case Kind.STRING:
+    case Kind.BOOLEAN:
+      return ast.value;
+    case Kind.INT:
+    case Kind.FLOAT:
+      return Number(ast.value);
+    case Kind.OBJECT:
+      return Object.fromEntries(ast.fields.map((f) => [f.name.value, parseJsonLiteral(f.value)]));
+    case Kind.LIST:
+      return ast.values.map(parseJsonLiteral);
+    case Kind.NULL:
+      return null;
+    default:
+      throw new TypeError(`JSON literals cannot contain ${ast.kind}; pass them as variables`);
+  }
+}

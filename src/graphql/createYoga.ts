@@ -1,0 +1,50 @@
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { ChronographError } from '../errors.js';
+import type { Chronograph } from '../app.js';
+import type { Context } from './builder.js';
+import { createMaskError } from './maskError.js';
+import { schema } from './schema/index.js';
+
+const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Reads the caller's tenant from the `x-tenant-id` header; absent means "default". */
+export function tenantOf(headers: Headers): string {
+  const tenantId = headers.get('x-tenant-id')?.trim() || 'default';
+  if (!TENANT.test(tenantId)) {
+    throw new ChronographError('BAD_USER_INPUT', 'x-tenant-id must be 1-64 letters, digits, dots, dashes or underscores', {
+      field: 'x-tenant-id',
+    });
+  }
+  return tenantId;
+}
+
+export function contextFor(app: Chronograph, tenantId: string): Context {
+  return {
+    tenantId,
+    prisma: app.db.prisma,
+    taskSvc: app.taskSvc.forTenant(tenantId),
+    templateSvc: app.templateSvc.forTenant(tenantId),
+    handlers: app.handlers,
+    taskTypes: app.taskTypes,
+  };
+}
+
+export function createChronographYoga(app: Chronograph): YogaServerInstance<Record<string, unknown>, Context> {
+  return createYoga<Record<string, unknown>, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    graphiql: { title: 'Chronograph', defaultQuery: DEFAULT_QUERY },
+    maskedErrors: { maskError: createMaskError(app.logger) },
+    logging: app.logger.child({ component: 'yoga' }),
+    context: ({ request }) => contextFor(app, tenantOf(request.headers)),
+  });
+}
+
+const DEFAULT_QUERY = `# Welcome to Chronograph. Try:
+query Overview {
+  taskTemplates(query: "") { fullName title taskType repeatType }
+  handlers { name description }
+  taskStats { total scheduled running succeeded failed }
+}
+`;

@@ -1,0 +1,185 @@
+import { TaskStatus } from '../../generated/prisma/client.js';
+import { builder } from '../builder.js';
+import { RepeatTypeEnum, RunStatusEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
+
+builder.prismaObject('Task', {
+  description: 'One schedulable unit created from a template.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    tenantId: t.exposeString('tenantId'),
+    fullName: t.exposeString('fullName', { description: 'The template this task was created from.' }),
+    template: t.relation('template', { nullable: true }),
+    taskType: t.exposeString('taskType'),
+    funcName: t.exposeString('funcName'),
+    argDict: t.expose('argDict', { type: 'JSON' }),
+    status: t.expose('status', { type: TaskStatusEnum }),
+    repeatType: t.expose('repeatType', { type: RepeatTypeEnum }),
+    cronExpression: t.exposeString('cronExpression', { nullable: true }),
+    intervalSeconds: t.exposeInt('intervalSeconds', { nullable: true }),
+    timezone: t.exposeString('timezone'),
+    startTime: t.expose('startTime', { type: 'DateTime' }),
+    endTime: t.expose('endTime', { type: 'DateTime', nullable: true }),
+    maxRuns: t.exposeInt('maxRuns', { nullable: true }),
+    runCount: t.exposeInt('runCount'),
+    nextRunAt: t.expose('nextRunAt', { type: 'DateTime', nullable: true, description: 'Null once the task can no longer run.' }),
+    priority: t.exposeInt('priority'),
+    queue: t.exposeString('queue'),
+    attempts: t.exposeInt('attempts'),
+    maxAttempts: t.exposeInt('maxAttempts'),
+    timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
+    source: t.expose('source', { type: TaskSourceEnum }),
+    sourceModel: t.exposeString('sourceModel', { nullable: true }),
+    sourceRowId: t.exposeString('sourceRowId', { nullable: true }),
+    sourceField: t.exposeString('sourceField', { nullable: true }),
+    lockedBy: t.exposeString('lockedBy', { nullable: true, description: 'Worker holding the task while it runs.' }),
+    lastError: t.exposeString('lastError', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    runs: t.relation('runs', { description: 'Execution attempts, oldest first.', query: { orderBy: { startedAt: 'asc' } } }),
+    events: t.relation('events', { description: 'Status history, oldest first.', query: { orderBy: { id: 'asc' } } }),
+  }),
+});
+
+builder.prismaObject('TaskRun', {
+  description: 'One execution attempt of a task.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    task: t.relation('task'),
+    attempt: t.exposeInt('attempt'),
+    status: t.expose('status', { type: RunStatusEnum }),
+    workerId: t.exposeString('workerId'),
+    recovered: t.exposeBoolean('recovered', { description: 'True when this attempt took over a task whose worker died.' }),
+    startedAt: t.expose('startedAt', { type: 'DateTime' }),
+    finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    durationMs: t.exposeInt('durationMs', { nullable: true }),
+    result: t.expose('result', { type: 'JSON', nullable: true }),
+    error: t.exposeString('error', { nullable: true }),
+    errorStack: t.exposeString('errorStack', { nullable: true }),
+  }),
+});
+
+builder.prismaObject('TaskEvent', {
+  description: 'One status change. Ids only grow; pass the last one seen as `after` to read on.',
+  fields: (t) => ({
+    id: t.id({ resolve: (event) => event.id.toString() }),
+    cursor: t.string({ description: 'Same as id; for taskEvents(after:).', resolve: (event) => event.id.toString() }),
+    task: t.relation('task'),
+    run: t.relation('run', { nullable: true }),
+    fromStatus: t.expose('fromStatus', { type: TaskStatusEnum, nullable: true }),
+    toStatus: t.expose('toStatus', { type: TaskStatusEnum }),
+    message: t.exposeString('message', { nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+  }),
+});
+
+const TaskFilter = builder.inputType('TaskFilter', {
+  fields: (t) => ({
+    status: t.field({ type: [TaskStatusEnum], description: 'Any of these statuses.' }),
+    fullName: t.string(),
+    funcName: t.string(),
+    source: t.field({ type: TaskSourceEnum }),
+    startTimeFrom: t.string({ description: 'startTime at or after this date-time.' }),
+    startTimeTo: t.string({ description: 'startTime at or before this date-time.' }),
+  }),
+});
+
+export const TimerTaskInput = builder.inputType('TimerTaskInput', {
+  description: 'The seed\'s createTimerTask arguments. Omitted fields default from the template.',
+  fields: (t) => ({
+    fullName: t.string({ required: true, description: 'Template name, e.g. tasks.DataBackup.' }),
+    startTime: t.string({
+      description:
+        'When to run: ISO 8601 (2030-01-01T10:00:00Z) or "2030-01-01 10:00:00" in `timezone`. Required for ONCE; CRON and INTERVAL default to now.',
+    }),
+    funcName: t.string({ description: 'Registered handler, e.g. services.BackupSvc.backupDatabase.' }),
+    taskType: t.string({ description: 'Registered task type, e.g. tasks.NormalType.' }),
+    argDict: t.field({ type: 'JSON', description: 'Arguments for the handler: a JSON object.' }),
+    timezone: t.string({ description: 'IANA time zone for wall-clock times and cron.' }),
+    repeatType: t.field({ type: RepeatTypeEnum }),
+    cronExpression: t.string(),
+    intervalSeconds: t.int(),
+    endTime: t.string({ description: 'No occurrence after this date-time.' }),
+    maxRuns: t.int({ description: 'Stop after this many runs.' }),
+    maxAttempts: t.int(),
+    timeoutMs: t.int(),
+    priority: t.int(),
+    queue: t.string(),
+  }),
+});
+
+const TaskStats = builder.objectRef<Record<string, number>>('TaskStats').implement({
+  description: 'How many tasks of the caller\'s tenant are in each status.',
+  fields: (t) => ({
+    total: t.int({ resolve: (stats) => stats.total ?? 0 }),
+    ...Object.fromEntries(
+      Object.values(TaskStatus).map((status) => [status.toLowerCase(), t.int({ resolve: (stats) => stats[status.toLowerCase()] ?? 0 })]),
+    ),
+  }),
+});
+
+builder.queryFields((t) => ({
+  task: t.prismaField({
+    type: 'Task',
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const task = await ctx.taskSvc.findTask(String(args.id));
+      return task && ctx.prisma.task.findUnique({ ...query, where: { id: task.id } });
+    },
+  }),
+  tasks: t.prismaConnection(
+    {
+      type: 'Task',
+      cursor: 'id',
+      description: 'Tasks of the caller\'s tenant, newest first.',
+      args: { filter: t.arg({ type: TaskFilter }) },
+      resolve: (query, _root, args, ctx) =>
+        ctx.prisma.task.findMany({ ...query, where: ctx.taskSvc.taskWhere(args.filter ?? {}), orderBy: { id: 'desc' } }),
+    },
+    {},
+  ),
+  taskRuns: t.prismaField({
+    type: ['TaskRun'],
+    description: 'Attempts of one task, oldest first.',
+    args: { taskId: t.arg.id({ required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const task = await ctx.taskSvc.getTask(String(args.taskId));
+      return ctx.prisma.taskRun.findMany({ ...query, where: { taskId: task.id }, orderBy: { startedAt: 'asc' } });
+    },
+  }),
+  taskEvents: t.prismaField({
+    type: ['TaskEvent'],
+    description: 'Status changes after the cursor `after`, oldest first: the history and audit log.',
+    args: {
+      after: t.arg.string({ description: 'An event cursor (id); omit to start at the beginning.' }),
+      taskId: t.arg.id(),
+      first: t.arg.int({ defaultValue: 100, description: 'At most 1000.' }),
+    },
+    resolve: (query, _root, args, ctx) => ctx.taskSvc.listEvents({ ...query, after: args.after, taskId: args.taskId, first: args.first }),
+  }),
+  taskStats: t.field({
+    type: TaskStats,
+    resolve: (_root, _args, ctx) => ctx.taskSvc.stats(),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  createTimerTask: t.prismaField({
+    type: 'Task',
+    description: 'Creates one task (status SCHEDULED) from a template.',
+    args: { input: t.arg({ type: TimerTaskInput, required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTask(args.input),
+  }),
+  createTimerTasks: t.prismaField({
+    type: ['Task'],
+    description: 'Creates many tasks in one transaction: all of them, or none when any input is bad.',
+    args: { inputs: t.arg({ type: [TimerTaskInput], required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTasks(args.inputs),
+  }),
+  forcedEnd: t.prismaField({
+    type: 'Task',
+    description: 'Ends a task that has not finished; it will not run again (FORCED_END).',
+    args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.forcedEnd(String(args.taskId), args.reason),
+  }),
+}));

@@ -1,0 +1,117 @@
+import { builder } from '../builder.js';
+import { RepeatTypeEnum, TemplateOriginEnum } from './enums.js';
+
+builder.prismaObject('TaskTemplate', {
+  description: 'A named task element such as tasks.DataBackup: the defaults of the tasks created from it.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    fullName: t.exposeString('fullName'),
+    title: t.exposeString('title'),
+    description: t.exposeString('description', { nullable: true }),
+    taskType: t.exposeString('taskType'),
+    repeatType: t.expose('repeatType', { type: RepeatTypeEnum }),
+    funcName: t.exposeString('funcName', { nullable: true }),
+    argDict: t.expose('argDict', { type: 'JSON' }),
+    cronExpression: t.exposeString('cronExpression', { nullable: true }),
+    intervalSeconds: t.exposeInt('intervalSeconds', { nullable: true }),
+    timezone: t.exposeString('timezone'),
+    maxAttempts: t.exposeInt('maxAttempts'),
+    timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
+    priority: t.exposeInt('priority'),
+    queue: t.exposeString('queue'),
+    enabled: t.exposeBoolean('enabled'),
+    origin: t.expose('origin', { type: TemplateOriginEnum, description: 'FILE templates ship with the app and are read-only here.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+  }),
+});
+
+const templateFields = {
+  title: 'Human-readable name.',
+  description: 'Longer explanation.',
+  taskType: 'Registered task type; default tasks.NormalType.',
+  funcName: 'Default handler for tasks of this template.',
+  argDict: 'Default arguments (a JSON object); a task\'s own argDict is merged over it.',
+  cronExpression: '5-field or 6-field (with seconds) cron expression, for CRON templates.',
+  intervalSeconds: 'Seconds between runs, for INTERVAL templates.',
+  timezone: 'IANA time zone for wall-clock times and cron; default DEFAULT_TIMEZONE.',
+  maxAttempts: 'Attempts before a task fails for good.',
+  timeoutMs: 'Time limit of one run in milliseconds.',
+  priority: 'Higher runs first among due tasks (-1000..1000).',
+  queue: 'Named queue, for concurrency limits.',
+  enabled: 'A disabled template cannot create tasks.',
+} as const;
+
+const TaskTemplateInput = builder.inputType('TaskTemplateInput', {
+  fields: (t) => ({
+    fullName: t.string({ required: true, description: 'Dotted unique name such as tasks.DataBackup.' }),
+    title: t.string({ required: true, description: templateFields.title }),
+    description: t.string({ description: templateFields.description }),
+    taskType: t.string({ description: templateFields.taskType }),
+    repeatType: t.field({ type: RepeatTypeEnum, description: 'ONCE (default), CRON or INTERVAL.' }),
+    funcName: t.string({ description: templateFields.funcName }),
+    argDict: t.field({ type: 'JSON', description: templateFields.argDict }),
+    cronExpression: t.string({ description: templateFields.cronExpression }),
+    intervalSeconds: t.int({ description: templateFields.intervalSeconds }),
+    timezone: t.string({ description: templateFields.timezone }),
+    maxAttempts: t.int({ description: templateFields.maxAttempts }),
+    timeoutMs: t.int({ description: templateFields.timeoutMs }),
+    priority: t.int({ description: templateFields.priority }),
+    queue: t.string({ description: templateFields.queue }),
+    enabled: t.boolean({ description: templateFields.enabled }),
+  }),
+});
+
+const TaskTemplatePatch = builder.inputType('TaskTemplatePatch', {
+  description: 'Fields to change; omitted fields keep their value, null resets an optional one.',
+  fields: (t) => ({
+    title: t.string({ description: templateFields.title }),
+    description: t.string({ description: templateFields.description }),
+    taskType: t.string({ description: templateFields.taskType }),
+    repeatType: t.field({ type: RepeatTypeEnum }),
+    funcName: t.string({ description: templateFields.funcName }),
+    argDict: t.field({ type: 'JSON', description: templateFields.argDict }),
+    cronExpression: t.string({ description: templateFields.cronExpression }),
+    intervalSeconds: t.int({ description: templateFields.intervalSeconds }),
+    timezone: t.string({ description: templateFields.timezone }),
+    maxAttempts: t.int({ description: templateFields.maxAttempts }),
+    timeoutMs: t.int({ description: templateFields.timeoutMs }),
+    priority: t.int({ description: templateFields.priority }),
+    queue: t.string({ description: templateFields.queue }),
+    enabled: t.boolean({ description: templateFields.enabled }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  taskTemplates: t.prismaField({
+    type: ['TaskTemplate'],
+    description: 'Templates whose title or fullName contains `query` (case-insensitive); "" or no argument lists all.',
+    args: { query: t.arg.string({ defaultValue: '' }) },
+    resolve: (_query, _root, args, ctx) => ctx.templateSvc.list(args.query ?? ''),
+  }),
+  taskTemplate: t.prismaField({
+    type: 'TaskTemplate',
+    nullable: true,
+    args: { fullName: t.arg.string({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.templateSvc.find(args.fullName),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  createTaskTemplate: t.prismaField({
+    type: 'TaskTemplate',
+    args: { input: t.arg({ type: TaskTemplateInput, required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.templateSvc.create(args.input),
+  }),
+  updateTaskTemplate: t.prismaField({
+    type: 'TaskTemplate',
+    args: { fullName: t.arg.string({ required: true }), patch: t.arg({ type: TaskTemplatePatch, required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.templateSvc.update(args.fullName, args.patch),
+  }),
+  deleteTaskTemplate: t.prismaField({
+    type: 'TaskTemplate',
+    description: 'Deletes a template that has no live tasks and returns it as it was.',
+    args: { fullName: t.arg.string({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.templateSvc.delete(args.fullName),
+  }),
+}));

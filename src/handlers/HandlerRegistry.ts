@@ -1,0 +1,54 @@
+import type { Logger } from '../logger.js';
+
+/** What a handler sees besides its `argDict`. */
+export interface HandlerContext {
+  /** Aborted on forced end, timeout or shutdown; long handlers should pass it on or check it. */
+  signal: AbortSignal;
+  logger: Logger;
+  task: { id: string; tenantId: string; fullName: string; funcName: string; attempt: number };
+  run: { id: string };
+}
+
+export type Handler = (args: Record<string, unknown>, ctx: HandlerContext) => unknown;
+
+export interface HandlerInfo {
+  name: string;
+  description: string | null;
+}
+
+const NAME = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
+
+/** Named handlers (`services.BackupSvc.backupDatabase`) that tasks call through their `funcName`. */
+export class HandlerRegistry {
+  private readonly handlers = new Map<string, { fn: Handler; info: HandlerInfo }>();
+
+  register(name: string, fn: Handler, options: { description?: string } = {}): this {
+    if (!NAME.test(name)) throw new Error(`Handler name ${JSON.stringify(name)} must be a dotted identifier such as services.MySvc.run`);
+    if (this.handlers.has(name)) throw new Error(`Handler ${name} is already registered`);
+    this.handlers.set(name, { fn, info: { name, description: options.description ?? null } });
+    return this;
+  }
+
+  /** Registers every function of an object under `prefix.<key>`: `registerService('services.BackupSvc', svc)`. */
+  registerService(prefix: string, service: object): this {
+    const proto = Object.getPrototypeOf(service);
+    const keys = new Set([...Object.keys(service), ...(proto && proto !== Object.prototype ? Object.getOwnPropertyNames(proto) : [])]);
+    for (const key of keys) {
+      const value = (service as Record<string, unknown>)[key];
+      if (key !== 'constructor' && typeof value === 'function') this.register(`${prefix}.${key}`, value.bind(service) as Handler);
+    }
+    return this;
+  }
+
+  has(name: string): boolean {
+    return this.handlers.has(name);
+  }
+
+  get(name: string): Handler | undefined {
+    return this.handlers.get(name)?.fn;
+  }
+
+  list(): HandlerInfo[] {
+    return [...this.handlers.values()].map((h) => h.info).sort((a, b) => a.name.localeCompare(b.name));
+  }
+}

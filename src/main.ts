@@ -1,0 +1,48 @@
+import { Chronograph } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { MigrationError } from './db/migrate.js';
+import { createLogger } from './logger.js';
+
+/** `npm start`: configuration from the environment, clean shutdown on SIGINT/SIGTERM. */
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.LOG_LEVEL);
+  let app: Chronograph;
+  try {
+    app = await Chronograph.create({ config, logger });
+    await app.listen();
+  } catch (error) {
+    logger.fatal({ err: error }, error instanceof MigrationError ? 'database migration refused' : 'Chronograph could not start');
+    process.exit(1);
+  }
+
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    app.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+}
+
+void main();

@@ -1,0 +1,88 @@
+import { conflict } from '../errors.js';
+import type { Prisma, Task } from '../generated/prisma/client.js';
+import { TaskStatus } from '../generated/prisma/client.js';
+
+/** Statuses from which a task can still run; `uniqueKey` admits one live task per key. */
+export const LIVE_STATUSES: TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.PAUSED];
+export const TERMINAL_STATUSES: TaskStatus[] = [TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.FORCED_END, TaskStatus.CANCELLED];
+
+/** NOTIFY channel carrying `{"id","taskId","tenantId"}` of each new TaskEvent, sent on commit. */
+export const TASK_EVENT_CHANNEL = 'chronograph_task_event';
+/** NOTIFY channel that wakes schedulers when a task becomes due earlier than they expected. */
+export const WAKE_CHANNEL = 'chronograph_wake';
+
+const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
+  SCHEDULED: ['SCHEDULED', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
+  RETRYING: ['RETRYING', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
+  RUNNING: ['SCHEDULED', 'RETRYING', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED', 'RUNNING'],
+  PAUSED: ['SCHEDULED', 'RETRYING', 'FORCED_END', 'CANCELLED'],
+  SUCCEEDED: [],
+  FAILED: [],
+  FORCED_END: [],
+  CANCELLED: [],
+};
+
+export function canTransition(from: TaskStatus, to: TaskStatus): boolean {
+  return ALLOWED[from].includes(to);
+}
+
+export interface TransitionInput {
+  task: Pick<Task, 'id' | 'tenantId' | 'status'>;
+  to: TaskStatus;
+  /** Other columns to change in the same update. */
+  data?: Prisma.TaskUncheckedUpdateManyInput;
+  message?: string | null;
+  runId?: string | null;
+}
+
+/**
+ * The one way a task changes status: a conditional update (the status must still be the one the caller
+ * saw, so two writers cannot both win), the TaskEvent row, and a NOTIFY that is delivered on commit.
+ * Call it inside a transaction.
+ */
+export async function transition(tx: Prisma.TransactionClient, input: TransitionInput): Promise<Task> {
+  const { task, to } = input;
+  if (!canTransition(task.status, to)) {
+    throw conflict(`Task ${task.id} is ${task.status}; it cannot become ${to}`, { status: task.status });
+  }
+  const updated = await tx.task.updateManyAndReturn({
+    where: { id: task.id, tenantId: task.tenantId, status: task.status },
+    data: { ...input.data, status: to },
+  });
+  if (updated.length === 0) {
+    throw conflict(`Task ${task.id} changed while this request was handled; read it again and retry`);
+  }
+  await recordEvent(tx, { taskId: task.id, tenantId: task.tenantId, fromStatus: task.status, toStatus: to, message: input.message, runId: input.runId });
+  return updated[0]!;
+}
+
+export interface EventInput {
+  taskId: string;
+  tenantId: string;
+  fromStatus: TaskStatus | null;
+  toStatus: TaskStatus;
+  message?: string | null;
+  runId?: string | null;
+}
+
+export async function recordEvent(tx: Prisma.TransactionClient, event: EventInput): Promise<void> {
+  await recordEvents(tx, [event]);
+}
+
+/** Appends TaskEvents and announces them (one NOTIFY each, delivered on commit, ids only). */
+export async function recordEvents(tx: Prisma.TransactionClient, events: EventInput[]): Promise<void> {
+  if (events.length === 0) return;
+  const rows = await tx.taskEvent.createManyAndReturn({
+    data: events.map((e) => ({
+      taskId: e.taskId,
+      tenantId: e.tenantId,
+      fromStatus: e.fromStatus,
+      toStatus: e.toStatus,
+      message: e.message ?? null,
+      runId: e.runId ?? null,
+    })),
+    select: { id: true, taskId: true, tenantId: true },
+  });
+  const payloads = rows.map((r) => JSON.stringify({ id: r.id.toString(), taskId: r.taskId, tenantId: r.tenantId }));
+  await tx.$executeRaw`SELECT pg_notify(${TASK_EVENT_CHANNEL}, p) FROM unnest(${payloads}::text[]) AS p`;
+}

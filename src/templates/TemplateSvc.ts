@@ -1,0 +1,189 @@
+import { badInput, ChronographError, conflict, notFound } from '../errors.js';
+import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
+import { RepeatType, TemplateOrigin, type Prisma } from '../generated/prisma/client.js';
+import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import { assertCron, assertTimezone } from '../tasks/time.js';
+import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
+import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
+import { LIVE_STATUSES } from '../tasks/statusMachine.js';
+
+export interface TemplateInput {
+  fullName: string;
+  title: string;
+  description?: string | null;
+  taskType?: string | null;
+  repeatType?: RepeatType | null;
+  funcName?: string | null;
+  argDict?: unknown;
+  cronExpression?: string | null;
+  intervalSeconds?: number | null;
+  timezone?: string | null;
+  maxAttempts?: number | null;
+  timeoutMs?: number | null;
+  priority?: number | null;
+  queue?: string | null;
+  enabled?: boolean | null;
+}
+
+export type TemplatePatch = { [K in Exclude<keyof TemplateInput, 'fullName'>]?: TemplateInput[K] | null };
+
+export interface TemplateDeps {
+  prisma: PrismaClient;
+  handlers: HandlerRegistry;
+  taskTypes: TaskTypeRegistry;
+  defaultTimezone: string;
+}
+
+/** Task templates of one tenant: the named task elements (`tasks.DataBackup`) tasks are created from. */
+export class TemplateSvc {
+  constructor(
+    private readonly deps: TemplateDeps,
+    readonly tenantId = 'default',
+  ) {}
+
+  forTenant(tenantId: string): TemplateSvc {
+    return new TemplateSvc(this.deps, tenantId);
+  }
+
+  /** The seed's getTaskTmplList: templates whose title or fullName contains `query`; "" lists all. */
+  list(query = ''): Promise<TaskTemplate[]> {
+    const q = query.trim();
+    return this.deps.prisma.taskTemplate.findMany({
+      where: {
+        tenantId: this.tenantId,
+        ...(q && {
+          OR: [{ title: { contains: q, mode: 'insensitive' } }, { fullName: { contains: q, mode: 'insensitive' } }],
+        }),
+      },
+      orderBy: { fullName: 'asc' },
+    });
+  }
+
+  find(fullName: string): Promise<TaskTemplate | null> {
+    return this.deps.prisma.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: this.tenantId, fullName } } });
+  }
+
+  async get(fullName: string): Promise<TaskTemplate> {
+    const template = await this.find(fullName);
+    if (!template) throw new ChronographError('UNKNOWN_TEMPLATE', `No task template is named ${JSON.stringify(fullName)}`, { field: 'fullName' });
+    return template;
+  }
+
+  async create(input: TemplateInput, origin: TemplateOrigin = TemplateOrigin.API): Promise<TaskTemplate> {
+    const data = this.validate(input);
+    if (await this.find(input.fullName)) throw conflict(`A task template named ${input.fullName} already exists`, { field: 'fullName' });
+    return this.deps.prisma.taskTemplate.create({ data: { ...data, tenantId: this.tenantId, origin } });
+  }
+
+  async update(fullName: string, patch: TemplatePatch): Promise<TaskTemplate> {
+    const current = await this.find(fullName);
+    if (!current) throw notFound('Task template', fullName);
+    this.assertEditable(current);
+    const merged = { ...templateToInput(current), ...stripUndefined(patch), fullName } as TemplateInput;
+    const data = this.validate(merged);
+    return this.deps.prisma.taskTemplate.update({ where: { id: current.id }, data });
+  }
+
+  async delete(fullName: string): Promise<TaskTemplate> {
+    const current = await this.find(fullName);
+    if (!current) throw notFound('Task template', fullName);
+    this.assertEditable(current);
+    const live = await this.deps.prisma.task.count({ where: { templateId: current.id, status: { in: LIVE_STATUSES } } });
+    if (live > 0) {
+      throw conflict(`Task template ${fullName} still has ${live} live task(s); force-end or cancel them first`, { liveTasks: live });
+    }
+    return this.deps.prisma.taskTemplate.delete({ where: { id: current.id } });
+  }
+
+  /**
+   * Makes the FILE-origin templates of this tenant exactly `inputs`: creates and updates them, and
+   * deletes the file templates that are no longer declared. Templates created over the API are left
+   * alone unless a file now declares the same name, in which case the file wins (it ships with the code).
+   */
+  async syncFromFiles(inputs: TemplateInput[]): Promise<{ upserted: number; removed: string[] }> {
+    const rows = inputs.map((input) => ({ ...this.validate(input), tenantId: this.tenantId, origin: TemplateOrigin.FILE }));
+    const names = rows.map((r) => r.fullName);
+    const duplicate = names.find((name, i) => names.indexOf(name) !== i);
+    if (duplicate) throw badInput(`Task template ${duplicate} is declared more than once`, 'fullName');
+    return this.deps.prisma.$transaction(async (tx) => {
+      for (const row of rows) {
+        await tx.taskTemplate.upsert({
+          where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } },
+          create: row,
+          update: row,
+        });
+      }
+      const stale = await tx.taskTemplate.findMany({
+        where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } },
+        select: { fullName: true },
+      });
+      await tx.taskTemplate.deleteMany({ where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } } });
+      return { upserted: rows.length, removed: stale.map((s) => s.fullName) };
+    });
+  }
+
+  private assertEditable(template: TaskTemplate) {
+    if (template.origin === TemplateOrigin.FILE) {
+      throw conflict(`Task template ${template.fullName} is declared in the app's template files; change it there`, {
+        origin: 'FILE',
+      });
+    }
+  }
+
+  /** Checks a whole template and returns the row to store. */
+  private validate(input: TemplateInput) {
+    const fullName = assertName(input.fullName, 'fullName');
+    const title = input.title?.trim();
+    if (!title) throw badInput('title must not be empty', 'title');
+    const taskType = input.taskType ?? 'tasks.NormalType';
+    if (!this.deps.taskTypes.has(taskType)) {
+      throw new ChronographError('UNKNOWN_TASK_TYPE', `Task type ${JSON.stringify(taskType)} is not registered (known: ${this.deps.taskTypes.names().join(', ')})`, {
+        field: 'taskType',
+      });
+    }
+    const repeatType = input.repeatType ?? RepeatType.ONCE;
+    if (repeatType === RepeatType.DATE_FIELD) {
+      throw new ChronographError('NOT_IMPLEMENTED', 'DATE_FIELD templates are not supported yet', { field: 'repeatType' });
+    }
+    const funcName = input.funcName ?? null;
+    if (funcName !== null && !this.deps.handlers.has(funcName)) {
+      throw new ChronographError('UNKNOWN_FUNC', `No handler is registered as ${JSON.stringify(funcName)}`, { field: 'funcName' });
+    }
+    const timezone = input.timezone ?? this.deps.defaultTimezone;
+    assertTimezone(timezone);
+    const cronExpression = input.cronExpression?.trim() || null;
+    if (cronExpression !== null) assertCron(cronExpression);
+    if (repeatType === RepeatType.CRON && cronExpression === null) throw new ChronographError('INVALID_CRON', 'A CRON template needs a cronExpression', { field: 'cronExpression' });
+    const intervalSeconds = input.intervalSeconds ?? null;
+    if (intervalSeconds !== null) assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);
+    if (repeatType === RepeatType.INTERVAL && intervalSeconds === null) throw badInput('An INTERVAL template needs intervalSeconds', 'intervalSeconds');
+    const timeoutMs = input.timeoutMs ?? null;
+    if (timeoutMs !== null) assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647);
+    const queue = input.queue?.trim() || 'default';
+    return {
+      fullName,
+      title,
+      description: input.description ?? null,
+      taskType,
+      repeatType,
+      funcName,
+      argDict: assertArgDict(input.argDict ?? {}) as Prisma.InputJsonObject,
+      cronExpression,
+      intervalSeconds,
+      timezone,
+      maxAttempts: assertIntRange(input.maxAttempts ?? 1, 'maxAttempts', 1, 1000),
+      timeoutMs,
+      priority: assertIntRange(input.priority ?? 0, 'priority', -1000, 1000),
+      queue,
+      enabled: input.enabled ?? true,
+    };
+  }
+}
+
+function templateToInput(t: TaskTemplate): TemplateInput {
+  return { ...t, argDict: t.argDict };
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
