@@ -1,4 +1,4 @@
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { ChronographError } from '../errors.js';
 import type { Chronograph } from '../app.js';
 import type { Context } from './builder.js';
@@ -38,7 +38,30 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
     maskedErrors: { maskError: createMaskError(app.logger) },
     logging: app.logger.child({ component: 'yoga' }),
     context: ({ request }) => contextFor(app, tenantOf(request.headers)),
+    plugins: [codeVariableErrors()],
   });
+}
+
+/**
+ * graphql-js reports variables that do not fit their declared types ("Variable "$input" got invalid
+ * value ...") without an error code; clients should see BAD_USER_INPUT like any other bad input.
+ */
+function codeVariableErrors(): Plugin {
+  return {
+    onExecute: () => ({
+      onExecuteDone: ({ result, setResult }) => {
+        if (Symbol.asyncIterator in result || !result.errors?.length) return;
+        setResult({
+          ...result,
+          errors: result.errors.map((error) =>
+            !error.extensions?.code && error.message.startsWith('Variable "$')
+              ? createGraphQLError(error.message, { nodes: error.nodes, extensions: { ...error.extensions, code: 'BAD_USER_INPUT' } })
+              : error,
+          ),
+        });
+      },
+    }),
+  };
 }
 
 const DEFAULT_QUERY = `# Welcome to Chronograph. Try:

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { Chronograph, type ChronographOptions } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+
+export type BackendName = 'pglite' | 'postgres';
+
+/** Every backend this run can test: PGlite always, PostgreSQL when TEST_DATABASE_URL is set. */
+export const backends: BackendName[] = process.env.TEST_DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+
+export interface TestDatabase {
+  /** postgres:// URL of a fresh, empty database; undefined for PGlite (each app gets its own in memory). */
+  url?: string;
+  drop(): Promise<void>;
+}
+
+/** A fresh, empty database on PostgreSQL (dropped by `drop`), or nothing to do for in-memory PGlite. */
+export async function createTestDatabase(backend: BackendName): Promise<TestDatabase> {
+  if (backend === 'pglite') return { url: undefined, drop: async () => {} };
+  const admin = process.env.TEST_DATABASE_URL!;
+  const name = `chronograph_test_${randomBytes(6).toString('hex')}`;
+  await withClient(admin, (c) => c.query(`CREATE DATABASE "${name}"`));
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: () => withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)).then(() => {}),
+  };
+}
+
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export function testConfig(overrides: Record<string, string | undefined> = {}): Config {
+  return loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: 'memory://', APP_DIR: 'test/fixtures/app', PORT: '0', SHUTDOWN_GRACE_MS: '2000', ...overrides });
+}
+
+export interface GqlResult<T = any> {
+  data?: T;
+  errors?: { message: string; path?: string[]; extensions?: Record<string, any> }[];
+}
+
+export interface TestApp {
+  app: Chronograph;
+  /** A GraphQL request through yoga's fetch, as a client would send it over HTTP. */
+  gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GqlResult<T>>;
+  close(): Promise<void>;
+}
+
+/** A Chronograph on a fresh database of `backend`, or on `database` to share one between instances. */
+export async function createTestApp(
+  backend: BackendName,
+  options: Partial<Omit<ChronographOptions, 'config'>> & { env?: Record<string, string>; database?: TestDatabase } = {},
+): Promise<TestApp> {
+  const database = options.database ?? (await createTestDatabase(backend));
+  const config = testConfig({ DATABASE_URL: database.url, ...options.env });
+  const app = await Chronograph.create({ ...options, config });
+  return {
+    app,
+    gql: (query, variables, headers) => gql(app, query, variables, headers),
+    async close() {
+      await app.stop();
+      if (!options.database) await database.drop();
+    },
+  };
+}
+
+export async function gql<T>(app: Chronograph, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<GqlResult<T>> {
+  const response = await app.yoga.fetch('http://chronograph/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await response.json()) as GqlResult<T>;
+}
+
+/** The data of a GraphQL result that must have no errors. */
+export function ok<T>(result: GqlResult<T>): T {
+  if (result.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
+  return result.data as T;
+}
+
+/** The single error code of a GraphQL result that must have failed. */
+export function errorCode(result: GqlResult): string | undefined {
+  if (!result.errors?.length) throw new Error(`expected an error, got ${JSON.stringify(result.data)}`);
+  return result.errors[0]!.extensions?.code;
+}
