@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/**
+ * `npm start` as a newcomer runs it: the real entry point in its own process, the example app in
+ * ./app, the embedded database under DATA_DIR, requests over real HTTP, and SIGTERM.
+ */
+const root = path.resolve(import.meta.dirname, '..');
+const tsx = path.join(root, 'node_modules/.bin/tsx');
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-main-'));
+
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function start(env: Record<string, string>) {
+  const child = spawn(tsx, ['src/main.ts'], { cwd: root, env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const listening = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', () => output.includes('Chronograph is listening') && resolve());
+    void exited.then((code) => reject(new Error(`exited with ${code}:\n${output}`)));
+  });
+  listening.catch(() => {}); // awaited by the tests that expect the server to come up
+  return { child, exited, listening, output: () => output };
+}
+
+async function post(port: number, query: string, variables?: object) {
+  const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await response.json()) as { data?: any; errors?: any[] };
+}
+
+async function stop(server: { child: ChildProcess; exited: Promise<number | null> }) {
+  server.child.kill('SIGTERM');
+  return server.exited;
+}
+
+describe('npm start (the src/main.ts process)', () => {
+  it('serves GraphQL and GraphiQL, keeps everything across a restart, and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const env = { PORT: String(port), DATA_DIR: dataDir, APP_DIR: path.join(root, 'app') };
+    const first = start(env);
+    await first.listening;
+
+    const templates = await post(port, `{ taskTemplates(query: "") { fullName } }`);
+    expect(templates.data.taskTemplates.map((t: any) => t.fullName)).toContain('tasks.DataBackup');
+    ok(await post(port, `mutation { createTaskTemplate(input: { fullName: "tasks.Custom", title: "Custom", funcName: "chronograph.echo" }) { fullName } }`));
+    const created = ok(
+      await post(port, `mutation { createTimerTask(input: { fullName: "tasks.DataBackup", startTime: "2099-01-01 10:00:00", argDict: { database: "main_db" } }) { id } }`),
+    ).createTimerTask;
+    const page = await fetch(`http://127.0.0.1:${port}/graphql`, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('GraphiQL');
+
+    expect(await stop(first)).toBe(0);
+    expect(first.output()).toContain('Chronograph stopped');
+
+    const second = start(env);
+    await second.listening;
+    const after = ok(await post(port, `query($id: ID!) { task(id: $id) { status fullName argDict } taskTemplate(fullName: "tasks.Custom") { title } }`, { id: created.id }));
+    expect(after.task).toMatchObject({ status: 'SCHEDULED', fullName: 'tasks.DataBackup', argDict: { database: 'main_db' } });
+    expect(after.taskTemplate).toEqual({ title: 'Custom' });
+    expect(await stop(second)).toBe(0);
+  });
+
+  it('refuses bad configuration with a clear message and exit code 2', async () => {
+    const bad = start({ PORT: 'not-a-port', DATA_DIR: dataDir });
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toMatch(/Invalid configuration:\n\s+PORT:/);
+  });
+});
+
+function ok(result: { data?: any; errors?: any[] }) {
+  if (result.errors) throw new Error(JSON.stringify(result.errors));
+  return result.data;
+}
