@@ -104,7 +104,7 @@ export class TaskSvc {
       const tasks = await tx.task.createManyAndReturn({ data: rows });
       await recordEvents(
         tx,
-        tasks.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, message: 'created' })),
+        tasks.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: 'created' })),
       );
       await wake(tx);
       return tasks;

@@ -1,6 +1,6 @@
 import { conflict } from '../errors.js';
 import type { Prisma, Task } from '../generated/prisma/client.js';
-import { TaskStatus } from '../generated/prisma/client.js';
+import { TaskEventType, TaskStatus } from '../generated/prisma/client.js';
 
 /** Statuses from which a task can still run; `uniqueKey` admits one live task per key. */
 export const LIVE_STATUSES: TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.PAUSED];
@@ -33,6 +33,7 @@ export interface TransitionInput {
   data?: Prisma.TaskUncheckedUpdateManyInput;
   message?: string | null;
   runId?: string | null;
+  type?: TaskEventType;
 }
 
 /**
@@ -52,13 +53,26 @@ export async function transition(tx: Prisma.TransactionClient, input: Transition
   if (updated.length === 0) {
     throw conflict(`Task ${task.id} changed while this request was handled; read it again and retry`);
   }
-  await recordEvent(tx, { taskId: task.id, tenantId: task.tenantId, fromStatus: task.status, toStatus: to, message: input.message, runId: input.runId });
-  return updated[0]!;
+  const row = updated[0]!;
+  await recordEvent(tx, {
+    taskId: task.id,
+    tenantId: task.tenantId,
+    fromStatus: task.status,
+    toStatus: to,
+    nextRunAt: row.nextRunAt,
+    message: input.message,
+    runId: input.runId,
+    type: input.type,
+  });
+  return row;
 }
 
 export interface EventInput {
   taskId: string;
   tenantId: string;
+  /** Default: CREATED when fromStatus is null, else STATUS_CHANGED. */
+  type?: TaskEventType;
+  nextRunAt?: Date | null;
   fromStatus: TaskStatus | null;
   toStatus: TaskStatus;
   message?: string | null;
@@ -74,6 +88,8 @@ export async function recordEvents(tx: Prisma.TransactionClient, events: EventIn
   if (events.length === 0) return;
   const rows = await tx.taskEvent.createManyAndReturn({
     data: events.map((e) => ({
+      type: e.type ?? (e.fromStatus === null ? TaskEventType.CREATED : TaskEventType.STATUS_CHANGED),
+      nextRunAt: e.nextRunAt ?? null,
       taskId: e.taskId,
       tenantId: e.tenantId,
       fromStatus: e.fromStatus,

@@ -4,6 +4,7 @@
 CREATE TYPE "RepeatType" AS ENUM ('ONCE', 'CRON', 'INTERVAL', 'DATE_FIELD');
 CREATE TYPE "TaskStatus" AS ENUM ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED');
 CREATE TYPE "TaskSource" AS ENUM ('API', 'DATE_FIELD', 'TEMPLATE');
+CREATE TYPE "TaskEventType" AS ENUM ('CREATED', 'STATUS_CHANGED', 'RESCHEDULED', 'RECOVERED');
 CREATE TYPE "TemplateOrigin" AS ENUM ('API', 'FILE');
 CREATE TYPE "RunStatus" AS ENUM ('RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELLED', 'ABANDONED');
 
@@ -105,8 +106,10 @@ CREATE TABLE "task_event" (
     "tenant_id" TEXT NOT NULL DEFAULT 'default',
     "task_id" UUID NOT NULL,
     "run_id" UUID,
+    "type" "TaskEventType" NOT NULL DEFAULT 'STATUS_CHANGED',
     "from_status" "TaskStatus",
     "to_status" "TaskStatus" NOT NULL,
+    "next_run_at" TIMESTAMPTZ(3),
     "message" TEXT,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     CONSTRAINT "task_event_pkey" PRIMARY KEY ("id"),

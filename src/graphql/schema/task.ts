@@ -1,6 +1,6 @@
 import { TaskStatus } from '../../generated/prisma/client.js';
 import { builder } from '../builder.js';
-import { RepeatTypeEnum, RunStatusEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
+import { RepeatTypeEnum, RunStatusEnum, TaskEventTypeEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
 
 builder.prismaObject('Task', {
   description: 'One schedulable unit created from a template.',
@@ -65,7 +65,9 @@ builder.prismaObject('TaskEvent', {
     cursor: t.string({ description: 'Same as id; for taskEvents(after:).', resolve: (event) => event.id.toString() }),
     task: t.relation('task'),
     run: t.relation('run', { nullable: true }),
+    type: t.expose('type', { type: TaskEventTypeEnum }),
     fromStatus: t.expose('fromStatus', { type: TaskStatusEnum, nullable: true }),
+    nextRunAt: t.expose('nextRunAt', { type: 'DateTime', nullable: true, description: 'When the task is next due after this event.' }),
     toStatus: t.expose('toStatus', { type: TaskStatusEnum }),
     message: t.exposeString('message', { nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
