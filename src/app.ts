@@ -9,6 +9,7 @@ import { createChronographYoga } from './graphql/createYoga.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
 import { HandlerRegistry } from './handlers/HandlerRegistry.js';
 import { createLogger, type Logger } from './logger.js';
+import { Scheduler } from './scheduler/Scheduler.js';
 import { startHttpServer } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
@@ -37,6 +38,7 @@ export class Chronograph {
   readonly templateSvc: TemplateSvc;
   readonly taskSvc: TaskSvc;
   readonly yoga: ReturnType<typeof createChronographYoga>;
+  readonly scheduler: Scheduler;
   private server?: Server;
 
   private constructor(
@@ -46,8 +48,16 @@ export class Chronograph {
     now?: () => Date,
   ) {
     const deps = { prisma: db.prisma, handlers: this.handlers, taskTypes: this.taskTypes, defaultTimezone: config.DEFAULT_TIMEZONE };
+    this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
+      workerId: config.WORKER_ID,
+      concurrency: config.CONCURRENCY,
+      queueConcurrency: config.QUEUE_CONCURRENCY,
+      leaseMs: config.LEASE_MS,
+      abortGraceMs: config.ABORT_GRACE_MS,
+      maxSleepMs: 30_000,
+    });
     this.templateSvc = new TemplateSvc(deps);
-    this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, now });
+    this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, abortGraceMs: config.ABORT_GRACE_MS, now });
     this.yoga = createChronographYoga(this);
   }
 
@@ -61,7 +71,9 @@ export class Chronograph {
       await app.loadAppModules();
       await options.setup?.(app);
       await app.loadTemplateFiles();
+      if (config.SCHEDULER_ENABLED) await app.scheduler.start();
     } catch (error) {
+      await app.scheduler.stop(0);
       await db.close();
       throw error;
     }
@@ -85,17 +97,23 @@ export class Chronograph {
     return { port: bound, url };
   }
 
-  /** Stops accepting requests, lets in-flight ones finish (up to the grace period), closes the database. */
+  /**
+   * Stops accepting requests and claiming tasks; in-flight requests and running handlers get up to
+   * SHUTDOWN_GRACE_MS to finish (handlers still running then are aborted and their leases released for
+   * another instance); then the database is closed.
+   */
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (server) {
+    const closeServer = async () => {
+      if (!server) return;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), this.config.SHUTDOWN_GRACE_MS);
       await closed;
       clearTimeout(timer);
-    }
+    };
+    await Promise.all([closeServer(), this.scheduler.stop(this.config.SHUTDOWN_GRACE_MS)]);
     await this.db.close();
     this.logger.info('Chronograph stopped');
   }

@@ -17,6 +17,26 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   WORKER_ID: z.string().min(1).default(`${os.hostname()}-${process.pid}`),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+  SUBSCRIPTION_BUFFER_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
+  SCHEDULER_ENABLED: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(10),
+  QUEUE_CONCURRENCY: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const limits: Record<string, number> = {};
+      for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const m = /^([\w.-]+)=(\d+)$/.exec(part);
+        if (!m || Number(m[2]) < 1) {
+          ctx.addIssue({ code: 'custom', message: `"${part}" is not queue=limit (e.g. emails=2,reports=1)` });
+          return z.NEVER;
+        }
+        limits[m[1]!] = Number(m[2]);
+      }
+      return limits;
+    }),
+  LEASE_MS: z.coerce.number().int().min(100).default(30_000),
+  ABORT_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
   DEFAULT_TIMEZONE: z
     .string()
     .default('UTC')

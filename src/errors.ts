@@ -13,7 +13,10 @@ export type ErrorCode =
   | 'UNKNOWN_TASK_TYPE'
   | 'NOT_FOUND'
   | 'CONFLICT'
-  | 'NOT_IMPLEMENTED';
+  | 'TIMEOUT'
+  | 'NOT_IMPLEMENTED'
+  | 'SUBSCRIBER_TOO_SLOW'
+  | 'SHUTTING_DOWN';
 
 export class ChronographError extends Error {
   constructor(

@@ -1,12 +1,24 @@
-import type { Logger } from '../logger.js';
+/** pino-style: `info('message')` or `info({ key: value }, 'message')`. */
+export type HandlerLogFn = {
+  (message: string): void;
+  (data: Record<string, unknown>, message?: string): void;
+};
+
+/** Lines logged here go to the process log and are stored with the run (TaskRun.logs). */
+export interface HandlerLogger {
+  debug: HandlerLogFn;
+  info: HandlerLogFn;
+  warn: HandlerLogFn;
+  error: HandlerLogFn;
+}
 
 /** What a handler sees besides its `argDict`. */
 export interface HandlerContext {
   /** Aborted on forced end, timeout or shutdown; long handlers should pass it on or check it. */
   signal: AbortSignal;
-  logger: Logger;
-  task: { id: string; tenantId: string; fullName: string; funcName: string; attempt: number };
-  run: { id: string };
+  logger: HandlerLogger;
+  task: { id: string; tenantId: string; fullName: string; funcName: string; taskType: string; attempt: number; maxAttempts: number; scheduledFor: Date };
+  run: { id: string; recovered: boolean };
 }
 
 export type Handler = (args: Record<string, unknown>, ctx: HandlerContext) => unknown;

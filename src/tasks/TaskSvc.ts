@@ -1,9 +1,11 @@
-import { ChronographError, badInput, notFound } from '../errors.js';
+import { v7 as uuidv7 } from 'uuid';
+import type { Database } from '../db/Database.js';
+import { ChronographError, badInput, conflict, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/client.js';
-import { RepeatType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
+import { MisfirePolicy, OverlapPolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
-import { TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
+import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
 import { assertCron, assertTimezone, nextCronOccurrence, parseTime } from './time.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { assertArgDict, assertId, assertIntRange } from './validate.js';
@@ -25,7 +27,16 @@ export interface TimerTaskInput {
   timeoutMs?: number | null;
   priority?: number | null;
   queue?: string | null;
+  /** At most one live task per key (and tenant): creating another returns the live one instead. */
+  uniqueKey?: string | null;
+  misfirePolicy?: MisfirePolicy | null;
+  misfireToleranceMs?: number | null;
+  overlapPolicy?: OverlapPolicy | null;
+  retryBackoffMs?: number | null;
 }
+
+/** A task as createTimerTask returns it: `deduplicated` when its uniqueKey matched a live task. */
+export type CreatedTask = Task & { deduplicated: boolean };
 
 export interface TaskFilter {
   status?: TaskStatus[] | null;
@@ -42,7 +53,10 @@ export interface TaskSvcDeps {
   handlers: HandlerRegistry;
   taskTypes: TaskTypeRegistry;
   templates: TemplateSvc;
+  db: Pick<Database, 'listen'>;
   defaultTimezone: string;
+  /** How long forcedEnd waits for a running handler to stop (its abort grace period). */
+  abortGraceMs: number;
   now?: () => Date;
 }
 
@@ -73,18 +87,21 @@ export class TaskSvc {
     return this.templates.list(queryStr);
   }
 
-  /** Creates one task in status SCHEDULED, with its first TaskEvent. */
-  async createTimerTask(input: TimerTaskInput): Promise<Task> {
+  /**
+   * Creates one task in status SCHEDULED, with its first TaskEvent. With a `uniqueKey` that a live task
+   * already holds, nothing is created and that task is returned with `deduplicated: true`.
+   */
+  async createTimerTask(input: TimerTaskInput): Promise<CreatedTask> {
     const [task] = await this.createTimerTasks([input]);
     return task!;
   }
 
   /** Creates many tasks in one transaction: either all of them exist afterwards or none does. */
-  async createTimerTasks(inputs: TimerTaskInput[]): Promise<Task[]> {
+  async createTimerTasks(inputs: TimerTaskInput[]): Promise<CreatedTask[]> {
     if (inputs.length === 0) return [];
     if (inputs.length > 10_000) throw badInput('At most 10000 tasks can be created in one call', 'inputs');
     const templates = new Map<string, TaskTemplate>();
-    const rows: Prisma.TaskCreateManyInput[] = [];
+    const rows: (Prisma.TaskCreateManyInput & { id: string })[] = [];
     for (const [index, input] of inputs.entries()) {
       try {
         let template = templates.get(input.fullName);
@@ -92,7 +109,7 @@ export class TaskSvc {
           template = await this.templates.get(input.fullName);
           templates.set(input.fullName, template);
         }
-        rows.push(this.buildTask(input, template));
+        rows.push({ id: uuidv7(), ...this.buildTask(input, template) });
       } catch (error) {
         if (error instanceof ChronographError && inputs.length > 1) {
           throw new ChronographError(error.code, `inputs[${index}]: ${error.message}`, { ...error.details, index });
@@ -101,14 +118,64 @@ export class TaskSvc {
       }
     }
     return this.deps.prisma.$transaction(async (tx) => {
-      const tasks = await tx.task.createManyAndReturn({ data: rows });
+      // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
+      // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
+      const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
       await recordEvents(
         tx,
-        tasks.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: 'created' })),
+        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: 'created' })),
       );
-      await wake(tx);
-      return tasks;
+      if (inserted.length > 0) await wake(tx);
+      const byId = new Map(inserted.map((t) => [t.id, t]));
+      const skippedKeys = rows.filter((r) => !byId.has(r.id)).map((r) => r.uniqueKey!);
+      const existing = skippedKeys.length
+        ? await tx.task.findMany({ where: { tenantId: this.tenantId, uniqueKey: { in: skippedKeys }, status: { in: LIVE_STATUSES } } })
+        : [];
+      const byKey = new Map(existing.map((t) => [t.uniqueKey!, t]));
+      return rows.map((row) => {
+        const created = byId.get(row.id);
+        if (created) return { ...created, deduplicated: false };
+        const live = byKey.get(row.uniqueKey!);
+        if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
+        return { ...live, deduplicated: true };
+      });
     });
+  }
+
+  /**
+   * Resolves with the task once it is in one of `statuses` (default: any final status), checking on
+   * every event of the task; rejects with TIMEOUT after `timeoutMs`.
+   */
+  async waitForTask(taskId: string, options: { statuses?: TaskStatus[]; timeoutMs?: number } = {}): Promise<Task> {
+    const id = assertId(taskId, 'taskId');
+    const wanted = new Set(options.statuses?.length ? options.statuses : TERMINAL_STATUSES);
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    let settle!: (task: Task | Error) => void;
+    const outcome = new Promise<Task | Error>((resolve) => (settle = resolve));
+    let checking = Promise.resolve();
+    const check = () => {
+      checking = checking.then(async () => {
+        const task = await this.findTask(id);
+        if (!task) settle(notFound('Task', taskId));
+        else if (wanted.has(task.status)) settle(task);
+      }).catch((error: unknown) => settle(error as Error));
+    };
+    const unlisten = await this.deps.db.listen(TASK_EVENT_CHANNEL, (payload) => {
+      if (payload === '' || payload.includes(id)) check();
+    });
+    const timer = setTimeout(
+      () => settle(new ChronographError('TIMEOUT', `Task ${id} did not reach ${[...wanted].join(' or ')} within ${timeoutMs} ms`, { taskId: id })),
+      timeoutMs,
+    );
+    check();
+    try {
+      const result = await outcome;
+      if (result instanceof Error) throw result;
+      return result;
+    } finally {
+      clearTimeout(timer);
+      await unlisten();
+    }
   }
 
   async getTask(id: string): Promise<Task> {
@@ -172,27 +239,117 @@ export class TaskSvc {
     return { ...counts, total };
   }
 
-  /** Ends a task that has not finished: FORCED_END, with an event; it will not run again. */
+  /**
+   * Ends a task for good: FORCED_END, with an event. A task that has not started ends at once. A RUNNING
+   * task's handler is aborted by whichever instance runs it (the request travels through the database
+   * and NOTIFY), which records the run as CANCELLED and ends the task; this call waits for that, up to the
+   * abort grace period. A running task whose instance died (lease expired) is ended here directly.
+   */
   async forcedEnd(taskId: string, reason?: string | null): Promise<Task> {
     const id = assertId(taskId, 'taskId');
-    return this.deps.prisma.$transaction(async (tx) => {
-      const task = await tx.task.findFirst({ where: { id, tenantId: this.tenantId } });
-      if (!task) throw notFound('Task', taskId);
+    const message = reason?.trim() || 'forced end requested';
+    const outcome = await this.deps.prisma.$transaction(async (tx) => {
+      const task = await this.lockTask(tx, id, taskId);
       if (TERMINAL_STATUSES.includes(task.status)) {
-        throw new ChronographError('CONFLICT', `Task ${task.id} has already ended (${task.status}); there is nothing to force-end`, {
-          status: task.status,
-        });
+        throw conflict(`Task ${task.id} has already ended (${task.status}); there is nothing to force-end`, { status: task.status });
+      }
+      const leaseAlive = task.status === TaskStatus.RUNNING && task.lockedUntil != null && task.lockedUntil > this.now();
+      if (leaseAlive) {
+        await tx.task.update({ where: { id }, data: { cancelRequestedAt: this.now() } });
+        await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${id})`;
+        return { waiting: true as const };
       }
       if (task.status === TaskStatus.RUNNING) {
-        throw new ChronographError('CONFLICT', `Task ${task.id} is running; ending a running task needs the scheduler`, { status: task.status });
+        await tx.taskRun.updateMany({
+          where: { taskId: id, status: 'RUNNING' },
+          data: { status: 'CANCELLED', finishedAt: this.now(), error: `forced end while its worker ${task.lockedBy} was unreachable` },
+        });
       }
-      return transition(tx, {
-        task,
-        to: TaskStatus.FORCED_END,
-        data: { nextRunAt: null, lockedBy: null, lockedUntil: null },
-        message: reason?.trim() || 'forced end requested',
-      });
+      const ended = await transition(tx, { task, to: TaskStatus.FORCED_END, data: { nextRunAt: null, lockedBy: null, lockedUntil: null, cancelRequestedAt: null }, message });
+      return { waiting: false as const, task: ended };
     });
+    if (!outcome.waiting) return outcome.task;
+    const done = await this.waitForTask(id, { statuses: [...TERMINAL_STATUSES, TaskStatus.SCHEDULED, TaskStatus.RETRYING], timeoutMs: this.deps.abortGraceMs + 10_000 });
+    if (done.status !== TaskStatus.FORCED_END) {
+      throw conflict(`Task ${id} finished (${done.status}) before it could be force-ended`, { status: done.status });
+    }
+    return done;
+  }
+
+  /** PAUSED: it keeps its place (nextRunAt) but does not run until resumed. */
+  pauseTask(taskId: string): Promise<Task> {
+    return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING], (task, tx) =>
+      transition(tx, { task, to: TaskStatus.PAUSED, message: 'paused' }),
+    );
+  }
+
+  /** Back to SCHEDULED (RETRYING if it was between attempts); a time that passed meanwhile is a misfire. */
+  resumeTask(taskId: string): Promise<Task> {
+    return this.change(taskId, [TaskStatus.PAUSED], async (task, tx) => {
+      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed' });
+      await wake(tx);
+      return resumed;
+    });
+  }
+
+  /** Makes the task due now; a recurring task then continues its schedule. */
+  runTaskNow(taskId: string): Promise<Task> {
+    return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], async (task, tx) => {
+      const due = await transition(tx, {
+        task,
+        to: task.status === TaskStatus.PAUSED ? TaskStatus.SCHEDULED : task.status,
+        type: TaskEventType.RESCHEDULED,
+        data: { nextRunAt: this.now() },
+        message: 'run now requested',
+      });
+      await wake(tx);
+      return due;
+    });
+  }
+
+  /** Moves the next run to `startTime` (for a cron task: its first occurrence at or after it). */
+  rescheduleTask(taskId: string, startTime: string): Promise<Task> {
+    return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], async (task, tx) => {
+      const at = parseTime(startTime, task.timezone, 'startTime');
+      const nextRunAt = task.cronExpression ? nextCronOccurrence(task.cronExpression, task.timezone, new Date(at.getTime() - 1)) : at;
+      if (task.endTime && nextRunAt > task.endTime) throw badInput('The new time is after the task\'s endTime', 'startTime');
+      const moved = await transition(tx, {
+        task,
+        to: task.status,
+        type: TaskEventType.RESCHEDULED,
+        data: { nextRunAt, ...(task.repeatType === RepeatType.ONCE && { startTime: nextRunAt }) },
+        message: `rescheduled to ${nextRunAt.toISOString()}`,
+      });
+      await wake(tx);
+      return moved;
+    });
+  }
+
+  /** CANCELLED: it will not run again; kept in history. A running task is stopped with forcedEnd. */
+  cancelTask(taskId: string, reason?: string | null): Promise<Task> {
+    return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], (task, tx) =>
+      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled' }),
+    );
+  }
+
+  /** Locks the task row, checks its status is one of `from`, and applies `fn` in the same transaction. */
+  private change(taskId: string, from: TaskStatus[], fn: (task: Task, tx: Prisma.TransactionClient) => Promise<Task>): Promise<Task> {
+    const id = assertId(taskId, 'taskId');
+    return this.deps.prisma.$transaction(async (tx) => {
+      const task = await this.lockTask(tx, id, taskId);
+      if (!from.includes(task.status)) {
+        const hint = task.status === TaskStatus.RUNNING ? '; it is running (forcedEnd stops a running task)' : '';
+        throw conflict(`Task ${task.id} is ${task.status}${hint}; this needs ${from.join(' or ')}`, { status: task.status });
+      }
+      return fn(task, tx);
+    });
+  }
+
+  private async lockTask(tx: Prisma.TransactionClient, id: string, asGiven: string): Promise<Task> {
+    // FOR UPDATE: the scheduler's claim skips a row we hold, and we wait for a claim in progress.
+    const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM task WHERE id = ${id}::uuid AND tenant_id = ${this.tenantId} FOR UPDATE`;
+    if (locked.length === 0) throw notFound('Task', asGiven);
+    return tx.task.findUniqueOrThrow({ where: { id } });
   }
 
   saveDateFieldTask(_rowObj: unknown): never {
@@ -273,9 +430,20 @@ export class TaskSvc {
       queue: input.queue?.trim() || template.queue,
       maxAttempts: assertIntRange(input.maxAttempts ?? template.maxAttempts, 'maxAttempts', 1, 1000),
       timeoutMs: timeoutMs != null ? assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647) : null,
+      uniqueKey: input.uniqueKey != null ? assertUniqueKey(input.uniqueKey) : null,
+      misfirePolicy: input.misfirePolicy ?? template.misfirePolicy,
+      misfireToleranceMs: assertIntRange(input.misfireToleranceMs ?? template.misfireToleranceMs, 'misfireToleranceMs', 0, 2_147_483_647),
+      overlapPolicy: input.overlapPolicy ?? template.overlapPolicy,
+      retryBackoffMs: assertIntRange(input.retryBackoffMs ?? template.retryBackoffMs, 'retryBackoffMs', 0, 3_600_000),
       source: TaskSource.API,
     };
   }
+}
+
+function assertUniqueKey(key: string): string {
+  const trimmed = key.trim();
+  if (!trimmed || trimmed.length > 200) throw badInput('uniqueKey must be 1-200 characters', 'uniqueKey');
+  return trimmed;
 }
 
 /** Tells every scheduler that something may be due earlier than it planned; delivered on commit. */

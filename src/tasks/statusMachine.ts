@@ -10,12 +10,14 @@ export const TERMINAL_STATUSES: TaskStatus[] = [TaskStatus.SUCCEEDED, TaskStatus
 export const TASK_EVENT_CHANNEL = 'chronograph_task_event';
 /** NOTIFY channel that wakes schedulers when a task becomes due earlier than they expected. */
 export const WAKE_CHANNEL = 'chronograph_wake';
+/** NOTIFY channel whose payload is the id of a RUNNING task to force-end; its instance aborts it. */
+export const CANCEL_CHANNEL = 'chronograph_cancel';
 
 const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
   SCHEDULED: ['SCHEDULED', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
   RETRYING: ['RETRYING', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
   RUNNING: ['SCHEDULED', 'RETRYING', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED', 'RUNNING'],
-  PAUSED: ['SCHEDULED', 'RETRYING', 'FORCED_END', 'CANCELLED'],
+  PAUSED: ['PAUSED', 'SCHEDULED', 'RETRYING', 'FORCED_END', 'CANCELLED'],
   SUCCEEDED: [],
   FAILED: [],
   FORCED_END: [],

@@ -1,6 +1,6 @@
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
-import { RepeatType, TemplateOrigin, type Prisma } from '../generated/prisma/client.js';
+import { MisfirePolicy, OverlapPolicy, RepeatType, TemplateOrigin, type Prisma } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { assertCron, assertTimezone } from '../tasks/time.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
@@ -23,6 +23,10 @@ export interface TemplateInput {
   priority?: number | null;
   queue?: string | null;
   enabled?: boolean | null;
+  misfirePolicy?: MisfirePolicy | null;
+  misfireToleranceMs?: number | null;
+  overlapPolicy?: OverlapPolicy | null;
+  retryBackoffMs?: number | null;
 }
 
 export type TemplatePatch = { [K in Exclude<keyof TemplateInput, 'fullName'>]?: TemplateInput[K] | null };
@@ -176,6 +180,10 @@ export class TemplateSvc {
       priority: assertIntRange(input.priority ?? 0, 'priority', -1000, 1000),
       queue,
       enabled: input.enabled ?? true,
+      misfirePolicy: input.misfirePolicy ?? MisfirePolicy.RUN_ONCE,
+      misfireToleranceMs: assertIntRange(input.misfireToleranceMs ?? 60_000, 'misfireToleranceMs', 0, 2_147_483_647),
+      overlapPolicy: input.overlapPolicy ?? OverlapPolicy.SKIP,
+      retryBackoffMs: assertIntRange(input.retryBackoffMs ?? 1000, 'retryBackoffMs', 0, 3_600_000),
     };
   }
 }

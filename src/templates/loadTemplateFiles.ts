@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { RepeatType } from '../generated/prisma/client.js';
+import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/client.js';
 import type { TemplateInput } from './TemplateSvc.js';
 
 const templateFileEntry = z
@@ -21,6 +21,10 @@ const templateFileEntry = z
     priority: z.number().int().nullish(),
     queue: z.string().nullish(),
     enabled: z.boolean().nullish(),
+    misfirePolicy: z.enum(MisfirePolicy).nullish(),
+    misfireToleranceMs: z.number().int().nullish(),
+    overlapPolicy: z.enum(OverlapPolicy).nullish(),
+    retryBackoffMs: z.number().int().nullish(),
     tenantId: z.string().optional(),
   })
   .strict();

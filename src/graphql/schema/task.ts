@@ -1,6 +1,6 @@
 import { TaskStatus } from '../../generated/prisma/client.js';
 import { builder } from '../builder.js';
-import { RepeatTypeEnum, RunStatusEnum, TaskEventTypeEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
+import { MisfirePolicyEnum, OverlapPolicyEnum, RepeatTypeEnum, RunStatusEnum, TaskEventTypeEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
 
 builder.prismaObject('Task', {
   description: 'One schedulable unit created from a template.',
@@ -33,6 +33,16 @@ builder.prismaObject('Task', {
     sourceField: t.exposeString('sourceField', { nullable: true }),
     lockedBy: t.exposeString('lockedBy', { nullable: true, description: 'Worker holding the task while it runs.' }),
     lastError: t.exposeString('lastError', { nullable: true }),
+    uniqueKey: t.exposeString('uniqueKey', { nullable: true }),
+    misfirePolicy: t.expose('misfirePolicy', { type: MisfirePolicyEnum }),
+    misfireToleranceMs: t.exposeInt('misfireToleranceMs'),
+    overlapPolicy: t.expose('overlapPolicy', { type: OverlapPolicyEnum }),
+    retryBackoffMs: t.exposeInt('retryBackoffMs', { description: 'First retry delay; it doubles with each attempt (with jitter).' }),
+    cancelRequestedAt: t.expose('cancelRequestedAt', { type: 'DateTime', nullable: true, description: 'Set while a forced end of the running task is under way.' }),
+    deduplicated: t.boolean({
+      description: 'True only in the answer to createTimerTask(s) when a live task already held the uniqueKey and was returned instead of a new one.',
+      resolve: (task) => (task as { deduplicated?: boolean }).deduplicated === true,
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     runs: t.relation('runs', { description: 'Execution attempts, oldest first.', query: { orderBy: { startedAt: 'asc' } } }),
@@ -55,6 +65,16 @@ builder.prismaObject('TaskRun', {
     result: t.expose('result', { type: 'JSON', nullable: true }),
     error: t.exposeString('error', { nullable: true }),
     errorStack: t.exposeString('errorStack', { nullable: true }),
+    logs: t.relation('logs', { description: 'Lines the handler logged through ctx.logger.', query: { orderBy: { id: 'asc' } } }),
+  }),
+});
+
+builder.prismaObject('TaskRunLog', {
+  fields: (t) => ({
+    level: t.exposeString('level'),
+    message: t.exposeString('message'),
+    data: t.expose('data', { type: 'JSON', nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
   }),
 });
 
@@ -106,6 +126,11 @@ export const TimerTaskInput = builder.inputType('TimerTaskInput', {
     timeoutMs: t.int(),
     priority: t.int(),
     queue: t.string(),
+    uniqueKey: t.string({ description: 'At most one live task per key: if one exists it is returned (deduplicated: true) and nothing is created.' }),
+    misfirePolicy: t.field({ type: MisfirePolicyEnum }),
+    misfireToleranceMs: t.int({ description: 'For misfire SKIP: how late a run may start (default 60000).' }),
+    overlapPolicy: t.field({ type: OverlapPolicyEnum }),
+    retryBackoffMs: t.int({ description: 'First retry delay in ms (default 1000); doubles per attempt, with jitter.' }),
   }),
 });
 
@@ -178,9 +203,39 @@ builder.mutationFields((t) => ({
     args: { inputs: t.arg({ type: [TimerTaskInput], required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTasks(args.inputs),
   }),
+  pauseTask: t.prismaField({
+    type: 'Task',
+    description: 'SCHEDULED or RETRYING → PAUSED: keeps its place but does not run until resumed.',
+    args: { taskId: t.arg.id({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.pauseTask(String(args.taskId)),
+  }),
+  resumeTask: t.prismaField({
+    type: 'Task',
+    description: 'PAUSED → SCHEDULED (or RETRYING).',
+    args: { taskId: t.arg.id({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.resumeTask(String(args.taskId)),
+  }),
+  runTaskNow: t.prismaField({
+    type: 'Task',
+    description: 'Makes a waiting task due now; a recurring task then continues its schedule.',
+    args: { taskId: t.arg.id({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.runTaskNow(String(args.taskId)),
+  }),
+  rescheduleTask: t.prismaField({
+    type: 'Task',
+    description: 'Moves the next run of a waiting task (RESCHEDULED event).',
+    args: { taskId: t.arg.id({ required: true }), startTime: t.arg.string({ required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.rescheduleTask(String(args.taskId), args.startTime),
+  }),
+  cancelTask: t.prismaField({
+    type: 'Task',
+    description: 'A waiting task → CANCELLED. A running task is stopped with forcedEnd.',
+    args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.cancelTask(String(args.taskId), args.reason),
+  }),
   forcedEnd: t.prismaField({
     type: 'Task',
-    description: 'Ends a task that has not finished; it will not run again (FORCED_END).',
+    description: 'Ends a task for good (FORCED_END). A running handler is aborted, on whichever instance runs it.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.forcedEnd(String(args.taskId), args.reason),
   }),

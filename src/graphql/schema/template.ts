@@ -1,5 +1,5 @@
 import { builder } from '../builder.js';
-import { RepeatTypeEnum, TemplateOriginEnum } from './enums.js';
+import { MisfirePolicyEnum, OverlapPolicyEnum, RepeatTypeEnum, TemplateOriginEnum } from './enums.js';
 
 builder.prismaObject('TaskTemplate', {
   description: 'A named task element such as tasks.DataBackup: the defaults of the tasks created from it.',
@@ -20,6 +20,10 @@ builder.prismaObject('TaskTemplate', {
     priority: t.exposeInt('priority'),
     queue: t.exposeString('queue'),
     enabled: t.exposeBoolean('enabled'),
+    misfirePolicy: t.expose('misfirePolicy', { type: MisfirePolicyEnum }),
+    misfireToleranceMs: t.exposeInt('misfireToleranceMs'),
+    overlapPolicy: t.expose('overlapPolicy', { type: OverlapPolicyEnum }),
+    retryBackoffMs: t.exposeInt('retryBackoffMs'),
     origin: t.expose('origin', { type: TemplateOriginEnum, description: 'FILE templates ship with the app and are read-only here.' }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
@@ -59,6 +63,10 @@ const TaskTemplateInput = builder.inputType('TaskTemplateInput', {
     priority: t.int({ description: templateFields.priority }),
     queue: t.string({ description: templateFields.queue }),
     enabled: t.boolean({ description: templateFields.enabled }),
+    misfirePolicy: t.field({ type: MisfirePolicyEnum }),
+    misfireToleranceMs: t.int({ description: 'For misfire SKIP: how late a run may start, in ms.' }),
+    overlapPolicy: t.field({ type: OverlapPolicyEnum }),
+    retryBackoffMs: t.int({ description: 'First retry delay in ms; doubles per attempt, with jitter.' }),
   }),
 });
 
@@ -79,6 +87,10 @@ const TaskTemplatePatch = builder.inputType('TaskTemplatePatch', {
     priority: t.int({ description: templateFields.priority }),
     queue: t.string({ description: templateFields.queue }),
     enabled: t.boolean({ description: templateFields.enabled }),
+    misfirePolicy: t.field({ type: MisfirePolicyEnum }),
+    misfireToleranceMs: t.int({ description: 'For misfire SKIP: how late a run may start, in ms.' }),
+    overlapPolicy: t.field({ type: OverlapPolicyEnum }),
+    retryBackoffMs: t.int({ description: 'First retry delay in ms; doubles per attempt, with jitter.' }),
   }),
 });
 

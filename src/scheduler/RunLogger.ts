@@ -1,0 +1,61 @@
+import type { Logger } from '../logger.js';
+
+export interface RunLogLine {
+  level: string;
+  message: string;
+  data: unknown;
+  createdAt: Date;
+}
+
+type LogMethod = {
+  (message: string): void;
+  (data: Record<string, unknown>, message?: string): void;
+};
+
+/**
+ * The logger a handler gets in its context: pino-style calls (`info('msg')`, `info({ key }, 'msg')`),
+ * written to the process log with the task and run ids, and kept to be stored with the run
+ * (task_run_log) when the attempt ends. At most `limit` lines are kept per run.
+ */
+export class RunLogger {
+  readonly lines: RunLogLine[] = [];
+  private dropped = 0;
+  readonly debug: LogMethod;
+  readonly info: LogMethod;
+  readonly warn: LogMethod;
+  readonly error: LogMethod;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly limit = 1000,
+  ) {
+    this.debug = this.method('debug');
+    this.info = this.method('info');
+    this.warn = this.method('warn');
+    this.error = this.method('error');
+  }
+
+  private method(level: 'debug' | 'info' | 'warn' | 'error'): LogMethod {
+    return ((first: string | Record<string, unknown>, second?: string) => {
+      const [data, message] = typeof first === 'string' ? [undefined, first] : [first, second ?? ''];
+      if (data) this.logger[level](data, message);
+      else this.logger[level](message);
+      if (this.lines.length < this.limit) this.lines.push({ level, message, data: data ? toJson(data) : null, createdAt: new Date() });
+      else this.dropped++;
+    }) as LogMethod;
+  }
+
+  /** The lines to store, with a note when some were dropped. */
+  drain(): RunLogLine[] {
+    if (this.dropped) this.lines.push({ level: 'warn', message: `${this.dropped} more log lines were not stored`, data: null, createdAt: new Date() });
+    return this.lines;
+  }
+}
+
+function toJson(value: unknown): unknown {
+  try {
+    return JSON.parse(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Error ? { message: v.message, stack: v.stack } : v)));
+  } catch {
+    return String(value);
+  }
+}

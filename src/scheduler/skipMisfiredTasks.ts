@@ -1,0 +1,56 @@
+import type { PrismaClient } from '../generated/prisma/client.js';
+import { TaskEventType, TaskStatus, type RepeatType } from '../generated/prisma/client.js';
+import { transition } from '../tasks/statusMachine.js';
+import { occurrenceAfter } from './recurrence.js';
+
+interface MisfiredRow {
+  id: string;
+  tenantId: string;
+  status: TaskStatus;
+  repeatType: RepeatType;
+  cronExpression: string | null;
+  intervalSeconds: number | null;
+  timezone: string;
+  nextRunAt: Date;
+  endTime: Date | null;
+  maxRuns: number | null;
+  runCount: number;
+  lateMs: number;
+  misfireToleranceMs: number;
+}
+
+/**
+ * Misfire policy SKIP: occurrences later than their tolerance (the instance was down) do not run. A
+ * recurring task moves on to its first occurrence after now (a RESCHEDULED event says what was
+ * skipped); a one-off task has nothing to move on to and is CANCELLED. claimTasks leaves these rows
+ * alone, so they cannot run late between two passes of this function.
+ */
+export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Promise<number> {
+  return prisma.$transaction(async (tx) => {
+    const rows = await tx.$queryRawUnsafe<MisfiredRow[]>(
+      `SELECT id, tenant_id AS "tenantId", status::text AS status, repeat_type::text AS "repeatType", cron_expression AS "cronExpression",
+              interval_seconds AS "intervalSeconds", timezone, next_run_at AS "nextRunAt", end_time AS "endTime",
+              max_runs AS "maxRuns", run_count AS "runCount", misfire_tolerance_ms AS "misfireToleranceMs",
+              (EXTRACT(EPOCH FROM (now() - next_run_at)) * 1000)::float8 AS "lateMs"
+         FROM task
+        WHERE status IN ('SCHEDULED', 'RETRYING') AND misfire_policy = 'SKIP' AND attempts = 0
+          AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond'
+        ORDER BY next_run_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED`,
+      limit,
+    );
+    const now = new Date();
+    for (const row of rows) {
+      const late = `missed its ${row.nextRunAt.toISOString()} run by ${Math.round(row.lateMs / 1000)} s (tolerance ${Math.round(row.misfireToleranceMs / 1000)} s)`;
+      let next = occurrenceAfter(row, now, row.nextRunAt);
+      if (next && row.endTime && next > row.endTime) next = null;
+      if (next && (row.maxRuns == null || row.runCount < row.maxRuns)) {
+        await transition(tx, { task: row, to: TaskStatus.SCHEDULED, type: TaskEventType.RESCHEDULED, data: { nextRunAt: next }, message: `${late}; skipped to the next occurrence` });
+      } else {
+        await transition(tx, { task: row, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: `${late}; skipped (misfire policy SKIP)` });
+      }
+    }
+    return rows.length;
+  });
+}

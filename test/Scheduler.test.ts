@@ -1,0 +1,266 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TaskSvc } from '../src/tasks/TaskSvc.js';
+import { NormalType, type TaskTypeRunInput } from '../src/tasks/TaskTypeRegistry.js';
+import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
+
+const soon = (ms = 0) => new Date(Date.now() + ms).toISOString();
+
+class WrappedType extends NormalType {
+  override async run(input: TaskTypeRunInput) {
+    input.ctx.logger.info('wrapped before');
+    return { wrapped: await super.run(input) };
+  }
+}
+
+describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
+  let t: TestApp;
+  let svc: TaskSvc;
+  const flaky = new Map<string, number>();
+  const order: string[] = [];
+
+  beforeAll(async () => {
+    t = await createTestApp(backend, {
+      env: { LEASE_MS: '600', ABORT_GRACE_MS: '300', CONCURRENCY: '8', QUEUE_CONCURRENCY: 'serial=1' },
+      setup(app) {
+        app.taskTypes.register(new WrappedType('tasks.WrappedType'));
+        app.handlers.register('test.flaky', (args) => {
+          const key = String(args.key);
+          const n = (flaky.get(key) ?? 0) + 1;
+          flaky.set(key, n);
+          if (n <= Number(args.failTimes)) throw new Error(`failure ${n}`);
+          return { succeededOnCall: n };
+        });
+        app.handlers.register('test.logs', (args, ctx) => {
+          ctx.logger.info('starting');
+          ctx.logger.warn({ table: args.table }, 'half way');
+          return { attempt: ctx.task.attempt };
+        });
+        app.handlers.register('test.untilAborted', (_args, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))));
+        app.handlers.register('test.ignoresAbort', () => sleep(2_000).then(() => 'late result'));
+        app.handlers.register('test.order', (args) => {
+          order.push(String(args.name));
+          return sleep(30);
+        });
+      },
+    });
+    svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+  });
+  afterAll(() => t?.close());
+
+  const create = (input: Record<string, unknown>) => svc.createTimerTask({ fullName: 'tasks.DataSync', startTime: soon(), ...input });
+  const runsOf = (taskId: string) => t.app.db.prisma.taskRun.findMany({ where: { taskId }, orderBy: { startedAt: 'asc' }, include: { logs: { orderBy: { id: 'asc' } } } });
+  const eventsOf = async (taskId: string) =>
+    (await t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } })).map((e) => `${e.type}:${e.fromStatus ?? '-'}>${e.toStatus}`);
+
+  it('runs a task that is due now, once, recording run, result, logs and every event', async () => {
+    const task = await create({ funcName: 'test.logs', argDict: { table: 'users' } });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
+    expect(done).toMatchObject({ status: 'SUCCEEDED', runCount: 1, attempts: 1, nextRunAt: null, lockedBy: null });
+    const runs = await runsOf(task.id);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({ status: 'SUCCEEDED', attempt: 1, recovered: false, result: { attempt: 1 }, workerId: t.app.config.WORKER_ID });
+    expect(runs[0]!.finishedAt).not.toBeNull();
+    expect(runs[0]!.logs.map((l) => [l.level, l.message, l.data])).toEqual([
+      ['info', 'starting', null],
+      ['warn', 'half way', { table: 'users' }],
+    ]);
+    expect(await eventsOf(task.id)).toEqual(['CREATED:->SCHEDULED', 'STATUS_CHANGED:SCHEDULED>RUNNING', 'STATUS_CHANGED:RUNNING>SUCCEEDED']);
+    const viaGraphql = ok(await t.gql(`query($id: ID!) { task(id: $id) { status runs { status result logs { message } } } }`, { id: task.id })).task;
+    expect(viaGraphql).toEqual({ status: 'SUCCEEDED', runs: [{ status: 'SUCCEEDED', result: { attempt: 1 }, logs: [{ message: 'starting' }, { message: 'half way' }] }] });
+  });
+
+  it('runs a future task at its time, not before', async () => {
+    const at = new Date(Date.now() + 400);
+    const task = await create({ funcName: 'chronograph.echo', startTime: at.toISOString() });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
+    const [run] = await runsOf(task.id);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(run!.startedAt.getTime()).toBeGreaterThanOrEqual(at.getTime());
+  });
+
+  it('retries with backoff until an attempt succeeds', async () => {
+    const task = await create({ funcName: 'test.flaky', argDict: { key: `r-${backend}`, failTimes: 2 }, maxAttempts: 3, retryBackoffMs: 20 });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
+    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 3, lastError: null });
+    expect((await runsOf(task.id)).map((r) => [r.attempt, r.status, r.error])).toEqual([
+      [1, 'FAILED', 'failure 1'],
+      [2, 'FAILED', 'failure 2'],
+      [3, 'SUCCEEDED', null],
+    ]);
+    expect(await eventsOf(task.id)).toContain('STATUS_CHANGED:RUNNING>RETRYING');
+  });
+
+  it('fails for good when the attempts run out', async () => {
+    const task = await create({ funcName: 'chronograph.fail', argDict: { message: 'disk full' }, maxAttempts: 2, retryBackoffMs: 10 });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
+    expect(done).toMatchObject({ status: 'FAILED', attempts: 2, lastError: 'disk full', nextRunAt: null });
+    const runs = await runsOf(task.id);
+    expect(runs.map((r) => r.status)).toEqual(['FAILED', 'FAILED']);
+    expect(runs[1]!.errorStack).toContain('disk full');
+  });
+
+  it('aborts a handler that runs past its timeout and records TIMED_OUT', async () => {
+    const task = await create({ funcName: 'chronograph.sleep', argDict: { ms: 10_000 }, timeoutMs: 100, maxAttempts: 1 });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
+    expect(done).toMatchObject({ status: 'FAILED', lastError: 'timed out after 100 ms' });
+    expect((await runsOf(task.id)).map((r) => r.status)).toEqual(['TIMED_OUT']);
+  });
+
+  it('force-ends a running task: the handler is aborted and the run cancelled', async () => {
+    const task = await create({ funcName: 'test.untilAborted' });
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
+    const ended = ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status runs { status } } }`, { id: task.id })).forcedEnd;
+    expect(ended).toEqual({ status: 'FORCED_END', runs: [{ status: 'CANCELLED' }] });
+    expect(await eventsOf(task.id)).toEqual(['CREATED:->SCHEDULED', 'STATUS_CHANGED:SCHEDULED>RUNNING', 'STATUS_CHANGED:RUNNING>FORCED_END']);
+    expect(errorCode(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status } }`, { id: task.id }))).toBe('CONFLICT');
+  });
+
+  it('abandons a handler that ignores its abort signal and discards its late result', async () => {
+    const task = await create({ funcName: 'test.ignoresAbort' });
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
+    const ended = await svc.forcedEnd(task.id);
+    expect(ended.status).toBe('FORCED_END');
+    await sleep(2_200); // the handler's own 2 s sleep ends: its result must not be applied
+    const after = await svc.getTask(task.id);
+    const runs = await runsOf(task.id);
+    expect(after.status).toBe('FORCED_END');
+    expect(runs.map((r) => r.status)).toEqual(['CANCELLED']);
+    expect(runs[0]!.logs.map((l) => l.message)).toEqual([expect.stringContaining('abandoned')]);
+  });
+
+  it('runs an interval task on its grid until maxRuns', async () => {
+    const task = await create({ funcName: 'chronograph.noop', repeatType: 'INTERVAL', intervalSeconds: 1, maxRuns: 3 });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 15_000 });
+    expect(done).toMatchObject({ status: 'SUCCEEDED', runCount: 3 });
+    const starts = (await runsOf(task.id)).map((r) => r.startedAt.getTime());
+    expect(starts).toHaveLength(3);
+    expect(starts[2]! - starts[0]!).toBeGreaterThanOrEqual(1900);
+  });
+
+  it('runs a 6-field cron task every second and goes back to SCHEDULED between runs', async () => {
+    const task = await create({ funcName: 'chronograph.noop', repeatType: 'CRON', cronExpression: '* * * * * *', maxRuns: 2 });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 15_000 });
+    expect(done).toMatchObject({ status: 'SUCCEEDED', runCount: 2 });
+    const events = await eventsOf(task.id);
+    expect(events).toEqual([
+      'CREATED:->SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'STATUS_CHANGED:RUNNING>SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'STATUS_CHANGED:RUNNING>SUCCEEDED',
+    ]);
+  });
+
+  it('runs tasks through their task type (an app type wraps the handler)', async () => {
+    const task = await create({ funcName: 'chronograph.echo', taskType: 'tasks.WrappedType', argDict: { x: 1 } });
+    await svc.waitForTask(task.id);
+    const [run] = await runsOf(task.id);
+    expect(run!.result).toEqual({ wrapped: { x: 1 } });
+    expect(run!.logs.map((l) => l.message)).toEqual(['wrapped before']);
+  });
+
+  it('pauses, resumes, runs now, reschedules and cancels, refusing invalid transitions', async () => {
+    const task = await create({ funcName: 'chronograph.noop', startTime: '2099-01-01T00:00:00Z' });
+    const call = (name: string, extra = '') => t.gql(`mutation($id: ID!) { ${name}(taskId: $id${extra}) { status nextRunAt } }`, { id: task.id });
+    expect(ok(await call('pauseTask')).pauseTask.status).toBe('PAUSED');
+    expect(errorCode(await call('pauseTask'))).toBe('CONFLICT');
+    expect(ok(await call('rescheduleTask', ', startTime: "2098-01-01T00:00:00Z"')).rescheduleTask).toEqual({ status: 'PAUSED', nextRunAt: '2098-01-01T00:00:00.000Z' });
+    expect(ok(await call('resumeTask')).resumeTask.status).toBe('SCHEDULED');
+    expect(errorCode(await call('resumeTask'))).toBe('CONFLICT');
+    expect(errorCode(await call('rescheduleTask', ', startTime: "2098-02-30"'))).toBe('INVALID_START_TIME');
+    ok(await call('runTaskNow'));
+    expect((await svc.waitForTask(task.id)).status).toBe('SUCCEEDED');
+    expect(await eventsOf(task.id)).toEqual([
+      'CREATED:->SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>PAUSED',
+      'RESCHEDULED:PAUSED>PAUSED',
+      'STATUS_CHANGED:PAUSED>SCHEDULED',
+      'RESCHEDULED:SCHEDULED>SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'STATUS_CHANGED:RUNNING>SUCCEEDED',
+    ]);
+    expect(errorCode(await call('cancelTask'))).toBe('CONFLICT');
+    const other = await create({ funcName: 'chronograph.noop', startTime: '2099-01-01T00:00:00Z' });
+    expect(ok(await t.gql(`mutation($id: ID!) { cancelTask(taskId: $id, reason: "no longer needed") { status } }`, { id: other.id })).cancelTask.status).toBe('CANCELLED');
+  });
+
+  it('refuses to pause or resume a running task', async () => {
+    const task = await create({ funcName: 'test.untilAborted' });
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
+    expect(errorCode(await t.gql(`mutation($id: ID!) { pauseTask(taskId: $id) { status } }`, { id: task.id }))).toBe('CONFLICT');
+    expect(errorCode(await t.gql(`mutation($id: ID!) { resumeTask(taskId: $id) { status } }`, { id: task.id }))).toBe('CONFLICT');
+    await svc.forcedEnd(task.id);
+  });
+
+  it('keeps one live task per uniqueKey, also under concurrent creation', async () => {
+    const input = { funcName: 'chronograph.noop', startTime: '2099-01-01T00:00:00Z', uniqueKey: `nightly-${backend}` };
+    const results = await Promise.all(Array.from({ length: 8 }, () => create(input)));
+    const ids = new Set(results.map((r) => r.id));
+    expect(ids.size).toBe(1);
+    expect(results.filter((r) => !r.deduplicated)).toHaveLength(1);
+    const again = ok(
+      await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id deduplicated } }`, { input: { fullName: 'tasks.DataSync', ...input } }),
+    ).createTimerTask;
+    expect(again).toEqual({ id: [...ids][0], deduplicated: true });
+    await svc.cancelTask(again.id);
+    const fresh = await create(input);
+    expect(fresh.deduplicated).toBe(false);
+    expect(fresh.id).not.toBe(again.id);
+  });
+
+  it('starts due tasks in priority order and respects queue limits', async () => {
+    await t.app.scheduler.stop(1000);
+    try {
+      const names = ['low', 'high', 'mid'];
+      const priorities = { low: -5, high: 10, mid: 0 } as Record<string, number>;
+      const past = new Date(Date.now() - 1000).toISOString();
+      for (const name of names) await create({ funcName: 'test.order', argDict: { name }, priority: priorities[name], queue: 'serial', startTime: past });
+      order.length = 0;
+      await t.app.scheduler.start();
+      await waitFor(() => order.length === 3, { what: 'three runs' });
+      expect(order).toEqual(['high', 'mid', 'low']);
+      const runs = await t.app.db.prisma.taskRun.findMany({ where: { task: { queue: 'serial' } }, orderBy: { startedAt: 'asc' } });
+      for (let i = 1; i < runs.length; i++) expect(runs[i]!.startedAt.getTime()).toBeGreaterThanOrEqual(runs[i - 1]!.finishedAt!.getTime());
+    } finally {
+      await t.app.scheduler.start();
+    }
+  });
+
+  it('recovers a task whose worker died holding it', async () => {
+    const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z' });
+    // What a crashed instance leaves behind: RUNNING, an open run, a lease that has run out.
+    const prisma = t.app.db.prisma;
+    await prisma.task.update({ where: { id: task.id }, data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedUntil: new Date(Date.now() - 1000), attempts: 1 } });
+    await prisma.taskRun.create({ data: { taskId: task.id, attempt: 1, workerId: 'dead-worker' } });
+    const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
+    expect(done.status).toBe('SUCCEEDED');
+    const runs = await runsOf(task.id);
+    expect(runs.map((r) => [r.workerId, r.status, r.recovered])).toEqual([
+      ['dead-worker', 'ABANDONED', false],
+      [t.app.config.WORKER_ID, 'SUCCEEDED', true],
+    ]);
+    expect(await eventsOf(task.id)).toContain('RECOVERED:RUNNING>RUNNING');
+  });
+
+  it('follows misfire policies after downtime', async () => {
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    const skipped = await create({ funcName: 'chronograph.noop', startTime: hourAgo, misfirePolicy: 'SKIP', misfireToleranceMs: 1000 });
+    const once = await create({ funcName: 'chronograph.noop', repeatType: 'INTERVAL', intervalSeconds: 600, startTime: hourAgo, maxRuns: 2 });
+    const all = await create({ funcName: 'chronograph.noop', repeatType: 'INTERVAL', intervalSeconds: 1, startTime: new Date(Date.now() - 4_500).toISOString(), misfirePolicy: 'RUN_ALL', maxRuns: 4 });
+
+    expect((await svc.waitForTask(skipped.id, { timeoutMs: 10_000 })).status).toBe('CANCELLED');
+    expect(await runsOf(skipped.id)).toEqual([]);
+
+    // RUN_ONCE: six missed 10-minute occurrences run once, then the schedule continues in the future.
+    const onceAfter = await waitFor(async () => {
+      const x = await svc.getTask(once.id);
+      return x.runCount === 1 && x.status === 'SCHEDULED' ? x : null;
+    });
+    expect(onceAfter.nextRunAt!.getTime()).toBeGreaterThan(Date.now());
+
+    // RUN_ALL: each missed second runs, back to back.
+    expect((await svc.waitForTask(all.id, { timeoutMs: 10_000 })).runCount).toBe(4);
+  });
+});
