@@ -3,6 +3,8 @@ import type { Server } from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Config } from './config.js';
+import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
+import { ModelSvc } from './dateFields/ModelSvc.js';
 import { openDatabase, type Database } from './db/Database.js';
 import { ChronographError } from './errors.js';
 import { createChronographYoga } from './graphql/createYoga.js';
@@ -37,6 +39,10 @@ export class Chronograph {
   readonly taskTypes = new TaskTypeRegistry();
   readonly templateSvc: TemplateSvc;
   readonly taskSvc: TaskSvc;
+  /** The model-event layer: date-field templates turn record dates into tasks. */
+  readonly dateFieldSvc: DateFieldSvc;
+  /** Low-code models and their records; every record write runs the date-field layer. */
+  readonly modelSvc: ModelSvc;
   readonly yoga: ReturnType<typeof createChronographYoga>;
   readonly scheduler: Scheduler;
   private server?: Server;
@@ -47,7 +53,15 @@ export class Chronograph {
     readonly db: Database,
     now?: () => Date,
   ) {
-    const deps = { prisma: db.prisma, handlers: this.handlers, taskTypes: this.taskTypes, defaultTimezone: config.DEFAULT_TIMEZONE };
+    this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, now });
+    this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE });
+    const deps = {
+      prisma: db.prisma,
+      handlers: this.handlers,
+      taskTypes: this.taskTypes,
+      defaultTimezone: config.DEFAULT_TIMEZONE,
+      dateFields: this.dateFieldSvc,
+    };
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,
       concurrency: config.CONCURRENCY,
@@ -83,6 +97,8 @@ export class Chronograph {
   getElement(name: string): unknown {
     if (name === 'services.TaskSvc') return this.taskSvc;
     if (name === 'services.TemplateSvc') return this.templateSvc;
+    if (name === 'services.DateFieldSvc') return this.dateFieldSvc;
+    if (name === 'services.ModelSvc') return this.modelSvc;
     const element = this.taskTypes.get(name) ?? this.handlers.get(name);
     if (!element) throw new ChronographError('NOT_FOUND', `No element is named ${JSON.stringify(name)}`);
     return element;

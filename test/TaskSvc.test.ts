@@ -51,7 +51,7 @@ describe.each(backends)('services.TaskSvc through app.getElement (%s)', (backend
     const error = await taskSvc.createTimerTask({ fullName: 'tasks.Nope', startTime: '2030-01-01' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ChronographError);
     expect((error as ChronographError).code).toBe('UNKNOWN_TEMPLATE');
-    expect(() => taskSvc.saveDateFieldTask({ model: 'models.Contract', postData: {} })).toThrow(ChronographError);
+    await expect(taskSvc.saveDateFieldTask({ model: 'models.Contract', postData: {} })).rejects.toMatchObject({ code: 'BAD_USER_INPUT' });
   });
 
   it('resolves registered elements by name', () => {

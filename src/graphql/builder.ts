@@ -2,6 +2,8 @@ import SchemaBuilder from '@pothos/core';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import { Kind, type ValueNode } from 'graphql';
+import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
+import type { ModelSvc } from '../dateFields/ModelSvc.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type PrismaTypes from '../generated/pothos-types.js';
 import { getDatamodel } from '../generated/pothos-types.js';
@@ -16,6 +18,8 @@ export interface Context {
   prisma: PrismaClient;
   taskSvc: TaskSvc;
   templateSvc: TemplateSvc;
+  dateFieldSvc: DateFieldSvc;
+  modelSvc: ModelSvc;
   handlers: HandlerRegistry;
   taskTypes: TaskTypeRegistry;
 }

@@ -24,6 +24,8 @@ export function contextFor(app: Chronograph, tenantId: string): Context {
     prisma: app.db.prisma,
     taskSvc: app.taskSvc.forTenant(tenantId),
     templateSvc: app.templateSvc.forTenant(tenantId),
+    dateFieldSvc: app.dateFieldSvc.forTenant(tenantId),
+    modelSvc: app.modelSvc.forTenant(tenantId),
     handlers: app.handlers,
     taskTypes: app.taskTypes,
   };

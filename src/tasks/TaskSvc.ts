@@ -5,6 +5,8 @@ import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/clien
 import { MisfirePolicy, OverlapPolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
+import type { DateFieldResult } from '../dateFields/applyDateFields.js';
+import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
 import { assertCron, assertTimezone, nextCronOccurrence, parseTime } from './time.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
@@ -53,6 +55,8 @@ export interface TaskSvcDeps {
   handlers: HandlerRegistry;
   taskTypes: TaskTypeRegistry;
   templates: TemplateSvc;
+  /** The model-event layer behind saveDateFieldTask / deleteDateFieldTask. */
+  dateFields: DateFieldSvc;
   db: Pick<Database, 'listen'>;
   defaultTimezone: string;
   /** How long forcedEnd waits for a running handler to stop (its abort grace period). */
@@ -352,12 +356,18 @@ export class TaskSvc {
     return tx.task.findUniqueOrThrow({ where: { id } });
   }
 
-  saveDateFieldTask(_rowObj: unknown): never {
-    throw new ChronographError('NOT_IMPLEMENTED', 'saveDateFieldTask is not implemented yet: date-field templates arrive with the model-event layer');
+  /**
+   * The seed's afterSave hook, `rowObj = { model, postData, prevData }`: for every date-field template
+   * of the model the record has exactly one live task, rescheduled (same task) when its date changes,
+   * cancelled when the date is cleared or the record stops matching the template's condition.
+   */
+  saveDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
+    return this.deps.dateFields.forTenant(this.tenantId).saveDateFieldTask(rowObj);
   }
 
-  deleteDateFieldTask(_rowObj: unknown): never {
-    throw new ChronographError('NOT_IMPLEMENTED', 'deleteDateFieldTask is not implemented yet: date-field templates arrive with the model-event layer');
+  /** The seed's afterDelete hook, `rowObj = { model, prevData }`: the record's live tasks are CANCELLED. */
+  deleteDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
+    return this.deps.dateFields.forTenant(this.tenantId).deleteDateFieldTask(rowObj);
   }
 
   /** Resolves defaults from the template and validates everything; throws before anything is written. */

@@ -6,6 +6,8 @@ import { assertCron, assertTimezone } from '../tasks/time.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
+import { LONG_TRANSACTION, type DateFieldSvc } from '../dateFields/DateFieldSvc.js';
+import { configOf, configToInput, dateFieldColumns, validateDateFieldInput, type DateFieldRuleInput } from '../dateFields/dateRule.js';
 
 export interface TemplateInput {
   fullName: string;
@@ -23,6 +25,8 @@ export interface TemplateInput {
   priority?: number | null;
   queue?: string | null;
   enabled?: boolean | null;
+  /** DATE_FIELD templates: the model, date field, offset, condition and end (src/dateFields/dateRule.ts). */
+  dateField?: DateFieldRuleInput | null;
   misfirePolicy?: MisfirePolicy | null;
   misfireToleranceMs?: number | null;
   overlapPolicy?: OverlapPolicy | null;
@@ -36,6 +40,8 @@ export interface TemplateDeps {
   handlers: HandlerRegistry;
   taskTypes: TaskTypeRegistry;
   defaultTimezone: string;
+  /** The model-event layer: date-field templates' tasks follow template changes. */
+  dateFields: DateFieldSvc;
 }
 
 /** Task templates of one tenant: the named task elements (`tasks.DataBackup`) tasks are created from. */
@@ -47,6 +53,10 @@ export class TemplateSvc {
 
   forTenant(tenantId: string): TemplateSvc {
     return new TemplateSvc(this.deps, tenantId);
+  }
+
+  private get dateFields(): DateFieldSvc {
+    return this.deps.dateFields.forTenant(this.tenantId);
   }
 
   /** The seed's getTaskTmplList: templates whose title or fullName contains `query`; "" lists all. */
@@ -76,7 +86,12 @@ export class TemplateSvc {
   async create(input: TemplateInput, origin: TemplateOrigin = TemplateOrigin.API): Promise<TaskTemplate> {
     const data = this.validate(input);
     if (await this.find(input.fullName)) throw conflict(`A task template named ${input.fullName} already exists`, { field: 'fullName' });
-    return this.deps.prisma.taskTemplate.create({ data: { ...data, tenantId: this.tenantId, origin } });
+    await this.checkDateField(data);
+    return this.deps.prisma.$transaction(async (tx) => {
+      const created = await tx.taskTemplate.create({ data: { ...data, tenantId: this.tenantId, origin } });
+      await this.dateFields.templateChanged(tx, null, created);
+      return created;
+    }, LONG_TRANSACTION);
   }
 
   async update(fullName: string, patch: TemplatePatch): Promise<TaskTemplate> {
@@ -84,8 +99,15 @@ export class TemplateSvc {
     if (!current) throw notFound('Task template', fullName);
     this.assertEditable(current);
     const merged = { ...templateToInput(current), ...stripUndefined(patch), fullName } as TemplateInput;
+    if (patch.repeatType && patch.repeatType !== RepeatType.DATE_FIELD && patch.dateField === undefined) merged.dateField = null;
     const data = this.validate(merged);
-    return this.deps.prisma.taskTemplate.update({ where: { id: current.id }, data });
+    await this.checkDateField(data);
+    // Pending date-field tasks follow the new offset, condition or handler in the same transaction.
+    return this.deps.prisma.$transaction(async (tx) => {
+      const updated = await tx.taskTemplate.update({ where: { id: current.id }, data });
+      await this.dateFields.templateChanged(tx, current, updated);
+      return updated;
+    }, LONG_TRANSACTION);
   }
 
   async delete(fullName: string): Promise<TaskTemplate> {
@@ -111,19 +133,22 @@ export class TemplateSvc {
     if (duplicate) throw badInput(`Task template ${duplicate} is declared more than once`, 'fullName');
     return this.deps.prisma.$transaction(async (tx) => {
       for (const row of rows) {
-        await tx.taskTemplate.upsert({
+        await this.checkDateField(row);
+        const before = await tx.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } } });
+        const after = await tx.taskTemplate.upsert({
           where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } },
           create: row,
           update: row,
         });
+        await this.dateFields.templateChanged(tx, before, after);
       }
       const stale = await tx.taskTemplate.findMany({
         where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } },
-        select: { fullName: true },
       });
+      for (const template of stale) await this.dateFields.templateChanged(tx, template, null);
       await tx.taskTemplate.deleteMany({ where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } } });
       return { upserted: rows.length, removed: stale.map((s) => s.fullName) };
-    });
+    }, LONG_TRANSACTION);
   }
 
   private assertEditable(template: TaskTemplate) {
@@ -131,6 +156,13 @@ export class TemplateSvc {
       throw conflict(`Task template ${template.fullName} is declared in the app's template files; change it there`, {
         origin: 'FILE',
       });
+    }
+  }
+
+  /** A DATE_FIELD template on a low-code model must follow one of its DATE or DATETIME fields. */
+  private async checkDateField(data: { repeatType: RepeatType; sourceModel: string | null; sourceField: string | null }) {
+    if (data.repeatType === RepeatType.DATE_FIELD && data.sourceModel && data.sourceField) {
+      await this.dateFields.checkTemplateModel(data.sourceModel, data.sourceField);
     }
   }
 
@@ -146,8 +178,13 @@ export class TemplateSvc {
       });
     }
     const repeatType = input.repeatType ?? RepeatType.ONCE;
-    if (repeatType === RepeatType.DATE_FIELD) {
-      throw new ChronographError('NOT_IMPLEMENTED', 'DATE_FIELD templates are not supported yet', { field: 'repeatType' });
+    // DATE_FIELD: tasks are created from records, so the template must say which date and which handler;
+    // after their first run they repeat by cronExpression or intervalSeconds, when one is given.
+    const dateField = repeatType === RepeatType.DATE_FIELD ? validateDateFieldInput(input.dateField) : null;
+    if (!dateField && input.dateField != null) throw badInput('dateField is only for DATE_FIELD templates', 'dateField');
+    if (dateField && !input.funcName) throw badInput('A DATE_FIELD template needs a funcName: its tasks are created from records, with no caller to name one', 'funcName');
+    if (dateField && input.cronExpression?.trim() && input.intervalSeconds != null) {
+      throw badInput('A DATE_FIELD template repeats by cronExpression or by intervalSeconds, not both', 'intervalSeconds');
     }
     const funcName = input.funcName ?? null;
     if (funcName !== null && !this.deps.handlers.has(funcName)) {
@@ -179,6 +216,7 @@ export class TemplateSvc {
       timeoutMs,
       priority: assertIntRange(input.priority ?? 0, 'priority', -1000, 1000),
       queue,
+      ...dateFieldColumns(dateField),
       enabled: input.enabled ?? true,
       misfirePolicy: input.misfirePolicy ?? MisfirePolicy.RUN_ONCE,
       misfireToleranceMs: assertIntRange(input.misfireToleranceMs ?? 60_000, 'misfireToleranceMs', 0, 2_147_483_647),
@@ -189,7 +227,8 @@ export class TemplateSvc {
 }
 
 function templateToInput(t: TaskTemplate): TemplateInput {
-  return { ...t, argDict: t.argDict };
+  const dateField = t.repeatType === RepeatType.DATE_FIELD && t.sourceModel ? configToInput(configOf(t)) : null;
+  return { ...t, argDict: t.argDict, dateField };
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/client.js';
+import type { DateFieldRuleInput } from '../dateFields/dateRule.js';
 import type { TemplateInput } from './TemplateSvc.js';
 
 const templateFileEntry = z
@@ -21,6 +22,8 @@ const templateFileEntry = z
     priority: z.number().int().nullish(),
     queue: z.string().nullish(),
     enabled: z.boolean().nullish(),
+    // Checked in depth by TemplateSvc (validateDateFieldInput), which names the offending field.
+    dateField: z.custom<DateFieldRuleInput>((v) => typeof v === 'object').nullish(),
     misfirePolicy: z.enum(MisfirePolicy).nullish(),
     misfireToleranceMs: z.number().int().nullish(),
     overlapPolicy: z.enum(OverlapPolicy).nullish(),

@@ -1,7 +1,9 @@
 import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from '../builder.js';
+import './dateFields.js';
 import './enums.js';
 import './handler.js';
+import './models.js';
 import './task.js';
 import './template.js';
 

@@ -1,4 +1,5 @@
 import { builder } from '../builder.js';
+import { DateFieldRuleInput } from './dateFields.js';
 import { MisfirePolicyEnum, OverlapPolicyEnum, RepeatTypeEnum, TemplateOriginEnum } from './enums.js';
 
 builder.prismaObject('TaskTemplate', {
@@ -52,7 +53,8 @@ const TaskTemplateInput = builder.inputType('TaskTemplateInput', {
     title: t.string({ required: true, description: templateFields.title }),
     description: t.string({ description: templateFields.description }),
     taskType: t.string({ description: templateFields.taskType }),
-    repeatType: t.field({ type: RepeatTypeEnum, description: 'ONCE (default), CRON or INTERVAL.' }),
+    repeatType: t.field({ type: RepeatTypeEnum, description: 'ONCE (default), CRON, INTERVAL or DATE_FIELD (tasks follow a record date; see dateField).' }),
+    dateField: t.field({ type: DateFieldRuleInput, description: 'Required for DATE_FIELD templates; their tasks repeat after the first run by cronExpression or intervalSeconds.' }),
     funcName: t.string({ description: templateFields.funcName }),
     argDict: t.field({ type: 'JSON', description: templateFields.argDict }),
     cronExpression: t.string({ description: templateFields.cronExpression }),
@@ -77,6 +79,7 @@ const TaskTemplatePatch = builder.inputType('TaskTemplatePatch', {
     description: t.string({ description: templateFields.description }),
     taskType: t.string({ description: templateFields.taskType }),
     repeatType: t.field({ type: RepeatTypeEnum }),
+    dateField: t.field({ type: DateFieldRuleInput, description: 'Replaces the whole date-field rule of a DATE_FIELD template.' }),
     funcName: t.string({ description: templateFields.funcName }),
     argDict: t.field({ type: 'JSON', description: templateFields.argDict }),
     cronExpression: t.string({ description: templateFields.cronExpression }),

@@ -1,0 +1,239 @@
+import { badInput } from '../errors.js';
+import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
+import { RepeatType, TaskStatus, type Prisma } from '../generated/prisma/client.js';
+import { transition } from '../tasks/statusMachine.js';
+import { assertName } from '../tasks/validate.js';
+import { addCounts, applyDateFields, emptyResult, type DateFieldResult, type PreparedTemplate, type RecordChange } from './applyDateFields.js';
+import { isPlainObject, stableStringify } from './condition.js';
+import { lockLiveTemplateTasks, lockOrphanDateFieldTasks, upsertDateFieldSources } from './dateFieldSql.js';
+import { configOf } from './dateRule.js';
+import type { ModelField } from './modelFields.js';
+
+export interface DateFieldSvcDeps {
+  prisma: PrismaClient;
+  now?: () => Date;
+}
+
+/** The seed's rowObj: `{ model, postData, prevData }` (afterSave) or `{ model, prevData }` (afterDelete). */
+export interface RowObj {
+  model?: unknown;
+  postData?: unknown;
+  prevData?: unknown;
+}
+
+/** Interactive transactions that may walk every record of a model (reconcile, template changes). */
+export const LONG_TRANSACTION = { maxWait: 10_000, timeout: 30 * 60_000 } as const;
+
+const PAGE = 1000;
+
+/**
+ * The model-event layer of one tenant: date-field templates turn record dates into tasks. The hooks
+ * (`saveDateFieldTask` / `deleteDateFieldTask`), low-code record writes, the Prisma extension,
+ * template changes and reconcile all end in `applyDateFields`; this class finds the templates and the
+ * records and owns the transactions.
+ */
+export class DateFieldSvc {
+  constructor(
+    private readonly deps: DateFieldSvcDeps,
+    readonly tenantId = 'default',
+  ) {}
+
+  forTenant(tenantId: string): DateFieldSvc {
+    return new DateFieldSvc(this.deps, tenantId);
+  }
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  /** afterSave hook: the record's tasks follow `postData` (merged over `prevData`, for partial payloads). */
+  async saveDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
+    const { model, rowId, data } = parseRowObj(rowObj, 'save');
+    return this.deps.prisma.$transaction((tx) => this.saveExternal(tx, model, [{ rowId, data, prefix: 'rowObj.postData' }]));
+  }
+
+  /** afterDelete hook: the record's live tasks are CANCELLED. */
+  async deleteDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
+    const { model, rowId } = parseRowObj(rowObj, 'delete');
+    return this.deps.prisma.$transaction((tx) => this.saveExternal(tx, model, [{ rowId, data: null }]));
+  }
+
+  /**
+   * Hooks for many records of one model in one transaction (the Prisma extension's createMany etc.).
+   * `data: null` means deleted.
+   */
+  async saveRecords(model: string, records: { rowId: string; data: Record<string, unknown> | null }[]): Promise<DateFieldResult> {
+    assertName(model, 'model');
+    return this.deps.prisma.$transaction((tx) => this.saveExternal(tx, model, records), LONG_TRANSACTION);
+  }
+
+  /**
+   * Runs the layer for records written in the caller's transaction. Records of an external model are
+   * also remembered (date_field_source) so that template changes and reconcile can recompute their
+   * tasks; low-code records are their own memory (model_record).
+   */
+  async saveExternal(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<DateFieldResult> {
+    const all = await this.templatesOf(tx, model, true);
+    if (all.length === 0) return emptyResult();
+    const lowCode = (await tx.modelDefinition.count({ where: { tenantId: this.tenantId, name: model } })) > 0;
+    const enabled = all.filter((t) => t.template.enabled);
+    // Compute first: bad data throws before anything is written.
+    const result = await applyDateFields(tx, enabled, changes, { tenantId: this.tenantId, now: this.now(), collect: true });
+    if (!lowCode) await rememberRecords(tx, this.tenantId, model, changes);
+    return result;
+  }
+
+  /** The layer for low-code record writes (ModelSvc), inside the caller's transaction. */
+  async applyToRecords(tx: Prisma.TransactionClient, model: string, changes: RecordChange[], options: { fresh?: boolean; collect?: boolean } = {}): Promise<DateFieldResult> {
+    const templates = (await this.templatesOf(tx, model, false));
+    return applyDateFields(tx, templates, changes, { tenantId: this.tenantId, now: this.now(), fresh: options.fresh, collect: options.collect ?? true });
+  }
+
+  /**
+   * Rebuilds the tasks of a model from its records (for missed hooks and after bulk imports): every
+   * record × enabled template is brought in line, and live tasks whose template or record is gone are
+   * cancelled. One transaction per page of records, so a large model does not hold one huge transaction.
+   */
+  async reconcile(model: string): Promise<DateFieldResult> {
+    assertName(model, 'model');
+    const result = emptyResult();
+    const lowCode = (await this.deps.prisma.modelDefinition.count({ where: { tenantId: this.tenantId, name: model } })) > 0;
+    const templates = await this.templatesOf(this.deps.prisma, model, false);
+    let after: string | undefined;
+    for (;;) {
+      const page = await readRecords(this.deps.prisma, this.tenantId, model, lowCode, after, PAGE);
+      if (page.length === 0) break;
+      after = page.at(-1)!.rowId;
+      const counts = await this.deps.prisma.$transaction(
+        (tx) => applyDateFields(tx, templates, page, { tenantId: this.tenantId, now: this.now() }),
+        LONG_TRANSACTION,
+      );
+      addCounts(result, counts);
+      if (page.length < PAGE) break;
+    }
+    const cancelled = await this.deps.prisma.$transaction(async (tx) => {
+      const ids = await lockOrphanDateFieldTasks(tx, { tenantId: this.tenantId, model, keepTemplateIds: templates.map((t) => t.template.id), lowCode });
+      return cancelTasks(tx, ids, 'its record or template no longer exists (reconcile)');
+    }, LONG_TRANSACTION);
+    result.cancelled += cancelled;
+    return result;
+  }
+
+  /**
+   * A template was created, updated or deleted (`after` null) in `tx`: its pending tasks follow. A
+   * template that stops being an enabled DATE_FIELD template, or follows another model now, cancels
+   * them; otherwise every record of its model is re-planned against it.
+   */
+  async templateChanged(tx: Prisma.TransactionClient, before: TaskTemplate | null, after: TaskTemplate | null): Promise<DateFieldResult> {
+    const result = emptyResult();
+    const wasDateField = before?.repeatType === RepeatType.DATE_FIELD;
+    const isDateField = after?.repeatType === RepeatType.DATE_FIELD && after.enabled;
+    if (!wasDateField && !isDateField) return result;
+    if (before && after && relevant(before) === relevant(after)) return result;
+    if (before && wasDateField && (!isDateField || before.sourceModel !== after?.sourceModel)) {
+      const why = !after ? 'template deleted' : !after.enabled ? 'template disabled' : isDateField ? `template now follows ${after.sourceModel}` : 'template is no longer DATE_FIELD';
+      result.cancelled += await cancelTasks(tx, await lockLiveTemplateTasks(tx, this.tenantId, before.id), why);
+    }
+    if (!isDateField || !after) return result;
+    const prepared: PreparedTemplate = { template: after, config: configOf(after) };
+    const model = prepared.config.sourceModel;
+    const lowCode = (await tx.modelDefinition.count({ where: { tenantId: this.tenantId, name: model } })) > 0;
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await readRecords(tx, this.tenantId, model, lowCode, cursor, PAGE);
+      if (page.length === 0) break;
+      cursor = page.at(-1)!.rowId;
+      addCounts(result, await applyDateFields(tx, [prepared], page, { tenantId: this.tenantId, now: this.now() }));
+      if (page.length < PAGE) break;
+    }
+    // Tasks of this template whose record is gone; other templates' tasks are not this change's business.
+    const orphans = await lockOrphanDateFieldTasks(tx, { tenantId: this.tenantId, model, keepTemplateIds: [after.id], lowCode, templateId: after.id });
+    result.cancelled += await cancelTasks(tx, orphans, 'its record no longer exists');
+    return result;
+  }
+
+  /** A DATE_FIELD template on a low-code model must name one of its DATE or DATETIME fields. */
+  async checkTemplateModel(sourceModel: string, sourceField: string, field = 'dateField'): Promise<void> {
+    const definition = await this.deps.prisma.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name: sourceModel } } });
+    if (!definition) return; // an external model: its records arrive through hooks
+    const fields = definition.fields as unknown as ModelField[];
+    const target = fields.find((f) => f.name === sourceField);
+    if (!target || (target.type !== 'DATE' && target.type !== 'DATETIME')) {
+      const dates = fields.filter((f) => f.type === 'DATE' || f.type === 'DATETIME').map((f) => f.name);
+      throw badInput(`${field}.field: model ${sourceModel} has no DATE or DATETIME field ${sourceField} (its date fields: ${dates.join(', ') || 'none'})`, `${field}.field`);
+    }
+  }
+
+  /** The DATE_FIELD templates of a model (enabled ones, unless `withDisabled`). */
+  private async templatesOf(db: Prisma.TransactionClient, model: string, withDisabled: boolean): Promise<PreparedTemplate[]> {
+    const templates = await db.taskTemplate.findMany({
+      where: { tenantId: this.tenantId, sourceModel: model, repeatType: RepeatType.DATE_FIELD, ...(!withDisabled && { enabled: true }) },
+      orderBy: { id: 'asc' },
+    });
+    return templates.map((template) => ({ template, config: configOf(template) }));
+  }
+}
+
+/** Cancels live tasks by id (already locked), skipping RUNNING ones, which finish their run. */
+async function cancelTasks(tx: Prisma.TransactionClient, ids: string[], reason: string): Promise<number> {
+  if (ids.length === 0) return 0;
+  let cancelled = 0;
+  const tasks = await tx.task.findMany({ where: { id: { in: ids } }, orderBy: { id: 'asc' } });
+  for (const task of tasks) {
+    if (task.status === TaskStatus.RUNNING) continue;
+    await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason });
+    cancelled += 1;
+  }
+  return cancelled;
+}
+
+/** The template fields that shape its tasks; a change in anything else (title) leaves them alone. */
+function relevant(t: TaskTemplate): string {
+  const { title: _t, description: _d, createdAt: _c, updatedAt: _u, origin: _o, ...rest } = t;
+  return stableStringify(rest);
+}
+
+async function readRecords(db: Prisma.TransactionClient, tenantId: string, model: string, lowCode: boolean, after: string | undefined, take: number): Promise<RecordChange[]> {
+  if (lowCode) {
+    const rows = await db.modelRecord.findMany({
+      where: { tenantId, model, ...(after && { id: { gt: after } }) },
+      orderBy: { id: 'asc' },
+      take,
+      select: { id: true, data: true },
+    });
+    return rows.map((r) => ({ rowId: r.id, data: { ...(r.data as Record<string, unknown>), id: r.id }, prefix: `record ${r.id}` }));
+  }
+  const rows = await db.dateFieldSource.findMany({
+    where: { tenantId, model, ...(after && { rowId: { gt: after } }) },
+    orderBy: { rowId: 'asc' },
+    take,
+    select: { rowId: true, data: true },
+  });
+  return rows.map((r) => ({ rowId: r.rowId, data: r.data as Record<string, unknown>, prefix: `record ${r.rowId}` }));
+}
+
+async function rememberRecords(tx: Prisma.TransactionClient, tenantId: string, model: string, changes: RecordChange[]): Promise<void> {
+  const deleted = changes.filter((c) => c.data === null).map((c) => c.rowId);
+  if (deleted.length) await tx.dateFieldSource.deleteMany({ where: { tenantId, model, rowId: { in: deleted } } });
+  await upsertDateFieldSources(tx, tenantId, model, changes.filter((c) => c.data !== null));
+}
+
+/** Validates a hook's rowObj; nothing is written when it is bad. */
+export function parseRowObj(rowObj: unknown, kind: 'save' | 'delete'): { model: string; rowId: string; data: Record<string, unknown> } {
+  if (!isPlainObject(rowObj)) throw badInput('rowObj must be an object { model, postData, prevData }', 'rowObj');
+  const { model, postData, prevData } = rowObj as RowObj;
+  if (typeof model !== 'string' || !model.trim()) throw badInput('rowObj.model must name the record\'s model, e.g. models.Contract', 'rowObj.model');
+  assertName(model.trim(), 'rowObj.model');
+  if (prevData != null && !isPlainObject(prevData)) throw badInput('rowObj.prevData must be an object (the record before the change)', 'rowObj.prevData');
+  if (kind === 'save') {
+    if (!isPlainObject(postData)) throw badInput('rowObj.postData must be an object (the record after the change)', 'rowObj.postData');
+  } else if (prevData == null && !isPlainObject(postData)) {
+    throw badInput('rowObj.prevData must be the deleted record', 'rowObj.prevData');
+  }
+  const source = kind === 'save' ? 'postData' : prevData != null ? 'prevData' : 'postData';
+  const data = kind === 'save' ? { ...(prevData as object | undefined), ...(postData as object) } : ((prevData ?? postData) as Record<string, unknown>);
+  const id = (data as Record<string, unknown>).id;
+  const rowId = typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : typeof id === 'string' ? id.trim() : '';
+  if (!rowId || rowId.length > 200) throw badInput(`rowObj.${source}.id must be the record's id (a string or an integer)`, `rowObj.${source}.id`);
+  return { model: model.trim(), rowId, data: { ...(data as Record<string, unknown>), id: rowId } };
+}

@@ -1,0 +1,228 @@
+import { badInput, ChronographError, conflict, notFound } from '../errors.js';
+import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
+import { RepeatType, type Prisma } from '../generated/prisma/client.js';
+import { assertIntRange, assertName } from '../tasks/validate.js';
+import { addCounts, emptyResult, type DateFieldResult, type RecordChange } from './applyDateFields.js';
+import { validateCondition } from './condition.js';
+import { conditionToSql } from './conditionSql.js';
+import { LONG_TRANSACTION, type DateFieldSvc } from './DateFieldSvc.js';
+import { validateFields, validateRecordData, type ModelField, type ModelFieldInput } from './modelFields.js';
+
+export interface ModelDefinitionInput {
+  name: string;
+  title?: string | null;
+  fields: ModelFieldInput[];
+}
+
+export interface ModelSvcDeps {
+  prisma: PrismaClient;
+  dateFields: DateFieldSvc;
+  /** Zone for DATETIME values written without an offset. */
+  defaultTimezone: string;
+}
+
+export interface RecordWrite {
+  record: ModelRecord;
+  dateFields: DateFieldResult;
+}
+
+const IMPORT_CHUNK = 1000;
+export const MAX_IMPORT = 100_000;
+
+/**
+ * Low-code models kept by Chronograph itself: definitions (a name and typed fields) and their records
+ * (JSON documents). Every record write runs the date-field layer in the same transaction, so a record
+ * and its tasks never disagree.
+ */
+export class ModelSvc {
+  constructor(
+    private readonly deps: ModelSvcDeps,
+    readonly tenantId = 'default',
+  ) {}
+
+  forTenant(tenantId: string): ModelSvc {
+    return new ModelSvc(this.deps, tenantId);
+  }
+
+  private get dateFields(): DateFieldSvc {
+    return this.deps.dateFields.forTenant(this.tenantId);
+  }
+
+  listModels(): Promise<ModelDefinition[]> {
+    return this.deps.prisma.modelDefinition.findMany({ where: { tenantId: this.tenantId }, orderBy: { name: 'asc' } });
+  }
+
+  findModel(name: string): Promise<ModelDefinition | null> {
+    return this.deps.prisma.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
+  }
+
+  async getModel(name: string, db: Prisma.TransactionClient = this.deps.prisma): Promise<ModelDefinition & { fieldList: ModelField[] }> {
+    const model = await db.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
+    if (!model) throw new ChronographError('NOT_FOUND', `No model is named ${JSON.stringify(name)}; define it with saveModel`, { field: 'model' });
+    return { ...model, fieldList: model.fields as unknown as ModelField[] };
+  }
+
+  /**
+   * Creates a model or replaces its fields. A field that records already use cannot be dropped or change
+   * type, and a date field a DATE_FIELD template follows must stay a DATE or DATETIME field.
+   */
+  async saveModel(input: ModelDefinitionInput): Promise<ModelDefinition> {
+    const name = assertName(input.name?.trim() ?? '', 'name');
+    const fields = validateFields(input.fields);
+    const title = input.title?.trim() || null;
+    return this.deps.prisma.$transaction(async (tx) => {
+      const current = await tx.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
+      if (!current) {
+        return tx.modelDefinition.create({ data: { tenantId: this.tenantId, name, title, fields: fields as unknown as Prisma.InputJsonArray } });
+      }
+      const before = current.fields as unknown as ModelField[];
+      for (const old of before) {
+        const now = fields.find((f) => f.name === old.name);
+        if (now && now.type === old.type) continue;
+        const used = await tx.$queryRaw<{ n: bigint }[]>`
+          SELECT count(*) AS n FROM model_record WHERE tenant_id = ${this.tenantId} AND model = ${name} AND data ->> ${old.name} IS NOT NULL`;
+        if (used[0]!.n > 0n) {
+          throw conflict(`${used[0]!.n} record(s) of ${name} have a value in ${old.name}; it cannot be ${now ? `changed to ${now.type}` : 'removed'}`, {
+            field: 'fields',
+          });
+        }
+      }
+      const followers = await tx.taskTemplate.findMany({
+        where: { tenantId: this.tenantId, sourceModel: name, repeatType: RepeatType.DATE_FIELD },
+        select: { fullName: true, sourceField: true },
+      });
+      for (const template of followers) {
+        const field = fields.find((f) => f.name === template.sourceField);
+        if (!field || (field.type !== 'DATE' && field.type !== 'DATETIME')) {
+          throw conflict(`Task template ${template.fullName} follows ${name}.${template.sourceField}, which must stay a DATE or DATETIME field`, {
+            field: 'fields',
+          });
+        }
+      }
+      return tx.modelDefinition.update({ where: { id: current.id }, data: { title, fields: fields as unknown as Prisma.InputJsonArray } });
+    });
+  }
+
+  /** Deletes a model and its records; their live tasks are cancelled in the same transaction. */
+  async deleteModel(name: string): Promise<ModelDefinition> {
+    return this.deps.prisma.$transaction(async (tx) => {
+      const model = await this.getModel(name, tx);
+      let after: string | undefined;
+      for (;;) {
+        const ids = await tx.modelRecord.findMany({
+          where: { tenantId: this.tenantId, model: name, ...(after && { id: { gt: after } }) },
+          orderBy: { id: 'asc' },
+          take: IMPORT_CHUNK,
+          select: { id: true },
+        });
+        if (ids.length === 0) break;
+        after = ids.at(-1)!.id;
+        await this.dateFields.applyToRecords(tx, name, ids.map((r) => ({ rowId: r.id, data: null })), { collect: false });
+      }
+      return tx.modelDefinition.delete({ where: { id: model.id } });
+    }, LONG_TRANSACTION);
+  }
+
+  async getRecord(model: string, id: string): Promise<ModelRecord | null> {
+    return this.deps.prisma.modelRecord.findFirst({ where: { tenantId: this.tenantId, model, id: assertRecordId(id) } });
+  }
+
+  async createRecord(model: string, data: unknown): Promise<RecordWrite> {
+    return this.deps.prisma.$transaction(async (tx) => {
+      const definition = await this.getModel(model, tx);
+      const values = validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone });
+      const record = await tx.modelRecord.create({ data: { tenantId: this.tenantId, model, data: values as Prisma.InputJsonObject } });
+      const dateFields = await this.dateFields.applyToRecords(tx, model, [toChange(record)]);
+      return { record, dateFields };
+    });
+  }
+
+  /** Merges `data` into the record (null clears a field); with `replace`, `data` is the whole record. */
+  async updateRecord(model: string, id: string, data: unknown, options: { replace?: boolean } = {}): Promise<RecordWrite> {
+    const recordId = assertRecordId(id);
+    return this.deps.prisma.$transaction(async (tx) => {
+      const definition = await this.getModel(model, tx);
+      const patch = validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone, partial: true });
+      // The row lock serialises writers of one record, so its tasks follow the writes in commit order.
+      const locked = await tx.$queryRaw<{ data: Record<string, unknown> }[]>`
+        SELECT data FROM model_record WHERE id = ${recordId}::uuid AND tenant_id = ${this.tenantId} AND model = ${model} FOR UPDATE`;
+      if (locked.length === 0) throw notFound(`Record of ${model}`, id);
+      const merged = options.replace ? patch : { ...locked[0]!.data, ...patch };
+      const values = validateRecordData(definition.fieldList, merged, { zone: this.deps.defaultTimezone });
+      const record = await tx.modelRecord.update({ where: { id: recordId }, data: { data: values as Prisma.InputJsonObject } });
+      const dateFields = await this.dateFields.applyToRecords(tx, model, [toChange(record)]);
+      return { record, dateFields };
+    });
+  }
+
+  async deleteRecord(model: string, id: string): Promise<RecordWrite> {
+    const recordId = assertRecordId(id);
+    return this.deps.prisma.$transaction(async (tx) => {
+      await this.getModel(model, tx);
+      const record = await tx.modelRecord.findFirst({ where: { id: recordId, tenantId: this.tenantId, model } });
+      // deleteMany, not delete: a concurrent delete of the same record is NOT_FOUND, not an unexpected error.
+      const { count } = await tx.modelRecord.deleteMany({ where: { id: recordId, tenantId: this.tenantId, model } });
+      if (!record || count === 0) throw notFound(`Record of ${model}`, id);
+      const dateFields = await this.dateFields.applyToRecords(tx, model, [{ rowId: record.id, data: null }]);
+      return { record, dateFields };
+    });
+  }
+
+  /**
+   * Creates many records in one transaction (all or none) and their tasks: the bulk path, which inserts
+   * records and tasks a thousand at a time and skips looking for tasks that new records cannot have.
+   */
+  async importRecords(model: string, records: unknown[]): Promise<{ count: number; dateFields: DateFieldResult }> {
+    if (!Array.isArray(records)) throw badInput('records must be a list of objects', 'records');
+    if (records.length > MAX_IMPORT) throw badInput(`At most ${MAX_IMPORT} records can be imported in one call`, 'records');
+    const definition = await this.getModel(model);
+    const rows = records.map((data, i) => validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone, field: `records[${i}]` }));
+    return this.deps.prisma.$transaction(async (tx) => {
+      const result = emptyResult();
+      for (let i = 0; i < rows.length; i += IMPORT_CHUNK) {
+        const created = await tx.modelRecord.createManyAndReturn({
+          data: rows.slice(i, i + IMPORT_CHUNK).map((data) => ({ tenantId: this.tenantId, model, data: data as Prisma.InputJsonObject })),
+          select: { id: true, data: true },
+        });
+        const counts = await this.dateFields.applyToRecords(tx, model, created.map(toChange), { fresh: true, collect: false });
+        addCounts(result, counts);
+      }
+      return { count: rows.length, dateFields: result };
+    }, LONG_TRANSACTION);
+  }
+
+  /**
+   * A page of a model's records matching `where` (the condition language of date-field templates,
+   * evaluated in SQL), in id order after the cursor `after`.
+   */
+  async queryRecords(model: string, options: { where?: unknown; first?: number | null; after?: string | null } = {}): Promise<{ records: ModelRecord[]; hasNextPage: boolean }> {
+    await this.getModel(model);
+    const condition = validateCondition(options.where, 'where');
+    const first = assertIntRange(options.first ?? 50, 'first', 1, 500);
+    const after = options.after ? assertRecordId(options.after, 'after') : null;
+    const predicate = conditionToSql(condition, 'data', 5);
+    const ids = await this.deps.prisma.$queryRawUnsafe<{ id: string }[]>(
+      `SELECT id FROM model_record WHERE tenant_id = $1 AND model = $2 AND ($3::uuid IS NULL OR id > $3::uuid) AND ${predicate.sql}
+        ORDER BY id LIMIT $4`,
+      this.tenantId,
+      model,
+      after,
+      first + 1,
+      ...predicate.params,
+    );
+    const page = ids.slice(0, first).map((r) => r.id);
+    const records = await this.deps.prisma.modelRecord.findMany({ where: { id: { in: page } }, orderBy: { id: 'asc' } });
+    return { records, hasNextPage: ids.length > first };
+  }
+}
+
+function toChange(record: { id: string; data: unknown }): RecordChange {
+  return { rowId: record.id, data: { ...(record.data as Record<string, unknown>), id: record.id }, prefix: 'data' };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function assertRecordId(id: string, field = 'id'): string {
+  if (typeof id !== 'string' || !UUID.test(id)) throw badInput(`${field} ${JSON.stringify(id)} is not a record id (a UUID)`, field);
+  return id.toLowerCase();
+}

@@ -1,0 +1,324 @@
+import { ChronographError, conflict } from '../errors.js';
+import type { Task, TaskTemplate } from '../generated/prisma/client.js';
+import { MisfirePolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
+import { recordEvents, transition } from '../tasks/statusMachine.js';
+import { wake } from '../tasks/TaskSvc.js';
+import { matchesCondition, stableStringify } from './condition.js';
+import { finishedDateFieldRuns, lockLiveDateFieldTasks } from './dateFieldSql.js';
+import { scheduleFor, type DateFieldConfig } from './dateRule.js';
+
+/** A DATE_FIELD template with its parsed configuration. */
+export interface PreparedTemplate {
+  template: TaskTemplate;
+  config: DateFieldConfig;
+}
+
+/** One record as the layer sees it: its data after the write, or null when it was deleted. */
+export interface RecordChange {
+  rowId: string;
+  data: Record<string, unknown> | null;
+  /** How errors name the record's fields, e.g. `rowObj.postData` or `records[3]`. */
+  prefix?: string;
+}
+
+export type DateFieldAction = 'CREATED' | 'RESCHEDULED' | 'CANCELLED' | 'UNCHANGED' | 'SKIPPED';
+
+export interface DateFieldChange {
+  templateId: string;
+  fullName: string;
+  rowId: string;
+  action: DateFieldAction;
+  taskId: string | null;
+  reason: string;
+}
+
+export interface DateFieldCounts {
+  created: number;
+  rescheduled: number;
+  cancelled: number;
+  unchanged: number;
+  skipped: number;
+}
+
+export interface DateFieldResult extends DateFieldCounts {
+  /** One entry per (template, record), when asked for (`collect`). */
+  changes: DateFieldChange[];
+}
+
+export const emptyResult = (): DateFieldResult => ({ created: 0, rescheduled: 0, cancelled: 0, unchanged: 0, skipped: 0, changes: [] });
+
+export function addCounts(into: DateFieldResult, from: DateFieldCounts & { changes?: DateFieldChange[] }): DateFieldResult {
+  into.created += from.created;
+  into.rescheduled += from.rescheduled;
+  into.cancelled += from.cancelled;
+  into.unchanged += from.unchanged;
+  into.skipped += from.skipped;
+  if (from.changes) into.changes.push(...from.changes);
+  return into;
+}
+
+export interface ApplyOptions {
+  tenantId: string;
+  now: Date;
+  /** The records are new (ids never seen): skip looking for their existing tasks. Bulk imports. */
+  fresh?: boolean;
+  /** Return one DateFieldChange per (template, record); off for bulk work, where counts are enough. */
+  collect?: boolean;
+}
+
+type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
+type Desired = { kind: 'task'; row: TaskRow } | { kind: 'none'; reason: string; skipped: boolean };
+
+/** Fields a date-field task takes from its template and record; a difference in any of them updates the task. */
+const COMPARED = [
+  'fullName',
+  'taskType',
+  'funcName',
+  'argDict',
+  'repeatType',
+  'cronExpression',
+  'intervalSeconds',
+  'timezone',
+  'startTime',
+  'endTime',
+  'maxRuns',
+  'priority',
+  'queue',
+  'maxAttempts',
+  'timeoutMs',
+  'misfirePolicy',
+  'misfireToleranceMs',
+  'overlapPolicy',
+  'retryBackoffMs',
+  'sourceModel',
+  'sourceField',
+] as const satisfies readonly (keyof Task & keyof TaskRow)[];
+
+const RECORDS_PER_CHUNK = 500;
+
+/**
+ * The model-event layer: makes the date-field tasks of `changes` × `templates` what the records say,
+ * inside the caller's transaction. Per (template, record):
+ *
+ * - a record with a date (matching the condition) has exactly one live task; a new one is created;
+ * - a live task whose computed schedule or template-given fields differ is updated in place (same id,
+ *   RESCHEDULED event); one that already matches is left alone, so replays are no-ops;
+ * - no date, no match, or a deleted record: the live task is CANCELLED (kept in history);
+ * - a date whose task has already finished (SUCCEEDED, FAILED, FORCED_END) is not run again.
+ *
+ * A RUNNING task is left to finish its run; the next hook or reconcile applies any change to it.
+ * Everything is computed before the first write, so bad record data throws with nothing written.
+ */
+export async function applyDateFields(
+  tx: Prisma.TransactionClient,
+  templates: PreparedTemplate[],
+  changes: RecordChange[],
+  options: ApplyOptions,
+): Promise<DateFieldResult> {
+  const result = emptyResult();
+  if (templates.length === 0 || changes.length === 0) return result;
+  // A record named twice in one batch counts once, as its last version.
+  const latest = [...new Map(changes.map((c) => [c.rowId, c])).values()];
+  const plans = latest.map((change) => templates.map((t) => ({ change, template: t, desired: plan(t, change, options) })));
+  let woke = false;
+  for (let i = 0; i < plans.length; i += RECORDS_PER_CHUNK) {
+    const chunk = plans.slice(i, i + RECORDS_PER_CHUNK).flat();
+    const outcome = await applyChunk(tx, chunk, options);
+    addCounts(result, outcome);
+    if (!woke && (outcome.created || outcome.rescheduled)) {
+      await wake(tx);
+      woke = true;
+    }
+  }
+  return result;
+}
+
+interface Pair {
+  change: RecordChange;
+  template: PreparedTemplate;
+  desired: Desired;
+}
+
+async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: ApplyOptions): Promise<DateFieldResult> {
+  const result = emptyResult();
+  const record = (pair: Pair, action: DateFieldAction, taskId: string | null, reason: string) => {
+    result[action === 'CREATED' ? 'created' : action === 'RESCHEDULED' ? 'rescheduled' : action === 'CANCELLED' ? 'cancelled' : action === 'UNCHANGED' ? 'unchanged' : 'skipped'] += 1;
+    if (options.collect) {
+      const { template } = pair.template;
+      result.changes.push({ templateId: template.id, fullName: template.fullName, rowId: pair.change.rowId, action, taskId, reason });
+    }
+  };
+
+  let pending = pairs;
+  // Creating can lose a race to a concurrent hook for the same record (the unique index decides); the
+  // pairs that lost are decided again against the task the winner created. Each round settles at least
+  // one conflicting pair, so this ends; three rounds are plenty in practice.
+  for (let round = 0; pending.length > 0; round++) {
+    if (round === 3) throw conflict(`Date-field tasks of ${pending.length} record(s) kept changing concurrently; retry`);
+    const live = options.fresh && round === 0 ? new Map<string, Task>() : await loadLive(tx, pending, options.tenantId);
+    const needHistory = pending.filter((p) => p.desired.kind === 'task' && !live.has(pairKey(p)));
+    const finished = options.fresh && round === 0 ? new Set<string>() : await loadFinished(tx, needHistory, options.tenantId);
+
+    const toCreate: { pair: Pair; row: TaskRow }[] = [];
+    for (const pair of pending) {
+      const { desired } = pair;
+      const task = live.get(pairKey(pair));
+      if (task) {
+        if (task.status === TaskStatus.RUNNING) {
+          record(pair, 'UNCHANGED', task.id, 'running now; the change applies at the next hook or reconcile');
+        } else if (desired.kind === 'none') {
+          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason });
+          record(pair, 'CANCELLED', task.id, desired.reason);
+        } else {
+          const differs = COMPARED.filter((f) => !sameValue(task[f], desired.row[f]));
+          if (differs.length === 0) {
+            record(pair, 'UNCHANGED', task.id, 'already scheduled as the record says');
+          } else {
+            const reason = await reschedule(tx, task, desired.row, differs);
+            record(pair, 'RESCHEDULED', task.id, reason);
+          }
+        }
+      } else if (desired.kind === 'none') {
+        record(pair, desired.skipped ? 'SKIPPED' : 'UNCHANGED', null, desired.reason);
+      } else if (finished.has(runKey(pair.template.template.id, pair.change.rowId, desired.row.startTime))) {
+        record(pair, 'UNCHANGED', null, `its task for ${desired.row.startTime.toISOString()} has already finished`);
+      } else {
+        toCreate.push({ pair, row: desired.row });
+      }
+    }
+
+    const lost: Pair[] = [];
+    for (let i = 0; i < toCreate.length; i += RECORDS_PER_CHUNK) {
+      const batch = toCreate.slice(i, i + RECORDS_PER_CHUNK);
+      // skipDuplicates is ON CONFLICT DO NOTHING: against the partial unique index task_date_field_live_key,
+      // a concurrent hook's uncommitted task makes this insert wait for it and then skip the row.
+      const inserted = await tx.task.createManyAndReturn({ data: batch.map((b) => b.row), skipDuplicates: true });
+      await recordEvents(
+        tx,
+        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: `created from ${t.sourceModel} ${t.sourceRowId} (${t.sourceField})` })),
+      );
+      const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
+      for (const { pair, row } of batch) {
+        const id = byPair.get(pairKey(pair));
+        if (id) record(pair, 'CREATED', id, `first run ${row.startTime.toISOString()}`);
+        else lost.push(pair);
+      }
+    }
+    pending = lost;
+  }
+  return result;
+}
+
+async function loadLive(tx: Prisma.TransactionClient, pairs: Pair[], tenantId: string): Promise<Map<string, Task>> {
+  if (pairs.length === 0) return new Map();
+  const templateIds = [...new Set(pairs.map((p) => p.template.template.id))];
+  const rowIds = [...new Set(pairs.map((p) => p.change.rowId))];
+  const ids = await lockLiveDateFieldTasks(tx, tenantId, templateIds, rowIds);
+  if (ids.length === 0) return new Map();
+  const tasks = await tx.task.findMany({ where: { id: { in: ids } } });
+  return new Map(tasks.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t]));
+}
+
+async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantId: string): Promise<Set<string>> {
+  const keys = new Set<string>();
+  const byModel = new Map<string, Pair[]>();
+  for (const p of pairs) byModel.set(p.template.config.sourceModel, [...(byModel.get(p.template.config.sourceModel) ?? []), p]);
+  for (const [model, group] of byModel) {
+    const templateIds = [...new Set(group.map((p) => p.template.template.id))];
+    const rowIds = [...new Set(group.map((p) => p.change.rowId))];
+    for (const run of await finishedDateFieldRuns(tx, tenantId, model, templateIds, rowIds)) keys.add(runKey(run.templateId, run.rowId, run.startTime));
+  }
+  return keys;
+}
+
+/** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
+async function reschedule(tx: Prisma.TransactionClient, task: Task, row: TaskRow, differs: string[]): Promise<string> {
+  const data: Prisma.TaskUncheckedUpdateManyInput = {};
+  for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
+  const moved = differs.includes('startTime');
+  if (moved) {
+    // A new date starts a new series: its first run is the new time, and earlier runs no longer count.
+    data.nextRunAt = row.nextRunAt;
+    data.runCount = 0;
+  }
+  const reason = moved ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}` : `template changed (${differs.join(', ')})`;
+  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason });
+  return reason;
+}
+
+/** What the task of one (template, record) should be, or why there is none. Pure: it writes nothing. */
+function plan({ template, config }: PreparedTemplate, change: RecordChange, options: ApplyOptions): Desired {
+  if (!template.enabled) return { kind: 'none', reason: `template ${template.fullName} is disabled`, skipped: false };
+  if (change.data === null) return { kind: 'none', reason: 'record deleted', skipped: false };
+  const prefix = change.prefix ?? 'record';
+  const schedule = scheduleFor(config, template.timezone, change.data, prefix);
+  if (!schedule) return { kind: 'none', reason: `${config.sourceField} is empty`, skipped: false };
+  if (!matchesCondition(config.dateRule.condition, change.data)) return { kind: 'none', reason: 'record does not match the condition', skipped: false };
+  if (!template.funcName) throw new ChronographError('CONFLICT', `Task template ${template.fullName} names no handler (funcName)`, { field: 'funcName' });
+
+  const repeatType = template.cronExpression ? RepeatType.CRON : template.intervalSeconds ? RepeatType.INTERVAL : RepeatType.ONCE;
+  const { startTime, endTime } = schedule;
+  const now = options.now.getTime();
+  if (endTime && (endTime <= startTime || endTime.getTime() <= now)) {
+    return { kind: 'none', reason: `its schedule ends ${endTime.toISOString()}, before it could run`, skipped: true };
+  }
+  // A first run already in the past follows the template's misfire policy, as the scheduler does for
+  // any late task: RUN_ONCE and RUN_ALL keep the past time, so the scheduler runs it at once (and a
+  // repeating task catches up as its policy says); SKIP beyond the tolerance has nothing to run for a
+  // one-off task, so none is created (creating one only for the scheduler to cancel it would recreate
+  // it at every save). A repeating SKIP task is created and the scheduler moves it to its next occurrence.
+  if (
+    repeatType === RepeatType.ONCE &&
+    template.misfirePolicy === MisfirePolicy.SKIP &&
+    startTime.getTime() < now - template.misfireToleranceMs
+  ) {
+    return { kind: 'none', reason: `its time ${startTime.toISOString()} has passed (misfire policy SKIP)`, skipped: true };
+  }
+  const row: TaskRow = {
+    tenantId: template.tenantId,
+    templateId: template.id,
+    fullName: template.fullName,
+    taskType: template.taskType,
+    funcName: template.funcName,
+    argDict: {
+      ...(template.argDict as Record<string, unknown>),
+      source: { model: config.sourceModel, id: change.rowId, field: config.sourceField, date: schedule.date },
+    } as Prisma.InputJsonObject,
+    repeatType,
+    cronExpression: template.cronExpression,
+    intervalSeconds: repeatType === RepeatType.INTERVAL ? template.intervalSeconds : null,
+    timezone: schedule.timezone,
+    startTime,
+    endTime: repeatType === RepeatType.ONCE ? null : endTime,
+    maxRuns: repeatType === RepeatType.ONCE ? null : config.dateRule.maxRuns,
+    nextRunAt: startTime,
+    status: TaskStatus.SCHEDULED,
+    priority: template.priority,
+    queue: template.queue,
+    maxAttempts: template.maxAttempts,
+    timeoutMs: template.timeoutMs,
+    misfirePolicy: template.misfirePolicy,
+    misfireToleranceMs: template.misfireToleranceMs,
+    overlapPolicy: template.overlapPolicy,
+    retryBackoffMs: template.retryBackoffMs,
+    source: TaskSource.DATE_FIELD,
+    sourceModel: config.sourceModel,
+    sourceRowId: change.rowId,
+    sourceField: config.sourceField,
+  };
+  return { kind: 'task', row };
+}
+
+function pairKey(pair: Pair): string {
+  return `${pair.template.template.id}\u0000${pair.change.rowId}`;
+}
+
+function runKey(templateId: string, rowId: string, startTime: Date): string {
+  return `${templateId}\u0000${rowId}\u0000${startTime.getTime()}`;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
+  if (typeof a === 'object' || typeof b === 'object') return stableStringify(a ?? null) === stableStringify(b ?? null);
+  return (a ?? null) === (b ?? null);
+}

@@ -1,0 +1,214 @@
+import { DateTime } from 'luxon';
+import { isValidTimezone } from '../config.js';
+import { badInput, ChronographError } from '../errors.js';
+import { Prisma, type TaskTemplate } from '../generated/prisma/client.js';
+import { assertIntRange, assertName } from '../tasks/validate.js';
+import { assertFieldPath, isPlainObject, readPath, validateCondition, type Condition } from './condition.js';
+
+export const OFFSET_UNITS = ['MINUTES', 'HOURS', 'DAYS'] as const;
+export type OffsetUnit = (typeof OFFSET_UNITS)[number];
+export const OFFSET_DIRECTIONS = ['BEFORE', 'AFTER'] as const;
+export type OffsetDirection = (typeof OFFSET_DIRECTIONS)[number];
+
+export interface DateOffset {
+  amount: number;
+  unit: OffsetUnit;
+  direction: OffsetDirection;
+}
+
+/** What a DATE_FIELD template stores in `date_rule`, beside its `sourceModel` and `sourceField`. */
+export interface DateRule {
+  /** When the task runs relative to the date: DAYS are calendar days in the time zone, so 09:00 stays 09:00 across DST. */
+  offset: DateOffset;
+  /** Wall-clock time (HH:mm or HH:mm:ss) the run is moved to on the day the offset lands on. */
+  timeOfDay: string | null;
+  /** A record field holding an IANA zone (the owner's); the template's timezone when empty. */
+  timezoneField: string | null;
+  /** Only records matching it have a task (see condition.ts). */
+  condition: Condition | null;
+  /** A repeating task stops at the date shifted by this offset (no time-of-day applied). */
+  endOffset: DateOffset | null;
+  /** A repeating task stops after this many runs. */
+  maxRuns: number | null;
+}
+
+/** A DATE_FIELD template's `dateField` as clients send it (GraphQL, TaskSvc, template files). */
+export interface DateFieldRuleInput {
+  model: string;
+  field: string;
+  offset?: { amount: number; unit: string; direction?: string | null } | null;
+  timeOfDay?: string | null;
+  timezoneField?: string | null;
+  condition?: unknown;
+  endOffset?: { amount: number; unit: string; direction?: string | null } | null;
+  maxRuns?: number | null;
+}
+
+export interface DateFieldConfig {
+  sourceModel: string;
+  sourceField: string;
+  dateRule: DateRule;
+}
+
+const TIME_OF_DAY = /^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$/;
+const UNIT_ALIASES: Record<string, OffsetUnit> = {
+  minute: 'MINUTES',
+  minutes: 'MINUTES',
+  hour: 'HOURS',
+  hours: 'HOURS',
+  day: 'DAYS',
+  days: 'DAYS',
+};
+
+/** Validates a `dateField` input; every problem is BAD_USER_INPUT naming the offending field. */
+export function validateDateFieldInput(input: unknown, field = 'dateField'): DateFieldConfig {
+  if (!isPlainObject(input)) throw badInput(`A DATE_FIELD template needs ${field}: { model, field, offset, ... }`, field);
+  const value = input as Partial<DateFieldRuleInput>;
+  const model = typeof value.model === 'string' ? value.model.trim() : '';
+  if (!model) throw badInput(`${field}.model must name the model whose records the tasks follow, e.g. models.Contract`, `${field}.model`);
+  assertName(model, `${field}.model`);
+  const sourceField = typeof value.field === 'string' ? value.field.trim() : '';
+  if (!sourceField) throw badInput(`${field}.field must name the record's date field, e.g. expireDate`, `${field}.field`);
+  assertFieldPath(sourceField, `${field}.field`);
+  const timeOfDay = value.timeOfDay?.trim() || null;
+  if (timeOfDay !== null && !TIME_OF_DAY.test(timeOfDay)) {
+    throw badInput(`${field}.timeOfDay ${JSON.stringify(timeOfDay)} must be a wall-clock time such as 09:00 or 17:30:00`, `${field}.timeOfDay`);
+  }
+  const timezoneField = value.timezoneField?.trim() || null;
+  if (timezoneField !== null) assertFieldPath(timezoneField, `${field}.timezoneField`);
+  const offset = value.offset == null ? { amount: 0, unit: 'DAYS' as const, direction: 'AFTER' as const } : validateOffset(value.offset, `${field}.offset`);
+  const endOffset = value.endOffset == null ? null : validateOffset(value.endOffset, `${field}.endOffset`);
+  if (endOffset && !timeOfDay && signedMinutes(endOffset) <= signedMinutes(offset)) {
+    throw badInput(`${field}.endOffset must fall after the offset of the first run`, `${field}.endOffset`);
+  }
+  const maxRuns = value.maxRuns == null ? null : assertIntRange(value.maxRuns, `${field}.maxRuns`, 1, 2_147_483_647);
+  return {
+    sourceModel: model,
+    sourceField,
+    dateRule: { offset, timeOfDay, timezoneField, condition: validateCondition(value.condition, `${field}.condition`), endOffset, maxRuns },
+  };
+}
+
+function validateOffset(value: unknown, field: string): DateOffset {
+  if (!isPlainObject(value)) throw badInput(`${field} must be { amount, unit, direction }`, field);
+  const amount = value.amount;
+  if (typeof amount !== 'number') throw badInput(`${field}.amount must be a whole number`, `${field}.amount`);
+  assertIntRange(amount, `${field}.amount`, 0, 1_000_000);
+  const rawUnit = typeof value.unit === 'string' ? value.unit.trim() : '';
+  const unit = UNIT_ALIASES[rawUnit.toLowerCase()];
+  if (!unit) throw badInput(`${field}.unit ${JSON.stringify(value.unit)} is not a unit; use ${OFFSET_UNITS.join(', ')}`, `${field}.unit`);
+  const rawDirection = value.direction == null ? 'AFTER' : String(value.direction).trim().toUpperCase();
+  if (!(OFFSET_DIRECTIONS as readonly string[]).includes(rawDirection)) {
+    throw badInput(`${field}.direction ${JSON.stringify(value.direction)} must be BEFORE or AFTER`, `${field}.direction`);
+  }
+  return { amount, unit, direction: rawDirection as OffsetDirection };
+}
+
+function signedMinutes(offset: DateOffset): number {
+  const per = offset.unit === 'DAYS' ? 1440 : offset.unit === 'HOURS' ? 60 : 1;
+  return (offset.direction === 'BEFORE' ? -1 : 1) * offset.amount * per;
+}
+
+/** The date-field configuration of a stored DATE_FIELD template. */
+export function configOf(template: Pick<TaskTemplate, 'sourceModel' | 'sourceField' | 'dateRule' | 'fullName'>): DateFieldConfig {
+  if (!template.sourceModel || !template.sourceField || !isPlainObject(template.dateRule)) {
+    throw new ChronographError('CONFLICT', `Task template ${template.fullName} is DATE_FIELD but has no date-field rule`);
+  }
+  return { sourceModel: template.sourceModel, sourceField: template.sourceField, dateRule: template.dateRule as unknown as DateRule };
+}
+
+/** The template columns of a validated configuration (all null for templates of other repeat types). */
+export function dateFieldColumns(config: DateFieldConfig | null) {
+  return {
+    sourceModel: config?.sourceModel ?? null,
+    sourceField: config?.sourceField ?? null,
+    dateRule: config ? (config.dateRule as unknown as Prisma.InputJsonObject) : Prisma.DbNull,
+  };
+}
+
+/** The stored configuration as input again, so an update can change one part of it. */
+export function configToInput(config: DateFieldConfig): DateFieldRuleInput {
+  const { dateRule: r } = config;
+  return {
+    model: config.sourceModel,
+    field: config.sourceField,
+    offset: r.offset,
+    timeOfDay: r.timeOfDay,
+    timezoneField: r.timezoneField,
+    condition: r.condition,
+    endOffset: r.endOffset,
+    maxRuns: r.maxRuns,
+  };
+}
+
+export interface RecordSchedule {
+  startTime: Date;
+  endTime: Date | null;
+  /** The zone the time was computed in (the record's, or the template's). */
+  timezone: string;
+  /** The record's date, as an ISO string, for the task's arguments. */
+  date: string;
+}
+
+/**
+ * When a record's task first runs: its date, shifted by the offset, moved to the time of day, all in
+ * the record's (or the template's) zone. Null when the date is empty. A value that is not a date, or a
+ * time-zone field that is not an IANA zone, is BAD_USER_INPUT / INVALID_TIMEZONE naming `prefix.field`.
+ */
+export function scheduleFor(config: DateFieldConfig, templateZone: string, record: Record<string, unknown>, prefix: string): RecordSchedule | null {
+  const { dateRule: rule } = config;
+  let zone = templateZone;
+  if (rule.timezoneField) {
+    const recordZone = readPath(record, rule.timezoneField);
+    if (recordZone != null && recordZone !== '') {
+      if (typeof recordZone !== 'string' || !isValidTimezone(recordZone)) {
+        const where = `${prefix}.${rule.timezoneField}`;
+        throw new ChronographError('INVALID_TIMEZONE', `${where} ${JSON.stringify(recordZone)} is not an IANA time zone (e.g. Europe/Paris)`, { field: where });
+      }
+      zone = recordZone;
+    }
+  }
+  const date = parseRecordDate(readPath(record, config.sourceField), zone, `${prefix}.${config.sourceField}`);
+  if (!date) return null;
+  let start = shift(date, rule.offset);
+  if (rule.timeOfDay) {
+    const [hour, minute, second] = rule.timeOfDay.split(':').map(Number);
+    start = start.set({ hour, minute, second: second ?? 0, millisecond: 0 });
+  }
+  return {
+    startTime: start.toJSDate(),
+    endTime: rule.endOffset ? shift(date, rule.endOffset).toJSDate() : null,
+    timezone: zone,
+    date: date.toISO()!,
+  };
+}
+
+function shift(date: DateTime, offset: DateOffset): DateTime {
+  const unit = offset.unit === 'DAYS' ? 'days' : offset.unit === 'HOURS' ? 'hours' : 'minutes';
+  return date.plus({ [unit]: offset.direction === 'BEFORE' ? -offset.amount : offset.amount });
+}
+
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * A record's date value: a Date, epoch milliseconds, `2030-03-10` (midnight in `zone`), ISO 8601 with or
+ * without an offset, or `2030-03-10 09:00:00` (wall clock in `zone`). Empty (null, undefined, "") is null.
+ */
+export function parseRecordDate(value: unknown, zone: string, field: string): DateTime | null {
+  if (value === null || value === undefined || value === '') return null;
+  let parsed: DateTime;
+  if (value instanceof Date) parsed = DateTime.fromJSDate(value, { zone });
+  else if (typeof value === 'number' && Number.isFinite(value)) parsed = DateTime.fromMillis(value, { zone });
+  else if (typeof value === 'string') {
+    const text = value.trim();
+    parsed = DateTime.fromISO(text, { zone });
+    if (!parsed.isValid && !DATE_ONLY.test(text)) parsed = DateTime.fromSQL(text, { zone });
+  } else {
+    throw badInput(`${field} must be a date (a string such as 2030-03-10 or 2030-03-10T09:00:00Z), not ${typeof value}`, field);
+  }
+  if (!parsed.isValid) {
+    throw badInput(`${field} ${JSON.stringify(value)} is not a date (${parsed.invalidExplanation ?? parsed.invalidReason}); use ISO 8601 such as 2030-03-10 or 2030-03-10T09:00:00Z`, field);
+  }
+  if (parsed.year < 1970 || parsed.year > 9999) throw badInput(`${field} ${JSON.stringify(value)} is outside the years 1970-9999`, field);
+  return parsed;
+}
