@@ -22,7 +22,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
 
   beforeAll(async () => {
     t = await createTestApp(backend, {
-      env: { LEASE_MS: '600', ABORT_GRACE_MS: '300', CONCURRENCY: '8', QUEUE_CONCURRENCY: 'serial=1' },
+      env: { LEASE_MS: '600', ABORT_GRACE_MS: '300', CONCURRENCY: '8', QUEUE_CONCURRENCY: 'serial=1', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' },
       setup(app) {
         app.taskTypes.register(new WrappedType('tasks.WrappedType'));
         app.handlers.register('test.flaky', (args) => {
@@ -151,6 +151,18 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
       'STATUS_CHANGED:SCHEDULED>RUNNING',
       'STATUS_CHANGED:RUNNING>SUCCEEDED',
     ]);
+  });
+
+  it('lets occurrences of an ALLOW-overlap task run at the same time, each as its own task', async () => {
+    const parent = await create({ funcName: 'chronograph.sleep', argDict: { ms: 2500 }, repeatType: 'INTERVAL', intervalSeconds: 1, maxRuns: 3, overlapPolicy: 'ALLOW' });
+    expect((await svc.waitForTask(parent.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+    const children = await t.app.db.prisma.task.findMany({ where: { parentId: parent.id }, include: { runs: true }, orderBy: { id: 'asc' } });
+    expect(children).toHaveLength(3);
+    for (const child of children) expect((await svc.waitForTask(child.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+    const runs = await t.app.db.prisma.taskRun.findMany({ where: { taskId: { in: children.map((c) => c.id) } }, orderBy: { startedAt: 'asc' } });
+    // the second occurrence started while the first was still running
+    expect(runs[1]!.startedAt.getTime()).toBeLessThan(runs[0]!.finishedAt!.getTime());
+    expect(await runsOf(parent.id)).toEqual([]);
   });
 
   it('runs tasks through their task type (an app type wraps the handler)', async () => {

@@ -7,6 +7,7 @@ import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import { RunLogger } from './RunLogger.js';
 import { claimTasks, completeRun, extendLeases, msUntilNextDue, recoverExpiredTasks, releaseLeases, type ClaimedTask, type Completion } from './sql.js';
+import { fireOverlappingTasks } from './fireOverlappingTasks.js';
 import { skipMisfiredTasks } from './skipMisfiredTasks.js';
 
 export interface SchedulerOptions {
@@ -137,6 +138,7 @@ export class Scheduler {
     this.ticking = true;
     let delay: number;
     try {
+      await this.fireOverlapping();
       for (;;) {
         const free = this.options.concurrency - this.running.size;
         if (free <= 0 || this.stopped) break;
@@ -162,6 +164,15 @@ export class Scheduler {
     }
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), delay);
+  }
+
+  /** A failure here (one bad row) must not stop ordinary tasks from being claimed, so it is contained. */
+  private async fireOverlapping(): Promise<void> {
+    try {
+      while ((await fireOverlappingTasks(this.db.prisma, 100)) === 100 && !this.stopped);
+    } catch (error) {
+      if (!this.stopped) this.logger.error({ err: error }, 'could not fire ALLOW-overlap tasks');
+    }
   }
 
   /** Lease heartbeat, forced-end and lost-lease detection, crash recovery, misfire skipping. */

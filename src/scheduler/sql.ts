@@ -73,6 +73,7 @@ export async function claimTasks(db: Db, workerId: string, limit: number, leaseM
        SELECT id, status AS prev_status FROM task
         WHERE status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
           AND queue <> ALL($4::text[])
+          AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
           AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
         ORDER BY priority DESC, next_run_at
         LIMIT $2

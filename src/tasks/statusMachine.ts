@@ -14,7 +14,8 @@ export const WAKE_CHANNEL = 'chronograph_wake';
 export const CANCEL_CHANNEL = 'chronograph_cancel';
 
 const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
-  SCHEDULED: ['SCHEDULED', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
+  // SCHEDULED → SUCCEEDED: an ALLOW-overlap task fired its last occurrence (its runs are child tasks).
+  SCHEDULED: ['SCHEDULED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FORCED_END', 'CANCELLED'],
   RETRYING: ['RETRYING', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
   RUNNING: ['SCHEDULED', 'RETRYING', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED', 'RUNNING'],
   PAUSED: ['PAUSED', 'SCHEDULED', 'RETRYING', 'FORCED_END', 'CANCELLED'],

@@ -19,6 +19,8 @@ ALTER TABLE "task"
 
 -- Expired leases are found through this index (status RUNNING is a small set of rows).
 CREATE INDEX "task_lease_idx" ON "task"("locked_until") WHERE "status" = 'RUNNING';
+-- Recurring tasks with overlap ALLOW are fired (one child task per occurrence) rather than run.
+CREATE INDEX "task_fire_idx" ON "task"("next_run_at") WHERE "status" = 'SCHEDULED' AND "overlap_policy" = 'ALLOW' AND "repeat_type" IN ('CRON', 'INTERVAL');
 
 CREATE TABLE "task_run_log" (
     "id" BIGSERIAL NOT NULL,
