@@ -10,7 +10,6 @@ import { afterAll, describe, expect, it } from 'vitest';
  * ./app, the embedded database under DATA_DIR, requests over real HTTP, and SIGTERM.
  */
 const root = path.resolve(import.meta.dirname, '..');
-const tsx = path.join(root, 'node_modules/.bin/tsx');
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-main-'));
 
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -24,7 +23,7 @@ async function freePort(): Promise<number> {
 }
 
 function start(env: Record<string, string>) {
-  const child = spawn(tsx, ['src/main.ts'], { cwd: root, env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: root, env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
@@ -77,13 +76,13 @@ describe('npm start (the src/main.ts process)', () => {
     expect(after.task).toMatchObject({ status: 'SCHEDULED', fullName: 'tasks.DataBackup', argDict: { database: 'main_db' } });
     expect(after.taskTemplate).toEqual({ title: 'Custom' });
     expect(await stop(second)).toBe(0);
-  });
+  }, 120_000);
 
   it('refuses bad configuration with a clear message and exit code 2', async () => {
     const bad = start({ PORT: 'not-a-port', DATA_DIR: dataDir });
     expect(await bad.exited).toBe(2);
     expect(bad.output()).toMatch(/Invalid configuration:\n\s+PORT:/);
-  });
+  }, 60_000);
 });
 
 function ok(result: { data?: any; errors?: any[] }) {
