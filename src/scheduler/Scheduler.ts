@@ -6,7 +6,7 @@ import { CANCEL_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import { RunLogger } from './RunLogger.js';
-import { claimTasks, completeRun, extendLeases, msUntilNextDue, recoverExpiredTasks, releaseLeases, type ClaimedTask, type Completion } from './sql.js';
+import { claimTasks, completeRuns, extendLeases, msUntilNextDue, recoverExpiredTasks, releaseLeases, type ClaimedTask, type Completion } from './sql.js';
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
 import { skipMisfiredTasks } from './skipMisfiredTasks.js';
 
@@ -51,6 +51,8 @@ export class Scheduler {
   private again = false;
   private stopped = true;
   private unlisten: (() => Promise<void>)[] = [];
+  private readonly pending: { completion: Completion; done: (applied: boolean | Error) => void }[] = [];
+  private flushing?: Promise<void>;
 
   constructor(
     private readonly db: Database,
@@ -208,7 +210,10 @@ export class Scheduler {
       .catch((error) => this.logger.error({ err: error, taskId: task.id }, 'could not record the end of a run; its lease will expire and it will be recovered'))
       .finally(() => {
         this.running.delete(task.id);
-        this.wake();
+        // Claim in batches: wait until a quarter of the slots are free (or all are) before claiming again.
+        // Tasks that become due meanwhile still wake us through NOTIFY.
+        const free = this.options.concurrency - this.running.size;
+        if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || this.running.size === 0) this.wake();
       });
     if (task.cancelRequested) this.abort(task.id, 'forced');
   }
@@ -282,8 +287,33 @@ export class Scheduler {
             : `failed after ${task.attempts} attempt(s)`,
       };
     }
-    const applied = await withRetries(() => completeRun(this.db.prisma, completion));
+    const applied = await this.complete(completion);
     if (!applied) log.warn('the task was taken from this worker while it ran (forced end or lease expiry); its result was discarded');
+  }
+
+  /**
+   * Queues a completion; one writer at a time flushes everything queued into a single statement, so
+   * completions that finish while a batch is being written share the next commit.
+   */
+  private complete(completion: Completion): Promise<boolean> {
+    const result = new Promise<boolean | Error>((done) => this.pending.push({ completion, done }));
+    this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
+    return result.then((r) => {
+      if (r instanceof Error) throw r;
+      return r;
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length) {
+      const batch = this.pending.splice(0, 500);
+      try {
+        const applied = await withRetries(() => completeRuns(this.db.prisma, batch.map((b) => b.completion)));
+        for (const b of batch) b.done(applied.has(b.completion.taskId));
+      } catch (error) {
+        for (const b of batch) b.done(error as Error);
+      }
+    }
   }
 
   /** Runs the handler through its task type; resolves when it settles or, once aborted, after the grace period. */
