@@ -48,6 +48,7 @@ export class Scheduler {
   private timer?: NodeJS.Timeout;
   private heartbeat?: NodeJS.Timeout;
   private ticking = false;
+  private beating = false;
   private again = false;
   private stopped = true;
   private unlisten: (() => Promise<void>)[] = [];
@@ -179,7 +180,8 @@ export class Scheduler {
 
   /** Lease heartbeat, forced-end and lost-lease detection, crash recovery, misfire skipping. */
   private async beat(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.beating) return; // a slow database must not pile up heartbeats
+    this.beating = true;
     try {
       const ids = [...this.running.keys()];
       const held = await extendLeases(this.db.prisma, this.workerId, ids, this.options.leaseMs);
@@ -199,6 +201,8 @@ export class Scheduler {
       if (!this.stopped && (await skipMisfiredTasks(this.db.prisma, 100)) > 0) this.wake();
     } catch (error) {
       if (!this.stopped) this.logger.error({ err: error }, 'scheduler heartbeat failed');
+    } finally {
+      this.beating = false;
     }
   }
 
