@@ -143,7 +143,8 @@ export class TaskSvc {
         if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
         return { ...live, deduplicated: true };
       });
-    });
+      // Prisma's default 5 s limit for an interactive transaction is too short for the largest batches.
+    }, { timeout: 120_000 });
   }
 
   /**
