@@ -19,7 +19,7 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
     const p = t.app.db.prisma;
     await p.task.deleteMany({});
     await p.dateFieldSource.deleteMany({});
-    await p.taskTemplate.deleteMany({ where: { repeatType: 'DATE_FIELD' } });
+    await p.taskTemplate.deleteMany({ where: { origin: 'API' } });
   });
 
   const save = async (postData: Record<string, unknown>, prevData?: Record<string, unknown>) =>

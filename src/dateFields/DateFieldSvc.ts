@@ -153,8 +153,9 @@ export class DateFieldSvc {
   }
 
   /** A DATE_FIELD template on a low-code model must name one of its DATE or DATETIME fields. */
-  async checkTemplateModel(sourceModel: string, sourceField: string, field = 'dateField'): Promise<void> {
-    const definition = await this.deps.prisma.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name: sourceModel } } });
+  async checkTemplateModel(sourceModel: string, sourceField: string, db: Prisma.TransactionClient = this.deps.prisma): Promise<void> {
+    const field = 'dateField';
+    const definition = await db.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name: sourceModel } } });
     if (!definition) return; // an external model: its records arrive through hooks
     const fields = definition.fields as unknown as ModelField[];
     const target = fields.find((f) => f.name === sourceField);

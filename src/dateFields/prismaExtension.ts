@@ -1,4 +1,5 @@
 import { Prisma } from '@prisma/client/extension';
+import { ChronographError } from '../errors.js';
 import type { DateFieldResult } from './applyDateFields.js';
 import type { DateFieldSvc } from './DateFieldSvc.js';
 
@@ -31,10 +32,11 @@ const WRITES = new Set(['create', 'createMany', 'createManyAndReturn', 'update',
  * - create / update / upsert (and createManyAndReturn / updateManyAndReturn) save the written rows;
  *   createMany runs as createManyAndReturn so the new rows are known; updateMany reads the ids its
  *   `where` matches first and the rows after; delete / deleteMany cancel the rows' tasks.
- * - The layer runs after the write, in its own transaction (Prisma gives query extensions no handle on
- *   the caller's transaction): a write inside `$transaction` that rolls back later leaves its tasks, and a
- *   hook that fails (a date that does not parse) fails the call after the row was written. Both are
- *   what afterSave hooks do; `reconcileDateFieldTasks(model)` repairs either.
+ * - The layer runs after the write, in its own transaction, as afterSave hooks do: a hook that fails (a
+ *   date that does not parse) fails the call after the row was written; `reconcileDateFieldTasks(model)`
+ *   repairs that. Prisma gives query extensions no handle on a caller's transaction, so a registered
+ *   write inside `$transaction` is refused (CONFLICT) rather than run half outside it; code that needs
+ *   both in one transaction calls `dateFieldSvc.saveExternal(tx, model, records)` itself.
  * - A `select`, `include` or `omit` on a single-row write is applied by reading the row again, since
  *   the layer needs every field.
  */
@@ -64,9 +66,17 @@ export function dateFieldExtension(dateFields: Pick<DateFieldSvc, 'forTenant'>, 
       name: 'chronograph-date-fields',
       query: {
         $allModels: {
-          async $allOperations({ model, operation, args, query }) {
+          async $allOperations(params) {
+            const { model, operation, args, query } = params;
             const source = sources[model];
             if (!source || !WRITES.has(operation)) return query(args);
+            if (insideTransaction(params)) {
+              throw new ChronographError(
+                'CONFLICT',
+                `${model}.${operation} ran inside $transaction: the date-field extension cannot join it (and would wait on it on PGlite). ` +
+                  'Write through the extended client outside transactions, or call dateFieldSvc.saveExternal(tx, model, records) in yours.',
+              );
+            }
             const idField = source.idField ?? 'id';
             const db = delegate(model);
             const { select, include, omit, ...rest } = (args ?? {}) as Row;
@@ -122,4 +132,14 @@ export function dateFieldExtension(dateFields: Pick<DateFieldSvc, 'forTenant'>, 
       },
     });
   });
+}
+
+/**
+ * Whether the operation runs in an interactive or batch transaction. Prisma passes this to query
+ * extensions only as an internal parameter, so this reads it defensively: if Prisma stops passing it,
+ * the guard turns off and writes behave as documented above.
+ */
+function insideTransaction(params: object): boolean {
+  const internal = (params as { __internalParams?: { transaction?: unknown } }).__internalParams;
+  return internal?.transaction != null;
 }

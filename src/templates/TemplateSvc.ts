@@ -133,7 +133,7 @@ export class TemplateSvc {
     if (duplicate) throw badInput(`Task template ${duplicate} is declared more than once`, 'fullName');
     return this.deps.prisma.$transaction(async (tx) => {
       for (const row of rows) {
-        await this.checkDateField(row);
+        await this.checkDateField(row, tx);
         const before = await tx.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } } });
         const after = await tx.taskTemplate.upsert({
           where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } },
@@ -160,9 +160,9 @@ export class TemplateSvc {
   }
 
   /** A DATE_FIELD template on a low-code model must follow one of its DATE or DATETIME fields. */
-  private async checkDateField(data: { repeatType: RepeatType; sourceModel: string | null; sourceField: string | null }) {
+  private async checkDateField(data: { repeatType: RepeatType; sourceModel: string | null; sourceField: string | null }, db?: Prisma.TransactionClient) {
     if (data.repeatType === RepeatType.DATE_FIELD && data.sourceModel && data.sourceField) {
-      await this.dateFields.checkTemplateModel(data.sourceModel, data.sourceField);
+      await this.dateFields.checkTemplateModel(data.sourceModel, data.sourceField, db);
     }
   }
 
