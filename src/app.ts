@@ -7,7 +7,9 @@ import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
 import { openDatabase, type Database } from './db/Database.js';
 import { ChronographError } from './errors.js';
+import { TaskEventStream } from './events/TaskEventStream.js';
 import { createChronographYoga } from './graphql/createYoga.js';
+import { createWsServer, type WsServer } from './graphql/createWsServer.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
 import { HandlerRegistry } from './handlers/HandlerRegistry.js';
 import { createLogger, type Logger } from './logger.js';
@@ -44,6 +46,9 @@ export class Chronograph {
   /** Low-code models and their records; every record write runs the date-field layer. */
   readonly modelSvc: ModelSvc;
   readonly yoga: ReturnType<typeof createChronographYoga>;
+  /** Status changes as they commit, on any instance: the source of Subscription.taskStatusChanged. */
+  readonly taskEvents: TaskEventStream;
+  private wsServer?: WsServer;
   readonly scheduler: Scheduler;
   private server?: Server;
 
@@ -72,6 +77,7 @@ export class Chronograph {
     });
     this.templateSvc = new TemplateSvc(deps);
     this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, abortGraceMs: config.ABORT_GRACE_MS, now });
+    this.taskEvents = new TaskEventStream(db, logger.child({ component: 'events' }), { bufferSize: config.SUBSCRIPTION_BUFFER_SIZE });
     this.yoga = createChronographYoga(this);
   }
 
@@ -108,6 +114,7 @@ export class Chronograph {
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
     const { server, port: bound } = await startHttpServer(this.yoga, { host, port });
     this.server = server;
+    this.wsServer = createWsServer(server, this.yoga);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
     this.logger.info({ url, worker: this.config.WORKER_ID }, 'Chronograph is listening');
     return { port: bound, url };
@@ -121,6 +128,10 @@ export class Chronograph {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    // Subscriptions first: sockets get 1001, SSE streams SHUTTING_DOWN with their resume cursor.
+    await this.wsServer?.close();
+    this.wsServer = undefined;
+    await this.taskEvents.close();
     const closeServer = async () => {
       if (!server) return;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -7,6 +7,7 @@ import type { ModelSvc } from '../dateFields/ModelSvc.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type PrismaTypes from '../generated/pothos-types.js';
 import { getDatamodel } from '../generated/pothos-types.js';
+import type { TaskEventStream } from '../events/TaskEventStream.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TaskSvc } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
@@ -22,6 +23,8 @@ export interface Context {
   modelSvc: ModelSvc;
   handlers: HandlerRegistry;
   taskTypes: TaskTypeRegistry;
+  /** Live status changes of every tenant; subscriptions pass their own tenant's filter. */
+  taskEvents: TaskEventStream;
 }
 
 export const builder = new SchemaBuilder<{

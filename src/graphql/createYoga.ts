@@ -28,6 +28,7 @@ export function contextFor(app: Chronograph, tenantId: string): Context {
     modelSvc: app.modelSvc.forTenant(tenantId),
     handlers: app.handlers,
     taskTypes: app.taskTypes,
+    taskEvents: app.taskEvents,
   };
 }
 
@@ -36,10 +37,12 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    graphiql: { title: 'Chronograph', defaultQuery: DEFAULT_QUERY },
+    // Subscriptions in GraphiQL go over graphql-ws on this same path (createWsServer).
+    graphiql: { title: 'Chronograph', defaultQuery: DEFAULT_QUERY, subscriptionsProtocol: 'WS' },
     maskedErrors: { maskError: createMaskError(app.logger) },
     logging: app.logger.child({ component: 'yoga' }),
-    context: ({ request }) => contextFor(app, tenantOf(request.headers)),
+    // graphql-ws operations arrive without a fetch Request; createWsServer passes their tenant.
+    context: ({ request, tenantId }) => contextFor(app, typeof tenantId === 'string' ? tenantId : tenantOf(request.headers)),
     plugins: [codeVariableErrors()],
   });
 }

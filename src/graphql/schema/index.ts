@@ -4,11 +4,13 @@ import './dateFields.js';
 import './enums.js';
 import './handler.js';
 import './models.js';
+import './subscription.js';
 import './task.js';
 import './template.js';
 
 builder.queryType({});
 builder.mutationType({});
+builder.subscriptionType({});
 
 export const schema = builder.toSchema();
 

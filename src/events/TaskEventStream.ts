@@ -1,0 +1,340 @@
+import type { Database } from '../db/Database.js';
+import { ChronographError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { TASK_EVENT_CHANNEL } from '../tasks/statusMachine.js';
+import { readEventsAfter } from './readEventsAfter.js';
+import { readMatchingEvents } from './readMatchingEvents.js';
+import { readStreamStart } from './readStreamStart.js';
+import type { TaskEventFilter, TaskEventRef } from './TaskEventFilter.js';
+import { TaskEventSubscription } from './TaskEventSubscription.js';
+
+export interface TaskEventStreamOptions {
+  /** Events one subscriber may have waiting; one more ends it with SUBSCRIBER_TOO_SLOW. */
+  bufferSize: number;
+  /** Events read per round; a full round is followed at once by the next. */
+  batchSize?: number;
+}
+
+/** Where the stream stands; for logs, health checks and tests. */
+export interface TaskEventStreamStatus {
+  listening: boolean;
+  /** Every event id up to here is delivered, or will never exist. */
+  floor: string;
+  /** Set while delivery waits for transactions that may still commit ids at or below `upTo`. */
+  waiting?: { upTo: string; writers: number; settled: boolean };
+  /** Subscriptions receiving live events (not counting those still replaying). */
+  live: number;
+  /** Every open subscription, replaying or live. */
+  subscriptions: number;
+}
+
+/** Ids at or below `upTo` not seen yet may belong to one of `writers` (open transactions). */
+interface Gap {
+  upTo: bigint;
+  writers: Set<string>;
+  /** All of `writers` were gone after the last read: the next read shows every id that will ever commit. */
+  settled: boolean;
+  since: number;
+  warned?: boolean;
+}
+
+const MIN_POLL_MS = 2;
+const MAX_POLL_MS = 250;
+const SLOW_GAP_MS = 10_000;
+
+/**
+ * The live half of `Subscription.taskStatusChanged`: one per instance, shared by all of its
+ * subscribers. It LISTENs to the TaskEvent channel (a NOTIFY only says "something committed"; rows
+ * are re-read, so payloads stay small and a lost notification costs nothing) and hands each event,
+ * in id order, to the subscribers of its tenant. Any instance's commits reach every instance, because
+ * each one reads the shared table.
+ *
+ * Why id order, and how it is kept without losing events: ids come from a sequence when a row is
+ * inserted, but transactions commit in their own order, so id 9 may become visible after id 10. A
+ * stream that delivered 10 and moved on would never deliver 9, and a client resuming `after: 10`
+ * would never read it. Instead the stream keeps a `floor` below which every id is either delivered
+ * or certain never to exist, and re-reads `id > floor` on each notification:
+ * - it delivers consecutive ids and stops at the first hole;
+ * - the same statement lists the transactions holding ROW EXCLUSIVE on task_event (see
+ *   readEventsAfter): whoever drew a missing id is one of them, since INSERT locks the table before
+ *   it draws the id and keeps the lock until it ends;
+ * - once none of those transactions is left, a later read shows every missing id that committed;
+ *   ids still missing then were rolled back (or deleted with their task) and are skipped.
+ * Holes that commit are closed by the commit's own NOTIFY; holes that roll back send none, so while a
+ * hole is open the stream also polls, with backoff. Nothing waits on a clock: an open transaction
+ * that wrote an event holds delivery of newer ones until it ends (a slow hole is logged).
+ * Alternatives: a commit-ordered key (pg_current_xact_id() stored per row, read below the snapshot
+ * xmin) needs a column and waits for every long transaction in the cluster, not only those writing
+ * events; a fixed "wait N ms for holes" loses events whenever a transaction outlasts N.
+ *
+ * Because every id at or below the floor is final, a resuming subscriber replays stored events up
+ * to the floor and then receives live ones above it, with neither gap nor duplicate at the seam
+ * (TaskEventSubscription). Per-task order follows from id order: a task's events are written by
+ * transactions that serialize on the task's row.
+ *
+ * The stream runs only while someone subscribes: the first subscriber starts it, the last one
+ * leaving stops it (UNLISTEN, timers cleared).
+ */
+export class TaskEventStream {
+  private floorId = 0n;
+  private gap?: Gap;
+  private listening = false;
+  private generation = 0;
+  private unlisten?: () => Promise<void>;
+  private round?: Promise<void>;
+  private again = false;
+  private pollTimer?: NodeJS.Timeout;
+  private pollDelay = MIN_POLL_MS;
+  private ready?: { newest: bigint; resolve: () => void; reject: (error: Error) => void };
+  private readonly live = new Map<string, Set<TaskEventSubscription>>();
+  private readonly subscriptions = new Set<TaskEventSubscription>();
+  private users = 0;
+  private started?: Promise<void>;
+  private lifecycle: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly batchSize: number;
+
+  constructor(
+    private readonly db: Database,
+    private readonly logger: Logger,
+    private readonly options: TaskEventStreamOptions,
+  ) {
+    this.batchSize = options.batchSize ?? 1000;
+  }
+
+  /**
+   * A subscription to `filter`'s events: stored ones after `after` first, then live ones; without
+   * `after`, those that commit from now on. Resolves once the stream is listening.
+   */
+  async subscribe(filter: TaskEventFilter, after?: bigint): Promise<TaskEventSubscription> {
+    await this.acquire();
+    const subscription = new TaskEventSubscription(this, filter, after, this.options.bufferSize);
+    this.subscriptions.add(subscription);
+    return subscription;
+  }
+
+  status(): TaskEventStreamStatus {
+    let live = 0;
+    for (const subs of this.live.values()) live += subs.size;
+    const gap = this.gap;
+    return {
+      listening: this.listening,
+      floor: this.floorId.toString(),
+      ...(gap && { waiting: { upTo: gap.upTo.toString(), writers: gap.writers.size, settled: gap.settled } }),
+      live,
+      subscriptions: this.subscriptions.size,
+    };
+  }
+
+  /** Ends every subscription with SHUTTING_DOWN (each can resume elsewhere) and stops listening. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const subscription of this.subscriptions) subscription.finish('SHUTTING_DOWN');
+    this.ready?.reject(shuttingDown());
+    this.started = undefined;
+    this.lifecycle = this.lifecycle.then(() => this.stop());
+    await this.lifecycle;
+  }
+
+  // ---- used by TaskEventSubscription ----
+
+  /** Every event id up to here is delivered or will never exist; replays read up to it. */
+  get floor(): bigint {
+    return this.floorId;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** From now on `subscription` is offered every event above the floor (synchronous: no event can slip between). */
+  goLive(subscription: TaskEventSubscription): void {
+    const tenantId = subscription.filter.tenantId;
+    let subs = this.live.get(tenantId);
+    if (!subs) this.live.set(tenantId, (subs = new Set()));
+    subs.add(subscription);
+  }
+
+  /** Stops offering events to `subscription`. */
+  leaveLive(subscription: TaskEventSubscription): void {
+    const subs = this.live.get(subscription.filter.tenantId);
+    subs?.delete(subscription);
+    if (subs?.size === 0) this.live.delete(subscription.filter.tenantId);
+  }
+
+  /** `subscription` has ended; the stream stops when nobody is left. */
+  remove(subscription: TaskEventSubscription): void {
+    this.leaveLive(subscription);
+    if (this.subscriptions.delete(subscription)) this.release();
+  }
+
+  replay(filter: TaskEventFilter, after: bigint, upTo: bigint, limit: number): Promise<TaskEventRef[]> {
+    return readMatchingEvents(this.db.prisma, filter, after, upTo, limit);
+  }
+
+  // ---- lifecycle: start with the first subscriber, stop after the last ----
+
+  private async acquire(): Promise<void> {
+    if (this.closed) throw shuttingDown();
+    this.users++;
+    if (!this.started) {
+      const started = this.lifecycle.then(() => this.start());
+      this.started = started;
+      this.lifecycle = started.catch(() => {});
+    }
+    try {
+      await this.started;
+    } catch (error) {
+      this.release();
+      throw error;
+    }
+  }
+
+  private release(): void {
+    this.users--;
+    if (this.users > 0 || !this.started) return;
+    this.started = undefined;
+    this.lifecycle = this.lifecycle.then(() => this.stop());
+  }
+
+  private async start(): Promise<void> {
+    if (this.closed) throw shuttingDown();
+    const generation = ++this.generation;
+    // LISTEN before reading where to start: whatever commits after the read is then announced.
+    this.unlisten = await this.db.listen(TASK_EVENT_CHANNEL, () => {
+      if (generation === this.generation) this.requestRound();
+    });
+    const start = await readStreamStart(this.db.prisma);
+    this.floorId = start.floor;
+    this.gap = undefined;
+    this.pollDelay = MIN_POLL_MS;
+    this.listening = true;
+    this.logger.debug({ floor: start.floor.toString(), newest: start.newest.toString() }, 'task event stream started');
+    // Subscribers start once the floor has passed every id committed before now, so "live from
+    // now" neither replays old events nor misses one that was in flight.
+    await new Promise<void>((resolve, reject) => {
+      this.ready = { newest: start.newest, resolve, reject };
+      this.checkReady();
+      this.requestRound();
+    });
+  }
+
+  private async stop(): Promise<void> {
+    this.generation++;
+    this.listening = false;
+    clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    this.gap = undefined;
+    const unlisten = this.unlisten;
+    this.unlisten = undefined;
+    await unlisten?.().catch((error: unknown) => this.logger.warn({ err: error }, 'UNLISTEN failed'));
+    await this.round;
+    this.logger.debug('task event stream stopped');
+  }
+
+  private checkReady(): void {
+    if (this.ready && this.floorId >= this.ready.newest) {
+      this.ready.resolve();
+      this.ready = undefined;
+    }
+  }
+
+  // ---- rounds: read id > floor, deliver in order, settle holes ----
+
+  private requestRound(): void {
+    if (!this.listening) return;
+    if (this.round) {
+      this.again = true;
+      return;
+    }
+    clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    this.round = this.runRounds(this.generation).finally(() => {
+      this.round = undefined;
+    });
+  }
+
+  /** Never throws: a failed read is logged and retried by the poll. */
+  private async runRounds(generation: number): Promise<void> {
+    try {
+      let more = true;
+      while (more && generation === this.generation) {
+        this.again = false;
+        const { events, writers } = await readEventsAfter(this.db.prisma, this.floorId, this.batchSize);
+        if (generation !== this.generation) return;
+        const blocked = this.advance(events, new Set(writers));
+        this.checkReady();
+        if (blocked) {
+          this.schedulePoll();
+          more = this.again;
+        } else {
+          this.pollDelay = MIN_POLL_MS;
+          more = this.again || events.length === this.batchSize;
+        }
+      }
+    } catch (error) {
+      if (generation !== this.generation) return;
+      this.logger.warn({ err: error }, 'reading task events failed; retrying');
+      this.schedulePoll();
+    }
+  }
+
+  private schedulePoll(): void {
+    if (this.pollTimer || !this.listening) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = undefined;
+      this.requestRound();
+    }, this.pollDelay);
+    this.pollDelay = Math.min(this.pollDelay * 2, MAX_POLL_MS);
+  }
+
+  /**
+   * Delivers `events` (id > floor, ascending) up to the first hole that may still fill; returns true
+   * when it stopped at one. `writers` were read in the same statement, after the snapshot.
+   */
+  private advance(events: TaskEventRef[], writers: Set<string>): boolean {
+    // Decided by an earlier read: ids up to here that are still missing never commit.
+    const settledUpTo = this.gap?.settled ? this.gap.upTo : undefined;
+    for (const event of events) {
+      if (event.id !== this.floorId + 1n && !(settledUpTo !== undefined && event.id - 1n <= settledUpTo)) {
+        if (settledUpTo !== undefined && settledUpTo > this.floorId) this.floorId = settledUpTo;
+        this.observeGap(writers, events[events.length - 1]!.id);
+        return true;
+      }
+      this.floorId = event.id;
+      this.publish(event);
+    }
+    if (settledUpTo !== undefined && events.length < this.batchSize && settledUpTo > this.floorId) this.floorId = settledUpTo;
+    if (this.gap && this.floorId >= this.gap.upTo) this.gap = undefined;
+    return false;
+  }
+
+  private observeGap(writers: Set<string>, newestSeen: bigint): void {
+    const gap = this.gap;
+    if (gap && this.floorId < gap.upTo) {
+      // Still the hole first seen earlier: it settles once none of its writers is left.
+      if (!gap.settled && ![...gap.writers].some((w) => writers.has(w))) gap.settled = true;
+      if (!gap.warned && Date.now() - gap.since > SLOW_GAP_MS) {
+        gap.warned = true;
+        this.logger.warn(
+          { floor: this.floorId.toString(), upTo: gap.upTo.toString(), writers: [...gap.writers] },
+          'task event delivery is waiting for a transaction that wrote an event and is still open',
+        );
+      }
+      return;
+    }
+    // A new hole. Every missing id below the newest one seen was drawn before this read's snapshot,
+    // so its transaction is among `writers`; none at all means the next read is final.
+    this.gap = { upTo: newestSeen, writers, settled: writers.size === 0, since: Date.now() };
+  }
+
+  private publish(event: TaskEventRef): void {
+    const subs = this.live.get(event.tenantId);
+    if (!subs) return;
+    for (const subscription of subs) subscription.offer(event);
+  }
+}
+
+function shuttingDown(): ChronographError {
+  return new ChronographError('SHUTTING_DOWN', 'This Chronograph instance is shutting down; subscribe again (with after: your last cursor) to resume');
+}

@@ -1,0 +1,152 @@
+import type { TaskEventFilter, TaskEventRef } from './TaskEventFilter.js';
+import type { TaskEventStream } from './TaskEventStream.js';
+
+export type StreamEndReason = 'SUBSCRIBER_TOO_SLOW' | 'SHUTTING_DOWN';
+
+/** The last item of a subscription that the server ends; `lastCursor` is where to resume. */
+export interface StreamEnd {
+  end: StreamEndReason;
+  lastCursor: string | null;
+}
+
+export type StreamItem = TaskEventRef | StreamEnd;
+
+export function isStreamEnd(item: StreamItem): item is StreamEnd {
+  return 'end' in item;
+}
+
+type Phase = 'replay' | 'live' | 'ending' | 'done';
+
+const REPLAY_PAGE = 500;
+
+/**
+ * One subscriber's view of the TaskEventStream, as the async iterator GraphQL consumes.
+ *
+ * Resuming (`after` given): stored events after the cursor are read page by page, each page only up
+ * to the stream's floor (where every id is final), as the consumer pulls them; when the replay has
+ * reached the floor, the subscription joins the live stream in the same synchronous step, so the
+ * first live event is the first id above the floor: no gap, no duplicate, however much is committed
+ * meanwhile. Nothing is buffered during the replay, so a long history costs one page of memory.
+ *
+ * Live: events wait in a buffer of `bufferSize`; a consumer that falls further behind (a stalled
+ * socket) is cut off with SUBSCRIBER_TOO_SLOW and the cursor of the last event it was given, instead
+ * of slowing the stream or anyone else down.
+ */
+export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> {
+  private phase: Phase = 'replay';
+  private page: TaskEventRef[] = [];
+  /** Replay: events up to here have been read. Live: only ids above it are delivered. */
+  private position: bigint;
+  /** The cursor of the last event handed to the consumer (or where it started). */
+  private lastCursor: bigint;
+  private readonly buffer: TaskEventRef[] = [];
+  private waiter?: (result: IteratorResult<StreamItem>) => void;
+  private end?: StreamEnd;
+  private removed = false;
+
+  constructor(
+    private readonly stream: TaskEventStream,
+    readonly filter: TaskEventFilter,
+    after: bigint | undefined,
+    private readonly bufferSize: number,
+  ) {
+    this.position = after ?? stream.floor;
+    this.lastCursor = this.position;
+    if (after === undefined) this.goLive();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<StreamItem>> {
+    while (this.phase === 'replay') {
+      const replayed = this.page.shift();
+      if (replayed) return this.deliver(replayed);
+      const upTo = this.stream.floor;
+      if (this.position >= upTo) {
+        this.goLive();
+        break;
+      }
+      const page = await this.stream.replay(this.filter, this.position, upTo, REPLAY_PAGE);
+      if (this.phase !== 'replay') break;
+      this.page = page;
+      this.position = page.length === REPLAY_PAGE ? page[page.length - 1]!.id : upTo;
+    }
+    const buffered = this.buffer.shift();
+    if (buffered) return this.deliver(buffered);
+    if (this.phase === 'ending') {
+      this.phase = 'done';
+      return { value: this.end!, done: false };
+    }
+    if (this.phase === 'done') {
+      this.remove();
+      return { value: undefined, done: true };
+    }
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  /** The consumer has gone (client unsubscribed, socket or request closed). */
+  async return(): Promise<IteratorResult<StreamItem>> {
+    this.phase = 'done';
+    this.buffer.length = 0;
+    this.page = [];
+    this.remove();
+    this.wake({ value: undefined, done: true });
+    return { value: undefined, done: true };
+  }
+
+  /** Called by the stream for every event above its floor, in id order, while live. */
+  offer(event: TaskEventRef): void {
+    if (event.id <= this.position || !this.filter.matches(event)) return;
+    if (this.waiter) {
+      this.wake(this.deliver(event));
+    } else if (this.buffer.length < this.bufferSize) {
+      this.buffer.push(event);
+    } else {
+      this.buffer.length = 0;
+      this.finish('SUBSCRIBER_TOO_SLOW');
+    }
+  }
+
+  /** Ends the subscription: the consumer gets whatever is buffered, then a StreamEnd, then done. */
+  finish(reason: StreamEndReason): void {
+    if (this.phase === 'ending' || this.phase === 'done') return;
+    this.stream.leaveLive(this);
+    this.page = [];
+    this.end = { end: reason, lastCursor: this.lastCursor.toString() };
+    this.phase = 'ending';
+    if (this.waiter) {
+      this.phase = 'done';
+      this.wake({ value: this.end, done: false });
+    }
+  }
+
+  private goLive(): void {
+    if (this.stream.isClosed) {
+      this.finish('SHUTTING_DOWN');
+      return;
+    }
+    this.phase = 'live';
+    this.stream.goLive(this);
+  }
+
+  private deliver(event: TaskEventRef): IteratorResult<StreamItem> {
+    this.lastCursor = event.id;
+    return { value: event, done: false };
+  }
+
+  private wake(result: IteratorResult<StreamItem>): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.(result);
+  }
+
+  private remove(): void {
+    if (this.removed) return;
+    this.removed = true;
+    this.stream.remove(this);
+  }
+}

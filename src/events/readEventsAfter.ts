@@ -1,0 +1,46 @@
+import type { PrismaClient, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
+import type { TaskEventRef } from './TaskEventFilter.js';
+
+export interface EventsAfter {
+  /** Committed events with `id > after`, oldest first, at most `limit`. */
+  events: TaskEventRef[];
+  /**
+   * Transactions (virtual transaction ids) that held a write lock on task_event just after the events
+   * were read: any of them may own an id that is missing from `events` and commit it later.
+   */
+  writers: string[];
+}
+
+type Row = [id: string, taskId: string, tenantId: string, type: TaskEventType, toStatus: TaskStatus, fullName: string, funcName: string, source: TaskSource];
+
+/**
+ * One statement, so the lock table is read after (never before) the snapshot the events come from:
+ * an id taken by a transaction that had not committed when the snapshot was taken belongs to a
+ * transaction listed in `writers`, because INSERT takes ROW EXCLUSIVE on the table before it draws
+ * the id and keeps it until commit or rollback. Ids travel as text: JSON numbers lose precision
+ * past 2^53.
+ */
+export async function readEventsAfter(prisma: PrismaClient, after: bigint, limit: number): Promise<EventsAfter> {
+  const [result] = await prisma.$queryRaw<{ events: Row[]; writers: string[] }[]>`
+    SELECT
+      (SELECT coalesce(json_agg(json_build_array(e.id::text, e.task_id, e.tenant_id, e.type, e.to_status, t.full_name, t.func_name, t.source) ORDER BY e.id), '[]'::json)
+         FROM (SELECT * FROM task_event WHERE id > ${after} ORDER BY id LIMIT ${limit}) e
+         JOIN task t ON t.id = e.task_id) AS events,
+      (SELECT coalesce(json_agg(l.virtualtransaction), '[]'::json)
+         FROM pg_locks l
+        WHERE l.locktype = 'relation' AND l.relation = 'task_event'::regclass AND l.mode = 'RowExclusiveLock'
+          AND l.granted AND l.pid <> pg_backend_pid()) AS writers`;
+  return {
+    events: result!.events.map(([id, taskId, tenantId, type, toStatus, fullName, funcName, source]) => ({
+      id: BigInt(id),
+      taskId,
+      tenantId,
+      type,
+      toStatus,
+      fullName,
+      funcName,
+      source,
+    })),
+    writers: result!.writers,
+  };
+}

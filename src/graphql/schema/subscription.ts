@@ -1,0 +1,45 @@
+import { ChronographError, notFound } from '../../errors.js';
+import { parseEventCursor, TaskEventFilter } from '../../events/TaskEventFilter.js';
+import { isStreamEnd } from '../../events/TaskEventSubscription.js';
+import { builder } from '../builder.js';
+import { TaskEventTypeEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
+
+const TaskEventFilterInput = builder.inputType('TaskEventFilter', {
+  description: 'Which status changes to receive; every field narrows, an omitted one matches all.',
+  fields: (t) => ({
+    taskId: t.id({ description: 'Only this task.' }),
+    fullName: t.string({ description: 'Only tasks of this template, e.g. tasks.DataBackup.' }),
+    funcName: t.string({ description: 'Only tasks running this handler.' }),
+    source: t.field({ type: TaskSourceEnum }),
+    statuses: t.field({ type: [TaskStatusEnum], description: 'Only changes to any of these statuses (toStatus).' }),
+    types: t.field({ type: [TaskEventTypeEnum] }),
+  }),
+});
+
+const END_MESSAGES = {
+  SUBSCRIBER_TOO_SLOW: 'This subscription fell too far behind and was ended; subscribe again with after: lastCursor to resume without a gap',
+  SHUTTING_DOWN: 'This Chronograph instance is shutting down; subscribe again with after: lastCursor to resume without a gap',
+} as const;
+
+builder.subscriptionFields((t) => ({
+  taskStatusChanged: t.prismaField({
+    type: 'TaskEvent',
+    description:
+      "Every status change of the caller's tenant that matches `filter`, from any instance, in event order (so each task's changes arrive in order). " +
+      'With `after` (a TaskEvent cursor), stored events after it come first, then live ones, with no gap and no duplicate between them; ' +
+      'without it, changes committed from now on. A subscriber that falls too far behind gets a SUBSCRIBER_TOO_SLOW error whose lastCursor resumes it.',
+    args: {
+      filter: t.arg({ type: TaskEventFilterInput }),
+      after: t.arg.string({ description: 'Resume after this event cursor (TaskEvent.cursor).' }),
+    },
+    subscribe: (_root, args, ctx) => ctx.taskEvents.subscribe(TaskEventFilter.parse(ctx.tenantId, args.filter), parseEventCursor(args.after)),
+    // The stream carries ids and the columns filters need; the event itself is read here, with
+    // whatever relations (task, run) the subscriber selected.
+    resolve: async (query, item, _args, ctx) => {
+      if (isStreamEnd(item)) throw new ChronographError(item.end, END_MESSAGES[item.end], { lastCursor: item.lastCursor });
+      const event = await ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } });
+      if (!event) throw notFound('TaskEvent (deleted with its task)', item.id.toString());
+      return event;
+    },
+  }),
+}));
