@@ -75,17 +75,16 @@ export class DateFieldSvc {
   async saveExternal(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<DateFieldResult> {
     const all = await this.templatesOf(tx, model, true);
     if (all.length === 0) return emptyResult();
-    const lowCode = (await tx.modelDefinition.count({ where: { tenantId: this.tenantId, name: model } })) > 0;
     const enabled = all.filter((t) => t.template.enabled);
-    // Compute first: bad data throws before anything is written.
+    // applyDateFields computes everything first: bad data throws before anything is written.
     const result = await applyDateFields(tx, enabled, changes, { tenantId: this.tenantId, now: this.now(), collect: true });
-    if (!lowCode) await rememberRecords(tx, this.tenantId, model, changes);
+    await rememberRecords(tx, this.tenantId, model, changes);
     return result;
   }
 
   /** The layer for low-code record writes (ModelSvc), inside the caller's transaction. */
   async applyToRecords(tx: Prisma.TransactionClient, model: string, changes: RecordChange[], options: { fresh?: boolean; collect?: boolean } = {}): Promise<DateFieldResult> {
-    const templates = (await this.templatesOf(tx, model, false));
+    const templates = await this.templatesOf(tx, model, false);
     return applyDateFields(tx, templates, changes, { tenantId: this.tenantId, now: this.now(), fresh: options.fresh, collect: options.collect ?? true });
   }
 

@@ -1,3 +1,4 @@
+import { v7 as uuidv7 } from 'uuid';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { RepeatType, type Prisma } from '../generated/prisma/client.js';
@@ -5,6 +6,7 @@ import { assertIntRange, assertName } from '../tasks/validate.js';
 import { addCounts, emptyResult, type DateFieldResult, type RecordChange } from './applyDateFields.js';
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
+import { analyzeAfterBulkLoad, insertModelRecords } from './dateFieldSql.js';
 import { LONG_TRANSACTION, type DateFieldSvc } from './DateFieldSvc.js';
 import { validateFields, validateRecordData, type ModelField, type ModelFieldInput } from './modelFields.js';
 
@@ -28,6 +30,8 @@ export interface RecordWrite {
 
 const IMPORT_CHUNK = 1000;
 export const MAX_IMPORT = 100_000;
+/** Imports at least this large refresh the planner's statistics (see analyzeAfterBulkLoad). */
+const ANALYZE_AFTER = 1000;
 
 /**
  * Low-code models kept by Chronograph itself: definitions (a name and typed fields) and their records
@@ -177,18 +181,18 @@ export class ModelSvc {
     if (records.length > MAX_IMPORT) throw badInput(`At most ${MAX_IMPORT} records can be imported in one call`, 'records');
     const definition = await this.getModel(model);
     const rows = records.map((data, i) => validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone, field: `records[${i}]` }));
-    return this.deps.prisma.$transaction(async (tx) => {
+    const imported = await this.deps.prisma.$transaction(async (tx) => {
       const result = emptyResult();
       for (let i = 0; i < rows.length; i += IMPORT_CHUNK) {
-        const created = await tx.modelRecord.createManyAndReturn({
-          data: rows.slice(i, i + IMPORT_CHUNK).map((data) => ({ tenantId: this.tenantId, model, data: data as Prisma.InputJsonObject })),
-          select: { id: true, data: true },
-        });
+        const created = rows.slice(i, i + IMPORT_CHUNK).map((data) => ({ id: uuidv7(), data }));
+        await insertModelRecords(tx, this.tenantId, model, created);
         const counts = await this.dateFields.applyToRecords(tx, model, created.map(toChange), { fresh: true, collect: false });
         addCounts(result, counts);
       }
       return { count: rows.length, dateFields: result };
     }, LONG_TRANSACTION);
+    if (rows.length >= ANALYZE_AFTER) await analyzeAfterBulkLoad(this.deps.prisma);
+    return imported;
   }
 
   /**

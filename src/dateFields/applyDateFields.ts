@@ -1,10 +1,11 @@
+import { v7 as uuidv7 } from 'uuid';
 import { ChronographError, conflict } from '../errors.js';
 import type { Task, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
-import { recordEvents, transition } from '../tasks/statusMachine.js';
+import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { matchesCondition, stableStringify } from './condition.js';
-import { finishedDateFieldRuns, lockLiveDateFieldTasks } from './dateFieldSql.js';
+import { finishedDateFieldRuns, insertDateFieldTasks, lockLiveDateFieldTasks } from './dateFieldSql.js';
 import { scheduleFor, type DateFieldConfig } from './dateRule.js';
 
 /** A DATE_FIELD template with its parsed configuration. */
@@ -66,7 +67,7 @@ export interface ApplyOptions {
   collect?: boolean;
 }
 
-type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
+export type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
 type Desired = { kind: 'task'; row: TaskRow } | { kind: 'none'; reason: string; skipped: boolean };
 
 /** Fields a date-field task takes from its template and record; a difference in any of them updates the task. */
@@ -94,7 +95,12 @@ const COMPARED = [
   'sourceField',
 ] as const satisfies readonly (keyof Task & keyof TaskRow)[];
 
-const RECORDS_PER_CHUNK = 500;
+/** What deciding about a live task needs: the compared fields, and what a transition needs. */
+const LIVE_FIELDS = [...COMPARED, 'id', 'tenantId', 'status', 'templateId', 'sourceRowId'] as const;
+type LiveTask = Pick<Task, (typeof LIVE_FIELDS)[number]>;
+
+const RECORDS_PER_CHUNK = 1000;
+const INSERT_BATCH = 2000;
 
 /**
  * The model-event layer: makes the date-field tasks of `changes` × `templates` what the records say,
@@ -155,7 +161,7 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
   // one conflicting pair, so this ends; three rounds are plenty in practice.
   for (let round = 0; pending.length > 0; round++) {
     if (round === 3) throw conflict(`Date-field tasks of ${pending.length} record(s) kept changing concurrently; retry`);
-    const live = options.fresh && round === 0 ? new Map<string, Task>() : await loadLive(tx, pending, options.tenantId);
+    const live = options.fresh && round === 0 ? new Map<string, LiveTask>() : await loadLive(tx, pending, options.tenantId);
     const needHistory = pending.filter((p) => p.desired.kind === 'task' && !live.has(pairKey(p)));
     const finished = options.fresh && round === 0 ? new Set<string>() : await loadFinished(tx, needHistory, options.tenantId);
 
@@ -188,15 +194,10 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
 
     const lost: Pair[] = [];
-    for (let i = 0; i < toCreate.length; i += RECORDS_PER_CHUNK) {
-      const batch = toCreate.slice(i, i + RECORDS_PER_CHUNK);
-      // skipDuplicates is ON CONFLICT DO NOTHING: against the partial unique index task_date_field_live_key,
-      // a concurrent hook's uncommitted task makes this insert wait for it and then skip the row.
-      const inserted = await tx.task.createManyAndReturn({ data: batch.map((b) => b.row), skipDuplicates: true });
-      await recordEvents(
-        tx,
-        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: `created from ${t.sourceModel} ${t.sourceRowId} (${t.sourceField})` })),
-      );
+    for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
+      const batch = toCreate.slice(i, i + INSERT_BATCH);
+      // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
+      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7() })));
       const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
       for (const { pair, row } of batch) {
         const id = byPair.get(pairKey(pair));
@@ -209,13 +210,11 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
   return result;
 }
 
-async function loadLive(tx: Prisma.TransactionClient, pairs: Pair[], tenantId: string): Promise<Map<string, Task>> {
+async function loadLive(tx: Prisma.TransactionClient, pairs: Pair[], tenantId: string): Promise<Map<string, LiveTask>> {
   if (pairs.length === 0) return new Map();
   const templateIds = [...new Set(pairs.map((p) => p.template.template.id))];
   const rowIds = [...new Set(pairs.map((p) => p.change.rowId))];
-  const ids = await lockLiveDateFieldTasks(tx, tenantId, templateIds, rowIds);
-  if (ids.length === 0) return new Map();
-  const tasks = await tx.task.findMany({ where: { id: { in: ids } } });
+  const tasks = (await lockLiveDateFieldTasks(tx, tenantId, templateIds, rowIds, LIVE_FIELDS)) as LiveTask[];
   return new Map(tasks.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t]));
 }
 
@@ -232,7 +231,7 @@ async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantI
 }
 
 /** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
-async function reschedule(tx: Prisma.TransactionClient, task: Task, row: TaskRow, differs: string[]): Promise<string> {
+async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: TaskRow, differs: string[]): Promise<string> {
   const data: Prisma.TaskUncheckedUpdateManyInput = {};
   for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
   const moved = differs.includes('startTime');

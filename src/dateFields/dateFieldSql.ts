@@ -1,4 +1,6 @@
 import type { Prisma } from '../generated/prisma/client.js';
+import { TASK_EVENT_CHANNEL } from '../tasks/statusMachine.js';
+import type { TaskRow } from './applyDateFields.js';
 
 /**
  * The date-field layer's raw statements: Prisma cannot express `FOR UPDATE`, `DISTINCT ON` or
@@ -8,13 +10,21 @@ import type { Prisma } from '../generated/prisma/client.js';
 const LIVE = `('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')`;
 
 /**
- * Locks the live date-field tasks of these (template, record) pairs, in id order so that two hooks
- * over overlapping records always lock in the same order and cannot deadlock. The scheduler claims with
- * SKIP LOCKED, so it passes over a task a hook is changing instead of running its old schedule.
+ * Locks the live date-field tasks of these (template, record) pairs and returns their `fields`, in id
+ * order so that two hooks over overlapping records always lock in the same order and cannot deadlock.
+ * The scheduler claims with SKIP LOCKED, so it passes over a task a hook is changing instead of running
+ * its old schedule. One statement that locks and reads: a raw lock followed by Prisma's findMany with
+ * `id IN (…1000 ids…)` spent ~450 ms per thousand tasks in the client (bench/dateFields.ts, reconcile).
  */
-export async function lockLiveDateFieldTasks(tx: Prisma.TransactionClient, tenantId: string, templateIds: string[], rowIds: string[]): Promise<string[]> {
-  const rows = await tx.$queryRawUnsafe<{ id: string }[]>(
-    `SELECT id FROM task
+export async function lockLiveDateFieldTasks<F extends string>(
+  tx: Prisma.TransactionClient,
+  tenantId: string,
+  templateIds: string[],
+  rowIds: string[],
+  fields: readonly F[],
+): Promise<Record<F, unknown>[]> {
+  return tx.$queryRawUnsafe(
+    `SELECT ${fields.map((f) => `${columnOf(f)} AS "${f}"`).join(', ')} FROM task
       WHERE tenant_id = $1 AND source = 'DATE_FIELD' AND template_id = ANY($2::uuid[]) AND source_row_id = ANY($3::text[])
         AND status IN ${LIVE}
       ORDER BY id
@@ -23,7 +33,11 @@ export async function lockLiveDateFieldTasks(tx: Prisma.TransactionClient, tenan
     templateIds,
     rowIds,
   );
-  return rows.map((r) => r.id);
+}
+
+/** Task fields map to snake_case columns (`sourceRowId` → `source_row_id`), as schema.prisma @maps them. */
+function columnOf(field: string): string {
+  return field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
 /**
@@ -59,14 +73,18 @@ export async function lockOrphanDateFieldTasks(
   tx: Prisma.TransactionClient,
   args: { tenantId: string; model: string; keepTemplateIds: string[]; lowCode: boolean; templateId?: string },
 ): Promise<string[]> {
-  const recordExists = args.lowCode
-    ? `EXISTS (SELECT 1 FROM model_record r WHERE r.tenant_id = t.tenant_id AND r.model = t.source_model AND r.id::text = t.source_row_id)`
-    : `EXISTS (SELECT 1 FROM date_field_source s WHERE s.tenant_id = t.tenant_id AND s.model = t.source_model AND s.row_id = t.source_row_id)`;
+  // Each task looks its record up by primary key. Comparing r.id::text with source_row_id (no index) made
+  // the planner, with the stale statistics a bulk import leaves, scan every record for every task: 7-14 s
+  // for 5,000 tasks in bench/dateFields.ts. A row id that is not a UUID cannot be a low-code record's.
+  const records = args.lowCode
+    ? `model_record r ON r.id = (CASE WHEN t.source_row_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN t.source_row_id::uuid END)
+                       AND r.tenant_id = t.tenant_id AND r.model = t.source_model`
+    : `date_field_source r ON r.tenant_id = t.tenant_id AND r.model = t.source_model AND r.row_id = t.source_row_id`;
   const rows = await tx.$queryRawUnsafe<{ id: string }[]>(
-    `SELECT t.id FROM task t
+    `SELECT t.id FROM task t LEFT JOIN ${records}
       WHERE t.tenant_id = $1 AND t.source = 'DATE_FIELD' AND t.source_model = $2 AND t.status IN ${LIVE}
         AND ($4::uuid IS NULL OR t.template_id = $4::uuid)
-        AND (t.template_id IS NULL OR NOT (t.template_id = ANY($3::uuid[])) OR NOT ${recordExists})
+        AND (t.template_id IS NULL OR NOT (t.template_id = ANY($3::uuid[])) OR r.tenant_id IS NULL)
       ORDER BY t.id
         FOR UPDATE OF t`,
     args.tenantId,
@@ -77,24 +95,6 @@ export async function lockOrphanDateFieldTasks(
   return rows.map((r) => r.id);
 }
 
-/**
- * Remembers the latest version of external records (one statement for a whole batch). A batch that
- * names one record twice keeps its last version: ON CONFLICT cannot touch a row twice in one statement.
- */
-export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenantId: string, model: string, records: { rowId: string; data: unknown }[]): Promise<void> {
-  if (records.length === 0) return;
-  const last = new Map(records.map((r) => [r.rowId, JSON.stringify(r.data)]));
-  await tx.$executeRawUnsafe(
-    `INSERT INTO date_field_source (tenant_id, model, row_id, data, updated_at)
-     SELECT $1, $2, u.row_id, u.data, now() FROM unnest($3::text[], $4::jsonb[]) AS u(row_id, data)
-     ON CONFLICT (tenant_id, model, row_id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at`,
-    tenantId,
-    model,
-    [...last.keys()],
-    [...last.values()],
-  );
-}
-
 /** Every live task of one template, locked in id order. */
 export async function lockLiveTemplateTasks(tx: Prisma.TransactionClient, tenantId: string, templateId: string): Promise<string[]> {
   const rows = await tx.$queryRawUnsafe<{ id: string }[]>(
@@ -103,4 +103,123 @@ export async function lockLiveTemplateTasks(tx: Prisma.TransactionClient, tenant
     templateId,
   );
   return rows.map((r) => r.id);
+}
+
+/**
+ * Remembers the latest version of records of an external model (one statement for a whole batch); a
+ * low-code model (one with a model_definition) keeps its records itself, so nothing is stored for it. A
+ * batch that names one record twice keeps its last version: ON CONFLICT cannot touch a row twice.
+ */
+export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenantId: string, model: string, records: { rowId: string; data: unknown }[]): Promise<void> {
+  if (records.length === 0) return;
+  const last = new Map(records.map((r) => [r.rowId, JSON.stringify(r.data)]));
+  await tx.$executeRawUnsafe(
+    `INSERT INTO date_field_source (tenant_id, model, row_id, data, updated_at)
+     SELECT $1, $2, u.row_id, u.data, now() FROM unnest($3::text[], $4::jsonb[]) AS u(row_id, data)
+      WHERE NOT EXISTS (SELECT 1 FROM model_definition d WHERE d.tenant_id = $1 AND d.name = $2)
+     ON CONFLICT (tenant_id, model, row_id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at`,
+    tenantId,
+    model,
+    [...last.keys()],
+    [...last.values()],
+  );
+}
+
+/**
+ * Inserts date-field tasks with their CREATED events and NOTIFYs in one statement, and returns the tasks
+ * inserted. Raw and batched rather than Prisma's createManyAndReturn plus recordEvents: bench/dateFields.ts
+ * measured ~0.6 ms of client CPU per task that way (building and parsing 40-column rows, then the events
+ * again), which made a 100,000-record import Prisma-bound; here it is one array per column.
+ *
+ * ON CONFLICT DO NOTHING: a row whose (template, record) already has a live task (the partial unique
+ * index task_date_field_live_key) is skipped, after waiting for a concurrent inserter to commit, and gets
+ * no event. The events and their NOTIFY payloads are exactly what statusMachine.recordEvents writes.
+ */
+export async function insertDateFieldTasks(
+  tx: Prisma.TransactionClient,
+  rows: (TaskRow & { id: string })[],
+): Promise<{ id: string; tenantId: string; templateId: string; sourceRowId: string; nextRunAt: Date }[]> {
+  if (rows.length === 0) return [];
+  const col = <T>(pick: (r: TaskRow & { id: string }) => T) => rows.map(pick);
+  const iso = (d: Date | string | null | undefined) => (d == null ? null : new Date(d).toISOString());
+  return tx.$queryRawUnsafe(
+    `WITH t AS (
+       INSERT INTO task (id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
+                         interval_seconds, timezone, start_time, end_time, max_runs, next_run_at, status, priority, queue,
+                         max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
+                         source, source_model, source_row_id, source_field, updated_at)
+       SELECT u.id, u.tenant_id, u.template_id, u.full_name, u.task_type, u.func_name, u.arg_dict, u.repeat_type::"RepeatType", u.cron_expression,
+              u.interval_seconds, u.timezone, u.start_time, u.end_time, u.max_runs, u.start_time, 'SCHEDULED', u.priority, u.queue,
+              u.max_attempts, u.timeout_ms, u.misfire_policy::"MisfirePolicy", u.misfire_tolerance_ms, u.overlap_policy::"OverlapPolicy", u.retry_backoff_ms,
+              'DATE_FIELD', u.source_model, u.source_row_id, u.source_field, now()
+         -- Enum arrays travel as text[]: the PGlite adapter cannot encode arrays of a user-defined type.
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
+                     $10::int[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int[], $15::int[], $16::text[],
+                     $17::int[], $18::int[], $19::text[], $20::int[], $21::text[], $22::int[],
+                     $23::text[], $24::text[], $25::text[])
+           AS u(id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
+                interval_seconds, timezone, start_time, end_time, max_runs, priority, queue,
+                max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
+                source_model, source_row_id, source_field)
+       ON CONFLICT DO NOTHING
+       RETURNING id, tenant_id, template_id, source_model, source_row_id, source_field, next_run_at
+     ), e AS (
+       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message)
+       SELECT tenant_id, id, 'CREATED', NULL, 'SCHEDULED', next_run_at, 'created from ' || source_model || ' ' || source_row_id || ' (' || source_field || ')'
+         FROM t ORDER BY id
+       RETURNING id, task_id, tenant_id
+     ), n AS (
+       SELECT count(pg_notify($26, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS sent FROM e
+     )
+     SELECT t.id::text, t.tenant_id AS "tenantId", t.template_id::text AS "templateId", t.source_row_id AS "sourceRowId", t.next_run_at AS "nextRunAt"
+       FROM t CROSS JOIN n`,
+    col((r) => r.id),
+    col((r) => r.tenantId ?? 'default'),
+    col((r) => r.templateId),
+    col((r) => r.fullName),
+    col((r) => r.taskType),
+    col((r) => r.funcName),
+    col((r) => JSON.stringify(r.argDict ?? {})),
+    col((r) => r.repeatType ?? 'ONCE'),
+    col((r) => r.cronExpression ?? null),
+    col((r) => r.intervalSeconds ?? null),
+    col((r) => r.timezone ?? 'UTC'),
+    col((r) => iso(r.startTime)),
+    col((r) => iso(r.endTime)),
+    col((r) => r.maxRuns ?? null),
+    col((r) => r.priority ?? 0),
+    col((r) => r.queue ?? 'default'),
+    col((r) => r.maxAttempts ?? 1),
+    col((r) => r.timeoutMs ?? null),
+    col((r) => r.misfirePolicy ?? 'RUN_ONCE'),
+    col((r) => r.misfireToleranceMs ?? 60_000),
+    col((r) => r.overlapPolicy ?? 'SKIP'),
+    col((r) => r.retryBackoffMs ?? 1000),
+    col((r) => r.sourceModel),
+    col((r) => r.sourceRowId),
+    col((r) => r.sourceField),
+    TASK_EVENT_CHANNEL,
+  );
+}
+
+/** Inserts low-code records in one statement (the bulk import; same reasoning as insertDateFieldTasks). */
+export async function insertModelRecords(tx: Prisma.TransactionClient, tenantId: string, model: string, rows: { id: string; data: unknown }[]): Promise<void> {
+  if (rows.length === 0) return;
+  await tx.$executeRawUnsafe(
+    `INSERT INTO model_record (id, tenant_id, model, data, updated_at)
+     SELECT u.id, $1, $2, u.data, now() FROM unnest($3::uuid[], $4::jsonb[]) AS u(id, data)`,
+    tenantId,
+    model,
+    rows.map((r) => r.id),
+    rows.map((r) => JSON.stringify(r.data)),
+  );
+}
+
+/**
+ * Refreshes the planner's statistics after a bulk load. Until autovacuum gets to it, the planner
+ * believes the tables it just grew are nearly empty and picks nested loops that scan all of them per
+ * row: reconcile right after a 5,000-record import took 14 s instead of 40 ms (bench/dateFields.ts).
+ */
+export async function analyzeAfterBulkLoad(db: Prisma.TransactionClient): Promise<void> {
+  await db.$executeRawUnsafe('ANALYZE model_record, task');
 }
