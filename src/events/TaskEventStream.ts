@@ -41,6 +41,7 @@ interface Gap {
 const MIN_POLL_MS = 2;
 const MAX_POLL_MS = 250;
 const SLOW_GAP_MS = 10_000;
+const SHARED_READS = 2048;
 
 /**
  * The live half of `Subscription.taskStatusChanged`: one per instance, shared by all of its
@@ -93,6 +94,7 @@ export class TaskEventStream {
   private lifecycle: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly batchSize: number;
+  private readonly reads = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly db: Database,
@@ -166,6 +168,23 @@ export class TaskEventStream {
   remove(subscription: TaskEventSubscription): void {
     this.leaveLive(subscription);
     if (this.subscriptions.delete(subscription)) this.release();
+  }
+
+  /**
+   * Reads an event for delivery once per selection, however many subscribers receive it: the
+   * subscribers of one event resolve the same row, so a thousand of them cost one query, not a
+   * thousand. Recent reads are kept (LRU) for subscribers that resolve it a little later.
+   */
+  readShared<T>(id: bigint, selection: unknown, read: () => Promise<T>): Promise<T> {
+    const key = `${id}:${JSON.stringify(selection)}`;
+    let result = this.reads.get(key) as Promise<T> | undefined;
+    if (!result) {
+      result = read();
+      this.reads.set(key, result);
+      result.catch(() => this.reads.delete(key));
+      if (this.reads.size > SHARED_READS) this.reads.delete(this.reads.keys().next().value!);
+    }
+    return result;
   }
 
   replay(filter: TaskEventFilter, after: bigint, upTo: bigint, limit: number): Promise<TaskEventRef[]> {

@@ -34,10 +34,10 @@ builder.subscriptionFields((t) => ({
     },
     subscribe: (_root, args, ctx) => ctx.taskEvents.subscribe(TaskEventFilter.parse(ctx.tenantId, args.filter), parseEventCursor(args.after)),
     // The stream carries ids and the columns filters need; the event itself is read here, with
-    // whatever relations (task, run) the subscriber selected.
+    // whatever relations (task, run) the subscriber selected, once for all who selected the same.
     resolve: async (query, item, _args, ctx) => {
       if (isStreamEnd(item)) throw new ChronographError(item.end, END_MESSAGES[item.end], { lastCursor: item.lastCursor });
-      const event = await ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } });
+      const event = await ctx.taskEvents.readShared(item.id, query, () => ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } }));
       if (!event) throw notFound('TaskEvent (deleted with its task)', item.id.toString());
       return event;
     },
