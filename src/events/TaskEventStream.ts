@@ -251,8 +251,9 @@ export class TaskEventStream {
     this.logger.debug('task event stream stopped');
   }
 
-  private checkReady(): void {
-    if (this.ready && this.floorId >= this.ready.newest) {
+  /** Ready once past the newest event seen at start, or once nothing committed is left unread (it may have been deleted since). */
+  private checkReady(caughtUp = false): void {
+    if (this.ready && (caughtUp || this.floorId >= this.ready.newest)) {
       this.ready.resolve();
       this.ready = undefined;
     }
@@ -282,7 +283,7 @@ export class TaskEventStream {
         const { events, writers } = await readEventsAfter(this.db.prisma, this.floorId, this.batchSize);
         if (generation !== this.generation) return;
         const blocked = this.advance(events, new Set(writers));
-        this.checkReady();
+        this.checkReady(!blocked && events.length < this.batchSize);
         if (blocked) {
           this.schedulePoll();
           more = this.again;
