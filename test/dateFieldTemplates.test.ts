@@ -2,7 +2,7 @@ import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CREATE_TEMPLATE, createDateFieldTemplate, dateFieldTasks, SAVE, UPDATE_TEMPLATE, writeCounts } from './support/dateFields.js';
+import { CREATE_TEMPLATE, createDateFieldTemplate, dateFieldTasks, RECONCILE, SAVE, UPDATE_TEMPLATE, writeCounts } from './support/dateFields.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 
 const NOW = new Date('2029-06-01T00:00:00Z');
@@ -182,5 +182,15 @@ describe.each(backends)('DATE_FIELD templates (%s)', (backend) => {
     expect(await writeCounts(t)).toMatchObject({ sources: 1 });
     const snapshot = await t.app.db.prisma.dateFieldSource.findFirstOrThrow();
     expect(snapshot).toMatchObject({ model: 'models.Contract', rowId: 'c-1', data: { id: 'c-1', expireDate: '2030-03-10', status: 'active' } });
+    await save({ id: 'c-1', expireDate: '2030-09-01', status: 'active' });
+    expect((await t.app.db.prisma.dateFieldSource.findFirstOrThrow()).data).toMatchObject({ expireDate: '2030-09-01' });
+    // a template change recomputes the task from the remembered record, not from the first version
+    ok(await update({ dateField: { model: 'models.Contract', field: 'expireDate', offset: { amount: 1, unit: 'HOURS', direction: 'AFTER' } } }));
+    const [task] = await dateFieldTasks(t);
+    expect(task!.startTime.toISOString()).toBe('2030-09-01T01:00:00.000Z');
+    expect(task!.events.map((e) => e.type)).toEqual(['CREATED', 'RESCHEDULED', 'RESCHEDULED']);
+    expect(ok(await t.gql(RECONCILE, { model: 'models.Contract' })).reconcileDateFieldTasks).toMatchObject({ created: 0, rescheduled: 0, cancelled: 0, unchanged: 1 });
+    await t.gql(`mutation { deleteDateFieldTask(rowObj: { model: "models.Contract", prevData: { id: "c-1" } }) { cancelled } }`).then(ok);
+    expect(await t.app.db.prisma.dateFieldSource.count()).toBe(0);
   });
 });

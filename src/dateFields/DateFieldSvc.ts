@@ -30,7 +30,9 @@ const PAGE = 1000;
  * The model-event layer of one tenant: date-field templates turn record dates into tasks. The hooks
  * (`saveDateFieldTask` / `deleteDateFieldTask`), low-code record writes, the Prisma extension,
  * template changes and reconcile all end in `applyDateFields`; this class finds the templates and the
- * records and owns the transactions.
+ * records and owns the transactions. Methods that take a `tx` run inside the caller's transaction and
+ * only ever use `tx`: on PGlite (one connection) a query on the base client would wait for that
+ * transaction forever.
  */
 export class DateFieldSvc {
   constructor(

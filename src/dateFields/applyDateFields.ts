@@ -99,6 +99,14 @@ const COMPARED = [
 const LIVE_FIELDS = [...COMPARED, 'id', 'tenantId', 'status', 'templateId', 'sourceRowId'] as const;
 type LiveTask = Pick<Task, (typeof LIVE_FIELDS)[number]>;
 
+const COUNTED_AS: Record<DateFieldAction, keyof DateFieldCounts> = {
+  CREATED: 'created',
+  RESCHEDULED: 'rescheduled',
+  CANCELLED: 'cancelled',
+  UNCHANGED: 'unchanged',
+  SKIPPED: 'skipped',
+};
+
 const RECORDS_PER_CHUNK = 1000;
 const INSERT_BATCH = 2000;
 
@@ -148,7 +156,7 @@ interface Pair {
 async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: ApplyOptions): Promise<DateFieldResult> {
   const result = emptyResult();
   const record = (pair: Pair, action: DateFieldAction, taskId: string | null, reason: string) => {
-    result[action === 'CREATED' ? 'created' : action === 'RESCHEDULED' ? 'rescheduled' : action === 'CANCELLED' ? 'cancelled' : action === 'UNCHANGED' ? 'unchanged' : 'skipped'] += 1;
+    result[COUNTED_AS[action]] += 1;
     if (options.collect) {
       const { template } = pair.template;
       result.changes.push({ templateId: template.id, fullName: template.fullName, rowId: pair.change.rowId, action, taskId, reason });

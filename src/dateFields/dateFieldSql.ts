@@ -117,6 +117,8 @@ export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenan
     `INSERT INTO date_field_source (tenant_id, model, row_id, data, updated_at)
      SELECT $1, $2, u.row_id, u.data, now() FROM unnest($3::text[], $4::jsonb[]) AS u(row_id, data)
       WHERE NOT EXISTS (SELECT 1 FROM model_definition d WHERE d.tenant_id = $1 AND d.name = $2)
+        -- a record saved unchanged writes nothing (ON CONFLICT would still lock and log the row)
+        AND NOT EXISTS (SELECT 1 FROM date_field_source s WHERE s.tenant_id = $1 AND s.model = $2 AND s.row_id = u.row_id AND s.data = u.data)
      ON CONFLICT (tenant_id, model, row_id) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at`,
     tenantId,
     model,
