@@ -9,36 +9,15 @@
 // whose date did not change (a no-op) and a save that moves the date (reschedules the same task).
 // The bulk import is ModelSvc.importRecords: records of a low-code model and their tasks in one
 // transaction. The scheduler is off: this measures the layer, not task execution.
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
+import { scratchDatabase } from './support.js';
 
 const HOOK_RECORDS = Number(process.env.BENCH_HOOK_RECORDS ?? 2000);
 const IMPORT = Number(process.env.BENCH_IMPORT ?? 100_000);
 const CONCURRENCY = Number(process.env.BENCH_HOOK_CONCURRENCY ?? 8);
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
 const which = process.argv[2];
-
-async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `chronograph_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: ADMIN_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      await c.end();
-    },
-  };
-}
 
 const rate = (n: number, ms: number) => `${Math.round((n / ms) * 1000).toLocaleString('en-US')} records/s (${n} in ${(ms / 1000).toFixed(2)} s)`;
 

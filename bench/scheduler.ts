@@ -3,19 +3,16 @@
 // database is created and dropped). Sizes: BENCH_TASKS (throughput, default 20000),
 // BENCH_LATENCY (sequential tasks, default 1000), BENCH_FUTURE (future rows, default 1000000).
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { msUntilNextDue, claimTasks } from '../src/scheduler/sql.js';
+import { ADMIN_URL, scratchDatabase } from './support.js';
 
 const N = Number(process.env.BENCH_TASKS ?? 20_000);
 const LATENCY_N = Number(process.env.BENCH_LATENCY ?? 1000);
 const FUTURE_N = Number(process.env.BENCH_FUTURE ?? 1_000_000);
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
 const which = process.argv[2];
 
 function stats(values: number[]) {
@@ -23,25 +20,6 @@ function stats(values: number[]) {
   const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
   const avg = s.reduce((a, b) => a + b, 0) / s.length;
   return `min ${s[0]!.toFixed(1)} / avg ${avg.toFixed(1)} / p50 ${at(0.5).toFixed(1)} / p99 ${at(0.99).toFixed(1)} / max ${s[s.length - 1]!.toFixed(1)} ms`;
-}
-
-async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `chronograph_bench_${randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: ADMIN_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      await c.end();
-    },
-  };
 }
 
 function config(env: Record<string, string | undefined>) {

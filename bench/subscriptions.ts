@@ -10,17 +10,15 @@
 // (the event row itself is read once for all of them), about 100-250 µs of server CPU each, so one
 // event reaches the last of 1000 subscribers after roughly 100-250 ms of fan-out.
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
-import pg from 'pg';
 import WebSocket from 'ws';
 import type { ServerReply, ServerRequest } from './_subscriptionServer.js';
+import { scratchDatabase } from './support.js';
 
 const SUBSCRIBERS = Number(process.env.BENCH_SUBSCRIBERS ?? 1000);
 const EVENTS_PER_SECOND = Number(process.env.BENCH_EVENTS_PER_SECOND ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
 const SUBSCRIPTION = process.env.BENCH_QUERY ?? 'subscription { taskStatusChanged { id cursor toStatus task { id status } } }';
 
 const now = () => performance.timeOrigin + performance.now();
@@ -74,20 +72,9 @@ async function run(backend: 'pglite' | 'postgres') {
   let drop = async () => {};
   const env: Record<string, string> = {};
   if (backend === 'postgres') {
-    const name = `chronograph_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: ADMIN_URL });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE "${name}"`);
-    await admin.end();
-    const url = new URL(ADMIN_URL);
-    url.pathname = `/${name}`;
-    env.DATABASE_URL = url.toString();
-    drop = async () => {
-      const c = new pg.Client({ connectionString: ADMIN_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      await c.end();
-    };
+    const db = await scratchDatabase();
+    env.DATABASE_URL = db.url;
+    drop = db.drop;
   }
   const server = new Server(env);
   const clients: Client[] = [];

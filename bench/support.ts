@@ -1,0 +1,25 @@
+// Shared by the benchmarks (bench/index.ts does not run this file).
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/** The PostgreSQL server benchmarks use: BENCH_DATABASE_URL, or the machine's local one. */
+export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
+
+/** A fresh database on ADMIN_URL's server, dropped (even with connections open) by `drop`. */
+export async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `chronograph_bench_${randomBytes(4).toString('hex')}`;
+  await withAdmin((c) => c.query(`CREATE DATABASE "${name}"`));
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => withAdmin((c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)) };
+}
+
+async function withAdmin(fn: (client: pg.Client) => Promise<unknown>): Promise<void> {
+  const client = new pg.Client({ connectionString: ADMIN_URL });
+  await client.connect();
+  try {
+    await fn(client);
+  } finally {
+    await client.end();
+  }
+}
