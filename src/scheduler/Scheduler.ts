@@ -223,7 +223,7 @@ export class Scheduler {
   }
 
   private async run(entry: Running): Promise<void> {
-    const { task, controller } = entry;
+    const { task } = entry;
     const log = this.logger.child({ taskId: task.id, runId: task.runId, funcName: task.funcName, attempt: task.attempts });
     const runLogger = new RunLogger(log);
     const startedAt = new Date();

@@ -209,10 +209,6 @@ export class TaskSvc {
     return where;
   }
 
-  listTasks(filter: TaskFilter = {}, page: { take?: number; skip?: number } = {}): Promise<Task[]> {
-    return this.deps.prisma.task.findMany({ where: this.taskWhere(filter), orderBy: { id: 'desc' }, take: page.take ?? 100, skip: page.skip });
-  }
-
   /** Status changes after the cursor `after` (an event id), oldest first. */
   async listEvents(
     args: { after?: string | null; taskId?: string | number | null; first?: number | null } & Pick<Prisma.TaskEventFindManyArgs, 'include' | 'select'>,
