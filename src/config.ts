@@ -37,6 +37,9 @@ const envSchema = z.object({
     }),
   LEASE_MS: z.coerce.number().int().min(100).default(30_000),
   ABORT_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
+  LEASE_WATCHDOG_MS: z.coerce.number().int().min(100).default(60_000),
+  THREAD_MEMORY_LIMIT_MB: z.coerce.number().int().min(16).max(1_048_576).default(512),
+  MAX_JSON_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 * 1024).default(1_048_576),
   DEFAULT_TIMEZONE: z
     .string()
     .default('UTC')
