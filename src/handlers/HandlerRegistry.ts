@@ -1,4 +1,5 @@
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 
 /** pino-style: `info('message')` or `info({ key: value }, 'message')`. */
 export type HandlerLogFn = {
@@ -175,11 +176,28 @@ export class HandlerRegistry {
 
 /** Imports a handler module and returns the named export; shared by the main thread and worker threads. */
 export async function loadModuleHandler(url: string, exportName: string): Promise<Handler> {
-  const module = (await import(url)) as Record<string, unknown>;
+  const module = (await importModule(url)) as Record<string, unknown>;
   const fn = module[exportName];
   if (typeof fn !== 'function') throw new Error(`${fileURLToPath(url)} has no function export named ${exportName}`);
   return fn as Handler;
 }
+
+/**
+ * A worker thread does not inherit the main thread's TypeScript loader (module hooks are per thread in
+ * Node 20), so a TypeScript module is imported there through tsx's API.
+ */
+async function importModule(url: string): Promise<unknown> {
+  if (isMainThread || !/\.[mc]?tsx?$/.test(url)) return import(url);
+  let module = threadModules.get(url);
+  if (!module) {
+    module = import('tsx/esm/api').then(({ tsImport }) => tsImport(url, import.meta.url));
+    threadModules.set(url, module);
+  }
+  return module;
+}
+
+/** Loaded once per thread, like import() caches them. */
+const threadModules = new Map<string, Promise<unknown>>();
 
 function toFileUrl(module: string | URL): string {
   if (module instanceof URL) return module.href;

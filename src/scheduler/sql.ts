@@ -249,7 +249,8 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
      logs AS (
        INSERT INTO task_run_log (tenant_id, task_id, run_id, level, message, data, created_at)
        SELECT r.tenant_id, r.task_id, l.run_id, l.level, l.message, l.data, l.created_at
-         FROM jsonb_to_recordset($2::jsonb) WITH ORDINALITY AS l(run_id uuid, worker_id text, level text, message text, data jsonb, created_at timestamptz, n bigint)
+         FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (run_id uuid, worker_id text, level text, message text, data jsonb, created_at timestamptz))
+              WITH ORDINALITY AS l(run_id, worker_id, level, message, data, created_at, n)
          JOIN task_run r ON r.id = l.run_id AND r.worker_id = l.worker_id
         ORDER BY l.n
        RETURNING 1
