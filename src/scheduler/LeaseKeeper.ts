@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
@@ -46,7 +47,8 @@ export class LeaseKeeper {
     return Math.max(25, Math.floor(this.options.leaseMs / 4));
   }
 
-  start(): void {
+  /** Resolves once heartbeats run: on PostgreSQL, once the thread is connected (or, failing that, on the main thread). */
+  async start(): Promise<void> {
     this.alive();
     const { databaseUrl } = this.options;
     if (!databaseUrl) {
@@ -62,12 +64,26 @@ export class LeaseKeeper {
       sql: EXTEND_LEASES_SQL,
       ping: this.ping.buffer as SharedArrayBuffer,
     };
-    const file = new URL(import.meta.url.endsWith('.ts') ? './leaseKeeperThread.ts' : './leaseKeeperThread.js', import.meta.url);
-    this.worker = new Worker(file, { workerData, execArgv: ['--import', 'tsx'] });
-    this.worker.on('message', (report: KeeperReport) => this.received(report));
-    this.worker.on('error', (error) => this.options.logger.error({ err: error }, 'the heartbeat thread failed; leases will run out'));
-    this.worker.unref();
+    const worker = startThread(workerData);
+    this.worker = worker;
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.on('message', (report: KeeperReport) => (report.type === 'ready' ? resolve() : this.received(report)));
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`the heartbeat thread exited with code ${code}`)));
+      setTimeout(() => reject(new Error('the heartbeat thread did not start within 30 s')), 30_000).unref();
+    });
+    worker.on('error', (error) => this.options.logger.error({ err: error }, 'the heartbeat thread failed'));
+    worker.unref();
     this.post();
+    try {
+      await ready;
+    } catch (error) {
+      // Leases must be extended somehow: on the main thread, like on PGlite, without the blocked-loop protection.
+      this.options.logger.error({ err: error }, 'the heartbeat thread could not start; heartbeats run on the main thread');
+      this.worker = undefined;
+      void worker.terminate();
+      this.timer = setInterval(() => void this.beatHere(), this.intervalMs);
+    }
   }
 
   /** The main thread's sign of life for the watchdog; the Scheduler calls it from its lease guard. */
@@ -98,7 +114,7 @@ export class LeaseKeeper {
   private received(report: KeeperReport) {
     if (report.type === 'beat') this.options.onBeat({ sentAt: report.sentAt, asked: report.asked, held: new Set(report.held) });
     else if (report.type === 'blocked') this.options.logger.warn({ blockedMs: report.ms }, 'the main thread was unresponsive past LEASE_WATCHDOG_MS; its leases were not extended');
-    else this.options.logger.warn({ error: report.error }, 'heartbeat failed; handlers are stopped if their lease cannot be extended in time');
+    else if (report.type === 'failed') this.options.logger.warn({ error: report.error }, 'heartbeat failed; handlers are stopped if their lease cannot be extended in time');
   }
 
   private async beatHere() {
@@ -115,4 +131,11 @@ export class LeaseKeeper {
       this.beating = false;
     }
   }
+}
+
+/** From source the thread's module is TypeScript; threadBootstrap.cjs loads it through tsx. */
+function startThread(workerData: LeaseKeeperThreadData): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./leaseKeeperThread.js', import.meta.url), { workerData });
+  const entry = fileURLToPath(new URL('./leaseKeeperThread.ts', import.meta.url));
+  return new Worker(new URL('./threadBootstrap.cjs', import.meta.url), { workerData: { ...workerData, entry }, execArgv: ['--import', 'tsx'] });
 }

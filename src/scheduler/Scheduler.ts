@@ -124,7 +124,7 @@ export class Scheduler {
     this.recoverAt = 0;
     this.unlisten.push(await this.db.listen(WAKE_CHANNEL, () => this.wake()));
     this.unlisten.push(await this.db.listen(CANCEL_CHANNEL, (taskId) => this.abortTask(taskId, 'forced')));
-    this.keeper.start();
+    await this.keeper.start();
     this.lastGuard = Date.now();
     this.guard = setInterval(() => this.guardLeases(), Math.max(10, Math.floor(this.options.leaseMs / 8)));
     this.logger.info({ worker: this.workerId, concurrency: this.options.concurrency, leaseMs: this.options.leaseMs }, 'scheduler started');

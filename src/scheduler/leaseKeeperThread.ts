@@ -18,6 +18,7 @@ export interface LeaseKeeperThreadData {
 
 export type KeeperReport =
   | { type: 'beat'; sentAt: number; asked: string[]; held: string[] }
+  | { type: 'ready' }
   | { type: 'failed'; error: string }
   | { type: 'blocked'; ms: number };
 
@@ -74,3 +75,8 @@ async function beat() {
 }
 
 const timer = setInterval(() => void beat(), data.intervalMs);
+// Connected and beating: the scheduler claims nothing before this (a lease must not depend on a thread still starting).
+connection().then(
+  () => report({ type: 'ready' }),
+  (error: Error) => report({ type: 'failed', error: error.message }),
+);
