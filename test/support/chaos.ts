@@ -79,7 +79,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const log = options.log ?? (() => {});
   const rnd = random(options.seed);
   const pick = <T>(items: T[]) => items[Math.floor(rnd() * items.length)]!;
-  const env = { DATABASE_URL: options.databaseUrl, LEASE_MS: String(options.leaseMs), CONCURRENCY: '20', APP_DIR: 'test/fixtures/chaosApp', LOG_LEVEL: 'warn', ABORT_GRACE_MS: '500', SHUTDOWN_GRACE_MS: '300' };
+  const env = { DATABASE_URL: options.databaseUrl, LEASE_MS: String(options.leaseMs), CONCURRENCY: '20', APP_DIR: 'test/fixtures/chaosApp', LOG_LEVEL: 'info', ABORT_GRACE_MS: '500', SHUTDOWN_GRACE_MS: '300' };
   const admin = await Chronograph.create({
     config: loadConfig({ ...env, SCHEDULER_ENABLED: 'false', WORKER_ID: 'chaos-admin', DATA_DIR: 'memory://', PORT: '0', LOG_LEVEL: 'silent' }),
   });
@@ -139,10 +139,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const workload = (async () => {
       let second = 0;
       while (Date.now() < end) {
-        const batch = Array.from({ length: options.rate }, () => job({ argDict: { ms: 50 + Math.floor(rnd() * 450) } }));
+        const batch = Array.from({ length: options.rate }, () => job({ argDict: { ms: 50 + Math.floor(rnd() * 1000) } }));
         const created = await svc.createTimerTasks(batch);
         oneOffs.push(...created.map((t) => t.id));
-        const phase = second % 20;
+        const phase = second % 30;
         if (phase === 3) special.poison.push((await svc.createTimerTask(job({ funcName: 'chaos.poison', maxAttempts: 2 }))).id);
         if (phase === 7) special.hogs.push((await svc.createTimerTask(job({ funcName: 'chaos.hog', maxAttempts: 1 }))).id);
         if (phase === 11) special.unstorable.push((await svc.createTimerTask(job({ funcName: 'chaos.unstorable', argDict: { kind: pick(['bigint', 'circular']) }, maxAttempts: 1 }))).id);

@@ -24,8 +24,10 @@ export function startInstance(workerId: string, env: Record<string, string>): In
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
+  // The last 200 KB: enough to read what happened, bounded for long runs.
+  const append = (d: Buffer) => (output = (output + d).slice(-200_000));
+  child.stdout!.on('data', append);
+  child.stderr!.on('data', append);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const listening = new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', () => output.includes('Chronograph is listening') && resolve());
