@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { CronExpression } from '../src/time/CronExpression.js';
 import { nextOccurrence, scheduledTime, type Schedule } from '../src/time/schedule.js';
 
 const cron = (cronExpression: string, timezone = 'UTC'): Schedule => ({ repeatType: 'CRON', cronExpression, intervalSeconds: null, timezone });
@@ -159,8 +160,13 @@ describe('nextOccurrence: cron syntax', () => {
     ['@reboot', '@reboot'],
     ['every day', 'it has 2 fields'],
   ])('refuses %j with INVALID_CRON (%s)', (expression, why) => {
-    expect(() => nextOccurrence(cron(expression), new Date('2030-01-01T00:00:00Z'))).toThrow(
+    expect(() => CronExpression.parse(expression)).toThrow(
       expect.objectContaining({ code: 'INVALID_CRON', details: { field: 'cronExpression' }, message: expect.stringContaining(why) }),
     );
+  });
+
+  it('gives a stored expression that no longer reads no next occurrence, rather than failing each time', () => {
+    expect(nextOccurrence(cron('0 0 31 2 *'), new Date('2030-01-01T00:00:00Z'))).toBeNull();
+    expect(scheduledTime(cron('61 * * * *'), new Date('2030-01-01T00:00:00Z')).note).toBeNull();
   });
 });

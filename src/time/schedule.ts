@@ -50,8 +50,10 @@ export function firstOccurrence(schedule: Schedule, from: Date): Date | null {
 
 function find(schedule: Schedule, after: number, anchor: number): Found | null {
   switch (schedule.repeatType) {
-    case RepeatType.CRON:
-      return nextCron(CronExpression.parse(schedule.cronExpression!), TimeZone.get(schedule.timezone), after);
+    case RepeatType.CRON: {
+      const cron = storedCron(schedule);
+      return cron && nextCron(cron, TimeZone.get(schedule.timezone), after);
+    }
     case RepeatType.INTERVAL: {
       const step = schedule.intervalSeconds! * 1000;
       const k = Math.max(1, Math.floor((after - anchor) / step) + 1);
@@ -59,6 +61,20 @@ function find(schedule: Schedule, after: number, anchor: number): Found | null {
     }
     default:
       return null;
+  }
+}
+
+/**
+ * The cron expression of a stored schedule. New schedules are validated before they are stored; one
+ * that no longer reads (stored by an older version with other rules) has no next occurrence, so its
+ * task ends instead of failing every time the scheduler looks at it.
+ */
+function storedCron(schedule: Schedule): CronExpression | null {
+  try {
+    return CronExpression.parse(schedule.cronExpression ?? '');
+  } catch (error) {
+    if (error instanceof ChronographError) return null;
+    throw error;
   }
 }
 
@@ -108,8 +124,9 @@ export function scheduledTime(schedule: Schedule, at: Date): ScheduledTime {
   const ms = at.getTime();
   const offset = zone.offsetMs(ms);
   let note: string | null = null;
-  if (schedule.repeatType === RepeatType.CRON) {
-    const found = nextCron(CronExpression.parse(schedule.cronExpression!), zone, ms - 1);
+  const cron = schedule.repeatType === RepeatType.CRON ? storedCron(schedule) : null;
+  if (cron) {
+    const found = nextCron(cron, zone, ms - 1);
     if (found?.at === ms) {
       if (found.gap) {
         const { transition, scheduled } = found.gap;
