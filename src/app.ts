@@ -130,6 +130,8 @@ export class Chronograph {
    * another instance); then the database is closed.
    */
   async stop(): Promise<void> {
+    // The scheduler stops claiming at once (synchronously), not after the subscriptions are closed.
+    const schedulerStopped = this.scheduler.stop(this.config.SHUTDOWN_GRACE_MS);
     const server = this.server;
     this.server = undefined;
     // Subscriptions first: sockets get 1001, SSE streams SHUTTING_DOWN with their resume cursor.
@@ -144,7 +146,7 @@ export class Chronograph {
       await closed;
       clearTimeout(timer);
     };
-    await Promise.all([closeServer(), this.scheduler.stop(this.config.SHUTDOWN_GRACE_MS)]);
+    await Promise.all([closeServer(), schedulerStopped]);
     await this.db.close();
     this.logger.info('Chronograph stopped');
   }
