@@ -211,6 +211,8 @@ export class Scheduler {
         this.checkMisfires = false;
         await this.skipMisfires();
       }
+      // Set when a claim found less than it could take: whatever is still due is then not claimable.
+      let exhausted = false;
       for (;;) {
         const free = this.options.concurrency - this.running.size;
         if (free <= 0 || this.stopped) break;
@@ -224,13 +226,16 @@ export class Scheduler {
           break;
         }
         for (const task of claimed) this.execute(task, sentAt);
-        if (claimed.length < limit) break;
+        if (claimed.length < limit) {
+          exhausted = true;
+          break;
+        }
       }
       const next = await msUntilNextDue(this.db.prisma, [...this.running.keys()], this.fullQueues());
       this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
-      if (next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
+      if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
       const dueMs = this.running.size >= this.options.concurrency ? null : next.dueMs;
       const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity);
       delay = ms === Infinity ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, ms <= 0 ? 20 : ms);
