@@ -26,7 +26,10 @@ describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('chaos: instances killed,
     expect(report.poison.length).toBeGreaterThan(0);
     for (const p of report.poison) expect(p).toMatchObject({ status: 'FAILED', lastError: 'the worker running it stopped during attempt 2 of 2' });
     expect(report.poisonDeaths.length).toBeLessThanOrEqual(2 * report.poison.length);
-    for (const h of report.hogs) expect(h).toMatchObject({ status: 'FAILED', runStatuses: ['MEMORY_LIMIT'] });
+    for (const h of report.hogs) {
+      expect(h.status).toBe('FAILED');
+      expect(h.runStatuses.at(-1)).toBe('MEMORY_LIMIT');
+    }
     for (const u of report.unstorable) {
       expect(u.status).toBe('FAILED');
       expect(u.errors.at(-1)).toMatch(/^result is not JSON: /);

@@ -33,6 +33,8 @@ export interface ChaosAction {
   at: number;
   /** Runs the instance held then. */
   held: number;
+  /** Other instances serving (started, not frozen) at that moment: with none, nobody can take over yet. */
+  others: number;
   /** Until the last of them was taken up again (recovered / handed over and running elsewhere), in ms; null if none. */
   recoveryMs: number | null;
   frozenMs?: number;
@@ -100,13 +102,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     errors: [],
   };
   const live = new Map<string, InstanceProcess>();
+  /** Instances that have started serving: only those are picked, so a restart gets to run before it is hit again. */
+  const up = new Set<string>();
   const frozen = new Set<string>();
   let generation = 0;
   const launch = (base: string) => {
     const workerId = `${base}.${++generation}`;
     const p = startInstance(workerId, { ...env, WORKER_ID: workerId });
     live.set(workerId, p);
+    p.listening.then(() => up.add(workerId), () => {});
     void p.exited.then((code) => {
+      up.delete(workerId);
       if (live.get(workerId) !== p) return;
       live.delete(workerId);
       // Exit code 13 is the poison handler's: an instance that died of a poison task is restarted too.
@@ -144,8 +150,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         oneOffs.push(...created.map((t) => t.id));
         const phase = second % 30;
         if (phase === 3) special.poison.push((await svc.createTimerTask(job({ funcName: 'chaos.poison', maxAttempts: 2 }))).id);
-        if (phase === 7) special.hogs.push((await svc.createTimerTask(job({ funcName: 'chaos.hog', maxAttempts: 1 }))).id);
-        if (phase === 11) special.unstorable.push((await svc.createTimerTask(job({ funcName: 'chaos.unstorable', argDict: { kind: pick(['bigint', 'circular']) }, maxAttempts: 1 }))).id);
+        // Three attempts each, so that an instance killed under one of them does not decide how it ends.
+        if (phase === 7) special.hogs.push((await svc.createTimerTask(job({ funcName: 'chaos.hog', maxAttempts: 3 }))).id);
+        if (phase === 11) special.unstorable.push((await svc.createTimerTask(job({ funcName: 'chaos.unstorable', argDict: { kind: pick(['bigint', 'circular']) }, maxAttempts: 3 }))).id);
         second++;
         await sleep(1000);
       }
@@ -156,13 +163,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       await sleep(3000);
       while (Date.now() < end - 3000) {
         await sleep(3000 + rnd() * 4000);
-        const candidates = [...live.keys()].filter((w) => !frozen.has(w));
+        const candidates = [...up].filter((w) => !frozen.has(w));
         if (candidates.length < 2) continue; // keep one instance working
         const worker = pick(candidates);
         const p = live.get(worker)!;
         const held = await heldBy(db, worker);
         const kind = pick(['SIGKILL', 'SIGKILL', 'SIGSTOP', 'SIGTERM'] as const);
-        const action: ChaosAction = { kind, worker, at: Date.now(), held, recoveryMs: null };
+        const others = candidates.filter((w) => w !== worker).length;
+        const action: ChaosAction = { kind, worker, at: Date.now(), held, others, recoveryMs: null };
         report.actions.push(action);
         log(`${kind} ${worker} (holding ${held})`);
         if (kind === 'SIGSTOP') {
@@ -297,12 +305,25 @@ export function formatChaosReport(r: ChaosReport): string {
     `tasks left RUNNING: ${r.leftRunning}`,
     `poison tasks: ${r.poison.map((p) => `${p.status} (${p.lastError})`).join('; ')}; instances they took down: ${r.poisonDeaths.length}`,
     `memory hogs: ${r.hogs.map((h) => `${h.status} [${h.runStatuses.join(', ')}]`).join('; ')}`,
+    ...recoverySummary(r.actions),
     `unstorable results: ${r.unstorable.map((u) => `${u.status} (${u.errors[0]?.slice(0, 40)}…)`).join('; ')}`,
     'actions (recovery = until the last task the instance held ran again elsewhere):',
     ...r.actions.map(
-      (a) => `  ${a.kind.padEnd(7)} ${a.worker.padEnd(8)} held ${String(a.held).padStart(2)}${a.frozenMs ? ` frozen ${a.frozenMs} ms` : ''}: recovery ${a.recoveryMs == null ? '-' : `${a.recoveryMs} ms`}`,
+      (a) =>
+        `  ${a.kind.padEnd(7)} ${a.worker.padEnd(8)} held ${String(a.held).padStart(2)}, ${a.others} other(s) serving${a.frozenMs ? `, frozen ${a.frozenMs} ms` : ''}: ` +
+        `recovery ${a.recoveryMs == null ? '-' : `${a.recoveryMs} ms`}`,
     ),
   ];
   if (r.errors.length) lines.push(`errors: ${r.errors.join('; ')}`);
   return lines.join('\n');
+}
+
+/** Recovery times by kind of action, over the actions that left held tasks behind. */
+function recoverySummary(actions: ChaosAction[]): string[] {
+  return (['SIGKILL', 'SIGSTOP', 'SIGTERM'] as const).map((kind) => {
+    const times = actions.filter((a) => a.kind === kind && a.recoveryMs != null).map((a) => a.recoveryMs!).sort((a, b) => a - b);
+    if (times.length === 0) return `${kind}: ${actions.filter((a) => a.kind === kind).length} actions, none left tasks behind`;
+    const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!;
+    return `${kind}: ${actions.filter((a) => a.kind === kind).length} actions, ${times.length} left tasks behind; recovery median ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${times.at(-1)} ms`;
+  });
 }
