@@ -305,8 +305,8 @@ export function formatChaosReport(r: ChaosReport): string {
     `tasks left RUNNING: ${r.leftRunning}`,
     `poison tasks: ${r.poison.map((p) => `${p.status} (${p.lastError})`).join('; ')}; instances they took down: ${r.poisonDeaths.length}`,
     `memory hogs: ${r.hogs.map((h) => `${h.status} [${h.runStatuses.join(', ')}]`).join('; ')}`,
-    ...recoverySummary(r.actions),
     `unstorable results: ${r.unstorable.map((u) => `${u.status} (${u.errors[0]?.slice(0, 40)}…)`).join('; ')}`,
+    ...recoverySummary(r.actions),
     'actions (recovery = until the last task the instance held ran again elsewhere):',
     ...r.actions.map(
       (a) =>
