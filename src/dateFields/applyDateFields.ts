@@ -4,6 +4,7 @@ import type { Task, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { matchesCondition, stableStringify } from './condition.js';
 import { finishedDateFieldRuns, insertDateFieldTasks, lockLiveDateFieldTasks } from './dateFieldSql.js';
 import { scheduleFor, type DateFieldConfig } from './dateRule.js';
@@ -65,6 +66,8 @@ export interface ApplyOptions {
   fresh?: boolean;
   /** Return one DateFieldChange per (template, record); off for bulk work, where counts are enough. */
   collect?: boolean;
+  /** TaskEvent.actor of the changes (the API caller); null for the scheduler's own work. */
+  actor?: string | null;
 }
 
 export type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
@@ -181,14 +184,14 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
         if (task.status === TaskStatus.RUNNING) {
           record(pair, 'UNCHANGED', task.id, 'running now; the change applies at the next hook or reconcile');
         } else if (desired.kind === 'none') {
-          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason });
+          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason, actor: options.actor });
           record(pair, 'CANCELLED', task.id, desired.reason);
         } else {
           const differs = COMPARED.filter((f) => !sameValue(task[f], desired.row[f]));
           if (differs.length === 0) {
             record(pair, 'UNCHANGED', task.id, 'already scheduled as the record says');
           } else {
-            const reason = await reschedule(tx, task, desired.row, differs);
+            const reason = await reschedule(tx, task, desired.row, differs, options.actor ?? null);
             record(pair, 'RESCHEDULED', task.id, reason);
           }
         }
@@ -202,10 +205,16 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
 
     const lost: Pair[] = [];
+    // The tenant's quotas hold for tasks created from records too (QuotaGuard); over a limit, the
+    // caller's whole transaction rolls back, record write included.
+    const quota = toCreate.length ? await QuotaGuard.of(tx, options.tenantId) : undefined;
+    for (const { row } of toCreate) quota!.checkArgDict(row.argDict);
+    await quota?.beforeCreate();
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
       // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
-      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7() })));
+      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7() })), options.actor ?? null);
+      await quota!.created(inserted.length);
       const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
       for (const { pair, row } of batch) {
         const id = byPair.get(pairKey(pair));
@@ -239,7 +248,7 @@ async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantI
 }
 
 /** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
-async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: TaskRow, differs: string[]): Promise<string> {
+async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: TaskRow, differs: string[], actor: string | null): Promise<string> {
   const data: Prisma.TaskUncheckedUpdateManyInput = {};
   for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
   const moved = differs.includes('startTime');
@@ -249,7 +258,7 @@ async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: Tas
     data.runCount = 0;
   }
   const reason = moved ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}` : `template changed (${differs.join(', ')})`;
-  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason });
+  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason, actor });
   return reason;
 }
 

@@ -140,6 +140,7 @@ export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenan
 export async function insertDateFieldTasks(
   tx: Prisma.TransactionClient,
   rows: (TaskRow & { id: string })[],
+  actor: string | null,
 ): Promise<{ id: string; tenantId: string; templateId: string; sourceRowId: string; nextRunAt: Date }[]> {
   if (rows.length === 0) return [];
   const col = <T>(pick: (r: TaskRow & { id: string }) => T) => rows.map(pick);
@@ -166,8 +167,8 @@ export async function insertDateFieldTasks(
        ON CONFLICT DO NOTHING
        RETURNING id, tenant_id, template_id, source_model, source_row_id, source_field, next_run_at
      ), e AS (
-       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message)
-       SELECT tenant_id, id, 'CREATED', NULL, 'SCHEDULED', next_run_at, 'created from ' || source_model || ' ' || source_row_id || ' (' || source_field || ')'
+       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
+       SELECT tenant_id, id, 'CREATED', NULL, 'SCHEDULED', next_run_at, 'created from ' || source_model || ' ' || source_row_id || ' (' || source_field || ')', $27
          FROM t ORDER BY id
        RETURNING id, task_id, tenant_id
      ), n AS (
@@ -201,6 +202,7 @@ export async function insertDateFieldTasks(
     col((r) => r.sourceRowId),
     col((r) => r.sourceField),
     TASK_EVENT_CHANNEL,
+    actor,
   );
 }
 

@@ -21,6 +21,8 @@ export interface SchedulerOptions {
   abortGraceMs: number;
   /** Longest sleep between checks even when nothing is due (a safety net for lost notifications). */
   maxSleepMs: number;
+  /** The TaskSvc a handler gets in its context: bound to its task's tenant, acting as the task. */
+  taskSvcFor: (task: { id: string; tenantId: string }) => HandlerContext['taskSvc'];
 }
 
 type AbortReason = 'forced' | 'timeout' | 'shutdown' | 'lost';
@@ -343,6 +345,7 @@ export class Scheduler {
         scheduledFor: task.nextRunAt,
       },
       run: { id: task.runId, recovered: task.recovered },
+      taskSvc: this.options.taskSvcFor(task),
     };
     return new Promise<Outcome>((resolve) => {
       let timeout: NodeJS.Timeout | undefined;
