@@ -74,6 +74,10 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         if (!auth || ctx.extra.lease?.signal.aborted) {
           return [createGraphQLError('The credential of this connection is no longer valid', { extensions: { code: 'UNAUTHENTICATED' } })];
         }
+        if ('error' in auth.tenant) {
+          const { error } = auth.tenant;
+          return [createGraphQLError(error.message, { extensions: { ...error.details, code: error.code } })];
+        }
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -88,13 +92,7 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
-        let contextValue;
-        try {
-          contextValue = await contextFactory();
-        } catch (error) {
-          if (!(error instanceof ChronographError)) throw error;
-          return [createGraphQLError(error.message, { extensions: { ...error.details, code: error.code } })];
-        }
+        const contextValue = await contextFactory();
         return {
           schema,
           operationName: payload.operationName,

@@ -76,7 +76,7 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
     context: async (initial) => {
       const connection = (initial as { [CONNECTION_AUTH]?: ConnectionAuth })[CONNECTION_AUTH];
       if (!connection) return requestContext(app, initial.request);
-      if ('error' in connection.tenant) throw connection.tenant.error;
+      if ('error' in connection.tenant) throw connection.tenant.error; // createWsServer answers it before getting here
       return contextFor(app, connection.identity, connection.tenant.tenantId);
     },
     plugins: [codeVariableErrors()],
