@@ -37,7 +37,7 @@ export class TenantSvc {
     for (const name of QUOTA_NAMES) {
       const value = input[name];
       if (value == null) continue;
-      if (!Number.isInteger(value) || value < 0 || value > 2_147_483_647) throw badInput(`${name} must be a whole number from 0 to 2147483647, or null for no limit`, `input.${name}`);
+      if (!Number.isInteger(value) || value < 0 || value > 2_147_483_647) throw badInput(`${name} must be a whole number from 0 to 2147483647, or null for no limit`, name);
       data[name] = value;
     }
     return this.deps.prisma.tenant.upsert({ where: { id }, create: { id, ...data }, update: data });
