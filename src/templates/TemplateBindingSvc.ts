@@ -5,10 +5,11 @@ import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../gener
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
 import { stableStringify } from '../dateFields/condition.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { occurrenceAfter } from '../scheduler/recurrence.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, recordEvents, transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
-import { assertCron, assertTimezone } from '../tasks/time.js';
+import { CronExpression } from '../time/CronExpression.js';
+import { assertTimezone } from '../time/parseTime.js';
+import { nextOccurrence } from '../time/schedule.js';
 import { assertArgDict, assertIntRange, assertTenantId } from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { insertTenant } from '../tenants/TenantSvc.js';
@@ -172,7 +173,13 @@ export class TemplateBindingSvc {
       return null;
     }
     const now = this.now();
-    const desired = this.taskRow(template, binding, effective, now);
+    // The first run is the schedule's next occurrence after now (an INTERVAL one interval later).
+    const nextRunAt = nextOccurrence(effective, now, now);
+    if (!nextRunAt) {
+      await this.end(tx, live, `the schedule of ${template.fullName} has no next occurrence`);
+      return null;
+    }
+    const desired = this.taskRow(template, binding, effective, now, nextRunAt);
     if (!live) {
       const quota = await QuotaGuard.of(tx, binding.tenantId);
       quota.checkArgDict(desired.argDict, 'overrides.argDict');
@@ -221,9 +228,7 @@ export class TemplateBindingSvc {
     await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: why, actor: this.actor });
   }
 
-  private taskRow(template: TaskTemplate, binding: TemplateBinding, effective: EffectiveBinding, now: Date): TaskRow {
-    // The first run is the schedule's next occurrence after the binding (an INTERVAL one interval later).
-    const nextRunAt = occurrenceAfter(effective, now, now)!;
+  private taskRow(template: TaskTemplate, binding: TemplateBinding, effective: EffectiveBinding, now: Date, nextRunAt: Date): TaskRow {
     return {
       id: uuidv7(),
       tenantId: binding.tenantId,
@@ -267,7 +272,7 @@ export class TemplateBindingSvc {
     const cronExpression = o.cronExpression?.trim() || null;
     if (cronExpression !== null) {
       if (template.repeatType !== RepeatType.CRON) throw badInput(`${template.fullName} is ${template.repeatType}: only a CRON template takes a cronExpression`, field('cronExpression'));
-      assertCron(cronExpression, field('cronExpression'));
+      CronExpression.parse(cronExpression, field('cronExpression'));
     }
     const intervalSeconds = o.intervalSeconds ?? null;
     if (intervalSeconds !== null) {

@@ -5,6 +5,7 @@ import './enums.js';
 import './handler.js';
 import './identity.js';
 import './models.js';
+import './schedule.js';
 import './subscription.js';
 import './task.js';
 import './template.js';
