@@ -52,7 +52,7 @@ async function requestContext(app: Chronograph, request: Request): Promise<Conte
   }
 }
 
-export function withHttpStatus(error: unknown): unknown {
+function withHttpStatus(error: unknown): unknown {
   if (!(error instanceof ChronographError)) return error;
   const http =
     error.code === 'UNAUTHENTICATED'
