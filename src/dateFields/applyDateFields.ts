@@ -167,6 +167,12 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
   };
 
+  // The tenant's quotas hold for tasks created from records too (QuotaGuard); over a limit, the
+  // caller's whole transaction rolls back, record write included. Its lock (tenants with count quotas
+  // only) is taken before the pair locks below, as every creating transaction takes it first, so two
+  // transactions never wait for each other's locks in opposite orders.
+  const quota = pairs.some((p) => p.desired.kind === 'task') ? await QuotaGuard.of(tx, options.tenantId) : undefined;
+  await quota?.beforeCreate();
   // Hooks for the same (template, record) take turns: without this, saves and deletes of one record
   // racing each other could make a hook lose the insert race round after round (a winner's task
   // cancelled by a delete before the loser looks again), and fail with CONFLICT.
@@ -209,11 +215,7 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
 
     const lost: Pair[] = [];
-    // The tenant's quotas hold for tasks created from records too (QuotaGuard); over a limit, the
-    // caller's whole transaction rolls back, record write included.
-    const quota = toCreate.length ? await QuotaGuard.of(tx, options.tenantId) : undefined;
     for (const { row } of toCreate) quota!.checkArgDict(row.argDict);
-    await quota?.beforeCreate();
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
       // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
