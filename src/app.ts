@@ -11,7 +11,7 @@ import { TaskEventStream } from './events/TaskEventStream.js';
 import { createChronographYoga } from './graphql/createYoga.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
-import { HandlerRegistry } from './handlers/HandlerRegistry.js';
+import { HandlerRegistry, type Handler } from './handlers/HandlerRegistry.js';
 import { HostPolicy } from './handlers/HostPolicy.js';
 import { registerHttpHandlers } from './handlers/httpHandlers.js';
 import { createLogger, type Logger } from './logger.js';
@@ -21,7 +21,7 @@ import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
 import { startHttpServer } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
-import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
+import { TaskTypeRegistry, type NormalType } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
 import { TemplateSvc } from './templates/TemplateSvc.js';
 
@@ -32,6 +32,14 @@ export interface ChronographOptions {
   setup?: (app: Chronograph) => void | Promise<void>;
   /** Clock for services; tests inject one where time matters. */
   now?: () => Date;
+}
+
+/** What `getElement` returns for each service name. */
+export interface ElementTypes {
+  'services.TaskSvc': TaskSvc;
+  'services.TemplateSvc': TemplateSvc;
+  'services.DateFieldSvc': DateFieldSvc;
+  'services.ModelSvc': ModelSvc;
 }
 
 /** A module in `<APP_DIR>/handlers/` default-exports one of these. */
@@ -112,6 +120,9 @@ export class Chronograph {
     return app;
   }
 
+  /** The seed's element lookup: services by name (typed), else a task type or a handler. */
+  getElement<K extends keyof ElementTypes>(name: K): ElementTypes[K];
+  getElement(name: string): NormalType | Handler;
   getElement(name: string): unknown {
     if (name === 'services.TaskSvc') return this.taskSvc;
     if (name === 'services.TemplateSvc') return this.templateSvc;

@@ -38,34 +38,45 @@
     return { authorization: authorization, rest: rest };
   }
 
-  /** The type of the operation that will run: scans the top level of the document, outside strings and comments. */
-  function operationType(query, operationName) {
+  /** The operations a document defines ({ type, name }), from its top level, outside strings and comments. */
+  function operationsOf(query) {
     var source = query.replace(/"""[\s\S]*?"""|"(?:\\.|[^"\\])*"|#[^\n\r]*/g, ' ');
+    var operations = [];
     var depth = 0;
-    var first;
+    var pending;
     var pattern = /[{}()]|[_A-Za-z][_0-9A-Za-z]*/g;
     var match;
-    var pending;
     while ((match = pattern.exec(source))) {
       var token = match[0];
       if (token === '{' || token === '(') {
-        if (depth === 0 && token === '{' && pending === undefined) first = first || { type: 'query', name: undefined };
-        if (depth === 0 && pending) {
-          if (pending.type !== 'fragment') {
-            first = first || pending;
-            if (operationName && pending.name === operationName) return pending.type;
-          }
-          pending = undefined;
+        if (depth === 0) {
+          // An operation is complete at its variables' "(" or its selection set's "{", whichever comes first.
+          if (pending && !pending.done && pending.type !== 'fragment') operations.push(pending);
+          else if (!pending && token === '{') operations.push({ type: 'query', name: undefined });
+          pending = token === '(' && pending ? { type: pending.type, name: pending.name, done: true } : undefined;
         }
         depth++;
       } else if (token === '}' || token === ')') {
         depth--;
       } else if (depth === 0) {
-        if (pending && pending.name === undefined && pending.type !== 'fragment') pending.name = token;
+        if (pending && !pending.done && pending.name === undefined && pending.type !== 'fragment') pending.name = token;
         else if (token === 'query' || token === 'mutation' || token === 'subscription' || token === 'fragment') pending = { type: token, name: undefined };
       }
     }
-    return first ? first.type : 'query';
+    return operations;
+  }
+
+  /**
+   * The operation to run. GraphiQL updates its operation name a moment after an edit; a name the
+   * document no longer defines, with one operation left, means that one (instead of an error).
+   */
+  function operationToRun(params) {
+    var operations = operationsOf(params.query);
+    var named = operations.filter(function (op) {
+      return op.name === params.operationName;
+    })[0];
+    if (named) return named;
+    return operations.length === 1 ? operations[0] : { type: 'query', name: params.operationName };
   }
 
   var options = JSON.parse(document.getElementById('graphiql-options').textContent);
@@ -130,7 +141,9 @@
 
   function fetcher(params, opts) {
     var headers = headersToSend(opts && opts.headers);
-    return operationType(params.query, params.operationName) === 'subscription' ? subscribe(params, headers) : post(params, headers);
+    var operation = operationToRun(params);
+    var request = { query: params.query, variables: params.variables, operationName: operation.name };
+    return operation.type === 'subscription' ? subscribe(request, headers) : post(request, headers);
   }
 
   var props = Object.assign({}, options, { fetcher: fetcher });
