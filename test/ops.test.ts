@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, createTestApp, createTestDatabase, withClient, type TestApp } from './support/testApp.js';
+import { wsClient } from './support/subscriptions.js';
 import { waitFor } from './support/waitFor.js';
 
 /**
@@ -77,6 +78,15 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
     const svc = t.app.getElement('services.TaskSvc');
     for (const { body } of created) await svc.waitForTask(body.data.createTimerTask.id);
     expect((await graphql('{ nope }')).body.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    const ws = wsClient(`${base}/graphql`);
+    try {
+      const answer = await ws.iterate({ query: 'query OverWs { task(id: "00000000-0000-0000-0000-000000000000") { id } }' }).next();
+      expect(answer.value).toEqual({ data: { task: null } });
+      const bad = await ws.iterate({ query: '{ task(id: "not-a-uuid") { id } }' }).next();
+      expect(bad.value.errors[0].extensions.code).toBe('BAD_USER_INPUT');
+    } finally {
+      await ws.dispose();
+    }
 
     const after = await scrape();
     const delta = (name: string, labels: Record<string, string> = {}) => value(after, name, labels) - value(before, name, labels);
@@ -91,6 +101,8 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
     expect(delta('chronograph_http_request_duration_seconds_count', { route: '/graphql', method: 'POST', status: '200' })).toBeGreaterThanOrEqual(3);
     expect(delta('chronograph_graphql_operation_duration_seconds_count', { type: 'mutation', transport: 'http' })).toBe(3);
     expect(delta('chronograph_graphql_errors_total', { code: 'GRAPHQL_VALIDATION_FAILED', transport: 'http' })).toBe(1);
+    expect(delta('chronograph_graphql_operation_duration_seconds_count', { type: 'query', transport: 'ws' })).toBe(2);
+    expect(delta('chronograph_graphql_errors_total', { code: 'BAD_USER_INPUT', transport: 'ws' })).toBe(1);
     expect(value(after, 'chronograph_database_up')).toBe(1);
     expect(after).toMatch(/^process_cpu_seconds_total \d/m);
 

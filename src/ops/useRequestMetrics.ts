@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { getOperationAST, type DocumentNode, type GraphQLError } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
+import { ChronographError } from '../errors.js';
 import type { Metrics } from './Metrics.js';
 
 /** What the GraphQL layer learned about an HTTP request, for its log line (src/ops/requestListener.ts). */
@@ -70,9 +71,17 @@ function describe(document: DocumentNode, operationName: string | undefined): { 
   return { type: operation?.operation ?? 'unknown', name: operation?.name?.value ?? operationName };
 }
 
+/**
+ * The `extensions.code` each error has or will have: WebSocket results are seen here before error
+ * masking (src/graphql/maskError.ts) gives a domain error its code, so that code is read from the
+ * ChronographError the same way.
+ */
 function codesOf(result: Result): (string | undefined)[] {
   return (result.errors ?? []).map((error) => {
     const code = error.extensions?.code;
-    return typeof code === 'string' ? code : undefined;
+    if (typeof code === 'string') return code;
+    let original: unknown = error.originalError;
+    while (original instanceof Error && !(original instanceof ChronographError) && 'originalError' in original) original = original.originalError;
+    return original instanceof ChronographError ? original.code : undefined;
   });
 }
