@@ -5,7 +5,7 @@ import { MisfirePolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type 
 import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { matchesCondition, stableStringify } from './condition.js';
-import { finishedDateFieldRuns, insertDateFieldTasks, lockLiveDateFieldTasks } from './dateFieldSql.js';
+import { finishedDateFieldRuns, insertDateFieldTasks, lockDateFieldPairs, lockLiveDateFieldTasks } from './dateFieldSql.js';
 import { scheduleFor, type DateFieldConfig } from './dateRule.js';
 
 /** A DATE_FIELD template with its parsed configuration. */
@@ -163,10 +163,13 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
   };
 
+  // Hooks for the same (template, record) take turns: without this, saves and deletes of one record
+  // racing each other could make a hook lose the insert race round after round (a winner's task
+  // cancelled by a delete before the loser looks again), and fail with CONFLICT.
+  if (!options.fresh) await lockDateFieldPairs(tx, options.tenantId, pairs.map((p) => `${p.template.template.id}/${p.change.rowId}`));
   let pending = pairs;
-  // Creating can lose a race to a concurrent hook for the same record (the unique index decides); the
-  // pairs that lost are decided again against the task the winner created. Each round settles at least
-  // one conflicting pair, so this ends; three rounds are plenty in practice.
+  // Creating can still lose a race to a writer that does not take those locks (an import of the same
+  // new ids); the pairs that lost are decided again against the task the winner created.
   for (let round = 0; pending.length > 0; round++) {
     if (round === 3) throw conflict(`Date-field tasks of ${pending.length} record(s) kept changing concurrently; retry`);
     const live = options.fresh && round === 0 ? new Map<string, LiveTask>() : await loadLive(tx, pending, options.tenantId);

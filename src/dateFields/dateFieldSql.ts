@@ -35,6 +35,22 @@ export async function lockLiveDateFieldTasks<F extends string>(
   );
 }
 
+/**
+ * Transaction-level advisory locks on (tenant, template, record) pairs, taken in one statement and in
+ * a fixed (hash) order so that two hooks over overlapping records cannot deadlock on them. Released at
+ * commit or rollback. A hash collision only makes two unrelated records wait for each other.
+ */
+export async function lockDateFieldPairs(tx: Prisma.TransactionClient, tenantId: string, pairKeys: string[]): Promise<void> {
+  if (pairKeys.length === 0) return;
+  await tx.$queryRawUnsafe(
+    `SELECT count(pg_advisory_xact_lock(h)) FROM (
+       SELECT DISTINCT hashtextextended($1 || '/' || k, 7274) AS h FROM unnest($2::text[]) AS k ORDER BY 1
+     ) locks`,
+    tenantId,
+    pairKeys,
+  );
+}
+
 /** Task fields map to snake_case columns (`sourceRowId` → `source_row_id`), as schema.prisma @maps them. */
 function columnOf(field: string): string {
   return field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
