@@ -158,6 +158,8 @@ describe.each(backends)('HTTP tasks on %s', (backend) => {
     const invalid = await run(allowed, 'chronograph.http', { url: 'ftp://example.com/x' });
     expect(invalid.runs.map((r) => r.status)).toEqual(['FAILED']);
     expect(invalid.runs[0]!.error).toContain('ftp: URLs are not supported');
+    const getWithBody = await run(allowed, 'chronograph.http', { url: url('/ok'), method: 'GET', body: 'x' });
+    expect(getWithBody.runs.map((r) => r.error)).toEqual(['Invalid arguments: argDict.method: GET and HEAD requests cannot have a body']);
     const unknownArg = await run(allowed, 'chronograph.http', { url: url('/ok'), nope: 1 });
     expect(unknownArg.runs[0]!.error).toMatch(/Invalid arguments: argDict: Unrecognized key/);
   });

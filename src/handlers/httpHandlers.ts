@@ -50,7 +50,11 @@ const httpArgs = z
     expectStatus: z.union([status, z.array(status).min(1)]).optional(),
   })
   .strict()
-  .refine((a) => a.body === undefined || a.json === undefined, { message: 'give either body or json, not both', path: ['json'] });
+  .refine((a) => a.body === undefined || a.json === undefined, { message: 'give either body or json, not both', path: ['json'] })
+  .refine((a) => !/^(get|head)$/i.test(a.method ?? '') || (a.body === undefined && a.json === undefined), {
+    message: 'GET and HEAD requests cannot have a body',
+    path: ['method'],
+  });
 
 const graphqlArgs = z
   .object({
