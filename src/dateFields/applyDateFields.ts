@@ -68,7 +68,8 @@ export interface ApplyOptions {
 }
 
 export type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
-type Desired = { kind: 'task'; row: TaskRow } | { kind: 'none'; reason: string; skipped: boolean };
+/** `note`: what DST decided about the first run's wall-clock time, for the change's reason and the task's event. */
+type Desired = { kind: 'task'; row: TaskRow; note: string | null } | { kind: 'none'; reason: string; skipped: boolean };
 
 /** Fields a date-field task takes from its template and record; a difference in any of them updates the task. */
 const COMPARED = [
@@ -176,7 +177,7 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     const needHistory = pending.filter((p) => p.desired.kind === 'task' && !live.has(pairKey(p)));
     const finished = options.fresh && round === 0 ? new Set<string>() : await loadFinished(tx, needHistory, options.tenantId);
 
-    const toCreate: { pair: Pair; row: TaskRow }[] = [];
+    const toCreate: { pair: Pair; row: TaskRow; note: string | null }[] = [];
     for (const pair of pending) {
       const { desired } = pair;
       const task = live.get(pairKey(pair));
@@ -191,7 +192,7 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
           if (differs.length === 0) {
             record(pair, 'UNCHANGED', task.id, 'already scheduled as the record says');
           } else {
-            const reason = await reschedule(tx, task, desired.row, differs);
+            const reason = await reschedule(tx, task, desired.row, differs, desired.note);
             record(pair, 'RESCHEDULED', task.id, reason);
           }
         }
@@ -200,7 +201,7 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
       } else if (finished.has(runKey(pair.template.template.id, pair.change.rowId, desired.row.startTime))) {
         record(pair, 'UNCHANGED', null, `its task for ${desired.row.startTime.toISOString()} has already finished`);
       } else {
-        toCreate.push({ pair, row: desired.row });
+        toCreate.push({ pair, row: desired.row, note: desired.note });
       }
     }
 
@@ -208,11 +209,11 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
       // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
-      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7() })));
+      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7(), note: b.note })));
       const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
-      for (const { pair, row } of batch) {
+      for (const { pair, row, note } of batch) {
         const id = byPair.get(pairKey(pair));
-        if (id) record(pair, 'CREATED', id, `first run ${row.startTime.toISOString()}`);
+        if (id) record(pair, 'CREATED', id, `first run ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`);
         else lost.push(pair);
       }
     }
@@ -242,7 +243,7 @@ async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantI
 }
 
 /** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
-async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: TaskRow, differs: string[]): Promise<string> {
+async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: TaskRow, differs: string[], note: string | null): Promise<string> {
   const data: Prisma.TaskUncheckedUpdateManyInput = {};
   for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
   const moved = differs.includes('startTime');
@@ -251,7 +252,9 @@ async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: Tas
     data.nextRunAt = row.nextRunAt;
     data.runCount = 0;
   }
-  const reason = moved ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}` : `template changed (${differs.join(', ')})`;
+  const reason = moved
+    ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`
+    : `template changed (${differs.join(', ')})`;
   await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason });
   return reason;
 }
@@ -316,7 +319,7 @@ function plan({ template, config }: PreparedTemplate, change: RecordChange, opti
     sourceRowId: change.rowId,
     sourceField: config.sourceField,
   };
-  return { kind: 'task', row };
+  return { kind: 'task', row, note: schedule.note };
 }
 
 function pairKey(pair: Pair): string {

@@ -155,10 +155,10 @@ export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenan
  */
 export async function insertDateFieldTasks(
   tx: Prisma.TransactionClient,
-  rows: (TaskRow & { id: string })[],
+  rows: (TaskRow & { id: string; note?: string | null })[],
 ): Promise<{ id: string; tenantId: string; templateId: string; sourceRowId: string; nextRunAt: Date }[]> {
   if (rows.length === 0) return [];
-  const col = <T>(pick: (r: TaskRow & { id: string }) => T) => rows.map(pick);
+  const col = <T>(pick: (r: TaskRow & { id: string; note?: string | null }) => T) => rows.map(pick);
   const iso = (d: Date | string | null | undefined) => (d == null ? null : new Date(d).toISOString());
   return tx.$queryRawUnsafe(
     `WITH t AS (
@@ -183,8 +183,10 @@ export async function insertDateFieldTasks(
        RETURNING id, tenant_id, template_id, source_model, source_row_id, source_field, next_run_at
      ), e AS (
        INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message)
-       SELECT tenant_id, id, 'CREATED', NULL, 'SCHEDULED', next_run_at, 'created from ' || source_model || ' ' || source_row_id || ' (' || source_field || ')'
-         FROM t ORDER BY id
+       SELECT t.tenant_id, t.id, 'CREATED', NULL, 'SCHEDULED', t.next_run_at,
+              'created from ' || t.source_model || ' ' || t.source_row_id || ' (' || t.source_field || ')' || coalesce('; ' || n.note, '')
+         -- n.note: what DST decided about the first run's wall-clock time, if anything
+         FROM t JOIN unnest($1::uuid[], $27::text[]) AS n(id, note) ON n.id = t.id ORDER BY t.id
        RETURNING id, task_id, tenant_id
      ), n AS (
        SELECT count(pg_notify($26, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS sent FROM e
@@ -217,6 +219,7 @@ export async function insertDateFieldTasks(
     col((r) => r.sourceRowId),
     col((r) => r.sourceField),
     TASK_EVENT_CHANNEL,
+    col((r) => r.note ?? null),
   );
 }
 

@@ -8,7 +8,8 @@ import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
-import { assertCron, assertTimezone, nextCronOccurrence, parseTime } from './time.js';
+import { parseTime } from '../time/parseTime.js';
+import { firstOccurrence, nextOccurrence, resolveSchedule, upcomingRuns, type ScheduledTime } from '../time/schedule.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { assertArgDict, assertId, assertIntRange } from './validate.js';
 
@@ -35,6 +36,25 @@ export interface TimerTaskInput {
   misfireToleranceMs?: number | null;
   overlapPolicy?: OverlapPolicy | null;
   retryBackoffMs?: number | null;
+}
+
+/** What upcomingRuns reads of a task. */
+export type UpcomingTask = Pick<
+  Task,
+  'status' | 'nextRunAt' | 'runCount' | 'maxRuns' | 'endTime' | 'misfirePolicy' | 'repeatType' | 'cronExpression' | 'intervalSeconds' | 'timezone'
+>;
+
+/** previewSchedule's input: a schedule as createTimerTask takes it, with no template to default from. */
+export interface SchedulePreviewInput {
+  /** Default: CRON with a cronExpression, INTERVAL with intervalSeconds, else ONCE. */
+  repeatType?: RepeatType | null;
+  cronExpression?: string | null;
+  intervalSeconds?: number | null;
+  /** Default: DEFAULT_TIMEZONE. */
+  timezone?: string | null;
+  startTime?: string | null;
+  endTime?: string | null;
+  maxRuns?: number | null;
 }
 
 /** A task as createTimerTask returns it: `deduplicated` when its uniqueKey matched a live task. */
@@ -106,6 +126,7 @@ export class TaskSvc {
     if (inputs.length > 10_000) throw badInput('At most 10000 tasks can be created in one call', 'inputs');
     const templates = new Map<string, TaskTemplate>();
     const rows: (Prisma.TaskCreateManyInput & { id: string })[] = [];
+    const messages = new Map<string, string>();
     for (const [index, input] of inputs.entries()) {
       try {
         let template = templates.get(input.fullName);
@@ -113,7 +134,11 @@ export class TaskSvc {
           template = await this.templates.get(input.fullName);
           templates.set(input.fullName, template);
         }
-        rows.push({ id: uuidv7(), ...this.buildTask(input, template) });
+        const { row, notes } = this.buildTask(input, template);
+        const id = uuidv7();
+        rows.push({ id, ...row });
+        // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
+        if (notes.length) messages.set(id, `created; ${notes.join('; ')}`);
       } catch (error) {
         if (error instanceof ChronographError && inputs.length > 1) {
           throw new ChronographError(error.code, `inputs[${index}]: ${error.message}`, { ...error.details, index });
@@ -127,7 +152,7 @@ export class TaskSvc {
       const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
       await recordEvents(
         tx,
-        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: 'created' })),
+        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: messages.get(t.id) ?? 'created' })),
       );
       if (inserted.length > 0) await wake(tx);
       const byId = new Map(inserted.map((t) => [t.id, t]));
@@ -202,8 +227,8 @@ export class TaskSvc {
     if (filter.source) where.source = filter.source;
     if (filter.startTimeFrom || filter.startTimeTo) {
       where.startTime = {
-        ...(filter.startTimeFrom && { gte: parseTime(filter.startTimeFrom, this.deps.defaultTimezone, 'startTimeFrom') }),
-        ...(filter.startTimeTo && { lte: parseTime(filter.startTimeTo, this.deps.defaultTimezone, 'startTimeTo') }),
+        ...(filter.startTimeFrom && { gte: parseTime(filter.startTimeFrom, this.deps.defaultTimezone, 'startTimeFrom').at }),
+        ...(filter.startTimeTo && { lte: parseTime(filter.startTimeTo, this.deps.defaultTimezone, 'startTimeTo').at }),
       };
     }
     return where;
@@ -308,22 +333,58 @@ export class TaskSvc {
     });
   }
 
-  /** Moves the next run to `startTime` (for a cron task: its first occurrence at or after it). */
+  /**
+   * Moves the next run to `startTime` (for a cron task: its first occurrence at or after it). A wall-clock
+   * time is read in the task's zone by the same rules as createTimerTask.
+   */
   rescheduleTask(taskId: string, startTime: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], async (task, tx) => {
-      const at = parseTime(startTime, task.timezone, 'startTime');
-      const nextRunAt = task.cronExpression ? nextCronOccurrence(task.cronExpression, task.timezone, new Date(at.getTime() - 1)) : at;
+      const { at, note } = parseTime(startTime, task.timezone, 'startTime');
+      const nextRunAt = firstOccurrence(task, at);
+      if (!nextRunAt) throw new ChronographError('INVALID_START_TIME', `${task.cronExpression} has no occurrence after startTime before the year 3000`, { field: 'startTime' });
       if (task.endTime && nextRunAt > task.endTime) throw badInput('The new time is after the task\'s endTime', 'startTime');
       const moved = await transition(tx, {
         task,
         to: task.status,
         type: TaskEventType.RESCHEDULED,
         data: { nextRunAt, ...(task.repeatType === RepeatType.ONCE && { startTime: nextRunAt }) },
-        message: `rescheduled to ${nextRunAt.toISOString()}`,
+        message: `rescheduled to ${nextRunAt.toISOString()}${note ? `; ${note}` : ''}`,
       });
       await wake(tx);
       return moved;
     });
+  }
+
+  /**
+   * The next `count` times a schedule would run, without creating anything: the same input and the same
+   * checks (and error codes) as createTimerTask, with the same DST rules as the scheduler.
+   */
+  previewSchedule(input: SchedulePreviewInput, count = 10): ScheduledTime[] {
+    assertIntRange(count, 'count', 1, 1000);
+    const repeatType = input.repeatType ?? (input.cronExpression != null ? RepeatType.CRON : input.intervalSeconds != null ? RepeatType.INTERVAL : RepeatType.ONCE);
+    const schedule = resolveSchedule({ ...input, repeatType, timezone: input.timezone ?? this.deps.defaultTimezone }, this.now());
+    return upcomingRuns(schedule, { first: schedule.nextRunAt, endTime: schedule.endTime, runsLeft: schedule.maxRuns, count });
+  }
+
+  /**
+   * The next `count` runs of a task: its nextRunAt, then its schedule's occurrences within endTime and
+   * maxRuns. Empty for a task that will not run unless someone acts (PAUSED) or that has ended.
+   */
+  upcomingRuns(task: UpcomingTask, count = 5): ScheduledTime[] {
+    assertIntRange(count, 'count', 1, 1000);
+    const waiting: TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.RUNNING];
+    if (!waiting.includes(task.status) || !task.nextRunAt) return [];
+    const now = this.now();
+    const done = task.runCount + (task.status === TaskStatus.RUNNING ? 1 : 0);
+    const runsLeft = task.maxRuns == null ? null : Math.max(0, task.maxRuns - done);
+    if (task.status === TaskStatus.RUNNING) {
+      // The occurrence in progress is not upcoming; the next one follows it as the scheduler will pick it.
+      const first = nextOccurrence(task, task.misfirePolicy === MisfirePolicy.RUN_ALL || task.nextRunAt > now ? task.nextRunAt : now, task.nextRunAt);
+      return first ? upcomingRuns(task, { first, endTime: task.endTime, runsLeft, count }) : [];
+    }
+    // An overdue run starts at once; after it, RUN_ONCE and SKIP continue from now, RUN_ALL catches up.
+    const continueAfter = task.misfirePolicy === MisfirePolicy.RUN_ALL ? undefined : now;
+    return upcomingRuns(task, { first: task.nextRunAt, continueAfter, endTime: task.endTime, runsLeft, count });
   }
 
   /** CANCELLED: it will not run again; kept in history. A running task is stopped with forcedEnd. */
@@ -368,7 +429,7 @@ export class TaskSvc {
   }
 
   /** Resolves defaults from the template and validates everything; throws before anything is written. */
-  private buildTask(input: TimerTaskInput, template: TaskTemplate): Prisma.TaskCreateManyInput {
+  private buildTask(input: TimerTaskInput, template: TaskTemplate): { row: Prisma.TaskCreateManyInput; notes: string[] } {
     if (!template.enabled) {
       throw new ChronographError('CONFLICT', `Task template ${template.fullName} is disabled`, { field: 'fullName' });
     }
@@ -386,38 +447,22 @@ export class TaskSvc {
       });
     }
     const args = { ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) };
-    const timezone = input.timezone ?? template.timezone;
-    assertTimezone(timezone);
-
     const repeatType = input.repeatType ?? (template.repeatType === RepeatType.DATE_FIELD ? RepeatType.ONCE : template.repeatType);
-    if (repeatType === RepeatType.DATE_FIELD) {
-      throw badInput('DATE_FIELD tasks are created by saveDateFieldTask, not createTimerTask', 'repeatType');
-    }
-    const cronExpression = repeatType === RepeatType.CRON ? (input.cronExpression ?? template.cronExpression)?.trim() : null;
-    if (repeatType === RepeatType.CRON) {
-      if (!cronExpression) throw new ChronographError('INVALID_CRON', 'A CRON task needs a cronExpression', { field: 'cronExpression' });
-      assertCron(cronExpression);
-    }
-    const intervalSeconds = repeatType === RepeatType.INTERVAL ? (input.intervalSeconds ?? template.intervalSeconds) : null;
-    if (repeatType === RepeatType.INTERVAL) {
-      if (intervalSeconds == null) throw badInput('An INTERVAL task needs intervalSeconds', 'intervalSeconds');
-      assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);
-    }
-
-    const now = this.now();
-    let startTime: Date;
-    if (input.startTime != null) startTime = parseTime(input.startTime, timezone, 'startTime');
-    else if (repeatType === RepeatType.ONCE) throw new ChronographError('INVALID_START_TIME', 'startTime is required for a one-off task', { field: 'startTime' });
-    else startTime = now;
-    const endTime = input.endTime != null ? parseTime(input.endTime, timezone, 'endTime') : null;
-    if (endTime && endTime <= startTime) throw badInput('endTime must be after startTime', 'endTime');
-
-    // A cron task's first run is its first occurrence at or after startTime.
-    const nextRunAt = cronExpression ? nextCronOccurrence(cronExpression, timezone, new Date(startTime.getTime() - 1)) : startTime;
-    if (endTime && nextRunAt > endTime) throw badInput('The schedule has no occurrence before endTime', 'endTime');
+    const schedule = resolveSchedule(
+      {
+        repeatType,
+        cronExpression: input.cronExpression ?? template.cronExpression,
+        intervalSeconds: input.intervalSeconds ?? template.intervalSeconds,
+        timezone: input.timezone ?? template.timezone,
+        startTime: input.startTime,
+        endTime: input.endTime,
+        maxRuns: input.maxRuns,
+      },
+      this.now(),
+    );
 
     const timeoutMs = input.timeoutMs ?? template.timeoutMs;
-    return {
+    const row: Prisma.TaskCreateManyInput = {
       tenantId: this.tenantId,
       templateId: template.id,
       fullName: template.fullName,
@@ -425,13 +470,13 @@ export class TaskSvc {
       funcName,
       argDict: args as Prisma.InputJsonObject,
       repeatType,
-      cronExpression: cronExpression ?? null,
-      intervalSeconds,
-      timezone,
-      startTime,
-      endTime,
-      maxRuns: input.maxRuns != null ? assertIntRange(input.maxRuns, 'maxRuns', 1, 2_147_483_647) : null,
-      nextRunAt,
+      cronExpression: schedule.cronExpression,
+      intervalSeconds: schedule.intervalSeconds,
+      timezone: schedule.timezone,
+      startTime: schedule.startTime,
+      endTime: schedule.endTime,
+      maxRuns: schedule.maxRuns,
+      nextRunAt: schedule.nextRunAt,
       status: TaskStatus.SCHEDULED,
       priority: assertIntRange(input.priority ?? template.priority, 'priority', -1000, 1000),
       queue: input.queue?.trim() || template.queue,
@@ -444,6 +489,7 @@ export class TaskSvc {
       retryBackoffMs: assertIntRange(input.retryBackoffMs ?? template.retryBackoffMs, 'retryBackoffMs', 0, 3_600_000),
       source: TaskSource.API,
     };
+    return { row, notes: schedule.notes };
   }
 }
 

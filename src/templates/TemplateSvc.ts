@@ -2,7 +2,8 @@ import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, OverlapPolicy, RepeatType, TemplateOrigin, type Prisma } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { assertCron, assertTimezone } from '../tasks/time.js';
+import { CronExpression } from '../time/CronExpression.js';
+import { assertTimezone } from '../time/parseTime.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
@@ -193,7 +194,7 @@ export class TemplateSvc {
     const timezone = input.timezone ?? this.deps.defaultTimezone;
     assertTimezone(timezone);
     const cronExpression = input.cronExpression?.trim() || null;
-    if (cronExpression !== null) assertCron(cronExpression);
+    if (cronExpression !== null) CronExpression.parse(cronExpression);
     if (repeatType === RepeatType.CRON && cronExpression === null) throw new ChronographError('INVALID_CRON', 'A CRON template needs a cronExpression', { field: 'cronExpression' });
     const intervalSeconds = input.intervalSeconds ?? null;
     if (intervalSeconds !== null) assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);

@@ -4,6 +4,7 @@ import './dateFields.js';
 import './enums.js';
 import './handler.js';
 import './models.js';
+import './schedule.js';
 import './subscription.js';
 import './task.js';
 import './template.js';

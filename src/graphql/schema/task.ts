@@ -111,15 +111,15 @@ export const TimerTaskInput = builder.inputType('TimerTaskInput', {
     fullName: t.string({ required: true, description: 'Template name, e.g. tasks.DataBackup.' }),
     startTime: t.string({
       description:
-        'When to run: ISO 8601 (2030-01-01T10:00:00Z) or "2030-01-01 10:00:00" in `timezone`. Required for ONCE; CRON and INTERVAL default to now.',
+        'When to run: ISO 8601 (2030-01-01T10:00:00Z) or "2030-01-01 10:00:00" in `timezone` (a time the clocks skip is refused; one they repeat is its first occurrence). Required for ONCE; CRON and INTERVAL default to now.',
     }),
     funcName: t.string({ description: 'Registered handler, e.g. services.BackupSvc.backupDatabase.' }),
     taskType: t.string({ description: 'Registered task type, e.g. tasks.NormalType.' }),
     argDict: t.field({ type: 'JSON', description: 'Arguments for the handler: a JSON object.' }),
     timezone: t.string({ description: 'IANA time zone for wall-clock times and cron.' }),
     repeatType: t.field({ type: RepeatTypeEnum }),
-    cronExpression: t.string(),
-    intervalSeconds: t.int(),
+    cronExpression: t.string({ description: 'Standard cron: 5 fields, or 6 with seconds first; @daily etc.; L W # (README: Cron and time zones).' }),
+    intervalSeconds: t.int({ description: 'INTERVAL: seconds of real time between runs.' }),
     endTime: t.string({ description: 'No occurrence after this date-time.' }),
     maxRuns: t.int({ description: 'Stop after this many runs.' }),
     maxAttempts: t.int(),
