@@ -11,12 +11,17 @@ import { TaskEventStream } from './events/TaskEventStream.js';
 import { createChronographYoga } from './graphql/createYoga.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
-import { HandlerRegistry } from './handlers/HandlerRegistry.js';
+import { HandlerRegistry, type Handler } from './handlers/HandlerRegistry.js';
+import { HostPolicy } from './handlers/HostPolicy.js';
+import { registerHttpHandlers } from './handlers/httpHandlers.js';
 import { createLogger, type Logger } from './logger.js';
+import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
+import { Metrics } from './ops/Metrics.js';
+import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
 import { startHttpServer } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
-import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
+import { TaskTypeRegistry, type NormalType } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
 import { TemplateSvc } from './templates/TemplateSvc.js';
 
@@ -27,6 +32,14 @@ export interface ChronographOptions {
   setup?: (app: Chronograph) => void | Promise<void>;
   /** Clock for services; tests inject one where time matters. */
   now?: () => Date;
+}
+
+/** What `getElement` returns for each service name. */
+export interface ElementTypes {
+  'services.TaskSvc': TaskSvc;
+  'services.TemplateSvc': TemplateSvc;
+  'services.DateFieldSvc': DateFieldSvc;
+  'services.ModelSvc': ModelSvc;
 }
 
 /** A module in `<APP_DIR>/handlers/` default-exports one of these. */
@@ -50,7 +63,10 @@ export class Chronograph {
   readonly taskEvents: TaskEventStream;
   private wsServer?: WsServer;
   readonly scheduler: Scheduler;
+  /** Prometheus metrics of this instance, served at /metrics. */
+  readonly metrics: Metrics;
   private server?: Server;
+  private stopping = false;
 
   private constructor(
     readonly config: Config,
@@ -67,6 +83,7 @@ export class Chronograph {
       defaultTimezone: config.DEFAULT_TIMEZONE,
       dateFields: this.dateFieldSvc,
     };
+    this.metrics = new Metrics(this);
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,
       concurrency: config.CONCURRENCY,
@@ -74,6 +91,7 @@ export class Chronograph {
       leaseMs: config.LEASE_MS,
       abortGraceMs: config.ABORT_GRACE_MS,
       maxSleepMs: 30_000,
+      observer: this.metrics.schedulerObserver,
     });
     this.templateSvc = new TemplateSvc(deps);
     this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, abortGraceMs: config.ABORT_GRACE_MS, now });
@@ -88,6 +106,8 @@ export class Chronograph {
     const app = new Chronograph(config, logger, db, options.now);
     try {
       registerBuiltinHandlers(app.handlers);
+      registerHttpHandlers(app.handlers, { policy: HostPolicy.parse(config.HTTP_ALLOW_HOSTS), maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES });
+      await app.metrics.start();
       await app.loadAppModules();
       await options.setup?.(app);
       await app.loadTemplateFiles();
@@ -100,6 +120,9 @@ export class Chronograph {
     return app;
   }
 
+  /** The seed's element lookup: services by name (typed), else a task type or a handler. */
+  getElement<K extends keyof ElementTypes>(name: K): ElementTypes[K];
+  getElement(name: string): NormalType | Handler;
   getElement(name: string): unknown {
     if (name === 'services.TaskSvc') return this.taskSvc;
     if (name === 'services.TemplateSvc') return this.templateSvc;
@@ -110,9 +133,25 @@ export class Chronograph {
     return element;
   }
 
-  /** Starts serving GraphQL (and GraphiQL) at /graphql; resolves with the bound port. */
+  /** Whether this instance can do its job now (what /ready answers). */
+  readiness(): Promise<Readiness> {
+    return checkReadiness({ db: this.db, scheduler: this.scheduler, schedulerEnabled: this.config.SCHEDULER_ENABLED, stopping: this.stopping });
+  }
+
+  /** Starts serving GraphQL (and GraphiQL) at /graphql, and /health, /ready, /metrics; resolves with the bound port. */
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
-    const { server, port: bound } = await startHttpServer(this.yoga, { host, port });
+    const listener = createRequestListener(
+      {
+        logger: this.logger.child({ component: 'http' }),
+        metrics: this.metrics,
+        readiness: () => this.readiness(),
+        workerId: this.config.WORKER_ID,
+        metricsToken: this.config.METRICS_TOKEN,
+        logRequests: this.config.LOG_REQUESTS,
+      },
+      this.yoga,
+    );
+    const { server, port: bound } = await startHttpServer(listener, { host, port });
     this.server = server;
     this.wsServer = createWsServer(server, this.yoga);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
@@ -126,6 +165,7 @@ export class Chronograph {
    * another instance); then the database is closed.
    */
   async stop(): Promise<void> {
+    this.stopping = true;
     const server = this.server;
     this.server = undefined;
     // Subscriptions first: sockets get 1001, SSE streams SHUTTING_DOWN with their resume cursor.

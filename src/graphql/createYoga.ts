@@ -2,7 +2,9 @@ import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } 
 import { ChronographError } from '../errors.js';
 import type { Chronograph } from '../app.js';
 import type { Context } from './builder.js';
+import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
+import { useRequestMetrics } from '../ops/useRequestMetrics.js';
 import { schema } from './schema/index.js';
 
 const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -37,13 +39,22 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    // Subscriptions in GraphiQL go over graphql-ws on this same path (createWsServer).
-    graphiql: { title: 'Chronograph', defaultQuery: DEFAULT_QUERY, subscriptionsProtocol: 'WS' },
+    // Served from the installed package, offline; its subscriptions go over graphql-ws on this same
+    // path (createWsServer), carrying the header editor's Authorization in connectionParams.
+    graphiql: {
+      title: 'Chronograph',
+      defaultQuery: DEFAULT_QUERY,
+      defaultHeaders: JSON.stringify({ Authorization: 'Bearer <API key>' }, null, 2),
+      defaultEditorToolsVisibility: 'headers',
+      // Credentials typed into the header editor stay out of the browser's storage.
+      shouldPersistHeaders: false,
+    },
+    renderGraphiQL: renderGraphiQLPage,
     maskedErrors: { maskError: createMaskError(app.logger) },
     logging: app.logger.child({ component: 'yoga' }),
     // graphql-ws operations arrive without a fetch Request; createWsServer passes their tenant.
     context: ({ request, tenantId }) => contextFor(app, typeof tenantId === 'string' ? tenantId : tenantOf(request.headers)),
-    plugins: [codeVariableErrors()],
+    plugins: [codeVariableErrors(), useRequestMetrics(app.metrics)],
   });
 }
 
