@@ -14,12 +14,17 @@ import { TaskEventStream } from './events/TaskEventStream.js';
 import { createChronographYoga } from './graphql/createYoga.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
-import { HandlerRegistry } from './handlers/HandlerRegistry.js';
+import { HandlerRegistry, type Handler } from './handlers/HandlerRegistry.js';
+import { HostPolicy } from './handlers/HostPolicy.js';
+import { registerHttpHandlers } from './handlers/httpHandlers.js';
 import { createLogger, type Logger } from './logger.js';
+import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
+import { Metrics } from './ops/Metrics.js';
+import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
 import { startHttpServer } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
-import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
+import { TaskTypeRegistry, type NormalType } from './tasks/TaskTypeRegistry.js';
 import { TenantSvc } from './tenants/TenantSvc.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
 import { TemplateBindingSvc } from './templates/TemplateBindingSvc.js';
@@ -32,6 +37,14 @@ export interface ChronographOptions {
   setup?: (app: Chronograph) => void | Promise<void>;
   /** Clock for services; tests inject one where time matters. */
   now?: () => Date;
+}
+
+/** What `getElement` returns for each service name. */
+export interface ElementTypes {
+  'services.TaskSvc': TaskSvc;
+  'services.TemplateSvc': TemplateSvc;
+  'services.DateFieldSvc': DateFieldSvc;
+  'services.ModelSvc': ModelSvc;
 }
 
 /** A module in `<APP_DIR>/handlers/` default-exports one of these. */
@@ -65,7 +78,10 @@ export class Chronograph {
   readonly taskEvents: TaskEventStream;
   private wsServer?: WsServer;
   readonly scheduler: Scheduler;
+  /** Prometheus metrics of this instance, served at /metrics. */
+  readonly metrics: Metrics;
   private server?: Server;
+  private stopping = false;
 
   private constructor(
     readonly config: Config,
@@ -88,6 +104,7 @@ export class Chronograph {
       dateFields: this.dateFieldSvc,
       bindings: this.bindings,
     };
+    this.metrics = new Metrics(this);
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,
       concurrency: config.CONCURRENCY,
@@ -95,6 +112,7 @@ export class Chronograph {
       leaseMs: config.LEASE_MS,
       abortGraceMs: config.ABORT_GRACE_MS,
       maxSleepMs: 30_000,
+      observer: this.metrics.schedulerObserver,
       taskSvcFor: (task) => this.taskSvc.forTenant(task.tenantId, `task:${task.id}`),
     });
     this.templateSvc = new TemplateSvc(deps);
@@ -121,6 +139,8 @@ export class Chronograph {
     try {
       await app.credentials.start();
       registerBuiltinHandlers(app.handlers);
+      registerHttpHandlers(app.handlers, { policy: HostPolicy.parse(config.HTTP_ALLOW_HOSTS), maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES });
+      await app.metrics.start();
       await app.loadAppModules();
       await options.setup?.(app);
       await app.loadTemplateFiles();
@@ -134,6 +154,9 @@ export class Chronograph {
     return app;
   }
 
+  /** The seed's element lookup: services by name (typed), else a task type or a handler. */
+  getElement<K extends keyof ElementTypes>(name: K): ElementTypes[K];
+  getElement(name: string): NormalType | Handler;
   getElement(name: string): unknown {
     if (name === 'services.TaskSvc') return this.taskSvc;
     if (name === 'services.TemplateSvc') return this.templateSvc;
@@ -145,11 +168,27 @@ export class Chronograph {
     return element;
   }
 
-  /** Starts serving GraphQL (and GraphiQL) at /graphql; resolves with the bound port. */
+  /** Whether this instance can do its job now (what /ready answers). */
+  readiness(): Promise<Readiness> {
+    return checkReadiness({ db: this.db, scheduler: this.scheduler, schedulerEnabled: this.config.SCHEDULER_ENABLED, stopping: this.stopping });
+  }
+
+  /** Starts serving GraphQL (and GraphiQL) at /graphql, and /health, /ready, /metrics; resolves with the bound port. */
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
     const problem = authConfigProblem(this.config, host);
     if (problem) throw new ConfigError([problem]);
-    const { server, port: bound } = await startHttpServer(this.yoga, { host, port });
+    const listener = createRequestListener(
+      {
+        logger: this.logger.child({ component: 'http' }),
+        metrics: this.metrics,
+        readiness: () => this.readiness(),
+        workerId: this.config.WORKER_ID,
+        metricsToken: this.config.METRICS_TOKEN,
+        logRequests: this.config.LOG_REQUESTS,
+      },
+      this.yoga,
+    );
+    const { server, port: bound } = await startHttpServer(listener, { host, port });
     this.server = server;
     this.wsServer = createWsServer(server, this);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
@@ -163,6 +202,7 @@ export class Chronograph {
    * another instance); then the database is closed.
    */
   async stop(): Promise<void> {
+    this.stopping = true;
     const server = this.server;
     this.server = undefined;
     // Subscriptions first: sockets get 1001, SSE streams SHUTTING_DOWN with their resume cursor.

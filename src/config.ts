@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import os from 'node:os';
 import { z } from 'zod';
+import { HostPolicy } from './handlers/HostPolicy.js';
 
 /**
  * Every setting Chronograph reads, validated once at start-up so that a bad value is a clear error
@@ -38,6 +39,26 @@ const envSchema = z.object({
     }),
   LEASE_MS: z.coerce.number().int().min(100).default(30_000),
   ABORT_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
+  /** Bearer token /metrics requires; unset leaves /metrics open (like /health and /ready). */
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** One info line per HTTP request (operation name, status, duration). */
+  LOG_REQUESTS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  /** Hosts chronograph.http / chronograph.graphql may reach although the SSRF guard refuses their addresses. */
+  HTTP_ALLOW_HOSTS: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const entries = text.split(',').map((p) => p.trim()).filter(Boolean);
+      try {
+        HostPolicy.parse(entries);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `${(error as Error).message} (expected e.g. api.internal,*.corp.example,10.0.0.0/8,127.0.0.1)` });
+        return z.NEVER;
+      }
+      return entries;
+    }),
+  /** Largest response body an HTTP task keeps in its result; the rest is cut off (`truncated: true`). */
+  HTTP_MAX_RESPONSE_BYTES: z.coerce.number().int().min(0).max(16 * 1024 * 1024).default(256 * 1024),
   DEFAULT_TIMEZONE: z
     .string()
     .default('UTC')

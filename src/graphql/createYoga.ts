@@ -3,7 +3,9 @@ import { selectTenant, type Identity } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
 import type { Chronograph } from '../app.js';
 import type { Context } from './builder.js';
+import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
+import { useRequestMetrics } from '../ops/useRequestMetrics.js';
 import { schema } from './schema/index.js';
 
 /**
@@ -68,8 +70,17 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    // Subscriptions in GraphiQL go over graphql-ws on this same path (createWsServer).
-    graphiql: { title: 'Chronograph', defaultQuery: DEFAULT_QUERY, subscriptionsProtocol: 'WS' },
+    // Served from the installed package, offline; its subscriptions go over graphql-ws on this same
+    // path (createWsServer), carrying the header editor's Authorization in connectionParams.
+    graphiql: {
+      title: 'Chronograph',
+      defaultQuery: DEFAULT_QUERY,
+      defaultHeaders: JSON.stringify({ Authorization: 'Bearer <API key>' }, null, 2),
+      defaultEditorToolsVisibility: 'headers',
+      // Credentials typed into the header editor stay out of the browser's storage.
+      shouldPersistHeaders: false,
+    },
+    renderGraphiQL: renderGraphiQLPage,
     maskedErrors: { maskError: createMaskError(app.logger) },
     logging: app.logger.child({ component: 'yoga' }),
     // graphql-ws operations arrive without a fetch Request; createWsServer passes their connection's auth.
@@ -79,7 +90,7 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       if ('error' in connection.tenant) throw connection.tenant.error; // createWsServer answers it before getting here
       return contextFor(app, connection.identity, connection.tenant.tenantId);
     },
-    plugins: [codeVariableErrors()],
+    plugins: [codeVariableErrors(), useRequestMetrics(app.metrics)],
   });
 }
 
