@@ -25,6 +25,8 @@ export interface SchedulerOptions {
   maxSleepMs: number;
   /** Told about claims, recoveries and completions (metrics). */
   observer?: SchedulerObserver;
+  /** The TaskSvc a handler gets in its context: bound to its task's tenant, acting as the task. */
+  taskSvcFor: (task: { id: string; tenantId: string }) => HandlerContext['taskSvc'];
 }
 
 type AbortReason = 'forced' | 'timeout' | 'shutdown' | 'lost';
@@ -364,6 +366,7 @@ export class Scheduler {
         scheduledFor: task.nextRunAt,
       },
       run: { id: task.runId, recovered: task.recovered },
+      taskSvc: this.options.taskSvcFor(task),
     };
     return new Promise<Outcome>((resolve) => {
       let timeout: NodeJS.Timeout | undefined;

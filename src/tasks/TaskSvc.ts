@@ -7,6 +7,7 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
 import { parseTime } from '../time/parseTime.js';
 import { firstOccurrence, nextOccurrence, resolveSchedule, upcomingRuns, type ScheduledTime } from '../time/schedule.js';
@@ -85,8 +86,10 @@ export interface TaskSvcDeps {
 }
 
 /**
- * `services.TaskSvc`: the seed's task service, bound to one tenant. GraphQL resolvers and code that
- * calls `app.getElement("services.TaskSvc")` both come here; there is one implementation of each rule.
+ * `services.TaskSvc`: the seed's task service, bound to one tenant and to the actor its events are
+ * recorded for. GraphQL resolvers (bound to the caller's credential), handlers (`ctx.taskSvc`, bound to
+ * their task's tenant) and code that calls `app.getElement("services.TaskSvc")` all come here; there is
+ * one implementation of each rule.
  */
 export class TaskSvc {
   private readonly templates: TemplateSvc;
@@ -94,12 +97,14 @@ export class TaskSvc {
   constructor(
     private readonly deps: TaskSvcDeps,
     readonly tenantId = 'default',
+    /** Written to TaskEvent.actor for every change made through this service. */
+    readonly actor: string | null = null,
   ) {
-    this.templates = deps.templates.forTenant(tenantId);
+    this.templates = deps.templates.forTenant(tenantId, actor);
   }
 
-  forTenant(tenantId: string): TaskSvc {
-    return new TaskSvc(this.deps, tenantId);
+  forTenant(tenantId: string, actor: string | null = this.actor): TaskSvc {
+    return new TaskSvc(this.deps, tenantId, actor);
   }
 
   private now(): Date {
@@ -147,12 +152,26 @@ export class TaskSvc {
       }
     }
     return this.deps.prisma.$transaction(async (tx) => {
+      // Quotas are checked in the transaction that inserts (QuotaGuard): over a limit, the whole batch
+      // rolls back. Deduplicated rows are not inserted, so they do not count.
+      const quota = await QuotaGuard.of(tx, this.tenantId);
+      rows.forEach((row, index) => quota.checkArgDict(row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'));
+      await quota.beforeCreate();
       // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
       // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
       const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
+      await quota.created(inserted.length);
       await recordEvents(
         tx,
-        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: messages.get(t.id) ?? 'created' })),
+        inserted.map((t) => ({
+          taskId: t.id,
+          tenantId: t.tenantId,
+          fromStatus: null,
+          toStatus: TaskStatus.SCHEDULED,
+          nextRunAt: t.nextRunAt,
+          message: messages.get(t.id) ?? 'created',
+          actor: this.actor,
+        })),
       );
       if (inserted.length > 0) await wake(tx);
       const byId = new Map(inserted.map((t) => [t.id, t]));
@@ -281,7 +300,7 @@ export class TaskSvc {
       }
       const leaseAlive = task.status === TaskStatus.RUNNING && task.lockedUntil != null && task.lockedUntil > this.now();
       if (leaseAlive) {
-        await tx.task.update({ where: { id }, data: { cancelRequestedAt: this.now() } });
+        await tx.task.update({ where: { id }, data: { cancelRequestedAt: this.now(), cancelRequestedBy: this.actor } });
         await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${id})`;
         return { waiting: true as const };
       }
@@ -291,7 +310,7 @@ export class TaskSvc {
           data: { status: 'CANCELLED', finishedAt: this.now(), error: `forced end while its worker ${task.lockedBy} was unreachable` },
         });
       }
-      const ended = await transition(tx, { task, to: TaskStatus.FORCED_END, data: { nextRunAt: null, lockedBy: null, lockedUntil: null, cancelRequestedAt: null }, message });
+      const ended = await transition(tx, { task, to: TaskStatus.FORCED_END, data: { nextRunAt: null, lockedBy: null, lockedUntil: null, cancelRequestedAt: null }, message, actor: this.actor });
       return { waiting: false as const, task: ended };
     });
     if (!outcome.waiting) return outcome.task;
@@ -305,14 +324,14 @@ export class TaskSvc {
   /** PAUSED: it keeps its place (nextRunAt) but does not run until resumed. */
   pauseTask(taskId: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING], (task, tx) =>
-      transition(tx, { task, to: TaskStatus.PAUSED, message: 'paused' }),
+      transition(tx, { task, to: TaskStatus.PAUSED, message: 'paused', actor: this.actor }),
     );
   }
 
   /** Back to SCHEDULED (RETRYING if it was between attempts); a time that passed meanwhile is a misfire. */
   resumeTask(taskId: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.PAUSED], async (task, tx) => {
-      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed' });
+      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed', actor: this.actor });
       await wake(tx);
       return resumed;
     });
@@ -327,6 +346,7 @@ export class TaskSvc {
         type: TaskEventType.RESCHEDULED,
         data: { nextRunAt: this.now() },
         message: 'run now requested',
+        actor: this.actor,
       });
       await wake(tx);
       return due;
@@ -349,6 +369,7 @@ export class TaskSvc {
         type: TaskEventType.RESCHEDULED,
         data: { nextRunAt, ...(task.repeatType === RepeatType.ONCE && { startTime: nextRunAt }) },
         message: `rescheduled to ${nextRunAt.toISOString()}${note ? `; ${note}` : ''}`,
+        actor: this.actor,
       });
       await wake(tx);
       return moved;
@@ -390,7 +411,7 @@ export class TaskSvc {
   /** CANCELLED: it will not run again; kept in history. A running task is stopped with forcedEnd. */
   cancelTask(taskId: string, reason?: string | null): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], (task, tx) =>
-      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled' }),
+      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled', actor: this.actor }),
     );
   }
 
@@ -420,12 +441,12 @@ export class TaskSvc {
    * cancelled when the date is cleared or the record stops matching the template's condition.
    */
   saveDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
-    return this.deps.dateFields.forTenant(this.tenantId).saveDateFieldTask(rowObj);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor).saveDateFieldTask(rowObj);
   }
 
   /** The seed's afterDelete hook, `rowObj = { model, prevData }`: the record's live tasks are CANCELLED. */
   deleteDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
-    return this.deps.dateFields.forTenant(this.tenantId).deleteDateFieldTask(rowObj);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor).deleteDateFieldTask(rowObj);
   }
 
   /** Resolves defaults from the template and validates everything; throws before anything is written. */
