@@ -4,6 +4,7 @@ import type { Task, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { matchesCondition, stableStringify } from './condition.js';
 import { finishedDateFieldRuns, insertDateFieldTasks, lockDateFieldPairs, lockLiveDateFieldTasks } from './dateFieldSql.js';
 import { scheduleFor, type DateFieldConfig } from './dateRule.js';
@@ -65,6 +66,8 @@ export interface ApplyOptions {
   fresh?: boolean;
   /** Return one DateFieldChange per (template, record); off for bulk work, where counts are enough. */
   collect?: boolean;
+  /** TaskEvent.actor of the changes (the API caller); null for the scheduler's own work. */
+  actor?: string | null;
 }
 
 export type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
@@ -165,6 +168,12 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
   };
 
+  // The tenant's quotas hold for tasks created from records too (QuotaGuard); over a limit, the
+  // caller's whole transaction rolls back, record write included. Its lock (tenants with count quotas
+  // only) is taken before the pair locks below, as every creating transaction takes it first, so two
+  // transactions never wait for each other's locks in opposite orders.
+  const quota = pairs.some((p) => p.desired.kind === 'task') ? await QuotaGuard.of(tx, options.tenantId) : undefined;
+  await quota?.beforeCreate();
   // Hooks for the same (template, record) take turns: without this, saves and deletes of one record
   // racing each other could make a hook lose the insert race round after round (a winner's task
   // cancelled by a delete before the loser looks again), and fail with CONFLICT.
@@ -186,14 +195,14 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
         if (task.status === TaskStatus.RUNNING) {
           record(pair, 'UNCHANGED', task.id, 'running now; the change applies at the next hook or reconcile');
         } else if (desired.kind === 'none') {
-          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason });
+          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason, actor: options.actor });
           record(pair, 'CANCELLED', task.id, desired.reason);
         } else {
           const differs = COMPARED.filter((f) => !sameValue(task[f], desired.row[f]));
           if (differs.length === 0) {
             record(pair, 'UNCHANGED', task.id, 'already scheduled as the record says');
           } else {
-            const reason = await reschedule(tx, task, desired.row, differs, desired.note);
+            const reason = await reschedule(tx, task, desired.row, differs, desired.note, options.actor ?? null);
             record(pair, 'RESCHEDULED', task.id, reason);
           }
         }
@@ -207,10 +216,12 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
 
     const lost: Pair[] = [];
+    for (const { row } of toCreate) quota!.checkArgDict(row.argDict);
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
       // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
-      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7(), note: b.note })));
+      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7(), note: b.note })), options.actor ?? null);
+      await quota!.created(inserted.length);
       const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
       for (const { pair, row, note } of batch) {
         const id = byPair.get(pairKey(pair));
@@ -244,7 +255,14 @@ async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantI
 }
 
 /** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
-async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: TaskRow, differs: string[], note: string | null): Promise<string> {
+async function reschedule(
+  tx: Prisma.TransactionClient,
+  task: LiveTask,
+  row: TaskRow,
+  differs: string[],
+  note: string | null,
+  actor: string | null,
+): Promise<string> {
   const data: Prisma.TaskUncheckedUpdateManyInput = {};
   for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
   const moved = differs.includes('startTime');
@@ -256,7 +274,7 @@ async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: Tas
   const reason = moved
     ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`
     : `template changed (${differs.join(', ')})`;
-  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason });
+  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason, actor });
   return reason;
 }
 

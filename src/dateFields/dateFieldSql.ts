@@ -156,6 +156,7 @@ export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenan
 export async function insertDateFieldTasks(
   tx: Prisma.TransactionClient,
   rows: (TaskRow & { id: string; note?: string | null })[],
+  actor: string | null,
 ): Promise<{ id: string; tenantId: string; templateId: string; sourceRowId: string; nextRunAt: Date }[]> {
   if (rows.length === 0) return [];
   const col = <T>(pick: (r: TaskRow & { id: string; note?: string | null }) => T) => rows.map(pick);
@@ -174,7 +175,7 @@ export async function insertDateFieldTasks(
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
                      $10::int[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int[], $15::int[], $16::text[],
                      $17::int[], $18::int[], $19::text[], $20::int[], $21::text[], $22::int[],
-                     $23::text[], $24::text[], $25::text[], $28::int[])
+                     $23::text[], $24::text[], $25::text[], $29::int[])
            AS u(id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
                 interval_seconds, timezone, start_time, end_time, max_runs, priority, queue,
                 max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
@@ -182,9 +183,9 @@ export async function insertDateFieldTasks(
        ON CONFLICT DO NOTHING
        RETURNING id, tenant_id, template_id, source_model, source_row_id, source_field, next_run_at
      ), e AS (
-       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message)
+       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
        SELECT t.tenant_id, t.id, 'CREATED', NULL, 'SCHEDULED', t.next_run_at,
-              'created from ' || t.source_model || ' ' || t.source_row_id || ' (' || t.source_field || ')' || coalesce('; ' || n.note, '')
+              'created from ' || t.source_model || ' ' || t.source_row_id || ' (' || t.source_field || ')' || coalesce('; ' || n.note, ''), $28
          -- n.note: what DST decided about the first run's wall-clock time, if anything
          FROM t JOIN unnest($1::uuid[], $27::text[]) AS n(id, note) ON n.id = t.id ORDER BY t.id
        RETURNING id, task_id, tenant_id
@@ -220,6 +221,7 @@ export async function insertDateFieldTasks(
     col((r) => r.sourceField),
     TASK_EVENT_CHANNEL,
     col((r) => r.note ?? null),
+    actor,
     col((r) => r.memoryLimitMb ?? null),
   );
 }

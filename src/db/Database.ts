@@ -20,8 +20,12 @@ export interface Database {
   prisma: PrismaClient;
   /** Subscribes to a NOTIFY channel; returns the unsubscribe function. */
   listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>>;
+  /** The LISTEN connection: `idle` when nothing listens, `disconnected` while it reconnects. For readiness. */
+  listenerState(): ListenerState;
   close(): Promise<void>;
 }
+
+export type ListenerState = 'connected' | 'disconnected' | 'idle';
 
 export interface DatabaseOptions {
   /** postgres:// URL; when absent the embedded PGlite database is used. */
@@ -67,6 +71,7 @@ async function openPglite(dataDir: string, logger: Logger): Promise<Database> {
         if (!pglite.closed) await unlisten();
       };
     },
+    listenerState: () => (pglite.closed ? 'disconnected' : 'connected'),
     async close() {
       await prisma.$disconnect();
       await pglite.close();
@@ -89,6 +94,7 @@ async function openPostgres(databaseUrl: string, logger: Logger): Promise<Databa
     kind: 'postgres',
     prisma,
     listen: (channel, handler) => listener.listen(channel, handler),
+    listenerState: () => listener.state(),
     async close() {
       await listener.close();
       await prisma.$disconnect();
@@ -106,6 +112,7 @@ class PgListener {
   private readonly channels = new Map<string, Set<NotificationHandler>>();
   private closed = false;
   private retryTimer?: NodeJS.Timeout;
+  private connected = false;
 
   constructor(
     private readonly url: string,
@@ -130,6 +137,11 @@ class PgListener {
     };
   }
 
+  state(): ListenerState {
+    if (this.connected) return 'connected';
+    return this.channels.size === 0 && !this.retryTimer && !this.session ? 'idle' : 'disconnected';
+  }
+
   private connect(attempt = 0): Promise<SqlSession & { client: pg.Client }> {
     this.session ??= openPgSession(this.url).then(
       (session) => {
@@ -137,6 +149,7 @@ class PgListener {
           for (const handler of this.channels.get(message.channel) ?? []) handler(message.payload ?? '');
         });
         session.client.on('error', (error) => this.lost(error, attempt));
+        this.connected = true;
         return session;
       },
       (error) => {
@@ -150,9 +163,11 @@ class PgListener {
   private lost(error: Error, attempt: number) {
     if (this.closed) return;
     this.logger.warn({ err: error }, 'LISTEN connection lost; reconnecting');
+    this.connected = false;
     this.session = undefined;
     const delay = Math.min(10_000, 100 * 2 ** attempt);
     this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
       this.connect(attempt + 1)
         .then(async (session) => {
           for (const channel of this.channels.keys()) await session.query(`LISTEN ${quoteIdent(channel)}`);
@@ -164,6 +179,7 @@ class PgListener {
 
   async close() {
     this.closed = true;
+    this.connected = false;
     clearTimeout(this.retryTimer);
     const session = this.session;
     this.session = undefined;

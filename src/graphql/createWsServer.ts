@@ -1,14 +1,16 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { ExecutionArgs } from 'graphql';
-import type { SubscribePayload } from 'graphql-ws';
+import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { createGraphQLError, type YogaServerInstance } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
+import { createGraphQLError } from 'graphql-yoga';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Chronograph } from '../app.js';
+import type { CredentialLease } from '../auth/CredentialWatch.js';
+import { selectTenant, type Identity } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
-import type { Context } from './builder.js';
-import { tenantOf } from './createYoga.js';
+import { CONNECTION_AUTH, type ConnectionAuth } from './createYoga.js';
 
-type Enveloped = ReturnType<YogaServerInstance<Record<string, unknown>, Context>['getEnveloped']>;
+type Enveloped = ReturnType<Chronograph['yoga']['getEnveloped']>;
 type EnvelopedRoot = Pick<Enveloped, 'execute' | 'subscribe'>;
 
 export interface WsServer {
@@ -16,34 +18,71 @@ export interface WsServer {
   close(): Promise<void>;
 }
 
+type Extra = {
+  socket: WebSocket;
+  request: IncomingMessage;
+  auth?: ConnectionAuth;
+  lease?: CredentialLease;
+};
+
 /**
  * GraphQL over WebSocket (the graphql-transport-ws protocol of graphql-ws) on the same HTTP server
  * and path as yoga's HTTP and SSE. Each operation goes through `yoga.getEnveloped`, so the schema,
  * plugins, error masking and context are those of HTTP requests.
  *
- * Tenant: connectionParams `{ tenantId }` (or `{ headers: { "x-tenant-id" } }`), the
- * operation's `extensions.headers` (what GraphiQL sends from its headers editor), or the upgrade
- * request's `x-tenant-id` header; default "default", validated like the HTTP header.
+ * Identity: checked once, at connection_init, from `connectionParams.authorization` ("Bearer …"); a
+ * connection without a valid credential (when one is required) is closed with 4403 Forbidden. The
+ * tenant is chosen then too — `connectionParams.tenantId` or `connectionParams.headers["x-tenant-id"]`
+ * (or the upgrade request's `x-tenant-id` header), which only an ADMIN may set to another tenant — and a
+ * refused choice fails every operation with its code. Nothing an operation sends later (its
+ * `extensions`, its payload) changes the identity or the tenant of the connection. When the credential
+ * is revoked or expires, the socket is closed with 4403.
  */
-export function createWsServer(server: Server, yoga: YogaServerInstance<Record<string, unknown>, Context>): WsServer {
+export function createWsServer(server: Server, app: Chronograph): WsServer {
+  const { yoga } = app;
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: 1024 * 1024 });
-  const disposable = useServer<Record<string, unknown> | undefined, { request: IncomingMessage }>(
+  const disposable = useServer<Record<string, unknown> | undefined, Extra>(
     {
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args as ExecutionArgs),
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args as ExecutionArgs),
-      onSubscribe: async (ctx, _id, payload) => {
-        let tenantId: string;
+      onConnect: async (ctx) => {
+        const params = ctx.connectionParams ?? {};
+        let identity: Identity;
         try {
-          tenantId = tenantOf(tenantHeaders(ctx.connectionParams, payload, ctx.extra.request));
+          identity = await app.authenticator.authenticate(params.authorization ?? headerOf(params.headers, 'authorization'));
+        } catch (error) {
+          if (error instanceof ChronographError && error.code === 'UNAUTHENTICATED') return false; // 4403 Forbidden
+          throw error;
+        }
+        const requested = params.tenantId ?? headerOf(params.headers, 'x-tenant-id') ?? ctx.extra.request.headers['x-tenant-id'];
+        let tenant: ConnectionAuth['tenant'];
+        try {
+          tenant = { tenantId: selectTenant(identity, requested) };
         } catch (error) {
           if (!(error instanceof ChronographError)) throw error;
+          tenant = { error };
+        }
+        ctx.extra.auth = { identity, tenant };
+        const lease = app.credentials.watch(identity);
+        ctx.extra.lease = lease;
+        lease.signal.addEventListener('abort', () => ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden: credential revoked or expired'), { once: true });
+        return true;
+      },
+      onClose: (ctx) => ctx.extra.lease?.release(),
+      onSubscribe: async (ctx, _id, payload) => {
+        const auth = ctx.extra.auth;
+        if (!auth || ctx.extra.lease?.signal.aborted) {
+          return [createGraphQLError('The credential of this connection is no longer valid', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
+        if ('error' in auth.tenant) {
+          const { error } = auth.tenant;
           return [createGraphQLError(error.message, { extensions: { ...error.details, code: error.code } })];
         }
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
           params: payload,
-          tenantId,
+          [CONNECTION_AUTH]: auth,
         });
         let document;
         try {
@@ -53,12 +92,13 @@ export function createWsServer(server: Server, yoga: YogaServerInstance<Record<s
         }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
+        const contextValue = await contextFactory();
         return {
           schema,
           operationName: payload.operationName,
           document,
           variableValues: payload.variables,
-          contextValue: await contextFactory(),
+          contextValue,
           rootValue: { execute, subscribe } satisfies EnvelopedRoot,
         };
       },
@@ -72,17 +112,9 @@ export function createWsServer(server: Server, yoga: YogaServerInstance<Record<s
   };
 }
 
-function tenantHeaders(connectionParams: Record<string, unknown> | undefined, payload: SubscribePayload, request: IncomingMessage): Headers {
-  const fromHeaders = (value: unknown) =>
-    value && typeof value === 'object' ? (value as Record<string, unknown>)['x-tenant-id'] : undefined;
-  const candidates = [
-    fromHeaders(payload.extensions?.headers),
-    connectionParams?.tenantId,
-    fromHeaders(connectionParams?.headers),
-    request.headers['x-tenant-id'],
-  ];
-  const tenantId = candidates.find((value) => value !== undefined && value !== null && value !== '');
-  const headers = new Headers();
-  if (tenantId !== undefined) headers.set('x-tenant-id', typeof tenantId === 'string' ? tenantId : JSON.stringify(tenantId));
-  return headers;
+/** A header from `connectionParams.headers` (what some clients send), looked up case-insensitively. */
+function headerOf(headers: unknown, name: string): unknown {
+  if (!headers || typeof headers !== 'object') return undefined;
+  const entry = Object.entries(headers).find(([key]) => key.toLowerCase() === name);
+  return entry?.[1];
 }

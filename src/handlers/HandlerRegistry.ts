@@ -1,5 +1,6 @@
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
+import type { TaskSvc } from '../tasks/TaskSvc.js';
 
 /** pino-style: `info('message')` or `info({ key: value }, 'message')`. */
 export type HandlerLogFn = {
@@ -15,7 +16,10 @@ export interface HandlerLogger {
   error: HandlerLogFn;
 }
 
-/** What a handler sees besides its `argDict`. In a worker thread it is the same, rebuilt there. */
+/**
+ * What a handler sees besides its `argDict`. In a worker thread it is rebuilt there, the same except
+ * `taskSvc` (a service cannot cross into a thread).
+ */
 export interface HandlerContext {
   /**
    * Aborted on forced end, timeout, shutdown, and as soon as this instance learns that the run's lease
@@ -50,6 +54,11 @@ export interface HandlerContext {
    * that must not happen twice.
    */
   assertLease(): Promise<void>;
+  /**
+   * `services.TaskSvc` bound to this task's tenant (`task.tenantId`): tasks a handler creates or
+   * changes stay in its tenant, and their events name the task as actor (`task:<id>`).
+   */
+  taskSvc: TaskSvc;
 }
 
 export type Handler = (args: Record<string, unknown>, ctx: HandlerContext) => unknown;

@@ -75,7 +75,7 @@ export class ThreadRunner {
       port1.close();
     }
     if (outcome.kind === 'ok') return outcome.value;
-    const error = new Error(outcome.message);
+    const error = Object.assign(new Error(outcome.message), { retryable: outcome.retryable });
     error.name = outcome.name;
     error.stack = outcome.stack ?? undefined;
     throw error;

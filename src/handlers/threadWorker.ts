@@ -16,7 +16,9 @@ export interface ThreadTask {
 }
 
 /** Handler errors and results travel as plain data; only a thread that dies makes the pool's promise reject. */
-export type ThreadOutcome = { kind: 'ok'; value: unknown } | { kind: 'error'; message: string; stack: string | null; name: string };
+export type ThreadOutcome =
+  | { kind: 'ok'; value: unknown }
+  | { kind: 'error'; message: string; stack: string | null; name: string; retryable: boolean };
 
 export type ToMain =
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string; data: unknown }
@@ -47,6 +49,9 @@ export default async function runInThread(input: ThreadTask): Promise<ThreadOutc
     task: { ...input.task, scheduledFor: new Date(input.task.scheduledFor) },
     run: input.run,
     fencingToken: input.fencingToken,
+    get taskSvc(): never {
+      throw new Error('ctx.taskSvc is not available in a worker thread: a service cannot cross into it; run the handler in-process to use it');
+    },
     assertLease: () =>
       new Promise<void>((resolve, reject) => {
         const id = nextId++;
@@ -63,10 +68,11 @@ export default async function runInThread(input: ThreadTask): Promise<ThreadOutc
     const value = await handler(input.args, ctx);
     // Normalised here, so that what crosses back is plain JSON (or says why it is not).
     const json = toJson(value, input.maxJsonBytes);
-    return json.ok ? { kind: 'ok', value: json.value } : { kind: 'error', name: 'TypeError', message: json.error, stack: null };
+    return json.ok ? { kind: 'ok', value: json.value } : { kind: 'error', name: 'TypeError', message: json.error, stack: null, retryable: true };
   } catch (error) {
     const e = error instanceof Error ? error : new Error(String(error));
-    return { kind: 'error', name: e.name, message: e.message, stack: e.stack ?? null };
+    // `retryable: false` (NonRetryableError) is what the scheduler reads, so it crosses explicitly.
+    return { kind: 'error', name: e.name, message: e.message, stack: e.stack ?? null, retryable: (e as { retryable?: unknown }).retryable !== false };
   } finally {
     port.close();
   }

@@ -1,6 +1,7 @@
 import { TaskStatus } from '../generated/prisma/client.js';
 import { LeaseLostError, type Handler, type HandlerContext, type HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { ThreadDied, ThreadRunner } from '../handlers/ThreadRunner.js';
+import { isNonRetryable } from '../handlers/NonRetryableError.js';
 import type { Database } from '../db/Database.js';
 import type { Logger } from '../logger.js';
 import { CANCEL_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
@@ -12,6 +13,7 @@ import { checkLease, claimTasks, completeRuns, msUntilNextDue, recoverExpiredTas
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
 import { skipMisfiredTasks } from './skipMisfiredTasks.js';
 import { toJson, toStorableText } from './toJson.js';
+import type { SchedulerObserver } from './SchedulerObserver.js';
 
 export interface SchedulerOptions {
   workerId: string;
@@ -32,6 +34,10 @@ export interface SchedulerOptions {
   leaseWatchdogMs: number;
   /** PostgreSQL URL for the heartbeat thread's own connection; absent on PGlite. */
   databaseUrl?: string;
+  /** Told about claims, recoveries and completions (metrics). */
+  observer?: SchedulerObserver;
+  /** The TaskSvc a handler gets in its context: bound to its task's tenant, acting as the task. */
+  taskSvcFor: (task: { id: string; tenantId: string }) => HandlerContext['taskSvc'];
 }
 
 type AbortReason = 'forced' | 'timeout' | 'shutdown' | 'lost';
@@ -192,6 +198,20 @@ export class Scheduler {
     this.logger.info({ worker: this.workerId }, 'scheduler stopped');
   }
 
+  /** Whether it claims and runs tasks (started and not stopped). */
+  get isRunning(): boolean {
+    return !this.stopped;
+  }
+
+  private observe(report: (observer: SchedulerObserver) => void): void {
+    if (!this.options.observer) return;
+    try {
+      report(this.options.observer);
+    } catch (error) {
+      this.logger.warn({ err: error }, 'scheduler observer failed');
+    }
+  }
+
   private fullQueues(): string[] {
     const counts = new Map<string, number>();
     for (const r of this.running.values()) counts.set(r.task.queue, (counts.get(r.task.queue) ?? 0) + 1);
@@ -225,6 +245,7 @@ export class Scheduler {
           await Promise.all(claimed.map((task) => this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started'))));
           break;
         }
+        if (claimed.length) this.observe((o) => o.claimed(claimed));
         for (const task of claimed) this.execute(task, sentAt);
         if (claimed.length < limit) {
           exhausted = true;
@@ -267,11 +288,14 @@ export class Scheduler {
   private async recover(): Promise<void> {
     try {
       const own = [...this.running.keys()];
-      let n: number;
+      let ended: { id: string; queue: string }[];
       do {
-        n = await recoverExpiredTasks(this.db.prisma, 100, own);
-        if (n > 0) this.logger.warn({ tasks: n }, 'ended the attempts of tasks whose worker stopped (lease expired)');
-      } while (n === 100 && !this.stopped);
+        ended = await recoverExpiredTasks(this.db.prisma, 100, own);
+        if (ended.length > 0) {
+          this.logger.warn({ tasks: ended.length }, 'ended the attempts of tasks whose worker stopped (lease expired)');
+          this.observe((o) => o.recovered(ended));
+        }
+      } while (ended.length === 100 && !this.stopped);
     } catch (error) {
       if (!this.stopped) this.logger.error({ err: error }, 'could not recover tasks with expired leases');
     }
@@ -347,6 +371,7 @@ export class Scheduler {
     if (outcome.kind === 'abandoned') runLogger.warn(`handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`);
     const completion = this.completionFor(entry, outcome, { startedAt, durationMs, logs: runLogger.drain() });
     const applied = await this.complete(completion);
+    if (applied && !completion.abandoned) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
     if (!applied && entry.reason !== 'forced') log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
   }
 
@@ -391,7 +416,7 @@ export class Scheduler {
       failure = { error: outcome.kind === 'error' ? toError(outcome.error) : new Error('handler abandoned'), runStatus: 'FAILED' };
     }
     const message = toStorableText(failure.error.message, 8192);
-    const retry = task.attempts < task.maxAttempts;
+    const retry = task.attempts < task.maxAttempts && !(outcome.kind === 'error' && isNonRetryable(outcome.error));
     const now = new Date();
     const next = retry
       ? new Date(now.getTime() + retryDelayMs(task.retryBackoffMs, task.attempts))
@@ -544,6 +569,7 @@ export class Scheduler {
       run: { id: task.runId, recovered: task.recovered },
       fencingToken: `${task.runId}:${task.attempts}`,
       assertLease: () => this.assertLease(entry),
+      taskSvc: this.options.taskSvcFor(task),
     };
     let fn: Handler;
     if (thread) {

@@ -123,10 +123,10 @@ export async function claimTasks(db: Db, workerId: string, limit: number, leaseM
  *   down one instance after another;
  * - otherwise waits for its retry backoff as RETRYING (the same delay as retryDelayMs: exponential with
  *   equal jitter, capped at an hour), to be claimed like any retry, by any instance.
- * Nothing runs here; the next attempt is recorded `recovered`. Returns how many tasks it ended.
+ * Nothing runs here; the next attempt is recorded `recovered`. Returns the tasks it ended.
  */
-export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: string[]): Promise<number> {
-  const rows = await db.$queryRawUnsafe<{ n: number }[]>(
+export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: string[]): Promise<{ id: string; queue: string }[]> {
+  return db.$queryRawUnsafe<{ id: string; queue: string }[]>(
     `WITH due AS (
        SELECT id, locked_by AS prev_worker, locked_run_id AS prev_run FROM task
         WHERE status = 'RUNNING' AND locked_until < now() AND coalesce(locked_run_id <> ALL($2::uuid[]), true)
@@ -142,7 +142,7 @@ export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: stri
               last_error = 'the worker running it stopped during attempt ' || t.attempts || ' of ' || t.max_attempts,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, last_run_abandoned = true, updated_at = now()
          FROM due WHERE t.id = due.id
-       RETURNING t.id, t.tenant_id, t.status, t.next_run_at, t.last_error, due.prev_run, due.prev_worker
+       RETURNING t.id, t.tenant_id, t.queue, t.status, t.next_run_at, t.last_error, due.prev_run, due.prev_worker
      ),
      abandoned AS (
        UPDATE task_run r SET status = 'ABANDONED', finished_at = now(),
@@ -161,11 +161,10 @@ export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: stri
      ),
      notified AS (${NOTIFY_EVENTS}),
      woken AS (SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM c WHERE c.status = 'RETRYING'))
-     SELECT count(*)::int AS n FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM abandoned) a CROSS JOIN (SELECT count(*) FROM woken) w`,
+     SELECT c.id, c.queue FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM abandoned) a CROSS JOIN (SELECT count(*) FROM woken) w`,
     limit,
     ownRunIds,
   );
-  return rows[0]?.n ?? 0;
 }
 
 export interface Completion {

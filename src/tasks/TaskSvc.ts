@@ -7,6 +7,7 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
 import { parseTime } from '../time/parseTime.js';
 import { firstOccurrence, nextOccurrence, resolveSchedule, upcomingRuns, type ScheduledTime } from '../time/schedule.js';
@@ -85,8 +86,10 @@ export interface TaskSvcDeps {
 }
 
 /**
- * `services.TaskSvc`: the seed's task service, bound to one tenant. GraphQL resolvers and code that
- * calls `app.getElement("services.TaskSvc")` both come here; there is one implementation of each rule.
+ * `services.TaskSvc`: the seed's task service, bound to one tenant and to the actor its events are
+ * recorded for. GraphQL resolvers (bound to the caller's credential), handlers (`ctx.taskSvc`, bound to
+ * their task's tenant) and code that calls `app.getElement("services.TaskSvc")` all come here; there is
+ * one implementation of each rule.
  */
 export class TaskSvc {
   private readonly templates: TemplateSvc;
@@ -94,12 +97,14 @@ export class TaskSvc {
   constructor(
     private readonly deps: TaskSvcDeps,
     readonly tenantId = 'default',
+    /** Written to TaskEvent.actor for every change made through this service. */
+    readonly actor: string | null = null,
   ) {
-    this.templates = deps.templates.forTenant(tenantId);
+    this.templates = deps.templates.forTenant(tenantId, actor);
   }
 
-  forTenant(tenantId: string): TaskSvc {
-    return new TaskSvc(this.deps, tenantId);
+  forTenant(tenantId: string, actor: string | null = this.actor): TaskSvc {
+    return new TaskSvc(this.deps, tenantId, actor);
   }
 
   private now(): Date {
@@ -147,12 +152,26 @@ export class TaskSvc {
       }
     }
     return this.deps.prisma.$transaction(async (tx) => {
+      // Quotas are checked in the transaction that inserts (QuotaGuard): over a limit, the whole batch
+      // rolls back. Deduplicated rows are not inserted, so they do not count.
+      const quota = await QuotaGuard.of(tx, this.tenantId);
+      rows.forEach((row, index) => quota.checkArgDict(row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'));
+      await quota.beforeCreate();
       // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
       // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
       const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
+      await quota.created(inserted.length);
       await recordEvents(
         tx,
-        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: messages.get(t.id) ?? 'created' })),
+        inserted.map((t) => ({
+          taskId: t.id,
+          tenantId: t.tenantId,
+          fromStatus: null,
+          toStatus: TaskStatus.SCHEDULED,
+          nextRunAt: t.nextRunAt,
+          message: messages.get(t.id) ?? 'created',
+          actor: this.actor,
+        })),
       );
       if (inserted.length > 0) await wake(tx);
       const byId = new Map(inserted.map((t) => [t.id, t]));
@@ -283,20 +302,7 @@ export class TaskSvc {
       if (TERMINAL_STATUSES.includes(task.status)) {
         throw conflict(`Task ${task.id} has already ended (${task.status}); there is nothing to force-end`, { status: task.status });
       }
-      if (task.status === TaskStatus.RUNNING) {
-        await tx.$executeRaw`UPDATE task_run SET status = 'CANCELLED', finished_at = now(),
-                                   duration_ms = (EXTRACT(EPOCH FROM (now() - started_at)) * 1000)::int,
-                                   error = ${`forced end: ${message}`}
-                              WHERE task_id = ${id}::uuid AND status = 'RUNNING'`;
-        await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${id})`;
-      }
-      return transition(tx, {
-        task,
-        to: TaskStatus.FORCED_END,
-        data: { nextRunAt: null, lockedBy: null, lockedUntil: null, lockedRunId: null },
-        runId: task.lockedRunId,
-        message,
-      });
+      return endTask(tx, task, { to: TaskStatus.FORCED_END, message, actor: this.actor });
     }).catch((error: unknown) => {
       if (isLockTimeout(error)) {
         throw new ChronographError('TIMEOUT', `Task ${id} is locked by a transaction that did not finish within ${FORCED_END_LOCK_TIMEOUT_MS} ms (an instance may be frozen); try again`, { taskId: id });
@@ -308,14 +314,14 @@ export class TaskSvc {
   /** PAUSED: it keeps its place (nextRunAt) but does not run until resumed. */
   pauseTask(taskId: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING], (task, tx) =>
-      transition(tx, { task, to: TaskStatus.PAUSED, message: 'paused' }),
+      transition(tx, { task, to: TaskStatus.PAUSED, message: 'paused', actor: this.actor }),
     );
   }
 
   /** Back to SCHEDULED (RETRYING if it was between attempts); a time that passed meanwhile is a misfire. */
   resumeTask(taskId: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.PAUSED], async (task, tx) => {
-      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed' });
+      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed', actor: this.actor });
       await wake(tx);
       return resumed;
     });
@@ -330,6 +336,7 @@ export class TaskSvc {
         type: TaskEventType.RESCHEDULED,
         data: { nextRunAt: this.now() },
         message: 'run now requested',
+        actor: this.actor,
       });
       await wake(tx);
       return due;
@@ -352,6 +359,7 @@ export class TaskSvc {
         type: TaskEventType.RESCHEDULED,
         data: { nextRunAt, ...(task.repeatType === RepeatType.ONCE && { startTime: nextRunAt }) },
         message: `rescheduled to ${nextRunAt.toISOString()}${note ? `; ${note}` : ''}`,
+        actor: this.actor,
       });
       await wake(tx);
       return moved;
@@ -393,7 +401,7 @@ export class TaskSvc {
   /** CANCELLED: it will not run again; kept in history. A running task is stopped with forcedEnd. */
   cancelTask(taskId: string, reason?: string | null): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], (task, tx) =>
-      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled' }),
+      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled', actor: this.actor }),
     );
   }
 
@@ -423,12 +431,12 @@ export class TaskSvc {
    * cancelled when the date is cleared or the record stops matching the template's condition.
    */
   saveDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
-    return this.deps.dateFields.forTenant(this.tenantId).saveDateFieldTask(rowObj);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor).saveDateFieldTask(rowObj);
   }
 
   /** The seed's afterDelete hook, `rowObj = { model, prevData }`: the record's live tasks are CANCELLED. */
   deleteDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
-    return this.deps.dateFields.forTenant(this.tenantId).deleteDateFieldTask(rowObj);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor).deleteDateFieldTask(rowObj);
   }
 
   /** Resolves defaults from the template and validates everything; throws before anything is written. */
@@ -501,6 +509,34 @@ export class TaskSvc {
     };
     return { row, notes: schedule.notes };
   }
+}
+
+/**
+ * Ends a task (locked by the caller) for good, at once, whatever it is doing: a RUNNING task's run is
+ * closed CANCELLED with `message` and its lease taken away in this transaction, and its instance is told
+ * through NOTIFY to abort the handler — it does not have to answer (it may be dead or frozen); anything
+ * it does later is fenced off by the lease. forcedEnd and the removal of a template binding use it.
+ */
+export async function endTask(
+  tx: Prisma.TransactionClient,
+  task: Task,
+  end: { to: typeof TaskStatus.FORCED_END | typeof TaskStatus.CANCELLED; message: string; actor: string | null },
+): Promise<Task> {
+  if (task.status === TaskStatus.RUNNING) {
+    await tx.$executeRaw`UPDATE task_run SET status = 'CANCELLED', finished_at = now(),
+                               duration_ms = (EXTRACT(EPOCH FROM (now() - started_at)) * 1000)::int,
+                               error = ${`${end.to === TaskStatus.FORCED_END ? 'forced end' : 'cancelled'}: ${end.message}`}
+                          WHERE task_id = ${task.id}::uuid AND status = 'RUNNING'`;
+    await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${task.id})`;
+  }
+  return transition(tx, {
+    task,
+    to: end.to,
+    data: { nextRunAt: null, lockedBy: null, lockedUntil: null, lockedRunId: null },
+    runId: task.status === TaskStatus.RUNNING ? task.lockedRunId : null,
+    message: end.message,
+    actor: end.actor,
+  });
 }
 
 /** A run in a worker thread loads its handler from a module; a handler registered as a function cannot go there. */

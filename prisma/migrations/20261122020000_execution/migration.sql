@@ -12,8 +12,9 @@ ALTER TABLE "task" ADD COLUMN "locked_run_id" UUID;
 -- Set when the previous attempt's worker stopped (crash, freeze, shutdown hand-over); the next run is
 -- recorded `recovered`.
 ALTER TABLE "task" ADD COLUMN "last_run_abandoned" BOOLEAN NOT NULL DEFAULT false;
--- forcedEnd now ends a running task itself, at once; a pending request is no longer a state.
-ALTER TABLE "task" DROP COLUMN "cancel_requested_at";
+-- forcedEnd now ends a running task itself, at once, writing its event with the caller as actor; a pending
+-- request (and who made it) is no longer a state.
+ALTER TABLE "task" DROP COLUMN "cancel_requested_at", DROP COLUMN "cancel_requested_by";
 
 -- Heap limit of a run in a worker thread; null takes the handler's (or THREAD_MEMORY_LIMIT_MB).
 ALTER TABLE "task" ADD COLUMN "memory_limit_mb" INTEGER;

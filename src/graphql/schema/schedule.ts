@@ -30,6 +30,7 @@ const ScheduleInput = builder.inputType('ScheduleInput', {
 
 builder.queryFields((t) => ({
   previewSchedule: t.field({
+    authScopes: { viewer: true },
     type: [ScheduledTime],
     description:
       'The next `count` (1-1000) run times of a schedule, computed exactly as the scheduler will, without creating anything. ' +

@@ -8,7 +8,12 @@ builder.prismaObject('Task', {
     id: t.exposeID('id'),
     tenantId: t.exposeString('tenantId'),
     fullName: t.exposeString('fullName', { description: 'The template this task was created from.' }),
-    template: t.relation('template', { nullable: true }),
+    template: t.relation('template', {
+      nullable: true,
+      description: 'The template it was created from; for a task bound from a platform template (source TEMPLATE), only ADMINs see it (null otherwise).',
+      authScopes: (task) => (task.bindingId ? { admin: true } : { viewer: true }),
+      unauthorizedResolver: () => null,
+    }),
     taskType: t.exposeString('taskType'),
     funcName: t.exposeString('funcName'),
     argDict: t.expose('argDict', { type: 'JSON' }),
@@ -90,6 +95,10 @@ builder.prismaObject('TaskEvent', {
     nextRunAt: t.expose('nextRunAt', { type: 'DateTime', nullable: true, description: 'When the task is next due after this event.' }),
     toStatus: t.expose('toStatus', { type: TaskStatusEnum }),
     message: t.exposeString('message', { nullable: true }),
+    actor: t.exposeString('actor', {
+      nullable: true,
+      description: 'Who caused it: key:<API key id>, jwt:<token subject>, key:ADMIN_API_KEY, anonymous, or task:<id> (a handler); null when the scheduler did it on its own.',
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
   }),
 });
@@ -147,6 +156,7 @@ const TaskStats = builder.objectRef<Record<string, number>>('TaskStats').impleme
 
 builder.queryFields((t) => ({
   task: t.prismaField({
+    authScopes: { viewer: true },
     type: 'Task',
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
@@ -157,6 +167,7 @@ builder.queryFields((t) => ({
   }),
   tasks: t.prismaConnection(
     {
+      authScopes: { viewer: true },
       type: 'Task',
       cursor: 'id',
       description: 'Tasks of the caller\'s tenant, newest first.',
@@ -167,6 +178,7 @@ builder.queryFields((t) => ({
     {},
   ),
   taskRuns: t.prismaField({
+    authScopes: { viewer: true },
     type: ['TaskRun'],
     description: 'Attempts of one task, oldest first.',
     args: { taskId: t.arg.id({ required: true }) },
@@ -176,6 +188,7 @@ builder.queryFields((t) => ({
     },
   }),
   taskEvents: t.prismaField({
+    authScopes: { viewer: true },
     type: ['TaskEvent'],
     description: 'Status changes after the cursor `after`, oldest first: the history and audit log.',
     args: {
@@ -186,6 +199,7 @@ builder.queryFields((t) => ({
     resolve: (query, _root, args, ctx) => ctx.taskSvc.listEvents({ ...query, after: args.after, taskId: args.taskId, first: args.first }),
   }),
   taskStats: t.field({
+    authScopes: { viewer: true },
     type: TaskStats,
     resolve: (_root, _args, ctx) => ctx.taskSvc.stats(),
   }),
@@ -193,48 +207,56 @@ builder.queryFields((t) => ({
 
 builder.mutationFields((t) => ({
   createTimerTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Creates one task (status SCHEDULED) from a template.',
     args: { input: t.arg({ type: TimerTaskInput, required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTask(args.input),
   }),
   createTimerTasks: t.prismaField({
+    authScopes: { editor: true },
     type: ['Task'],
     description: 'Creates many tasks in one transaction: all of them, or none when any input is bad.',
     args: { inputs: t.arg({ type: [TimerTaskInput], required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTasks(args.inputs),
   }),
   pauseTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'SCHEDULED or RETRYING → PAUSED: keeps its place but does not run until resumed.',
     args: { taskId: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.pauseTask(String(args.taskId)),
   }),
   resumeTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'PAUSED → SCHEDULED (or RETRYING).',
     args: { taskId: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.resumeTask(String(args.taskId)),
   }),
   runTaskNow: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Makes a waiting task due now; a recurring task then continues its schedule.',
     args: { taskId: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.runTaskNow(String(args.taskId)),
   }),
   rescheduleTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Moves the next run of a waiting task (RESCHEDULED event).',
     args: { taskId: t.arg.id({ required: true }), startTime: t.arg.string({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.rescheduleTask(String(args.taskId), args.startTime),
   }),
   cancelTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'A waiting task → CANCELLED. A running task is stopped with forcedEnd.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.cancelTask(String(args.taskId), args.reason),
   }),
   forcedEnd: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Ends a task for good (FORCED_END), at once, with `reason` on its event and run. A running handler is aborted on whichever instance runs it, and anything it does afterwards is fenced off.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
