@@ -58,13 +58,15 @@ export class Chronograph {
     readonly db: Database,
     now?: () => Date,
   ) {
-    this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, now });
-    this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE });
+    const maxJsonBytes = config.MAX_JSON_BYTES;
+    this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, maxJsonBytes, now });
+    this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE, maxJsonBytes });
     const deps = {
       prisma: db.prisma,
       handlers: this.handlers,
       taskTypes: this.taskTypes,
       defaultTimezone: config.DEFAULT_TIMEZONE,
+      maxJsonBytes,
       dateFields: this.dateFieldSvc,
     };
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
@@ -74,6 +76,7 @@ export class Chronograph {
       leaseMs: config.LEASE_MS,
       abortGraceMs: config.ABORT_GRACE_MS,
       maxSleepMs: 30_000,
+      maxJsonBytes,
     });
     this.templateSvc = new TemplateSvc(deps);
     this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, abortGraceMs: config.ABORT_GRACE_MS, now });

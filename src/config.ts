@@ -41,6 +41,34 @@ const envSchema = z.object({
     .string()
     .default('UTC')
     .refine((zone) => isValidTimezone(zone), 'must be an IANA time zone such as UTC or Asia/Shanghai'),
+  // Query limits, checked before a query runs (src/graphql/queryLimits.ts).
+  MAX_QUERY_DEPTH: z.coerce.number().int().min(1).max(1000).default(12),
+  MAX_QUERY_COST: z.coerce.number().int().min(1).default(50_000),
+  MAX_ALIASES: z.coerce.number().int().min(0).max(10_000).default(30),
+  MAX_QUERY_TOKENS: z.coerce.number().int().min(100).max(1_000_000).default(5_000),
+  // Input sizes: one JSON value (argDict, record data, template arguments, handler result), one request body.
+  MAX_JSON_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(16 * 1_048_576),
+  // A request's time budget; also the longest one database statement may run on PostgreSQL.
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  // Browser origins besides the server's own that may call the API (CORS and WebSocket upgrades).
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const origins: string[] = [];
+      for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const origin = originOf(part);
+        if (!origin) {
+          ctx.addIssue({ code: 'custom', message: `"${part}" is not an origin such as https://app.example.com (scheme, host and port; "*" is not allowed)` });
+          return z.NEVER;
+        }
+        origins.push(origin);
+      }
+      return origins;
+    }),
+  // Where services.BackupSvc.backupDatabase of the example app may write.
+  BACKUP_DIR: z.string().min(1).default('./data/backups'),
 });
 
 export type Config = z.infer<typeof envSchema>;
@@ -60,6 +88,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
   return parsed.data;
+}
+
+/** `https://app.example.com:8443` as browsers send it in `Origin`, or undefined for anything else. */
+export function originOf(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    const bare = url.pathname === '/' && !url.search && !url.hash && !url.username && !value.endsWith('/');
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !bare) return undefined;
+    return url.origin;
+  } catch {
+    return undefined;
+  }
 }
 
 export function isValidTimezone(zone: string): boolean {

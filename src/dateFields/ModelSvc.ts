@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { RepeatType, type Prisma } from '../generated/prisma/client.js';
-import { assertIntRange, assertName } from '../tasks/validate.js';
+import { assertIntRange, assertJson, assertName } from '../tasks/validate.js';
 import { addCounts, emptyResult, type DateFieldResult, type RecordChange } from './applyDateFields.js';
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
@@ -21,6 +21,8 @@ export interface ModelSvcDeps {
   dateFields: DateFieldSvc;
   /** Zone for DATETIME values written without an offset. */
   defaultTimezone: string;
+  /** Largest record data (as JSON); MAX_JSON_BYTES. */
+  maxJsonBytes: number;
 }
 
 export interface RecordWrite {
@@ -134,7 +136,7 @@ export class ModelSvc {
   async createRecord(model: string, data: unknown): Promise<RecordWrite> {
     return this.deps.prisma.$transaction(async (tx) => {
       const definition = await this.getModel(model, tx);
-      const values = validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone });
+      const values = this.recordData(definition.fieldList, data, 'data');
       const record = await tx.modelRecord.create({ data: { tenantId: this.tenantId, model, data: values as Prisma.InputJsonObject } });
       const dateFields = await this.dateFields.applyToRecords(tx, model, [toChange(record)]);
       return { record, dateFields };
@@ -152,7 +154,7 @@ export class ModelSvc {
         SELECT data FROM model_record WHERE id = ${recordId}::uuid AND tenant_id = ${this.tenantId} AND model = ${model} FOR UPDATE`;
       if (locked.length === 0) throw notFound(`Record of ${model}`, id);
       const merged = options.replace ? patch : { ...locked[0]!.data, ...patch };
-      const values = validateRecordData(definition.fieldList, merged, { zone: this.deps.defaultTimezone });
+      const values = this.recordData(definition.fieldList, merged, 'data');
       const record = await tx.modelRecord.update({ where: { id: recordId }, data: { data: values as Prisma.InputJsonObject } });
       const dateFields = await this.dateFields.applyToRecords(tx, model, [toChange(record)]);
       return { record, dateFields };
@@ -180,7 +182,7 @@ export class ModelSvc {
     if (!Array.isArray(records)) throw badInput('records must be a list of objects', 'records');
     if (records.length > MAX_IMPORT) throw badInput(`At most ${MAX_IMPORT} records can be imported in one call`, 'records');
     const definition = await this.getModel(model);
-    const rows = records.map((data, i) => validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone, field: `records[${i}]` }));
+    const rows = records.map((data, i) => this.recordData(definition.fieldList, data, `records[${i}]`));
     const imported = await this.deps.prisma.$transaction(async (tx) => {
       const result = emptyResult();
       for (let i = 0; i < rows.length; i += IMPORT_CHUNK) {
@@ -193,6 +195,13 @@ export class ModelSvc {
     }, LONG_TRANSACTION);
     if (rows.length >= ANALYZE_AFTER) await analyzeAfterBulkLoad(this.deps.prisma);
     return imported;
+  }
+
+  /** Validated, normalised record data that fits MAX_JSON_BYTES. */
+  private recordData(fields: ModelField[], data: unknown, field: string): Record<string, unknown> {
+    const values = validateRecordData(fields, data, { zone: this.deps.defaultTimezone, field });
+    assertJson(values, field, { maxBytes: this.deps.maxJsonBytes });
+    return values;
   }
 
   /**

@@ -59,6 +59,8 @@ export interface TaskSvcDeps {
   dateFields: DateFieldSvc;
   db: Pick<Database, 'listen'>;
   defaultTimezone: string;
+  /** Largest argDict (as JSON, template defaults merged in); MAX_JSON_BYTES. */
+  maxJsonBytes: number;
   /** How long forcedEnd waits for a running handler to stop (its abort grace period). */
   abortGraceMs: number;
   now?: () => Date;
@@ -385,7 +387,8 @@ export class TaskSvc {
         field: 'taskType',
       });
     }
-    const args = { ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) };
+    const args = assertArgDict({ ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) }, 'argDict', this.deps.maxJsonBytes);
+    this.deps.handlers.checkArgs(funcName, args);
     const timezone = input.timezone ?? template.timezone;
     assertTimezone(timezone);
 

@@ -1,14 +1,82 @@
-import { ChronographError, badInput } from '../errors.js';
+import { ChronographError, badInput, type ErrorCode } from '../errors.js';
 
 export type JsonObject = Record<string, unknown>;
 
-export function assertArgDict(value: unknown, field = 'argDict'): JsonObject {
+/** How deeply a stored JSON value may nest (objects and arrays). */
+export const MAX_JSON_DEPTH = 64;
+
+export function assertArgDict(value: unknown, field = 'argDict', maxBytes?: number): JsonObject {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ChronographError('INVALID_ARG_DICT', `${field} must be a JSON object such as {"table": "users"}, not ${describe(value)}`, {
       field,
     });
   }
+  if (maxBytes !== undefined) assertJson(value, field, { maxBytes, code: 'INVALID_ARG_DICT' });
   return value as JsonObject;
+}
+
+/**
+ * Checks that a JSON value (an argDict, a record's data, a template's arguments, a condition, a
+ * handler's result) can be stored and returns its size: its JSON text in UTF-8 bytes, as PostgreSQL
+ * receives it. Storable means nested at most MAX_JSON_DEPTH deep, finite numbers only, and strings and
+ * keys without NUL characters or lone surrogates (jsonb refuses both; a text column would silently
+ * replace a lone surrogate). Throws `code` (BAD_USER_INPUT by default) naming the offending part in
+ * `field`. This is the one place JSON is measured: size limits (MAX_JSON_BYTES, tenant quotas) compare
+ * against what it returns.
+ */
+export function measureJson(value: unknown, field: string, code: ErrorCode = 'BAD_USER_INPUT'): number {
+  const fail = (where: string, why: string): never => {
+    throw new ChronographError(code, `${where} ${why}`, { field: where });
+  };
+  const visit = (node: unknown, where: string, depth: number): void => {
+    if (node === null || typeof node === 'boolean') return;
+    if (typeof node === 'string') return checkText(node, where, fail);
+    if (typeof node === 'number') {
+      if (!Number.isFinite(node)) fail(where, 'must be a finite number');
+      return;
+    }
+    if (typeof node !== 'object') return fail(where, `is a ${typeof node}, which JSON cannot hold`);
+    if (depth >= MAX_JSON_DEPTH) fail(where, `nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const json = (node as { toJSON?: () => unknown }).toJSON;
+    if (typeof json === 'function') return visit(json.call(node), where, depth);
+    if (Array.isArray(node)) {
+      node.forEach((item, i) => visit(item, `${where}[${i}]`, depth + 1));
+      return;
+    }
+    for (const [key, item] of Object.entries(node)) {
+      checkText(key, `${where} key ${JSON.stringify(key.slice(0, 40))}`, fail);
+      if (item !== undefined) visit(item, `${where}.${key}`, depth + 1);
+    }
+  };
+  if (value === undefined) fail(field, 'is missing');
+  visit(value, field, 0);
+  return Buffer.byteLength(JSON.stringify(value));
+}
+
+/** measureJson, plus a size limit. */
+export function assertJson(value: unknown, field: string, options: { maxBytes: number; code?: ErrorCode }): number {
+  const bytes = measureJson(value, field, options.code);
+  if (bytes > options.maxBytes) {
+    throw new ChronographError(options.code ?? 'BAD_USER_INPUT', `${field} is ${bytes} bytes of JSON; at most ${options.maxBytes} are allowed (MAX_JSON_BYTES)`, {
+      field,
+      bytes,
+      maxBytes: options.maxBytes,
+    });
+  }
+  return bytes;
+}
+
+/** With the u flag, a surrogate pair is one code point, so only lone surrogates match. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Text PostgreSQL can store: no NUL character (0x00) and no lone UTF-16 surrogate. */
+export function isStorableText(text: string): boolean {
+  return !text.includes('\u0000') && !LONE_SURROGATE.test(text);
+}
+
+function checkText(text: string, where: string, fail: (where: string, why: string) => never): void {
+  if (text.includes('\u0000')) fail(where, 'contains a NUL character (\\u0000), which cannot be stored');
+  if (LONE_SURROGATE.test(text)) fail(where, 'contains a lone UTF-16 surrogate (not valid Unicode), which cannot be stored');
 }
 
 export function assertIntRange(value: number, field: string, min: number, max: number): number {

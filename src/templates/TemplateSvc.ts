@@ -40,6 +40,8 @@ export interface TemplateDeps {
   handlers: HandlerRegistry;
   taskTypes: TaskTypeRegistry;
   defaultTimezone: string;
+  /** Largest default argDict (as JSON); MAX_JSON_BYTES. */
+  maxJsonBytes: number;
   /** The model-event layer: date-field templates' tasks follow template changes. */
   dateFields: DateFieldSvc;
 }
@@ -208,7 +210,7 @@ export class TemplateSvc {
       taskType,
       repeatType,
       funcName,
-      argDict: assertArgDict(input.argDict ?? {}) as Prisma.InputJsonObject,
+      argDict: assertArgDict(input.argDict ?? {}, 'argDict', this.deps.maxJsonBytes) as Prisma.InputJsonObject,
       cronExpression,
       intervalSeconds,
       timezone,
