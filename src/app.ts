@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import type { Config } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
-import { openDatabase, type Database } from './db/Database.js';
+import { openDatabase, type Database, type QueryEvent } from './db/Database.js';
 import { ChronographError } from './errors.js';
 import { TaskEventStream } from './events/TaskEventStream.js';
 import { createChronographYoga } from './graphql/createYoga.js';
@@ -27,6 +27,8 @@ export interface ChronographOptions {
   setup?: (app: Chronograph) => void | Promise<void>;
   /** Clock for services; tests inject one where time matters. */
   now?: () => Date;
+  /** Sees every SQL statement (default: logged at trace level when LOG_LEVEL=trace). */
+  onQuery?: (event: QueryEvent) => void;
 }
 
 /** A module in `<APP_DIR>/handlers/` default-exports one of these. */
@@ -87,7 +89,14 @@ export class Chronograph {
   static async create(options: ChronographOptions): Promise<Chronograph> {
     const { config } = options;
     const logger = options.logger ?? createLogger(config.LOG_LEVEL);
-    const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger });
+    const sqlLogger = logger.child({ component: 'sql' });
+    const db = await openDatabase({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      logger,
+      statementTimeoutMs: config.REQUEST_TIMEOUT_MS,
+      onQuery: options.onQuery ?? (logger.isLevelEnabled('trace') ? (event) => sqlLogger.trace(event, 'sql') : undefined),
+    });
     const app = new Chronograph(config, logger, db, options.now);
     try {
       registerBuiltinHandlers(app.handlers);

@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { RepeatType, type Prisma } from '../generated/prisma/client.js';
-import { assertIntRange, assertJson, assertName } from '../tasks/validate.js';
+import { assertIntRange, assertJson, assertName, parseCursor } from '../tasks/validate.js';
 import { addCounts, emptyResult, type DateFieldResult, type RecordChange } from './applyDateFields.js';
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
@@ -208,11 +208,14 @@ export class ModelSvc {
    * A page of a model's records matching `where` (the condition language of date-field templates,
    * evaluated in SQL), in id order after the cursor `after`.
    */
-  async queryRecords(model: string, options: { where?: unknown; first?: number | null; after?: string | null } = {}): Promise<{ records: ModelRecord[]; hasNextPage: boolean }> {
+  async queryRecords(
+    model: string,
+    options: { where?: unknown; first?: number | null; after?: string | null; selection?: Pick<Prisma.ModelRecordFindManyArgs, 'select' | 'include'> } = {},
+  ): Promise<{ records: ModelRecord[]; hasNextPage: boolean }> {
     await this.getModel(model);
     const condition = validateCondition(options.where, 'where');
     const first = assertIntRange(options.first ?? 50, 'first', 1, 500);
-    const after = options.after ? assertRecordId(options.after, 'after') : null;
+    const after = options.after != null ? parseCursor('uuid', options.after, 'after') : null;
     const predicate = conditionToSql(condition, 'data', 5);
     const ids = await this.deps.prisma.$queryRawUnsafe<{ id: string }[]>(
       `SELECT id FROM model_record WHERE tenant_id = $1 AND model = $2 AND ($3::uuid IS NULL OR id > $3::uuid) AND ${predicate.sql}
@@ -224,7 +227,7 @@ export class ModelSvc {
       ...predicate.params,
     );
     const page = ids.slice(0, first).map((r) => r.id);
-    const records = await this.deps.prisma.modelRecord.findMany({ where: { id: { in: page } }, orderBy: { id: 'asc' } });
+    const records = (await this.deps.prisma.modelRecord.findMany({ ...options.selection, where: { id: { in: page } }, orderBy: { id: 'asc' } })) as ModelRecord[];
     return { records, hasNextPage: ids.length > first };
   }
 }

@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import { Kind, type ValueNode } from 'graphql';
@@ -12,6 +13,8 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TaskSvc } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
+import PagingPlugin, { type Paging } from './PagingPlugin.js';
+import { fieldCost } from './queryLimits.js';
 
 /** Per-request context: the services, already bound to the caller's tenant. */
 export interface Context {
@@ -27,6 +30,11 @@ export interface Context {
   taskEvents: TaskEventStream;
 }
 
+/** Relay connections (`tasks`, `modelRecords`). */
+export const CONNECTION_PAGE = { defaultSize: 20, maxSize: 500 } as const satisfies Paging;
+/** Lists inside an object (`Task.runs`, `Task.events`, `TaskRun.logs`) and history lists. */
+export const LIST_PAGE = { defaultSize: 100, maxSize: 1000 } as const satisfies Paging;
+
 export const builder = new SchemaBuilder<{
   Context: Context;
   PrismaTypes: PrismaTypes;
@@ -36,7 +44,7 @@ export const builder = new SchemaBuilder<{
     JSON: { Input: unknown; Output: unknown };
   };
 }>({
-  plugins: [PrismaPlugin, RelayPlugin],
+  plugins: [PrismaPlugin, RelayPlugin, ComplexityPlugin, PagingPlugin],
   defaultFieldNullability: false,
   relay: {},
   prisma: {
@@ -44,8 +52,12 @@ export const builder = new SchemaBuilder<{
     dmmf: getDatamodel(),
     exposeDescriptions: false,
     filterConnectionTotalCount: true,
-    maxConnectionSize: 500,
+    maxConnectionSize: CONNECTION_PAGE.maxSize,
+    defaultConnectionSize: CONNECTION_PAGE.defaultSize,
   },
+  // Every field's cost comes from fieldCost; the limits are checked before execution (queryLimits.ts),
+  // not by the plugin inside resolvers.
+  complexity: { fieldComplexity: fieldCost, disabled: true },
 });
 
 builder.scalarType('DateTime', {

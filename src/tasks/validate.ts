@@ -98,6 +98,44 @@ export function assertId(value: string, field = 'id'): string {
   return value.toLowerCase();
 }
 
+/**
+ * What a cursor points into: `event` is a TaskEvent id in decimal (`TaskEvent.cursor`, `after` of
+ * taskEvents and taskStatusChanged); `uuid` a row id handed out as it is (modelRecords); `connection`
+ * the opaque cursor of a Relay connection over rows with UUID ids (tasks), which is base64 of
+ * `GPC:S:<uuid>` (the format of Pothos' Prisma connections).
+ */
+export type CursorKind = 'event' | 'uuid' | 'connection';
+
+const MAX_EVENT_ID = 2n ** 63n - 1n;
+
+/**
+ * The one parser of cursors that clients send back, for every connection and event stream: anything
+ * that is not a cursor of the expected kind is BAD_USER_INPUT naming `field`, before it reaches a query.
+ */
+export function parseCursor(kind: 'event', cursor: string, field: string): bigint;
+export function parseCursor(kind: 'uuid' | 'connection', cursor: string, field: string): string;
+export function parseCursor(kind: CursorKind, cursor: string, field: string): string | bigint;
+export function parseCursor(kind: CursorKind, cursor: string, field: string): string | bigint {
+  const refuse = (what: string): never => {
+    throw badInput(`${field} ${JSON.stringify(cursor.length > 80 ? `${cursor.slice(0, 80)}…` : cursor)} is not ${what}`, field);
+  };
+  if (typeof cursor !== 'string') return refuse('a cursor');
+  switch (kind) {
+    case 'event':
+      if (!/^\d{1,19}$/.test(cursor) || BigInt(cursor) > MAX_EVENT_ID) refuse('an event cursor (the decimal id of a TaskEvent)');
+      return BigInt(cursor);
+    case 'uuid':
+      if (!UUID.test(cursor)) refuse('a cursor from this list (a record id)');
+      return cursor.toLowerCase();
+    case 'connection': {
+      const decoded = /^[A-Za-z0-9+/]{1,200}={0,2}$/.test(cursor) ? Buffer.from(cursor, 'base64').toString('utf8') : '';
+      const id = /^GPC:S:(.*)$/.exec(decoded)?.[1];
+      if (!id || !UUID.test(id) || Buffer.from(decoded).toString('base64') !== cursor) refuse('a cursor from this connection (pageInfo.endCursor or an edge cursor)');
+      return id!.toLowerCase();
+    }
+  }
+}
+
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';

@@ -61,10 +61,14 @@ export class TemplateSvc {
     return this.deps.dateFields.forTenant(this.tenantId);
   }
 
-  /** The seed's getTaskTmplList: templates whose title or fullName contains `query`; "" lists all. */
-  list(query = ''): Promise<TaskTemplate[]> {
+  /**
+   * The seed's getTaskTmplList: templates whose title or fullName contains `query`; "" lists all. With
+   * a `selection` (GraphQL passes its own) only those columns are read.
+   */
+  list(query = '', selection: Pick<Prisma.TaskTemplateFindManyArgs, 'select' | 'include'> = {}): Promise<TaskTemplate[]> {
     const q = query.trim();
     return this.deps.prisma.taskTemplate.findMany({
+      ...selection,
       where: {
         tenantId: this.tenantId,
         ...(q && {
@@ -72,7 +76,7 @@ export class TemplateSvc {
         }),
       },
       orderBy: { fullName: 'asc' },
-    });
+    }) as Promise<TaskTemplate[]>;
   }
 
   find(fullName: string): Promise<TaskTemplate | null> {

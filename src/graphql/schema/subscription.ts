@@ -32,6 +32,7 @@ builder.subscriptionFields((t) => ({
       filter: t.arg({ type: TaskEventFilterInput }),
       after: t.arg.string({ description: 'Resume after this event cursor (TaskEvent.cursor).' }),
     },
+    extensions: { paging: { cursor: 'event' } },
     subscribe: (_root, args, ctx) => ctx.taskEvents.subscribe(TaskEventFilter.parse(ctx.tenantId, args.filter), parseEventCursor(args.after)),
     // The stream carries ids and the columns filters need; the event itself is read here, with
     // whatever relations (task, run) the subscriber selected, once for all who selected the same.
