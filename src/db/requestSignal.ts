@@ -16,3 +16,8 @@ export function withRequestSignal<T>(signal: AbortSignal | undefined, fn: () => 
 export function requestSignal(): AbortSignal | undefined {
   return store.getStore();
 }
+
+/** Runs `fn` outside any request, for work shared by several requests that one leaving must not cancel. */
+export function outsideRequest<T>(fn: () => T): T {
+  return store.exit(fn);
+}

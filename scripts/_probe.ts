@@ -1,0 +1,25 @@
+import { createTestApp } from '../test/support/testApp.js';
+const t = await createTestApp('pglite', { env: { LOG_LEVEL: 'info' } });
+const f = async (body: string, headers: Record<string,string> = { 'content-type': 'application/json' }) => {
+  const r = await t.app.yoga.fetch('http://x/graphql', { method: 'POST', headers, body });
+  console.log(r.status, (await r.text()).slice(0, 400));
+};
+let q = 'id'; for (let i = 0; i < 8; i++) q = `id events { task { ${q} } }`;
+await f(JSON.stringify({ query: `{ tasks(first: 500) { edges { node { ${q} } } } }` }));
+await f(JSON.stringify({ query: `{ ${Array.from({length: 40}, (_, i) => `a${i}: taskStats { total }`).join(' ')} }` }));
+await f(JSON.stringify({ query: `{ ${Array.from({length: 3000}, (_, i) => `taskStats { total }`).join(' ')} }` }));
+await f(JSON.stringify({ query: `query($n: Int) { tasks(first: $n) { edges { node { id argDict runs { result } } } } }`, variables: { n: 500 } }));
+await f(JSON.stringify({ query: `query($n: Int) { tasks(first: $n) { edges { node { id argDict } } } }`, variables: { n: 50 } }));
+await f(JSON.stringify({ query: `mutation($i: TimerTaskInput!) { createTimerTask(input: $i) { id } }`, variables: { i: { fullName: 'tasks.DataSync', startTime: '2030-01-01 10:00:00', argDict: { a: 'x\u0000' } } } }));
+await f(JSON.stringify({ query: `mutation { createTimerTask(input: { fullName: "tasks.DataSync", startTime: "2030-01-01 10:00:00", argDict: { a: "x\\u0000" } }) { id } }` }));
+await f(JSON.stringify({ query: `{ tasks(after: "garbage") { edges { cursor } } }` }));
+await f(JSON.stringify({ query: `{ tasks(first: -1) { edges { cursor } } }` }));
+await f(JSON.stringify({ query: `{ tasks(first: 501) { edges { cursor } } }` }));
+await f(JSON.stringify({ query: `{ tasks(after: "a", before: "b") { edges { cursor } } }` }));
+await f(JSON.stringify({ query: `{ taskEvents(after: "9999999999999999999") { id } }` }));
+await f(JSON.stringify({ query: `query($n: Int) { tasks(first: $n) { edges { cursor } } }`, variables: { n: 'x' } }));
+await f('query=mutation{pauseTask(taskId:"x"){id}}', { 'content-type': 'application/x-www-form-urlencoded' });
+let deep: any = 1; for (let i = 0; i < 100; i++) deep = { a: deep };
+await f(JSON.stringify({ query: `mutation($i: TimerTaskInput!) { createTimerTask(input: $i) { id } }`, variables: { i: { fullName: 'tasks.DataSync', startTime: '2030-01-01 10:00:00', argDict: deep } } }));
+await f(JSON.stringify({ query: `mutation($i: TimerTaskInput!) { createTimerTask(input: $i) { id } }`, variables: { i: { fullName: 'tasks.DataSync', startTime: '2030-01-01 10:00:00', argDict: { big: 'x'.repeat(2_000_000) } } } }));
+await t.close();
