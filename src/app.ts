@@ -14,7 +14,7 @@ import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
 import { HandlerRegistry } from './handlers/HandlerRegistry.js';
 import { createLogger, type Logger } from './logger.js';
 import { Scheduler } from './scheduler/Scheduler.js';
-import { startHttpServer } from './server.js';
+import { refuseWhileStopping, startHttpServer } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
@@ -53,6 +53,7 @@ export class Chronograph {
   private wsServer?: WsServer;
   readonly scheduler: Scheduler;
   private server?: Server;
+  private stopping?: Promise<void>;
 
   private constructor(
     readonly config: Config,
@@ -124,35 +125,50 @@ export class Chronograph {
 
   /** Starts serving GraphQL (and GraphiQL) at /graphql; resolves with the bound port. */
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
-    const { server, port: bound } = await startHttpServer(this.yoga, { host, port });
+    const { server, port: bound } = await startHttpServer(
+      (request, response) => (this.stopping ? refuseWhileStopping(request, response) : this.yoga(request, response)),
+      { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS },
+    );
     this.server = server;
-    this.wsServer = createWsServer(server, this.yoga);
+    this.wsServer = createWsServer(server, this.yoga, { maxPayload: this.config.MAX_REQUEST_BYTES, allowedOrigins: this.config.CORS_ORIGINS });
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
     this.logger.info({ url, worker: this.config.WORKER_ID }, 'Chronograph is listening');
     return { port: bound, url };
   }
 
   /**
-   * Stops accepting requests and claiming tasks; in-flight requests and running handlers get up to
-   * SHUTDOWN_GRACE_MS to finish (handlers still running then are aborted and their leases released for
-   * another instance); then the database is closed.
+   * Shuts down within SHUTDOWN_GRACE_MS, whatever the clients do:
+   * - at once: the scheduler stops claiming; no new connection is accepted, and a request or WebSocket
+   *   upgrade on a connection still open is answered 503;
+   * - every subscription, over SSE and WebSocket, ends with SHUTTING_DOWN and `extensions.lastCursor`
+   *   (where to resume, on another instance or after the restart);
+   * - in-flight requests and running handlers get the rest of the grace period; then sockets still
+   *   open (a client that stopped reading) are closed, handlers still running are aborted and their
+   *   leases released for another instance; then the database is closed.
+   * Calling it again returns the same shutdown.
    */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const deadline = Date.now() + this.config.SHUTDOWN_GRACE_MS;
+    const schedulerStopped = this.scheduler.stop(this.config.SHUTDOWN_GRACE_MS);
     const server = this.server;
-    this.server = undefined;
-    // Subscriptions first: sockets get 1001, SSE streams SHUTTING_DOWN with their resume cursor.
-    await this.wsServer?.close();
-    this.wsServer = undefined;
+    const serverClosed = server && new Promise<void>((resolve) => server.close(() => resolve()));
+    server?.closeIdleConnections();
     await this.taskEvents.close();
-    const closeServer = async () => {
-      if (!server) return;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), this.config.SHUTDOWN_GRACE_MS);
-      await closed;
+    await this.wsServer?.close(deadline);
+    if (server && serverClosed) {
+      // Keep-alive connections become idle as their last response ends; close each as it does.
+      const idle = setInterval(() => server.closeIdleConnections(), 50);
+      const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
+      await serverClosed;
+      clearInterval(idle);
       clearTimeout(timer);
-    };
-    await Promise.all([closeServer(), this.scheduler.stop(this.config.SHUTDOWN_GRACE_MS)]);
+    }
+    await schedulerStopped;
     await this.db.close();
     this.logger.info('Chronograph stopped');
   }
