@@ -14,7 +14,7 @@ import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
 import { HandlerRegistry } from './handlers/HandlerRegistry.js';
 import { createLogger, type Logger } from './logger.js';
 import { Scheduler } from './scheduler/Scheduler.js';
-import { refuseWhileStopping, startHttpServer } from './server.js';
+import { refuseWhileStopping, startHttpServer, waitUntil } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
@@ -54,6 +54,8 @@ export class Chronograph {
   readonly scheduler: Scheduler;
   private server?: Server;
   private stopping?: Promise<void>;
+  /** HTTP requests (SSE streams included) whose response has not ended. */
+  private inFlight = 0;
 
   private constructor(
     readonly config: Config,
@@ -126,7 +128,12 @@ export class Chronograph {
   /** Starts serving GraphQL (and GraphiQL) at /graphql; resolves with the bound port. */
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
     const { server, port: bound } = await startHttpServer(
-      (request, response) => (this.stopping ? refuseWhileStopping(request, response) : this.yoga(request, response)),
+      (request, response) => {
+        if (this.stopping) return refuseWhileStopping(request, response);
+        this.inFlight++;
+        response.once('close', () => this.inFlight--);
+        return this.yoga(request, response);
+      },
       { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS },
     );
     this.server = server;
@@ -138,8 +145,8 @@ export class Chronograph {
 
   /**
    * Shuts down within SHUTDOWN_GRACE_MS, whatever the clients do:
-   * - at once: the scheduler stops claiming; no new connection is accepted, and a request or WebSocket
-   *   upgrade on a connection still open is answered 503;
+   * - at once: the scheduler stops claiming, and new requests and WebSocket upgrades are answered 503
+   *   (the port stays open until the end, so clients and load balancers see why);
    * - every subscription, over SSE and WebSocket, ends with SHUTTING_DOWN and `extensions.lastCursor`
    *   (where to resume, on another instance or after the restart);
    * - in-flight requests and running handlers get the rest of the grace period; then sockets still
@@ -156,17 +163,14 @@ export class Chronograph {
     const deadline = Date.now() + this.config.SHUTDOWN_GRACE_MS;
     const schedulerStopped = this.scheduler.stop(this.config.SHUTDOWN_GRACE_MS);
     const server = this.server;
-    const serverClosed = server && new Promise<void>((resolve) => server.close(() => resolve()));
     server?.closeIdleConnections();
     await this.taskEvents.close();
     await this.wsServer?.close(deadline);
-    if (server && serverClosed) {
-      // Keep-alive connections become idle as their last response ends; close each as it does.
-      const idle = setInterval(() => server.closeIdleConnections(), 50);
-      const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
-      await serverClosed;
-      clearInterval(idle);
-      clearTimeout(timer);
+    await waitUntil(() => this.inFlight === 0, deadline);
+    if (server) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
     }
     await schedulerStopped;
     await this.db.close();

@@ -38,7 +38,12 @@ export async function startHttpServer(handler: RequestListener, options: HttpSer
   return { server, port: typeof address === 'object' && address ? address.port : options.port };
 }
 
-/** The answer to a request that arrives on an open connection while the instance shuts down. */
+/** Resolves once `done()` holds or `deadline` (epoch ms) has passed, checking every 10 ms; for shutdown, where nothing signals. */
+export async function waitUntil(done: () => boolean, deadline: number): Promise<void> {
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+/** The answer to a request that arrives while the instance shuts down. */
 export function refuseWhileStopping(_request: IncomingMessage, response: ServerResponse): void {
   const body = JSON.stringify({
     errors: [{ message: 'This Chronograph instance is shutting down; retry on another instance', extensions: { code: 'SHUTTING_DOWN' } }],

@@ -6,6 +6,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createGraphQLError, type YogaServerInstance } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { ChronographError } from '../errors.js';
+import { waitUntil } from '../server.js';
 import type { Context } from './builder.js';
 import { tenantOf } from './createYoga.js';
 
@@ -100,12 +101,9 @@ export function createWsServer(server: Server, yoga: YogaServerInstance<Record<s
   return {
     async close(deadline) {
       accepting = false;
-      const until = async (done: () => boolean) => {
-        while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      };
-      await until(() => [...connections].every((ctx) => Object.keys(ctx.subscriptions).length === 0));
+      await waitUntil(() => [...connections].every((ctx) => Object.keys(ctx.subscriptions).length === 0), deadline);
       for (const socket of wss.clients) socket.close(1001, 'Going away');
-      await until(() => wss.clients.size === 0);
+      await waitUntil(() => wss.clients.size === 0, deadline);
       for (const socket of wss.clients) socket.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
