@@ -131,7 +131,15 @@ export class Chronograph {
       (request, response) => {
         if (this.stopping) return refuseWhileStopping(request, response);
         this.inFlight++;
-        response.once('close', () => this.inFlight--);
+        // An answer that its client does not take sits in memory: one not delivered by the end of the
+        // request's budget (plus 5 s to read it) is dropped with its socket. Streams (SSE) last by design.
+        const undelivered = setTimeout(() => {
+          if (!String(response.getHeader('content-type') ?? '').startsWith('text/event-stream')) response.destroy();
+        }, this.config.REQUEST_TIMEOUT_MS + 5_000);
+        response.once('close', () => {
+          this.inFlight--;
+          clearTimeout(undelivered);
+        });
         return this.yoga(request, response);
       },
       { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS },

@@ -25,6 +25,8 @@ export async function startHttpServer(handler: RequestListener, options: HttpSer
     requestTimeout: options.requestTimeoutMs,
     maxHeaderSize: 16 * 1024,
     keepAliveTimeout: 5_000,
+    // How often those timeouts are checked (Node's default, 30 s, would let a slow client stay 40 s).
+    connectionsCheckingInterval: 1_000,
   }, handler);
   server.setTimeout(options.requestTimeoutMs + IDLE_MARGIN_MS);
   await new Promise<void>((resolve, reject) => {

@@ -70,13 +70,14 @@ describe.each(backends)('request budget and abandoned requests (%s)', (backend) 
     restore = slow.restore;
     sql.length = 0;
     const client = new AbortController();
-    const answer = t.app.yoga
-      .fetch('http://chronograph/graphql', {
+    const answer = Promise.resolve(
+      t.app.yoga.fetch('http://chronograph/graphql', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ query: '{ taskStats { total } }' }),
         signal: client.signal,
-      })
+      }),
+    )
       .then((response) => response.text())
       .catch((error: unknown) => error);
     await slow.entered;

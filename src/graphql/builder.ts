@@ -33,7 +33,7 @@ export interface Context {
 /** Relay connections (`tasks`, `modelRecords`). */
 export const CONNECTION_PAGE = { defaultSize: 20, maxSize: 500 } as const satisfies Paging;
 /** Lists inside an object (`Task.runs`, `Task.events`, `TaskRun.logs`) and history lists. */
-export const LIST_PAGE = { defaultSize: 100, maxSize: 1000 } as const satisfies Paging;
+export const LIST_PAGE = { defaultSize: 20, maxSize: 1000 } as const satisfies Paging;
 
 export const builder = new SchemaBuilder<{
   Context: Context;

@@ -2,7 +2,7 @@ import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import type { FieldComplexityValue } from '@pothos/plugin-complexity';
 import { createComplexityRule } from '@pothos/plugin-complexity';
-import { type DocumentNode, type GraphQLError, type GraphQLField, type GraphQLSchema, getNamedType, isListType, isNonNullType, type GraphQLOutputType, validate } from 'graphql';
+import { type DocumentNode, type GraphQLError, Kind, type GraphQLField, type GraphQLSchema, getNamedType, isListType, isNonNullType, type GraphQLOutputType, validate } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { pageSize, pagingOf } from './PagingPlugin.js';
 
@@ -15,8 +15,12 @@ export interface QueryLimits {
 
 /** What a list costs when nothing says how long it is (a template list, a handler list, …). */
 export const DEFAULT_LIST_SIZE = 20;
-/** A JSON value (argDict, result, record data) can be up to MAX_JSON_BYTES: reading one costs as much as a hundred plain fields. */
-export const JSON_COST = 100;
+/**
+ * A JSON value (argDict, result, record data) may hold up to MAX_JSON_BYTES (1 MB by default), so
+ * reading one costs about one unit per 2 KB of that: the default MAX_QUERY_COST then admits about a
+ * hundred JSON values per query, which bounds what one answer can make the server read and hold.
+ */
+export const JSON_COST = 500;
 
 /**
  * The cost of one field, for @pothos/plugin-complexity: 1 for a plain field, JSON_COST for a JSON
@@ -58,6 +62,7 @@ export function queryTooComplex(limit: string, measured: number | string, allowe
  * QUERY_TOO_COMPLEX with the limit, the measured figure and the allowed one, and nothing of it runs.
  */
 export function useQueryLimits(limits: QueryLimits): Plugin[] {
+  const verdicts: Verdicts = new WeakMap();
   return [
     maxTokensPlugin({
       n: limits.maxTokens,
@@ -78,15 +83,39 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
     }) as Plugin,
     {
       onExecute({ args, setResultAndStopExecution }) {
-        const refused = measure(args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
+        const refused = measureOnce(verdicts, args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
         if (refused) setResultAndStopExecution({ errors: [refused] });
       },
       onSubscribe({ args, setResultAndStopExecution }) {
-        const refused = measure(args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
+        const refused = measureOnce(verdicts, args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
         if (refused) setResultAndStopExecution({ errors: [refused] });
       },
     },
   ];
+}
+
+/**
+ * Yoga hands the same DocumentNode for the same query text (its parse cache), so a document without
+ * variables is measured once: a client repeating a refused query costs a lookup, not a walk.
+ */
+type Verdicts = WeakMap<DocumentNode, Map<string, GraphQLError | null>>;
+
+function measureOnce(
+  verdicts: Verdicts,
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  variableValues: Record<string, unknown> | null | undefined,
+  operationName: string | null | undefined,
+  context: unknown,
+  limits: QueryLimits,
+): GraphQLError | undefined {
+  const hasVariables = document.definitions.some((d) => d.kind === Kind.OPERATION_DEFINITION && (d.variableDefinitions?.length ?? 0) > 0);
+  if (hasVariables) return measure(schema, document, variableValues, operationName, context, limits);
+  let byOperation = verdicts.get(document);
+  if (!byOperation) verdicts.set(document, (byOperation = new Map()));
+  const key = operationName ?? '';
+  if (!byOperation.has(key)) byOperation.set(key, measure(schema, document, variableValues, operationName, context, limits) ?? null);
+  return byOperation.get(key) ?? undefined;
 }
 
 function measure(

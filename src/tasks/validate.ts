@@ -22,15 +22,22 @@ export function assertArgDict(value: unknown, field = 'argDict', maxBytes?: numb
  * keys without NUL characters or lone surrogates (jsonb refuses both; a text column would silently
  * replace a lone surrogate). Throws `code` (BAD_USER_INPUT by default) naming the offending part in
  * `field`. This is the one place JSON is measured: size limits (MAX_JSON_BYTES, tenant quotas) compare
- * against what it returns.
+ * against what it returns. Past `stopAbove` bytes it stops measuring and returns Infinity.
  */
-export function measureJson(value: unknown, field: string, code: ErrorCode = 'BAD_USER_INPUT'): number {
+export function measureJson(value: unknown, field: string, code: ErrorCode = 'BAD_USER_INPUT', stopAbove = Infinity): number {
   const fail = (where: string, why: string): never => {
     throw new ChronographError(code, `${where} ${why}`, { field: where });
   };
+  // A lower bound of the size (a string takes at least as many UTF-8 bytes as UTF-16 units), so an
+  // oversized value is refused without serialising it.
+  let atLeast = 0;
   const visit = (node: unknown, where: string, depth: number): void => {
     if (node === null || typeof node === 'boolean') return;
-    if (typeof node === 'string') return checkText(node, where, fail);
+    if (typeof node === 'string') {
+      atLeast += node.length + 2;
+      if (atLeast > stopAbove) throw new TooLarge();
+      return checkText(node, where, fail);
+    }
     if (typeof node === 'number') {
       if (!Number.isFinite(node)) fail(where, 'must be a finite number');
       return;
@@ -49,17 +56,24 @@ export function measureJson(value: unknown, field: string, code: ErrorCode = 'BA
     }
   };
   if (value === undefined) fail(field, 'is missing');
-  visit(value, field, 0);
+  try {
+    visit(value, field, 0);
+  } catch (error) {
+    if (error instanceof TooLarge) return Infinity;
+    throw error;
+  }
   return Buffer.byteLength(JSON.stringify(value));
 }
 
+class TooLarge extends Error {}
+
 /** measureJson, plus a size limit. */
 export function assertJson(value: unknown, field: string, options: { maxBytes: number; code?: ErrorCode }): number {
-  const bytes = measureJson(value, field, options.code);
+  const bytes = measureJson(value, field, options.code, options.maxBytes);
   if (bytes > options.maxBytes) {
-    throw new ChronographError(options.code ?? 'BAD_USER_INPUT', `${field} is ${bytes} bytes of JSON; at most ${options.maxBytes} are allowed (MAX_JSON_BYTES)`, {
+    const size = Number.isFinite(bytes) ? `${bytes} bytes` : `more than ${options.maxBytes} bytes`;
+    throw new ChronographError(options.code ?? 'BAD_USER_INPUT', `${field} is ${size} of JSON; at most ${options.maxBytes} bytes are allowed (MAX_JSON_BYTES)`, {
       field,
-      bytes,
       maxBytes: options.maxBytes,
     });
   }

@@ -203,9 +203,9 @@ builder.queryFields((t) => ({
     args: {
       after: t.arg.string({ description: 'An event cursor (id); omit to start at the beginning.' }),
       taskId: t.arg.id(),
-      first: t.arg.int({ defaultValue: LIST_PAGE.defaultSize, description: `At most ${LIST_PAGE.maxSize}.` }),
+      first: t.arg.int({ defaultValue: 100, description: `At most ${LIST_PAGE.maxSize}.` }),
     },
-    extensions: { paging: { ...LIST_PAGE, cursor: 'event' } },
+    extensions: { paging: { defaultSize: 100, maxSize: LIST_PAGE.maxSize, cursor: 'event' } },
     resolve: (query, _root, args, ctx) => ctx.taskSvc.listEvents({ ...query, after: args.after, taskId: args.taskId, first: args.first }),
   }),
   taskStats: t.field({
