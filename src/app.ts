@@ -1,8 +1,11 @@
 import { readdir } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Config } from './config.js';
+import { ApiKeySvc } from './auth/ApiKeySvc.js';
+import { Authenticator } from './auth/Authenticator.js';
+import { CredentialWatch } from './auth/CredentialWatch.js';
+import { authConfigProblem, ConfigError, type Config } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
 import { openDatabase, type Database, type QueryEvent } from './db/Database.js';
@@ -11,13 +14,20 @@ import { TaskEventStream } from './events/TaskEventStream.js';
 import { createChronographYoga } from './graphql/createYoga.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
-import { HandlerRegistry } from './handlers/HandlerRegistry.js';
+import { HandlerRegistry, type Handler } from './handlers/HandlerRegistry.js';
+import { HostPolicy } from './handlers/HostPolicy.js';
+import { registerHttpHandlers } from './handlers/httpHandlers.js';
 import { createLogger, type Logger } from './logger.js';
+import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
+import { Metrics } from './ops/Metrics.js';
+import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
 import { refuseWhileStopping, startHttpServer, waitUntil } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
-import { TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
+import { TaskTypeRegistry, type NormalType } from './tasks/TaskTypeRegistry.js';
+import { TenantSvc } from './tenants/TenantSvc.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
+import { TemplateBindingSvc } from './templates/TemplateBindingSvc.js';
 import { TemplateSvc } from './templates/TemplateSvc.js';
 
 export interface ChronographOptions {
@@ -29,6 +39,14 @@ export interface ChronographOptions {
   now?: () => Date;
   /** Sees every SQL statement (default: logged at trace level when LOG_LEVEL=trace). */
   onQuery?: (event: QueryEvent) => void;
+}
+
+/** What `getElement` returns for each service name. */
+export interface ElementTypes {
+  'services.TaskSvc': TaskSvc;
+  'services.TemplateSvc': TemplateSvc;
+  'services.DateFieldSvc': DateFieldSvc;
+  'services.ModelSvc': ModelSvc;
 }
 
 /** A module in `<APP_DIR>/handlers/` default-exports one of these. */
@@ -47,11 +65,23 @@ export class Chronograph {
   readonly dateFieldSvc: DateFieldSvc;
   /** Low-code models and their records; every record write runs the date-field layer. */
   readonly modelSvc: ModelSvc;
+  /** Tenants and their quotas. */
+  readonly tenantSvc: TenantSvc;
+  /** API keys (created, listed and revoked by ADMINs). */
+  readonly apiKeys: ApiKeySvc;
+  /** Turns a request's or connection's credential into its Identity. */
+  readonly authenticator: Authenticator;
+  /** Ends subscriptions whose credential is revoked or expires. */
+  readonly credentials: CredentialWatch;
+  /** Platform templates bound to tenants. */
+  readonly bindings: TemplateBindingSvc;
   readonly yoga: ReturnType<typeof createChronographYoga>;
   /** Status changes as they commit, on any instance: the source of Subscription.taskStatusChanged. */
   readonly taskEvents: TaskEventStream;
   private wsServer?: WsServer;
   readonly scheduler: Scheduler;
+  /** Prometheus metrics of this instance, served at /metrics. */
+  readonly metrics: Metrics;
   private server?: Server;
   private stopping?: Promise<void>;
   /** HTTP requests (SSE streams included) whose response has not ended. */
@@ -66,6 +96,11 @@ export class Chronograph {
     const maxJsonBytes = config.MAX_JSON_BYTES;
     this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, maxJsonBytes, now });
     this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE, maxJsonBytes });
+    this.tenantSvc = new TenantSvc({ prisma: db.prisma });
+    this.apiKeys = new ApiKeySvc({ prisma: db.prisma, tenants: this.tenantSvc, logger: logger.child({ component: 'auth' }), now });
+    this.authenticator = new Authenticator(config, this.apiKeys, logger.child({ component: 'auth' }));
+    this.credentials = new CredentialWatch(db, db.prisma, logger.child({ component: 'auth' }));
+    this.bindings = new TemplateBindingSvc({ prisma: db.prisma, handlers: this.handlers, now });
     const deps = {
       prisma: db.prisma,
       handlers: this.handlers,
@@ -73,7 +108,9 @@ export class Chronograph {
       defaultTimezone: config.DEFAULT_TIMEZONE,
       maxJsonBytes,
       dateFields: this.dateFieldSvc,
+      bindings: this.bindings,
     };
+    this.metrics = new Metrics(this);
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,
       concurrency: config.CONCURRENCY,
@@ -82,6 +119,8 @@ export class Chronograph {
       abortGraceMs: config.ABORT_GRACE_MS,
       maxSleepMs: 30_000,
       maxJsonBytes,
+      observer: this.metrics.schedulerObserver,
+      taskSvcFor: (task) => this.taskSvc.forTenant(task.tenantId, `task:${task.id}`),
     });
     this.templateSvc = new TemplateSvc(deps);
     this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, abortGraceMs: config.ABORT_GRACE_MS, now });
@@ -92,6 +131,8 @@ export class Chronograph {
   static async create(options: ChronographOptions): Promise<Chronograph> {
     const { config } = options;
     const logger = options.logger ?? createLogger(config.LOG_LEVEL);
+    const problem = authConfigProblem(config, config.HOST);
+    if (problem) throw new ConfigError([problem]);
     const sqlLogger = logger.child({ component: 'sql' });
     const db = await openDatabase({
       databaseUrl: config.DATABASE_URL,
@@ -101,51 +142,83 @@ export class Chronograph {
       onQuery: options.onQuery ?? (logger.isLevelEnabled('trace') ? (event) => sqlLogger.trace(event, 'sql') : undefined),
     });
     const app = new Chronograph(config, logger, db, options.now);
+    if (!app.authenticator.required) {
+      logger.warn(
+        { host: config.HOST },
+        config.AUTH_DISABLED
+          ? 'AUTH_DISABLED=true: requests without a credential act as an anonymous ADMIN of tenant "default"'
+          : 'no credential is configured (ADMIN_API_KEY, AUTH_JWT_*): requests without one act as an anonymous ADMIN of tenant "default"; this is only allowed on a loopback HOST',
+      );
+    }
     try {
+      await app.credentials.start();
       registerBuiltinHandlers(app.handlers);
+      registerHttpHandlers(app.handlers, { policy: HostPolicy.parse(config.HTTP_ALLOW_HOSTS), maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES });
+      await app.metrics.start();
       await app.loadAppModules();
       await options.setup?.(app);
       await app.loadTemplateFiles();
       if (config.SCHEDULER_ENABLED) await app.scheduler.start();
     } catch (error) {
       await app.scheduler.stop(0);
+      await app.credentials.stop();
       await db.close();
       throw error;
     }
     return app;
   }
 
+  /** The seed's element lookup: services by name (typed), else a task type or a handler. */
+  getElement<K extends keyof ElementTypes>(name: K): ElementTypes[K];
+  getElement(name: string): NormalType | Handler;
   getElement(name: string): unknown {
     if (name === 'services.TaskSvc') return this.taskSvc;
     if (name === 'services.TemplateSvc') return this.templateSvc;
     if (name === 'services.DateFieldSvc') return this.dateFieldSvc;
     if (name === 'services.ModelSvc') return this.modelSvc;
+    if (name === 'services.TenantSvc') return this.tenantSvc;
     const element = this.taskTypes.get(name) ?? this.handlers.get(name);
     if (!element) throw new ChronographError('NOT_FOUND', `No element is named ${JSON.stringify(name)}`);
     return element;
   }
 
-  /** Starts serving GraphQL (and GraphiQL) at /graphql; resolves with the bound port. */
+  /** Whether this instance can do its job now (what /ready answers). */
+  readiness(): Promise<Readiness> {
+    return checkReadiness({ db: this.db, scheduler: this.scheduler, schedulerEnabled: this.config.SCHEDULER_ENABLED, stopping: this.stopping !== undefined });
+  }
+
+  /** Starts serving GraphQL (and GraphiQL) at /graphql, and /health, /ready, /metrics; resolves with the bound port. */
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
-    const { server, port: bound } = await startHttpServer(
-      (request, response) => {
-        if (this.stopping) return refuseWhileStopping(request, response);
-        this.inFlight++;
-        // An answer that its client does not take sits in memory: one not delivered by the end of the
-        // request's budget (plus 5 s to read it) is dropped with its socket. Streams (SSE) last by design.
-        const undelivered = setTimeout(() => {
-          if (!String(response.getHeader('content-type') ?? '').startsWith('text/event-stream')) response.destroy();
-        }, this.config.REQUEST_TIMEOUT_MS + 5_000);
-        response.once('close', () => {
-          this.inFlight--;
-          clearTimeout(undelivered);
-        });
-        return this.yoga(request, response);
+    const problem = authConfigProblem(this.config, host);
+    if (problem) throw new ConfigError([problem]);
+    const graphql: RequestListener = (request, response) => {
+      if (this.stopping) return refuseWhileStopping(request, response);
+      this.inFlight++;
+      // An answer that its client does not take sits in memory: one not delivered by the end of the
+      // request's budget (plus 5 s to read it) is dropped with its socket. Streams (SSE) last by design.
+      const undelivered = setTimeout(() => {
+        if (!String(response.getHeader('content-type') ?? '').startsWith('text/event-stream')) response.destroy();
+      }, this.config.REQUEST_TIMEOUT_MS + 5_000);
+      response.once('close', () => {
+        this.inFlight--;
+        clearTimeout(undelivered);
+      });
+      return this.yoga(request, response);
+    };
+    const listener = createRequestListener(
+      {
+        logger: this.logger.child({ component: 'http' }),
+        metrics: this.metrics,
+        readiness: () => this.readiness(),
+        workerId: this.config.WORKER_ID,
+        metricsToken: this.config.METRICS_TOKEN,
+        logRequests: this.config.LOG_REQUESTS,
       },
-      { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS },
+      graphql,
     );
+    const { server, port: bound } = await startHttpServer(listener, { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS });
     this.server = server;
-    this.wsServer = createWsServer(server, this.yoga, { maxPayload: this.config.MAX_REQUEST_BYTES, allowedOrigins: this.config.CORS_ORIGINS });
+    this.wsServer = createWsServer(server, this);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
     this.logger.info({ url, worker: this.config.WORKER_ID }, 'Chronograph is listening');
     return { port: bound, url };
@@ -181,6 +254,7 @@ export class Chronograph {
       await closed;
     }
     await schedulerStopped;
+    await this.credentials.stop();
     await this.db.close();
     this.logger.info('Chronograph stopped');
   }

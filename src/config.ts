@@ -1,5 +1,7 @@
+import { createPublicKey } from 'node:crypto';
 import os from 'node:os';
 import { z } from 'zod';
+import { HostPolicy } from './handlers/HostPolicy.js';
 
 /**
  * Every setting Chronograph reads, validated once at start-up so that a bad value is a clear error
@@ -37,6 +39,26 @@ const envSchema = z.object({
     }),
   LEASE_MS: z.coerce.number().int().min(100).default(30_000),
   ABORT_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
+  /** Bearer token /metrics requires; unset leaves /metrics open (like /health and /ready). */
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** One info line per HTTP request (operation name, status, duration). */
+  LOG_REQUESTS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  /** Hosts chronograph.http / chronograph.graphql may reach although the SSRF guard refuses their addresses. */
+  HTTP_ALLOW_HOSTS: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const entries = text.split(',').map((p) => p.trim()).filter(Boolean);
+      try {
+        HostPolicy.parse(entries);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `${(error as Error).message} (expected e.g. api.internal,*.corp.example,10.0.0.0/8,127.0.0.1)` });
+        return z.NEVER;
+      }
+      return entries;
+    }),
+  /** Largest response body an HTTP task keeps in its result; the rest is cut off (`truncated: true`). */
+  HTTP_MAX_RESPONSE_BYTES: z.coerce.number().int().min(0).max(16 * 1024 * 1024).default(256 * 1024),
   DEFAULT_TIMEZONE: z
     .string()
     .default('UTC')
@@ -69,6 +91,21 @@ const envSchema = z.object({
     }),
   // Where services.BackupSvc.backupDatabase of the example app may write.
   BACKUP_DIR: z.string().min(1).default('./data/backups'),
+  // Authentication (src/auth/). Any of the four credentials below turns it on.
+  ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters; use a long random value (openssl rand -hex 32)').optional(),
+  AUTH_JWT_SECRET: z.string().min(32, 'must be at least 32 characters: HS256 needs a 256-bit secret').optional(),
+  AUTH_JWT_PUBLIC_KEY: z
+    .string()
+    // Environment files often hold a PEM on one line with literal \n.
+    .transform((pem) => pem.replace(/\\n/g, '\n'))
+    .refine((pem) => isPublicKey(pem), 'must be a PEM public key (-----BEGIN PUBLIC KEY-----, RSA, EC or Ed25519)')
+    .optional(),
+  AUTH_JWKS_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL serving a JSON Web Key Set' }).optional(),
+  AUTH_JWT_ISSUER: z.string().min(1).optional(),
+  AUTH_JWT_AUDIENCE: z.string().min(1).optional(),
+  AUTH_JWT_TENANT_CLAIM: z.string().min(1).default('tenant_id'),
+  AUTH_JWT_ROLE_CLAIM: z.string().min(1).default('role'),
+  AUTH_DISABLED: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
 });
 
 export type Config = z.infer<typeof envSchema>;
@@ -87,6 +124,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
   }
+  const problem = authConfigProblem(parsed.data, parsed.data.HOST);
+  if (problem) throw new ConfigError([problem]);
   return parsed.data;
 }
 
@@ -99,6 +138,43 @@ export function originOf(value: string): string | undefined {
     return url.origin;
   } catch {
     return undefined;
+  }
+}
+
+/** Whether a credential is configured (ADMIN_API_KEY or a way to verify JWTs): then every request must bring one. */
+export function credentialsConfigured(config: Config): boolean {
+  return Boolean(config.ADMIN_API_KEY || config.AUTH_JWT_SECRET || config.AUTH_JWT_PUBLIC_KEY || config.AUTH_JWKS_URL);
+}
+
+/**
+ * Without a configured credential every request is an anonymous ADMIN: fine on a loopback address (one
+ * developer's machine), never by accident where other machines can connect. Returns why `host` may not
+ * be served with this configuration, or null.
+ */
+export function authConfigProblem(config: Config, host: string): string | null {
+  const configured = credentialsConfigured(config);
+  if (config.AUTH_DISABLED && configured) {
+    return 'AUTH_DISABLED: is true, but a credential is configured (ADMIN_API_KEY or AUTH_JWT_*); remove one of them';
+  }
+  if (!configured && !config.AUTH_DISABLED && !isLoopbackHost(host)) {
+    return (
+      `HOST: ${host} can be reached from other machines, but no credential is configured, so anyone could use every tenant. ` +
+      'Set ADMIN_API_KEY (and/or AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL), or AUTH_DISABLED=true to run without authentication on purpose'
+    );
+  }
+  return null;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h);
+}
+
+function isPublicKey(pem: string): boolean {
+  try {
+    return createPublicKey(pem).type === 'public';
+  } catch {
+    return false;
   }
 }
 

@@ -17,7 +17,10 @@ export type ErrorCode =
   | 'QUERY_TOO_COMPLEX'
   | 'NOT_IMPLEMENTED'
   | 'SUBSCRIBER_TOO_SLOW'
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'QUOTA_EXCEEDED';
 
 export class ChronographError extends Error {
   constructor(
@@ -39,3 +42,9 @@ export const notFound = (what: string, id: string) =>
 
 export const conflict = (message: string, details: Record<string, unknown> = {}) =>
   new ChronographError('CONFLICT', message, details);
+
+/** The same words for every missing or bad credential: the reason would only help an attacker. */
+export const unauthenticated = () =>
+  new ChronographError('UNAUTHENTICATED', 'Missing or invalid credential: send Authorization: Bearer <API key or JWT>');
+
+export const forbidden = (message: string, details: Record<string, unknown> = {}) => new ChronographError('FORBIDDEN', message, details);

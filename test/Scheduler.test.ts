@@ -157,6 +157,25 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     ]);
   });
 
+  it('really runs a */1 * * * * * task once a second, each run at or after its own second', async () => {
+    const task = await create({ funcName: 'chronograph.noop', repeatType: 'CRON', cronExpression: '*/1 * * * * *', maxRuns: 5 });
+    expect((await svc.waitForTask(task.id, { timeoutMs: 30_000 })).status).toBe('SUCCEEDED');
+    const runs = await runsOf(task.id);
+    expect(runs).toHaveLength(5);
+    // The occurrence each run was for (nextRunAt on its RUNNING event): whole seconds, strictly increasing,
+    // and never started early. Under load a late run makes the next skip ahead (misfire RUN_ONCE), so the
+    // seconds need not be consecutive; no bound is put on lateness here (benchmarks measure that).
+    const started = await t.app.db.prisma.taskEvent.findMany({ where: { taskId: task.id, toStatus: 'RUNNING' }, orderBy: { id: 'asc' }, include: { run: true } });
+    expect(started).toHaveLength(5);
+    const seconds = started.map((e) => e.nextRunAt!.getTime());
+    for (const [i, at] of seconds.entries()) {
+      expect(at % 1000).toBe(0);
+      if (i > 0) expect(at).toBeGreaterThan(seconds[i - 1]!);
+      expect(started[i]!.run!.startedAt.getTime()).toBeGreaterThanOrEqual(at);
+    }
+    expect(seconds.at(-1)! - seconds[0]!).toBeGreaterThanOrEqual(4000);
+  });
+
   it('lets occurrences of an ALLOW-overlap task run at the same time, each as its own task', async () => {
     const parent = await create({ funcName: 'chronograph.sleep', argDict: { ms: 2500 }, repeatType: 'INTERVAL', intervalSeconds: 1, maxRuns: 3, overlapPolicy: 'ALLOW' });
     expect((await svc.waitForTask(parent.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');

@@ -26,7 +26,7 @@ describe('date-field rules', () => {
 
   it('reads dates in every form records carry them', () => {
     const zone = 'Asia/Shanghai';
-    const iso = (value: unknown) => parseRecordDate(value, zone, 'f')!.toUTC().toISO();
+    const iso = (value: unknown) => new Date(parseRecordDate(value, zone, 'f')!.at).toISOString();
     expect(iso('2030-03-10')).toBe('2030-03-09T16:00:00.000Z');
     expect(iso('2030-03-10 09:00:00')).toBe('2030-03-10T01:00:00.000Z');
     expect(iso('2030-03-10T09:00:00')).toBe('2030-03-10T01:00:00.000Z');

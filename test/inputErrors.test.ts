@@ -38,17 +38,17 @@ describe.each(backends)('input errors (%s)', (backend) => {
   };
 
   const cases: [string, string, Record<string, unknown> | undefined, string, string | undefined][] = [
-    ['NUL in a variable string', CREATE, { input: { ...base, uniqueKey: 'a\u0000b' } }, 'BAD_USER_INPUT', 'input.uniqueKey'],
+    ['NUL in a variable string', CREATE, { input: { ...base, uniqueKey: 'a\u0000b' } }, 'BAD_USER_INPUT', 'uniqueKey'],
     ['NUL in a literal string', 'mutation { cancelTask(taskId: "00000000-0000-7000-8000-000000000000", reason: "x\\u0000") { id } }', undefined, 'BAD_USER_INPUT', 'reason'],
-    ['NUL in a JSON value', CREATE, { input: { ...base, argDict: { note: 'x\u0000' } } }, 'BAD_USER_INPUT', 'input.argDict.note'],
-    ['NUL in a JSON key', CREATE, { input: { ...base, argDict: { 'k\u0000': 1 } } }, 'BAD_USER_INPUT', 'input.argDict'],
-    ['a lone surrogate', CREATE, { input: { ...base, queue: 'q\ud800' } }, 'BAD_USER_INPUT', 'input.queue'],
+    ['NUL in a JSON value', CREATE, { input: { ...base, argDict: { note: 'x\u0000' } } }, 'BAD_USER_INPUT', 'argDict.note'],
+    ['NUL in a JSON key', CREATE, { input: { ...base, argDict: { 'k\u0000': 1 } } }, 'BAD_USER_INPUT', 'argDict'],
+    ['a lone surrogate', CREATE, { input: { ...base, queue: 'q\ud800' } }, 'BAD_USER_INPUT', 'queue'],
     // GraphQL's own lexer refuses a lone surrogate escape in a document.
     ['a lone surrogate in a literal', '{ taskTemplates(query: "\\ud800") { fullName } }', undefined, 'GRAPHQL_PARSE_FAILED', undefined],
     ['JSON nested deeper than 64', CREATE, { input: { ...base, argDict: nested(70) } }, 'INVALID_ARG_DICT', 'argDict.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a'],
     ['an argDict over MAX_JSON_BYTES', CREATE, { input: { ...base, argDict: { big: 'x'.repeat(1_100_000) } } }, 'INVALID_ARG_DICT', 'argDict'],
     ['an out-of-range number', CREATE, { input: { ...base, priority: 5000 } }, 'BAD_USER_INPUT', 'priority'],
-    ['a number GraphQL cannot hold', CREATE, { input: { ...base, maxRuns: 2 ** 40 } }, 'BAD_USER_INPUT', 'input.maxRuns'],
+    ['a number GraphQL cannot hold', CREATE, { input: { ...base, maxRuns: 2 ** 40 } }, 'BAD_USER_INPUT', 'maxRuns'],
     ['after: "garbage"', '{ tasks(after: "garbage") { edges { cursor } } }', undefined, 'BAD_USER_INPUT', 'after'],
     ['a well-formed cursor holding no id', `{ tasks(after: "${encode('GPC:S:abc')}") { edges { cursor } } }`, undefined, 'BAD_USER_INPUT', 'after'],
     ['a cursor of another kind', `{ tasks(after: "${encode('GPC:N:5')}") { edges { cursor } } }`, undefined, 'BAD_USER_INPUT', 'after'],

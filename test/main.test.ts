@@ -46,6 +46,12 @@ describe('npm start (the src/main.ts process)', () => {
     expect(await stop(second)).toBe(0);
   }, 120_000);
 
+  it('refuses to listen where other machines can connect without a credential configured', async () => {
+    const exposed = start({ HOST: '0.0.0.0', PORT: '0', DATA_DIR: dataDir });
+    expect(await exposed.exited).toBe(2);
+    expect(exposed.output()).toMatch(/HOST: 0\.0\.0\.0 can be reached from other machines, but no credential is configured/);
+  }, 60_000);
+
   it('refuses bad configuration with a clear message and exit code 2', async () => {
     const bad = start({ PORT: 'not-a-port', DATA_DIR: dataDir });
     expect(await bad.exited).toBe(2);

@@ -4,8 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import type { AppModule } from '../../src/app.js';
-import { ChronographError } from '../../src/errors.js';
+import { ChronographError, type AppModule } from '../../src/index.js';
 
 /**
  * The example app's handler, named as in the seed: `services.BackupSvc.backupDatabase` writes a JSON

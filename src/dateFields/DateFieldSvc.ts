@@ -40,10 +40,12 @@ export class DateFieldSvc {
   constructor(
     private readonly deps: DateFieldSvcDeps,
     readonly tenantId = 'default',
+    /** TaskEvent.actor of the changes made through this service. */
+    readonly actor: string | null = null,
   ) {}
 
-  forTenant(tenantId: string): DateFieldSvc {
-    return new DateFieldSvc(this.deps, tenantId);
+  forTenant(tenantId: string, actor: string | null = this.actor): DateFieldSvc {
+    return new DateFieldSvc(this.deps, tenantId, actor);
   }
 
   private now(): Date {
@@ -82,7 +84,7 @@ export class DateFieldSvc {
     const enabled = all.filter((t) => t.template.enabled);
     for (const change of changes) if (change.data) assertJson(change.data, change.prefix ?? 'data', { maxBytes: this.deps.maxJsonBytes });
     // applyDateFields computes everything first: bad data throws before anything is written.
-    const result = await applyDateFields(tx, enabled, changes, { tenantId: this.tenantId, now: this.now(), collect: true });
+    const result = await applyDateFields(tx, enabled, changes, { tenantId: this.tenantId, now: this.now(), collect: true, actor: this.actor });
     await rememberRecords(tx, this.tenantId, model, changes);
     return result;
   }
@@ -90,7 +92,7 @@ export class DateFieldSvc {
   /** The layer for low-code record writes (ModelSvc), inside the caller's transaction. */
   async applyToRecords(tx: Prisma.TransactionClient, model: string, changes: RecordChange[], options: { fresh?: boolean; collect?: boolean } = {}): Promise<DateFieldResult> {
     const templates = await this.templatesOf(tx, model, false);
-    return applyDateFields(tx, templates, changes, { tenantId: this.tenantId, now: this.now(), fresh: options.fresh, collect: options.collect ?? true });
+    return applyDateFields(tx, templates, changes, { tenantId: this.tenantId, now: this.now(), fresh: options.fresh, collect: options.collect ?? true, actor: this.actor });
   }
 
   /**
@@ -109,7 +111,7 @@ export class DateFieldSvc {
       if (page.length === 0) break;
       after = page.at(-1)!.rowId;
       const counts = await this.deps.prisma.$transaction(
-        (tx) => applyDateFields(tx, templates, page, { tenantId: this.tenantId, now: this.now() }),
+        (tx) => applyDateFields(tx, templates, page, { tenantId: this.tenantId, now: this.now(), actor: this.actor }),
         LONG_TRANSACTION,
       );
       addCounts(result, counts);
@@ -117,7 +119,7 @@ export class DateFieldSvc {
     }
     const cancelled = await this.deps.prisma.$transaction(async (tx) => {
       const ids = await lockOrphanDateFieldTasks(tx, { tenantId: this.tenantId, model, keepTemplateIds: templates.map((t) => t.template.id), lowCode });
-      return cancelTasks(tx, ids, 'its record or template no longer exists (reconcile)');
+      return cancelTasks(tx, ids, 'its record or template no longer exists (reconcile)', this.actor);
     }, LONG_TRANSACTION);
     result.cancelled += cancelled;
     return result;
@@ -136,7 +138,7 @@ export class DateFieldSvc {
     if (before && after && relevant(before) === relevant(after)) return result;
     if (before && wasDateField && (!isDateField || before.sourceModel !== after?.sourceModel)) {
       const why = !after ? 'template deleted' : !after.enabled ? 'template disabled' : isDateField ? `template now follows ${after.sourceModel}` : 'template is no longer DATE_FIELD';
-      result.cancelled += await cancelTasks(tx, await lockLiveTemplateTasks(tx, this.tenantId, before.id), why);
+      result.cancelled += await cancelTasks(tx, await lockLiveTemplateTasks(tx, this.tenantId, before.id), why, this.actor);
     }
     if (!isDateField || !after) return result;
     const prepared: PreparedTemplate = { template: after, config: configOf(after) };
@@ -147,12 +149,12 @@ export class DateFieldSvc {
       const page = await readRecords(tx, this.tenantId, model, lowCode, cursor, PAGE);
       if (page.length === 0) break;
       cursor = page.at(-1)!.rowId;
-      addCounts(result, await applyDateFields(tx, [prepared], page, { tenantId: this.tenantId, now: this.now() }));
+      addCounts(result, await applyDateFields(tx, [prepared], page, { tenantId: this.tenantId, now: this.now(), actor: this.actor }));
       if (page.length < PAGE) break;
     }
     // Tasks of this template whose record is gone; other templates' tasks are not this change's business.
     const orphans = await lockOrphanDateFieldTasks(tx, { tenantId: this.tenantId, model, keepTemplateIds: [after.id], lowCode, templateId: after.id });
-    result.cancelled += await cancelTasks(tx, orphans, 'its record no longer exists');
+    result.cancelled += await cancelTasks(tx, orphans, 'its record no longer exists', this.actor);
     return result;
   }
 
@@ -180,13 +182,13 @@ export class DateFieldSvc {
 }
 
 /** Cancels live tasks by id (already locked), skipping RUNNING ones, which finish their run. */
-async function cancelTasks(tx: Prisma.TransactionClient, ids: string[], reason: string): Promise<number> {
+async function cancelTasks(tx: Prisma.TransactionClient, ids: string[], reason: string, actor: string | null): Promise<number> {
   if (ids.length === 0) return 0;
   let cancelled = 0;
   const tasks = await tx.task.findMany({ where: { id: { in: ids } }, orderBy: { id: 'asc' } });
   for (const task of tasks) {
     if (task.status === TaskStatus.RUNNING) continue;
-    await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason });
+    await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason, actor });
     cancelled += 1;
   }
   return cancelled;

@@ -44,14 +44,16 @@ export class ModelSvc {
   constructor(
     private readonly deps: ModelSvcDeps,
     readonly tenantId = 'default',
+    /** TaskEvent.actor of the task changes that record writes cause. */
+    readonly actor: string | null = null,
   ) {}
 
-  forTenant(tenantId: string): ModelSvc {
-    return new ModelSvc(this.deps, tenantId);
+  forTenant(tenantId: string, actor: string | null = this.actor): ModelSvc {
+    return new ModelSvc(this.deps, tenantId, actor);
   }
 
   private get dateFields(): DateFieldSvc {
-    return this.deps.dateFields.forTenant(this.tenantId);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor);
   }
 
   listModels(): Promise<ModelDefinition[]> {

@@ -4,8 +4,9 @@ import type { Task, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { matchesCondition, stableStringify } from './condition.js';
-import { finishedDateFieldRuns, insertDateFieldTasks, lockLiveDateFieldTasks } from './dateFieldSql.js';
+import { finishedDateFieldRuns, insertDateFieldTasks, lockDateFieldPairs, lockLiveDateFieldTasks } from './dateFieldSql.js';
 import { scheduleFor, type DateFieldConfig } from './dateRule.js';
 
 /** A DATE_FIELD template with its parsed configuration. */
@@ -65,10 +66,13 @@ export interface ApplyOptions {
   fresh?: boolean;
   /** Return one DateFieldChange per (template, record); off for bulk work, where counts are enough. */
   collect?: boolean;
+  /** TaskEvent.actor of the changes (the API caller); null for the scheduler's own work. */
+  actor?: string | null;
 }
 
 export type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
-type Desired = { kind: 'task'; row: TaskRow } | { kind: 'none'; reason: string; skipped: boolean };
+/** `note`: what DST decided about the first run's wall-clock time, for the change's reason and the task's event. */
+type Desired = { kind: 'task'; row: TaskRow; note: string | null } | { kind: 'none'; reason: string; skipped: boolean };
 
 /** Fields a date-field task takes from its template and record; a difference in any of them updates the task. */
 const COMPARED = [
@@ -163,17 +167,26 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
   };
 
+  // The tenant's quotas hold for tasks created from records too (QuotaGuard); over a limit, the
+  // caller's whole transaction rolls back, record write included. Its lock (tenants with count quotas
+  // only) is taken before the pair locks below, as every creating transaction takes it first, so two
+  // transactions never wait for each other's locks in opposite orders.
+  const quota = pairs.some((p) => p.desired.kind === 'task') ? await QuotaGuard.of(tx, options.tenantId) : undefined;
+  await quota?.beforeCreate();
+  // Hooks for the same (template, record) take turns: without this, saves and deletes of one record
+  // racing each other could make a hook lose the insert race round after round (a winner's task
+  // cancelled by a delete before the loser looks again), and fail with CONFLICT.
+  if (!options.fresh) await lockDateFieldPairs(tx, options.tenantId, pairs.map((p) => `${p.template.template.id}/${p.change.rowId}`));
   let pending = pairs;
-  // Creating can lose a race to a concurrent hook for the same record (the unique index decides); the
-  // pairs that lost are decided again against the task the winner created. Each round settles at least
-  // one conflicting pair, so this ends; three rounds are plenty in practice.
+  // Creating can still lose a race to a writer that does not take those locks (an import of the same
+  // new ids); the pairs that lost are decided again against the task the winner created.
   for (let round = 0; pending.length > 0; round++) {
     if (round === 3) throw conflict(`Date-field tasks of ${pending.length} record(s) kept changing concurrently; retry`);
     const live = options.fresh && round === 0 ? new Map<string, LiveTask>() : await loadLive(tx, pending, options.tenantId);
     const needHistory = pending.filter((p) => p.desired.kind === 'task' && !live.has(pairKey(p)));
     const finished = options.fresh && round === 0 ? new Set<string>() : await loadFinished(tx, needHistory, options.tenantId);
 
-    const toCreate: { pair: Pair; row: TaskRow }[] = [];
+    const toCreate: { pair: Pair; row: TaskRow; note: string | null }[] = [];
     for (const pair of pending) {
       const { desired } = pair;
       const task = live.get(pairKey(pair));
@@ -181,14 +194,14 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
         if (task.status === TaskStatus.RUNNING) {
           record(pair, 'UNCHANGED', task.id, 'running now; the change applies at the next hook or reconcile');
         } else if (desired.kind === 'none') {
-          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason });
+          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason, actor: options.actor });
           record(pair, 'CANCELLED', task.id, desired.reason);
         } else {
           const differs = COMPARED.filter((f) => !sameValue(task[f], desired.row[f]));
           if (differs.length === 0) {
             record(pair, 'UNCHANGED', task.id, 'already scheduled as the record says');
           } else {
-            const reason = await reschedule(tx, task, desired.row, differs);
+            const reason = await reschedule(tx, task, desired.row, differs, desired.note, options.actor ?? null);
             record(pair, 'RESCHEDULED', task.id, reason);
           }
         }
@@ -197,19 +210,21 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
       } else if (finished.has(runKey(pair.template.template.id, pair.change.rowId, desired.row.startTime))) {
         record(pair, 'UNCHANGED', null, `its task for ${desired.row.startTime.toISOString()} has already finished`);
       } else {
-        toCreate.push({ pair, row: desired.row });
+        toCreate.push({ pair, row: desired.row, note: desired.note });
       }
     }
 
     const lost: Pair[] = [];
+    for (const { row } of toCreate) quota!.checkArgDict(row.argDict);
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
       // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
-      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7() })));
+      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7(), note: b.note })), options.actor ?? null);
+      await quota!.created(inserted.length);
       const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
-      for (const { pair, row } of batch) {
+      for (const { pair, row, note } of batch) {
         const id = byPair.get(pairKey(pair));
-        if (id) record(pair, 'CREATED', id, `first run ${row.startTime.toISOString()}`);
+        if (id) record(pair, 'CREATED', id, `first run ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`);
         else lost.push(pair);
       }
     }
@@ -239,7 +254,14 @@ async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantI
 }
 
 /** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
-async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: TaskRow, differs: string[]): Promise<string> {
+async function reschedule(
+  tx: Prisma.TransactionClient,
+  task: LiveTask,
+  row: TaskRow,
+  differs: string[],
+  note: string | null,
+  actor: string | null,
+): Promise<string> {
   const data: Prisma.TaskUncheckedUpdateManyInput = {};
   for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
   const moved = differs.includes('startTime');
@@ -248,8 +270,10 @@ async function reschedule(tx: Prisma.TransactionClient, task: LiveTask, row: Tas
     data.nextRunAt = row.nextRunAt;
     data.runCount = 0;
   }
-  const reason = moved ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}` : `template changed (${differs.join(', ')})`;
-  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason });
+  const reason = moved
+    ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`
+    : `template changed (${differs.join(', ')})`;
+  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason, actor });
   return reason;
 }
 
@@ -313,7 +337,7 @@ function plan({ template, config }: PreparedTemplate, change: RecordChange, opti
     sourceRowId: change.rowId,
     sourceField: config.sourceField,
   };
-  return { kind: 'task', row };
+  return { kind: 'task', row, note: schedule.note };
 }
 
 function pairKey(pair: Pair): string {

@@ -35,6 +35,22 @@ export async function lockLiveDateFieldTasks<F extends string>(
   );
 }
 
+/**
+ * Transaction-level advisory locks on (tenant, template, record) pairs, taken in one statement and in
+ * a fixed (hash) order so that two hooks over overlapping records cannot deadlock on them. Released at
+ * commit or rollback. A hash collision only makes two unrelated records wait for each other.
+ */
+export async function lockDateFieldPairs(tx: Prisma.TransactionClient, tenantId: string, pairKeys: string[]): Promise<void> {
+  if (pairKeys.length === 0) return;
+  await tx.$queryRawUnsafe(
+    `SELECT count(pg_advisory_xact_lock(h)) FROM (
+       SELECT DISTINCT hashtextextended($1 || '/' || k, 7274) AS h FROM unnest($2::text[]) AS k ORDER BY 1
+     ) locks`,
+    tenantId,
+    pairKeys,
+  );
+}
+
 /** Task fields map to snake_case columns (`sourceRowId` → `source_row_id`), as schema.prisma @maps them. */
 function columnOf(field: string): string {
   return field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -139,10 +155,11 @@ export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenan
  */
 export async function insertDateFieldTasks(
   tx: Prisma.TransactionClient,
-  rows: (TaskRow & { id: string })[],
+  rows: (TaskRow & { id: string; note?: string | null })[],
+  actor: string | null,
 ): Promise<{ id: string; tenantId: string; templateId: string; sourceRowId: string; nextRunAt: Date }[]> {
   if (rows.length === 0) return [];
-  const col = <T>(pick: (r: TaskRow & { id: string }) => T) => rows.map(pick);
+  const col = <T>(pick: (r: TaskRow & { id: string; note?: string | null }) => T) => rows.map(pick);
   const iso = (d: Date | string | null | undefined) => (d == null ? null : new Date(d).toISOString());
   return tx.$queryRawUnsafe(
     `WITH t AS (
@@ -166,9 +183,11 @@ export async function insertDateFieldTasks(
        ON CONFLICT DO NOTHING
        RETURNING id, tenant_id, template_id, source_model, source_row_id, source_field, next_run_at
      ), e AS (
-       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message)
-       SELECT tenant_id, id, 'CREATED', NULL, 'SCHEDULED', next_run_at, 'created from ' || source_model || ' ' || source_row_id || ' (' || source_field || ')'
-         FROM t ORDER BY id
+       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
+       SELECT t.tenant_id, t.id, 'CREATED', NULL, 'SCHEDULED', t.next_run_at,
+              'created from ' || t.source_model || ' ' || t.source_row_id || ' (' || t.source_field || ')' || coalesce('; ' || n.note, ''), $28
+         -- n.note: what DST decided about the first run's wall-clock time, if anything
+         FROM t JOIN unnest($1::uuid[], $27::text[]) AS n(id, note) ON n.id = t.id ORDER BY t.id
        RETURNING id, task_id, tenant_id
      ), n AS (
        SELECT count(pg_notify($26, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS sent FROM e
@@ -201,6 +220,8 @@ export async function insertDateFieldTasks(
     col((r) => r.sourceRowId),
     col((r) => r.sourceField),
     TASK_EVENT_CHANNEL,
+    col((r) => r.note ?? null),
+    actor,
   );
 }
 

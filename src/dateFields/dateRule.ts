@@ -3,6 +3,8 @@ import { isValidTimezone } from '../config.js';
 import { badInput, ChronographError } from '../errors.js';
 import { Prisma, type TaskTemplate } from '../generated/prisma/client.js';
 import { assertIntRange, assertName } from '../tasks/validate.js';
+import { readDateTime, wallClockInstant } from '../time/parseTime.js';
+import { TimeZone } from '../time/TimeZone.js';
 import { assertFieldPath, isPlainObject, readPath, validateCondition, type Condition } from './condition.js';
 
 export const OFFSET_UNITS = ['MINUTES', 'HOURS', 'DAYS'] as const;
@@ -148,12 +150,22 @@ export interface RecordSchedule {
   timezone: string;
   /** The record's date, as an ISO string, for the task's arguments. */
   date: string;
+  /** Set when the first run's wall-clock time fell in a DST change and was moved (see wallClockInstant). */
+  note: string | null;
 }
+
+const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+const DAY_MS = 24 * HOUR_MS;
 
 /**
  * When a record's task first runs: its date, shifted by the offset, moved to the time of day, all in
  * the record's (or the template's) zone. Null when the date is empty. A value that is not a date, or a
  * time-zone field that is not an IANA zone, is BAD_USER_INPUT / INVALID_TIMEZONE naming `prefix.field`.
+ *
+ * Wall-clock times follow the rules of every other wall-clock time (src/time/parseTime.ts), except that a
+ * record cannot be refused the way an API input is: a time the clocks jump over (spring forward) runs at
+ * the moment of the jump, and `note` says so; a time that exists twice runs at its first occurrence.
  */
 export function scheduleFor(config: DateFieldConfig, templateZone: string, record: Record<string, unknown>, prefix: string): RecordSchedule | null {
   const { dateRule: rule } = config;
@@ -170,45 +182,67 @@ export function scheduleFor(config: DateFieldConfig, templateZone: string, recor
   }
   const date = parseRecordDate(readPath(record, config.sourceField), zone, `${prefix}.${config.sourceField}`);
   if (!date) return null;
-  let start = shift(date, rule.offset);
-  if (rule.timeOfDay) {
-    const [hour, minute, second] = rule.timeOfDay.split(':').map(Number);
-    start = start.set({ hour, minute, second: second ?? 0, millisecond: 0 });
-  }
+  const start = place(date, rule.offset, rule.timeOfDay, zone);
   return {
-    startTime: start.toJSDate(),
-    endTime: rule.endOffset ? shift(date, rule.endOffset).toJSDate() : null,
+    startTime: new Date(start.at),
+    endTime: rule.endOffset ? new Date(place(date, rule.endOffset, null, zone).at) : null,
     timezone: zone,
-    date: date.toISO()!,
+    date: DateTime.fromMillis(date.at, { zone }).toISO()!,
+    note: start.note,
   };
 }
 
-function shift(date: DateTime, offset: DateOffset): DateTime {
-  const unit = offset.unit === 'DAYS' ? 'days' : offset.unit === 'HOURS' ? 'hours' : 'minutes';
-  return date.plus({ [unit]: offset.direction === 'BEFORE' ? -offset.amount : offset.amount });
+/** The date shifted by `offset` (DAYS: calendar days of wall-clock time; HOURS, MINUTES: real time), at `timeOfDay`. */
+function place(date: RecordDate, offset: DateOffset, timeOfDay: string | null, zone: string): { at: number; note: string | null } {
+  const amount = offset.direction === 'BEFORE' ? -offset.amount : offset.amount;
+  if (amount === 0 && !timeOfDay) return { at: date.at, note: date.note };
+  if (offset.unit === 'DAYS') return wallClock(atTimeOfDay(date.local + amount * DAY_MS, timeOfDay), zone);
+  const at = date.at + amount * (offset.unit === 'HOURS' ? HOUR_MS : MINUTE_MS);
+  return timeOfDay ? wallClock(atTimeOfDay(TimeZone.get(zone).local(at), timeOfDay), zone) : { at, note: null };
 }
 
-const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+function atTimeOfDay(local: number, timeOfDay: string | null): number {
+  if (!timeOfDay) return local;
+  const [hour, minute, second] = timeOfDay.split(':').map(Number);
+  return Math.floor(local / DAY_MS) * DAY_MS + hour! * HOUR_MS + minute! * MINUTE_MS + (second ?? 0) * 1000;
+}
+
+/** A record's wall-clock time as an instant: never refused; a DST decision is noted. */
+function wallClock(local: number, zone: string): { at: number; note: string | null } {
+  const resolved = wallClockInstant(local, zone);
+  return { at: resolved.at, note: resolved.kind === 'single' ? null : resolved.note };
+}
+
+/** A record's date: the instant, and its wall-clock time in the zone (what calendar days and timeOfDay move). */
+export interface RecordDate {
+  at: number;
+  /** Local milliseconds (the wall-clock date and time read as UTC); for a wall-clock value, as written. */
+  local: number;
+  note: string | null;
+}
 
 /**
  * A record's date value: a Date, epoch milliseconds, `2030-03-10` (midnight in `zone`), ISO 8601 with or
  * without an offset, or `2030-03-10 09:00:00` (wall clock in `zone`). Empty (null, undefined, "") is null.
  */
-export function parseRecordDate(value: unknown, zone: string, field: string): DateTime | null {
+export function parseRecordDate(value: unknown, zone: string, field: string): RecordDate | null {
   if (value === null || value === undefined || value === '') return null;
-  let parsed: DateTime;
-  if (value instanceof Date) parsed = DateTime.fromJSDate(value, { zone });
-  else if (typeof value === 'number' && Number.isFinite(value)) parsed = DateTime.fromMillis(value, { zone });
-  else if (typeof value === 'string') {
-    const text = value.trim();
-    parsed = DateTime.fromISO(text, { zone });
-    if (!parsed.isValid && !DATE_ONLY.test(text)) parsed = DateTime.fromSQL(text, { zone });
+  const bad = (why: string) =>
+    badInput(`${field} ${JSON.stringify(value)} is not a date (${why}); use ISO 8601 such as 2030-03-10 or 2030-03-10T09:00:00Z`, field);
+  let date: RecordDate;
+  if (value instanceof Date || (typeof value === 'number' && Number.isFinite(value))) {
+    const at = value instanceof Date ? value.getTime() : value;
+    if (Number.isNaN(at)) throw bad('an invalid Date');
+    date = { at, local: TimeZone.get(zone).local(at), note: null };
+  } else if (typeof value === 'string') {
+    const read = readDateTime(value.trim());
+    if (read.kind === 'invalid') throw bad(read.why);
+    if (read.kind === 'instant') date = { at: read.at, local: TimeZone.get(zone).local(read.at), note: null };
+    else date = { ...wallClock(read.local, zone), local: read.local };
   } else {
     throw badInput(`${field} must be a date (a string such as 2030-03-10 or 2030-03-10T09:00:00Z), not ${typeof value}`, field);
   }
-  if (!parsed.isValid) {
-    throw badInput(`${field} ${JSON.stringify(value)} is not a date (${parsed.invalidExplanation ?? parsed.invalidReason}); use ISO 8601 such as 2030-03-10 or 2030-03-10T09:00:00Z`, field);
-  }
-  if (parsed.year < 1970 || parsed.year > 9999) throw badInput(`${field} ${JSON.stringify(value)} is outside the years 1970-9999`, field);
-  return parsed;
+  const year = new Date(date.local).getUTCFullYear();
+  if (!(year >= 1970 && year <= 9999)) throw badInput(`${field} ${JSON.stringify(value)} is outside the years 1970-9999`, field);
+  return date;
 }

@@ -20,8 +20,12 @@ export interface Database {
   prisma: PrismaClient;
   /** Subscribes to a NOTIFY channel; returns the unsubscribe function. */
   listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>>;
+  /** The LISTEN connection: `idle` when nothing listens, `disconnected` while it reconnects. For readiness. */
+  listenerState(): ListenerState;
   close(): Promise<void>;
 }
+
+export type ListenerState = 'connected' | 'disconnected' | 'idle';
 
 export interface DatabaseOptions {
   /** postgres:// URL; when absent the embedded PGlite database is used. */
@@ -91,6 +95,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
         if (!pglite.closed) await unlisten();
       };
     },
+    listenerState: () => (pglite.closed ? 'disconnected' : 'connected'),
     async close() {
       await prisma.$disconnect();
       await pglite.close();
@@ -112,6 +117,7 @@ async function openPostgres(databaseUrl: string, { logger, onQuery, statementTim
     kind: 'postgres',
     prisma,
     listen: (channel, handler) => listener.listen(channel, handler),
+    listenerState: () => listener.state(),
     async close() {
       await listener.close();
       await prisma.$disconnect();
@@ -129,6 +135,7 @@ class PgListener {
   private readonly channels = new Map<string, Set<NotificationHandler>>();
   private closed = false;
   private retryTimer?: NodeJS.Timeout;
+  private connected = false;
 
   constructor(
     private readonly url: string,
@@ -153,6 +160,11 @@ class PgListener {
     };
   }
 
+  state(): ListenerState {
+    if (this.connected) return 'connected';
+    return this.channels.size === 0 && !this.retryTimer && !this.session ? 'idle' : 'disconnected';
+  }
+
   private connect(attempt = 0): Promise<SqlSession & { client: pg.Client }> {
     this.session ??= openPgSession(this.url).then(
       (session) => {
@@ -160,6 +172,7 @@ class PgListener {
           for (const handler of this.channels.get(message.channel) ?? []) handler(message.payload ?? '');
         });
         session.client.on('error', (error) => this.lost(error, attempt));
+        this.connected = true;
         return session;
       },
       (error) => {
@@ -173,9 +186,11 @@ class PgListener {
   private lost(error: Error, attempt: number) {
     if (this.closed) return;
     this.logger.warn({ err: error }, 'LISTEN connection lost; reconnecting');
+    this.connected = false;
     this.session = undefined;
     const delay = Math.min(10_000, 100 * 2 ** attempt);
     this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
       this.connect(attempt + 1)
         .then(async (session) => {
           for (const channel of this.channels.keys()) await session.query(`LISTEN ${quoteIdent(channel)}`);
@@ -187,6 +202,7 @@ class PgListener {
 
   async close() {
     this.closed = true;
+    this.connected = false;
     clearTimeout(this.retryTimer);
     const session = this.session;
     this.session = undefined;

@@ -7,7 +7,7 @@ import { readEventsAfter } from './readEventsAfter.js';
 import { readMatchingEvents } from './readMatchingEvents.js';
 import { readStreamStart } from './readStreamStart.js';
 import type { TaskEventFilter, TaskEventRef } from './TaskEventFilter.js';
-import { TaskEventSubscription } from './TaskEventSubscription.js';
+import { TaskEventSubscription, type SubscriptionLease } from './TaskEventSubscription.js';
 
 export interface TaskEventStreamOptions {
   /** Events one subscriber may have waiting; one more ends it with SUBSCRIBER_TOO_SLOW. */
@@ -107,11 +107,13 @@ export class TaskEventStream {
 
   /**
    * A subscription to `filter`'s events: stored ones after `after` first, then live ones; without
-   * `after`, those that commit from now on. Resolves once the stream is listening.
+   * `after`, those that commit from now on. Resolves once the stream is listening. When `lease`'s
+   * signal aborts (its credential was revoked or expired) it ends with UNAUTHENTICATED; the lease is
+   * released when the subscription ends.
    */
-  async subscribe(filter: TaskEventFilter, after?: bigint): Promise<TaskEventSubscription> {
+  async subscribe(filter: TaskEventFilter, after?: bigint, lease?: SubscriptionLease): Promise<TaskEventSubscription> {
     await this.acquire();
-    const subscription = new TaskEventSubscription(this, filter, after, this.options.bufferSize);
+    const subscription = new TaskEventSubscription(this, filter, after, this.options.bufferSize, lease);
     this.subscriptions.add(subscription);
     return subscription;
   }

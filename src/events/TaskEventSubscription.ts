@@ -1,7 +1,13 @@
 import type { TaskEventFilter, TaskEventRef } from './TaskEventFilter.js';
 import type { TaskEventStream } from './TaskEventStream.js';
 
-export type StreamEndReason = 'SUBSCRIBER_TOO_SLOW' | 'SHUTTING_DOWN';
+export type StreamEndReason = 'SUBSCRIBER_TOO_SLOW' | 'SHUTTING_DOWN' | 'UNAUTHENTICATED';
+
+/** What keeps a subscription allowed: its credential. `signal` aborts when it is revoked or expires. */
+export interface SubscriptionLease {
+  signal: AbortSignal;
+  release(): void;
+}
 
 /** The last item of a subscription that the server ends; `lastCursor` is where to resume. */
 export interface StreamEnd {
@@ -49,11 +55,16 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
     readonly filter: TaskEventFilter,
     after: bigint | undefined,
     private readonly bufferSize: number,
+    private readonly lease?: SubscriptionLease,
   ) {
     this.position = after ?? stream.floor;
     this.lastCursor = this.position;
-    if (after === undefined) this.goLive();
+    if (lease?.signal.aborted) this.finish('UNAUTHENTICATED');
+    else lease?.signal.addEventListener('abort', this.onLeaseEnd, { once: true });
+    if (after === undefined && this.phase === 'replay') this.goLive();
   }
+
+  private readonly onLeaseEnd = () => this.finish('UNAUTHENTICATED');
 
   [Symbol.asyncIterator](): this {
     return this;
@@ -147,6 +158,8 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   private remove(): void {
     if (this.removed) return;
     this.removed = true;
+    this.lease?.signal.removeEventListener('abort', this.onLeaseEnd);
+    this.lease?.release();
     this.stream.remove(this);
   }
 }

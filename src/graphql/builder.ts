@@ -2,7 +2,14 @@ import SchemaBuilder from '@pothos/core';
 import ComplexityPlugin from '@pothos/plugin-complexity';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import { Kind, type ValueNode } from 'graphql';
+import type { ApiKeySvc } from '../auth/ApiKeySvc.js';
+import type { CredentialWatch } from '../auth/CredentialWatch.js';
+import { hasRole, Role, type Identity } from '../auth/Identity.js';
+import { forbidden } from '../errors.js';
+import type { TemplateBindingSvc } from '../templates/TemplateBindingSvc.js';
+import type { TenantSvc } from '../tenants/TenantSvc.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { ModelSvc } from '../dateFields/ModelSvc.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
@@ -16,8 +23,13 @@ import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import PagingPlugin, { type Paging } from './PagingPlugin.js';
 import { fieldCost } from './queryLimits.js';
 
-/** Per-request context: the services, already bound to the caller's tenant. */
+/**
+ * Per-request (or per-WebSocket-connection) context: who is asking, which tenant they act on, and the
+ * services already bound to that tenant and to the caller as the actor of what they change.
+ */
 export interface Context {
+  identity: Identity;
+  /** The tenant every query, mutation and subscription of this request acts on. */
   tenantId: string;
   prisma: PrismaClient;
   taskSvc: TaskSvc;
@@ -28,6 +40,24 @@ export interface Context {
   taskTypes: TaskTypeRegistry;
   /** Live status changes of every tenant; subscriptions pass their own tenant's filter. */
   taskEvents: TaskEventStream;
+  /** ADMIN services: they span tenants. */
+  apiKeys: ApiKeySvc;
+  tenants: TenantSvc;
+  bindings: TemplateBindingSvc;
+  /** Ends subscriptions whose credential is revoked or expires. */
+  credentials: CredentialWatch;
+}
+
+/**
+ * The roles as scopes: each field of the schema declares the least role that may use it —
+ * `authScopes: { viewer: true }` (read, subscribe), `{ editor: true }` (change the tenant's tasks,
+ * templates, models, records) or `{ admin: true }` (keys, quotas, bindings, any tenant). Checked before
+ * the resolver runs (at subscribe time for subscriptions), so a refused field writes nothing.
+ */
+export interface AuthScopes {
+  viewer: boolean;
+  editor: boolean;
+  admin: boolean;
 }
 
 /** Relay connections (`tasks`, `modelRecords`). */
@@ -37,6 +67,7 @@ export const LIST_PAGE = { defaultSize: 20, maxSize: 1000 } as const satisfies P
 
 export const builder = new SchemaBuilder<{
   Context: Context;
+  AuthScopes: AuthScopes;
   PrismaTypes: PrismaTypes;
   DefaultFieldNullability: false;
   Scalars: {
@@ -44,8 +75,18 @@ export const builder = new SchemaBuilder<{
     JSON: { Input: unknown; Output: unknown };
   };
 }>({
-  plugins: [PrismaPlugin, RelayPlugin, ComplexityPlugin, PagingPlugin],
+  plugins: [ScopeAuthPlugin, PrismaPlugin, RelayPlugin, ComplexityPlugin, PagingPlugin],
   defaultFieldNullability: false,
+  scopeAuth: {
+    authorizeOnSubscribe: true,
+    authScopes: (ctx) => ({
+      viewer: hasRole(ctx.identity.role, Role.VIEWER),
+      editor: hasRole(ctx.identity.role, Role.EDITOR),
+      admin: hasRole(ctx.identity.role, Role.ADMIN),
+    }),
+    unauthorizedError: (_parent, ctx, info) =>
+      forbidden(`${info.parentType.name}.${info.fieldName} is not allowed for this ${ctx.identity.role} credential`, { role: ctx.identity.role }),
+  },
   relay: {},
   prisma: {
     client: (ctx) => ctx.prisma,

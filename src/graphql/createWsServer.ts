@@ -1,16 +1,18 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ExecutionArgs } from 'graphql';
-import type { Context as WsContext, SubscribePayload } from 'graphql-ws';
+import { CloseCode, type Context as WsContext } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { createGraphQLError, type YogaServerInstance } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
+import { createGraphQLError } from 'graphql-yoga';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Chronograph } from '../app.js';
+import type { CredentialLease } from '../auth/CredentialWatch.js';
+import { selectTenant, type Identity } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
 import { waitUntil } from '../server.js';
-import type { Context } from './builder.js';
-import { tenantOf } from './createYoga.js';
+import { CONNECTION_AUTH, type ConnectionAuth } from './createYoga.js';
 
-type Enveloped = ReturnType<YogaServerInstance<Record<string, unknown>, Context>['getEnveloped']>;
+type Enveloped = ReturnType<Chronograph['yoga']['getEnveloped']>;
 type EnvelopedRoot = Pick<Enveloped, 'execute' | 'subscribe'>;
 
 export interface WsServer {
@@ -23,26 +25,31 @@ export interface WsServer {
   close(deadline: number): Promise<void>;
 }
 
-export interface WsServerOptions {
-  /** Largest message a client may send. */
-  maxPayload: number;
-  /** Origins besides the server's own that may open a socket (CORS_ORIGINS). */
-  allowedOrigins: readonly string[];
-}
+type Extra = {
+  socket: WebSocket;
+  request: IncomingMessage;
+  auth?: ConnectionAuth;
+  lease?: CredentialLease;
+};
 
 /**
  * GraphQL over WebSocket (the graphql-transport-ws protocol of graphql-ws) on the same HTTP server
  * and path as yoga's HTTP and SSE. Each operation goes through `yoga.getEnveloped`, so the schema,
  * plugins, error masking and context are those of HTTP requests.
  *
- * Tenant: connectionParams `{ tenantId }` (or `{ headers: { "x-tenant-id" } }`), the
- * operation's `extensions.headers` (what GraphiQL sends from its headers editor), or the upgrade
- * request's `x-tenant-id` header; default "default", validated like the HTTP header.
+ * Identity: checked once, at connection_init, from `connectionParams.authorization` ("Bearer …"); a
+ * connection without a valid credential (when one is required) is closed with 4403 Forbidden. The
+ * tenant is chosen then too — `connectionParams.tenantId` or `connectionParams.headers["x-tenant-id"]`
+ * (or the upgrade request's `x-tenant-id` header), which only an ADMIN may set to another tenant — and a
+ * refused choice fails every operation with its code. Nothing an operation sends later (its
+ * `extensions`, its payload) changes the identity or the tenant of the connection. When the credential
+ * is revoked or expires, the socket is closed with 4403.
  */
-export function createWsServer(server: Server, yoga: YogaServerInstance<Record<string, unknown>, Context>, options: WsServerOptions): WsServer {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload });
+export function createWsServer(server: Server, app: Chronograph): WsServer {
+  const { yoga } = app;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: app.config.MAX_REQUEST_BYTES });
   let accepting = true;
-  const connections = new Set<WsContext>();
+  const connections = new Set<WsContext<Record<string, unknown> | undefined, Extra>>();
   // Upgrades are checked here, before the WebSocket handshake: a browser page of another origin
   // cannot open a socket (cross-site WebSocket hijacking), and none opens during shutdown.
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -51,32 +58,55 @@ export function createWsServer(server: Server, yoga: YogaServerInstance<Record<s
     };
     if (new URL(request.url ?? '/', 'http://localhost').pathname !== yoga.graphqlEndpoint) return refuse(404, 'Not Found');
     if (!accepting) return refuse(503, 'Service Unavailable');
-    if (!originAllowed(request, options.allowedOrigins)) return refuse(403, 'Forbidden');
+    if (!originAllowed(request, app.config.CORS_ORIGINS)) return refuse(403, 'Forbidden');
     wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
   });
-  useServer<Record<string, unknown> | undefined, { request: IncomingMessage }>(
+  useServer<Record<string, unknown> | undefined, Extra>(
     {
-      onConnect: (ctx) => {
+      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args as ExecutionArgs),
+      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args as ExecutionArgs),
+      onConnect: async (ctx) => {
+        const params = ctx.connectionParams ?? {};
+        let identity: Identity;
+        try {
+          identity = await app.authenticator.authenticate(params.authorization ?? headerOf(params.headers, 'authorization'));
+        } catch (error) {
+          if (error instanceof ChronographError && error.code === 'UNAUTHENTICATED') return false; // 4403 Forbidden
+          throw error;
+        }
+        const requested = params.tenantId ?? headerOf(params.headers, 'x-tenant-id') ?? ctx.extra.request.headers['x-tenant-id'];
+        let tenant: ConnectionAuth['tenant'];
+        try {
+          tenant = { tenantId: selectTenant(identity, requested) };
+        } catch (error) {
+          if (!(error instanceof ChronographError)) throw error;
+          tenant = { error };
+        }
+        ctx.extra.auth = { identity, tenant };
+        const lease = app.credentials.watch(identity);
+        ctx.extra.lease = lease;
+        lease.signal.addEventListener('abort', () => ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden: credential revoked or expired'), { once: true });
         connections.add(ctx);
+        return true;
       },
       onClose: (ctx) => {
         connections.delete(ctx);
+        ctx.extra.lease?.release();
       },
-      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args as ExecutionArgs),
-      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args as ExecutionArgs),
       onSubscribe: async (ctx, _id, payload) => {
-        let tenantId: string;
-        try {
-          tenantId = tenantOf(tenantHeaders(ctx.connectionParams, payload, ctx.extra.request));
-        } catch (error) {
-          if (!(error instanceof ChronographError)) throw error;
+        const auth = ctx.extra.auth;
+        if (!auth || ctx.extra.lease?.signal.aborted) {
+          return [createGraphQLError('The credential of this connection is no longer valid', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
+        if ('error' in auth.tenant) {
+          const { error } = auth.tenant;
           return [createGraphQLError(error.message, { extensions: { ...error.details, code: error.code } })];
         }
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
           params: payload,
-          tenantId,
+          [CONNECTION_AUTH]: auth,
         });
         let document;
         try {
@@ -86,12 +116,13 @@ export function createWsServer(server: Server, yoga: YogaServerInstance<Record<s
         }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
+        const contextValue = await contextFactory();
         return {
           schema,
           operationName: payload.operationName,
           document,
           variableValues: payload.variables,
-          contextValue: await contextFactory(),
+          contextValue,
           rootValue: { execute, subscribe } satisfies EnvelopedRoot,
         };
       },
@@ -122,17 +153,9 @@ function originAllowed(request: IncomingMessage, allowed: readonly string[]): bo
   }
 }
 
-function tenantHeaders(connectionParams: Record<string, unknown> | undefined, payload: SubscribePayload, request: IncomingMessage): Headers {
-  const fromHeaders = (value: unknown) =>
-    value && typeof value === 'object' ? (value as Record<string, unknown>)['x-tenant-id'] : undefined;
-  const candidates = [
-    fromHeaders(payload.extensions?.headers),
-    connectionParams?.tenantId,
-    fromHeaders(connectionParams?.headers),
-    request.headers['x-tenant-id'],
-  ];
-  const tenantId = candidates.find((value) => value !== undefined && value !== null && value !== '');
-  const headers = new Headers();
-  if (tenantId !== undefined) headers.set('x-tenant-id', typeof tenantId === 'string' ? tenantId : JSON.stringify(tenantId));
-  return headers;
+/** A header from `connectionParams.headers` (what some clients send), looked up case-insensitively. */
+function headerOf(headers: unknown, name: string): unknown {
+  if (!headers || typeof headers !== 'object') return undefined;
+  const entry = Object.entries(headers).find(([key]) => key.toLowerCase() === name);
+  return entry?.[1];
 }

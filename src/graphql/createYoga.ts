@@ -1,40 +1,73 @@
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createGraphQLError, createYoga, type Plugin, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
+import { selectTenant, type Identity } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
 import type { Chronograph } from '../app.js';
 import type { Logger } from '../logger.js';
 import type { Context } from './builder.js';
+import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
+import { useRequestMetrics } from '../ops/useRequestMetrics.js';
 import { useQueryLimits } from './queryLimits.js';
 import { schema } from './schema/index.js';
 import { useRequestBudget } from './useRequestBudget.js';
 import { useStorableText } from './useStorableText.js';
 
-const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
+/**
+ * How createWsServer hands a connection's identity to the context factory. A symbol: nothing a client
+ * sends over HTTP can put it into yoga's server context.
+ */
+export const CONNECTION_AUTH = Symbol('chronograph.connectionAuth');
 
-/** Reads the caller's tenant from the `x-tenant-id` header; absent means "default". */
-export function tenantOf(headers: Headers): string {
-  const tenantId = headers.get('x-tenant-id')?.trim() || 'default';
-  if (!TENANT.test(tenantId)) {
-    throw new ChronographError('BAD_USER_INPUT', 'x-tenant-id must be 1-64 letters, digits, dots, dashes or underscores', {
-      field: 'x-tenant-id',
-    });
-  }
-  return tenantId;
+/** A WebSocket connection's identity and tenant, decided once at connection_init. */
+export interface ConnectionAuth {
+  identity: Identity;
+  /** The tenant, or why the connection's tenant selection is refused (each operation then gets that error). */
+  tenant: { tenantId: string } | { error: ChronographError };
 }
 
-export function contextFor(app: Chronograph, tenantId: string): Context {
+export function contextFor(app: Chronograph, identity: Identity, tenantId: string): Context {
+  const actor = identity.actor;
   return {
+    identity,
     tenantId,
     prisma: app.db.prisma,
-    taskSvc: app.taskSvc.forTenant(tenantId),
-    templateSvc: app.templateSvc.forTenant(tenantId),
-    dateFieldSvc: app.dateFieldSvc.forTenant(tenantId),
-    modelSvc: app.modelSvc.forTenant(tenantId),
+    taskSvc: app.taskSvc.forTenant(tenantId, actor),
+    templateSvc: app.templateSvc.forTenant(tenantId, actor),
+    dateFieldSvc: app.dateFieldSvc.forTenant(tenantId, actor),
+    modelSvc: app.modelSvc.forTenant(tenantId, actor),
     handlers: app.handlers,
     taskTypes: app.taskTypes,
     taskEvents: app.taskEvents,
+    apiKeys: app.apiKeys,
+    tenants: app.tenantSvc,
+    bindings: app.bindings.as(actor),
+    credentials: app.credentials,
   };
+}
+
+/**
+ * The identity and tenant of an HTTP request, before anything runs: a missing or bad credential is
+ * UNAUTHENTICATED (HTTP 401), a tenant the credential may not act on FORBIDDEN (HTTP 403).
+ */
+async function requestContext(app: Chronograph, request: Request): Promise<Context> {
+  try {
+    const identity = await app.authenticator.authenticate(request.headers.get('authorization'));
+    return contextFor(app, identity, selectTenant(identity, request.headers.get('x-tenant-id')));
+  } catch (error) {
+    throw withHttpStatus(error);
+  }
+}
+
+function withHttpStatus(error: unknown): unknown {
+  if (!(error instanceof ChronographError)) return error;
+  const http =
+    error.code === 'UNAUTHENTICATED'
+      ? { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } }
+      : error.code === 'FORBIDDEN'
+        ? { status: 403 }
+        : undefined;
+  return createGraphQLError(error.message, { extensions: { ...error.details, code: error.code, ...(http && { http }) } });
 }
 
 export function createChronographYoga(app: Chronograph): YogaServerInstance<Record<string, unknown>, Context> {
@@ -44,8 +77,17 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    // Subscriptions in GraphiQL go over graphql-ws on this same path (createWsServer).
-    graphiql: { title: 'Chronograph', defaultQuery: DEFAULT_QUERY, subscriptionsProtocol: 'WS' },
+    // Served from the installed package, offline; its subscriptions go over graphql-ws on this same
+    // path (createWsServer), carrying the header editor's Authorization in connectionParams.
+    graphiql: {
+      title: 'Chronograph',
+      defaultQuery: DEFAULT_QUERY,
+      defaultHeaders: JSON.stringify({ Authorization: 'Bearer <API key>' }, null, 2),
+      defaultEditorToolsVisibility: 'headers',
+      // Credentials typed into the header editor stay out of the browser's storage.
+      shouldPersistHeaders: false,
+    },
+    renderGraphiQL: renderGraphiQLPage,
     maskedErrors: { maskError: createMaskError(logger) },
     logging: yogaLogger(logger),
     // Browsers on other origins may call the API only when CORS_ORIGINS lists them; same-origin
@@ -55,8 +97,13 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       return origin && config.CORS_ORIGINS.includes(origin) ? { origin: [origin], credentials: true, methods: ['GET', 'POST'], maxAge: 600 } : false;
     },
     maxRequestBodySize: config.MAX_REQUEST_BYTES,
-    // graphql-ws operations arrive without a fetch Request; createWsServer passes their tenant.
-    context: ({ request, tenantId }) => contextFor(app, typeof tenantId === 'string' ? tenantId : tenantOf(request.headers)),
+    // graphql-ws operations arrive without a fetch Request; createWsServer passes their connection's auth.
+    context: async (initial) => {
+      const connection = (initial as { [CONNECTION_AUTH]?: ConnectionAuth })[CONNECTION_AUTH];
+      if (!connection) return requestContext(app, initial.request);
+      if ('error' in connection.tenant) throw connection.tenant.error; // createWsServer answers it before getting here
+      return contextFor(app, connection.identity, connection.tenant.tenantId);
+    },
     plugins: [
       // No request a browser sends without a CORS preflight (a form post, text/plain, a plain GET)
       // runs unless it carries this header, which a cross-site form cannot set (CSRF).
@@ -70,6 +117,7 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       useStorableText(),
       useRequestBudget(config.REQUEST_TIMEOUT_MS),
       codeVariableErrors(),
+      useRequestMetrics(app.metrics),
     ],
   });
 }
@@ -99,16 +147,30 @@ function codeVariableErrors(): Plugin {
         if (Symbol.asyncIterator in result || !result.errors?.length) return;
         setResult({
           ...result,
-          errors: result.errors.map((error) => {
-            const variable = /^Variable "\$([_A-Za-z][_0-9A-Za-z]*)"/.exec(error.message)?.[1];
-            if (error.extensions?.field || !variable) return error;
-            const field = new RegExp(` at "(${variable}(?:[.[][^"]*)?)";`).exec(error.message)?.[1] ?? variable;
-            return createGraphQLError(error.message, { nodes: error.nodes, extensions: { ...error.extensions, code: error.extensions?.code ?? 'BAD_USER_INPUT', field } });
-          }),
+          errors: result.errors.map((error) =>
+            !error.extensions?.code && error.message.startsWith('Variable "$')
+              ? createGraphQLError(error.message, {
+                  nodes: error.nodes,
+                  extensions: { ...error.extensions, code: 'BAD_USER_INPUT', ...variableField(error.message) },
+                })
+              : error,
+          ),
         });
       },
     }),
   };
+}
+
+/**
+ * The input field a variable error is about, named as service errors name it: `Variable "$input" got
+ * invalid value "X" at "input.role"; …` → `role`; a whole variable (`Variable "$role" …`) → `role`.
+ */
+function variableField(message: string): { field: string } | undefined {
+  const match = /^Variable "\$(\w+)" got invalid value .*?(?: at "([^"]+)")?; /.exec(message);
+  if (!match) return undefined;
+  const [, variable, path] = match;
+  const field = path?.startsWith(`${variable}.`) ? path.slice(variable!.length + 1) : path ?? variable!;
+  return { field };
 }
 
 const DEFAULT_QUERY = `# Welcome to Chronograph. Try:

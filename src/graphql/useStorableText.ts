@@ -6,12 +6,15 @@ import { isStorableText } from '../tasks/validate.js';
  * Refuses, before anything runs, an operation whose input holds text PostgreSQL cannot store: a NUL
  * character or a lone UTF-16 surrogate, in any string, JSON string or JSON key, whether it comes in a
  * variable or as a literal in the document. Every argument of every field is covered at once, instead
- * of each service remembering; the answer is BAD_USER_INPUT naming the offending input in `field`
- * (`input.argDict.note` for variable `$input`, `reason` for a literal argument).
+ * of each service remembering; the answer is BAD_USER_INPUT naming the offending input in `field`,
+ * the way variable errors name it: the path inside an input object (`argDict.note` of `$input` or of
+ * a literal `input:`), else the variable or argument (`reason`).
  */
 export function useStorableText(): Plugin {
   const check = (document: DocumentNode, variables: unknown) => {
-    const field = unstorableVariable(variables) ?? unstorableLiteral(document);
+    const path = unstorableVariable(variables) ?? unstorableLiteral(document);
+    const inside = path && path.length > 1 && !path[1]!.startsWith('[') ? path.slice(1) : path;
+    const field = inside?.join('.').replace(/\.\[/g, '[');
     return field === undefined
       ? undefined
       : createGraphQLError(`${field} contains a NUL character or a lone UTF-16 surrogate, which cannot be stored`, {
@@ -31,19 +34,19 @@ export function useStorableText(): Plugin {
 }
 
 /** The path of the first unstorable string among the variables (walked without recursion: they may nest deeply). */
-function unstorableVariable(variables: unknown): string | undefined {
+function unstorableVariable(variables: unknown): string[] | undefined {
   if (!variables || typeof variables !== 'object') return undefined;
-  const stack: [unknown, string][] = Object.entries(variables).map(([name, value]) => [value, name]);
+  const stack: [unknown, string[]][] = Object.entries(variables).map(([name, value]) => [value, [name]]);
   while (stack.length > 0) {
     const [value, path] = stack.pop()!;
     if (typeof value === 'string') {
       if (!isStorableText(value)) return path;
     } else if (Array.isArray(value)) {
-      value.forEach((item, i) => stack.push([item, `${path}[${i}]`]));
+      value.forEach((item, i) => stack.push([item, [...path, `[${i}]`]]));
     } else if (value && typeof value === 'object') {
       for (const [key, item] of Object.entries(value)) {
         if (!isStorableText(key)) return path;
-        stack.push([item, `${path}.${key}`]);
+        stack.push([item, [...path, key]]);
       }
     }
   }
@@ -51,13 +54,14 @@ function unstorableVariable(variables: unknown): string | undefined {
 }
 
 /** The argument path of the first unstorable string literal in the document (names cannot hold such characters). */
-function unstorableLiteral(document: DocumentNode): string | undefined {
-  let found: string | undefined;
+function unstorableLiteral(document: DocumentNode): string[] | undefined {
+  let found: string[] | undefined;
   const keyOf = (node: ASTNode) => (node.kind === Kind.ARGUMENT || node.kind === Kind.OBJECT_FIELD ? [node.name.value] : []);
   visit(document, {
     StringValue(node, _key, parent, _path, ancestors) {
       if (found !== undefined || isStorableText(node.value)) return;
-      found = [...ancestors, parent].flatMap((a) => (a && 'kind' in a ? keyOf(a as ASTNode) : [])).join('.') || 'query';
+      const path = [...ancestors, parent].flatMap((a) => (a && 'kind' in a ? keyOf(a as ASTNode) : []));
+      found = path.length ? path : ['query'];
     },
   });
   return found;

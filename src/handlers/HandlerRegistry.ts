@@ -12,6 +12,8 @@ export interface HandlerLogger {
   error: HandlerLogFn;
 }
 
+import type { TaskSvc } from '../tasks/TaskSvc.js';
+
 /** What a handler sees besides its `argDict`. */
 export interface HandlerContext {
   /** Aborted on forced end, timeout or shutdown; long handlers should pass it on or check it. */
@@ -19,6 +21,11 @@ export interface HandlerContext {
   logger: HandlerLogger;
   task: { id: string; tenantId: string; fullName: string; funcName: string; taskType: string; attempt: number; maxAttempts: number; scheduledFor: Date };
   run: { id: string; recovered: boolean };
+  /**
+   * `services.TaskSvc` bound to this task's tenant (`task.tenantId`): tasks a handler creates or
+   * changes stay in its tenant, and their events name the task as actor (`task:<id>`).
+   */
+  taskSvc: TaskSvc;
 }
 
 export type Handler = (args: Record<string, unknown>, ctx: HandlerContext) => unknown;

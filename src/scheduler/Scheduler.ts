@@ -1,5 +1,6 @@
 import { TaskStatus } from '../generated/prisma/client.js';
 import type { HandlerContext, HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import { isNonRetryable } from '../handlers/NonRetryableError.js';
 import type { Database } from '../db/Database.js';
 import type { Logger } from '../logger.js';
 import { CANCEL_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
@@ -10,6 +11,7 @@ import { RunLogger } from './RunLogger.js';
 import { claimTasks, completeRuns, extendLeases, msUntilNextDue, recoverExpiredTasks, releaseLeases, type ClaimedTask, type Completion } from './sql.js';
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
 import { skipMisfiredTasks } from './skipMisfiredTasks.js';
+import type { SchedulerObserver } from './SchedulerObserver.js';
 
 export interface SchedulerOptions {
   workerId: string;
@@ -24,6 +26,10 @@ export interface SchedulerOptions {
   maxSleepMs: number;
   /** Largest handler result (as JSON) that is stored; a larger or unstorable one fails the attempt. */
   maxJsonBytes: number;
+  /** Told about claims, recoveries and completions (metrics). */
+  observer?: SchedulerObserver;
+  /** The TaskSvc a handler gets in its context: bound to its task's tenant, acting as the task. */
+  taskSvcFor: (task: { id: string; tenantId: string }) => HandlerContext['taskSvc'];
 }
 
 type AbortReason = 'forced' | 'timeout' | 'shutdown' | 'lost';
@@ -131,6 +137,20 @@ export class Scheduler {
     this.logger.info({ worker: this.workerId }, 'scheduler stopped');
   }
 
+  /** Whether it claims and runs tasks (started and not stopped). */
+  get isRunning(): boolean {
+    return !this.stopped;
+  }
+
+  private observe(report: (observer: SchedulerObserver) => void): void {
+    if (!this.options.observer) return;
+    try {
+      report(this.options.observer);
+    } catch (error) {
+      this.logger.warn({ err: error }, 'scheduler observer failed');
+    }
+  }
+
   private fullQueues(): string[] {
     const counts = new Map<string, number>();
     for (const r of this.running.values()) counts.set(r.task.queue, (counts.get(r.task.queue) ?? 0) + 1);
@@ -151,6 +171,7 @@ export class Scheduler {
         // Per-queue limits apply to the whole batch, so claim one at a time while any queue is limited.
         const limit = Object.keys(this.options.queueConcurrency).length ? 1 : free;
         const claimed = await claimTasks(this.db.prisma, this.workerId, limit, this.options.leaseMs, this.fullQueues());
+        if (claimed.length) this.observe((o) => o.claimed(claimed));
         for (const task of claimed) this.execute(task);
         if (claimed.length < limit) break;
       }
@@ -196,6 +217,7 @@ export class Scheduler {
       const free = this.options.concurrency - this.running.size;
       if (free > 0 && !this.stopped) {
         const recovered = await recoverExpiredTasks(this.db.prisma, this.workerId, free, this.options.leaseMs);
+        if (recovered.length) this.observe((o) => o.recovered(recovered));
         for (const task of recovered) {
           this.logger.warn({ taskId: task.id, attempt: task.attempts }, 'recovered a task whose worker lost its lease');
           this.execute(task);
@@ -271,7 +293,7 @@ export class Scheduler {
     } else {
       const timedOut = entry.reason === 'timeout';
       const error = timedOut ? new Error(`timed out after ${task.timeoutMs} ms`) : outcome.kind === 'error' ? toError(outcome.error) : new Error('handler abandoned');
-      const retry = task.attempts < task.maxAttempts;
+      const retry = task.attempts < task.maxAttempts && !(outcome.kind === 'error' && isNonRetryable(outcome.error));
       const now = new Date();
       const next = retry
         ? new Date(now.getTime() + retryDelayMs(task.retryBackoffMs, task.attempts))
@@ -295,6 +317,7 @@ export class Scheduler {
       };
     }
     const applied = await this.complete(completion);
+    if (applied) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
     if (!applied) log.warn('the task was taken from this worker while it ran (forced end or lease expiry); its result was discarded');
   }
 
@@ -346,6 +369,7 @@ export class Scheduler {
         scheduledFor: task.nextRunAt,
       },
       run: { id: task.runId, recovered: task.recovered },
+      taskSvc: this.options.taskSvcFor(task),
     };
     return new Promise<Outcome>((resolve) => {
       let timeout: NodeJS.Timeout | undefined;

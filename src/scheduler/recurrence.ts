@@ -1,28 +1,5 @@
 import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/client.js';
-import { nextCronOccurrence } from '../tasks/time.js';
-
-export interface Schedule {
-  repeatType: RepeatType;
-  cronExpression: string | null;
-  intervalSeconds: number | null;
-  timezone: string;
-}
-
-/** The first occurrence of a recurring schedule strictly after `after`; null for one-off tasks. */
-export function occurrenceAfter(schedule: Schedule, after: Date, anchor: Date): Date | null {
-  switch (schedule.repeatType) {
-    case RepeatType.CRON:
-      return nextCronOccurrence(schedule.cronExpression!, schedule.timezone, after);
-    case RepeatType.INTERVAL: {
-      // Occurrences stay on the grid anchor + k·interval, so runs do not drift by their own duration.
-      const step = schedule.intervalSeconds! * 1000;
-      const k = Math.floor((after.getTime() - anchor.getTime()) / step) + 1;
-      return new Date(anchor.getTime() + Math.max(k, 1) * step);
-    }
-    default:
-      return null;
-  }
-}
+import { nextOccurrence, type Schedule } from '../time/schedule.js';
 
 export interface NextRunInput extends Schedule {
   /** The occurrence that just ran (the task's nextRunAt when it was claimed). */
@@ -51,11 +28,11 @@ export function nextRunAfter(input: NextRunInput): Date | null {
   const anchor = input.scheduledFor;
   let next: Date | null;
   if (input.misfirePolicy === MisfirePolicy.RUN_ALL) {
-    next = occurrenceAfter(input, input.scheduledFor, anchor);
+    next = nextOccurrence(input, input.scheduledFor, anchor);
   } else {
-    const firstDuringRun = occurrenceAfter(input, input.scheduledFor, anchor);
+    const firstDuringRun = nextOccurrence(input, input.scheduledFor, anchor);
     const cameDueDuringRun = firstDuringRun != null && firstDuringRun <= input.now && firstDuringRun > input.runStartedAt;
-    next = input.overlapPolicy === OverlapPolicy.BUFFER_ONE && cameDueDuringRun ? input.now : occurrenceAfter(input, input.now, anchor);
+    next = input.overlapPolicy === OverlapPolicy.BUFFER_ONE && cameDueDuringRun ? input.now : nextOccurrence(input, input.now, anchor);
   }
   if (next && input.endTime && next > input.endTime) return null;
   return next;

@@ -1,7 +1,7 @@
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { TaskEventType, TaskStatus, type RepeatType } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
-import { occurrenceAfter } from './recurrence.js';
+import { nextOccurrence } from '../time/schedule.js';
 
 interface MisfiredRow {
   id: string;
@@ -43,7 +43,7 @@ export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Pr
     const now = new Date();
     for (const row of rows) {
       const late = `missed its ${row.nextRunAt.toISOString()} run by ${Math.round(row.lateMs / 1000)} s (tolerance ${Math.round(row.misfireToleranceMs / 1000)} s)`;
-      let next = occurrenceAfter(row, now, row.nextRunAt);
+      let next = nextOccurrence(row, now, row.nextRunAt);
       if (next && row.endTime && next > row.endTime) next = null;
       if (next && (row.maxRuns == null || row.runCount < row.maxRuns)) {
         await transition(tx, { task: row, to: TaskStatus.SCHEDULED, type: TaskEventType.RESCHEDULED, data: { nextRunAt: next }, message: `${late}; skipped to the next occurrence` });

@@ -213,7 +213,9 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
               locked_by = NULL, locked_until = NULL, cancel_requested_at = NULL, updated_at = now()
          FROM input i
         WHERE task.id = i.task_id AND task.status = 'RUNNING' AND task.locked_by = i.worker_id
-       RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.message
+       RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.message,
+                 -- a forced end was asked for by someone: its event names them (TaskEvent.actor)
+                 CASE WHEN i.status = 'FORCED_END' THEN task.cancel_requested_by END AS actor
      ),
      run AS (
        UPDATE task_run SET status = i.run_status, finished_at = now(), duration_ms = i.duration_ms, result = i.result,
@@ -230,8 +232,8 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
        RETURNING 1
      ),
      events AS (
-       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
-       SELECT t.tenant_id, t.id, t.run_id, 'STATUS_CHANGED', 'RUNNING', t.new_status, t.next_run_at, t.message FROM t
+       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message, actor)
+       SELECT t.tenant_id, t.id, t.run_id, 'STATUS_CHANGED', 'RUNNING', t.new_status, t.next_run_at, t.message, t.actor FROM t
        RETURNING id, task_id, tenant_id
      ),
      notified AS (${NOTIFY_EVENTS}),

@@ -7,8 +7,10 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
-import { assertCron, assertTimezone, nextCronOccurrence, parseTime } from './time.js';
+import { parseTime } from '../time/parseTime.js';
+import { firstOccurrence, nextOccurrence, resolveSchedule, upcomingRuns, type ScheduledTime } from '../time/schedule.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { assertArgDict, assertId, assertIntRange, parseCursor } from './validate.js';
 
@@ -40,6 +42,25 @@ export interface TimerTaskInput {
 /** Which columns and relations of a task to read (Prisma's select or include). */
 export type TaskSelection = Pick<Prisma.TaskFindFirstArgs, 'select' | 'include'>;
 
+/** What upcomingRuns reads of a task. */
+export type UpcomingTask = Pick<
+  Task,
+  'status' | 'nextRunAt' | 'runCount' | 'maxRuns' | 'endTime' | 'misfirePolicy' | 'repeatType' | 'cronExpression' | 'intervalSeconds' | 'timezone'
+>;
+
+/** previewSchedule's input: a schedule as createTimerTask takes it, with no template to default from. */
+export interface SchedulePreviewInput {
+  /** Default: CRON with a cronExpression, INTERVAL with intervalSeconds, else ONCE. */
+  repeatType?: RepeatType | null;
+  cronExpression?: string | null;
+  intervalSeconds?: number | null;
+  /** Default: DEFAULT_TIMEZONE. */
+  timezone?: string | null;
+  startTime?: string | null;
+  endTime?: string | null;
+  maxRuns?: number | null;
+}
+
 /** A task as createTimerTask returns it: `deduplicated` when its uniqueKey matched a live task. */
 export type CreatedTask = Task & { deduplicated: boolean };
 
@@ -70,8 +91,10 @@ export interface TaskSvcDeps {
 }
 
 /**
- * `services.TaskSvc`: the seed's task service, bound to one tenant. GraphQL resolvers and code that
- * calls `app.getElement("services.TaskSvc")` both come here; there is one implementation of each rule.
+ * `services.TaskSvc`: the seed's task service, bound to one tenant and to the actor its events are
+ * recorded for. GraphQL resolvers (bound to the caller's credential), handlers (`ctx.taskSvc`, bound to
+ * their task's tenant) and code that calls `app.getElement("services.TaskSvc")` all come here; there is
+ * one implementation of each rule.
  */
 export class TaskSvc {
   private readonly templates: TemplateSvc;
@@ -79,12 +102,14 @@ export class TaskSvc {
   constructor(
     private readonly deps: TaskSvcDeps,
     readonly tenantId = 'default',
+    /** Written to TaskEvent.actor for every change made through this service. */
+    readonly actor: string | null = null,
   ) {
-    this.templates = deps.templates.forTenant(tenantId);
+    this.templates = deps.templates.forTenant(tenantId, actor);
   }
 
-  forTenant(tenantId: string): TaskSvc {
-    return new TaskSvc(this.deps, tenantId);
+  forTenant(tenantId: string, actor: string | null = this.actor): TaskSvc {
+    return new TaskSvc(this.deps, tenantId, actor);
   }
 
   private now(): Date {
@@ -111,6 +136,7 @@ export class TaskSvc {
     if (inputs.length > 10_000) throw badInput('At most 10000 tasks can be created in one call', 'inputs');
     const templates = new Map<string, TaskTemplate>();
     const rows: (Prisma.TaskCreateManyInput & { id: string })[] = [];
+    const messages = new Map<string, string>();
     for (const [index, input] of inputs.entries()) {
       try {
         let template = templates.get(input.fullName);
@@ -118,7 +144,11 @@ export class TaskSvc {
           template = await this.templates.get(input.fullName);
           templates.set(input.fullName, template);
         }
-        rows.push({ id: uuidv7(), ...this.buildTask(input, template) });
+        const { row, notes } = this.buildTask(input, template);
+        const id = uuidv7();
+        rows.push({ id, ...row });
+        // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
+        if (notes.length) messages.set(id, `created; ${notes.join('; ')}`);
       } catch (error) {
         if (error instanceof ChronographError && inputs.length > 1) {
           throw new ChronographError(error.code, `inputs[${index}]: ${error.message}`, { ...error.details, index });
@@ -127,12 +157,26 @@ export class TaskSvc {
       }
     }
     return this.deps.prisma.$transaction(async (tx) => {
+      // Quotas are checked in the transaction that inserts (QuotaGuard): over a limit, the whole batch
+      // rolls back. Deduplicated rows are not inserted, so they do not count.
+      const quota = await QuotaGuard.of(tx, this.tenantId);
+      rows.forEach((row, index) => quota.checkArgDict(row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'));
+      await quota.beforeCreate();
       // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
       // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
       const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
+      await quota.created(inserted.length);
       await recordEvents(
         tx,
-        inserted.map((t) => ({ taskId: t.id, tenantId: t.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: t.nextRunAt, message: 'created' })),
+        inserted.map((t) => ({
+          taskId: t.id,
+          tenantId: t.tenantId,
+          fromStatus: null,
+          toStatus: TaskStatus.SCHEDULED,
+          nextRunAt: t.nextRunAt,
+          message: messages.get(t.id) ?? 'created',
+          actor: this.actor,
+        })),
       );
       if (inserted.length > 0) await wake(tx);
       const byId = new Map(inserted.map((t) => [t.id, t]));
@@ -211,8 +255,8 @@ export class TaskSvc {
     if (filter.source) where.source = filter.source;
     if (filter.startTimeFrom || filter.startTimeTo) {
       where.startTime = {
-        ...(filter.startTimeFrom && { gte: parseTime(filter.startTimeFrom, this.deps.defaultTimezone, 'startTimeFrom') }),
-        ...(filter.startTimeTo && { lte: parseTime(filter.startTimeTo, this.deps.defaultTimezone, 'startTimeTo') }),
+        ...(filter.startTimeFrom && { gte: parseTime(filter.startTimeFrom, this.deps.defaultTimezone, 'startTimeFrom').at }),
+        ...(filter.startTimeTo && { lte: parseTime(filter.startTimeTo, this.deps.defaultTimezone, 'startTimeTo').at }),
       };
     }
     return where;
@@ -265,7 +309,7 @@ export class TaskSvc {
       }
       const leaseAlive = task.status === TaskStatus.RUNNING && task.lockedUntil != null && task.lockedUntil > this.now();
       if (leaseAlive) {
-        await tx.task.update({ where: { id }, data: { cancelRequestedAt: this.now() } });
+        await tx.task.update({ where: { id }, data: { cancelRequestedAt: this.now(), cancelRequestedBy: this.actor } });
         await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${id})`;
         return { waiting: true as const };
       }
@@ -275,7 +319,7 @@ export class TaskSvc {
           data: { status: 'CANCELLED', finishedAt: this.now(), error: `forced end while its worker ${task.lockedBy} was unreachable` },
         });
       }
-      const ended = await transition(tx, { task, to: TaskStatus.FORCED_END, data: { nextRunAt: null, lockedBy: null, lockedUntil: null, cancelRequestedAt: null }, message });
+      const ended = await transition(tx, { task, to: TaskStatus.FORCED_END, data: { nextRunAt: null, lockedBy: null, lockedUntil: null, cancelRequestedAt: null }, message, actor: this.actor });
       return { waiting: false as const, task: ended };
     });
     if (!outcome.waiting) return outcome.task;
@@ -289,14 +333,14 @@ export class TaskSvc {
   /** PAUSED: it keeps its place (nextRunAt) but does not run until resumed. */
   pauseTask(taskId: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING], (task, tx) =>
-      transition(tx, { task, to: TaskStatus.PAUSED, message: 'paused' }),
+      transition(tx, { task, to: TaskStatus.PAUSED, message: 'paused', actor: this.actor }),
     );
   }
 
   /** Back to SCHEDULED (RETRYING if it was between attempts); a time that passed meanwhile is a misfire. */
   resumeTask(taskId: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.PAUSED], async (task, tx) => {
-      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed' });
+      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed', actor: this.actor });
       await wake(tx);
       return resumed;
     });
@@ -311,34 +355,72 @@ export class TaskSvc {
         type: TaskEventType.RESCHEDULED,
         data: { nextRunAt: this.now() },
         message: 'run now requested',
+        actor: this.actor,
       });
       await wake(tx);
       return due;
     });
   }
 
-  /** Moves the next run to `startTime` (for a cron task: its first occurrence at or after it). */
+  /**
+   * Moves the next run to `startTime` (for a cron task: its first occurrence at or after it). A wall-clock
+   * time is read in the task's zone by the same rules as createTimerTask.
+   */
   rescheduleTask(taskId: string, startTime: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], async (task, tx) => {
-      const at = parseTime(startTime, task.timezone, 'startTime');
-      const nextRunAt = task.cronExpression ? nextCronOccurrence(task.cronExpression, task.timezone, new Date(at.getTime() - 1)) : at;
+      const { at, note } = parseTime(startTime, task.timezone, 'startTime');
+      const nextRunAt = firstOccurrence(task, at);
+      if (!nextRunAt) throw new ChronographError('INVALID_START_TIME', `${task.cronExpression} has no occurrence after startTime before the year 3000`, { field: 'startTime' });
       if (task.endTime && nextRunAt > task.endTime) throw badInput('The new time is after the task\'s endTime', 'startTime');
       const moved = await transition(tx, {
         task,
         to: task.status,
         type: TaskEventType.RESCHEDULED,
         data: { nextRunAt, ...(task.repeatType === RepeatType.ONCE && { startTime: nextRunAt }) },
-        message: `rescheduled to ${nextRunAt.toISOString()}`,
+        message: `rescheduled to ${nextRunAt.toISOString()}${note ? `; ${note}` : ''}`,
+        actor: this.actor,
       });
       await wake(tx);
       return moved;
     });
   }
 
+  /**
+   * The next `count` times a schedule would run, without creating anything: the same input and the same
+   * checks (and error codes) as createTimerTask, with the same DST rules as the scheduler.
+   */
+  previewSchedule(input: SchedulePreviewInput, count = 10): ScheduledTime[] {
+    assertIntRange(count, 'count', 1, 1000);
+    const repeatType = input.repeatType ?? (input.cronExpression != null ? RepeatType.CRON : input.intervalSeconds != null ? RepeatType.INTERVAL : RepeatType.ONCE);
+    const schedule = resolveSchedule({ ...input, repeatType, timezone: input.timezone ?? this.deps.defaultTimezone }, this.now());
+    return upcomingRuns(schedule, { first: schedule.nextRunAt, endTime: schedule.endTime, runsLeft: schedule.maxRuns, count });
+  }
+
+  /**
+   * The next `count` runs of a task: its nextRunAt, then its schedule's occurrences within endTime and
+   * maxRuns. Empty for a task that will not run unless someone acts (PAUSED) or that has ended.
+   */
+  upcomingRuns(task: UpcomingTask, count = 5): ScheduledTime[] {
+    assertIntRange(count, 'count', 1, 1000);
+    const waiting: TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.RUNNING];
+    if (!waiting.includes(task.status) || !task.nextRunAt) return [];
+    const now = this.now();
+    const done = task.runCount + (task.status === TaskStatus.RUNNING ? 1 : 0);
+    const runsLeft = task.maxRuns == null ? null : Math.max(0, task.maxRuns - done);
+    if (task.status === TaskStatus.RUNNING) {
+      // The occurrence in progress is not upcoming; the next one follows it as the scheduler will pick it.
+      const first = nextOccurrence(task, task.misfirePolicy === MisfirePolicy.RUN_ALL || task.nextRunAt > now ? task.nextRunAt : now, task.nextRunAt);
+      return first ? upcomingRuns(task, { first, endTime: task.endTime, runsLeft, count }) : [];
+    }
+    // An overdue run starts at once; after it, RUN_ONCE and SKIP continue from now, RUN_ALL catches up.
+    const continueAfter = task.misfirePolicy === MisfirePolicy.RUN_ALL ? undefined : now;
+    return upcomingRuns(task, { first: task.nextRunAt, continueAfter, endTime: task.endTime, runsLeft, count });
+  }
+
   /** CANCELLED: it will not run again; kept in history. A running task is stopped with forcedEnd. */
   cancelTask(taskId: string, reason?: string | null): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], (task, tx) =>
-      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled' }),
+      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled', actor: this.actor }),
     );
   }
 
@@ -368,16 +450,16 @@ export class TaskSvc {
    * cancelled when the date is cleared or the record stops matching the template's condition.
    */
   saveDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
-    return this.deps.dateFields.forTenant(this.tenantId).saveDateFieldTask(rowObj);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor).saveDateFieldTask(rowObj);
   }
 
   /** The seed's afterDelete hook, `rowObj = { model, prevData }`: the record's live tasks are CANCELLED. */
   deleteDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
-    return this.deps.dateFields.forTenant(this.tenantId).deleteDateFieldTask(rowObj);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor).deleteDateFieldTask(rowObj);
   }
 
   /** Resolves defaults from the template and validates everything; throws before anything is written. */
-  private buildTask(input: TimerTaskInput, template: TaskTemplate): Prisma.TaskCreateManyInput {
+  private buildTask(input: TimerTaskInput, template: TaskTemplate): { row: Prisma.TaskCreateManyInput; notes: string[] } {
     if (!template.enabled) {
       throw new ChronographError('CONFLICT', `Task template ${template.fullName} is disabled`, { field: 'fullName' });
     }
@@ -396,38 +478,22 @@ export class TaskSvc {
     }
     const args = assertArgDict({ ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) }, 'argDict', this.deps.maxJsonBytes);
     this.deps.handlers.checkArgs(funcName, args);
-    const timezone = input.timezone ?? template.timezone;
-    assertTimezone(timezone);
-
     const repeatType = input.repeatType ?? (template.repeatType === RepeatType.DATE_FIELD ? RepeatType.ONCE : template.repeatType);
-    if (repeatType === RepeatType.DATE_FIELD) {
-      throw badInput('DATE_FIELD tasks are created by saveDateFieldTask, not createTimerTask', 'repeatType');
-    }
-    const cronExpression = repeatType === RepeatType.CRON ? (input.cronExpression ?? template.cronExpression)?.trim() : null;
-    if (repeatType === RepeatType.CRON) {
-      if (!cronExpression) throw new ChronographError('INVALID_CRON', 'A CRON task needs a cronExpression', { field: 'cronExpression' });
-      assertCron(cronExpression);
-    }
-    const intervalSeconds = repeatType === RepeatType.INTERVAL ? (input.intervalSeconds ?? template.intervalSeconds) : null;
-    if (repeatType === RepeatType.INTERVAL) {
-      if (intervalSeconds == null) throw badInput('An INTERVAL task needs intervalSeconds', 'intervalSeconds');
-      assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);
-    }
-
-    const now = this.now();
-    let startTime: Date;
-    if (input.startTime != null) startTime = parseTime(input.startTime, timezone, 'startTime');
-    else if (repeatType === RepeatType.ONCE) throw new ChronographError('INVALID_START_TIME', 'startTime is required for a one-off task', { field: 'startTime' });
-    else startTime = now;
-    const endTime = input.endTime != null ? parseTime(input.endTime, timezone, 'endTime') : null;
-    if (endTime && endTime <= startTime) throw badInput('endTime must be after startTime', 'endTime');
-
-    // A cron task's first run is its first occurrence at or after startTime.
-    const nextRunAt = cronExpression ? nextCronOccurrence(cronExpression, timezone, new Date(startTime.getTime() - 1)) : startTime;
-    if (endTime && nextRunAt > endTime) throw badInput('The schedule has no occurrence before endTime', 'endTime');
+    const schedule = resolveSchedule(
+      {
+        repeatType,
+        cronExpression: input.cronExpression ?? template.cronExpression,
+        intervalSeconds: input.intervalSeconds ?? template.intervalSeconds,
+        timezone: input.timezone ?? template.timezone,
+        startTime: input.startTime,
+        endTime: input.endTime,
+        maxRuns: input.maxRuns,
+      },
+      this.now(),
+    );
 
     const timeoutMs = input.timeoutMs ?? template.timeoutMs;
-    return {
+    const row: Prisma.TaskCreateManyInput = {
       tenantId: this.tenantId,
       templateId: template.id,
       fullName: template.fullName,
@@ -435,13 +501,13 @@ export class TaskSvc {
       funcName,
       argDict: args as Prisma.InputJsonObject,
       repeatType,
-      cronExpression: cronExpression ?? null,
-      intervalSeconds,
-      timezone,
-      startTime,
-      endTime,
-      maxRuns: input.maxRuns != null ? assertIntRange(input.maxRuns, 'maxRuns', 1, 2_147_483_647) : null,
-      nextRunAt,
+      cronExpression: schedule.cronExpression,
+      intervalSeconds: schedule.intervalSeconds,
+      timezone: schedule.timezone,
+      startTime: schedule.startTime,
+      endTime: schedule.endTime,
+      maxRuns: schedule.maxRuns,
+      nextRunAt: schedule.nextRunAt,
       status: TaskStatus.SCHEDULED,
       priority: assertIntRange(input.priority ?? template.priority, 'priority', -1000, 1000),
       queue: input.queue?.trim() || template.queue,
@@ -454,6 +520,7 @@ export class TaskSvc {
       retryBackoffMs: assertIntRange(input.retryBackoffMs ?? template.retryBackoffMs, 'retryBackoffMs', 0, 3_600_000),
       source: TaskSource.API,
     };
+    return { row, notes: schedule.notes };
   }
 }
 

@@ -37,6 +37,8 @@ export interface TransitionInput {
   message?: string | null;
   runId?: string | null;
   type?: TaskEventType;
+  /** Who caused it (TaskEvent.actor); null when the scheduler acts on its own. */
+  actor?: string | null;
 }
 
 /**
@@ -66,6 +68,7 @@ export async function transition(tx: Prisma.TransactionClient, input: Transition
     message: input.message,
     runId: input.runId,
     type: input.type,
+    actor: input.actor,
   });
   return row;
 }
@@ -80,6 +83,8 @@ export interface EventInput {
   toStatus: TaskStatus;
   message?: string | null;
   runId?: string | null;
+  /** key:<id>, jwt:<sub>, anonymous, task:<id>; null for the scheduler's own changes. */
+  actor?: string | null;
 }
 
 export async function recordEvent(tx: Prisma.TransactionClient, event: EventInput): Promise<void> {
@@ -99,6 +104,7 @@ export async function recordEvents(tx: Prisma.TransactionClient, events: EventIn
       toStatus: e.toStatus,
       message: e.message ?? null,
       runId: e.runId ?? null,
+      actor: e.actor ?? null,
     })),
     select: { id: true, taskId: true, tenantId: true },
   });

@@ -105,6 +105,16 @@ export function assertName(value: string, field: string): string {
   return value;
 }
 
+const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Tenant ids are 1-64 letters, digits, dots, dashes or underscores (they appear in URLs and logs). */
+export function assertTenantId(value: unknown, field = 'tenantId'): string {
+  if (typeof value !== 'string' || !TENANT.test(value)) {
+    throw badInput(`${field} must be 1-64 letters, digits, dots, dashes or underscores`, field);
+  }
+  return value;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function assertId(value: string, field = 'id'): string {

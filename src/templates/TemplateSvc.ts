@@ -2,12 +2,14 @@ import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, OverlapPolicy, RepeatType, TemplateOrigin, type Prisma } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { assertCron, assertTimezone } from '../tasks/time.js';
+import { CronExpression } from '../time/CronExpression.js';
+import { assertTimezone } from '../time/parseTime.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
 import { LONG_TRANSACTION, type DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import { configOf, configToInput, dateFieldColumns, validateDateFieldInput, type DateFieldRuleInput } from '../dateFields/dateRule.js';
+import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
 
 export interface TemplateInput {
   fullName: string;
@@ -44,6 +46,8 @@ export interface TemplateDeps {
   maxJsonBytes: number;
   /** The model-event layer: date-field templates' tasks follow template changes. */
   dateFields: DateFieldSvc;
+  /** Platform templates bound to tenants: the bound tenants' tasks follow template changes. */
+  bindings: TemplateBindingSvc;
 }
 
 /** Task templates of one tenant: the named task elements (`tasks.DataBackup`) tasks are created from. */
@@ -51,14 +55,20 @@ export class TemplateSvc {
   constructor(
     private readonly deps: TemplateDeps,
     readonly tenantId = 'default',
+    /** TaskEvent.actor of the task changes that template changes cause. */
+    readonly actor: string | null = null,
   ) {}
 
-  forTenant(tenantId: string): TemplateSvc {
-    return new TemplateSvc(this.deps, tenantId);
+  forTenant(tenantId: string, actor: string | null = this.actor): TemplateSvc {
+    return new TemplateSvc(this.deps, tenantId, actor);
   }
 
   private get dateFields(): DateFieldSvc {
-    return this.deps.dateFields.forTenant(this.tenantId);
+    return this.deps.dateFields.forTenant(this.tenantId, this.actor);
+  }
+
+  private get bindings(): TemplateBindingSvc {
+    return this.deps.bindings.as(this.actor);
   }
 
   /**
@@ -108,10 +118,12 @@ export class TemplateSvc {
     if (patch.repeatType && patch.repeatType !== RepeatType.DATE_FIELD && patch.dateField === undefined) merged.dateField = null;
     const data = this.validate(merged);
     await this.checkDateField(data);
-    // Pending date-field tasks follow the new offset, condition or handler in the same transaction.
+    // Pending date-field tasks follow the new offset, condition or handler, and the tasks of tenants a
+    // platform template is bound to follow what their bindings do not override, in the same transaction.
     return this.deps.prisma.$transaction(async (tx) => {
       const updated = await tx.taskTemplate.update({ where: { id: current.id }, data });
       await this.dateFields.templateChanged(tx, current, updated);
+      await this.bindings.templateChanged(tx, current, updated);
       return updated;
     }, LONG_TRANSACTION);
   }
@@ -120,6 +132,8 @@ export class TemplateSvc {
     const current = await this.find(fullName);
     if (!current) throw notFound('Task template', fullName);
     this.assertEditable(current);
+    const bound = await this.deps.prisma.templateBinding.count({ where: { templateId: current.id } });
+    if (bound > 0) throw conflict(`Task template ${fullName} is bound to ${bound} tenant(s); unbind it first (unbindTemplate)`, { bindings: bound });
     const live = await this.deps.prisma.task.count({ where: { templateId: current.id, status: { in: LIVE_STATUSES } } });
     if (live > 0) {
       throw conflict(`Task template ${fullName} still has ${live} live task(s); force-end or cancel them first`, { liveTasks: live });
@@ -147,11 +161,15 @@ export class TemplateSvc {
           update: row,
         });
         await this.dateFields.templateChanged(tx, before, after);
+        await this.bindings.templateChanged(tx, before, after);
       }
       const stale = await tx.taskTemplate.findMany({
         where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } },
       });
-      for (const template of stale) await this.dateFields.templateChanged(tx, template, null);
+      for (const template of stale) {
+        await this.dateFields.templateChanged(tx, template, null);
+        await this.bindings.templateChanged(tx, template, null);
+      }
       await tx.taskTemplate.deleteMany({ where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } } });
       return { upserted: rows.length, removed: stale.map((s) => s.fullName) };
     }, LONG_TRANSACTION);
@@ -199,7 +217,7 @@ export class TemplateSvc {
     const timezone = input.timezone ?? this.deps.defaultTimezone;
     assertTimezone(timezone);
     const cronExpression = input.cronExpression?.trim() || null;
-    if (cronExpression !== null) assertCron(cronExpression);
+    if (cronExpression !== null) CronExpression.parse(cronExpression);
     if (repeatType === RepeatType.CRON && cronExpression === null) throw new ChronographError('INVALID_CRON', 'A CRON template needs a cronExpression', { field: 'cronExpression' });
     const intervalSeconds = input.intervalSeconds ?? null;
     if (intervalSeconds !== null) assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);

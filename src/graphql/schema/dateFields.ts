@@ -107,18 +107,21 @@ const DateFieldRowInput = builder.inputType('DateFieldRowInput', {
 
 builder.mutationFields((t) => ({
   saveDateFieldTask: t.field({
+    authScopes: { editor: true },
     type: DateFieldResultRef,
     description: 'afterSave hook: creates, reschedules or cancels the record\'s task for every DATE_FIELD template of its model.',
     args: { rowObj: t.arg({ type: DateFieldRowInput, required: true }) },
     resolve: (_root, args, ctx) => ctx.taskSvc.saveDateFieldTask(args.rowObj),
   }),
   deleteDateFieldTask: t.field({
+    authScopes: { editor: true },
     type: DateFieldResultRef,
     description: 'afterDelete hook: cancels the record\'s live date-field tasks (they stay in history).',
     args: { rowObj: t.arg({ type: DateFieldRowInput, required: true }) },
     resolve: (_root, args, ctx) => ctx.taskSvc.deleteDateFieldTask(args.rowObj),
   }),
   reconcileDateFieldTasks: t.field({
+    authScopes: { editor: true },
     type: DateFieldResultRef,
     description: 'Rebuilds a model\'s date-field tasks from its records (missed hooks, bulk imports) and reports what changed.',
     args: { model: t.arg.string({ required: true }) },

@@ -11,10 +11,12 @@ const HandlerInfo = builder.objectRef<HandlerInfoShape>('Handler').implement({
 
 builder.queryFields((t) => ({
   handlers: t.field({
+    authScopes: { viewer: true },
     type: [HandlerInfo],
     resolve: (_root, _args, ctx) => ctx.handlers.list(),
   }),
   taskTypes: t.stringList({
+    authScopes: { viewer: true },
     description: 'Registered task types (tasks.NormalType and those the app added).',
     resolve: (_root, _args, ctx) => ctx.taskTypes.names(),
   }),

@@ -144,23 +144,27 @@ const ModelDefinitionInput = builder.inputType('ModelDefinitionInput', {
 
 builder.queryFields((t) => ({
   models: t.prismaField({
+    authScopes: { viewer: true },
     type: ['ModelDefinition'],
     description: 'The low-code models of the caller\'s tenant.',
     resolve: (_query, _root, _args, ctx) => ctx.modelSvc.listModels(),
   }),
   model: t.prismaField({
+    authScopes: { viewer: true },
     type: 'ModelDefinition',
     nullable: true,
     args: { name: t.arg.string({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.modelSvc.findModel(args.name),
   }),
   modelRecord: t.prismaField({
+    authScopes: { viewer: true },
     type: 'ModelRecord',
     nullable: true,
     args: { model: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.modelSvc.getRecord(args.model, String(args.id)),
   }),
   modelRecords: t.connection({
+    authScopes: { viewer: true },
     type: ModelRecordRef,
     description: 'Records of a model in creation order, filtered by `where` (the condition language of date-field templates).',
     args: {
@@ -182,23 +186,27 @@ builder.queryFields((t) => ({
 
 builder.mutationFields((t) => ({
   saveModel: t.prismaField({
+    authScopes: { editor: true },
     type: 'ModelDefinition',
     description: 'Creates a low-code model or replaces its fields (fields in use cannot be dropped or change type).',
     args: { input: t.arg({ type: ModelDefinitionInput, required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.modelSvc.saveModel(args.input),
   }),
   deleteModel: t.prismaField({
+    authScopes: { editor: true },
     type: 'ModelDefinition',
     description: 'Deletes a model and its records; their live tasks are cancelled.',
     args: { name: t.arg.string({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.modelSvc.deleteModel(args.name),
   }),
   createModelRecord: t.field({
+    authScopes: { editor: true },
     type: RecordWriteRef,
     args: { model: t.arg.string({ required: true }), data: t.arg({ type: 'JSON', required: true }) },
     resolve: (_root, args, ctx) => ctx.modelSvc.createRecord(args.model, args.data),
   }),
   updateModelRecord: t.field({
+    authScopes: { editor: true },
     type: RecordWriteRef,
     description: 'Merges data into the record (null clears a field); replace: true makes data the whole record.',
     args: {
@@ -210,12 +218,14 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, ctx) => ctx.modelSvc.updateRecord(args.model, String(args.id), args.data, { replace: args.replace ?? false }),
   }),
   deleteModelRecord: t.field({
+    authScopes: { editor: true },
     type: RecordWriteRef,
     description: 'Deletes a record; its live date-field tasks are cancelled.',
     args: { model: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
     resolve: (_root, args, ctx) => ctx.modelSvc.deleteRecord(args.model, String(args.id)),
   }),
   importModelRecords: t.field({
+    authScopes: { editor: true },
     type: RecordImportRef,
     description: 'Creates many records (up to 100000) and their tasks in one transaction: all or none.',
     args: { model: t.arg.string({ required: true }), records: t.arg({ type: ['JSON'], required: true }) },

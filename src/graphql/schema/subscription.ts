@@ -19,10 +19,12 @@ const TaskEventFilterInput = builder.inputType('TaskEventFilter', {
 const END_MESSAGES = {
   SUBSCRIBER_TOO_SLOW: 'This subscription fell too far behind and was ended; subscribe again with after: lastCursor to resume without a gap',
   SHUTTING_DOWN: 'This Chronograph instance is shutting down; subscribe again with after: lastCursor to resume without a gap',
+  UNAUTHENTICATED: 'The credential of this subscription was revoked or has expired; subscribe again with a valid one (after: lastCursor resumes without a gap)',
 } as const;
 
 builder.subscriptionFields((t) => ({
   taskStatusChanged: t.prismaField({
+    authScopes: { viewer: true },
     type: 'TaskEvent',
     description:
       "Every status change of the caller's tenant that matches `filter`, from any instance, in event order (so each task's changes arrive in order). " +
@@ -33,7 +35,18 @@ builder.subscriptionFields((t) => ({
       after: t.arg.string({ description: 'Resume after this event cursor (TaskEvent.cursor).' }),
     },
     extensions: { paging: { cursor: 'event' } },
-    subscribe: (_root, args, ctx) => ctx.taskEvents.subscribe(TaskEventFilter.parse(ctx.tenantId, args.filter), parseEventCursor(args.after)),
+    subscribe: async (_root, args, ctx) => {
+      const filter = TaskEventFilter.parse(ctx.tenantId, args.filter);
+      const after = parseEventCursor(args.after);
+      // Held while the subscription is open: it ends (UNAUTHENTICATED) when its credential is revoked or expires.
+      const lease = ctx.credentials.watch(ctx.identity);
+      try {
+        return await ctx.taskEvents.subscribe(filter, after, lease);
+      } catch (error) {
+        lease.release();
+        throw error;
+      }
+    },
     // The stream carries ids and the columns filters need; the event itself is read here, with
     // whatever relations (task, run) the subscriber selected, once for all who selected the same.
     resolve: async (query, item, _args, ctx) => {

@@ -9,12 +9,18 @@ const FIRST = { description: `At most this many, oldest first (at most ${LIST_PA
 // Select mode: a query reads the columns and relations its selection needs, nothing more.
 builder.prismaObject('Task', {
   description: 'One schedulable unit created from a template.',
-  select: { id: true },
+  // bindingId: whether `template` may be shown is decided on it (authScopes below).
+  select: { id: true, bindingId: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     tenantId: t.exposeString('tenantId'),
     fullName: t.exposeString('fullName', { description: 'The template this task was created from.' }),
-    template: t.relation('template', { nullable: true }),
+    template: t.relation('template', {
+      nullable: true,
+      description: 'The template it was created from; for a task bound from a platform template (source TEMPLATE), only ADMINs see it (null otherwise).',
+      authScopes: (task) => (task.bindingId ? { admin: true } : { viewer: true }),
+      unauthorizedResolver: () => null,
+    }),
     taskType: t.exposeString('taskType'),
     funcName: t.exposeString('funcName'),
     argDict: t.expose('argDict', { type: 'JSON' }),
@@ -114,6 +120,10 @@ builder.prismaObject('TaskEvent', {
     nextRunAt: t.expose('nextRunAt', { type: 'DateTime', nullable: true, description: 'When the task is next due after this event.' }),
     toStatus: t.expose('toStatus', { type: TaskStatusEnum }),
     message: t.exposeString('message', { nullable: true }),
+    actor: t.exposeString('actor', {
+      nullable: true,
+      description: 'Who caused it: key:<API key id>, jwt:<token subject>, key:ADMIN_API_KEY, anonymous, or task:<id> (a handler); null when the scheduler did it on its own.',
+    }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
   }),
 });
@@ -135,15 +145,15 @@ export const TimerTaskInput = builder.inputType('TimerTaskInput', {
     fullName: t.string({ required: true, description: 'Template name, e.g. tasks.DataBackup.' }),
     startTime: t.string({
       description:
-        'When to run: ISO 8601 (2030-01-01T10:00:00Z) or "2030-01-01 10:00:00" in `timezone`. Required for ONCE; CRON and INTERVAL default to now.',
+        'When to run: ISO 8601 (2030-01-01T10:00:00Z) or "2030-01-01 10:00:00" in `timezone` (a time the clocks skip is refused; one they repeat is its first occurrence). Required for ONCE; CRON and INTERVAL default to now.',
     }),
     funcName: t.string({ description: 'Registered handler, e.g. services.BackupSvc.backupDatabase.' }),
     taskType: t.string({ description: 'Registered task type, e.g. tasks.NormalType.' }),
     argDict: t.field({ type: 'JSON', description: 'Arguments for the handler: a JSON object.' }),
     timezone: t.string({ description: 'IANA time zone for wall-clock times and cron.' }),
     repeatType: t.field({ type: RepeatTypeEnum }),
-    cronExpression: t.string(),
-    intervalSeconds: t.int(),
+    cronExpression: t.string({ description: 'Standard cron: 5 fields, or 6 with seconds first; @daily etc.; L W # (README: Cron and time zones).' }),
+    intervalSeconds: t.int({ description: 'INTERVAL: seconds of real time between runs.' }),
     endTime: t.string({ description: 'No occurrence after this date-time.' }),
     maxRuns: t.int({ description: 'Stop after this many runs.' }),
     maxAttempts: t.int(),
@@ -170,6 +180,7 @@ const TaskStats = builder.objectRef<Record<string, number>>('TaskStats').impleme
 
 builder.queryFields((t) => ({
   task: t.prismaField({
+    authScopes: { viewer: true },
     type: 'Task',
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
@@ -177,6 +188,7 @@ builder.queryFields((t) => ({
   }),
   tasks: t.prismaConnection(
     {
+      authScopes: { viewer: true },
       type: 'Task',
       cursor: 'id',
       description: 'Tasks of the caller\'s tenant, newest first.',
@@ -188,6 +200,7 @@ builder.queryFields((t) => ({
     {},
   ),
   taskRuns: t.prismaField({
+    authScopes: { viewer: true },
     type: ['TaskRun'],
     description: 'Attempts of one task, oldest first.',
     args: { taskId: t.arg.id({ required: true }), first: t.arg.int(FIRST) },
@@ -198,6 +211,7 @@ builder.queryFields((t) => ({
     },
   }),
   taskEvents: t.prismaField({
+    authScopes: { viewer: true },
     type: ['TaskEvent'],
     description: 'Status changes after the cursor `after`, oldest first: the history and audit log.',
     args: {
@@ -209,6 +223,7 @@ builder.queryFields((t) => ({
     resolve: (query, _root, args, ctx) => ctx.taskSvc.listEvents({ ...query, after: args.after, taskId: args.taskId, first: args.first }),
   }),
   taskStats: t.field({
+    authScopes: { viewer: true },
     type: TaskStats,
     resolve: (_root, _args, ctx) => ctx.taskSvc.stats(),
   }),
@@ -216,48 +231,56 @@ builder.queryFields((t) => ({
 
 builder.mutationFields((t) => ({
   createTimerTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Creates one task (status SCHEDULED) from a template.',
     args: { input: t.arg({ type: TimerTaskInput, required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTask(args.input),
   }),
   createTimerTasks: t.prismaField({
+    authScopes: { editor: true },
     type: ['Task'],
     description: 'Creates many tasks in one transaction: all of them, or none when any input is bad.',
     args: { inputs: t.arg({ type: [TimerTaskInput], required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTasks(args.inputs),
   }),
   pauseTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'SCHEDULED or RETRYING → PAUSED: keeps its place but does not run until resumed.',
     args: { taskId: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.pauseTask(String(args.taskId)),
   }),
   resumeTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'PAUSED → SCHEDULED (or RETRYING).',
     args: { taskId: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.resumeTask(String(args.taskId)),
   }),
   runTaskNow: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Makes a waiting task due now; a recurring task then continues its schedule.',
     args: { taskId: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.runTaskNow(String(args.taskId)),
   }),
   rescheduleTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Moves the next run of a waiting task (RESCHEDULED event).',
     args: { taskId: t.arg.id({ required: true }), startTime: t.arg.string({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.rescheduleTask(String(args.taskId), args.startTime),
   }),
   cancelTask: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'A waiting task → CANCELLED. A running task is stopped with forcedEnd.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.cancelTask(String(args.taskId), args.reason),
   }),
   forcedEnd: t.prismaField({
+    authScopes: { editor: true },
     type: 'Task',
     description: 'Ends a task for good (FORCED_END). A running handler is aborted, on whichever instance runs it.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },

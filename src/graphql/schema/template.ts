@@ -100,12 +100,14 @@ const TaskTemplatePatch = builder.inputType('TaskTemplatePatch', {
 
 builder.queryFields((t) => ({
   taskTemplates: t.prismaField({
+    authScopes: { viewer: true },
     type: ['TaskTemplate'],
     description: 'Templates whose title or fullName contains `query` (case-insensitive); "" or no argument lists all.',
     args: { query: t.arg.string({ defaultValue: '' }) },
     resolve: (query, _root, args, ctx) => ctx.templateSvc.list(args.query ?? '', query),
   }),
   taskTemplate: t.prismaField({
+    authScopes: { viewer: true },
     type: 'TaskTemplate',
     nullable: true,
     args: { fullName: t.arg.string({ required: true }) },
@@ -115,16 +117,19 @@ builder.queryFields((t) => ({
 
 builder.mutationFields((t) => ({
   createTaskTemplate: t.prismaField({
+    authScopes: { editor: true },
     type: 'TaskTemplate',
     args: { input: t.arg({ type: TaskTemplateInput, required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.templateSvc.create(args.input),
   }),
   updateTaskTemplate: t.prismaField({
+    authScopes: { editor: true },
     type: 'TaskTemplate',
     args: { fullName: t.arg.string({ required: true }), patch: t.arg({ type: TaskTemplatePatch, required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.templateSvc.update(args.fullName, args.patch),
   }),
   deleteTaskTemplate: t.prismaField({
+    authScopes: { editor: true },
     type: 'TaskTemplate',
     description: 'Deletes a template that has no live tasks and returns it as it was.',
     args: { fullName: t.arg.string({ required: true }) },

@@ -1,0 +1,466 @@
+// Chronograph beside graphile-worker on the same PostgreSQL: `npm run bench -- compare [sections]`.
+// Sections (default: all): drain, latency, create, pglite. Each system gets a scratch database of its
+// own on BENCH_DATABASE_URL's server (default the local PostgreSQL), and the two run interleaved, in
+// alternating order, BENCH_ROUNDS times (default 3), so that the machine's noise hits both alike; every
+// round is printed, then the median of the per-round ratios (Chronograph ÷ graphile-worker; above 1 means
+// Chronograph is faster for rates and slower for latencies).
+//
+// - drain: BENCH_TASKS (default 20000) no-op jobs are queued with a run time an hour ahead, optionally
+//   ANALYZEd, the worker processes are started and ready, then one UPDATE makes all of them due and
+//   NOTIFYs the workers. Rate = jobs ÷ (time the last job was done − commit of that UPDATE), both seen
+//   by this process polling the database every 25 ms. Also prints WAL bytes and row changes per job.
+//   Configurations: 1 process × 24 and 2 processes × 50, each with and without ANALYZE (autovacuum is
+//   off on the scratch databases so "without" stays without).
+// - latency: one job at a time, due now, BENCH_LATENCY (default 300) times: from the add call to the
+//   handler's start, in-process for both; Chronograph also through GraphQL over HTTP. Statements sent per
+//   job on the `pg` driver (and how many were prepared) are counted by wrapping pg.Client#query.
+// - create: BENCH_CREATE (default 10000) jobs in one call: createTimerTasks vs graphile_worker.add_jobs.
+// - pglite: Chronograph's drain (in-process, concurrency 24) on PGlite beside PostgreSQL's.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Logger, makeWorkerUtils, run, runMigrations, type Runner, type WorkerUtils } from 'graphile-worker';
+import pg from 'pg';
+import { Chronograph } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { ADMIN_URL, scratchDatabase } from './support.js';
+
+const TASKS = Number(process.env.BENCH_TASKS ?? 20_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const LATENCY_N = Number(process.env.BENCH_LATENCY ?? 300);
+const CREATE_N = Number(process.env.BENCH_CREATE ?? 10_000);
+const sections = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ['drain', 'latency', 'create', 'pglite']);
+
+const quiet = new Logger(() => (level, message) => {
+  if (level === 'error') console.error(message);
+});
+
+type System = 'graphile-worker' | 'chronograph';
+const median = (values: number[]) => {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const quantile = (values: number[], q: number) => {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+};
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+function cgConfig(env: Record<string, string | undefined>) {
+  return loadConfig({ APP_DIR: '/nonexistent', LOG_LEVEL: 'warn', DATA_DIR: 'memory://', ...env });
+}
+
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A scratch database with the system's schema installed and autovacuum off (statistics stay as we leave them). */
+async function prepareDatabase(system: System) {
+  const db = await scratchDatabase();
+  if (system === 'graphile-worker') {
+    await runMigrations({ connectionString: db.url, logger: quiet });
+  } else {
+    const app = await Chronograph.create({ config: cgConfig({ DATABASE_URL: db.url, SCHEDULER_ENABLED: 'false' }) });
+    await app.templateSvc.create({ fullName: 'bench.Noop', title: 'No-op', funcName: 'chronograph.noop' });
+    await app.stop();
+  }
+  await withClient(db.url, async (c) => {
+    const tables = system === 'graphile-worker' ? ['graphile_worker._private_jobs', 'graphile_worker._private_tasks'] : ['task', 'task_run', 'task_event'];
+    for (const table of tables) await c.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
+  });
+  return db;
+}
+
+// ---- drain ----
+
+/** Queues `count` no-op jobs due in an hour. */
+async function queueFuture(system: System, c: pg.Client, count: number) {
+  if (system === 'graphile-worker') {
+    await c.query(
+      `SELECT graphile_worker.add_jobs(array(
+         SELECT ROW('noop', '{}'::json, NULL, now() + interval '1 hour', NULL, NULL, NULL, NULL)::graphile_worker.job_spec
+           FROM generate_series(1, $1)))`,
+      [count],
+    );
+  } else {
+    await c.query(
+      `INSERT INTO task (id, template_id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
+       SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
+              'chronograph.noop', now() + interval '1 hour', now() + interval '1 hour', now()
+         FROM generate_series(1, $1)`,
+      [count],
+    );
+  }
+}
+
+/** Makes every queued job due now and wakes the workers, in one transaction; resolves at its commit. */
+async function makeDue(system: System, c: pg.Client) {
+  if (system === 'graphile-worker') {
+    await c.query(`BEGIN; UPDATE graphile_worker._private_jobs SET run_at = now(); SELECT pg_notify('jobs:insert', '{"count":1000}'); COMMIT;`);
+  } else {
+    await c.query(`BEGIN; UPDATE task SET next_run_at = now(), start_time = now() WHERE status = 'SCHEDULED'; SELECT pg_notify('chronograph_wake', ''); COMMIT;`);
+  }
+}
+
+async function remaining(system: System, c: pg.Client): Promise<boolean> {
+  const sql =
+    system === 'graphile-worker'
+      ? 'SELECT 1 FROM graphile_worker._private_jobs LIMIT 1'
+      : `SELECT 1 FROM task WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING') LIMIT 1`;
+  return (await c.query(sql)).rowCount! > 0;
+}
+
+interface TableStats {
+  ins: number;
+  upd: number;
+  hot: number;
+  del: number;
+}
+
+async function tableStats(c: pg.Client): Promise<TableStats> {
+  const { rows } = await c.query(
+    `SELECT coalesce(sum(n_tup_ins), 0)::float8 AS ins, coalesce(sum(n_tup_upd), 0)::float8 AS upd,
+            coalesce(sum(n_tup_hot_upd), 0)::float8 AS hot, coalesce(sum(n_tup_del), 0)::float8 AS del
+       FROM pg_stat_user_tables`,
+  );
+  return rows[0] as TableStats;
+}
+
+const alive = new Set<ChildProcess>();
+process.on('exit', () => alive.forEach((c) => c.kill('SIGKILL')));
+
+function spawnWorkers(system: System, url: string, processes: number, concurrency: number): Promise<ChildProcess[]> {
+  const children = Array.from({ length: processes }, (_, i) =>
+    spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '_compareWorker.ts')], {
+      env: {
+        ...process.env,
+        COMPARE_KIND: system === 'graphile-worker' ? 'gw' : 'cg',
+        COMPARE_CONCURRENCY: String(concurrency),
+        DATABASE_URL: url,
+        WORKER_ID: `compare-${i}`,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  for (const child of children) {
+    alive.add(child);
+    child.on('exit', () => alive.delete(child));
+  }
+  return Promise.all(
+    children.map(
+      (child) =>
+        new Promise<ChildProcess>((resolve, reject) => {
+          child.stdout!.on('data', (d) => String(d).includes('ready') && resolve(child));
+          child.on('exit', (code) => reject(new Error(`${system} worker exited with ${code} before it was ready`)));
+        }),
+    ),
+  ).then(() => children);
+}
+
+async function stopWorkers(children: ChildProcess[]) {
+  await Promise.all(children.map((c) => new Promise((resolve) => (c.on('exit', resolve), c.kill('SIGTERM')))));
+}
+
+interface DrainResult {
+  rate: number;
+  walPerJob: number;
+  rowsPerJob: number;
+  hotShare: number;
+}
+
+async function drain(system: System, processes: number, concurrency: number, analyze: boolean): Promise<DrainResult> {
+  const db = await prepareDatabase(system);
+  try {
+    return await withClient(db.url, async (c) => {
+      await queueFuture(system, c, TASKS);
+      if (analyze) await c.query('ANALYZE');
+      const children = await spawnWorkers(system, db.url, processes, concurrency);
+      let seconds: number;
+      let bytes: number;
+      let before: TableStats;
+      try {
+        await sleep(500);
+        before = await tableStats(c);
+        const [{ lsn: lsnBefore }] = (await c.query('SELECT pg_current_wal_lsn() AS lsn')).rows;
+        await makeDue(system, c);
+        const started = performance.now();
+        while (await remaining(system, c)) await sleep(25);
+        seconds = (performance.now() - started) / 1000;
+        [{ bytes }] = (await c.query('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS bytes', [lsnBefore])).rows;
+      } finally {
+        await stopWorkers(children);
+      }
+      // Backends flush their table statistics when they disconnect (idle ones only every few seconds).
+      await sleep(200);
+      const after = await tableStats(c);
+      const changed = after.ins - before.ins + (after.upd - before.upd) + (after.del - before.del);
+      return {
+        rate: TASKS / seconds,
+        walPerJob: bytes / TASKS,
+        rowsPerJob: changed / TASKS,
+        hotShare: after.upd - before.upd > 0 ? (after.hot - before.hot) / (after.upd - before.upd) : 0,
+      };
+    });
+  } finally {
+    await db.drop();
+  }
+}
+
+async function benchDrain() {
+  const configs = [
+    { processes: 1, concurrency: 24, analyze: false },
+    { processes: 1, concurrency: 24, analyze: true },
+    { processes: 2, concurrency: 50, analyze: false },
+    { processes: 2, concurrency: 50, analyze: true },
+  ];
+  console.log(`\n## Drain: ${fmt(TASKS)} queued no-op jobs, ${ROUNDS} rounds`);
+  for (const cfg of configs) {
+    const label = `${cfg.processes} process${cfg.processes > 1 ? 'es' : ''} × ${cfg.concurrency}, ${cfg.analyze ? 'with' : 'without'} ANALYZE`;
+    console.log(`\n### ${label}`);
+    const ratios: number[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order: System[] = round % 2 ? ['graphile-worker', 'chronograph'] : ['chronograph', 'graphile-worker'];
+      const results = {} as Record<System, DrainResult>;
+      for (const system of order) results[system] = await drain(system, cfg.processes, cfg.concurrency, cfg.analyze);
+      const ratio = results.chronograph.rate / results['graphile-worker'].rate;
+      ratios.push(ratio);
+      for (const system of ['graphile-worker', 'chronograph'] as const) {
+        const r = results[system];
+        console.log(
+          `round ${round} ${system.padEnd(15)} ${fmt(r.rate).padStart(7)} jobs/s   WAL ${fmt(r.walPerJob / 1024, 2)} KB/job   ${fmt(r.rowsPerJob, 1)} row changes/job   HOT ${fmt(r.hotShare * 100)} % of updates`,
+        );
+      }
+      console.log(`round ${round} ratio chronograph ÷ graphile-worker: ${fmt(ratio, 2)}`);
+    }
+    console.log(`median ratio (${label}): ${fmt(median(ratios), 2)}`);
+  }
+}
+
+// ---- latency ----
+
+/** Counts statements sent on the pg driver (both systems use it), and how many were named (prepared). */
+const statements = { total: 0, prepared: 0, transactionControl: 0 };
+const originalQuery = pg.Client.prototype.query;
+pg.Client.prototype.query = function (this: pg.Client, config: unknown, ...rest: unknown[]) {
+  statements.total++;
+  const text = typeof config === 'string' ? config : (config as { text?: string })?.text;
+  if (config && typeof config === 'object' && (config as { name?: string }).name) statements.prepared++;
+  if (text && /^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b/i.test(text)) statements.transactionControl++;
+  return (originalQuery as (...args: unknown[]) => unknown).call(this, config, ...rest);
+} as typeof pg.Client.prototype.query;
+
+interface LatencyResult {
+  p50: number;
+  p99: number;
+  statements: number;
+  prepared: number;
+  transactionControl: number;
+}
+
+async function measureLatency(add: (i: number) => Promise<unknown>, started: Map<number, number>): Promise<LatencyResult> {
+  const samples: number[] = [];
+  // A few warm-up jobs first: planning caches, pools, JIT.
+  for (let i = -20; i < LATENCY_N; i++) {
+    if (i === 0) Object.assign(statements, { total: 0, prepared: 0, transactionControl: 0 });
+    const t0 = performance.now();
+    await add(i);
+    const deadline = Date.now() + 10_000;
+    while (!started.has(i)) {
+      if (Date.now() > deadline) throw new Error(`job ${i} did not start within 10 s`);
+      await sleep(0);
+    }
+    if (i >= 0) samples.push(started.get(i)! - t0);
+    // Let the job finish and its completion commit before the next one (one at a time).
+    await sleep(15);
+  }
+  return {
+    p50: quantile(samples, 0.5),
+    p99: quantile(samples, 0.99),
+    statements: statements.total / LATENCY_N,
+    prepared: statements.prepared / LATENCY_N,
+    transactionControl: statements.transactionControl / LATENCY_N,
+  };
+}
+
+async function latencyGraphileWorker(): Promise<LatencyResult> {
+  const db = await prepareDatabase('graphile-worker');
+  const started = new Map<number, number>();
+  let runner: Runner | undefined;
+  let utils: WorkerUtils | undefined;
+  try {
+    runner = await run({
+      connectionString: db.url,
+      concurrency: 24,
+      maxPoolSize: 26,
+      noHandleSignals: true,
+      logger: quiet,
+      taskList: { latency: async (payload) => void started.set((payload as { i: number }).i, performance.now()) },
+    });
+    utils = await makeWorkerUtils({ connectionString: db.url, logger: quiet });
+    return await measureLatency((i) => utils!.addJob('latency', { i }), started);
+  } finally {
+    await utils?.release();
+    await runner?.stop();
+    await db.drop();
+  }
+}
+
+async function latencyChronograph(overHttp: boolean): Promise<LatencyResult> {
+  const db = await prepareDatabase('chronograph');
+  const started = new Map<number, number>();
+  const app = await Chronograph.create({
+    config: cgConfig({ DATABASE_URL: db.url, CONCURRENCY: '24' }),
+    setup: (a) => {
+      a.handlers.register('bench.latency', (args) => void started.set(args.i as number, performance.now()));
+    },
+  });
+  try {
+    if (!overHttp) {
+      const svc = app.taskSvc;
+      return await measureLatency((i) => svc.createTimerTask({ fullName: 'bench.Noop', funcName: 'bench.latency', startTime: '2000-01-01T00:00:00Z', argDict: { i } }), started);
+    }
+    const { url } = await app.listen(0, '127.0.0.1');
+    const query = 'mutation($args: JSON!) { createTimerTask(input: { fullName: "bench.Noop", funcName: "bench.latency", startTime: "2000-01-01T00:00:00Z", argDict: $args }) { id } }';
+    return await measureLatency(async (i) => {
+      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables: { args: { i } } }) });
+      const body = (await response.json()) as { errors?: unknown };
+      if (body.errors) throw new Error(JSON.stringify(body.errors));
+    }, started);
+  } finally {
+    await app.stop();
+    await db.drop();
+  }
+}
+
+async function benchLatency() {
+  console.log(`\n## Due-now latency, add → handler start, ${LATENCY_N} jobs one at a time, ${ROUNDS} rounds`);
+  const ratios = { p50: [] as number[], p99: [] as number[], httpP50: [] as number[], httpP99: [] as number[] };
+  const line = (name: string, r: LatencyResult) =>
+    console.log(
+      `  ${name.padEnd(30)} p50 ${fmt(r.p50, 2).padStart(6)} ms  p99 ${fmt(r.p99, 2).padStart(6)} ms   ${fmt(r.statements, 1)} statements/job on pg ` +
+        `(${fmt(r.transactionControl, 1)} BEGIN/COMMIT, ${fmt(r.prepared, 1)} prepared)`,
+    );
+  for (let round = 1; round <= ROUNDS; round++) {
+    console.log(`round ${round}`);
+    const first = round % 2 === 1;
+    let gw: LatencyResult;
+    let cg: LatencyResult;
+    if (first) {
+      gw = await latencyGraphileWorker();
+      cg = await latencyChronograph(false);
+    } else {
+      cg = await latencyChronograph(false);
+      gw = await latencyGraphileWorker();
+    }
+    const http = await latencyChronograph(true);
+    line('graphile-worker addJob', gw);
+    line('chronograph TaskSvc', cg);
+    line('chronograph GraphQL over HTTP', http);
+    ratios.p50.push(cg.p50 / gw.p50);
+    ratios.p99.push(cg.p99 / gw.p99);
+    ratios.httpP50.push(http.p50 / gw.p50);
+    ratios.httpP99.push(http.p99 / gw.p99);
+  }
+  console.log(
+    `median ratio chronograph ÷ graphile-worker (lower is better): TaskSvc p50 ${fmt(median(ratios.p50), 2)}, p99 ${fmt(median(ratios.p99), 2)}; ` +
+      `GraphQL/HTTP p50 ${fmt(median(ratios.httpP50), 2)}, p99 ${fmt(median(ratios.httpP99), 2)}`,
+  );
+}
+
+// ---- create ----
+
+async function createGraphileWorker(): Promise<number> {
+  const db = await prepareDatabase('graphile-worker');
+  try {
+    return await withClient(db.url, async (c) => {
+      const specs = JSON.stringify(Array.from({ length: CREATE_N }, (_, i) => ({ identifier: 'noop', payload: { i }, run_at: new Date(Date.now() + 3_600_000).toISOString() })));
+      const t0 = performance.now();
+      await c.query(`SELECT count(*) FROM graphile_worker.add_jobs(array(SELECT json_populate_recordset(NULL::graphile_worker.job_spec, $1::json)))`, [specs]);
+      return CREATE_N / ((performance.now() - t0) / 1000);
+    });
+  } finally {
+    await db.drop();
+  }
+}
+
+async function createChronograph(): Promise<number> {
+  const db = await prepareDatabase('chronograph');
+  const app = await Chronograph.create({ config: cgConfig({ DATABASE_URL: db.url, SCHEDULER_ENABLED: 'false' }) });
+  try {
+    const startTime = new Date(Date.now() + 3_600_000).toISOString();
+    const inputs = Array.from({ length: CREATE_N }, (_, i) => ({ fullName: 'bench.Noop', startTime, argDict: { i } }));
+    const t0 = performance.now();
+    await app.taskSvc.createTimerTasks(inputs);
+    return CREATE_N / ((performance.now() - t0) / 1000);
+  } finally {
+    await app.stop();
+    await db.drop();
+  }
+}
+
+async function benchCreate() {
+  console.log(`\n## Creating ${fmt(CREATE_N)} jobs in one call, ${ROUNDS} rounds`);
+  const ratios: number[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const gw = await createGraphileWorker();
+    const cg = await createChronograph();
+    ratios.push(cg / gw);
+    console.log(`round ${round}: graphile-worker add_jobs ${fmt(gw)} jobs/s, chronograph createTimerTasks ${fmt(cg)} tasks/s, ratio ${fmt(cg / gw, 3)}`);
+  }
+  console.log(`median ratio chronograph ÷ graphile-worker: ${fmt(median(ratios), 3)}`);
+}
+
+// ---- PGlite beside PostgreSQL ----
+
+async function drainPglite(): Promise<number> {
+  const app = await Chronograph.create({ config: cgConfig({ SCHEDULER_ENABLED: 'false', CONCURRENCY: '24' }) });
+  try {
+    await app.templateSvc.create({ fullName: 'bench.Noop', title: 'No-op', funcName: 'chronograph.noop' });
+    const prisma = app.db.prisma;
+    await prisma.$executeRawUnsafe(
+      `INSERT INTO task (id, template_id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
+       SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
+              'chronograph.noop', now() + interval '1 hour', now() + interval '1 hour', now()
+         FROM generate_series(1, $1)`,
+      TASKS,
+    );
+    await app.scheduler.start();
+    await sleep(300);
+    await prisma.$executeRawUnsafe(`UPDATE task SET next_run_at = now(), start_time = now() WHERE status = 'SCHEDULED'`);
+    app.scheduler.wake();
+    const started = performance.now();
+    for (;;) {
+      const left = await prisma.$queryRawUnsafe<unknown[]>(`SELECT 1 FROM task WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING') LIMIT 1`);
+      if (left.length === 0) break;
+      await sleep(25);
+    }
+    return TASKS / ((performance.now() - started) / 1000);
+  } finally {
+    await app.stop();
+  }
+}
+
+async function benchPglite() {
+  console.log(`\n## Chronograph drain on PGlite beside PostgreSQL (1 process × 24, ${fmt(TASKS)} jobs), ${ROUNDS} rounds`);
+  const ratios: number[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const lite = await drainPglite();
+    const postgres = (await drain('chronograph', 1, 24, true)).rate;
+    ratios.push(lite / postgres);
+    console.log(`round ${round}: PGlite ${fmt(lite)} tasks/s, PostgreSQL ${fmt(postgres)} tasks/s, ratio ${fmt(lite / postgres, 2)}`);
+  }
+  console.log(`median ratio PGlite ÷ PostgreSQL: ${fmt(median(ratios), 2)}`);
+}
+
+console.log(`Chronograph vs graphile-worker on ${new URL(ADMIN_URL).host}; node ${process.version}; ${ROUNDS} rounds`);
+if (sections.has('drain')) await benchDrain();
+if (sections.has('latency')) await benchLatency();
+if (sections.has('create')) await benchCreate();
+if (sections.has('pglite')) await benchPglite();
+process.exit(0);

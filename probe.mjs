@@ -1,0 +1,11 @@
+import { chromium } from 'playwright-core';
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox','--disable-gpu'] });
+const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+page.on('websocket', (ws) => { console.log('ws', ws.url()); ws.on('framesent', (f) => console.log('sent', String(f.payload).slice(0,200))); ws.on('framereceived', (f) => console.log('recv', String(f.payload).slice(0,150))); });
+page.on('pageerror', (e) => console.log('pageerror', e.message));
+await page.goto('http://127.0.0.1:4711/graphql');
+await page.waitForSelector('.graphiql-container');
+await page.waitForTimeout(2000);
+const classes = await page.evaluate(() => [...new Set([...document.querySelectorAll('[class*="graphiql"]')].map(e => e.className))].slice(0,80));
+console.log(classes.join('\n'));
+await browser.close();

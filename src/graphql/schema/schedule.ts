@@ -1,0 +1,65 @@
+import type { ScheduledTime as ScheduledTimeShape } from '../../time/schedule.js';
+import { builder } from '../builder.js';
+import { RepeatTypeEnum } from './enums.js';
+
+const ScheduledTime = builder.objectRef<ScheduledTimeShape>('ScheduledTime').implement({
+  description: 'One run time of a schedule, in UTC and in the schedule\'s time zone.',
+  fields: (t) => ({
+    at: t.expose('at', { type: 'DateTime' }),
+    local: t.exposeString('local', { description: 'Wall-clock time in the schedule\'s zone, e.g. 2030-03-10T03:00:00.' }),
+    offset: t.exposeString('offset', { description: 'UTC offset in effect at that moment, e.g. -04:00.' }),
+    note: t.exposeString('note', {
+      nullable: true,
+      description: 'Why a DST change decided this time, e.g. "spring-forward: moved to 03:00 (02:30 does not exist)" or "repeated hour: first occurrence".',
+    }),
+  }),
+});
+
+const ScheduleInput = builder.inputType('ScheduleInput', {
+  description: 'A schedule as createTimerTask takes it (see TimerTaskInput), checked the same way.',
+  fields: (t) => ({
+    repeatType: t.field({ type: RepeatTypeEnum, description: 'Default: CRON with a cronExpression, INTERVAL with intervalSeconds, else ONCE.' }),
+    cronExpression: t.string(),
+    intervalSeconds: t.int(),
+    timezone: t.string({ description: 'IANA time zone; default DEFAULT_TIMEZONE.' }),
+    startTime: t.string({ description: 'First possible run; a CRON schedule starts at its first occurrence at or after it. Default: now.' }),
+    endTime: t.string(),
+    maxRuns: t.int(),
+  }),
+});
+
+builder.queryFields((t) => ({
+  previewSchedule: t.field({
+    authScopes: { viewer: true },
+    type: [ScheduledTime],
+    description:
+      'The next `count` (1-1000) run times of a schedule, computed exactly as the scheduler will, without creating anything. ' +
+      'Bad input is refused with the codes createTimerTask uses.',
+    args: {
+      input: t.arg({ type: ScheduleInput, required: true }),
+      count: t.arg.int({ defaultValue: 10 }),
+    },
+    resolve: (_root, args, ctx) => ctx.taskSvc.previewSchedule(args.input, args.count ?? 10),
+  }),
+}));
+
+builder.prismaObjectField('Task', 'upcomingRuns', (t) =>
+  t.field({
+    type: [ScheduledTime],
+    description: 'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns. Empty for a paused or finished task.',
+    args: { count: t.arg.int({ defaultValue: 5 }) },
+    select: {
+      status: true,
+      nextRunAt: true,
+      runCount: true,
+      maxRuns: true,
+      endTime: true,
+      misfirePolicy: true,
+      repeatType: true,
+      cronExpression: true,
+      intervalSeconds: true,
+      timezone: true,
+    },
+    resolve: (task, args, ctx) => ctx.taskSvc.upcomingRuns(task, args.count ?? 5),
+  }),
+);

@@ -1,0 +1,169 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Database } from '../db/Database.js';
+import type { TaskEventStream } from '../events/TaskEventStream.js';
+import type { Logger } from '../logger.js';
+import type { Scheduler } from '../scheduler/Scheduler.js';
+import type { SchedulerObserver } from '../scheduler/SchedulerObserver.js';
+import { countCreatedTasks, newestEventId, readQueueGauges } from './sql.js';
+
+/** What the metrics read at scrape time. */
+export interface MetricsSource {
+  db: Database;
+  scheduler: Scheduler;
+  taskEvents: TaskEventStream;
+  logger: Logger;
+}
+
+const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+const LATENESS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * The Prometheus metrics of one instance (prom-client, one registry per instance so that several
+ * instances in one process — tests — do not share counters).
+ *
+ * - The scheduler's counters and histograms are fed by `schedulerObserver` as it claims, recovers and
+ *   completes; they count this instance's work, so `sum()` over instances gives the cluster's.
+ * - What lives in the database (due backlog, oldest due age, running tasks, created tasks) is read at
+ *   scrape time with a few indexed statements, so it is the cluster's view from any instance.
+ * - Requests are observed by the HTTP listener and the GraphQL plugin (src/ops/requestListener.ts,
+ *   src/ops/useRequestMetrics.ts).
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly schedulerObserver: SchedulerObserver;
+  private defaultsCollected = false;
+  /** Events up to here have been counted into tasks_created. */
+  private createdWatermark?: bigint;
+
+  private readonly created = this.counter('chronograph_tasks_created_total', 'Tasks created in the cluster (any instance, any path) since this instance started; every instance reports the same count, so aggregate with max().', ['queue', 'source']);
+  private readonly claimed = this.counter('chronograph_tasks_claimed_total', 'Attempts this instance claimed.', ['queue']);
+  private readonly completed = this.counter('chronograph_tasks_completed_total', 'Attempts this instance finished, by run status (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED).', ['queue', 'status']);
+  private readonly recovered = this.counter('chronograph_leases_recovered_total', 'Running tasks this instance took over after their worker\'s lease expired.', ['queue']);
+  private readonly runDuration = new Histogram({
+    name: 'chronograph_task_run_duration_seconds',
+    help: 'How long finished attempts ran on this instance.',
+    labelNames: ['queue', 'status'],
+    buckets: RUN_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly lateness = new Histogram({
+    name: 'chronograph_task_lateness_seconds',
+    help: 'Delay between a task\'s due time and its claim, by the database clock.',
+    labelNames: ['queue'],
+    buckets: LATENESS_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly due = this.gauge('chronograph_tasks_due', 'Tasks due now and waiting to be claimed (cluster).', ['queue']);
+  private readonly oldestDue = this.gauge('chronograph_tasks_oldest_due_age_seconds', 'Age of the oldest task waiting to be claimed (cluster).', ['queue']);
+  private readonly running = this.gauge('chronograph_tasks_running', 'Tasks RUNNING on any instance (cluster).', ['queue']);
+  private readonly runningHere = this.gauge('chronograph_scheduler_running_handlers', 'Handlers running in this instance right now.', []);
+  private readonly databaseUp = this.gauge('chronograph_database_up', '1 when the last scrape could read the database, else 0.', []);
+  private readonly streamLag = this.gauge('chronograph_event_stream_lag_events', 'TaskEvents committed but not yet delivered to this instance\'s subscribers (0 while nobody subscribes).', []);
+  private readonly subscriptions = this.gauge('chronograph_subscriptions', 'Open taskStatusChanged subscriptions on this instance (live ones have caught up; the others are replaying).', ['state']);
+  private readonly httpDuration = new Histogram({
+    name: 'chronograph_http_request_duration_seconds',
+    help: 'HTTP requests by route, method and status code.',
+    labelNames: ['route', 'method', 'status'],
+    buckets: REQUEST_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly graphqlDuration = new Histogram({
+    name: 'chronograph_graphql_operation_duration_seconds',
+    help: 'Execution time of GraphQL queries and mutations.',
+    labelNames: ['type', 'transport'],
+    buckets: REQUEST_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly graphqlErrors = this.counter('chronograph_graphql_errors_total', 'GraphQL errors returned, by extensions.code (none when uncoded).', ['code', 'transport']);
+
+  constructor(private readonly source: MetricsSource) {
+    this.schedulerObserver = {
+      claimed: (tasks) => {
+        for (const task of tasks) {
+          this.claimed.inc({ queue: task.queue });
+          const late = (new Date(task.claimedAt).getTime() - new Date(task.nextRunAt).getTime()) / 1000;
+          this.lateness.observe({ queue: task.queue }, Math.max(0, late));
+        }
+      },
+      recovered: (tasks) => {
+        for (const task of tasks) this.recovered.inc({ queue: task.queue });
+      },
+      completed: (task, { runStatus, durationMs }) => {
+        this.completed.inc({ queue: task.queue, status: runStatus });
+        this.runDuration.observe({ queue: task.queue, status: runStatus }, durationMs / 1000);
+      },
+    };
+  }
+
+  /** Starts counting created tasks from the newest event now, so that the first scrape counts what came since start-up. */
+  async start(): Promise<void> {
+    this.createdWatermark = await newestEventId(this.source.db.prisma);
+  }
+
+  observeHttp(route: string, method: string, status: number, seconds: number): void {
+    this.httpDuration.observe({ route, method, status: String(status) }, seconds);
+  }
+
+  observeGraphql(type: string, transport: 'http' | 'ws', seconds: number): void {
+    this.graphqlDuration.observe({ type, transport }, seconds);
+  }
+
+  observeGraphqlErrors(codes: readonly (string | undefined)[], transport: 'http' | 'ws'): void {
+    for (const code of codes) this.graphqlErrors.inc({ code: code ?? 'none', transport });
+  }
+
+  /** The exposition text; database-backed values are read now, and left out (database_up 0) when that fails. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    if (!this.defaultsCollected) {
+      // Process metrics (CPU, memory, event loop lag, GC) from the first scrape on: their observers
+      // would otherwise run in every instance created and never scraped, such as tests'.
+      collectDefaultMetrics({ register: this.registry });
+      this.defaultsCollected = true;
+    }
+    const { scheduler, taskEvents } = this.source;
+    this.runningHere.set(scheduler.runningTaskIds().length);
+    const stream = taskEvents.status();
+    this.subscriptions.set({ state: 'live' }, stream.live);
+    this.subscriptions.set({ state: 'replaying' }, stream.subscriptions - stream.live);
+    await this.readDatabase(stream.listening ? BigInt(stream.floor) : undefined);
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  private async readDatabase(streamFloor: bigint | undefined): Promise<void> {
+    const prisma = this.source.db.prisma;
+    try {
+      const [queues, newest] = await Promise.all([readQueueGauges(prisma), newestEventId(prisma)]);
+      this.due.reset();
+      this.oldestDue.reset();
+      this.running.reset();
+      for (const q of queues) {
+        this.due.set({ queue: q.queue }, q.due);
+        this.oldestDue.set({ queue: q.queue }, q.oldestDueSeconds ?? 0);
+        this.running.set({ queue: q.queue }, q.running);
+      }
+      this.streamLag.set(streamFloor === undefined ? 0 : Number(newest > streamFloor ? newest - streamFloor : 0n));
+      // Counted from the events table so that every way of creating tasks (API, handlers, date-field
+      // hooks, low-code records, overlapping runs) is included, and only once it has committed.
+      if (this.createdWatermark !== undefined) {
+        for (const row of await countCreatedTasks(prisma, this.createdWatermark, newest)) {
+          this.created.inc({ queue: row.queue, source: row.source }, row.n);
+        }
+      }
+      this.createdWatermark = newest;
+      this.databaseUp.set(1);
+    } catch (error) {
+      this.source.logger.warn({ err: error }, 'metrics could not read the database');
+      for (const gauge of [this.due, this.oldestDue, this.running]) gauge.reset();
+      this.databaseUp.set(0);
+    }
+  }
+
+  private counter<L extends string>(name: string, help: string, labelNames: L[]): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private gauge<L extends string>(name: string, help: string, labelNames: L[]): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+}

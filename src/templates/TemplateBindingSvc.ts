@@ -1,0 +1,319 @@
+import { v7 as uuidv7 } from 'uuid';
+import { PLATFORM_TENANT } from '../auth/Identity.js';
+import { badInput, ChronographError, notFound } from '../errors.js';
+import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../generated/prisma/client.js';
+import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
+import { stableStringify } from '../dateFields/condition.js';
+import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import { CANCEL_CHANNEL, LIVE_STATUSES, recordEvents, transition } from '../tasks/statusMachine.js';
+import { wake } from '../tasks/TaskSvc.js';
+import { CronExpression } from '../time/CronExpression.js';
+import { assertTimezone } from '../time/parseTime.js';
+import { nextOccurrence } from '../time/schedule.js';
+import { assertArgDict, assertIntRange, assertTenantId } from '../tasks/validate.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
+import { insertTenant } from '../tenants/TenantSvc.js';
+
+/** What a tenant changes in a bound template; null or absent inherits the template's value. */
+export interface BindingOverrides {
+  enabled?: boolean | null;
+  cronExpression?: string | null;
+  intervalSeconds?: number | null;
+  timezone?: string | null;
+  /** Merged key by key over the template's argDict. */
+  argDict?: unknown;
+  funcName?: string | null;
+}
+
+/** The schedule and arguments a bound tenant's task runs with. */
+export interface EffectiveBinding {
+  enabled: boolean;
+  repeatType: RepeatType;
+  cronExpression: string | null;
+  intervalSeconds: number | null;
+  timezone: string;
+  argDict: Record<string, unknown>;
+  funcName: string | null;
+}
+
+export interface BindingView {
+  binding: TemplateBinding;
+  template: TaskTemplate;
+  effective: EffectiveBinding;
+  /** The binding's live task (its next run), if it has one. */
+  task: Task | null;
+}
+
+export interface TemplateBindingDeps {
+  prisma: PrismaClient;
+  handlers: HandlerRegistry;
+  now?: () => Date;
+}
+
+/** The task columns a binding decides; a difference in any of them updates the live task. */
+const COMPARED = [
+  'fullName',
+  'taskType',
+  'funcName',
+  'argDict',
+  'repeatType',
+  'cronExpression',
+  'intervalSeconds',
+  'timezone',
+  'priority',
+  'queue',
+  'maxAttempts',
+  'timeoutMs',
+  'misfirePolicy',
+  'misfireToleranceMs',
+  'overlapPolicy',
+  'retryBackoffMs',
+] as const satisfies readonly (keyof Task)[];
+const SCHEDULE = new Set<string>(['repeatType', 'cronExpression', 'intervalSeconds', 'timezone']);
+
+type TaskRow = Prisma.TaskCreateManyInput & { id: string; nextRunAt: Date };
+
+/**
+ * Shared definitions: a CRON or INTERVAL template of the `platform` tenant bound to tenants. Each bound
+ * tenant gets one recurring task of its own (source TEMPLATE, unique per binding by the partial index
+ * task_binding_live_key) on its effective schedule — the template's, with the binding's overrides —
+ * and with its effective arguments. Binding, changing the binding and changing the template all end in
+ * `sync`, in the transaction of the change: the live task is created, updated in place (a RESCHEDULED
+ * event; a new schedule moves its next run) or, when the binding or template is disabled, removed or no
+ * longer recurring, cancelled (a RUNNING one is force-ended, so no further occurrence starts).
+ */
+export class TemplateBindingSvc {
+  constructor(
+    private readonly deps: TemplateBindingDeps,
+    /** TaskEvent.actor of the task changes made through this service. */
+    readonly actor: string | null = null,
+  ) {}
+
+  as(actor: string | null): TemplateBindingSvc {
+    return new TemplateBindingSvc(this.deps, actor);
+  }
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  async list(template: Pick<TaskTemplate, 'id'>): Promise<BindingView[]> {
+    const rows = await this.deps.prisma.templateBinding.findMany({
+      where: { templateId: template.id },
+      orderBy: { tenantId: 'asc' },
+      include: { template: true, tasks: { where: { status: { in: LIVE_STATUSES } }, take: 1 } },
+    });
+    return rows.map(({ template: t, tasks, ...binding }) => ({ binding, template: t, effective: effectiveOf(t, binding), task: tasks[0] ?? null }));
+  }
+
+  /** Binds the platform template `fullName` to `tenantId` with exactly these overrides (creates or replaces the binding). */
+  async bind(fullName: string, tenantId: string, overrides: BindingOverrides = {}): Promise<BindingView> {
+    const tenant = assertTenantId(tenantId, 'tenantId');
+    if (tenant === PLATFORM_TENANT) throw badInput(`Templates of the ${PLATFORM_TENANT} tenant are bound to other tenants; its own tasks are created directly`, 'tenantId');
+    const template = await this.platformTemplate(fullName);
+    if (template.repeatType !== RepeatType.CRON && template.repeatType !== RepeatType.INTERVAL) {
+      throw badInput(`Only CRON and INTERVAL templates can be bound; ${template.fullName} is ${template.repeatType}`, 'fullName');
+    }
+    const data = this.validate(template, overrides);
+    return this.deps.prisma.$transaction(async (tx) => {
+      if (!(await tx.tenant.findUnique({ where: { id: tenant } }))) await insertTenant(tx, tenant);
+      const binding = await tx.templateBinding.upsert({
+        where: { templateId_tenantId: { templateId: template.id, tenantId: tenant } },
+        create: { templateId: template.id, tenantId: tenant, ...data },
+        update: data,
+      });
+      const task = await this.sync(tx, template, binding);
+      return { binding, template, effective: effectiveOf(template, binding), task };
+    });
+  }
+
+  /** Removes the binding; the tenant's pending task is cancelled (a running one force-ended) and kept in its history. */
+  async unbind(fullName: string, tenantId: string): Promise<BindingView> {
+    const tenant = assertTenantId(tenantId, 'tenantId');
+    const template = await this.platformTemplate(fullName);
+    return this.deps.prisma.$transaction(async (tx) => {
+      const binding = await tx.templateBinding.findUnique({ where: { templateId_tenantId: { templateId: template.id, tenantId: tenant } } });
+      if (!binding) throw notFound(`Binding of ${template.fullName} to tenant`, tenant);
+      await this.end(tx, await lockLiveTask(tx, binding.id), `unbound from tenant ${tenant}`);
+      await tx.templateBinding.delete({ where: { id: binding.id } });
+      return { binding, template, effective: effectiveOf(template, binding), task: null };
+    });
+  }
+
+  /**
+   * A platform template changed (`after` null: it is being deleted) in `tx`: every binding's task follows,
+   * in the same transaction. Tenants are visited in id order, so their quota locks are always taken in
+   * the same order.
+   */
+  async templateChanged(tx: Prisma.TransactionClient, before: TaskTemplate | null, after: TaskTemplate | null): Promise<void> {
+    const template = after ?? before;
+    if (!template || template.tenantId !== PLATFORM_TENANT) return;
+    const bindings = await tx.templateBinding.findMany({ where: { templateId: template.id }, orderBy: { tenantId: 'asc' } });
+    for (const binding of bindings) {
+      if (after) await this.sync(tx, after, binding);
+      else await this.end(tx, await lockLiveTask(tx, binding.id), `template ${template.fullName} was removed`);
+    }
+  }
+
+  /** Makes the binding's live task what the template and the binding say; returns it (null when there is none). */
+  private async sync(tx: Prisma.TransactionClient, template: TaskTemplate, binding: TemplateBinding): Promise<Task | null> {
+    const live = await lockLiveTask(tx, binding.id);
+    const effective = effectiveOf(template, binding);
+    const why = !template.enabled
+      ? `template ${template.fullName} is disabled`
+      : !binding.enabled
+        ? 'the binding is disabled'
+        : effective.repeatType !== RepeatType.CRON && effective.repeatType !== RepeatType.INTERVAL
+          ? `template ${template.fullName} is no longer CRON or INTERVAL`
+          : !effective.funcName
+            ? `template ${template.fullName} names no handler`
+            : null;
+    if (why) {
+      await this.end(tx, live, why);
+      return null;
+    }
+    const now = this.now();
+    // The first run is the schedule's next occurrence after now (an INTERVAL one interval later).
+    const nextRunAt = nextOccurrence(effective, now, now);
+    if (!nextRunAt) {
+      await this.end(tx, live, `the schedule of ${template.fullName} has no next occurrence`);
+      return null;
+    }
+    const desired = this.taskRow(template, binding, effective, now, nextRunAt);
+    if (!live) {
+      const quota = await QuotaGuard.of(tx, binding.tenantId);
+      quota.checkArgDict(desired.argDict, 'overrides.argDict');
+      await quota.beforeCreate();
+      // ON CONFLICT DO NOTHING: a concurrent change of the same binding created its task first (the
+      // partial unique index decides); that task is then updated below instead.
+      const [created] = await tx.task.createManyAndReturn({ data: [desired], skipDuplicates: true });
+      if (created) {
+        await quota.created(1);
+        await recordEvents(tx, [
+          { taskId: created.id, tenantId: created.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: created.nextRunAt, message: `bound from ${PLATFORM_TENANT} template ${template.fullName}`, actor: this.actor },
+        ]);
+        await wake(tx);
+        return created;
+      }
+    }
+    const task = live ?? (await lockLiveTask(tx, binding.id));
+    if (!task) throw new ChronographError('CONFLICT', `The task of binding ${template.fullName} → ${binding.tenantId} kept changing concurrently; retry`);
+    const differs = COMPARED.filter((field) => stableStringify(task[field] ?? null) !== stableStringify(desired[field] ?? null));
+    if (differs.length === 0) return task;
+    (await QuotaGuard.of(tx, binding.tenantId)).checkArgDict(desired.argDict, 'overrides.argDict');
+    const data: Prisma.TaskUncheckedUpdateManyInput = Object.fromEntries(COMPARED.map((field) => [field, desired[field]]));
+    // A new schedule moves the next run; a running task keeps its run and follows the new schedule after it.
+    const moved = differs.some((field) => SCHEDULE.has(field)) && task.status !== TaskStatus.RUNNING;
+    if (moved) data.nextRunAt = desired.nextRunAt;
+    const updated = await transition(tx, {
+      task,
+      to: task.status,
+      type: TaskEventType.RESCHEDULED,
+      data,
+      message: `binding or template changed (${differs.join(', ')})${moved ? `; next run ${desired.nextRunAt.toISOString()}` : ''}`,
+      actor: this.actor,
+    });
+    if (moved) await wake(tx);
+    return updated;
+  }
+
+  /** Cancels the binding's live task; a running one is force-ended by its instance, as forcedEnd does. */
+  private async end(tx: Prisma.TransactionClient, task: Task | null, why: string): Promise<void> {
+    if (!task) return;
+    if (task.status === TaskStatus.RUNNING) {
+      await tx.task.update({ where: { id: task.id }, data: { cancelRequestedAt: this.now(), cancelRequestedBy: this.actor } });
+      await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${task.id})`;
+      return;
+    }
+    await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: why, actor: this.actor });
+  }
+
+  private taskRow(template: TaskTemplate, binding: TemplateBinding, effective: EffectiveBinding, now: Date, nextRunAt: Date): TaskRow {
+    return {
+      id: uuidv7(),
+      tenantId: binding.tenantId,
+      templateId: template.id,
+      bindingId: binding.id,
+      fullName: template.fullName,
+      taskType: template.taskType,
+      funcName: effective.funcName!,
+      argDict: effective.argDict as Prisma.InputJsonObject,
+      repeatType: effective.repeatType,
+      cronExpression: effective.cronExpression,
+      intervalSeconds: effective.intervalSeconds,
+      timezone: effective.timezone,
+      startTime: now,
+      nextRunAt,
+      status: TaskStatus.SCHEDULED,
+      priority: template.priority,
+      queue: template.queue,
+      maxAttempts: template.maxAttempts,
+      timeoutMs: template.timeoutMs,
+      misfirePolicy: template.misfirePolicy,
+      misfireToleranceMs: template.misfireToleranceMs,
+      overlapPolicy: template.overlapPolicy,
+      retryBackoffMs: template.retryBackoffMs,
+      source: TaskSource.TEMPLATE,
+    };
+  }
+
+  private async platformTemplate(fullName: string): Promise<TaskTemplate> {
+    const template =
+      typeof fullName === 'string' ? await this.deps.prisma.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: PLATFORM_TENANT, fullName } } }) : null;
+    if (!template) {
+      throw new ChronographError('UNKNOWN_TEMPLATE', `The ${PLATFORM_TENANT} tenant has no task template named ${JSON.stringify(fullName)}`, { field: 'fullName' });
+    }
+    return template;
+  }
+
+  private validate(template: TaskTemplate, overrides: BindingOverrides) {
+    const o = overrides ?? {};
+    const field = (name: string) => `overrides.${name}`;
+    const cronExpression = o.cronExpression?.trim() || null;
+    if (cronExpression !== null) {
+      if (template.repeatType !== RepeatType.CRON) throw badInput(`${template.fullName} is ${template.repeatType}: only a CRON template takes a cronExpression`, field('cronExpression'));
+      CronExpression.parse(cronExpression, field('cronExpression'));
+    }
+    const intervalSeconds = o.intervalSeconds ?? null;
+    if (intervalSeconds !== null) {
+      if (template.repeatType !== RepeatType.INTERVAL) throw badInput(`${template.fullName} is ${template.repeatType}: only an INTERVAL template takes intervalSeconds`, field('intervalSeconds'));
+      assertIntRange(intervalSeconds, field('intervalSeconds'), 1, 10 * 365 * 86_400);
+    }
+    const timezone = o.timezone?.trim() || null;
+    if (timezone !== null) assertTimezone(timezone, field('timezone'));
+    const funcName = o.funcName?.trim() || null;
+    if (funcName !== null && !this.deps.handlers.has(funcName)) {
+      throw new ChronographError('UNKNOWN_FUNC', `No handler is registered as ${JSON.stringify(funcName)}`, { field: field('funcName') });
+    }
+    if (!funcName && !template.funcName) throw badInput(`Template ${template.fullName} names no handler: the binding needs a funcName`, field('funcName'));
+    const argDict = o.argDict == null ? null : assertArgDict(o.argDict, field('argDict'));
+    return {
+      enabled: o.enabled ?? true,
+      cronExpression,
+      intervalSeconds,
+      timezone,
+      argDict: argDict === null ? Prisma.DbNull : (argDict as Prisma.InputJsonObject),
+      funcName,
+    };
+  }
+}
+
+export function effectiveOf(template: TaskTemplate, binding: TemplateBinding): EffectiveBinding {
+  const repeatType = template.repeatType;
+  return {
+    enabled: template.enabled && binding.enabled,
+    repeatType,
+    cronExpression: repeatType === RepeatType.CRON ? (binding.cronExpression ?? template.cronExpression) : null,
+    intervalSeconds: repeatType === RepeatType.INTERVAL ? (binding.intervalSeconds ?? template.intervalSeconds) : null,
+    timezone: binding.timezone ?? template.timezone,
+    argDict: { ...(template.argDict as Record<string, unknown>), ...((binding.argDict as Record<string, unknown> | null) ?? {}) },
+    funcName: binding.funcName ?? template.funcName,
+  };
+}
+
+/** The binding's live task, locked (FOR UPDATE: the scheduler's claim skips it meanwhile). */
+async function lockLiveTask(tx: Prisma.TransactionClient, bindingId: string): Promise<Task | null> {
+  const rows = await tx.$queryRaw<{ id: string }[]>`
+    SELECT id FROM task WHERE binding_id = ${bindingId}::uuid AND status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED') FOR UPDATE`;
+  return rows.length ? tx.task.findUnique({ where: { id: rows[0]!.id } }) : null;
+}

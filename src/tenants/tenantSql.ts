@@ -1,0 +1,33 @@
+import type { Prisma } from '../generated/prisma/client.js';
+
+/** What a tenant uses now, counted in the database (so across every instance). */
+export interface TenantUsage {
+  liveTasks: number;
+  runningTasks: number;
+  createdLastMinute: number;
+}
+
+type Db = Prisma.TransactionClient;
+
+/** An arbitrary constant naming Chronograph's per-tenant quota locks (first half of the two-key advisory lock). */
+const QUOTA_LOCK_CLASS = 727_274_002;
+
+/**
+ * Serialises the creates of one tenant until the end of the transaction, so that "count, then insert"
+ * cannot be interleaved by another instance: without it, two instances each seeing 99 of 100 live tasks
+ * would both insert. Taken only for tenants that have a count quota; hashtext collisions between two
+ * tenants only make them wait for each other.
+ */
+export async function lockTenantQuota(db: Db, tenantId: string): Promise<void> {
+  await db.$executeRaw`SELECT pg_advisory_xact_lock(${QUOTA_LOCK_CLASS}::int, hashtext(${tenantId}))`;
+}
+
+/** Live tasks (they can still run), tasks running now, and tasks created in the last minute. */
+export async function countTenantUsage(db: Db, tenantId: string): Promise<TenantUsage> {
+  const [row] = await db.$queryRaw<{ live: number; running: number; recent: number }[]>`
+    SELECT count(*) FILTER (WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'))::int AS live,
+           count(*) FILTER (WHERE status = 'RUNNING')::int AS running,
+           (SELECT count(*) FROM task WHERE tenant_id = ${tenantId} AND created_at > now() - interval '1 minute')::int AS recent
+      FROM task WHERE tenant_id = ${tenantId} AND status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')`;
+  return { liveTasks: row!.live, runningTasks: row!.running, createdLastMinute: row!.recent };
+}

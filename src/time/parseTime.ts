@@ -1,0 +1,104 @@
+import { DateTime } from 'luxon';
+import { isValidTimezone } from '../config.js';
+import { ChronographError } from '../errors.js';
+import { formatClock, formatLocal, formatOffset, TimeZone } from './TimeZone.js';
+
+/** An instant read from a client's date-time, with a note when its wall-clock time needed a DST decision. */
+export interface ParsedTime {
+  at: Date;
+  note: string | null;
+}
+
+/** A date-time text: either an instant (it carried an offset or zone) or a wall-clock time (local ms, read as UTC). */
+export type DateTimeText = { kind: 'instant'; at: number } | { kind: 'wall'; local: number } | { kind: 'invalid'; why: string };
+
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * Reads ISO 8601 (`2030-01-01T10:00:00Z`, with or without an offset) or the seed's `2030-01-01 10:00:00`.
+ * Impossible calendar dates (2030-02-30, 25:00) are invalid rather than rolled over. Whether the text
+ * carried its own offset is told by reading it at two different offsets: an instant reads the same.
+ */
+export function readDateTime(text: string): DateTimeText {
+  const read = (zone: string) => {
+    let parsed = DateTime.fromISO(text, { zone });
+    if (!parsed.isValid && !DATE_ONLY.test(text)) parsed = DateTime.fromSQL(text, { zone });
+    return parsed;
+  };
+  const utc = read('UTC');
+  if (!utc.isValid) return { kind: 'invalid', why: utc.invalidExplanation ?? utc.invalidReason ?? 'unrecognised format' };
+  return utc.toMillis() === read('Etc/GMT-14').toMillis() ? { kind: 'instant', at: utc.toMillis() } : { kind: 'wall', local: utc.toMillis() };
+}
+
+/** A wall-clock time in `zone` as one instant, by Chronograph's rules, and what was decided on the way. */
+export type WallClockInstant =
+  | { kind: 'single'; at: number }
+  | { kind: 'repeated'; at: number; note: string }
+  | { kind: 'gap'; at: number; note: string; gap: string; jumpOffset: string };
+
+/**
+ * A time that exists once is that instant. A time the clocks go back over (it exists twice) is its first
+ * occurrence. A time the clocks jump over (spring forward) does not exist: callers refuse it (API input)
+ * or take the moment of the jump (record dates, which cannot be refused).
+ */
+export function wallClockInstant(local: number, zone: string): WallClockInstant {
+  const resolved = TimeZone.get(zone).resolve(local);
+  if (resolved.kind === 'single') return { kind: 'single', at: resolved.at };
+  const t = resolved.transition;
+  const from = formatClock(t.at + t.offsetBefore);
+  const to = formatClock(t.at + t.offsetAfter);
+  if (resolved.kind === 'repeated') {
+    return {
+      kind: 'repeated',
+      at: resolved.first,
+      note: `${formatLocal(local)} occurs twice in ${zone} (the clocks go back from ${from} to ${to}): used the first occurrence, ${formatLocal(local)}${formatOffset(t.offsetBefore)}`,
+    };
+  }
+  const gap = `on ${formatLocal(t.at + t.offsetBefore).slice(0, 10)} the clocks jump from ${from} to ${to}`;
+  return {
+    kind: 'gap',
+    at: t.at,
+    gap,
+    jumpOffset: `${formatLocal(t.at + t.offsetAfter)}${formatOffset(t.offsetAfter)}`,
+    note: `spring-forward: ${formatLocal(local)} does not exist in ${zone} (${gap}); moved to ${to}`,
+  };
+}
+
+/**
+ * A start or end time as clients send it (see readDateTime); a time without an offset is wall-clock
+ * time in `zone`. INVALID_START_TIME naming `field` for anything unreadable, outside 1970-9999, or a
+ * wall-clock time that does not exist in the zone (the message names the gap and the offset form that
+ * says what was meant). A time that exists twice is its first occurrence, and `note` says so.
+ */
+export function parseTime(value: string, zone: string, field: string): ParsedTime {
+  const read = readDateTime(value.trim());
+  if (read.kind === 'invalid') {
+    throw new ChronographError(
+      'INVALID_START_TIME',
+      `${field} ${JSON.stringify(value)} is not a valid date-time (${read.why}); use ISO 8601 such as ` +
+        `2030-01-01T10:00:00Z, or "2030-01-01 10:00:00" for wall-clock time in the task's time zone`,
+      { field },
+    );
+  }
+  const year = new Date(read.kind === 'instant' ? read.at : read.local).getUTCFullYear();
+  if (year < 1970 || year > 9999) {
+    throw new ChronographError('INVALID_START_TIME', `${field} ${JSON.stringify(value)} is outside the years 1970-9999`, { field });
+  }
+  if (read.kind === 'instant') return { at: new Date(read.at), note: null };
+  const resolved = wallClockInstant(read.local, zone);
+  if (resolved.kind === 'gap') {
+    throw new ChronographError(
+      'INVALID_START_TIME',
+      `${field} ${JSON.stringify(value)} does not exist in ${zone}: ${resolved.gap} (spring forward). ` +
+        `Give the instant with its UTC offset instead, e.g. ${resolved.jumpOffset} for the moment the clocks jump`,
+      { field },
+    );
+  }
+  return { at: new Date(resolved.at), note: resolved.kind === 'repeated' ? `${field} ${resolved.note}` : null };
+}
+
+export function assertTimezone(zone: string, field = 'timezone'): void {
+  if (!isValidTimezone(zone)) {
+    throw new ChronographError('INVALID_TIMEZONE', `${field} ${JSON.stringify(zone)} is not an IANA time zone (e.g. Europe/Paris)`, { field });
+  }
+}
