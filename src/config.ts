@@ -65,7 +65,7 @@ const envSchema = z.object({
     .refine((zone) => isValidTimezone(zone), 'must be an IANA time zone such as UTC or Asia/Shanghai'),
   // Query limits, checked before a query runs (src/graphql/queryLimits.ts).
   MAX_QUERY_DEPTH: z.coerce.number().int().min(1).max(1000).default(12),
-  MAX_QUERY_COST: z.coerce.number().int().min(1).default(60_000),
+  MAX_QUERY_COST: z.coerce.number().int().min(1).default(50_000),
   MAX_ALIASES: z.coerce.number().int().min(0).max(10_000).default(30),
   MAX_QUERY_TOKENS: z.coerce.number().int().min(100).max(1_000_000).default(5_000),
   // Input sizes: one JSON value (argDict, record data, template arguments, handler result), one request body.

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JSON_COST } from '../src/graphql/queryLimits.js';
 import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
 import { Collector, sseSubscribe, wsClient } from './support/subscriptions.js';
 
@@ -77,7 +78,7 @@ describe.each(backends)('query limits (%s)', (backend) => {
     const aliases = (n: number, field: string) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field}`).join(' ')} }`;
     expect(refusal((await run(aliases(40, 'taskStats { total }'))).result)).toEqual({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_ALIASES', measured: 40, allowed: 30 });
     const { result, statements } = await run(aliases(5, 'tasks(first: 500) { edges { node { id argDict } } }'));
-    expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 5 * (1 + 500 * 102) });
+    expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 5 * (1 + 500 * (2 + JSON_COST)) });
     expect(statements).toEqual([]);
   });
 
@@ -90,7 +91,7 @@ describe.each(backends)('query limits (%s)', (backend) => {
     const query = 'query($n: Int) { tasks(first: $n) { edges { node { id argDict } } } }';
     expect(ok((await run(query, { n: 50 })).result).tasks.edges.length).toBeGreaterThan(0);
     const { result, statements } = await run(query, { n: 500 });
-    expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 1 + 500 * 102 });
+    expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 1 + 500 * (2 + JSON_COST) });
     expect(statements).toEqual([]);
     expect(ok((await run(query, { n: 50 })).result).tasks.edges.length).toBeGreaterThan(0);
   });

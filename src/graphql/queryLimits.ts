@@ -16,11 +16,11 @@ export interface QueryLimits {
 /** What a list costs when nothing says how long it is (a template list, a handler list, …). */
 export const DEFAULT_LIST_SIZE = 20;
 /**
- * A JSON value (argDict, result, record data) may hold up to MAX_JSON_BYTES (1 MB by default), so
- * reading one costs about one unit per 2 KB of that: the default MAX_QUERY_COST then admits about a
- * hundred JSON values per query, which bounds what one answer can make the server read and hold.
+ * A JSON value (argDict, result, record data) may hold up to MAX_JSON_BYTES, so reading one costs as
+ * much as a hundred plain fields: a page of JSON values is bounded (500 at the default MAX_QUERY_COST)
+ * while a task's page of runs with their results, inside a page of tasks, still fits.
  */
-export const JSON_COST = 500;
+export const JSON_COST = 100;
 
 /**
  * The cost of one field, for @pothos/plugin-complexity: 1 for a plain field, JSON_COST for a JSON
