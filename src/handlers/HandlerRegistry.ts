@@ -30,6 +30,17 @@ export interface HandlerContext {
 
 export type Handler = (args: Record<string, unknown>, ctx: HandlerContext) => unknown;
 
+/**
+ * Checks a task's arguments when the task is created, so bad ones are refused with a coded error
+ * (throw a ChronographError, e.g. INVALID_ARG_DICT with `field: 'argDict.path'`) and nothing is written.
+ */
+export type ArgsCheck = (args: Record<string, unknown>) => void;
+
+export interface HandlerOptions {
+  description?: string;
+  checkArgs?: ArgsCheck;
+}
+
 export interface HandlerInfo {
   name: string;
   description: string | null;
@@ -39,13 +50,18 @@ const NAME = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
 
 /** Named handlers (`services.BackupSvc.backupDatabase`) that tasks call through their `funcName`. */
 export class HandlerRegistry {
-  private readonly handlers = new Map<string, { fn: Handler; info: HandlerInfo }>();
+  private readonly handlers = new Map<string, { fn: Handler; info: HandlerInfo; checkArgs?: ArgsCheck }>();
 
-  register(name: string, fn: Handler, options: { description?: string } = {}): this {
+  register(name: string, fn: Handler, options: HandlerOptions = {}): this {
     if (!NAME.test(name)) throw new Error(`Handler name ${JSON.stringify(name)} must be a dotted identifier such as services.MySvc.run`);
     if (this.handlers.has(name)) throw new Error(`Handler ${name} is already registered`);
-    this.handlers.set(name, { fn, info: { name, description: options.description ?? null } });
+    this.handlers.set(name, { fn, info: { name, description: options.description ?? null }, checkArgs: options.checkArgs });
     return this;
+  }
+
+  /** Runs the handler's own argument check (HandlerOptions.checkArgs), if it has one. */
+  checkArgs(name: string, args: Record<string, unknown>): void {
+    this.handlers.get(name)?.checkArgs?.(args);
   }
 
   /** Registers every function of an object under `prefix.<key>`: `registerService('services.BackupSvc', svc)`. */

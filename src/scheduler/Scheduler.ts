@@ -4,6 +4,7 @@ import { isNonRetryable } from '../handlers/NonRetryableError.js';
 import type { Database } from '../db/Database.js';
 import type { Logger } from '../logger.js';
 import { CANCEL_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
+import { assertJson } from '../tasks/validate.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import { RunLogger } from './RunLogger.js';
@@ -23,6 +24,8 @@ export interface SchedulerOptions {
   abortGraceMs: number;
   /** Longest sleep between checks even when nothing is due (a safety net for lost notifications). */
   maxSleepMs: number;
+  /** Largest handler result (as JSON) that is stored; a larger or unstorable one fails the attempt. */
+  maxJsonBytes: number;
   /** Told about claims, recoveries and completions (metrics). */
   observer?: SchedulerObserver;
   /** The TaskSvc a handler gets in its context: bound to its task's tenant, acting as the task. */
@@ -250,7 +253,7 @@ export class Scheduler {
     const runLogger = new RunLogger(log);
     const startedAt = new Date();
     const started = performance.now();
-    const outcome = await this.invoke(entry, runLogger);
+    const outcome = storable(await this.invoke(entry, runLogger), this.options.maxJsonBytes);
     const durationMs = Math.round(performance.now() - started);
     if (outcome.kind === 'abandoned') runLogger.warn(`handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`);
 
@@ -389,6 +392,17 @@ export class Scheduler {
           (error: unknown) => settle({ kind: 'error', error }),
         );
     });
+  }
+}
+
+/** A result that cannot be stored (too large, too deep, NUL characters) fails the attempt instead. */
+function storable(outcome: Outcome, maxBytes: number): Outcome {
+  if (outcome.kind !== 'ok' || outcome.value == null) return outcome;
+  try {
+    assertJson(outcome.value, 'result', { maxBytes });
+    return outcome;
+  } catch (error) {
+    return { kind: 'error', error };
   }
 }
 
