@@ -1,5 +1,5 @@
 import { readdir } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ApiKeySvc } from './auth/ApiKeySvc.js';
@@ -8,7 +8,7 @@ import { CredentialWatch } from './auth/CredentialWatch.js';
 import { authConfigProblem, ConfigError, type Config } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
-import { openDatabase, type Database } from './db/Database.js';
+import { openDatabase, type Database, type QueryEvent } from './db/Database.js';
 import { ChronographError } from './errors.js';
 import { TaskEventStream } from './events/TaskEventStream.js';
 import { createChronographYoga } from './graphql/createYoga.js';
@@ -22,7 +22,7 @@ import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
 import { Metrics } from './ops/Metrics.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
-import { startHttpServer } from './server.js';
+import { refuseWhileStopping, startHttpServer, waitUntil } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { TaskTypeRegistry, type NormalType } from './tasks/TaskTypeRegistry.js';
 import { TenantSvc } from './tenants/TenantSvc.js';
@@ -37,6 +37,8 @@ export interface ChronographOptions {
   setup?: (app: Chronograph) => void | Promise<void>;
   /** Clock for services; tests inject one where time matters. */
   now?: () => Date;
+  /** Sees every SQL statement (default: logged at trace level when LOG_LEVEL=trace). */
+  onQuery?: (event: QueryEvent) => void;
 }
 
 /** What `getElement` returns for each service name. */
@@ -81,7 +83,9 @@ export class Chronograph {
   /** Prometheus metrics of this instance, served at /metrics. */
   readonly metrics: Metrics;
   private server?: Server;
-  private stopping = false;
+  private stopping?: Promise<void>;
+  /** HTTP requests (SSE streams included) whose response has not ended. */
+  private inFlight = 0;
 
   private constructor(
     readonly config: Config,
@@ -89,8 +93,9 @@ export class Chronograph {
     readonly db: Database,
     now?: () => Date,
   ) {
-    this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, now });
-    this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE });
+    const maxJsonBytes = config.MAX_JSON_BYTES;
+    this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, maxJsonBytes, now });
+    this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE, maxJsonBytes });
     this.tenantSvc = new TenantSvc({ prisma: db.prisma });
     this.apiKeys = new ApiKeySvc({ prisma: db.prisma, tenants: this.tenantSvc, logger: logger.child({ component: 'auth' }), now });
     this.authenticator = new Authenticator(config, this.apiKeys, logger.child({ component: 'auth' }));
@@ -101,6 +106,7 @@ export class Chronograph {
       handlers: this.handlers,
       taskTypes: this.taskTypes,
       defaultTimezone: config.DEFAULT_TIMEZONE,
+      maxJsonBytes,
       dateFields: this.dateFieldSvc,
       bindings: this.bindings,
     };
@@ -130,7 +136,14 @@ export class Chronograph {
     const logger = options.logger ?? createLogger(config.LOG_LEVEL);
     const problem = authConfigProblem(config, config.HOST);
     if (problem) throw new ConfigError([problem]);
-    const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, logger });
+    const sqlLogger = logger.child({ component: 'sql' });
+    const db = await openDatabase({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      logger,
+      statementTimeoutMs: config.REQUEST_TIMEOUT_MS,
+      onQuery: options.onQuery ?? (logger.isLevelEnabled('trace') ? (event) => sqlLogger.trace(event, 'sql') : undefined),
+    });
     const app = new Chronograph(config, logger, db, options.now);
     if (!app.authenticator.required) {
       logger.warn(
@@ -174,13 +187,27 @@ export class Chronograph {
 
   /** Whether this instance can do its job now (what /ready answers). */
   readiness(): Promise<Readiness> {
-    return checkReadiness({ db: this.db, scheduler: this.scheduler, schedulerEnabled: this.config.SCHEDULER_ENABLED, stopping: this.stopping });
+    return checkReadiness({ db: this.db, scheduler: this.scheduler, schedulerEnabled: this.config.SCHEDULER_ENABLED, stopping: this.stopping !== undefined });
   }
 
   /** Starts serving GraphQL (and GraphiQL) at /graphql, and /health, /ready, /metrics; resolves with the bound port. */
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
     const problem = authConfigProblem(this.config, host);
     if (problem) throw new ConfigError([problem]);
+    const graphql: RequestListener = (request, response) => {
+      if (this.stopping) return refuseWhileStopping(request, response);
+      this.inFlight++;
+      // An answer that its client does not take sits in memory: one not delivered by the end of the
+      // request's budget (plus 5 s to read it) is dropped with its socket. Streams (SSE) last by design.
+      const undelivered = setTimeout(() => {
+        if (!String(response.getHeader('content-type') ?? '').startsWith('text/event-stream')) response.destroy();
+      }, this.config.REQUEST_TIMEOUT_MS + 5_000);
+      response.once('close', () => {
+        this.inFlight--;
+        clearTimeout(undelivered);
+      });
+      return this.yoga(request, response);
+    };
     const listener = createRequestListener(
       {
         logger: this.logger.child({ component: 'http' }),
@@ -190,9 +217,9 @@ export class Chronograph {
         metricsToken: this.config.METRICS_TOKEN,
         logRequests: this.config.LOG_REQUESTS,
       },
-      this.yoga,
+      graphql,
     );
-    const { server, port: bound } = await startHttpServer(listener, { host, port });
+    const { server, port: bound } = await startHttpServer(listener, { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS });
     this.server = server;
     this.wsServer = createWsServer(server, this);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
@@ -201,29 +228,35 @@ export class Chronograph {
   }
 
   /**
-   * Stops accepting requests and claiming tasks; in-flight requests and running handlers get up to
-   * SHUTDOWN_GRACE_MS to finish (handlers still running then are aborted and their leases released for
-   * another instance); then the database is closed.
+   * Shuts down within SHUTDOWN_GRACE_MS, whatever the clients do:
+   * - at once: the scheduler stops claiming, and new requests and WebSocket upgrades are answered 503
+   *   (the port stays open until the end, so clients and load balancers see why);
+   * - every subscription, over SSE and WebSocket, ends with SHUTTING_DOWN and `extensions.lastCursor`
+   *   (where to resume, on another instance or after the restart);
+   * - in-flight requests and running handlers get the rest of the grace period; then sockets still
+   *   open (a client that stopped reading) are closed, handlers still running are aborted and their
+   *   leases released for another instance; then the database is closed.
+   * Calling it again returns the same shutdown.
    */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    // The scheduler stops claiming at once (synchronously), not after the subscriptions are closed.
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const deadline = Date.now() + this.config.SHUTDOWN_GRACE_MS;
     const schedulerStopped = this.scheduler.stop(this.config.SHUTDOWN_GRACE_MS);
     const server = this.server;
-    this.server = undefined;
-    // Subscriptions first: sockets get 1001, SSE streams SHUTTING_DOWN with their resume cursor.
-    await this.wsServer?.close();
-    this.wsServer = undefined;
+    server?.closeIdleConnections();
     await this.taskEvents.close();
-    const closeServer = async () => {
-      if (!server) return;
+    await this.wsServer?.close(deadline);
+    await waitUntil(() => this.inFlight === 0, deadline);
+    if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), this.config.SHUTDOWN_GRACE_MS);
+      server.closeAllConnections();
       await closed;
-      clearTimeout(timer);
-    };
-    await Promise.all([closeServer(), schedulerStopped]);
+    }
+    await schedulerStopped;
     await this.credentials.stop();
     await this.db.close();
     this.logger.info('Chronograph stopped');

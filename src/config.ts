@@ -41,7 +41,6 @@ const envSchema = z.object({
   ABORT_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
   LEASE_WATCHDOG_MS: z.coerce.number().int().min(100).default(60_000),
   THREAD_MEMORY_LIMIT_MB: z.coerce.number().int().min(16).max(1_048_576).default(512),
-  MAX_JSON_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 * 1024).default(1_048_576),
   /** Bearer token /metrics requires; unset leaves /metrics open (like /health and /ready). */
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** One info line per HTTP request (operation name, status, duration). */
@@ -66,6 +65,34 @@ const envSchema = z.object({
     .string()
     .default('UTC')
     .refine((zone) => isValidTimezone(zone), 'must be an IANA time zone such as UTC or Asia/Shanghai'),
+  // Query limits, checked before a query runs (src/graphql/queryLimits.ts).
+  MAX_QUERY_DEPTH: z.coerce.number().int().min(1).max(1000).default(12),
+  MAX_QUERY_COST: z.coerce.number().int().min(1).default(50_000),
+  MAX_ALIASES: z.coerce.number().int().min(0).max(10_000).default(30),
+  MAX_QUERY_TOKENS: z.coerce.number().int().min(100).max(1_000_000).default(5_000),
+  // Input sizes: one JSON value (argDict, record data, template arguments, handler result), one request body.
+  MAX_JSON_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(16 * 1_048_576),
+  // A request's time budget; also the longest one database statement may run on PostgreSQL.
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  // Browser origins besides the server's own that may call the API (CORS and WebSocket upgrades).
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const origins: string[] = [];
+      for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+        const origin = originOf(part);
+        if (!origin) {
+          ctx.addIssue({ code: 'custom', message: `"${part}" is not an origin such as https://app.example.com (scheme, host and port; "*" is not allowed)` });
+          return z.NEVER;
+        }
+        origins.push(origin);
+      }
+      return origins;
+    }),
+  // Where services.BackupSvc.backupDatabase of the example app may write.
+  BACKUP_DIR: z.string().min(1).default('./data/backups'),
   // Authentication (src/auth/). Any of the four credentials below turns it on.
   ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters; use a long random value (openssl rand -hex 32)').optional(),
   AUTH_JWT_SECRET: z.string().min(32, 'must be at least 32 characters: HS256 needs a 256-bit secret').optional(),
@@ -102,6 +129,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const problem = authConfigProblem(parsed.data, parsed.data.HOST);
   if (problem) throw new ConfigError([problem]);
   return parsed.data;
+}
+
+/** `https://app.example.com:8443` as browsers send it in `Origin`, or undefined for anything else. */
+export function originOf(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    const bare = url.pathname === '/' && !url.search && !url.hash && !url.username && !value.endsWith('/');
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !bare) return undefined;
+    return url.origin;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether a credential is configured (ADMIN_API_KEY or a way to verify JWTs): then every request must bring one. */

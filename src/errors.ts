@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'TIMEOUT'
+  | 'QUERY_TOO_COMPLEX'
   | 'NOT_IMPLEMENTED'
   | 'SUBSCRIBER_TOO_SLOW'
   | 'SHUTTING_DOWN'

@@ -7,7 +7,7 @@
 export { Chronograph, type AppModule, type ChronographOptions, type ElementTypes } from './app.js';
 export { loadConfig, ConfigError, type Config } from './config.js';
 export { ChronographError, type ErrorCode } from './errors.js';
-export type { Handler, HandlerContext, HandlerInfo, HandlerLogger, HandlerLogFn, HandlerRegistry } from './handlers/HandlerRegistry.js';
+export type { ArgsCheck, Handler, HandlerContext, HandlerInfo, HandlerLogger, HandlerLogFn, HandlerOptions, HandlerRegistry } from './handlers/HandlerRegistry.js';
 export { NonRetryableError, isNonRetryable } from './handlers/NonRetryableError.js';
 export type { HttpResult } from './handlers/httpHandlers.js';
 export { NormalType, type TaskTypeRegistry, type TaskTypeRunInput } from './tasks/TaskTypeRegistry.js';

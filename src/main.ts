@@ -38,6 +38,11 @@ async function main() {
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // However the shutdown goes (a client that never drains, a database that hangs), the process ends.
+    setTimeout(() => {
+      logger.error({ graceMs: config.SHUTDOWN_GRACE_MS }, 'shutdown did not finish within SHUTDOWN_GRACE_MS + 1 s; exiting');
+      process.exit(1);
+    }, config.SHUTDOWN_GRACE_MS + 1000).unref();
     app.stop().then(
       () => process.exit(0),
       (error: unknown) => {

@@ -1,8 +1,34 @@
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 
-/** One HTTP server for GraphQL over HTTP and SSE (graphql-yoga); port 0 picks a free port. */
-export async function startHttpServer(handler: RequestListener, options: { host: string; port: number }): Promise<{ server: Server; port: number }> {
-  const server = createServer(handler);
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  /** A request's time budget (REQUEST_TIMEOUT_MS): receiving its body may take no longer. */
+  requestTimeoutMs: number;
+}
+
+/** How long a client may take to send its request headers: a slow trickle (slowloris) is cut off. */
+const HEADERS_TIMEOUT_MS = 10_000;
+/** A socket with no traffic in either direction for this long is closed; SSE pings every 12 s. */
+const IDLE_MARGIN_MS = 15_000;
+
+/**
+ * One HTTP server for GraphQL over HTTP and SSE (graphql-yoga); port 0 picks a free port. Node's
+ * limits are set so that a slow or stalled client holds a socket for a bounded time: headers within
+ * 10 s, the whole request within the request budget, and no socket silent for longer than the budget
+ * plus 15 s (a client that stops reading its response stops the traffic, so it is cut off too).
+ * Header size stays at Node's 16 KiB; the body limit is yoga's (MAX_REQUEST_BYTES).
+ */
+export async function startHttpServer(handler: RequestListener, options: HttpServerOptions): Promise<{ server: Server; port: number }> {
+  const server = createServer({
+    headersTimeout: Math.min(HEADERS_TIMEOUT_MS, options.requestTimeoutMs),
+    requestTimeout: options.requestTimeoutMs,
+    maxHeaderSize: 16 * 1024,
+    keepAliveTimeout: 5_000,
+    // How often those timeouts are checked (Node's default, 30 s, would let a slow client stay 40 s).
+    connectionsCheckingInterval: 1_000,
+  }, handler);
+  server.setTimeout(options.requestTimeoutMs + IDLE_MARGIN_MS);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -12,4 +38,18 @@ export async function startHttpServer(handler: RequestListener, options: { host:
   });
   const address = server.address();
   return { server, port: typeof address === 'object' && address ? address.port : options.port };
+}
+
+/** Resolves once `done()` holds or `deadline` (epoch ms) has passed, checking every 10 ms; for shutdown, where nothing signals. */
+export async function waitUntil(done: () => boolean, deadline: number): Promise<void> {
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+/** The answer to a request that arrives while the instance shuts down. */
+export function refuseWhileStopping(_request: IncomingMessage, response: ServerResponse): void {
+  const body = JSON.stringify({
+    errors: [{ message: 'This Chronograph instance is shutting down; retry on another instance', extensions: { code: 'SHUTTING_DOWN' } }],
+  });
+  response.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', connection: 'close', 'content-length': Buffer.byteLength(body) });
+  response.end(body);
 }

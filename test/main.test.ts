@@ -1,49 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort, post, root, startChronograph as start } from './support/chronographProcess.js';
 
 /**
  * `npm start` as a newcomer runs it: the real entry point in its own process, the example app in
  * ./app, the embedded database under DATA_DIR, requests over real HTTP, and SIGTERM.
  */
-const root = path.resolve(import.meta.dirname, '..');
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-main-'));
 
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function start(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: root, env: { ...process.env, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const listening = new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', () => output.includes('Chronograph is listening') && resolve());
-    void exited.then((code) => reject(new Error(`exited with ${code}:\n${output}`)));
-  });
-  listening.catch(() => {}); // awaited by the tests that expect the server to come up
-  return { child, exited, listening, output: () => output };
-}
-
-async function post(port: number, query: string, variables?: object) {
-  const response = await fetch(`http://127.0.0.1:${port}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await response.json()) as { data?: any; errors?: any[] };
-}
 
 async function stop(server: { child: ChildProcess; exited: Promise<number | null> }) {
   server.child.kill('SIGTERM');

@@ -2,7 +2,7 @@ import { badInput } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { RepeatType, TaskStatus, type Prisma } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
-import { assertName } from '../tasks/validate.js';
+import { assertJson, assertName } from '../tasks/validate.js';
 import { addCounts, applyDateFields, emptyResult, type DateFieldResult, type PreparedTemplate, type RecordChange } from './applyDateFields.js';
 import { isPlainObject, stableStringify } from './condition.js';
 import { lockLiveTemplateTasks, lockOrphanDateFieldTasks, upsertDateFieldSources } from './dateFieldSql.js';
@@ -11,6 +11,8 @@ import type { ModelField } from './modelFields.js';
 
 export interface DateFieldSvcDeps {
   prisma: PrismaClient;
+  /** Largest record (as JSON) the layer remembers; MAX_JSON_BYTES. */
+  maxJsonBytes: number;
   now?: () => Date;
 }
 
@@ -80,6 +82,7 @@ export class DateFieldSvc {
     const all = await this.templatesOf(tx, model, true);
     if (all.length === 0) return emptyResult();
     const enabled = all.filter((t) => t.template.enabled);
+    for (const change of changes) if (change.data) assertJson(change.data, change.prefix ?? 'data', { maxBytes: this.deps.maxJsonBytes });
     // applyDateFields computes everything first: bad data throws before anything is written.
     const result = await applyDateFields(tx, enabled, changes, { tenantId: this.tenantId, now: this.now(), collect: true, actor: this.actor });
     await rememberRecords(tx, this.tenantId, model, changes);

@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { RepeatType, type Prisma } from '../generated/prisma/client.js';
-import { assertIntRange, assertName } from '../tasks/validate.js';
+import { assertIntRange, assertJson, assertName, parseCursor } from '../tasks/validate.js';
 import { addCounts, emptyResult, type DateFieldResult, type RecordChange } from './applyDateFields.js';
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
@@ -21,6 +21,8 @@ export interface ModelSvcDeps {
   dateFields: DateFieldSvc;
   /** Zone for DATETIME values written without an offset. */
   defaultTimezone: string;
+  /** Largest record data (as JSON); MAX_JSON_BYTES. */
+  maxJsonBytes: number;
 }
 
 export interface RecordWrite {
@@ -136,7 +138,7 @@ export class ModelSvc {
   async createRecord(model: string, data: unknown): Promise<RecordWrite> {
     return this.deps.prisma.$transaction(async (tx) => {
       const definition = await this.getModel(model, tx);
-      const values = validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone });
+      const values = this.recordData(definition.fieldList, data, 'data');
       const record = await tx.modelRecord.create({ data: { tenantId: this.tenantId, model, data: values as Prisma.InputJsonObject } });
       const dateFields = await this.dateFields.applyToRecords(tx, model, [toChange(record)]);
       return { record, dateFields };
@@ -154,7 +156,7 @@ export class ModelSvc {
         SELECT data FROM model_record WHERE id = ${recordId}::uuid AND tenant_id = ${this.tenantId} AND model = ${model} FOR UPDATE`;
       if (locked.length === 0) throw notFound(`Record of ${model}`, id);
       const merged = options.replace ? patch : { ...locked[0]!.data, ...patch };
-      const values = validateRecordData(definition.fieldList, merged, { zone: this.deps.defaultTimezone });
+      const values = this.recordData(definition.fieldList, merged, 'data');
       const record = await tx.modelRecord.update({ where: { id: recordId }, data: { data: values as Prisma.InputJsonObject } });
       const dateFields = await this.dateFields.applyToRecords(tx, model, [toChange(record)]);
       return { record, dateFields };
@@ -182,7 +184,7 @@ export class ModelSvc {
     if (!Array.isArray(records)) throw badInput('records must be a list of objects', 'records');
     if (records.length > MAX_IMPORT) throw badInput(`At most ${MAX_IMPORT} records can be imported in one call`, 'records');
     const definition = await this.getModel(model);
-    const rows = records.map((data, i) => validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone, field: `records[${i}]` }));
+    const rows = records.map((data, i) => this.recordData(definition.fieldList, data, `records[${i}]`));
     const imported = await this.deps.prisma.$transaction(async (tx) => {
       const result = emptyResult();
       for (let i = 0; i < rows.length; i += IMPORT_CHUNK) {
@@ -197,15 +199,25 @@ export class ModelSvc {
     return imported;
   }
 
+  /** Validated, normalised record data that fits MAX_JSON_BYTES. */
+  private recordData(fields: ModelField[], data: unknown, field: string): Record<string, unknown> {
+    const values = validateRecordData(fields, data, { zone: this.deps.defaultTimezone, field });
+    assertJson(values, field, { maxBytes: this.deps.maxJsonBytes });
+    return values;
+  }
+
   /**
    * A page of a model's records matching `where` (the condition language of date-field templates,
    * evaluated in SQL), in id order after the cursor `after`.
    */
-  async queryRecords(model: string, options: { where?: unknown; first?: number | null; after?: string | null } = {}): Promise<{ records: ModelRecord[]; hasNextPage: boolean }> {
+  async queryRecords(
+    model: string,
+    options: { where?: unknown; first?: number | null; after?: string | null; selection?: Pick<Prisma.ModelRecordFindManyArgs, 'select' | 'include'> } = {},
+  ): Promise<{ records: ModelRecord[]; hasNextPage: boolean }> {
     await this.getModel(model);
     const condition = validateCondition(options.where, 'where');
     const first = assertIntRange(options.first ?? 50, 'first', 1, 500);
-    const after = options.after ? assertRecordId(options.after, 'after') : null;
+    const after = options.after != null ? parseCursor('uuid', options.after, 'after') : null;
     const predicate = conditionToSql(condition, 'data', 5);
     const ids = await this.deps.prisma.$queryRawUnsafe<{ id: string }[]>(
       `SELECT id FROM model_record WHERE tenant_id = $1 AND model = $2 AND ($3::uuid IS NULL OR id > $3::uuid) AND ${predicate.sql}
@@ -217,7 +229,7 @@ export class ModelSvc {
       ...predicate.params,
     );
     const page = ids.slice(0, first).map((r) => r.id);
-    const records = await this.deps.prisma.modelRecord.findMany({ where: { id: { in: page } }, orderBy: { id: 'asc' } });
+    const records = (await this.deps.prisma.modelRecord.findMany({ ...options.selection, where: { id: { in: page } }, orderBy: { id: 'asc' } })) as ModelRecord[];
     return { records, hasNextPage: ids.length > first };
   }
 }

@@ -1,4 +1,5 @@
 import { badInput } from '../errors.js';
+import { measureJson } from '../tasks/validate.js';
 
 /**
  * A condition on a record, as a JSON object: every key is a field path (`status`, `owner.country`) and
@@ -19,6 +20,7 @@ type Operator = (typeof OPERATORS)[number];
 export function validateCondition(value: unknown, field: string): Condition | null {
   if (value == null) return null;
   if (!isPlainObject(value)) throw badInput(`${field} must be a JSON object such as {"status": "active"}`, field);
+  measureJson(value, field);
   for (const [path, test] of Object.entries(value)) {
     assertFieldPath(path, `${field}.${path}`);
     if (!isOperatorObject(test)) continue;

@@ -7,6 +7,7 @@ import { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate } from './migrate.js';
+import { requestSignal } from './requestSignal.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
 
 export type NotificationHandler = (payload: string) => void;
@@ -33,13 +34,49 @@ export interface DatabaseOptions {
   /** Where PGlite keeps its files; `memory://` keeps nothing (tests). */
   dataDir: string;
   logger: Logger;
+  /**
+   * PostgreSQL cancels any statement that runs longer (statement_timeout of every pooled connection),
+   * so a request that is given up cannot keep the database busy. PGlite cannot interrupt a statement.
+   */
+  statementTimeoutMs?: number;
+  /** Called with every SQL statement Prisma runs (tests, and LOG_LEVEL=trace). */
+  onQuery?: (event: QueryEvent) => void;
+}
+
+export interface QueryEvent {
+  query: string;
+  params: string;
+  durationMs: number;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  return options.databaseUrl ? openPostgres(options.databaseUrl, options.logger) : openPglite(options.dataDir, options.logger);
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options.dataDir, options);
 }
 
-async function openPglite(dataDir: string, logger: Logger): Promise<Database> {
+/**
+ * The Prisma client every part of Chronograph uses. A statement started on behalf of a request
+ * whose signal has aborted (withRequestSignal) throws instead of running, so abandoned requests stop
+ * their database work at the next statement, inside transactions too (which then roll back).
+ */
+function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryEvent) => void): PrismaClient {
+  const base = new PrismaClient({ adapter, ...(onQuery && { log: [{ emit: 'event' as const, level: 'query' as const }] }) });
+  if (onQuery) {
+    (base as unknown as { $on(event: 'query', fn: (e: { query: string; params: string; duration: number }) => void): void }).$on('query', (e) =>
+      onQuery({ query: e.query, params: e.params, durationMs: e.duration }),
+    );
+  }
+  const guarded = base.$extends({
+    query: {
+      $allOperations({ args, query }) {
+        requestSignal()?.throwIfAborted();
+        return query(args);
+      },
+    },
+  });
+  return guarded as unknown as PrismaClient;
+}
+
+async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions): Promise<Database> {
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
     await mkdir(dataDir, { recursive: true });
@@ -60,7 +97,7 @@ async function openPglite(dataDir: string, logger: Logger): Promise<Database> {
     await lock?.release();
     throw error;
   }
-  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+  const prisma = createPrisma(new PrismaPGlite(pglite), onQuery);
   logger.info({ dataDir }, 'using embedded PGlite database');
   return {
     kind: 'pglite',
@@ -80,14 +117,14 @@ async function openPglite(dataDir: string, logger: Logger): Promise<Database> {
   };
 }
 
-async function openPostgres(databaseUrl: string, logger: Logger): Promise<Database> {
+async function openPostgres(databaseUrl: string, { logger, onQuery, statementTimeoutMs }: DatabaseOptions): Promise<Database> {
   const session = await openPgSession(databaseUrl);
   try {
     await migrate(session, logger);
   } finally {
     await session.close();
   }
-  const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl }) });
+  const prisma = createPrisma(new PrismaPg({ connectionString: databaseUrl, ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }) }), onQuery);
   const listener = new PgListener(databaseUrl, logger);
   logger.info({ host: new URL(databaseUrl).host }, 'using PostgreSQL database');
   return {

@@ -1,6 +1,6 @@
 import { badInput } from '../errors.js';
 import type { Prisma, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
-import { assertId } from '../tasks/validate.js';
+import { assertId, parseCursor } from '../tasks/validate.js';
 
 /** What a subscriber asks for; every field narrows, an absent field matches everything. */
 export interface TaskEventFilterInput {
@@ -24,8 +24,6 @@ export interface TaskEventRef {
   funcName: string;
   source: TaskSource;
 }
-
-const MAX_EVENT_ID = 2n ** 63n - 1n;
 
 /**
  * A validated filter: `matches` decides live events in memory and `where` selects the same events
@@ -86,9 +84,5 @@ export class TaskEventFilter {
 
 /** An event cursor as clients send it back (`TaskEvent.cursor`, the decimal id). */
 export function parseEventCursor(cursor: string | null | undefined, field = 'after'): bigint | undefined {
-  if (cursor == null) return undefined;
-  if (!/^\d{1,19}$/.test(cursor) || BigInt(cursor) > MAX_EVENT_ID) {
-    throw badInput(`${field} ${JSON.stringify(cursor)} is not an event cursor (the decimal id of a TaskEvent)`, field);
-  }
-  return BigInt(cursor);
+  return cursor == null ? undefined : parseCursor('event', cursor, field);
 }

@@ -1,4 +1,5 @@
 import type { Database } from '../db/Database.js';
+import { outsideRequest } from '../db/requestSignal.js';
 import { ChronographError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { TASK_EVENT_CHANNEL } from '../tasks/statusMachine.js';
@@ -181,7 +182,8 @@ export class TaskEventStream {
     const key = `${id}:${JSON.stringify(selection)}`;
     let result = this.reads.get(key) as Promise<T> | undefined;
     if (!result) {
-      result = read();
+      // Shared by every subscriber of the event: the one who started it disconnecting must not cancel it.
+      result = outsideRequest(read);
       this.reads.set(key, result);
       result.catch(() => this.reads.delete(key));
       if (this.reads.size > SHARED_READS) this.reads.delete(this.reads.keys().next().value!);

@@ -1,4 +1,5 @@
 import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
@@ -19,6 +20,8 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TaskSvc } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
+import PagingPlugin, { type Paging } from './PagingPlugin.js';
+import { fieldCost } from './queryLimits.js';
 
 /**
  * Per-request (or per-WebSocket-connection) context: who is asking, which tenant they act on, and the
@@ -57,6 +60,11 @@ export interface AuthScopes {
   admin: boolean;
 }
 
+/** Relay connections (`tasks`, `modelRecords`). */
+export const CONNECTION_PAGE = { defaultSize: 20, maxSize: 500 } as const satisfies Paging;
+/** Lists inside an object (`Task.runs`, `Task.events`, `TaskRun.logs`) and history lists. */
+export const LIST_PAGE = { defaultSize: 20, maxSize: 1000 } as const satisfies Paging;
+
 export const builder = new SchemaBuilder<{
   Context: Context;
   AuthScopes: AuthScopes;
@@ -67,7 +75,7 @@ export const builder = new SchemaBuilder<{
     JSON: { Input: unknown; Output: unknown };
   };
 }>({
-  plugins: [ScopeAuthPlugin, PrismaPlugin, RelayPlugin],
+  plugins: [ScopeAuthPlugin, PrismaPlugin, RelayPlugin, ComplexityPlugin, PagingPlugin],
   defaultFieldNullability: false,
   scopeAuth: {
     authorizeOnSubscribe: true,
@@ -85,8 +93,12 @@ export const builder = new SchemaBuilder<{
     dmmf: getDatamodel(),
     exposeDescriptions: false,
     filterConnectionTotalCount: true,
-    maxConnectionSize: 500,
+    maxConnectionSize: CONNECTION_PAGE.maxSize,
+    defaultConnectionSize: CONNECTION_PAGE.defaultSize,
   },
+  // Every field's cost comes from fieldCost; the limits are checked before execution (queryLimits.ts),
+  // not by the plugin inside resolvers.
+  complexity: { fieldComplexity: fieldCost, disabled: true },
 });
 
 builder.scalarType('DateTime', {

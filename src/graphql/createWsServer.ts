@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ExecutionArgs } from 'graphql';
-import { CloseCode } from 'graphql-ws';
+import { CloseCode, type Context as WsContext } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createGraphQLError } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -8,14 +9,20 @@ import type { Chronograph } from '../app.js';
 import type { CredentialLease } from '../auth/CredentialWatch.js';
 import { selectTenant, type Identity } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
+import { waitUntil } from '../server.js';
 import { CONNECTION_AUTH, type ConnectionAuth } from './createYoga.js';
 
 type Enveloped = ReturnType<Chronograph['yoga']['getEnveloped']>;
 type EnvelopedRoot = Pick<Enveloped, 'execute' | 'subscribe'>;
 
 export interface WsServer {
-  /** Closes every socket (1001 Going away; their subscriptions end) and stops accepting new ones. */
-  close(): Promise<void>;
+  /**
+   * Shutdown: no new upgrades (503); waits until every operation has sent its last message (ended
+   * subscriptions send their SHUTTING_DOWN error and complete), closes every socket with 1001, and
+   * terminates those that have not closed by `deadline` (epoch ms): a client that stopped reading
+   * cannot hold the process.
+   */
+  close(deadline: number): Promise<void>;
 }
 
 type Extra = {
@@ -40,8 +47,21 @@ type Extra = {
  */
 export function createWsServer(server: Server, app: Chronograph): WsServer {
   const { yoga } = app;
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: 1024 * 1024 });
-  const disposable = useServer<Record<string, unknown> | undefined, Extra>(
+  const wss = new WebSocketServer({ noServer: true, maxPayload: app.config.MAX_REQUEST_BYTES });
+  let accepting = true;
+  const connections = new Set<WsContext<Record<string, unknown> | undefined, Extra>>();
+  // Upgrades are checked here, before the WebSocket handshake: a browser page of another origin
+  // cannot open a socket (cross-site WebSocket hijacking), and none opens during shutdown.
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const refuse = (status: number, reason: string) => {
+      socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (new URL(request.url ?? '/', 'http://localhost').pathname !== yoga.graphqlEndpoint) return refuse(404, 'Not Found');
+    if (!accepting) return refuse(503, 'Service Unavailable');
+    if (!originAllowed(request, app.config.CORS_ORIGINS)) return refuse(403, 'Forbidden');
+    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+  });
+  useServer<Record<string, unknown> | undefined, Extra>(
     {
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args as ExecutionArgs),
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args as ExecutionArgs),
@@ -66,9 +86,13 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         const lease = app.credentials.watch(identity);
         ctx.extra.lease = lease;
         lease.signal.addEventListener('abort', () => ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden: credential revoked or expired'), { once: true });
+        connections.add(ctx);
         return true;
       },
-      onClose: (ctx) => ctx.extra.lease?.release(),
+      onClose: (ctx) => {
+        connections.delete(ctx);
+        ctx.extra.lease?.release();
+      },
       onSubscribe: async (ctx, _id, payload) => {
         const auth = ctx.extra.auth;
         if (!auth || ctx.extra.lease?.signal.aborted) {
@@ -106,10 +130,27 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
     wss,
   );
   return {
-    async close() {
-      await disposable.dispose();
+    async close(deadline) {
+      accepting = false;
+      await waitUntil(() => [...connections].every((ctx) => Object.keys(ctx.subscriptions).length === 0), deadline);
+      for (const socket of wss.clients) socket.close(1001, 'Going away');
+      await waitUntil(() => wss.clients.size === 0, deadline);
+      for (const socket of wss.clients) socket.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** Browsers send Origin; one that is neither this server's own nor listed is refused. Other clients send none. */
+function originAllowed(request: IncomingMessage, allowed: readonly string[]): boolean {
+  const origin = request.headers.origin;
+  if (origin === undefined) return true;
+  if (allowed.includes(origin)) return true;
+  try {
+    return new URL(origin).host.toLowerCase() === (request.headers.host ?? '').toLowerCase();
+  } catch {
+    return false;
+  }
 }
 
 /** A header from `connectionParams.headers` (what some clients send), looked up case-insensitively. */

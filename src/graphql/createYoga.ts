@@ -1,12 +1,17 @@
-import { createGraphQLError, createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { createGraphQLError, createYoga, type Plugin, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
 import { selectTenant, type Identity } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
 import type { Chronograph } from '../app.js';
+import type { Logger } from '../logger.js';
 import type { Context } from './builder.js';
 import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
 import { useRequestMetrics } from '../ops/useRequestMetrics.js';
+import { useQueryLimits } from './queryLimits.js';
 import { schema } from './schema/index.js';
+import { useRequestBudget } from './useRequestBudget.js';
+import { useStorableText } from './useStorableText.js';
 
 /**
  * How createWsServer hands a connection's identity to the context factory. A symbol: nothing a client
@@ -66,6 +71,8 @@ function withHttpStatus(error: unknown): unknown {
 }
 
 export function createChronographYoga(app: Chronograph): YogaServerInstance<Record<string, unknown>, Context> {
+  const { config } = app;
+  const logger = app.logger.child({ component: 'graphql' });
   return createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -81,8 +88,15 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       shouldPersistHeaders: false,
     },
     renderGraphiQL: renderGraphiQLPage,
-    maskedErrors: { maskError: createMaskError(app.logger) },
-    logging: app.logger.child({ component: 'yoga' }),
+    maskedErrors: { maskError: createMaskError(logger) },
+    logging: yogaLogger(logger),
+    // Browsers on other origins may call the API only when CORS_ORIGINS lists them; same-origin
+    // pages (GraphiQL) need no CORS headers at all.
+    cors: (request) => {
+      const origin = request.headers.get('origin');
+      return origin && config.CORS_ORIGINS.includes(origin) ? { origin: [origin], credentials: true, methods: ['GET', 'POST'], maxAge: 600 } : false;
+    },
+    maxRequestBodySize: config.MAX_REQUEST_BYTES,
     // graphql-ws operations arrive without a fetch Request; createWsServer passes their connection's auth.
     context: async (initial) => {
       const connection = (initial as { [CONNECTION_AUTH]?: ConnectionAuth })[CONNECTION_AUTH];
@@ -90,13 +104,41 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       if ('error' in connection.tenant) throw connection.tenant.error; // createWsServer answers it before getting here
       return contextFor(app, connection.identity, connection.tenant.tenantId);
     },
-    plugins: [codeVariableErrors(), useRequestMetrics(app.metrics)],
+    plugins: [
+      // No request a browser sends without a CORS preflight (a form post, text/plain, a plain GET)
+      // runs unless it carries this header, which a cross-site form cannot set (CSRF).
+      useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf'] }),
+      ...useQueryLimits({
+        maxDepth: config.MAX_QUERY_DEPTH,
+        maxCost: config.MAX_QUERY_COST,
+        maxAliases: config.MAX_ALIASES,
+        maxTokens: config.MAX_QUERY_TOKENS,
+      }),
+      useStorableText(),
+      useRequestBudget(config.REQUEST_TIMEOUT_MS),
+      codeVariableErrors(),
+      useRequestMetrics(app.metrics),
+    ],
   });
 }
 
 /**
+ * Yoga logs every error that maskError transformed, at error level and with its stack, client
+ * mistakes included; maskError already logs each at the level it deserves, so yoga's copy goes to debug.
+ */
+function yogaLogger(logger: Logger): YogaLogger {
+  return {
+    debug: (...args: unknown[]) => logger.debug({ args }, 'yoga'),
+    info: (...args: unknown[]) => logger.info({ args }, 'yoga'),
+    warn: (...args: unknown[]) => logger.warn({ args }, 'yoga'),
+    error: (...args: unknown[]) => logger.debug({ err: args[0] }, 'yoga reported an error (logged by maskError)'),
+  };
+}
+
+/**
  * graphql-js reports variables that do not fit their declared types ("Variable "$input" got invalid
- * value ...") without an error code; clients should see BAD_USER_INPUT like any other bad input.
+ * value ... at "input.argDict"; ...") without an error code or field; clients should see
+ * BAD_USER_INPUT with `field` (the variable path) like any other bad input.
  */
 function codeVariableErrors(): Plugin {
   return {

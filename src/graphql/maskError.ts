@@ -4,9 +4,14 @@ import { ChronographError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 /**
- * The one place where domain errors become GraphQL errors. A ChronographError keeps its message and
- * gets `extensions.code` (plus details such as the input `field`); anything else is unexpected: it is
- * logged with its stack and the client sees only "Unexpected error.".
+ * The one place where errors become what clients see and what the log says.
+ * - A ChronographError keeps its message and gets `extensions.code` (plus details such as the input
+ *   `field`). It is the client's mistake: logged at info, without a stack.
+ * - A database statement or transaction that ran out of time is TIMEOUT, also at info.
+ * - GraphQL's own parse, validation and request errors are passed on (with BAD_REQUEST when they
+ *   carry no code), at info.
+ * - Anything else is a bug: logged at error with its stack, and the client sees only
+ *   "Unexpected error.".
  *
  * GraphQLError is recognised by shape, not `instanceof`: graphql ships CommonJS and ESM builds, and a
  * process can hold both (the dual-package hazard), so class identity is not reliable across libraries.
@@ -16,14 +21,23 @@ export function createMaskError(logger: Logger) {
     const graphqlError = isGraphQLError(error) ? error : undefined;
     let original: unknown = error;
     while (isGraphQLError(original) && original.originalError) original = original.originalError;
+    const location = { nodes: graphqlError?.nodes, path: graphqlError?.path };
     if (original instanceof ChronographError) {
-      return createGraphQLError(original.message, {
-        nodes: graphqlError?.nodes,
-        path: graphqlError?.path,
-        extensions: { ...original.details, code: original.code },
+      logger.info({ code: original.code, ...original.details, path: graphqlError?.path?.join('.'), message: original.message }, 'request refused');
+      return createGraphQLError(original.message, { ...location, extensions: { ...original.details, code: original.code } });
+    }
+    if (isDatabaseTimeout(original)) {
+      logger.info({ code: 'TIMEOUT', path: graphqlError?.path?.join('.') }, 'a database statement ran out of time');
+      return createGraphQLError('The database took too long for this request and it was stopped (REQUEST_TIMEOUT_MS)', {
+        ...location,
+        extensions: { code: 'TIMEOUT' },
       });
     }
-    if (graphqlError && !graphqlError.originalError) return graphqlError; // parse and validation errors
+    if (graphqlError && !graphqlError.originalError) {
+      const code = graphqlError.extensions?.code ?? 'BAD_REQUEST';
+      logger.info({ code, message: graphqlError.message }, 'request refused');
+      return graphqlError.extensions?.code ? graphqlError : createGraphQLError(graphqlError.message, { ...location, extensions: { ...graphqlError.extensions, code } });
+    }
     logger.error({ err: original }, 'unexpected error in a GraphQL operation');
     return yogaMaskError(error, message, isDev);
   };
@@ -31,4 +45,14 @@ export function createMaskError(logger: Logger) {
 
 function isGraphQLError(value: unknown): value is GraphQLError {
   return value instanceof Error && value.name === 'GraphQLError';
+}
+
+/**
+ * PostgreSQL's statement_timeout (SQLSTATE 57014) through Prisma's driver adapter, an interactive
+ * transaction past its time limit (P2028), or no pooled connection free in time (P2024).
+ */
+function isDatabaseTimeout(error: unknown): boolean {
+  if (!(error instanceof Error) || error.name !== 'PrismaClientKnownRequestError') return false;
+  const { code, meta } = error as Error & { code?: string; meta?: { driverAdapterError?: { cause?: { code?: string } } } };
+  return code === 'P2028' || code === 'P2024' || meta?.driverAdapterError?.cause?.code === '57014';
 }

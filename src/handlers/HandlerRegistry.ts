@@ -78,8 +78,15 @@ export interface HandlerModule {
   export?: string;
 }
 
+/**
+ * Checks a task's arguments when the task is created, so bad ones are refused with a coded error
+ * (throw a ChronographError, e.g. INVALID_ARG_DICT with `field: 'argDict.path'`) and nothing is written.
+ */
+export type ArgsCheck = (args: Record<string, unknown>) => void;
+
 export interface HandlerOptions {
   description?: string;
+  checkArgs?: ArgsCheck;
   /** Default: `thread` for a handler registered by module, `inProcess` for a function. */
   isolation?: Isolation;
   /** Heap limit of a thread running it, in MB; a task's or template's memoryLimitMb wins. */
@@ -102,6 +109,7 @@ export interface HandlerEntry {
   fn?: Handler;
   /** Where a worker thread loads it from: a file URL and an export name. */
   module?: { url: string; exportName: string };
+  checkArgs?: ArgsCheck;
 }
 
 export class LeaseLostError extends Error {
@@ -140,9 +148,15 @@ export class HandlerRegistry {
       memoryLimitMb: options.memoryLimitMb ?? null,
       timeoutMs: options.timeoutMs ?? null,
     };
-    if (isFunction) this.handlers.set(name, { info, fn: handler });
-    else this.handlers.set(name, { info, module: { url: toFileUrl(handler.module), exportName: handler.export ?? 'default' } });
+    const checkArgs = options.checkArgs;
+    if (isFunction) this.handlers.set(name, { info, fn: handler, checkArgs });
+    else this.handlers.set(name, { info, module: { url: toFileUrl(handler.module), exportName: handler.export ?? 'default' }, checkArgs });
     return this;
+  }
+
+  /** Runs the handler's own argument check (HandlerOptions.checkArgs), if it has one. */
+  checkArgs(name: string, args: Record<string, unknown>): void {
+    this.handlers.get(name)?.checkArgs?.(args);
   }
 
   /** Registers every function of an object under `prefix.<key>`: `registerService('services.BackupSvc', svc)`. */

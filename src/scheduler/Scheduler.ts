@@ -26,7 +26,7 @@ export interface SchedulerOptions {
   abortGraceMs: number;
   /** Longest sleep between checks even when nothing is due (a safety net for lost notifications). */
   maxSleepMs: number;
-  /** Largest result (JSON bytes) a run may store. */
+  /** Largest handler result (as JSON) that is stored; a larger or unstorable one fails the attempt. */
   maxJsonBytes: number;
   /** Heap limit of a handler thread when neither task, template, handler nor type sets one. */
   threadMemoryLimitMb: number;
@@ -605,6 +605,7 @@ export class Scheduler {
     });
   }
 }
+
 
 function reasonText(reason: AbortReason): string {
   return {

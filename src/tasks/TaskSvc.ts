@@ -12,7 +12,7 @@ import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, W
 import { parseTime } from '../time/parseTime.js';
 import { firstOccurrence, nextOccurrence, resolveSchedule, upcomingRuns, type ScheduledTime } from '../time/schedule.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
-import { assertArgDict, assertId, assertIntRange } from './validate.js';
+import { assertArgDict, assertId, assertIntRange, parseCursor } from './validate.js';
 
 /** The seed's createTimerTask arguments, plus the schedule and policy fields that default from the template. */
 export interface TimerTaskInput {
@@ -40,6 +40,9 @@ export interface TimerTaskInput {
   overlapPolicy?: OverlapPolicy | null;
   retryBackoffMs?: number | null;
 }
+
+/** Which columns and relations of a task to read (Prisma's select or include). */
+export type TaskSelection = Pick<Prisma.TaskFindFirstArgs, 'select' | 'include'>;
 
 /** What upcomingRuns reads of a task. */
 export type UpcomingTask = Pick<
@@ -82,6 +85,8 @@ export interface TaskSvcDeps {
   dateFields: DateFieldSvc;
   db: Pick<Database, 'listen'>;
   defaultTimezone: string;
+  /** Largest argDict (as JSON, template defaults merged in); MAX_JSON_BYTES. */
+  maxJsonBytes: number;
   now?: () => Date;
 }
 
@@ -227,14 +232,18 @@ export class TaskSvc {
     }
   }
 
-  async getTask(id: string): Promise<Task> {
-    const task = await this.findTask(id);
+  async getTask(id: string, selection?: TaskSelection): Promise<Task> {
+    const task = await this.findTask(id, selection);
     if (!task) throw notFound('Task', id);
     return task;
   }
 
-  findTask(id: string): Promise<Task | null> {
-    return this.deps.prisma.task.findFirst({ where: { id: assertId(id, 'id'), tenantId: this.tenantId } });
+  /**
+   * The task with this id in this tenant, or null. With a `selection` (GraphQL passes the one its
+   * query needs) only those columns and relations are read, and only they are present on the result.
+   */
+  findTask(id: string, selection: TaskSelection = {}): Promise<Task | null> {
+    return this.deps.prisma.task.findFirst({ ...selection, where: { id: assertId(id, 'id'), tenantId: this.tenantId } }) as Promise<Task | null>;
   }
 
   /** The Prisma `where` for a task filter of this tenant; GraphQL's connection pages over it. */
@@ -258,13 +267,13 @@ export class TaskSvc {
     args: { after?: string | null; taskId?: string | number | null; first?: number | null } & Pick<Prisma.TaskEventFindManyArgs, 'include' | 'select'>,
   ) {
     const { after, taskId, first, ...query } = args;
-    if (after != null && !/^\d{1,19}$/.test(after)) throw badInput(`after ${JSON.stringify(after)} is not an event cursor`, 'after');
+    const from = after != null ? parseCursor('event', after, 'after') : undefined;
     const take = assertIntRange(first ?? 100, 'first', 1, 1000);
     return this.deps.prisma.taskEvent.findMany({
       ...query,
       where: {
         tenantId: this.tenantId,
-        ...(after != null && { id: { gt: BigInt(after) } }),
+        ...(from !== undefined && { id: { gt: from } }),
         ...(taskId != null && { taskId: assertId(String(taskId), 'taskId') }),
       },
       orderBy: { id: 'asc' },
@@ -457,7 +466,8 @@ export class TaskSvc {
         field: 'taskType',
       });
     }
-    const args = { ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) };
+    const args = assertArgDict({ ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) }, 'argDict', this.deps.maxJsonBytes);
+    this.deps.handlers.checkArgs(funcName, args);
     const repeatType = input.repeatType ?? (template.repeatType === RepeatType.DATE_FIELD ? RepeatType.ONCE : template.repeatType);
     const schedule = resolveSchedule(
       {

@@ -1,14 +1,96 @@
-import { ChronographError, badInput } from '../errors.js';
+import { ChronographError, badInput, type ErrorCode } from '../errors.js';
 
 export type JsonObject = Record<string, unknown>;
 
-export function assertArgDict(value: unknown, field = 'argDict'): JsonObject {
+/** How deeply a stored JSON value may nest (objects and arrays). */
+export const MAX_JSON_DEPTH = 64;
+
+export function assertArgDict(value: unknown, field = 'argDict', maxBytes?: number): JsonObject {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ChronographError('INVALID_ARG_DICT', `${field} must be a JSON object such as {"table": "users"}, not ${describe(value)}`, {
       field,
     });
   }
+  if (maxBytes !== undefined) assertJson(value, field, { maxBytes, code: 'INVALID_ARG_DICT' });
   return value as JsonObject;
+}
+
+/**
+ * Checks that a JSON value (an argDict, a record's data, a template's arguments, a condition, a
+ * handler's result) can be stored and returns its size: its JSON text in UTF-8 bytes, as PostgreSQL
+ * receives it. Storable means nested at most MAX_JSON_DEPTH deep, finite numbers only, and strings and
+ * keys without NUL characters or lone surrogates (jsonb refuses both; a text column would silently
+ * replace a lone surrogate). Throws `code` (BAD_USER_INPUT by default) naming the offending part in
+ * `field`. This is the one place JSON is measured: size limits (MAX_JSON_BYTES, tenant quotas) compare
+ * against what it returns. Past `stopAbove` bytes it stops measuring and returns Infinity.
+ */
+export function measureJson(value: unknown, field: string, code: ErrorCode = 'BAD_USER_INPUT', stopAbove = Infinity): number {
+  const fail = (where: string, why: string): never => {
+    throw new ChronographError(code, `${where} ${why}`, { field: where });
+  };
+  // A lower bound of the size (a string takes at least as many UTF-8 bytes as UTF-16 units), so an
+  // oversized value is refused without serialising it.
+  let atLeast = 0;
+  const visit = (node: unknown, where: string, depth: number): void => {
+    if (node === null || typeof node === 'boolean') return;
+    if (typeof node === 'string') {
+      atLeast += node.length + 2;
+      if (atLeast > stopAbove) throw new TooLarge();
+      return checkText(node, where, fail);
+    }
+    if (typeof node === 'number') {
+      if (!Number.isFinite(node)) fail(where, 'must be a finite number');
+      return;
+    }
+    if (typeof node !== 'object') return fail(where, `is a ${typeof node}, which JSON cannot hold`);
+    if (depth >= MAX_JSON_DEPTH) fail(where, `nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const json = (node as { toJSON?: () => unknown }).toJSON;
+    if (typeof json === 'function') return visit(json.call(node), where, depth);
+    if (Array.isArray(node)) {
+      node.forEach((item, i) => visit(item, `${where}[${i}]`, depth + 1));
+      return;
+    }
+    for (const [key, item] of Object.entries(node)) {
+      checkText(key, `${where} key ${JSON.stringify(key.slice(0, 40))}`, fail);
+      if (item !== undefined) visit(item, `${where}.${key}`, depth + 1);
+    }
+  };
+  if (value === undefined) fail(field, 'is missing');
+  try {
+    visit(value, field, 0);
+  } catch (error) {
+    if (error instanceof TooLarge) return Infinity;
+    throw error;
+  }
+  return Buffer.byteLength(JSON.stringify(value));
+}
+
+class TooLarge extends Error {}
+
+/** measureJson, plus a size limit. */
+export function assertJson(value: unknown, field: string, options: { maxBytes: number; code?: ErrorCode }): number {
+  const bytes = measureJson(value, field, options.code, options.maxBytes);
+  if (bytes > options.maxBytes) {
+    const size = Number.isFinite(bytes) ? `${bytes} bytes` : `more than ${options.maxBytes} bytes`;
+    throw new ChronographError(options.code ?? 'BAD_USER_INPUT', `${field} is ${size} of JSON; at most ${options.maxBytes} bytes are allowed (MAX_JSON_BYTES)`, {
+      field,
+      maxBytes: options.maxBytes,
+    });
+  }
+  return bytes;
+}
+
+/** With the u flag, a surrogate pair is one code point, so only lone surrogates match. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** Text PostgreSQL can store: no NUL character (0x00) and no lone UTF-16 surrogate. */
+export function isStorableText(text: string): boolean {
+  return !text.includes('\u0000') && !LONE_SURROGATE.test(text);
+}
+
+function checkText(text: string, where: string, fail: (where: string, why: string) => never): void {
+  if (text.includes('\u0000')) fail(where, 'contains a NUL character (\\u0000), which cannot be stored');
+  if (LONE_SURROGATE.test(text)) fail(where, 'contains a lone UTF-16 surrogate (not valid Unicode), which cannot be stored');
 }
 
 export function assertIntRange(value: number, field: string, min: number, max: number): number {
@@ -38,6 +120,44 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function assertId(value: string, field = 'id'): string {
   if (!UUID.test(value)) throw badInput(`${field} ${JSON.stringify(value)} is not a task id (a UUID)`, field);
   return value.toLowerCase();
+}
+
+/**
+ * What a cursor points into: `event` is a TaskEvent id in decimal (`TaskEvent.cursor`, `after` of
+ * taskEvents and taskStatusChanged); `uuid` a row id handed out as it is (modelRecords); `connection`
+ * the opaque cursor of a Relay connection over rows with UUID ids (tasks), which is base64 of
+ * `GPC:S:<uuid>` (the format of Pothos' Prisma connections).
+ */
+export type CursorKind = 'event' | 'uuid' | 'connection';
+
+const MAX_EVENT_ID = 2n ** 63n - 1n;
+
+/**
+ * The one parser of cursors that clients send back, for every connection and event stream: anything
+ * that is not a cursor of the expected kind is BAD_USER_INPUT naming `field`, before it reaches a query.
+ */
+export function parseCursor(kind: 'event', cursor: string, field: string): bigint;
+export function parseCursor(kind: 'uuid' | 'connection', cursor: string, field: string): string;
+export function parseCursor(kind: CursorKind, cursor: string, field: string): string | bigint;
+export function parseCursor(kind: CursorKind, cursor: string, field: string): string | bigint {
+  const refuse = (what: string): never => {
+    throw badInput(`${field} ${JSON.stringify(cursor.length > 80 ? `${cursor.slice(0, 80)}…` : cursor)} is not ${what}`, field);
+  };
+  if (typeof cursor !== 'string') return refuse('a cursor');
+  switch (kind) {
+    case 'event':
+      if (!/^\d{1,19}$/.test(cursor) || BigInt(cursor) > MAX_EVENT_ID) refuse('an event cursor (the decimal id of a TaskEvent)');
+      return BigInt(cursor);
+    case 'uuid':
+      if (!UUID.test(cursor)) refuse('a cursor from this list (a record id)');
+      return cursor.toLowerCase();
+    case 'connection': {
+      const decoded = /^[A-Za-z0-9+/]{1,200}={0,2}$/.test(cursor) ? Buffer.from(cursor, 'base64').toString('utf8') : '';
+      const id = /^GPC:S:(.*)$/.exec(decoded)?.[1];
+      if (!id || !UUID.test(id) || Buffer.from(decoded).toString('base64') !== cursor) refuse('a cursor from this connection (pageInfo.endCursor or an edge cursor)');
+      return id!.toLowerCase();
+    }
+  }
 }
 
 function describe(value: unknown): string {

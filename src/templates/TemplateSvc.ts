@@ -45,6 +45,8 @@ export interface TemplateDeps {
   handlers: HandlerRegistry;
   taskTypes: TaskTypeRegistry;
   defaultTimezone: string;
+  /** Largest default argDict (as JSON); MAX_JSON_BYTES. */
+  maxJsonBytes: number;
   /** The model-event layer: date-field templates' tasks follow template changes. */
   dateFields: DateFieldSvc;
   /** Platform templates bound to tenants: the bound tenants' tasks follow template changes. */
@@ -72,10 +74,14 @@ export class TemplateSvc {
     return this.deps.bindings.as(this.actor);
   }
 
-  /** The seed's getTaskTmplList: templates whose title or fullName contains `query`; "" lists all. */
-  list(query = ''): Promise<TaskTemplate[]> {
+  /**
+   * The seed's getTaskTmplList: templates whose title or fullName contains `query`; "" lists all. With
+   * a `selection` (GraphQL passes its own) only those columns are read.
+   */
+  list(query = '', selection: Pick<Prisma.TaskTemplateFindManyArgs, 'select' | 'include'> = {}): Promise<TaskTemplate[]> {
     const q = query.trim();
     return this.deps.prisma.taskTemplate.findMany({
+      ...selection,
       where: {
         tenantId: this.tenantId,
         ...(q && {
@@ -83,7 +89,7 @@ export class TemplateSvc {
         }),
       },
       orderBy: { fullName: 'asc' },
-    });
+    }) as Promise<TaskTemplate[]>;
   }
 
   find(fullName: string): Promise<TaskTemplate | null> {
@@ -234,7 +240,7 @@ export class TemplateSvc {
       taskType,
       repeatType,
       funcName,
-      argDict: assertArgDict(input.argDict ?? {}) as Prisma.InputJsonObject,
+      argDict: assertArgDict(input.argDict ?? {}, 'argDict', this.deps.maxJsonBytes) as Prisma.InputJsonObject,
       cronExpression,
       intervalSeconds,
       timezone,

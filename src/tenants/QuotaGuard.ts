@@ -2,6 +2,7 @@ import { ChronographError } from '../errors.js';
 import type { Prisma } from '../generated/prisma/client.js';
 import { insertTenant, NO_QUOTA, quotaOf, type TenantQuota } from './TenantSvc.js';
 import { countTenantUsage, lockTenantQuota } from './tenantSql.js';
+import { measureJson } from '../tasks/validate.js';
 
 /**
  * A tenant's quotas inside one transaction that creates tasks. Every path that creates live tasks —
@@ -51,9 +52,11 @@ export class QuotaGuard {
   checkArgDict(argDict: unknown, field = 'argDict'): void {
     const limit = this.quota.maxArgDictBytes;
     if (limit == null) return;
-    const bytes = Buffer.byteLength(JSON.stringify(argDict ?? {}), 'utf8');
+    // The one measure of stored JSON (it stops counting, returning Infinity, once past the limit).
+    const bytes = measureJson(argDict ?? {}, field, 'INVALID_ARG_DICT', limit);
     if (bytes > limit) {
-      throw exceeded(this.tenantId, 'maxArgDictBytes', limit, `an argDict of ${bytes} bytes is larger than the ${limit} bytes allowed`, { field, bytes });
+      const size = Number.isFinite(bytes) ? `of ${bytes} bytes` : `of more than ${limit} bytes`;
+      throw exceeded(this.tenantId, 'maxArgDictBytes', limit, `an argDict ${size} is larger than the ${limit} bytes allowed`, { field, ...(Number.isFinite(bytes) && { bytes }) });
     }
   }
 

@@ -50,13 +50,19 @@ export interface SseSubscription {
   close(): Promise<void>;
 }
 
-/** A subscription over Server-Sent Events through yoga's fetch (no port). */
-export async function sseSubscribe(app: Chronograph, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<SseSubscription> {
-  const response = await app.yoga.fetch('http://chronograph/graphql', {
+/** A subscription over Server-Sent Events through yoga's fetch (no port), or over real HTTP to a URL. */
+export async function sseSubscribe(
+  target: Chronograph | string,
+  query: string,
+  variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<SseSubscription> {
+  const init = {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
     body: JSON.stringify({ query, variables }),
-  });
+  };
+  const response = typeof target === 'string' ? await fetch(target, init) : await target.yoga.fetch('http://chronograph/graphql', init);
   if (!response.headers.get('content-type')?.startsWith('text/event-stream')) {
     const body = (await response.json()) as GqlResult;
     return {

@@ -31,6 +31,7 @@ builder.prismaObjectField('TaskTemplate', 'dateField', (t) =>
     type: DateFieldRuleRef,
     nullable: true,
     description: 'For DATE_FIELD templates: the model, date field and offset their tasks follow.',
+    select: { repeatType: true, sourceModel: true, sourceField: true, dateRule: true, fullName: true },
     resolve: (template) => (template.repeatType === RepeatType.DATE_FIELD && template.sourceModel ? configOf(template) : null),
   }),
 );

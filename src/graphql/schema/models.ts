@@ -1,9 +1,12 @@
+import { createContextCache } from '@pothos/core';
+import { queryFromInfo } from '@pothos/plugin-prisma';
+import DataLoader from 'dataloader';
 import type { RecordWrite } from '../../dateFields/ModelSvc.js';
 import type { DateFieldResult } from '../../dateFields/applyDateFields.js';
 import { MODEL_FIELD_TYPES, type ModelField } from '../../dateFields/modelFields.js';
 import { badInput } from '../../errors.js';
-import { RepeatType, TaskSource } from '../../generated/prisma/client.js';
-import { builder } from '../builder.js';
+import { RepeatType, TaskSource, type Prisma, type Task } from '../../generated/prisma/client.js';
+import { builder, type Context } from '../builder.js';
 import { DateFieldResultRef } from './dateFields.js';
 
 const ModelFieldTypeEnum = builder.enumType('ModelFieldType', {
@@ -22,15 +25,20 @@ const ModelFieldRef = builder.objectRef<ModelField>('ModelField').implement({
 
 builder.prismaObject('ModelDefinition', {
   description: 'A low-code model: a name such as models.Contract and typed fields.',
+  select: { id: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     name: t.exposeString('name'),
     title: t.exposeString('title', { nullable: true }),
-    fields: t.field({ type: [ModelFieldRef], resolve: (m) => m.fields as unknown as ModelField[] }),
-    recordCount: t.int({ resolve: (m, _args, ctx) => ctx.prisma.modelRecord.count({ where: { tenantId: m.tenantId, model: m.name } }) }),
+    fields: t.field({ type: [ModelFieldRef], select: { fields: true }, resolve: (m) => m.fields as unknown as ModelField[] }),
+    recordCount: t.int({
+      select: { tenantId: true, name: true },
+      resolve: (m, _args, ctx) => ctx.prisma.modelRecord.count({ where: { tenantId: m.tenantId, model: m.name } }),
+    }),
     dateFieldTemplates: t.prismaField({
       type: ['TaskTemplate'],
       description: 'The DATE_FIELD templates that follow this model.',
+      select: { tenantId: true, name: true },
       resolve: (query, m, _args, ctx) =>
         ctx.prisma.taskTemplate.findMany({ ...query, where: { tenantId: m.tenantId, sourceModel: m.name, repeatType: RepeatType.DATE_FIELD }, orderBy: { fullName: 'asc' } }),
     }),
@@ -39,8 +47,53 @@ builder.prismaObject('ModelDefinition', {
   }),
 });
 
+/**
+ * The tasks of many records in one query: a page of records selecting `tasks` would otherwise read
+ * them one record at a time. One loader per request and selection.
+ */
+const recordTaskLoaders = createContextCache((_ctx: Context) => new Map<string, DataLoader<RecordKey, Task[], string>>());
+
+interface RecordKey {
+  tenantId: string;
+  model: string;
+  id: string;
+}
+
+function recordTasks(ctx: Context, query: { select?: Prisma.TaskSelect; include?: Prisma.TaskInclude }): DataLoader<RecordKey, Task[], string> {
+  const loaders = recordTaskLoaders(ctx);
+  const key = JSON.stringify(query);
+  let loader = loaders.get(key);
+  if (!loader) {
+    // The grouping column must be read even when the client did not select it.
+    const selection = query.select ? { select: { ...query.select, sourceRowId: true } } : query;
+    loader = new DataLoader<RecordKey, Task[], string>(
+      async (records) => {
+        const byModel = new Map<string, RecordKey[]>();
+        for (const r of records) {
+          const key = JSON.stringify([r.tenantId, r.model]);
+          byModel.set(key, [...(byModel.get(key) ?? []), r]);
+        }
+        const found = new Map<string, Task[]>();
+        for (const group of byModel.values()) {
+          const tasks = (await ctx.prisma.task.findMany({
+            ...selection,
+            where: { tenantId: group[0]!.tenantId, source: TaskSource.DATE_FIELD, sourceModel: group[0]!.model, sourceRowId: { in: group.map((r) => r.id) } },
+            orderBy: { id: 'asc' },
+          })) as Task[];
+          for (const task of tasks) found.set(task.sourceRowId!, [...(found.get(task.sourceRowId!) ?? []), task]);
+        }
+        return records.map((r) => found.get(r.id) ?? []);
+      },
+      { cacheKeyFn: (r) => JSON.stringify([r.tenantId, r.model, r.id]) },
+    );
+    loaders.set(key, loader);
+  }
+  return loader;
+}
+
 const ModelRecordRef = builder.prismaObject('ModelRecord', {
   description: 'One record of a low-code model.',
+  select: { id: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     model: t.exposeString('model'),
@@ -50,12 +103,8 @@ const ModelRecordRef = builder.prismaObject('ModelRecord', {
     tasks: t.prismaField({
       type: ['Task'],
       description: 'The date-field tasks of this record, live and finished, oldest first.',
-      resolve: (query, r, _args, ctx) =>
-        ctx.prisma.task.findMany({
-          ...query,
-          where: { tenantId: r.tenantId, source: TaskSource.DATE_FIELD, sourceModel: r.model, sourceRowId: r.id },
-          orderBy: { id: 'asc' },
-        }),
+      select: { tenantId: true, model: true },
+      resolve: (query, r, _args, ctx) => recordTasks(ctx, query).load({ tenantId: r.tenantId, model: r.model, id: r.id }),
     }),
   }),
 });
@@ -63,7 +112,8 @@ const ModelRecordRef = builder.prismaObject('ModelRecord', {
 const RecordWriteRef = builder.objectRef<RecordWrite>('ModelRecordWrite').implement({
   description: 'A record write and what it did to the record\'s date-field tasks (same transaction).',
   fields: (t) => ({
-    record: t.field({ type: ModelRecordRef, resolve: (w) => w.record }),
+    // A prismaField, so Pothos takes the written row as loaded (a deleted record cannot be read again).
+    record: t.prismaField({ type: ModelRecordRef, resolve: (_query, w) => w.record }),
     dateFields: t.field({ type: DateFieldResultRef, resolve: (w) => w.dateFields }),
   }),
 });
@@ -121,9 +171,11 @@ builder.queryFields((t) => ({
       model: t.arg.string({ required: true }),
       where: t.arg({ type: 'JSON', description: '{"status": "active", "amount": {"$gte": 1000}}' }),
     },
-    resolve: async (_root, args, ctx) => {
+    extensions: { paging: { defaultSize: 50, maxSize: 500, cursor: 'uuid' } },
+    resolve: async (_root, args, ctx, info) => {
       if (args.last != null || args.before != null) throw badInput('modelRecords pages forward only: use first and after', args.last != null ? 'last' : 'before');
-      const { records, hasNextPage } = await ctx.modelSvc.queryRecords(args.model, { where: args.where, first: args.first, after: args.after });
+      const selection = queryFromInfo({ context: ctx, info, typeName: 'ModelRecord', path: ['edges', 'node'] });
+      const { records, hasNextPage } = await ctx.modelSvc.queryRecords(args.model, { where: args.where, first: args.first, after: args.after, selection });
       return {
         edges: records.map((node) => ({ cursor: node.id, node })),
         pageInfo: { hasNextPage, hasPreviousPage: args.after != null, startCursor: records[0]?.id ?? null, endCursor: records.at(-1)?.id ?? null },

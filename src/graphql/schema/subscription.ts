@@ -34,6 +34,7 @@ builder.subscriptionFields((t) => ({
       filter: t.arg({ type: TaskEventFilterInput }),
       after: t.arg.string({ description: 'Resume after this event cursor (TaskEvent.cursor).' }),
     },
+    extensions: { paging: { cursor: 'event' } },
     subscribe: async (_root, args, ctx) => {
       const filter = TaskEventFilter.parse(ctx.tenantId, args.filter);
       const after = parseEventCursor(args.after);

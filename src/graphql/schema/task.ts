@@ -1,9 +1,16 @@
 import { TaskStatus } from '../../generated/prisma/client.js';
-import { builder } from '../builder.js';
+import { builder, CONNECTION_PAGE, LIST_PAGE } from '../builder.js';
+import { pageSize } from '../PagingPlugin.js';
 import { MisfirePolicyEnum, OverlapPolicyEnum, RepeatTypeEnum, RunStatusEnum, TaskEventTypeEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
 
+/** `first` of a list inside an object; its cost and its rows are bounded by LIST_PAGE. */
+const FIRST = { description: `At most this many, oldest first (at most ${LIST_PAGE.maxSize}).`, defaultValue: LIST_PAGE.defaultSize } as const;
+
+// Select mode: a query reads the columns and relations its selection needs, nothing more.
 builder.prismaObject('Task', {
   description: 'One schedulable unit created from a template.',
+  // bindingId: whether `template` may be shown is decided on it (authScopes below).
+  select: { id: true, bindingId: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     tenantId: t.exposeString('tenantId'),
@@ -50,13 +57,24 @@ builder.prismaObject('Task', {
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
-    runs: t.relation('runs', { description: 'Execution attempts, oldest first.', query: { orderBy: { startedAt: 'asc' } } }),
-    events: t.relation('events', { description: 'Status history, oldest first.', query: { orderBy: { id: 'asc' } } }),
+    runs: t.relation('runs', {
+      description: 'Execution attempts, oldest first.',
+      args: { first: t.arg.int(FIRST) },
+      extensions: { paging: LIST_PAGE },
+      query: (args) => ({ orderBy: { startedAt: 'asc' }, take: pageSize(LIST_PAGE, args) }),
+    }),
+    events: t.relation('events', {
+      description: 'Status history, oldest first (taskEvents(taskId:, after:) reads on).',
+      args: { first: t.arg.int(FIRST) },
+      extensions: { paging: LIST_PAGE },
+      query: (args) => ({ orderBy: { id: 'asc' }, take: pageSize(LIST_PAGE, args) }),
+    }),
   }),
 });
 
 builder.prismaObject('TaskRun', {
   description: 'One execution attempt of a task.',
+  select: { id: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     task: t.relation('task'),
@@ -70,11 +88,17 @@ builder.prismaObject('TaskRun', {
     result: t.expose('result', { type: 'JSON', nullable: true }),
     error: t.exposeString('error', { nullable: true }),
     errorStack: t.exposeString('errorStack', { nullable: true }),
-    logs: t.relation('logs', { description: 'Lines the handler logged through ctx.logger.', query: { orderBy: { id: 'asc' } } }),
+    logs: t.relation('logs', {
+      description: 'Lines the handler logged through ctx.logger.',
+      args: { first: t.arg.int(FIRST) },
+      extensions: { paging: LIST_PAGE },
+      query: (args) => ({ orderBy: { id: 'asc' }, take: pageSize(LIST_PAGE, args) }),
+    }),
   }),
 });
 
 builder.prismaObject('TaskRunLog', {
+  select: { id: true },
   fields: (t) => ({
     level: t.exposeString('level'),
     message: t.exposeString('message'),
@@ -85,6 +109,7 @@ builder.prismaObject('TaskRunLog', {
 
 builder.prismaObject('TaskEvent', {
   description: 'One status change. Ids only grow; pass the last one seen as `after` to read on.',
+  select: { id: true },
   fields: (t) => ({
     id: t.id({ resolve: (event) => event.id.toString() }),
     cursor: t.string({ description: 'Same as id; for taskEvents(after:).', resolve: (event) => event.id.toString() }),
@@ -160,10 +185,7 @@ builder.queryFields((t) => ({
     type: 'Task',
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (query, _root, args, ctx) => {
-      const task = await ctx.taskSvc.findTask(String(args.id));
-      return task && ctx.prisma.task.findUnique({ ...query, where: { id: task.id } });
-    },
+    resolve: (query, _root, args, ctx) => ctx.taskSvc.findTask(String(args.id), query),
   }),
   tasks: t.prismaConnection(
     {
@@ -172,6 +194,7 @@ builder.queryFields((t) => ({
       cursor: 'id',
       description: 'Tasks of the caller\'s tenant, newest first.',
       args: { filter: t.arg({ type: TaskFilter }) },
+      extensions: { paging: { ...CONNECTION_PAGE, cursor: 'connection' } },
       resolve: (query, _root, args, ctx) =>
         ctx.prisma.task.findMany({ ...query, where: ctx.taskSvc.taskWhere(args.filter ?? {}), orderBy: { id: 'desc' } }),
     },
@@ -181,10 +204,11 @@ builder.queryFields((t) => ({
     authScopes: { viewer: true },
     type: ['TaskRun'],
     description: 'Attempts of one task, oldest first.',
-    args: { taskId: t.arg.id({ required: true }) },
+    args: { taskId: t.arg.id({ required: true }), first: t.arg.int(FIRST) },
+    extensions: { paging: LIST_PAGE },
     resolve: async (query, _root, args, ctx) => {
-      const task = await ctx.taskSvc.getTask(String(args.taskId));
-      return ctx.prisma.taskRun.findMany({ ...query, where: { taskId: task.id }, orderBy: { startedAt: 'asc' } });
+      const task = await ctx.taskSvc.getTask(String(args.taskId), { select: { id: true } });
+      return ctx.prisma.taskRun.findMany({ ...query, where: { taskId: task.id }, orderBy: { startedAt: 'asc' }, take: pageSize(LIST_PAGE, args) });
     },
   }),
   taskEvents: t.prismaField({
@@ -194,8 +218,9 @@ builder.queryFields((t) => ({
     args: {
       after: t.arg.string({ description: 'An event cursor (id); omit to start at the beginning.' }),
       taskId: t.arg.id(),
-      first: t.arg.int({ defaultValue: 100, description: 'At most 1000.' }),
+      first: t.arg.int({ defaultValue: 100, description: `At most ${LIST_PAGE.maxSize}.` }),
     },
+    extensions: { paging: { defaultSize: 100, maxSize: LIST_PAGE.maxSize, cursor: 'event' } },
     resolve: (query, _root, args, ctx) => ctx.taskSvc.listEvents({ ...query, after: args.after, taskId: args.taskId, first: args.first }),
   }),
   taskStats: t.field({

@@ -4,6 +4,7 @@ import { MisfirePolicyEnum, OverlapPolicyEnum, RepeatTypeEnum, TemplateOriginEnu
 
 builder.prismaObject('TaskTemplate', {
   description: 'A named task element such as tasks.DataBackup: the defaults of the tasks created from it.',
+  select: { id: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     fullName: t.exposeString('fullName'),
@@ -107,7 +108,7 @@ builder.queryFields((t) => ({
     type: ['TaskTemplate'],
     description: 'Templates whose title or fullName contains `query` (case-insensitive); "" or no argument lists all.',
     args: { query: t.arg.string({ defaultValue: '' }) },
-    resolve: (_query, _root, args, ctx) => ctx.templateSvc.list(args.query ?? ''),
+    resolve: (query, _root, args, ctx) => ctx.templateSvc.list(args.query ?? '', query),
   }),
   taskTemplate: t.prismaField({
     authScopes: { viewer: true },

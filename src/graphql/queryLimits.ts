@@ -1,0 +1,150 @@
+import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
+import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
+import type { FieldComplexityValue } from '@pothos/plugin-complexity';
+import { createComplexityRule } from '@pothos/plugin-complexity';
+import { type DocumentNode, type GraphQLError, Kind, type GraphQLField, type GraphQLSchema, getNamedType, isListType, isNonNullType, type GraphQLOutputType, validate } from 'graphql';
+import { createGraphQLError, type Plugin } from 'graphql-yoga';
+import { pageSize, pagingOf } from './PagingPlugin.js';
+
+export interface QueryLimits {
+  maxDepth: number;
+  maxCost: number;
+  maxAliases: number;
+  maxTokens: number;
+}
+
+/** What a list costs when nothing says how long it is (a template list, a handler list, …). */
+export const DEFAULT_LIST_SIZE = 20;
+/**
+ * A JSON value (argDict, result, record data) may hold up to MAX_JSON_BYTES, so reading one costs as
+ * much as a hundred plain fields: a page of JSON values is bounded (500 at the default MAX_QUERY_COST)
+ * while a task's page of runs with their results, inside a page of tasks, still fits.
+ */
+export const JSON_COST = 100;
+
+/**
+ * The cost of one field, for @pothos/plugin-complexity: 1 for a plain field, JSON_COST for a JSON
+ * value, and for a field that returns many items, what one item's selection costs times how many it
+ * returns at most: its page size (`first`/`last` up to its `extensions.paging.maxSize`, else the
+ * default page), `count` when it takes one, else DEFAULT_LIST_SIZE. So `tasks(first: 500) { edges {
+ * node { id } } }` costs about 1,000 and each nested list multiplies. A connection's `edges` cost
+ * nothing of their own: the connection's page size already counts them. Every field gets this unless
+ * it sets its own `complexity`, so new fields are covered without their authors doing anything.
+ */
+export function fieldCost<Context>(args: Record<string, unknown>, _ctx: Context, field: GraphQLField<unknown, Context, Record<string, unknown>>): FieldComplexityValue {
+  const named = getNamedType(field.type);
+  const own = named.name === 'JSON' ? JSON_COST : 1;
+  const paging = pagingOf(field.extensions);
+  if (paging?.maxSize !== undefined) return { field: own, multiplier: pageSize(paging, args) };
+  if (!returnsList(field.type)) return own;
+  if (field.name === 'edges' && named.name.endsWith('Edge')) return { field: 0, multiplier: 1 };
+  const count = args.count;
+  return { field: own, multiplier: typeof count === 'number' && count >= 0 ? count : DEFAULT_LIST_SIZE };
+}
+
+function returnsList(type: GraphQLOutputType): boolean {
+  return isListType(isNonNullType(type) ? type.ofType : type);
+}
+
+/** Refusal of a query that exceeds a limit: the limit's name, what was measured and what is allowed. */
+export function queryTooComplex(limit: string, measured: number | string, allowed: number, hint: string): GraphQLError {
+  return createGraphQLError(`Query refused before running: ${limit} is ${allowed}, this query has ${measured}. ${hint}`, {
+    extensions: { code: 'QUERY_TOO_COMPLEX', limit, measured, allowed },
+  });
+}
+
+/**
+ * Limits checked before a query runs, for HTTP, SSE and graphql-ws alike (yoga's plugins run for
+ * all three): tokens while parsing and aliases while validating (graphql-armor), then depth and cost
+ * (@pothos/plugin-complexity's rule, with the request's variables, so `first: $n` counts what $n is).
+ * Depth and cost are measured when the operation is about to execute rather than in yoga's cached
+ * validation, because they depend on the variables and the cache does not. A refused query gets
+ * QUERY_TOO_COMPLEX with the limit, the measured figure and the allowed one, and nothing of it runs.
+ */
+export function useQueryLimits(limits: QueryLimits): Plugin[] {
+  const verdicts: Verdicts = new WeakMap();
+  return [
+    maxTokensPlugin({
+      n: limits.maxTokens,
+      onReject: [
+        () => {
+          throw queryTooComplex('MAX_QUERY_TOKENS', `more than ${limits.maxTokens}`, limits.maxTokens, 'Send a shorter document.');
+        },
+      ],
+    }) as Plugin,
+    maxAliasesPlugin({
+      n: limits.maxAliases,
+      onReject: [
+        (_context, error) => {
+          const found = Number(/found (\d+)/.exec(error.message)?.[1] ?? limits.maxAliases + 1);
+          throw queryTooComplex('MAX_ALIASES', found, limits.maxAliases, 'Use fewer aliases; ask for a list once instead of many times.');
+        },
+      ],
+    }) as Plugin,
+    {
+      onExecute({ args, setResultAndStopExecution }) {
+        const refused = measureOnce(verdicts, args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
+        if (refused) setResultAndStopExecution({ errors: [refused] });
+      },
+      onSubscribe({ args, setResultAndStopExecution }) {
+        const refused = measureOnce(verdicts, args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
+        if (refused) setResultAndStopExecution({ errors: [refused] });
+      },
+    },
+  ];
+}
+
+/**
+ * Yoga hands the same DocumentNode for the same query text (its parse cache), so a document without
+ * variables is measured once: a client repeating a refused query costs a lookup, not a walk.
+ */
+type Verdicts = WeakMap<DocumentNode, Map<string, GraphQLError | null>>;
+
+function measureOnce(
+  verdicts: Verdicts,
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  variableValues: Record<string, unknown> | null | undefined,
+  operationName: string | null | undefined,
+  context: unknown,
+  limits: QueryLimits,
+): GraphQLError | undefined {
+  const hasVariables = document.definitions.some((d) => d.kind === Kind.OPERATION_DEFINITION && (d.variableDefinitions?.length ?? 0) > 0);
+  if (hasVariables) return measure(schema, document, variableValues, operationName, context, limits);
+  let byOperation = verdicts.get(document);
+  if (!byOperation) verdicts.set(document, (byOperation = new Map()));
+  const key = operationName ?? '';
+  if (!byOperation.has(key)) byOperation.set(key, measure(schema, document, variableValues, operationName, context, limits) ?? null);
+  return byOperation.get(key) ?? undefined;
+}
+
+function measure(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  variableValues: Record<string, unknown> | null | undefined,
+  operationName: string | null | undefined,
+  context: unknown,
+  limits: QueryLimits,
+): GraphQLError | undefined {
+  let refused: GraphQLError | undefined;
+  const rule = createComplexityRule({
+    context: (context ?? {}) as object,
+    variableValues: variableValues ?? {},
+    operationName,
+    validate: ({ depth, complexity }) => {
+      if (depth > limits.maxDepth) {
+        refused ??= queryTooComplex('MAX_QUERY_DEPTH', depth, limits.maxDepth, 'Select fewer nested levels.');
+      } else if (complexity > limits.maxCost) {
+        refused ??= queryTooComplex(
+          'MAX_QUERY_COST',
+          complexity,
+          limits.maxCost,
+          'Lists cost their page size and nested lists multiply: ask for smaller pages (first), fewer nested lists or fewer JSON fields.',
+        );
+      }
+    },
+  });
+  // Variable and operation errors the rule may report are left to execution, which codes them.
+  validate(schema, document, [rule]);
+  return refused;
+}

@@ -1,0 +1,46 @@
+import { getOperationAST } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { withRequestSignal } from '../db/requestSignal.js';
+import { ChronographError } from '../errors.js';
+
+/**
+ * A time budget per operation (REQUEST_TIMEOUT_MS), and work that stops when the client goes.
+ *
+ * The operation runs under a signal that aborts when the budget is spent or the HTTP client
+ * disconnects. Every database statement started under it checks it first (withRequestSignal), so an
+ * abandoned operation starts no more statements; one already running on PostgreSQL is bounded by
+ * statement_timeout (the same budget).
+ *
+ * Queries also hand the signal to the executor, which answers TIMEOUT at once. Mutations do not: their
+ * answer waits for their transaction, which either committed (the answer is the result, however
+ * late) or was stopped at its next statement and rolled back (TIMEOUT), so TIMEOUT never hides a
+ * write. Subscriptions have no budget (they are meant to last); an SSE one still stops when its
+ * client disconnects.
+ */
+export function useRequestBudget(timeoutMs: number): Plugin {
+  return {
+    onExecute({ args, executeFn, setExecuteFn }) {
+      const budget = new AbortController();
+      const timer = setTimeout(
+        () => budget.abort(new ChronographError('TIMEOUT', `The request took longer than its budget of ${timeoutMs} ms (REQUEST_TIMEOUT_MS) and was stopped`, { timeoutMs })),
+        timeoutMs,
+      );
+      timer.unref();
+      const clientGone = requestOf(args.contextValue)?.signal;
+      const signal = clientGone ? AbortSignal.any([clientGone, budget.signal]) : budget.signal;
+      if (getOperationAST(args.document, args.operationName)?.operation !== 'mutation') (args as { signal?: AbortSignal }).signal = signal;
+      setExecuteFn((executeArgs) => withRequestSignal(signal, () => executeFn(executeArgs)));
+      return { onExecuteDone: () => clearTimeout(timer) };
+    },
+    onSubscribe({ args, subscribeFn, setSubscribeFn }) {
+      const clientGone = requestOf(args.contextValue)?.signal;
+      if (clientGone) setSubscribeFn((subscribeArgs) => withRequestSignal(clientGone, () => subscribeFn(subscribeArgs)));
+    },
+  };
+}
+
+/** The fetch Request yoga puts in the context of HTTP operations (graphql-ws operations have none). */
+function requestOf(context: unknown): Request | undefined {
+  const request = (context as { request?: unknown } | undefined)?.request;
+  return request instanceof Request || (request && typeof request === 'object' && 'signal' in request) ? (request as Request) : undefined;
+}

@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JSON_COST } from '../src/graphql/queryLimits.js';
+import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
+import { Collector, sseSubscribe, wsClient } from './support/subscriptions.js';
+
+/** Every `gql '{"query": ...}'` example of the README, as sent. */
+const readmeRequests = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  .split('\n')
+  .flatMap((line) => /^gql '(.*)'$/.exec(line)?.[1] ?? [])
+  .map((body) => JSON.parse(body) as { query: string; variables?: Record<string, unknown> });
+
+/** What a dashboard asks for: a page of 100 tasks with their latest runs, and the counts. */
+const DASHBOARD = `query Dashboard($after: String) {
+  tasks(first: 100, after: $after, filter: { status: [SCHEDULED, RUNNING, RETRYING, FAILED] }) {
+    edges { cursor node { id fullName funcName status nextRunAt runCount attempts maxAttempts lastError priority queue
+      template { title } runs(first: 5) { id status startedAt finishedAt durationMs error } } }
+    pageInfo { hasNextPage endCursor }
+  }
+  taskStats { total scheduled running succeeded failed retrying paused forced_end cancelled }
+}`;
+
+/** `id events { task { id events { task { … } } } }`, `levels` times. */
+const chain = (levels: number) => {
+  let selection = 'id';
+  for (let i = 0; i < levels; i++) selection = `id events { task { ${selection} } }`;
+  return selection;
+};
+const deep = (levels: number) => `{ tasks(first: 500) { edges { node { ${chain(levels)} } } } }`;
+
+describe.each(backends)('query limits (%s)', (backend) => {
+  let t: TestApp;
+  let sql: string[];
+  beforeAll(async () => {
+    sql = [];
+    t = await createTestApp(backend, { onQuery: (event) => sql.push(event.query) });
+    await t.app.taskSvc.createTimerTasks(Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00' })));
+  });
+  afterAll(() => t?.close());
+
+  /** The request's result and the SQL statements it ran. */
+  async function run(query: string, variables?: Record<string, unknown>) {
+    sql.length = 0;
+    const result = await t.gql(query, variables);
+    return { result, statements: [...sql] };
+  }
+
+  function refusal(result: GqlResult) {
+    expect(result.data ?? null).toBeNull();
+    expect(result.errors).toHaveLength(1);
+    return result.errors![0]!.extensions!;
+  }
+
+  it('lets the README\'s examples and a dashboard through with the default limits', async () => {
+    expect(readmeRequests.length).toBeGreaterThan(8);
+    for (const request of [...readmeRequests, { query: DASHBOARD }]) {
+      const { result } = await run(request.query, request.variables);
+      expect(result.errors?.map((e) => e.extensions?.code) ?? []).not.toContain('QUERY_TOO_COMPLEX');
+    }
+    ok((await run(DASHBOARD)).result);
+  });
+
+  it('refuses the task → events → task chain by depth, before anything runs', async () => {
+    const { result, statements } = await run(deep(8));
+    expect(refusal(result)).toEqual({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_QUERY_DEPTH', measured: 20, allowed: 12 });
+    expect(statements).toEqual([]);
+  });
+
+  it('refuses by cost when lists multiply within the depth limit', async () => {
+    const { result, statements } = await run(deep(3));
+    const refused = refusal(result);
+    expect(refused).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_QUERY_COST', allowed: 50_000 });
+    expect(refused.measured).toBeGreaterThan(500 * 100 * 100);
+    expect(statements).toEqual([]);
+  });
+
+  it('refuses many aliases, and many aliased pages of JSON by their cost', async () => {
+    const aliases = (n: number, field: string) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field}`).join(' ')} }`;
+    expect(refusal((await run(aliases(40, 'taskStats { total }'))).result)).toEqual({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_ALIASES', measured: 40, allowed: 30 });
+    const { result, statements } = await run(aliases(5, 'tasks(first: 500) { edges { node { id argDict } } }'));
+    expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 5 * (1 + 500 * (2 + JSON_COST)) });
+    expect(statements).toEqual([]);
+  });
+
+  it('refuses an overlong document while parsing', async () => {
+    const long = `{ ${Array.from({ length: 6000 }, () => 'taskTypes').join(' ')} }`;
+    expect(refusal((await run(long)).result)).toEqual({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_QUERY_TOKENS', measured: 'more than 5000', allowed: 5000 });
+  });
+
+  it('measures page sizes given in variables, request by request', async () => {
+    const query = 'query($n: Int) { tasks(first: $n) { edges { node { id argDict } } } }';
+    expect(ok((await run(query, { n: 50 })).result).tasks.edges.length).toBeGreaterThan(0);
+    const { result, statements } = await run(query, { n: 500 });
+    expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 1 + 500 * (2 + JSON_COST) });
+    expect(statements).toEqual([]);
+    expect(ok((await run(query, { n: 50 })).result).tasks.edges.length).toBeGreaterThan(0);
+  });
+
+  it('refuses a too complex subscription over SSE and over graphql-ws', async () => {
+    const subscription = `subscription { taskStatusChanged { task { ${chain(5)} } } }`;
+    const [overSse] = (await new Collector((await sseSubscribe(t.app, subscription)).results).finished()) as GqlResult[];
+    expect(overSse!.errors?.[0]?.extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX' });
+    const client = wsClient((await t.app.listen(0, '127.0.0.1')).url);
+    try {
+      const overWs = new Collector(client.iterate({ query: subscription }));
+      const [result] = (await overWs.finished()) as unknown as GqlResult[];
+      expect((result ?? { errors: overWs.error as GqlResult['errors'] }).errors?.[0]?.extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX' });
+    } finally {
+      await client.dispose();
+    }
+    expect(t.app.taskEvents.status().subscriptions).toBe(0);
+  });
+});
+
+describe('query limits from configuration', () => {
+  it('applies MAX_QUERY_COST, MAX_QUERY_DEPTH and MAX_ALIASES', async () => {
+    const t = await createTestApp('pglite', { env: { MAX_QUERY_COST: '100', MAX_QUERY_DEPTH: '3', MAX_ALIASES: '1' } });
+    try {
+      expect((await t.gql('{ tasks(first: 100) { edges { cursor } } }')).errors?.[0]?.extensions).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 101, allowed: 100 });
+      expect((await t.gql('{ tasks(first: 10) { edges { node { id } } } }')).errors?.[0]?.extensions).toMatchObject({ limit: 'MAX_QUERY_DEPTH', measured: 4, allowed: 3 });
+      expect((await t.gql('{ a: taskTypes b: taskTypes }')).errors?.[0]?.extensions).toMatchObject({ limit: 'MAX_ALIASES', measured: 2, allowed: 1 });
+      ok(await t.gql('{ tasks(first: 10) { edges { cursor } } }'));
+    } finally {
+      await t.close();
+    }
+  });
+});
