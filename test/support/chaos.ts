@@ -168,7 +168,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         const worker = pick(candidates);
         const p = live.get(worker)!;
         const held = await heldBy(db, worker);
-        const kind = pick(['SIGKILL', 'SIGKILL', 'SIGSTOP', 'SIGTERM'] as const);
+        // The first three are one of each, so even a short run exercises every kind.
+        const order = ['SIGKILL', 'SIGSTOP', 'SIGTERM'] as const;
+        const kind = report.actions.length < order.length ? order[report.actions.length]! : pick(['SIGKILL', 'SIGKILL', 'SIGSTOP', 'SIGTERM'] as const);
         const others = candidates.filter((w) => w !== worker).length;
         const action: ChaosAction = { kind, worker, at: Date.now(), held, others, recoveryMs: null };
         report.actions.push(action);
