@@ -136,7 +136,7 @@ async function futureRows(app: Chronograph) {
   const claim: number[] = [];
   for (let i = 0; i < 200; i++) {
     let t = performance.now();
-    await msUntilNextDue(prisma, []);
+    await msUntilNextDue(prisma, [], []);
     next.push(performance.now() - t);
     t = performance.now();
     await claimTasks(prisma, 'bench', 50, 30_000, []);

@@ -118,12 +118,15 @@ export class Chronograph {
       leaseMs: config.LEASE_MS,
       abortGraceMs: config.ABORT_GRACE_MS,
       maxSleepMs: 30_000,
-      maxJsonBytes,
+      maxJsonBytes: config.MAX_JSON_BYTES,
+      threadMemoryLimitMb: config.THREAD_MEMORY_LIMIT_MB,
+      leaseWatchdogMs: config.LEASE_WATCHDOG_MS,
+      databaseUrl: config.DATABASE_URL,
       observer: this.metrics.schedulerObserver,
       taskSvcFor: (task) => this.taskSvc.forTenant(task.tenantId, `task:${task.id}`),
     });
     this.templateSvc = new TemplateSvc(deps);
-    this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, abortGraceMs: config.ABORT_GRACE_MS, now });
+    this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, now });
     this.taskEvents = new TaskEventStream(db, logger.child({ component: 'events' }), { bufferSize: config.SUBSCRIPTION_BUFFER_SIZE });
     this.yoga = createChronographYoga(this);
   }

@@ -39,6 +39,8 @@ const envSchema = z.object({
     }),
   LEASE_MS: z.coerce.number().int().min(100).default(30_000),
   ABORT_GRACE_MS: z.coerce.number().int().min(0).default(5_000),
+  LEASE_WATCHDOG_MS: z.coerce.number().int().min(100).default(60_000),
+  THREAD_MEMORY_LIMIT_MB: z.coerce.number().int().min(16).max(1_048_576).default(512),
   /** Bearer token /metrics requires; unset leaves /metrics open (like /health and /ready). */
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** One info line per HTTP request (operation name, status, duration). */

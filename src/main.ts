@@ -1,5 +1,6 @@
 import { Chronograph } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { DataDirLockedError } from './db/DataDirLock.js';
 import { MigrationError } from './db/migrate.js';
 import { createLogger } from './logger.js';
 
@@ -21,6 +22,10 @@ async function main() {
     app = await Chronograph.create({ config, logger });
     await app.listen();
   } catch (error) {
+    if (error instanceof DataDirLockedError) {
+      logger.fatal(error.message);
+      process.exit(1);
+    }
     logger.fatal({ err: error }, error instanceof MigrationError ? 'database migration refused' : 'Chronograph could not start');
     process.exit(1);
   }

@@ -263,20 +263,21 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     }
   });
 
-  it('recovers a task whose worker died holding it', async () => {
-    const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z' });
+  it('recovers a task whose worker died holding it: the attempt counts, the retry follows the backoff', async () => {
+    const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z', maxAttempts: 2, retryBackoffMs: 10 });
     // What a crashed instance leaves behind: RUNNING, an open run, a lease that has run out.
     const prisma = t.app.db.prisma;
-    await prisma.task.update({ where: { id: task.id }, data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedUntil: new Date(Date.now() - 1000), attempts: 1 } });
-    await prisma.taskRun.create({ data: { taskId: task.id, attempt: 1, workerId: 'dead-worker' } });
+    const dead = await prisma.taskRun.create({ data: { taskId: task.id, attempt: 1, workerId: 'dead-worker' } });
+    await prisma.task.update({ where: { id: task.id }, data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() - 1000), attempts: 1 } });
+    await prisma.$executeRawUnsafe(`SELECT pg_notify('chronograph_wake', '')`);
     const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
-    expect(done.status).toBe('SUCCEEDED');
+    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 2 });
     const runs = await runsOf(task.id);
     expect(runs.map((r) => [r.workerId, r.status, r.recovered])).toEqual([
       ['dead-worker', 'ABANDONED', false],
       [t.app.config.WORKER_ID, 'SUCCEEDED', true],
     ]);
-    expect(await eventsOf(task.id)).toContain('RECOVERED:RUNNING>RUNNING');
+    expect(await eventsOf(task.id)).toContain('RECOVERED:RUNNING>RETRYING');
   });
 
   it('follows misfire policies after downtime', async () => {

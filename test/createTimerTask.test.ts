@@ -181,6 +181,6 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
     expect(data.handlers.map((h: any) => h.name)).toEqual(
       expect.arrayContaining(['chronograph.echo', 'chronograph.noop', 'services.BackupSvc.backupDatabase', 'services.SyncSvc.syncUserData']),
     );
-    expect(data.taskTypes).toEqual(['tasks.NormalType']);
+    expect(data.taskTypes).toEqual(['tasks.NormalType', 'tasks.ThreadType']);
   });
 });

@@ -1,11 +1,9 @@
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
+import { startInstance, type InstanceProcess } from './support/instanceProcess.js';
 import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
-const root = path.resolve(import.meta.dirname, '..');
 const onPostgres = Boolean(process.env.TEST_DATABASE_URL);
 
 describe.runIf(onPostgres)('several instances on one PostgreSQL', () => {
@@ -44,12 +42,16 @@ describe.runIf(onPostgres)('several instances on one PostgreSQL', () => {
       await b.app.scheduler.start();
       await a.close(); // gives up after 200 ms and releases the lease
       const done = await svc.waitForTask(task.id, { timeoutMs: 15_000 });
-      expect(done.status).toBe('SUCCEEDED');
+      // Handed back, not crashed: the attempt a gave up does not count.
+      expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 1 });
       const runs = await b.app.db.prisma.taskRun.findMany({ where: { taskId: task.id }, orderBy: { startedAt: 'asc' } });
-      expect(runs.map((r) => [r.workerId, r.status, r.recovered])).toEqual([
-        ['a', 'ABANDONED', false],
-        ['b', 'SUCCEEDED', true],
+      expect(runs.map((r) => [r.workerId, r.status, r.recovered, r.attempt])).toEqual([
+        ['a', 'ABANDONED', false, 1],
+        ['b', 'SUCCEEDED', true, 1],
       ]);
+      const events = await b.app.db.prisma.taskEvent.findMany({ where: { taskId: task.id }, orderBy: { id: 'asc' } });
+      expect(events.map((e) => `${e.type}:${e.fromStatus}>${e.toStatus}`)).toContain('RECOVERED:RUNNING>SCHEDULED');
+      expect(events.find((e) => e.type === 'RECOVERED')!.message).toContain('handed back by worker a');
     } finally {
       await b.close();
     }
@@ -59,7 +61,7 @@ describe.runIf(onPostgres)('several instances on one PostgreSQL', () => {
 describe.runIf(onPostgres)('three Chronograph processes, one killed mid-run', () => {
   let database: TestDatabase;
   let admin: TestApp;
-  const processes: ReturnType<typeof startProcess>[] = [];
+  const processes: InstanceProcess[] = [];
 
   beforeAll(async () => {
     database = await createTestDatabase('postgres');
@@ -72,26 +74,7 @@ describe.runIf(onPostgres)('three Chronograph processes, one killed mid-run', ()
   });
 
   function startProcess(workerId: string) {
-    // node itself (not the tsx wrapper process), so that SIGKILL kills the instance, not a parent of it
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: root,
-      env: {
-        ...process.env,
-        DATABASE_URL: database.url,
-        PORT: '0',
-        WORKER_ID: workerId,
-        LEASE_MS: '1500',
-        CONCURRENCY: '20',
-        APP_DIR: 'test/fixtures/app',
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout!.on('data', (d) => (output += d));
-    child.stderr!.on('data', (d) => (output += d));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    return { workerId, child, exited, output: () => output };
+    return startInstance(workerId, { DATABASE_URL: database.url!, LEASE_MS: '1500', CONCURRENCY: '20' });
   }
 
   it('runs every occurrence, none twice except recorded recoveries, and leaves nothing stuck', async () => {
@@ -102,7 +85,7 @@ describe.runIf(onPostgres)('three Chronograph processes, one killed mid-run', ()
     const prisma = admin.app.db.prisma;
     const start = new Date(Date.now() + 500).toISOString();
     const once = await svc.createTimerTasks(
-      Array.from({ length: 300 }, (_, i) => ({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 100 + (i % 5) * 100 }, startTime: start, maxAttempts: 1 })),
+      Array.from({ length: 300 }, (_, i) => ({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 100 + (i % 5) * 100 }, startTime: start, maxAttempts: 2, retryBackoffMs: 100 })),
     );
     const cron = await svc.createTimerTasks(
       Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 300 }, repeatType: 'CRON' as const, cronExpression: '* * * * * *', maxRuns: 5 })),
@@ -146,4 +129,91 @@ describe.runIf(onPostgres)('three Chronograph processes, one killed mid-run', ()
       expect(await p.exited).toBe(0);
     }
   }, 240_000);
+});
+
+describe.runIf(onPostgres)('handlers that crash or block their instance, across processes', () => {
+  let database: TestDatabase;
+  let admin: TestApp;
+  let svc: TaskSvc;
+  const processes: InstanceProcess[] = [];
+  const start = (workerId: string, env: Record<string, string> = {}) => {
+    const p = startInstance(workerId, { DATABASE_URL: database.url!, LEASE_MS: '1000', ...env });
+    processes.push(p);
+    return p;
+  };
+  const create = (funcName: string, argDict: Record<string, unknown> = {}) =>
+    svc.createTimerTask({ fullName: 'tasks.DataSync', funcName, argDict, startTime: new Date().toISOString(), maxAttempts: 1 });
+
+  beforeAll(async () => {
+    database = await createTestDatabase('postgres');
+    // The test's own instance recovers expired leases once started; it never claims the poison tasks,
+    // because they are RUNNING elsewhere before its scheduler starts and end FAILED when recovered.
+    admin = await createTestApp('postgres', { database, env: { SCHEDULER_ENABLED: 'false', WORKER_ID: 'admin', LEASE_MS: '1000' } });
+    svc = admin.app.getElement('services.TaskSvc') as TaskSvc;
+  });
+  afterAll(async () => {
+    for (const p of processes) p.child.kill('SIGKILL');
+    await admin?.close();
+    await database?.drop();
+  });
+
+  it('keeps the lease of a handler that blocks the event loop longer than LEASE_MS (the heartbeat has its own thread)', async () => {
+    const p = start('blocker');
+    await p.listening;
+    const task = await create('test.busy', { ms: 3000 });
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
+    await admin.app.scheduler.start();
+    try {
+      const done = await svc.waitForTask(task.id, { timeoutMs: 30_000 });
+      expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 1 });
+      const runs = await admin.app.db.prisma.taskRun.findMany({ where: { taskId: task.id } });
+      expect(runs.map((r) => [r.workerId, r.status])).toEqual([['blocker', 'SUCCEEDED']]);
+    } finally {
+      await admin.app.scheduler.stop(0);
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+    }
+  }, 90_000);
+
+  it('lets a hung instance lose its leases (watchdog), and ends the task on its last attempt instead of bouncing it', async () => {
+    const p = start('hung', { LEASE_WATCHDOG_MS: '1500' });
+    await p.listening;
+    const task = await create('test.hang');
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
+    await admin.app.scheduler.start();
+    try {
+      const failed = await svc.waitForTask(task.id, { timeoutMs: 30_000 });
+      expect(failed).toMatchObject({ status: 'FAILED', lastError: 'the worker running it stopped during attempt 1 of 1' });
+      const runs = await admin.app.db.prisma.taskRun.findMany({ where: { taskId: task.id } });
+      expect(runs.map((r) => [r.workerId, r.status])).toEqual([['hung', 'ABANDONED']]);
+    } finally {
+      await admin.app.scheduler.stop(0);
+      p.child.kill('SIGKILL');
+      await p.exited;
+    }
+  }, 90_000);
+
+  it('ends a handler that kills its process FAILED after one death: no other instance runs it', async () => {
+    const [a, b] = [start('poison-a'), start('poison-b')];
+    await Promise.all([a.listening, b.listening]);
+    const task = await create('test.exit');
+    const victim = await Promise.race([a.exited.then(() => a), b.exited.then(() => b)]);
+    const survivor = victim === a ? b : a;
+    const failed = await svc.waitForTask(task.id, { timeoutMs: 30_000 });
+    expect(failed).toMatchObject({ status: 'FAILED', lastError: 'the worker running it stopped during attempt 1 of 1' });
+    const events = await admin.app.db.prisma.taskEvent.findMany({ where: { taskId: task.id }, orderBy: { id: 'asc' } });
+    expect(events.at(-1)!.message).toContain('the worker running it stopped during attempt 1 of 1');
+    const runs = await admin.app.db.prisma.taskRun.findMany({ where: { taskId: task.id } });
+    expect(runs.map((r) => [r.workerId, r.status])).toEqual([[victim.workerId, 'ABANDONED']]);
+    // A fresh instance starts fine and the survivor still answers: nobody runs the poison task again.
+    const fresh = start('poison-c');
+    await fresh.listening;
+    const after = await create('chronograph.echo', { ok: true });
+    expect((await svc.waitForTask(after.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+    expect(await admin.app.db.prisma.taskRun.count({ where: { taskId: task.id } })).toBe(1);
+    for (const p of [survivor, fresh]) {
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+    }
+  }, 120_000);
 });

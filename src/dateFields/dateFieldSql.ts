@@ -166,20 +166,20 @@ export async function insertDateFieldTasks(
        INSERT INTO task (id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
                          interval_seconds, timezone, start_time, end_time, max_runs, next_run_at, status, priority, queue,
                          max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
-                         source, source_model, source_row_id, source_field, updated_at)
+                         source, source_model, source_row_id, source_field, memory_limit_mb, updated_at)
        SELECT u.id, u.tenant_id, u.template_id, u.full_name, u.task_type, u.func_name, u.arg_dict, u.repeat_type::"RepeatType", u.cron_expression,
               u.interval_seconds, u.timezone, u.start_time, u.end_time, u.max_runs, u.start_time, 'SCHEDULED', u.priority, u.queue,
               u.max_attempts, u.timeout_ms, u.misfire_policy::"MisfirePolicy", u.misfire_tolerance_ms, u.overlap_policy::"OverlapPolicy", u.retry_backoff_ms,
-              'DATE_FIELD', u.source_model, u.source_row_id, u.source_field, now()
+              'DATE_FIELD', u.source_model, u.source_row_id, u.source_field, u.memory_limit_mb, now()
          -- Enum arrays travel as text[]: the PGlite adapter cannot encode arrays of a user-defined type.
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
                      $10::int[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int[], $15::int[], $16::text[],
                      $17::int[], $18::int[], $19::text[], $20::int[], $21::text[], $22::int[],
-                     $23::text[], $24::text[], $25::text[])
+                     $23::text[], $24::text[], $25::text[], $29::int[])
            AS u(id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
                 interval_seconds, timezone, start_time, end_time, max_runs, priority, queue,
                 max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
-                source_model, source_row_id, source_field)
+                source_model, source_row_id, source_field, memory_limit_mb)
        ON CONFLICT DO NOTHING
        RETURNING id, tenant_id, template_id, source_model, source_row_id, source_field, next_run_at
      ), e AS (
@@ -222,6 +222,7 @@ export async function insertDateFieldTasks(
     TASK_EVENT_CHANNEL,
     col((r) => r.note ?? null),
     actor,
+    col((r) => r.memoryLimitMb ?? null),
   );
 }
 

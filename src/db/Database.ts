@@ -5,6 +5,7 @@ import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
+import { DataDirLock } from './DataDirLock.js';
 import { migrate } from './migrate.js';
 import { requestSignal } from './requestSignal.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
@@ -76,12 +77,24 @@ function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryE
 }
 
 async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions): Promise<Database> {
-  if (!dataDir.startsWith('memory://')) await mkdir(dataDir, { recursive: true });
-  const pglite = await PGlite.create(dataDir);
+  let lock: DataDirLock | undefined;
+  if (!dataDir.startsWith('memory://')) {
+    await mkdir(dataDir, { recursive: true });
+    // Before PGlite touches the files: a second process on the same directory is refused here.
+    lock = await DataDirLock.acquire(dataDir, (why) => logger.fatal({ dataDir }, `lost the lock of DATA_DIR: ${why}; another process may be writing it`));
+  }
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(dataDir);
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
   try {
     await migrate(pgliteSession(pglite), logger);
   } catch (error) {
     await pglite.close();
+    await lock?.release();
     throw error;
   }
   const prisma = createPrisma(new PrismaPGlite(pglite), onQuery);
@@ -99,6 +112,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     async close() {
       await prisma.$disconnect();
       await pglite.close();
+      await lock?.release();
     },
   };
 }

@@ -39,7 +39,7 @@ export class Metrics {
   private readonly created = this.counter('chronograph_tasks_created_total', 'Tasks created in the cluster (any instance, any path) since this instance started; every instance reports the same count, so aggregate with max().', ['queue', 'source']);
   private readonly claimed = this.counter('chronograph_tasks_claimed_total', 'Attempts this instance claimed.', ['queue']);
   private readonly completed = this.counter('chronograph_tasks_completed_total', 'Attempts this instance finished, by run status (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED).', ['queue', 'status']);
-  private readonly recovered = this.counter('chronograph_leases_recovered_total', 'Running tasks this instance took over after their worker\'s lease expired.', ['queue']);
+  private readonly recovered = this.counter('chronograph_leases_recovered_total', 'Attempts this instance ended because their worker\'s lease expired (the task retries after its backoff, or fails on its last attempt).', ['queue']);
   private readonly runDuration = new Histogram({
     name: 'chronograph_task_run_duration_seconds',
     help: 'How long finished attempts ran on this instance.',

@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import { toJson, toStorableText } from './toJson.js';
 
 export interface RunLogLine {
   level: string;
@@ -40,7 +41,7 @@ export class RunLogger {
       const [data, message] = typeof first === 'string' ? [undefined, first] : [first, second ?? ''];
       if (data) this.logger[level](data, message);
       else this.logger[level](message);
-      if (this.lines.length < this.limit) this.lines.push({ level, message, data: data ? toJson(data) : null, createdAt: new Date() });
+      if (this.lines.length < this.limit) this.lines.push({ level, message: toStorableText(String(message), 8192), data: data ? logData(data) : null, createdAt: new Date() });
       else this.dropped++;
     }) as LogMethod;
   }
@@ -52,10 +53,9 @@ export class RunLogger {
   }
 }
 
-function toJson(value: unknown): unknown {
-  try {
-    return JSON.parse(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Error ? { message: v.message, stack: v.stack } : v)));
-  } catch {
-    return String(value);
-  }
+/** Log data is kept when it can be stored, and replaced by the reason when it cannot: a log line must never fail a run. */
+function logData(data: Record<string, unknown>): unknown {
+  const plain = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, v instanceof Error ? { message: v.message, stack: v.stack } : v]));
+  const json = toJson(plain, 65_536, 'log data');
+  return json.ok ? json.value : { unstorable: json.error };
 }

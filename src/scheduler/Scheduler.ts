@@ -1,16 +1,18 @@
 import { TaskStatus } from '../generated/prisma/client.js';
-import type { HandlerContext, HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import { LeaseLostError, type Handler, type HandlerContext, type HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import { ThreadDied, ThreadRunner } from '../handlers/ThreadRunner.js';
 import { isNonRetryable } from '../handlers/NonRetryableError.js';
 import type { Database } from '../db/Database.js';
 import type { Logger } from '../logger.js';
 import { CANCEL_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
-import { assertJson } from '../tasks/validate.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
+import { LeaseKeeper, type LeaseReport } from './LeaseKeeper.js';
 import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import { RunLogger } from './RunLogger.js';
-import { claimTasks, completeRuns, extendLeases, msUntilNextDue, recoverExpiredTasks, releaseLeases, type ClaimedTask, type Completion } from './sql.js';
+import { checkLease, claimTasks, completeRuns, msUntilNextDue, recoverExpiredTasks, type ClaimedTask, type Completion } from './sql.js';
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
 import { skipMisfiredTasks } from './skipMisfiredTasks.js';
+import { toJson, toStorableText } from './toJson.js';
 import type { SchedulerObserver } from './SchedulerObserver.js';
 
 export interface SchedulerOptions {
@@ -20,12 +22,18 @@ export interface SchedulerOptions {
   /** Per-queue limits in this process, e.g. { emails: 2 }. */
   queueConcurrency: Record<string, number>;
   leaseMs: number;
-  /** How long an aborted handler may take to stop before it is abandoned. */
+  /** How long an aborted handler may take to stop before it is abandoned (in-process) or its thread terminated. */
   abortGraceMs: number;
   /** Longest sleep between checks even when nothing is due (a safety net for lost notifications). */
   maxSleepMs: number;
   /** Largest handler result (as JSON) that is stored; a larger or unstorable one fails the attempt. */
   maxJsonBytes: number;
+  /** Heap limit of a handler thread when neither task, template, handler nor type sets one. */
+  threadMemoryLimitMb: number;
+  /** How long the main thread may be unresponsive before the heartbeat thread lets its leases run out. */
+  leaseWatchdogMs: number;
+  /** PostgreSQL URL for the heartbeat thread's own connection; absent on PGlite. */
+  databaseUrl?: string;
   /** Told about claims, recoveries and completions (metrics). */
   observer?: SchedulerObserver;
   /** The TaskSvc a handler gets in its context: bound to its task's tenant, acting as the task. */
@@ -38,31 +46,50 @@ interface Running {
   task: ClaimedTask;
   controller: AbortController;
   reason?: AbortReason;
+  /** Local time by which the lease must be extended again: a conservative copy of the database's locked_until. */
+  leaseDeadline: number;
+  /** Terminates the thread of a thread-isolated run. */
+  kill?: AbortController;
   done: Promise<void>;
 }
 
-type Outcome = { kind: 'ok'; value: unknown } | { kind: 'error'; error: unknown } | { kind: 'abandoned' };
+type Outcome =
+  | { kind: 'ok'; value: unknown }
+  | { kind: 'error'; error: unknown }
+  | { kind: 'abandoned' }
+  | { kind: 'died'; error: ThreadDied };
 
 /**
  * Runs due tasks. It sleeps until the next task is due (by the database's clock) and is woken early by
  * NOTIFY on `chronograph_wake` — sent on commit whenever a task becomes due sooner — so a task due now
  * starts within milliseconds without polling. Claims are batched and SKIP LOCKED, so any number of
- * instances share one database; each run holds a lease its heartbeat extends, and tasks whose lease ran
- * out are recovered by whoever sees them first.
+ * instances share one database; each run holds a lease (fenced by its run id) that the LeaseKeeper's
+ * heartbeat extends, and leases that ran out are recovered by whichever instance sees them first.
+ *
+ * A handler's `ctx.signal` is aborted when its lease is gone or could not be extended in time (a quarter
+ * of the lease before it runs out), so an instance cut off from the database stops its handlers before
+ * another instance may take them over; thread-isolated handlers are terminated then.
  *
  * The loop never throws: database errors are logged and retried after a pause.
  */
 export class Scheduler {
+  /** By run id: a task claimed again here while an abandoned attempt of it lingers is a second entry. */
   private readonly running = new Map<string, Running>();
   private timer?: NodeJS.Timeout;
-  private heartbeat?: NodeJS.Timeout;
+  private guard?: NodeJS.Timeout;
+  private lastGuard = 0;
   private ticking = false;
-  private beating = false;
   private again = false;
   private stopped = true;
+  /** Set at start and whenever due work was left unclaimed: SKIP-policy misfires are then decided before claiming. */
+  private checkMisfires = true;
+  /** Local time when the earliest lease held by another worker runs out: recovery is due then. */
+  private recoverAt = 0;
   private unlisten: (() => Promise<void>)[] = [];
   private readonly pending: { completion: Completion; done: (applied: boolean | Error) => void }[] = [];
   private flushing?: Promise<void>;
+  private readonly keeper: LeaseKeeper;
+  private readonly threads: ThreadRunner;
 
   constructor(
     private readonly db: Database,
@@ -70,7 +97,18 @@ export class Scheduler {
     private readonly taskTypes: TaskTypeRegistry,
     private readonly logger: Logger,
     private readonly options: SchedulerOptions,
-  ) {}
+  ) {
+    this.keeper = new LeaseKeeper({
+      workerId: options.workerId,
+      leaseMs: options.leaseMs,
+      watchdogMs: options.leaseWatchdogMs,
+      databaseUrl: options.databaseUrl,
+      prisma: db.prisma,
+      logger,
+      onBeat: (report) => this.leasesExtended(report),
+    });
+    this.threads = new ThreadRunner({ maxThreads: options.concurrency, maxJsonBytes: options.maxJsonBytes });
+  }
 
   get workerId(): string {
     return this.options.workerId;
@@ -78,16 +116,23 @@ export class Scheduler {
 
   /** Task ids running in this process right now. */
   runningTaskIds(): string[] {
-    return [...this.running.keys()];
+    return [...new Set([...this.running.values()].map((r) => r.task.id))];
+  }
+
+  private get margin(): number {
+    return Math.floor(this.options.leaseMs / 4);
   }
 
   async start(): Promise<void> {
     if (!this.stopped) return;
     this.stopped = false;
+    this.checkMisfires = true;
+    this.recoverAt = 0;
     this.unlisten.push(await this.db.listen(WAKE_CHANNEL, () => this.wake()));
-    this.unlisten.push(await this.db.listen(CANCEL_CHANNEL, (taskId) => this.abort(taskId, 'forced')));
-    const beat = Math.max(50, Math.floor(this.options.leaseMs / 3));
-    this.heartbeat = setInterval(() => void this.beat(), beat);
+    this.unlisten.push(await this.db.listen(CANCEL_CHANNEL, (taskId) => this.abortTask(taskId, 'forced')));
+    await this.keeper.start();
+    this.lastGuard = Date.now();
+    this.guard = setInterval(() => this.guardLeases(), Math.max(10, Math.floor(this.options.leaseMs / 8)));
     this.logger.info({ worker: this.workerId, concurrency: this.options.concurrency, leaseMs: this.options.leaseMs }, 'scheduler started');
     this.wake();
   }
@@ -103,37 +148,53 @@ export class Scheduler {
     this.timer = setTimeout(() => void this.tick(), 0);
   }
 
-  /** Aborts a task running here (forced end from any instance arrives through CANCEL_CHANNEL). */
-  abort(taskId: string, reason: AbortReason): boolean {
-    const entry = this.running.get(taskId);
-    if (!entry || entry.reason) return false;
+  /** Aborts every attempt of a task running here (a forced end from any instance arrives through CANCEL_CHANNEL). */
+  abortTask(taskId: string, reason: AbortReason): boolean {
+    let any = false;
+    for (const entry of this.running.values()) if (entry.task.id === taskId) any = this.abort(entry, reason) || any;
+    return any;
+  }
+
+  private abort(entry: Running, reason: AbortReason, detail?: string): boolean {
+    if (entry.reason) return false;
     entry.reason = reason;
-    entry.controller.abort(new Error(reasonText(reason)));
+    entry.controller.abort(new Error(detail ?? reasonText(reason)));
+    // A thread can be terminated: right away when another instance may take the task over any moment,
+    // otherwise once the handler had its grace period to stop by itself.
+    if (entry.kill) {
+      const kill = entry.kill;
+      setTimeout(() => kill.abort(), reason === 'lost' ? 0 : this.options.abortGraceMs).unref();
+    }
     return true;
   }
 
   /**
-   * Stops claiming, gives running handlers up to `graceMs` to finish, then aborts the rest and releases
-   * their leases so another instance recovers them right away.
+   * Stops claiming at once (a claim already in flight is handed straight back), gives running handlers up
+   * to `graceMs` to finish while their leases are still extended, then aborts the rest and hands their
+   * tasks back: they become due again at once, not counted as an attempt, and the NOTIFY that goes with
+   * it makes another instance claim them within milliseconds.
    */
   async stop(graceMs: number): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.timer);
-    clearInterval(this.heartbeat);
-    for (const unlisten of this.unlisten.splice(0)) await unlisten().catch(() => {});
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([all().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
     clearTimeout(timer);
     if (!finished) {
-      const ids = [...this.running.keys()];
-      for (const id of ids) this.abort(id, 'shutdown');
+      const entries = [...this.running.values()];
+      for (const entry of entries) this.abort(entry, 'shutdown');
       await all();
-      this.logger.warn({ tasks: ids.length }, 'released the leases of tasks still running at shutdown');
+      this.logger.warn({ tasks: entries.length }, 'handed back the tasks still running at shutdown');
     }
-    // Wait for an in-flight tick so nothing touches the database after stop() resolves.
+    // Wait for an in-flight tick (and the completions it hands back) so nothing touches the database after stop() resolves.
     while (this.ticking) await new Promise((r) => setTimeout(r, 5));
+    await this.flushing;
+    clearInterval(this.guard);
+    await this.keeper.stop();
+    for (const unlisten of this.unlisten.splice(0)) await unlisten().catch(() => {});
+    await this.threads.close();
     this.logger.info({ worker: this.workerId }, 'scheduler stopped');
   }
 
@@ -165,19 +226,40 @@ export class Scheduler {
     let delay: number;
     try {
       await this.fireOverlapping();
+      if (Date.now() >= this.recoverAt) await this.recover();
+      if (this.checkMisfires) {
+        this.checkMisfires = false;
+        await this.skipMisfires();
+      }
+      // Set when a claim found less than it could take: whatever is still due is then not claimable.
+      let exhausted = false;
       for (;;) {
         const free = this.options.concurrency - this.running.size;
         if (free <= 0 || this.stopped) break;
         // Per-queue limits apply to the whole batch, so claim one at a time while any queue is limited.
         const limit = Object.keys(this.options.queueConcurrency).length ? 1 : free;
+        const sentAt = Date.now();
         const claimed = await claimTasks(this.db.prisma, this.workerId, limit, this.options.leaseMs, this.fullQueues());
+        if (this.stopped) {
+          // SIGTERM came while the claim was in flight: no new run starts; the tasks go straight back.
+          await Promise.all(claimed.map((task) => this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started'))));
+          break;
+        }
         if (claimed.length) this.observe((o) => o.claimed(claimed));
-        for (const task of claimed) this.execute(task);
-        if (claimed.length < limit) break;
+        for (const task of claimed) this.execute(task, sentAt);
+        if (claimed.length < limit) {
+          exhausted = true;
+          break;
+        }
       }
-      const ms = this.running.size >= this.options.concurrency ? null : await msUntilNextDue(this.db.prisma, this.fullQueues());
-      // Something due that we could not claim (locked by another instance mid-claim): look again shortly.
-      delay = ms == null ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, Math.max(ms <= 0 ? 20 : ms, 0));
+      const next = await msUntilNextDue(this.db.prisma, [...this.running.keys()], this.fullQueues());
+      this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
+      // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
+      // misfire waiting for its decision. Look again shortly, deciding misfires first.
+      if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
+      const dueMs = this.running.size >= this.options.concurrency ? null : next.dueMs;
+      const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity);
+      delay = ms === Infinity ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, ms <= 0 ? 20 : ms);
     } catch (error) {
       if (!this.stopped) this.logger.error({ err: error }, 'scheduler check failed; retrying');
       delay = 1000;
@@ -202,49 +284,80 @@ export class Scheduler {
     }
   }
 
-  /** Lease heartbeat, forced-end and lost-lease detection, crash recovery, misfire skipping. */
-  private async beat(): Promise<void> {
-    if (this.stopped || this.beating) return; // a slow database must not pile up heartbeats
-    this.beating = true;
+  /** Ends the attempts whose worker stopped (lease expired): FAILED on the last allowed attempt, else RETRYING after backoff. */
+  private async recover(): Promise<void> {
     try {
-      const ids = [...this.running.keys()];
-      const held = await extendLeases(this.db.prisma, this.workerId, ids, this.options.leaseMs);
-      const still = new Map(held.map((h) => [h.id, h.cancelRequested]));
-      for (const id of ids) {
-        if (!still.has(id)) this.abort(id, 'lost');
-        else if (still.get(id)) this.abort(id, 'forced');
-      }
-      const free = this.options.concurrency - this.running.size;
-      if (free > 0 && !this.stopped) {
-        const recovered = await recoverExpiredTasks(this.db.prisma, this.workerId, free, this.options.leaseMs);
-        if (recovered.length) this.observe((o) => o.recovered(recovered));
-        for (const task of recovered) {
-          this.logger.warn({ taskId: task.id, attempt: task.attempts }, 'recovered a task whose worker lost its lease');
-          this.execute(task);
+      const own = [...this.running.keys()];
+      let ended: { id: string; queue: string }[];
+      do {
+        ended = await recoverExpiredTasks(this.db.prisma, 100, own);
+        if (ended.length > 0) {
+          this.logger.warn({ tasks: ended.length }, 'ended the attempts of tasks whose worker stopped (lease expired)');
+          this.observe((o) => o.recovered(ended));
         }
-      }
-      if (!this.stopped && (await skipMisfiredTasks(this.db.prisma, 100)) > 0) this.wake();
+      } while (ended.length === 100 && !this.stopped);
     } catch (error) {
-      if (!this.stopped) this.logger.error({ err: error }, 'scheduler heartbeat failed');
-    } finally {
-      this.beating = false;
+      if (!this.stopped) this.logger.error({ err: error }, 'could not recover tasks with expired leases');
     }
   }
 
-  private execute(task: ClaimedTask): void {
+  private async skipMisfires(): Promise<void> {
+    try {
+      while ((await skipMisfiredTasks(this.db.prisma, 100)) === 100 && !this.stopped);
+    } catch (error) {
+      if (!this.stopped) this.logger.error({ err: error }, 'could not apply misfire policy SKIP');
+    }
+  }
+
+  /** The heartbeat's answer: runs missing from it lost their lease (taken over or force-ended) and must stop. */
+  private leasesExtended(report: LeaseReport): void {
+    for (const runId of report.asked) {
+      const entry = this.running.get(runId);
+      if (!entry) continue;
+      if (report.held.has(runId)) entry.leaseDeadline = Math.max(entry.leaseDeadline, report.sentAt + this.options.leaseMs);
+      else this.abort(entry, 'lost', 'the run lost its lease: the task was force-ended or taken over by another instance');
+    }
+    if (Date.now() >= this.recoverAt) this.wake();
+  }
+
+  /**
+   * Aborts runs whose lease could not be extended in time (a quarter of a lease before it runs out by
+   * our conservative count). Skipped when this check itself ran late — the event loop was blocked or the
+   * process frozen — so that the heartbeat, not a stale clock, decides first.
+   */
+  private guardLeases(): void {
+    const now = Date.now();
+    const interval = Math.max(10, Math.floor(this.options.leaseMs / 8));
+    const late = now - this.lastGuard - interval;
+    this.lastGuard = now;
+    this.keeper.alive();
+    if (late > interval) return;
+    for (const entry of this.running.values()) {
+      if (!entry.reason && now > entry.leaseDeadline - this.margin) {
+        this.abort(entry, 'lost', 'the lease of this run could not be extended in time (the database is unreachable or slow)');
+      }
+    }
+  }
+
+  private execute(task: ClaimedTask, claimSentAt: number): void {
     const controller = new AbortController();
-    const entry: Running = { task, controller, done: Promise.resolve() };
-    this.running.set(task.id, entry);
+    const entry: Running = { task, controller, leaseDeadline: claimSentAt + this.options.leaseMs, done: Promise.resolve() };
+    this.running.set(task.runId, entry);
+    this.keeper.update(this.leases());
     entry.done = this.run(entry)
       .catch((error) => this.logger.error({ err: error, taskId: task.id }, 'could not record the end of a run; its lease will expire and it will be recovered'))
       .finally(() => {
-        this.running.delete(task.id);
+        this.running.delete(task.runId);
+        this.keeper.update(this.leases());
         // Claim in batches: wait until a quarter of the slots are free (or all are) before claiming again.
         // Tasks that become due meanwhile still wake us through NOTIFY.
         const free = this.options.concurrency - this.running.size;
         if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || this.running.size === 0) this.wake();
       });
-    if (task.cancelRequested) this.abort(task.id, 'forced');
+  }
+
+  private leases(): { taskId: string; runId: string }[] {
+    return [...this.running.values()].map((r) => ({ taskId: r.task.id, runId: r.task.runId }));
   }
 
   private async run(entry: Running): Promise<void> {
@@ -253,72 +366,105 @@ export class Scheduler {
     const runLogger = new RunLogger(log);
     const startedAt = new Date();
     const started = performance.now();
-    const outcome = storable(await this.invoke(entry, runLogger), this.options.maxJsonBytes);
+    const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
     if (outcome.kind === 'abandoned') runLogger.warn(`handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`);
-
-    const base = { taskId: task.id, runId: task.runId, workerId: this.workerId, durationMs, logs: runLogger.drain(), result: null, error: null, errorStack: null };
-    let completion: Completion;
-    if (entry.reason === 'shutdown' || entry.reason === 'lost') {
-      await releaseLeases(this.db.prisma, this.workerId, [task.id]);
-      log.warn({ reason: entry.reason }, 'gave up a running task');
-      return;
-    }
-    if (entry.reason === 'forced') {
-      completion = {
-        ...base,
-        status: TaskStatus.FORCED_END,
-        nextRunAt: null,
-        attempts: task.attempts,
-        runCountDelta: 0,
-        lastError: null,
-        runStatus: 'CANCELLED',
-        error: 'forced end requested',
-        message: 'forced end: the running handler was aborted',
-      };
-    } else if (outcome.kind === 'ok' && entry.reason !== 'timeout') {
-      const now = new Date();
-      const next = nextRunAfter({ ...task, scheduledFor: task.nextRunAt, runStartedAt: startedAt, now, runCount: task.runCount + 1 });
-      completion = {
-        ...base,
-        status: next ? TaskStatus.SCHEDULED : TaskStatus.SUCCEEDED,
-        nextRunAt: next,
-        attempts: next ? 0 : task.attempts,
-        runCountDelta: 1,
-        lastError: null,
-        runStatus: 'SUCCEEDED',
-        result: outcome.value ?? null,
-        message: next ? `succeeded; next run ${next.toISOString()}` : 'succeeded',
-      };
-    } else {
-      const timedOut = entry.reason === 'timeout';
-      const error = timedOut ? new Error(`timed out after ${task.timeoutMs} ms`) : outcome.kind === 'error' ? toError(outcome.error) : new Error('handler abandoned');
-      const retry = task.attempts < task.maxAttempts && !(outcome.kind === 'error' && isNonRetryable(outcome.error));
-      const now = new Date();
-      const next = retry
-        ? new Date(now.getTime() + retryDelayMs(task.retryBackoffMs, task.attempts))
-        : nextRunAfter({ ...task, scheduledFor: task.nextRunAt, runStartedAt: startedAt, now, runCount: task.runCount + 1 });
-      const status = retry ? TaskStatus.RETRYING : next ? TaskStatus.SCHEDULED : TaskStatus.FAILED;
-      completion = {
-        ...base,
-        status,
-        nextRunAt: next,
-        attempts: status === TaskStatus.SCHEDULED ? 0 : task.attempts,
-        runCountDelta: retry ? 0 : 1,
-        lastError: error.message,
-        runStatus: timedOut ? 'TIMED_OUT' : 'FAILED',
-        error: error.message,
-        errorStack: error.stack ?? null,
-        message: retry
-          ? `attempt ${task.attempts} of ${task.maxAttempts} failed; retrying at ${next!.toISOString()}`
-          : status === TaskStatus.SCHEDULED
-            ? `failed after ${task.attempts} attempt(s); next occurrence ${next!.toISOString()}`
-            : `failed after ${task.attempts} attempt(s)`,
-      };
-    }
+    const completion = this.completionFor(entry, outcome, { startedAt, durationMs, logs: runLogger.drain() });
     const applied = await this.complete(completion);
-    if (applied) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
-    if (!applied) log.warn('the task was taken from this worker while it ran (forced end or lease expiry); its result was discarded');
+    if (applied && !completion.abandoned) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
+    if (!applied && entry.reason !== 'forced') log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
+  }
+
+  /** What an attempt's end does to its task; everything stored here went through toJson / toStorableText. */
+  private completionFor(entry: Running, outcome: Outcome, run: { startedAt: Date; durationMs: number; logs: Completion['logs'] }): Completion {
+    const { task } = entry;
+    const finishedUnasked = outcome.kind === 'ok' && entry.reason !== 'timeout';
+    if ((entry.reason === 'shutdown' || entry.reason === 'lost') && !finishedUnasked) {
+      return this.handBack(task, run.durationMs, run.logs, reasonText(entry.reason));
+    }
+    const base = { taskId: task.id, runId: task.runId, workerId: this.workerId, durationMs: run.durationMs, logs: run.logs, abandoned: false, eventType: 'STATUS_CHANGED' as const };
+    if (entry.reason === 'forced') {
+      // forcedEnd has ended the task already; this only applies if it somehow has not, and stores the logs.
+      return { ...base, status: TaskStatus.FORCED_END, nextRunAt: null, attempts: task.attempts, runCountDelta: 0, lastError: null, runStatus: 'CANCELLED', result: null, error: 'forced end requested', errorStack: null, message: 'forced end: the running handler was aborted' };
+    }
+    let failure: { error: Error; runStatus: Completion['runStatus'] } | undefined;
+    if (finishedUnasked) {
+      const json = toJson((outcome as { value: unknown }).value, this.options.maxJsonBytes);
+      if (json.ok) {
+        const now = new Date();
+        const next = nextRunAfter({ ...task, scheduledFor: task.nextRunAt, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
+        return {
+          ...base,
+          status: next ? TaskStatus.SCHEDULED : TaskStatus.SUCCEEDED,
+          nextRunAt: next,
+          attempts: next ? 0 : task.attempts,
+          runCountDelta: 1,
+          lastError: null,
+          runStatus: 'SUCCEEDED',
+          result: json.value,
+          error: null,
+          errorStack: null,
+          message: next ? `succeeded; next run ${next.toISOString()}` : 'succeeded',
+        };
+      }
+      failure = { error: new Error(json.error), runStatus: 'FAILED' };
+    } else if (entry.reason === 'timeout') {
+      failure = { error: new Error(`timed out after ${this.timeoutOf(task)} ms`), runStatus: 'TIMED_OUT' };
+    } else if (outcome.kind === 'died') {
+      failure = { error: outcome.error, runStatus: outcome.error.status === 'TERMINATED' ? 'FAILED' : outcome.error.status };
+    } else {
+      failure = { error: outcome.kind === 'error' ? toError(outcome.error) : new Error('handler abandoned'), runStatus: 'FAILED' };
+    }
+    const message = toStorableText(failure.error.message, 8192);
+    const retry = task.attempts < task.maxAttempts && !(outcome.kind === 'error' && isNonRetryable(outcome.error));
+    const now = new Date();
+    const next = retry
+      ? new Date(now.getTime() + retryDelayMs(task.retryBackoffMs, task.attempts))
+      : nextRunAfter({ ...task, scheduledFor: task.nextRunAt, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
+    const status = retry ? TaskStatus.RETRYING : next ? TaskStatus.SCHEDULED : TaskStatus.FAILED;
+    return {
+      ...base,
+      status,
+      nextRunAt: next,
+      attempts: status === TaskStatus.SCHEDULED ? 0 : task.attempts,
+      runCountDelta: retry ? 0 : 1,
+      lastError: message,
+      runStatus: failure.runStatus,
+      result: null,
+      error: message,
+      errorStack: failure.error.stack ? toStorableText(failure.error.stack) : null,
+      message: retry
+        ? `attempt ${task.attempts} of ${task.maxAttempts} failed; retrying at ${next!.toISOString()}`
+        : status === TaskStatus.SCHEDULED
+          ? `failed after ${task.attempts} attempt(s); next occurrence ${next!.toISOString()}`
+          : `failed after ${task.attempts} attempt(s)`,
+    };
+  }
+
+  /**
+   * Gives a task back unfinished (shutdown, or a lease that could not be extended): due again at once, the
+   * attempt not counted, its occurrence unchanged; the next run is recorded `recovered`.
+   */
+  private handBack(task: ClaimedTask, durationMs: number, logs: Completion['logs'], why: string): Completion {
+    return {
+      taskId: task.id,
+      runId: task.runId,
+      workerId: this.workerId,
+      status: task.attempts > 1 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED,
+      nextRunAt: task.nextRunAt,
+      attempts: task.attempts - 1,
+      runCountDelta: 0,
+      lastError: null,
+      runStatus: 'ABANDONED',
+      durationMs,
+      result: null,
+      error: `handed back by worker ${this.workerId}: ${why}`,
+      errorStack: null,
+      eventType: 'RECOVERED',
+      message: `handed back by worker ${this.workerId} (${why}); due again now, not counted as an attempt`,
+      abandoned: true,
+      logs,
+    };
   }
 
   /**
@@ -338,22 +484,73 @@ export class Scheduler {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
       try {
-        const applied = await withRetries(() => completeRuns(this.db.prisma, batch.map((b) => b.completion)));
+        const applied = await completeRuns(this.db.prisma, batch.map((b) => b.completion));
         for (const b of batch) b.done(applied.has(b.completion.taskId));
       } catch (error) {
-        for (const b of batch) b.done(error as Error);
+        if (batch.length > 1) this.logger.warn({ err: error, completions: batch.length }, 'a batch of completions failed; applying them one by one');
+        // One row must not poison the others: each is applied on its own.
+        for (const b of batch) b.done(await this.completeAlone(b.completion).catch((e: Error) => e));
       }
     }
+  }
+
+  /**
+   * One completion on its own, retried while the database is unreachable. If the database refuses it
+   * (something toJson did not foresee), the attempt is recorded as failed without its result and logs,
+   * so the task does not stay RUNNING until its lease runs out and is then run again.
+   */
+  private async completeAlone(completion: Completion): Promise<boolean> {
+    let lastError: unknown;
+    for (let i = 1; i <= 5; i++) {
+      try {
+        return (await completeRuns(this.db.prisma, [completion])).has(completion.taskId);
+      } catch (error) {
+        lastError = error;
+        try {
+          const error2 = toStorableText(`the outcome could not be stored: ${(error as Error).message}`, 8192);
+          const stripped: Completion = { ...completion, result: null, logs: [], error: error2, errorStack: null, lastError: error2, message: toStorableText(completion.message, 8192) };
+          if (completion.runStatus === 'SUCCEEDED') Object.assign(stripped, { runStatus: 'FAILED' });
+          return (await completeRuns(this.db.prisma, [stripped])).has(completion.taskId);
+        } catch (again) {
+          lastError = again;
+          await new Promise((r) => setTimeout(r, 100 * 2 ** i));
+        }
+      }
+    }
+    throw lastError;
+  }
+
+  private timeoutOf(task: ClaimedTask): number | null {
+    return task.timeoutMs ?? this.handlers.entry(task.funcName)?.info.timeoutMs ?? null;
+  }
+
+  /**
+   * `ctx.assertLease()`: checks (and extends) the lease in the database. A run that already knows it lost
+   * its lease, or finds out here, is aborted and the call throws LeaseLostError.
+   */
+  private async assertLease(entry: Running): Promise<void> {
+    if (entry.reason) throw new LeaseLostError(`this run no longer holds its lease: ${reasonText(entry.reason)}`);
+    const sentAt = Date.now();
+    const held = await checkLease(this.db.prisma, entry.task.id, entry.task.runId, this.options.leaseMs);
+    if (!held) {
+      this.abort(entry, 'lost', 'the run lost its lease: the task was force-ended or taken over by another instance');
+      throw new LeaseLostError('this run no longer holds its lease (the task was force-ended, taken over, or the lease ran out)');
+    }
+    entry.leaseDeadline = Math.max(entry.leaseDeadline, sentAt + this.options.leaseMs);
   }
 
   /** Runs the handler through its task type; resolves when it settles or, once aborted, after the grace period. */
   private invoke(entry: Running, logger: RunLogger): Promise<Outcome> {
     const { task, controller } = entry;
-    const handler = this.handlers.get(task.funcName);
+    const handler = this.handlers.entry(task.funcName);
     const type = this.taskTypes.get(task.taskType);
     if (!handler || !type) {
       const missing = !handler ? `handler ${task.funcName}` : `task type ${task.taskType}`;
       return Promise.resolve({ kind: 'error', error: new Error(`${missing} is not registered on worker ${this.workerId}`) });
+    }
+    const thread = task.memoryLimitMb != null || handler.info.isolation === 'thread' || type.options.isolation === 'thread';
+    if (thread && !handler.module) {
+      return Promise.resolve({ kind: 'error', error: new Error(`handler ${task.funcName} is a function registered in-process; it cannot run in a worker thread (register it by module)`) });
     }
     const ctx: HandlerContext = {
       signal: controller.signal,
@@ -366,11 +563,24 @@ export class Scheduler {
         taskType: task.taskType,
         attempt: task.attempts,
         maxAttempts: task.maxAttempts,
+        occurrence: task.runCount + 1,
         scheduledFor: task.nextRunAt,
       },
       run: { id: task.runId, recovered: task.recovered },
+      fencingToken: `${task.runId}:${task.attempts}`,
+      assertLease: () => this.assertLease(entry),
       taskSvc: this.options.taskSvcFor(task),
     };
+    let fn: Handler;
+    if (thread) {
+      const kill = new AbortController();
+      entry.kill = kill;
+      const memoryLimitMb = task.memoryLimitMb ?? handler.info.memoryLimitMb ?? type.options.memoryLimitMb ?? this.options.threadMemoryLimitMb;
+      fn = (args, c) => this.threads.run({ url: handler.module!.url, exportName: handler.module!.exportName, args, memoryLimitMb, kill: kill.signal }, c);
+    } else {
+      fn = this.handlers.get(task.funcName)!;
+    }
+    const timeoutMs = this.timeoutOf(task);
     return new Promise<Outcome>((resolve) => {
       let timeout: NodeJS.Timeout | undefined;
       let grace: NodeJS.Timeout | undefined;
@@ -379,49 +589,36 @@ export class Scheduler {
         clearTimeout(grace);
         resolve(outcome);
       };
+      // An in-process handler cannot be stopped, only abandoned; a thread is terminated instead (abort()).
       const onAbort = () => {
-        grace = setTimeout(() => settle({ kind: 'abandoned' }), this.options.abortGraceMs);
+        if (!thread) grace = setTimeout(() => settle({ kind: 'abandoned' }), this.options.abortGraceMs);
       };
       if (controller.signal.aborted) onAbort();
       else controller.signal.addEventListener('abort', onAbort, { once: true });
-      if (task.timeoutMs != null) timeout = setTimeout(() => this.abort(task.id, 'timeout'), task.timeoutMs);
+      if (timeoutMs != null) timeout = setTimeout(() => this.abort(entry, 'timeout'), timeoutMs);
       Promise.resolve()
-        .then(() => type.run({ handler, args: task.argDict ?? {}, ctx }))
+        .then(() => type.run({ handler: fn, args: task.argDict ?? {}, ctx }))
         .then(
           (value) => settle({ kind: 'ok', value }),
-          (error: unknown) => settle({ kind: 'error', error }),
+          (error: unknown) => settle(error instanceof ThreadDied ? { kind: 'died', error } : { kind: 'error', error }),
         );
     });
   }
 }
 
-/** A result that cannot be stored (too large, too deep, NUL characters) fails the attempt instead. */
-function storable(outcome: Outcome, maxBytes: number): Outcome {
-  if (outcome.kind !== 'ok' || outcome.value == null) return outcome;
-  try {
-    assertJson(outcome.value, 'result', { maxBytes });
-    return outcome;
-  } catch (error) {
-    return { kind: 'error', error };
-  }
-}
 
 function reasonText(reason: AbortReason): string {
-  return { forced: 'the task was force-ended', timeout: 'the task timed out', shutdown: 'the worker is shutting down', lost: 'the worker lost its lease' }[reason];
+  return {
+    forced: 'the task was force-ended',
+    timeout: 'the task timed out',
+    shutdown: 'the worker is shutting down',
+    lost: 'the worker lost the lease of this run',
+  }[reason];
 }
 
 function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(typeof value === 'string' ? value : JSON.stringify(value));
-}
-
-/** Completion writes are retried briefly: a run's outcome is worth a few attempts before the lease decides. */
-async function withRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
-  for (let i = 1; ; i++) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (i >= attempts) throw error;
-      await new Promise((r) => setTimeout(r, 100 * 2 ** i));
-    }
-  }
+  if (value instanceof Error) return value;
+  if (typeof value === 'string') return new Error(value);
+  const json = toJson(value, 8192, 'thrown value');
+  return new Error(json.ok ? JSON.stringify(json.value) : json.error);
 }

@@ -7,8 +7,8 @@ import type { ClaimedTask, Completion } from './sql.js';
 export interface SchedulerObserver {
   /** Tasks this instance claimed, one new attempt each; lateness is `claimedAt - nextRunAt`. */
   claimed(tasks: readonly ClaimedTask[]): void;
-  /** Tasks this instance took over because their worker's lease expired. */
-  recovered(tasks: readonly ClaimedTask[]): void;
-  /** An attempt's end was recorded (not called when its result was discarded or its lease released). */
+  /** Tasks whose attempt this instance ended because their worker's lease expired (they retry later, or fail). */
+  recovered(tasks: readonly { queue: string }[]): void;
+  /** An attempt's end was recorded (not called when its result was discarded or the task was handed back). */
   completed(task: ClaimedTask, outcome: { runStatus: Completion['runStatus']; durationMs: number }): void;
 }

@@ -60,6 +60,7 @@ function childOf(parent: Task, now: Date) {
     queue: parent.queue,
     maxAttempts: parent.maxAttempts,
     timeoutMs: parent.timeoutMs,
+    memoryLimitMb: parent.memoryLimitMb,
     retryBackoffMs: parent.retryBackoffMs,
     source: parent.source,
     sourceModel: parent.sourceModel,

@@ -33,7 +33,7 @@ export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Pr
               max_runs AS "maxRuns", run_count AS "runCount", misfire_tolerance_ms AS "misfireToleranceMs",
               (EXTRACT(EPOCH FROM (now() - next_run_at)) * 1000)::float8 AS "lateMs"
          FROM task
-        WHERE status IN ('SCHEDULED', 'RETRYING') AND misfire_policy = 'SKIP' AND attempts = 0
+        WHERE status IN ('SCHEDULED', 'RETRYING') AND misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
           AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond'
         ORDER BY next_run_at
         LIMIT $1

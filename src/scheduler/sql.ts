@@ -9,6 +9,10 @@ import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
  *
  * Every statement that changes a task's status also inserts its TaskEvent rows and NOTIFYs them in the
  * same statement (so in the same transaction), exactly as src/tasks/statusMachine.ts does for the API.
+ *
+ * The fence: a RUNNING task's lease belongs to one run (`locked_run_id`, the attempt's run id). Every
+ * statement that acts on a lease — heartbeat, lease check, completion — matches that run id, so an
+ * attempt that lost its lease can change nothing, even on the instance that holds the task again.
  */
 type Db = PrismaClient | Prisma.TransactionClient;
 
@@ -33,13 +37,15 @@ export interface ClaimedTask {
   attempts: number;
   maxAttempts: number;
   timeoutMs: number | null;
+  memoryLimitMb: number | null;
   misfirePolicy: MisfirePolicy;
   misfireToleranceMs: number;
   overlapPolicy: OverlapPolicy;
   retryBackoffMs: number;
-  cancelRequested: boolean;
   prevStatus: TaskStatus;
+  /** The run created for this attempt; it holds the lease (the fence). */
   runId: string;
+  /** The previous attempt's worker stopped; this one takes over. */
   recovered: boolean;
   /** Database time at the claim; lateness is measured against it, not against this process' clock. */
   claimedAt: Date;
@@ -52,52 +58,55 @@ const CLAIMED_COLUMNS = `
   c.arg_dict AS "argDict", c.repeat_type::text AS "repeatType", c.cron_expression AS "cronExpression",
   c.interval_seconds AS "intervalSeconds", c.timezone, c.end_time AS "endTime", c.max_runs AS "maxRuns",
   c.run_count AS "runCount", c.next_run_at AS "nextRunAt", c.priority, c.queue, c.attempts, c.max_attempts AS "maxAttempts",
-  c.timeout_ms AS "timeoutMs", c.misfire_policy::text AS "misfirePolicy", c.misfire_tolerance_ms AS "misfireToleranceMs",
-  c.overlap_policy::text AS "overlapPolicy", c.retry_backoff_ms AS "retryBackoffMs",
-  (c.cancel_requested_at IS NOT NULL) AS "cancelRequested", c.prev_status::text AS "prevStatus",
-  r.id AS "runId", r.recovered, now() AS "claimedAt"`;
+  c.timeout_ms AS "timeoutMs", c.memory_limit_mb AS "memoryLimitMb", c.misfire_policy::text AS "misfirePolicy",
+  c.misfire_tolerance_ms AS "misfireToleranceMs", c.overlap_policy::text AS "overlapPolicy", c.retry_backoff_ms AS "retryBackoffMs",
+  c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt"`;
 
 /**
  * Claims up to `limit` due tasks for `workerId`: runnable rows in priority then due-time order (the
  * partial index task_due_idx serves exactly this order), skipping rows another instance is claiming
- * (SKIP LOCKED, so instances never wait on each other), then marks them RUNNING under a lease, counts the
- * attempt, and creates their run and event rows — all in one statement. This is graphile-worker's
- * get_job pattern; one statement instead of an interactive transaction saves the round trips that
- * dominate no-op throughput.
+ * (SKIP LOCKED, so instances never wait on each other), then marks them RUNNING under a lease held by a
+ * new run id, counts the attempt, and creates their run and event rows — all in one statement. This is
+ * graphile-worker's get_job pattern; one statement instead of an interactive transaction saves the
+ * round trips that dominate no-op throughput.
  *
- * SKIP-policy tasks that are later than their tolerance are left for skipMisfiredTasks.
+ * SKIP-policy tasks that are later than their tolerance are left for skipMisfiredTasks (but not a task
+ * handed back by a stopped worker: that occurrence did start on time).
  */
 export async function claimTasks(db: Db, workerId: string, limit: number, leaseMs: number, excludedQueues: string[]): Promise<ClaimedTask[]> {
   return db.$queryRawUnsafe<ClaimedTask[]>(
     `WITH due AS (
-       SELECT id, status AS prev_status FROM task
+       SELECT id, status AS prev_status, last_run_abandoned AS recovered FROM task
         WHERE status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
           AND queue <> ALL($4::text[])
           AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
-          AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
+          AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
+                   AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
         ORDER BY priority DESC, next_run_at
         LIMIT $2
         FOR UPDATE SKIP LOCKED
      ),
      c AS (
-       UPDATE task t SET status = 'RUNNING', locked_by = $1, locked_until = now() + $3::int * interval '1 millisecond',
-              attempts = t.attempts + 1, updated_at = now()
+       UPDATE task t SET status = 'RUNNING', locked_by = $1, locked_run_id = gen_random_uuid(),
+              locked_until = now() + $3::int * interval '1 millisecond',
+              attempts = t.attempts + 1, last_run_abandoned = false, updated_at = now()
          FROM due WHERE t.id = due.id
-       RETURNING t.*, due.prev_status
+       RETURNING t.*, due.prev_status, due.recovered
      ),
      r AS (
        INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
-       SELECT gen_random_uuid(), c.tenant_id, c.id, c.attempts, 'RUNNING', $1, false, now() FROM c
-       RETURNING id, task_id, recovered
+       SELECT c.locked_run_id, c.tenant_id, c.id, c.attempts, 'RUNNING', $1, c.recovered, now() FROM c
+       RETURNING id
      ),
      events AS (
        INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
-       SELECT c.tenant_id, c.id, r.id, 'STATUS_CHANGED', c.prev_status, 'RUNNING', c.next_run_at, 'attempt ' || c.attempts || ' on ' || $1
-         FROM c JOIN r ON r.task_id = c.id
+       SELECT c.tenant_id, c.id, c.locked_run_id, 'STATUS_CHANGED', c.prev_status, 'RUNNING', c.next_run_at,
+              'attempt ' || c.attempts || ' on ' || $1 || CASE WHEN c.recovered THEN ' (taking over from a worker that stopped)' ELSE '' END
+         FROM c
        RETURNING id, task_id, tenant_id
      ),
      notified AS (${NOTIFY_EVENTS})
-     SELECT ${CLAIMED_COLUMNS} FROM c JOIN r ON r.task_id = c.id CROSS JOIN notified`,
+     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM r) runs`,
     workerId,
     limit,
     leaseMs,
@@ -106,53 +115,61 @@ export async function claimTasks(db: Db, workerId: string, limit: number, leaseM
 }
 
 /**
- * Takes over RUNNING tasks whose lease expired (their instance died or lost the database): the old run
- * is closed as ABANDONED, a new attempt starts under this worker's lease, recorded as a RECOVERED event
- * and a run with `recovered = true`.
+ * Ends the attempts of RUNNING tasks whose lease ran out (their worker died, froze or lost the database)
+ * and that this worker is not running itself (`ownRunIds`). The attempt counts like any other: the old
+ * run is closed ABANDONED and the task
+ * - FAILS when that was its last allowed attempt ("the worker running it stopped during attempt n of
+ *   m"), so a task that kills its process (process.exit, out of memory) runs no more and cannot take
+ *   down one instance after another;
+ * - otherwise waits for its retry backoff as RETRYING (the same delay as retryDelayMs: exponential with
+ *   equal jitter, capped at an hour), to be claimed like any retry, by any instance.
+ * Nothing runs here; the next attempt is recorded `recovered`. Returns the tasks it ended.
  */
-export async function recoverExpiredTasks(db: Db, workerId: string, limit: number, leaseMs: number): Promise<ClaimedTask[]> {
-  return db.$queryRawUnsafe<ClaimedTask[]>(
+export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: string[]): Promise<{ id: string; queue: string }[]> {
+  return db.$queryRawUnsafe<{ id: string; queue: string }[]>(
     `WITH due AS (
-       SELECT id, status AS prev_status, locked_by AS prev_worker FROM task
-        WHERE status = 'RUNNING' AND locked_until < now()
+       SELECT id, locked_by AS prev_worker, locked_run_id AS prev_run FROM task
+        WHERE status = 'RUNNING' AND locked_until < now() AND coalesce(locked_run_id <> ALL($2::uuid[]), true)
         ORDER BY locked_until
-        LIMIT $2
+        LIMIT $1
         FOR UPDATE SKIP LOCKED
      ),
-     abandoned AS (
-       UPDATE task_run SET status = 'ABANDONED', finished_at = now(),
-              error = 'worker ' || worker_id || ' lost its lease (crashed or disconnected); the task was recovered'
-        WHERE task_id IN (SELECT id FROM due) AND status = 'RUNNING'
-       RETURNING id
-     ),
      c AS (
-       UPDATE task t SET locked_by = $1, locked_until = now() + $3::int * interval '1 millisecond',
-              attempts = t.attempts + 1, updated_at = now()
+       UPDATE task t SET
+              status = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRYING' END::"TaskStatus",
+              next_run_at = CASE WHEN t.attempts >= t.max_attempts THEN NULL
+                ELSE now() + LEAST(3600000, t.retry_backoff_ms * power(2, GREATEST(0, t.attempts - 1))) * (0.5 + random() / 2) * interval '1 millisecond' END,
+              last_error = 'the worker running it stopped during attempt ' || t.attempts || ' of ' || t.max_attempts,
+              locked_by = NULL, locked_until = NULL, locked_run_id = NULL, last_run_abandoned = true, updated_at = now()
          FROM due WHERE t.id = due.id
-       RETURNING t.*, due.prev_status, due.prev_worker
+       RETURNING t.id, t.tenant_id, t.queue, t.status, t.next_run_at, t.last_error, due.prev_run, due.prev_worker
      ),
-     r AS (
-       INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
-       SELECT gen_random_uuid(), c.tenant_id, c.id, c.attempts, 'RUNNING', $1, true, now() FROM c
-       RETURNING id, task_id, recovered
+     abandoned AS (
+       UPDATE task_run r SET status = 'ABANDONED', finished_at = now(),
+              duration_ms = (EXTRACT(EPOCH FROM (now() - r.started_at)) * 1000)::int,
+              error = 'worker ' || r.worker_id || ' stopped during this attempt (its lease expired: it died, froze or lost the database)'
+         FROM c WHERE r.task_id = c.id AND r.status = 'RUNNING'
+       RETURNING r.id
      ),
      events AS (
        INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
-       SELECT c.tenant_id, c.id, r.id, 'RECOVERED', 'RUNNING', 'RUNNING', c.next_run_at,
-              'recovered from ' || coalesce(c.prev_worker, 'unknown worker') || ' by ' || $1 || ' (attempt ' || c.attempts || ')'
-         FROM c JOIN r ON r.task_id = c.id
+       SELECT c.tenant_id, c.id, c.prev_run, 'RECOVERED', 'RUNNING', c.status, c.next_run_at,
+              c.last_error || CASE WHEN c.status = 'RETRYING' THEN '; retrying at ' || to_char(c.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') ELSE '' END
+              || ' (worker ' || coalesce(c.prev_worker, 'unknown') || ')'
+         FROM c
        RETURNING id, task_id, tenant_id
      ),
-     notified AS (${NOTIFY_EVENTS})
-     SELECT ${CLAIMED_COLUMNS} FROM c JOIN r ON r.task_id = c.id CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM abandoned) a`,
-    workerId,
+     notified AS (${NOTIFY_EVENTS}),
+     woken AS (SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM c WHERE c.status = 'RETRYING'))
+     SELECT c.id, c.queue FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM abandoned) a CROSS JOIN (SELECT count(*) FROM woken) w`,
     limit,
-    leaseMs,
+    ownRunIds,
   );
 }
 
 export interface Completion {
   taskId: string;
+  /** The attempt's run: the completion applies only while this run still holds the task's lease. */
   runId: string;
   workerId: string;
   status: TaskStatus;
@@ -160,31 +177,35 @@ export interface Completion {
   attempts: number;
   runCountDelta: number;
   lastError: string | null;
-  runStatus: 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'CANCELLED' | 'ABANDONED';
+  runStatus: 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'CANCELLED' | 'ABANDONED' | 'MEMORY_LIMIT' | 'CRASHED';
   durationMs: number;
+  /** Already normalised by toJson. */
   result: unknown;
   error: string | null;
   errorStack: string | null;
+  eventType: 'STATUS_CHANGED' | 'RECOVERED';
   message: string;
+  /** The worker gave the attempt up unfinished (shutdown): the next run is recorded `recovered`. */
+  abandoned: boolean;
   logs: { level: string; message: string; data: unknown; createdAt: Date }[];
 }
 
 /**
  * Records the end of many attempts at once: task status, run rows, logs, events and NOTIFYs in one
- * statement. Each completion only applies while its worker still holds the task (status RUNNING,
- * locked_by = worker): a result that arrives after the task was force-ended or recovered elsewhere is
- * discarded. Returns the ids of the tasks whose completion applied.
+ * statement. Each completion only applies while its run still holds the task's lease (status RUNNING,
+ * locked_run_id = the run): a result that arrives after the task was force-ended, recovered or claimed
+ * again is discarded. Its log lines are kept all the same (they are the run's own). Returns the ids of
+ * the tasks whose completion applied.
  *
  * Why a batch: every transaction commit waits for a WAL flush, and at high throughput one commit per
  * finished task was what limited the scheduler (measured with `npm run bench -- scheduler`). The
- * Scheduler's CompletionWriter groups whatever finished while the previous batch was being written.
+ * Scheduler groups whatever finished while the previous batch was being written.
  */
 export async function completeRuns(db: Db, completions: Completion[]): Promise<Set<string>> {
   if (completions.length === 0) return new Set();
   const input = completions.map((c) => ({
     task_id: c.taskId,
     run_id: c.runId,
-    worker_id: c.workerId,
     status: c.status,
     next_run_at: c.nextRunAt?.toISOString() ?? null,
     attempts: c.attempts,
@@ -195,27 +216,27 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
     result: c.result === undefined ? null : c.result,
     error: c.error,
     error_stack: c.errorStack,
+    event_type: c.eventType,
     message: c.message,
+    abandoned: c.abandoned,
   }));
   const logs = completions.flatMap((c) =>
-    c.logs.map((l) => ({ run_id: c.runId, level: l.level, message: l.message, data: l.data ?? null, created_at: l.createdAt.toISOString() })),
+    c.logs.map((l) => ({ run_id: c.runId, worker_id: c.workerId, level: l.level, message: l.message, data: l.data ?? null, created_at: l.createdAt.toISOString() })),
   );
   const rows = await db.$queryRawUnsafe<{ id: string }[]>(
     `WITH input AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
-         task_id uuid, run_id uuid, worker_id text, status "TaskStatus", next_run_at timestamptz, attempts int,
+         task_id uuid, run_id uuid, status "TaskStatus", next_run_at timestamptz, attempts int,
          run_count_delta int, last_error text, run_status "RunStatus", duration_ms int, result jsonb, error text,
-         error_stack text, message text)
+         error_stack text, event_type "TaskEventType", message text, abandoned boolean)
      ),
      t AS (
        UPDATE task SET status = i.status, next_run_at = i.next_run_at, attempts = i.attempts,
-              run_count = task.run_count + i.run_count_delta, last_error = i.last_error,
-              locked_by = NULL, locked_until = NULL, cancel_requested_at = NULL, updated_at = now()
+              run_count = task.run_count + i.run_count_delta, last_error = i.last_error, last_run_abandoned = i.abandoned,
+              locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
          FROM input i
-        WHERE task.id = i.task_id AND task.status = 'RUNNING' AND task.locked_by = i.worker_id
-       RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.message,
-                 -- a forced end was asked for by someone: its event names them (TaskEvent.actor)
-                 CASE WHEN i.status = 'FORCED_END' THEN task.cancel_requested_by END AS actor
+        WHERE task.id = i.task_id AND task.locked_run_id = i.run_id AND task.status = 'RUNNING'
+       RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message
      ),
      run AS (
        UPDATE task_run SET status = i.run_status, finished_at = now(), duration_ms = i.duration_ms, result = i.result,
@@ -226,14 +247,16 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
      ),
      logs AS (
        INSERT INTO task_run_log (tenant_id, task_id, run_id, level, message, data, created_at)
-       SELECT t.tenant_id, t.id, l.run_id, l.level, l.message, l.data, l.created_at
-         FROM jsonb_to_recordset($2::jsonb) AS l(run_id uuid, level text, message text, data jsonb, created_at timestamptz)
-         JOIN t ON t.run_id = l.run_id
+       SELECT r.tenant_id, r.task_id, l.run_id, l.level, l.message, l.data, l.created_at
+         FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (run_id uuid, worker_id text, level text, message text, data jsonb, created_at timestamptz))
+              WITH ORDINALITY AS l(run_id, worker_id, level, message, data, created_at, n)
+         JOIN task_run r ON r.id = l.run_id AND r.worker_id = l.worker_id
+        ORDER BY l.n
        RETURNING 1
      ),
      events AS (
-       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message, actor)
-       SELECT t.tenant_id, t.id, t.run_id, 'STATUS_CHANGED', 'RUNNING', t.new_status, t.next_run_at, t.message, t.actor FROM t
+       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
+       SELECT t.tenant_id, t.id, t.run_id, t.event_type, 'RUNNING', t.new_status, t.next_run_at, t.message FROM t
        RETURNING id, task_id, tenant_id
      ),
      notified AS (${NOTIFY_EVENTS}),
@@ -252,47 +275,57 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
 }
 
 /**
- * Extends the leases of the tasks this worker is running and reports, for each, whether a forced end was
- * requested. Tasks missing from the answer are no longer ours (force-ended while we were cut off, or
- * recovered by another instance after our lease ran out).
+ * The heartbeat: extends the leases this worker's runs still hold and returns their run ids. A run
+ * missing from the answer has lost its lease (force-ended, or recovered by another instance after it
+ * ran out), and its handler must stop. An expired lease that nobody took over is still ours to extend.
+ *
+ * Exported as text too: on PostgreSQL the heartbeat runs in its own thread with its own connection
+ * (src/scheduler/LeaseKeeper.ts), where Prisma is not loaded. Parameters: worker id, task ids, their
+ * run ids (same order), lease in ms.
  */
-export async function extendLeases(db: Db, workerId: string, taskIds: string[], leaseMs: number): Promise<{ id: string; cancelRequested: boolean }[]> {
-  if (taskIds.length === 0) return [];
-  return db.$queryRawUnsafe(
-    `UPDATE task SET locked_until = now() + $3::int * interval '1 millisecond'
-      WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'RUNNING'
-     RETURNING id, (cancel_requested_at IS NOT NULL) AS "cancelRequested"`,
+export const EXTEND_LEASES_SQL = `UPDATE task SET locked_until = now() + $4::int * interval '1 millisecond'
+  WHERE (id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1 AND status = 'RUNNING'
+  RETURNING locked_run_id::text AS "runId"`;
+
+export async function extendLeases(db: Db, workerId: string, runs: { taskId: string; runId: string }[], leaseMs: number): Promise<Set<string>> {
+  if (runs.length === 0) return new Set();
+  const rows = await db.$queryRawUnsafe<{ runId: string }[]>(
+    EXTEND_LEASES_SQL,
     workerId,
-    taskIds,
+    runs.map((r) => r.taskId),
+    runs.map((r) => r.runId),
     leaseMs,
   );
+  return new Set(rows.map((r) => r.runId));
 }
 
 /**
- * Milliseconds (by the database clock) until the next task is due, or until the next lease expires;
- * null when nothing is scheduled. Negative when something is already due.
+ * `ctx.assertLease()`: true when the run still holds an unexpired lease, which it then extends by a
+ * whole lease, so a side effect right after a successful check has the full lease to happen in.
  */
-export async function msUntilNextDue(db: Db, excludedQueues: string[]): Promise<number | null> {
-  const [row] = await db.$queryRawUnsafe<{ ms: number | null }[]>(
-    `SELECT EXTRACT(EPOCH FROM (LEAST(
-        (SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($1::text[])),
-        (SELECT min(locked_until) FROM task WHERE status = 'RUNNING')
-      ) - clock_timestamp())) * 1000 AS ms`,
-    excludedQueues,
+export async function checkLease(db: Db, taskId: string, runId: string, leaseMs: number): Promise<boolean> {
+  const rows = await db.$queryRawUnsafe<unknown[]>(
+    `UPDATE task SET locked_until = GREATEST(locked_until, now() + $3::int * interval '1 millisecond')
+      WHERE id = $1::uuid AND locked_run_id = $2::uuid AND status = 'RUNNING' AND locked_until > now()
+     RETURNING 1`,
+    taskId,
+    runId,
+    leaseMs,
   );
-  return row?.ms == null ? null : Number(row.ms);
+  return rows.length > 0;
 }
 
-/** Releases the leases of tasks this worker gives up at shutdown, so another instance recovers them at once. */
-export async function releaseLeases(db: Db, workerId: string, taskIds: string[]): Promise<void> {
-  if (taskIds.length === 0) return;
-  await db.$executeRawUnsafe(
-    `WITH t AS (
-       UPDATE task SET locked_until = now() - interval '1 millisecond' WHERE id = ANY($2::uuid[]) AND locked_by = $1 AND status = 'RUNNING'
-       RETURNING id
-     )
-     SELECT pg_notify('${WAKE_CHANNEL}', '') FROM (SELECT count(*) FROM t) n`,
-    workerId,
-    taskIds,
+/**
+ * Milliseconds (by the database clock) until the next task is due, and until the next lease of a run
+ * not among `ownRunIds` (the runs this worker is executing) runs out, when recovery is due; null when
+ * there is none. Negative when already due.
+ */
+export async function msUntilNextDue(db: Db, ownRunIds: string[], excludedQueues: string[]): Promise<{ dueMs: number | null; leaseMs: number | null }> {
+  const [row] = await db.$queryRawUnsafe<{ dueMs: number | null; leaseMs: number | null }[]>(
+    `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])) - clock_timestamp())) * 1000 AS "dueMs",
+            EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs"`,
+    ownRunIds,
+    excludedQueues,
   );
+  return { dueMs: row?.dueMs == null ? null : Number(row.dueMs), leaseMs: row?.leaseMs == null ? null : Number(row.leaseMs) };
 }

@@ -29,6 +29,8 @@ export interface TimerTaskInput {
   maxRuns?: number | null;
   maxAttempts?: number | null;
   timeoutMs?: number | null;
+  /** Heap limit in MB of the worker thread the run gets; setting it runs the handler in a thread. */
+  memoryLimitMb?: number | null;
   priority?: number | null;
   queue?: string | null;
   /** At most one live task per key (and tenant): creating another returns the live one instead. */
@@ -85,8 +87,6 @@ export interface TaskSvcDeps {
   defaultTimezone: string;
   /** Largest argDict (as JSON, template defaults merged in); MAX_JSON_BYTES. */
   maxJsonBytes: number;
-  /** How long forcedEnd waits for a running handler to stop (its abort grace period). */
-  abortGraceMs: number;
   now?: () => Date;
 }
 
@@ -294,40 +294,30 @@ export class TaskSvc {
   }
 
   /**
-   * Ends a task for good: FORCED_END, with an event. A task that has not started ends at once. A RUNNING
-   * task's handler is aborted by whichever instance runs it (the request travels through the database
-   * and NOTIFY), which records the run as CANCELLED and ends the task; this call waits for that, up to the
-   * abort grace period. A running task whose instance died (lease expired) is ended here directly.
+   * Ends a task for good: FORCED_END, with an event carrying `reason`, at once. A RUNNING task's run is
+   * closed CANCELLED with the reason and its lease taken away here, in one transaction, so this does not
+   * wait for the instance running it — which may be dead, frozen or busy: that instance is told through
+   * NOTIFY (or its next heartbeat) to abort the handler, and whatever the handler does afterwards is
+   * fenced off (its result is discarded, `ctx.assertLease()` throws).
    */
   async forcedEnd(taskId: string, reason?: string | null): Promise<Task> {
     const id = assertId(taskId, 'taskId');
     const message = reason?.trim() || 'forced end requested';
-    const outcome = await this.deps.prisma.$transaction(async (tx) => {
+    return this.deps.prisma.$transaction(async (tx) => {
+      // A row locked by a transaction that does not finish (an instance frozen mid-transaction) must not
+      // hold this call for long.
+      await setLockTimeout(tx, FORCED_END_LOCK_TIMEOUT_MS);
       const task = await this.lockTask(tx, id, taskId);
       if (TERMINAL_STATUSES.includes(task.status)) {
         throw conflict(`Task ${task.id} has already ended (${task.status}); there is nothing to force-end`, { status: task.status });
       }
-      const leaseAlive = task.status === TaskStatus.RUNNING && task.lockedUntil != null && task.lockedUntil > this.now();
-      if (leaseAlive) {
-        await tx.task.update({ where: { id }, data: { cancelRequestedAt: this.now(), cancelRequestedBy: this.actor } });
-        await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${id})`;
-        return { waiting: true as const };
+      return endTask(tx, task, { to: TaskStatus.FORCED_END, message, actor: this.actor });
+    }).catch((error: unknown) => {
+      if (isLockTimeout(error)) {
+        throw new ChronographError('TIMEOUT', `Task ${id} is locked by a transaction that did not finish within ${FORCED_END_LOCK_TIMEOUT_MS} ms (an instance may be frozen); try again`, { taskId: id });
       }
-      if (task.status === TaskStatus.RUNNING) {
-        await tx.taskRun.updateMany({
-          where: { taskId: id, status: 'RUNNING' },
-          data: { status: 'CANCELLED', finishedAt: this.now(), error: `forced end while its worker ${task.lockedBy} was unreachable` },
-        });
-      }
-      const ended = await transition(tx, { task, to: TaskStatus.FORCED_END, data: { nextRunAt: null, lockedBy: null, lockedUntil: null, cancelRequestedAt: null }, message, actor: this.actor });
-      return { waiting: false as const, task: ended };
+      throw error;
     });
-    if (!outcome.waiting) return outcome.task;
-    const done = await this.waitForTask(id, { statuses: [...TERMINAL_STATUSES, TaskStatus.SCHEDULED, TaskStatus.RETRYING], timeoutMs: this.deps.abortGraceMs + 10_000 });
-    if (done.status !== TaskStatus.FORCED_END) {
-      throw conflict(`Task ${id} finished (${done.status}) before it could be force-ended`, { status: done.status });
-    }
-    return done;
   }
 
   /** PAUSED: it keeps its place (nextRunAt) but does not run until resumed. */
@@ -493,6 +483,12 @@ export class TaskSvc {
     );
 
     const timeoutMs = input.timeoutMs ?? template.timeoutMs;
+    const memoryLimitMb = input.memoryLimitMb ?? template.memoryLimitMb;
+    if (memoryLimitMb != null) {
+      assertIntRange(memoryLimitMb, 'memoryLimitMb', 16, 1_048_576);
+      assertThreadCapable(this.deps.handlers, funcName, 'memoryLimitMb');
+    }
+    if (this.deps.taskTypes.get(taskType)?.options.isolation === 'thread') assertThreadCapable(this.deps.handlers, funcName, 'taskType');
     const row: Prisma.TaskCreateManyInput = {
       tenantId: this.tenantId,
       templateId: template.id,
@@ -513,6 +509,7 @@ export class TaskSvc {
       queue: input.queue?.trim() || template.queue,
       maxAttempts: assertIntRange(input.maxAttempts ?? template.maxAttempts, 'maxAttempts', 1, 1000),
       timeoutMs: timeoutMs != null ? assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647) : null,
+      memoryLimitMb,
       uniqueKey: input.uniqueKey != null ? assertUniqueKey(input.uniqueKey) : null,
       misfirePolicy: input.misfirePolicy ?? template.misfirePolicy,
       misfireToleranceMs: assertIntRange(input.misfireToleranceMs ?? template.misfireToleranceMs, 'misfireToleranceMs', 0, 2_147_483_647),
@@ -522,6 +519,52 @@ export class TaskSvc {
     };
     return { row, notes: schedule.notes };
   }
+}
+
+/**
+ * Ends a task (locked by the caller) for good, at once, whatever it is doing: a RUNNING task's run is
+ * closed CANCELLED with `message` and its lease taken away in this transaction, and its instance is told
+ * through NOTIFY to abort the handler — it does not have to answer (it may be dead or frozen); anything
+ * it does later is fenced off by the lease. forcedEnd and the removal of a template binding use it.
+ */
+export async function endTask(
+  tx: Prisma.TransactionClient,
+  task: Task,
+  end: { to: typeof TaskStatus.FORCED_END | typeof TaskStatus.CANCELLED; message: string; actor: string | null },
+): Promise<Task> {
+  if (task.status === TaskStatus.RUNNING) {
+    await tx.$executeRaw`UPDATE task_run SET status = 'CANCELLED', finished_at = now(),
+                               duration_ms = (EXTRACT(EPOCH FROM (now() - started_at)) * 1000)::int,
+                               error = ${`${end.to === TaskStatus.FORCED_END ? 'forced end' : 'cancelled'}: ${end.message}`}
+                          WHERE task_id = ${task.id}::uuid AND status = 'RUNNING'`;
+    await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${task.id})`;
+  }
+  return transition(tx, {
+    task,
+    to: end.to,
+    data: { nextRunAt: null, lockedBy: null, lockedUntil: null, lockedRunId: null },
+    runId: task.status === TaskStatus.RUNNING ? task.lockedRunId : null,
+    message: end.message,
+    actor: end.actor,
+  });
+}
+
+/** A run in a worker thread loads its handler from a module; a handler registered as a function cannot go there. */
+export function assertThreadCapable(handlers: HandlerRegistry, funcName: string, field: string): void {
+  if (!handlers.canRunInThread(funcName)) {
+    throw badInput(`${field} asks for a worker thread, but handler ${funcName} is registered as a function and runs in-process; register it by module to run it in a thread`, field);
+  }
+}
+
+const FORCED_END_LOCK_TIMEOUT_MS = 800;
+
+/** PostgreSQL only: PGlite has one connection, so nothing else can hold a lock there. */
+async function setLockTimeout(tx: Prisma.TransactionClient, ms: number): Promise<void> {
+  await tx.$executeRawUnsafe(`SET LOCAL lock_timeout = ${Math.floor(ms)}`);
+}
+
+function isLockTimeout(error: unknown): boolean {
+  return /lock timeout|55P03/i.test(String((error as Error)?.message ?? ''));
 }
 
 function assertUniqueKey(key: string): string {

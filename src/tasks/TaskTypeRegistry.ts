@@ -1,4 +1,4 @@
-import type { Handler, HandlerContext } from '../handlers/HandlerRegistry.js';
+import type { Handler, HandlerContext, Isolation } from '../handlers/HandlerRegistry.js';
 
 export interface TaskTypeRunInput {
   handler: Handler;
@@ -9,10 +9,21 @@ export interface TaskTypeRunInput {
 /**
  * `tasks.NormalType`: calls the task's handler with its argDict. It is the seed's Type layer: an app
  * registers its own type by extending it, e.g. to wrap every run with auditing or a circuit breaker,
- * and tasks created with that `taskType` run through it.
+ * and tasks created with that `taskType` run through it. With `isolation: 'thread'` its tasks' handlers
+ * run in worker threads while `run` itself stays on the main thread, so a wrapper still works.
  */
+/** A type may run every task of its own in a worker thread (their handlers must be registered by module). */
+export interface TaskTypeOptions {
+  isolation?: Isolation;
+  /** Heap limit of those threads, in MB, unless the task, template or handler sets one. */
+  memoryLimitMb?: number;
+}
+
 export class NormalType {
-  constructor(readonly name: string = 'tasks.NormalType') {}
+  constructor(
+    readonly name: string = 'tasks.NormalType',
+    readonly options: TaskTypeOptions = {},
+  ) {}
 
   async run({ handler, args, ctx }: TaskTypeRunInput): Promise<unknown> {
     return handler(args, ctx);
@@ -24,6 +35,7 @@ export class TaskTypeRegistry {
 
   constructor() {
     this.register(new NormalType());
+    this.register(new NormalType('tasks.ThreadType', { isolation: 'thread' }));
   }
 
   register(type: NormalType): this {

@@ -5,8 +5,8 @@ import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../gener
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
 import { stableStringify } from '../dateFields/condition.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { CANCEL_CHANNEL, LIVE_STATUSES, recordEvents, transition } from '../tasks/statusMachine.js';
-import { wake } from '../tasks/TaskSvc.js';
+import { LIVE_STATUSES, recordEvents, transition } from '../tasks/statusMachine.js';
+import { endTask, wake } from '../tasks/TaskSvc.js';
 import { CronExpression } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
 import { nextOccurrence } from '../time/schedule.js';
@@ -217,15 +217,10 @@ export class TemplateBindingSvc {
     return updated;
   }
 
-  /** Cancels the binding's live task; a running one is force-ended by its instance, as forcedEnd does. */
+  /** Cancels the binding's live task; a running one is force-ended at once, as forcedEnd does. */
   private async end(tx: Prisma.TransactionClient, task: Task | null, why: string): Promise<void> {
     if (!task) return;
-    if (task.status === TaskStatus.RUNNING) {
-      await tx.task.update({ where: { id: task.id }, data: { cancelRequestedAt: this.now(), cancelRequestedBy: this.actor } });
-      await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${task.id})`;
-      return;
-    }
-    await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: why, actor: this.actor });
+    await endTask(tx, task, { to: task.status === TaskStatus.RUNNING ? TaskStatus.FORCED_END : TaskStatus.CANCELLED, message: why, actor: this.actor });
   }
 
   private taskRow(template: TaskTemplate, binding: TemplateBinding, effective: EffectiveBinding, now: Date, nextRunAt: Date): TaskRow {

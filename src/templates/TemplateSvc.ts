@@ -7,6 +7,7 @@ import { assertTimezone } from '../time/parseTime.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
+import { assertThreadCapable } from '../tasks/TaskSvc.js';
 import { LONG_TRANSACTION, type DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import { configOf, configToInput, dateFieldColumns, validateDateFieldInput, type DateFieldRuleInput } from '../dateFields/dateRule.js';
 import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
@@ -24,6 +25,8 @@ export interface TemplateInput {
   timezone?: string | null;
   maxAttempts?: number | null;
   timeoutMs?: number | null;
+  /** Heap limit in MB of the worker thread its tasks' runs get; setting it runs them in threads. */
+  memoryLimitMb?: number | null;
   priority?: number | null;
   queue?: string | null;
   enabled?: boolean | null;
@@ -225,6 +228,11 @@ export class TemplateSvc {
     const timeoutMs = input.timeoutMs ?? null;
     if (timeoutMs !== null) assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647);
     const queue = input.queue?.trim() || 'default';
+    const memoryLimitMb = input.memoryLimitMb ?? null;
+    if (memoryLimitMb !== null) {
+      assertIntRange(memoryLimitMb, 'memoryLimitMb', 16, 1_048_576);
+      if (funcName !== null) assertThreadCapable(this.deps.handlers, funcName, 'memoryLimitMb');
+    }
     return {
       fullName,
       title,
@@ -238,6 +246,7 @@ export class TemplateSvc {
       timezone,
       maxAttempts: assertIntRange(input.maxAttempts ?? 1, 'maxAttempts', 1, 1000),
       timeoutMs,
+      memoryLimitMb,
       priority: assertIntRange(input.priority ?? 0, 'priority', -1000, 1000),
       queue,
       ...dateFieldColumns(dateField),

@@ -19,6 +19,7 @@ const templateFileEntry = z
     timezone: z.string().nullish(),
     maxAttempts: z.number().int().nullish(),
     timeoutMs: z.number().int().nullish(),
+    memoryLimitMb: z.number().int().nullish(),
     priority: z.number().int().nullish(),
     queue: z.string().nullish(),
     enabled: z.boolean().nullish(),

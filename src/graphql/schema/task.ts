@@ -39,6 +39,7 @@ builder.prismaObject('Task', {
     attempts: t.exposeInt('attempts'),
     maxAttempts: t.exposeInt('maxAttempts'),
     timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
+    memoryLimitMb: t.exposeInt('memoryLimitMb', { nullable: true, description: 'Heap limit in MB of the worker thread its runs get; null: the handler decides.' }),
     source: t.expose('source', { type: TaskSourceEnum }),
     sourceModel: t.exposeString('sourceModel', { nullable: true }),
     sourceRowId: t.exposeString('sourceRowId', { nullable: true }),
@@ -50,7 +51,6 @@ builder.prismaObject('Task', {
     misfireToleranceMs: t.exposeInt('misfireToleranceMs'),
     overlapPolicy: t.expose('overlapPolicy', { type: OverlapPolicyEnum }),
     retryBackoffMs: t.exposeInt('retryBackoffMs', { description: 'First retry delay; it doubles with each attempt (with jitter).' }),
-    cancelRequestedAt: t.expose('cancelRequestedAt', { type: 'DateTime', nullable: true, description: 'Set while a forced end of the running task is under way.' }),
     deduplicated: t.boolean({
       description: 'True only in the answer to createTimerTask(s) when a live task already held the uniqueKey and was returned instead of a new one.',
       resolve: (task) => (task as { deduplicated?: boolean }).deduplicated === true,
@@ -158,6 +158,7 @@ export const TimerTaskInput = builder.inputType('TimerTaskInput', {
     maxRuns: t.int({ description: 'Stop after this many runs.' }),
     maxAttempts: t.int(),
     timeoutMs: t.int(),
+    memoryLimitMb: t.int({ description: 'Heap limit in MB of a worker thread for each run (16 or more); runs the handler in a thread, so it must be registered by module.' }),
     priority: t.int(),
     queue: t.string(),
     uniqueKey: t.string({ description: 'At most one live task per key: if one exists it is returned (deduplicated: true) and nothing is created.' }),
@@ -282,7 +283,7 @@ builder.mutationFields((t) => ({
   forcedEnd: t.prismaField({
     authScopes: { editor: true },
     type: 'Task',
-    description: 'Ends a task for good (FORCED_END). A running handler is aborted, on whichever instance runs it.',
+    description: 'Ends a task for good (FORCED_END), at once, with `reason` on its event and run. A running handler is aborted on whichever instance runs it, and anything it does afterwards is fenced off.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.forcedEnd(String(args.taskId), args.reason),
   }),
