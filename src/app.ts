@@ -114,6 +114,7 @@ export class Chronograph {
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,
       concurrency: config.CONCURRENCY,
+      tenantSlotShare: config.TENANT_SLOT_SHARE,
       queueConcurrency: config.QUEUE_CONCURRENCY,
       leaseMs: config.LEASE_MS,
       abortGraceMs: config.ABORT_GRACE_MS,

@@ -22,6 +22,8 @@ const envSchema = z.object({
   SUBSCRIPTION_BUFFER_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
   SCHEDULER_ENABLED: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
   CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(10),
+  /** Share (0-1] of CONCURRENCY one tenant may hold once more than one tenant has tasks. */
+  TENANT_SLOT_SHARE: z.coerce.number().gt(0).max(1).default(0.75),
   QUEUE_CONCURRENCY: z
     .string()
     .default('')

@@ -9,7 +9,7 @@ import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { LeaseKeeper, type LeaseReport } from './LeaseKeeper.js';
 import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import { RunLogger } from './RunLogger.js';
-import { checkLease, claimTasks, completeRuns, msUntilNextDue, recoverExpiredTasks, type ClaimedTask, type Completion } from './sql.js';
+import { checkLease, claimCappedTasks, claimTasks, completeRuns, hasCappedTenants, msUntilNextDue, recoverExpiredTasks, type ClaimedTask, type ClaimRequest, type Completion } from './sql.js';
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
 import { skipMisfiredTasks } from './skipMisfiredTasks.js';
 import { toJson, toStorableText } from './toJson.js';
@@ -19,6 +19,12 @@ export interface SchedulerOptions {
   workerId: string;
   /** Handlers running at once in this process. */
   concurrency: number;
+  /**
+   * The share (0-1] of `concurrency` one tenant may hold once more than one tenant has tasks
+   * (TENANT_SLOT_SHARE), so another tenant's due task finds a free slot even while one tenant's long
+   * tasks run. At least one slot.
+   */
+  tenantSlotShare: number;
   /** Per-queue limits in this process, e.g. { emails: 2 }. */
   queueConcurrency: Record<string, number>;
   leaseMs: number;
@@ -86,6 +92,8 @@ export class Scheduler {
   /** Local time when the earliest lease held by another worker runs out: recovery is due then. */
   private recoverAt = 0;
   private unlisten: (() => Promise<void>)[] = [];
+  /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
+  private capped = { any: false, checkedAt: 0, first: false };
   private readonly pending: { completion: Completion; done: (applied: boolean | Error) => void }[] = [];
   private flushing?: Promise<void>;
   private readonly keeper: LeaseKeeper;
@@ -239,7 +247,7 @@ export class Scheduler {
         // Per-queue limits apply to the whole batch, so claim one at a time while any queue is limited.
         const limit = Object.keys(this.options.queueConcurrency).length ? 1 : free;
         const sentAt = Date.now();
-        const claimed = await claimTasks(this.db.prisma, this.workerId, limit, this.options.leaseMs, this.fullQueues());
+        const claimed = await this.claim(limit);
         if (this.stopped) {
           // SIGTERM came while the claim was in flight: no new run starts; the tasks go straight back.
           await Promise.all(claimed.map((task) => this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started'))));
@@ -252,7 +260,7 @@ export class Scheduler {
           break;
         }
       }
-      const next = await msUntilNextDue(this.db.prisma, [...this.running.keys()], this.fullQueues());
+      const next = await msUntilNextDue(this.db.prisma, [...this.running.keys()], this.fullQueues(), this.tenantsAtShare());
       this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
@@ -273,6 +281,56 @@ export class Scheduler {
     }
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), delay);
+  }
+
+  /** Slots of this instance one tenant may hold once more than one tenant has tasks. */
+  private get tenantSlots(): number {
+    return Math.max(1, Math.floor(this.options.concurrency * this.options.tenantSlotShare));
+  }
+
+  private heldByTenant(extra: ClaimedTask[] = []): Map<string, number> {
+    const held = new Map<string, number>();
+    for (const task of [...[...this.running.values()].map((r) => r.task), ...extra]) held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
+    return held;
+  }
+
+  private tenantsAtShare(): string[] {
+    return [...this.heldByTenant()].filter(([, n]) => n >= this.tenantSlots).map(([tenant]) => tenant);
+  }
+
+  /**
+   * Claims up to `limit` tasks, shared fairly between tenants (see claimTasks). While some tenant has
+   * maxConcurrentRuns, its tasks are claimed by claimCappedTasks, which enforces the limit across
+   * instances; the two claims take turns going first.
+   */
+  private async claim(limit: number): Promise<ClaimedTask[]> {
+    const prisma = this.db.prisma;
+    const request = (n: number, extra: ClaimedTask[] = []): ClaimRequest => ({
+      workerId: this.workerId,
+      limit: n,
+      leaseMs: this.options.leaseMs,
+      excludedQueues: this.fullQueues(),
+      tenantSlots: this.tenantSlots,
+      held: this.heldByTenant(extra),
+    });
+    if (Date.now() - this.capped.checkedAt >= 1000) {
+      this.capped.any = await hasCappedTenants(prisma);
+      this.capped.checkedAt = Date.now();
+    }
+    if (!this.capped.any) return claimTasks(prisma, request(limit));
+    this.capped.first = !this.capped.first;
+    const [one, two] = this.capped.first
+      ? [(n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)), (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra))]
+      : [(n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)), (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra))];
+    const first = await one(limit, []);
+    if (first.length >= limit || this.stopped) return first;
+    try {
+      return [...first, ...(await two(limit - first.length, first))];
+    } catch (error) {
+      // The first claim's tasks are RUNNING under this worker's leases: they must run, not wait for recovery.
+      this.logger.error({ err: error }, 'claim failed; running what was claimed before it');
+      return first;
+    }
   }
 
   /** A failure here (one bad row) must not stop ordinary tasks from being claimed, so it is contained. */

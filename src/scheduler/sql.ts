@@ -62,29 +62,95 @@ const CLAIMED_COLUMNS = `
   c.misfire_tolerance_ms AS "misfireToleranceMs", c.overlap_policy::text AS "overlapPolicy", c.retry_backoff_ms AS "retryBackoffMs",
   c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt"`;
 
+/** What one claim may take, and from whom. */
+export interface ClaimRequest {
+  workerId: string;
+  /** Free slots: at most this many tasks in all. */
+  limit: number;
+  leaseMs: number;
+  /** Queues whose per-process limit is reached. */
+  excludedQueues: string[];
+  /**
+   * The most slots of this instance one tenant may hold once more than one tenant has tasks
+   * (TENANT_SLOT_SHARE of CONCURRENCY), so that one tenant's long tasks cannot keep every slot.
+   */
+  tenantSlots: number;
+  /** Tasks this instance is running now, by tenant. */
+  held: Map<string, number>;
+}
+
+/** An arbitrary constant naming the claim locks of tenants with maxConcurrentRuns (first half of the two-key advisory lock). */
+const CLAIM_LOCK_CLASS = 0x636c6169; // 'clai'
+
 /**
- * Claims up to `limit` due tasks for `workerId`: runnable rows in priority then due-time order (the
- * partial index task_due_idx serves exactly this order), skipping rows another instance is claiming
- * (SKIP LOCKED, so instances never wait on each other), then marks them RUNNING under a lease held by a
- * new run id, counts the attempt, and creates their run and event rows — all in one statement. This is
- * graphile-worker's get_job pattern; one statement instead of an interactive transaction saves the
- * round trips that dominate no-op throughput.
+ * Claims up to `limit` due tasks for `workerId`, shared fairly between tenants, then marks them RUNNING
+ * under a lease held by a new run id, counts the attempt, and creates their run and event rows — all
+ * in one statement (graphile-worker's get_job pattern: one statement instead of an interactive
+ * transaction saves the round trips that dominate no-op throughput).
+ *
+ * Fairness: the tenants that have waiting tasks are found by a loose index scan of task_tenant_due_idx
+ * (one index probe per tenant, whatever their backlogs); each tenant's due tasks are taken in its own
+ * priority then due-time order (priority orders tasks within a tenant, never across tenants), skipping
+ * rows another instance is claiming (SKIP LOCKED, so instances never wait on each other); the batch then
+ * takes the tenants' first tasks, then their second ones, and so on (round robin). Once more than one
+ * tenant has tasks, a tenant holds at most `tenantSlots` of this instance's slots, so another tenant's
+ * due task finds a free slot at the next claim even while one tenant's long tasks run.
+ *
+ * `capped` claims for tenants with `maxConcurrentRuns` instead (claimCappedTasks); without it those
+ * tenants are left out.
  *
  * SKIP-policy tasks that are later than their tolerance are left for skipMisfiredTasks (but not a task
  * handed back by a stopped worker: that occurrence did start on time).
  */
-export async function claimTasks(db: Db, workerId: string, limit: number, leaseMs: number, excludedQueues: string[]): Promise<ClaimedTask[]> {
-  return db.$queryRawUnsafe<ClaimedTask[]>(
-    `WITH due AS (
-       SELECT id, status AS prev_status, last_run_abandoned AS recovered FROM task
-        WHERE status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
-          AND queue <> ALL($4::text[])
-          AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
-          AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
-                   AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
-        ORDER BY priority DESC, next_run_at
+function claimSql(capped: boolean): string {
+  // $1 worker, $2 limit, $3 lease ms, $4 excluded queues, $5 tenant slots, $6/$7 held (tenants, counts), $8 capped tenants (capped only)
+  // Once more than one tenant has tasks (the first and last tenant_id of an index differ), a tenant holds at
+  // most $5 of this instance's slots; an installation with one tenant uses every slot.
+  const room = `CASE WHEN (SELECT min(tenant_id) FROM task) <> (SELECT max(tenant_id) FROM task) THEN GREATEST(0, $5::int - coalesce(h.held, 0)) ELSE $2::int END`;
+  const tenants = capped
+    ? // Locked by claimCappedTasks in this transaction: the count of RUNNING tasks below sees every
+      // claim of these tenants that committed before (each statement reads a fresh snapshot).
+      `active AS (
+         SELECT q.id AS tenant_id,
+                LEAST(${room}, q.max_concurrent_runs - (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))::int AS room
+           FROM tenant q LEFT JOIN unnest($6::text[], $7::int[]) AS h(tenant_id, held) ON h.tenant_id = q.id
+          WHERE q.id = ANY($8::text[]) AND q.max_concurrent_runs IS NOT NULL
+       )`
+    : `tenants AS (
+         (SELECT tenant_id FROM task WHERE status IN ('SCHEDULED', 'RETRYING') ORDER BY tenant_id LIMIT 1)
+         UNION ALL
+         SELECT (SELECT w.tenant_id FROM task w WHERE w.status IN ('SCHEDULED', 'RETRYING') AND w.tenant_id > tenants.tenant_id
+                  ORDER BY w.tenant_id LIMIT 1)
+           FROM tenants WHERE tenants.tenant_id IS NOT NULL
+       ),
+       active AS (
+         SELECT tenant_id, room FROM (
+           SELECT tenants.tenant_id, ${room} AS room,
+                  EXISTS (SELECT 1 FROM tenant q WHERE q.id = tenants.tenant_id AND q.max_concurrent_runs IS NOT NULL) AS capped
+             FROM tenants LEFT JOIN unnest($6::text[], $7::int[]) AS h(tenant_id, held) USING (tenant_id)
+            WHERE tenants.tenant_id IS NOT NULL
+         ) every_tenant WHERE NOT capped
+       )`;
+  return `WITH RECURSIVE ${tenants},
+     candidates AS (
+       SELECT x.* FROM active a CROSS JOIN LATERAL (
+         SELECT id, tenant_id, priority, next_run_at, status AS prev_status, last_run_abandoned AS recovered FROM task
+          WHERE task.tenant_id = a.tenant_id AND status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
+            AND queue <> ALL($4::text[])
+            AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
+            AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
+                     AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
+          ORDER BY priority DESC, next_run_at
+          LIMIT GREATEST(0, LEAST(a.room, $2::int))
+          FOR UPDATE SKIP LOCKED
+       ) x WHERE a.room > 0
+     ),
+     due AS (
+       SELECT id, prev_status, recovered FROM (
+         SELECT *, row_number() OVER (PARTITION BY tenant_id ORDER BY priority DESC, next_run_at) AS turn FROM candidates
+       ) ranked
+        ORDER BY turn, priority DESC, next_run_at
         LIMIT $2
-        FOR UPDATE SKIP LOCKED
      ),
      c AS (
        UPDATE task t SET status = 'RUNNING', locked_by = $1, locked_run_id = gen_random_uuid(),
@@ -106,12 +172,46 @@ export async function claimTasks(db: Db, workerId: string, limit: number, leaseM
        RETURNING id, task_id, tenant_id
      ),
      notified AS (${NOTIFY_EVENTS})
-     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM r) runs`,
-    workerId,
-    limit,
-    leaseMs,
-    excludedQueues,
-  );
+     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM r) runs`;
+}
+
+const CLAIM_OPEN = claimSql(false);
+const CLAIM_CAPPED = claimSql(true);
+
+function claimParams(req: ClaimRequest, capped: string[] | null): unknown[] {
+  const params: unknown[] = [req.workerId, req.limit, req.leaseMs, req.excludedQueues, req.tenantSlots, [...req.held.keys()], [...req.held.values()]];
+  return capped ? [...params, capped] : params;
+}
+
+/** Claims for every tenant without `maxConcurrentRuns` (see claimSql). */
+export async function claimTasks(db: Db, req: ClaimRequest): Promise<ClaimedTask[]> {
+  if (req.limit <= 0) return [];
+  return db.$queryRawUnsafe<ClaimedTask[]>(CLAIM_OPEN, ...claimParams(req, null));
+}
+
+/** Whether any tenant has `maxConcurrentRuns` (then the scheduler also runs claimCappedTasks). */
+export async function hasCappedTenants(db: Db): Promise<boolean> {
+  const [row] = await db.$queryRawUnsafe<{ capped: boolean }[]>(`SELECT EXISTS (SELECT 1 FROM tenant WHERE max_concurrent_runs IS NOT NULL) AS capped`);
+  return row?.capped === true;
+}
+
+/**
+ * Claims for the tenants with `maxConcurrentRuns`, which is enforced across instances here: in one
+ * short transaction, each such tenant's claim lock is taken (an advisory lock; a tenant whose lock
+ * another instance holds is being claimed for there and is skipped this time), then its RUNNING tasks
+ * are counted and at most the difference is claimed. The count comes after the lock, in a statement of
+ * its own, so it sees every claim that committed before — two instances cannot both take the last slot.
+ */
+export async function claimCappedTasks(prisma: PrismaClient, req: ClaimRequest): Promise<ClaimedTask[]> {
+  if (req.limit <= 0) return [];
+  return prisma.$transaction(async (tx) => {
+    const locked = await tx.$queryRawUnsafe<{ id: string }[]>(
+      `SELECT id FROM tenant WHERE max_concurrent_runs IS NOT NULL AND pg_try_advisory_xact_lock($1::int, hashtext(id)) ORDER BY id`,
+      CLAIM_LOCK_CLASS,
+    );
+    if (locked.length === 0) return [];
+    return tx.$queryRawUnsafe<ClaimedTask[]>(CLAIM_CAPPED, ...claimParams(req, locked.map((t) => t.id)));
+  });
 }
 
 /**
@@ -320,12 +420,20 @@ export async function checkLease(db: Db, taskId: string, runId: string, leaseMs:
  * not among `ownRunIds` (the runs this worker is executing) runs out, when recovery is due; null when
  * there is none. Negative when already due.
  */
-export async function msUntilNextDue(db: Db, ownRunIds: string[], excludedQueues: string[]): Promise<{ dueMs: number | null; leaseMs: number | null }> {
+export async function msUntilNextDue(db: Db, ownRunIds: string[], excludedQueues: string[], excludedTenants: string[]): Promise<{ dueMs: number | null; leaseMs: number | null }> {
+  // Due work this instance cannot take is left out, or the scheduler would look again at once, over and
+  // over: tenants holding their share of this instance's slots (`excludedTenants`) and tenants at their
+  // maxConcurrentRuns. A run ending frees a slot and wakes the scheduler that ran it.
   const [row] = await db.$queryRawUnsafe<{ dueMs: number | null; leaseMs: number | null }[]>(
-    `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])) - clock_timestamp())) * 1000 AS "dueMs",
+    `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
+                 AND tenant_id <> ALL($3::text[])
+                 AND tenant_id <> ALL(ARRAY(SELECT q.id FROM tenant q WHERE q.max_concurrent_runs IS NOT NULL
+                   AND q.max_concurrent_runs <= (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
+              - clock_timestamp())) * 1000 AS "dueMs",
             EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs"`,
     ownRunIds,
     excludedQueues,
+    excludedTenants,
   );
   return { dueMs: row?.dueMs == null ? null : Number(row.dueMs), leaseMs: row?.leaseMs == null ? null : Number(row.leaseMs) };
 }
