@@ -9,7 +9,7 @@ import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { LeaseKeeper, type LeaseReport } from './LeaseKeeper.js';
 import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import { RunLogger } from './RunLogger.js';
-import { checkLease, claimCappedTasks, claimTasks, completeRuns, hasCappedTenants, msUntilNextDue, recoverExpiredTasks, type ClaimedTask, type ClaimRequest, type Completion } from './sql.js';
+import { checkLease, claimCappedTasks, claimTasks, completeRuns, hasCappedTenants, msUntilNextDue, recoverExpiredTasks, type ClaimedTask, type ClaimRequest, type Completion, type CompletionResult } from './sql.js';
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
 import { skipMisfiredTasks } from './skipMisfiredTasks.js';
 import { toJson, toStorableText } from './toJson.js';
@@ -94,7 +94,7 @@ export class Scheduler {
   private unlisten: (() => Promise<void>)[] = [];
   /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
   private capped = { any: false, checkedAt: 0, first: false };
-  private readonly pending: { completion: Completion; done: (applied: boolean | Error) => void }[] = [];
+  private readonly pending: { completion: Completion; done: (result: CompletionResult | Error) => void }[] = [];
   private flushing?: Promise<void>;
   private readonly keeper: LeaseKeeper;
   private readonly threads: ThreadRunner;
@@ -427,8 +427,16 @@ export class Scheduler {
     const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
     if (outcome.kind === 'abandoned') runLogger.warn(`handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`);
-    const completion = this.completionFor(entry, outcome, { startedAt, durationMs, logs: runLogger.drain() });
-    const applied = await this.complete(completion);
+    const run = { startedAt, durationMs, logs: runLogger.drain() };
+    let completion = this.completionFor(entry, outcome, run);
+    let result = await this.complete(completion);
+    // updateTask edited the task while it ran: its next run (and retry policy) come from the edited settings.
+    for (let i = 0; result === 'edited' && i < 10; i++) {
+      await this.readEdits(entry);
+      completion = this.completionFor(entry, outcome, run);
+      result = await this.complete(completion);
+    }
+    const applied = result === 'applied';
     if (applied && !completion.abandoned) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
     if (!applied && entry.reason !== 'forced') log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
   }
@@ -440,10 +448,10 @@ export class Scheduler {
     if ((entry.reason === 'shutdown' || entry.reason === 'lost') && !finishedUnasked) {
       return this.handBack(task, run.durationMs, run.logs, reasonText(entry.reason));
     }
-    const base = { taskId: task.id, runId: task.runId, workerId: this.workerId, durationMs: run.durationMs, logs: run.logs, abandoned: false, eventType: 'STATUS_CHANGED' as const };
+    const base = { taskId: task.id, runId: task.runId, workerId: this.workerId, durationMs: run.durationMs, logs: run.logs, abandoned: false, eventType: 'STATUS_CHANGED' as const, revision: task.revision };
     if (entry.reason === 'forced') {
       // forcedEnd has ended the task already; this only applies if it somehow has not, and stores the logs.
-      return { ...base, status: TaskStatus.FORCED_END, nextRunAt: null, attempts: task.attempts, runCountDelta: 0, lastError: null, runStatus: 'CANCELLED', result: null, error: 'forced end requested', errorStack: null, message: 'forced end: the running handler was aborted' };
+      return { ...base, revision: null, status: TaskStatus.FORCED_END, nextRunAt: null, attempts: task.attempts, runCountDelta: 0, lastError: null, runStatus: 'CANCELLED', result: null, error: 'forced end requested', errorStack: null, message: 'forced end: the running handler was aborted' };
     }
     let failure: { error: Error; runStatus: Completion['runStatus'] } | undefined;
     if (finishedUnasked) {
@@ -522,15 +530,29 @@ export class Scheduler {
       message: `handed back by worker ${this.workerId} (${why}); due again now, not counted as an attempt`,
       abandoned: true,
       logs,
+      // The same occurrence, due again: nothing here comes from the schedule an edit may have changed.
+      revision: null,
     };
+  }
+
+  /** Reads what updateTask may have changed of a running task into its claimed copy (the run's own attempt stays). */
+  private async readEdits(entry: Running): Promise<void> {
+    const row = await this.db.prisma.task.findUnique({
+      where: { id: entry.task.id },
+      select: {
+        repeatType: true, cronExpression: true, intervalSeconds: true, timezone: true, endTime: true, maxRuns: true,
+        maxAttempts: true, retryBackoffMs: true, misfirePolicy: true, misfireToleranceMs: true, overlapPolicy: true, revision: true,
+      },
+    });
+    if (row) entry.task = { ...entry.task, ...row };
   }
 
   /**
    * Queues a completion; one writer at a time flushes everything queued into a single statement, so
    * completions that finish while a batch is being written share the next commit.
    */
-  private complete(completion: Completion): Promise<boolean> {
-    const result = new Promise<boolean | Error>((done) => this.pending.push({ completion, done }));
+  private complete(completion: Completion): Promise<CompletionResult> {
+    const result = new Promise<CompletionResult | Error>((done) => this.pending.push({ completion, done }));
     this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
     return result.then((r) => {
       if (r instanceof Error) throw r;
@@ -542,8 +564,8 @@ export class Scheduler {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
       try {
-        const applied = await completeRuns(this.db.prisma, batch.map((b) => b.completion));
-        for (const b of batch) b.done(applied.has(b.completion.taskId));
+        const results = await completeRuns(this.db.prisma, batch.map((b) => b.completion));
+        for (const b of batch) b.done(results.get(b.completion.taskId) ?? 'lost');
       } catch (error) {
         if (batch.length > 1) this.logger.warn({ err: error, completions: batch.length }, 'a batch of completions failed; applying them one by one');
         // One row must not poison the others: each is applied on its own.
@@ -557,18 +579,18 @@ export class Scheduler {
    * (something toJson did not foresee), the attempt is recorded as failed without its result and logs,
    * so the task does not stay RUNNING until its lease runs out and is then run again.
    */
-  private async completeAlone(completion: Completion): Promise<boolean> {
+  private async completeAlone(completion: Completion): Promise<CompletionResult> {
     let lastError: unknown;
     for (let i = 1; i <= 5; i++) {
       try {
-        return (await completeRuns(this.db.prisma, [completion])).has(completion.taskId);
+        return (await completeRuns(this.db.prisma, [completion])).get(completion.taskId) ?? 'lost';
       } catch (error) {
         lastError = error;
         try {
           const error2 = toStorableText(`the outcome could not be stored: ${(error as Error).message}`, 8192);
           const stripped: Completion = { ...completion, result: null, logs: [], error: error2, errorStack: null, lastError: error2, message: toStorableText(completion.message, 8192) };
           if (completion.runStatus === 'SUCCEEDED') Object.assign(stripped, { runStatus: 'FAILED' });
-          return (await completeRuns(this.db.prisma, [stripped])).has(completion.taskId);
+          return (await completeRuns(this.db.prisma, [stripped])).get(completion.taskId) ?? 'lost';
         } catch (again) {
           lastError = again;
           await new Promise((r) => setTimeout(r, 100 * 2 ** i));

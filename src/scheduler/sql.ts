@@ -49,6 +49,8 @@ export interface ClaimedTask {
   recovered: boolean;
   /** Database time at the claim; lateness is measured against it, not against this process' clock. */
   claimedAt: Date;
+  /** The task's revision (updateTask's edits) when it was claimed. */
+  revision: number;
 }
 
 const NOTIFY_EVENTS = `SELECT count(pg_notify('${TASK_EVENT_CHANNEL}', json_build_object('id', e.id::text, 'taskId', e.task_id, 'tenantId', e.tenant_id)::text)) AS n FROM events e`;
@@ -60,7 +62,7 @@ const CLAIMED_COLUMNS = `
   c.run_count AS "runCount", c.next_run_at AS "nextRunAt", c.priority, c.queue, c.attempts, c.max_attempts AS "maxAttempts",
   c.timeout_ms AS "timeoutMs", c.memory_limit_mb AS "memoryLimitMb", c.misfire_policy::text AS "misfirePolicy",
   c.misfire_tolerance_ms AS "misfireToleranceMs", c.overlap_policy::text AS "overlapPolicy", c.retry_backoff_ms AS "retryBackoffMs",
-  c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt"`;
+  c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt", c.revision`;
 
 /** What one claim may take, and from whom. */
 export interface ClaimRequest {
@@ -288,6 +290,12 @@ export interface Completion {
   /** The worker gave the attempt up unfinished (shutdown): the next run is recorded `recovered`. */
   abandoned: boolean;
   logs: { level: string; message: string; data: unknown; createdAt: Date }[];
+  /**
+   * The task's revision the outcome was computed from (its next run, retries): the completion applies only
+   * while the task is still at it. Null applies whatever was edited (hand-backs and forced ends, which
+   * compute nothing from the schedule).
+   */
+  revision: number | null;
 }
 
 /**
@@ -301,8 +309,11 @@ export interface Completion {
  * finished task was what limited the scheduler (measured with `npm run bench -- scheduler`). The
  * Scheduler groups whatever finished while the previous batch was being written.
  */
-export async function completeRuns(db: Db, completions: Completion[]): Promise<Set<string>> {
-  if (completions.length === 0) return new Set();
+/** What became of a completion: applied; refused because the task was edited since the outcome was computed; or (absent) its lease is gone. */
+export type CompletionResult = 'applied' | 'edited' | 'lost';
+
+export async function completeRuns(db: Db, completions: Completion[]): Promise<Map<string, Exclude<CompletionResult, 'lost'>>> {
+  if (completions.length === 0) return new Map();
   const input = completions.map((c) => ({
     task_id: c.taskId,
     run_id: c.runId,
@@ -319,16 +330,17 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
     event_type: c.eventType,
     message: c.message,
     abandoned: c.abandoned,
+    revision: c.revision,
   }));
   const logs = completions.flatMap((c) =>
     c.logs.map((l) => ({ run_id: c.runId, worker_id: c.workerId, level: l.level, message: l.message, data: l.data ?? null, created_at: l.createdAt.toISOString() })),
   );
-  const rows = await db.$queryRawUnsafe<{ id: string }[]>(
+  const rows = await db.$queryRawUnsafe<{ id: string; edited: boolean }[]>(
     `WITH input AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
          task_id uuid, run_id uuid, status "TaskStatus", next_run_at timestamptz, attempts int,
          run_count_delta int, last_error text, run_status "RunStatus", duration_ms int, result jsonb, error text,
-         error_stack text, event_type "TaskEventType", message text, abandoned boolean)
+         error_stack text, event_type "TaskEventType", message text, abandoned boolean, revision int)
      ),
      t AS (
        UPDATE task SET status = i.status, next_run_at = i.next_run_at, attempts = i.attempts,
@@ -336,7 +348,12 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
          FROM input i
         WHERE task.id = i.task_id AND task.locked_run_id = i.run_id AND task.status = 'RUNNING'
+          AND (i.revision IS NULL OR task.revision = i.revision)
        RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message
+     ),
+     edited AS (
+       SELECT task.id FROM task JOIN input i ON task.id = i.task_id AND task.locked_run_id = i.run_id
+        WHERE task.status = 'RUNNING' AND i.revision IS NOT NULL AND task.revision <> i.revision
      ),
      run AS (
        UPDATE task_run SET status = i.run_status, finished_at = now(), duration_ms = i.duration_ms, result = i.result,
@@ -363,15 +380,17 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
      woken AS (
        SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM t WHERE t.new_status IN ('SCHEDULED', 'RETRYING'))
      )
-     SELECT t.id FROM t
+     SELECT t.id, false AS edited FROM t
        CROSS JOIN notified
        CROSS JOIN (SELECT count(*) FROM run) r
        CROSS JOIN (SELECT count(*) FROM logs) l
-       CROSS JOIN (SELECT count(*) FROM woken) w`,
+       CROSS JOIN (SELECT count(*) FROM woken) w
+     UNION ALL
+     SELECT id, true FROM edited`,
     JSON.stringify(input),
     JSON.stringify(logs),
   );
-  return new Set(rows.map((r) => r.id));
+  return new Map(rows.map((r) => [r.id, r.edited ? 'edited' : 'applied']));
 }
 
 /**

@@ -41,6 +41,25 @@ export interface TimerTaskInput {
   retryBackoffMs?: number | null;
 }
 
+/**
+ * updateTask's patch: an omitted field keeps its value; `endTime`, `maxRuns`, `timeoutMs` and
+ * `memoryLimitMb` are cleared by null. `argDict` replaces the task's arguments as a whole.
+ */
+export type TaskPatch = Partial<
+  Pick<
+    TimerTaskInput,
+    | 'funcName' | 'taskType' | 'argDict' | 'timezone' | 'repeatType' | 'cronExpression' | 'intervalSeconds' | 'startTime' | 'endTime' | 'maxRuns'
+    | 'maxAttempts' | 'timeoutMs' | 'memoryLimitMb' | 'priority' | 'queue' | 'misfirePolicy' | 'misfireToleranceMs' | 'overlapPolicy' | 'retryBackoffMs'
+  >
+>;
+
+const PATCH_FIELDS = [
+  'funcName', 'taskType', 'argDict', 'timezone', 'repeatType', 'cronExpression', 'intervalSeconds', 'startTime', 'endTime', 'maxRuns',
+  'maxAttempts', 'timeoutMs', 'memoryLimitMb', 'priority', 'queue', 'misfirePolicy', 'misfireToleranceMs', 'overlapPolicy', 'retryBackoffMs',
+] as const satisfies readonly (keyof TaskPatch)[];
+const CLEARABLE: readonly (keyof TaskPatch)[] = ['endTime', 'maxRuns', 'timeoutMs', 'memoryLimitMb'];
+const SCHEDULE_FIELDS: readonly (keyof TaskPatch)[] = ['timezone', 'repeatType', 'cronExpression', 'intervalSeconds', 'startTime', 'endTime', 'maxRuns'];
+
 /** Which columns and relations of a task to read (Prisma's select or include). */
 export type TaskSelection = Pick<Prisma.TaskFindFirstArgs, 'select' | 'include'>;
 
@@ -412,6 +431,100 @@ export class TaskSvc {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], (task, tx) =>
       transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled', actor: this.actor }),
     );
+  }
+
+  /**
+   * Edits a live task's settings with createTimerTask's checks, recording an UPDATED event that names the
+   * changed fields. A waiting or paused task whose schedule changed gets its next run recomputed (from
+   * `startTime` when given, else from now, never before the task's own startTime); a running task keeps
+   * its current attempt, and its next run comes from the edited schedule (the run completes against the
+   * task's revision, and its scheduler reads the edit when the revision moved on). Tasks that follow a
+   * record's date field or a template binding keep their schedule (CONFLICT).
+   */
+  updateTask(taskId: string, patch: TaskPatch): Promise<Task> {
+    const fields = PATCH_FIELDS.filter((f) => patch[f] !== undefined);
+    for (const f of fields) {
+      if (patch[f] === null && !CLEARABLE.includes(f)) throw badInput(`${f} cannot be cleared; omit it to keep its value`, f);
+    }
+    if (fields.length === 0) throw badInput('The patch changes nothing: give at least one field', 'patch');
+    return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED, TaskStatus.RUNNING], async (task, tx) => {
+      const scheduleChanged = fields.some((f) => SCHEDULE_FIELDS.includes(f));
+      if (scheduleChanged && task.source !== TaskSource.API) {
+        throw conflict(`Task ${task.id} follows its ${task.source === TaskSource.DATE_FIELD ? "record's date field" : 'template binding'}; its schedule cannot be edited`, { field: fields.find((f) => SCHEDULE_FIELDS.includes(f)) });
+      }
+      const given = (f: keyof TaskPatch) => patch[f] !== undefined;
+      const now = this.now();
+      const iso = (d: Date | null) => d?.toISOString() ?? null;
+      // The task as it stands, in the shape of a template: buildTask takes what the patch leaves out from here.
+      const current = {
+        id: task.templateId, fullName: task.fullName, enabled: true, funcName: task.funcName, taskType: task.taskType, argDict: {},
+        repeatType: task.repeatType, cronExpression: task.cronExpression, intervalSeconds: task.intervalSeconds, timezone: task.timezone,
+        timeoutMs: given('timeoutMs') ? null : task.timeoutMs, memoryLimitMb: given('memoryLimitMb') ? null : task.memoryLimitMb,
+        priority: task.priority, queue: task.queue, maxAttempts: task.maxAttempts, misfirePolicy: task.misfirePolicy,
+        misfireToleranceMs: task.misfireToleranceMs, overlapPolicy: task.overlapPolicy, retryBackoffMs: task.retryBackoffMs,
+      } as unknown as TaskTemplate;
+      const repeatType = patch.repeatType ?? task.repeatType;
+      const startTime = given('startTime')
+        ? patch.startTime
+        : repeatType === RepeatType.ONCE
+          ? iso(task.nextRunAt ?? task.startTime)
+          : task.startTime && task.startTime > now ? iso(task.startTime) : iso(now);
+      const input: TimerTaskInput = {
+        fullName: task.fullName,
+        ...patch,
+        argDict: given('argDict') ? patch.argDict : task.argDict,
+        repeatType,
+        startTime,
+        endTime: given('endTime') ? patch.endTime : iso(task.endTime),
+        maxRuns: given('maxRuns') ? patch.maxRuns : task.maxRuns,
+        uniqueKey: null,
+      };
+      const { row, notes } = this.buildTask(input, current);
+      if (row.maxRuns != null && row.maxRuns <= task.runCount) {
+        throw badInput(`maxRuns must be more than the ${task.runCount} run(s) the task has done`, 'maxRuns');
+      }
+      const quota = await QuotaGuard.of(tx, this.tenantId);
+      if (given('argDict')) quota.checkArgDict(row.argDict, 'argDict');
+      const data: Prisma.TaskUncheckedUpdateManyInput = {
+        funcName: row.funcName, taskType: row.taskType, argDict: row.argDict, repeatType: row.repeatType,
+        cronExpression: row.cronExpression ?? null, intervalSeconds: row.intervalSeconds ?? null, timezone: row.timezone,
+        endTime: row.endTime ?? null, maxRuns: row.maxRuns ?? null, priority: row.priority, queue: row.queue,
+        maxAttempts: row.maxAttempts, timeoutMs: row.timeoutMs ?? null, memoryLimitMb: row.memoryLimitMb ?? null,
+        misfirePolicy: row.misfirePolicy, misfireToleranceMs: row.misfireToleranceMs, overlapPolicy: row.overlapPolicy,
+        retryBackoffMs: row.retryBackoffMs, revision: { increment: 1 },
+      };
+      // A running task's current occurrence stays; the next one comes from the edited schedule.
+      if (scheduleChanged && task.status !== TaskStatus.RUNNING) {
+        Object.assign(data, { nextRunAt: row.nextRunAt, ...(given('startTime') && { startTime: row.startTime }) });
+      }
+      const updated = await transition(tx, {
+        task,
+        to: task.status,
+        type: TaskEventType.UPDATED,
+        data,
+        message: `updated: ${fields.join(', ')}${task.status === TaskStatus.RUNNING ? ' (from the next occurrence)' : ''}${notes.length ? `; ${notes.join('; ')}` : ''}`,
+        actor: this.actor,
+      });
+      if (scheduleChanged) await wake(tx);
+      return updated;
+    });
+  }
+
+  /**
+   * Removes a finished task (SUCCEEDED, FAILED, FORCED_END, CANCELLED) with its runs, logs and events.
+   * A live one must be cancelled (or force-ended) first: CONFLICT.
+   */
+  async deleteTask(taskId: string): Promise<string> {
+    const id = assertId(taskId, 'taskId');
+    return this.deps.prisma.$transaction(async (tx) => {
+      const task = await this.lockTask(tx, id, taskId);
+      if (!TERMINAL_STATUSES.includes(task.status)) {
+        throw conflict(`Task ${task.id} is ${task.status}; cancel it (or force-end it) before deleting it`, { status: task.status });
+      }
+      // Runs, their logs and the events go with it (ON DELETE CASCADE).
+      await tx.task.delete({ where: { id } });
+      return id;
+    });
   }
 
   /** Locks the task row, checks its status is one of `from`, and applies `fn` in the same transaction. */

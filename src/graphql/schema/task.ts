@@ -169,6 +169,32 @@ export const TimerTaskInput = builder.inputType('TimerTaskInput', {
   }),
 });
 
+export const TaskPatchInput = builder.inputType('TaskPatch', {
+  description:
+    'updateTask\'s changes: an omitted field keeps its value; endTime, maxRuns, timeoutMs and memoryLimitMb are cleared by null. Same meaning and checks as in TimerTaskInput; argDict replaces the arguments as a whole.',
+  fields: (t) => ({
+    funcName: t.string(),
+    taskType: t.string(),
+    argDict: t.field({ type: 'JSON' }),
+    timezone: t.string(),
+    repeatType: t.field({ type: RepeatTypeEnum }),
+    cronExpression: t.string(),
+    intervalSeconds: t.int(),
+    startTime: t.string({ description: 'Where the changed schedule starts (default: now, or the task\'s startTime if later).' }),
+    endTime: t.string(),
+    maxRuns: t.int(),
+    maxAttempts: t.int(),
+    timeoutMs: t.int(),
+    memoryLimitMb: t.int(),
+    priority: t.int(),
+    queue: t.string(),
+    misfirePolicy: t.field({ type: MisfirePolicyEnum }),
+    misfireToleranceMs: t.int(),
+    overlapPolicy: t.field({ type: OverlapPolicyEnum }),
+    retryBackoffMs: t.int(),
+  }),
+});
+
 const TaskStats = builder.objectRef<Record<string, number>>('TaskStats').implement({
   description: 'How many tasks of the caller\'s tenant are in each status.',
   fields: (t) => ({
@@ -279,6 +305,20 @@ builder.mutationFields((t) => ({
     description: 'A waiting task → CANCELLED. A running task is stopped with forcedEnd.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.cancelTask(String(args.taskId), args.reason),
+  }),
+  updateTask: t.prismaField({
+    authScopes: { editor: true },
+    type: 'Task',
+    description:
+      'Edits a live task with createTimerTask\'s checks (UPDATED event naming the changed fields). A waiting or paused task whose schedule changed gets its next run recomputed; a running task keeps its current attempt and runs on the edited schedule from its next occurrence.',
+    args: { taskId: t.arg.id({ required: true }), patch: t.arg({ type: TaskPatchInput, required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.updateTask(String(args.taskId), args.patch),
+  }),
+  deleteTask: t.id({
+    authScopes: { editor: true },
+    description: 'Removes a finished task (SUCCEEDED, FAILED, FORCED_END, CANCELLED) with its runs, logs and events; returns its id. A live task must be cancelled first (CONFLICT).',
+    args: { taskId: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) => ctx.taskSvc.deleteTask(String(args.taskId)),
   }),
   forcedEnd: t.prismaField({
     authScopes: { editor: true },
