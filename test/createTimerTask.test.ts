@@ -166,14 +166,16 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
     expect(stats).toEqual({ total: 1, scheduled: 0, forced_end: 1 });
   });
 
-  it('lists the history with taskEvents(after:)', async () => {
+  it('pages through the history with taskEvents', async () => {
     const { id } = ok(await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', startTime: '2030-01-01 10:00:00' } })).createTimerTask;
     ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status } }`, { id }));
-    const events = ok(await t.gql(`query($id: ID) { taskEvents(taskId: $id) { cursor toStatus task { id } } }`, { id })).taskEvents;
-    expect(events.map((e: any) => e.toStatus)).toEqual(['SCHEDULED', 'FORCED_END']);
-    const rest = ok(await t.gql(`query($after: String) { taskEvents(after: $after) { toStatus } }`, { after: events[0].cursor })).taskEvents;
-    expect(rest.map((e: any) => e.toStatus)).toEqual(['FORCED_END']);
-    expect(errorCode(await t.gql(`{ taskEvents(after: "abc") { id } }`))).toBe('BAD_USER_INPUT');
+    const PAGE = `query($id: ID, $after: String) { taskEvents(first: 1, after: $after, filter: { taskId: $id }) {
+      totalCount edges { cursor node { toStatus task { id } } } pageInfo { hasNextPage endCursor } } }`;
+    const first = ok(await t.gql(PAGE, { id })).taskEvents;
+    expect(first).toMatchObject({ totalCount: 2, edges: [{ node: { toStatus: 'SCHEDULED', task: { id } } }], pageInfo: { hasNextPage: true } });
+    const rest = ok(await t.gql(PAGE, { id, after: first.pageInfo.endCursor })).taskEvents;
+    expect(rest).toMatchObject({ totalCount: 2, edges: [{ node: { toStatus: 'FORCED_END' } }], pageInfo: { hasNextPage: false } });
+    expect(errorCode(await t.gql(`{ taskEvents(after: "abc") { totalCount } }`))).toBe('BAD_USER_INPUT');
   });
 
   it('lists handlers and task types', async () => {

@@ -69,7 +69,7 @@ describe.each(backends)('date-field tasks run (%s)', (backend) => {
     const taskId = saved.changes[0].task.id;
     const done = await taskSvc.waitForTask(taskId, { timeoutMs: 20_000 });
     expect(done).toMatchObject({ status: 'SUCCEEDED', sourceRowId: 'ext-1' });
-    const events = ok(await t.gql(`query($id: ID) { taskEvents(taskId: $id) { toStatus } }`, { id: taskId })).taskEvents;
-    expect(events.map((e: any) => e.toStatus)).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
+    const events = ok(await t.gql(`query($id: ID) { taskEvents(filter: { taskId: $id }) { edges { node { toStatus } } } }`, { id: taskId })).taskEvents.edges;
+    expect(events.map((e: any) => e.node.toStatus)).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
   });
 });

@@ -179,8 +179,8 @@ describe.each(backends)('fuzzing every field of schema.graphql (%s)', (backend) 
     ok(await t.gql('mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "expireDate", type: DATE }, { name: "status", type: TEXT }] }) { name } }'));
     const record = ok(await t.gql('mutation { createModelRecord(model: "models.Contract", data: { expireDate: "2099-01-01" }) { record { id } } }'));
     fixtures.ids.push(record.createModelRecord.record.id);
-    const page = ok(await t.gql('{ tasks(first: 2) { pageInfo { endCursor } } taskEvents(first: 1) { cursor } }'));
-    fixtures.cursors.push(page.tasks.pageInfo.endCursor, page.taskEvents[0].cursor);
+    const page = ok(await t.gql('{ tasks(first: 2) { pageInfo { endCursor } } taskEvents(first: 1) { edges { cursor node { cursor } } } }'));
+    fixtures.cursors.push(page.tasks.pageInfo.endCursor, page.taskEvents.edges[0].cursor, page.taskEvents.edges[0].node.cursor);
   });
   afterAll(() => t?.close());
 

@@ -57,8 +57,7 @@ describe('SIGTERM (the src/main.ts process)', () => {
       }, { what: 'both subscribers to receive events' });
       (stalled as unknown as { _socket: { pause(): void } })._socket.pause();
       await post(port, CREATE);
-      const created = (await post(port, '{ taskEvents(after: "0", first: 1000) { cursor } }')).data.taskEvents as { cursor: string }[];
-      const newest = created.at(-1)!.cursor;
+      const newest = (await post(port, '{ taskEvents(last: 1) { edges { node { cursor } } } }')).data.taskEvents.edges[0].node.cursor as string;
       await waitFor(() => [overWs, overSse].every((c) => c.items.some((r) => (r as GqlResult).data?.taskStatusChanged?.cursor === newest)), { what: 'the newest event on both transports' });
 
       server.child.kill('SIGTERM');
@@ -110,7 +109,7 @@ describe('SIGTERM (the src/main.ts process)', () => {
         await second.listening;
         const { id } = (await post(port, CREATE)).data.createTimerTask as { id: string };
         await post(port, 'mutation($id: ID!) { forcedEnd(taskId: $id) { status } }', { id });
-        const all = ((await post(port, '{ taskEvents(after: "0", first: 1000) { cursor toStatus } }')).data.taskEvents as { cursor: string }[]).map((e) => e.cursor);
+        const all = ((await post(port, '{ taskEvents(first: 500) { edges { node { cursor } } } }')).data.taskEvents.edges as { node: { cursor: string } }[]).map((e) => e.node.cursor);
         await waitFor(() => seen.length >= all.length, { what: `all ${all.length} events after the restart` });
         expect(seen.map((e) => e.cursor)).toEqual(all);
         stop.abort();

@@ -232,6 +232,19 @@ export class ModelSvc {
     const records = (await this.deps.prisma.modelRecord.findMany({ ...options.selection, where: { id: { in: page } }, orderBy: { id: 'asc' } })) as ModelRecord[];
     return { records, hasNextPage: ids.length > first };
   }
+
+  /** How many records of `model` match `where` (the connection's totalCount). */
+  async countRecords(model: string, where?: unknown): Promise<number> {
+    await this.getModel(model);
+    const predicate = conditionToSql(validateCondition(where, 'where'), 'data', 3);
+    const [row] = await this.deps.prisma.$queryRawUnsafe<{ n: bigint }[]>(
+      `SELECT count(*) AS n FROM model_record WHERE tenant_id = $1 AND model = $2 AND ${predicate.sql}`,
+      this.tenantId,
+      model,
+      ...predicate.params,
+    );
+    return Number(row?.n ?? 0);
+  }
 }
 
 function toChange(record: { id: string; data: unknown }): RecordChange {

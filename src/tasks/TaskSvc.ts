@@ -281,25 +281,6 @@ export class TaskSvc {
     return where;
   }
 
-  /** Status changes after the cursor `after` (an event id), oldest first. */
-  async listEvents(
-    args: { after?: string | null; taskId?: string | number | null; first?: number | null } & Pick<Prisma.TaskEventFindManyArgs, 'include' | 'select'>,
-  ) {
-    const { after, taskId, first, ...query } = args;
-    const from = after != null ? parseCursor('event', after, 'after') : undefined;
-    const take = assertIntRange(first ?? 100, 'first', 1, 1000);
-    return this.deps.prisma.taskEvent.findMany({
-      ...query,
-      where: {
-        tenantId: this.tenantId,
-        ...(from !== undefined && { id: { gt: from } }),
-        ...(taskId != null && { taskId: assertId(String(taskId), 'taskId') }),
-      },
-      orderBy: { id: 'asc' },
-      take,
-    });
-  }
-
   /** How many tasks are in each status. */
   async stats(): Promise<Record<string, number>> {
     const groups = await this.deps.prisma.task.groupBy({ by: ['status'], where: { tenantId: this.tenantId }, _count: { _all: true } });

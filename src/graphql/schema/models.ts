@@ -179,8 +179,14 @@ builder.queryFields((t) => ({
       return {
         edges: records.map((node) => ({ cursor: node.id, node })),
         pageInfo: { hasNextPage, hasPreviousPage: args.after != null, startCursor: records[0]?.id ?? null, endCursor: records.at(-1)?.id ?? null },
+        // Counted only when the query asks for it.
+        totalCount: () => ctx.modelSvc.countRecords(args.model, args.where),
       };
     },
+  }, {
+    fields: (c) => ({
+      totalCount: c.int({ description: 'Records matching `where`, on every page.', resolve: (connection) => (connection as unknown as { totalCount: () => Promise<number> }).totalCount() }),
+    }),
   }),
 }));
 

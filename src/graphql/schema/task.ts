@@ -64,7 +64,7 @@ builder.prismaObject('Task', {
       query: (args) => ({ orderBy: { startedAt: 'asc' }, take: pageSize(LIST_PAGE, args) }),
     }),
     events: t.relation('events', {
-      description: 'Status history, oldest first (taskEvents(taskId:, after:) reads on).',
+      description: 'Status history, oldest first (taskEvents(filter: { taskId }) pages through all of it).',
       args: { first: t.arg.int(FIRST) },
       extensions: { paging: LIST_PAGE },
       query: (args) => ({ orderBy: { id: 'asc' }, take: pageSize(LIST_PAGE, args) }),
@@ -98,8 +98,12 @@ builder.prismaObject('TaskRun', {
 });
 
 builder.prismaObject('TaskRunLog', {
+  description: 'One line a handler logged through ctx.logger.',
   select: { id: true },
   fields: (t) => ({
+    id: t.id({ resolve: (line) => line.id.toString() }),
+    task: t.relation('task'),
+    run: t.relation('run'),
     level: t.exposeString('level'),
     message: t.exposeString('message'),
     data: t.expose('data', { type: 'JSON', nullable: true }),
@@ -112,7 +116,7 @@ builder.prismaObject('TaskEvent', {
   select: { id: true },
   fields: (t) => ({
     id: t.id({ resolve: (event) => event.id.toString() }),
-    cursor: t.string({ description: 'Same as id; for taskEvents(after:).', resolve: (event) => event.id.toString() }),
+    cursor: t.string({ description: 'Same as id; taskStatusChanged(after:) resumes from it.', resolve: (event) => event.id.toString() }),
     task: t.relation('task'),
     run: t.relation('run', { nullable: true }),
     type: t.expose('type', { type: TaskEventTypeEnum }),
@@ -221,34 +225,12 @@ builder.queryFields((t) => ({
       description: 'Tasks of the caller\'s tenant, newest first.',
       args: { filter: t.arg({ type: TaskFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'connection' } },
+      totalCount: (_root, args, ctx) => ctx.prisma.task.count({ where: ctx.taskSvc.taskWhere(args.filter ?? {}) }),
       resolve: (query, _root, args, ctx) =>
         ctx.prisma.task.findMany({ ...query, where: ctx.taskSvc.taskWhere(args.filter ?? {}), orderBy: { id: 'desc' } }),
     },
     {},
   ),
-  taskRuns: t.prismaField({
-    authScopes: { viewer: true },
-    type: ['TaskRun'],
-    description: 'Attempts of one task, oldest first.',
-    args: { taskId: t.arg.id({ required: true }), first: t.arg.int(FIRST) },
-    extensions: { paging: LIST_PAGE },
-    resolve: async (query, _root, args, ctx) => {
-      const task = await ctx.taskSvc.getTask(String(args.taskId), { select: { id: true } });
-      return ctx.prisma.taskRun.findMany({ ...query, where: { taskId: task.id }, orderBy: { startedAt: 'asc' }, take: pageSize(LIST_PAGE, args) });
-    },
-  }),
-  taskEvents: t.prismaField({
-    authScopes: { viewer: true },
-    type: ['TaskEvent'],
-    description: 'Status changes after the cursor `after`, oldest first: the history and audit log.',
-    args: {
-      after: t.arg.string({ description: 'An event cursor (id); omit to start at the beginning.' }),
-      taskId: t.arg.id(),
-      first: t.arg.int({ defaultValue: 100, description: `At most ${LIST_PAGE.maxSize}.` }),
-    },
-    extensions: { paging: { defaultSize: 100, maxSize: LIST_PAGE.maxSize, cursor: 'event' } },
-    resolve: (query, _root, args, ctx) => ctx.taskSvc.listEvents({ ...query, after: args.after, taskId: args.taskId, first: args.first }),
-  }),
   taskStats: t.field({
     authScopes: { viewer: true },
     type: TaskStats,
