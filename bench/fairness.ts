@@ -22,7 +22,13 @@ function stats(values: number[]) {
 
 async function part(title: string, hogQuota: number | null) {
   const database = backend === 'postgres' ? await scratchDatabase() : undefined;
-  const config = loadConfig({ APP_DIR: '/nonexistent', LOG_LEVEL: 'warn', DATA_DIR: 'memory://', DATABASE_URL: database?.url, CONCURRENCY: String(CONCURRENCY) });
+  const config = loadConfig({
+    APP_DIR: '/nonexistent',
+    LOG_LEVEL: 'warn',
+    DATA_DIR: 'memory://',
+    DATABASE_URL: database?.url,
+    CONCURRENCY: String(CONCURRENCY),
+  });
   const app = await Chronograph.create({ config });
   try {
     for (const tenant of ['hog', 'probe']) {
@@ -34,7 +40,9 @@ async function part(title: string, hogQuota: number | null) {
     const now = () => new Date().toISOString();
     // A multi-tenant installation: B already has a task (next year's), as tenants of a platform do.
     await probe.createTimerTask({ fullName: 'bench.Sleep', startTime: new Date(Date.now() + 365 * 86_400_000).toISOString() });
-    await hog.createTimerTasks(Array.from({ length: HOG_TASKS }, () => ({ fullName: 'bench.Sleep', startTime: now(), priority: 1000, argDict: { ms: HOG_MS } })));
+    await hog.createTimerTasks(
+      Array.from({ length: HOG_TASKS }, () => ({ fullName: 'bench.Sleep', startTime: now(), priority: 1000, argDict: { ms: HOG_MS } })),
+    );
     const prisma = app.db.prisma;
     const expected = Math.min(hogQuota ?? Infinity, Math.max(1, Math.floor(CONCURRENCY * config.TENANT_SLOT_SHARE)));
     for (;;) {
@@ -55,7 +63,9 @@ async function part(title: string, hogQuota: number | null) {
     const hogRunning = await prisma.task.count({ where: { tenantId: 'hog', status: 'RUNNING' } });
     const hogDue = await prisma.task.count({ where: { tenantId: 'hog', status: 'SCHEDULED' } });
     console.log(`${title}`);
-    console.log(`  A: ${hogRunning} running (${HOG_MS / 1000} s each), ${hogDue} more due at priority 1000; CONCURRENCY ${CONCURRENCY}, TENANT_SLOT_SHARE ${config.TENANT_SLOT_SHARE}`);
+    console.log(
+      `  A: ${hogRunning} running (${HOG_MS / 1000} s each), ${hogDue} more due at priority 1000; CONCURRENCY ${CONCURRENCY}, TENANT_SLOT_SHARE ${config.TENANT_SLOT_SHARE}`,
+    );
     console.log(`  B's due-now task, insert → claim (database clock), ${PROBES} tasks one after another: ${stats(waits)}`);
   } finally {
     await app.stop();

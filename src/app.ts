@@ -5,16 +5,16 @@ import { pathToFileURL } from 'node:url';
 import { ApiKeySvc } from './auth/ApiKeySvc.js';
 import { Authenticator } from './auth/Authenticator.js';
 import { CredentialWatch } from './auth/CredentialWatch.js';
-import { authConfigProblem, ConfigError, type Config } from './config.js';
+import { authConfigProblem, type Config, ConfigError } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
-import { openDatabase, type Database, type QueryEvent } from './db/Database.js';
+import { type Database, openDatabase, type QueryEvent } from './db/Database.js';
 import { ChronographError } from './errors.js';
 import { TaskEventStream } from './events/TaskEventStream.js';
-import { createChronographYoga } from './graphql/createYoga.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
+import { createChronographYoga } from './graphql/createYoga.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
-import { HandlerRegistry, type Handler } from './handlers/HandlerRegistry.js';
+import { type Handler, HandlerRegistry } from './handlers/HandlerRegistry.js';
 import { HostPolicy } from './handlers/HostPolicy.js';
 import { registerHttpHandlers } from './handlers/httpHandlers.js';
 import { createLogger, type Logger } from './logger.js';
@@ -24,11 +24,11 @@ import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
 import { refuseWhileStopping, startHttpServer, waitUntil } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
-import { TaskTypeRegistry, type NormalType } from './tasks/TaskTypeRegistry.js';
-import { TenantSvc } from './tenants/TenantSvc.js';
+import { type NormalType, TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
 import { TemplateBindingSvc } from './templates/TemplateBindingSvc.js';
 import { TemplateSvc } from './templates/TemplateSvc.js';
+import { TenantSvc } from './tenants/TenantSvc.js';
 
 export interface ChronographOptions {
   config: Config;
@@ -95,7 +95,12 @@ export class Chronograph {
   ) {
     const maxJsonBytes = config.MAX_JSON_BYTES;
     this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, maxJsonBytes, now });
-    this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE, maxJsonBytes });
+    this.modelSvc = new ModelSvc({
+      prisma: db.prisma,
+      dateFields: this.dateFieldSvc,
+      defaultTimezone: config.DEFAULT_TIMEZONE,
+      maxJsonBytes,
+    });
     this.tenantSvc = new TenantSvc({ prisma: db.prisma });
     this.apiKeys = new ApiKeySvc({ prisma: db.prisma, tenants: this.tenantSvc, logger: logger.child({ component: 'auth' }), now });
     this.authenticator = new Authenticator(config, this.apiKeys, logger.child({ component: 'auth' }));
@@ -157,7 +162,10 @@ export class Chronograph {
     try {
       await app.credentials.start();
       registerBuiltinHandlers(app.handlers);
-      registerHttpHandlers(app.handlers, { policy: HostPolicy.parse(config.HTTP_ALLOW_HOSTS), maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES });
+      registerHttpHandlers(app.handlers, {
+        policy: HostPolicy.parse(config.HTTP_ALLOW_HOSTS),
+        maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES,
+      });
       await app.metrics.start();
       await app.loadAppModules();
       await options.setup?.(app);
@@ -188,7 +196,12 @@ export class Chronograph {
 
   /** Whether this instance can do its job now (what /ready answers). */
   readiness(): Promise<Readiness> {
-    return checkReadiness({ db: this.db, scheduler: this.scheduler, schedulerEnabled: this.config.SCHEDULER_ENABLED, stopping: this.stopping !== undefined });
+    return checkReadiness({
+      db: this.db,
+      scheduler: this.scheduler,
+      schedulerEnabled: this.config.SCHEDULER_ENABLED,
+      stopping: this.stopping !== undefined,
+    });
   }
 
   /** Starts serving GraphQL (and GraphiQL) at /graphql, and /health, /ready, /metrics; resolves with the bound port. */

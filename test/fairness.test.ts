@@ -29,9 +29,19 @@ describe.each(backends)('fair scheduling (%s)', (backend) => {
 
   /** Creates `count` sleeping tasks in `tenantId` (as its ADMIN), due at `startTime` (now when omitted). */
   async function createIn(t: TestApp, tenantId: string, count: number, task: { priority?: number; ms: number; startTime?: string }) {
-    await t.app.templateSvc.forTenant(tenantId).create({ fullName: 'tasks.Sleep', title: 'Sleep', funcName: 'chronograph.sleep' }).catch(() => {});
-    const inputs = Array.from({ length: count }, () => ({ fullName: 'tasks.Sleep', argDict: { ms: task.ms }, priority: task.priority ?? 0, startTime: task.startTime ?? new Date().toISOString() }));
-    return ok(await t.gql<{ createTimerTasks: { id: string }[] }>(CREATE_MANY, { inputs }, { ...ADMIN, 'x-tenant-id': tenantId })).createTimerTasks.map((x) => x.id);
+    await t.app.templateSvc
+      .forTenant(tenantId)
+      .create({ fullName: 'tasks.Sleep', title: 'Sleep', funcName: 'chronograph.sleep' })
+      .catch(() => {});
+    const inputs = Array.from({ length: count }, () => ({
+      fullName: 'tasks.Sleep',
+      argDict: { ms: task.ms },
+      priority: task.priority ?? 0,
+      startTime: task.startTime ?? new Date().toISOString(),
+    }));
+    return ok(
+      await t.gql<{ createTimerTasks: { id: string }[] }>(CREATE_MANY, { inputs }, { ...ADMIN, 'x-tenant-id': tenantId }),
+    ).createTimerTasks.map((x) => x.id);
   }
 
   const running = (t: TestApp, tenantId: string) => t.app.db.prisma.task.count({ where: { tenantId, status: 'RUNNING' } });
@@ -44,7 +54,9 @@ describe.each(backends)('fair scheduling (%s)', (backend) => {
     await createIn(t, 'hog', 20, { priority: 1000, ms: 60_000 });
     await waitFor(async () => (await running(t, 'hog')) === 3, { timeoutMs: 15_000 });
     const [late] = await createIn(t, 'polite', 1, { priority: -1000, ms: 0 });
-    await waitFor(async () => (await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: late! } })).status === 'SUCCEEDED', { timeoutMs: 15_000 });
+    await waitFor(async () => (await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: late! } })).status === 'SUCCEEDED', {
+      timeoutMs: 15_000,
+    });
     expect(await running(t, 'hog')).toBe(3);
   });
 
@@ -75,7 +87,10 @@ describe.each(backends)('fair scheduling (%s)', (backend) => {
     ok(await first.gql(SET_QUOTA, { tenantId: 'capped', input: { maxConcurrentRuns: 3 } }, ADMIN));
     const ids = await createIn(first, 'capped', 12, { ms: 300, startTime: new Date(Date.now() + 1500).toISOString() });
     await waitFor(async () => (await first.app.db.prisma.task.count({ where: { status: 'SUCCEEDED' } })) === 12, { timeoutMs: 30_000 });
-    const runs = await first.app.db.prisma.taskRun.findMany({ where: { taskId: { in: ids } }, select: { startedAt: true, finishedAt: true } });
+    const runs = await first.app.db.prisma.taskRun.findMany({
+      where: { taskId: { in: ids } },
+      select: { startedAt: true, finishedAt: true },
+    });
     expect(runs).toHaveLength(12);
     // The most runs of the tenant that were ever going at once (an end before a start at the same instant).
     const edges = runs.flatMap((r) => [

@@ -13,7 +13,8 @@ const EVENTS = `query($id: ID!) { task(id: $id) { events { type fromStatus toSta
 /** updateTask and deleteTask (issue 13 item 6), through GraphQL. */
 describe.each(backends)('updateTask and deleteTask (%s)', (backend) => {
   let t: TestApp;
-  const gql = (query: string, variables?: Record<string, unknown>, headers: Record<string, string> = ADMIN) => t.gql(query, variables, headers);
+  const gql = (query: string, variables?: Record<string, unknown>, headers: Record<string, string> = ADMIN) =>
+    t.gql(query, variables, headers);
 
   beforeAll(async () => {
     t = await createTestApp(backend, { env: AUTH_ENV });
@@ -21,17 +22,30 @@ describe.each(backends)('updateTask and deleteTask (%s)', (backend) => {
   afterAll(() => t?.close());
 
   async function create(input: Record<string, unknown>) {
-    return ok(await gql(CREATE, { input: { fullName: 'tasks.DataSync', ...input } })).createTimerTask as { id: string; status: string; nextRunAt: string };
+    return ok(await gql(CREATE, { input: { fullName: 'tasks.DataSync', ...input } })).createTimerTask as {
+      id: string;
+      status: string;
+      nextRunAt: string;
+    };
   }
   const row = (id: string) => t.app.db.prisma.task.findUniqueOrThrow({ where: { id } });
-  const events = async (id: string) => ok(await gql(EVENTS, { id })).task.events as { type: string; message: string; actor: string | null }[];
+  const events = async (id: string) =>
+    ok(await gql(EVENTS, { id })).task.events as { type: string; message: string; actor: string | null }[];
 
   it('a new cron expression recomputes the next run and records an UPDATED event naming the fields', async () => {
     const task = await create({ repeatType: 'CRON', cronExpression: '0 9 * * *', timezone: 'UTC', startTime: '2031-01-01T00:00:00Z' });
     expect(task.nextRunAt).toBe('2031-01-01T09:00:00.000Z');
-    const updated = ok(await gql(UPDATE, { taskId: task.id, patch: { cronExpression: '30 17 * * 1', timezone: 'Asia/Shanghai', priority: 7 } })).updateTask;
+    const updated = ok(
+      await gql(UPDATE, { taskId: task.id, patch: { cronExpression: '30 17 * * 1', timezone: 'Asia/Shanghai', priority: 7 } }),
+    ).updateTask;
     // The task's own startTime (2031-01-01, a Wednesday) still bounds it: the first Monday 17:30 in Shanghai after it.
-    expect(updated).toMatchObject({ status: 'SCHEDULED', cronExpression: '30 17 * * 1', timezone: 'Asia/Shanghai', priority: 7, nextRunAt: '2031-01-06T09:30:00.000Z' });
+    expect(updated).toMatchObject({
+      status: 'SCHEDULED',
+      cronExpression: '30 17 * * 1',
+      timezone: 'Asia/Shanghai',
+      priority: 7,
+      nextRunAt: '2031-01-06T09:30:00.000Z',
+    });
     const last = (await events(task.id)).at(-1)!;
     expect(last).toMatchObject({ type: 'UPDATED', actor: 'key:ADMIN_API_KEY' });
     expect(last.message).toBe('updated: timezone, cronExpression, priority');
@@ -47,12 +61,23 @@ describe.each(backends)('updateTask and deleteTask (%s)', (backend) => {
 
   it('a one-off task moves with startTime; endTime, maxRuns and timeoutMs are cleared by null', async () => {
     const once = await create({ startTime: '2031-05-05T05:05:05Z', timeoutMs: 5000 });
-    expect(ok(await gql(UPDATE, { taskId: once.id, patch: { startTime: '2032-01-01 08:00:00', timezone: 'Europe/Paris', timeoutMs: null } })).updateTask).toMatchObject({
+    expect(
+      ok(await gql(UPDATE, { taskId: once.id, patch: { startTime: '2032-01-01 08:00:00', timezone: 'Europe/Paris', timeoutMs: null } }))
+        .updateTask,
+    ).toMatchObject({
       nextRunAt: '2032-01-01T07:00:00.000Z',
       timeoutMs: null,
     });
-    const every = await create({ repeatType: 'INTERVAL', intervalSeconds: 60, startTime: '2031-01-01T00:00:00Z', endTime: '2031-02-01T00:00:00Z', maxRuns: 5 });
-    expect(ok(await gql(UPDATE, { taskId: every.id, patch: { endTime: null, maxRuns: null, intervalSeconds: 120 } })).updateTask).toMatchObject({
+    const every = await create({
+      repeatType: 'INTERVAL',
+      intervalSeconds: 60,
+      startTime: '2031-01-01T00:00:00Z',
+      endTime: '2031-02-01T00:00:00Z',
+      maxRuns: 5,
+    });
+    expect(
+      ok(await gql(UPDATE, { taskId: every.id, patch: { endTime: null, maxRuns: null, intervalSeconds: 120 } })).updateTask,
+    ).toMatchObject({
       endTime: null,
       maxRuns: null,
       intervalSeconds: 120,
@@ -60,7 +85,7 @@ describe.each(backends)('updateTask and deleteTask (%s)', (backend) => {
     });
   });
 
-  it('bad input is refused with createTimerTask\'s codes and writes nothing', async () => {
+  it("bad input is refused with createTimerTask's codes and writes nothing", async () => {
     const task = await create({ repeatType: 'CRON', cronExpression: '0 9 * * *', startTime: '2031-01-01T00:00:00Z' });
     const before = await row(task.id);
     const eventsBefore = (await events(task.id)).length;
@@ -82,8 +107,13 @@ describe.each(backends)('updateTask and deleteTask (%s)', (backend) => {
   });
 
   it('a running task keeps its attempt and continues on the edited schedule', async () => {
-    await t.app.templateSvc.forTenant('default').create({ fullName: 'tasks.Slow', title: 'Slow', funcName: 'chronograph.sleep' }).catch(() => {});
-    const task = ok(await gql(CREATE, { input: { fullName: 'tasks.Slow', repeatType: 'INTERVAL', intervalSeconds: 86_400, argDict: { ms: 1500 } } })).createTimerTask;
+    await t.app.templateSvc
+      .forTenant('default')
+      .create({ fullName: 'tasks.Slow', title: 'Slow', funcName: 'chronograph.sleep' })
+      .catch(() => {});
+    const task = ok(
+      await gql(CREATE, { input: { fullName: 'tasks.Slow', repeatType: 'INTERVAL', intervalSeconds: 86_400, argDict: { ms: 1500 } } }),
+    ).createTimerTask;
     await waitFor(async () => (await row(task.id)).status === 'RUNNING');
     const updated = ok(await gql(UPDATE, { taskId: task.id, patch: { intervalSeconds: 2, argDict: { ms: 0 } } })).updateTask;
     expect(updated.status).toBe('RUNNING');

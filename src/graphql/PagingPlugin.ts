@@ -8,7 +8,9 @@ import { type CursorKind, parseCursor } from '../tasks/validate.js';
  * the client gives none and the largest it may ask for; for `after`/`before`, the kind of cursor. The
  * query cost (queryLimits.ts) multiplies a field's selection by its page size.
  */
-export type Paging = { defaultSize: number; maxSize: number; cursor?: CursorKind } | { cursor: CursorKind; defaultSize?: undefined; maxSize?: undefined };
+export type Paging =
+  | { defaultSize: number; maxSize: number; cursor?: CursorKind }
+  | { cursor: CursorKind; defaultSize?: undefined; maxSize?: undefined };
 
 const SIZE_ARGS = ['first', 'last'] as const;
 const CURSOR_ARGS = ['after', 'before'] as const;

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type { Logger } from '../logger.js';
 import { GRAPHIQL_ASSETS_PATH, graphiqlAsset } from '../graphql/graphiqlPage.js';
+import type { Logger } from '../logger.js';
 import type { Readiness } from './checkReadiness.js';
 import type { Metrics } from './Metrics.js';
 import { requestOperations } from './useRequestMetrics.js';

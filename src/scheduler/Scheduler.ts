@@ -1,19 +1,31 @@
-import { TaskStatus } from '../generated/prisma/client.js';
-import { LeaseLostError, type Handler, type HandlerContext, type HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { ThreadDied, ThreadRunner } from '../handlers/ThreadRunner.js';
-import { isNonRetryable } from '../handlers/NonRetryableError.js';
 import type { Database } from '../db/Database.js';
+import { TaskStatus } from '../generated/prisma/client.js';
+import { type Handler, type HandlerContext, type HandlerRegistry, LeaseLostError } from '../handlers/HandlerRegistry.js';
+import { isNonRetryable } from '../handlers/NonRetryableError.js';
+import { ThreadDied, ThreadRunner } from '../handlers/ThreadRunner.js';
 import type { Logger } from '../logger.js';
 import { CANCEL_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
-import { LeaseKeeper, type LeaseReport } from './LeaseKeeper.js';
-import { nextRunAfter, retryDelayMs } from './recurrence.js';
-import { RunLogger } from './RunLogger.js';
-import { checkLease, claimCappedTasks, claimTasks, completeRuns, hasCappedTenants, msUntilNextDue, recoverExpiredTasks, type ClaimedTask, type ClaimRequest, type Completion, type CompletionResult } from './sql.js';
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
-import { skipMisfiredTasks } from './skipMisfiredTasks.js';
-import { toJson, toStorableText } from './toJson.js';
+import { LeaseKeeper, type LeaseReport } from './LeaseKeeper.js';
+import { RunLogger } from './RunLogger.js';
+import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import type { SchedulerObserver } from './SchedulerObserver.js';
+import { skipMisfiredTasks } from './skipMisfiredTasks.js';
+import {
+  type ClaimedTask,
+  type ClaimRequest,
+  type Completion,
+  type CompletionResult,
+  checkLease,
+  claimCappedTasks,
+  claimTasks,
+  completeRuns,
+  hasCappedTenants,
+  msUntilNextDue,
+  recoverExpiredTasks,
+} from './sql.js';
+import { toJson, toStorableText } from './toJson.js';
 
 export interface SchedulerOptions {
   workerId: string;
@@ -188,7 +200,10 @@ export class Scheduler {
     clearTimeout(this.timer);
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
-    const finished = await Promise.race([all().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
+    const finished = await Promise.race([
+      all().then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
+    ]);
     clearTimeout(timer);
     if (!finished) {
       const entries = [...this.running.values()];
@@ -250,7 +265,9 @@ export class Scheduler {
         const claimed = await this.claim(limit);
         if (this.stopped) {
           // SIGTERM came while the claim was in flight: no new run starts; the tasks go straight back.
-          await Promise.all(claimed.map((task) => this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started'))));
+          await Promise.all(
+            claimed.map((task) => this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started'))),
+          );
           break;
         }
         if (claimed.length) this.observe((o) => o.claimed(claimed));
@@ -290,7 +307,8 @@ export class Scheduler {
 
   private heldByTenant(extra: ClaimedTask[] = []): Map<string, number> {
     const held = new Map<string, number>();
-    for (const task of [...[...this.running.values()].map((r) => r.task), ...extra]) held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
+    for (const task of [...[...this.running.values()].map((r) => r.task), ...extra])
+      held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
     return held;
   }
 
@@ -320,8 +338,14 @@ export class Scheduler {
     if (!this.capped.any) return claimTasks(prisma, request(limit));
     this.capped.first = !this.capped.first;
     const [one, two] = this.capped.first
-      ? [(n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)), (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra))]
-      : [(n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)), (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra))];
+      ? [
+          (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)),
+        ]
+      : [
+          (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)),
+        ];
     const first = await one(limit, []);
     if (first.length >= limit || this.stopped) return first;
     try {
@@ -403,7 +427,12 @@ export class Scheduler {
     this.running.set(task.runId, entry);
     this.keeper.update(this.leases());
     entry.done = this.run(entry)
-      .catch((error) => this.logger.error({ err: error, taskId: task.id }, 'could not record the end of a run; its lease will expire and it will be recovered'))
+      .catch((error) =>
+        this.logger.error(
+          { err: error, taskId: task.id },
+          'could not record the end of a run; its lease will expire and it will be recovered',
+        ),
+      )
       .finally(() => {
         this.running.delete(task.runId);
         this.keeper.update(this.leases());
@@ -426,7 +455,10 @@ export class Scheduler {
     const started = performance.now();
     const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
-    if (outcome.kind === 'abandoned') runLogger.warn(`handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`);
+    if (outcome.kind === 'abandoned')
+      runLogger.warn(
+        `handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`,
+      );
     const run = { startedAt, durationMs, logs: runLogger.drain() };
     let completion = this.completionFor(entry, outcome, run);
     let result = await this.complete(completion);
@@ -438,20 +470,47 @@ export class Scheduler {
     }
     const applied = result === 'applied';
     if (applied && !completion.abandoned) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
-    if (!applied && entry.reason !== 'forced') log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
+    if (!applied && entry.reason !== 'forced')
+      log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
   }
 
   /** What an attempt's end does to its task; everything stored here went through toJson / toStorableText. */
-  private completionFor(entry: Running, outcome: Outcome, run: { startedAt: Date; durationMs: number; logs: Completion['logs'] }): Completion {
+  private completionFor(
+    entry: Running,
+    outcome: Outcome,
+    run: { startedAt: Date; durationMs: number; logs: Completion['logs'] },
+  ): Completion {
     const { task } = entry;
     const finishedUnasked = outcome.kind === 'ok' && entry.reason !== 'timeout';
     if ((entry.reason === 'shutdown' || entry.reason === 'lost') && !finishedUnasked) {
       return this.handBack(task, run.durationMs, run.logs, reasonText(entry.reason));
     }
-    const base = { taskId: task.id, runId: task.runId, workerId: this.workerId, durationMs: run.durationMs, logs: run.logs, abandoned: false, eventType: 'STATUS_CHANGED' as const, revision: task.revision };
+    const base = {
+      taskId: task.id,
+      runId: task.runId,
+      workerId: this.workerId,
+      durationMs: run.durationMs,
+      logs: run.logs,
+      abandoned: false,
+      eventType: 'STATUS_CHANGED' as const,
+      revision: task.revision,
+    };
     if (entry.reason === 'forced') {
       // forcedEnd has ended the task already; this only applies if it somehow has not, and stores the logs.
-      return { ...base, revision: null, status: TaskStatus.FORCED_END, nextRunAt: null, attempts: task.attempts, runCountDelta: 0, lastError: null, runStatus: 'CANCELLED', result: null, error: 'forced end requested', errorStack: null, message: 'forced end: the running handler was aborted' };
+      return {
+        ...base,
+        revision: null,
+        status: TaskStatus.FORCED_END,
+        nextRunAt: null,
+        attempts: task.attempts,
+        runCountDelta: 0,
+        lastError: null,
+        runStatus: 'CANCELLED',
+        result: null,
+        error: 'forced end requested',
+        errorStack: null,
+        message: 'forced end: the running handler was aborted',
+      };
     }
     let failure: { error: Error; runStatus: Completion['runStatus'] } | undefined;
     if (finishedUnasked) {
@@ -540,8 +599,18 @@ export class Scheduler {
     const row = await this.db.prisma.task.findUnique({
       where: { id: entry.task.id },
       select: {
-        repeatType: true, cronExpression: true, intervalSeconds: true, timezone: true, endTime: true, maxRuns: true,
-        maxAttempts: true, retryBackoffMs: true, misfirePolicy: true, misfireToleranceMs: true, overlapPolicy: true, revision: true,
+        repeatType: true,
+        cronExpression: true,
+        intervalSeconds: true,
+        timezone: true,
+        endTime: true,
+        maxRuns: true,
+        maxAttempts: true,
+        retryBackoffMs: true,
+        misfirePolicy: true,
+        misfireToleranceMs: true,
+        overlapPolicy: true,
+        revision: true,
       },
     });
     if (row) entry.task = { ...entry.task, ...row };
@@ -564,10 +633,14 @@ export class Scheduler {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
       try {
-        const results = await completeRuns(this.db.prisma, batch.map((b) => b.completion));
+        const results = await completeRuns(
+          this.db.prisma,
+          batch.map((b) => b.completion),
+        );
         for (const b of batch) b.done(results.get(b.completion.taskId) ?? 'lost');
       } catch (error) {
-        if (batch.length > 1) this.logger.warn({ err: error, completions: batch.length }, 'a batch of completions failed; applying them one by one');
+        if (batch.length > 1)
+          this.logger.warn({ err: error, completions: batch.length }, 'a batch of completions failed; applying them one by one');
         // One row must not poison the others: each is applied on its own.
         for (const b of batch) b.done(await this.completeAlone(b.completion).catch((e: Error) => e));
       }
@@ -588,7 +661,15 @@ export class Scheduler {
         lastError = error;
         try {
           const error2 = toStorableText(`the outcome could not be stored: ${(error as Error).message}`, 8192);
-          const stripped: Completion = { ...completion, result: null, logs: [], error: error2, errorStack: null, lastError: error2, message: toStorableText(completion.message, 8192) };
+          const stripped: Completion = {
+            ...completion,
+            result: null,
+            logs: [],
+            error: error2,
+            errorStack: null,
+            lastError: error2,
+            message: toStorableText(completion.message, 8192),
+          };
           if (completion.runStatus === 'SUCCEEDED') Object.assign(stripped, { runStatus: 'FAILED' });
           return (await completeRuns(this.db.prisma, [stripped])).get(completion.taskId) ?? 'lost';
         } catch (again) {
@@ -630,7 +711,12 @@ export class Scheduler {
     }
     const thread = task.memoryLimitMb != null || handler.info.isolation === 'thread' || type.options.isolation === 'thread';
     if (thread && !handler.module) {
-      return Promise.resolve({ kind: 'error', error: new Error(`handler ${task.funcName} is a function registered in-process; it cannot run in a worker thread (register it by module)`) });
+      return Promise.resolve({
+        kind: 'error',
+        error: new Error(
+          `handler ${task.funcName} is a function registered in-process; it cannot run in a worker thread (register it by module)`,
+        ),
+      });
     }
     const ctx: HandlerContext = {
       signal: controller.signal,
@@ -655,8 +741,10 @@ export class Scheduler {
     if (thread) {
       const kill = new AbortController();
       entry.kill = kill;
-      const memoryLimitMb = task.memoryLimitMb ?? handler.info.memoryLimitMb ?? type.options.memoryLimitMb ?? this.options.threadMemoryLimitMb;
-      fn = (args, c) => this.threads.run({ url: handler.module!.url, exportName: handler.module!.exportName, args, memoryLimitMb, kill: kill.signal }, c);
+      const memoryLimitMb =
+        task.memoryLimitMb ?? handler.info.memoryLimitMb ?? type.options.memoryLimitMb ?? this.options.threadMemoryLimitMb;
+      fn = (args, c) =>
+        this.threads.run({ url: handler.module!.url, exportName: handler.module!.exportName, args, memoryLimitMb, kill: kill.signal }, c);
     } else {
       fn = this.handlers.get(task.funcName)!;
     }
@@ -685,7 +773,6 @@ export class Scheduler {
     });
   }
 }
-
 
 function reasonText(reason: AbortReason): string {
   return {

@@ -1,6 +1,4 @@
-import type { PrismaClient } from '../generated/prisma/client.js';
-import type { Prisma } from '../generated/prisma/client.js';
-import type { MisfirePolicy, OverlapPolicy, RepeatType, TaskStatus } from '../generated/prisma/client.js';
+import type { MisfirePolicy, OverlapPolicy, Prisma, PrismaClient, RepeatType, TaskStatus } from '../generated/prisma/client.js';
 import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
 
 /**
@@ -181,7 +179,15 @@ const CLAIM_OPEN = claimSql(false);
 const CLAIM_CAPPED = claimSql(true);
 
 function claimParams(req: ClaimRequest, capped: string[] | null): unknown[] {
-  const params: unknown[] = [req.workerId, req.limit, req.leaseMs, req.excludedQueues, req.tenantSlots, [...req.held.keys()], [...req.held.values()]];
+  const params: unknown[] = [
+    req.workerId,
+    req.limit,
+    req.leaseMs,
+    req.excludedQueues,
+    req.tenantSlots,
+    [...req.held.keys()],
+    [...req.held.values()],
+  ];
   return capped ? [...params, capped] : params;
 }
 
@@ -193,7 +199,9 @@ export async function claimTasks(db: Db, req: ClaimRequest): Promise<ClaimedTask
 
 /** Whether any tenant has `maxConcurrentRuns` (then the scheduler also runs claimCappedTasks). */
 export async function hasCappedTenants(db: Db): Promise<boolean> {
-  const [row] = await db.$queryRawUnsafe<{ capped: boolean }[]>(`SELECT EXISTS (SELECT 1 FROM tenant WHERE max_concurrent_runs IS NOT NULL) AS capped`);
+  const [row] = await db.$queryRawUnsafe<{ capped: boolean }[]>(
+    `SELECT EXISTS (SELECT 1 FROM tenant WHERE max_concurrent_runs IS NOT NULL) AS capped`,
+  );
   return row?.capped === true;
 }
 
@@ -212,7 +220,13 @@ export async function claimCappedTasks(prisma: PrismaClient, req: ClaimRequest):
       CLAIM_LOCK_CLASS,
     );
     if (locked.length === 0) return [];
-    return tx.$queryRawUnsafe<ClaimedTask[]>(CLAIM_CAPPED, ...claimParams(req, locked.map((t) => t.id)));
+    return tx.$queryRawUnsafe<ClaimedTask[]>(
+      CLAIM_CAPPED,
+      ...claimParams(
+        req,
+        locked.map((t) => t.id),
+      ),
+    );
   });
 }
 
@@ -333,7 +347,14 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<M
     revision: c.revision,
   }));
   const logs = completions.flatMap((c) =>
-    c.logs.map((l) => ({ run_id: c.runId, worker_id: c.workerId, level: l.level, message: l.message, data: l.data ?? null, created_at: l.createdAt.toISOString() })),
+    c.logs.map((l) => ({
+      run_id: c.runId,
+      worker_id: c.workerId,
+      level: l.level,
+      message: l.message,
+      data: l.data ?? null,
+      created_at: l.createdAt.toISOString(),
+    })),
   );
   const rows = await db.$queryRawUnsafe<{ id: string; edited: boolean }[]>(
     `WITH input AS (
@@ -406,7 +427,12 @@ export const EXTEND_LEASES_SQL = `UPDATE task SET locked_until = now() + $4::int
   WHERE (id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1 AND status = 'RUNNING'
   RETURNING locked_run_id::text AS "runId"`;
 
-export async function extendLeases(db: Db, workerId: string, runs: { taskId: string; runId: string }[], leaseMs: number): Promise<Set<string>> {
+export async function extendLeases(
+  db: Db,
+  workerId: string,
+  runs: { taskId: string; runId: string }[],
+  leaseMs: number,
+): Promise<Set<string>> {
   if (runs.length === 0) return new Set();
   const rows = await db.$queryRawUnsafe<{ runId: string }[]>(
     EXTEND_LEASES_SQL,
@@ -439,7 +465,12 @@ export async function checkLease(db: Db, taskId: string, runId: string, leaseMs:
  * not among `ownRunIds` (the runs this worker is executing) runs out, when recovery is due; null when
  * there is none. Negative when already due.
  */
-export async function msUntilNextDue(db: Db, ownRunIds: string[], excludedQueues: string[], excludedTenants: string[]): Promise<{ dueMs: number | null; leaseMs: number | null }> {
+export async function msUntilNextDue(
+  db: Db,
+  ownRunIds: string[],
+  excludedQueues: string[],
+  excludedTenants: string[],
+): Promise<{ dueMs: number | null; leaseMs: number | null }> {
   // Due work this instance cannot take is left out, or the scheduler would look again at once, over and
   // over: tenants holding their share of this instance's slots (`excludedTenants`) and tenants at their
   // maxConcurrentRuns. A run ending frees a slot and wakes the scheduler that ran it.

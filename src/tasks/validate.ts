@@ -1,4 +1,4 @@
-import { ChronographError, badInput, type ErrorCode } from '../errors.js';
+import { badInput, ChronographError, type ErrorCode } from '../errors.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -36,18 +36,25 @@ export function measureJson(value: unknown, field: string, code: ErrorCode = 'BA
     if (typeof node === 'string') {
       atLeast += node.length + 2;
       if (atLeast > stopAbove) throw new TooLarge();
-      return checkText(node, where, fail);
+      checkText(node, where, fail);
+      return;
     }
     if (typeof node === 'number') {
       if (!Number.isFinite(node)) fail(where, 'must be a finite number');
       return;
     }
-    if (typeof node !== 'object') return fail(where, `is a ${typeof node}, which JSON cannot hold`);
+    if (typeof node !== 'object') {
+      fail(where, `is a ${typeof node}, which JSON cannot hold`);
+      return;
+    }
     if (depth >= MAX_JSON_DEPTH) fail(where, `nests deeper than ${MAX_JSON_DEPTH} levels`);
     const json = (node as { toJSON?: () => unknown }).toJSON;
-    if (typeof json === 'function') return visit(json.call(node), where, depth);
+    if (typeof json === 'function') {
+      visit(json.call(node), where, depth);
+      return;
+    }
     if (Array.isArray(node)) {
-      node.forEach((item, i) => visit(item, `${where}[${i}]`, depth + 1));
+      for (const [i, item] of node.entries()) visit(item, `${where}[${i}]`, depth + 1);
       return;
     }
     for (const [key, item] of Object.entries(node)) {
@@ -72,10 +79,14 @@ export function assertJson(value: unknown, field: string, options: { maxBytes: n
   const bytes = measureJson(value, field, options.code, options.maxBytes);
   if (bytes > options.maxBytes) {
     const size = Number.isFinite(bytes) ? `${bytes} bytes` : `more than ${options.maxBytes} bytes`;
-    throw new ChronographError(options.code ?? 'BAD_USER_INPUT', `${field} is ${size} of JSON; at most ${options.maxBytes} bytes are allowed (MAX_JSON_BYTES)`, {
-      field,
-      maxBytes: options.maxBytes,
-    });
+    throw new ChronographError(
+      options.code ?? 'BAD_USER_INPUT',
+      `${field} is ${size} of JSON; at most ${options.maxBytes} bytes are allowed (MAX_JSON_BYTES)`,
+      {
+        field,
+        maxBytes: options.maxBytes,
+      },
+    );
   }
   return bytes;
 }
@@ -94,7 +105,8 @@ function checkText(text: string, where: string, fail: (where: string, why: strin
 }
 
 export function assertIntRange(value: number, field: string, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw badInput(`${field} must be a whole number from ${min} to ${max}`, field);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw badInput(`${field} must be a whole number from ${min} to ${max}`, field);
   return value;
 }
 

@@ -13,9 +13,19 @@ export interface TenantQuota {
 
 export type TenantQuotaInput = { [K in keyof TenantQuota]?: number | null };
 
-export const QUOTA_NAMES = ['maxLiveTasks', 'maxTasksCreatedPerMinute', 'maxConcurrentRuns', 'maxArgDictBytes'] as const satisfies readonly (keyof TenantQuota)[];
+export const QUOTA_NAMES = [
+  'maxLiveTasks',
+  'maxTasksCreatedPerMinute',
+  'maxConcurrentRuns',
+  'maxArgDictBytes',
+] as const satisfies readonly (keyof TenantQuota)[];
 
-export const NO_QUOTA: TenantQuota = Object.freeze({ maxLiveTasks: null, maxTasksCreatedPerMinute: null, maxConcurrentRuns: null, maxArgDictBytes: null });
+export const NO_QUOTA: TenantQuota = Object.freeze({
+  maxLiveTasks: null,
+  maxTasksCreatedPerMinute: null,
+  maxConcurrentRuns: null,
+  maxArgDictBytes: null,
+});
 
 /** Tenants and their quotas (ADMIN). Quotas are enforced where tasks are created (QuotaGuard) and claimed. */
 export class TenantSvc {
@@ -37,7 +47,8 @@ export class TenantSvc {
     for (const name of QUOTA_NAMES) {
       const value = input[name];
       if (value == null) continue;
-      if (!Number.isInteger(value) || value < 0 || value > 2_147_483_647) throw badInput(`${name} must be a whole number from 0 to 2147483647, or null for no limit`, name);
+      if (!Number.isInteger(value) || value < 0 || value > 2_147_483_647)
+        throw badInput(`${name} must be a whole number from 0 to 2147483647, or null for no limit`, name);
       data[name] = value;
     }
     return this.deps.prisma.tenant.upsert({ where: { id }, create: { id, ...data }, update: data });
@@ -54,7 +65,12 @@ export class TenantSvc {
 }
 
 export function quotaOf(row: Tenant): TenantQuota {
-  return { maxLiveTasks: row.maxLiveTasks, maxTasksCreatedPerMinute: row.maxTasksCreatedPerMinute, maxConcurrentRuns: row.maxConcurrentRuns, maxArgDictBytes: row.maxArgDictBytes };
+  return {
+    maxLiveTasks: row.maxLiveTasks,
+    maxTasksCreatedPerMinute: row.maxTasksCreatedPerMinute,
+    maxConcurrentRuns: row.maxConcurrentRuns,
+    maxArgDictBytes: row.maxArgDictBytes,
+  };
 }
 
 /** ON CONFLICT: two first creates of one tenant may race; the second finds the first's row. */

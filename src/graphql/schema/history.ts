@@ -1,8 +1,8 @@
-import type { Prisma, RunStatus } from '../../generated/prisma/client.js';
 import { badInput } from '../../errors.js';
+import type { Prisma, RunStatus } from '../../generated/prisma/client.js';
 import { assertId } from '../../tasks/validate.js';
-import { builder, CONNECTION_PAGE } from '../builder.js';
 import type { Context } from '../builder.js';
+import { builder, CONNECTION_PAGE } from '../builder.js';
 import { RunStatusEnum, TaskEventTypeEnum, TaskStatusEnum } from './enums.js';
 
 /**
@@ -60,7 +60,10 @@ async function ownTask(ctx: Context, taskId: string | number | null | undefined,
   return id;
 }
 
-async function runWhere(ctx: Context, filter: { taskId?: string | number | null; status?: RunStatus[] | null; workerId?: string | null } & Range): Promise<Prisma.TaskRunWhereInput> {
+async function runWhere(
+  ctx: Context,
+  filter: { taskId?: string | number | null; status?: RunStatus[] | null; workerId?: string | null } & Range,
+): Promise<Prisma.TaskRunWhereInput> {
   const startedAt = range(filter);
   return {
     tenantId: ctx.taskSvc.tenantId,
@@ -73,7 +76,11 @@ async function runWhere(ctx: Context, filter: { taskId?: string | number | null;
 
 async function eventWhere(
   ctx: Context,
-  filter: { taskId?: string | number | null; statuses?: Prisma.TaskEventWhereInput['toStatus'][] | null; types?: Prisma.TaskEventWhereInput['type'][] | null } & Range,
+  filter: {
+    taskId?: string | number | null;
+    statuses?: Prisma.TaskEventWhereInput['toStatus'][] | null;
+    types?: Prisma.TaskEventWhereInput['type'][] | null;
+  } & Range,
 ): Promise<Prisma.TaskEventWhereInput> {
   const createdAt = range(filter);
   return {
@@ -125,7 +132,10 @@ const RunStatsRowRef = builder.objectRef<RunStatsRow>('RunStatsRow').implement({
     counts: t.field({ type: [RunStatusCount], description: 'Runs by status (statuses with none left out).', resolve: (r) => r.counts }),
     p50DurationMs: t.exposeFloat('p50DurationMs', { nullable: true, description: 'Median duration of the finished runs.' }),
     p95DurationMs: t.exposeFloat('p95DurationMs', { nullable: true }),
-    failureRate: t.exposeFloat('failureRate', { nullable: true, description: 'Finished runs that did not succeed, as a share of the finished runs (0-1).' }),
+    failureRate: t.exposeFloat('failureRate', {
+      nullable: true,
+      description: 'Finished runs that did not succeed, as a share of the finished runs (0-1).',
+    }),
   }),
 });
 
@@ -145,7 +155,15 @@ const FAILED_RUNS = `('FAILED', 'TIMED_OUT', 'MEMORY_LIMIT', 'CRASHED', 'ABANDON
 async function runStats(ctx: Context, groupBy: keyof typeof GROUP_KEY, filter: Range): Promise<RunStatsRow[]> {
   const startedAt = range(filter);
   const rows = await ctx.prisma.$queryRawUnsafe<
-    { key: string; total: bigint; p50: number | null; p95: number | null; ended: bigint; failed: bigint; counts: { status: RunStatus; count: number }[] }[]
+    {
+      key: string;
+      total: bigint;
+      p50: number | null;
+      p95: number | null;
+      ended: bigint;
+      failed: bigint;
+      counts: { status: RunStatus; count: number }[];
+    }[]
   >(
     `WITH runs AS (
        SELECT ${GROUP_KEY[groupBy]} AS key, r.status::text AS status, r.duration_ms
@@ -186,12 +204,16 @@ builder.queryFields((t) => ({
       authScopes: { viewer: true },
       type: 'TaskRun',
       cursor: 'tenantId_startedAt_id',
-      description: 'Attempts of the caller\'s tenant, oldest first (`last` for the newest), filtered.',
+      description: "Attempts of the caller's tenant, oldest first (`last` for the newest), filtered.",
       args: { filter: t.arg({ type: TaskRunFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'runConnection' } },
       totalCount: async (_root, args, ctx) => ctx.prisma.taskRun.count({ where: await runWhere(ctx, args.filter ?? {}) }),
       resolve: async (query, _root, args, ctx) =>
-        ctx.prisma.taskRun.findMany({ ...query, where: await runWhere(ctx, args.filter ?? {}), orderBy: [{ tenantId: 'asc' }, { startedAt: 'asc' }, { id: 'asc' }] }),
+        ctx.prisma.taskRun.findMany({
+          ...query,
+          where: await runWhere(ctx, args.filter ?? {}),
+          orderBy: [{ tenantId: 'asc' }, { startedAt: 'asc' }, { id: 'asc' }],
+        }),
     },
     {},
   ),
@@ -201,11 +223,12 @@ builder.queryFields((t) => ({
       type: 'TaskEvent',
       cursor: 'id',
       description:
-        'Status changes of the caller\'s tenant, oldest first (`last` for the newest): the history and audit log. An edge\'s node.cursor is the event id that taskStatusChanged(after:) resumes from.',
+        "Status changes of the caller's tenant, oldest first (`last` for the newest): the history and audit log. An edge's node.cursor is the event id that taskStatusChanged(after:) resumes from.",
       args: { filter: t.arg({ type: TaskEventFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'idConnection' } },
       totalCount: async (_root, args, ctx) => ctx.prisma.taskEvent.count({ where: await eventWhere(ctx, args.filter ?? {}) }),
-      resolve: async (query, _root, args, ctx) => ctx.prisma.taskEvent.findMany({ ...query, where: await eventWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
+      resolve: async (query, _root, args, ctx) =>
+        ctx.prisma.taskEvent.findMany({ ...query, where: await eventWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
     },
     {},
   ),
@@ -214,18 +237,20 @@ builder.queryFields((t) => ({
       authScopes: { viewer: true },
       type: 'TaskRunLog',
       cursor: 'id',
-      description: 'Lines handlers logged through ctx.logger, across the caller\'s tenant, oldest first (`last` for the newest).',
+      description: "Lines handlers logged through ctx.logger, across the caller's tenant, oldest first (`last` for the newest).",
       args: { filter: t.arg({ type: RunLogFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'idConnection' } },
       totalCount: async (_root, args, ctx) => ctx.prisma.taskRunLog.count({ where: await logWhere(ctx, args.filter ?? {}) }),
-      resolve: async (query, _root, args, ctx) => ctx.prisma.taskRunLog.findMany({ ...query, where: await logWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
+      resolve: async (query, _root, args, ctx) =>
+        ctx.prisma.taskRunLog.findMany({ ...query, where: await logWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
     },
     {},
   ),
   runStats: t.field({
     authScopes: { viewer: true },
     type: [RunStatsRowRef],
-    description: 'Runs of the caller\'s tenant grouped by handler, template, queue or day (by start time), with counts by status, p50/p95 duration and failure rate.',
+    description:
+      "Runs of the caller's tenant grouped by handler, template, queue or day (by start time), with counts by status, p50/p95 duration and failure rate.",
     args: { groupBy: t.arg({ type: RunStatsGroupBy, required: true }), from: t.arg({ type: 'DateTime' }), to: t.arg({ type: 'DateTime' }) },
     resolve: (_root, args, ctx) => runStats(ctx, args.groupBy, { from: args.from, to: args.to }),
   }),

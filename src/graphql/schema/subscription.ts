@@ -17,9 +17,11 @@ const TaskEventFilterInput = builder.inputType('TaskEventFilter', {
 });
 
 const END_MESSAGES = {
-  SUBSCRIBER_TOO_SLOW: 'This subscription fell too far behind and was ended; subscribe again with after: lastCursor to resume without a gap',
+  SUBSCRIBER_TOO_SLOW:
+    'This subscription fell too far behind and was ended; subscribe again with after: lastCursor to resume without a gap',
   SHUTTING_DOWN: 'This Chronograph instance is shutting down; subscribe again with after: lastCursor to resume without a gap',
-  UNAUTHENTICATED: 'The credential of this subscription was revoked or has expired; subscribe again with a valid one (after: lastCursor resumes without a gap)',
+  UNAUTHENTICATED:
+    'The credential of this subscription was revoked or has expired; subscribe again with a valid one (after: lastCursor resumes without a gap)',
 } as const;
 
 builder.subscriptionFields((t) => ({
@@ -51,7 +53,9 @@ builder.subscriptionFields((t) => ({
     // whatever relations (task, run) the subscriber selected, once for all who selected the same.
     resolve: async (query, item, _args, ctx) => {
       if (isStreamEnd(item)) throw new ChronographError(item.end, END_MESSAGES[item.end], { lastCursor: item.lastCursor });
-      const event = await ctx.taskEvents.readShared(item.id, query, () => ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } }));
+      const event = await ctx.taskEvents.readShared(item.id, query, () =>
+        ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } }),
+      );
       if (!event) throw notFound('TaskEvent (deleted with its task)', item.id.toString());
       return event;
     },

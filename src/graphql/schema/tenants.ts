@@ -1,16 +1,25 @@
 import type { Tenant } from '../../generated/prisma/client.js';
+import { assertTenantId } from '../../tasks/validate.js';
 import { NO_QUOTA, quotaOf, type TenantQuota } from '../../tenants/TenantSvc.js';
 import type { TenantUsage } from '../../tenants/tenantSql.js';
-import { assertTenantId } from '../../tasks/validate.js';
 import { builder } from '../builder.js';
 
 const TenantQuotaRef = builder.objectRef<TenantQuota>('TenantQuota').implement({
   description: 'Limits of one tenant; null is unlimited.',
   fields: (t) => ({
-    maxLiveTasks: t.exposeInt('maxLiveTasks', { nullable: true, description: 'Tasks that can still run (SCHEDULED, RUNNING, RETRYING, PAUSED).' }),
-    maxTasksCreatedPerMinute: t.exposeInt('maxTasksCreatedPerMinute', { nullable: true, description: 'Tasks created in any 60 seconds, by any path.' }),
-    maxConcurrentRuns: t.exposeInt('maxConcurrentRuns', { nullable: true, description: 'Tasks running at once across every instance (enforced by the scheduler\'s claim).' }),
-    maxArgDictBytes: t.exposeInt('maxArgDictBytes', { nullable: true, description: 'Size of one task\'s argDict as stored (UTF-8 JSON).' }),
+    maxLiveTasks: t.exposeInt('maxLiveTasks', {
+      nullable: true,
+      description: 'Tasks that can still run (SCHEDULED, RUNNING, RETRYING, PAUSED).',
+    }),
+    maxTasksCreatedPerMinute: t.exposeInt('maxTasksCreatedPerMinute', {
+      nullable: true,
+      description: 'Tasks created in any 60 seconds, by any path.',
+    }),
+    maxConcurrentRuns: t.exposeInt('maxConcurrentRuns', {
+      nullable: true,
+      description: "Tasks running at once across every instance (enforced by the scheduler's claim).",
+    }),
+    maxArgDictBytes: t.exposeInt('maxArgDictBytes', { nullable: true, description: "Size of one task's argDict as stored (UTF-8 JSON)." }),
   }),
 });
 
@@ -65,7 +74,7 @@ builder.mutationFields((t) => ({
   setTenantQuota: t.field({
     type: TenantRef,
     authScopes: { admin: true },
-    description: 'Replaces a tenant\'s quotas. A create that would exceed one is refused with QUOTA_EXCEEDED and writes nothing.',
+    description: "Replaces a tenant's quotas. A create that would exceed one is refused with QUOTA_EXCEEDED and writes nothing.",
     args: { tenantId: t.arg.string({ required: true }), input: t.arg({ type: TenantQuotaInput, required: true }) },
     resolve: async (_root, args, ctx) => {
       const row = await ctx.tenants.setQuota(args.tenantId, args.input);
