@@ -57,35 +57,7 @@ export interface TimerTaskInput {
   retryBackoffMs?: number | null;
 }
 
-/**
- * updateTask's patch: an omitted field keeps its value; `endTime`, `maxRuns`, `timeoutMs` and
- * `memoryLimitMb` are cleared by null. `argDict` replaces the task's arguments as a whole.
- */
-export type TaskPatch = Partial<
-  Pick<
-    TimerTaskInput,
-    | 'funcName'
-    | 'taskType'
-    | 'argDict'
-    | 'timezone'
-    | 'repeatType'
-    | 'cronExpression'
-    | 'intervalSeconds'
-    | 'startTime'
-    | 'endTime'
-    | 'maxRuns'
-    | 'maxAttempts'
-    | 'timeoutMs'
-    | 'memoryLimitMb'
-    | 'priority'
-    | 'queue'
-    | 'misfirePolicy'
-    | 'misfireToleranceMs'
-    | 'overlapPolicy'
-    | 'retryBackoffMs'
-  >
->;
-
+/** What updateTask can change. */
 const PATCH_FIELDS = [
   'funcName',
   'taskType',
@@ -106,7 +78,13 @@ const PATCH_FIELDS = [
   'misfireToleranceMs',
   'overlapPolicy',
   'retryBackoffMs',
-] as const satisfies readonly (keyof TaskPatch)[];
+] as const satisfies readonly (keyof TimerTaskInput)[];
+
+/**
+ * updateTask's patch: an omitted field keeps its value; `endTime`, `maxRuns`, `timeoutMs` and
+ * `memoryLimitMb` are cleared by null. `argDict` replaces the task's arguments as a whole.
+ */
+export type TaskPatch = Partial<Pick<TimerTaskInput, (typeof PATCH_FIELDS)[number]>>;
 const CLEARABLE: readonly (keyof TaskPatch)[] = ['endTime', 'maxRuns', 'timeoutMs', 'memoryLimitMb'];
 const SCHEDULE_FIELDS: readonly (keyof TaskPatch)[] = [
   'timezone',
