@@ -17,6 +17,7 @@ import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
 import { type Handler, HandlerRegistry } from './handlers/HandlerRegistry.js';
 import { HostPolicy } from './handlers/HostPolicy.js';
 import { registerHttpHandlers } from './handlers/httpHandlers.js';
+import { HistoryPruner } from './history/HistoryPruner.js';
 import { createLogger, type Logger } from './logger.js';
 import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
 import { Metrics } from './ops/Metrics.js';
@@ -75,6 +76,8 @@ export class Chronograph {
   readonly credentials: CredentialWatch;
   /** Platform templates bound to tenants. */
   readonly bindings: TemplateBindingSvc;
+  /** Deletes (and archives) old history: HISTORY_RETENTION_DAYS, tenants' own settings, pruneHistory. */
+  readonly history: HistoryPruner;
   readonly yoga: ReturnType<typeof createChronographYoga>;
   /** Status changes as they commit, on any instance: the source of Subscription.taskStatusChanged. */
   readonly taskEvents: TaskEventStream;
@@ -106,6 +109,13 @@ export class Chronograph {
     this.authenticator = new Authenticator(config, this.apiKeys, logger.child({ component: 'auth' }));
     this.credentials = new CredentialWatch(db, db.prisma, logger.child({ component: 'auth' }));
     this.bindings = new TemplateBindingSvc({ prisma: db.prisma, handlers: this.handlers, now });
+    this.history = new HistoryPruner({
+      prisma: db.prisma,
+      logger: logger.child({ component: 'history' }),
+      retentionDays: config.HISTORY_RETENTION_DAYS ?? null,
+      archiveDir: config.ARCHIVE_DIR ?? null,
+      now,
+    });
     const deps = {
       prisma: db.prisma,
       handlers: this.handlers,
@@ -171,6 +181,7 @@ export class Chronograph {
       await options.setup?.(app);
       await app.loadTemplateFiles();
       if (config.SCHEDULER_ENABLED) await app.scheduler.start();
+      app.history.start(config.HISTORY_PRUNE_INTERVAL_MS);
     } catch (error) {
       await app.scheduler.stop(0);
       await app.credentials.stop();
@@ -271,6 +282,7 @@ export class Chronograph {
       await closed;
     }
     await schedulerStopped;
+    await this.history.stop();
     await this.credentials.stop();
     await this.db.close();
     this.logger.info('Chronograph stopped');

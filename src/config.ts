@@ -123,6 +123,12 @@ const envSchema = z.object({
       }
       return origins;
     }),
+  // History retention (src/history/): finished tasks, and runs, logs and events, older than this many
+  // days are deleted in small batches; unset keeps everything (a tenant's own setting still applies).
+  HISTORY_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).optional(),
+  HISTORY_PRUNE_INTERVAL_MS: z.coerce.number().int().min(1000).default(600_000),
+  // Where pruned history is written first, as gzip JSON lines (unset: not archived).
+  ARCHIVE_DIR: z.string().min(1).optional(),
   // Where services.BackupSvc.backupDatabase of the example app may write.
   BACKUP_DIR: z.string().min(1).default('./data/backups'),
   // Authentication (src/auth/). Any of the four credentials below turns it on.

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
-  | 'QUOTA_EXCEEDED';
+  | 'QUOTA_EXCEEDED'
+  | 'CURSOR_EXPIRED';
 
 export class ChronographError extends Error {
   constructor(

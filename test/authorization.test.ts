@@ -62,10 +62,20 @@ function mutations(ids: { task: string; record: string; key: string }): Record<s
     setTenantQuota: [`mutation { setTenantQuota(tenantId: "a", input: { maxLiveTasks: 0 }) { id } }`],
     bindTemplate: [`mutation { bindTemplate(fullName: "tasks.Nightly", tenantId: "a") { tenantId } }`],
     unbindTemplate: [`mutation { unbindTemplate(fullName: "tasks.Nightly", tenantId: "b") { tenantId } }`],
+    setTenantHistoryRetention: [`mutation { setTenantHistoryRetention(tenantId: "a", days: 1) { id } }`],
+    pruneHistory: [`mutation { pruneHistory(before: "2000-01-01T00:00:00Z") { tasks } }`],
   };
 }
 
-const ADMIN_ONLY = new Set(['createApiKey', 'revokeApiKey', 'setTenantQuota', 'bindTemplate', 'unbindTemplate']);
+const ADMIN_ONLY = new Set([
+  'createApiKey',
+  'revokeApiKey',
+  'setTenantQuota',
+  'bindTemplate',
+  'unbindTemplate',
+  'setTenantHistoryRetention',
+  'pruneHistory',
+]);
 
 it('declares who may use it on every query, mutation and subscription field (scope-auth in the schema)', () => {
   const missing: string[] = [];

@@ -15,6 +15,7 @@ import type PrismaTypes from '../generated/pothos-types.js';
 import { getDatamodel } from '../generated/pothos-types.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import type { HistoryPruner } from '../history/HistoryPruner.js';
 import type { TaskSvc } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import type { TemplateBindingSvc } from '../templates/TemplateBindingSvc.js';
@@ -46,6 +47,8 @@ export interface Context {
   bindings: TemplateBindingSvc;
   /** Ends subscriptions whose credential is revoked or expires. */
   credentials: CredentialWatch;
+  /** pruneHistory (ADMIN). */
+  history: HistoryPruner;
 }
 
 /**

@@ -43,6 +43,7 @@ export function contextFor(app: Chronograph, identity: Identity, tenantId: strin
     tenants: app.tenantSvc,
     bindings: app.bindings.as(actor),
     credentials: app.credentials,
+    history: app.history,
   };
 }
 

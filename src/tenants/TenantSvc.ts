@@ -54,6 +54,18 @@ export class TenantSvc {
     return this.deps.prisma.tenant.upsert({ where: { id }, create: { id, ...data }, update: data });
   }
 
+  /** The tenant's own history retention in days (1-36500), or null to follow HISTORY_RETENTION_DAYS. */
+  async setHistoryRetention(tenantId: string, days: number | null): Promise<Tenant> {
+    const id = assertTenantId(tenantId, 'tenantId');
+    if (days != null && (!Number.isInteger(days) || days < 1 || days > 36_500))
+      throw badInput('days must be a whole number from 1 to 36500, or null', 'days');
+    return this.deps.prisma.tenant.upsert({
+      where: { id },
+      create: { id, historyRetentionDays: days },
+      update: { historyRetentionDays: days },
+    });
+  }
+
   usage(tenantId: string): Promise<TenantUsage> {
     return countTenantUsage(this.deps.prisma, assertTenantId(tenantId, 'id'));
   }

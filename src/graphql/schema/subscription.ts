@@ -40,6 +40,21 @@ builder.subscriptionFields((t) => ({
     subscribe: async (_root, args, ctx) => {
       const filter = TaskEventFilter.parse(ctx.tenantId, args.filter);
       const after = parseEventCursor(args.after);
+      if (after !== undefined) {
+        // Events up to here were pruned: resuming from before it would skip them without saying so.
+        const pruned = (await ctx.prisma.tenant.findUnique({ where: { id: ctx.tenantId }, select: { eventsPrunedThrough: true } }))
+          ?.eventsPrunedThrough;
+        if (pruned != null && after < pruned) {
+          throw new ChronographError(
+            'CURSOR_EXPIRED',
+            `Events up to ${pruned} were pruned (history retention); resume from ${pruned}, or without after`,
+            {
+              field: 'after',
+              oldestCursor: pruned.toString(),
+            },
+          );
+        }
+      }
       // Held while the subscription is open: it ends (UNAUTHENTICATED) when its credential is revoked or expires.
       const lease = ctx.credentials.watch(ctx.identity);
       try {
