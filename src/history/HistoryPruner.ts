@@ -176,6 +176,7 @@ export class HistoryPruner {
         );
         counts.tasks = await tx.$executeRawUnsafe(`DELETE FROM task WHERE id = ANY($1::uuid[])`, taskIds);
         if (deletedEvents.length > 0) {
+          // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
           const newest = deletedEvents.reduce((max, e) => (e.id > max ? e.id : max), 0n);
           await tx.$executeRawUnsafe(
             `INSERT INTO tenant (id, events_pruned_through, updated_at) VALUES ($1, $2, now())
