@@ -139,6 +139,16 @@ describe.runIf(chromiumAvailable()).each(backends)('dashboard in a browser, offl
     await page.click('button[data-action=resume]');
     await page.waitForSelector(`[data-task-page="${later.id}"] h2 [data-status=SCHEDULED]`);
 
+    // Edit it: a new interval, through updateTask; the page shows the UPDATED event.
+    await page.click('button[data-action=edit]');
+    await page.fill('form.edit input[name=intervalSeconds]', '600');
+    await page.click('button[data-action=save]');
+    await expect.poll(() => page.locator('.notice').innerText()).toContain('Edited: intervalSeconds');
+    const edited = ok(await t.gql<{ task: { intervalSeconds: number } }>('query($id: ID!) { task(id: $id) { intervalSeconds } }', { id: later.id }, AUTH));
+    expect(edited.task.intervalSeconds).toBe(600);
+    await expect.poll(() => page.locator('table.events').innerText()).toContain('UPDATED');
+    await expect.poll(() => page.locator('.facts').innerText()).toContain('every 600 s');
+
     // Back on the list, both tasks with their current status; the key survived the reload in this tab.
     await page.click('header nav a[href="#/"]');
     await page.waitForSelector(`tr[data-task-id="${later.id}"] [data-status=SCHEDULED]`);

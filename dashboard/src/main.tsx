@@ -1,6 +1,6 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { followStatusChanges, getKey, gql, type StatusEvent, setKey, TASK_ROW, type TaskRow } from './api.js';
+import { followStatusChanges, type GraphQLRequestError, getKey, gql, type StatusEvent, setKey, TASK_ROW, type TaskRow } from './api.js';
 import './style.css';
 
 const STATUSES = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'FORCED_END'] as const;
@@ -170,6 +170,7 @@ function Overview({ events }: { events: StatusEvent[] }) {
           ))}
       </section>
       <Sparklines events={events} />
+      <RunStats events={events} />
       <TaskList events={events} />
     </>
   );
@@ -230,8 +231,55 @@ function Spark({ label, values, format }: { label: string; values: number[]; for
   );
 }
 
+interface RunStatsRow {
+  key: string;
+  counts: { status: string; count: number }[];
+  p50DurationMs: number | null;
+  p95DurationMs: number | null;
+  failureRate: number | null;
+}
+
+/** Runs of the last 24 hours by handler (runStats), read again when runs end. */
+function RunStats({ events }: { events: StatusEvent[] }) {
+  const [rows, setRows] = useState<RunStatsRow[]>([]);
+  const ended = useMemo(() => events.findLast((e) => e.fromStatus === 'RUNNING')?.cursor, [events]);
+  useEffect(() => {
+    gql<{ runStats: RunStatsRow[] }>(
+      'query DashboardRunStats($from: DateTime) { runStats(groupBy: HANDLER, from: $from) { key counts { status count } p50DurationMs p95DurationMs failureRate } }',
+      { from: new Date(Date.now() - 86_400_000).toISOString() },
+    )
+      .then(({ runStats }) => setRows(runStats))
+      .catch(() => {});
+  }, [ended]);
+  if (!rows.length) return null;
+  return (
+    <table class="runstats">
+      <thead>
+        <tr>
+          <th>Handler (runs, last 24 h)</th>
+          <th>Runs</th>
+          <th>p50</th>
+          <th>p95</th>
+          <th>Failure rate</th>
+        </tr>
+      </thead>
+      <tbody>
+        {rows.map((r) => (
+          <tr key={r.key}>
+            <td>{r.key}</td>
+            <td>{r.counts.map((c) => `${c.status.toLowerCase()} ${c.count}`).join(' · ')}</td>
+            <td>{r.p50DurationMs == null ? '' : `${Math.round(r.p50DurationMs)} ms`}</td>
+            <td>{r.p95DurationMs == null ? '' : `${Math.round(r.p95DurationMs)} ms`}</td>
+            <td>{r.failureRate == null ? '' : `${(r.failureRate * 100).toFixed(1)} %`}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 interface TasksPage {
-  tasks: { edges: { cursor: string; node: TaskRow }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } };
+  tasks: { edges: { cursor: string; node: TaskRow }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null }; totalCount: number };
 }
 
 function TaskList({ events }: { events: StatusEvent[] }) {
@@ -253,7 +301,7 @@ function TaskList({ events }: { events: StatusEvent[] }) {
       ...(filters.to && { startTimeTo: new Date(filters.to).toISOString() }),
     };
     gql<TasksPage>(
-      `query DashboardTasks($filter: TaskFilter, $first: Int, $after: String) { tasks(filter: $filter, first: $first, after: $after) { edges { cursor node { ${TASK_ROW} } } pageInfo { hasNextPage endCursor } } }`,
+      `query DashboardTasks($filter: TaskFilter, $first: Int, $after: String) { tasks(filter: $filter, first: $first, after: $after) { edges { cursor node { ${TASK_ROW} } } pageInfo { hasNextPage endCursor } totalCount } }`,
       {
         filter,
         first: PAGE_SIZE,
@@ -373,7 +421,9 @@ function TaskList({ events }: { events: StatusEvent[] }) {
         <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
           ← Newer
         </button>
-        <span>page {cursors.length}</span>
+        <span data-total={page?.totalCount}>
+          page {cursors.length} of {Math.max(1, Math.ceil((page?.totalCount ?? 0) / PAGE_SIZE))} · {page?.totalCount ?? 0} tasks
+        </span>
         <button
           type="button"
           disabled={!page?.pageInfo.hasNextPage}
@@ -398,8 +448,18 @@ interface TaskDetail extends TaskRow {
   queue: string;
   argDict: unknown;
   createdAt: string;
+  timeoutMs: number | null;
   upcomingRuns: { at: string; local: string }[];
-  runs: {
+}
+
+interface Connection<T> {
+  totalCount: number;
+  edges: { node: T }[];
+}
+
+interface TaskHistory {
+  task: TaskDetail | null;
+  taskRuns: Connection<{
     id: string;
     attempt: number;
     status: string;
@@ -409,9 +469,8 @@ interface TaskDetail extends TaskRow {
     result: unknown;
     error: string | null;
     workerId: string;
-    logs: { createdAt: string; level: string; message: string }[];
-  }[];
-  events: {
+  }>;
+  taskEvents: Connection<{
     id: string;
     createdAt: string;
     type: string;
@@ -419,13 +478,17 @@ interface TaskDetail extends TaskRow {
     toStatus: string;
     message: string | null;
     actor: string | null;
-  }[];
+  }>;
+  runLogs: Connection<{ id: string; createdAt: string; level: string; message: string; run: { attempt: number } }>;
 }
 
-const TASK_DETAIL = `query DashboardTask($id: ID!) { task(id: $id) { ${TASK_ROW} cronExpression intervalSeconds timezone endTime maxRuns attempts maxAttempts priority queue argDict createdAt
-  upcomingRuns(count: 5) { at local }
-  runs(first: 50) { id attempt status startedAt finishedAt durationMs result error workerId logs(first: 50) { createdAt level message } }
-  events(first: 100) { id createdAt type fromStatus toStatus message actor } } }`;
+/** A task and its history: the newest runs, events and log lines (history connections, with their totals). */
+const TASK_DETAIL = `query DashboardTask($id: ID!, $search: String) {
+  task(id: $id) { ${TASK_ROW} cronExpression intervalSeconds timezone endTime maxRuns attempts maxAttempts priority queue argDict createdAt timeoutMs upcomingRuns(count: 5) { at local } }
+  taskRuns(filter: { taskId: $id }, last: 20) { totalCount edges { node { id attempt status startedAt finishedAt durationMs result error workerId } } }
+  taskEvents(filter: { taskId: $id }, last: 50) { totalCount edges { node { id createdAt type fromStatus toStatus message actor } } }
+  runLogs(filter: { taskId: $id, search: $search }, last: 100) { totalCount edges { node { id createdAt level message run { attempt } } } }
+}`;
 
 const ACTIONS: Record<string, { label: string; mutation: string; when: string[] }> = {
   pause: {
@@ -456,15 +519,17 @@ const ACTIONS: Record<string, { label: string; mutation: string; when: string[] 
 };
 
 function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
-  const [task, setTask] = useState<TaskDetail | null | undefined>();
+  const [history, setHistory] = useState<TaskHistory | undefined>();
   const [error, setError] = useState<string | undefined>();
   const [notice, setNotice] = useState<string | undefined>();
   const [when, setWhen] = useState('');
+  const [search, setSearch] = useState('');
+  const [editing, setEditing] = useState(false);
   const load = useCallback(() => {
-    gql<{ task: TaskDetail | null }>(TASK_DETAIL, { id })
-      .then(({ task }) => setTask(task))
+    gql<TaskHistory>(TASK_DETAIL, { id, search: search || null })
+      .then(setHistory)
       .catch((e: Error) => setError(e.message));
-  }, [id]);
+  }, [id, search]);
   useEffect(load, [load]);
   // Reread the page when one of this task's changes arrives.
   const mine = useMemo(() => events.findLast((e) => e.task.id === id)?.cursor, [events, id]);
@@ -482,7 +547,8 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
       setError((e as Error).message);
     }
   };
-  if (task === undefined) return <p>{error ?? 'Loading…'}</p>;
+  if (history === undefined) return <p>{error ?? 'Loading…'}</p>;
+  const { task, taskRuns, taskEvents, runLogs } = history;
   if (task === null) return <p class="error">No task {id}.</p>;
   const schedule =
     task.repeatType === 'CRON'
@@ -511,6 +577,11 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
               {a.label}
             </button>
           ))}
+        {LIVE.includes(task.status) && (
+          <button type="button" data-action="edit" onClick={() => setEditing(!editing)}>
+            Edit
+          </button>
+        )}
         {['SCHEDULED', 'RETRYING', 'PAUSED'].includes(task.status) && (
           <form
             class="inline"
@@ -543,6 +614,16 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
         </p>
       )}
       {notice && <p class="notice">{notice}</p>}
+      {editing && (
+        <EditForm
+          task={task}
+          onDone={(message) => {
+            setEditing(false);
+            setNotice(message);
+            load();
+          }}
+        />
+      )}
       <dl class="facts">
         <dt>Id</dt>
         <dd>{task.id}</dd>
@@ -587,7 +668,12 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
       ) : (
         <p class="hint">None.</p>
       )}
-      <h3>Runs</h3>
+      <h3>
+        Runs{' '}
+        <span class="hint">
+          newest {taskRuns.edges.length} of {taskRuns.totalCount}
+        </span>
+      </h3>
       <table class="runs">
         <thead>
           <tr>
@@ -597,11 +683,10 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
             <th>Duration</th>
             <th>Worker</th>
             <th>Result / error</th>
-            <th>Logs</th>
           </tr>
         </thead>
         <tbody>
-          {task.runs.map((r) => (
+          {taskRuns.edges.map(({ node: r }) => (
             <tr key={r.id} data-run-id={r.id}>
               <td>{r.attempt}</td>
               <td>
@@ -613,18 +698,37 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
               <td class={r.error ? 'err' : ''}>
                 <code>{r.error ?? JSON.stringify(r.result)}</code>
               </td>
-              <td>
-                {r.logs.map((l, i) => (
-                  <div key={i} class={`log ${l.level}`}>
-                    {time(l.createdAt)} {l.level} {l.message}
-                  </div>
-                ))}
-              </td>
             </tr>
           ))}
         </tbody>
       </table>
-      <h3>Events</h3>
+      <h3>
+        Logs{' '}
+        <span class="hint">
+          newest {runLogs.edges.length} of {runLogs.totalCount}
+        </span>
+      </h3>
+      <input
+        type="search"
+        name="logSearch"
+        placeholder="search the logs"
+        value={search}
+        onChange={(e) => setSearch(e.currentTarget.value)}
+      />
+      <div class="logs">
+        {runLogs.edges.map(({ node: l }) => (
+          <div key={l.id} class={`log ${l.level}`}>
+            {time(l.createdAt)} #{l.run.attempt} {l.level} {l.message}
+          </div>
+        ))}
+        {runLogs.edges.length === 0 && <p class="hint">No log lines.</p>}
+      </div>
+      <h3>
+        Events{' '}
+        <span class="hint">
+          newest {taskEvents.edges.length} of {taskEvents.totalCount}
+        </span>
+      </h3>
       <table class="events">
         <thead>
           <tr>
@@ -636,7 +740,7 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
           </tr>
         </thead>
         <tbody>
-          {task.events.map((e) => (
+          {taskEvents.edges.map(({ node: e }) => (
             <tr key={e.id}>
               <td>{time(e.createdAt)}</td>
               <td>{e.type}</td>
@@ -650,6 +754,75 @@ function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
         </tbody>
       </table>
     </article>
+  );
+}
+
+const LIVE = ['SCHEDULED', 'RETRYING', 'PAUSED', 'RUNNING'];
+
+/** The fields of TaskPatch the page edits, as text; only the ones the user changed are sent (updateTask). */
+function EditForm({ task, onDone }: { task: TaskDetail; onDone: (message: string) => void }) {
+  const initial = {
+    cronExpression: task.cronExpression ?? '',
+    intervalSeconds: task.intervalSeconds == null ? '' : String(task.intervalSeconds),
+    timezone: task.timezone,
+    funcName: task.funcName,
+    argDict: JSON.stringify(task.argDict),
+    priority: String(task.priority),
+    queue: task.queue,
+    maxAttempts: String(task.maxAttempts),
+    timeoutMs: task.timeoutMs == null ? '' : String(task.timeoutMs),
+  };
+  const [draft, setDraft] = useState(initial);
+  const [error, setError] = useState<string | undefined>();
+  const numeric = new Set(['intervalSeconds', 'priority', 'maxAttempts', 'timeoutMs']);
+  const shown = (Object.keys(initial) as (keyof typeof initial)[]).filter(
+    (name) => (name !== 'cronExpression' || task.repeatType === 'CRON') && (name !== 'intervalSeconds' || task.repeatType === 'INTERVAL'),
+  );
+  return (
+    <form
+      class="edit"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        setError(undefined);
+        const patch: Record<string, unknown> = {};
+        try {
+          for (const name of shown) {
+            if (draft[name] === initial[name]) continue;
+            const text = draft[name].trim();
+            patch[name] = name === 'argDict' ? JSON.parse(text) : numeric.has(name) ? (text === '' ? null : Number(text)) : text;
+          }
+        } catch {
+          setError('argDict must be JSON');
+          return;
+        }
+        if (!Object.keys(patch).length) return onDone('Nothing changed');
+        try {
+          await gql('mutation DashboardEdit($taskId: ID!, $patch: TaskPatch!) { updateTask(taskId: $taskId, patch: $patch) { id } }', {
+            taskId: task.id,
+            patch,
+          });
+          onDone(`Edited: ${Object.keys(patch).join(', ')}`);
+        } catch (err) {
+          const { message, field } = err as GraphQLRequestError;
+          setError(field ? `${field}: ${message}` : message);
+        }
+      }}
+    >
+      {shown.map((name) => (
+        <label key={name}>
+          {name}
+          <input name={name} value={draft[name]} onInput={(e) => setDraft({ ...draft, [name]: e.currentTarget.value })} />
+        </label>
+      ))}
+      <button type="submit" data-action="save">
+        Save
+      </button>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
   );
 }
 
