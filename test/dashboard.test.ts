@@ -144,7 +144,9 @@ describe.runIf(chromiumAvailable()).each(backends)('dashboard in a browser, offl
     await page.fill('form.edit input[name=intervalSeconds]', '600');
     await page.click('button[data-action=save]');
     await expect.poll(() => page.locator('.notice').innerText()).toContain('Edited: intervalSeconds');
-    const edited = ok(await t.gql<{ task: { intervalSeconds: number } }>('query($id: ID!) { task(id: $id) { intervalSeconds } }', { id: later.id }, AUTH));
+    const edited = ok(
+      await t.gql<{ task: { intervalSeconds: number } }>('query($id: ID!) { task(id: $id) { intervalSeconds } }', { id: later.id }, AUTH),
+    );
     expect(edited.task.intervalSeconds).toBe(600);
     await expect.poll(() => page.locator('table.events').innerText()).toContain('UPDATED');
     await expect.poll(() => page.locator('.facts').innerText()).toContain('every 600 s');
