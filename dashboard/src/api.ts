@@ -90,18 +90,24 @@ export interface TaskRow {
 
 export const TASK_ROW = 'id fullName funcName status source repeatType nextRunAt startTime runCount lastError updatedAt';
 
+export const STATUS_EVENT = `cursor createdAt fromStatus toStatus type nextRunAt task { ${TASK_ROW} }`;
+
 const STATUS_SUBSCRIPTION = `subscription DashboardStatus($after: String) {
-  taskStatusChanged(after: $after) { cursor createdAt fromStatus toStatus type nextRunAt task { ${TASK_ROW} } }
+  taskStatusChanged(after: $after) { ${STATUS_EVENT} }
 }`;
 
 /**
  * Follows every status change of the tenant. The cursor of the last event seen is kept, and after a
  * dropped connection the subscription is opened again with `after` set to it, so the events missed while
  * disconnected arrive first, with no gap and no duplicate (the server's taskStatusChanged contract).
- * A cursor is only given when this page has seen an event: on first open, changes from now on.
+ * `from` is the cursor of the last event the page read from history (taskEvents); none: changes from now on.
  */
-export function followStatusChanges(onEvent: (event: StatusEvent) => void, onState: (state: 'live' | 'reconnecting') => void): () => void {
-  let lastCursor: string | undefined;
+export function followStatusChanges(
+  from: string | undefined,
+  onEvent: (event: StatusEvent) => void,
+  onState: (state: 'live' | 'reconnecting') => void,
+): () => void {
+  let lastCursor = from;
   let stopped = false;
   let dispose: (() => void) | undefined;
   const c = wsClient();

@@ -1,6 +1,16 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { followStatusChanges, type GraphQLRequestError, getKey, gql, type StatusEvent, setKey, TASK_ROW, type TaskRow } from './api.js';
+import {
+  followStatusChanges,
+  type GraphQLRequestError,
+  getKey,
+  gql,
+  STATUS_EVENT,
+  type StatusEvent,
+  setKey,
+  TASK_ROW,
+  type TaskRow,
+} from './api.js';
 import './style.css';
 
 const STATUSES = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'FORCED_END'] as const;
@@ -50,10 +60,29 @@ function App() {
 
   useEffect(() => {
     if (!me) return;
-    return followStatusChanges(
-      (event) => setEvents((old) => [...old.slice(-999), event]),
-      (state) => setLive(state),
-    );
+    // The last half hour from history (taskEvents) feeds the sparklines; the subscription resumes right
+    // after its newest event, so nothing falls between the two.
+    let stop: (() => void) | undefined;
+    let cancelled = false;
+    gql<{ taskEvents: { edges: { node: StatusEvent }[] } }>(
+      `query DashboardRecentEvents($from: DateTime) { taskEvents(filter: { from: $from }, last: 500) { edges { node { ${STATUS_EVENT} } } } }`,
+      { from: new Date(Date.now() - SPARK_MINUTES * 60_000).toISOString() },
+    )
+      .then(({ taskEvents }) => taskEvents.edges.map((e) => e.node))
+      .catch(() => [] as StatusEvent[])
+      .then((history) => {
+        if (cancelled) return;
+        setEvents(history);
+        stop = followStatusChanges(
+          history.at(-1)?.cursor,
+          (event) => setEvents((old) => [...old.slice(-999), event]),
+          (state) => setLive(state),
+        );
+      });
+    return () => {
+      cancelled = true;
+      stop?.();
+    };
   }, [me, key]);
 
   const taskMatch = /^\/task\/(.+)$/.exec(route);
@@ -207,7 +236,7 @@ function Sparklines({ events }: { events: StatusEvent[] }) {
     <section class="sparks">
       <Spark label="Runs ended / min" values={done} format={(v) => String(v)} />
       <Spark label="Mean start lateness (ms)" values={late} format={(v) => String(Math.round(v))} />
-      <span class="hint">last {SPARK_MINUTES} minutes, since this page opened</span>
+      <span class="hint">last {SPARK_MINUTES} minutes</span>
     </section>
   );
 }
