@@ -2,10 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DASHBOARD_DIST } from '../src/dashboard/dashboardAssets.js';
 import { ARTIFACTS_DIR, chromiumAvailable, type IsolatedBrowser, launchIsolatedChromium } from './support/chromium.js';
 import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
 
 /**
  * The live dashboard as a person uses it: a real headless chromium whose only reachable host is
@@ -157,6 +159,66 @@ describe.runIf(chromiumAvailable()).each(backends)('dashboard in a browser, offl
     await page.waitForSelector(`tr[data-task-id="${created.id}"] [data-status=SUCCEEDED]`);
     await page.screenshot({ path: path.join(ARTIFACTS_DIR, `dashboard-${backend}.png`), fullPage: true });
     expect(chromium.blocked).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 120_000);
+
+  it('after a dropped connection, subscribes again from the last event it saw and shows what changed meanwhile', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    // The page's WebSockets pass through the test, which can drop them and refuse new ones.
+    let refuse = false;
+    const routes: WebSocketRoute[] = [];
+    const subscribes: { after: string | null }[] = [];
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      if (refuse) return ws.close({ code: 1012, reason: 'test: service restart' });
+      routes.push(ws);
+      const server = ws.connectToServer();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.type === 'subscribe' && frame.payload.query.includes('taskStatusChanged'))
+          subscribes.push({ after: frame.payload.variables.after });
+        server.send(message);
+      });
+    });
+    await page.goto(`${base}/dashboard`);
+    await page.evaluate((key) => sessionStorage.setItem('chronograph.apiKey', key), ADMIN_KEY);
+    await page.reload();
+    await page.waitForSelector('[data-live=live]', { timeout: 20_000 });
+    await waitFor(() => subscribes.length === 1, { what: 'the first subscription' });
+
+    const { createTimerTask: task } = ok(
+      await t.gql<{ createTimerTask: { id: string } }>(
+        'mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }',
+        { input: { fullName: 'tasks.DataSync', startTime: new Date(Date.now() + 3_600_000).toISOString() } },
+        AUTH,
+      ),
+    );
+    const row = `tr[data-task-id="${task.id}"]`;
+    await page.waitForSelector(`${row} [data-status=SCHEDULED]`);
+    const lastSeen = ok(
+      await t.gql<{ taskEvents: { edges: { node: { cursor: string } }[] } }>(
+        'query($id: ID!) { taskEvents(filter: { taskId: $id }, last: 1) { edges { node { cursor } } } }',
+        { id: task.id },
+        AUTH,
+      ),
+    ).taskEvents.edges[0]!.node.cursor;
+
+    // The connection drops, and stays down while the task is paused through the API.
+    refuse = true;
+    await routes.at(-1)!.close({ code: 1012, reason: 'test: service restart' });
+    await page.waitForSelector('[data-live=reconnecting]');
+    ok(await t.gql('mutation($id: ID!) { pauseTask(taskId: $id) { id } }', { id: task.id }, AUTH));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await page.locator(`${row} [data-status]`).getAttribute('data-status')).toBe('SCHEDULED');
+
+    // Back up: the page resumes after the last event it had, so the pause it missed arrives.
+    refuse = false;
+    await page.waitForSelector(`${row} [data-status=PAUSED]`, { timeout: 30_000 });
+    await page.waitForSelector('[data-live=live]');
+    expect(subscribes.length).toBe(2);
+    expect(subscribes[1]!.after).toBe(lastSeen);
     expect(errors).toEqual([]);
     await page.close();
   }, 120_000);
