@@ -1,0 +1,102 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ARTIFACTS_DIR, chromiumAvailable, type IsolatedBrowser, launchIsolatedChromium } from './support/chromium.js';
+import { createTestApp, ok, type TestApp } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
+
+/**
+ * The dashboard as a person uses it on a machine without internet: a real headless chromium whose only
+ * reachable host is 127.0.0.1, against a Chronograph on a real port with authentication on. The page
+ * comes from the instance, uses only the public GraphQL API with the pasted key, shows a task going
+ * SCHEDULED → RUNNING → SUCCEEDED live, and pauses a task from the page.
+ */
+const ADMIN_KEY = 'chronograph-dashboard-test-admin-key-0123456789';
+const EDITOR = (t: TestApp) =>
+  t.gql(
+    `mutation { createApiKey(input: { name: "dashboard", tenantId: "default", role: EDITOR }) { secret } }`,
+    {},
+    { authorization: `Bearer ${ADMIN_KEY}` },
+  );
+
+describe.runIf(chromiumAvailable())('the dashboard in a browser, offline', () => {
+  let t: TestApp;
+  let port: number;
+  let chromium: IsolatedBrowser;
+  let key: string;
+
+  beforeAll(async () => {
+    t = await createTestApp('pglite', {
+      env: { ADMIN_API_KEY: ADMIN_KEY },
+      setup(app) {
+        app.handlers.register('test.slow', async (args: Record<string, unknown>) => {
+          await new Promise((r) => setTimeout(r, Number(args.ms ?? 1500)));
+          return { done: true };
+        });
+      },
+    });
+    await t.app.templateSvc.forTenant('default').create({ fullName: 'tasks.Slow', title: 'Slow', funcName: 'test.slow' });
+    key = ok(await EDITOR(t)).createApiKey.secret;
+    ({ port } = await t.app.listen(0, '127.0.0.1'));
+    chromium = await launchIsolatedChromium();
+  }, 120_000);
+
+  afterAll(async () => {
+    await chromium?.close();
+    await t?.close();
+  });
+
+  it('shows a task moving through its statuses live, pauses one from the page, and opens its page', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    const response = await page.goto(`http://127.0.0.1:${port}/`);
+    expect(page.url()).toBe(`http://127.0.0.1:${port}/dashboard/`);
+    expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
+
+    // Without a key the API refuses; with the pasted key the page reads and subscribes as that EDITOR.
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('EDITOR · default');
+    await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
+
+    // A task created through the API, due in two seconds: its row goes SCHEDULED → RUNNING → SUCCEEDED.
+    const svc = t.app.taskSvc.forTenant('default');
+    const task = await svc.createTimerTask({
+      fullName: 'tasks.Slow',
+      startTime: new Date(Date.now() + 2000).toISOString(),
+      argDict: { ms: 1500 },
+    });
+    const cell = page.locator(`tr[data-task="${task.id}"] [data-testid=status]`);
+    const seen: string[] = [];
+    await waitFor(
+      async () => {
+        const status = ((await cell.textContent({ timeout: 1000 }).catch(() => null)) ?? '').trim();
+        if (status && seen.at(-1) !== status) seen.push(status);
+        return status === 'SUCCEEDED';
+      },
+      { timeoutMs: 20_000, intervalMs: 50, what: 'the row to show SUCCEEDED' },
+    );
+    expect(seen).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'dashboard-tasks.png'), fullPage: true });
+
+    // Pause a future task from its row: the API shows it PAUSED, the row too.
+    const later = await svc.createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
+    const row = page.locator(`tr[data-task="${later.id}"]`);
+    await row.getByRole('button', { name: 'Pause' }).click();
+    await waitFor(async () => (await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: later.id } })).status === 'PAUSED', {
+      what: 'PAUSED',
+    });
+    await expect.poll(() => row.getByTestId('status').textContent(), { timeout: 10_000 }).toBe('PAUSED');
+    const paused = await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: later.id, toStatus: 'PAUSED' } });
+    expect(paused.actor).toMatch(/^key:/);
+
+    // The task's page: its runs with the result, its events.
+    await page.locator(`tr[data-task="${task.id}"] a`).first().click();
+    await expect.poll(() => page.getByTestId('runs').textContent(), { timeout: 10_000 }).toContain('SUCCEEDED');
+    expect(await page.getByTestId('events').textContent()).toContain('RUNNING');
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'dashboard-task.png'), fullPage: true });
+
+    expect(chromium.blocked).toEqual([]);
+    expect(errors).toEqual([]);
+  }, 90_000);
+});
