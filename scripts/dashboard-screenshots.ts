@@ -1,97 +1,121 @@
-// Produces the README's dashboard screenshots (docs/images/dashboard-*.png): a Chronograph in
-// development mode (no credential, loopback only) on an in-memory PGlite, some tasks, templates and a
-// low-code model created through the GraphQL API, then Debian's chromium on the dashboard.
-//   npm run screenshots:dashboard
-import { mkdirSync } from 'node:fs';
+// The README's dashboard screenshots: `npx tsx scripts/dashboard-screenshots.ts` starts an instance on an
+// in-memory PGlite with some work going on, opens the dashboard in Debian's chromium, and writes
+// docs/images/dashboard-{tasks,task,date-fields}.png.
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { launchIsolatedChromium } from '../test/support/chromium.js';
 
 const OUT = path.resolve(import.meta.dirname, '../docs/images');
-mkdirSync(OUT, { recursive: true });
+const KEY = 'screenshots-admin-key-0123456789abcdef';
 
-const app = await Chronograph.create({ config: loadConfig({ ...process.env, DATA_DIR: 'memory://', APP_DIR: 'app', LOG_LEVEL: 'warn' }) });
-const { port } = await app.listen(0, '127.0.0.1');
-const base = `http://127.0.0.1:${port}`;
-
-async function gql<T = unknown>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const response = await fetch(`${base}/graphql`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await response.json()) as { data?: T; errors?: unknown[] };
-  if (body.errors) throw new Error(JSON.stringify(body.errors));
-  return body.data!;
-}
-
-const inSeconds = (s: number) => new Date(Date.now() + s * 1000).toISOString();
-const create = (inputs: Record<string, unknown>[]) =>
-  gql<{ createTimerTasks: { id: string; fullName: string }[] }>(
-    'mutation($inputs: [TimerTaskInput!]!) { createTimerTasks(inputs: $inputs) { id fullName } }',
-    {
-      inputs,
+async function main() {
+  const config = loadConfig({ APP_DIR: 'app', LOG_LEVEL: 'warn', DATA_DIR: 'memory://', ADMIN_API_KEY: KEY, CONCURRENCY: '4' });
+  const app = await Chronograph.create({
+    config,
+    setup(a) {
+      a.handlers.register('demo.report', async (args: Record<string, unknown>, ctx) => {
+        ctx.logger.info(`building report ${String(args.name)}`);
+        await new Promise((r) => setTimeout(r, Number(args.ms ?? 800)));
+        if (args.fail) throw new Error('the upstream API answered 503');
+        ctx.logger.info('report sent');
+        return { rows: 1280, name: args.name };
+      });
     },
-  );
-
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu'] });
-try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  await page.goto(`${base}/dashboard`);
-  await page.waitForSelector('[data-live=live]');
-
-  // Tasks created while the page watches, so that the sparklines have something to show.
-  const { createTimerTasks: tasks } = await create([
-    ...Array.from({ length: 8 }, (_, i) => ({ fullName: 'tasks.Echo', argDict: { n: i }, startTime: inSeconds(1 + i / 2) })),
-    {
-      fullName: 'tasks.Echo',
-      funcName: 'chronograph.fail',
-      argDict: { message: 'upstream answered 502' },
+  });
+  const { port } = await app.listen(0, '127.0.0.1');
+  const browser = await launchIsolatedChromium();
+  try {
+    const templates = app.templateSvc.forTenant('default');
+    await templates.create({
+      fullName: 'tasks.Report',
+      title: 'Daily report',
+      funcName: 'demo.report',
       maxAttempts: 2,
-      retryBackoffMs: 500,
-      startTime: inSeconds(1),
-    },
-    { fullName: 'tasks.Echo', funcName: 'chronograph.sleep', argDict: { ms: 60_000 }, startTime: inSeconds(2) },
-    { fullName: 'tasks.DataBackup', repeatType: 'CRON', cronExpression: '0 2 * * *', timezone: 'Europe/Paris' },
-    { fullName: 'tasks.Echo', repeatType: 'INTERVAL', intervalSeconds: 900, argDict: { report: 'queue depth' } },
-  ]);
-  const backup = tasks.find((t) => t.fullName === 'tasks.DataBackup')!;
-  await gql('mutation($id: ID!) { runTaskNow(taskId: $id) { id } }', { id: backup.id });
-  const paused = (await create([{ fullName: 'tasks.Echo', startTime: inSeconds(86_400) }])).createTimerTasks[0]!;
-  await gql('mutation($id: ID!) { pauseTask(taskId: $id) { id } }', { id: paused.id });
+      retryBackoffMs: 200,
+    });
+    await app.modelSvc.forTenant('default').saveModel({
+      name: 'models.Contract',
+      fields: [
+        { name: 'expireDate', type: 'DATE' },
+        { name: 'status', type: 'TEXT' },
+      ],
+    });
+    await templates.create({
+      fullName: 'tasks.ContractReminder',
+      title: 'Contract reminder',
+      repeatType: 'DATE_FIELD',
+      funcName: 'chronograph.echo',
+      dateField: {
+        model: 'models.Contract',
+        field: 'expireDate',
+        offset: { amount: 3, unit: 'DAYS', direction: 'BEFORE' },
+        timeOfDay: '09:00',
+      },
+    });
+    const models = app.modelSvc.forTenant('default');
+    for (const [date, status] of [
+      ['2031-03-01', 'active'],
+      ['2031-06-15', 'active'],
+      ['2032-01-10', 'draft'],
+    ] as const) {
+      await models.createRecord('models.Contract', { expireDate: date, status });
+    }
+    const svc = app.taskSvc.forTenant('default');
+    const now = Date.now();
+    await svc.createTimerTask({
+      fullName: 'tasks.Report',
+      repeatType: 'CRON',
+      cronExpression: '0 9 * * 1-5',
+      timezone: 'Europe/Paris',
+      argDict: { name: 'sales' },
+    });
+    await svc.createTimerTask({
+      fullName: 'tasks.Report',
+      repeatType: 'INTERVAL',
+      intervalSeconds: 900,
+      argDict: { name: 'stock', ms: 300 },
+    });
+    await svc.createTimerTask({
+      fullName: 'tasks.Report',
+      startTime: new Date(now + 86_400_000).toISOString(),
+      argDict: { name: 'monthly' },
+    });
+    await svc.createTimerTask({
+      fullName: 'tasks.Report',
+      startTime: new Date(now).toISOString(),
+      argDict: { name: 'broken', fail: true, ms: 100 },
+    });
 
-  // A low-code model whose records drive DATE_FIELD tasks.
-  await gql(`mutation { saveModel(input: { name: "models.Contract", title: "Contracts", fields: [
-    { name: "customer", type: TEXT }, { name: "status", type: TEXT }, { name: "expireDate", type: DATE }] }) { name } }`);
-  await gql(`mutation { createTaskTemplate(input: { fullName: "tasks.ContractReminder", title: "Contract reminder", repeatType: DATE_FIELD,
-    funcName: "chronograph.echo", argDict: { template: "expiry" }, timezone: "Europe/Paris",
-    dateField: { model: "models.Contract", field: "expireDate", offset: { amount: 3, unit: "DAYS", direction: "BEFORE" }, timeOfDay: "09:00" } }) { fullName } }`);
-  const customers = ['Acme', 'Globex', 'Initech', 'Umbrella', 'Hooli'];
-  await gql('mutation($records: [JSON!]!) { importModelRecords(model: "models.Contract", records: $records) { count } }', {
-    records: customers.map((customer, i) => ({
-      customer,
-      status: 'active',
-      expireDate: new Date(Date.now() + (20 + i * 17) * 86_400_000).toISOString().slice(0, 10),
-    })),
-  });
-
-  await new Promise((resolve) => setTimeout(resolve, 8_000));
-  await page.reload();
-  await page.waitForSelector('[data-live=live]');
-  await page.waitForSelector('tr[data-task-id] [data-status=RUNNING]');
-  await page.waitForSelector('.runstats');
-  await page.screenshot({ path: path.join(OUT, 'dashboard-overview.png') });
-
-  await page.goto(`${base}/dashboard#/task/${backup.id}`);
-  await page.waitForSelector('table.runs [data-run-id]');
-  await page.screenshot({ path: path.join(OUT, 'dashboard-task.png') });
-
-  await page.goto(`${base}/dashboard#/records`);
-  await page.waitForSelector('tr[data-record-id]');
-  await page.screenshot({ path: path.join(OUT, 'dashboard-date-fields.png') });
-  console.log(`wrote ${OUT}/dashboard-{overview,task,date-fields}.png`);
-} finally {
-  await browser.close();
-  await app.stop();
+    const page = await browser.context.newPage();
+    await page.setViewportSize({ width: 1400, height: 820 });
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.locator('input[name=apiKey]').fill(KEY);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    for (let i = 0; i < 6; i++) {
+      await svc.createTimerTask({
+        fullName: 'tasks.Report',
+        startTime: new Date(Date.now() + 500 + i * 400).toISOString(),
+        argDict: { name: `batch-${i}`, ms: 1500 },
+      });
+    }
+    await page.waitForTimeout(3500);
+    await page.screenshot({ path: path.join(OUT, 'dashboard-tasks.png') });
+    const interval = await app.db.prisma.task.findFirstOrThrow({ where: { intervalSeconds: 900 } });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/#/task/${interval.id}`);
+    await page.waitForTimeout(1500);
+    await page.screenshot({ path: path.join(OUT, 'dashboard-task.png'), fullPage: true });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/#/models`);
+    await page.waitForTimeout(1500);
+    await page.screenshot({ path: path.join(OUT, 'dashboard-date-fields.png') });
+    console.log(`screenshots written to ${OUT}`);
+  } finally {
+    await browser.close();
+    await app.stop();
+  }
 }
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

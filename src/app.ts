@@ -6,7 +6,6 @@ import { ApiKeySvc } from './auth/ApiKeySvc.js';
 import { Authenticator } from './auth/Authenticator.js';
 import { CredentialWatch } from './auth/CredentialWatch.js';
 import { authConfigProblem, type Config, ConfigError } from './config.js';
-import { DASHBOARD_DIST } from './dashboard/dashboardAssets.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
 import { type Database, openDatabase, type QueryEvent } from './db/Database.js';
@@ -242,7 +241,6 @@ export class Chronograph {
         workerId: this.config.WORKER_ID,
         metricsToken: this.config.METRICS_TOKEN,
         logRequests: this.config.LOG_REQUESTS,
-        dashboardDir: this.config.DASHBOARD_DIR ? path.resolve(this.config.DASHBOARD_DIR) : DASHBOARD_DIST,
       },
       graphql,
     );

@@ -51,8 +51,6 @@ const envSchema = z.object({
   THREAD_MEMORY_LIMIT_MB: z.coerce.number().int().min(16).max(1_048_576).default(512),
   /** Bearer token /metrics requires; unset leaves /metrics open (like /health and /ready). */
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  /** The built dashboard served at / and /dashboard; unset: the package's dashboard/dist (npm run build:dashboard). */
-  DASHBOARD_DIR: z.string().min(1).optional(),
   /** One info line per HTTP request (operation name, status, duration). */
   LOG_REQUESTS: z
     .enum(['true', 'false'])

@@ -1,152 +1,129 @@
 import { type Client, createClient } from 'graphql-ws';
 
-/** The user's API key, kept for this browser tab only (sessionStorage). Empty: no Authorization (development mode). */
-const KEY_STORAGE = 'chronograph.apiKey';
+/**
+ * The dashboard's only way to the server: the public GraphQL API, with the user's key as
+ * `Authorization: Bearer …` over HTTP and as graphql-ws `connectionParams.authorization` over WebSocket.
+ * The key lives in sessionStorage (gone when the tab closes); without one, the server decides (an
+ * instance in development mode answers anonymously).
+ */
+const KEY = 'chronograph.apiKey';
 
 export function getKey(): string {
-  return sessionStorage.getItem(KEY_STORAGE) ?? '';
+  return sessionStorage.getItem(KEY) ?? '';
 }
 
 export function setKey(key: string): void {
-  if (key) sessionStorage.setItem(KEY_STORAGE, key);
-  else sessionStorage.removeItem(KEY_STORAGE);
+  if (key) sessionStorage.setItem(KEY, key);
+  else sessionStorage.removeItem(KEY);
+  const old = socket;
+  socket = undefined;
+  // The old connection goes (a new key is a new identity); its closing is expected, not an error.
+  Promise.resolve(old?.dispose()).catch(() => {});
 }
 
-export class GraphQLRequestError extends Error {
-  constructor(
-    message: string,
-    readonly code?: string,
-    readonly field?: string,
-  ) {
-    super(message);
+function authorization(): Record<string, string> {
+  const key = getKey().trim();
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
+export interface GqlError {
+  message: string;
+  extensions?: { code?: string; field?: string; [key: string]: unknown };
+}
+
+export class ApiError extends Error {
+  constructor(readonly errors: GqlError[]) {
+    super(errors.map((e) => (e.extensions?.code ? `${e.extensions.code}: ${e.message}` : e.message)).join('; '));
   }
 }
 
-/** One operation over HTTP POST /graphql, the public API, with the key as a Bearer credential. */
-export async function gql<T>(query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const key = getKey();
+// biome-ignore lint/suspicious/noExplicitAny: answers are shaped by each query.
+export async function gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<T> {
   const response = await fetch('/graphql', {
     method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/graphql-response+json, application/json',
-      ...(key && { authorization: `Bearer ${key}` }),
-    },
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...authorization() },
     body: JSON.stringify({ query, variables }),
   });
-  const body = (await response.json().catch(() => undefined)) as
-    | { data?: T; errors?: { message: string; extensions?: { code?: string; field?: string } }[] }
-    | undefined;
-  const error = body?.errors?.[0];
-  if (error) throw new GraphQLRequestError(error.message, error.extensions?.code, error.extensions?.field);
-  if (!body?.data) throw new GraphQLRequestError(`HTTP ${response.status}`);
-  return body.data;
+  const body = (await response.json()) as { data?: T; errors?: GqlError[] };
+  if (body.errors?.length) throw new ApiError(body.errors);
+  return body.data as T;
 }
 
-let client: Client | undefined;
-let clientKey = '';
+let socket: Client | undefined;
 
-/** The graphql-ws client (same path as HTTP), its key in connectionParams.authorization; rebuilt when the key changes. */
-export function wsClient(): Client {
-  const key = getKey();
-  if (client && clientKey === key) return client;
-  void client?.dispose();
-  clientKey = key;
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`;
-  client = createClient({
-    url,
-    lazy: false,
-    connectionParams: () => (key ? { authorization: `Bearer ${key}` } : {}),
+function client(): Client {
+  socket ??= createClient({
+    url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
+    connectionParams: () => authorization(),
+    lazy: true,
+    // Reconnect after a restart or a network blip, for as long as the page is open.
     retryAttempts: Number.POSITIVE_INFINITY,
     shouldRetry: () => true,
-    retryWait: async (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 500 * 2 ** retries))),
+    retryWait: async (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** retries))),
   });
-  return client;
+  return socket;
 }
 
-export interface StatusEvent {
+export interface StatusChange {
   cursor: string;
-  createdAt: string;
   fromStatus: string | null;
   toStatus: string;
   type: string;
   nextRunAt: string | null;
-  task: TaskRow;
+  createdAt: string;
+  task: { id: string; fullName: string; funcName: string; status: string; nextRunAt: string | null };
 }
 
-export interface TaskRow {
-  id: string;
-  fullName: string;
-  funcName: string;
-  status: string;
-  source: string;
-  repeatType: string;
-  nextRunAt: string | null;
-  startTime: string;
-  runCount: number;
-  lastError: string | null;
-  updatedAt: string;
-}
-
-export const TASK_ROW = 'id fullName funcName status source repeatType nextRunAt startTime runCount lastError updatedAt';
-
-export const STATUS_EVENT = `cursor createdAt fromStatus toStatus type nextRunAt task { ${TASK_ROW} }`;
-
-const STATUS_SUBSCRIPTION = `subscription DashboardStatus($after: String) {
-  taskStatusChanged(after: $after) { ${STATUS_EVENT} }
+const CHANGES = `subscription Changes($after: String) {
+  taskStatusChanged(after: $after) { cursor fromStatus toStatus type nextRunAt createdAt task { id fullName funcName status nextRunAt } }
 }`;
 
 /**
- * Follows every status change of the tenant. The cursor of the last event seen is kept, and after a
- * dropped connection the subscription is opened again with `after` set to it, so the events missed while
- * disconnected arrive first, with no gap and no duplicate (the server's taskStatusChanged contract).
- * `from` is the cursor of the last event the page read from history (taskEvents); none: changes from now on.
+ * Every status change of the tenant, live, without gap or duplicate across reconnects: it resumes
+ * after the last cursor it delivered (from `after` at first), also when the server ends the stream
+ * (SHUTTING_DOWN, SUBSCRIBER_TOO_SLOW) or the socket drops. Returns a function that stops it.
  */
-export function followStatusChanges(
-  from: string | undefined,
-  onEvent: (event: StatusEvent) => void,
-  onState: (state: 'live' | 'reconnecting') => void,
-): () => void {
-  let lastCursor = from;
+export function followChanges(onChange: (change: StatusChange) => void, onState: (state: string) => void, after?: string): () => void {
+  let last = after;
   let stopped = false;
-  let dispose: (() => void) | undefined;
-  const c = wsClient();
-  const open = () => {
-    dispose?.();
-    dispose = c.subscribe<{ taskStatusChanged: StatusEvent }>(
-      { query: STATUS_SUBSCRIPTION, variables: { after: lastCursor ?? null } },
+  let unsubscribe = () => {};
+  const start = () => {
+    if (stopped) return;
+    onState('live');
+    unsubscribe = client().subscribe<{ taskStatusChanged: StatusChange }>(
+      { query: CHANGES, variables: { after: last ?? null } },
       {
-        next: ({ data }) => {
-          const event = data?.taskStatusChanged;
-          if (!event) return;
-          lastCursor = event.cursor;
-          onEvent(event);
+        next: (result) => {
+          if (stopped) return;
+          const change = result.data?.taskStatusChanged;
+          if (change) {
+            last = change.cursor;
+            onChange(change);
+          }
+          const error = result.errors?.[0] as GqlError | undefined;
+          const resumeFrom = error?.extensions?.lastCursor ?? error?.extensions?.oldestCursor;
+          if (typeof resumeFrom === 'string') last = resumeFrom;
         },
-        error: () => {
-          dispose = undefined;
+        error: (error) => {
+          if (stopped) return;
+          // Refused at subscribe time (CURSOR_EXPIRED: the history was pruned) or a dropped socket.
+          const first = (Array.isArray(error) ? error[0] : undefined) as GqlError | undefined;
+          const oldest = first?.extensions?.oldestCursor;
+          if (typeof oldest === 'string') last = oldest;
           onState('reconnecting');
-          if (!stopped) setTimeout(() => !stopped && !dispose && open(), 1000);
+          setTimeout(start, 1000);
         },
-        complete: () => {},
+        complete: () => {
+          if (stopped) return;
+          onState('reconnecting');
+          setTimeout(start, 250);
+        },
       },
     );
   };
-  // The client resends an open subscription by itself when it reconnects, but with its first variables;
-  // it is dropped on close and opened again from the last cursor once connected.
-  const offClosed = c.on('closed', () => {
-    dispose?.();
-    dispose = undefined;
-    if (!stopped) onState('reconnecting');
-  });
-  const offConnected = c.on('connected', () => {
-    onState('live');
-    if (!dispose && !stopped) open();
-  });
-  open();
+  start();
   return () => {
     stopped = true;
-    offClosed();
-    offConnected();
-    dispose?.();
+    unsubscribe();
   };
 }

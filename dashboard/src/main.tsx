@@ -1,25 +1,274 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import {
-  followStatusChanges,
-  type GraphQLRequestError,
-  getKey,
-  gql,
-  STATUS_EVENT,
-  type StatusEvent,
-  setKey,
-  TASK_ROW,
-  type TaskRow,
-} from './api.js';
+import { ApiError, followChanges, getKey, gql, type StatusChange, setKey } from './api';
 import './style.css';
 
-const STATUSES = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'FORCED_END'] as const;
-const SOURCES = ['API', 'TEMPLATE', 'DATE_FIELD'] as const;
-const PAGE_SIZE = 20;
-/** Minutes shown by the sparklines. */
-const SPARK_MINUTES = 30;
+const STATUSES = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED'] as const;
+const SOURCES = ['API', 'DATE_FIELD', 'TEMPLATE'] as const;
+const PAGE = 20;
 
-type Stats = Record<string, number>;
+// ---------------------------------------------------------------- small helpers
+
+function useHashRoute(): string {
+  const [hash, setHash] = useState(location.hash || '#/');
+  useEffect(() => {
+    const on = () => setHash(location.hash || '#/');
+    addEventListener('hashchange', on);
+    return () => removeEventListener('hashchange', on);
+  }, []);
+  return hash;
+}
+
+function when(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  return `${d.toISOString().slice(0, 10)} ${d.toISOString().slice(11, 19)}Z`;
+}
+
+function Status({ value }: { value: string }) {
+  return <span class={`status status-${value.toLowerCase()}`}>{value}</span>;
+}
+
+function ErrorLine({ error }: { error: unknown }) {
+  if (!error) return null;
+  return <p class="error">{error instanceof ApiError || error instanceof Error ? error.message : String(error)}</p>;
+}
+
+/** Live changes shared by the views: one subscription per page, resumed across reconnects. */
+type Listener = (change: StatusChange) => void;
+const listeners = new Set<Listener>();
+let streamState = 'connecting';
+const stateListeners = new Set<(state: string) => void>();
+let stopStream: (() => void) | undefined;
+
+function startStream() {
+  stopStream?.();
+  stopStream = followChanges(
+    (change) => {
+      for (const l of listeners) l(change);
+    },
+    (state) => {
+      streamState = state;
+      for (const l of stateListeners) l(state);
+    },
+  );
+}
+
+function useChanges(listener: Listener) {
+  const ref = useRef(listener);
+  ref.current = listener;
+  useEffect(() => {
+    const l: Listener = (c) => ref.current(c);
+    listeners.add(l);
+    return () => {
+      listeners.delete(l);
+    };
+  }, []);
+}
+
+function useStreamState(): string {
+  const [state, setState] = useState(streamState);
+  useEffect(() => {
+    stateListeners.add(setState);
+    return () => {
+      stateListeners.delete(setState);
+    };
+  }, []);
+  return state;
+}
+
+/** Runs `fn` at most once per `ms`, after the calls: a call while one is pending runs it once more after. */
+function useThrottled(fn: () => void, ms: number): () => void {
+  const timer = useRef<number | undefined>(undefined);
+  const again = useRef(false);
+  const ref = useRef(fn);
+  ref.current = fn;
+  const schedule = useCallback(() => {
+    if (timer.current !== undefined) {
+      again.current = true;
+      return;
+    }
+    timer.current = window.setTimeout(() => {
+      timer.current = undefined;
+      ref.current();
+      if (again.current) {
+        again.current = false;
+        schedule();
+      }
+    }, ms);
+  }, [ms]);
+  return schedule;
+}
+
+// ---------------------------------------------------------------- header: key and connection
+
+function Header() {
+  const state = useStreamState();
+  const [key, setKeyText] = useState(getKey());
+  const [me, setMe] = useState<{ tenantId: string; role: string; actor: string } | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const load = useCallback(() => {
+    gql('{ me { tenantId role actor } }')
+      .then((d) => {
+        setMe(d.me);
+        setError(null);
+      })
+      .catch((e) => {
+        setMe(null);
+        setError(e);
+      });
+  }, []);
+  useEffect(load, [load]);
+  return (
+    <header>
+      <a href="#/" class="brand">
+        Chronograph
+      </a>
+      <nav>
+        <a href="#/">Tasks</a>
+        <a href="#/models">Date fields</a>
+        <a href="/graphql">GraphiQL</a>
+      </nav>
+      <form
+        class="key"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setKey(key.trim());
+          startStream();
+          load();
+          dispatchEvent(new Event('chronograph:key'));
+        }}
+      >
+        <input
+          type="password"
+          placeholder="API key"
+          value={key}
+          onInput={(e) => setKeyText((e.target as HTMLInputElement).value)}
+          name="apiKey"
+        />
+        <button type="submit">Use key</button>
+      </form>
+      <span class="who" data-testid="who">
+        {me ? `${me.role} · ${me.tenantId}` : error ? 'not signed in' : '…'}
+      </span>
+      <span class={`stream stream-${state}`} data-testid="stream">
+        {state}
+      </span>
+    </header>
+  );
+}
+
+/** Re-renders its children when the key changes (everything is read again under the new identity). */
+function useKeyVersion(): number {
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    const on = () => setVersion((v) => v + 1);
+    addEventListener('chronograph:key', on);
+    return () => removeEventListener('chronograph:key', on);
+  }, []);
+  return version;
+}
+
+// ---------------------------------------------------------------- overview: counts and sparklines
+
+interface Bucket {
+  at: number;
+  done: number;
+  lateSum: number;
+  lateN: number;
+}
+const BUCKET_MS = 5000;
+const BUCKETS = 60;
+
+function Sparkline({ values, label, unit }: { values: number[]; label: string; unit: string }) {
+  const max = Math.max(1, ...values);
+  const points = values.map((v, i) => `${(i / Math.max(1, values.length - 1)) * 200},${40 - (v / max) * 38}`).join(' ');
+  const last = values.at(-1) ?? 0;
+  return (
+    <figure class="spark">
+      <svg viewBox="0 0 200 40" preserveAspectRatio="none" aria-label={label}>
+        <polyline points={points} fill="none" stroke="currentColor" stroke-width="1.5" />
+      </svg>
+      <figcaption>
+        {label}: <b>{Math.round(last * 10) / 10}</b> {unit}
+      </figcaption>
+    </figure>
+  );
+}
+
+function Overview() {
+  const [stats, setStats] = useState<Record<string, number> | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const buckets = useRef<Bucket[]>([]);
+  const [, setTick] = useState(0);
+  const version = useKeyVersion();
+  const load = useCallback(() => {
+    gql(`{ taskStats { total ${STATUSES.map((s) => s.toLowerCase()).join(' ')} } }`)
+      .then((d) => {
+        setStats(d.taskStats);
+        setError(null);
+      })
+      .catch(setError);
+  }, []);
+  const reload = useThrottled(load, 500);
+  useEffect(load, [load, version]);
+  useEffect(() => {
+    const timer = setInterval(() => setTick((t) => t + 1), BUCKET_MS);
+    return () => clearInterval(timer);
+  }, []);
+  useChanges((change) => {
+    reload();
+    const now = Date.now();
+    const at = now - (now % BUCKET_MS);
+    let bucket = buckets.current.at(-1);
+    if (!bucket || bucket.at !== at) {
+      bucket = { at, done: 0, lateSum: 0, lateN: 0 };
+      buckets.current = [...buckets.current, bucket].slice(-BUCKETS);
+    }
+    if (['SUCCEEDED', 'FAILED'].includes(change.toStatus) || (change.fromStatus === 'RUNNING' && change.toStatus === 'SCHEDULED'))
+      bucket.done++;
+    if (change.toStatus === 'RUNNING' && change.nextRunAt) {
+      bucket.lateSum += Math.max(0, new Date(change.createdAt).getTime() - new Date(change.nextRunAt).getTime());
+      bucket.lateN++;
+    }
+  });
+  const now = Date.now() - (Date.now() % BUCKET_MS);
+  const series = Array.from({ length: BUCKETS }, (_, i) => buckets.current.find((b) => b.at === now - (BUCKETS - 1 - i) * BUCKET_MS));
+  return (
+    <section class="overview">
+      <ErrorLine error={error} />
+      <div class="counts" data-testid="counts">
+        <div class="count">
+          <span>total</span>
+          <b>{stats?.total ?? '—'}</b>
+        </div>
+        {STATUSES.map((s) => (
+          <div class={`count count-${s.toLowerCase()}`} key={s}>
+            <span>{s.toLowerCase().replace('_', ' ')}</span>
+            <b data-status={s}>{stats?.[s.toLowerCase()] ?? '—'}</b>
+          </div>
+        ))}
+      </div>
+      <div class="sparks">
+        <Sparkline values={series.map((b) => (b ? b.done / (BUCKET_MS / 1000) : 0))} label="runs finished" unit="per second" />
+        <Sparkline values={series.map((b) => (b?.lateN ? b.lateSum / b.lateN : 0))} label="start lateness" unit="ms" />
+      </div>
+    </section>
+  );
+}
+
+// ---------------------------------------------------------------- task list
+
+interface TaskRow {
+  id: string;
+  fullName: string;
+  funcName: string;
+  status: string;
+  source: string;
+  nextRunAt: string | null;
+  startTime: string | null;
+  repeatType: string;
+}
 
 interface Filters {
   status: string;
@@ -30,1062 +279,587 @@ interface Filters {
   to: string;
 }
 
-const NO_FILTERS: Filters = { status: '', fullName: '', funcName: '', source: '', from: '', to: '' };
+const TASKS = `query Tasks($first: Int, $after: String, $filter: TaskFilter) {
+  tasks(first: $first, after: $after, filter: $filter) {
+    totalCount
+    edges { node { id fullName funcName status source nextRunAt startTime repeatType } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
 
-function useHashRoute(): string {
-  const [hash, setHash] = useState(location.hash);
-  useEffect(() => {
-    const on = () => setHash(location.hash);
-    addEventListener('hashchange', on);
-    return () => removeEventListener('hashchange', on);
-  }, []);
-  return hash.replace(/^#/, '') || '/';
+function filterInput(f: Filters) {
+  return {
+    ...(f.status && { status: [f.status] }),
+    ...(f.fullName && { fullName: f.fullName }),
+    ...(f.funcName && { funcName: f.funcName }),
+    ...(f.source && { source: f.source }),
+    ...(f.from && { startTimeFrom: new Date(f.from).toISOString() }),
+    ...(f.to && { startTimeTo: new Date(f.to).toISOString() }),
+  };
 }
 
-function App() {
-  const route = useHashRoute();
-  const [key, setKeyState] = useState(getKey());
-  const [me, setMe] = useState<{ actor: string; role: string; tenantId: string } | undefined>();
-  const [authError, setAuthError] = useState<string | undefined>();
-  const [events, setEvents] = useState<StatusEvent[]>([]);
-  const [live, setLive] = useState<'live' | 'reconnecting' | 'off'>('off');
-
-  useEffect(() => {
-    setMe(undefined);
-    setAuthError(undefined);
-    gql<{ me: { actor: string; role: string; tenantId: string } }>('query DashboardMe { me { actor role tenantId } }')
-      .then(({ me }) => setMe(me))
-      .catch((error: Error) => setAuthError(error.message));
-  }, [key]);
-
-  useEffect(() => {
-    if (!me) return;
-    // The last half hour from history (taskEvents) feeds the sparklines; the subscription resumes right
-    // after its newest event, so nothing falls between the two.
-    let stop: (() => void) | undefined;
-    let cancelled = false;
-    gql<{ taskEvents: { edges: { node: StatusEvent }[] } }>(
-      `query DashboardRecentEvents($from: DateTime) { taskEvents(filter: { from: $from }, last: 500) { edges { node { ${STATUS_EVENT} } } } }`,
-      { from: new Date(Date.now() - SPARK_MINUTES * 60_000).toISOString() },
-    )
-      .then(({ taskEvents }) => taskEvents.edges.map((e) => e.node))
-      .catch(() => [] as StatusEvent[])
-      .then((history) => {
-        if (cancelled) return;
-        setEvents(history);
-        stop = followStatusChanges(
-          history.at(-1)?.cursor,
-          (event) => setEvents((old) => [...old.slice(-999), event]),
-          (state) => setLive(state),
-        );
-      });
-    return () => {
-      cancelled = true;
-      stop?.();
-    };
-  }, [me, key]);
-
-  const taskMatch = /^\/task\/(.+)$/.exec(route);
-  return (
-    <div class="layout">
-      <header>
-        <h1>
-          <a href="#/">Chronograph</a>
-        </h1>
-        <nav>
-          <a href="#/" class={route === '/' ? 'active' : ''}>
-            Tasks
-          </a>
-          <a href="#/create" class={route === '/create' ? 'active' : ''}>
-            Create
-          </a>
-          <a href="#/records" class={route === '/records' ? 'active' : ''}>
-            Date fields
-          </a>
-          <a href="/graphql">GraphiQL</a>
-        </nav>
-        <KeyField
-          value={key}
-          onSave={(value) => {
-            setKey(value);
-            setKeyState(value);
-          }}
-        />
-        <span class={`live ${live}`} data-live={live} title="taskStatusChanged over WebSocket">
-          {live === 'live' ? '● live' : live === 'reconnecting' ? '○ reconnecting' : '○ offline'}
-        </span>
-      </header>
-      {authError && (
-        <p class="error" role="alert">
-          {authError} — paste an API key above (not needed in development mode).
-        </p>
-      )}
-      {me && (
-        <main>
-          <p class="who">
-            {me.actor} · {me.role} · tenant {me.tenantId}
-          </p>
-          {taskMatch ? (
-            <TaskPage id={decodeURIComponent(taskMatch[1]!)} events={events} />
-          ) : route === '/create' ? (
-            <CreatePage />
-          ) : route === '/records' ? (
-            <RecordsPage events={events} />
-          ) : (
-            <Overview events={events} />
-          )}
-        </main>
-      )}
-    </div>
-  );
+async function act(mutation: string, id: string, extra = '') {
+  await gql(`mutation($id: ID!) { ${mutation}(taskId: $id${extra}) { id status } }`, { id });
 }
 
-function KeyField({ value, onSave }: { value: string; onSave: (value: string) => void }) {
-  const [draft, setDraft] = useState(value);
-  return (
-    <form
-      class="key"
-      onSubmit={(e) => {
-        e.preventDefault();
-        onSave(draft.trim());
-      }}
-    >
-      <input
-        type="password"
-        name="apiKey"
-        placeholder="API key"
-        value={draft}
-        onInput={(e) => setDraft(e.currentTarget.value)}
-        autocomplete="off"
-      />
-      <button type="submit">Use key</button>
-    </form>
-  );
-}
-
-/** Counts by status, sparklines, and the filtered, paged task list, all following the live events. */
-function Overview({ events }: { events: StatusEvent[] }) {
-  const [stats, setStats] = useState<Stats | undefined>();
-  const refreshStats = useCallback(() => {
-    gql<{ taskStats: Stats }>(
-      'query DashboardStats { taskStats { total scheduled running retrying paused succeeded failed cancelled forced_end } }',
-    )
-      .then(({ taskStats }) => setStats(taskStats))
-      .catch(() => {});
-  }, []);
-  // Counts are read again after each burst of events (at most every 500 ms).
-  const timer = useRef<number | undefined>(undefined);
-  useEffect(() => {
-    if (!events.length || timer.current) return;
-    timer.current = window.setTimeout(() => {
-      timer.current = undefined;
-      refreshStats();
-    }, 500);
-  }, [events, refreshStats]);
-  useEffect(() => {
-    refreshStats();
-    return () => clearTimeout(timer.current);
-  }, [refreshStats]);
-
-  return (
-    <>
-      <section class="stats" aria-label="Tasks by status">
-        {stats &&
-          ['total', ...STATUSES.map((s) => s.toLowerCase())].map((name) => (
-            <div class={`stat ${name}`} data-stat={name} key={name}>
-              <span class="count">{stats[name] ?? 0}</span>
-              <span class="label">{name.replace('_', ' ')}</span>
-            </div>
-          ))}
-      </section>
-      <Sparklines events={events} />
-      <RunStats events={events} />
-      <TaskList events={events} />
-    </>
-  );
-}
-
-/** Throughput (runs ended per minute) and lateness (how late runs started) over the last minutes, from the live events. */
-function Sparklines({ events }: { events: StatusEvent[] }) {
-  const [now, setNow] = useState(Date.now());
-  useEffect(() => {
-    const t = setInterval(() => setNow(Date.now()), 10_000);
-    return () => clearInterval(t);
-  }, []);
-  const { done, late } = useMemo(() => {
-    const done = new Array<number>(SPARK_MINUTES).fill(0);
-    const lateSum = new Array<number>(SPARK_MINUTES).fill(0);
-    const lateN = new Array<number>(SPARK_MINUTES).fill(0);
-    const lastDue = new Map<string, string>();
-    for (const e of events) {
-      const minute = SPARK_MINUTES - 1 - Math.floor((now - Date.parse(e.createdAt)) / 60_000);
-      if (e.toStatus === 'RUNNING') {
-        const due = lastDue.get(e.task.id);
-        if (due && minute >= 0 && minute < SPARK_MINUTES) {
-          lateSum[minute]! += Math.max(0, Date.parse(e.createdAt) - Date.parse(due));
-          lateN[minute]!++;
-        }
-      }
-      if (e.nextRunAt) lastDue.set(e.task.id, e.nextRunAt);
-      if (minute < 0 || minute >= SPARK_MINUTES) continue;
-      if (e.fromStatus === 'RUNNING' && e.toStatus !== 'RUNNING') done[minute]!++;
-    }
-    return { done, late: lateSum.map((sum, i) => (lateN[i] ? sum / lateN[i]! : 0)) };
-  }, [events, now]);
-  return (
-    <section class="sparks">
-      <Spark label="Runs ended / min" values={done} format={(v) => String(v)} />
-      <Spark label="Mean start lateness (ms)" values={late} format={(v) => String(Math.round(v))} />
-      <span class="hint">last {SPARK_MINUTES} minutes</span>
-    </section>
-  );
-}
-
-function Spark({ label, values, format }: { label: string; values: number[]; format: (v: number) => string }) {
-  const max = Math.max(1, ...values);
-  const w = 180;
-  const h = 36;
-  const points = values
-    .map((v, i) => `${((i / (values.length - 1)) * w).toFixed(1)},${(h - 2 - (v / max) * (h - 4)).toFixed(1)}`)
-    .join(' ');
-  return (
-    <figure class="spark" data-spark={label}>
-      <svg width={w} height={h} viewBox={`0 0 ${w} ${h}`} role="img" aria-label={label}>
-        <polyline points={points} fill="none" stroke="currentColor" stroke-width="1.5" />
-      </svg>
-      <figcaption>
-        {label}: <b>{format(values[values.length - 1] ?? 0)}</b> (max {format(Math.max(0, ...values))})
-      </figcaption>
-    </figure>
-  );
-}
-
-interface RunStatsRow {
-  key: string;
-  counts: { status: string; count: number }[];
-  p50DurationMs: number | null;
-  p95DurationMs: number | null;
-  failureRate: number | null;
-}
-
-/** Runs of the last 24 hours by handler (runStats), read again when runs end. */
-function RunStats({ events }: { events: StatusEvent[] }) {
-  const [rows, setRows] = useState<RunStatsRow[]>([]);
-  const ended = useMemo(() => events.findLast((e) => e.fromStatus === 'RUNNING')?.cursor, [events]);
-  useEffect(() => {
-    gql<{ runStats: RunStatsRow[] }>(
-      'query DashboardRunStats($from: DateTime) { runStats(groupBy: HANDLER, from: $from) { key counts { status count } p50DurationMs p95DurationMs failureRate } }',
-      { from: new Date(Date.now() - 86_400_000).toISOString() },
-    )
-      .then(({ runStats }) => setRows(runStats))
-      .catch(() => {});
-  }, [ended]);
-  if (!rows.length) return null;
-  return (
-    <table class="runstats">
-      <thead>
-        <tr>
-          <th>Handler (runs, last 24 h)</th>
-          <th>Runs</th>
-          <th>p50</th>
-          <th>p95</th>
-          <th>Failure rate</th>
-        </tr>
-      </thead>
-      <tbody>
-        {rows.map((r) => (
-          <tr key={r.key}>
-            <td>{r.key}</td>
-            <td>{r.counts.map((c) => `${c.status.toLowerCase()} ${c.count}`).join(' · ')}</td>
-            <td>{r.p50DurationMs == null ? '' : `${Math.round(r.p50DurationMs)} ms`}</td>
-            <td>{r.p95DurationMs == null ? '' : `${Math.round(r.p95DurationMs)} ms`}</td>
-            <td>{r.failureRate == null ? '' : `${(r.failureRate * 100).toFixed(1)} %`}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
-  );
-}
-
-interface TasksPage {
-  tasks: { edges: { cursor: string; node: TaskRow }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null }; totalCount: number };
-}
-
-function TaskList({ events }: { events: StatusEvent[] }) {
-  const [filters, setFilters] = useState<Filters>(NO_FILTERS);
-  const [draft, setDraft] = useState<Filters>(NO_FILTERS);
-  /** Cursors of the pages before the current one (the first page has none). */
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const [page, setPage] = useState<TasksPage['tasks'] | undefined>();
-  const [error, setError] = useState<string | undefined>();
-  const after = cursors[cursors.length - 1] ?? null;
-
-  const load = useCallback(() => {
-    const filter = {
-      ...(filters.status && { status: [filters.status] }),
-      ...(filters.fullName && { fullName: filters.fullName }),
-      ...(filters.funcName && { funcName: filters.funcName }),
-      ...(filters.source && { source: filters.source }),
-      ...(filters.from && { startTimeFrom: new Date(filters.from).toISOString() }),
-      ...(filters.to && { startTimeTo: new Date(filters.to).toISOString() }),
-    };
-    gql<TasksPage>(
-      `query DashboardTasks($filter: TaskFilter, $first: Int, $after: String) { tasks(filter: $filter, first: $first, after: $after) { edges { cursor node { ${TASK_ROW} } } pageInfo { hasNextPage endCursor } totalCount } }`,
-      {
-        filter,
-        first: PAGE_SIZE,
-        after,
-      },
-    )
-      .then(({ tasks }) => {
-        setPage(tasks);
-        setError(undefined);
+function TaskActions({ task, onDone }: { task: { id: string; status: string }; onDone: () => void }) {
+  const [error, setError] = useState<unknown>(null);
+  const run = (fn: () => Promise<unknown>) => () =>
+    fn()
+      .then(() => {
+        setError(null);
+        onDone();
       })
-      .catch((e: Error) => setError(e.message));
-  }, [filters, after]);
-  useEffect(load, [load]);
+      .catch(setError);
+  const waiting = ['SCHEDULED', 'RETRYING'].includes(task.status);
+  const live = ['SCHEDULED', 'RETRYING', 'PAUSED', 'RUNNING'].includes(task.status);
+  return (
+    <span class="actions">
+      {waiting && (
+        <button type="button" onClick={run(() => act('pauseTask', task.id))}>
+          Pause
+        </button>
+      )}
+      {task.status === 'PAUSED' && (
+        <button type="button" onClick={run(() => act('resumeTask', task.id))}>
+          Resume
+        </button>
+      )}
+      {(waiting || task.status === 'PAUSED') && (
+        <button type="button" onClick={run(() => act('runTaskNow', task.id))}>
+          Run now
+        </button>
+      )}
+      {(waiting || task.status === 'PAUSED') && (
+        <button type="button" onClick={run(() => act('cancelTask', task.id))}>
+          Cancel
+        </button>
+      )}
+      {live && (
+        <button type="button" class="danger" onClick={run(() => act('forcedEnd', task.id))}>
+          Force end
+        </button>
+      )}
+      <ErrorLine error={error} />
+    </span>
+  );
+}
 
-  // Live: each row takes its task's newest state from the events; a new task on the first page reloads it.
-  const latest = useMemo(() => {
-    const byTask = new Map<string, TaskRow>();
-    for (const e of events) byTask.set(e.task.id, e.task);
-    return byTask;
-  }, [events]);
-  const lastCreated = useMemo(() => events.findLast((e) => e.type === 'CREATED')?.cursor, [events]);
-  useEffect(() => {
-    if (lastCreated && after === null) load();
-  }, [lastCreated]);
-
-  const rows = page?.edges.map((edge) => {
-    const fresh = latest.get(edge.node.id);
-    return fresh && fresh.updatedAt >= edge.node.updatedAt ? fresh : edge.node;
+function TaskList() {
+  const [filters, setFilters] = useState<Filters>({ status: '', fullName: '', funcName: '', source: '', from: '', to: '' });
+  const [pages, setPages] = useState<(string | null)[]>([null]);
+  const [rows, setRows] = useState<TaskRow[]>([]);
+  const [info, setInfo] = useState<{ total: number; next: string | null }>({ total: 0, next: null });
+  const [error, setError] = useState<unknown>(null);
+  const version = useKeyVersion();
+  const after = pages.at(-1) ?? null;
+  const load = useCallback(() => {
+    gql(TASKS, { first: PAGE, after, filter: filterInput(filters) })
+      .then((d) => {
+        setRows(d.tasks.edges.map((e: { node: TaskRow }) => e.node));
+        setInfo({ total: d.tasks.totalCount, next: d.tasks.pageInfo.hasNextPage ? d.tasks.pageInfo.endCursor : null });
+        setError(null);
+      })
+      .catch(setError);
+  }, [after, filters]);
+  const reload = useThrottled(load, 700);
+  useEffect(load, [load, version]);
+  useChanges((change) => {
+    const row = rows.find((r) => r.id === change.task.id);
+    if (row) {
+      setRows((current) =>
+        current.map((r) => (r.id === change.task.id ? { ...r, status: change.toStatus, nextRunAt: change.task.nextRunAt } : r)),
+      );
+    } else if (change.type === 'CREATED' && after === null) {
+      reload(); // a new task: on the first page, newest first
+    }
   });
-  const field = (name: keyof Filters) => ({
-    name,
-    value: draft[name],
-    onInput: (e: Event) => setDraft({ ...draft, [name]: (e.currentTarget as HTMLInputElement).value }),
-  });
+  const set = (name: keyof Filters) => (e: Event) => {
+    setPages([null]);
+    setFilters({ ...filters, [name]: (e.target as HTMLInputElement).value });
+  };
   return (
     <section class="tasks">
-      <form
-        class="filters"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setFilters(draft);
-          setCursors([null]);
-        }}
-      >
-        <select {...field('status')} aria-label="Status">
+      <form class="filters" onSubmit={(e) => e.preventDefault()}>
+        <select value={filters.status} onChange={set('status')} name="status" aria-label="status">
           <option value="">any status</option>
           {STATUSES.map((s) => (
-            <option key={s} value={s}>
+            <option value={s} key={s}>
               {s}
             </option>
           ))}
         </select>
-        <input {...field('fullName')} placeholder="template (fullName)" />
-        <input {...field('funcName')} placeholder="handler (funcName)" />
-        <select {...field('source')} aria-label="Source">
+        <input placeholder="template (fullName)" value={filters.fullName} onChange={set('fullName')} name="fullName" />
+        <input placeholder="handler (funcName)" value={filters.funcName} onChange={set('funcName')} name="funcName" />
+        <select value={filters.source} onChange={set('source')} name="source" aria-label="source">
           <option value="">any source</option>
           {SOURCES.map((s) => (
-            <option key={s} value={s}>
+            <option value={s} key={s}>
               {s}
             </option>
           ))}
         </select>
         <label>
-          from <input type="datetime-local" {...field('from')} />
+          start from <input type="datetime-local" value={filters.from} onChange={set('from')} name="from" />
         </label>
         <label>
-          to <input type="datetime-local" {...field('to')} />
+          to <input type="datetime-local" value={filters.to} onChange={set('to')} name="to" />
         </label>
-        <button type="submit">Filter</button>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <table>
         <thead>
           <tr>
-            <th>Task</th>
-            <th>Status</th>
-            <th>Handler</th>
-            <th>Source</th>
-            <th>Repeat</th>
-            <th>Next run</th>
-            <th>Runs</th>
-            <th>Last error</th>
+            <th>task</th>
+            <th>template</th>
+            <th>handler</th>
+            <th>status</th>
+            <th>next run</th>
+            <th />
           </tr>
         </thead>
         <tbody>
-          {rows?.map((task) => (
-            <tr key={task.id} data-task-id={task.id}>
+          {rows.map((t) => (
+            <tr key={t.id} data-task={t.id}>
               <td>
-                <a href={`#/task/${encodeURIComponent(task.id)}`}>{task.fullName}</a>
-                <div class="id">{task.id}</div>
+                <a href={`#/task/${t.id}`}>{t.id.slice(0, 8)}…</a> <small>{t.repeatType.toLowerCase()}</small>
               </td>
+              <td>{t.fullName}</td>
               <td>
-                <span class={`badge ${task.status}`} data-status={task.status}>
-                  {task.status}
-                </span>
+                <code>{t.funcName}</code>
               </td>
-              <td>{task.funcName}</td>
-              <td>{task.source}</td>
-              <td>{task.repeatType}</td>
-              <td>{time(task.nextRunAt)}</td>
-              <td>{task.runCount}</td>
-              <td class="err">{task.lastError ?? ''}</td>
+              <td data-testid="status">
+                <Status value={t.status} />
+              </td>
+              <td>{when(t.nextRunAt)}</td>
+              <td>
+                <TaskActions task={t} onDone={load} />
+              </td>
             </tr>
           ))}
-          {rows?.length === 0 && (
-            <tr>
-              <td colSpan={8}>No tasks match.</td>
-            </tr>
-          )}
         </tbody>
       </table>
       <div class="pager">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          ← Newer
-        </button>
-        <span data-total={page?.totalCount}>
-          page {cursors.length} of {Math.max(1, Math.ceil((page?.totalCount ?? 0) / PAGE_SIZE))} · {page?.totalCount ?? 0} tasks
+        <span>
+          {info.total} task{info.total === 1 ? '' : 's'}
         </span>
-        <button
-          type="button"
-          disabled={!page?.pageInfo.hasNextPage}
-          onClick={() => page?.pageInfo.endCursor && setCursors([...cursors, page.pageInfo.endCursor])}
-        >
-          Older →
+        <button type="button" disabled={pages.length === 1} onClick={() => setPages(pages.slice(0, -1))}>
+          Previous
+        </button>
+        <button type="button" disabled={!info.next} onClick={() => setPages([...pages, info.next])}>
+          Next
         </button>
       </div>
     </section>
   );
 }
 
-interface TaskDetail extends TaskRow {
-  cronExpression: string | null;
-  intervalSeconds: number | null;
-  timezone: string;
-  endTime: string | null;
-  maxRuns: number | null;
-  attempts: number;
-  maxAttempts: number;
-  priority: number;
-  queue: string;
-  argDict: unknown;
-  createdAt: string;
-  timeoutMs: number | null;
-  upcomingRuns: { at: string; local: string }[];
-}
+// ---------------------------------------------------------------- create from a template
 
-interface Connection<T> {
-  totalCount: number;
-  edges: { node: T }[];
-}
-
-interface TaskHistory {
-  task: TaskDetail | null;
-  taskRuns: Connection<{
-    id: string;
-    attempt: number;
-    status: string;
-    startedAt: string;
-    finishedAt: string | null;
-    durationMs: number | null;
-    result: unknown;
-    error: string | null;
-    workerId: string;
-  }>;
-  taskEvents: Connection<{
-    id: string;
-    createdAt: string;
-    type: string;
-    fromStatus: string | null;
-    toStatus: string;
-    message: string | null;
-    actor: string | null;
-  }>;
-  runLogs: Connection<{ id: string; createdAt: string; level: string; message: string; run: { attempt: number } }>;
-}
-
-/** A task and its history: the newest runs, events and log lines (history connections, with their totals). */
-const TASK_DETAIL = `query DashboardTask($id: ID!, $search: String) {
-  task(id: $id) { ${TASK_ROW} cronExpression intervalSeconds timezone endTime maxRuns attempts maxAttempts priority queue argDict createdAt timeoutMs upcomingRuns(count: 5) { at local } }
-  taskRuns(filter: { taskId: $id }, last: 20) { totalCount edges { node { id attempt status startedAt finishedAt durationMs result error workerId } } }
-  taskEvents(filter: { taskId: $id }, last: 50) { totalCount edges { node { id createdAt type fromStatus toStatus message actor } } }
-  runLogs(filter: { taskId: $id, search: $search }, last: 100) { totalCount edges { node { id createdAt level message run { attempt } } } }
-}`;
-
-const ACTIONS: Record<string, { label: string; mutation: string; when: string[] }> = {
-  pause: {
-    label: 'Pause',
-    mutation: 'mutation DashboardPause($taskId: ID!) { pauseTask(taskId: $taskId) { id status } }',
-    when: ['SCHEDULED', 'RETRYING'],
-  },
-  resume: {
-    label: 'Resume',
-    mutation: 'mutation DashboardResume($taskId: ID!) { resumeTask(taskId: $taskId) { id status } }',
-    when: ['PAUSED'],
-  },
-  runNow: {
-    label: 'Run now',
-    mutation: 'mutation DashboardRunNow($taskId: ID!) { runTaskNow(taskId: $taskId) { id status } }',
-    when: ['SCHEDULED', 'RETRYING', 'PAUSED'],
-  },
-  cancel: {
-    label: 'Cancel',
-    mutation: 'mutation DashboardCancel($taskId: ID!, $reason: String) { cancelTask(taskId: $taskId, reason: $reason) { id status } }',
-    when: ['SCHEDULED', 'RETRYING', 'PAUSED'],
-  },
-  forceEnd: {
-    label: 'Force end',
-    mutation: 'mutation DashboardForceEnd($taskId: ID!, $reason: String) { forcedEnd(taskId: $taskId, reason: $reason) { id status } }',
-    when: ['SCHEDULED', 'RETRYING', 'PAUSED', 'RUNNING'],
-  },
-};
-
-function TaskPage({ id, events }: { id: string; events: StatusEvent[] }) {
-  const [history, setHistory] = useState<TaskHistory | undefined>();
-  const [error, setError] = useState<string | undefined>();
-  const [notice, setNotice] = useState<string | undefined>();
-  const [when, setWhen] = useState('');
-  const [search, setSearch] = useState('');
-  const [editing, setEditing] = useState(false);
-  const load = useCallback(() => {
-    gql<TaskHistory>(TASK_DETAIL, { id, search: search || null })
-      .then(setHistory)
-      .catch((e: Error) => setError(e.message));
-  }, [id, search]);
-  useEffect(load, [load]);
-  // Reread the page when one of this task's changes arrives.
-  const mine = useMemo(() => events.findLast((e) => e.task.id === id)?.cursor, [events, id]);
+function CreateTask() {
+  const [templates, setTemplates] = useState<{ fullName: string; title: string }[]>([]);
+  const [form, setForm] = useState({ fullName: '', startTime: '', argDict: '' });
+  const [message, setMessage] = useState<unknown>(null);
+  const version = useKeyVersion();
   useEffect(() => {
-    if (mine) load();
-  }, [mine]);
-
-  const act = async (name: string, mutation: string, variables: Record<string, unknown>) => {
-    setError(undefined);
+    gql('{ taskTemplates { fullName title } }')
+      .then((d) => setTemplates(d.taskTemplates))
+      .catch(setMessage);
+  }, [version]);
+  const submit = async (e: Event) => {
+    e.preventDefault();
     try {
-      await gql(mutation, { taskId: id, ...variables });
-      setNotice(`${name}: done`);
-      load();
-    } catch (e) {
-      setError((e as Error).message);
+      const input: Record<string, unknown> = {
+        fullName: form.fullName,
+        startTime: form.startTime ? new Date(form.startTime).toISOString() : new Date().toISOString(),
+      };
+      if (form.argDict.trim()) input.argDict = JSON.parse(form.argDict);
+      const d = await gql('mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }', { input });
+      setMessage(`created ${d.createTimerTask.id}`);
+    } catch (error) {
+      setMessage(error);
     }
   };
-  if (history === undefined) return <p>{error ?? 'Loading…'}</p>;
-  const { task, taskRuns, taskEvents, runLogs } = history;
-  if (task === null) return <p class="error">No task {id}.</p>;
+  return (
+    <details class="create">
+      <summary>Create a task from a template</summary>
+      <form onSubmit={submit}>
+        <select
+          required
+          value={form.fullName}
+          onChange={(e) => setForm({ ...form, fullName: (e.target as HTMLSelectElement).value })}
+          name="template"
+        >
+          <option value="">template…</option>
+          {templates.map((t) => (
+            <option value={t.fullName} key={t.fullName}>
+              {t.fullName} — {t.title}
+            </option>
+          ))}
+        </select>
+        <label>
+          start{' '}
+          <input
+            type="datetime-local"
+            value={form.startTime}
+            onChange={(e) => setForm({ ...form, startTime: (e.target as HTMLInputElement).value })}
+          />
+        </label>
+        <input
+          placeholder='argDict, e.g. {"path": "/tmp"}'
+          value={form.argDict}
+          onInput={(e) => setForm({ ...form, argDict: (e.target as HTMLInputElement).value })}
+        />
+        <button type="submit">Create</button>
+      </form>
+      {typeof message === 'string' ? <p class="ok">{message}</p> : <ErrorLine error={message} />}
+    </details>
+  );
+}
+
+// ---------------------------------------------------------------- a task's page
+
+const TASK = `query Task($id: ID!) {
+  task(id: $id) {
+    id fullName funcName taskType status source repeatType cronExpression intervalSeconds timezone startTime endTime maxRuns runCount
+    nextRunAt priority queue maxAttempts argDict lastError
+    upcomingRuns(count: 5) { at local offset note }
+  }
+  taskRuns(last: 20, filter: { taskId: $id }) { totalCount edges { node { id attempt status workerId startedAt durationMs result error } } }
+  runLogs(last: 50, filter: { taskId: $id }) { totalCount edges { node { id level message createdAt run { attempt } } } }
+  taskEvents(last: 50, filter: { taskId: $id }) { totalCount edges { node { cursor type fromStatus toStatus message actor createdAt } } }
+}`;
+
+function TaskPage({ id }: { id: string }) {
+  // biome-ignore lint/suspicious/noExplicitAny: the shape is TASK's.
+  const [data, setData] = useState<any>(null);
+  const [error, setError] = useState<unknown>(null);
+  const version = useKeyVersion();
+  const load = useCallback(() => {
+    gql(TASK, { id })
+      .then((d) => {
+        setData(d);
+        setError(null);
+      })
+      .catch(setError);
+  }, [id]);
+  const reload = useThrottled(load, 300);
+  useEffect(load, [load, version]);
+  useChanges((change) => {
+    if (change.task.id === id) reload();
+  });
+  const task = data?.task;
+  if (!task) return <section>{error ? <ErrorLine error={error} /> : data ? <p>No task {id} in this tenant.</p> : <p>Loading…</p>}</section>;
   const schedule =
     task.repeatType === 'CRON'
       ? `cron ${task.cronExpression} (${task.timezone})`
       : task.repeatType === 'INTERVAL'
         ? `every ${task.intervalSeconds} s`
-        : `once at ${time(task.startTime)}`;
+        : `once at ${when(task.startTime)}`;
   return (
-    <article class="task" data-task-page={task.id}>
+    <section class="task-page">
       <h2>
-        {task.fullName}{' '}
-        <span class={`badge ${task.status}`} data-status={task.status}>
-          {task.status}
-        </span>
+        {task.fullName} <Status value={task.status} />
       </h2>
-      <div class="actions">
-        {Object.entries(ACTIONS)
-          .filter(([, a]) => a.when.includes(task.status))
-          .map(([name, a]) => (
-            <button
-              type="button"
-              key={name}
-              data-action={name}
-              onClick={() => act(a.label, a.mutation, name === 'cancel' || name === 'forceEnd' ? { reason: 'from the dashboard' } : {})}
-            >
-              {a.label}
-            </button>
-          ))}
-        {LIVE.includes(task.status) && (
-          <button type="button" data-action="edit" onClick={() => setEditing(!editing)}>
-            Edit
-          </button>
-        )}
-        {['SCHEDULED', 'RETRYING', 'PAUSED'].includes(task.status) && (
-          <form
-            class="inline"
-            onSubmit={(e) => {
-              e.preventDefault();
-              if (when)
-                void act(
-                  'Reschedule',
-                  'mutation DashboardReschedule($taskId: ID!, $startTime: String!) { rescheduleTask(taskId: $taskId, startTime: $startTime) { id status } }',
-                  { startTime: new Date(when).toISOString() },
-                );
-            }}
-          >
-            <input
-              type="datetime-local"
-              name="startTime"
-              value={when}
-              onInput={(e) => setWhen(e.currentTarget.value)}
-              aria-label="New start time"
-            />
-            <button type="submit" data-action="reschedule">
-              Reschedule
-            </button>
-          </form>
-        )}
+      <p>
+        <code>{task.id}</code> · handler <code>{task.funcName}</code> · {task.source.toLowerCase()} · priority {task.priority} · queue{' '}
+        {task.queue}
+      </p>
+      <TaskActions task={task} onDone={load} />
+      <ErrorLine error={error} />
+      <div class="grid">
+        <div>
+          <h3>Schedule</h3>
+          <p>
+            {schedule}
+            {task.endTime && `, until ${when(task.endTime)}`}
+            {task.maxRuns != null && `, ${task.maxRuns} runs at most`} · {task.runCount} run(s) done · next {when(task.nextRunAt)}
+          </p>
+          <h3>Upcoming runs</h3>
+          <ul data-testid="upcoming">
+            {task.upcomingRuns.map((r: { at: string; local: string; offset: string; note: string | null }) => (
+              <li key={r.at}>
+                {r.local} ({r.offset}){r.note && <small> — {r.note}</small>}
+              </li>
+            ))}
+            {task.upcomingRuns.length === 0 && <li>none</li>}
+          </ul>
+          <h3>Arguments</h3>
+          <pre>{JSON.stringify(task.argDict, null, 2)}</pre>
+          <Reschedule id={task.id} onDone={load} />
+          <EditTask task={task} onDone={load} />
+        </div>
+        <div>
+          <h3>Runs ({data.taskRuns.totalCount})</h3>
+          <table data-testid="runs">
+            <tbody>
+              {data.taskRuns.edges.map(
+                ({
+                  node: r,
+                }: {
+                  node: {
+                    id: string;
+                    attempt: number;
+                    status: string;
+                    startedAt: string;
+                    durationMs: number | null;
+                    result: unknown;
+                    error: string | null;
+                  };
+                }) => (
+                  <tr key={r.id}>
+                    <td>#{r.attempt}</td>
+                    <td>
+                      <Status value={r.status} />
+                    </td>
+                    <td>{when(r.startedAt)}</td>
+                    <td>{r.durationMs != null ? `${r.durationMs} ms` : '…'}</td>
+                    <td>
+                      <code>{r.error ?? JSON.stringify(r.result)}</code>
+                    </td>
+                  </tr>
+                ),
+              )}
+            </tbody>
+          </table>
+          <h3>Logs ({data.runLogs.totalCount})</h3>
+          <pre class="logs">
+            {data.runLogs.edges
+              .map(
+                ({ node: l }: { node: { createdAt: string; level: string; message: string; run: { attempt: number } } }) =>
+                  `${when(l.createdAt)} #${l.run.attempt} ${l.level.padEnd(5)} ${l.message}`,
+              )
+              .join('\n') || 'none'}
+          </pre>
+          <h3>Events ({data.taskEvents.totalCount})</h3>
+          <ol class="events" data-testid="events">
+            {data.taskEvents.edges.map(
+              ({
+                node: e,
+              }: {
+                node: {
+                  cursor: string;
+                  type: string;
+                  fromStatus: string | null;
+                  toStatus: string;
+                  message: string | null;
+                  actor: string | null;
+                  createdAt: string;
+                };
+              }) => (
+                <li key={e.cursor}>
+                  {when(e.createdAt)} {e.fromStatus ?? '∅'} → <Status value={e.toStatus} /> <small>{e.type}</small> {e.message}
+                  {e.actor && <small> · {e.actor}</small>}
+                </li>
+              ),
+            )}
+          </ol>
+        </div>
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      {notice && <p class="notice">{notice}</p>}
-      {editing && (
-        <EditForm
-          task={task}
-          onDone={(message) => {
-            setEditing(false);
-            setNotice(message);
-            load();
-          }}
-        />
-      )}
-      <dl class="facts">
-        <dt>Id</dt>
-        <dd>{task.id}</dd>
-        <dt>Schedule</dt>
-        <dd>{schedule}</dd>
-        <dt>Handler</dt>
-        <dd>{task.funcName}</dd>
-        <dt>Source</dt>
-        <dd>{task.source}</dd>
-        <dt>Queue · priority</dt>
-        <dd>
-          {task.queue} · {task.priority}
-        </dd>
-        <dt>Attempts</dt>
-        <dd>
-          {task.attempts} of {task.maxAttempts}
-        </dd>
-        <dt>Runs</dt>
-        <dd>
-          {task.runCount}
-          {task.maxRuns ? ` of ${task.maxRuns}` : ''}
-        </dd>
-        <dt>Ends</dt>
-        <dd>{time(task.endTime) || 'never'}</dd>
-        <dt>Arguments</dt>
-        <dd>
-          <code>{JSON.stringify(task.argDict)}</code>
-        </dd>
-      </dl>
-      <h3>Upcoming runs</h3>
-      {task.upcomingRuns.length ? (
-        <ol class="upcoming">
-          {task.upcomingRuns.map((r) => (
-            <li key={r.at}>
-              {time(r.at)}{' '}
-              <span class="hint">
-                ({r.local} {task.timezone})
-              </span>
-            </li>
-          ))}
-        </ol>
-      ) : (
-        <p class="hint">None.</p>
-      )}
-      <h3>
-        Runs{' '}
-        <span class="hint">
-          newest {taskRuns.edges.length} of {taskRuns.totalCount}
-        </span>
-      </h3>
-      <table class="runs">
-        <thead>
-          <tr>
-            <th>#</th>
-            <th>Status</th>
-            <th>Started</th>
-            <th>Duration</th>
-            <th>Worker</th>
-            <th>Result / error</th>
-          </tr>
-        </thead>
-        <tbody>
-          {taskRuns.edges.map(({ node: r }) => (
-            <tr key={r.id} data-run-id={r.id}>
-              <td>{r.attempt}</td>
-              <td>
-                <span class={`badge ${r.status}`}>{r.status}</span>
-              </td>
-              <td>{time(r.startedAt)}</td>
-              <td>{r.durationMs == null ? '' : `${r.durationMs} ms`}</td>
-              <td>{r.workerId}</td>
-              <td class={r.error ? 'err' : ''}>
-                <code>{r.error ?? JSON.stringify(r.result)}</code>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-      <h3>
-        Logs{' '}
-        <span class="hint">
-          newest {runLogs.edges.length} of {runLogs.totalCount}
-        </span>
-      </h3>
-      <input
-        type="search"
-        name="logSearch"
-        placeholder="search the logs"
-        value={search}
-        onChange={(e) => setSearch(e.currentTarget.value)}
-      />
-      <div class="logs">
-        {runLogs.edges.map(({ node: l }) => (
-          <div key={l.id} class={`log ${l.level}`}>
-            {time(l.createdAt)} #{l.run.attempt} {l.level} {l.message}
-          </div>
-        ))}
-        {runLogs.edges.length === 0 && <p class="hint">No log lines.</p>}
-      </div>
-      <h3>
-        Events{' '}
-        <span class="hint">
-          newest {taskEvents.edges.length} of {taskEvents.totalCount}
-        </span>
-      </h3>
-      <table class="events">
-        <thead>
-          <tr>
-            <th>When</th>
-            <th>Type</th>
-            <th>Change</th>
-            <th>By</th>
-            <th>Message</th>
-          </tr>
-        </thead>
-        <tbody>
-          {taskEvents.edges.map(({ node: e }) => (
-            <tr key={e.id}>
-              <td>{time(e.createdAt)}</td>
-              <td>{e.type}</td>
-              <td>
-                {e.fromStatus ?? '—'} → {e.toStatus}
-              </td>
-              <td>{e.actor ?? 'scheduler'}</td>
-              <td>{e.message ?? ''}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </article>
+    </section>
   );
 }
 
-const LIVE = ['SCHEDULED', 'RETRYING', 'PAUSED', 'RUNNING'];
-
-/** The fields of TaskPatch the page edits, as text; only the ones the user changed are sent (updateTask). */
-function EditForm({ task, onDone }: { task: TaskDetail; onDone: (message: string) => void }) {
-  const initial = {
-    cronExpression: task.cronExpression ?? '',
-    intervalSeconds: task.intervalSeconds == null ? '' : String(task.intervalSeconds),
-    timezone: task.timezone,
-    funcName: task.funcName,
-    argDict: JSON.stringify(task.argDict),
-    priority: String(task.priority),
-    queue: task.queue,
-    maxAttempts: String(task.maxAttempts),
-    timeoutMs: task.timeoutMs == null ? '' : String(task.timeoutMs),
-  };
-  const [draft, setDraft] = useState(initial);
-  const [error, setError] = useState<string | undefined>();
-  const numeric = new Set(['intervalSeconds', 'priority', 'maxAttempts', 'timeoutMs']);
-  const shown = (Object.keys(initial) as (keyof typeof initial)[]).filter(
-    (name) => (name !== 'cronExpression' || task.repeatType === 'CRON') && (name !== 'intervalSeconds' || task.repeatType === 'INTERVAL'),
-  );
+function Reschedule({ id, onDone }: { id: string; onDone: () => void }) {
+  const [at, setAt] = useState('');
+  const [error, setError] = useState<unknown>(null);
   return (
     <form
-      class="edit"
-      onSubmit={async (e) => {
+      class="inline"
+      onSubmit={(e) => {
         e.preventDefault();
-        setError(undefined);
-        const patch: Record<string, unknown> = {};
-        try {
-          for (const name of shown) {
-            if (draft[name] === initial[name]) continue;
-            const text = draft[name].trim();
-            patch[name] = name === 'argDict' ? JSON.parse(text) : numeric.has(name) ? (text === '' ? null : Number(text)) : text;
-          }
-        } catch {
-          setError('argDict must be JSON');
-          return;
-        }
-        if (!Object.keys(patch).length) return onDone('Nothing changed');
-        try {
-          await gql('mutation DashboardEdit($taskId: ID!, $patch: TaskPatch!) { updateTask(taskId: $taskId, patch: $patch) { id } }', {
-            taskId: task.id,
-            patch,
-          });
-          onDone(`Edited: ${Object.keys(patch).join(', ')}`);
-        } catch (err) {
-          const { message, field } = err as GraphQLRequestError;
-          setError(field ? `${field}: ${message}` : message);
-        }
+        gql('mutation($id: ID!, $at: String!) { rescheduleTask(taskId: $id, startTime: $at) { id } }', {
+          id,
+          at: new Date(at).toISOString(),
+        })
+          .then(() => {
+            setError(null);
+            onDone();
+          })
+          .catch(setError);
       }}
     >
-      {shown.map((name) => (
-        <label key={name}>
-          {name}
-          <input name={name} value={draft[name]} onInput={(e) => setDraft({ ...draft, [name]: e.currentTarget.value })} />
-        </label>
-      ))}
-      <button type="submit" data-action="save">
-        Save
-      </button>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <label>
+        reschedule to <input type="datetime-local" required value={at} onChange={(e) => setAt((e.target as HTMLInputElement).value)} />
+      </label>
+      <button type="submit">Reschedule</button>
+      <ErrorLine error={error} />
     </form>
   );
 }
 
-interface Template {
-  fullName: string;
-  title: string | null;
-  funcName: string;
-  repeatType: string;
-  argDict: unknown;
-}
-
-function CreatePage() {
-  const [templates, setTemplates] = useState<Template[]>([]);
-  const [fullName, setFullName] = useState('');
-  const [startTime, setStartTime] = useState('');
-  const [args, setArgs] = useState('');
-  const [error, setError] = useState<string | undefined>();
-  useEffect(() => {
-    gql<{ taskTemplates: Template[] }>(
-      'query DashboardTemplates { taskTemplates(query: "") { fullName title funcName repeatType argDict } }',
-    )
-      .then(({ taskTemplates }) => setTemplates(taskTemplates))
-      .catch((e: Error) => setError(e.message));
-  }, []);
-  const chosen = templates.find((t) => t.fullName === fullName);
+// biome-ignore lint/suspicious/noExplicitAny: the task as TASK reads it.
+function EditTask({ task, onDone }: { task: any; onDone: () => void }) {
+  const initial = useMemo(
+    () => ({
+      cronExpression: task.cronExpression ?? '',
+      intervalSeconds: task.intervalSeconds?.toString() ?? '',
+      timezone: task.timezone ?? '',
+      priority: String(task.priority),
+      argDict: JSON.stringify(task.argDict),
+    }),
+    [task],
+  );
+  const [form, setForm] = useState(initial);
+  const [message, setMessage] = useState<unknown>(null);
+  useEffect(() => setForm(initial), [initial]);
+  const field = (name: keyof typeof form) => ({
+    value: form[name],
+    name,
+    onInput: (e: Event) => setForm({ ...form, [name]: (e.target as HTMLInputElement).value }),
+  });
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const patch: Record<string, unknown> = {};
+    if (form.cronExpression !== initial.cronExpression) patch.cronExpression = form.cronExpression;
+    if (form.intervalSeconds !== initial.intervalSeconds) patch.intervalSeconds = Number(form.intervalSeconds);
+    if (form.timezone !== initial.timezone) patch.timezone = form.timezone;
+    if (form.priority !== initial.priority) patch.priority = Number(form.priority);
+    try {
+      if (form.argDict !== initial.argDict) patch.argDict = JSON.parse(form.argDict);
+      await gql('mutation($id: ID!, $patch: TaskPatch!) { updateTask(taskId: $id, patch: $patch) { id } }', { id: task.id, patch });
+      setMessage('saved');
+      onDone();
+    } catch (error) {
+      setMessage(error);
+    }
+  };
+  if (!['SCHEDULED', 'RETRYING', 'PAUSED', 'RUNNING'].includes(task.status)) return null;
   return (
-    <section class="create">
-      <h2>Create a task from a template</h2>
-      <form
-        onSubmit={async (e) => {
-          e.preventDefault();
-          setError(undefined);
-          let argDict: unknown;
-          try {
-            argDict = args.trim() ? JSON.parse(args) : undefined;
-          } catch {
-            setError('Arguments must be JSON');
-            return;
-          }
-          try {
-            const { createTimerTask } = await gql<{ createTimerTask: { id: string } }>(
-              'mutation DashboardCreate($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }',
-              {
-                input: {
-                  fullName,
-                  ...(argDict !== undefined && { argDict }),
-                  ...(startTime && { startTime: new Date(startTime).toISOString() }),
-                },
-              },
-            );
-            location.hash = `#/task/${encodeURIComponent(createTimerTask.id)}`;
-          } catch (err) {
-            setError((err as Error).message);
-          }
-        }}
-      >
-        <label>
-          Template
-          <select
-            name="fullName"
-            value={fullName}
-            onChange={(e) => {
-              setFullName(e.currentTarget.value);
-              const t = templates.find((x) => x.fullName === e.currentTarget.value);
-              setArgs(t ? JSON.stringify(t.argDict) : '');
-            }}
-          >
-            <option value="">choose…</option>
-            {templates.map((t) => (
-              <option key={t.fullName} value={t.fullName}>
-                {t.fullName}
-                {t.title ? ` — ${t.title}` : ''}
-              </option>
-            ))}
-          </select>
-        </label>
-        {chosen && (
-          <p class="hint">
-            {chosen.repeatType} · handler {chosen.funcName}
-          </p>
+    <details class="edit">
+      <summary>Edit</summary>
+      <form onSubmit={submit}>
+        {task.repeatType === 'CRON' && (
+          <label>
+            cron <input {...field('cronExpression')} />
+          </label>
+        )}
+        {task.repeatType === 'INTERVAL' && (
+          <label>
+            every (s) <input type="number" {...field('intervalSeconds')} />
+          </label>
         )}
         <label>
-          Start (empty: the template's, or now){' '}
-          <input type="datetime-local" name="startTime" value={startTime} onInput={(e) => setStartTime(e.currentTarget.value)} />
+          timezone <input {...field('timezone')} />
         </label>
         <label>
-          Arguments (JSON) <textarea name="argDict" rows={4} value={args} onInput={(e) => setArgs(e.currentTarget.value)} />
+          priority <input type="number" {...field('priority')} />
         </label>
-        <button type="submit" disabled={!fullName}>
-          Create
-        </button>
+        <label>
+          argDict <input {...field('argDict')} />
+        </label>
+        <button type="submit">Save</button>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-    </section>
+      {typeof message === 'string' ? <p class="ok">{message}</p> : <ErrorLine error={message} />}
+    </details>
   );
 }
 
-interface Model {
-  name: string;
-  title: string | null;
-  recordCount: number;
-  fields: { name: string; type: string }[];
-  dateFieldTemplates: { fullName: string }[];
-}
+// ---------------------------------------------------------------- date fields: records and their tasks
 
-interface RecordRow {
-  id: string;
-  data: Record<string, unknown>;
-  tasks: TaskRow[];
-}
-
-/** A model's records, each with the tasks its date fields drive. */
-function RecordsPage({ events }: { events: StatusEvent[] }) {
-  const [models, setModels] = useState<Model[]>([]);
+function Models() {
+  const [models, setModels] = useState<{ name: string; title: string | null; recordCount: number }[]>([]);
   const [model, setModel] = useState('');
-  const [cursors, setCursors] = useState<(string | null)[]>([null]);
-  const [records, setRecords] = useState<{ rows: RecordRow[]; hasNext: boolean; end: string | null } | undefined>();
-  const [error, setError] = useState<string | undefined>();
+  // biome-ignore lint/suspicious/noExplicitAny: modelRecords' shape.
+  const [records, setRecords] = useState<any[]>([]);
+  const [error, setError] = useState<unknown>(null);
+  const version = useKeyVersion();
   useEffect(() => {
-    gql<{ models: Model[] }>(
-      'query DashboardModels { models { name title recordCount fields { name type } dateFieldTemplates { fullName } } }',
-    )
-      .then(({ models }) => {
-        setModels(models);
-        if (models[0]) setModel((m) => m || models[0]!.name);
+    gql('{ models { name title recordCount } }')
+      .then((d) => {
+        setModels(d.models);
+        if (!model && d.models[0]) setModel(d.models[0].name);
       })
-      .catch((e: Error) => setError(e.message));
-  }, []);
-  const after = cursors[cursors.length - 1] ?? null;
+      .catch(setError);
+  }, [version]);
   const load = useCallback(() => {
     if (!model) return;
-    gql<{ modelRecords: { edges: { node: RecordRow }[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } }>(
-      `query DashboardRecords($model: String!, $after: String) { modelRecords(model: $model, first: ${PAGE_SIZE}, after: $after) { edges { node { id data tasks { ${TASK_ROW} } } } pageInfo { hasNextPage endCursor } } }`,
-      { model, after },
+    gql(
+      'query($model: String!) { modelRecords(model: $model, first: 50) { totalCount edges { node { id data tasks { id fullName status nextRunAt } } } } }',
+      {
+        model,
+      },
     )
-      .then(({ modelRecords }) =>
-        setRecords({
-          rows: modelRecords.edges.map((e) => e.node),
-          hasNext: modelRecords.pageInfo.hasNextPage,
-          end: modelRecords.pageInfo.endCursor,
-        }),
-      )
-      .catch((e: Error) => setError(e.message));
-  }, [model, after]);
-  useEffect(load, [load]);
-  const dateFieldEvents = useMemo(() => events.findLast((e) => e.task.source === 'DATE_FIELD')?.cursor, [events]);
-  useEffect(() => {
-    if (dateFieldEvents) load();
-  }, [dateFieldEvents]);
-  const current = models.find((m) => m.name === model);
-  const dateFields = current?.fields.filter((f) => f.type === 'DATE' || f.type === 'DATETIME') ?? [];
+      .then((d) => {
+        setRecords(d.modelRecords.edges.map((e: { node: unknown }) => e.node));
+        setError(null);
+      })
+      .catch(setError);
+  }, [model]);
+  const reload = useThrottled(load, 700);
+  useEffect(load, [load, version]);
+  useChanges(reload);
   return (
-    <section class="records">
-      <h2>Date fields</h2>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      {models.length === 0 ? (
-        <p class="hint">No models yet (saveModel).</p>
-      ) : (
-        <label>
-          Model{' '}
-          <select
-            name="model"
-            value={model}
-            onChange={(e) => {
-              setModel(e.currentTarget.value);
-              setCursors([null]);
-            }}
-          >
-            {models.map((m) => (
-              <option key={m.name} value={m.name}>
-                {m.title ?? m.name} ({m.recordCount})
-              </option>
-            ))}
-          </select>
-        </label>
-      )}
-      {current && <p class="hint">templates: {current.dateFieldTemplates.map((t) => t.fullName).join(', ') || 'none'}</p>}
-      {records && (
-        <table>
-          <thead>
-            <tr>
-              <th>Record</th>
-              {dateFields.map((f) => (
-                <th key={f.name}>{f.name}</th>
-              ))}
-              <th>Tasks</th>
-            </tr>
-          </thead>
-          <tbody>
-            {records.rows.map((r) => (
-              <tr key={r.id} data-record-id={r.id}>
-                <td class="id">{r.id}</td>
-                {dateFields.map((f) => (
-                  <td key={f.name}>{String(r.data[f.name] ?? '')}</td>
+    <section class="models">
+      <label>
+        model{' '}
+        <select value={model} onChange={(e) => setModel((e.target as HTMLSelectElement).value)}>
+          {models.map((m) => (
+            <option value={m.name} key={m.name}>
+              {m.name} ({m.recordCount})
+            </option>
+          ))}
+        </select>
+      </label>
+      <ErrorLine error={error} />
+      {models.length === 0 && <p>No low-code models in this tenant yet (saveModel creates one).</p>}
+      <table>
+        <thead>
+          <tr>
+            <th>record</th>
+            <th>data</th>
+            <th>tasks</th>
+          </tr>
+        </thead>
+        <tbody>
+          {records.map((r) => (
+            <tr key={r.id}>
+              <td>
+                <code>{r.id.slice(0, 8)}…</code>
+              </td>
+              <td>
+                <code>{JSON.stringify(r.data)}</code>
+              </td>
+              <td>
+                {r.tasks.map((t: { id: string; fullName: string; status: string; nextRunAt: string | null }) => (
+                  <div key={t.id}>
+                    <a href={`#/task/${t.id}`}>{t.fullName}</a> <Status value={t.status} /> {when(t.nextRunAt)}
+                  </div>
                 ))}
-                <td>
-                  {r.tasks.map((t) => (
-                    <div key={t.id}>
-                      <a href={`#/task/${encodeURIComponent(t.id)}`}>{t.fullName}</a> <span class={`badge ${t.status}`}>{t.status}</span>{' '}
-                      {time(t.nextRunAt)}
-                    </div>
-                  ))}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
-      <div class="pager">
-        <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))}>
-          ← Previous
-        </button>
-        <button type="button" disabled={!records?.hasNext} onClick={() => records?.end && setCursors([...cursors, records.end])}>
-          Next →
-        </button>
-      </div>
+                {r.tasks.length === 0 && '—'}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
     </section>
   );
 }
 
-function time(iso: string | null | undefined): string {
-  if (!iso) return '';
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+// ---------------------------------------------------------------- the page
+
+function App() {
+  const route = useHashRoute();
+  const task = /^#\/task\/([0-9a-f-]{36})$/i.exec(route)?.[1];
+  return (
+    <>
+      <Header />
+      <main>
+        {task ? (
+          <TaskPage id={task} key={task} />
+        ) : route === '#/models' ? (
+          <Models />
+        ) : (
+          <>
+            <Overview />
+            <CreateTask />
+            <TaskList />
+          </>
+        )}
+      </main>
+    </>
+  );
 }
 
-const root = document.getElementById('app')!;
-root.replaceChildren(); // the "Loading…" placeholder
-render(<App />, root);
+startStream();
+render(<App />, document.getElementById('app')!);

@@ -1,9 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { DASHBOARD_CSP, DASHBOARD_PATH, dashboardFile, isDashboardPath, NOT_BUILT_PAGE } from '../dashboard/dashboardAssets.js';
 import { GRAPHIQL_ASSETS_PATH, graphiqlAsset } from '../graphql/graphiqlPage.js';
 import type { Logger } from '../logger.js';
 import type { Readiness } from './checkReadiness.js';
+import { isDashboardPath, serveDashboard } from './dashboardFiles.js';
 import type { Metrics } from './Metrics.js';
 import { requestOperations } from './useRequestMetrics.js';
 
@@ -14,8 +14,6 @@ export interface OpsEndpoints {
   workerId: string;
   /** Bearer token required by /metrics; undefined leaves it open. */
   metricsToken?: string;
-  /** The built dashboard's folder. */
-  dashboardDir: string;
   /** One info line per request. */
   logRequests: boolean;
 }
@@ -23,8 +21,8 @@ export interface OpsEndpoints {
 const ROUTES = new Set(['/graphql', '/health', '/ready', '/metrics']);
 
 /**
- * The HTTP server's request listener: `/health`, `/ready`, `/metrics`, GraphiQL's static assets and the
- * dashboard (`/`, `/dashboard`) are answered here, before yoga, so that probes and scrapes never depend on GraphQL plugins, the schema
+ * The HTTP server's request listener: `/health`, `/ready`, `/metrics` and GraphiQL's static assets are
+ * answered here (and the dashboard's page and assets, see dashboardFiles.ts), before yoga, so that probes and scrapes never depend on GraphQL plugins, the schema
  * or a request body; everything else goes to `next` (yoga). Every request is timed into
  * `chronograph_http_request_duration_seconds` and, with LOG_REQUESTS, logged in one line with the
  * GraphQL operation that yoga saw (useRequestMetrics).
@@ -69,7 +67,7 @@ export function createRequestListener(ops: OpsEndpoints, next: RequestListener):
 function routeOf(path: string): string {
   if (ROUTES.has(path)) return path;
   if (path.startsWith(GRAPHIQL_ASSETS_PATH)) return GRAPHIQL_ASSETS_PATH;
-  if (isDashboardPath(path)) return DASHBOARD_PATH;
+  if (isDashboardPath(path)) return '/dashboard/';
   return 'other';
 }
 
@@ -80,7 +78,7 @@ function route(ops: OpsEndpoints, req: IncomingMessage, res: ServerResponse, pat
   if (path === '/ready') return read ? ready(ops, res) : notAllowed(res);
   if (path === '/metrics') return read ? metrics(ops, req, res) : notAllowed(res);
   if (path.startsWith(GRAPHIQL_ASSETS_PATH)) return read ? asset(req, res, path) : notAllowed(res);
-  if (isDashboardPath(path)) return read ? dashboard(ops.dashboardDir, req, res, path) : notAllowed(res);
+  if (isDashboardPath(path)) return read ? serveDashboard(req, res, path) : notAllowed(res);
   return undefined;
 }
 
@@ -119,36 +117,6 @@ async function asset(req: IncomingMessage, res: ServerResponse, path: string) {
     // The path names the content's hash: it never changes under this URL.
     'cache-control': 'public, max-age=31536000, immutable',
     vary: 'accept-encoding',
-    ...(gzip && { 'content-encoding': 'gzip' }),
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
-}
-
-/**
- * The dashboard (dashboard/dist): its page at `/` and `/dashboard`, revalidated on every load (it names
- * the current hashed assets), under a strict Content-Security-Policy; its hashed assets cached for good.
- * Without a build, `/` says how to make one (503) and the rest of the instance works as before.
- */
-async function dashboard(dir: string, req: IncomingMessage, res: ServerResponse, path: string) {
-  const answer = await dashboardFile(dir, path);
-  if (answer.kind === 'not-built') {
-    send(res, 503, 'text/html; charset=utf-8', NOT_BUILT_PAGE);
-    return;
-  }
-  if (answer.kind === 'not-found') {
-    send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
-    return;
-  }
-  const { file } = answer;
-  const gzip = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
-  const body = gzip ? await file.gzipped() : file.body;
-  res.writeHead(200, {
-    'content-type': file.contentType,
-    'content-length': body.length,
-    'cache-control': file.immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
-    'x-content-type-options': 'nosniff',
-    vary: 'accept-encoding',
-    ...(!file.immutable && { 'content-security-policy': DASHBOARD_CSP, 'referrer-policy': 'no-referrer' }),
     ...(gzip && { 'content-encoding': 'gzip' }),
   });
   res.end(req.method === 'HEAD' ? undefined : body);
