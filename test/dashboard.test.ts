@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARTIFACTS_DIR, chromiumAvailable, type IsolatedBrowser, launchIsolatedChromium } from './support/chromium.js';
 import { createTestApp, ok, type TestApp } from './support/testApp.js';
@@ -98,5 +99,55 @@ describe.runIf(chromiumAvailable())('the dashboard in a browser, offline', () =>
 
     expect(chromium.blocked).toEqual([]);
     expect(errors).toEqual([]);
+  }, 90_000);
+
+  it('after a dropped WebSocket, subscribes again after the last event it saw and shows what changed meanwhile', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    // The page's WebSockets pass through the test, which can drop them and refuse new ones.
+    let refuse = false;
+    const routes: WebSocketRoute[] = [];
+    const subscribes: { after: string | null }[] = [];
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      if (refuse) return ws.close({ code: 1012, reason: 'test: service restart' });
+      routes.push(ws);
+      const server = ws.connectToServer();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.type === 'subscribe' && frame.payload.query.includes('taskStatusChanged'))
+          subscribes.push({ after: frame.payload.variables?.after ?? null });
+        server.send(message);
+      });
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
+    await waitFor(() => subscribes.length > 0, { what: 'the subscription' });
+
+    const svc = t.app.taskSvc.forTenant('default');
+    const task = await svc.createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
+    const status = page.locator(`tr[data-task="${task.id}"] [data-testid=status]`);
+    await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SCHEDULED');
+    const lastSeen = (
+      await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: task.id }, orderBy: { id: 'desc' } })
+    ).id.toString();
+    const before = subscribes.length;
+
+    // The connection drops and stays down while the task is paused through the API.
+    refuse = true;
+    await routes.at(-1)!.close({ code: 1012, reason: 'test: service restart' });
+    await svc.pauseTask(task.id);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await status.textContent()).toBe('SCHEDULED');
+
+    // Back up: the page subscribes after the last event it had, so the pause it missed arrives.
+    refuse = false;
+    await expect.poll(() => status.textContent(), { timeout: 30_000 }).toBe('PAUSED');
+    expect(subscribes.length).toBeGreaterThan(before);
+    expect(subscribes.at(-1)!.after).toBe(lastSeen);
+    expect(errors).toEqual([]);
+    await page.close();
   }, 90_000);
 });
