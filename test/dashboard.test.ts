@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARTIFACTS_DIR, chromiumAvailable, type IsolatedBrowser, launchIsolatedChromium } from './support/chromium.js';
-import { createTestApp, ok, type TestApp } from './support/testApp.js';
+import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
 /**
@@ -19,14 +19,14 @@ const EDITOR = (t: TestApp) =>
     { authorization: `Bearer ${ADMIN_KEY}` },
   );
 
-describe.runIf(chromiumAvailable())('the dashboard in a browser, offline', () => {
+describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, offline (%s)', (backend) => {
   let t: TestApp;
   let port: number;
   let chromium: IsolatedBrowser;
   let key: string;
 
   beforeAll(async () => {
-    t = await createTestApp('pglite', {
+    t = await createTestApp(backend, {
       env: { ADMIN_API_KEY: ADMIN_KEY },
       setup(app) {
         app.handlers.register('test.slow', async (args: Record<string, unknown>) => {
@@ -78,7 +78,7 @@ describe.runIf(chromiumAvailable())('the dashboard in a browser, offline', () =>
       { timeoutMs: 20_000, intervalMs: 50, what: 'the row to show SUCCEEDED' },
     );
     expect(seen).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
-    await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'dashboard-tasks.png'), fullPage: true });
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, `dashboard-tasks-${backend}.png`), fullPage: true });
 
     // Pause a future task from its row: the API shows it PAUSED, the row too.
     const later = await svc.createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
@@ -95,7 +95,7 @@ describe.runIf(chromiumAvailable())('the dashboard in a browser, offline', () =>
     await page.locator(`tr[data-task="${task.id}"] a`).first().click();
     await expect.poll(() => page.getByTestId('runs').textContent(), { timeout: 10_000 }).toContain('SUCCEEDED');
     expect(await page.getByTestId('events').textContent()).toContain('RUNNING');
-    await page.screenshot({ path: path.join(ARTIFACTS_DIR, 'dashboard-task.png'), fullPage: true });
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, `dashboard-task-${backend}.png`), fullPage: true });
 
     expect(chromium.blocked).toEqual([]);
     expect(errors).toEqual([]);
