@@ -46,6 +46,31 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     await t?.close();
   });
 
+  it('serves the page under a strict CSP without caching it, and its hashed assets for good', async () => {
+    const base = `http://127.0.0.1:${port}`;
+    for (const pathname of ['/', '/dashboard']) {
+      const moved = await fetch(base + pathname, { redirect: 'manual' });
+      expect(moved.status).toBe(302);
+      expect(moved.headers.get('location')).toBe('/dashboard/');
+    }
+    const page = await fetch(`${base}/dashboard/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const html = await page.text();
+    const script = /<script type="module" crossorigin src="([^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toMatch(/^\/dashboard\/assets\/[\w-]+\.js$/);
+    const js = await fetch(base + script!);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(js.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(js.headers.get('x-content-type-options')).toBe('nosniff');
+    expect((await fetch(`${base}/dashboard/assets/nothing-here.js`)).status).toBe(404);
+    expect((await fetch(`${base}/dashboard/assets/..%2F..%2Fpackage.json`)).status).toBe(404);
+    expect((await fetch(`${base}/dashboard/`, { method: 'POST' })).status).toBe(405);
+  });
+
   it('shows a task moving through its statuses live, pauses one from the page, and opens its page', async () => {
     const page = await chromium.context.newPage();
     const errors: string[] = [];
