@@ -44,6 +44,8 @@ const DAY_MS = 86_400_000;
  */
 export class HistoryPruner {
   private timer?: NodeJS.Timeout;
+  private first?: NodeJS.Timeout;
+  private stopped = false;
   private running?: Promise<unknown>;
   private readonly batchSize: number;
 
@@ -53,7 +55,9 @@ export class HistoryPruner {
 
   /** Prunes every `intervalMs` (the first time soon after start); errors are logged, not thrown. */
   start(intervalMs: number): void {
+    this.stopped = false;
     const run = () => {
+      if (this.stopped) return;
       this.running ??= this.pruneByRetention()
         .then((counts) => {
           if (counts.tasks + counts.runs + counts.events > 0) this.options.logger.info(counts, 'pruned history');
@@ -63,11 +67,14 @@ export class HistoryPruner {
     };
     this.timer = setInterval(run, intervalMs);
     this.timer.unref();
-    setTimeout(run, Math.min(intervalMs, 5_000)).unref();
+    this.first = setTimeout(run, Math.min(intervalMs, 5_000));
+    this.first.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.first);
     await this.running;
   }
 
