@@ -44,6 +44,8 @@ const DAY_MS = 86_400_000;
  */
 export class HistoryPruner {
   private timer?: NodeJS.Timeout;
+  private first?: NodeJS.Timeout;
+  private stopped = false;
   private running?: Promise<unknown>;
   private readonly batchSize: number;
 
@@ -53,7 +55,9 @@ export class HistoryPruner {
 
   /** Prunes every `intervalMs` (the first time soon after start); errors are logged, not thrown. */
   start(intervalMs: number): void {
+    this.stopped = false;
     const run = () => {
+      if (this.stopped) return;
       this.running ??= this.pruneByRetention()
         .then((counts) => {
           if (counts.tasks + counts.runs + counts.events > 0) this.options.logger.info(counts, 'pruned history');
@@ -63,11 +67,14 @@ export class HistoryPruner {
     };
     this.timer = setInterval(run, intervalMs);
     this.timer.unref();
-    setTimeout(run, Math.min(intervalMs, 5_000)).unref();
+    this.first = setTimeout(run, Math.min(intervalMs, 5_000));
+    this.first.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.first);
     await this.running;
   }
 
@@ -157,24 +164,25 @@ export class HistoryPruner {
           await this.archive(tx, tenantId, taskIds, runIds, eventIds);
           counts.archives = 1;
         }
-        // Children first, so each count is what this prune removed.
-        counts.logs = await tx.$executeRawUnsafe(
-          `DELETE FROM task_run_log WHERE run_id IN (SELECT id FROM task_run WHERE task_id = ANY($1::uuid[]) OR id = ANY($2::uuid[]))`,
-          taskIds,
-          runIds,
-        );
-        const deletedEvents = await tx.$queryRawUnsafe<{ id: bigint }[]>(
-          `DELETE FROM task_event WHERE task_id = ANY($1::uuid[]) OR id = ANY($2::bigint[]) RETURNING id`,
-          taskIds,
-          eventIds,
-        );
+        // Children first, so each count is what this prune removed; one statement per index (an OR of
+        // two index conditions would scan the table).
+        const run = (sql: string, ids: unknown[]) => (ids.length ? tx.$executeRawUnsafe(sql, ids) : Promise.resolve(0));
+        counts.logs =
+          (await run(`DELETE FROM task_run_log WHERE task_id = ANY($1::uuid[])`, taskIds)) +
+          (await run(`DELETE FROM task_run_log WHERE run_id = ANY($1::uuid[])`, runIds));
+        const deletedEvents = [
+          ...(taskIds.length
+            ? await tx.$queryRawUnsafe<{ id: bigint }[]>(`DELETE FROM task_event WHERE task_id = ANY($1::uuid[]) RETURNING id`, taskIds)
+            : []),
+          ...(eventIds.length
+            ? await tx.$queryRawUnsafe<{ id: bigint }[]>(`DELETE FROM task_event WHERE id = ANY($1::bigint[]) RETURNING id`, eventIds)
+            : []),
+        ];
         counts.events = deletedEvents.length;
-        counts.runs = await tx.$executeRawUnsafe(
-          `DELETE FROM task_run WHERE task_id = ANY($1::uuid[]) OR id = ANY($2::uuid[])`,
-          taskIds,
-          runIds,
-        );
-        counts.tasks = await tx.$executeRawUnsafe(`DELETE FROM task WHERE id = ANY($1::uuid[])`, taskIds);
+        counts.runs =
+          (await run(`DELETE FROM task_run WHERE task_id = ANY($1::uuid[])`, taskIds)) +
+          (await run(`DELETE FROM task_run WHERE id = ANY($1::uuid[])`, runIds));
+        counts.tasks = await run(`DELETE FROM task WHERE id = ANY($1::uuid[])`, taskIds);
         if (deletedEvents.length > 0) {
           // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
           const newest = deletedEvents.reduce((max, e) => (e.id > max ? e.id : max), 0n);
@@ -210,24 +218,12 @@ export class HistoryPruner {
       (await tx.$queryRawUnsafe<{ row: unknown }[]>(sql, ...params)).map((r) => `${JSON.stringify({ table, row: r.row })}\n`);
     const lines = [
       ...(await rows('task', `SELECT to_jsonb(t) AS row FROM task t WHERE id = ANY($1::uuid[])`, taskIds)),
-      ...(await rows(
-        'task_run',
-        `SELECT to_jsonb(r) AS row FROM task_run r WHERE task_id = ANY($1::uuid[]) OR id = ANY($2::uuid[])`,
-        taskIds,
-        runIds,
-      )),
-      ...(await rows(
-        'task_run_log',
-        `SELECT to_jsonb(l) AS row FROM task_run_log l WHERE run_id IN (SELECT id FROM task_run WHERE task_id = ANY($1::uuid[]) OR id = ANY($2::uuid[]))`,
-        taskIds,
-        runIds,
-      )),
-      ...(await rows(
-        'task_event',
-        `SELECT to_jsonb(e) AS row FROM task_event e WHERE task_id = ANY($1::uuid[]) OR id = ANY($2::bigint[])`,
-        taskIds,
-        eventIds,
-      )),
+      ...(await rows('task_run', `SELECT to_jsonb(r) AS row FROM task_run r WHERE task_id = ANY($1::uuid[])`, taskIds)),
+      ...(await rows('task_run', `SELECT to_jsonb(r) AS row FROM task_run r WHERE id = ANY($1::uuid[])`, runIds)),
+      ...(await rows('task_run_log', `SELECT to_jsonb(l) AS row FROM task_run_log l WHERE task_id = ANY($1::uuid[])`, taskIds)),
+      ...(await rows('task_run_log', `SELECT to_jsonb(l) AS row FROM task_run_log l WHERE run_id = ANY($1::uuid[])`, runIds)),
+      ...(await rows('task_event', `SELECT to_jsonb(e) AS row FROM task_event e WHERE task_id = ANY($1::uuid[])`, taskIds)),
+      ...(await rows('task_event', `SELECT to_jsonb(e) AS row FROM task_event e WHERE id = ANY($1::bigint[])`, eventIds)),
     ];
     const handle = await open(file, 'wx');
     try {
