@@ -87,14 +87,38 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
   let last = after;
   let stopped = false;
   let unsubscribe = () => {};
+  let offClosed = () => {};
+  // Each subscription started here has its own generation; callbacks of an older one are ignored, so a
+  // restart never runs twice for one drop.
+  let generation = 0;
+  let restartTimer: ReturnType<typeof setTimeout> | undefined;
+  const restart = (delayMs: number) => {
+    if (stopped || restartTimer) return;
+    generation++;
+    unsubscribe();
+    onState('reconnecting');
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined;
+      start();
+    }, delayMs);
+  };
   const start = () => {
     if (stopped) return;
+    const mine = ++generation;
+    const current = client();
+    // graphql-ws resends an open subscription by itself when its socket comes back, but with the
+    // variables it was first sent with, which would skip what happened in between: on a dropped socket
+    // the subscription is closed here and opened again after the last cursor delivered.
+    offClosed();
+    offClosed = current.on('closed', () => {
+      if (mine === generation) restart(250);
+    });
     onState('live');
-    unsubscribe = client().subscribe<{ taskStatusChanged: StatusChange }>(
+    unsubscribe = current.subscribe<{ taskStatusChanged: StatusChange }>(
       { query: CHANGES, variables: { after: last ?? null } },
       {
         next: (result) => {
-          if (stopped) return;
+          if (stopped || mine !== generation) return;
           const change = result.data?.taskStatusChanged;
           if (change) {
             last = change.cursor;
@@ -105,18 +129,16 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
           if (typeof resumeFrom === 'string') last = resumeFrom;
         },
         error: (error) => {
-          if (stopped) return;
+          if (stopped || mine !== generation) return;
           // Refused at subscribe time (CURSOR_EXPIRED: the history was pruned) or a dropped socket.
           const first = (Array.isArray(error) ? error[0] : undefined) as GqlError | undefined;
           const oldest = first?.extensions?.oldestCursor;
           if (typeof oldest === 'string') last = oldest;
-          onState('reconnecting');
-          setTimeout(start, 1000);
+          restart(1000);
         },
         complete: () => {
-          if (stopped) return;
-          onState('reconnecting');
-          setTimeout(start, 250);
+          if (stopped || mine !== generation) return;
+          restart(250);
         },
       },
     );
@@ -124,6 +146,8 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
   start();
   return () => {
     stopped = true;
+    clearTimeout(restartTimer);
+    offClosed();
     unsubscribe();
   };
 }
