@@ -41,8 +41,23 @@ let streamState = 'connecting';
 const stateListeners = new Set<(state: string) => void>();
 let stopStream: (() => void) | undefined;
 
-function startStream() {
+/**
+ * Starts the live stream after the newest event that exists now, read before the views load their data:
+ * whatever changes after their reads arrives through the stream, and nothing falls in between.
+ */
+let streamStarts = 0;
+async function startStream() {
   stopStream?.();
+  stopStream = undefined;
+  const mine = ++streamStarts;
+  let after: string | undefined;
+  try {
+    const d = await gql('{ taskEvents(last: 1) { edges { node { cursor } } } }');
+    after = d.taskEvents.edges[0]?.node.cursor ?? '0';
+  } catch {
+    after = undefined; // no (valid) key yet: the stream will be refused until one is given
+  }
+  if (mine !== streamStarts) return;
   stopStream = followChanges(
     (change) => {
       for (const l of listeners) l(change);
@@ -51,6 +66,7 @@ function startStream() {
       streamState = state;
       for (const l of stateListeners) l(state);
     },
+    after,
   );
 }
 
@@ -134,9 +150,11 @@ function Header() {
         onSubmit={(e) => {
           e.preventDefault();
           setKey(key.trim());
-          startStream();
-          load();
-          dispatchEvent(new Event('chronograph:key'));
+          // The views read again once the stream knows where it starts (no change falls in between).
+          void startStream().then(() => {
+            load();
+            dispatchEvent(new Event('chronograph:key'));
+          });
         }}
       >
         <input
@@ -861,5 +879,4 @@ function App() {
   );
 }
 
-startStream();
-render(<App />, document.getElementById('app')!);
+void startStream().then(() => render(<App />, document.getElementById('app')!));
