@@ -27,7 +27,13 @@ if (kind === 'gw') {
   process.on('SIGTERM', () => void runner.stop().then(() => process.exit(0)));
 } else if (kind === 'cg') {
   const app = await Chronograph.create({
-    config: loadConfig({ ...process.env, APP_DIR: '/nonexistent', LOG_LEVEL: 'warn', CONCURRENCY: String(concurrency), SCHEDULER_ENABLED: 'true' }),
+    config: loadConfig({
+      ...process.env,
+      APP_DIR: '/nonexistent',
+      LOG_LEVEL: 'warn',
+      CONCURRENCY: String(concurrency),
+      SCHEDULER_ENABLED: 'true',
+    }),
   });
   console.log('ready');
   process.on('SIGTERM', () => void app.stop().then(() => process.exit(0)));

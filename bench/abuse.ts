@@ -35,9 +35,18 @@ interface Phase {
 
 const PHASES: Phase[] = [
   { name: 'baseline (normal client alone)' },
-  { name: 'deep task → events → task queries (12 levels)', abuse: (port) => gql(port, `{ tasks(first: 500) { edges { node { ${chain(12)} } } } }`) },
-  { name: '1000 aliases of tasks(first: 500) { id argDict }', abuse: (port) => gql(port, aliases(1000, 'tasks(first: 500) { edges { node { id argDict } } }')) },
-  { name: 'costly pages: 5 × tasks(first: 500) { argDict }', abuse: (port) => gql(port, aliases(5, 'tasks(first: 500) { edges { node { id argDict } } }')) },
+  {
+    name: 'deep task → events → task queries (12 levels)',
+    abuse: (port) => gql(port, `{ tasks(first: 500) { edges { node { ${chain(12)} } } } }`),
+  },
+  {
+    name: '1000 aliases of tasks(first: 500) { id argDict }',
+    abuse: (port) => gql(port, aliases(1000, 'tasks(first: 500) { edges { node { id argDict } } }')),
+  },
+  {
+    name: 'costly pages: 5 × tasks(first: 500) { argDict }',
+    abuse: (port) => gql(port, aliases(5, 'tasks(first: 500) { edges { node { id argDict } } }')),
+  },
   { name: 'id-only listings of 500 tasks (allowed)', abuse: (port) => gql(port, '{ tasks(first: 500) { edges { node { id } } } }') },
   {
     name: '2 MB argDict mutations',
@@ -56,15 +65,29 @@ const PHASES: Phase[] = [
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 
-function request(port: number, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<{ status: number; body: string }> {
+function request(
+  port: number,
+  body: string,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/graphql', method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/graphql',
+        method: 'POST',
+        agent,
+        headers: { ...headers, 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -77,7 +100,9 @@ async function gql(port: number, query: string, variables?: object): Promise<str
 }
 
 async function formPost(port: number): Promise<string> {
-  const body = new URLSearchParams({ query: 'mutation { createTimerTask(input: { fullName: "tasks.Echo", startTime: "2099-01-01 10:00:00" }) { id } }' }).toString();
+  const body = new URLSearchParams({
+    query: 'mutation { createTimerTask(input: { fullName: "tasks.Echo", startTime: "2099-01-01 10:00:00" }) { id } }',
+  }).toString();
   const { status } = await request(port, body, { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' });
   return `HTTP ${status}`;
 }
@@ -86,7 +111,9 @@ function vanish(port: number): Promise<string> {
   return new Promise((resolve) => {
     const body = JSON.stringify({ query: '{ tasks(first: 500) { edges { node { id argDict } } } }' });
     const socket = net.connect(port, '127.0.0.1', () => {
-      socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      socket.write(
+        `POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
       setImmediate(() => {
         socket.destroy();
         resolve('hung up');
@@ -97,7 +124,9 @@ function vanish(port: number): Promise<string> {
 }
 
 async function burst(port: number, n: number): Promise<string> {
-  const results = await Promise.allSettled(Array.from({ length: n }, () => gql(port, '{ tasks(first: 20) { edges { node { id status } } } }')));
+  const results = await Promise.allSettled(
+    Array.from({ length: n }, () => gql(port, '{ tasks(first: 20) { edges { node { id status } } } }')),
+  );
   const ok = results.filter((r) => r.status === 'fulfilled' && r.value === '200 ok').length;
   return `${ok}/${n} answered`;
 }
@@ -120,13 +149,16 @@ async function slowloris(port: number, n: number): Promise<string> {
   const open = sockets.filter(Boolean) as net.Socket[];
   // Hold them for the phase; the server's headersTimeout decides how long they last.
   const closedByServer = await Promise.all(
-    open.map((socket) => new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), (SECONDS + 5) * 1000);
-      socket.once('close', () => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    })),
+    open.map(
+      (socket) =>
+        new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), (SECONDS + 5) * 1000);
+          socket.once('close', () => {
+            clearTimeout(timer);
+            resolve(true);
+          });
+        }),
+    ),
   );
   open.forEach((socket) => socket.destroy());
   return `${open.length} held, ${closedByServer.filter(Boolean).length} cut off by the server`;
@@ -141,7 +173,9 @@ async function stalledReaders(port: number, n: number): Promise<string> {
         new Promise<net.Socket | undefined>((resolve) => {
           const socket = net.connect(port, '127.0.0.1', () => {
             socket.pause();
-            socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+            socket.write(
+              `POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+            );
             resolve(socket);
           });
           socket.on('error', () => resolve(undefined));
@@ -205,7 +239,9 @@ async function main() {
         inputs: Array.from({ length: 100 }, () => ({ fullName: 'tasks.Echo', startTime: '2099-01-01 10:00:00', argDict: { blob } })),
       });
     }
-    console.log(`${backend}: 500 tasks with 100 KB argDicts; ${os.cpus().length} CPUs shared by server and clients; ${SECONDS} s per phase\n`);
+    console.log(
+      `${backend}: 500 tasks with 100 KB argDicts; ${os.cpus().length} CPUs shared by server and clients; ${SECONDS} s per phase\n`,
+    );
     console.log('phase | normal client p50 / p99 / max (n) | abusive requests got | server RSS peak / end');
     for (const phase of PHASES) {
       const until = Date.now() + SECONDS * 1000;

@@ -43,7 +43,11 @@ async function main() {
       .sign(new TextEncoder().encode(SECRET));
     const request = async (query: string, headers: Record<string, string>) => {
       const started = performance.now();
-      const response = await app.yoga.fetch('http://bench/graphql', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query }) });
+      const response = await app.yoga.fetch('http://bench/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ query }),
+      });
       const body = (await response.json()) as { errors?: unknown };
       if (body.errors) throw new Error(JSON.stringify(body.errors));
       return performance.now() - started;

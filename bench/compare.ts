@@ -16,10 +16,10 @@
 //   job on the `pg` driver (and how many were prepared) are counted by wrapping pg.Client#query.
 // - create: BENCH_CREATE (default 10000) jobs in one call: createTimerTasks vs graphile_worker.add_jobs.
 // - pglite: Chronograph's drain (in-process, concurrency 24) on PGlite beside PostgreSQL's.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Logger, makeWorkerUtils, run, runMigrations, type Runner, type WorkerUtils } from 'graphile-worker';
+import { Logger, makeWorkerUtils, type Runner, run, runMigrations, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
@@ -71,7 +71,10 @@ async function prepareDatabase(system: System) {
     await app.stop();
   }
   await withClient(db.url, async (c) => {
-    const tables = system === 'graphile-worker' ? ['graphile_worker._private_jobs', 'graphile_worker._private_tasks'] : ['task', 'task_run', 'task_event'];
+    const tables =
+      system === 'graphile-worker'
+        ? ['graphile_worker._private_jobs', 'graphile_worker._private_tasks']
+        : ['task', 'task_run', 'task_event'];
     for (const table of tables) await c.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
   });
   return db;
@@ -102,9 +105,13 @@ async function queueFuture(system: System, c: pg.Client, count: number) {
 /** Makes every queued job due now and wakes the workers, in one transaction; resolves at its commit. */
 async function makeDue(system: System, c: pg.Client) {
   if (system === 'graphile-worker') {
-    await c.query(`BEGIN; UPDATE graphile_worker._private_jobs SET run_at = now(); SELECT pg_notify('jobs:insert', '{"count":1000}'); COMMIT;`);
+    await c.query(
+      `BEGIN; UPDATE graphile_worker._private_jobs SET run_at = now(); SELECT pg_notify('jobs:insert', '{"count":1000}'); COMMIT;`,
+    );
   } else {
-    await c.query(`BEGIN; UPDATE task SET next_run_at = now(), start_time = now() WHERE status = 'SCHEDULED'; SELECT pg_notify('chronograph_wake', ''); COMMIT;`);
+    await c.query(
+      `BEGIN; UPDATE task SET next_run_at = now(), start_time = now() WHERE status = 'SCHEDULED'; SELECT pg_notify('chronograph_wake', ''); COMMIT;`,
+    );
   }
 }
 
@@ -323,12 +330,21 @@ async function latencyChronograph(overHttp: boolean): Promise<LatencyResult> {
   try {
     if (!overHttp) {
       const svc = app.taskSvc;
-      return await measureLatency((i) => svc.createTimerTask({ fullName: 'bench.Noop', funcName: 'bench.latency', startTime: '2000-01-01T00:00:00Z', argDict: { i } }), started);
+      return await measureLatency(
+        (i) =>
+          svc.createTimerTask({ fullName: 'bench.Noop', funcName: 'bench.latency', startTime: '2000-01-01T00:00:00Z', argDict: { i } }),
+        started,
+      );
     }
     const { url } = await app.listen(0, '127.0.0.1');
-    const query = 'mutation($args: JSON!) { createTimerTask(input: { fullName: "bench.Noop", funcName: "bench.latency", startTime: "2000-01-01T00:00:00Z", argDict: $args }) { id } }';
+    const query =
+      'mutation($args: JSON!) { createTimerTask(input: { fullName: "bench.Noop", funcName: "bench.latency", startTime: "2000-01-01T00:00:00Z", argDict: $args }) { id } }';
     return await measureLatency(async (i) => {
-      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables: { args: { i } } }) });
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, variables: { args: { i } } }),
+      });
       const body = (await response.json()) as { errors?: unknown };
       if (body.errors) throw new Error(JSON.stringify(body.errors));
     }, started);
@@ -379,9 +395,18 @@ async function createGraphileWorker(): Promise<number> {
   const db = await prepareDatabase('graphile-worker');
   try {
     return await withClient(db.url, async (c) => {
-      const specs = JSON.stringify(Array.from({ length: CREATE_N }, (_, i) => ({ identifier: 'noop', payload: { i }, run_at: new Date(Date.now() + 3_600_000).toISOString() })));
+      const specs = JSON.stringify(
+        Array.from({ length: CREATE_N }, (_, i) => ({
+          identifier: 'noop',
+          payload: { i },
+          run_at: new Date(Date.now() + 3_600_000).toISOString(),
+        })),
+      );
       const t0 = performance.now();
-      await c.query(`SELECT count(*) FROM graphile_worker.add_jobs(array(SELECT json_populate_recordset(NULL::graphile_worker.job_spec, $1::json)))`, [specs]);
+      await c.query(
+        `SELECT count(*) FROM graphile_worker.add_jobs(array(SELECT json_populate_recordset(NULL::graphile_worker.job_spec, $1::json)))`,
+        [specs],
+      );
       return CREATE_N / ((performance.now() - t0) / 1000);
     });
   } finally {
@@ -411,7 +436,9 @@ async function benchCreate() {
     const gw = await createGraphileWorker();
     const cg = await createChronograph();
     ratios.push(cg / gw);
-    console.log(`round ${round}: graphile-worker add_jobs ${fmt(gw)} jobs/s, chronograph createTimerTasks ${fmt(cg)} tasks/s, ratio ${fmt(cg / gw, 3)}`);
+    console.log(
+      `round ${round}: graphile-worker add_jobs ${fmt(gw)} jobs/s, chronograph createTimerTasks ${fmt(cg)} tasks/s, ratio ${fmt(cg / gw, 3)}`,
+    );
   }
   console.log(`median ratio chronograph ÷ graphile-worker: ${fmt(median(ratios), 3)}`);
 }
@@ -436,7 +463,9 @@ async function drainPglite(): Promise<number> {
     app.scheduler.wake();
     const started = performance.now();
     for (;;) {
-      const left = await prisma.$queryRawUnsafe<unknown[]>(`SELECT 1 FROM task WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING') LIMIT 1`);
+      const left = await prisma.$queryRawUnsafe<unknown[]>(
+        `SELECT 1 FROM task WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING') LIMIT 1`,
+      );
       if (left.length === 0) break;
       await sleep(25);
     }

@@ -19,7 +19,8 @@ const IMPORT = Number(process.env.BENCH_IMPORT ?? 100_000);
 const CONCURRENCY = Number(process.env.BENCH_HOOK_CONCURRENCY ?? 8);
 const which = process.argv[2];
 
-const rate = (n: number, ms: number) => `${Math.round((n / ms) * 1000).toLocaleString('en-US')} records/s (${n} in ${(ms / 1000).toFixed(2)} s)`;
+const rate = (n: number, ms: number) =>
+  `${Math.round((n / ms) * 1000).toLocaleString('en-US')} records/s (${n} in ${(ms / 1000).toFixed(2)} s)`;
 
 /** Runs `fn` for 0..n-1 with at most `width` calls in flight; resolves with the elapsed ms. */
 async function timed(n: number, width: number, fn: (i: number) => Promise<unknown>): Promise<number> {
@@ -41,10 +42,17 @@ async function hooks(app: Chronograph, width: number) {
     title: 'Reminder',
     repeatType: 'DATE_FIELD',
     funcName: 'chronograph.noop',
-    dateField: { model, field: 'expireDate', offset: { amount: 3, unit: 'DAYS', direction: 'BEFORE' }, timeOfDay: '09:00', condition: { status: 'active' } },
+    dateField: {
+      model,
+      field: 'expireDate',
+      offset: { amount: 3, unit: 'DAYS', direction: 'BEFORE' },
+      timeOfDay: '09:00',
+      condition: { status: 'active' },
+    },
   });
   const day = (i: number, shift = 0) => new Date(Date.UTC(2031, 0, 1 + (i % 365) + shift)).toISOString().slice(0, 10);
-  const save = (i: number, shift: number) => taskSvc.saveDateFieldTask({ model, postData: { id: `r-${i}`, status: 'active', expireDate: day(i, shift) } });
+  const save = (i: number, shift: number) =>
+    taskSvc.saveDateFieldTask({ model, postData: { id: `r-${i}`, status: 'active', expireDate: day(i, shift) } });
   const label = width === 1 ? 'one hook at a time' : `${width} hooks in flight`;
   console.log(`  hooks, ${label}:`);
   console.log(`    first save (creates the task)   ${rate(HOOK_RECORDS, await timed(HOOK_RECORDS, width, (i) => save(i, 0)))}`);
@@ -69,7 +77,12 @@ async function bulkImport(app: Chronograph) {
     title: 'Contract reminder',
     repeatType: 'DATE_FIELD',
     funcName: 'chronograph.noop',
-    dateField: { model: 'models.Contract', field: 'expireDate', offset: { amount: 3, unit: 'DAYS', direction: 'BEFORE' }, timeOfDay: '09:00' },
+    dateField: {
+      model: 'models.Contract',
+      field: 'expireDate',
+      offset: { amount: 3, unit: 'DAYS', direction: 'BEFORE' },
+      timeOfDay: '09:00',
+    },
   });
   // Every tenth record has no date, so not every record gets a task.
   const records = Array.from({ length: IMPORT }, (_, i) => ({
@@ -87,13 +100,21 @@ async function bulkImport(app: Chronograph) {
   console.log(`    heap grew by ${((process.memoryUsage().heapUsed - heapBefore) / 1e6).toFixed(0)} MB during the import`);
   const reconcileStarted = performance.now();
   const reconciled = await app.dateFieldSvc.reconcile('models.Contract');
-  console.log(`    reconcile afterwards: ${rate(count, performance.now() - reconcileStarted)}; changed ${reconciled.created + reconciled.rescheduled + reconciled.cancelled}, unchanged ${reconciled.unchanged}`);
+  console.log(
+    `    reconcile afterwards: ${rate(count, performance.now() - reconcileStarted)}; changed ${reconciled.created + reconciled.rescheduled + reconciled.cancelled}, unchanged ${reconciled.unchanged}`,
+  );
 }
 
 async function run(kind: 'pglite' | 'postgres') {
   const scratch = kind === 'postgres' ? await scratchDatabase() : undefined;
   const app = await Chronograph.create({
-    config: loadConfig({ APP_DIR: '/nonexistent', LOG_LEVEL: 'warn', DATA_DIR: 'memory://', SCHEDULER_ENABLED: 'false', DATABASE_URL: scratch?.url }),
+    config: loadConfig({
+      APP_DIR: '/nonexistent',
+      LOG_LEVEL: 'warn',
+      DATA_DIR: 'memory://',
+      SCHEDULER_ENABLED: 'false',
+      DATABASE_URL: scratch?.url,
+    }),
   });
   try {
     console.log(`\n${kind}:`);

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
-import { startInstance, type InstanceProcess } from '../test/support/instanceProcess.js';
+import { type InstanceProcess, startInstance } from '../test/support/instanceProcess.js';
 import { scratchDatabase } from './support.js';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
@@ -19,8 +19,24 @@ function summary(values: number[]) {
 }
 
 const database = await scratchDatabase();
-const env = { DATABASE_URL: database.url, LEASE_MS: '30000', SHUTDOWN_GRACE_MS: '0', ABORT_GRACE_MS: '200', APP_DIR: 'test/fixtures/app', LOG_LEVEL: 'info' };
-const admin = await Chronograph.create({ config: loadConfig({ ...env, SCHEDULER_ENABLED: 'false', WORKER_ID: 'bench-admin', DATA_DIR: 'memory://', PORT: '0', LOG_LEVEL: 'silent' }) });
+const env = {
+  DATABASE_URL: database.url,
+  LEASE_MS: '30000',
+  SHUTDOWN_GRACE_MS: '0',
+  ABORT_GRACE_MS: '200',
+  APP_DIR: 'test/fixtures/app',
+  LOG_LEVEL: 'info',
+};
+const admin = await Chronograph.create({
+  config: loadConfig({
+    ...env,
+    SCHEDULER_ENABLED: 'false',
+    WORKER_ID: 'bench-admin',
+    DATA_DIR: 'memory://',
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+  }),
+});
 const svc = admin.getElement('services.TaskSvc') as TaskSvc;
 const prisma = admin.db.prisma;
 const processes: InstanceProcess[] = [];
@@ -38,7 +54,14 @@ const running = async (worker: string, count: number) => {
   }
 };
 const longTasks = () =>
-  svc.createTimerTasks(Array.from({ length: TASKS }, () => ({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 600_000 }, startTime: new Date().toISOString() })));
+  svc.createTimerTasks(
+    Array.from({ length: TASKS }, () => ({
+      fullName: 'tasks.DataSync',
+      funcName: 'test.work',
+      argDict: { ms: 600_000 },
+      startTime: new Date().toISOString(),
+    })),
+  );
 
 const handover: number[] = [];
 const afterKill: number[] = [];

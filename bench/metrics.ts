@@ -11,7 +11,14 @@ const SAMPLES = 30;
 
 const database = backend === 'postgres' ? await scratchDatabase() : undefined;
 const app = await Chronograph.create({
-  config: loadConfig({ DATABASE_URL: database?.url, DATA_DIR: 'memory://', APP_DIR: 'app', LOG_LEVEL: 'silent', SCHEDULER_ENABLED: 'false', PORT: '0' }),
+  config: loadConfig({
+    DATABASE_URL: database?.url,
+    DATA_DIR: 'memory://',
+    APP_DIR: 'app',
+    LOG_LEVEL: 'silent',
+    SCHEDULER_ENABLED: 'false',
+    PORT: '0',
+  }),
 });
 try {
   const { port } = await app.listen(0, '127.0.0.1');
@@ -37,7 +44,9 @@ try {
     await app.db.prisma.$executeRawUnsafe('ANALYZE task');
     const metrics = await timings(`http://127.0.0.1:${port}/metrics`);
     const ready = await timings(`http://127.0.0.1:${port}/ready`);
-    console.log(`${String(backlog).padStart(9)} | ${metrics.p50.toFixed(1).padStart(12)} | ${metrics.p95.toFixed(1).padStart(5)} | ${metrics.max.toFixed(1).padStart(5)} | ${ready.p50.toFixed(1).padStart(10)} | ${ready.p95.toFixed(1).padStart(5)}`);
+    console.log(
+      `${String(backlog).padStart(9)} | ${metrics.p50.toFixed(1).padStart(12)} | ${metrics.p95.toFixed(1).padStart(5)} | ${metrics.max.toFixed(1).padStart(5)} | ${ready.p50.toFixed(1).padStart(10)} | ${ready.p95.toFixed(1).padStart(5)}`,
+    );
   }
 } finally {
   await app.stop();
@@ -47,7 +56,9 @@ try {
 async function timings(url: string) {
   // A keep-alive socket left idle while the inserts above blocked PGlite's (in-process) event loop
   // may be closed by the server just as it is reused; one warm-up request absorbs that reset.
-  await fetch(url).then((r) => r.text()).catch(() => {});
+  await fetch(url)
+    .then((r) => r.text())
+    .catch(() => {});
   const ms: number[] = [];
   for (let i = 0; i < SAMPLES; i++) {
     const started = performance.now();

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { msUntilNextDue, claimTasks } from '../src/scheduler/sql.js';
+import { claimTasks, msUntilNextDue } from '../src/scheduler/sql.js';
 import { ADMIN_URL, scratchDatabase } from './support.js';
 
 const N = Number(process.env.BENCH_TASKS ?? 20_000);
@@ -37,7 +37,8 @@ async function insertNoops(app: Chronograph, count: number, nextRunAt: string) {
 }
 
 async function ensureTemplate(app: Chronograph) {
-  if (!(await app.templateSvc.find('bench.Noop'))) await app.templateSvc.create({ fullName: 'bench.Noop', title: 'No-op', funcName: 'chronograph.noop' });
+  if (!(await app.templateSvc.find('bench.Noop')))
+    await app.templateSvc.create({ fullName: 'bench.Noop', title: 'No-op', funcName: 'chronograph.noop' });
 }
 
 /**
@@ -49,10 +50,10 @@ async function throughput(admin: Chronograph, label: string, runWorkers: () => P
   const prisma = admin.db.prisma;
   await insertNoops(admin, N, "now() + interval '1 day'");
   const stop = await runWorkers();
-  const [{ due }] = await prisma.$queryRawUnsafe<{ due: Date }[]>(
+  const [{ due }] = (await prisma.$queryRawUnsafe<{ due: Date }[]>(
     `WITH u AS (UPDATE task SET next_run_at = now() + interval '300 milliseconds' WHERE full_name = 'bench.Noop' RETURNING next_run_at)
      SELECT min(next_run_at) AS due FROM u`,
-  ) as [{ due: Date }];
+  )) as [{ due: Date }];
   await sleep(400);
   await prisma.$executeRawUnsafe(`SELECT pg_notify('chronograph_wake', '')`);
   for (;;) {
@@ -77,7 +78,9 @@ function spawnWorkers(url: string, count: number, concurrency: number) {
       }),
     );
     process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-    await Promise.all(children.map((c) => new Promise<void>((resolve) => c.stdout!.on('data', (d) => String(d).includes('ready') && resolve()))));
+    await Promise.all(
+      children.map((c) => new Promise<void>((resolve) => c.stdout!.on('data', (d) => String(d).includes('ready') && resolve()))),
+    );
     return async () => {
       await Promise.all(children.map((c) => new Promise((resolve) => (c.kill('SIGTERM'), c.on('exit', resolve)))));
     };
@@ -136,10 +139,10 @@ async function futureRows(app: Chronograph) {
   const claim: number[] = [];
   for (let i = 0; i < 200; i++) {
     let t = performance.now();
-    await msUntilNextDue(prisma, [], []);
+    await msUntilNextDue(prisma, [], [], []);
     next.push(performance.now() - t);
     t = performance.now();
-    await claimTasks(prisma, 'bench', 50, 30_000, []);
+    await claimTasks(prisma, { workerId: 'bench', limit: 50, leaseMs: 30_000, excludedQueues: [], tenantSlots: 38, held: new Map() });
     claim.push(performance.now() - t);
   }
   if (global.gc) global.gc();
@@ -147,7 +150,9 @@ async function futureRows(app: Chronograph) {
   console.log(`${FUTURE_N} future tasks inserted in ${insertSeconds.toFixed(1)} s`);
   console.log(`  next-due query: ${stats(next)}`);
   console.log(`  claim with nothing due: ${stats(claim)}`);
-  console.log(`  process memory with the scheduler running: rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB`);
+  console.log(
+    `  process memory with the scheduler running: rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB`,
+  );
 }
 
 async function benchPostgres() {

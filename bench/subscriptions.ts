@@ -9,9 +9,9 @@
 // What bounds it: every delivery is one GraphQL execution and one WebSocket frame per subscriber
 // (the event row itself is read once for all of them), about 100-250 µs of server CPU each, so one
 // event reaches the last of 1000 subscribers after roughly 100-250 ms of fan-out.
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import path from 'node:path';
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { ServerReply, ServerRequest } from './_subscriptionServer.js';
 import { scratchDatabase } from './support.js';
@@ -43,7 +43,11 @@ class Server {
   /** The next reply (requests are answered in order, one at a time). */
   reply<T extends ServerReply['type']>(type: T): Promise<Extract<ServerReply, { type: T }>> {
     return new Promise((resolve, reject) =>
-      this.waiting.push((reply) => (reply.type === type ? resolve(reply as Extract<ServerReply, { type: T }>) : reject(new Error(`expected ${type}, got ${reply.type}`)))),
+      this.waiting.push((reply) =>
+        reply.type === type
+          ? resolve(reply as Extract<ServerReply, { type: T }>)
+          : reject(new Error(`expected ${type}, got ${reply.type}`)),
+      ),
     );
   }
 
@@ -130,10 +134,14 @@ async function run(backend: 'pglite' | 'postgres') {
     await waitUntil(async () => (await server.ask({ type: 'status' }, 'status')).subscriptions === 0, 'subscriptions to be freed');
     const after = await server.ask({ type: 'memory', gc: true }, 'memory');
 
-    console.log(`${backend}: ${SUBSCRIBERS} WebSocket subscribers, ${commits.length} status changes at ${(commits.length / producedIn).toFixed(0)}/s (${n} deliveries)`);
+    console.log(
+      `${backend}: ${SUBSCRIBERS} WebSocket subscribers, ${commits.length} status changes at ${(commits.length / producedIn).toFixed(0)}/s (${n} deliveries)`,
+    );
     if (errors.length) console.log(`  errors: ${errors.length}, first: ${JSON.stringify(errors[0])}`);
     console.log(`  commit → client receipt: ${percentiles(delays.subarray(0, n))}`);
-    console.log(`  server memory (after GC): idle RSS ${mb(idle.rss)} heap ${mb(idle.heapUsed)}; ${SUBSCRIBERS} subscribed RSS ${mb(subscribed.rss)} heap ${mb(subscribed.heapUsed)}; after they left RSS ${mb(after.rss)} heap ${mb(after.heapUsed)}`);
+    console.log(
+      `  server memory (after GC): idle RSS ${mb(idle.rss)} heap ${mb(idle.heapUsed)}; ${SUBSCRIBERS} subscribed RSS ${mb(subscribed.rss)} heap ${mb(subscribed.heapUsed)}; after they left RSS ${mb(after.rss)} heap ${mb(after.heapUsed)}`,
+    );
     console.log(`  server memory peak while streaming: RSS ${mb(during.peakRss)} heap ${mb(during.peakHeapUsed)}`);
   } finally {
     for (const client of clients) await client.dispose();

@@ -29,7 +29,12 @@ export async function followTaskEvents(options: {
   let failures = 0;
   while (!options.signal?.aborted) {
     // retryAttempts: 0, because graphql-ws would otherwise resubscribe with the first `after` it was given.
-    const client = createClient({ url: options.url, webSocketImpl: WebSocket, connectionParams: options.connectionParams, retryAttempts: 0 });
+    const client = createClient({
+      url: options.url,
+      webSocketImpl: WebSocket,
+      connectionParams: options.connectionParams,
+      retryAttempts: 0,
+    });
     const results = client.iterate<{ taskStatusChanged: TaskStatusChange }>({ query: SUBSCRIPTION, variables: { after: lastCursor } });
     const stop = () => void results.return?.();
     options.signal?.addEventListener('abort', stop);

@@ -5,18 +5,19 @@ import { pathToFileURL } from 'node:url';
 import { ApiKeySvc } from './auth/ApiKeySvc.js';
 import { Authenticator } from './auth/Authenticator.js';
 import { CredentialWatch } from './auth/CredentialWatch.js';
-import { authConfigProblem, ConfigError, type Config } from './config.js';
+import { authConfigProblem, type Config, ConfigError } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
-import { openDatabase, type Database, type QueryEvent } from './db/Database.js';
+import { type Database, openDatabase, type QueryEvent } from './db/Database.js';
 import { ChronographError } from './errors.js';
 import { TaskEventStream } from './events/TaskEventStream.js';
-import { createChronographYoga } from './graphql/createYoga.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
+import { createChronographYoga } from './graphql/createYoga.js';
 import { registerBuiltinHandlers } from './handlers/builtinHandlers.js';
-import { HandlerRegistry, type Handler } from './handlers/HandlerRegistry.js';
+import { type Handler, HandlerRegistry } from './handlers/HandlerRegistry.js';
 import { HostPolicy } from './handlers/HostPolicy.js';
 import { registerHttpHandlers } from './handlers/httpHandlers.js';
+import { HistoryPruner } from './history/HistoryPruner.js';
 import { createLogger, type Logger } from './logger.js';
 import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
 import { Metrics } from './ops/Metrics.js';
@@ -24,11 +25,11 @@ import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
 import { refuseWhileStopping, startHttpServer, waitUntil } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
-import { TaskTypeRegistry, type NormalType } from './tasks/TaskTypeRegistry.js';
-import { TenantSvc } from './tenants/TenantSvc.js';
+import { type NormalType, TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
 import { TemplateBindingSvc } from './templates/TemplateBindingSvc.js';
 import { TemplateSvc } from './templates/TemplateSvc.js';
+import { TenantSvc } from './tenants/TenantSvc.js';
 
 export interface ChronographOptions {
   config: Config;
@@ -75,6 +76,8 @@ export class Chronograph {
   readonly credentials: CredentialWatch;
   /** Platform templates bound to tenants. */
   readonly bindings: TemplateBindingSvc;
+  /** Deletes (and archives) old history: HISTORY_RETENTION_DAYS, tenants' own settings, pruneHistory. */
+  readonly history: HistoryPruner;
   readonly yoga: ReturnType<typeof createChronographYoga>;
   /** Status changes as they commit, on any instance: the source of Subscription.taskStatusChanged. */
   readonly taskEvents: TaskEventStream;
@@ -95,12 +98,24 @@ export class Chronograph {
   ) {
     const maxJsonBytes = config.MAX_JSON_BYTES;
     this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, maxJsonBytes, now });
-    this.modelSvc = new ModelSvc({ prisma: db.prisma, dateFields: this.dateFieldSvc, defaultTimezone: config.DEFAULT_TIMEZONE, maxJsonBytes });
+    this.modelSvc = new ModelSvc({
+      prisma: db.prisma,
+      dateFields: this.dateFieldSvc,
+      defaultTimezone: config.DEFAULT_TIMEZONE,
+      maxJsonBytes,
+    });
     this.tenantSvc = new TenantSvc({ prisma: db.prisma });
     this.apiKeys = new ApiKeySvc({ prisma: db.prisma, tenants: this.tenantSvc, logger: logger.child({ component: 'auth' }), now });
     this.authenticator = new Authenticator(config, this.apiKeys, logger.child({ component: 'auth' }));
     this.credentials = new CredentialWatch(db, db.prisma, logger.child({ component: 'auth' }));
     this.bindings = new TemplateBindingSvc({ prisma: db.prisma, handlers: this.handlers, now });
+    this.history = new HistoryPruner({
+      prisma: db.prisma,
+      logger: logger.child({ component: 'history' }),
+      retentionDays: config.HISTORY_RETENTION_DAYS ?? null,
+      archiveDir: config.ARCHIVE_DIR ?? null,
+      now,
+    });
     const deps = {
       prisma: db.prisma,
       handlers: this.handlers,
@@ -114,6 +129,7 @@ export class Chronograph {
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,
       concurrency: config.CONCURRENCY,
+      tenantSlotShare: config.TENANT_SLOT_SHARE,
       queueConcurrency: config.QUEUE_CONCURRENCY,
       leaseMs: config.LEASE_MS,
       abortGraceMs: config.ABORT_GRACE_MS,
@@ -156,12 +172,16 @@ export class Chronograph {
     try {
       await app.credentials.start();
       registerBuiltinHandlers(app.handlers);
-      registerHttpHandlers(app.handlers, { policy: HostPolicy.parse(config.HTTP_ALLOW_HOSTS), maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES });
+      registerHttpHandlers(app.handlers, {
+        policy: HostPolicy.parse(config.HTTP_ALLOW_HOSTS),
+        maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES,
+      });
       await app.metrics.start();
       await app.loadAppModules();
       await options.setup?.(app);
       await app.loadTemplateFiles();
       if (config.SCHEDULER_ENABLED) await app.scheduler.start();
+      app.history.start(config.HISTORY_PRUNE_INTERVAL_MS);
     } catch (error) {
       await app.scheduler.stop(0);
       await app.credentials.stop();
@@ -187,7 +207,12 @@ export class Chronograph {
 
   /** Whether this instance can do its job now (what /ready answers). */
   readiness(): Promise<Readiness> {
-    return checkReadiness({ db: this.db, scheduler: this.scheduler, schedulerEnabled: this.config.SCHEDULER_ENABLED, stopping: this.stopping !== undefined });
+    return checkReadiness({
+      db: this.db,
+      scheduler: this.scheduler,
+      schedulerEnabled: this.config.SCHEDULER_ENABLED,
+      stopping: this.stopping !== undefined,
+    });
   }
 
   /** Starts serving GraphQL (and GraphiQL) at /graphql, and /health, /ready, /metrics; resolves with the bound port. */
@@ -257,6 +282,7 @@ export class Chronograph {
       await closed;
     }
     await schedulerStopped;
+    await this.history.stop();
     await this.credentials.stop();
     await this.db.close();
     this.logger.info('Chronograph stopped');

@@ -20,14 +20,22 @@ const envSchema = z.object({
   WORKER_ID: z.string().min(1).default(`${os.hostname()}-${process.pid}`),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
   SUBSCRIPTION_BUFFER_SIZE: z.coerce.number().int().min(1).max(100_000).default(1000),
-  SCHEDULER_ENABLED: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  SCHEDULER_ENABLED: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true'),
   CONCURRENCY: z.coerce.number().int().min(1).max(10_000).default(10),
+  /** Share (0-1] of CONCURRENCY one tenant may hold once more than one tenant has tasks. */
+  TENANT_SLOT_SHARE: z.coerce.number().gt(0).max(1).default(0.75),
   QUEUE_CONCURRENCY: z
     .string()
     .default('')
     .transform((text, ctx) => {
       const limits: Record<string, number> = {};
-      for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+      for (const part of text
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)) {
         const m = /^([\w.-]+)=(\d+)$/.exec(part);
         if (!m || Number(m[2]) < 1) {
           ctx.addIssue({ code: 'custom', message: `"${part}" is not queue=limit (e.g. emails=2,reports=1)` });
@@ -44,23 +52,37 @@ const envSchema = z.object({
   /** Bearer token /metrics requires; unset leaves /metrics open (like /health and /ready). */
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** One info line per HTTP request (operation name, status, duration). */
-  LOG_REQUESTS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  LOG_REQUESTS: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
   /** Hosts chronograph.http / chronograph.graphql may reach although the SSRF guard refuses their addresses. */
   HTTP_ALLOW_HOSTS: z
     .string()
     .default('')
     .transform((text, ctx) => {
-      const entries = text.split(',').map((p) => p.trim()).filter(Boolean);
+      const entries = text
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean);
       try {
         HostPolicy.parse(entries);
       } catch (error) {
-        ctx.addIssue({ code: 'custom', message: `${(error as Error).message} (expected e.g. api.internal,*.corp.example,10.0.0.0/8,127.0.0.1)` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `${(error as Error).message} (expected e.g. api.internal,*.corp.example,10.0.0.0/8,127.0.0.1)`,
+        });
         return z.NEVER;
       }
       return entries;
     }),
   /** Largest response body an HTTP task keeps in its result; the rest is cut off (`truncated: true`). */
-  HTTP_MAX_RESPONSE_BYTES: z.coerce.number().int().min(0).max(16 * 1024 * 1024).default(256 * 1024),
+  HTTP_MAX_RESPONSE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(16 * 1024 * 1024)
+    .default(256 * 1024),
   DEFAULT_TIMEZONE: z
     .string()
     .default('UTC')
@@ -72,7 +94,11 @@ const envSchema = z.object({
   MAX_QUERY_TOKENS: z.coerce.number().int().min(100).max(1_000_000).default(5_000),
   // Input sizes: one JSON value (argDict, record data, template arguments, handler result), one request body.
   MAX_JSON_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
-  MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).default(16 * 1_048_576),
+  MAX_REQUEST_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(16 * 1_048_576),
   // A request's time budget; also the longest one database statement may run on PostgreSQL.
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   // Browser origins besides the server's own that may call the API (CORS and WebSocket upgrades).
@@ -81,16 +107,28 @@ const envSchema = z.object({
     .default('')
     .transform((text, ctx) => {
       const origins: string[] = [];
-      for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+      for (const part of text
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean)) {
         const origin = originOf(part);
         if (!origin) {
-          ctx.addIssue({ code: 'custom', message: `"${part}" is not an origin such as https://app.example.com (scheme, host and port; "*" is not allowed)` });
+          ctx.addIssue({
+            code: 'custom',
+            message: `"${part}" is not an origin such as https://app.example.com (scheme, host and port; "*" is not allowed)`,
+          });
           return z.NEVER;
         }
         origins.push(origin);
       }
       return origins;
     }),
+  // History retention (src/history/): finished tasks, and runs, logs and events, older than this many
+  // days are deleted in small batches; unset keeps everything (a tenant's own setting still applies).
+  HISTORY_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).optional(),
+  HISTORY_PRUNE_INTERVAL_MS: z.coerce.number().int().min(1000).default(600_000),
+  // Where pruned history is written first, as gzip JSON lines (unset: not archived).
+  ARCHIVE_DIR: z.string().min(1).optional(),
   // Where services.BackupSvc.backupDatabase of the example app may write.
   BACKUP_DIR: z.string().min(1).default('./data/backups'),
   // Authentication (src/auth/). Any of the four credentials below turns it on.
@@ -107,7 +145,10 @@ const envSchema = z.object({
   AUTH_JWT_AUDIENCE: z.string().min(1).optional(),
   AUTH_JWT_TENANT_CLAIM: z.string().min(1).default('tenant_id'),
   AUTH_JWT_ROLE_CLAIM: z.string().min(1).default('role'),
-  AUTH_DISABLED: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  AUTH_DISABLED: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
 });
 
 export type Config = z.infer<typeof envSchema>;
@@ -168,7 +209,10 @@ export function authConfigProblem(config: Config, host: string): string | null {
 }
 
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
   return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h) || /^::ffff:127(\.\d{1,3}){3}$/.test(h);
 }
 

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'SHUTTING_DOWN'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
-  | 'QUOTA_EXCEEDED';
+  | 'QUOTA_EXCEEDED'
+  | 'CURSOR_EXPIRED';
 
 export class ChronographError extends Error {
   constructor(
@@ -34,14 +35,12 @@ export class ChronographError extends Error {
   }
 }
 
-export const badInput = (message: string, field?: string) =>
-  new ChronographError('BAD_USER_INPUT', message, field ? { field } : {});
+export const badInput = (message: string, field?: string) => new ChronographError('BAD_USER_INPUT', message, field ? { field } : {});
 
 export const notFound = (what: string, id: string) =>
   new ChronographError('NOT_FOUND', `${what} ${JSON.stringify(id)} does not exist`, { id });
 
-export const conflict = (message: string, details: Record<string, unknown> = {}) =>
-  new ChronographError('CONFLICT', message, details);
+export const conflict = (message: string, details: Record<string, unknown> = {}) => new ChronographError('CONFLICT', message, details);
 
 /** The same words for every missing or bad credential: the reason would only help an attacker. */
 export const unauthenticated = () =>

@@ -4,17 +4,26 @@
  *
  *   import { NormalType, type AppModule } from '../../src/index.js';
  */
-export { Chronograph, type AppModule, type ChronographOptions, type ElementTypes } from './app.js';
-export { loadConfig, ConfigError, type Config } from './config.js';
-export { ChronographError, type ErrorCode } from './errors.js';
-export type { ArgsCheck, Handler, HandlerContext, HandlerInfo, HandlerLogger, HandlerLogFn, HandlerOptions, HandlerRegistry } from './handlers/HandlerRegistry.js';
-export { NonRetryableError, isNonRetryable } from './handlers/NonRetryableError.js';
-export type { HttpResult } from './handlers/httpHandlers.js';
-export { NormalType, type TaskTypeRegistry, type TaskTypeRunInput } from './tasks/TaskTypeRegistry.js';
-export type { TaskSvc, TimerTaskInput, CreatedTask, TaskFilter } from './tasks/TaskSvc.js';
-export type { TemplateSvc } from './templates/TemplateSvc.js';
+export { type AppModule, Chronograph, type ChronographOptions, type ElementTypes } from './app.js';
+export { type Config, ConfigError, loadConfig } from './config.js';
+export type { DateFieldResult } from './dateFields/applyDateFields.js';
 export type { DateFieldSvc, RowObj } from './dateFields/DateFieldSvc.js';
 export type { ModelSvc } from './dateFields/ModelSvc.js';
-export type { DateFieldResult } from './dateFields/applyDateFields.js';
+export { ChronographError, type ErrorCode } from './errors.js';
+export type { RepeatType, Task, TaskEvent, TaskRun, TaskStatus, TaskTemplate } from './generated/prisma/client.js';
+export type {
+  ArgsCheck,
+  Handler,
+  HandlerContext,
+  HandlerInfo,
+  HandlerLogFn,
+  HandlerLogger,
+  HandlerOptions,
+  HandlerRegistry,
+} from './handlers/HandlerRegistry.js';
+export type { HttpResult } from './handlers/httpHandlers.js';
+export { isNonRetryable, NonRetryableError } from './handlers/NonRetryableError.js';
 export type { Readiness } from './ops/checkReadiness.js';
-export type { Task, TaskRun, TaskEvent, TaskTemplate, TaskStatus, RepeatType } from './generated/prisma/client.js';
+export type { CreatedTask, TaskFilter, TaskSvc, TimerTaskInput } from './tasks/TaskSvc.js';
+export { NormalType, type TaskTypeRegistry, type TaskTypeRunInput } from './tasks/TaskTypeRegistry.js';
+export type { TemplateSvc } from './templates/TemplateSvc.js';

@@ -1,12 +1,12 @@
 import { Chronograph } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { type Config, ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './db/DataDirLock.js';
 import { MigrationError } from './db/migrate.js';
 import { createLogger } from './logger.js';
 
 /** `npm start`: configuration from the environment, clean shutdown on SIGINT/SIGTERM. */
 async function main() {
-  let config;
+  let config: Config;
   try {
     config = loadConfig();
   } catch (error) {

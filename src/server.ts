@@ -20,14 +20,17 @@ const IDLE_MARGIN_MS = 15_000;
  * Header size stays at Node's 16 KiB; the body limit is yoga's (MAX_REQUEST_BYTES).
  */
 export async function startHttpServer(handler: RequestListener, options: HttpServerOptions): Promise<{ server: Server; port: number }> {
-  const server = createServer({
-    headersTimeout: Math.min(HEADERS_TIMEOUT_MS, options.requestTimeoutMs),
-    requestTimeout: options.requestTimeoutMs,
-    maxHeaderSize: 16 * 1024,
-    keepAliveTimeout: 5_000,
-    // How often those timeouts are checked (Node's default, 30 s, would let a slow client stay 40 s).
-    connectionsCheckingInterval: 1_000,
-  }, handler);
+  const server = createServer(
+    {
+      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, options.requestTimeoutMs),
+      requestTimeout: options.requestTimeoutMs,
+      maxHeaderSize: 16 * 1024,
+      keepAliveTimeout: 5_000,
+      // How often those timeouts are checked (Node's default, 30 s, would let a slow client stay 40 s).
+      connectionsCheckingInterval: 1_000,
+    },
+    handler,
+  );
   server.setTimeout(options.requestTimeoutMs + IDLE_MARGIN_MS);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -50,6 +53,11 @@ export function refuseWhileStopping(_request: IncomingMessage, response: ServerR
   const body = JSON.stringify({
     errors: [{ message: 'This Chronograph instance is shutting down; retry on another instance', extensions: { code: 'SHUTTING_DOWN' } }],
   });
-  response.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', connection: 'close', 'content-length': Buffer.byteLength(body) });
+  response.writeHead(503, {
+    'content-type': 'application/json; charset=utf-8',
+    'retry-after': '1',
+    connection: 'close',
+    'content-length': Buffer.byteLength(body),
+  });
   response.end(body);
 }

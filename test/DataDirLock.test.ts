@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataDirLock, DataDirLockedError } from '../src/db/DataDirLock.js';
-import { startInstance, type InstanceProcess } from './support/instanceProcess.js';
+import { type InstanceProcess, startInstance } from './support/instanceProcess.js';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -41,7 +41,15 @@ describe('one process per PGlite data directory (DataDirLock)', () => {
     const deadPid = dead.pid!;
     dead.kill('SIGKILL');
     await new Promise((r) => dead.on('exit', r));
-    const holder = { pid: deadPid, host: os.hostname(), bootId: null, processStart: null, startedAt: new Date().toISOString(), heartbeatAt: new Date().toISOString(), nonce: 'dead' };
+    const holder = {
+      pid: deadPid,
+      host: os.hostname(),
+      bootId: null,
+      processStart: null,
+      startedAt: new Date().toISOString(),
+      heartbeatAt: new Date().toISOString(),
+      nonce: 'dead',
+    };
     writeFileSync(lockFile(dir), JSON.stringify(holder));
     const lock = await DataDirLock.acquire(dir, noop);
     await lock.release();
@@ -64,7 +72,15 @@ describe('one process per PGlite data directory (DataDirLock)', () => {
 
   it('trusts a holder on another host while its heartbeat is fresh, and takes the lock over once it is old', async () => {
     const dir = tempDir();
-    const foreign = { pid: 1, host: 'elsewhere.example', bootId: null, processStart: null, startedAt: new Date().toISOString(), heartbeatAt: new Date().toISOString(), nonce: 'far' };
+    const foreign = {
+      pid: 1,
+      host: 'elsewhere.example',
+      bootId: null,
+      processStart: null,
+      startedAt: new Date().toISOString(),
+      heartbeatAt: new Date().toISOString(),
+      nonce: 'far',
+    };
     writeFileSync(lockFile(dir), JSON.stringify(foreign));
     await expect(DataDirLock.acquire(dir, noop)).rejects.toThrow(/pid 1 on host elsewhere\.example \(last seen \d+ s ago/);
     writeFileSync(lockFile(dir), JSON.stringify({ ...foreign, heartbeatAt: new Date(Date.now() - 120_000).toISOString() }));

@@ -22,7 +22,13 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
 
   beforeAll(async () => {
     t = await createTestApp(backend, {
-      env: { LEASE_MS: '600', ABORT_GRACE_MS: '300', CONCURRENCY: '8', QUEUE_CONCURRENCY: 'serial=1', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' },
+      env: {
+        LEASE_MS: '600',
+        ABORT_GRACE_MS: '300',
+        CONCURRENCY: '8',
+        QUEUE_CONCURRENCY: 'serial=1',
+        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      },
       setup(app) {
         app.taskTypes.register(new WrappedType('tasks.WrappedType'));
         app.handlers.register('test.flaky', (args) => {
@@ -37,7 +43,10 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
           ctx.logger.warn({ table: args.table }, 'half way');
           return { attempt: ctx.task.attempt };
         });
-        app.handlers.register('test.untilAborted', (_args, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))));
+        app.handlers.register(
+          'test.untilAborted',
+          (_args, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+        );
         app.handlers.register('test.ignoresAbort', () => sleep(2_000).then(() => 'late result'));
         app.handlers.register('test.order', (args) => {
           order.push(String(args.name));
@@ -50,9 +59,12 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
   afterAll(() => t?.close());
 
   const create = (input: Record<string, unknown>) => svc.createTimerTask({ fullName: 'tasks.DataSync', startTime: soon(), ...input });
-  const runsOf = (taskId: string) => t.app.db.prisma.taskRun.findMany({ where: { taskId }, orderBy: { startedAt: 'asc' }, include: { logs: { orderBy: { id: 'asc' } } } });
+  const runsOf = (taskId: string) =>
+    t.app.db.prisma.taskRun.findMany({ where: { taskId }, orderBy: { startedAt: 'asc' }, include: { logs: { orderBy: { id: 'asc' } } } });
   const eventsOf = async (taskId: string) =>
-    (await t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } })).map((e) => `${e.type}:${e.fromStatus ?? '-'}>${e.toStatus}`);
+    (await t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } })).map(
+      (e) => `${e.type}:${e.fromStatus ?? '-'}>${e.toStatus}`,
+    );
 
   it('runs a task that is due now, once, recording run, result, logs and every event', async () => {
     const task = await create({ funcName: 'test.logs', argDict: { table: 'users' } });
@@ -60,15 +72,30 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     expect(done).toMatchObject({ status: 'SUCCEEDED', runCount: 1, attempts: 1, nextRunAt: null, lockedBy: null });
     const runs = await runsOf(task.id);
     expect(runs).toHaveLength(1);
-    expect(runs[0]).toMatchObject({ status: 'SUCCEEDED', attempt: 1, recovered: false, result: { attempt: 1 }, workerId: t.app.config.WORKER_ID });
+    expect(runs[0]).toMatchObject({
+      status: 'SUCCEEDED',
+      attempt: 1,
+      recovered: false,
+      result: { attempt: 1 },
+      workerId: t.app.config.WORKER_ID,
+    });
     expect(runs[0]!.finishedAt).not.toBeNull();
     expect(runs[0]!.logs.map((l) => [l.level, l.message, l.data])).toEqual([
       ['info', 'starting', null],
       ['warn', 'half way', { table: 'users' }],
     ]);
-    expect(await eventsOf(task.id)).toEqual(['CREATED:->SCHEDULED', 'STATUS_CHANGED:SCHEDULED>RUNNING', 'STATUS_CHANGED:RUNNING>SUCCEEDED']);
-    const viaGraphql = ok(await t.gql(`query($id: ID!) { task(id: $id) { status runs { status result logs { message } } } }`, { id: task.id })).task;
-    expect(viaGraphql).toEqual({ status: 'SUCCEEDED', runs: [{ status: 'SUCCEEDED', result: { attempt: 1 }, logs: [{ message: 'starting' }, { message: 'half way' }] }] });
+    expect(await eventsOf(task.id)).toEqual([
+      'CREATED:->SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'STATUS_CHANGED:RUNNING>SUCCEEDED',
+    ]);
+    const viaGraphql = ok(
+      await t.gql(`query($id: ID!) { task(id: $id) { status runs { status result logs { message } } } }`, { id: task.id }),
+    ).task;
+    expect(viaGraphql).toEqual({
+      status: 'SUCCEEDED',
+      runs: [{ status: 'SUCCEEDED', result: { attempt: 1 }, logs: [{ message: 'starting' }, { message: 'half way' }] }],
+    });
   });
 
   it('runs a future task at its time, not before', async () => {
@@ -81,7 +108,12 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
   });
 
   it('retries with backoff until an attempt succeeds', async () => {
-    const task = await create({ funcName: 'test.flaky', argDict: { key: `r-${backend}`, failTimes: 2 }, maxAttempts: 3, retryBackoffMs: 20 });
+    const task = await create({
+      funcName: 'test.flaky',
+      argDict: { key: `r-${backend}`, failTimes: 2 },
+      maxAttempts: 3,
+      retryBackoffMs: 20,
+    });
     const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
     expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 3, lastError: null });
     expect((await runsOf(task.id)).map((r) => [r.attempt, r.status, r.error])).toEqual([
@@ -113,7 +145,11 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
     const ended = ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status runs { status } } }`, { id: task.id })).forcedEnd;
     expect(ended).toEqual({ status: 'FORCED_END', runs: [{ status: 'CANCELLED' }] });
-    expect(await eventsOf(task.id)).toEqual(['CREATED:->SCHEDULED', 'STATUS_CHANGED:SCHEDULED>RUNNING', 'STATUS_CHANGED:RUNNING>FORCED_END']);
+    expect(await eventsOf(task.id)).toEqual([
+      'CREATED:->SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'STATUS_CHANGED:RUNNING>FORCED_END',
+    ]);
     expect(errorCode(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status } }`, { id: task.id }))).toBe('CONFLICT');
   });
 
@@ -136,9 +172,12 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     expect(done).toMatchObject({ status: 'SUCCEEDED', runCount: 3 });
     expect(await runsOf(task.id)).toHaveLength(3);
     // The occurrences stay on the grid startTime + k·1 s, however late a run starts or long it takes.
-    const planned = (await t.app.db.prisma.taskEvent.findMany({ where: { taskId: task.id, fromStatus: 'RUNNING', toStatus: 'SCHEDULED' }, orderBy: { id: 'asc' } })).map(
-      (e) => e.nextRunAt!.getTime() - task.startTime.getTime(),
-    );
+    const planned = (
+      await t.app.db.prisma.taskEvent.findMany({
+        where: { taskId: task.id, fromStatus: 'RUNNING', toStatus: 'SCHEDULED' },
+        orderBy: { id: 'asc' },
+      })
+    ).map((e) => e.nextRunAt!.getTime() - task.startTime.getTime());
     expect(planned.length).toBe(2);
     for (const offset of planned) expect(offset % 1000).toBe(0);
   });
@@ -165,7 +204,11 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     // The occurrence each run was for (nextRunAt on its RUNNING event): whole seconds, strictly increasing,
     // and never started early. Under load a late run makes the next skip ahead (misfire RUN_ONCE), so the
     // seconds need not be consecutive; no bound is put on lateness here (benchmarks measure that).
-    const started = await t.app.db.prisma.taskEvent.findMany({ where: { taskId: task.id, toStatus: 'RUNNING' }, orderBy: { id: 'asc' }, include: { run: true } });
+    const started = await t.app.db.prisma.taskEvent.findMany({
+      where: { taskId: task.id, toStatus: 'RUNNING' },
+      orderBy: { id: 'asc' },
+      include: { run: true },
+    });
     expect(started).toHaveLength(5);
     const seconds = started.map((e) => e.nextRunAt!.getTime());
     for (const [i, at] of seconds.entries()) {
@@ -177,12 +220,26 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
   });
 
   it('lets occurrences of an ALLOW-overlap task run at the same time, each as its own task', async () => {
-    const parent = await create({ funcName: 'chronograph.sleep', argDict: { ms: 2500 }, repeatType: 'INTERVAL', intervalSeconds: 1, maxRuns: 3, overlapPolicy: 'ALLOW' });
+    const parent = await create({
+      funcName: 'chronograph.sleep',
+      argDict: { ms: 2500 },
+      repeatType: 'INTERVAL',
+      intervalSeconds: 1,
+      maxRuns: 3,
+      overlapPolicy: 'ALLOW',
+    });
     expect((await svc.waitForTask(parent.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
-    const children = await t.app.db.prisma.task.findMany({ where: { parentId: parent.id }, include: { runs: true }, orderBy: { id: 'asc' } });
+    const children = await t.app.db.prisma.task.findMany({
+      where: { parentId: parent.id },
+      include: { runs: true },
+      orderBy: { id: 'asc' },
+    });
     expect(children).toHaveLength(3);
     for (const child of children) expect((await svc.waitForTask(child.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
-    const runs = await t.app.db.prisma.taskRun.findMany({ where: { taskId: { in: children.map((c) => c.id) } }, orderBy: { startedAt: 'asc' } });
+    const runs = await t.app.db.prisma.taskRun.findMany({
+      where: { taskId: { in: children.map((c) => c.id) } },
+      orderBy: { startedAt: 'asc' },
+    });
     // the second occurrence started while the first was still running
     expect(runs[1]!.startedAt.getTime()).toBeLessThan(runs[0]!.finishedAt!.getTime());
     expect(await runsOf(parent.id)).toEqual([]);
@@ -198,10 +255,14 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
 
   it('pauses, resumes, runs now, reschedules and cancels, refusing invalid transitions', async () => {
     const task = await create({ funcName: 'chronograph.noop', startTime: '2099-01-01T00:00:00Z' });
-    const call = (name: string, extra = '') => t.gql(`mutation($id: ID!) { ${name}(taskId: $id${extra}) { status nextRunAt } }`, { id: task.id });
+    const call = (name: string, extra = '') =>
+      t.gql(`mutation($id: ID!) { ${name}(taskId: $id${extra}) { status nextRunAt } }`, { id: task.id });
     expect(ok(await call('pauseTask')).pauseTask.status).toBe('PAUSED');
     expect(errorCode(await call('pauseTask'))).toBe('CONFLICT');
-    expect(ok(await call('rescheduleTask', ', startTime: "2098-01-01T00:00:00Z"')).rescheduleTask).toEqual({ status: 'PAUSED', nextRunAt: '2098-01-01T00:00:00.000Z' });
+    expect(ok(await call('rescheduleTask', ', startTime: "2098-01-01T00:00:00Z"')).rescheduleTask).toEqual({
+      status: 'PAUSED',
+      nextRunAt: '2098-01-01T00:00:00.000Z',
+    });
     expect(ok(await call('resumeTask')).resumeTask.status).toBe('SCHEDULED');
     expect(errorCode(await call('resumeTask'))).toBe('CONFLICT');
     expect(errorCode(await call('rescheduleTask', ', startTime: "2098-02-30"'))).toBe('INVALID_START_TIME');
@@ -218,7 +279,10 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     ]);
     expect(errorCode(await call('cancelTask'))).toBe('CONFLICT');
     const other = await create({ funcName: 'chronograph.noop', startTime: '2099-01-01T00:00:00Z' });
-    expect(ok(await t.gql(`mutation($id: ID!) { cancelTask(taskId: $id, reason: "no longer needed") { status } }`, { id: other.id })).cancelTask.status).toBe('CANCELLED');
+    expect(
+      ok(await t.gql(`mutation($id: ID!) { cancelTask(taskId: $id, reason: "no longer needed") { status } }`, { id: other.id })).cancelTask
+        .status,
+    ).toBe('CANCELLED');
   });
 
   it('refuses to pause or resume a running task', async () => {
@@ -236,7 +300,9 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     expect(ids.size).toBe(1);
     expect(results.filter((r) => !r.deduplicated)).toHaveLength(1);
     const again = ok(
-      await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id deduplicated } }`, { input: { fullName: 'tasks.DataSync', ...input } }),
+      await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id deduplicated } }`, {
+        input: { fullName: 'tasks.DataSync', ...input },
+      }),
     ).createTimerTask;
     expect(again).toEqual({ id: [...ids][0], deduplicated: true });
     await svc.cancelTask(again.id);
@@ -251,7 +317,8 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
       const names = ['low', 'high', 'mid'];
       const priorities = { low: -5, high: 10, mid: 0 } as Record<string, number>;
       const past = new Date(Date.now() - 1000).toISOString();
-      for (const name of names) await create({ funcName: 'test.order', argDict: { name }, priority: priorities[name], queue: 'serial', startTime: past });
+      for (const name of names)
+        await create({ funcName: 'test.order', argDict: { name }, priority: priorities[name], queue: 'serial', startTime: past });
       order.length = 0;
       await t.app.scheduler.start();
       await waitFor(() => order.length === 3, { what: 'three runs' });
@@ -268,7 +335,10 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     // What a crashed instance leaves behind: RUNNING, an open run, a lease that has run out.
     const prisma = t.app.db.prisma;
     const dead = await prisma.taskRun.create({ data: { taskId: task.id, attempt: 1, workerId: 'dead-worker' } });
-    await prisma.task.update({ where: { id: task.id }, data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() - 1000), attempts: 1 } });
+    await prisma.task.update({
+      where: { id: task.id },
+      data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() - 1000), attempts: 1 },
+    });
     await prisma.$executeRawUnsafe(`SELECT pg_notify('chronograph_wake', '')`);
     const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
     expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 2 });
@@ -283,8 +353,21 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
   it('follows misfire policies after downtime', async () => {
     const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
     const skipped = await create({ funcName: 'chronograph.noop', startTime: hourAgo, misfirePolicy: 'SKIP', misfireToleranceMs: 1000 });
-    const once = await create({ funcName: 'chronograph.noop', repeatType: 'INTERVAL', intervalSeconds: 600, startTime: hourAgo, maxRuns: 2 });
-    const all = await create({ funcName: 'chronograph.noop', repeatType: 'INTERVAL', intervalSeconds: 1, startTime: new Date(Date.now() - 4_500).toISOString(), misfirePolicy: 'RUN_ALL', maxRuns: 4 });
+    const once = await create({
+      funcName: 'chronograph.noop',
+      repeatType: 'INTERVAL',
+      intervalSeconds: 600,
+      startTime: hourAgo,
+      maxRuns: 2,
+    });
+    const all = await create({
+      funcName: 'chronograph.noop',
+      repeatType: 'INTERVAL',
+      intervalSeconds: 1,
+      startTime: new Date(Date.now() - 4_500).toISOString(),
+      misfirePolicy: 'RUN_ALL',
+      maxRuns: 4,
+    });
 
     expect((await svc.waitForTask(skipped.id, { timeoutMs: 10_000 })).status).toBe('CANCELLED');
     expect(await runsOf(skipped.id)).toEqual([]);

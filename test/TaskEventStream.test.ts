@@ -41,7 +41,9 @@ describe.each(backends)('TaskEventStream (%s)', (backend) => {
     const task = await t.app.taskSvc.createTimerTask(future);
     await expect(
       t.app.db.prisma.$transaction(async (tx) => {
-        await recordEvents(tx, [{ taskId: task.id, tenantId: 'default', fromStatus: 'SCHEDULED', toStatus: 'SCHEDULED', message: 'never commits' }]);
+        await recordEvents(tx, [
+          { taskId: task.id, tenantId: 'default', fromStatus: 'SCHEDULED', toStatus: 'SCHEDULED', message: 'never commits' },
+        ]);
         throw new Error('rolled back on purpose');
       }),
     ).rejects.toThrow('rolled back on purpose');
@@ -104,31 +106,36 @@ describe.runIf(backends.includes('postgres'))('TaskEventStream with transactions
     await t.app.taskSvc.forcedEnd(taskId);
     const newer = (await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId, toStatus: 'FORCED_END' } })).id;
     expect(newer).toBeGreaterThan(held.id);
-    await waitFor(() => BigInt(t.app.taskEvents.status().waiting?.upTo ?? -1) >= newer, { what: 'the stream to hold the newer event back' });
+    await waitFor(() => BigInt(t.app.taskEvents.status().waiting?.upTo ?? -1) >= newer, {
+      what: 'the stream to hold the newer event back',
+    });
     return newer;
   }
 
-  it.each([true, false])('holds newer events back while an older id is in flight, then delivers in id order (commit: %s)', async (commit) => {
-    const live = new Collector(await t.app.taskEvents.subscribe(all));
-    const [a, b] = await t.app.taskSvc.createTimerTasks([future, future]);
-    const [first, second] = ids(await live.until((r) => r.length === 2));
-    const held = await holdEvent(a!.id);
-    const newer = await newerEventWhile(held, b!.id);
-    expect(ids(live.items)).toEqual([first, second]);
+  it.each([true, false])(
+    'holds newer events back while an older id is in flight, then delivers in id order (commit: %s)',
+    async (commit) => {
+      const live = new Collector(await t.app.taskEvents.subscribe(all));
+      const [a, b] = await t.app.taskSvc.createTimerTasks([future, future]);
+      const [first, second] = ids(await live.until((r) => r.length === 2));
+      const held = await holdEvent(a!.id);
+      const newer = await newerEventWhile(held, b!.id);
+      expect(ids(live.items)).toEqual([first, second]);
 
-    // A subscriber resuming from before the hole joins while it is open.
-    const resumed = new Collector(await t.app.taskEvents.subscribe(all, first));
-    await held.end(commit);
-    const expected = commit ? [held.id, newer] : [newer];
-    expect(ids(await live.until((r) => r.length === 2 + expected.length))).toEqual([first, second, ...expected]);
-    expect(ids(await resumed.until((r) => r.length === 1 + expected.length))).toEqual([second, ...expected]);
+      // A subscriber resuming from before the hole joins while it is open.
+      const resumed = new Collector(await t.app.taskEvents.subscribe(all, first));
+      await held.end(commit);
+      const expected = commit ? [held.id, newer] : [newer];
+      expect(ids(await live.until((r) => r.length === 2 + expected.length))).toEqual([first, second, ...expected]);
+      expect(ids(await resumed.until((r) => r.length === 1 + expected.length))).toEqual([second, ...expected]);
 
-    await t.app.taskSvc.createTimerTask(future);
-    const next = ids(await live.until((r) => r.length === 3 + expected.length)).at(-1)!;
-    expect(ids(await resumed.until((r) => r.length === 2 + expected.length)).at(-1)).toBe(next);
-    await Promise.all([live.close(), resumed.close()]);
-    await streamIdle(t.app);
-  });
+      await t.app.taskSvc.createTimerTask(future);
+      const next = ids(await live.until((r) => r.length === 3 + expected.length)).at(-1)!;
+      expect(ids(await resumed.until((r) => r.length === 2 + expected.length)).at(-1)).toBe(next);
+      await Promise.all([live.close(), resumed.close()]);
+      await streamIdle(t.app);
+    },
+  );
 
   it('starting while an older id is in flight, a resuming subscriber still receives it', async () => {
     await streamIdle(t.app);

@@ -23,7 +23,7 @@ describe.each(backends)('services.TaskSvc through app.getElement (%s)', (backend
   });
   afterAll(() => t?.close());
 
-  it('offers the seed\'s methods, sharing state with GraphQL', async () => {
+  it("offers the seed's methods, sharing state with GraphQL", async () => {
     const templates = await taskSvc.getTaskTmplList('');
     expect(templates.map((x) => [x.fullName, x.title, x.taskType, x.repeatType])).toEqual([
       ['tasks.DataBackup', '数据备份', 'tasks.NormalType', 'ONCE'],

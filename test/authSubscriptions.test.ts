@@ -1,8 +1,8 @@
 import type { Client } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, ADMIN_KEY, AUTH_ENV, createKey, hs256 } from './support/auth.js';
-import { Collector, sseSubscribe, streamIdle, wsClient, type SseSubscription } from './support/subscriptions.js';
-import { backends, createTestApp, createTestDatabase, ok, type GqlResult, type TestApp, type TestDatabase } from './support/testApp.js';
+import { Collector, type SseSubscription, sseSubscribe, streamIdle, wsClient } from './support/subscriptions.js';
+import { backends, createTestApp, createTestDatabase, type GqlResult, ok, type TestApp, type TestDatabase } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
 const SUB = `subscription { taskStatusChanged { cursor toStatus task { id } } }`;
@@ -37,7 +37,13 @@ describe.each(backends)('credentials of subscriptions (%s)', (backend) => {
     other = backend === 'postgres' ? await createTestApp(backend, { env: AUTH_ENV, database }) : t;
     url = (await t.app.listen(0, '127.0.0.1')).url;
     for (const tenant of ['a', 'b']) {
-      ok(await t.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.DataSync", title: "Sync", funcName: "chronograph.echo" }) { id } }`, {}, { ...ADMIN, 'x-tenant-id': tenant }));
+      ok(
+        await t.gql(
+          `mutation { createTaskTemplate(input: { fullName: "tasks.DataSync", title: "Sync", funcName: "chronograph.echo" }) { id } }`,
+          {},
+          { ...ADMIN, 'x-tenant-id': tenant },
+        ),
+      );
     }
   });
   afterAll(async () => {
@@ -77,7 +83,9 @@ describe.each(backends)('credentials of subscriptions (%s)', (backend) => {
     const client = ws({ authorization: `Bearer ${editorB.secret}` });
     const smuggle = { headers: { 'x-tenant-id': 'a', authorization: ADMIN.authorization }, tenantId: 'a' };
     const me = new Collector(client.iterate({ query: `{ me { tenantId role actor } }`, extensions: smuggle }));
-    expect((await me.finished()).map((r) => (r as GqlResult).data)).toEqual([{ me: { tenantId: 'b', role: 'EDITOR', actor: `key:${editorB.id}` } }]);
+    expect((await me.finished()).map((r) => (r as GqlResult).data)).toEqual([
+      { me: { tenantId: 'b', role: 'EDITOR', actor: `key:${editorB.id}` } },
+    ]);
 
     const sub = new Collector(client.iterate({ query: SUB, extensions: smuggle }));
     await live(1);
@@ -92,7 +100,9 @@ describe.each(backends)('credentials of subscriptions (%s)', (backend) => {
 
   it('lets only an ADMIN choose the tenant in connectionParams; others get FORBIDDEN on every operation', async () => {
     const editorB = await createKey(t, 'b', 'EDITOR');
-    const refused = new Collector(ws({ authorization: `Bearer ${editorB.secret}`, tenantId: 'a' }).iterate({ query: `{ me { tenantId } }` }));
+    const refused = new Collector(
+      ws({ authorization: `Bearer ${editorB.secret}`, tenantId: 'a' }).iterate({ query: `{ me { tenantId } }` }),
+    );
     await refused.finished();
     expect(endCode(refused)).toBe('FORBIDDEN');
     const admin = new Collector(ws({ authorization: ADMIN.authorization, tenantId: 'a' }).iterate({ query: `{ me { tenantId } }` }));

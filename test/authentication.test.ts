@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, ADMIN_KEY, AUDIENCE, AUTH_ENV, bearer, createKey, hs256, ISSUER, JWT_SECRET, post, unsigned } from './support/auth.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
@@ -46,7 +46,15 @@ describe.each(backends)('authentication (%s)', (backend) => {
 
   it('refuses a request without a credential, or with a malformed one, with 401 and nothing that helps an attacker', async () => {
     await refused({});
-    for (const authorization of ['Basic YWRtaW46YWRtaW4=', 'Bearer', 'Bearer a b', `Bearer ${'x'.repeat(9000)}`, 'bearer ', ADMIN_KEY, `Token ${ADMIN_KEY}`]) {
+    for (const authorization of [
+      'Basic YWRtaW46YWRtaW4=',
+      'Bearer',
+      'Bearer a b',
+      `Bearer ${'x'.repeat(9000)}`,
+      'bearer ',
+      ADMIN_KEY,
+      `Token ${ADMIN_KEY}`,
+    ]) {
       await refused({ authorization });
     }
     await refused(bearer(`${ADMIN_KEY}x`));
@@ -71,13 +79,27 @@ describe.each(backends)('authentication (%s)', (backend) => {
     expect(row.secretHash).toMatch(/^[0-9a-f]{64}$/);
     expect(JSON.stringify(row)).not.toContain(key.secret.slice(36));
 
-    expect(ok(await t.gql(ME, {}, key.headers)).me).toEqual({ actor: `key:${key.id}`, role: 'EDITOR', credential: 'API_KEY', tenantId: 'acme', credentialTenantId: 'acme' });
-    await waitFor(async () => (await t.app.db.prisma.apiKey.findUniqueOrThrow({ where: { id: key.id } })).lastUsedAt, { what: 'lastUsedAt' });
+    expect(ok(await t.gql(ME, {}, key.headers)).me).toEqual({
+      actor: `key:${key.id}`,
+      role: 'EDITOR',
+      credential: 'API_KEY',
+      tenantId: 'acme',
+      credentialTenantId: 'acme',
+    });
+    await waitFor(async () => (await t.app.db.prisma.apiKey.findUniqueOrThrow({ where: { id: key.id } })).lastUsedAt, {
+      what: 'lastUsedAt',
+    });
 
-    const listed = ok(await t.gql(`{ apiKeys(tenantId: "acme") { id name tenantId role createdBy lastUsedAt revokedAt } }`, {}, ADMIN)).apiKeys;
-    expect(listed).toEqual([expect.objectContaining({ id: key.id, tenantId: 'acme', role: 'EDITOR', createdBy: 'key:ADMIN_API_KEY', revokedAt: null })]);
+    const listed = ok(
+      await t.gql(`{ apiKeys(tenantId: "acme") { id name tenantId role createdBy lastUsedAt revokedAt } }`, {}, ADMIN),
+    ).apiKeys;
+    expect(listed).toEqual([
+      expect.objectContaining({ id: key.id, tenantId: 'acme', role: 'EDITOR', createdBy: 'key:ADMIN_API_KEY', revokedAt: null }),
+    ]);
     // The schema has no field that could ever return a key's secret or hash again.
-    const fields = ok(await t.gql(`{ __type(name: "ApiKey") { fields { name } } }`, {}, ADMIN)).__type.fields.map((f: { name: string }) => f.name);
+    const fields = ok(await t.gql(`{ __type(name: "ApiKey") { fields { name } } }`, {}, ADMIN)).__type.fields.map(
+      (f: { name: string }) => f.name,
+    );
     expect(fields).not.toContain('secret');
     expect(fields).not.toContain('secretHash');
 
@@ -109,7 +131,9 @@ describe.each(backends)('authentication (%s)', (backend) => {
       expect(result.errors?.[0]?.extensions, JSON.stringify(input)).toMatchObject({ code: 'BAD_USER_INPUT', field });
     }
     expect(errorCode(await t.gql(`mutation { revokeApiKey(id: "nope") { id } }`, {}, ADMIN))).toBe('BAD_USER_INPUT');
-    expect(errorCode(await t.gql(`mutation { revokeApiKey(id: "0193a000-0000-7000-8000-000000000000") { id } }`, {}, ADMIN))).toBe('NOT_FOUND');
+    expect(errorCode(await t.gql(`mutation { revokeApiKey(id: "0193a000-0000-7000-8000-000000000000") { id } }`, {}, ADMIN))).toBe(
+      'NOT_FOUND',
+    );
     expect(await t.app.db.prisma.apiKey.count()).toBe(before);
   });
 
@@ -135,17 +159,26 @@ describe.each(backends)('authentication (%s)', (backend) => {
       await hs256({ sub: 'u', tenant_id: 'acme' }),
       await hs256({ sub: 'u', tenant_id: 'acme', role: 'OWNER' }),
       await hs256({ sub: 'u', tenant_id: 'no spaces!', role: 'EDITOR' }),
-      await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer(ISSUER).setAudience(AUDIENCE).sign(new TextEncoder().encode(JWT_SECRET)),
+      await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .sign(new TextEncoder().encode(JWT_SECRET)),
       unsigned({ ...claims, role: 'ADMIN' }),
     ];
     for (const token of bad) await refused(bearer(token));
     const [header, payload, signature] = (await hs256(claims)).split('.');
-    const tampered = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), role: 'ADMIN' })).toString('base64url');
+    const tampered = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), role: 'ADMIN' })).toString(
+      'base64url',
+    );
     await refused(bearer(`${header}.${tampered}.${signature}`));
   });
 
   it('accepts an ADMIN token without a tenant claim (tenant default)', async () => {
-    expect(ok(await t.gql(ME, {}, bearer(await hs256({ sub: 'ops', role: 'ADMIN' })))).me).toMatchObject({ role: 'ADMIN', tenantId: 'default' });
+    expect(ok(await t.gql(ME, {}, bearer(await hs256({ sub: 'ops', role: 'ADMIN' })))).me).toMatchObject({
+      role: 'ADMIN',
+      tenantId: 'default',
+    });
   });
 
   it('verifies RS256 tokens with the configured public key and refuses an HS256 token keyed with that public key', async () => {
@@ -169,7 +202,11 @@ describe.each(backends)('authentication (%s)', (backend) => {
         .setAudience(AUDIENCE)
         .setExpirationTime('10m')
         .sign(ec.privateKey);
-    expect(ok(await t.gql(ME, {}, bearer(await sign(ec.kid)))).me).toMatchObject({ actor: 'jwt:jwks-user', role: 'EDITOR', tenantId: 'gamma' });
+    expect(ok(await t.gql(ME, {}, bearer(await sign(ec.kid)))).me).toMatchObject({
+      actor: 'jwt:jwks-user',
+      role: 'EDITOR',
+      tenantId: 'gamma',
+    });
     await refused(bearer(await sign('unknown-kid')));
   });
 });

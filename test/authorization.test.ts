@@ -9,7 +9,17 @@ import { backends, createTestApp, ok, type TestApp } from './support/testApp.js'
  * Every refusal is FORBIDDEN (or NOT_FOUND / null for another tenant's rows) and writes nothing.
  */
 
-const TABLES = ['task', 'taskEvent', 'taskTemplate', 'modelDefinition', 'modelRecord', 'apiKey', 'tenant', 'templateBinding', 'dateFieldSource'] as const;
+const TABLES = [
+  'task',
+  'taskEvent',
+  'taskTemplate',
+  'modelDefinition',
+  'modelRecord',
+  'apiKey',
+  'tenant',
+  'templateBinding',
+  'dateFieldSource',
+] as const;
 
 /** One call of every mutation, with arguments that would succeed for a caller allowed to make it. */
 function mutations(ids: { task: string; record: string; key: string }): Record<string, [string, Record<string, unknown>?]> {
@@ -23,27 +33,49 @@ function mutations(ids: { task: string; record: string; key: string }): Record<s
     rescheduleTask: [`mutation($id: ID!) { rescheduleTask(taskId: $id, startTime: "2031-01-01 10:00:00") { id } }`, { id: ids.task }],
     cancelTask: [`mutation($id: ID!) { cancelTask(taskId: $id) { id } }`, { id: ids.task }],
     forcedEnd: [`mutation($id: ID!) { forcedEnd(taskId: $id) { id } }`, { id: ids.task }],
-    saveDateFieldTask: [`mutation { saveDateFieldTask(rowObj: { model: "models.Contract", postData: { id: "c-9", expireDate: "2030-03-10" } }) { created } }`],
+    updateTask: [`mutation($id: ID!) { updateTask(taskId: $id, patch: { priority: 5 }) { id } }`, { id: ids.task }],
+    deleteTask: [`mutation($id: ID!) { deleteTask(taskId: $id) }`, { id: ids.task }],
+    saveDateFieldTask: [
+      `mutation { saveDateFieldTask(rowObj: { model: "models.Contract", postData: { id: "c-9", expireDate: "2030-03-10" } }) { created } }`,
+    ],
     deleteDateFieldTask: [`mutation { deleteDateFieldTask(rowObj: { model: "models.Contract", prevData: { id: "c-9" } }) { cancelled } }`],
     reconcileDateFieldTasks: [`mutation { reconcileDateFieldTasks(model: "models.Contract") { created } }`],
-    createTaskTemplate: [`mutation { createTaskTemplate(input: { fullName: "tasks.New", title: "New", funcName: "chronograph.echo" }) { id } }`],
+    createTaskTemplate: [
+      `mutation { createTaskTemplate(input: { fullName: "tasks.New", title: "New", funcName: "chronograph.echo" }) { id } }`,
+    ],
     updateTaskTemplate: [`mutation { updateTaskTemplate(fullName: "tasks.Custom", patch: { title: "Changed" }) { id } }`],
     deleteTaskTemplate: [`mutation { deleteTaskTemplate(fullName: "tasks.Custom") { id } }`],
     saveModel: [`mutation { saveModel(input: { name: "models.Thing", fields: [{ name: "due", type: DATE }] }) { id } }`],
     deleteModel: [`mutation { deleteModel(name: "models.Contract") { id } }`],
     createModelRecord: [`mutation { createModelRecord(model: "models.Contract", data: { expireDate: "2030-01-01" }) { record { id } } }`],
-    updateModelRecord: [`mutation($id: ID!) { updateModelRecord(model: "models.Contract", id: $id, data: { expireDate: "2030-02-02" }) { record { id } } }`, { id: ids.record }],
-    deleteModelRecord: [`mutation($id: ID!) { deleteModelRecord(model: "models.Contract", id: $id) { record { id } } }`, { id: ids.record }],
+    updateModelRecord: [
+      `mutation($id: ID!) { updateModelRecord(model: "models.Contract", id: $id, data: { expireDate: "2030-02-02" }) { record { id } } }`,
+      { id: ids.record },
+    ],
+    deleteModelRecord: [
+      `mutation($id: ID!) { deleteModelRecord(model: "models.Contract", id: $id) { record { id } } }`,
+      { id: ids.record },
+    ],
     importModelRecords: [`mutation { importModelRecords(model: "models.Contract", records: [{ expireDate: "2030-01-01" }]) { count } }`],
     createApiKey: [`mutation { createApiKey(input: { name: "x", tenantId: "a", role: ADMIN }) { secret } }`],
     revokeApiKey: [`mutation($id: ID!) { revokeApiKey(id: $id) { id } }`, { id: ids.key }],
     setTenantQuota: [`mutation { setTenantQuota(tenantId: "a", input: { maxLiveTasks: 0 }) { id } }`],
     bindTemplate: [`mutation { bindTemplate(fullName: "tasks.Nightly", tenantId: "a") { tenantId } }`],
     unbindTemplate: [`mutation { unbindTemplate(fullName: "tasks.Nightly", tenantId: "b") { tenantId } }`],
+    setTenantHistoryRetention: [`mutation { setTenantHistoryRetention(tenantId: "a", days: 1) { id } }`],
+    pruneHistory: [`mutation { pruneHistory(before: "2000-01-01T00:00:00Z") { tasks } }`],
   };
 }
 
-const ADMIN_ONLY = new Set(['createApiKey', 'revokeApiKey', 'setTenantQuota', 'bindTemplate', 'unbindTemplate']);
+const ADMIN_ONLY = new Set([
+  'createApiKey',
+  'revokeApiKey',
+  'setTenantQuota',
+  'bindTemplate',
+  'unbindTemplate',
+  'setTenantHistoryRetention',
+  'pruneHistory',
+]);
 
 it('declares who may use it on every query, mutation and subscription field (scope-auth in the schema)', () => {
   const missing: string[] = [];
@@ -63,21 +95,54 @@ describe.each(backends)('roles and tenants (%s)', (backend) => {
   let editorA: Record<string, string>;
   let editorB: Record<string, string>;
 
-  const counts = async () => Object.fromEntries(await Promise.all(TABLES.map(async (table) => [table, await (t.app.db.prisma[table] as any).count()])));
+  const counts = async () =>
+    Object.fromEntries(await Promise.all(TABLES.map(async (table) => [table, await (t.app.db.prisma[table] as any).count()])));
 
   beforeAll(async () => {
     t = await createTestApp(backend, { env: AUTH_ENV });
     const inA = { ...ADMIN, 'x-tenant-id': 'a' };
     for (const tenant of ['a', 'b']) {
       const headers = { ...ADMIN, 'x-tenant-id': tenant };
-      ok(await t.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.DataSync", title: "Sync", funcName: "chronograph.echo" }) { id } }`, {}, headers));
-      ok(await t.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.Custom", title: "Custom", funcName: "chronograph.echo" }) { id } }`, {}, headers));
-      ok(await t.gql(`mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "expireDate", type: DATE }] }) { id } }`, {}, headers));
+      ok(
+        await t.gql(
+          `mutation { createTaskTemplate(input: { fullName: "tasks.DataSync", title: "Sync", funcName: "chronograph.echo" }) { id } }`,
+          {},
+          headers,
+        ),
+      );
+      ok(
+        await t.gql(
+          `mutation { createTaskTemplate(input: { fullName: "tasks.Custom", title: "Custom", funcName: "chronograph.echo" }) { id } }`,
+          {},
+          headers,
+        ),
+      );
+      ok(
+        await t.gql(
+          `mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "expireDate", type: DATE }] }) { id } }`,
+          {},
+          headers,
+        ),
+      );
     }
-    ok(await t.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.Nightly", title: "Nightly", funcName: "chronograph.noop", repeatType: CRON, cronExpression: "0 3 * * *" }) { id } }`, {}, { ...ADMIN, 'x-tenant-id': 'platform' }));
+    ok(
+      await t.gql(
+        `mutation { createTaskTemplate(input: { fullName: "tasks.Nightly", title: "Nightly", funcName: "chronograph.noop", repeatType: CRON, cronExpression: "0 3 * * *" }) { id } }`,
+        {},
+        { ...ADMIN, 'x-tenant-id': 'platform' },
+      ),
+    );
     ok(await t.gql(`mutation { bindTemplate(fullName: "tasks.Nightly", tenantId: "b") { tenantId } }`, {}, ADMIN));
-    const task = ok(await t.gql(`mutation { createTimerTask(input: { fullName: "tasks.DataSync", startTime: "2030-01-01 10:00:00" }) { id } }`, {}, inA)).createTimerTask;
-    const record = ok(await t.gql(`mutation { createModelRecord(model: "models.Contract", data: { expireDate: "2030-01-01" }) { record { id } } }`, {}, inA)).createModelRecord.record;
+    const task = ok(
+      await t.gql(`mutation { createTimerTask(input: { fullName: "tasks.DataSync", startTime: "2030-01-01 10:00:00" }) { id } }`, {}, inA),
+    ).createTimerTask;
+    const record = ok(
+      await t.gql(
+        `mutation { createModelRecord(model: "models.Contract", data: { expireDate: "2030-01-01" }) { record { id } } }`,
+        {},
+        inA,
+      ),
+    ).createModelRecord.record;
     const viewer = await createKey(t, 'a', 'VIEWER');
     ids = { task: task.id, record: record.id, key: viewer.id };
     viewerA = viewer.headers;
@@ -91,7 +156,13 @@ describe.each(backends)('roles and tenants (%s)', (backend) => {
   });
 
   it('lets a VIEWER read and subscribe, and refuses every mutation with FORBIDDEN, writing nothing', async () => {
-    const read = ok(await t.gql(`query($id: ID!) { task(id: $id) { id } tasks(first: 5) { edges { node { id } } } taskTemplates { fullName } models { name } taskStats { total } }`, { id: ids.task }, viewerA));
+    const read = ok(
+      await t.gql(
+        `query($id: ID!) { task(id: $id) { id } tasks(first: 5) { edges { node { id } } } taskTemplates { fullName } models { name } taskStats { total } }`,
+        { id: ids.task },
+        viewerA,
+      ),
+    );
     expect(read.task.id).toBe(ids.task);
     const before = await counts();
     for (const [name, [query, variables]] of Object.entries(mutations(ids))) {
@@ -115,12 +186,12 @@ describe.each(backends)('roles and tenants (%s)', (backend) => {
     expect(await counts()).toEqual(before);
   });
 
-  it('gives another tenant\'s key nothing of tenant a: no read, no write, by id or by name', async () => {
+  it("gives another tenant's key nothing of tenant a: no read, no write, by id or by name", async () => {
     const before = await counts();
     const read = ok(
       await t.gql(
         `query($id: ID!, $record: ID!) {
-          task(id: $id) { id } tasks(first: 50) { edges { node { id tenantId } } } taskEvents(taskId: $id) { id }
+          task(id: $id) { id } tasks(first: 50) { edges { node { id tenantId } } } taskEvents(first: 5) { totalCount edges { node { id task { tenantId } } } }
           modelRecord(model: "models.Contract", id: $record) { id } taskTemplate(fullName: "tasks.Custom") { id }
           taskStats { total } me { tenantId }
         }`,
@@ -130,16 +201,32 @@ describe.each(backends)('roles and tenants (%s)', (backend) => {
     );
     expect(read.task).toBeNull();
     expect(read.modelRecord).toBeNull();
-    expect(read.taskEvents).toEqual([]);
+    expect(read.taskEvents.edges.every((e: any) => e.node.task.tenantId === 'b')).toBe(true);
     expect(read.tasks.edges.every((e: any) => e.node.tenantId === 'b')).toBe(true);
-    const own = await t.app.db.prisma.taskTemplate.findUniqueOrThrow({ where: { tenantId_fullName: { tenantId: 'b', fullName: 'tasks.Custom' } } });
+    const own = await t.app.db.prisma.taskTemplate.findUniqueOrThrow({
+      where: { tenantId_fullName: { tenantId: 'b', fullName: 'tasks.Custom' } },
+    });
     expect(read.taskTemplate.id).toBe(own.id);
     expect(read.me.tenantId).toBe('b');
-    for (const name of ['pauseTask', 'resumeTask', 'runTaskNow', 'rescheduleTask', 'cancelTask', 'forcedEnd', 'updateModelRecord', 'deleteModelRecord']) {
+    for (const name of [
+      'pauseTask',
+      'resumeTask',
+      'runTaskNow',
+      'rescheduleTask',
+      'cancelTask',
+      'forcedEnd',
+      'updateTask',
+      'deleteTask',
+      'updateModelRecord',
+      'deleteModelRecord',
+    ]) {
       const [query, variables] = mutations(ids)[name]!;
       expect((await post(t, query, variables, editorB)).body.errors?.[0]?.extensions?.code, name).toBe('NOT_FOUND');
     }
-    expect((await post(t, `query($id: ID!) { taskRuns(taskId: $id) { id } }`, { id: ids.task }, editorB)).body.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    expect(
+      (await post(t, `query($id: ID!) { taskRuns(filter: { taskId: $id }) { totalCount } }`, { id: ids.task }, editorB)).body.errors?.[0]
+        ?.extensions?.code,
+    ).toBe('NOT_FOUND');
     expect(await counts()).toEqual(before);
   });
 
@@ -163,18 +250,31 @@ describe.each(backends)('roles and tenants (%s)', (backend) => {
   });
 
   it('refuses forged tokens claiming ADMIN', async () => {
-    for (const token of [unsigned({ sub: 'root', role: 'ADMIN' }), await hs256({ sub: 'root', role: 'ADMIN' }, { secret: 'guessed-secret-guessed-secret-guessed-00' })]) {
-      expect((await post(t, `mutation { setTenantQuota(tenantId: "b", input: { maxLiveTasks: 0 }) { id } }`, undefined, bearer(token))).status).toBe(401);
+    for (const token of [
+      unsigned({ sub: 'root', role: 'ADMIN' }),
+      await hs256({ sub: 'root', role: 'ADMIN' }, { secret: 'guessed-secret-guessed-secret-guessed-00' }),
+    ]) {
+      expect(
+        (await post(t, `mutation { setTenantQuota(tenantId: "b", input: { maxLiveTasks: 0 }) { id } }`, undefined, bearer(token))).status,
+      ).toBe(401);
     }
     expect((await t.app.db.prisma.tenant.findUnique({ where: { id: 'b' } }))?.maxLiveTasks ?? null).toBeNull();
   });
 
   it('lets an ADMIN act on any tenant with x-tenant-id, and hides platform templates of bound tasks from tenants', async () => {
-    const inB = ok(await t.gql(`{ me { tenantId } tasks(first: 10, filter: { source: TEMPLATE }) { edges { node { id fullName template { id } } } } }`, {}, { ...ADMIN, 'x-tenant-id': 'b' }));
+    const inB = ok(
+      await t.gql(
+        `{ me { tenantId } tasks(first: 10, filter: { source: TEMPLATE }) { edges { node { id fullName template { id } } } } }`,
+        {},
+        { ...ADMIN, 'x-tenant-id': 'b' },
+      ),
+    );
     expect(inB.me.tenantId).toBe('b');
     expect(inB.tasks.edges).toHaveLength(1);
     expect(inB.tasks.edges[0].node.template).not.toBeNull();
-    const asTenant = ok(await t.gql(`{ tasks(first: 10, filter: { source: TEMPLATE }) { edges { node { fullName template { id } } } } }`, {}, editorB));
+    const asTenant = ok(
+      await t.gql(`{ tasks(first: 10, filter: { source: TEMPLATE }) { edges { node { fullName template { id } } } } }`, {}, editorB),
+    );
     expect(asTenant.tasks.edges).toEqual([{ node: { fullName: 'tasks.Nightly', template: null } }]);
   });
 

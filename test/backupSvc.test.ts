@@ -23,7 +23,11 @@ describe.each(backends)('services.BackupSvc.backupDatabase (%s)', (backend) => {
   });
 
   it('writes the snapshot under BACKUP_DIR', async () => {
-    const { id } = ok(await t.gql(CREATE, { input: { fullName: 'tasks.DataBackup', startTime: now(), argDict: { backup_path: 'nightly', compress: false } } })).createTimerTask;
+    const { id } = ok(
+      await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataBackup', startTime: now(), argDict: { backup_path: 'nightly', compress: false } },
+      }),
+    ).createTimerTask;
     const done = await t.app.taskSvc.waitForTask(id);
     expect(done.status).toBe('SUCCEEDED');
     expect(readdirSync(path.join(backupDir, 'nightly'))).toEqual([expect.stringMatching(/^main_db-.*\.json$/)]);
@@ -33,7 +37,9 @@ describe.each(backends)('services.BackupSvc.backupDatabase (%s)', (backend) => {
     'refuses backup_path %s with INVALID_ARG_DICT and creates no task',
     async (backupPath) => {
       const before = await t.app.db.prisma.task.count();
-      const result = await t.gql(CREATE, { input: { fullName: 'tasks.DataBackup', startTime: now(), argDict: { backup_path: backupPath } } });
+      const result = await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataBackup', startTime: now(), argDict: { backup_path: backupPath } },
+      });
       expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_ARG_DICT', field: 'argDict.backup_path' });
       expect(await t.app.db.prisma.task.count()).toBe(before);
     },
@@ -49,7 +55,11 @@ describe.each(backends)('services.BackupSvc.backupDatabase (%s)', (backend) => {
     mkdirSync(outside, { recursive: true });
     mkdirSync(backupDir, { recursive: true });
     symlinkSync(outside, path.join(backupDir, 'escape'));
-    const { id } = ok(await t.gql(CREATE, { input: { fullName: 'tasks.DataBackup', startTime: now(), argDict: { backup_path: 'escape' }, maxAttempts: 1 } })).createTimerTask;
+    const { id } = ok(
+      await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataBackup', startTime: now(), argDict: { backup_path: 'escape' }, maxAttempts: 1 },
+      }),
+    ).createTimerTask;
     const done = await t.app.taskSvc.waitForTask(id);
     expect(done.status).toBe('FAILED');
     expect(done.lastError).toMatch(/leads out of BACKUP_DIR/);

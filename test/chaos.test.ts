@@ -24,7 +24,8 @@ describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('chaos: instances killed,
     expect(report.leftRunning).toBe(0);
     expect(new Set(report.actions.map((a) => a.kind))).toEqual(new Set(['SIGKILL', 'SIGSTOP', 'SIGTERM']));
     expect(report.poison.length).toBeGreaterThan(0);
-    for (const p of report.poison) expect(p).toMatchObject({ status: 'FAILED', lastError: 'the worker running it stopped during attempt 2 of 2' });
+    for (const p of report.poison)
+      expect(p).toMatchObject({ status: 'FAILED', lastError: 'the worker running it stopped during attempt 2 of 2' });
     expect(report.poisonDeaths.length).toBeLessThanOrEqual(2 * report.poison.length);
     for (const h of report.hogs) {
       expect(h.status).toBe('FAILED');

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { matchesCondition, validateCondition, type Condition } from '../src/dateFields/condition.js';
+import { type Condition, matchesCondition, validateCondition } from '../src/dateFields/condition.js';
 import { conditionToSql } from '../src/dateFields/conditionSql.js';
 import { backends, createTestApp, type TestApp } from './support/testApp.js';
 

@@ -48,7 +48,9 @@ describe('authentication settings', () => {
     expect(message).toContain('AUTH_DISABLED=true');
     expect(loadConfig({ HOST: '0.0.0.0', AUTH_DISABLED: 'true' }).AUTH_DISABLED).toBe(true);
     expect(loadConfig({ HOST: '0.0.0.0', ADMIN_API_KEY: 'k'.repeat(32) }).ADMIN_API_KEY).toHaveLength(32);
-    expect(loadConfig({ HOST: '10.1.2.3', AUTH_JWKS_URL: 'https://login.example/jwks.json' }).AUTH_JWKS_URL).toBe('https://login.example/jwks.json');
+    expect(loadConfig({ HOST: '10.1.2.3', AUTH_JWKS_URL: 'https://login.example/jwks.json' }).AUTH_JWKS_URL).toBe(
+      'https://login.example/jwks.json',
+    );
     expect(refuse({ AUTH_DISABLED: 'true', ADMIN_API_KEY: 'k'.repeat(32) })).toContain('AUTH_DISABLED');
   });
 

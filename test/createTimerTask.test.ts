@@ -57,7 +57,12 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
     const task = ok(
       await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', startTime: '2030-06-01 10:00:00', timezone: 'Asia/Shanghai' } }),
     ).createTimerTask;
-    expect(task).toMatchObject({ funcName: 'chronograph.echo', maxAttempts: 3, startTime: '2030-06-01T02:00:00.000Z', timezone: 'Asia/Shanghai' });
+    expect(task).toMatchObject({
+      funcName: 'chronograph.echo',
+      maxAttempts: 3,
+      startTime: '2030-06-01T02:00:00.000Z',
+      timezone: 'Asia/Shanghai',
+    });
     const iso = ok(await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', startTime: '2030-06-01T10:00:00+02:00' } })).createTimerTask;
     expect(iso.startTime).toBe('2030-06-01T08:00:00.000Z');
   });
@@ -65,7 +70,13 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
   it('computes the first run of a cron task in its time zone', async () => {
     const task = ok(
       await t.gql(CREATE, {
-        input: { fullName: 'tasks.DataSync', repeatType: 'CRON', cronExpression: '0 9 * * *', timezone: 'America/New_York', startTime: '2030-03-10T00:00:00Z' },
+        input: {
+          fullName: 'tasks.DataSync',
+          repeatType: 'CRON',
+          cronExpression: '0 9 * * *',
+          timezone: 'America/New_York',
+          startTime: '2030-03-10T00:00:00Z',
+        },
       }),
     ).createTimerTask;
     // 2030-03-10 is the day New York moves to daylight time: 09:00 EDT is 13:00 UTC.
@@ -106,8 +117,18 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
   });
 
   it('createTimerTasks is all or nothing', async () => {
-    const good = { fullName: 'tasks.DataSync', startTime: '2030-01-01 01:00:00', funcName: 'services.SyncSvc.syncUserData', argDict: { table: 'users' } };
-    const bad = { fullName: 'tasks.DataSync', startTime: '2030-01-01 02:00:00', funcName: 'services.SyncSvc.syncOrderData', argDict: { table: 'orders' } };
+    const good = {
+      fullName: 'tasks.DataSync',
+      startTime: '2030-01-01 01:00:00',
+      funcName: 'services.SyncSvc.syncUserData',
+      argDict: { table: 'users' },
+    };
+    const bad = {
+      fullName: 'tasks.DataSync',
+      startTime: '2030-01-01 02:00:00',
+      funcName: 'services.SyncSvc.syncOrderData',
+      argDict: { table: 'orders' },
+    };
     const failed = await t.gql(CREATE_MANY, { inputs: [good, bad] });
     expect(errorCode(failed)).toBe('UNKNOWN_FUNC');
     expect(failed.errors![0]!.extensions!.index).toBe(1);
@@ -137,7 +158,8 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
     expect(seen).toEqual([...created].reverse());
 
     const filtered = async (filter: object) =>
-      ok(await t.gql(`query($filter: TaskFilter) { tasks(first: 50, filter: $filter) { edges { node { id } } } }`, { filter })).tasks.edges.length;
+      ok(await t.gql(`query($filter: TaskFilter) { tasks(first: 50, filter: $filter) { edges { node { id } } } }`, { filter })).tasks.edges
+        .length;
     expect(await filtered({ fullName: 'tasks.DataBackup' })).toBe(2);
     expect(await filtered({ funcName: 'chronograph.echo' })).toBe(3);
     expect(await filtered({ status: ['SCHEDULED'] })).toBe(5);
@@ -166,20 +188,31 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
     expect(stats).toEqual({ total: 1, scheduled: 0, forced_end: 1 });
   });
 
-  it('lists the history with taskEvents(after:)', async () => {
+  it('pages through the history with taskEvents', async () => {
     const { id } = ok(await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', startTime: '2030-01-01 10:00:00' } })).createTimerTask;
     ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status } }`, { id }));
-    const events = ok(await t.gql(`query($id: ID) { taskEvents(taskId: $id) { cursor toStatus task { id } } }`, { id })).taskEvents;
-    expect(events.map((e: any) => e.toStatus)).toEqual(['SCHEDULED', 'FORCED_END']);
-    const rest = ok(await t.gql(`query($after: String) { taskEvents(after: $after) { toStatus } }`, { after: events[0].cursor })).taskEvents;
-    expect(rest.map((e: any) => e.toStatus)).toEqual(['FORCED_END']);
-    expect(errorCode(await t.gql(`{ taskEvents(after: "abc") { id } }`))).toBe('BAD_USER_INPUT');
+    const PAGE = `query($id: ID, $after: String) { taskEvents(first: 1, after: $after, filter: { taskId: $id }) {
+      totalCount edges { cursor node { toStatus task { id } } } pageInfo { hasNextPage endCursor } } }`;
+    const first = ok(await t.gql(PAGE, { id })).taskEvents;
+    expect(first).toMatchObject({
+      totalCount: 2,
+      edges: [{ node: { toStatus: 'SCHEDULED', task: { id } } }],
+      pageInfo: { hasNextPage: true },
+    });
+    const rest = ok(await t.gql(PAGE, { id, after: first.pageInfo.endCursor })).taskEvents;
+    expect(rest).toMatchObject({ totalCount: 2, edges: [{ node: { toStatus: 'FORCED_END' } }], pageInfo: { hasNextPage: false } });
+    expect(errorCode(await t.gql(`{ taskEvents(after: "abc") { totalCount } }`))).toBe('BAD_USER_INPUT');
   });
 
   it('lists handlers and task types', async () => {
     const data = ok(await t.gql(`{ handlers { name } taskTypes }`));
     expect(data.handlers.map((h: any) => h.name)).toEqual(
-      expect.arrayContaining(['chronograph.echo', 'chronograph.noop', 'services.BackupSvc.backupDatabase', 'services.SyncSvc.syncUserData']),
+      expect.arrayContaining([
+        'chronograph.echo',
+        'chronograph.noop',
+        'services.BackupSvc.backupDatabase',
+        'services.SyncSvc.syncUserData',
+      ]),
     );
     expect(data.taskTypes).toEqual(['tasks.NormalType', 'tasks.ThreadType']);
   });

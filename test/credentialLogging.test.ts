@@ -23,14 +23,26 @@ describe.each(backends)('no credential in logs (%s)', (backend) => {
       const token = await hs256({ sub: 'user-1', tenant_id: 'acme', role: 'EDITOR' });
       const expired = await hs256({ sub: 'user-1', tenant_id: 'acme', role: 'EDITOR', exp: Math.floor(Date.now() / 1000) - 600 });
       secrets.push(key.secret, token, token.split('.')[2]!, expired);
-      for (const headers of [ADMIN, key.headers, bearer(token), bearer(expired), bearer(`${key.secret}x`), bearer(`${ADMIN_KEY}0`), { authorization: ADMIN_KEY }]) {
+      for (const headers of [
+        ADMIN,
+        key.headers,
+        bearer(token),
+        bearer(expired),
+        bearer(`${key.secret}x`),
+        bearer(`${ADMIN_KEY}0`),
+        { authorization: ADMIN_KEY },
+      ]) {
         await t.gql(`{ me { actor } }`, {}, headers);
         await t.gql(`mutation { createTimerTask(input: { fullName: "nope" }) { id } }`, {}, headers);
         await t.gql(`{ broken`, {}, headers);
       }
       const sub = await sseSubscribe(t.app, `subscription { taskStatusChanged { cursor } }`, {}, key.headers);
       await sub.close();
-      for (const params of [{ authorization: `Bearer ${key.secret}` }, { authorization: `Bearer ${expired}` }, { headers: { authorization: `Bearer ${token}` } }]) {
+      for (const params of [
+        { authorization: `Bearer ${key.secret}` },
+        { authorization: `Bearer ${expired}` },
+        { headers: { authorization: `Bearer ${token}` } },
+      ]) {
         const client = wsClient(url, params);
         await new Collector(client.iterate({ query: `{ me { actor } }` })).finished();
         await client.dispose();
@@ -47,7 +59,14 @@ describe.each(backends)('no credential in logs (%s)', (backend) => {
   it('redacts credentials in objects that app code or libraries log wholesale', () => {
     let output = '';
     const logger = createLogger('info', new Writable({ write: (chunk, _e, done) => ((output += chunk.toString()), done()) }));
-    logger.info({ req: { headers: { authorization: 'Bearer cg_abc' } }, connectionParams: { authorization: 'Bearer xyz' }, created: { secret: 'cg_def' } }, 'request');
+    logger.info(
+      {
+        req: { headers: { authorization: 'Bearer cg_abc' } },
+        connectionParams: { authorization: 'Bearer xyz' },
+        created: { secret: 'cg_def' },
+      },
+      'request',
+    );
     expect(output).not.toMatch(/cg_abc|xyz|cg_def/);
     expect(output).toContain('[redacted]');
   });

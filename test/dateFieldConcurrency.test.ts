@@ -30,7 +30,12 @@ describe.each(backends)('concurrent date-field hooks (%s)', (backend) => {
     const rowObj = { model: 'models.Contract', postData: { id: 'c-1', expireDate: '2030-03-10' } };
     const results = await Promise.all(Array.from({ length: 24 }, () => taskSvc.saveDateFieldTask(rowObj)));
     const tasks = await dateFieldTasks(t);
-    expect(tasks.filter((x) => (LIVE as readonly string[]).includes(x.status)).map((x) => x.fullName).sort()).toEqual(['tasks.ContractExpired', 'tasks.ContractReminder']);
+    expect(
+      tasks
+        .filter((x) => (LIVE as readonly string[]).includes(x.status))
+        .map((x) => x.fullName)
+        .sort(),
+    ).toEqual(['tasks.ContractExpired', 'tasks.ContractReminder']);
     expect(tasks).toHaveLength(2);
     // exactly one hook created each task; the others found it and left it alone
     expect(results.reduce((n, r) => n + r.created, 0)).toBe(2);
@@ -42,7 +47,11 @@ describe.each(backends)('concurrent date-field hooks (%s)', (backend) => {
     const dates = Array.from({ length: 16 }, (_, i) => `2030-03-${String(10 + i).padStart(2, '0')}`);
     await Promise.all(
       dates.map((expireDate) =>
-        t.gql(`mutation($rowObj: DateFieldRowInput!) { saveDateFieldTask(rowObj: $rowObj) { created } }`, { rowObj: { model: 'models.Contract', postData: { id: 'c-1', expireDate } } }).then(ok),
+        t
+          .gql(`mutation($rowObj: DateFieldRowInput!) { saveDateFieldTask(rowObj: $rowObj) { created } }`, {
+            rowObj: { model: 'models.Contract', postData: { id: 'c-1', expireDate } },
+          })
+          .then(ok),
       ),
     );
     const live = await dateFieldTasks(t, { status: { in: [...LIVE] }, fullName: 'tasks.ContractExpired' });
@@ -54,9 +63,13 @@ describe.each(backends)('concurrent date-field hooks (%s)', (backend) => {
   it('concurrent saves and deletes never leave two live tasks', async () => {
     const save = { model: 'models.Contract', postData: { id: 'c-2', expireDate: '2030-03-10' } };
     const del = { model: 'models.Contract', prevData: { id: 'c-2' } };
-    await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 3 === 2 ? taskSvc.deleteDateFieldTask(del) : taskSvc.saveDateFieldTask(save))));
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 3 === 2 ? taskSvc.deleteDateFieldTask(del) : taskSvc.saveDateFieldTask(save))),
+    );
     for (const fullName of ['tasks.ContractReminder', 'tasks.ContractExpired']) {
-      expect(await t.app.db.prisma.task.count({ where: { fullName, sourceRowId: 'c-2', status: { in: [...LIVE] } } })).toBeLessThanOrEqual(1);
+      expect(await t.app.db.prisma.task.count({ where: { fullName, sourceRowId: 'c-2', status: { in: [...LIVE] } } })).toBeLessThanOrEqual(
+        1,
+      );
     }
     await taskSvc.saveDateFieldTask(save);
     expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'c-2', status: { in: [...LIVE] } } })).toBe(2);

@@ -21,17 +21,28 @@ describe.each(backends)('date-field tasks run (%s)', (backend) => {
       },
     });
     taskSvc = t.app.getElement('services.TaskSvc') as TaskSvc;
-    ok(await t.gql(`mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "title", type: TEXT }, { name: "remindAt", type: DATETIME }] }) { name } }`));
-    await createDateFieldTemplate(t, { fullName: 'tasks.RemindNow', funcName: 'services.ContractSvc.remind', argDict: { via: 'mail' } }, { field: 'remindAt', offset: null, timeOfDay: null });
+    ok(
+      await t.gql(
+        `mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "title", type: TEXT }, { name: "remindAt", type: DATETIME }] }) { name } }`,
+      ),
+    );
+    await createDateFieldTemplate(
+      t,
+      { fullName: 'tasks.RemindNow', funcName: 'services.ContractSvc.remind', argDict: { via: 'mail' } },
+      { field: 'remindAt', offset: null, timeOfDay: null },
+    );
   });
   afterAll(() => t?.close());
 
   it('a low-code record due in two seconds: created, run by the scheduler, run and events visible', async () => {
     const remindAt = new Date(Date.now() + 2_000).toISOString();
     const created = ok(
-      await t.gql(`mutation($data: JSON!) { createModelRecord(model: "models.Contract", data: $data) { record { id } dateFields { changes { action task { id nextRunAt } } } } }`, {
-        data: { title: 'Lease', remindAt },
-      }),
+      await t.gql(
+        `mutation($data: JSON!) { createModelRecord(model: "models.Contract", data: $data) { record { id } dateFields { changes { action task { id nextRunAt } } } } }`,
+        {
+          data: { title: 'Lease', remindAt },
+        },
+      ),
     ).createModelRecord;
     const { id: recordId } = created.record;
     const [change] = created.dateFields.changes;
@@ -42,8 +53,11 @@ describe.each(backends)('date-field tasks run (%s)', (backend) => {
     expect(calls).toContainEqual({ via: 'mail', source: { model: 'models.Contract', id: recordId, field: 'remindAt', date: remindAt } });
 
     const read = ok(
-      await t.gql(`query($id: ID!) { modelRecord(model: "models.Contract", id: $id) {
-        tasks { status runCount runs { status result } events { type fromStatus toStatus } } } }`, { id: recordId }),
+      await t.gql(
+        `query($id: ID!) { modelRecord(model: "models.Contract", id: $id) {
+        tasks { status runCount runs { status result } events { type fromStatus toStatus } } } }`,
+        { id: recordId },
+      ),
     ).modelRecord;
     expect(read.tasks).toEqual([
       {
@@ -59,7 +73,12 @@ describe.each(backends)('date-field tasks run (%s)', (backend) => {
     ]);
 
     // saving the record again with the same date does not run it again
-    const again = ok(await t.gql(`mutation($id: ID!) { updateModelRecord(model: "models.Contract", id: $id, data: { title: "Lease 2" }) { dateFields { created unchanged } } }`, { id: recordId }));
+    const again = ok(
+      await t.gql(
+        `mutation($id: ID!) { updateModelRecord(model: "models.Contract", id: $id, data: { title: "Lease 2" }) { dateFields { created unchanged } } }`,
+        { id: recordId },
+      ),
+    );
     expect(again.updateModelRecord.dateFields).toEqual({ created: 0, unchanged: 1 });
   });
 
@@ -69,7 +88,8 @@ describe.each(backends)('date-field tasks run (%s)', (backend) => {
     const taskId = saved.changes[0].task.id;
     const done = await taskSvc.waitForTask(taskId, { timeoutMs: 20_000 });
     expect(done).toMatchObject({ status: 'SUCCEEDED', sourceRowId: 'ext-1' });
-    const events = ok(await t.gql(`query($id: ID) { taskEvents(taskId: $id) { toStatus } }`, { id: taskId })).taskEvents;
-    expect(events.map((e: any) => e.toStatus)).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
+    const events = ok(await t.gql(`query($id: ID) { taskEvents(filter: { taskId: $id }) { edges { node { toStatus } } } }`, { id: taskId }))
+      .taskEvents.edges;
+    expect(events.map((e: any) => e.node.toStatus)).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
   });
 });

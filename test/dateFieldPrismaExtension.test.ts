@@ -34,7 +34,11 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
   beforeAll(async () => {
     t = await createTestApp(backend, { now: () => NOW });
     db = extend(t.app);
-    ok(await t.gql(`mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "title", type: TEXT }, { name: "expireDate", type: DATE }] }) { name } }`));
+    ok(
+      await t.gql(
+        `mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "title", type: TEXT }, { name: "expireDate", type: DATE }] }) { name } }`,
+      ),
+    );
     await createDateFieldTemplate(t);
   });
   afterAll(() => t?.close());
@@ -44,7 +48,8 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
     await t.app.db.prisma.modelRecord.deleteMany({});
   });
 
-  const liveOf = async (id: string) => (await dateFieldTasks(t, { sourceRowId: id, status: 'SCHEDULED' })).map((x) => x.startTime.toISOString());
+  const liveOf = async (id: string) =>
+    (await dateFieldTasks(t, { sourceRowId: id, status: 'SCHEDULED' })).map((x) => x.startTime.toISOString());
 
   it('create, update and upsert schedule and reschedule; delete cancels', async () => {
     const row = await db.modelRecord.create({ data: { model: 'models.Contract', data: { title: 'A', expireDate: '2030-03-10' } } });
@@ -59,11 +64,19 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
     expect(moved!.events.map((e) => e.type)).toEqual(['CREATED', 'RESCHEDULED']);
 
     // a select still answers with the selected fields only
-    const selected = await db.modelRecord.update({ where: { id: row.id }, data: { data: { title: 'B', expireDate: '2030-04-20' } }, select: { id: true } });
+    const selected = await db.modelRecord.update({
+      where: { id: row.id },
+      data: { data: { title: 'B', expireDate: '2030-04-20' } },
+      select: { id: true },
+    });
     expect(selected).toEqual({ id: row.id });
     expect(seen.at(-1)!.result).toMatchObject({ unchanged: 1 });
 
-    await db.modelRecord.upsert({ where: { id: row.id }, create: { model: 'models.Contract', data: {} }, update: { data: { title: 'B', expireDate: null } } });
+    await db.modelRecord.upsert({
+      where: { id: row.id },
+      create: { model: 'models.Contract', data: {} },
+      update: { data: { title: 'B', expireDate: null } },
+    });
     expect(await liveOf(row.id)).toEqual([]);
     const up = await db.modelRecord.upsert({
       where: { id: '00000000-0000-7000-8000-00000000000a' },
@@ -79,12 +92,18 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
 
   it('createMany, updateMany and deleteMany run the layer for every row they touch', async () => {
     const created = await db.modelRecord.createMany({
-      data: Array.from({ length: 30 }, (_, i) => ({ model: 'models.Contract', data: { title: i % 2 ? 'odd' : 'even', expireDate: '2030-03-10' } })),
+      data: Array.from({ length: 30 }, (_, i) => ({
+        model: 'models.Contract',
+        data: { title: i % 2 ? 'odd' : 'even', expireDate: '2030-03-10' },
+      })),
     });
     expect(created).toEqual({ count: 30 });
     expect(await t.app.db.prisma.task.count({ where: { status: 'SCHEDULED' } })).toBe(30);
 
-    const updated = await db.modelRecord.updateMany({ where: { data: { path: ['title'], equals: 'odd' } }, data: { data: { title: 'odd', expireDate: '2030-08-01' } } });
+    const updated = await db.modelRecord.updateMany({
+      where: { data: { path: ['title'], equals: 'odd' } },
+      data: { data: { title: 'odd', expireDate: '2030-08-01' } },
+    });
     expect(updated).toEqual({ count: 15 });
     const times = await t.app.db.prisma.task.groupBy({ by: ['startTime'], where: { status: 'SCHEDULED' }, _count: { _all: true } });
     expect(times.map((g) => [g.startTime.toISOString(), g._count._all]).sort()).toEqual([
@@ -98,14 +117,20 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
     expect(await t.app.db.prisma.task.count({ where: { status: 'SCHEDULED' } })).toBe(15);
     expect(await t.app.db.prisma.task.count({ where: { status: 'CANCELLED' } })).toBe(15);
 
-    const returned = await db.modelRecord.createManyAndReturn({ data: [{ model: 'models.Contract', data: { expireDate: '2030-01-02' } }], select: { id: true } });
+    const returned = await db.modelRecord.createManyAndReturn({
+      data: [{ model: 'models.Contract', data: { expireDate: '2030-01-02' } }],
+      select: { id: true },
+    });
     expect(Object.keys(returned[0]!)).toEqual(['id']);
     expect(await liveOf(returned[0]!.id)).toEqual(['2029-12-30T09:00:00.000Z']);
   });
 
-  it('leaves models it was not told about alone, and refuses to run half outside a caller\'s transaction', async () => {
+  it("leaves models it was not told about alone, and refuses to run half outside a caller's transaction", async () => {
     const events = await t.app.db.prisma.taskEvent.count();
-    await db.modelDefinition.update({ where: { tenantId_name: { tenantId: 'default', name: 'models.Contract' } }, data: { title: 'Contracts' } });
+    await db.modelDefinition.update({
+      where: { tenantId_name: { tenantId: 'default', name: 'models.Contract' } },
+      data: { title: 'Contracts' },
+    });
     expect(seen).toEqual([]);
     await expect(
       db.$transaction(async (tx) => {
@@ -123,7 +148,9 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
   });
 
   it('a record whose date does not parse fails the call after the write, and reconcile settles it', async () => {
-    const error = await db.modelRecord.create({ data: { model: 'models.Contract', data: { expireDate: 'someday' } } }).catch((e: unknown) => e);
+    const error = await db.modelRecord
+      .create({ data: { model: 'models.Contract', data: { expireDate: 'someday' } } })
+      .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'BAD_USER_INPUT' });
     expect(await t.app.db.prisma.modelRecord.count()).toBe(1);
     await expect(t.app.dateFieldSvc.reconcile('models.Contract')).rejects.toMatchObject({ code: 'BAD_USER_INPUT' });

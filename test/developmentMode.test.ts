@@ -22,12 +22,28 @@ describe('development mode (no credential configured, loopback HOST)', () => {
     try {
       const warnings = lines.filter((l) => l.level === 40 && l.msg.includes('anonymous ADMIN'));
       expect(warnings).toHaveLength(1);
-      expect(ok(await t.gql(`{ me { actor role credential tenantId } }`)).me).toEqual({ actor: 'anonymous', role: 'ADMIN', credential: 'ANONYMOUS', tenantId: 'default' });
+      expect(ok(await t.gql(`{ me { actor role credential tenantId } }`)).me).toEqual({
+        actor: 'anonymous',
+        role: 'ADMIN',
+        credential: 'ANONYMOUS',
+        tenantId: 'default',
+      });
       expect(ok(await t.gql(`{ me { tenantId } }`, {}, { 'x-tenant-id': 'acme' })).me.tenantId).toBe('acme');
 
-      const { secret } = ok(await t.gql(`mutation { createApiKey(input: { name: "try", tenantId: "acme", role: VIEWER }) { secret } }`)).createApiKey;
+      const { secret } = ok(
+        await t.gql(`mutation { createApiKey(input: { name: "try", tenantId: "acme", role: VIEWER }) { secret } }`),
+      ).createApiKey;
       expect(ok(await t.gql(`{ me { role tenantId } }`, {}, bearer(secret))).me).toEqual({ role: 'VIEWER', tenantId: 'acme' });
-      expect((await post(t, `mutation { createTimerTask(input: { fullName: "tasks.DataSync", startTime: "2030-01-01 10:00:00" }) { id } }`, undefined, bearer(secret))).body.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+      expect(
+        (
+          await post(
+            t,
+            `mutation { createTimerTask(input: { fullName: "tasks.DataSync", startTime: "2030-01-01 10:00:00" }) { id } }`,
+            undefined,
+            bearer(secret),
+          )
+        ).body.errors?.[0]?.extensions?.code,
+      ).toBe('FORBIDDEN');
       expect((await post(t, `{ me { role } }`, undefined, bearer(`${secret}x`))).status).toBe(401);
       // Keys in the database do not switch authentication on: requests without one are still anonymous.
       expect(ok(await t.gql(`{ me { credential } }`)).me.credential).toBe('ANONYMOUS');

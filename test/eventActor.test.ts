@@ -20,17 +20,28 @@ describe.each(backends)('TaskEvent.actor (%s)', (backend) => {
       env: AUTH_ENV,
       setup: (app) => {
         // A handler that creates a task through its context's TaskSvc.
-        app.handlers.register('test.spawn', async (_args, ctx) => ({ child: (await ctx.taskSvc.createTimerTask(future)).id, tenantId: ctx.taskSvc.tenantId }));
+        app.handlers.register('test.spawn', async (_args, ctx) => ({
+          child: (await ctx.taskSvc.createTimerTask(future)).id,
+          tenantId: ctx.taskSvc.tenantId,
+        }));
       },
     });
     await t.app.templateSvc.forTenant('acme').create({ fullName: 'tasks.DataSync', title: 'Sync', funcName: 'chronograph.echo' });
     await t.app.modelSvc.forTenant('acme').saveModel({ name: 'models.Contract', fields: [{ name: 'expireDate', type: 'DATE' }] });
-    await t.app.templateSvc
-      .forTenant('acme')
-      .create({ fullName: 'tasks.Remind', title: 'Remind', funcName: 'chronograph.echo', repeatType: 'DATE_FIELD', dateField: { model: 'models.Contract', field: 'expireDate' } });
-    await t.app.templateSvc
-      .forTenant('acme')
-      .create({ fullName: 'tasks.ExtRemind', title: 'Remind', funcName: 'chronograph.echo', repeatType: 'DATE_FIELD', dateField: { model: 'models.External', field: 'due' } });
+    await t.app.templateSvc.forTenant('acme').create({
+      fullName: 'tasks.Remind',
+      title: 'Remind',
+      funcName: 'chronograph.echo',
+      repeatType: 'DATE_FIELD',
+      dateField: { model: 'models.Contract', field: 'expireDate' },
+    });
+    await t.app.templateSvc.forTenant('acme').create({
+      fullName: 'tasks.ExtRemind',
+      title: 'Remind',
+      funcName: 'chronograph.echo',
+      repeatType: 'DATE_FIELD',
+      dateField: { model: 'models.External', field: 'due' },
+    });
   });
   afterAll(() => t?.close());
 
@@ -55,9 +66,17 @@ describe.each(backends)('TaskEvent.actor (%s)', (backend) => {
 
   it('names the caller on the FORCED_END that the running instance writes', async () => {
     const key = await createKey(t, 'acme', 'EDITOR');
-    const { id } = ok(await t.gql(CREATE, { input: { ...future, startTime: new Date().toISOString(), funcName: 'chronograph.sleep', argDict: { ms: 60_000 } } }, key.headers)).createTimerTask;
+    const { id } = ok(
+      await t.gql(
+        CREATE,
+        { input: { ...future, startTime: new Date().toISOString(), funcName: 'chronograph.sleep', argDict: { ms: 60_000 } } },
+        key.headers,
+      ),
+    ).createTimerTask;
     await t.app.taskSvc.forTenant('acme').waitForTask(id, { statuses: ['RUNNING'] });
-    expect(ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status } }`, { id }, key.headers)).forcedEnd.status).toBe('FORCED_END');
+    expect(ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status } }`, { id }, key.headers)).forcedEnd.status).toBe(
+      'FORCED_END',
+    );
     const ended = await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: id, toStatus: 'FORCED_END' } });
     expect(ended.actor).toBe(`key:${key.id}`);
   });
@@ -65,7 +84,11 @@ describe.each(backends)('TaskEvent.actor (%s)', (backend) => {
   it('names the caller of date-field hooks and record writes', async () => {
     const key = await createKey(t, 'acme', 'EDITOR');
     const written = ok(
-      await t.gql(`mutation($data: JSON!) { createModelRecord(model: "models.Contract", data: $data) { dateFields { changes { task { id } } } } }`, { data: { expireDate: '2030-03-10' } }, key.headers),
+      await t.gql(
+        `mutation($data: JSON!) { createModelRecord(model: "models.Contract", data: $data) { dateFields { changes { task { id } } } } }`,
+        { data: { expireDate: '2030-03-10' } },
+        key.headers,
+      ),
     ).createModelRecord.dateFields.changes[0].task;
     expect((await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: written.id } })).actor).toBe(`key:${key.id}`);
     const jwt = bearer(await hs256({ sub: 'crm-sync', tenant_id: 'acme', role: 'EDITOR' }));
@@ -81,9 +104,13 @@ describe.each(backends)('TaskEvent.actor (%s)', (backend) => {
     ]);
   });
 
-  it('gives handlers a TaskSvc bound to their task\'s tenant, acting as the task', async () => {
+  it("gives handlers a TaskSvc bound to their task's tenant, acting as the task", async () => {
     const { id } = ok(
-      await t.gql(CREATE, { input: { ...future, startTime: new Date().toISOString(), funcName: 'test.spawn' } }, { ...ADMIN, 'x-tenant-id': 'acme' }),
+      await t.gql(
+        CREATE,
+        { input: { ...future, startTime: new Date().toISOString(), funcName: 'test.spawn' } },
+        { ...ADMIN, 'x-tenant-id': 'acme' },
+      ),
     ).createTimerTask;
     const parent = await t.app.taskSvc.forTenant('acme').waitForTask(id, { statuses: ['SUCCEEDED'] });
     const run = await waitFor(() => t.app.db.prisma.taskRun.findFirst({ where: { taskId: parent.id, status: 'SUCCEEDED' } }));

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LeaseLostError, type HandlerContext } from '../src/handlers/HandlerRegistry.js';
+import { type HandlerContext, LeaseLostError } from '../src/handlers/HandlerRegistry.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
@@ -20,7 +20,13 @@ describe.each(backends)('execution (%s)', (backend) => {
 
   beforeAll(async () => {
     t = await createTestApp(backend, {
-      env: { LEASE_MS: '800', ABORT_GRACE_MS: '300', CONCURRENCY: '20', MAX_JSON_BYTES: '4096', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' },
+      env: {
+        LEASE_MS: '800',
+        ABORT_GRACE_MS: '300',
+        CONCURRENCY: '20',
+        MAX_JSON_BYTES: '4096',
+        LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      },
       setup(app) {
         app.handlers.register('test.bad', (args) => {
           const kind = String(args.kind);
@@ -36,7 +42,7 @@ describe.each(backends)('execution (%s)', (backend) => {
           return { fine: true };
         });
         // Holds its context so the test can watch its signal and call assertLease from outside.
-        app.handlers.register('test.holds', async (args, ctx) => {
+        app.handlers.register('test.holds', async (_args, ctx) => {
           contexts.set(ctx.task.id, ctx);
           await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
           try {
@@ -55,16 +61,29 @@ describe.each(backends)('execution (%s)', (backend) => {
 
   const prisma = () => t.app.db.prisma;
   const create = (input: Record<string, unknown>) => svc.createTimerTask({ fullName: 'tasks.DataSync', startTime: now(), ...input });
-  const runsOf = (taskId: string) => prisma().taskRun.findMany({ where: { taskId }, orderBy: { startedAt: 'asc' }, include: { logs: { orderBy: { id: 'asc' } } } });
+  const runsOf = (taskId: string) =>
+    prisma().taskRun.findMany({ where: { taskId }, orderBy: { startedAt: 'asc' }, include: { logs: { orderBy: { id: 'asc' } } } });
   const eventsOf = (taskId: string) => prisma().taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } });
 
   /** What a worker that died mid-run leaves behind: RUNNING, an open run, a lease that ran out. */
   async function diedDuring(attempt: number, maxAttempts: number, extra: Record<string, unknown> = {}) {
-    const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z', maxAttempts, retryBackoffMs: 60_000, ...extra });
+    const task = await create({
+      funcName: 'chronograph.echo',
+      startTime: '2099-01-01T00:00:00Z',
+      maxAttempts,
+      retryBackoffMs: 60_000,
+      ...extra,
+    });
     const run = await prisma().taskRun.create({ data: { taskId: task.id, attempt, workerId: 'dead-worker' } });
     await prisma().task.update({
       where: { id: task.id },
-      data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: run.id, lockedUntil: new Date(Date.now() - 1000), attempts: attempt },
+      data: {
+        status: 'RUNNING',
+        lockedBy: 'dead-worker',
+        lockedRunId: run.id,
+        lockedUntil: new Date(Date.now() - 1000),
+        attempts: attempt,
+      },
     });
     await prisma().$executeRawUnsafe(`SELECT pg_notify('chronograph_wake', '')`);
     return task;
@@ -73,7 +92,13 @@ describe.each(backends)('execution (%s)', (backend) => {
   it('ends a task FAILED when its worker died during its last allowed attempt, and never runs it again', async () => {
     const task = await diedDuring(2, 2);
     const failed = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
-    expect(failed).toMatchObject({ status: 'FAILED', attempts: 2, lockedBy: null, nextRunAt: null, lastError: 'the worker running it stopped during attempt 2 of 2' });
+    expect(failed).toMatchObject({
+      status: 'FAILED',
+      attempts: 2,
+      lockedBy: null,
+      nextRunAt: null,
+      lastError: 'the worker running it stopped during attempt 2 of 2',
+    });
     const runs = await runsOf(task.id);
     expect(runs.map((r) => [r.workerId, r.status])).toEqual([['dead-worker', 'ABANDONED']]);
     const events = await eventsOf(task.id);
@@ -83,7 +108,7 @@ describe.each(backends)('execution (%s)', (backend) => {
     expect((await runsOf(task.id)).length).toBe(1);
   });
 
-  it('retries a crashed attempt after the task\'s backoff, not at once, and records the next run as recovered', async () => {
+  it("retries a crashed attempt after the task's backoff, not at once, and records the next run as recovered", async () => {
     const before = Date.now();
     const task = await diedDuring(1, 3, { retryBackoffMs: 1_000 });
     const retrying = await svc.waitForTask(task.id, { statuses: ['RETRYING'], timeoutMs: 10_000 });
@@ -105,8 +130,18 @@ describe.each(backends)('execution (%s)', (backend) => {
     await t.app.scheduler.stop(1000);
     try {
       const kinds = ['circular', 'bigint', 'nul', 'large', 'nulError'];
-      const bad = await svc.createTimerTasks(kinds.map((kind) => ({ fullName: 'tasks.DataSync', funcName: 'test.bad', argDict: { kind }, startTime: now(), maxAttempts: 1 })));
-      const good = await svc.createTimerTasks(Array.from({ length: 45 }, (_, i) => ({ fullName: 'tasks.DataSync', funcName: 'test.bad', argDict: { kind: 'fine', i }, startTime: now(), maxAttempts: 1 })));
+      const bad = await svc.createTimerTasks(
+        kinds.map((kind) => ({ fullName: 'tasks.DataSync', funcName: 'test.bad', argDict: { kind }, startTime: now(), maxAttempts: 1 })),
+      );
+      const good = await svc.createTimerTasks(
+        Array.from({ length: 45 }, (_, i) => ({
+          fullName: 'tasks.DataSync',
+          funcName: 'test.bad',
+          argDict: { kind: 'fine', i },
+          startTime: now(),
+          maxAttempts: 1,
+        })),
+      );
       await t.app.scheduler.start(); // all 50 due at once: their completions share batches
       for (const task of good) expect((await svc.waitForTask(task.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
       for (const task of good) expect((await runsOf(task.id)).map((r) => r.status)).toEqual(['SUCCEEDED']);
@@ -135,7 +170,12 @@ describe.each(backends)('execution (%s)', (backend) => {
     expect(ctx.fencingToken).toBe(`${run!.id}:1`);
     expect(ctx.task).toMatchObject({ attempt: 1, occurrence: 1 });
     await ctx.assertLease();
-    const ended = ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id, reason: "operator said so") { status runs { status error } events { toStatus message } } }`, { id: task.id })).forcedEnd;
+    const ended = ok(
+      await t.gql(
+        `mutation($id: ID!) { forcedEnd(taskId: $id, reason: "operator said so") { status runs { status error } events { toStatus message } } }`,
+        { id: task.id },
+      ),
+    ).forcedEnd;
     expect(ended.status).toBe('FORCED_END');
     expect(ended.runs).toEqual([{ status: 'CANCELLED', error: 'forced end: operator said so' }]);
     expect(ended.events.at(-1)).toEqual({ toStatus: 'FORCED_END', message: 'operator said so' });
@@ -151,7 +191,10 @@ describe.each(backends)('execution (%s)', (backend) => {
   it('force-ends at once a task whose worker is gone while its lease is still valid, keeping the reason', async () => {
     const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z' });
     const run = await prisma().taskRun.create({ data: { taskId: task.id, attempt: 1, workerId: 'killed-worker' } });
-    await prisma().task.update({ where: { id: task.id }, data: { status: 'RUNNING', lockedBy: 'killed-worker', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 } });
+    await prisma().task.update({
+      where: { id: task.id },
+      data: { status: 'RUNNING', lockedBy: 'killed-worker', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 },
+    });
     const ended = await svc.forcedEnd(task.id, 'the worker is gone');
     expect(ended).toMatchObject({ status: 'FORCED_END', lockedBy: null, lockedRunId: null });
     const [closed] = await runsOf(task.id);
@@ -221,13 +264,19 @@ describe.each(backends)('execution (%s)', (backend) => {
     const refused = await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }`, { input });
     expect(errorCode(refused)).toBe('BAD_USER_INPUT');
     expect(refused.errors![0]!.extensions!.field).toBe('memoryLimitMb');
-    const byType = await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }`, { input: { ...input, memoryLimitMb: null, taskType: 'tasks.ThreadType' } });
+    const byType = await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }`, {
+      input: { ...input, memoryLimitMb: null, taskType: 'tasks.ThreadType' },
+    });
     expect(byType.errors![0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'taskType' });
-    const tooSmall = await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }`, { input: { ...input, funcName: 'test.thread.report', memoryLimitMb: 1 } });
+    const tooSmall = await t.gql(`mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id } }`, {
+      input: { ...input, funcName: 'test.thread.report', memoryLimitMb: 1 },
+    });
     expect(tooSmall.errors![0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'memoryLimitMb' });
     expect(await prisma().task.count()).toBe(count);
     const template = ok(
-      await t.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.Isolated", title: "Isolated", funcName: "test.thread.report", memoryLimitMb: 128 }) { memoryLimitMb } }`),
+      await t.gql(
+        `mutation { createTaskTemplate(input: { fullName: "tasks.Isolated", title: "Isolated", funcName: "test.thread.report", memoryLimitMb: 128 }) { memoryLimitMb } }`,
+      ),
     ).createTaskTemplate;
     expect(template.memoryLimitMb).toBe(128);
     const fromTemplate = await svc.createTimerTask({ fullName: 'tasks.Isolated', startTime: '2099-01-01T00:00:00Z' });
@@ -242,7 +291,15 @@ describe.each(backends)('execution (%s)', (backend) => {
     const u = await createTestApp(backend, { env: { SCHEDULER_ENABLED: 'false' } });
     try {
       const uSvc = u.app.getElement('services.TaskSvc') as TaskSvc;
-      const task = await uSvc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'chronograph.noop', repeatType: 'CRON', cronExpression: '* * * * * *', misfirePolicy: 'SKIP', misfireToleranceMs: 500, maxRuns: 1 });
+      const task = await uSvc.createTimerTask({
+        fullName: 'tasks.DataSync',
+        funcName: 'chronograph.noop',
+        repeatType: 'CRON',
+        cronExpression: '* * * * * *',
+        misfirePolicy: 'SKIP',
+        misfireToleranceMs: 500,
+        maxRuns: 1,
+      });
       await u.app.db.prisma.task.update({ where: { id: task.id }, data: { nextRunAt: new Date(Date.now() - 3_600_000) } });
       const startedAt = Date.now();
       await u.app.scheduler.start();

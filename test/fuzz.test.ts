@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import {
   buildSchema,
-  getNamedType,
   type GraphQLField,
   type GraphQLInputType,
   type GraphQLObjectType,
+  getNamedType,
   isEnumType,
   isInputObjectType,
   isLeafType,
@@ -99,8 +99,22 @@ function deepJson(depth: number): unknown {
 function jsonArb(fixtures: Fixtures): fc.Arbitrary<unknown> {
   return fc.oneof(
     { arbitrary: fc.jsonValue({ maxDepth: 3 }), weight: 4 },
-    { arbitrary: fc.dictionary(stringArb(fixtures), fc.oneof(stringArb(fixtures), fc.integer(), fc.constant(null)), { maxKeys: 3 }), weight: 4 },
-    { arbitrary: fc.constantFrom(deepJson(70), deepJson(64), { big: 'x'.repeat(1_100_000) }, { $gte: 1 }, { status: { $in: 'x' } }, { 'k\u0000': 1 }, [1, [2]]), weight: 2 },
+    {
+      arbitrary: fc.dictionary(stringArb(fixtures), fc.oneof(stringArb(fixtures), fc.integer(), fc.constant(null)), { maxKeys: 3 }),
+      weight: 4,
+    },
+    {
+      arbitrary: fc.constantFrom(
+        deepJson(70),
+        deepJson(64),
+        { big: 'x'.repeat(1_100_000) },
+        { $gte: 1 },
+        { status: { $in: 'x' } },
+        { 'k\u0000': 1 },
+        [1, [2]],
+      ),
+      weight: 2,
+    },
   );
 }
 
@@ -114,7 +128,13 @@ function valueArb(type: GraphQLInputType, fixtures: Fixtures, depth = 0): fc.Arb
   }
   const nullable = (arb: fc.Arbitrary<unknown>) => fc.oneof({ arbitrary: arb, weight: 6 }, { arbitrary: fc.constant(null), weight: 1 });
   if (isListType(type)) return nullable(fc.array(valueArb(type.ofType, fixtures, depth + 1), { maxLength: depth > 1 ? 1 : 3 }));
-  if (isEnumType(type)) return nullable(fc.oneof({ arbitrary: fc.constantFrom(...type.getValues().map((v) => v.name)), weight: 9 }, { arbitrary: fc.constant('NOT_A_VALUE'), weight: 1 }));
+  if (isEnumType(type))
+    return nullable(
+      fc.oneof(
+        { arbitrary: fc.constantFrom(...type.getValues().map((v) => v.name)), weight: 9 },
+        { arbitrary: fc.constant('NOT_A_VALUE'), weight: 1 },
+      ),
+    );
   if (isInputObjectType(type)) {
     if (depth > 3) return fc.constant(null);
     const fields = Object.values(type.getFields());
@@ -125,7 +145,13 @@ function valueArb(type: GraphQLInputType, fixtures: Fixtures, depth = 0): fc.Arb
   if (isScalarType(type)) {
     switch (type.name) {
       case 'Int':
-        return nullable(fc.oneof({ arbitrary: fc.constantFrom(...INTS), weight: 6 }, { arbitrary: fc.integer(), weight: 2 }, { arbitrary: fc.constantFrom<unknown>(2 ** 40, 1.5, 'x'), weight: 1 }));
+        return nullable(
+          fc.oneof(
+            { arbitrary: fc.constantFrom(...INTS), weight: 6 },
+            { arbitrary: fc.integer(), weight: 2 },
+            { arbitrary: fc.constantFrom<unknown>(2 ** 40, 1.5, 'x'), weight: 1 },
+          ),
+        );
       case 'Float':
         return nullable(fc.oneof(fc.double({ noNaN: true }), fc.constantFrom(0, -1, 1e308)));
       case 'Boolean':
@@ -166,7 +192,9 @@ function requestArb(operation: Request['operation'], field: GraphQLField<unknown
   const call = args.length ? `(${args.map((a) => `${a.name}: $${a.name}`).join(', ')})` : '';
   const query = `${operation} Fuzz${header} { ${field.name}${call}${selection} }`;
   const model = Object.fromEntries(args.map((a) => [a.name, valueArb(a.type, fixtures)]));
-  return fc.record(model, { requiredKeys: [] }).map((variables) => ({ operation, field: field.name, query, variables: variables as Record<string, unknown> }));
+  return fc
+    .record(model, { requiredKeys: [] })
+    .map((variables) => ({ operation, field: field.name, query, variables: variables as Record<string, unknown> }));
 }
 
 describe.each(backends)('fuzzing every field of schema.graphql (%s)', (backend) => {
@@ -174,13 +202,23 @@ describe.each(backends)('fuzzing every field of schema.graphql (%s)', (backend) 
   const fixtures: Fixtures = { ids: [], cursors: [] };
   beforeAll(async () => {
     t = await createTestApp(backend, { env: { SCHEDULER_ENABLED: 'false' } });
-    const tasks = await t.app.taskSvc.createTimerTasks(Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00' })));
+    const tasks = await t.app.taskSvc.createTimerTasks(
+      Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00' })),
+    );
     fixtures.ids.push(...tasks.map((task) => task.id));
-    ok(await t.gql('mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "expireDate", type: DATE }, { name: "status", type: TEXT }] }) { name } }'));
-    const record = ok(await t.gql('mutation { createModelRecord(model: "models.Contract", data: { expireDate: "2099-01-01" }) { record { id } } }'));
+    ok(
+      await t.gql(
+        'mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "expireDate", type: DATE }, { name: "status", type: TEXT }] }) { name } }',
+      ),
+    );
+    const record = ok(
+      await t.gql('mutation { createModelRecord(model: "models.Contract", data: { expireDate: "2099-01-01" }) { record { id } } }'),
+    );
     fixtures.ids.push(record.createModelRecord.record.id);
-    const page = ok(await t.gql('{ tasks(first: 2) { pageInfo { endCursor } } taskEvents(first: 1) { cursor } }'));
-    fixtures.cursors.push(page.tasks.pageInfo.endCursor, page.taskEvents[0].cursor);
+    const page = ok(
+      await t.gql('{ tasks(first: 2) { pageInfo { endCursor } } taskEvents(first: 1) { edges { cursor node { cursor } } } }'),
+    );
+    fixtures.cursors.push(page.tasks.pageInfo.endCursor, page.taskEvents.edges[0].cursor, page.taskEvents.edges[0].node.cursor);
   });
   afterAll(() => t?.close());
 
@@ -207,7 +245,9 @@ describe.each(backends)('fuzzing every field of schema.graphql (%s)', (backend) 
     const subscribed = t.app.taskEvents.status().subscriptions;
     const sse = await sseSubscribe(t.app, request.query, request.variables);
     const results = new Collector(sse.results);
-    await waitFor(() => results.items.length > 0 || results.ended || t.app.taskEvents.status().subscriptions > subscribed, { what: 'a subscription to start or fail' });
+    await waitFor(() => results.items.length > 0 || results.ended || t.app.taskEvents.status().subscriptions > subscribed, {
+      what: 'a subscription to start or fail',
+    });
     await results.close();
     await streamIdle(t.app);
     return { status: 200, results: results.items };

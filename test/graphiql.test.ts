@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ARTIFACTS_DIR, chromiumAvailable, launchIsolatedChromium, type IsolatedBrowser } from './support/chromium.js';
+import { ARTIFACTS_DIR, chromiumAvailable, type IsolatedBrowser, launchIsolatedChromium } from './support/chromium.js';
 import { createTestApp, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -36,7 +36,8 @@ describe.runIf(chromiumAvailable())('GraphiQL in a browser, offline', () => {
     page.on('pageerror', (error) => errors.push(error.message));
     const posts: { authorization?: string; body: string }[] = [];
     page.on('request', (request) => {
-      if (request.method() === 'POST' && request.url().endsWith('/graphql')) posts.push({ authorization: request.headers().authorization, body: request.postData() ?? '' });
+      if (request.method() === 'POST' && request.url().endsWith('/graphql'))
+        posts.push({ authorization: request.headers().authorization, body: request.postData() ?? '' });
     });
     const sockets: { url: string; sent: string[]; received: string[] }[] = [];
     page.on('websocket', (ws) => {
@@ -57,21 +58,33 @@ describe.runIf(chromiumAvailable())('GraphiQL in a browser, offline', () => {
     expect(posts[0]!.authorization).toBeUndefined();
 
     // The user pastes a key into the header editor and runs the default query.
-    await replaceEditorText(page, '.graphiql-editor-tool .graphiql-editor:not(.hidden)', JSON.stringify({ Authorization: `Bearer ${ADMIN_KEY}` }));
+    await replaceEditorText(
+      page,
+      '.graphiql-editor-tool .graphiql-editor:not(.hidden)',
+      JSON.stringify({ Authorization: `Bearer ${ADMIN_KEY}` }),
+    );
     await page.click('.graphiql-execute-button');
     await expect.poll(() => page.locator('.graphiql-response').innerText(), { timeout: 20_000 }).toContain('chronograph.echo');
     const overview = posts.find((p) => p.body.includes('Overview'));
     expect(overview?.authorization).toBe(`Bearer ${ADMIN_KEY}`);
 
     // A subscription, then a task that runs: its status changes arrive over the WebSocket.
-    await replaceEditorText(page, '.graphiql-query-editor', 'subscription Watch { taskStatusChanged(filter: { fullName: "tasks.DataSync" }) { toStatus task { fullName argDict } } }');
+    await replaceEditorText(
+      page,
+      '.graphiql-query-editor',
+      'subscription Watch { taskStatusChanged(filter: { fullName: "tasks.DataSync" }) { toStatus task { fullName argDict } } }',
+    );
     await page.click('.graphiql-execute-button');
-    const socket = await waitFor(() => sockets.find((s) => s.sent.some((f) => f.includes('"subscribe"'))), { what: 'a graphql-ws subscribe message' });
+    const socket = await waitFor(() => sockets.find((s) => s.sent.some((f) => f.includes('"subscribe"'))), {
+      what: 'a graphql-ws subscribe message',
+    });
     expect(new URL(socket.url).pathname).toBe('/graphql');
     await waitFor(() => t.app.taskEvents.status().live > 0, { what: 'the subscription to go live' });
     const init = JSON.parse(socket.sent.find((f) => f.includes('connection_init'))!);
     expect(init.payload.authorization).toBe(`Bearer ${ADMIN_KEY}`);
-    const task = await t.app.getElement('services.TaskSvc').createTimerTask({ fullName: 'tasks.DataSync', startTime: new Date().toISOString(), argDict: { from: 'graphiql' } });
+    const task = await t.app
+      .getElement('services.TaskSvc')
+      .createTimerTask({ fullName: 'tasks.DataSync', startTime: new Date().toISOString(), argDict: { from: 'graphiql' } });
     await t.app.getElement('services.TaskSvc').waitForTask(task.id);
     await expect.poll(() => page.locator('.graphiql-response').innerText(), { timeout: 20_000 }).toContain('SUCCEEDED');
     expect(await page.locator('.graphiql-response').innerText()).toContain('graphiql');

@@ -32,7 +32,13 @@ function startTarget(): Promise<{ server: Server; port: number; hits: Hit[] }> {
       };
       const port = (server.address() as { port: number }).port;
       if (path === '/ok') return json(200, { hello: 'world' });
-      if (path === '/echo') return json(200, { method: req.method, body, contentType: req.headers['content-type'] ?? null, auth: req.headers.authorization ?? null });
+      if (path === '/echo')
+        return json(200, {
+          method: req.method,
+          body,
+          contentType: req.headers['content-type'] ?? null,
+          auth: req.headers.authorization ?? null,
+        });
       if (path === '/big') {
         res.writeHead(200, { 'content-type': 'text/plain' });
         return res.end('x'.repeat(5000));
@@ -58,12 +64,16 @@ function startTarget(): Promise<{ server: Server; port: number; hits: Hit[] }> {
       }
       if (path === '/graphql') {
         const { query } = JSON.parse(body) as { query: string };
-        return query.includes('broken') ? json(200, { errors: [{ message: 'Cannot query field "broken"' }] }) : json(200, { data: { echo: query } });
+        return query.includes('broken')
+          ? json(200, { errors: [{ message: 'Cannot query field "broken"' }] })
+          : json(200, { data: { echo: query } });
       }
       json(404, {});
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port, hits })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port, hits })),
+  );
 }
 
 describe('HostPolicy', () => {
@@ -72,7 +82,26 @@ describe('HostPolicy', () => {
   it('allows plain public unicast addresses and refuses every special range', () => {
     const policy = HostPolicy.parse([]);
     for (const address of ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c']) expect(refused(policy, address)).toBeUndefined();
-    for (const address of ['127.0.0.1', '127.9.9.9', '::1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', 'fd00:ec2::254', 'fe80::1', '100.64.0.1', '0.0.0.0', '::', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b::a9fe:a9fe', '2002:a9fe:a9fe::1', '224.0.0.1', '255.255.255.255']) {
+    for (const address of [
+      '127.0.0.1',
+      '127.9.9.9',
+      '::1',
+      '10.0.0.1',
+      '172.16.5.4',
+      '192.168.1.1',
+      '169.254.169.254',
+      'fd00:ec2::254',
+      'fe80::1',
+      '100.64.0.1',
+      '0.0.0.0',
+      '::',
+      '::ffff:127.0.0.1',
+      '::ffff:10.0.0.1',
+      '64:ff9b::a9fe:a9fe',
+      '2002:a9fe:a9fe::1',
+      '224.0.0.1',
+      '255.255.255.255',
+    ]) {
       expect(refused(policy, address), address).toMatch(/address; HTTP tasks may not reach it/);
     }
     expect(refused(policy, 'metadata.google.internal', '169.254.169.254')).toBe(
@@ -115,7 +144,15 @@ describe.each(backends)('HTTP tasks on %s', (backend) => {
 
   async function run(app: TestApp, funcName: string, argDict: Record<string, unknown>, extra: Partial<TimerTaskInput> = {}) {
     const svc = app.app.getElement('services.TaskSvc');
-    const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName, argDict, startTime: new Date().toISOString(), maxAttempts: 3, retryBackoffMs: 10, ...extra });
+    const task = await svc.createTimerTask({
+      fullName: 'tasks.DataSync',
+      funcName,
+      argDict,
+      startTime: new Date().toISOString(),
+      maxAttempts: 3,
+      retryBackoffMs: 10,
+      ...extra,
+    });
     const done = await svc.waitForTask(task.id, { timeoutMs: 20_000 });
     const runs = await app.app.db.prisma.taskRun.findMany({ where: { taskId: task.id }, orderBy: { attempt: 'asc' } });
     return { task: done, runs };
@@ -126,13 +163,28 @@ describe.each(backends)('HTTP tasks on %s', (backend) => {
   it('returns status, headers and the JSON body as the run result', async () => {
     const { task, runs } = await run(allowed, 'chronograph.http', { url: url('/ok'), headers: { 'x-trace': 'abc' } });
     expect(task.status).toBe('SUCCEEDED');
-    expect(runs[0]!.result).toMatchObject({ url: url('/ok'), status: 200, json: { hello: 'world' }, truncated: false, redirects: [], headers: { 'content-type': 'application/json' } });
+    expect(runs[0]!.result).toMatchObject({
+      url: url('/ok'),
+      status: 200,
+      json: { hello: 'world' },
+      truncated: false,
+      redirects: [],
+      headers: { 'content-type': 'application/json' },
+    });
     expect(target.hits.findLast((h) => h.path === '/ok')!.headers['x-trace']).toBe('abc');
   });
 
   it('sends json bodies, follows redirects (303-style to GET, 307 keeping the method) and cuts large bodies', async () => {
-    const posted = await run(allowed, 'chronograph.http', { url: url('/post-redirect'), json: { a: 1 }, headers: { authorization: 'Bearer s3cret' } });
-    expect(posted.runs[0]!.result).toMatchObject({ status: 200, redirects: [url('/echo')], json: { method: 'POST', body: '{"a":1}', contentType: 'application/json', auth: 'Bearer s3cret' } });
+    const posted = await run(allowed, 'chronograph.http', {
+      url: url('/post-redirect'),
+      json: { a: 1 },
+      headers: { authorization: 'Bearer s3cret' },
+    });
+    expect(posted.runs[0]!.result).toMatchObject({
+      status: 200,
+      redirects: [url('/echo')],
+      json: { method: 'POST', body: '{"a":1}', contentType: 'application/json', auth: 'Bearer s3cret' },
+    });
     const redirected = await run(allowed, 'chronograph.http', { url: url('/redirect'), method: 'POST', body: 'x' });
     expect(redirected.runs[0]!.result).toMatchObject({ json: { method: 'GET', body: '' } });
     const big = await run(allowed, 'chronograph.http', { url: url('/big') });
@@ -167,10 +219,18 @@ describe.each(backends)('HTTP tasks on %s', (backend) => {
   it('times out with timeoutMs and retries, and stops at once on a forced end', async () => {
     const slow = await run(allowed, 'chronograph.http', { url: url('/slow'), timeoutMs: 200 }, { maxAttempts: 2 });
     expect(slow.task.status).toBe('FAILED');
-    expect(slow.runs.map((r) => r.error)).toEqual([expect.stringContaining('did not answer within 200 ms'), expect.stringContaining('did not answer within 200 ms')]);
+    expect(slow.runs.map((r) => r.error)).toEqual([
+      expect.stringContaining('did not answer within 200 ms'),
+      expect.stringContaining('did not answer within 200 ms'),
+    ]);
 
     const svc = allowed.app.getElement('services.TaskSvc');
-    const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'chronograph.http', argDict: { url: url('/slow') }, startTime: new Date().toISOString() });
+    const task = await svc.createTimerTask({
+      fullName: 'tasks.DataSync',
+      funcName: 'chronograph.http',
+      argDict: { url: url('/slow') },
+      startTime: new Date().toISOString(),
+    });
     await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
     const ended = await svc.forcedEnd(task.id);
     expect(ended.status).toBe('FORCED_END');
@@ -208,6 +268,9 @@ describe.each(backends)('HTTP tasks on %s', (backend) => {
 
     const broken = await run(allowed, 'chronograph.graphql', { url: url('/graphql'), query: '{ broken }' }, { maxAttempts: 2 });
     expect(broken.task.status).toBe('FAILED');
-    expect(broken.runs.map((r) => r.error)).toEqual([expect.stringContaining('Cannot query field "broken"'), expect.stringContaining('Cannot query field "broken"')]);
+    expect(broken.runs.map((r) => r.error)).toEqual([
+      expect.stringContaining('Cannot query field "broken"'),
+      expect.stringContaining('Cannot query field "broken"'),
+    ]);
   });
 });

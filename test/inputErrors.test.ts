@@ -39,27 +39,89 @@ describe.each(backends)('input errors (%s)', (backend) => {
 
   const cases: [string, string, Record<string, unknown> | undefined, string, string | undefined][] = [
     ['NUL in a variable string', CREATE, { input: { ...base, uniqueKey: 'a\u0000b' } }, 'BAD_USER_INPUT', 'uniqueKey'],
-    ['NUL in a literal string', 'mutation { cancelTask(taskId: "00000000-0000-7000-8000-000000000000", reason: "x\\u0000") { id } }', undefined, 'BAD_USER_INPUT', 'reason'],
+    [
+      'NUL in a literal string',
+      'mutation { cancelTask(taskId: "00000000-0000-7000-8000-000000000000", reason: "x\\u0000") { id } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'reason',
+    ],
     ['NUL in a JSON value', CREATE, { input: { ...base, argDict: { note: 'x\u0000' } } }, 'BAD_USER_INPUT', 'argDict.note'],
     ['NUL in a JSON key', CREATE, { input: { ...base, argDict: { 'k\u0000': 1 } } }, 'BAD_USER_INPUT', 'argDict'],
     ['a lone surrogate', CREATE, { input: { ...base, queue: 'q\ud800' } }, 'BAD_USER_INPUT', 'queue'],
     // GraphQL's own lexer refuses a lone surrogate escape in a document.
     ['a lone surrogate in a literal', '{ taskTemplates(query: "\\ud800") { fullName } }', undefined, 'GRAPHQL_PARSE_FAILED', undefined],
-    ['JSON nested deeper than 64', CREATE, { input: { ...base, argDict: nested(70) } }, 'INVALID_ARG_DICT', 'argDict.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a'],
-    ['an argDict over MAX_JSON_BYTES', CREATE, { input: { ...base, argDict: { big: 'x'.repeat(1_100_000) } } }, 'INVALID_ARG_DICT', 'argDict'],
+    [
+      'JSON nested deeper than 64',
+      CREATE,
+      { input: { ...base, argDict: nested(70) } },
+      'INVALID_ARG_DICT',
+      'argDict.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.a',
+    ],
+    [
+      'an argDict over MAX_JSON_BYTES',
+      CREATE,
+      { input: { ...base, argDict: { big: 'x'.repeat(1_100_000) } } },
+      'INVALID_ARG_DICT',
+      'argDict',
+    ],
     ['an out-of-range number', CREATE, { input: { ...base, priority: 5000 } }, 'BAD_USER_INPUT', 'priority'],
     ['a number GraphQL cannot hold', CREATE, { input: { ...base, maxRuns: 2 ** 40 } }, 'BAD_USER_INPUT', 'maxRuns'],
     ['after: "garbage"', '{ tasks(after: "garbage") { edges { cursor } } }', undefined, 'BAD_USER_INPUT', 'after'],
-    ['a well-formed cursor holding no id', `{ tasks(after: "${encode('GPC:S:abc')}") { edges { cursor } } }`, undefined, 'BAD_USER_INPUT', 'after'],
+    [
+      'a well-formed cursor holding no id',
+      `{ tasks(after: "${encode('GPC:S:abc')}") { edges { cursor } } }`,
+      undefined,
+      'BAD_USER_INPUT',
+      'after',
+    ],
     ['a cursor of another kind', `{ tasks(after: "${encode('GPC:N:5')}") { edges { cursor } } }`, undefined, 'BAD_USER_INPUT', 'after'],
     ['first: -1', '{ tasks(first: -1) { edges { cursor } } }', undefined, 'BAD_USER_INPUT', 'first'],
     ['too large a first', '{ tasks(first: 501) { edges { cursor } } }', undefined, 'BAD_USER_INPUT', 'first'],
     ['before with after', '{ tasks(after: "a", before: "b") { edges { cursor } } }', undefined, 'BAD_USER_INPUT', 'before'],
-    ['last with after', `{ tasks(last: 2, after: "${encode('GPC:S:01a2020e-b914-706c-99f3-60441fbef9a9')}") { edges { cursor } } }`, undefined, 'BAD_USER_INPUT', 'after'],
-    ['an event cursor past int8', '{ taskEvents(after: "9999999999999999999") { id } }', undefined, 'BAD_USER_INPUT', 'after'],
+    [
+      'last with after',
+      `{ tasks(last: 2, after: "${encode('GPC:S:01a2020e-b914-706c-99f3-60441fbef9a9')}") { edges { cursor } } }`,
+      undefined,
+      'BAD_USER_INPUT',
+      'after',
+    ],
+    [
+      'an event cursor past int8',
+      `{ taskEvents(after: "${Buffer.from('GPC:I:9999999999999999999').toString('base64')}") { totalCount } }`,
+      undefined,
+      'BAD_USER_INPUT',
+      'after',
+    ],
+    [
+      'a run cursor that is not one',
+      `{ taskRuns(after: "${Buffer.from('GPC:S:x').toString('base64')}") { totalCount } }`,
+      undefined,
+      'BAD_USER_INPUT',
+      'after',
+    ],
+    [
+      'a history range that ends before it starts',
+      '{ taskRuns(filter: { from: "2030-01-02T00:00:00Z", to: "2030-01-01T00:00:00Z" }) { totalCount } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'to',
+    ],
     ['a nested list page too large', '{ tasks { edges { node { runs(first: 5000) { id } } } } }', undefined, 'BAD_USER_INPUT', 'first'],
-    ['a record cursor that is no id', '{ modelRecords(model: "models.X", after: "x") { edges { cursor } } }', undefined, 'BAD_USER_INPUT', 'after'],
-    ['a subscription cursor that is no cursor', 'subscription { taskStatusChanged(after: "-1") { id } }', undefined, 'BAD_USER_INPUT', 'after'],
+    [
+      'a record cursor that is no id',
+      '{ modelRecords(model: "models.X", after: "x") { edges { cursor } } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'after',
+    ],
+    [
+      'a subscription cursor that is no cursor',
+      'subscription { taskStatusChanged(after: "-1") { id } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'after',
+    ],
   ];
 
   it.each(cases)('%s', async (_name, query, variables, code, field) => {
@@ -91,13 +153,22 @@ describe.each(backends)('input errors (%s)', (backend) => {
   });
 
   it('refuses a model record over MAX_JSON_BYTES and NUL in record data, writing nothing', async () => {
-    ok(await t.gql('mutation { saveModel(input: { name: "models.Note", fields: [{ name: "body", type: TEXT }, { name: "extra", type: JSON }] }) { name } }'));
+    ok(
+      await t.gql(
+        'mutation { saveModel(input: { name: "models.Note", fields: [{ name: "body", type: TEXT }, { name: "extra", type: JSON }] }) { name } }',
+      ),
+    );
     const before = await counts();
     const write = 'mutation($data: JSON!) { createModelRecord(model: "models.Note", data: $data) { record { id } } }';
-    expect((await t.gql(write, { data: { body: 'x'.repeat(1_100_000) } })).errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'data' });
+    expect((await t.gql(write, { data: { body: 'x'.repeat(1_100_000) } })).errors?.[0]?.extensions).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      field: 'data',
+    });
     expect((await t.gql(write, { data: { extra: nested(70) } })).errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     const many = 'mutation($records: [JSON!]!) { importModelRecords(model: "models.Note", records: $records) { count } }';
-    expect((await t.gql(many, { records: [{ body: 'fine' }, { extra: nested(70) }] })).errors?.[0]?.extensions?.field).toMatch(/^records\[1\]/);
+    expect((await t.gql(many, { records: [{ body: 'fine' }, { extra: nested(70) }] })).errors?.[0]?.extensions?.field).toMatch(
+      /^records\[1\]/,
+    );
     expect(await counts()).toEqual(before);
   });
 });

@@ -27,9 +27,17 @@ describe('npm start (the src/main.ts process)', () => {
 
     const templates = await post(port, `{ taskTemplates(query: "") { fullName } }`);
     expect(templates.data.taskTemplates.map((t: any) => t.fullName)).toContain('tasks.DataBackup');
-    ok(await post(port, `mutation { createTaskTemplate(input: { fullName: "tasks.Custom", title: "Custom", funcName: "chronograph.echo" }) { fullName } }`));
+    ok(
+      await post(
+        port,
+        `mutation { createTaskTemplate(input: { fullName: "tasks.Custom", title: "Custom", funcName: "chronograph.echo" }) { fullName } }`,
+      ),
+    );
     const created = ok(
-      await post(port, `mutation { createTimerTask(input: { fullName: "tasks.DataBackup", startTime: "2099-01-01 10:00:00", argDict: { database: "main_db" } }) { id } }`),
+      await post(
+        port,
+        `mutation { createTimerTask(input: { fullName: "tasks.DataBackup", startTime: "2099-01-01 10:00:00", argDict: { database: "main_db" } }) { id } }`,
+      ),
     ).createTimerTask;
     const page = await fetch(`http://127.0.0.1:${port}/graphql`, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(200);
@@ -40,7 +48,11 @@ describe('npm start (the src/main.ts process)', () => {
 
     const second = start(env);
     await second.listening;
-    const after = ok(await post(port, `query($id: ID!) { task(id: $id) { status fullName argDict } taskTemplate(fullName: "tasks.Custom") { title } }`, { id: created.id }));
+    const after = ok(
+      await post(port, `query($id: ID!) { task(id: $id) { status fullName argDict } taskTemplate(fullName: "tasks.Custom") { title } }`, {
+        id: created.id,
+      }),
+    );
     expect(after.task).toMatchObject({ status: 'SCHEDULED', fullName: 'tasks.DataBackup', argDict: { database: 'main_db' } });
     expect(after.taskTemplate).toEqual({ title: 'Custom' });
     expect(await stop(second)).toBe(0);

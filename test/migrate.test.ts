@@ -1,9 +1,9 @@
 import { PGlite } from '@electric-sql/pglite';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { migrate, MigrationError, readMigrations, type Migration } from '../src/db/migrate.js';
+import { type Migration, MigrationError, migrate, readMigrations } from '../src/db/migrate.js';
 import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
-import { backends, createTestDatabase, type BackendName, type TestDatabase } from './support/testApp.js';
+import { type BackendName, backends, createTestDatabase, type TestDatabase } from './support/testApp.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -23,7 +23,10 @@ describe.each(backends)('migrations (%s)', (backend) => {
   async function fresh() {
     const database = await createTestDatabase(backend);
     const session = await openSession(backend, database);
-    cleanup.push(() => database.drop(), () => session.close());
+    cleanup.push(
+      () => database.drop(),
+      () => session.close(),
+    );
     return { database, session };
   }
 
@@ -41,7 +44,11 @@ describe.each(backends)('migrations (%s)', (backend) => {
   it('refuses a database that is ahead of the code', async () => {
     const { session } = await fresh();
     const files = await readMigrations();
-    const future: Migration = { name: '29991231000000_from_the_future', sql: 'CREATE TABLE future_thing (id int);', checksum: 'f'.repeat(64) };
+    const future: Migration = {
+      name: '29991231000000_from_the_future',
+      sql: 'CREATE TABLE future_thing (id int);',
+      checksum: 'f'.repeat(64),
+    };
     await migrate(session, logger, [...files, future]);
     await expect(migrate(session, logger, files)).rejects.toThrow(/ahead of the code/);
   });
@@ -58,7 +65,11 @@ describe.each(backends)('migrations (%s)', (backend) => {
 
   it('rolls back a failing migration completely', async () => {
     const { session } = await fresh();
-    const broken: Migration = { name: '20000101000000_broken', sql: 'CREATE TABLE half_done (id int); SELECT no_such_function();', checksum: 'a'.repeat(64) };
+    const broken: Migration = {
+      name: '20000101000000_broken',
+      sql: 'CREATE TABLE half_done (id int); SELECT no_such_function();',
+      checksum: 'a'.repeat(64),
+    };
     await expect(migrate(session, logger, [broken])).rejects.toThrow(/rolled back/);
     const tables = await session.query(`SELECT 1 FROM information_schema.tables WHERE table_name = 'half_done'`);
     expect(tables).toEqual([]);

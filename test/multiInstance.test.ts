@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
-import { startInstance, type InstanceProcess } from './support/instanceProcess.js';
+import { type InstanceProcess, startInstance } from './support/instanceProcess.js';
 import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -18,7 +18,12 @@ describe.runIf(onPostgres)('several instances on one PostgreSQL', () => {
     const b = await createTestApp('postgres', { database, env: { WORKER_ID: 'b', SCHEDULER_ENABLED: 'false' } });
     try {
       const svcB = b.app.getElement('services.TaskSvc') as TaskSvc;
-      const task = await svcB.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 60_000 }, startTime: new Date().toISOString() });
+      const task = await svcB.createTimerTask({
+        fullName: 'tasks.DataSync',
+        funcName: 'test.work',
+        argDict: { ms: 60_000 },
+        startTime: new Date().toISOString(),
+      });
       const running = await svcB.waitForTask(task.id, { statuses: ['RUNNING'] });
       expect(running.lockedBy).toBe('a');
       const ended = await svcB.forcedEnd(task.id);
@@ -37,7 +42,12 @@ describe.runIf(onPostgres)('several instances on one PostgreSQL', () => {
     const svc = b.app.getElement('services.TaskSvc') as TaskSvc;
     try {
       await b.app.scheduler.stop(0);
-      const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 1500 }, startTime: new Date().toISOString() });
+      const task = await svc.createTimerTask({
+        fullName: 'tasks.DataSync',
+        funcName: 'test.work',
+        argDict: { ms: 1500 },
+        startTime: new Date().toISOString(),
+      });
       await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
       await b.app.scheduler.start();
       await a.close(); // gives up after 200 ms and releases the lease
@@ -79,30 +89,55 @@ describe.runIf(onPostgres)('three Chronograph processes, one killed mid-run', ()
 
   it('runs every occurrence, none twice except recorded recoveries, and leaves nothing stuck', async () => {
     for (const id of ['w1', 'w2', 'w3']) processes.push(startProcess(id));
-    await waitFor(() => processes.every((p) => p.output().includes('Chronograph is listening')), { timeoutMs: 90_000, intervalMs: 100, what: 'three processes' });
+    await waitFor(() => processes.every((p) => p.output().includes('Chronograph is listening')), {
+      timeoutMs: 90_000,
+      intervalMs: 100,
+      what: 'three processes',
+    });
 
     const svc = admin.app.getElement('services.TaskSvc') as TaskSvc;
     const prisma = admin.app.db.prisma;
     const start = new Date(Date.now() + 500).toISOString();
     const once = await svc.createTimerTasks(
-      Array.from({ length: 300 }, (_, i) => ({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 100 + (i % 5) * 100 }, startTime: start, maxAttempts: 2, retryBackoffMs: 100 })),
+      Array.from({ length: 300 }, (_, i) => ({
+        fullName: 'tasks.DataSync',
+        funcName: 'test.work',
+        argDict: { ms: 100 + (i % 5) * 100 },
+        startTime: start,
+        maxAttempts: 2,
+        retryBackoffMs: 100,
+      })),
     );
     const cron = await svc.createTimerTasks(
-      Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', funcName: 'test.work', argDict: { ms: 300 }, repeatType: 'CRON' as const, cronExpression: '* * * * * *', maxRuns: 5 })),
+      Array.from({ length: 3 }, () => ({
+        fullName: 'tasks.DataSync',
+        funcName: 'test.work',
+        argDict: { ms: 300 },
+        repeatType: 'CRON' as const,
+        cronExpression: '* * * * * *',
+        maxRuns: 5,
+      })),
     );
 
     // Kill w2 while it holds tasks.
-    await waitFor(async () => (await prisma.task.count({ where: { status: 'RUNNING', lockedBy: 'w2' } })) >= 3, { what: 'w2 running tasks' });
+    await waitFor(async () => (await prisma.task.count({ where: { status: 'RUNNING', lockedBy: 'w2' } })) >= 3, {
+      what: 'w2 running tasks',
+    });
     const victim = processes.find((p) => p.workerId === 'w2')!;
     victim.child.kill('SIGKILL');
     await victim.exited;
 
     const all = [...once, ...cron].map((t) => t.id);
-    await waitFor(async () => (await prisma.task.count({ where: { id: { in: all }, status: { notIn: ['SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED'] } } })) === 0, {
-      timeoutMs: 60_000,
-      intervalMs: 200,
-      what: 'every task to finish',
-    });
+    await waitFor(
+      async () =>
+        (await prisma.task.count({ where: { id: { in: all }, status: { notIn: ['SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED'] } } })) ===
+        0,
+      {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+        what: 'every task to finish',
+      },
+    );
 
     const tasks = await prisma.task.findMany({ where: { id: { in: all } }, include: { runs: { orderBy: { startedAt: 'asc' } } } });
     let recoveries = 0;

@@ -14,7 +14,15 @@ function random(seed: number) {
   };
 }
 
-const ZONES = ['America/New_York', 'Europe/London', 'Australia/Lord_Howe', 'Asia/Kolkata', 'Asia/Shanghai', 'America/Santiago', 'America/Havana'];
+const ZONES = [
+  'America/New_York',
+  'Europe/London',
+  'Australia/Lord_Howe',
+  'Asia/Kolkata',
+  'Asia/Shanghai',
+  'America/Santiago',
+  'America/Havana',
+];
 const DAY = 86_400_000;
 const LIMIT = 400 * DAY;
 
@@ -46,9 +54,34 @@ function generator(seed: number) {
     const minute = timeField(59, [5, 10, 15, 20, 30]);
     // Hours near where the clocks change (0-3 local) come up more often.
     const hour = rnd() < 0.5 ? pick(['0', '1', '2', '3', '1-3', '0,2', '*', '*/2', `${int(0, 3)}`]) : timeField(23, [2, 3, 4, 6]);
-    const dom = pick(['*', '*', '*', '?', String(int(1, 28)), `${int(1, 10)}-${int(11, 28)}`, 'L', `L-${int(0, 5)}`, `${int(1, 28)}W`, 'LW', '*/3']);
+    const dom = pick([
+      '*',
+      '*',
+      '*',
+      '?',
+      String(int(1, 28)),
+      `${int(1, 10)}-${int(11, 28)}`,
+      'L',
+      `L-${int(0, 5)}`,
+      `${int(1, 28)}W`,
+      'LW',
+      '*/3',
+    ]);
     const month = pick(['*', '*', '*', '*', '3,4,10,11', 'MAR-APR', 'sep-nov', String(int(1, 12))]);
-    const dow = pick(['*', '*', '*', '?', '1-5', 'MON-FRI', '0', '7', 'SAT,SUN', `${int(0, 6)}#${int(1, 4)}`, `${int(0, 6)}L`, `+${int(0, 6)}`]);
+    const dow = pick([
+      '*',
+      '*',
+      '*',
+      '?',
+      '1-5',
+      'MON-FRI',
+      '0',
+      '7',
+      'SAT,SUN',
+      `${int(0, 6)}#${int(1, 4)}`,
+      `${int(0, 6)}L`,
+      `+${int(0, 6)}`,
+    ]);
     return `${seconds}${minute} ${hour} ${dom} ${month} ${dow}`;
   };
   return { rnd, int, pick, expression, timeOnly };
@@ -71,7 +104,7 @@ describe('nextOccurrence against an independent brute-force search', () => {
     let checked = 0;
     // How many answers lay across a change of offset, and how many were the moment of a spring-forward jump.
     let crossed = 0;
-    let jumps = 0;
+    let _jumps = 0;
     for (let i = 0; i < 400; i++) {
       const zone = pick(ZONES);
       const year = int(2026, 2034);
@@ -115,7 +148,7 @@ describe('nextOccurrence against an independent brute-force search', () => {
         expect(actual === null ? null : new Date(actual).toISOString(), context).toBe(new Date(expected).toISOString());
         checked++;
         if (offsetAt(zone, expected) !== offsetAt(zone, after)) crossed++;
-        if (offsetAt(zone, expected - 1000) < offsetAt(zone, expected)) jumps++;
+        if (offsetAt(zone, expected - 1000) < offsetAt(zone, expected)) _jumps++;
         after = expected;
       }
     }
@@ -138,7 +171,9 @@ describe('nextOccurrence against an independent brute-force search', () => {
             for (let step = 0; step < 10; step++) {
               const expected = oracleNext(oracle, zone, after, after + 3 * DAY)!;
               const actual = nextOccurrence(schedule, new Date(after));
-              expect(actual?.toISOString(), `${text} in ${zone} after ${new Date(after).toISOString()}`).toBe(new Date(expected).toISOString());
+              expect(actual?.toISOString(), `${text} in ${zone} after ${new Date(after).toISOString()}`).toBe(
+                new Date(expected).toISOString(),
+              );
               if (offsetAt(zone, expected - 1000) < offsetAt(zone, expected)) jumps++;
               if (isSecondCopy(zone, expected, offsetAt(zone, expected))) repeats++;
               after = expected;

@@ -1,8 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { CronExpression } from '../src/time/CronExpression.js';
-import { nextOccurrence, scheduledTime, type Schedule } from '../src/time/schedule.js';
+import { nextOccurrence, type Schedule, scheduledTime } from '../src/time/schedule.js';
 
-const cron = (cronExpression: string, timezone = 'UTC'): Schedule => ({ repeatType: 'CRON', cronExpression, intervalSeconds: null, timezone });
+const cron = (cronExpression: string, timezone = 'UTC'): Schedule => ({
+  repeatType: 'CRON',
+  cronExpression,
+  intervalSeconds: null,
+  timezone,
+});
 
 /** The next `n` occurrences strictly after `after`. */
 function next(schedule: Schedule, after: string, n: number): string[] {
@@ -40,21 +45,43 @@ const DST_TABLE: [expression: string, zone: string, after: string, expected: str
   // New York, fall back: a fixed time runs once, at the first 01:30 (EDT); sub-hourly and hourly jobs run in both copies
   ['30 1 * * *', 'America/New_York', '2030-11-02T12:00:00Z', ['2030-11-03T05:30:00Z', '2030-11-04T06:30:00Z']],
   ['0 1-3 * * *', 'America/New_York', '2030-11-03T04:30:00Z', ['2030-11-03T05:00:00Z', '2030-11-03T07:00:00Z', '2030-11-03T08:00:00Z']],
-  ['0 * * * *', 'America/New_York', '2030-11-03T03:30:00Z', ['2030-11-03T04:00:00Z', '2030-11-03T05:00:00Z', '2030-11-03T06:00:00Z', '2030-11-03T07:00:00Z']],
+  [
+    '0 * * * *',
+    'America/New_York',
+    '2030-11-03T03:30:00Z',
+    ['2030-11-03T04:00:00Z', '2030-11-03T05:00:00Z', '2030-11-03T06:00:00Z', '2030-11-03T07:00:00Z'],
+  ],
   [
     '*/15 * * * *',
     'America/New_York',
     '2030-11-03T05:40:00Z',
-    ['2030-11-03T05:45:00Z', '2030-11-03T06:00:00Z', '2030-11-03T06:15:00Z', '2030-11-03T06:30:00Z', '2030-11-03T06:45:00Z', '2030-11-03T07:00:00Z'],
+    [
+      '2030-11-03T05:45:00Z',
+      '2030-11-03T06:00:00Z',
+      '2030-11-03T06:15:00Z',
+      '2030-11-03T06:30:00Z',
+      '2030-11-03T06:45:00Z',
+      '2030-11-03T07:00:00Z',
+    ],
   ],
-  ['0,30 1 * * *', 'America/New_York', '2030-11-03T04:30:00Z', ['2030-11-03T05:00:00Z', '2030-11-03T05:30:00Z', '2030-11-03T06:00:00Z', '2030-11-03T06:30:00Z', '2030-11-04T06:00:00Z']],
+  [
+    '0,30 1 * * *',
+    'America/New_York',
+    '2030-11-03T04:30:00Z',
+    ['2030-11-03T05:00:00Z', '2030-11-03T05:30:00Z', '2030-11-03T06:00:00Z', '2030-11-03T06:30:00Z', '2030-11-04T06:00:00Z'],
+  ],
   ['*/20 * * * * *', 'America/New_York', '2030-11-03T05:59:30Z', ['2030-11-03T05:59:40Z', '2030-11-03T06:00:00Z', '2030-11-03T06:00:20Z']],
   // London
   ['0 1 * * *', 'Europe/London', '2030-03-30T12:00:00Z', ['2030-03-31T01:00:00Z', '2030-04-01T00:00:00Z']],
   ['15 1 * * *', 'Europe/London', '2030-03-30T12:00:00Z', ['2030-03-31T01:00:00Z', '2030-04-01T00:15:00Z']],
   ['30 1 * * *', 'Europe/London', '2030-10-26T12:00:00Z', ['2030-10-27T00:30:00Z', '2030-10-28T01:30:00Z']],
   ['0 * * * *', 'Europe/London', '2030-10-26T23:30:00Z', ['2030-10-27T00:00:00Z', '2030-10-27T01:00:00Z', '2030-10-27T02:00:00Z']],
-  ['*/30 * * * *', 'Europe/London', '2030-10-27T00:10:00Z', ['2030-10-27T00:30:00Z', '2030-10-27T01:00:00Z', '2030-10-27T01:30:00Z', '2030-10-27T02:00:00Z']],
+  [
+    '*/30 * * * *',
+    'Europe/London',
+    '2030-10-27T00:10:00Z',
+    ['2030-10-27T00:30:00Z', '2030-10-27T01:00:00Z', '2030-10-27T01:30:00Z', '2030-10-27T02:00:00Z'],
+  ],
   // Lord Howe: half-hour shifts
   ['45 1 * * *', 'Australia/Lord_Howe', '2030-04-06T00:00:00Z', ['2030-04-06T14:45:00Z', '2030-04-07T15:15:00Z']],
   [
@@ -75,7 +102,15 @@ const DST_TABLE: [expression: string, zone: string, after: string, expected: str
     '0 0 13 * 5',
     'Asia/Shanghai',
     '2030-09-01T00:00:00Z',
-    ['2030-09-05T16:00:00Z', '2030-09-12T16:00:00Z', '2030-09-19T16:00:00Z', '2030-09-26T16:00:00Z', '2030-10-03T16:00:00Z', '2030-10-10T16:00:00Z', '2030-10-12T16:00:00Z'],
+    [
+      '2030-09-05T16:00:00Z',
+      '2030-09-12T16:00:00Z',
+      '2030-09-19T16:00:00Z',
+      '2030-09-26T16:00:00Z',
+      '2030-10-03T16:00:00Z',
+      '2030-10-10T16:00:00Z',
+      '2030-10-12T16:00:00Z',
+    ],
   ],
 ];
 
@@ -89,14 +124,30 @@ const SYNTAX_TABLE: [expression: string, after: string, expected: string[]][] = 
   ['@yearly', '2030-01-01T00:00:00Z', ['2031-01-01T00:00:00Z']],
   ['@annually', '2030-01-01T00:00:00Z', ['2031-01-01T00:00:00Z']],
   ['0/2 * * * * ?', '2030-01-01T00:00:00Z', ['2030-01-01T00:00:02Z', '2030-01-01T00:00:04Z']],
-  ['5/20 * * * *', '2030-01-01T00:00:00Z', ['2030-01-01T00:05:00Z', '2030-01-01T00:25:00Z', '2030-01-01T00:45:00Z', '2030-01-01T01:05:00Z']],
-  ['10-40/15 * * * *', '2030-01-01T00:00:00Z', ['2030-01-01T00:10:00Z', '2030-01-01T00:25:00Z', '2030-01-01T00:40:00Z', '2030-01-01T01:10:00Z']],
+  [
+    '5/20 * * * *',
+    '2030-01-01T00:00:00Z',
+    ['2030-01-01T00:05:00Z', '2030-01-01T00:25:00Z', '2030-01-01T00:45:00Z', '2030-01-01T01:05:00Z'],
+  ],
+  [
+    '10-40/15 * * * *',
+    '2030-01-01T00:00:00Z',
+    ['2030-01-01T00:10:00Z', '2030-01-01T00:25:00Z', '2030-01-01T00:40:00Z', '2030-01-01T01:10:00Z'],
+  ],
   ['*/1 * * * * *', '2030-01-01T00:00:00.500Z', ['2030-01-01T00:00:01Z', '2030-01-01T00:00:02Z']],
   // day of month and day of week ORed when both are restricted: the 1st, and every Monday
   [
     '0 9 1 * 1',
     '2030-01-01T00:00:00Z',
-    ['2030-01-01T09:00:00Z', '2030-01-07T09:00:00Z', '2030-01-14T09:00:00Z', '2030-01-21T09:00:00Z', '2030-01-28T09:00:00Z', '2030-02-01T09:00:00Z', '2030-02-04T09:00:00Z'],
+    [
+      '2030-01-01T09:00:00Z',
+      '2030-01-07T09:00:00Z',
+      '2030-01-14T09:00:00Z',
+      '2030-01-21T09:00:00Z',
+      '2030-01-28T09:00:00Z',
+      '2030-02-01T09:00:00Z',
+      '2030-02-04T09:00:00Z',
+    ],
   ],
   ['0 0 1 * +MON', '2030-01-01T00:00:00Z', ['2030-04-01T00:00:00Z', '2030-07-01T00:00:00Z']],
   ['0 0 * * 7', '2030-01-01T00:00:00Z', ['2030-01-06T00:00:00Z', '2030-01-13T00:00:00Z']],
@@ -109,7 +160,11 @@ const SYNTAX_TABLE: [expression: string, after: string, expected: string[]][] = 
   ['0 0 15W * *', '2030-06-01T00:00:00Z', ['2030-06-14T00:00:00Z', '2030-07-15T00:00:00Z']],
   ['0 0 * * 5L', '2030-01-01T00:00:00Z', ['2030-01-25T00:00:00Z', '2030-02-22T00:00:00Z', '2030-03-29T00:00:00Z']],
   ['0 0 * * FRI#2', '2030-01-01T00:00:00Z', ['2030-01-11T00:00:00Z', '2030-02-08T00:00:00Z', '2030-03-08T00:00:00Z']],
-  ['0 0 L-2 * 1', '2030-01-01T00:00:00Z', ['2030-01-07T00:00:00Z', '2030-01-14T00:00:00Z', '2030-01-21T00:00:00Z', '2030-01-28T00:00:00Z', '2030-01-29T00:00:00Z']],
+  [
+    '0 0 L-2 * 1',
+    '2030-01-01T00:00:00Z',
+    ['2030-01-07T00:00:00Z', '2030-01-14T00:00:00Z', '2030-01-21T00:00:00Z', '2030-01-28T00:00:00Z', '2030-01-29T00:00:00Z'],
+  ],
 ];
 
 describe('nextOccurrence: cron in time zones across DST changes', () => {
@@ -125,10 +180,26 @@ describe('nextOccurrence: cron in time zones across DST changes', () => {
       offset: '-04:00',
       note: 'spring-forward: moved to 03:00 (02:30 does not exist)',
     });
-    expect(at('15 2 * * *', 'Australia/Lord_Howe', '2030-10-05T15:30:00Z')).toMatchObject({ local: '2030-10-06T02:30:00', offset: '+11:00', note: 'spring-forward: moved to 02:30 (02:15 does not exist)' });
-    expect(at('30 1 * * *', 'America/New_York', '2030-11-03T05:30:00Z')).toMatchObject({ local: '2030-11-03T01:30:00', offset: '-04:00', note: 'repeated hour: first occurrence' });
-    expect(at('*/15 * * * *', 'America/New_York', '2030-11-03T06:15:00Z')).toMatchObject({ local: '2030-11-03T01:15:00', offset: '-05:00', note: 'repeated hour: second occurrence' });
-    expect(at('30 9 * * *', 'Asia/Kolkata', '2030-01-04T04:00:00Z')).toMatchObject({ local: '2030-01-04T09:30:00', offset: '+05:30', note: null });
+    expect(at('15 2 * * *', 'Australia/Lord_Howe', '2030-10-05T15:30:00Z')).toMatchObject({
+      local: '2030-10-06T02:30:00',
+      offset: '+11:00',
+      note: 'spring-forward: moved to 02:30 (02:15 does not exist)',
+    });
+    expect(at('30 1 * * *', 'America/New_York', '2030-11-03T05:30:00Z')).toMatchObject({
+      local: '2030-11-03T01:30:00',
+      offset: '-04:00',
+      note: 'repeated hour: first occurrence',
+    });
+    expect(at('*/15 * * * *', 'America/New_York', '2030-11-03T06:15:00Z')).toMatchObject({
+      local: '2030-11-03T01:15:00',
+      offset: '-05:00',
+      note: 'repeated hour: second occurrence',
+    });
+    expect(at('30 9 * * *', 'Asia/Kolkata', '2030-01-04T04:00:00Z')).toMatchObject({
+      local: '2030-01-04T09:30:00',
+      offset: '+05:30',
+      note: null,
+    });
   });
 
   it('keeps intervals to real durations across DST', () => {

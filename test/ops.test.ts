@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createTestApp, createTestDatabase, withClient, type TestApp } from './support/testApp.js';
 import { wsClient } from './support/subscriptions.js';
+import { backends, createTestApp, createTestDatabase, type TestApp, withClient } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
 /**
@@ -31,7 +31,11 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
   afterAll(() => t?.close());
 
   async function graphql(query: string, operationName?: string) {
-    const response = await fetch(`${base}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, operationName }) });
+    const response = await fetch(`${base}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query, operationName }),
+    });
     return { status: response.status, body: (await response.json()) as { data?: any; errors?: any[] } };
   }
 
@@ -73,7 +77,10 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
   it('counts tasks created, claimed and completed, their durations and lateness, requests and GraphQL errors', async () => {
     const before = await scrape();
     const create = (funcName: string) =>
-      graphql(`mutation Create { createTimerTask(input: { fullName: "tasks.DataSync", funcName: "${funcName}", startTime: "2020-01-01T00:00:00Z", maxAttempts: 1 }) { id } }`, 'Create');
+      graphql(
+        `mutation Create { createTimerTask(input: { fullName: "tasks.DataSync", funcName: "${funcName}", startTime: "2020-01-01T00:00:00Z", maxAttempts: 1 }) { id } }`,
+        'Create',
+      );
     const created = await Promise.all([create('chronograph.echo'), create('chronograph.echo'), create('chronograph.fail')]);
     const svc = t.app.getElement('services.TaskSvc');
     for (const { body } of created) await svc.waitForTask(body.data.createTimerTask.id);
@@ -98,7 +105,9 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
     expect(delta('chronograph_task_lateness_seconds_count', { queue: 'default' })).toBe(3);
     // Due since 2020: every claim was years late, so all three sit above the largest finite bucket.
     expect(delta('chronograph_task_lateness_seconds_bucket', { queue: 'default', le: '300' })).toBe(0);
-    expect(delta('chronograph_http_request_duration_seconds_count', { route: '/graphql', method: 'POST', status: '200' })).toBeGreaterThanOrEqual(3);
+    expect(
+      delta('chronograph_http_request_duration_seconds_count', { route: '/graphql', method: 'POST', status: '200' }),
+    ).toBeGreaterThanOrEqual(3);
     expect(delta('chronograph_graphql_operation_duration_seconds_count', { type: 'mutation', transport: 'http' })).toBe(3);
     expect(delta('chronograph_graphql_errors_total', { code: 'GRAPHQL_VALIDATION_FAILED', transport: 'http' })).toBe(1);
     expect(delta('chronograph_graphql_operation_duration_seconds_count', { type: 'query', transport: 'ws' })).toBe(2);
@@ -108,7 +117,14 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
 
     const lines = logLines.filter((l) => l.msg === 'request' && l.operation === 'Create');
     expect(lines).toHaveLength(3);
-    expect(lines[0]).toMatchObject({ level: 30, method: 'POST', path: '/graphql', status: 200, operationType: 'mutation', ms: expect.any(Number) });
+    expect(lines[0]).toMatchObject({
+      level: 30,
+      method: 'POST',
+      path: '/graphql',
+      status: 200,
+      operationType: 'mutation',
+      ms: expect.any(Number),
+    });
     expect(logLines.filter((l) => l.msg === 'request' && JSON.stringify(l.errors) === '["GRAPHQL_VALIDATION_FAILED"]')).toHaveLength(1);
   });
 
@@ -123,7 +139,11 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
       expect(value(text, 'chronograph_scheduler_running_handlers')).toBe(0);
       const ready = await fetch(`${base}/ready`);
       expect(ready.status).toBe(503);
-      expect(await ready.json()).toMatchObject({ status: 'not ready', reason: 'the scheduler is enabled but not running', checks: { scheduler: { ok: false } } });
+      expect(await ready.json()).toMatchObject({
+        status: 'not ready',
+        reason: 'the scheduler is enabled but not running',
+        checks: { scheduler: { ok: false } },
+      });
     } finally {
       await t.app.scheduler.start();
     }
@@ -151,9 +171,14 @@ describe.runIf(backends.includes('postgres'))('readiness when PostgreSQL goes aw
         },
         { what: '/ready to answer 503' },
       );
-      expect(ready).toMatchObject({ status: 'not ready', checks: { database: { ok: false, error: expect.any(String) }, migrations: { ok: false } } });
+      expect(ready).toMatchObject({
+        status: 'not ready',
+        checks: { database: { ok: false, error: expect.any(String) }, migrations: { ok: false } },
+      });
       expect(ready.reason).toMatch(/^the database is unreachable: /);
-      await waitFor(async () => ((await (await fetch(`${base}/ready`)).json()) as any).checks.notifications.ok === false, { what: 'the LISTEN connection to count as down' });
+      await waitFor(async () => ((await (await fetch(`${base}/ready`)).json()) as any).checks.notifications.ok === false, {
+        what: 'the LISTEN connection to count as down',
+      });
       expect((await fetch(`${base}/health`)).status).toBe(200);
       const metrics = await fetch(`${base}/metrics`);
       expect(metrics.status).toBe(200);

@@ -27,7 +27,12 @@ describe.each(backends)('previewSchedule and Task.upcomingRuns over GraphQL (%s)
     ).previewSchedule;
     expect(runs).toEqual([
       { at: '2030-03-09T07:30:00.000Z', local: '2030-03-09T02:30:00', offset: '-05:00', note: null },
-      { at: '2030-03-10T07:00:00.000Z', local: '2030-03-10T03:00:00', offset: '-04:00', note: 'spring-forward: moved to 03:00 (02:30 does not exist)' },
+      {
+        at: '2030-03-10T07:00:00.000Z',
+        local: '2030-03-10T03:00:00',
+        offset: '-04:00',
+        note: 'spring-forward: moved to 03:00 (02:30 does not exist)',
+      },
       { at: '2030-03-11T06:30:00.000Z', local: '2030-03-11T02:30:00', offset: '-04:00', note: null },
     ]);
     expect(await counts()).toEqual({ tasks: 0, events: 0 });
@@ -35,7 +40,10 @@ describe.each(backends)('previewSchedule and Task.upcomingRuns over GraphQL (%s)
 
   it('previews both copies of the repeated hour for a sub-hourly job, and the first only for a fixed time', async () => {
     const quarter = ok(
-      await t.gql(PREVIEW, { input: { cronExpression: '*/30 * * * *', timezone: 'Europe/London', startTime: '2030-10-27T00:00:00Z' }, count: 4 }),
+      await t.gql(PREVIEW, {
+        input: { cronExpression: '*/30 * * * *', timezone: 'Europe/London', startTime: '2030-10-27T00:00:00Z' },
+        count: 4,
+      }),
     ).previewSchedule;
     expect(quarter).toEqual([
       { at: '2030-10-27T00:00:00.000Z', local: '2030-10-27T01:00:00', offset: '+01:00', note: 'repeated hour: first occurrence' },
@@ -44,7 +52,10 @@ describe.each(backends)('previewSchedule and Task.upcomingRuns over GraphQL (%s)
       { at: '2030-10-27T01:30:00.000Z', local: '2030-10-27T01:30:00', offset: '+00:00', note: 'repeated hour: second occurrence' },
     ]);
     const fixed = ok(
-      await t.gql(PREVIEW, { input: { cronExpression: '45 1 * * *', timezone: 'Australia/Lord_Howe', startTime: '2030-04-07 00:00:00' }, count: 2 }),
+      await t.gql(PREVIEW, {
+        input: { cronExpression: '45 1 * * *', timezone: 'Australia/Lord_Howe', startTime: '2030-04-07 00:00:00' },
+        count: 2,
+      }),
     ).previewSchedule;
     expect(fixed).toEqual([
       { at: '2030-04-06T14:45:00.000Z', local: '2030-04-07T01:45:00', offset: '+11:00', note: 'repeated hour: first occurrence' },
@@ -54,7 +65,15 @@ describe.each(backends)('previewSchedule and Task.upcomingRuns over GraphQL (%s)
 
   it('previews intervals as real durations, within maxRuns and endTime, and counts 10 by default', async () => {
     const interval = ok(
-      await t.gql(PREVIEW, { input: { repeatType: 'INTERVAL', intervalSeconds: 3600, timezone: 'America/New_York', startTime: '2030-11-03T04:30:00Z', maxRuns: 3 } }),
+      await t.gql(PREVIEW, {
+        input: {
+          repeatType: 'INTERVAL',
+          intervalSeconds: 3600,
+          timezone: 'America/New_York',
+          startTime: '2030-11-03T04:30:00Z',
+          maxRuns: 3,
+        },
+      }),
     ).previewSchedule;
     expect(interval).toEqual([
       { at: '2030-11-03T04:30:00.000Z', local: '2030-11-03T00:30:00', offset: '-04:00', note: null },
@@ -65,7 +84,10 @@ describe.each(backends)('previewSchedule and Task.upcomingRuns over GraphQL (%s)
     expect(hourly).toHaveLength(10);
     expect(hourly[9]).toMatchObject({ at: '2030-01-01T09:00:00.000Z', local: '2030-01-01T09:00:00', offset: '+00:00' });
     const ended = ok(
-      await t.gql(PREVIEW, { input: { cronExpression: '0 0 * * *', startTime: '2030-01-01T00:00:00Z', endTime: '2030-01-03T00:00:00Z' }, count: 10 }),
+      await t.gql(PREVIEW, {
+        input: { cronExpression: '0 0 * * *', startTime: '2030-01-01T00:00:00Z', endTime: '2030-01-03T00:00:00Z' },
+        count: 10,
+      }),
     ).previewSchedule;
     expect(ended.map((r: any) => r.at)).toEqual(['2030-01-01T00:00:00.000Z', '2030-01-02T00:00:00.000Z', '2030-01-03T00:00:00.000Z']);
     const once = ok(await t.gql(PREVIEW, { input: { startTime: '2030-11-03 01:30:00', timezone: 'America/New_York' } })).previewSchedule;
@@ -97,17 +119,32 @@ describe.each(backends)('previewSchedule and Task.upcomingRuns over GraphQL (%s)
   });
 
   it('refuses the same input with the same codes as createTimerTask', async () => {
-    for (const input of [{ cronExpression: '0 0 31 2 *' }, { cronExpression: '@daily', timezone: 'Nowhere' }, { startTime: '2030-03-31 01:30:00', timezone: 'Europe/London' }]) {
+    for (const input of [
+      { cronExpression: '0 0 31 2 *' },
+      { cronExpression: '@daily', timezone: 'Nowhere' },
+      { startTime: '2030-03-31 01:30:00', timezone: 'Europe/London' },
+    ]) {
       const preview = await t.gql(PREVIEW, { input: { ...input, repeatType: input.cronExpression ? 'CRON' : 'ONCE' } });
-      const create = await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', ...input, repeatType: input.cronExpression ? 'CRON' : 'ONCE' } });
-      expect([errorCode(preview), preview.errors![0]!.extensions!.field]).toEqual([errorCode(create), create.errors![0]!.extensions!.field]);
+      const create = await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataSync', ...input, repeatType: input.cronExpression ? 'CRON' : 'ONCE' },
+      });
+      expect([errorCode(preview), preview.errors![0]!.extensions!.field]).toEqual([
+        errorCode(create),
+        create.errors![0]!.extensions!.field,
+      ]);
       expect(preview.errors![0]!.message).toBe(create.errors![0]!.message);
     }
     expect(await counts()).toEqual({ tasks: 0, events: 0 });
   });
 
-  it('lists a task\'s upcoming runs as the preview of its schedule does, within maxRuns', async () => {
-    const input = { repeatType: 'CRON', cronExpression: '0 * * * *', timezone: 'America/New_York', startTime: '2030-11-03 00:00:00', maxRuns: 4 };
+  it("lists a task's upcoming runs as the preview of its schedule does, within maxRuns", async () => {
+    const input = {
+      repeatType: 'CRON',
+      cronExpression: '0 * * * *',
+      timezone: 'America/New_York',
+      startTime: '2030-11-03 00:00:00',
+      maxRuns: 4,
+    };
     const task = ok(await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', ...input } })).createTimerTask;
     const preview = ok(await t.gql(PREVIEW, { input, count: 10 })).previewSchedule;
     expect(preview).toHaveLength(4);
@@ -123,7 +160,11 @@ describe.each(backends)('previewSchedule and Task.upcomingRuns over GraphQL (%s)
   });
 
   it('lists no upcoming runs for a paused or finished task', async () => {
-    const { id } = ok(await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', repeatType: 'INTERVAL', intervalSeconds: 60, startTime: '2030-01-01T00:00:00Z' } })).createTimerTask;
+    const { id } = ok(
+      await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataSync', repeatType: 'INTERVAL', intervalSeconds: 60, startTime: '2030-01-01T00:00:00Z' },
+      }),
+    ).createTimerTask;
     expect(ok(await t.gql(UPCOMING, { id })).task.upcomingRuns.map((r: any) => r.at)).toEqual([
       '2030-01-01T00:00:00.000Z',
       '2030-01-01T00:01:00.000Z',

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JSON_COST } from '../src/graphql/queryLimits.js';
-import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
 import { Collector, sseSubscribe, wsClient } from './support/subscriptions.js';
+import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
 
 /** Every `gql '{"query": ...}'` example of the README, as sent. */
 const readmeRequests = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
@@ -34,7 +34,9 @@ describe.each(backends)('query limits (%s)', (backend) => {
   beforeAll(async () => {
     sql = [];
     t = await createTestApp(backend, { onQuery: (event) => sql.push(event.query) });
-    await t.app.taskSvc.createTimerTasks(Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00' })));
+    await t.app.taskSvc.createTimerTasks(
+      Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00' })),
+    );
   });
   afterAll(() => t?.close());
 
@@ -51,7 +53,7 @@ describe.each(backends)('query limits (%s)', (backend) => {
     return result.errors![0]!.extensions!;
   }
 
-  it('lets the README\'s examples and a dashboard through with the default limits', async () => {
+  it("lets the README's examples and a dashboard through with the default limits", async () => {
     expect(readmeRequests.length).toBeGreaterThan(8);
     for (const request of [...readmeRequests, { query: DASHBOARD }]) {
       const { result } = await run(request.query, request.variables);
@@ -76,7 +78,12 @@ describe.each(backends)('query limits (%s)', (backend) => {
 
   it('refuses many aliases, and many aliased pages of JSON by their cost', async () => {
     const aliases = (n: number, field: string) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field}`).join(' ')} }`;
-    expect(refusal((await run(aliases(40, 'taskStats { total }'))).result)).toEqual({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_ALIASES', measured: 40, allowed: 30 });
+    expect(refusal((await run(aliases(40, 'taskStats { total }'))).result)).toEqual({
+      code: 'QUERY_TOO_COMPLEX',
+      limit: 'MAX_ALIASES',
+      measured: 40,
+      allowed: 30,
+    });
     const { result, statements } = await run(aliases(5, 'tasks(first: 500) { edges { node { id argDict } } }'));
     expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 5 * (1 + 500 * (2 + JSON_COST)) });
     expect(statements).toEqual([]);
@@ -84,7 +91,12 @@ describe.each(backends)('query limits (%s)', (backend) => {
 
   it('refuses an overlong document while parsing', async () => {
     const long = `{ ${Array.from({ length: 6000 }, () => 'taskTypes').join(' ')} }`;
-    expect(refusal((await run(long)).result)).toEqual({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_QUERY_TOKENS', measured: 'more than 5000', allowed: 5000 });
+    expect(refusal((await run(long)).result)).toEqual({
+      code: 'QUERY_TOO_COMPLEX',
+      limit: 'MAX_QUERY_TOKENS',
+      measured: 'more than 5000',
+      allowed: 5000,
+    });
   });
 
   it('measures page sizes given in variables, request by request', async () => {
@@ -104,7 +116,9 @@ describe.each(backends)('query limits (%s)', (backend) => {
     try {
       const overWs = new Collector(client.iterate({ query: subscription }));
       const [result] = (await overWs.finished()) as unknown as GqlResult[];
-      expect((result ?? { errors: overWs.error as GqlResult['errors'] }).errors?.[0]?.extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX' });
+      expect((result ?? { errors: overWs.error as GqlResult['errors'] }).errors?.[0]?.extensions).toMatchObject({
+        code: 'QUERY_TOO_COMPLEX',
+      });
     } finally {
       await client.dispose();
     }
@@ -116,9 +130,21 @@ describe('query limits from configuration', () => {
   it('applies MAX_QUERY_COST, MAX_QUERY_DEPTH and MAX_ALIASES', async () => {
     const t = await createTestApp('pglite', { env: { MAX_QUERY_COST: '100', MAX_QUERY_DEPTH: '3', MAX_ALIASES: '1' } });
     try {
-      expect((await t.gql('{ tasks(first: 100) { edges { cursor } } }')).errors?.[0]?.extensions).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 101, allowed: 100 });
-      expect((await t.gql('{ tasks(first: 10) { edges { node { id } } } }')).errors?.[0]?.extensions).toMatchObject({ limit: 'MAX_QUERY_DEPTH', measured: 4, allowed: 3 });
-      expect((await t.gql('{ a: taskTypes b: taskTypes }')).errors?.[0]?.extensions).toMatchObject({ limit: 'MAX_ALIASES', measured: 2, allowed: 1 });
+      expect((await t.gql('{ tasks(first: 100) { edges { cursor } } }')).errors?.[0]?.extensions).toMatchObject({
+        limit: 'MAX_QUERY_COST',
+        measured: 101,
+        allowed: 100,
+      });
+      expect((await t.gql('{ tasks(first: 10) { edges { node { id } } } }')).errors?.[0]?.extensions).toMatchObject({
+        limit: 'MAX_QUERY_DEPTH',
+        measured: 4,
+        allowed: 3,
+      });
+      expect((await t.gql('{ a: taskTypes b: taskTypes }')).errors?.[0]?.extensions).toMatchObject({
+        limit: 'MAX_ALIASES',
+        measured: 2,
+        allowed: 1,
+      });
       ok(await t.gql('{ tasks(first: 10) { edges { cursor } } }'));
     } finally {
       await t.close();

@@ -11,20 +11,37 @@ describe.each(backends)('reading what is asked (%s)', (backend) => {
   beforeAll(async () => {
     t = await createTestApp(backend, { onQuery: (event) => sql.push(event.query), env: { SCHEDULER_ENABLED: 'false' } });
     const bulky = { blob: 'x'.repeat(100_000) };
-    const tasks = await t.app.taskSvc.createTimerTasks(Array.from({ length: 30 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00', argDict: bulky })));
+    const tasks = await t.app.taskSvc.createTimerTasks(
+      Array.from({ length: 30 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00', argDict: bulky })),
+    );
     // Runs with results and logs, as the scheduler would leave them.
     for (const task of tasks) {
       await t.app.db.prisma.taskRun.create({
-        data: { taskId: task.id, tenantId: 'default', attempt: 1, status: 'SUCCEEDED', workerId: 'w', result: bulky, logs: { create: { taskId: task.id, level: 'info', message: 'done' } } },
+        data: {
+          taskId: task.id,
+          tenantId: 'default',
+          attempt: 1,
+          status: 'SUCCEEDED',
+          workerId: 'w',
+          result: bulky,
+          logs: { create: { taskId: task.id, level: 'info', message: 'done' } },
+        },
       });
     }
-    ok(await t.gql('mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "expireDate", type: DATE }, { name: "notes", type: TEXT }] }) { name } }'));
+    ok(
+      await t.gql(
+        'mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "expireDate", type: DATE }, { name: "notes", type: TEXT }] }) { name } }',
+      ),
+    );
     ok(
       await t.gql(
         'mutation { createTaskTemplate(input: { fullName: "tasks.Remind", title: "Remind", repeatType: DATE_FIELD, funcName: "chronograph.echo", dateField: { model: "models.Contract", field: "expireDate" } }) { fullName } }',
       ),
     );
-    await t.app.modelSvc.importRecords('models.Contract', Array.from({ length: 30 }, (_, i) => ({ expireDate: `2099-01-${String(i + 1).padStart(2, '0')}`, notes: 'n'.repeat(10_000) })));
+    await t.app.modelSvc.importRecords(
+      'models.Contract',
+      Array.from({ length: 30 }, (_, i) => ({ expireDate: `2099-01-${String(i + 1).padStart(2, '0')}`, notes: 'n'.repeat(10_000) })),
+    );
   });
   afterAll(() => t?.close());
 
@@ -47,7 +64,8 @@ describe.each(backends)('reading what is asked (%s)', (backend) => {
   });
 
   it('loads nested lists and relations with one statement per level, whatever the page size', async () => {
-    const nested = (n: number) => `{ tasks(first: ${n}) { edges { node { id template { fullName } runs(first: 5) { status logs { message } } events { toStatus } } } } }`;
+    const nested = (n: number) =>
+      `{ tasks(first: ${n}) { edges { node { id template { fullName } runs(first: 5) { status logs { message } } events { toStatus } } } } }`;
     const few = await statements(nested(3));
     const many = await statements(nested(30));
     expect(many).toHaveLength(few.length);
@@ -64,7 +82,9 @@ describe.each(backends)('reading what is asked (%s)', (backend) => {
   it('pages model records without reading their data, and their tasks in one statement', async () => {
     const idsOnly = await statements('{ modelRecords(model: "models.Contract", first: 30) { edges { node { id } } } }');
     expect(idsOnly.join('\n')).not.toMatch(/"data"/);
-    const withTasks = await statements('{ modelRecords(model: "models.Contract", first: 30) { edges { node { id tasks { id status } } } } }');
+    const withTasks = await statements(
+      '{ modelRecords(model: "models.Contract", first: 30) { edges { node { id tasks { id status } } } } }',
+    );
     expect(withTasks.filter((q) => /FROM "public"\."task"/.test(q))).toHaveLength(1);
     const page = await t.gql('{ modelRecords(model: "models.Contract", first: 30) { edges { node { tasks { id } } } } }');
     expect(ok(page).modelRecords.edges.every((e: { node: { tasks: unknown[] } }) => e.node.tasks.length === 1)).toBe(true);

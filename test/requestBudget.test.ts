@@ -37,7 +37,10 @@ describe.each(backends)('request budget and abandoned requests (%s)', (backend) 
   const sql: string[] = [];
   let restore = () => {};
   beforeAll(async () => {
-    t = await createTestApp(backend, { env: { REQUEST_TIMEOUT_MS: String(BUDGET_MS), SCHEDULER_ENABLED: 'false' }, onQuery: (event) => sql.push(event.query) });
+    t = await createTestApp(backend, {
+      env: { REQUEST_TIMEOUT_MS: String(BUDGET_MS), SCHEDULER_ENABLED: 'false' },
+      onQuery: (event) => sql.push(event.query),
+    });
   });
   afterEach(() => restore());
   afterAll(() => t?.close());
@@ -88,9 +91,13 @@ describe.each(backends)('request budget and abandoned requests (%s)', (backend) 
   });
 
   it.runIf(backend === 'postgres')('cancels a statement that runs past the budget on PostgreSQL', async () => {
-    await expect(t.app.db.prisma.$queryRaw`SELECT pg_sleep(5)`).rejects.toMatchObject({ meta: { driverAdapterError: { cause: { code: '57014' } } } });
+    await expect(t.app.db.prisma.$queryRaw`SELECT pg_sleep(5)`).rejects.toMatchObject({
+      meta: { driverAdapterError: { cause: { code: '57014' } } },
+    });
     await waitFor(async () => {
-      const [row] = await t.app.db.prisma.$queryRaw<{ n: bigint }[]>`SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%' AND state = 'active'`;
+      const [row] = await t.app.db.prisma.$queryRaw<
+        { n: bigint }[]
+      >`SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%' AND state = 'active'`;
       return row!.n === 0n;
     });
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { DateFieldResult } from '../src/dateFields/applyDateFields.js';
 import { ChronographError } from '../src/errors.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
-import { createDateFieldTemplate, dateFieldTasks, DELETE, SAVE, writeCounts } from './support/dateFields.js';
+import { createDateFieldTemplate, DELETE, dateFieldTasks, SAVE, writeCounts } from './support/dateFields.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 
 const NOW = new Date('2029-06-01T00:00:00Z');
@@ -43,7 +43,10 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
         sourceModel: 'models.Contract',
         sourceRowId: 'c-1',
         sourceField: 'expireDate',
-        argDict: { channel: 'mail', source: { model: 'models.Contract', id: 'c-1', field: 'expireDate', date: '2030-03-10T00:00:00.000Z' } },
+        argDict: {
+          channel: 'mail',
+          source: { model: 'models.Contract', id: 'c-1', field: 'expireDate', date: '2030-03-10T00:00:00.000Z' },
+        },
       },
     });
     const [task] = await dateFieldTasks(t);
@@ -68,7 +71,12 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
     const first = (await save({ id: 'c-1', expireDate: '2030-03-10' })).changes[0].task;
     const moved = await save({ id: 'c-1', expireDate: '2030-04-20' }, { id: 'c-1', expireDate: '2030-03-10' });
     expect(moved).toMatchObject({ created: 0, rescheduled: 1 });
-    expect(moved.changes[0].task).toMatchObject({ id: first.id, status: 'SCHEDULED', startTime: '2030-04-17T09:00:00.000Z', nextRunAt: '2030-04-17T09:00:00.000Z' });
+    expect(moved.changes[0].task).toMatchObject({
+      id: first.id,
+      status: 'SCHEDULED',
+      startTime: '2030-04-17T09:00:00.000Z',
+      nextRunAt: '2030-04-17T09:00:00.000Z',
+    });
     const tasks = await dateFieldTasks(t);
     expect(tasks).toHaveLength(1);
     expect(tasks[0]!.events.map((e) => [e.type, e.fromStatus, e.toStatus, e.nextRunAt?.toISOString()])).toEqual([
@@ -81,7 +89,10 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
     await createDateFieldTemplate(t);
     const first = (await save({ id: 'c-1', expireDate: '2030-03-10' })).changes[0].task;
     const cleared = await save({ id: 'c-1', expireDate: null });
-    expect(cleared).toMatchObject({ cancelled: 1, changes: [{ action: 'CANCELLED', reason: 'expireDate is empty', task: { id: first.id, status: 'CANCELLED', nextRunAt: null } }] });
+    expect(cleared).toMatchObject({
+      cancelled: 1,
+      changes: [{ action: 'CANCELLED', reason: 'expireDate is empty', task: { id: first.id, status: 'CANCELLED', nextRunAt: null } }],
+    });
     expect(await save({ id: 'c-1', expireDate: '' })).toMatchObject({ cancelled: 0, unchanged: 1 });
     const back = await save({ id: 'c-1', expireDate: '2030-03-10' });
     expect(back).toMatchObject({ created: 1 });
@@ -103,8 +114,13 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
   it('cancels on delete and keeps the task in history; deleting again is a no-op', async () => {
     await createDateFieldTemplate(t);
     await save({ id: 'c-1', expireDate: '2030-03-10' });
-    const deleted = ok(await t.gql(DELETE, { rowObj: { model: 'models.Contract', prevData: { id: 'c-1', expireDate: '2030-03-10' } } })).deleteDateFieldTask;
-    expect(deleted).toMatchObject({ cancelled: 1, changes: [{ action: 'CANCELLED', reason: 'record deleted', task: { status: 'CANCELLED' } }] });
+    const deleted = ok(
+      await t.gql(DELETE, { rowObj: { model: 'models.Contract', prevData: { id: 'c-1', expireDate: '2030-03-10' } } }),
+    ).deleteDateFieldTask;
+    expect(deleted).toMatchObject({
+      cancelled: 1,
+      changes: [{ action: 'CANCELLED', reason: 'record deleted', task: { status: 'CANCELLED' } }],
+    });
     const again = ok(await t.gql(DELETE, { rowObj: { model: 'models.Contract', prevData: { id: 'c-1' } } })).deleteDateFieldTask;
     expect(again).toMatchObject({ cancelled: 0, unchanged: 1 });
     expect((await dateFieldTasks(t)).map((x) => x.status)).toEqual(['CANCELLED']);
@@ -127,7 +143,9 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
     expect(paris.changes[0].task).toMatchObject({ startTime: '2030-03-07T08:00:00.000Z', timezone: 'Europe/Paris' });
     const moved = await save({ id: 'c-1', expireDate: '2030-03-10', owner: { timezone: 'America/New_York' } });
     expect(moved.changes[0]).toMatchObject({ action: 'RESCHEDULED', task: { startTime: '2030-03-07T14:00:00.000Z' } });
-    const bad = await t.gql(SAVE, { rowObj: { model: 'models.Contract', postData: { id: 'c-3', expireDate: '2030-03-10', owner: { timezone: 'Mars/Olympus' } } } });
+    const bad = await t.gql(SAVE, {
+      rowObj: { model: 'models.Contract', postData: { id: 'c-3', expireDate: '2030-03-10', owner: { timezone: 'Mars/Olympus' } } },
+    });
     expect(errorCode(bad)).toBe('INVALID_TIMEZONE');
     expect(bad.errors![0]!.extensions!.field).toBe('rowObj.postData.owner.timezone');
   });
@@ -147,7 +165,11 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
 
   it('follows the misfire policy for a time already past: RUN_ONCE runs it at once, SKIP creates nothing', async () => {
     await createDateFieldTemplate(t);
-    await createDateFieldTemplate(t, { fullName: 'tasks.SkipLate', misfirePolicy: 'SKIP', misfireToleranceMs: 60_000 }, { offset: null, timeOfDay: null });
+    await createDateFieldTemplate(
+      t,
+      { fullName: 'tasks.SkipLate', misfirePolicy: 'SKIP', misfireToleranceMs: 60_000 },
+      { offset: null, timeOfDay: null },
+    );
     const of = (result: any, template: string) => result.changes.find((c: any) => c.template === template);
     const late = await save({ id: 'c-1', expireDate: '2029-01-10' });
     // RUN_ONCE (the default) keeps the past time: it is due, and the scheduler runs it once right away
@@ -190,12 +212,20 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
 
   it('is the same service through TaskSvc: same rules, same typed errors', async () => {
     await createDateFieldTemplate(t);
-    const created: DateFieldResult = await taskSvc.saveDateFieldTask({ model: 'models.Contract', postData: { id: 42, expireDate: '2030-03-10' }, prevData: null });
+    const created: DateFieldResult = await taskSvc.saveDateFieldTask({
+      model: 'models.Contract',
+      postData: { id: 42, expireDate: '2030-03-10' },
+      prevData: null,
+    });
     expect(created).toMatchObject({ created: 1, changes: [{ rowId: '42', action: 'CREATED' }] });
     const viaGraphql = await save({ id: 42, expireDate: '2030-03-10' });
     expect(viaGraphql).toMatchObject({ unchanged: 1 });
     // a partial postData is merged over prevData
-    const moved = await taskSvc.saveDateFieldTask({ model: 'models.Contract', postData: { expireDate: '2030-03-11' }, prevData: { id: 42, expireDate: '2030-03-10' } });
+    const moved = await taskSvc.saveDateFieldTask({
+      model: 'models.Contract',
+      postData: { expireDate: '2030-03-11' },
+      prevData: { id: 42, expireDate: '2030-03-10' },
+    });
     expect(moved).toMatchObject({ rescheduled: 1, changes: [{ taskId: created.changes[0]!.taskId }] });
     const error = await taskSvc.saveDateFieldTask({ model: 'models.Contract', postData: {} }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ChronographError);
@@ -206,7 +236,11 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
 
   it('keeps tenants apart', async () => {
     await createDateFieldTemplate(t);
-    const other = await t.gql(SAVE, { rowObj: { model: 'models.Contract', postData: { id: 'c-1', expireDate: '2030-03-10' } } }, { 'x-tenant-id': 'acme' });
+    const other = await t.gql(
+      SAVE,
+      { rowObj: { model: 'models.Contract', postData: { id: 'c-1', expireDate: '2030-03-10' } } },
+      { 'x-tenant-id': 'acme' },
+    );
     expect(ok(other).saveDateFieldTask).toMatchObject({ created: 0, changes: [] });
     expect(await save({ id: 'c-1', expireDate: '2030-03-10' })).toMatchObject({ created: 1 });
   });

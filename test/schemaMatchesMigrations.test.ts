@@ -24,13 +24,22 @@ interface Model {
 function parseSchema(source: string) {
   const enums = new Map<string, string[]>();
   for (const [, name, body] of source.matchAll(/^enum (\w+) \{([^}]*)\}/gm)) {
-    enums.set(name!, body!.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//')));
+    enums.set(
+      name!,
+      body!
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('//')),
+    );
   }
   const modelNames = [...source.matchAll(/^model (\w+) \{/gm)].map((m) => m[1]!);
   const models: Model[] = [];
   // Blocks end at a line holding only "}" (attribute values such as @default("{}") contain braces).
   for (const [, name, body] of source.matchAll(/^model (\w+) \{\n([\s\S]*?)^\}$/gm)) {
-    const lines = body!.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//'));
+    const lines = body!
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('//'));
     const table = /@@map\("(\w+)"\)/.exec(body!)?.[1] ?? name!;
     const fields: Field[] = [];
     const columnOf = new Map<string, string>();
@@ -41,7 +50,13 @@ function parseSchema(source: string) {
       if (modelNames.includes(type!) || modifier === '[]') continue; // relation fields have no column
       const column = /@map\("(\w+)"\)/.exec(attributes!)?.[1] ?? fieldName!;
       columnOf.set(fieldName!, column);
-      fields.push({ name: fieldName!, column, type: type!, optional: modifier === '?', nativeType: /@db\.(\w+(\(\d+\))?)/.exec(attributes!)?.[1] });
+      fields.push({
+        name: fieldName!,
+        column,
+        type: type!,
+        optional: modifier === '?',
+        nativeType: /@db\.(\w+(\(\d+\))?)/.exec(attributes!)?.[1],
+      });
     }
     const indexes = [...body!.matchAll(/@@(unique|index)\(\[([^\]]*)\]/g)].map(([, kind, cols]) => ({
       unique: kind === 'unique',
@@ -80,7 +95,9 @@ describe.each(backends)('the migrated database matches schema.prisma (%s)', (bac
   const query = <T>(sql: string) => t.app.db.prisma.$queryRawUnsafe<T[]>(sql);
 
   it('parses the schema (guards the parser itself)', () => {
-    expect(schema.models.map((m) => m.name)).toEqual(expect.arrayContaining(['TaskTemplate', 'Task', 'TaskRun', 'TaskEvent', 'TaskRunLog']));
+    expect(schema.models.map((m) => m.name)).toEqual(
+      expect.arrayContaining(['TaskTemplate', 'Task', 'TaskRun', 'TaskEvent', 'TaskRunLog']),
+    );
     expect(schema.models.find((m) => m.name === 'Task')!.fields.length).toBeGreaterThan(30);
   });
 
@@ -94,13 +111,24 @@ describe.each(backends)('the migrated database matches schema.prisma (%s)', (bac
   });
 
   it('has exactly the tables and columns of the models, with their types and nullability', async () => {
-    const rows = await query<{ table_name: string; column_name: string; data_type: string; udt_name: string; is_nullable: string; datetime_precision: number | null }>(
+    const rows = await query<{
+      table_name: string;
+      column_name: string;
+      data_type: string;
+      udt_name: string;
+      is_nullable: string;
+      datetime_precision: number | null;
+    }>(
       `SELECT table_name, column_name, data_type, udt_name, is_nullable, datetime_precision
          FROM information_schema.columns WHERE table_schema = current_schema() AND table_name <> '_prisma_migrations'`,
     );
     const describe = (r: (typeof rows)[number]) => {
       const type =
-        r.data_type === 'USER-DEFINED' ? `enum:${r.udt_name}` : r.data_type.startsWith('timestamp') ? `${r.data_type}(${r.datetime_precision})` : r.data_type;
+        r.data_type === 'USER-DEFINED'
+          ? `enum:${r.udt_name}`
+          : r.data_type.startsWith('timestamp')
+            ? `${r.data_type}(${r.datetime_precision})`
+            : r.data_type;
       return `${r.table_name}.${r.column_name} ${type}${r.is_nullable === 'YES' ? ' NULL' : ''}`;
     };
     const expected = schema.models.flatMap((m) =>

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { followTaskEvents, type TaskStatusChange } from '../examples/followTaskEvents.js';
-import { freePort, post, root, startChronograph, type ChronographProcess } from './support/chronographProcess.js';
+import { type ChronographProcess, freePort, post, root, startChronograph } from './support/chronographProcess.js';
 import { Collector, sseSubscribe, wsClient } from './support/subscriptions.js';
 import type { GqlResult } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
@@ -36,13 +36,21 @@ async function stalledSubscriber(url: string): Promise<WebSocket> {
 }
 
 async function stopped(server: ChronographProcess): Promise<number | null> {
-  return Promise.race([server.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`did not exit:\n${server.output()}`)), 20_000))]);
+  return Promise.race([
+    server.exited,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`did not exit:\n${server.output()}`)), 20_000)),
+  ]);
 }
 
 describe('SIGTERM (the src/main.ts process)', () => {
   it('refuses new work with 503, ends subscriptions on both transports with SHUTTING_DOWN and their cursor, and exits although a client stopped reading', async () => {
     const port = await freePort();
-    const server = startChronograph({ PORT: String(port), DATA_DIR: dataDir(), APP_DIR: path.join(root, 'app'), SHUTDOWN_GRACE_MS: '1500' });
+    const server = startChronograph({
+      PORT: String(port),
+      DATA_DIR: dataDir(),
+      APP_DIR: path.join(root, 'app'),
+      SHUTDOWN_GRACE_MS: '1500',
+    });
     await server.listening;
     const url = `http://127.0.0.1:${port}/graphql`;
     const client = wsClient(url);
@@ -51,19 +59,29 @@ describe('SIGTERM (the src/main.ts process)', () => {
       const overSse = new Collector((await sseSubscribe(url, SUB)).results);
       const stalled = await stalledSubscriber(url.replace(/^http/, 'ws'));
       // The subscribers are live once an event created now reaches both of them.
-      await waitFor(async () => {
-        await post(port, CREATE);
-        return overWs.items.length > 0 && overSse.items.length > 0;
-      }, { what: 'both subscribers to receive events' });
+      await waitFor(
+        async () => {
+          await post(port, CREATE);
+          return overWs.items.length > 0 && overSse.items.length > 0;
+        },
+        { what: 'both subscribers to receive events' },
+      );
       (stalled as unknown as { _socket: { pause(): void } })._socket.pause();
       await post(port, CREATE);
-      const created = (await post(port, '{ taskEvents(after: "0", first: 1000) { cursor } }')).data.taskEvents as { cursor: string }[];
-      const newest = created.at(-1)!.cursor;
-      await waitFor(() => [overWs, overSse].every((c) => c.items.some((r) => (r as GqlResult).data?.taskStatusChanged?.cursor === newest)), { what: 'the newest event on both transports' });
+      const newest = (await post(port, '{ taskEvents(last: 1) { edges { node { cursor } } } }')).data.taskEvents.edges[0].node
+        .cursor as string;
+      await waitFor(
+        () => [overWs, overSse].every((c) => c.items.some((r) => (r as GqlResult).data?.taskStatusChanged?.cursor === newest)),
+        { what: 'the newest event on both transports' },
+      );
 
       server.child.kill('SIGTERM');
       await waitFor(() => server.output().includes('shutting down'), { what: 'the signal to arrive' });
-      const refused = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ taskTypes }' }) });
+      const refused = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ taskTypes }' }),
+      });
       expect(refused.status).toBe(503);
       expect(((await refused.json()) as GqlResult).errors?.[0]?.extensions?.code).toBe('SHUTTING_DOWN');
       const upgrade = await new Promise<number>((resolve) => {
@@ -87,7 +105,7 @@ describe('SIGTERM (the src/main.ts process)', () => {
     }
   }, 120_000);
 
-  it('the README\'s graphql-ws loop (examples/followTaskEvents.ts) follows every event across a restart, without gap or duplicate', async () => {
+  it("the README's graphql-ws loop (examples/followTaskEvents.ts) follows every event across a restart, without gap or duplicate", async () => {
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
     const example = readFileSync(path.join(root, 'examples/followTaskEvents.ts'), 'utf8');
     expect(readme).toContain(`\`\`\`ts\n${example}\`\`\``);
@@ -98,7 +116,12 @@ describe('SIGTERM (the src/main.ts process)', () => {
     await first.listening;
     const seen: TaskStatusChange[] = [];
     const stop = new AbortController();
-    const following = followTaskEvents({ url: `ws://127.0.0.1:${port}/graphql`, after: '0', signal: stop.signal, onEvent: (event) => void seen.push(event) });
+    const following = followTaskEvents({
+      url: `ws://127.0.0.1:${port}/graphql`,
+      after: '0',
+      signal: stop.signal,
+      onEvent: (event) => void seen.push(event),
+    });
     try {
       for (let i = 0; i < 3; i++) await post(port, CREATE);
       await waitFor(() => seen.length >= 3, { what: 'three events before the restart' });
@@ -110,7 +133,11 @@ describe('SIGTERM (the src/main.ts process)', () => {
         await second.listening;
         const { id } = (await post(port, CREATE)).data.createTimerTask as { id: string };
         await post(port, 'mutation($id: ID!) { forcedEnd(taskId: $id) { status } }', { id });
-        const all = ((await post(port, '{ taskEvents(after: "0", first: 1000) { cursor toStatus } }')).data.taskEvents as { cursor: string }[]).map((e) => e.cursor);
+        const all = (
+          (await post(port, '{ taskEvents(first: 500) { edges { node { cursor } } } }')).data.taskEvents.edges as {
+            node: { cursor: string };
+          }[]
+        ).map((e) => e.node.cursor);
         await waitFor(() => seen.length >= all.length, { what: `all ${all.length} events after the restart` });
         expect(seen.map((e) => e.cursor)).toEqual(all);
         stop.abort();

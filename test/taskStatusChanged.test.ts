@@ -1,8 +1,8 @@
 import type { Client } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Collector, events, type SseSubscription, sseSubscribe, streamIdle, wsClient } from './support/subscriptions.js';
 import type { GqlResult } from './support/testApp.js';
 import { backends, createTestApp, createTestDatabase, ok, type TestApp } from './support/testApp.js';
-import { Collector, events, sseSubscribe, streamIdle, wsClient, type SseSubscription } from './support/subscriptions.js';
 import { waitFor } from './support/waitFor.js';
 
 const SUB = `subscription($filter: TaskEventFilter, $after: String) {
@@ -66,7 +66,9 @@ describe.each(backends)('Subscription.taskStatusChanged (%s)', (backend) => {
     const sub = await sse({ filter: { fullName: 'tasks.DataSync' } });
     const received = new Collector(sub.results);
     await live(1);
-    const { id } = ok(await t.gql(CREATE, { input: { ...future, startTime: new Date().toISOString(), funcName: 'chronograph.echo' } })).createTimerTask;
+    const { id } = ok(
+      await t.gql(CREATE, { input: { ...future, startTime: new Date().toISOString(), funcName: 'chronograph.echo' } }),
+    ).createTimerTask;
     const evs = events<Ev>(await received.until((r) => r.length >= 3, 'created, running, succeeded'));
     expect(transitions(evs)).toEqual(['∅→SCHEDULED', 'SCHEDULED→RUNNING', 'RUNNING→SUCCEEDED']);
     expect(evs.map((e) => e.type)).toEqual(['CREATED', 'STATUS_CHANGED', 'STATUS_CHANGED']);
@@ -79,7 +81,9 @@ describe.each(backends)('Subscription.taskStatusChanged (%s)', (backend) => {
   it('shows a forced end live over graphql-ws on a real port, only to the tenant of the connection', async () => {
     await t.app.templateSvc.forTenant('acme').create({ fullName: 'tasks.DataSync', title: 'Data sync', funcName: 'chronograph.echo' });
     const acme = new Collector(ws({ tenantId: 'acme' }).iterate({ query: SUB }));
-    const byHeader = new Collector(ws({ headers: { 'x-tenant-id': 'acme' } }).iterate({ query: SUB, variables: { filter: { statuses: ['FORCED_END'] } } }));
+    const byHeader = new Collector(
+      ws({ headers: { 'x-tenant-id': 'acme' } }).iterate({ query: SUB, variables: { filter: { statuses: ['FORCED_END'] } } }),
+    );
     const dflt = new Collector(ws().iterate({ query: SUB }));
     await live(3);
     const other = ok(await t.gql(CREATE, { input: future })).createTimerTask;

@@ -14,7 +14,13 @@ describe.each(backends)('task templates over GraphQL (%s)', (backend) => {
   it('loads the templates an app ships in files, and filters them like getTaskTmplList', async () => {
     const all = ok(await t.gql(LIST, { q: '' })).taskTemplates;
     expect(all.map((x: any) => x.fullName)).toEqual(['tasks.DataBackup', 'tasks.DataSync']);
-    expect(all[0]).toMatchObject({ title: '数据备份', taskType: 'tasks.NormalType', repeatType: 'ONCE', origin: 'FILE', argDict: { compress: true } });
+    expect(all[0]).toMatchObject({
+      title: '数据备份',
+      taskType: 'tasks.NormalType',
+      repeatType: 'ONCE',
+      origin: 'FILE',
+      argDict: { compress: true },
+    });
     expect(ok(await t.gql(LIST, { q: '备份' })).taskTemplates.map((x: any) => x.fullName)).toEqual(['tasks.DataBackup']);
     expect(ok(await t.gql(LIST, { q: 'datasync' })).taskTemplates.map((x: any) => x.fullName)).toEqual(['tasks.DataSync']);
     expect(ok(await t.gql(LIST, { q: 'nothing-like-this' })).taskTemplates).toEqual([]);
@@ -24,13 +30,28 @@ describe.each(backends)('task templates over GraphQL (%s)', (backend) => {
   it('creates, reads, updates and deletes a template', async () => {
     const created = ok(
       await t.gql(CREATE, {
-        input: { fullName: 'tasks.Nightly', title: 'Nightly', repeatType: 'CRON', cronExpression: '0 2 * * *', timezone: 'Europe/Paris', funcName: 'chronograph.noop' },
+        input: {
+          fullName: 'tasks.Nightly',
+          title: 'Nightly',
+          repeatType: 'CRON',
+          cronExpression: '0 2 * * *',
+          timezone: 'Europe/Paris',
+          funcName: 'chronograph.noop',
+        },
       }),
     ).createTaskTemplate;
-    expect(created).toMatchObject({ fullName: 'tasks.Nightly', repeatType: 'CRON', cronExpression: '0 2 * * *', timezone: 'Europe/Paris', origin: 'API' });
+    expect(created).toMatchObject({
+      fullName: 'tasks.Nightly',
+      repeatType: 'CRON',
+      cronExpression: '0 2 * * *',
+      timezone: 'Europe/Paris',
+      origin: 'API',
+    });
 
     const updated = ok(
-      await t.gql(`mutation { updateTaskTemplate(fullName: "tasks.Nightly", patch: { title: "Nightly job", priority: 5 }) { title priority cronExpression } }`),
+      await t.gql(
+        `mutation { updateTaskTemplate(fullName: "tasks.Nightly", patch: { title: "Nightly job", priority: 5 }) { title priority cronExpression } }`,
+      ),
     ).updateTaskTemplate;
     expect(updated).toEqual({ title: 'Nightly job', priority: 5, cronExpression: '0 2 * * *' });
     expect(ok(await t.gql(`{ taskTemplate(fullName: "tasks.Nightly") { title } }`)).taskTemplate.title).toBe('Nightly job');
@@ -59,14 +80,18 @@ describe.each(backends)('task templates over GraphQL (%s)', (backend) => {
   });
 
   it('keeps file templates read-only over the API and unknown ones NOT_FOUND', async () => {
-    expect(errorCode(await t.gql(`mutation { updateTaskTemplate(fullName: "tasks.DataSync", patch: { title: "x" }) { title } }`))).toBe('CONFLICT');
+    expect(errorCode(await t.gql(`mutation { updateTaskTemplate(fullName: "tasks.DataSync", patch: { title: "x" }) { title } }`))).toBe(
+      'CONFLICT',
+    );
     expect(errorCode(await t.gql(`mutation { deleteTaskTemplate(fullName: "tasks.DataSync") { title } }`))).toBe('CONFLICT');
     expect(errorCode(await t.gql(`mutation { deleteTaskTemplate(fullName: "tasks.Missing") { title } }`))).toBe('NOT_FOUND');
   });
 
   it('refuses to delete a template that still has live tasks', async () => {
     ok(await t.gql(CREATE, { input: { fullName: 'tasks.Busy', title: 'Busy', funcName: 'chronograph.noop' } }));
-    const task = ok(await t.gql(`mutation { createTimerTask(input: { fullName: "tasks.Busy", startTime: "2099-01-01T00:00:00Z" }) { id } }`)).createTimerTask;
+    const task = ok(
+      await t.gql(`mutation { createTimerTask(input: { fullName: "tasks.Busy", startTime: "2099-01-01T00:00:00Z" }) { id } }`),
+    ).createTimerTask;
     expect(errorCode(await t.gql(`mutation { deleteTaskTemplate(fullName: "tasks.Busy") { title } }`))).toBe('CONFLICT');
     ok(await t.gql(`mutation($id: ID!) { forcedEnd(taskId: $id) { status } }`, { id: task.id }));
     ok(await t.gql(`mutation { deleteTaskTemplate(fullName: "tasks.Busy") { title } }`));

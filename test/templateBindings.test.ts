@@ -44,7 +44,9 @@ describe.each(backends)('template bindings (%s)', (backend) => {
   afterAll(() => t?.close());
 
   const liveTaskOf = (tenantId: string, fullName: string) =>
-    t.app.db.prisma.task.findFirst({ where: { tenantId, fullName, source: 'TEMPLATE', status: { in: ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] } } });
+    t.app.db.prisma.task.findFirst({
+      where: { tenantId, fullName, source: 'TEMPLATE', status: { in: ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] } },
+    });
 
   it('gives each bound tenant its own recurring task on its effective schedule, and propagates template changes it does not override', async () => {
     const acme = ok(await t.gql(BIND, { fullName: 'tasks.Report', tenantId: 'acme' }, ADMIN)).bindTemplate;
@@ -52,16 +54,41 @@ describe.each(backends)('template bindings (%s)', (backend) => {
       tenantId: 'acme',
       enabled: true,
       nextRunAt: new Date(nextDaily(6, 0, 'UTC')).toISOString(),
-      effective: { enabled: true, cronExpression: '0 6 * * *', intervalSeconds: null, timezone: 'UTC', argDict: { format: 'pdf', region: 'eu' }, funcName: 'chronograph.echo' },
+      effective: {
+        enabled: true,
+        cronExpression: '0 6 * * *',
+        intervalSeconds: null,
+        timezone: 'UTC',
+        argDict: { format: 'pdf', region: 'eu' },
+        funcName: 'chronograph.echo',
+      },
     });
     const beta = ok(
-      await t.gql(BIND, { fullName: 'tasks.Report', tenantId: 'beta', overrides: { cronExpression: '30 7 * * *', timezone: 'Asia/Shanghai', argDict: { region: 'cn' } } }, ADMIN),
+      await t.gql(
+        BIND,
+        {
+          fullName: 'tasks.Report',
+          tenantId: 'beta',
+          overrides: { cronExpression: '30 7 * * *', timezone: 'Asia/Shanghai', argDict: { region: 'cn' } },
+        },
+        ADMIN,
+      ),
     ).bindTemplate;
     expect(new Date(beta.nextRunAt).toISOString()).toBe(new Date(nextDaily(7, 30, 'Asia/Shanghai')).toISOString());
-    expect(beta.effective).toMatchObject({ cronExpression: '30 7 * * *', timezone: 'Asia/Shanghai', argDict: { format: 'pdf', region: 'cn' } });
+    expect(beta.effective).toMatchObject({
+      cronExpression: '30 7 * * *',
+      timezone: 'Asia/Shanghai',
+      argDict: { format: 'pdf', region: 'cn' },
+    });
 
     const acmeTask = (await liveTaskOf('acme', 'tasks.Report'))!;
-    expect(acmeTask).toMatchObject({ id: acme.task.id, source: 'TEMPLATE', repeatType: 'CRON', cronExpression: '0 6 * * *', argDict: { format: 'pdf', region: 'eu' } });
+    expect(acmeTask).toMatchObject({
+      id: acme.task.id,
+      source: 'TEMPLATE',
+      repeatType: 'CRON',
+      cronExpression: '0 6 * * *',
+      argDict: { format: 'pdf', region: 'eu' },
+    });
     const created = await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: acmeTask.id } });
     expect(created).toMatchObject({ type: 'CREATED', actor: 'key:ADMIN_API_KEY', tenantId: 'acme' });
     // The tenant sees it as its own task; the platform does not run one itself.
@@ -70,7 +97,13 @@ describe.each(backends)('template bindings (%s)', (backend) => {
     ok(await t.gql(BIND, { fullName: 'tasks.Report', tenantId: 'acme' }, ADMIN));
     expect(await t.app.db.prisma.taskEvent.count({ where: { taskId: acmeTask.id } })).toBe(1);
 
-    ok(await t.gql(`mutation { updateTaskTemplate(fullName: "tasks.Report", patch: { cronExpression: "0 5 * * *", argDict: { format: "csv", region: "eu" } }) { id } }`, {}, PLATFORM));
+    ok(
+      await t.gql(
+        `mutation { updateTaskTemplate(fullName: "tasks.Report", patch: { cronExpression: "0 5 * * *", argDict: { format: "csv", region: "eu" } }) { id } }`,
+        {},
+        PLATFORM,
+      ),
+    );
     const listed = ok(await t.gql(BINDINGS, { fullName: 'tasks.Report' }, PLATFORM)).taskTemplate.bindings;
     expect(listed.map((b: any) => [b.tenantId, b.effective.cronExpression, b.effective.argDict])).toEqual([
       ['acme', '0 5 * * *', { format: 'csv', region: 'eu' }],
@@ -86,7 +119,7 @@ describe.each(backends)('template bindings (%s)', (backend) => {
     expect(rescheduled.message).toContain('cronExpression');
   });
 
-  it('runs a bound INTERVAL template with the tenant\'s arguments', async () => {
+  it("runs a bound INTERVAL template with the tenant's arguments", async () => {
     ok(
       await t.gql(
         `mutation { createTaskTemplate(input: { fullName: "tasks.Ping", title: "Ping", funcName: "chronograph.echo", repeatType: INTERVAL, intervalSeconds: 3600, argDict: { target: "default" } }) { id } }`,
@@ -94,9 +127,17 @@ describe.each(backends)('template bindings (%s)', (backend) => {
         PLATFORM,
       ),
     );
-    const bound = ok(await t.gql(BIND, { fullName: 'tasks.Ping', tenantId: 'runner', overrides: { intervalSeconds: 1, argDict: { target: 'runner-host' } } }, ADMIN)).bindTemplate;
+    const bound = ok(
+      await t.gql(
+        BIND,
+        { fullName: 'tasks.Ping', tenantId: 'runner', overrides: { intervalSeconds: 1, argDict: { target: 'runner-host' } } },
+        ADMIN,
+      ),
+    ).bindTemplate;
     expect(bound.effective).toMatchObject({ intervalSeconds: 1, argDict: { target: 'runner-host' } });
-    const run = await waitFor(() => t.app.db.prisma.taskRun.findFirst({ where: { taskId: bound.task.id, status: 'SUCCEEDED' } }), { what: 'a run of the bound task' });
+    const run = await waitFor(() => t.app.db.prisma.taskRun.findFirst({ where: { taskId: bound.task.id, status: 'SUCCEEDED' } }), {
+      what: 'a run of the bound task',
+    });
     expect(run.result).toEqual({ target: 'runner-host' });
     expect(run.tenantId).toBe('runner');
     // Scheduler-caused events carry no actor.
@@ -106,13 +147,15 @@ describe.each(backends)('template bindings (%s)', (backend) => {
     await waitFor(async () => !(await liveTaskOf('runner', 'tasks.Ping')), { what: 'the unbound task to end' });
   });
 
-  it('cancels the tenant\'s pending task on unbinding and when the binding or the template is disabled', async () => {
+  it("cancels the tenant's pending task on unbinding and when the binding or the template is disabled", async () => {
     ok(await t.gql(BIND, { fullName: 'tasks.Report', tenantId: 'gamma' }, ADMIN));
     const first = (await liveTaskOf('gamma', 'tasks.Report'))!;
     ok(await t.gql(BIND, { fullName: 'tasks.Report', tenantId: 'gamma', overrides: { enabled: false } }, ADMIN));
     expect(await liveTaskOf('gamma', 'tasks.Report')).toBeNull();
     expect((await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: first.id } })).status).toBe('CANCELLED');
-    const listed = ok(await t.gql(BINDINGS, { fullName: 'tasks.Report' }, PLATFORM)).taskTemplate.bindings.find((b: any) => b.tenantId === 'gamma');
+    const listed = ok(await t.gql(BINDINGS, { fullName: 'tasks.Report' }, PLATFORM)).taskTemplate.bindings.find(
+      (b: any) => b.tenantId === 'gamma',
+    );
     expect(listed).toMatchObject({ enabled: false, nextRunAt: null, task: null });
 
     ok(await t.gql(BIND, { fullName: 'tasks.Report', tenantId: 'gamma' }, ADMIN));
@@ -128,20 +171,38 @@ describe.each(backends)('template bindings (%s)', (backend) => {
     expect(await liveTaskOf('gamma', 'tasks.Report')).toBeNull();
     const history = await t.app.db.prisma.task.findMany({ where: { tenantId: 'gamma', fullName: 'tasks.Report' } });
     expect(history.every((task) => task.status === 'CANCELLED' && task.bindingId === null)).toBe(true);
-    expect(ok(await t.gql(BINDINGS, { fullName: 'tasks.Report' }, PLATFORM)).taskTemplate.bindings.map((b: any) => b.tenantId)).not.toContain('gamma');
+    expect(
+      ok(await t.gql(BINDINGS, { fullName: 'tasks.Report' }, PLATFORM)).taskTemplate.bindings.map((b: any) => b.tenantId),
+    ).not.toContain('gamma');
     expect(errorCode(await t.gql(UNBIND, { fullName: 'tasks.Report', tenantId: 'gamma' }, ADMIN))).toBe('NOT_FOUND');
   });
 
   it('refuses bad bindings with a coded error and writes nothing', async () => {
-    ok(await t.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.Once", title: "Once", funcName: "chronograph.echo" }) { id } }`, {}, PLATFORM));
-    ok(await t.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.Mine", title: "Mine", funcName: "chronograph.echo", repeatType: CRON, cronExpression: "0 1 * * *" }) { id } }`, {}, { ...ADMIN, 'x-tenant-id': 'acme' }));
+    ok(
+      await t.gql(
+        `mutation { createTaskTemplate(input: { fullName: "tasks.Once", title: "Once", funcName: "chronograph.echo" }) { id } }`,
+        {},
+        PLATFORM,
+      ),
+    );
+    ok(
+      await t.gql(
+        `mutation { createTaskTemplate(input: { fullName: "tasks.Mine", title: "Mine", funcName: "chronograph.echo", repeatType: CRON, cronExpression: "0 1 * * *" }) { id } }`,
+        {},
+        { ...ADMIN, 'x-tenant-id': 'acme' },
+      ),
+    );
     const before = { bindings: await t.app.db.prisma.templateBinding.count(), tasks: await t.app.db.prisma.task.count() };
     for (const [variables, code, field] of [
       [{ fullName: 'tasks.Mine', tenantId: 'delta' }, 'UNKNOWN_TEMPLATE', 'fullName'],
       [{ fullName: 'tasks.Once', tenantId: 'delta' }, 'BAD_USER_INPUT', 'fullName'],
       [{ fullName: 'tasks.Report', tenantId: 'platform' }, 'BAD_USER_INPUT', 'tenantId'],
       [{ fullName: 'tasks.Report', tenantId: 'bad tenant!' }, 'BAD_USER_INPUT', 'tenantId'],
-      [{ fullName: 'tasks.Report', tenantId: 'delta', overrides: { cronExpression: '61 * * * *' } }, 'INVALID_CRON', 'overrides.cronExpression'],
+      [
+        { fullName: 'tasks.Report', tenantId: 'delta', overrides: { cronExpression: '61 * * * *' } },
+        'INVALID_CRON',
+        'overrides.cronExpression',
+      ],
       [{ fullName: 'tasks.Report', tenantId: 'delta', overrides: { intervalSeconds: 60 } }, 'BAD_USER_INPUT', 'overrides.intervalSeconds'],
       [{ fullName: 'tasks.Report', tenantId: 'delta', overrides: { timezone: 'Mars/Olympus' } }, 'INVALID_TIMEZONE', 'overrides.timezone'],
       [{ fullName: 'tasks.Report', tenantId: 'delta', overrides: { funcName: 'nope.nothing' } }, 'UNKNOWN_FUNC', 'overrides.funcName'],
@@ -153,7 +214,7 @@ describe.each(backends)('template bindings (%s)', (backend) => {
     expect({ bindings: await t.app.db.prisma.templateBinding.count(), tasks: await t.app.db.prisma.task.count() }).toEqual(before);
   });
 
-  it('counts a bound task against the tenant\'s quota, and keeps a bound template from being deleted', async () => {
+  it("counts a bound task against the tenant's quota, and keeps a bound template from being deleted", async () => {
     ok(await t.gql(`mutation { setTenantQuota(tenantId: "full", input: { maxLiveTasks: 0 }) { id } }`, {}, ADMIN));
     const refused = await t.gql(BIND, { fullName: 'tasks.Report', tenantId: 'full' }, ADMIN);
     expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'QUOTA_EXCEEDED', quota: 'maxLiveTasks', limit: 0, tenantId: 'full' });

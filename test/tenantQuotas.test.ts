@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, AUTH_ENV } from './support/auth.js';
-import { backends, createTestApp, createTestDatabase, ok, type GqlResult, type TestApp } from './support/testApp.js';
+import { backends, createTestApp, createTestDatabase, type GqlResult, ok, type TestApp } from './support/testApp.js';
 
 const CREATE = `mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id deduplicated } }`;
 const CREATE_MANY = `mutation($inputs: [TimerTaskInput!]!) { createTimerTasks(inputs: $inputs) { id } }`;
@@ -28,7 +28,9 @@ describe.each(backends)('tenant quotas (%s)', (backend) => {
   async function tenantWith(quota: Record<string, number | null>) {
     const tenantId = `q${++serial}`;
     ok(await t.gql(SET_QUOTA, { tenantId, input: quota }, ADMIN));
-    await t.app.templateSvc.forTenant(tenantId).create({ fullName: 'tasks.DataSync', title: 'Sync', funcName: 'chronograph.echo', argDict: { base: 'x' } });
+    await t.app.templateSvc
+      .forTenant(tenantId)
+      .create({ fullName: 'tasks.DataSync', title: 'Sync', funcName: 'chronograph.echo', argDict: { base: 'x' } });
     const headers = { ...ADMIN, 'x-tenant-id': tenantId };
     const gql = (query: string, variables?: Record<string, unknown>) => t.gql(query, variables, headers);
     const counts = async () => ({
@@ -45,7 +47,12 @@ describe.each(backends)('tenant quotas (%s)', (backend) => {
   }
 
   it('stores quotas per tenant and reads them back with the usage', async () => {
-    const { tenantId, gql } = await tenantWith({ maxLiveTasks: 10, maxTasksCreatedPerMinute: 100, maxConcurrentRuns: 2, maxArgDictBytes: 4096 });
+    const { tenantId, gql } = await tenantWith({
+      maxLiveTasks: 10,
+      maxTasksCreatedPerMinute: 100,
+      maxConcurrentRuns: 2,
+      maxArgDictBytes: 4096,
+    });
     ok(await gql(CREATE, { input: future }));
     expect(ok(await t.gql(TENANT, { id: tenantId }, ADMIN)).tenant).toEqual({
       id: tenantId,
@@ -54,7 +61,12 @@ describe.each(backends)('tenant quotas (%s)', (backend) => {
     });
     // The input is the whole quota: omitted fields become unlimited.
     ok(await t.gql(SET_QUOTA, { tenantId, input: { maxLiveTasks: 5 } }, ADMIN));
-    expect(ok(await t.gql(TENANT, { id: tenantId }, ADMIN)).tenant.quota).toEqual({ maxLiveTasks: 5, maxTasksCreatedPerMinute: null, maxConcurrentRuns: null, maxArgDictBytes: null });
+    expect(ok(await t.gql(TENANT, { id: tenantId }, ADMIN)).tenant.quota).toEqual({
+      maxLiveTasks: 5,
+      maxTasksCreatedPerMinute: null,
+      maxConcurrentRuns: null,
+      maxArgDictBytes: null,
+    });
     // A tenant nobody configured is unlimited.
     expect(ok(await t.gql(TENANT, { id: 'never-seen' }, ADMIN)).tenant.quota.maxLiveTasks).toBeNull();
     const row = await t.app.db.prisma.tenant.findUniqueOrThrow({ where: { id: tenantId } });
@@ -72,7 +84,10 @@ describe.each(backends)('tenant quotas (%s)', (backend) => {
       expect(result.errors?.[0]?.extensions, JSON.stringify(variables)).toMatchObject({ code: 'BAD_USER_INPUT', field });
     }
     expect(await t.app.db.prisma.tenant.findUnique({ where: { id: 'ok' } })).toBeNull();
-    expect((await t.gql(TENANT, { id: 'no spaces' }, ADMIN)).errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'id' });
+    expect((await t.gql(TENANT, { id: 'no spaces' }, ADMIN)).errors?.[0]?.extensions).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      field: 'id',
+    });
   });
 
   it('maxLiveTasks: refuses the create (a whole batch) that would exceed it, writing nothing', async () => {
@@ -103,7 +118,7 @@ describe.each(backends)('tenant quotas (%s)', (backend) => {
     expect(await q.counts()).toEqual(before);
   });
 
-  it('maxArgDictBytes: measures the argDict as stored (merged with the template\'s), naming the field', async () => {
+  it("maxArgDictBytes: measures the argDict as stored (merged with the template's), naming the field", async () => {
     const q = await tenantWith({ maxArgDictBytes: 40 });
     ok(await q.gql(CREATE, { input: { ...future, argDict: { n: 1 } } }));
     const before = await q.counts();
@@ -129,8 +144,14 @@ describe.each(backends)('tenant quotas (%s)', (backend) => {
     expectExceeded(await q.gql(RECORD, { data: { expireDate: '2030-02-01' } }), 'maxLiveTasks', 1);
     expect(await q.counts()).toEqual(before);
     // The seed's hook for a model kept elsewhere, and a record without a date (no task) still works.
-    ok(await q.gql(`mutation { createTaskTemplate(input: { fullName: "tasks.Ext", title: "Ext", funcName: "chronograph.echo", repeatType: DATE_FIELD, dateField: { model: "models.External", field: "due" } }) { id } }`));
-    const hook = await q.gql(`mutation { saveDateFieldTask(rowObj: { model: "models.External", postData: { id: "x1", due: "2030-05-05" } }) { created } }`);
+    ok(
+      await q.gql(
+        `mutation { createTaskTemplate(input: { fullName: "tasks.Ext", title: "Ext", funcName: "chronograph.echo", repeatType: DATE_FIELD, dateField: { model: "models.External", field: "due" } }) { id } }`,
+      ),
+    );
+    const hook = await q.gql(
+      `mutation { saveDateFieldTask(rowObj: { model: "models.External", postData: { id: "x1", due: "2030-05-05" } }) { created } }`,
+    );
     expectExceeded(hook, 'maxLiveTasks', 1);
     expect(await t.app.db.prisma.dateFieldSource.count({ where: { tenantId: q.tenantId } })).toBe(0);
     ok(await q.gql(`mutation { saveDateFieldTask(rowObj: { model: "models.External", postData: { id: "x2" } }) { created } }`));
@@ -156,13 +177,18 @@ describe.runIf(backends.includes('postgres'))('tenant quotas across instances (p
       for (const tenantId of ['shared', 'burst']) {
         await a.app.templateSvc.forTenant(tenantId).create({ fullName: 'tasks.DataSync', title: 'Sync', funcName: 'chronograph.echo' });
       }
-      for (const [tenantId, limit] of [['shared', 7], ['burst', 9]] as const) {
+      for (const [tenantId, limit] of [
+        ['shared', 7],
+        ['burst', 9],
+      ] as const) {
         const headers = { ...ADMIN, 'x-tenant-id': tenantId };
         // Batches of one and of two, alternating between the instances.
         const results = await Promise.all(
           Array.from({ length: 24 }, (_, i) => {
             const instance = i % 2 === 0 ? a : b;
-            return i % 3 === 0 ? instance.gql(CREATE_MANY, { inputs: [future, future] }, headers) : instance.gql(CREATE, { input: future }, headers);
+            return i % 3 === 0
+              ? instance.gql(CREATE_MANY, { inputs: [future, future] }, headers)
+              : instance.gql(CREATE, { input: future }, headers);
           }),
         );
         const refused = results.filter((r) => r.errors?.[0]?.extensions?.code === 'QUOTA_EXCEEDED').length;

@@ -20,10 +20,18 @@ describe.each(backends)('web safety (%s)', (backend) => {
 
   it('runs no mutation from a form post or a text/plain body, the requests a page can send without a preflight', async () => {
     const before = await tasks();
-    const form = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: EVIL }, body: new URLSearchParams({ query: MUTATION }) });
+    const form = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: EVIL },
+      body: new URLSearchParams({ query: MUTATION }),
+    });
     expect(form.status).toBe(403);
     expect(((await form.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code).toBe('BAD_REQUEST');
-    const text = await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain', origin: EVIL }, body: JSON.stringify({ query: MUTATION }) });
+    const text = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', origin: EVIL },
+      body: JSON.stringify({ query: MUTATION }),
+    });
     expect(text.status).toBe(403);
     const multipart = new FormData();
     multipart.set('operations', JSON.stringify({ query: MUTATION }));
@@ -32,8 +40,12 @@ describe.each(backends)('web safety (%s)', (backend) => {
     expect(await tasks()).toBe(before);
   });
 
-  it('still serves JSON clients, GraphiQL\'s page and GET queries that carry the CSRF header', async () => {
-    const json = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', origin: new URL(url).origin }, body: JSON.stringify({ query: '{ taskTypes }' }) });
+  it("still serves JSON clients, GraphiQL's page and GET queries that carry the CSRF header", async () => {
+    const json = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: new URL(url).origin },
+      body: JSON.stringify({ query: '{ taskTypes }' }),
+    });
     expect(json.status).toBe(200);
     const page = await fetch(url, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(200);
@@ -45,14 +57,21 @@ describe.each(backends)('web safety (%s)', (backend) => {
 
   it('gives CORS headers only to listed origins, with their own origin and never *', async () => {
     const preflight = (origin: string) =>
-      fetch(url, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+      fetch(url, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+      });
     const evil = await preflight(EVIL);
     expect(evil.headers.get('access-control-allow-origin')).toBeNull();
     expect(evil.headers.get('access-control-allow-credentials')).toBeNull();
     const listed = await preflight(ALLOWED);
     expect(listed.headers.get('access-control-allow-origin')).toBe(ALLOWED);
     expect(listed.headers.get('access-control-allow-credentials')).toBe('true');
-    const answer = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', origin: EVIL }, body: JSON.stringify({ query: '{ taskTypes }' }) });
+    const answer = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: EVIL },
+      body: JSON.stringify({ query: '{ taskTypes }' }),
+    });
     expect(answer.headers.get('access-control-allow-origin')).toBeNull();
   });
 
@@ -75,7 +94,11 @@ describe.each(backends)('web safety (%s)', (backend) => {
   });
 
   it('does not say what it runs on', async () => {
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ taskTypes }' }) });
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ taskTypes }' }),
+    });
     for (const header of ['x-powered-by', 'server', 'x-yoga-id']) expect(response.headers.get(header)).toBeNull();
     ok((await response.json()) as { data?: unknown });
   });
@@ -84,7 +107,11 @@ describe.each(backends)('web safety (%s)', (backend) => {
 describe('CORS_ORIGINS', () => {
   it('takes origins only: no wildcard, no paths', async () => {
     const { loadConfig } = await import('../src/config.js');
-    expect(loadConfig({ CORS_ORIGINS: 'https://a.example, http://localhost:5173' }).CORS_ORIGINS).toEqual(['https://a.example', 'http://localhost:5173']);
-    for (const bad of ['*', 'https://a.example/app', 'a.example', 'ftp://a.example']) expect(() => loadConfig({ CORS_ORIGINS: bad })).toThrow(/CORS_ORIGINS/);
+    expect(loadConfig({ CORS_ORIGINS: 'https://a.example, http://localhost:5173' }).CORS_ORIGINS).toEqual([
+      'https://a.example',
+      'http://localhost:5173',
+    ]);
+    for (const bad of ['*', 'https://a.example/app', 'a.example', 'ftp://a.example'])
+      expect(() => loadConfig({ CORS_ORIGINS: bad })).toThrow(/CORS_ORIGINS/);
   });
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { ChronographError, type AppModule } from '../../src/index.js';
+import { type AppModule, ChronographError } from '../../src/index.js';
 
 /**
  * The example app's handler, named as in the seed: `services.BackupSvc.backupDatabase` writes a JSON
@@ -40,7 +40,7 @@ const register: AppModule = (app) => {
       return { file, templates: templates.length, tasks: tasks.length };
     },
     {
-      description: 'Writes a JSON snapshot of the tenant\'s templates and tasks to argDict.backup_path, a folder under BACKUP_DIR.',
+      description: "Writes a JSON snapshot of the tenant's templates and tasks to argDict.backup_path, a folder under BACKUP_DIR.",
       checkArgs: (args) => void backupTarget(base, args),
     },
   );
@@ -50,10 +50,13 @@ const register: AppModule = (app) => {
 function backupTarget(base: string, args: Record<string, unknown>): { database: string; dir: string } {
   const database = args.database ?? 'chronograph';
   if (typeof database !== 'string' || !/^[\w.-]{1,100}$/.test(database)) {
-    throw new ChronographError('INVALID_ARG_DICT', 'argDict.database must be a plain name such as main_db (letters, digits, . - _)', { field: 'argDict.database' });
+    throw new ChronographError('INVALID_ARG_DICT', 'argDict.database must be a plain name such as main_db (letters, digits, . - _)', {
+      field: 'argDict.database',
+    });
   }
   const folder = args.backup_path ?? '';
-  if (typeof folder !== 'string') throw new ChronographError('INVALID_ARG_DICT', 'argDict.backup_path must be a folder name', { field: 'argDict.backup_path' });
+  if (typeof folder !== 'string')
+    throw new ChronographError('INVALID_ARG_DICT', 'argDict.backup_path must be a folder name', { field: 'argDict.backup_path' });
   const dir = path.resolve(base, folder);
   if (!inside(base, dir)) throw escapes(folder);
   return { database, dir };
@@ -65,9 +68,13 @@ function inside(base: string, target: string): boolean {
 }
 
 function escapes(folder: string): ChronographError {
-  return new ChronographError('INVALID_ARG_DICT', `argDict.backup_path ${JSON.stringify(folder)} leads out of BACKUP_DIR; backups are written only under it`, {
-    field: 'argDict.backup_path',
-  });
+  return new ChronographError(
+    'INVALID_ARG_DICT',
+    `argDict.backup_path ${JSON.stringify(folder)} leads out of BACKUP_DIR; backups are written only under it`,
+    {
+      field: 'argDict.backup_path',
+    },
+  );
 }
 
 export default register;

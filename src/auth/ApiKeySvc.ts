@@ -6,7 +6,7 @@ import { Role } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { assertId, assertTenantId } from '../tasks/validate.js';
 import type { TenantSvc } from '../tenants/TenantSvc.js';
-import { PLATFORM_TENANT, type Identity } from './Identity.js';
+import { type Identity, PLATFORM_TENANT } from './Identity.js';
 
 /** NOTIFY channel whose payload is the id of a revoked API key: every instance ends its subscriptions. */
 export const CREDENTIAL_CHANNEL = 'chronograph_credential';
@@ -61,15 +61,27 @@ export class ApiKeySvc {
     const tenantId = assertTenantId(input.tenantId, 'tenantId');
     if (!Object.values(Role).includes(input.role)) throw badInput(`role must be one of ${Object.values(Role).join(', ')}`, 'role');
     if (tenantId === PLATFORM_TENANT && input.role !== Role.ADMIN) {
-      throw badInput(`Only ADMIN keys may belong to the ${PLATFORM_TENANT} tenant: its templates are shared with every bound tenant`, 'tenantId');
+      throw badInput(
+        `Only ADMIN keys may belong to the ${PLATFORM_TENANT} tenant: its templates are shared with every bound tenant`,
+        'tenantId',
+      );
     }
-    if (input.expiresAt != null && input.expiresAt.getTime() <= this.now().getTime()) throw badInput('expiresAt must be in the future', 'expiresAt');
+    if (input.expiresAt != null && input.expiresAt.getTime() <= this.now().getTime())
+      throw badInput('expiresAt must be in the future', 'expiresAt');
     const id = uuidv7();
     const secret = `cg_${id.replace(/-/g, '')}_${randomBytes(32).toString('base64url')}`;
     const apiKey = await this.deps.prisma.$transaction(async (tx) => {
       await this.deps.tenants.ensure(tx, tenantId);
       return tx.apiKey.create({
-        data: { id, name, tenantId, role: input.role, secretHash: hash(secret).toString('hex'), expiresAt: input.expiresAt ?? null, createdBy },
+        data: {
+          id,
+          name,
+          tenantId,
+          role: input.role,
+          secretHash: hash(secret).toString('hex'),
+          expiresAt: input.expiresAt ?? null,
+          createdBy,
+        },
       });
     });
     return { apiKey, secret };
@@ -110,7 +122,14 @@ export class ApiKeySvc {
       throw unauthenticated();
     }
     this.touch(row.id, now);
-    return { credential: 'API_KEY', role: row.role, tenantId: row.tenantId, actor: `key:${row.id}`, keyId: row.id, expiresAt: row.expiresAt };
+    return {
+      credential: 'API_KEY',
+      role: row.role,
+      tenantId: row.tenantId,
+      actor: `key:${row.id}`,
+      keyId: row.id,
+      expiresAt: row.expiresAt,
+    };
   }
 
   /** lastUsedAt, written at most once a minute per key and instance, off the request's path. */

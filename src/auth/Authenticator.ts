@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { credentialsConfigured, type Config } from '../config.js';
+import { type Config, credentialsConfigured } from '../config.js';
 import { unauthenticated } from '../errors.js';
 import { Role } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';

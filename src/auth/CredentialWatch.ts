@@ -68,7 +68,10 @@ export class CredentialWatch {
 
   private arm(watcher: Watcher, expiresAt: Date): void {
     const delay = expiresAt.getTime() - Date.now();
-    if (delay <= 0) return this.end(watcher, 'expired');
+    if (delay <= 0) {
+      this.end(watcher, 'expired');
+      return;
+    }
     watcher.timer = setTimeout(() => this.arm(watcher, expiresAt), Math.min(delay, MAX_TIMER_MS));
     watcher.timer.unref();
   }

@@ -36,7 +36,12 @@ export function hasRole(role: Role, needed: Role): boolean {
 }
 
 /** No credential configured, on a loopback address (development) or with AUTH_DISABLED=true. */
-export const ANONYMOUS: Identity = Object.freeze({ credential: 'ANONYMOUS', role: Role.ADMIN, tenantId: DEFAULT_TENANT, actor: 'anonymous' });
+export const ANONYMOUS: Identity = Object.freeze({
+  credential: 'ANONYMOUS',
+  role: Role.ADMIN,
+  tenantId: DEFAULT_TENANT,
+  actor: 'anonymous',
+});
 
 /**
  * The tenant a request acts on. Only an ADMIN may choose one (`x-tenant-id`, or the tenant in a
@@ -47,7 +52,10 @@ export function selectTenant(identity: Identity, requested: unknown, field = 'x-
   if (requested === undefined || requested === null || (typeof requested === 'string' && requested.trim() === '')) return identity.tenantId;
   const tenantId = assertTenantId(typeof requested === 'string' ? requested.trim() : requested, field);
   if (identity.role === Role.ADMIN || tenantId === identity.tenantId) return tenantId;
-  throw forbidden(`${field} names tenant ${tenantId}, but this ${identity.role} credential belongs to tenant ${identity.tenantId}; only ADMIN credentials may choose a tenant`, {
-    field,
-  });
+  throw forbidden(
+    `${field} names tenant ${tenantId}, but this ${identity.role} credential belongs to tenant ${identity.tenantId}; only ADMIN credentials may choose a tenant`,
+    {
+      field,
+    },
+  );
 }

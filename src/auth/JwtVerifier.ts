@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, type JWTPayload, type JWTVerifyOptions, jwtVerify } from 'jose';
 import type { Config } from '../config.js';
 import { unauthenticated } from '../errors.js';
 import { Role } from '../generated/prisma/client.js';
@@ -89,7 +89,13 @@ export class JwtVerifier {
       this.logger.debug({ reason: problem }, 'JWT refused');
       throw unauthenticated();
     }
-    return { credential: 'JWT', role: role!, tenantId: tenantId as string, actor: `jwt:${payload.sub}`, expiresAt: new Date(payload.exp! * 1000) };
+    return {
+      credential: 'JWT',
+      role: role!,
+      tenantId: tenantId as string,
+      actor: `jwt:${payload.sub}`,
+      expiresAt: new Date(payload.exp! * 1000),
+    };
   }
 }
 

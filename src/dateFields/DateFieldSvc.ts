@@ -1,9 +1,16 @@
 import { badInput } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
-import { RepeatType, TaskStatus, type Prisma } from '../generated/prisma/client.js';
+import { type Prisma, RepeatType, TaskStatus } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
 import { assertJson, assertName } from '../tasks/validate.js';
-import { addCounts, applyDateFields, emptyResult, type DateFieldResult, type PreparedTemplate, type RecordChange } from './applyDateFields.js';
+import {
+  addCounts,
+  applyDateFields,
+  type DateFieldResult,
+  emptyResult,
+  type PreparedTemplate,
+  type RecordChange,
+} from './applyDateFields.js';
 import { isPlainObject, stableStringify } from './condition.js';
 import { lockLiveTemplateTasks, lockOrphanDateFieldTasks, upsertDateFieldSources } from './dateFieldSql.js';
 import { configOf } from './dateRule.js';
@@ -84,15 +91,31 @@ export class DateFieldSvc {
     const enabled = all.filter((t) => t.template.enabled);
     for (const change of changes) if (change.data) assertJson(change.data, change.prefix ?? 'data', { maxBytes: this.deps.maxJsonBytes });
     // applyDateFields computes everything first: bad data throws before anything is written.
-    const result = await applyDateFields(tx, enabled, changes, { tenantId: this.tenantId, now: this.now(), collect: true, actor: this.actor });
+    const result = await applyDateFields(tx, enabled, changes, {
+      tenantId: this.tenantId,
+      now: this.now(),
+      collect: true,
+      actor: this.actor,
+    });
     await rememberRecords(tx, this.tenantId, model, changes);
     return result;
   }
 
   /** The layer for low-code record writes (ModelSvc), inside the caller's transaction. */
-  async applyToRecords(tx: Prisma.TransactionClient, model: string, changes: RecordChange[], options: { fresh?: boolean; collect?: boolean } = {}): Promise<DateFieldResult> {
+  async applyToRecords(
+    tx: Prisma.TransactionClient,
+    model: string,
+    changes: RecordChange[],
+    options: { fresh?: boolean; collect?: boolean } = {},
+  ): Promise<DateFieldResult> {
     const templates = await this.templatesOf(tx, model, false);
-    return applyDateFields(tx, templates, changes, { tenantId: this.tenantId, now: this.now(), fresh: options.fresh, collect: options.collect ?? true, actor: this.actor });
+    return applyDateFields(tx, templates, changes, {
+      tenantId: this.tenantId,
+      now: this.now(),
+      fresh: options.fresh,
+      collect: options.collect ?? true,
+      actor: this.actor,
+    });
   }
 
   /**
@@ -118,7 +141,12 @@ export class DateFieldSvc {
       if (page.length < PAGE) break;
     }
     const cancelled = await this.deps.prisma.$transaction(async (tx) => {
-      const ids = await lockOrphanDateFieldTasks(tx, { tenantId: this.tenantId, model, keepTemplateIds: templates.map((t) => t.template.id), lowCode });
+      const ids = await lockOrphanDateFieldTasks(tx, {
+        tenantId: this.tenantId,
+        model,
+        keepTemplateIds: templates.map((t) => t.template.id),
+        lowCode,
+      });
       return cancelTasks(tx, ids, 'its record or template no longer exists (reconcile)', this.actor);
     }, LONG_TRANSACTION);
     result.cancelled += cancelled;
@@ -137,7 +165,13 @@ export class DateFieldSvc {
     if (!wasDateField && !isDateField) return result;
     if (before && after && relevant(before) === relevant(after)) return result;
     if (before && wasDateField && (!isDateField || before.sourceModel !== after?.sourceModel)) {
-      const why = !after ? 'template deleted' : !after.enabled ? 'template disabled' : isDateField ? `template now follows ${after.sourceModel}` : 'template is no longer DATE_FIELD';
+      const why = !after
+        ? 'template deleted'
+        : !after.enabled
+          ? 'template disabled'
+          : isDateField
+            ? `template now follows ${after.sourceModel}`
+            : 'template is no longer DATE_FIELD';
       result.cancelled += await cancelTasks(tx, await lockLiveTemplateTasks(tx, this.tenantId, before.id), why, this.actor);
     }
     if (!isDateField || !after) return result;
@@ -153,7 +187,13 @@ export class DateFieldSvc {
       if (page.length < PAGE) break;
     }
     // Tasks of this template whose record is gone; other templates' tasks are not this change's business.
-    const orphans = await lockOrphanDateFieldTasks(tx, { tenantId: this.tenantId, model, keepTemplateIds: [after.id], lowCode, templateId: after.id });
+    const orphans = await lockOrphanDateFieldTasks(tx, {
+      tenantId: this.tenantId,
+      model,
+      keepTemplateIds: [after.id],
+      lowCode,
+      templateId: after.id,
+    });
     result.cancelled += await cancelTasks(tx, orphans, 'its record no longer exists', this.actor);
     return result;
   }
@@ -167,7 +207,10 @@ export class DateFieldSvc {
     const target = fields.find((f) => f.name === sourceField);
     if (!target || (target.type !== 'DATE' && target.type !== 'DATETIME')) {
       const dates = fields.filter((f) => f.type === 'DATE' || f.type === 'DATETIME').map((f) => f.name);
-      throw badInput(`${field}.field: model ${sourceModel} has no DATE or DATETIME field ${sourceField} (its date fields: ${dates.join(', ') || 'none'})`, `${field}.field`);
+      throw badInput(
+        `${field}.field: model ${sourceModel} has no DATE or DATETIME field ${sourceField} (its date fields: ${dates.join(', ') || 'none'})`,
+        `${field}.field`,
+      );
     }
   }
 
@@ -200,7 +243,14 @@ function relevant(t: TaskTemplate): string {
   return stableStringify(rest);
 }
 
-async function readRecords(db: Prisma.TransactionClient, tenantId: string, model: string, lowCode: boolean, after: string | undefined, take: number): Promise<RecordChange[]> {
+async function readRecords(
+  db: Prisma.TransactionClient,
+  tenantId: string,
+  model: string,
+  lowCode: boolean,
+  after: string | undefined,
+  take: number,
+): Promise<RecordChange[]> {
   if (lowCode) {
     const rows = await db.modelRecord.findMany({
       where: { tenantId, model, ...(after && { id: { gt: after } }) },
@@ -222,25 +272,36 @@ async function readRecords(db: Prisma.TransactionClient, tenantId: string, model
 async function rememberRecords(tx: Prisma.TransactionClient, tenantId: string, model: string, changes: RecordChange[]): Promise<void> {
   const deleted = changes.filter((c) => c.data === null).map((c) => c.rowId);
   if (deleted.length) await tx.dateFieldSource.deleteMany({ where: { tenantId, model, rowId: { in: deleted } } });
-  await upsertDateFieldSources(tx, tenantId, model, changes.filter((c) => c.data !== null));
+  await upsertDateFieldSources(
+    tx,
+    tenantId,
+    model,
+    changes.filter((c) => c.data !== null),
+  );
 }
 
 /** Validates a hook's rowObj; nothing is written when it is bad. */
 export function parseRowObj(rowObj: unknown, kind: 'save' | 'delete'): { model: string; rowId: string; data: Record<string, unknown> } {
   if (!isPlainObject(rowObj)) throw badInput('rowObj must be an object { model, postData, prevData }', 'rowObj');
   const { model, postData, prevData } = rowObj as RowObj;
-  if (typeof model !== 'string' || !model.trim()) throw badInput('rowObj.model must name the record\'s model, e.g. models.Contract', 'rowObj.model');
+  if (typeof model !== 'string' || !model.trim())
+    throw badInput("rowObj.model must name the record's model, e.g. models.Contract", 'rowObj.model');
   assertName(model.trim(), 'rowObj.model');
-  if (prevData != null && !isPlainObject(prevData)) throw badInput('rowObj.prevData must be an object (the record before the change)', 'rowObj.prevData');
+  if (prevData != null && !isPlainObject(prevData))
+    throw badInput('rowObj.prevData must be an object (the record before the change)', 'rowObj.prevData');
   if (kind === 'save') {
     if (!isPlainObject(postData)) throw badInput('rowObj.postData must be an object (the record after the change)', 'rowObj.postData');
   } else if (prevData == null && !isPlainObject(postData)) {
     throw badInput('rowObj.prevData must be the deleted record', 'rowObj.prevData');
   }
   const source = kind === 'save' ? 'postData' : prevData != null ? 'prevData' : 'postData';
-  const data = kind === 'save' ? { ...(prevData as object | undefined), ...(postData as object) } : ((prevData ?? postData) as Record<string, unknown>);
+  const data =
+    kind === 'save'
+      ? { ...(prevData as object | undefined), ...(postData as object) }
+      : ((prevData ?? postData) as Record<string, unknown>);
   const id = (data as Record<string, unknown>).id;
   const rowId = typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : typeof id === 'string' ? id.trim() : '';
-  if (!rowId || rowId.length > 200) throw badInput(`rowObj.${source}.id must be the record's id (a string or an integer)`, `rowObj.${source}.id`);
+  if (!rowId || rowId.length > 200)
+    throw badInput(`rowObj.${source}.id must be the record's id (a string or an integer)`, `rowObj.${source}.id`);
   return { model: model.trim(), rowId, data: { ...(data as Record<string, unknown>), id: rowId } };
 }

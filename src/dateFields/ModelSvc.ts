@@ -1,14 +1,14 @@
 import { v7 as uuidv7 } from 'uuid';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
-import { RepeatType, type Prisma } from '../generated/prisma/client.js';
+import { type Prisma, RepeatType } from '../generated/prisma/client.js';
 import { assertIntRange, assertJson, assertName, parseCursor } from '../tasks/validate.js';
-import { addCounts, emptyResult, type DateFieldResult, type RecordChange } from './applyDateFields.js';
+import { addCounts, type DateFieldResult, emptyResult, type RecordChange } from './applyDateFields.js';
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
+import { type DateFieldSvc, LONG_TRANSACTION } from './DateFieldSvc.js';
 import { analyzeAfterBulkLoad, insertModelRecords } from './dateFieldSql.js';
-import { LONG_TRANSACTION, type DateFieldSvc } from './DateFieldSvc.js';
-import { validateFields, validateRecordData, type ModelField, type ModelFieldInput } from './modelFields.js';
+import { type ModelField, type ModelFieldInput, validateFields, validateRecordData } from './modelFields.js';
 
 export interface ModelDefinitionInput {
   name: string;
@@ -66,7 +66,8 @@ export class ModelSvc {
 
   async getModel(name: string, db: Prisma.TransactionClient = this.deps.prisma): Promise<ModelDefinition & { fieldList: ModelField[] }> {
     const model = await db.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
-    if (!model) throw new ChronographError('NOT_FOUND', `No model is named ${JSON.stringify(name)}; define it with saveModel`, { field: 'model' });
+    if (!model)
+      throw new ChronographError('NOT_FOUND', `No model is named ${JSON.stringify(name)}; define it with saveModel`, { field: 'model' });
     return { ...model, fieldList: model.fields as unknown as ModelField[] };
   }
 
@@ -81,7 +82,9 @@ export class ModelSvc {
     return this.deps.prisma.$transaction(async (tx) => {
       const current = await tx.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
       if (!current) {
-        return tx.modelDefinition.create({ data: { tenantId: this.tenantId, name, title, fields: fields as unknown as Prisma.InputJsonArray } });
+        return tx.modelDefinition.create({
+          data: { tenantId: this.tenantId, name, title, fields: fields as unknown as Prisma.InputJsonArray },
+        });
       }
       const before = current.fields as unknown as ModelField[];
       for (const old of before) {
@@ -90,9 +93,12 @@ export class ModelSvc {
         const used = await tx.$queryRaw<{ n: bigint }[]>`
           SELECT count(*) AS n FROM model_record WHERE tenant_id = ${this.tenantId} AND model = ${name} AND data ->> ${old.name} IS NOT NULL`;
         if (used[0]!.n > 0n) {
-          throw conflict(`${used[0]!.n} record(s) of ${name} have a value in ${old.name}; it cannot be ${now ? `changed to ${now.type}` : 'removed'}`, {
-            field: 'fields',
-          });
+          throw conflict(
+            `${used[0]!.n} record(s) of ${name} have a value in ${old.name}; it cannot be ${now ? `changed to ${now.type}` : 'removed'}`,
+            {
+              field: 'fields',
+            },
+          );
         }
       }
       const followers = await tx.taskTemplate.findMany({
@@ -102,9 +108,12 @@ export class ModelSvc {
       for (const template of followers) {
         const field = fields.find((f) => f.name === template.sourceField);
         if (!field || (field.type !== 'DATE' && field.type !== 'DATETIME')) {
-          throw conflict(`Task template ${template.fullName} follows ${name}.${template.sourceField}, which must stay a DATE or DATETIME field`, {
-            field: 'fields',
-          });
+          throw conflict(
+            `Task template ${template.fullName} follows ${name}.${template.sourceField}, which must stay a DATE or DATETIME field`,
+            {
+              field: 'fields',
+            },
+          );
         }
       }
       return tx.modelDefinition.update({ where: { id: current.id }, data: { title, fields: fields as unknown as Prisma.InputJsonArray } });
@@ -125,7 +134,12 @@ export class ModelSvc {
         });
         if (ids.length === 0) break;
         after = ids.at(-1)!.id;
-        await this.dateFields.applyToRecords(tx, name, ids.map((r) => ({ rowId: r.id, data: null })), { collect: false });
+        await this.dateFields.applyToRecords(
+          tx,
+          name,
+          ids.map((r) => ({ rowId: r.id, data: null })),
+          { collect: false },
+        );
       }
       return tx.modelDefinition.delete({ where: { id: model.id } });
     }, LONG_TRANSACTION);
@@ -212,7 +226,12 @@ export class ModelSvc {
    */
   async queryRecords(
     model: string,
-    options: { where?: unknown; first?: number | null; after?: string | null; selection?: Pick<Prisma.ModelRecordFindManyArgs, 'select' | 'include'> } = {},
+    options: {
+      where?: unknown;
+      first?: number | null;
+      after?: string | null;
+      selection?: Pick<Prisma.ModelRecordFindManyArgs, 'select' | 'include'>;
+    } = {},
   ): Promise<{ records: ModelRecord[]; hasNextPage: boolean }> {
     await this.getModel(model);
     const condition = validateCondition(options.where, 'where');
@@ -229,8 +248,25 @@ export class ModelSvc {
       ...predicate.params,
     );
     const page = ids.slice(0, first).map((r) => r.id);
-    const records = (await this.deps.prisma.modelRecord.findMany({ ...options.selection, where: { id: { in: page } }, orderBy: { id: 'asc' } })) as ModelRecord[];
+    const records = (await this.deps.prisma.modelRecord.findMany({
+      ...options.selection,
+      where: { id: { in: page } },
+      orderBy: { id: 'asc' },
+    })) as ModelRecord[];
     return { records, hasNextPage: ids.length > first };
+  }
+
+  /** How many records of `model` match `where` (the connection's totalCount). */
+  async countRecords(model: string, where?: unknown): Promise<number> {
+    await this.getModel(model);
+    const predicate = conditionToSql(validateCondition(where, 'where'), 'data', 3);
+    const [row] = await this.deps.prisma.$queryRawUnsafe<{ n: bigint }[]>(
+      `SELECT count(*) AS n FROM model_record WHERE tenant_id = $1 AND model = $2 AND ${predicate.sql}`,
+      this.tenantId,
+      model,
+      ...predicate.params,
+    );
+    return Number(row?.n ?? 0);
   }
 }
 

@@ -1,13 +1,13 @@
 import { v7 as uuidv7 } from 'uuid';
 import { ChronographError, conflict } from '../errors.js';
 import type { Task, TaskTemplate } from '../generated/prisma/client.js';
-import { MisfirePolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
+import { MisfirePolicy, type Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { matchesCondition, stableStringify } from './condition.js';
 import { finishedDateFieldRuns, insertDateFieldTasks, lockDateFieldPairs, lockLiveDateFieldTasks } from './dateFieldSql.js';
-import { scheduleFor, type DateFieldConfig } from './dateRule.js';
+import { type DateFieldConfig, scheduleFor } from './dateRule.js';
 
 /** A DATE_FIELD template with its parsed configuration. */
 export interface PreparedTemplate {
@@ -177,7 +177,12 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
   // Hooks for the same (template, record) take turns: without this, saves and deletes of one record
   // racing each other could make a hook lose the insert race round after round (a winner's task
   // cancelled by a delete before the loser looks again), and fail with CONFLICT.
-  if (!options.fresh) await lockDateFieldPairs(tx, options.tenantId, pairs.map((p) => `${p.template.template.id}/${p.change.rowId}`));
+  if (!options.fresh)
+    await lockDateFieldPairs(
+      tx,
+      options.tenantId,
+      pairs.map((p) => `${p.template.template.id}/${p.change.rowId}`),
+    );
   let pending = pairs;
   // Creating can still lose a race to a writer that does not take those locks (an import of the same
   // new ids); the pairs that lost are decided again against the task the winner created.
@@ -195,7 +200,13 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
         if (task.status === TaskStatus.RUNNING) {
           record(pair, 'UNCHANGED', task.id, 'running now; the change applies at the next hook or reconcile');
         } else if (desired.kind === 'none') {
-          await transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: desired.reason, actor: options.actor });
+          await transition(tx, {
+            task,
+            to: TaskStatus.CANCELLED,
+            data: { nextRunAt: null },
+            message: desired.reason,
+            actor: options.actor,
+          });
           record(pair, 'CANCELLED', task.id, desired.reason);
         } else {
           const differs = COMPARED.filter((f) => !sameValue(task[f], desired.row[f]));
@@ -220,7 +231,11 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
       // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
-      const inserted = await insertDateFieldTasks(tx, batch.map((b) => ({ ...b.row, id: uuidv7(), note: b.note })), options.actor ?? null);
+      const inserted = await insertDateFieldTasks(
+        tx,
+        batch.map((b) => ({ ...b.row, id: uuidv7(), note: b.note })),
+        options.actor ?? null,
+      );
       await quota!.created(inserted.length);
       const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
       for (const { pair, row, note } of batch) {
@@ -249,7 +264,8 @@ async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantI
   for (const [model, group] of byModel) {
     const templateIds = [...new Set(group.map((p) => p.template.template.id))];
     const rowIds = [...new Set(group.map((p) => p.change.rowId))];
-    for (const run of await finishedDateFieldRuns(tx, tenantId, model, templateIds, rowIds)) keys.add(runKey(run.templateId, run.rowId, run.startTime));
+    for (const run of await finishedDateFieldRuns(tx, tenantId, model, templateIds, rowIds))
+      keys.add(runKey(run.templateId, run.rowId, run.startTime));
   }
   return keys;
 }
@@ -285,8 +301,10 @@ function plan({ template, config }: PreparedTemplate, change: RecordChange, opti
   const prefix = change.prefix ?? 'record';
   const schedule = scheduleFor(config, template.timezone, change.data, prefix);
   if (!schedule) return { kind: 'none', reason: `${config.sourceField} is empty`, skipped: false };
-  if (!matchesCondition(config.dateRule.condition, change.data)) return { kind: 'none', reason: 'record does not match the condition', skipped: false };
-  if (!template.funcName) throw new ChronographError('CONFLICT', `Task template ${template.fullName} names no handler (funcName)`, { field: 'funcName' });
+  if (!matchesCondition(config.dateRule.condition, change.data))
+    return { kind: 'none', reason: 'record does not match the condition', skipped: false };
+  if (!template.funcName)
+    throw new ChronographError('CONFLICT', `Task template ${template.fullName} names no handler (funcName)`, { field: 'funcName' });
 
   const repeatType = template.cronExpression ? RepeatType.CRON : template.intervalSeconds ? RepeatType.INTERVAL : RepeatType.ONCE;
   const { startTime, endTime } = schedule;

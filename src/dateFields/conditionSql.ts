@@ -30,7 +30,10 @@ export function conditionToSql(condition: Condition | null, column: string, firs
           break;
         case '$in':
         case '$nin': {
-          const list = bind((operand as unknown[]).map((v) => JSON.stringify(v ?? null)), 'jsonb[]');
+          const list = bind(
+            (operand as unknown[]).map((v) => JSON.stringify(v ?? null)),
+            'jsonb[]',
+          );
           parts.push(op === '$in' ? `${value} = ANY(${list})` : `NOT (${value} = ANY(${list}))`);
           break;
         }

@@ -126,7 +126,12 @@ export async function lockLiveTemplateTasks(tx: Prisma.TransactionClient, tenant
  * low-code model (one with a model_definition) keeps its records itself, so nothing is stored for it. A
  * batch that names one record twice keeps its last version: ON CONFLICT cannot touch a row twice.
  */
-export async function upsertDateFieldSources(tx: Prisma.TransactionClient, tenantId: string, model: string, records: { rowId: string; data: unknown }[]): Promise<void> {
+export async function upsertDateFieldSources(
+  tx: Prisma.TransactionClient,
+  tenantId: string,
+  model: string,
+  records: { rowId: string; data: unknown }[],
+): Promise<void> {
   if (records.length === 0) return;
   const last = new Map(records.map((r) => [r.rowId, JSON.stringify(r.data)]));
   await tx.$executeRawUnsafe(
@@ -227,7 +232,12 @@ export async function insertDateFieldTasks(
 }
 
 /** Inserts low-code records in one statement (the bulk import; same reasoning as insertDateFieldTasks). */
-export async function insertModelRecords(tx: Prisma.TransactionClient, tenantId: string, model: string, rows: { id: string; data: unknown }[]): Promise<void> {
+export async function insertModelRecords(
+  tx: Prisma.TransactionClient,
+  tenantId: string,
+  model: string,
+  rows: { id: string; data: unknown }[],
+): Promise<void> {
   if (rows.length === 0) return;
   await tx.$executeRawUnsafe(
     `INSERT INTO model_record (id, tenant_id, model, data, updated_at)

@@ -5,7 +5,7 @@ import { Prisma, type TaskTemplate } from '../generated/prisma/client.js';
 import { assertIntRange, assertName } from '../tasks/validate.js';
 import { readDateTime, wallClockInstant } from '../time/parseTime.js';
 import { TimeZone } from '../time/TimeZone.js';
-import { assertFieldPath, isPlainObject, readPath, validateCondition, type Condition } from './condition.js';
+import { assertFieldPath, type Condition, isPlainObject, readPath, validateCondition } from './condition.js';
 
 export const OFFSET_UNITS = ['MINUTES', 'HOURS', 'DAYS'] as const;
 export type OffsetUnit = (typeof OFFSET_UNITS)[number];
@@ -74,11 +74,17 @@ export function validateDateFieldInput(input: unknown, field = 'dateField'): Dat
   assertFieldPath(sourceField, `${field}.field`);
   const timeOfDay = value.timeOfDay?.trim() || null;
   if (timeOfDay !== null && !TIME_OF_DAY.test(timeOfDay)) {
-    throw badInput(`${field}.timeOfDay ${JSON.stringify(timeOfDay)} must be a wall-clock time such as 09:00 or 17:30:00`, `${field}.timeOfDay`);
+    throw badInput(
+      `${field}.timeOfDay ${JSON.stringify(timeOfDay)} must be a wall-clock time such as 09:00 or 17:30:00`,
+      `${field}.timeOfDay`,
+    );
   }
   const timezoneField = value.timezoneField?.trim() || null;
   if (timezoneField !== null) assertFieldPath(timezoneField, `${field}.timezoneField`);
-  const offset = value.offset == null ? { amount: 0, unit: 'DAYS' as const, direction: 'AFTER' as const } : validateOffset(value.offset, `${field}.offset`);
+  const offset =
+    value.offset == null
+      ? { amount: 0, unit: 'DAYS' as const, direction: 'AFTER' as const }
+      : validateOffset(value.offset, `${field}.offset`);
   const endOffset = value.endOffset == null ? null : validateOffset(value.endOffset, `${field}.endOffset`);
   if (endOffset && !timeOfDay && signedMinutes(endOffset) <= signedMinutes(offset)) {
     throw badInput(`${field}.endOffset must fall after the offset of the first run`, `${field}.endOffset`);
@@ -167,7 +173,12 @@ const DAY_MS = 24 * HOUR_MS;
  * record cannot be refused the way an API input is: a time the clocks jump over (spring forward) runs at
  * the moment of the jump, and `note` says so; a time that exists twice runs at its first occurrence.
  */
-export function scheduleFor(config: DateFieldConfig, templateZone: string, record: Record<string, unknown>, prefix: string): RecordSchedule | null {
+export function scheduleFor(
+  config: DateFieldConfig,
+  templateZone: string,
+  record: Record<string, unknown>,
+  prefix: string,
+): RecordSchedule | null {
   const { dateRule: rule } = config;
   let zone = templateZone;
   if (rule.timezoneField) {
@@ -175,7 +186,11 @@ export function scheduleFor(config: DateFieldConfig, templateZone: string, recor
     if (recordZone != null && recordZone !== '') {
       if (typeof recordZone !== 'string' || !isValidTimezone(recordZone)) {
         const where = `${prefix}.${rule.timezoneField}`;
-        throw new ChronographError('INVALID_TIMEZONE', `${where} ${JSON.stringify(recordZone)} is not an IANA time zone (e.g. Europe/Paris)`, { field: where });
+        throw new ChronographError(
+          'INVALID_TIMEZONE',
+          `${where} ${JSON.stringify(recordZone)} is not an IANA time zone (e.g. Europe/Paris)`,
+          { field: where },
+        );
       }
       zone = recordZone;
     }

@@ -31,13 +31,17 @@ export function validateFields(input: unknown, field = 'fields'): ModelField[] {
     if (!isPlainObject(raw)) throw badInput(`${where} must be { name, type }`, where);
     const value = raw as Partial<ModelFieldInput>;
     const name = typeof value.name === 'string' ? value.name.trim() : '';
-    if (!FIELD_NAME.test(name)) throw badInput(`${where}.name ${JSON.stringify(value.name)} must be an identifier such as expireDate`, `${where}.name`);
+    if (!FIELD_NAME.test(name))
+      throw badInput(`${where}.name ${JSON.stringify(value.name)} must be an identifier such as expireDate`, `${where}.name`);
     if (name === 'id') throw badInput(`${where}.name: id is the record's own id and cannot be a field`, `${where}.name`);
     if (seen.has(name)) throw badInput(`${where}.name: field ${name} is declared twice`, `${where}.name`);
     seen.add(name);
     const type = typeof value.type === 'string' ? value.type.trim().toUpperCase() : '';
     if (!(MODEL_FIELD_TYPES as readonly string[]).includes(type)) {
-      throw badInput(`${where}.type ${JSON.stringify(value.type)} is not a field type; use ${MODEL_FIELD_TYPES.join(', ')}`, `${where}.type`);
+      throw badInput(
+        `${where}.type ${JSON.stringify(value.type)} is not a field type; use ${MODEL_FIELD_TYPES.join(', ')}`,
+        `${where}.type`,
+      );
     }
     return { name, type: type as ModelFieldType, required: value.required ?? false, title: value.title?.trim() || null };
   });
@@ -60,12 +64,14 @@ export function validateRecordData(
   for (const [name, value] of Object.entries(data)) {
     const field = byName.get(name);
     const where = `${prefix}.${name}`;
-    if (!field) throw badInput(`${where}: the model has no field ${name} (fields: ${fields.map((f) => f.name).join(', ') || 'none'})`, where);
+    if (!field)
+      throw badInput(`${where}: the model has no field ${name} (fields: ${fields.map((f) => f.name).join(', ') || 'none'})`, where);
     out[name] = value === null || value === undefined ? null : normalise(field, value, where, options.zone);
     if (out[name] === null && field.required) throw badInput(`${where} is required`, where);
   }
   if (!options.partial) {
-    for (const field of fields) if (field.required && out[field.name] == null) throw badInput(`${prefix}.${field.name} is required`, `${prefix}.${field.name}`);
+    for (const field of fields)
+      if (field.required && out[field.name] == null) throw badInput(`${prefix}.${field.name} is required`, `${prefix}.${field.name}`);
   }
   return out;
 }

@@ -20,7 +20,17 @@ export interface DateFieldSource<R = Row> {
 /** Called once per write with the rows it affected, e.g. to see what the layer did; errors propagate. */
 export type DateFieldListener = (model: string, result: DateFieldResult) => void;
 
-const WRITES = new Set(['create', 'createMany', 'createManyAndReturn', 'update', 'updateMany', 'updateManyAndReturn', 'upsert', 'delete', 'deleteMany']);
+const WRITES = new Set([
+  'create',
+  'createMany',
+  'createManyAndReturn',
+  'update',
+  'updateMany',
+  'updateManyAndReturn',
+  'upsert',
+  'delete',
+  'deleteMany',
+]);
 
 /**
  * A Prisma client extension (query component) that runs the date-field layer after every write to the
@@ -40,9 +50,18 @@ const WRITES = new Set(['create', 'createMany', 'createManyAndReturn', 'update',
  * - A `select`, `include` or `omit` on a single-row write is applied by reading the row again, since
  *   the layer needs every field.
  */
-export function dateFieldExtension(dateFields: Pick<DateFieldSvc, 'forTenant'>, sources: Record<string, DateFieldSource<any>>, onResult?: DateFieldListener) {
+export function dateFieldExtension(
+  dateFields: Pick<DateFieldSvc, 'forTenant'>,
+  // biome-ignore lint/suspicious/noExplicitAny: each model's source has its own record type.
+  sources: Record<string, DateFieldSource<any>>,
+  onResult?: DateFieldListener,
+) {
   return Prisma.defineExtension((client) => {
-    const delegate = (model: string) => (client as unknown as Record<string, Record<string, (args: unknown) => Promise<any>>>)[model.charAt(0).toLowerCase() + model.slice(1)]!;
+    const delegate = (model: string) =>
+      // biome-ignore lint/suspicious/noExplicitAny: Prisma's model delegates return each model's own row type.
+      (client as unknown as Record<string, Record<string, (args: unknown) => Promise<any>>>)[
+        model.charAt(0).toLowerCase() + model.slice(1)
+      ]!;
 
     async function run(source: DateFieldSource, rows: Row[], deleted: boolean): Promise<void> {
       const idField = source.idField ?? 'id';
@@ -113,7 +132,9 @@ export function dateFieldExtension(dateFields: Pick<DateFieldSvc, 'forTenant'>, 
                 return result;
               }
               case 'delete': {
-                const shown = projected ? await db.findUnique!({ where: (args as { where: unknown }).where, select, include, omit }) : undefined;
+                const shown = projected
+                  ? await db.findUnique!({ where: (args as { where: unknown }).where, select, include, omit })
+                  : undefined;
                 const row = (await query(full)) as Row;
                 await run(source, [row], true);
                 return shown ?? row;

@@ -116,7 +116,10 @@ function currentHolder(): Holder {
 function judge(holder: Holder): { alive: boolean; detail: string } {
   if (holder.host !== os.hostname()) {
     const ago = Date.now() - Date.parse(holder.heartbeatAt);
-    return { alive: ago < FOREIGN_STALE_MS, detail: `last seen ${Math.round(ago / 1000)} s ago; a lock from another host is taken over after ${FOREIGN_STALE_MS / 1000} s without a heartbeat` };
+    return {
+      alive: ago < FOREIGN_STALE_MS,
+      detail: `last seen ${Math.round(ago / 1000)} s ago; a lock from another host is taken over after ${FOREIGN_STALE_MS / 1000} s without a heartbeat`,
+    };
   }
   if (holder.bootId && holder.bootId !== bootId()) return { alive: false, detail: 'since rebooted' };
   try {

@@ -1,8 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type pg from 'pg';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { DataDirLock } from './DataDirLock.js';
@@ -61,8 +61,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryEvent) => void): PrismaClient {
   const base = new PrismaClient({ adapter, ...(onQuery && { log: [{ emit: 'event' as const, level: 'query' as const }] }) });
   if (onQuery) {
-    (base as unknown as { $on(event: 'query', fn: (e: { query: string; params: string; duration: number }) => void): void }).$on('query', (e) =>
-      onQuery({ query: e.query, params: e.params, durationMs: e.duration }),
+    (base as unknown as { $on(event: 'query', fn: (e: { query: string; params: string; duration: number }) => void): void }).$on(
+      'query',
+      (e) => onQuery({ query: e.query, params: e.params, durationMs: e.duration }),
     );
   }
   const guarded = base.$extends({
@@ -81,7 +82,9 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
   if (!dataDir.startsWith('memory://')) {
     await mkdir(dataDir, { recursive: true });
     // Before PGlite touches the files: a second process on the same directory is refused here.
-    lock = await DataDirLock.acquire(dataDir, (why) => logger.fatal({ dataDir }, `lost the lock of DATA_DIR: ${why}; another process may be writing it`));
+    lock = await DataDirLock.acquire(dataDir, (why) =>
+      logger.fatal({ dataDir }, `lost the lock of DATA_DIR: ${why}; another process may be writing it`),
+    );
   }
   let pglite: PGlite;
   try {
@@ -124,7 +127,10 @@ async function openPostgres(databaseUrl: string, { logger, onQuery, statementTim
   } finally {
     await session.close();
   }
-  const prisma = createPrisma(new PrismaPg({ connectionString: databaseUrl, ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }) }), onQuery);
+  const prisma = createPrisma(
+    new PrismaPg({ connectionString: databaseUrl, ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }) }),
+    onQuery,
+  );
   const listener = new PgListener(databaseUrl, logger);
   logger.info({ host: new URL(databaseUrl).host }, 'using PostgreSQL database');
   return {

@@ -41,7 +41,8 @@ export class TaskEventFilter {
     const taskId = filter.taskId == null ? undefined : assertId(String(filter.taskId), 'filter.taskId');
     for (const field of ['fullName', 'funcName'] as const) {
       const value = filter[field];
-      if (value != null && value.trim() === '') throw badInput(`filter.${field} must not be empty; omit it to match every task`, `filter.${field}`);
+      if (value != null && value.trim() === '')
+        throw badInput(`filter.${field} must not be empty; omit it to match every task`, `filter.${field}`);
     }
     for (const field of ['statuses', 'types'] as const) {
       if (filter[field] && filter[field].length === 0) {

@@ -7,7 +7,7 @@ import { readEventsAfter } from './readEventsAfter.js';
 import { readMatchingEvents } from './readMatchingEvents.js';
 import { readStreamStart } from './readStreamStart.js';
 import type { TaskEventFilter, TaskEventRef } from './TaskEventFilter.js';
-import { TaskEventSubscription, type SubscriptionLease } from './TaskEventSubscription.js';
+import { type SubscriptionLease, TaskEventSubscription } from './TaskEventSubscription.js';
 
 export interface TaskEventStreamOptions {
   /** Events one subscriber may have waiting; one more ends it with SUBSCRIBER_TOO_SLOW. */
@@ -360,5 +360,8 @@ export class TaskEventStream {
 }
 
 function shuttingDown(): ChronographError {
-  return new ChronographError('SHUTTING_DOWN', 'This Chronograph instance is shutting down; subscribe again (with after: your last cursor) to resume');
+  return new ChronographError(
+    'SHUTTING_DOWN',
+    'This Chronograph instance is shutting down; subscribe again (with after: your last cursor) to resume',
+  );
 }

@@ -11,7 +11,16 @@ export interface EventsAfter {
   writers: string[];
 }
 
-type Row = [id: string, taskId: string, tenantId: string, type: TaskEventType, toStatus: TaskStatus, fullName: string, funcName: string, source: TaskSource];
+type Row = [
+  id: string,
+  taskId: string,
+  tenantId: string,
+  type: TaskEventType,
+  toStatus: TaskStatus,
+  fullName: string,
+  funcName: string,
+  source: TaskSource,
+];
 
 /**
  * One statement, so the lock table is read after (never before) the snapshot the events come from:

@@ -2,12 +2,25 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import type { TaskEventFilter, TaskEventRef } from './TaskEventFilter.js';
 
 /** Stored events that `filter` matches with `after < id <= upTo`, oldest first: one replay page. */
-export async function readMatchingEvents(prisma: PrismaClient, filter: TaskEventFilter, after: bigint, upTo: bigint, limit: number): Promise<TaskEventRef[]> {
+export async function readMatchingEvents(
+  prisma: PrismaClient,
+  filter: TaskEventFilter,
+  after: bigint,
+  upTo: bigint,
+  limit: number,
+): Promise<TaskEventRef[]> {
   const rows = await prisma.taskEvent.findMany({
     where: filter.where(after, upTo),
     orderBy: { id: 'asc' },
     take: limit,
-    select: { id: true, taskId: true, tenantId: true, type: true, toStatus: true, task: { select: { fullName: true, funcName: true, source: true } } },
+    select: {
+      id: true,
+      taskId: true,
+      tenantId: true,
+      type: true,
+      toStatus: true,
+      task: { select: { fullName: true, funcName: true, source: true } },
+    },
   });
   return rows.map(({ task, ...event }) => ({ ...event, ...task }));
 }

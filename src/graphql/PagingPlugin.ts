@@ -8,7 +8,9 @@ import { type CursorKind, parseCursor } from '../tasks/validate.js';
  * the client gives none and the largest it may ask for; for `after`/`before`, the kind of cursor. The
  * query cost (queryLimits.ts) multiplies a field's selection by its page size.
  */
-export type Paging = { defaultSize: number; maxSize: number; cursor?: CursorKind } | { cursor: CursorKind; defaultSize?: undefined; maxSize?: undefined };
+export type Paging =
+  | { defaultSize: number; maxSize: number; cursor?: CursorKind }
+  | { cursor: CursorKind; defaultSize?: undefined; maxSize?: undefined };
 
 const SIZE_ARGS = ['first', 'last'] as const;
 const CURSOR_ARGS = ['after', 'before'] as const;
@@ -64,7 +66,12 @@ function checkerFor(fieldConfig: {
 }): ((args: Record<string, unknown>) => void) | undefined {
   const names = Object.keys(fieldConfig.args);
   const sizes = SIZE_ARGS.filter((name) => names.includes(name));
-  const cursors = CURSOR_ARGS.filter((name) => names.includes(name));
+  // `before: DateTime` (pruneHistory) is a time, not a cursor.
+  const isTime = (name: string) => {
+    const ref = (fieldConfig.args[name] as { type?: { ref?: unknown } } | undefined)?.type?.ref;
+    return ref === 'DateTime' || (ref as { name?: unknown } | undefined)?.name === 'DateTime';
+  };
+  const cursors = CURSOR_ARGS.filter((name) => names.includes(name) && !isTime(name));
   if (sizes.length === 0 && cursors.length === 0) return undefined;
   const paging = pagingOf(fieldConfig.extensions);
   const where = `${fieldConfig.parentType}.${fieldConfig.name}`;

@@ -6,20 +6,21 @@ import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import { Kind, type ValueNode } from 'graphql';
 import type { ApiKeySvc } from '../auth/ApiKeySvc.js';
 import type { CredentialWatch } from '../auth/CredentialWatch.js';
-import { hasRole, Role, type Identity } from '../auth/Identity.js';
-import { forbidden } from '../errors.js';
-import type { TemplateBindingSvc } from '../templates/TemplateBindingSvc.js';
-import type { TenantSvc } from '../tenants/TenantSvc.js';
+import { hasRole, type Identity, Role } from '../auth/Identity.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { ModelSvc } from '../dateFields/ModelSvc.js';
-import type { PrismaClient } from '../generated/prisma/client.js';
+import { forbidden } from '../errors.js';
+import type { TaskEventStream } from '../events/TaskEventStream.js';
 import type PrismaTypes from '../generated/pothos-types.js';
 import { getDatamodel } from '../generated/pothos-types.js';
-import type { TaskEventStream } from '../events/TaskEventStream.js';
+import type { PrismaClient } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import type { HistoryPruner } from '../history/HistoryPruner.js';
 import type { TaskSvc } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
+import type { TemplateBindingSvc } from '../templates/TemplateBindingSvc.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
+import type { TenantSvc } from '../tenants/TenantSvc.js';
 import PagingPlugin, { type Paging } from './PagingPlugin.js';
 import { fieldCost } from './queryLimits.js';
 
@@ -46,6 +47,8 @@ export interface Context {
   bindings: TemplateBindingSvc;
   /** Ends subscriptions whose credential is revoked or expires. */
   credentials: CredentialWatch;
+  /** pruneHistory (ADMIN). */
+  history: HistoryPruner;
 }
 
 /**
@@ -85,7 +88,9 @@ export const builder = new SchemaBuilder<{
       admin: hasRole(ctx.identity.role, Role.ADMIN),
     }),
     unauthorizedError: (_parent, ctx, info) =>
-      forbidden(`${info.parentType.name}.${info.fieldName} is not allowed for this ${ctx.identity.role} credential`, { role: ctx.identity.role }),
+      forbidden(`${info.parentType.name}.${info.fieldName} is not allowed for this ${ctx.identity.role} credential`, {
+        role: ctx.identity.role,
+      }),
   },
   relay: {},
   prisma: {

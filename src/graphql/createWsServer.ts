@@ -4,10 +4,10 @@ import type { ExecutionArgs } from 'graphql';
 import { CloseCode, type Context as WsContext } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createGraphQLError } from 'graphql-yoga';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import type { Chronograph } from '../app.js';
 import type { CredentialLease } from '../auth/CredentialWatch.js';
-import { selectTenant, type Identity } from '../auth/Identity.js';
+import { type Identity, selectTenant } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
 import { waitUntil } from '../server.js';
 import { CONNECTION_AUTH, type ConnectionAuth } from './createYoga.js';
@@ -85,7 +85,11 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         ctx.extra.auth = { identity, tenant };
         const lease = app.credentials.watch(identity);
         ctx.extra.lease = lease;
-        lease.signal.addEventListener('abort', () => ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden: credential revoked or expired'), { once: true });
+        lease.signal.addEventListener(
+          'abort',
+          () => ctx.extra.socket.close(CloseCode.Forbidden, 'Forbidden: credential revoked or expired'),
+          { once: true },
+        );
         connections.add(ctx);
         return true;
       },
@@ -108,7 +112,7 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
           params: payload,
           [CONNECTION_AUTH]: auth,
         });
-        let document;
+        let document: ReturnType<typeof parse>;
         try {
           document = parse(payload.query);
         } catch (error) {

@@ -1,13 +1,13 @@
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { createGraphQLError, createYoga, type Plugin, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
-import { selectTenant, type Identity } from '../auth/Identity.js';
-import { ChronographError } from '../errors.js';
 import type { Chronograph } from '../app.js';
+import { type Identity, selectTenant } from '../auth/Identity.js';
+import { ChronographError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { useRequestMetrics } from '../ops/useRequestMetrics.js';
 import type { Context } from './builder.js';
 import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
-import { useRequestMetrics } from '../ops/useRequestMetrics.js';
 import { useQueryLimits } from './queryLimits.js';
 import { schema } from './schema/index.js';
 import { useRequestBudget } from './useRequestBudget.js';
@@ -43,6 +43,7 @@ export function contextFor(app: Chronograph, identity: Identity, tenantId: strin
     tenants: app.tenantSvc,
     bindings: app.bindings.as(actor),
     credentials: app.credentials,
+    history: app.history,
   };
 }
 
@@ -94,7 +95,9 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
     // pages (GraphiQL) need no CORS headers at all.
     cors: (request) => {
       const origin = request.headers.get('origin');
-      return origin && config.CORS_ORIGINS.includes(origin) ? { origin: [origin], credentials: true, methods: ['GET', 'POST'], maxAge: 600 } : false;
+      return origin && config.CORS_ORIGINS.includes(origin)
+        ? { origin: [origin], credentials: true, methods: ['GET', 'POST'], maxAge: 600 }
+        : false;
     },
     maxRequestBodySize: config.MAX_REQUEST_BYTES,
     // graphql-ws operations arrive without a fetch Request; createWsServer passes their connection's auth.
@@ -169,7 +172,7 @@ function variableField(message: string): { field: string } | undefined {
   const match = /^Variable "\$(\w+)" got invalid value .*?(?: at "([^"]+)")?; /.exec(message);
   if (!match) return undefined;
   const [, variable, path] = match;
-  const field = path?.startsWith(`${variable}.`) ? path.slice(variable!.length + 1) : path ?? variable!;
+  const field = path?.startsWith(`${variable}.`) ? path.slice(variable!.length + 1) : (path ?? variable!);
   return { field };
 }
 

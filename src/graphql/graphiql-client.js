@@ -60,7 +60,8 @@
         depth--;
       } else if (depth === 0) {
         if (pending && !pending.done && pending.name === undefined && pending.type !== 'fragment') pending.name = token;
-        else if (token === 'query' || token === 'mutation' || token === 'subscription' || token === 'fragment') pending = { type: token, name: undefined };
+        else if (token === 'query' || token === 'mutation' || token === 'subscription' || token === 'fragment')
+          pending = { type: token, name: undefined };
       }
     }
     return operations;
@@ -126,7 +127,10 @@
     return fetch(endpoint, {
       method: 'POST',
       credentials: 'same-origin',
-      headers: Object.assign({ 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' }, headers),
+      headers: Object.assign(
+        { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+        headers,
+      ),
       body: JSON.stringify({ query: params.query, variables: params.variables, operationName: params.operationName }),
     }).then(function (response) {
       return response.text().then(function (text) {

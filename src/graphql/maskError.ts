@@ -1,5 +1,5 @@
-import { createGraphQLError, maskError as yogaMaskError } from 'graphql-yoga';
 import type { GraphQLError } from 'graphql';
+import { createGraphQLError, maskError as yogaMaskError } from 'graphql-yoga';
 import { ChronographError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
@@ -23,7 +23,10 @@ export function createMaskError(logger: Logger) {
     while (isGraphQLError(original) && original.originalError) original = original.originalError;
     const location = { nodes: graphqlError?.nodes, path: graphqlError?.path };
     if (original instanceof ChronographError) {
-      logger.info({ code: original.code, ...original.details, path: graphqlError?.path?.join('.'), message: original.message }, 'request refused');
+      logger.info(
+        { code: original.code, ...original.details, path: graphqlError?.path?.join('.'), message: original.message },
+        'request refused',
+      );
       return createGraphQLError(original.message, { ...location, extensions: { ...original.details, code: original.code } });
     }
     if (isDatabaseTimeout(original)) {
@@ -36,7 +39,9 @@ export function createMaskError(logger: Logger) {
     if (graphqlError && !graphqlError.originalError) {
       const code = graphqlError.extensions?.code ?? 'BAD_REQUEST';
       logger.info({ code, message: graphqlError.message }, 'request refused');
-      return graphqlError.extensions?.code ? graphqlError : createGraphQLError(graphqlError.message, { ...location, extensions: { ...graphqlError.extensions, code } });
+      return graphqlError.extensions?.code
+        ? graphqlError
+        : createGraphQLError(graphqlError.message, { ...location, extensions: { ...graphqlError.extensions, code } });
     }
     logger.error({ err: original }, 'unexpected error in a GraphQL operation');
     return yogaMaskError(error, message, isDev);

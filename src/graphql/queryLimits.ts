@@ -2,7 +2,18 @@ import { maxAliasesPlugin } from '@escape.tech/graphql-armor-max-aliases';
 import { maxTokensPlugin } from '@escape.tech/graphql-armor-max-tokens';
 import type { FieldComplexityValue } from '@pothos/plugin-complexity';
 import { createComplexityRule } from '@pothos/plugin-complexity';
-import { type DocumentNode, type GraphQLError, Kind, type GraphQLField, type GraphQLSchema, getNamedType, isListType, isNonNullType, type GraphQLOutputType, validate } from 'graphql';
+import {
+  type DocumentNode,
+  type GraphQLError,
+  type GraphQLField,
+  type GraphQLOutputType,
+  type GraphQLSchema,
+  getNamedType,
+  isListType,
+  isNonNullType,
+  Kind,
+  validate,
+} from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { pageSize, pagingOf } from './PagingPlugin.js';
 
@@ -31,7 +42,11 @@ export const JSON_COST = 100;
  * nothing of their own: the connection's page size already counts them. Every field gets this unless
  * it sets its own `complexity`, so new fields are covered without their authors doing anything.
  */
-export function fieldCost<Context>(args: Record<string, unknown>, _ctx: Context, field: GraphQLField<unknown, Context, Record<string, unknown>>): FieldComplexityValue {
+export function fieldCost<Context>(
+  args: Record<string, unknown>,
+  _ctx: Context,
+  field: GraphQLField<unknown, Context, Record<string, unknown>>,
+): FieldComplexityValue {
   const named = getNamedType(field.type);
   const own = named.name === 'JSON' ? JSON_COST : 1;
   const paging = pagingOf(field.extensions);
@@ -83,11 +98,27 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
     }) as Plugin,
     {
       onExecute({ args, setResultAndStopExecution }) {
-        const refused = measureOnce(verdicts, args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
+        const refused = measureOnce(
+          verdicts,
+          args.schema,
+          args.document,
+          args.variableValues,
+          args.operationName,
+          args.contextValue,
+          limits,
+        );
         if (refused) setResultAndStopExecution({ errors: [refused] });
       },
       onSubscribe({ args, setResultAndStopExecution }) {
-        const refused = measureOnce(verdicts, args.schema, args.document, args.variableValues, args.operationName, args.contextValue, limits);
+        const refused = measureOnce(
+          verdicts,
+          args.schema,
+          args.document,
+          args.variableValues,
+          args.operationName,
+          args.contextValue,
+          limits,
+        );
         if (refused) setResultAndStopExecution({ errors: [refused] });
       },
     },

@@ -22,7 +22,14 @@ export function useRequestBudget(timeoutMs: number): Plugin {
     onExecute({ args, executeFn, setExecuteFn }) {
       const budget = new AbortController();
       const timer = setTimeout(
-        () => budget.abort(new ChronographError('TIMEOUT', `The request took longer than its budget of ${timeoutMs} ms (REQUEST_TIMEOUT_MS) and was stopped`, { timeoutMs })),
+        () =>
+          budget.abort(
+            new ChronographError(
+              'TIMEOUT',
+              `The request took longer than its budget of ${timeoutMs} ms (REQUEST_TIMEOUT_MS) and was stopped`,
+              { timeoutMs },
+            ),
+          ),
         timeoutMs,
       );
       timer.unref();

@@ -1,4 +1,4 @@
-import { type DocumentNode, Kind, type ASTNode, visit } from 'graphql';
+import { type ASTNode, type DocumentNode, Kind, visit } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { isStorableText } from '../tasks/validate.js';
 

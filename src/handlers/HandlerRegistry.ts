@@ -136,7 +136,9 @@ export class HandlerRegistry {
     const isFunction = typeof handler === 'function';
     const isolation = options.isolation ?? (isFunction ? 'inProcess' : 'thread');
     if (isFunction && isolation === 'thread') {
-      throw new Error(`Handler ${name}: a function cannot run in a worker thread; register it by module: { module: new URL('./file.ts', import.meta.url), export: 'name' }`);
+      throw new Error(
+        `Handler ${name}: a function cannot run in a worker thread; register it by module: { module: new URL('./file.ts', import.meta.url), export: 'name' }`,
+      );
     }
     if (options.memoryLimitMb != null && (!Number.isInteger(options.memoryLimitMb) || options.memoryLimitMb < 16)) {
       throw new Error(`Handler ${name}: memoryLimitMb must be a whole number of at least 16`);

@@ -39,7 +39,10 @@ export class HostPolicy {
     const suffixes: string[] = [];
     const ranges: Cidr[] = [];
     for (const raw of entries) {
-      const entry = raw.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+      const entry = raw
+        .trim()
+        .toLowerCase()
+        .replace(/^\[(.*)\]$/, '$1');
       if (!entry) continue;
       if (entry.includes('/')) {
         if (!ipaddr.isValidCIDR(entry)) throw new Error(`"${raw}" is not a valid CIDR range`);

@@ -53,7 +53,8 @@ export class ThreadRunner {
         );
       }
     });
-    const onAbort = () => port1.postMessage({ type: 'abort', reason: String((ctx.signal.reason as Error)?.message ?? 'aborted') } satisfies ToThread);
+    const onAbort = () =>
+      port1.postMessage({ type: 'abort', reason: String((ctx.signal.reason as Error)?.message ?? 'aborted') } satisfies ToThread);
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     const task: ThreadTask = {
       url: input.url,
@@ -110,7 +111,8 @@ export class ThreadRunner {
 
 function died(error: unknown, memoryLimitMb: number): ThreadDied {
   const e = error as { name?: string; code?: string; message?: string };
-  if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY') return new ThreadDied('MEMORY_LIMIT', `the handler's thread went over its ${memoryLimitMb} MB heap limit and was terminated`);
+  if (e?.code === 'ERR_WORKER_OUT_OF_MEMORY')
+    return new ThreadDied('MEMORY_LIMIT', `the handler's thread went over its ${memoryLimitMb} MB heap limit and was terminated`);
   if (e?.name === 'AbortError') return new ThreadDied('TERMINATED', 'the handler did not stop when asked and its thread was terminated');
   return new ThreadDied('CRASHED', `the handler's thread died: ${e?.message ?? String(error)}`);
 }

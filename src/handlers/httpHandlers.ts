@@ -1,4 +1,4 @@
-import { fetch, Headers, type Dispatcher, type Response } from 'undici';
+import { type Dispatcher, fetch, Headers, type Response } from 'undici';
 import { z } from 'zod';
 import type { HandlerContext, HandlerRegistry } from './HandlerRegistry.js';
 import type { HostPolicy } from './HostPolicy.js';
@@ -42,7 +42,10 @@ const timeoutMs = z.number().int().min(1).max(3_600_000);
 const httpArgs = z
   .object({
     url: z.string(),
-    method: z.string().regex(/^[A-Za-z]{1,16}$/, 'must be an HTTP method such as GET or POST').optional(),
+    method: z
+      .string()
+      .regex(/^[A-Za-z]{1,16}$/, 'must be an HTTP method such as GET or POST')
+      .optional(),
     headers: headers.optional(),
     body: z.string().optional(),
     json: z.unknown().optional(),
@@ -93,7 +96,10 @@ export function registerHttpHandlers(registry: HandlerRegistry, options: HttpHan
       checkStatus(result, method, expected);
       return result;
     },
-    { description: 'Calls argDict.url (method, headers, body or json, timeoutMs, expectStatus); the result holds status, headers and the body.' },
+    {
+      description:
+        'Calls argDict.url (method, headers, body or json, timeoutMs, expectStatus); the result holds status, headers and the body.',
+    },
   );
   registry.register(
     'chronograph.graphql',
@@ -103,7 +109,12 @@ export function registerHttpHandlers(registry: HandlerRegistry, options: HttpHan
       requestHeaders.set('content-type', 'application/json');
       if (!requestHeaders.has('accept')) requestHeaders.set('accept', 'application/graphql-response+json, application/json');
       const body = JSON.stringify({ query: a.query, variables: a.variables, operationName: a.operationName });
-      const result = await send({ url: a.url, method: 'POST', headers: requestHeaders, body, timeoutMs: a.timeoutMs }, dispatcher, options, ctx);
+      const result = await send(
+        { url: a.url, method: 'POST', headers: requestHeaders, body, timeoutMs: a.timeoutMs },
+        dispatcher,
+        options,
+        ctx,
+      );
       const answer = result.json as { data?: unknown; errors?: { message?: unknown }[]; extensions?: unknown } | undefined;
       if (result.status >= 200 && result.status < 300 && (typeof answer !== 'object' || answer === null)) {
         throw new NonRetryableError(`POST ${result.url} answered ${result.status} without a GraphQL JSON body${snippet(result)}`);
@@ -112,9 +123,17 @@ export function registerHttpHandlers(registry: HandlerRegistry, options: HttpHan
       if (answer?.errors?.length) {
         throw new Error(`GraphQL errors from ${result.url}: ${answer.errors.map((e) => String(e.message)).join('; ')}`);
       }
-      return { url: result.url, status: result.status, data: answer?.data ?? null, ...(answer?.extensions !== undefined && { extensions: answer.extensions }) };
+      return {
+        url: result.url,
+        status: result.status,
+        data: answer?.data ?? null,
+        ...(answer?.extensions !== undefined && { extensions: answer.extensions }),
+      };
     },
-    { description: 'Sends argDict.query (variables, operationName, headers, timeoutMs) to argDict.url; fails the attempt on GraphQL errors.' },
+    {
+      description:
+        'Sends argDict.query (variables, operationName, headers, timeoutMs) to argDict.url; fails the attempt on GraphQL errors.',
+    },
   );
 }
 
@@ -156,7 +175,10 @@ async function send(request: Request, dispatcher: Dispatcher, options: HttpHandl
       await response.body?.cancel();
       if (redirects.length >= MAX_REDIRECTS) throw new NonRetryableError(`${request.url} redirected more than ${MAX_REDIRECTS} times`);
       const next = parseUrl(location, url);
-      ctx.logger.debug({ status: response.status, from: url.origin + url.pathname, to: next.origin + next.pathname }, 'following a redirect');
+      ctx.logger.debug(
+        { status: response.status, from: url.origin + url.pathname, to: next.origin + next.pathname },
+        'following a redirect',
+      );
       if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
         method = 'GET';
         body = undefined;
@@ -175,7 +197,10 @@ async function send(request: Request, dispatcher: Dispatcher, options: HttpHandl
       throw failure(error, url, signal, ctx.signal, timeout);
     }
     const result = toResult(response, url, read, redirects, Math.round(performance.now() - started));
-    ctx.logger.info({ method, url: url.origin + url.pathname, status: result.status, bytes: result.bytes, ms: result.durationMs }, 'HTTP request done');
+    ctx.logger.info(
+      { method, url: url.origin + url.pathname, status: result.status, bytes: result.bytes, ms: result.durationMs },
+      'HTTP request done',
+    );
     return result;
   }
 }
@@ -187,7 +212,8 @@ function parseUrl(text: string, base?: URL): URL {
   } catch {
     throw new NonRetryableError(`${JSON.stringify(text)} is not a URL`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new NonRetryableError(`${url.protocol} URLs are not supported; use http: or https:`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new NonRetryableError(`${url.protocol} URLs are not supported; use http: or https:`);
   if (url.username || url.password) throw new NonRetryableError('credentials in the URL are not supported; send an Authorization header');
   return url;
 }
@@ -224,7 +250,13 @@ async function readCapped(response: Response, max: number): Promise<{ data: Buff
 
 const TEXT = /^(text\/|application\/([\w.+-]*\+)?(json|xml|javascript|x-www-form-urlencoded|graphql-response\+json)\b)/i;
 
-function toResult(response: Response, url: URL, read: { data: Buffer; bytes: number; truncated: boolean }, redirects: string[], durationMs: number): HttpResult {
+function toResult(
+  response: Response,
+  url: URL,
+  read: { data: Buffer; bytes: number; truncated: boolean },
+  redirects: string[],
+  durationMs: number,
+): HttpResult {
   const contentType = response.headers.get('content-type') ?? '';
   const textual = read.data.length === 0 || contentType === '' || TEXT.test(contentType);
   const result: HttpResult = {

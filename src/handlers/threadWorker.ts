@@ -1,6 +1,6 @@
 import type { MessagePort } from 'node:worker_threads';
 import { toJson, toStorableText } from '../scheduler/toJson.js';
-import { LeaseLostError, loadModuleHandler, type HandlerContext, type HandlerLogFn } from './HandlerRegistry.js';
+import { type HandlerContext, type HandlerLogFn, LeaseLostError, loadModuleHandler } from './HandlerRegistry.js';
 
 /** One run, as the main thread sends it to a pooled thread (src/handlers/ThreadRunner.ts). */
 export interface ThreadTask {
@@ -41,7 +41,12 @@ export default async function runInThread(input: ThreadTask): Promise<ThreadOutc
     (first: string | Record<string, unknown>, second?: string) => {
       const [data, message] = typeof first === 'string' ? [undefined, first] : [first, second ?? ''];
       const json = data === undefined ? null : toJson(data, 65_536, 'log data');
-      post({ type: 'log', level, message: toStorableText(String(message)), data: json == null ? null : json.ok ? json.value : { unstorable: json.error } });
+      post({
+        type: 'log',
+        level,
+        message: toStorableText(String(message)),
+        data: json == null ? null : json.ok ? json.value : { unstorable: json.error },
+      });
     };
   const ctx: HandlerContext = {
     signal: controller.signal,
@@ -50,7 +55,9 @@ export default async function runInThread(input: ThreadTask): Promise<ThreadOutc
     run: input.run,
     fencingToken: input.fencingToken,
     get taskSvc(): never {
-      throw new Error('ctx.taskSvc is not available in a worker thread: a service cannot cross into it; run the handler in-process to use it');
+      throw new Error(
+        'ctx.taskSvc is not available in a worker thread: a service cannot cross into it; run the handler in-process to use it',
+      );
     },
     assertLease: () =>
       new Promise<void>((resolve, reject) => {
@@ -68,11 +75,19 @@ export default async function runInThread(input: ThreadTask): Promise<ThreadOutc
     const value = await handler(input.args, ctx);
     // Normalised here, so that what crosses back is plain JSON (or says why it is not).
     const json = toJson(value, input.maxJsonBytes);
-    return json.ok ? { kind: 'ok', value: json.value } : { kind: 'error', name: 'TypeError', message: json.error, stack: null, retryable: true };
+    return json.ok
+      ? { kind: 'ok', value: json.value }
+      : { kind: 'error', name: 'TypeError', message: json.error, stack: null, retryable: true };
   } catch (error) {
     const e = error instanceof Error ? error : new Error(String(error));
     // `retryable: false` (NonRetryableError) is what the scheduler reads, so it crosses explicitly.
-    return { kind: 'error', name: e.name, message: e.message, stack: e.stack ?? null, retryable: (e as { retryable?: unknown }).retryable !== false };
+    return {
+      kind: 'error',
+      name: e.name,
+      message: e.message,
+      stack: e.stack ?? null,
+      retryable: (e as { retryable?: unknown }).retryable !== false,
+    };
   } finally {
     port.close();
   }

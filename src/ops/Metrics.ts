@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Database } from '../db/Database.js';
 import type { TaskEventStream } from '../events/TaskEventStream.js';
 import type { Logger } from '../logger.js';
@@ -36,10 +36,22 @@ export class Metrics {
   /** Events up to here have been counted into tasks_created. */
   private createdWatermark?: bigint;
 
-  private readonly created = this.counter('chronograph_tasks_created_total', 'Tasks created in the cluster (any instance, any path) since this instance started; every instance reports the same count, so aggregate with max().', ['queue', 'source']);
+  private readonly created = this.counter(
+    'chronograph_tasks_created_total',
+    'Tasks created in the cluster (any instance, any path) since this instance started; every instance reports the same count, so aggregate with max().',
+    ['queue', 'source'],
+  );
   private readonly claimed = this.counter('chronograph_tasks_claimed_total', 'Attempts this instance claimed.', ['queue']);
-  private readonly completed = this.counter('chronograph_tasks_completed_total', 'Attempts this instance finished, by run status (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED).', ['queue', 'status']);
-  private readonly recovered = this.counter('chronograph_leases_recovered_total', 'Attempts this instance ended because their worker\'s lease expired (the task retries after its backoff, or fails on its last attempt).', ['queue']);
+  private readonly completed = this.counter(
+    'chronograph_tasks_completed_total',
+    'Attempts this instance finished, by run status (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED).',
+    ['queue', 'status'],
+  );
+  private readonly recovered = this.counter(
+    'chronograph_leases_recovered_total',
+    "Attempts this instance ended because their worker's lease expired (the task retries after its backoff, or fails on its last attempt).",
+    ['queue'],
+  );
   private readonly runDuration = new Histogram({
     name: 'chronograph_task_run_duration_seconds',
     help: 'How long finished attempts ran on this instance.',
@@ -49,18 +61,30 @@ export class Metrics {
   });
   private readonly lateness = new Histogram({
     name: 'chronograph_task_lateness_seconds',
-    help: 'Delay between a task\'s due time and its claim, by the database clock.',
+    help: "Delay between a task's due time and its claim, by the database clock.",
     labelNames: ['queue'],
     buckets: LATENESS_BUCKETS,
     registers: [this.registry],
   });
   private readonly due = this.gauge('chronograph_tasks_due', 'Tasks due now and waiting to be claimed (cluster).', ['queue']);
-  private readonly oldestDue = this.gauge('chronograph_tasks_oldest_due_age_seconds', 'Age of the oldest task waiting to be claimed (cluster).', ['queue']);
+  private readonly oldestDue = this.gauge(
+    'chronograph_tasks_oldest_due_age_seconds',
+    'Age of the oldest task waiting to be claimed (cluster).',
+    ['queue'],
+  );
   private readonly running = this.gauge('chronograph_tasks_running', 'Tasks RUNNING on any instance (cluster).', ['queue']);
   private readonly runningHere = this.gauge('chronograph_scheduler_running_handlers', 'Handlers running in this instance right now.', []);
   private readonly databaseUp = this.gauge('chronograph_database_up', '1 when the last scrape could read the database, else 0.', []);
-  private readonly streamLag = this.gauge('chronograph_event_stream_lag_events', 'TaskEvents committed but not yet delivered to this instance\'s subscribers (0 while nobody subscribes).', []);
-  private readonly subscriptions = this.gauge('chronograph_subscriptions', 'Open taskStatusChanged subscriptions on this instance (live ones have caught up; the others are replaying).', ['state']);
+  private readonly streamLag = this.gauge(
+    'chronograph_event_stream_lag_events',
+    "TaskEvents committed but not yet delivered to this instance's subscribers (0 while nobody subscribes).",
+    [],
+  );
+  private readonly subscriptions = this.gauge(
+    'chronograph_subscriptions',
+    'Open taskStatusChanged subscriptions on this instance (live ones have caught up; the others are replaying).',
+    ['state'],
+  );
   private readonly httpDuration = new Histogram({
     name: 'chronograph_http_request_duration_seconds',
     help: 'HTTP requests by route, method and status code.',
@@ -75,7 +99,11 @@ export class Metrics {
     buckets: REQUEST_BUCKETS,
     registers: [this.registry],
   });
-  private readonly graphqlErrors = this.counter('chronograph_graphql_errors_total', 'GraphQL errors returned, by extensions.code (none when uncoded).', ['code', 'transport']);
+  private readonly graphqlErrors = this.counter(
+    'chronograph_graphql_errors_total',
+    'GraphQL errors returned, by extensions.code (none when uncoded).',
+    ['code', 'transport'],
+  );
 
   constructor(private readonly source: MetricsSource) {
     this.schedulerObserver = {

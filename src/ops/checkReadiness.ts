@@ -42,7 +42,10 @@ export async function checkReadiness(source: ReadinessSource): Promise<Readiness
   let migrations: Readiness['checks']['migrations'];
   try {
     const [applied, wanted] = await withTimeout(
-      Promise.all([pingDatabase(db.prisma).then(() => appliedMigrationNames(db.prisma)), (expectedMigrations ??= readMigrations().then((ms) => ms.map((m) => m.name)))]),
+      Promise.all([
+        pingDatabase(db.prisma).then(() => appliedMigrationNames(db.prisma)),
+        (expectedMigrations ??= readMigrations().then((ms) => ms.map((m) => m.name))),
+      ]),
       PROBE_TIMEOUT_MS,
     );
     database = { ok: true, ms: Math.round(performance.now() - started) };

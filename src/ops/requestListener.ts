@@ -1,8 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import type { Logger } from '../logger.js';
 import { GRAPHIQL_ASSETS_PATH, graphiqlAsset } from '../graphql/graphiqlPage.js';
+import type { Logger } from '../logger.js';
 import type { Readiness } from './checkReadiness.js';
+import { isDashboardPath, serveDashboard } from './dashboardFiles.js';
 import type { Metrics } from './Metrics.js';
 import { requestOperations } from './useRequestMetrics.js';
 
@@ -21,7 +22,7 @@ const ROUTES = new Set(['/graphql', '/health', '/ready', '/metrics']);
 
 /**
  * The HTTP server's request listener: `/health`, `/ready`, `/metrics` and GraphiQL's static assets are
- * answered here, before yoga, so that probes and scrapes never depend on GraphQL plugins, the schema
+ * answered here (and the dashboard's page and assets, see dashboardFiles.ts), before yoga, so that probes and scrapes never depend on GraphQL plugins, the schema
  * or a request body; everything else goes to `next` (yoga). Every request is timed into
  * `chronograph_http_request_duration_seconds` and, with LOG_REQUESTS, logged in one line with the
  * GraphQL operation that yoga saw (useRequestMetrics).
@@ -66,6 +67,7 @@ export function createRequestListener(ops: OpsEndpoints, next: RequestListener):
 function routeOf(path: string): string {
   if (ROUTES.has(path)) return path;
   if (path.startsWith(GRAPHIQL_ASSETS_PATH)) return GRAPHIQL_ASSETS_PATH;
+  if (isDashboardPath(path)) return '/dashboard/';
   return 'other';
 }
 
@@ -76,6 +78,7 @@ function route(ops: OpsEndpoints, req: IncomingMessage, res: ServerResponse, pat
   if (path === '/ready') return read ? ready(ops, res) : notAllowed(res);
   if (path === '/metrics') return read ? metrics(ops, req, res) : notAllowed(res);
   if (path.startsWith(GRAPHIQL_ASSETS_PATH)) return read ? asset(req, res, path) : notAllowed(res);
+  if (isDashboardPath(path)) return read ? serveDashboard(req, res, path) : notAllowed(res);
   return undefined;
 }
 

@@ -41,7 +41,12 @@ export async function readQueueGauges(db: PrismaClient): Promise<QueueGauges[]> 
      SELECT coalesce(d.queue, r.queue) AS queue, coalesce(d.n, 0) AS due, d.oldest, coalesce(r.n, 0) AS running
        FROM due d FULL JOIN running r ON r.queue = d.queue`,
   );
-  return rows.map((r) => ({ queue: r.queue, due: Number(r.due), oldestDueSeconds: r.oldest == null ? null : Number(r.oldest), running: Number(r.running) }));
+  return rows.map((r) => ({
+    queue: r.queue,
+    due: Number(r.due),
+    oldestDueSeconds: r.oldest == null ? null : Number(r.oldest),
+    running: Number(r.running),
+  }));
 }
 
 /** The newest TaskEvent id (0 when there is none). */
@@ -51,7 +56,11 @@ export async function newestEventId(db: PrismaClient): Promise<bigint> {
 }
 
 /** Tasks created (their CREATED events) with event ids in (after, upTo], by queue and source. */
-export async function countCreatedTasks(db: PrismaClient, after: bigint, upTo: bigint): Promise<{ queue: string; source: string; n: number }[]> {
+export async function countCreatedTasks(
+  db: PrismaClient,
+  after: bigint,
+  upTo: bigint,
+): Promise<{ queue: string; source: string; n: number }[]> {
   if (upTo <= after) return [];
   const rows = await db.$queryRawUnsafe<{ queue: string; source: string; n: number }[]>(
     `SELECT t.queue, t.source::text AS source, count(*)::int AS n

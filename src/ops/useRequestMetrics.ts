@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { getOperationAST, type DocumentNode, type GraphQLError } from 'graphql';
+import { type DocumentNode, type GraphQLError, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { ChronographError } from '../errors.js';
 import type { Metrics } from './Metrics.js';
@@ -81,7 +81,8 @@ function codesOf(result: Result): (string | undefined)[] {
     const code = error.extensions?.code;
     if (typeof code === 'string') return code;
     let original: unknown = error.originalError;
-    while (original instanceof Error && !(original instanceof ChronographError) && 'originalError' in original) original = original.originalError;
+    while (original instanceof Error && !(original instanceof ChronographError) && 'originalError' in original)
+      original = original.originalError;
     return original instanceof ChronographError ? original.code : undefined;
   });
 }

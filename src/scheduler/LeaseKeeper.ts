@@ -113,8 +113,13 @@ export class LeaseKeeper {
 
   private received(report: KeeperReport) {
     if (report.type === 'beat') this.options.onBeat({ sentAt: report.sentAt, asked: report.asked, held: new Set(report.held) });
-    else if (report.type === 'blocked') this.options.logger.warn({ blockedMs: report.ms }, 'the main thread was unresponsive past LEASE_WATCHDOG_MS; its leases were not extended');
-    else if (report.type === 'failed') this.options.logger.warn({ error: report.error }, 'heartbeat failed; handlers are stopped if their lease cannot be extended in time');
+    else if (report.type === 'blocked')
+      this.options.logger.warn(
+        { blockedMs: report.ms },
+        'the main thread was unresponsive past LEASE_WATCHDOG_MS; its leases were not extended',
+      );
+    else if (report.type === 'failed')
+      this.options.logger.warn({ error: report.error }, 'heartbeat failed; handlers are stopped if their lease cannot be extended in time');
   }
 
   private async beatHere() {
@@ -137,5 +142,8 @@ export class LeaseKeeper {
 function startThread(workerData: LeaseKeeperThreadData): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./leaseKeeperThread.js', import.meta.url), { workerData });
   const entry = fileURLToPath(new URL('./leaseKeeperThread.ts', import.meta.url));
-  return new Worker(new URL('./threadBootstrap.cjs', import.meta.url), { workerData: { ...workerData, entry }, execArgv: ['--import', 'tsx'] });
+  return new Worker(new URL('./threadBootstrap.cjs', import.meta.url), {
+    workerData: { ...workerData, entry },
+    execArgv: ['--import', 'tsx'],
+  });
 }

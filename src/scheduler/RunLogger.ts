@@ -41,21 +41,30 @@ export class RunLogger {
       const [data, message] = typeof first === 'string' ? [undefined, first] : [first, second ?? ''];
       if (data) this.logger[level](data, message);
       else this.logger[level](message);
-      if (this.lines.length < this.limit) this.lines.push({ level, message: toStorableText(String(message), 8192), data: data ? logData(data) : null, createdAt: new Date() });
+      if (this.lines.length < this.limit)
+        this.lines.push({
+          level,
+          message: toStorableText(String(message), 8192),
+          data: data ? logData(data) : null,
+          createdAt: new Date(),
+        });
       else this.dropped++;
     }) as LogMethod;
   }
 
   /** The lines to store, with a note when some were dropped. */
   drain(): RunLogLine[] {
-    if (this.dropped) this.lines.push({ level: 'warn', message: `${this.dropped} more log lines were not stored`, data: null, createdAt: new Date() });
+    if (this.dropped)
+      this.lines.push({ level: 'warn', message: `${this.dropped} more log lines were not stored`, data: null, createdAt: new Date() });
     return this.lines;
   }
 }
 
 /** Log data is kept when it can be stored, and replaced by the reason when it cannot: a log line must never fail a run. */
 function logData(data: Record<string, unknown>): unknown {
-  const plain = Object.fromEntries(Object.entries(data).map(([k, v]) => [k, v instanceof Error ? { message: v.message, stack: v.stack } : v]));
+  const plain = Object.fromEntries(
+    Object.entries(data).map(([k, v]) => [k, v instanceof Error ? { message: v.message, stack: v.stack } : v]),
+  );
   const json = toJson(plain, 65_536, 'log data');
   return json.ok ? json.value : { unstorable: json.error };
 }

@@ -1,24 +1,42 @@
-import { TaskStatus } from '../generated/prisma/client.js';
-import { LeaseLostError, type Handler, type HandlerContext, type HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { ThreadDied, ThreadRunner } from '../handlers/ThreadRunner.js';
-import { isNonRetryable } from '../handlers/NonRetryableError.js';
 import type { Database } from '../db/Database.js';
+import { TaskStatus } from '../generated/prisma/client.js';
+import { type Handler, type HandlerContext, type HandlerRegistry, LeaseLostError } from '../handlers/HandlerRegistry.js';
+import { isNonRetryable } from '../handlers/NonRetryableError.js';
+import { ThreadDied, ThreadRunner } from '../handlers/ThreadRunner.js';
 import type { Logger } from '../logger.js';
 import { CANCEL_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
-import { LeaseKeeper, type LeaseReport } from './LeaseKeeper.js';
-import { nextRunAfter, retryDelayMs } from './recurrence.js';
-import { RunLogger } from './RunLogger.js';
-import { checkLease, claimTasks, completeRuns, msUntilNextDue, recoverExpiredTasks, type ClaimedTask, type Completion } from './sql.js';
 import { fireOverlappingTasks } from './fireOverlappingTasks.js';
-import { skipMisfiredTasks } from './skipMisfiredTasks.js';
-import { toJson, toStorableText } from './toJson.js';
+import { LeaseKeeper, type LeaseReport } from './LeaseKeeper.js';
+import { RunLogger } from './RunLogger.js';
+import { nextRunAfter, retryDelayMs } from './recurrence.js';
 import type { SchedulerObserver } from './SchedulerObserver.js';
+import { skipMisfiredTasks } from './skipMisfiredTasks.js';
+import {
+  type ClaimedTask,
+  type ClaimRequest,
+  type Completion,
+  type CompletionResult,
+  checkLease,
+  claimCappedTasks,
+  claimTasks,
+  completeRuns,
+  hasCappedTenants,
+  msUntilNextDue,
+  recoverExpiredTasks,
+} from './sql.js';
+import { toJson, toStorableText } from './toJson.js';
 
 export interface SchedulerOptions {
   workerId: string;
   /** Handlers running at once in this process. */
   concurrency: number;
+  /**
+   * The share (0-1] of `concurrency` one tenant may hold once more than one tenant has tasks
+   * (TENANT_SLOT_SHARE), so another tenant's due task finds a free slot even while one tenant's long
+   * tasks run. At least one slot.
+   */
+  tenantSlotShare: number;
   /** Per-queue limits in this process, e.g. { emails: 2 }. */
   queueConcurrency: Record<string, number>;
   leaseMs: number;
@@ -86,7 +104,9 @@ export class Scheduler {
   /** Local time when the earliest lease held by another worker runs out: recovery is due then. */
   private recoverAt = 0;
   private unlisten: (() => Promise<void>)[] = [];
-  private readonly pending: { completion: Completion; done: (applied: boolean | Error) => void }[] = [];
+  /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
+  private capped = { any: false, checkedAt: 0, first: false };
+  private readonly pending: { completion: Completion; done: (result: CompletionResult | Error) => void }[] = [];
   private flushing?: Promise<void>;
   private readonly keeper: LeaseKeeper;
   private readonly threads: ThreadRunner;
@@ -180,7 +200,10 @@ export class Scheduler {
     clearTimeout(this.timer);
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
-    const finished = await Promise.race([all().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
+    const finished = await Promise.race([
+      all().then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
+    ]);
     clearTimeout(timer);
     if (!finished) {
       const entries = [...this.running.values()];
@@ -239,10 +262,12 @@ export class Scheduler {
         // Per-queue limits apply to the whole batch, so claim one at a time while any queue is limited.
         const limit = Object.keys(this.options.queueConcurrency).length ? 1 : free;
         const sentAt = Date.now();
-        const claimed = await claimTasks(this.db.prisma, this.workerId, limit, this.options.leaseMs, this.fullQueues());
+        const claimed = await this.claim(limit);
         if (this.stopped) {
           // SIGTERM came while the claim was in flight: no new run starts; the tasks go straight back.
-          await Promise.all(claimed.map((task) => this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started'))));
+          await Promise.all(
+            claimed.map((task) => this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started'))),
+          );
           break;
         }
         if (claimed.length) this.observe((o) => o.claimed(claimed));
@@ -252,7 +277,7 @@ export class Scheduler {
           break;
         }
       }
-      const next = await msUntilNextDue(this.db.prisma, [...this.running.keys()], this.fullQueues());
+      const next = await msUntilNextDue(this.db.prisma, [...this.running.keys()], this.fullQueues(), this.tenantsAtShare());
       this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
@@ -273,6 +298,63 @@ export class Scheduler {
     }
     clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), delay);
+  }
+
+  /** Slots of this instance one tenant may hold once more than one tenant has tasks. */
+  private get tenantSlots(): number {
+    return Math.max(1, Math.floor(this.options.concurrency * this.options.tenantSlotShare));
+  }
+
+  private heldByTenant(extra: ClaimedTask[] = []): Map<string, number> {
+    const held = new Map<string, number>();
+    for (const task of [...[...this.running.values()].map((r) => r.task), ...extra])
+      held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
+    return held;
+  }
+
+  private tenantsAtShare(): string[] {
+    return [...this.heldByTenant()].filter(([, n]) => n >= this.tenantSlots).map(([tenant]) => tenant);
+  }
+
+  /**
+   * Claims up to `limit` tasks, shared fairly between tenants (see claimTasks). While some tenant has
+   * maxConcurrentRuns, its tasks are claimed by claimCappedTasks, which enforces the limit across
+   * instances; the two claims take turns going first.
+   */
+  private async claim(limit: number): Promise<ClaimedTask[]> {
+    const prisma = this.db.prisma;
+    const request = (n: number, extra: ClaimedTask[] = []): ClaimRequest => ({
+      workerId: this.workerId,
+      limit: n,
+      leaseMs: this.options.leaseMs,
+      excludedQueues: this.fullQueues(),
+      tenantSlots: this.tenantSlots,
+      held: this.heldByTenant(extra),
+    });
+    if (Date.now() - this.capped.checkedAt >= 1000) {
+      this.capped.any = await hasCappedTenants(prisma);
+      this.capped.checkedAt = Date.now();
+    }
+    if (!this.capped.any) return claimTasks(prisma, request(limit));
+    this.capped.first = !this.capped.first;
+    const [one, two] = this.capped.first
+      ? [
+          (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)),
+        ]
+      : [
+          (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)),
+        ];
+    const first = await one(limit, []);
+    if (first.length >= limit || this.stopped) return first;
+    try {
+      return [...first, ...(await two(limit - first.length, first))];
+    } catch (error) {
+      // The first claim's tasks are RUNNING under this worker's leases: they must run, not wait for recovery.
+      this.logger.error({ err: error }, 'claim failed; running what was claimed before it');
+      return first;
+    }
   }
 
   /** A failure here (one bad row) must not stop ordinary tasks from being claimed, so it is contained. */
@@ -345,7 +427,12 @@ export class Scheduler {
     this.running.set(task.runId, entry);
     this.keeper.update(this.leases());
     entry.done = this.run(entry)
-      .catch((error) => this.logger.error({ err: error, taskId: task.id }, 'could not record the end of a run; its lease will expire and it will be recovered'))
+      .catch((error) =>
+        this.logger.error(
+          { err: error, taskId: task.id },
+          'could not record the end of a run; its lease will expire and it will be recovered',
+        ),
+      )
       .finally(() => {
         this.running.delete(task.runId);
         this.keeper.update(this.leases());
@@ -368,24 +455,62 @@ export class Scheduler {
     const started = performance.now();
     const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
-    if (outcome.kind === 'abandoned') runLogger.warn(`handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`);
-    const completion = this.completionFor(entry, outcome, { startedAt, durationMs, logs: runLogger.drain() });
-    const applied = await this.complete(completion);
+    if (outcome.kind === 'abandoned')
+      runLogger.warn(
+        `handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`,
+      );
+    const run = { startedAt, durationMs, logs: runLogger.drain() };
+    let completion = this.completionFor(entry, outcome, run);
+    let result = await this.complete(completion);
+    // updateTask edited the task while it ran: its next run (and retry policy) come from the edited settings.
+    for (let i = 0; result === 'edited' && i < 10; i++) {
+      await this.readEdits(entry);
+      completion = this.completionFor(entry, outcome, run);
+      result = await this.complete(completion);
+    }
+    const applied = result === 'applied';
     if (applied && !completion.abandoned) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
-    if (!applied && entry.reason !== 'forced') log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
+    if (!applied && entry.reason !== 'forced')
+      log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
   }
 
   /** What an attempt's end does to its task; everything stored here went through toJson / toStorableText. */
-  private completionFor(entry: Running, outcome: Outcome, run: { startedAt: Date; durationMs: number; logs: Completion['logs'] }): Completion {
+  private completionFor(
+    entry: Running,
+    outcome: Outcome,
+    run: { startedAt: Date; durationMs: number; logs: Completion['logs'] },
+  ): Completion {
     const { task } = entry;
     const finishedUnasked = outcome.kind === 'ok' && entry.reason !== 'timeout';
     if ((entry.reason === 'shutdown' || entry.reason === 'lost') && !finishedUnasked) {
       return this.handBack(task, run.durationMs, run.logs, reasonText(entry.reason));
     }
-    const base = { taskId: task.id, runId: task.runId, workerId: this.workerId, durationMs: run.durationMs, logs: run.logs, abandoned: false, eventType: 'STATUS_CHANGED' as const };
+    const base = {
+      taskId: task.id,
+      runId: task.runId,
+      workerId: this.workerId,
+      durationMs: run.durationMs,
+      logs: run.logs,
+      abandoned: false,
+      eventType: 'STATUS_CHANGED' as const,
+      revision: task.revision,
+    };
     if (entry.reason === 'forced') {
       // forcedEnd has ended the task already; this only applies if it somehow has not, and stores the logs.
-      return { ...base, status: TaskStatus.FORCED_END, nextRunAt: null, attempts: task.attempts, runCountDelta: 0, lastError: null, runStatus: 'CANCELLED', result: null, error: 'forced end requested', errorStack: null, message: 'forced end: the running handler was aborted' };
+      return {
+        ...base,
+        revision: null,
+        status: TaskStatus.FORCED_END,
+        nextRunAt: null,
+        attempts: task.attempts,
+        runCountDelta: 0,
+        lastError: null,
+        runStatus: 'CANCELLED',
+        result: null,
+        error: 'forced end requested',
+        errorStack: null,
+        message: 'forced end: the running handler was aborted',
+      };
     }
     let failure: { error: Error; runStatus: Completion['runStatus'] } | undefined;
     if (finishedUnasked) {
@@ -464,15 +589,39 @@ export class Scheduler {
       message: `handed back by worker ${this.workerId} (${why}); due again now, not counted as an attempt`,
       abandoned: true,
       logs,
+      // The same occurrence, due again: nothing here comes from the schedule an edit may have changed.
+      revision: null,
     };
+  }
+
+  /** Reads what updateTask may have changed of a running task into its claimed copy (the run's own attempt stays). */
+  private async readEdits(entry: Running): Promise<void> {
+    const row = await this.db.prisma.task.findUnique({
+      where: { id: entry.task.id },
+      select: {
+        repeatType: true,
+        cronExpression: true,
+        intervalSeconds: true,
+        timezone: true,
+        endTime: true,
+        maxRuns: true,
+        maxAttempts: true,
+        retryBackoffMs: true,
+        misfirePolicy: true,
+        misfireToleranceMs: true,
+        overlapPolicy: true,
+        revision: true,
+      },
+    });
+    if (row) entry.task = { ...entry.task, ...row };
   }
 
   /**
    * Queues a completion; one writer at a time flushes everything queued into a single statement, so
    * completions that finish while a batch is being written share the next commit.
    */
-  private complete(completion: Completion): Promise<boolean> {
-    const result = new Promise<boolean | Error>((done) => this.pending.push({ completion, done }));
+  private complete(completion: Completion): Promise<CompletionResult> {
+    const result = new Promise<CompletionResult | Error>((done) => this.pending.push({ completion, done }));
     this.flushing ??= this.flush().finally(() => (this.flushing = undefined));
     return result.then((r) => {
       if (r instanceof Error) throw r;
@@ -484,10 +633,14 @@ export class Scheduler {
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
       try {
-        const applied = await completeRuns(this.db.prisma, batch.map((b) => b.completion));
-        for (const b of batch) b.done(applied.has(b.completion.taskId));
+        const results = await completeRuns(
+          this.db.prisma,
+          batch.map((b) => b.completion),
+        );
+        for (const b of batch) b.done(results.get(b.completion.taskId) ?? 'lost');
       } catch (error) {
-        if (batch.length > 1) this.logger.warn({ err: error, completions: batch.length }, 'a batch of completions failed; applying them one by one');
+        if (batch.length > 1)
+          this.logger.warn({ err: error, completions: batch.length }, 'a batch of completions failed; applying them one by one');
         // One row must not poison the others: each is applied on its own.
         for (const b of batch) b.done(await this.completeAlone(b.completion).catch((e: Error) => e));
       }
@@ -499,18 +652,26 @@ export class Scheduler {
    * (something toJson did not foresee), the attempt is recorded as failed without its result and logs,
    * so the task does not stay RUNNING until its lease runs out and is then run again.
    */
-  private async completeAlone(completion: Completion): Promise<boolean> {
+  private async completeAlone(completion: Completion): Promise<CompletionResult> {
     let lastError: unknown;
     for (let i = 1; i <= 5; i++) {
       try {
-        return (await completeRuns(this.db.prisma, [completion])).has(completion.taskId);
+        return (await completeRuns(this.db.prisma, [completion])).get(completion.taskId) ?? 'lost';
       } catch (error) {
         lastError = error;
         try {
           const error2 = toStorableText(`the outcome could not be stored: ${(error as Error).message}`, 8192);
-          const stripped: Completion = { ...completion, result: null, logs: [], error: error2, errorStack: null, lastError: error2, message: toStorableText(completion.message, 8192) };
+          const stripped: Completion = {
+            ...completion,
+            result: null,
+            logs: [],
+            error: error2,
+            errorStack: null,
+            lastError: error2,
+            message: toStorableText(completion.message, 8192),
+          };
           if (completion.runStatus === 'SUCCEEDED') Object.assign(stripped, { runStatus: 'FAILED' });
-          return (await completeRuns(this.db.prisma, [stripped])).has(completion.taskId);
+          return (await completeRuns(this.db.prisma, [stripped])).get(completion.taskId) ?? 'lost';
         } catch (again) {
           lastError = again;
           await new Promise((r) => setTimeout(r, 100 * 2 ** i));
@@ -550,7 +711,12 @@ export class Scheduler {
     }
     const thread = task.memoryLimitMb != null || handler.info.isolation === 'thread' || type.options.isolation === 'thread';
     if (thread && !handler.module) {
-      return Promise.resolve({ kind: 'error', error: new Error(`handler ${task.funcName} is a function registered in-process; it cannot run in a worker thread (register it by module)`) });
+      return Promise.resolve({
+        kind: 'error',
+        error: new Error(
+          `handler ${task.funcName} is a function registered in-process; it cannot run in a worker thread (register it by module)`,
+        ),
+      });
     }
     const ctx: HandlerContext = {
       signal: controller.signal,
@@ -575,8 +741,10 @@ export class Scheduler {
     if (thread) {
       const kill = new AbortController();
       entry.kill = kill;
-      const memoryLimitMb = task.memoryLimitMb ?? handler.info.memoryLimitMb ?? type.options.memoryLimitMb ?? this.options.threadMemoryLimitMb;
-      fn = (args, c) => this.threads.run({ url: handler.module!.url, exportName: handler.module!.exportName, args, memoryLimitMb, kill: kill.signal }, c);
+      const memoryLimitMb =
+        task.memoryLimitMb ?? handler.info.memoryLimitMb ?? type.options.memoryLimitMb ?? this.options.threadMemoryLimitMb;
+      fn = (args, c) =>
+        this.threads.run({ url: handler.module!.url, exportName: handler.module!.exportName, args, memoryLimitMb, kill: kill.signal }, c);
     } else {
       fn = this.handlers.get(task.funcName)!;
     }
@@ -605,7 +773,6 @@ export class Scheduler {
     });
   }
 }
-
 
 function reasonText(reason: AbortReason): string {
   return {

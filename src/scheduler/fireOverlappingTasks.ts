@@ -27,7 +27,16 @@ export async function fireOverlappingTasks(prisma: PrismaClient, limit: number):
     const now = new Date();
     for (const parent of parents) {
       const child = await tx.task.create({ data: childOf(parent, now) });
-      await recordEvents(tx, [{ taskId: child.id, tenantId: child.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: now, message: `occurrence ${parent.nextRunAt!.toISOString()} of ${parent.id}` }]);
+      await recordEvents(tx, [
+        {
+          taskId: child.id,
+          tenantId: child.tenantId,
+          fromStatus: null,
+          toStatus: TaskStatus.SCHEDULED,
+          nextRunAt: now,
+          message: `occurrence ${parent.nextRunAt!.toISOString()} of ${parent.id}`,
+        },
+      ]);
       const runCount = parent.runCount + 1;
       const next = nextRunAfter({ ...parent, scheduledFor: parent.nextRunAt!, runStartedAt: now, now, runCount });
       await transition(tx, {

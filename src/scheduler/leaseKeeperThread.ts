@@ -41,7 +41,12 @@ const report = (r: KeeperReport) => parentPort!.postMessage(r);
 
 async function connection(): Promise<pg.Client> {
   if (client) return client;
-  const c = new pg.Client({ connectionString: data.url, application_name: `chronograph-heartbeat:${data.workerId}`, query_timeout: data.intervalMs * 2, connectionTimeoutMillis: data.intervalMs * 2 });
+  const c = new pg.Client({
+    connectionString: data.url,
+    application_name: `chronograph-heartbeat:${data.workerId}`,
+    query_timeout: data.intervalMs * 2,
+    connectionTimeoutMillis: data.intervalMs * 2,
+  });
   c.on('error', () => {
     if (client === c) client = undefined;
   });
@@ -62,7 +67,12 @@ async function beat() {
   const sentAt = Date.now();
   try {
     const c = await connection();
-    const result = await c.query<{ runId: string }>(data.sql, [data.workerId, asked.map((r) => r.taskId), asked.map((r) => r.runId), data.leaseMs]);
+    const result = await c.query<{ runId: string }>(data.sql, [
+      data.workerId,
+      asked.map((r) => r.taskId),
+      asked.map((r) => r.runId),
+      data.leaseMs,
+    ]);
     report({ type: 'beat', sentAt, asked: asked.map((r) => r.runId), held: result.rows.map((r) => r.runId) });
   } catch (error) {
     const c = client;

@@ -1,5 +1,5 @@
 import type { PrismaClient } from '../generated/prisma/client.js';
-import { TaskEventType, TaskStatus, type RepeatType } from '../generated/prisma/client.js';
+import { type RepeatType, TaskEventType, TaskStatus } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
 import { nextOccurrence } from '../time/schedule.js';
 
@@ -46,9 +46,20 @@ export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Pr
       let next = nextOccurrence(row, now, row.nextRunAt);
       if (next && row.endTime && next > row.endTime) next = null;
       if (next && (row.maxRuns == null || row.runCount < row.maxRuns)) {
-        await transition(tx, { task: row, to: TaskStatus.SCHEDULED, type: TaskEventType.RESCHEDULED, data: { nextRunAt: next }, message: `${late}; skipped to the next occurrence` });
+        await transition(tx, {
+          task: row,
+          to: TaskStatus.SCHEDULED,
+          type: TaskEventType.RESCHEDULED,
+          data: { nextRunAt: next },
+          message: `${late}; skipped to the next occurrence`,
+        });
       } else {
-        await transition(tx, { task: row, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: `${late}; skipped (misfire policy SKIP)` });
+        await transition(tx, {
+          task: row,
+          to: TaskStatus.CANCELLED,
+          data: { nextRunAt: null },
+          message: `${late}; skipped (misfire policy SKIP)`,
+        });
       }
     }
     return rows.length;

@@ -1,6 +1,4 @@
-import type { PrismaClient } from '../generated/prisma/client.js';
-import type { Prisma } from '../generated/prisma/client.js';
-import type { MisfirePolicy, OverlapPolicy, RepeatType, TaskStatus } from '../generated/prisma/client.js';
+import type { MisfirePolicy, OverlapPolicy, Prisma, PrismaClient, RepeatType, TaskStatus } from '../generated/prisma/client.js';
 import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
 
 /**
@@ -49,6 +47,8 @@ export interface ClaimedTask {
   recovered: boolean;
   /** Database time at the claim; lateness is measured against it, not against this process' clock. */
   claimedAt: Date;
+  /** The task's revision (updateTask's edits) when it was claimed. */
+  revision: number;
 }
 
 const NOTIFY_EVENTS = `SELECT count(pg_notify('${TASK_EVENT_CHANNEL}', json_build_object('id', e.id::text, 'taskId', e.task_id, 'tenantId', e.tenant_id)::text)) AS n FROM events e`;
@@ -60,31 +60,97 @@ const CLAIMED_COLUMNS = `
   c.run_count AS "runCount", c.next_run_at AS "nextRunAt", c.priority, c.queue, c.attempts, c.max_attempts AS "maxAttempts",
   c.timeout_ms AS "timeoutMs", c.memory_limit_mb AS "memoryLimitMb", c.misfire_policy::text AS "misfirePolicy",
   c.misfire_tolerance_ms AS "misfireToleranceMs", c.overlap_policy::text AS "overlapPolicy", c.retry_backoff_ms AS "retryBackoffMs",
-  c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt"`;
+  c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt", c.revision`;
+
+/** What one claim may take, and from whom. */
+export interface ClaimRequest {
+  workerId: string;
+  /** Free slots: at most this many tasks in all. */
+  limit: number;
+  leaseMs: number;
+  /** Queues whose per-process limit is reached. */
+  excludedQueues: string[];
+  /**
+   * The most slots of this instance one tenant may hold once more than one tenant has tasks
+   * (TENANT_SLOT_SHARE of CONCURRENCY), so that one tenant's long tasks cannot keep every slot.
+   */
+  tenantSlots: number;
+  /** Tasks this instance is running now, by tenant. */
+  held: Map<string, number>;
+}
+
+/** An arbitrary constant naming the claim locks of tenants with maxConcurrentRuns (first half of the two-key advisory lock). */
+const CLAIM_LOCK_CLASS = 0x636c6169; // 'clai'
 
 /**
- * Claims up to `limit` due tasks for `workerId`: runnable rows in priority then due-time order (the
- * partial index task_due_idx serves exactly this order), skipping rows another instance is claiming
- * (SKIP LOCKED, so instances never wait on each other), then marks them RUNNING under a lease held by a
- * new run id, counts the attempt, and creates their run and event rows — all in one statement. This is
- * graphile-worker's get_job pattern; one statement instead of an interactive transaction saves the
- * round trips that dominate no-op throughput.
+ * Claims up to `limit` due tasks for `workerId`, shared fairly between tenants, then marks them RUNNING
+ * under a lease held by a new run id, counts the attempt, and creates their run and event rows — all
+ * in one statement (graphile-worker's get_job pattern: one statement instead of an interactive
+ * transaction saves the round trips that dominate no-op throughput).
+ *
+ * Fairness: the tenants that have waiting tasks are found by a loose index scan of task_tenant_due_idx
+ * (one index probe per tenant, whatever their backlogs); each tenant's due tasks are taken in its own
+ * priority then due-time order (priority orders tasks within a tenant, never across tenants), skipping
+ * rows another instance is claiming (SKIP LOCKED, so instances never wait on each other); the batch then
+ * takes the tenants' first tasks, then their second ones, and so on (round robin). Once more than one
+ * tenant has tasks, a tenant holds at most `tenantSlots` of this instance's slots, so another tenant's
+ * due task finds a free slot at the next claim even while one tenant's long tasks run.
+ *
+ * `capped` claims for tenants with `maxConcurrentRuns` instead (claimCappedTasks); without it those
+ * tenants are left out.
  *
  * SKIP-policy tasks that are later than their tolerance are left for skipMisfiredTasks (but not a task
  * handed back by a stopped worker: that occurrence did start on time).
  */
-export async function claimTasks(db: Db, workerId: string, limit: number, leaseMs: number, excludedQueues: string[]): Promise<ClaimedTask[]> {
-  return db.$queryRawUnsafe<ClaimedTask[]>(
-    `WITH due AS (
-       SELECT id, status AS prev_status, last_run_abandoned AS recovered FROM task
-        WHERE status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
-          AND queue <> ALL($4::text[])
-          AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
-          AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
-                   AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
-        ORDER BY priority DESC, next_run_at
+function claimSql(capped: boolean): string {
+  // $1 worker, $2 limit, $3 lease ms, $4 excluded queues, $5 tenant slots, $6/$7 held (tenants, counts), $8 capped tenants (capped only)
+  // Once more than one tenant has tasks (the first and last tenant_id of an index differ), a tenant holds at
+  // most $5 of this instance's slots; an installation with one tenant uses every slot.
+  const room = `CASE WHEN (SELECT min(tenant_id) FROM task) <> (SELECT max(tenant_id) FROM task) THEN GREATEST(0, $5::int - coalesce(h.held, 0)) ELSE $2::int END`;
+  const tenants = capped
+    ? // Locked by claimCappedTasks in this transaction: the count of RUNNING tasks below sees every
+      // claim of these tenants that committed before (each statement reads a fresh snapshot).
+      `active AS (
+         SELECT q.id AS tenant_id,
+                LEAST(${room}, q.max_concurrent_runs - (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))::int AS room
+           FROM tenant q LEFT JOIN unnest($6::text[], $7::int[]) AS h(tenant_id, held) ON h.tenant_id = q.id
+          WHERE q.id = ANY($8::text[]) AND q.max_concurrent_runs IS NOT NULL
+       )`
+    : `tenants AS (
+         (SELECT tenant_id FROM task WHERE status IN ('SCHEDULED', 'RETRYING') ORDER BY tenant_id LIMIT 1)
+         UNION ALL
+         SELECT (SELECT w.tenant_id FROM task w WHERE w.status IN ('SCHEDULED', 'RETRYING') AND w.tenant_id > tenants.tenant_id
+                  ORDER BY w.tenant_id LIMIT 1)
+           FROM tenants WHERE tenants.tenant_id IS NOT NULL
+       ),
+       active AS (
+         SELECT tenant_id, room FROM (
+           SELECT tenants.tenant_id, ${room} AS room,
+                  EXISTS (SELECT 1 FROM tenant q WHERE q.id = tenants.tenant_id AND q.max_concurrent_runs IS NOT NULL) AS capped
+             FROM tenants LEFT JOIN unnest($6::text[], $7::int[]) AS h(tenant_id, held) USING (tenant_id)
+            WHERE tenants.tenant_id IS NOT NULL
+         ) every_tenant WHERE NOT capped
+       )`;
+  return `WITH RECURSIVE ${tenants},
+     candidates AS (
+       SELECT x.* FROM active a CROSS JOIN LATERAL (
+         SELECT id, tenant_id, priority, next_run_at, status AS prev_status, last_run_abandoned AS recovered FROM task
+          WHERE task.tenant_id = a.tenant_id AND status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
+            AND queue <> ALL($4::text[])
+            AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
+            AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
+                     AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
+          ORDER BY priority DESC, next_run_at
+          LIMIT GREATEST(0, LEAST(a.room, $2::int))
+          FOR UPDATE SKIP LOCKED
+       ) x WHERE a.room > 0
+     ),
+     due AS (
+       SELECT id, prev_status, recovered FROM (
+         SELECT *, row_number() OVER (PARTITION BY tenant_id ORDER BY priority DESC, next_run_at) AS turn FROM candidates
+       ) ranked
+        ORDER BY turn, priority DESC, next_run_at
         LIMIT $2
-        FOR UPDATE SKIP LOCKED
      ),
      c AS (
        UPDATE task t SET status = 'RUNNING', locked_by = $1, locked_run_id = gen_random_uuid(),
@@ -106,12 +172,62 @@ export async function claimTasks(db: Db, workerId: string, limit: number, leaseM
        RETURNING id, task_id, tenant_id
      ),
      notified AS (${NOTIFY_EVENTS})
-     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM r) runs`,
-    workerId,
-    limit,
-    leaseMs,
-    excludedQueues,
+     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM r) runs`;
+}
+
+const CLAIM_OPEN = claimSql(false);
+const CLAIM_CAPPED = claimSql(true);
+
+function claimParams(req: ClaimRequest, capped: string[] | null): unknown[] {
+  const params: unknown[] = [
+    req.workerId,
+    req.limit,
+    req.leaseMs,
+    req.excludedQueues,
+    req.tenantSlots,
+    [...req.held.keys()],
+    [...req.held.values()],
+  ];
+  return capped ? [...params, capped] : params;
+}
+
+/** Claims for every tenant without `maxConcurrentRuns` (see claimSql). */
+export async function claimTasks(db: Db, req: ClaimRequest): Promise<ClaimedTask[]> {
+  if (req.limit <= 0) return [];
+  return db.$queryRawUnsafe<ClaimedTask[]>(CLAIM_OPEN, ...claimParams(req, null));
+}
+
+/** Whether any tenant has `maxConcurrentRuns` (then the scheduler also runs claimCappedTasks). */
+export async function hasCappedTenants(db: Db): Promise<boolean> {
+  const [row] = await db.$queryRawUnsafe<{ capped: boolean }[]>(
+    `SELECT EXISTS (SELECT 1 FROM tenant WHERE max_concurrent_runs IS NOT NULL) AS capped`,
   );
+  return row?.capped === true;
+}
+
+/**
+ * Claims for the tenants with `maxConcurrentRuns`, which is enforced across instances here: in one
+ * short transaction, each such tenant's claim lock is taken (an advisory lock; a tenant whose lock
+ * another instance holds is being claimed for there and is skipped this time), then its RUNNING tasks
+ * are counted and at most the difference is claimed. The count comes after the lock, in a statement of
+ * its own, so it sees every claim that committed before — two instances cannot both take the last slot.
+ */
+export async function claimCappedTasks(prisma: PrismaClient, req: ClaimRequest): Promise<ClaimedTask[]> {
+  if (req.limit <= 0) return [];
+  return prisma.$transaction(async (tx) => {
+    const locked = await tx.$queryRawUnsafe<{ id: string }[]>(
+      `SELECT id FROM tenant WHERE max_concurrent_runs IS NOT NULL AND pg_try_advisory_xact_lock($1::int, hashtext(id)) ORDER BY id`,
+      CLAIM_LOCK_CLASS,
+    );
+    if (locked.length === 0) return [];
+    return tx.$queryRawUnsafe<ClaimedTask[]>(
+      CLAIM_CAPPED,
+      ...claimParams(
+        req,
+        locked.map((t) => t.id),
+      ),
+    );
+  });
 }
 
 /**
@@ -188,6 +304,12 @@ export interface Completion {
   /** The worker gave the attempt up unfinished (shutdown): the next run is recorded `recovered`. */
   abandoned: boolean;
   logs: { level: string; message: string; data: unknown; createdAt: Date }[];
+  /**
+   * The task's revision the outcome was computed from (its next run, retries): the completion applies only
+   * while the task is still at it. Null applies whatever was edited (hand-backs and forced ends, which
+   * compute nothing from the schedule).
+   */
+  revision: number | null;
 }
 
 /**
@@ -201,8 +323,11 @@ export interface Completion {
  * finished task was what limited the scheduler (measured with `npm run bench -- scheduler`). The
  * Scheduler groups whatever finished while the previous batch was being written.
  */
-export async function completeRuns(db: Db, completions: Completion[]): Promise<Set<string>> {
-  if (completions.length === 0) return new Set();
+/** What became of a completion: applied; refused because the task was edited since the outcome was computed; or (absent) its lease is gone. */
+export type CompletionResult = 'applied' | 'edited' | 'lost';
+
+export async function completeRuns(db: Db, completions: Completion[]): Promise<Map<string, Exclude<CompletionResult, 'lost'>>> {
+  if (completions.length === 0) return new Map();
   const input = completions.map((c) => ({
     task_id: c.taskId,
     run_id: c.runId,
@@ -219,16 +344,24 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
     event_type: c.eventType,
     message: c.message,
     abandoned: c.abandoned,
+    revision: c.revision,
   }));
   const logs = completions.flatMap((c) =>
-    c.logs.map((l) => ({ run_id: c.runId, worker_id: c.workerId, level: l.level, message: l.message, data: l.data ?? null, created_at: l.createdAt.toISOString() })),
+    c.logs.map((l) => ({
+      run_id: c.runId,
+      worker_id: c.workerId,
+      level: l.level,
+      message: l.message,
+      data: l.data ?? null,
+      created_at: l.createdAt.toISOString(),
+    })),
   );
-  const rows = await db.$queryRawUnsafe<{ id: string }[]>(
+  const rows = await db.$queryRawUnsafe<{ id: string; edited: boolean }[]>(
     `WITH input AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
          task_id uuid, run_id uuid, status "TaskStatus", next_run_at timestamptz, attempts int,
          run_count_delta int, last_error text, run_status "RunStatus", duration_ms int, result jsonb, error text,
-         error_stack text, event_type "TaskEventType", message text, abandoned boolean)
+         error_stack text, event_type "TaskEventType", message text, abandoned boolean, revision int)
      ),
      t AS (
        UPDATE task SET status = i.status, next_run_at = i.next_run_at, attempts = i.attempts,
@@ -236,7 +369,12 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
          FROM input i
         WHERE task.id = i.task_id AND task.locked_run_id = i.run_id AND task.status = 'RUNNING'
+          AND (i.revision IS NULL OR task.revision = i.revision)
        RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message
+     ),
+     edited AS (
+       SELECT task.id FROM task JOIN input i ON task.id = i.task_id AND task.locked_run_id = i.run_id
+        WHERE task.status = 'RUNNING' AND i.revision IS NOT NULL AND task.revision <> i.revision
      ),
      run AS (
        UPDATE task_run SET status = i.run_status, finished_at = now(), duration_ms = i.duration_ms, result = i.result,
@@ -263,15 +401,17 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<S
      woken AS (
        SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM t WHERE t.new_status IN ('SCHEDULED', 'RETRYING'))
      )
-     SELECT t.id FROM t
+     SELECT t.id, false AS edited FROM t
        CROSS JOIN notified
        CROSS JOIN (SELECT count(*) FROM run) r
        CROSS JOIN (SELECT count(*) FROM logs) l
-       CROSS JOIN (SELECT count(*) FROM woken) w`,
+       CROSS JOIN (SELECT count(*) FROM woken) w
+     UNION ALL
+     SELECT id, true FROM edited`,
     JSON.stringify(input),
     JSON.stringify(logs),
   );
-  return new Set(rows.map((r) => r.id));
+  return new Map(rows.map((r) => [r.id, r.edited ? 'edited' : 'applied']));
 }
 
 /**
@@ -287,7 +427,12 @@ export const EXTEND_LEASES_SQL = `UPDATE task SET locked_until = now() + $4::int
   WHERE (id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1 AND status = 'RUNNING'
   RETURNING locked_run_id::text AS "runId"`;
 
-export async function extendLeases(db: Db, workerId: string, runs: { taskId: string; runId: string }[], leaseMs: number): Promise<Set<string>> {
+export async function extendLeases(
+  db: Db,
+  workerId: string,
+  runs: { taskId: string; runId: string }[],
+  leaseMs: number,
+): Promise<Set<string>> {
   if (runs.length === 0) return new Set();
   const rows = await db.$queryRawUnsafe<{ runId: string }[]>(
     EXTEND_LEASES_SQL,
@@ -320,12 +465,25 @@ export async function checkLease(db: Db, taskId: string, runId: string, leaseMs:
  * not among `ownRunIds` (the runs this worker is executing) runs out, when recovery is due; null when
  * there is none. Negative when already due.
  */
-export async function msUntilNextDue(db: Db, ownRunIds: string[], excludedQueues: string[]): Promise<{ dueMs: number | null; leaseMs: number | null }> {
+export async function msUntilNextDue(
+  db: Db,
+  ownRunIds: string[],
+  excludedQueues: string[],
+  excludedTenants: string[],
+): Promise<{ dueMs: number | null; leaseMs: number | null }> {
+  // Due work this instance cannot take is left out, or the scheduler would look again at once, over and
+  // over: tenants holding their share of this instance's slots (`excludedTenants`) and tenants at their
+  // maxConcurrentRuns. A run ending frees a slot and wakes the scheduler that ran it.
   const [row] = await db.$queryRawUnsafe<{ dueMs: number | null; leaseMs: number | null }[]>(
-    `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])) - clock_timestamp())) * 1000 AS "dueMs",
+    `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
+                 AND tenant_id <> ALL($3::text[])
+                 AND tenant_id <> ALL(ARRAY(SELECT q.id FROM tenant q WHERE q.max_concurrent_runs IS NOT NULL
+                   AND q.max_concurrent_runs <= (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
+              - clock_timestamp())) * 1000 AS "dueMs",
             EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs"`,
     ownRunIds,
     excludedQueues,
+    excludedTenants,
   );
   return { dueMs: row?.dueMs == null ? null : Number(row.dueMs), leaseMs: row?.leaseMs == null ? null : Number(row.leaseMs) };
 }

@@ -27,6 +27,7 @@ export function toJson(value: unknown, maxBytes: number, what = 'result'): JsonO
  * unpaired surrogates U+FFFD, and anything longer than `maxChars` is cut with a note.
  */
 export function toStorableText(text: string, maxChars = 65_536): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly what PostgreSQL text cannot store.
   let out = isStorableText(text) ? text : text.replace(/\u0000/g, '\\0').replace(/\p{Cs}/gu, '\ufffd');
   if (out.length > maxChars) out = `${out.slice(0, maxChars)}… (${out.length - maxChars} more characters)`;
   return out;

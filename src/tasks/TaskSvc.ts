@@ -1,18 +1,34 @@
 import { v7 as uuidv7 } from 'uuid';
-import type { Database } from '../db/Database.js';
-import { ChronographError, badInput, conflict, notFound } from '../errors.js';
-import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/client.js';
-import { MisfirePolicy, OverlapPolicy, RepeatType, TaskEventType, TaskSource, TaskStatus, type Prisma } from '../generated/prisma/client.js';
-import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
+import type { Database } from '../db/Database.js';
+import { badInput, ChronographError, conflict, notFound } from '../errors.js';
+import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/client.js';
+import {
+  MisfirePolicy,
+  type OverlapPolicy,
+  type Prisma,
+  RepeatType,
+  TaskEventType,
+  TaskSource,
+  TaskStatus,
+} from '../generated/prisma/client.js';
+import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
-import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, WAKE_CHANNEL, recordEvents, transition } from './statusMachine.js';
 import { parseTime } from '../time/parseTime.js';
-import { firstOccurrence, nextOccurrence, resolveSchedule, upcomingRuns, type ScheduledTime } from '../time/schedule.js';
+import { firstOccurrence, nextOccurrence, resolveSchedule, type ScheduledTime, upcomingRuns } from '../time/schedule.js';
+import {
+  CANCEL_CHANNEL,
+  LIVE_STATUSES,
+  recordEvents,
+  TASK_EVENT_CHANNEL,
+  TERMINAL_STATUSES,
+  transition,
+  WAKE_CHANNEL,
+} from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
-import { assertArgDict, assertId, assertIntRange, parseCursor } from './validate.js';
+import { assertArgDict, assertId, assertIntRange } from './validate.js';
 
 /** The seed's createTimerTask arguments, plus the schedule and policy fields that default from the template. */
 export interface TimerTaskInput {
@@ -41,13 +57,61 @@ export interface TimerTaskInput {
   retryBackoffMs?: number | null;
 }
 
+/** What updateTask can change. */
+const PATCH_FIELDS = [
+  'funcName',
+  'taskType',
+  'argDict',
+  'timezone',
+  'repeatType',
+  'cronExpression',
+  'intervalSeconds',
+  'startTime',
+  'endTime',
+  'maxRuns',
+  'maxAttempts',
+  'timeoutMs',
+  'memoryLimitMb',
+  'priority',
+  'queue',
+  'misfirePolicy',
+  'misfireToleranceMs',
+  'overlapPolicy',
+  'retryBackoffMs',
+] as const satisfies readonly (keyof TimerTaskInput)[];
+
+/**
+ * updateTask's patch: an omitted field keeps its value; `endTime`, `maxRuns`, `timeoutMs` and
+ * `memoryLimitMb` are cleared by null. `argDict` replaces the task's arguments as a whole.
+ */
+export type TaskPatch = Partial<Pick<TimerTaskInput, (typeof PATCH_FIELDS)[number]>>;
+const CLEARABLE: readonly (keyof TaskPatch)[] = ['endTime', 'maxRuns', 'timeoutMs', 'memoryLimitMb'];
+const SCHEDULE_FIELDS: readonly (keyof TaskPatch)[] = [
+  'timezone',
+  'repeatType',
+  'cronExpression',
+  'intervalSeconds',
+  'startTime',
+  'endTime',
+  'maxRuns',
+];
+
 /** Which columns and relations of a task to read (Prisma's select or include). */
 export type TaskSelection = Pick<Prisma.TaskFindFirstArgs, 'select' | 'include'>;
 
 /** What upcomingRuns reads of a task. */
 export type UpcomingTask = Pick<
   Task,
-  'status' | 'nextRunAt' | 'runCount' | 'maxRuns' | 'endTime' | 'misfirePolicy' | 'repeatType' | 'cronExpression' | 'intervalSeconds' | 'timezone'
+  | 'status'
+  | 'nextRunAt'
+  | 'runCount'
+  | 'maxRuns'
+  | 'endTime'
+  | 'misfirePolicy'
+  | 'repeatType'
+  | 'cronExpression'
+  | 'intervalSeconds'
+  | 'timezone'
 >;
 
 /** previewSchedule's input: a schedule as createTimerTask takes it, with no template to default from. */
@@ -156,44 +220,47 @@ export class TaskSvc {
         throw error;
       }
     }
-    return this.deps.prisma.$transaction(async (tx) => {
-      // Quotas are checked in the transaction that inserts (QuotaGuard): over a limit, the whole batch
-      // rolls back. Deduplicated rows are not inserted, so they do not count.
-      const quota = await QuotaGuard.of(tx, this.tenantId);
-      rows.forEach((row, index) => quota.checkArgDict(row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'));
-      await quota.beforeCreate();
-      // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
-      // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
-      const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
-      await quota.created(inserted.length);
-      await recordEvents(
-        tx,
-        inserted.map((t) => ({
-          taskId: t.id,
-          tenantId: t.tenantId,
-          fromStatus: null,
-          toStatus: TaskStatus.SCHEDULED,
-          nextRunAt: t.nextRunAt,
-          message: messages.get(t.id) ?? 'created',
-          actor: this.actor,
-        })),
-      );
-      if (inserted.length > 0) await wake(tx);
-      const byId = new Map(inserted.map((t) => [t.id, t]));
-      const skippedKeys = rows.filter((r) => !byId.has(r.id)).map((r) => r.uniqueKey!);
-      const existing = skippedKeys.length
-        ? await tx.task.findMany({ where: { tenantId: this.tenantId, uniqueKey: { in: skippedKeys }, status: { in: LIVE_STATUSES } } })
-        : [];
-      const byKey = new Map(existing.map((t) => [t.uniqueKey!, t]));
-      return rows.map((row) => {
-        const created = byId.get(row.id);
-        if (created) return { ...created, deduplicated: false };
-        const live = byKey.get(row.uniqueKey!);
-        if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
-        return { ...live, deduplicated: true };
-      });
-      // Prisma's default 5 s limit for an interactive transaction is too short for the largest batches.
-    }, { timeout: 120_000 });
+    return this.deps.prisma.$transaction(
+      async (tx) => {
+        // Quotas are checked in the transaction that inserts (QuotaGuard): over a limit, the whole batch
+        // rolls back. Deduplicated rows are not inserted, so they do not count.
+        const quota = await QuotaGuard.of(tx, this.tenantId);
+        rows.forEach((row, index) => quota.checkArgDict(row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'));
+        await quota.beforeCreate();
+        // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
+        // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
+        const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
+        await quota.created(inserted.length);
+        await recordEvents(
+          tx,
+          inserted.map((t) => ({
+            taskId: t.id,
+            tenantId: t.tenantId,
+            fromStatus: null,
+            toStatus: TaskStatus.SCHEDULED,
+            nextRunAt: t.nextRunAt,
+            message: messages.get(t.id) ?? 'created',
+            actor: this.actor,
+          })),
+        );
+        if (inserted.length > 0) await wake(tx);
+        const byId = new Map(inserted.map((t) => [t.id, t]));
+        const skippedKeys = rows.filter((r) => !byId.has(r.id)).map((r) => r.uniqueKey!);
+        const existing = skippedKeys.length
+          ? await tx.task.findMany({ where: { tenantId: this.tenantId, uniqueKey: { in: skippedKeys }, status: { in: LIVE_STATUSES } } })
+          : [];
+        const byKey = new Map(existing.map((t) => [t.uniqueKey!, t]));
+        return rows.map((row) => {
+          const created = byId.get(row.id);
+          if (created) return { ...created, deduplicated: false };
+          const live = byKey.get(row.uniqueKey!);
+          if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
+          return { ...live, deduplicated: true };
+        });
+        // Prisma's default 5 s limit for an interactive transaction is too short for the largest batches.
+      },
+      { timeout: 120_000 },
+    );
   }
 
   /**
@@ -208,17 +275,22 @@ export class TaskSvc {
     const outcome = new Promise<Task | Error>((resolve) => (settle = resolve));
     let checking = Promise.resolve();
     const check = () => {
-      checking = checking.then(async () => {
-        const task = await this.findTask(id);
-        if (!task) settle(notFound('Task', taskId));
-        else if (wanted.has(task.status)) settle(task);
-      }).catch((error: unknown) => settle(error as Error));
+      checking = checking
+        .then(async () => {
+          const task = await this.findTask(id);
+          if (!task) settle(notFound('Task', taskId));
+          else if (wanted.has(task.status)) settle(task);
+        })
+        .catch((error: unknown) => settle(error as Error));
     };
     const unlisten = await this.deps.db.listen(TASK_EVENT_CHANNEL, (payload) => {
       if (payload === '' || payload.includes(id)) check();
     });
     const timer = setTimeout(
-      () => settle(new ChronographError('TIMEOUT', `Task ${id} did not reach ${[...wanted].join(' or ')} within ${timeoutMs} ms`, { taskId: id })),
+      () =>
+        settle(
+          new ChronographError('TIMEOUT', `Task ${id} did not reach ${[...wanted].join(' or ')} within ${timeoutMs} ms`, { taskId: id }),
+        ),
       timeoutMs,
     );
     check();
@@ -243,7 +315,10 @@ export class TaskSvc {
    * query needs) only those columns and relations are read, and only they are present on the result.
    */
   findTask(id: string, selection: TaskSelection = {}): Promise<Task | null> {
-    return this.deps.prisma.task.findFirst({ ...selection, where: { id: assertId(id, 'id'), tenantId: this.tenantId } }) as Promise<Task | null>;
+    return this.deps.prisma.task.findFirst({
+      ...selection,
+      where: { id: assertId(id, 'id'), tenantId: this.tenantId },
+    }) as Promise<Task | null>;
   }
 
   /** The Prisma `where` for a task filter of this tenant; GraphQL's connection pages over it. */
@@ -260,25 +335,6 @@ export class TaskSvc {
       };
     }
     return where;
-  }
-
-  /** Status changes after the cursor `after` (an event id), oldest first. */
-  async listEvents(
-    args: { after?: string | null; taskId?: string | number | null; first?: number | null } & Pick<Prisma.TaskEventFindManyArgs, 'include' | 'select'>,
-  ) {
-    const { after, taskId, first, ...query } = args;
-    const from = after != null ? parseCursor('event', after, 'after') : undefined;
-    const take = assertIntRange(first ?? 100, 'first', 1, 1000);
-    return this.deps.prisma.taskEvent.findMany({
-      ...query,
-      where: {
-        tenantId: this.tenantId,
-        ...(from !== undefined && { id: { gt: from } }),
-        ...(taskId != null && { taskId: assertId(String(taskId), 'taskId') }),
-      },
-      orderBy: { id: 'asc' },
-      take,
-    });
   }
 
   /** How many tasks are in each status. */
@@ -303,21 +359,27 @@ export class TaskSvc {
   async forcedEnd(taskId: string, reason?: string | null): Promise<Task> {
     const id = assertId(taskId, 'taskId');
     const message = reason?.trim() || 'forced end requested';
-    return this.deps.prisma.$transaction(async (tx) => {
-      // A row locked by a transaction that does not finish (an instance frozen mid-transaction) must not
-      // hold this call for long.
-      await setLockTimeout(tx, FORCED_END_LOCK_TIMEOUT_MS);
-      const task = await this.lockTask(tx, id, taskId);
-      if (TERMINAL_STATUSES.includes(task.status)) {
-        throw conflict(`Task ${task.id} has already ended (${task.status}); there is nothing to force-end`, { status: task.status });
-      }
-      return endTask(tx, task, { to: TaskStatus.FORCED_END, message, actor: this.actor });
-    }).catch((error: unknown) => {
-      if (isLockTimeout(error)) {
-        throw new ChronographError('TIMEOUT', `Task ${id} is locked by a transaction that did not finish within ${FORCED_END_LOCK_TIMEOUT_MS} ms (an instance may be frozen); try again`, { taskId: id });
-      }
-      throw error;
-    });
+    return this.deps.prisma
+      .$transaction(async (tx) => {
+        // A row locked by a transaction that does not finish (an instance frozen mid-transaction) must not
+        // hold this call for long.
+        await setLockTimeout(tx, FORCED_END_LOCK_TIMEOUT_MS);
+        const task = await this.lockTask(tx, id, taskId);
+        if (TERMINAL_STATUSES.includes(task.status)) {
+          throw conflict(`Task ${task.id} has already ended (${task.status}); there is nothing to force-end`, { status: task.status });
+        }
+        return endTask(tx, task, { to: TaskStatus.FORCED_END, message, actor: this.actor });
+      })
+      .catch((error: unknown) => {
+        if (isLockTimeout(error)) {
+          throw new ChronographError(
+            'TIMEOUT',
+            `Task ${id} is locked by a transaction that did not finish within ${FORCED_END_LOCK_TIMEOUT_MS} ms (an instance may be frozen); try again`,
+            { taskId: id },
+          );
+        }
+        throw error;
+      });
   }
 
   /** PAUSED: it keeps its place (nextRunAt) but does not run until resumed. */
@@ -330,7 +392,12 @@ export class TaskSvc {
   /** Back to SCHEDULED (RETRYING if it was between attempts); a time that passed meanwhile is a misfire. */
   resumeTask(taskId: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.PAUSED], async (task, tx) => {
-      const resumed = await transition(tx, { task, to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED, message: 'resumed', actor: this.actor });
+      const resumed = await transition(tx, {
+        task,
+        to: task.attempts > 0 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED,
+        message: 'resumed',
+        actor: this.actor,
+      });
       await wake(tx);
       return resumed;
     });
@@ -360,8 +427,11 @@ export class TaskSvc {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], async (task, tx) => {
       const { at, note } = parseTime(startTime, task.timezone, 'startTime');
       const nextRunAt = firstOccurrence(task, at);
-      if (!nextRunAt) throw new ChronographError('INVALID_START_TIME', `${task.cronExpression} has no occurrence after startTime before the year 3000`, { field: 'startTime' });
-      if (task.endTime && nextRunAt > task.endTime) throw badInput('The new time is after the task\'s endTime', 'startTime');
+      if (!nextRunAt)
+        throw new ChronographError('INVALID_START_TIME', `${task.cronExpression} has no occurrence after startTime before the year 3000`, {
+          field: 'startTime',
+        });
+      if (task.endTime && nextRunAt > task.endTime) throw badInput("The new time is after the task's endTime", 'startTime');
       const moved = await transition(tx, {
         task,
         to: task.status,
@@ -381,7 +451,9 @@ export class TaskSvc {
    */
   previewSchedule(input: SchedulePreviewInput, count = 10): ScheduledTime[] {
     assertIntRange(count, 'count', 1, 1000);
-    const repeatType = input.repeatType ?? (input.cronExpression != null ? RepeatType.CRON : input.intervalSeconds != null ? RepeatType.INTERVAL : RepeatType.ONCE);
+    const repeatType =
+      input.repeatType ??
+      (input.cronExpression != null ? RepeatType.CRON : input.intervalSeconds != null ? RepeatType.INTERVAL : RepeatType.ONCE);
     const schedule = resolveSchedule({ ...input, repeatType, timezone: input.timezone ?? this.deps.defaultTimezone }, this.now());
     return upcomingRuns(schedule, { first: schedule.nextRunAt, endTime: schedule.endTime, runsLeft: schedule.maxRuns, count });
   }
@@ -399,7 +471,11 @@ export class TaskSvc {
     const runsLeft = task.maxRuns == null ? null : Math.max(0, task.maxRuns - done);
     if (task.status === TaskStatus.RUNNING) {
       // The occurrence in progress is not upcoming; the next one follows it as the scheduler will pick it.
-      const first = nextOccurrence(task, task.misfirePolicy === MisfirePolicy.RUN_ALL || task.nextRunAt > now ? task.nextRunAt : now, task.nextRunAt);
+      const first = nextOccurrence(
+        task,
+        task.misfirePolicy === MisfirePolicy.RUN_ALL || task.nextRunAt > now ? task.nextRunAt : now,
+        task.nextRunAt,
+      );
       return first ? upcomingRuns(task, { first, endTime: task.endTime, runsLeft, count }) : [];
     }
     // An overdue run starts at once; after it, RUN_ONCE and SKIP continue from now, RUN_ALL catches up.
@@ -410,8 +486,140 @@ export class TaskSvc {
   /** CANCELLED: it will not run again; kept in history. A running task is stopped with forcedEnd. */
   cancelTask(taskId: string, reason?: string | null): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], (task, tx) =>
-      transition(tx, { task, to: TaskStatus.CANCELLED, data: { nextRunAt: null }, message: reason?.trim() || 'cancelled', actor: this.actor }),
+      transition(tx, {
+        task,
+        to: TaskStatus.CANCELLED,
+        data: { nextRunAt: null },
+        message: reason?.trim() || 'cancelled',
+        actor: this.actor,
+      }),
     );
+  }
+
+  /**
+   * Edits a live task's settings with createTimerTask's checks, recording an UPDATED event that names the
+   * changed fields. A waiting or paused task whose schedule changed gets its next run recomputed (from
+   * `startTime` when given, else from now, never before the task's own startTime); a running task keeps
+   * its current attempt, and its next run comes from the edited schedule (the run completes against the
+   * task's revision, and its scheduler reads the edit when the revision moved on). Tasks that follow a
+   * record's date field or a template binding keep their schedule (CONFLICT).
+   */
+  updateTask(taskId: string, patch: TaskPatch): Promise<Task> {
+    const fields = PATCH_FIELDS.filter((f) => patch[f] !== undefined);
+    for (const f of fields) {
+      if (patch[f] === null && !CLEARABLE.includes(f)) throw badInput(`${f} cannot be cleared; omit it to keep its value`, f);
+    }
+    if (fields.length === 0) throw badInput('The patch changes nothing: give at least one field', 'patch');
+    return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED, TaskStatus.RUNNING], async (task, tx) => {
+      const scheduleChanged = fields.some((f) => SCHEDULE_FIELDS.includes(f));
+      if (scheduleChanged && task.source !== TaskSource.API) {
+        throw conflict(
+          `Task ${task.id} follows its ${task.source === TaskSource.DATE_FIELD ? "record's date field" : 'template binding'}; its schedule cannot be edited`,
+          { field: fields.find((f) => SCHEDULE_FIELDS.includes(f)) },
+        );
+      }
+      const given = (f: keyof TaskPatch) => patch[f] !== undefined;
+      const now = this.now();
+      const iso = (d: Date | null) => d?.toISOString() ?? null;
+      // The task as it stands, in the shape of a template: buildTask takes what the patch leaves out from here.
+      const current = {
+        id: task.templateId,
+        fullName: task.fullName,
+        enabled: true,
+        funcName: task.funcName,
+        taskType: task.taskType,
+        argDict: {},
+        repeatType: task.repeatType,
+        cronExpression: task.cronExpression,
+        intervalSeconds: task.intervalSeconds,
+        timezone: task.timezone,
+        timeoutMs: given('timeoutMs') ? null : task.timeoutMs,
+        memoryLimitMb: given('memoryLimitMb') ? null : task.memoryLimitMb,
+        priority: task.priority,
+        queue: task.queue,
+        maxAttempts: task.maxAttempts,
+        misfirePolicy: task.misfirePolicy,
+        misfireToleranceMs: task.misfireToleranceMs,
+        overlapPolicy: task.overlapPolicy,
+        retryBackoffMs: task.retryBackoffMs,
+      } as unknown as TaskTemplate;
+      const repeatType = patch.repeatType ?? task.repeatType;
+      const startTime = given('startTime')
+        ? patch.startTime
+        : repeatType === RepeatType.ONCE
+          ? iso(task.nextRunAt ?? task.startTime)
+          : task.startTime && task.startTime > now
+            ? iso(task.startTime)
+            : iso(now);
+      const input: TimerTaskInput = {
+        fullName: task.fullName,
+        ...patch,
+        argDict: given('argDict') ? patch.argDict : task.argDict,
+        repeatType,
+        startTime,
+        endTime: given('endTime') ? patch.endTime : iso(task.endTime),
+        maxRuns: given('maxRuns') ? patch.maxRuns : task.maxRuns,
+        uniqueKey: null,
+      };
+      const { row, notes } = this.buildTask(input, current);
+      if (row.maxRuns != null && row.maxRuns <= task.runCount) {
+        throw badInput(`maxRuns must be more than the ${task.runCount} run(s) the task has done`, 'maxRuns');
+      }
+      const quota = await QuotaGuard.of(tx, this.tenantId);
+      if (given('argDict')) quota.checkArgDict(row.argDict, 'argDict');
+      const data: Prisma.TaskUncheckedUpdateManyInput = {
+        funcName: row.funcName,
+        taskType: row.taskType,
+        argDict: row.argDict,
+        repeatType: row.repeatType,
+        cronExpression: row.cronExpression ?? null,
+        intervalSeconds: row.intervalSeconds ?? null,
+        timezone: row.timezone,
+        endTime: row.endTime ?? null,
+        maxRuns: row.maxRuns ?? null,
+        priority: row.priority,
+        queue: row.queue,
+        maxAttempts: row.maxAttempts,
+        timeoutMs: row.timeoutMs ?? null,
+        memoryLimitMb: row.memoryLimitMb ?? null,
+        misfirePolicy: row.misfirePolicy,
+        misfireToleranceMs: row.misfireToleranceMs,
+        overlapPolicy: row.overlapPolicy,
+        retryBackoffMs: row.retryBackoffMs,
+        revision: { increment: 1 },
+      };
+      // A running task's current occurrence stays; the next one comes from the edited schedule.
+      if (scheduleChanged && task.status !== TaskStatus.RUNNING) {
+        Object.assign(data, { nextRunAt: row.nextRunAt, ...(given('startTime') && { startTime: row.startTime }) });
+      }
+      const updated = await transition(tx, {
+        task,
+        to: task.status,
+        type: TaskEventType.UPDATED,
+        data,
+        message: `updated: ${fields.join(', ')}${task.status === TaskStatus.RUNNING ? ' (from the next occurrence)' : ''}${notes.length ? `; ${notes.join('; ')}` : ''}`,
+        actor: this.actor,
+      });
+      if (scheduleChanged) await wake(tx);
+      return updated;
+    });
+  }
+
+  /**
+   * Removes a finished task (SUCCEEDED, FAILED, FORCED_END, CANCELLED) with its runs, logs and events.
+   * A live one must be cancelled (or force-ended) first: CONFLICT.
+   */
+  async deleteTask(taskId: string): Promise<string> {
+    const id = assertId(taskId, 'taskId');
+    return this.deps.prisma.$transaction(async (tx) => {
+      const task = await this.lockTask(tx, id, taskId);
+      if (!TERMINAL_STATUSES.includes(task.status)) {
+        throw conflict(`Task ${task.id} is ${task.status}; cancel it (or force-end it) before deleting it`, { status: task.status });
+      }
+      // Runs, their logs and the events go with it (ON DELETE CASCADE).
+      await tx.task.delete({ where: { id } });
+      return id;
+    });
   }
 
   /** Locks the task row, checks its status is one of `from`, and applies `fn` in the same transaction. */
@@ -429,7 +637,9 @@ export class TaskSvc {
 
   private async lockTask(tx: Prisma.TransactionClient, id: string, asGiven: string): Promise<Task> {
     // FOR UPDATE: the scheduler's claim skips a row we hold, and we wait for a claim in progress.
-    const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM task WHERE id = ${id}::uuid AND tenant_id = ${this.tenantId} FOR UPDATE`;
+    const locked = await tx.$queryRaw<
+      { id: string }[]
+    >`SELECT id FROM task WHERE id = ${id}::uuid AND tenant_id = ${this.tenantId} FOR UPDATE`;
     if (locked.length === 0) throw notFound('Task', asGiven);
     return tx.task.findUniqueOrThrow({ where: { id } });
   }
@@ -462,11 +672,19 @@ export class TaskSvc {
     }
     const taskType = input.taskType ?? template.taskType;
     if (!this.deps.taskTypes.has(taskType)) {
-      throw new ChronographError('UNKNOWN_TASK_TYPE', `Task type ${JSON.stringify(taskType)} is not registered (known: ${this.deps.taskTypes.names().join(', ')})`, {
-        field: 'taskType',
-      });
+      throw new ChronographError(
+        'UNKNOWN_TASK_TYPE',
+        `Task type ${JSON.stringify(taskType)} is not registered (known: ${this.deps.taskTypes.names().join(', ')})`,
+        {
+          field: 'taskType',
+        },
+      );
     }
-    const args = assertArgDict({ ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) }, 'argDict', this.deps.maxJsonBytes);
+    const args = assertArgDict(
+      { ...(template.argDict as Record<string, unknown>), ...assertArgDict(input.argDict ?? {}) },
+      'argDict',
+      this.deps.maxJsonBytes,
+    );
     this.deps.handlers.checkArgs(funcName, args);
     const repeatType = input.repeatType ?? (template.repeatType === RepeatType.DATE_FIELD ? RepeatType.ONCE : template.repeatType);
     const schedule = resolveSchedule(
@@ -552,7 +770,10 @@ export async function endTask(
 /** A run in a worker thread loads its handler from a module; a handler registered as a function cannot go there. */
 export function assertThreadCapable(handlers: HandlerRegistry, funcName: string, field: string): void {
   if (!handlers.canRunInThread(funcName)) {
-    throw badInput(`${field} asks for a worker thread, but handler ${funcName} is registered as a function and runs in-process; register it by module to run it in a thread`, field);
+    throw badInput(
+      `${field} asks for a worker thread, but handler ${funcName} is registered as a function and runs in-process; register it by module to run it in a thread`,
+      field,
+    );
   }
 }
 

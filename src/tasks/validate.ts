@@ -1,4 +1,4 @@
-import { ChronographError, badInput, type ErrorCode } from '../errors.js';
+import { badInput, ChronographError, type ErrorCode } from '../errors.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -36,18 +36,25 @@ export function measureJson(value: unknown, field: string, code: ErrorCode = 'BA
     if (typeof node === 'string') {
       atLeast += node.length + 2;
       if (atLeast > stopAbove) throw new TooLarge();
-      return checkText(node, where, fail);
+      checkText(node, where, fail);
+      return;
     }
     if (typeof node === 'number') {
       if (!Number.isFinite(node)) fail(where, 'must be a finite number');
       return;
     }
-    if (typeof node !== 'object') return fail(where, `is a ${typeof node}, which JSON cannot hold`);
+    if (typeof node !== 'object') {
+      fail(where, `is a ${typeof node}, which JSON cannot hold`);
+      return;
+    }
     if (depth >= MAX_JSON_DEPTH) fail(where, `nests deeper than ${MAX_JSON_DEPTH} levels`);
     const json = (node as { toJSON?: () => unknown }).toJSON;
-    if (typeof json === 'function') return visit(json.call(node), where, depth);
+    if (typeof json === 'function') {
+      visit(json.call(node), where, depth);
+      return;
+    }
     if (Array.isArray(node)) {
-      node.forEach((item, i) => visit(item, `${where}[${i}]`, depth + 1));
+      for (const [i, item] of node.entries()) visit(item, `${where}[${i}]`, depth + 1);
       return;
     }
     for (const [key, item] of Object.entries(node)) {
@@ -72,10 +79,14 @@ export function assertJson(value: unknown, field: string, options: { maxBytes: n
   const bytes = measureJson(value, field, options.code, options.maxBytes);
   if (bytes > options.maxBytes) {
     const size = Number.isFinite(bytes) ? `${bytes} bytes` : `more than ${options.maxBytes} bytes`;
-    throw new ChronographError(options.code ?? 'BAD_USER_INPUT', `${field} is ${size} of JSON; at most ${options.maxBytes} bytes are allowed (MAX_JSON_BYTES)`, {
-      field,
-      maxBytes: options.maxBytes,
-    });
+    throw new ChronographError(
+      options.code ?? 'BAD_USER_INPUT',
+      `${field} is ${size} of JSON; at most ${options.maxBytes} bytes are allowed (MAX_JSON_BYTES)`,
+      {
+        field,
+        maxBytes: options.maxBytes,
+      },
+    );
   }
   return bytes;
 }
@@ -94,7 +105,8 @@ function checkText(text: string, where: string, fail: (where: string, why: strin
 }
 
 export function assertIntRange(value: number, field: string, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw badInput(`${field} must be a whole number from ${min} to ${max}`, field);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw badInput(`${field} must be a whole number from ${min} to ${max}`, field);
   return value;
 }
 
@@ -128,7 +140,11 @@ export function assertId(value: string, field = 'id'): string {
  * the opaque cursor of a Relay connection over rows with UUID ids (tasks), which is base64 of
  * `GPC:S:<uuid>` (the format of Pothos' Prisma connections).
  */
-export type CursorKind = 'event' | 'uuid' | 'connection';
+/**
+ * event: a TaskEvent id; uuid: a record id; connection: a connection cursor over uuids; idConnection: over
+ * bigint ids (events, run logs); runConnection: over (tenant, start time, id) (runs).
+ */
+export type CursorKind = 'event' | 'uuid' | 'connection' | 'idConnection' | 'runConnection';
 
 const MAX_EVENT_ID = 2n ** 63n - 1n;
 
@@ -138,8 +154,8 @@ const MAX_EVENT_ID = 2n ** 63n - 1n;
  */
 export function parseCursor(kind: 'event', cursor: string, field: string): bigint;
 export function parseCursor(kind: 'uuid' | 'connection', cursor: string, field: string): string;
-export function parseCursor(kind: CursorKind, cursor: string, field: string): string | bigint;
-export function parseCursor(kind: CursorKind, cursor: string, field: string): string | bigint {
+export function parseCursor(kind: CursorKind, cursor: string, field: string): unknown;
+export function parseCursor(kind: CursorKind, cursor: string, field: string): unknown {
   const refuse = (what: string): never => {
     throw badInput(`${field} ${JSON.stringify(cursor.length > 80 ? `${cursor.slice(0, 80)}…` : cursor)} is not ${what}`, field);
   };
@@ -151,11 +167,27 @@ export function parseCursor(kind: CursorKind, cursor: string, field: string): st
     case 'uuid':
       if (!UUID.test(cursor)) refuse('a cursor from this list (a record id)');
       return cursor.toLowerCase();
-    case 'connection': {
-      const decoded = /^[A-Za-z0-9+/]{1,200}={0,2}$/.test(cursor) ? Buffer.from(cursor, 'base64').toString('utf8') : '';
-      const id = /^GPC:S:(.*)$/.exec(decoded)?.[1];
-      if (!id || !UUID.test(id) || Buffer.from(decoded).toString('base64') !== cursor) refuse('a cursor from this connection (pageInfo.endCursor or an edge cursor)');
-      return id!.toLowerCase();
+    case 'connection':
+    case 'idConnection':
+    case 'runConnection': {
+      const notOurs = () => refuse('a cursor from this connection (pageInfo.endCursor or an edge cursor)');
+      const decoded = /^[A-Za-z0-9+/]{1,400}={0,2}$/.test(cursor) ? Buffer.from(cursor, 'base64').toString('utf8') : '';
+      if (!decoded.startsWith('GPC:') || Buffer.from(decoded).toString('base64') !== cursor) return notOurs();
+      const body = decoded.slice(4);
+      if (kind === 'connection') {
+        const id = /^S:(.*)$/.exec(body)?.[1];
+        if (!id || !UUID.test(id)) return notOurs();
+        return id.toLowerCase();
+      }
+      if (kind === 'idConnection') {
+        const id = /^I:(\d{1,19})$/.exec(body)?.[1];
+        if (!id || BigInt(id) > MAX_EVENT_ID) return notOurs();
+        return BigInt(id);
+      }
+      // ["S:<tenant>","D:<ms>","S:<uuid>"]
+      const m = /^T:\["S:([A-Za-z0-9_.-]{1,64})","D:(\d{1,15})","S:([0-9a-fA-F-]{36})"\]$/.exec(body);
+      if (!m || !UUID.test(m[3]!) || !Number.isFinite(new Date(Number(m[2])).getTime())) return notOurs();
+      return [m[1], new Date(Number(m[2])), m[3]!.toLowerCase()];
     }
   }
 }

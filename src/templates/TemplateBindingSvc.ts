@@ -1,18 +1,18 @@
 import { v7 as uuidv7 } from 'uuid';
 import { PLATFORM_TENANT } from '../auth/Identity.js';
+import { stableStringify } from '../dateFields/condition.js';
 import { badInput, ChronographError, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../generated/prisma/client.js';
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
-import { stableStringify } from '../dateFields/condition.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { LIVE_STATUSES, recordEvents, transition } from '../tasks/statusMachine.js';
 import { endTask, wake } from '../tasks/TaskSvc.js';
-import { CronExpression } from '../time/CronExpression.js';
-import { assertTimezone } from '../time/parseTime.js';
-import { nextOccurrence } from '../time/schedule.js';
 import { assertArgDict, assertIntRange, assertTenantId } from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { insertTenant } from '../tenants/TenantSvc.js';
+import { CronExpression } from '../time/CronExpression.js';
+import { assertTimezone } from '../time/parseTime.js';
+import { nextOccurrence } from '../time/schedule.js';
 
 /** What a tenant changes in a bound template; null or absent inherits the template's value. */
 export interface BindingOverrides {
@@ -103,13 +103,22 @@ export class TemplateBindingSvc {
       orderBy: { tenantId: 'asc' },
       include: { template: true, tasks: { where: { status: { in: LIVE_STATUSES } }, take: 1 } },
     });
-    return rows.map(({ template: t, tasks, ...binding }) => ({ binding, template: t, effective: effectiveOf(t, binding), task: tasks[0] ?? null }));
+    return rows.map(({ template: t, tasks, ...binding }) => ({
+      binding,
+      template: t,
+      effective: effectiveOf(t, binding),
+      task: tasks[0] ?? null,
+    }));
   }
 
   /** Binds the platform template `fullName` to `tenantId` with exactly these overrides (creates or replaces the binding). */
   async bind(fullName: string, tenantId: string, overrides: BindingOverrides = {}): Promise<BindingView> {
     const tenant = assertTenantId(tenantId, 'tenantId');
-    if (tenant === PLATFORM_TENANT) throw badInput(`Templates of the ${PLATFORM_TENANT} tenant are bound to other tenants; its own tasks are created directly`, 'tenantId');
+    if (tenant === PLATFORM_TENANT)
+      throw badInput(
+        `Templates of the ${PLATFORM_TENANT} tenant are bound to other tenants; its own tasks are created directly`,
+        'tenantId',
+      );
     const template = await this.platformTemplate(fullName);
     if (template.repeatType !== RepeatType.CRON && template.repeatType !== RepeatType.INTERVAL) {
       throw badInput(`Only CRON and INTERVAL templates can be bound; ${template.fullName} is ${template.repeatType}`, 'fullName');
@@ -132,7 +141,9 @@ export class TemplateBindingSvc {
     const tenant = assertTenantId(tenantId, 'tenantId');
     const template = await this.platformTemplate(fullName);
     return this.deps.prisma.$transaction(async (tx) => {
-      const binding = await tx.templateBinding.findUnique({ where: { templateId_tenantId: { templateId: template.id, tenantId: tenant } } });
+      const binding = await tx.templateBinding.findUnique({
+        where: { templateId_tenantId: { templateId: template.id, tenantId: tenant } },
+      });
       if (!binding) throw notFound(`Binding of ${template.fullName} to tenant`, tenant);
       await this.end(tx, await lockLiveTask(tx, binding.id), `unbound from tenant ${tenant}`);
       await tx.templateBinding.delete({ where: { id: binding.id } });
@@ -190,14 +201,26 @@ export class TemplateBindingSvc {
       if (created) {
         await quota.created(1);
         await recordEvents(tx, [
-          { taskId: created.id, tenantId: created.tenantId, fromStatus: null, toStatus: TaskStatus.SCHEDULED, nextRunAt: created.nextRunAt, message: `bound from ${PLATFORM_TENANT} template ${template.fullName}`, actor: this.actor },
+          {
+            taskId: created.id,
+            tenantId: created.tenantId,
+            fromStatus: null,
+            toStatus: TaskStatus.SCHEDULED,
+            nextRunAt: created.nextRunAt,
+            message: `bound from ${PLATFORM_TENANT} template ${template.fullName}`,
+            actor: this.actor,
+          },
         ]);
         await wake(tx);
         return created;
       }
     }
     const task = live ?? (await lockLiveTask(tx, binding.id));
-    if (!task) throw new ChronographError('CONFLICT', `The task of binding ${template.fullName} → ${binding.tenantId} kept changing concurrently; retry`);
+    if (!task)
+      throw new ChronographError(
+        'CONFLICT',
+        `The task of binding ${template.fullName} → ${binding.tenantId} kept changing concurrently; retry`,
+      );
     const differs = COMPARED.filter((field) => stableStringify(task[field] ?? null) !== stableStringify(desired[field] ?? null));
     if (differs.length === 0) return task;
     (await QuotaGuard.of(tx, binding.tenantId)).checkArgDict(desired.argDict, 'overrides.argDict');
@@ -220,7 +243,11 @@ export class TemplateBindingSvc {
   /** Cancels the binding's live task; a running one is force-ended at once, as forcedEnd does. */
   private async end(tx: Prisma.TransactionClient, task: Task | null, why: string): Promise<void> {
     if (!task) return;
-    await endTask(tx, task, { to: task.status === TaskStatus.RUNNING ? TaskStatus.FORCED_END : TaskStatus.CANCELLED, message: why, actor: this.actor });
+    await endTask(tx, task, {
+      to: task.status === TaskStatus.RUNNING ? TaskStatus.FORCED_END : TaskStatus.CANCELLED,
+      message: why,
+      actor: this.actor,
+    });
   }
 
   private taskRow(template: TaskTemplate, binding: TemplateBinding, effective: EffectiveBinding, now: Date, nextRunAt: Date): TaskRow {
@@ -254,9 +281,15 @@ export class TemplateBindingSvc {
 
   private async platformTemplate(fullName: string): Promise<TaskTemplate> {
     const template =
-      typeof fullName === 'string' ? await this.deps.prisma.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: PLATFORM_TENANT, fullName } } }) : null;
+      typeof fullName === 'string'
+        ? await this.deps.prisma.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: PLATFORM_TENANT, fullName } } })
+        : null;
     if (!template) {
-      throw new ChronographError('UNKNOWN_TEMPLATE', `The ${PLATFORM_TENANT} tenant has no task template named ${JSON.stringify(fullName)}`, { field: 'fullName' });
+      throw new ChronographError(
+        'UNKNOWN_TEMPLATE',
+        `The ${PLATFORM_TENANT} tenant has no task template named ${JSON.stringify(fullName)}`,
+        { field: 'fullName' },
+      );
     }
     return template;
   }
@@ -266,12 +299,20 @@ export class TemplateBindingSvc {
     const field = (name: string) => `overrides.${name}`;
     const cronExpression = o.cronExpression?.trim() || null;
     if (cronExpression !== null) {
-      if (template.repeatType !== RepeatType.CRON) throw badInput(`${template.fullName} is ${template.repeatType}: only a CRON template takes a cronExpression`, field('cronExpression'));
+      if (template.repeatType !== RepeatType.CRON)
+        throw badInput(
+          `${template.fullName} is ${template.repeatType}: only a CRON template takes a cronExpression`,
+          field('cronExpression'),
+        );
       CronExpression.parse(cronExpression, field('cronExpression'));
     }
     const intervalSeconds = o.intervalSeconds ?? null;
     if (intervalSeconds !== null) {
-      if (template.repeatType !== RepeatType.INTERVAL) throw badInput(`${template.fullName} is ${template.repeatType}: only an INTERVAL template takes intervalSeconds`, field('intervalSeconds'));
+      if (template.repeatType !== RepeatType.INTERVAL)
+        throw badInput(
+          `${template.fullName} is ${template.repeatType}: only an INTERVAL template takes intervalSeconds`,
+          field('intervalSeconds'),
+        );
       assertIntRange(intervalSeconds, field('intervalSeconds'), 1, 10 * 365 * 86_400);
     }
     const timezone = o.timezone?.trim() || null;
@@ -280,7 +321,8 @@ export class TemplateBindingSvc {
     if (funcName !== null && !this.deps.handlers.has(funcName)) {
       throw new ChronographError('UNKNOWN_FUNC', `No handler is registered as ${JSON.stringify(funcName)}`, { field: field('funcName') });
     }
-    if (!funcName && !template.funcName) throw badInput(`Template ${template.fullName} names no handler: the binding needs a funcName`, field('funcName'));
+    if (!funcName && !template.funcName)
+      throw badInput(`Template ${template.fullName} names no handler: the binding needs a funcName`, field('funcName'));
     const argDict = o.argDict == null ? null : assertArgDict(o.argDict, field('argDict'));
     return {
       enabled: o.enabled ?? true,

@@ -1,15 +1,15 @@
+import { type DateFieldSvc, LONG_TRANSACTION } from '../dateFields/DateFieldSvc.js';
+import { configOf, configToInput, type DateFieldRuleInput, dateFieldColumns, validateDateFieldInput } from '../dateFields/dateRule.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
-import { MisfirePolicy, OverlapPolicy, RepeatType, TemplateOrigin, type Prisma } from '../generated/prisma/client.js';
+import { MisfirePolicy, OverlapPolicy, type Prisma, RepeatType, TemplateOrigin } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { CronExpression } from '../time/CronExpression.js';
-import { assertTimezone } from '../time/parseTime.js';
-import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
-import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
 import { assertThreadCapable } from '../tasks/TaskSvc.js';
-import { LONG_TRANSACTION, type DateFieldSvc } from '../dateFields/DateFieldSvc.js';
-import { configOf, configToInput, dateFieldColumns, validateDateFieldInput, type DateFieldRuleInput } from '../dateFields/dateRule.js';
+import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
+import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
+import { CronExpression } from '../time/CronExpression.js';
+import { assertTimezone } from '../time/parseTime.js';
 import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
 
 export interface TemplateInput {
@@ -98,7 +98,8 @@ export class TemplateSvc {
 
   async get(fullName: string): Promise<TaskTemplate> {
     const template = await this.find(fullName);
-    if (!template) throw new ChronographError('UNKNOWN_TEMPLATE', `No task template is named ${JSON.stringify(fullName)}`, { field: 'fullName' });
+    if (!template)
+      throw new ChronographError('UNKNOWN_TEMPLATE', `No task template is named ${JSON.stringify(fullName)}`, { field: 'fullName' });
     return template;
   }
 
@@ -136,7 +137,8 @@ export class TemplateSvc {
     if (!current) throw notFound('Task template', fullName);
     this.assertEditable(current);
     const bound = await this.deps.prisma.templateBinding.count({ where: { templateId: current.id } });
-    if (bound > 0) throw conflict(`Task template ${fullName} is bound to ${bound} tenant(s); unbind it first (unbindTemplate)`, { bindings: bound });
+    if (bound > 0)
+      throw conflict(`Task template ${fullName} is bound to ${bound} tenant(s); unbind it first (unbindTemplate)`, { bindings: bound });
     const live = await this.deps.prisma.task.count({ where: { templateId: current.id, status: { in: LIVE_STATUSES } } });
     if (live > 0) {
       throw conflict(`Task template ${fullName} still has ${live} live task(s); force-end or cancel them first`, { liveTasks: live });
@@ -157,7 +159,9 @@ export class TemplateSvc {
     return this.deps.prisma.$transaction(async (tx) => {
       for (const row of rows) {
         await this.checkDateField(row, tx);
-        const before = await tx.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } } });
+        const before = await tx.taskTemplate.findUnique({
+          where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } },
+        });
         const after = await tx.taskTemplate.upsert({
           where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } },
           create: row,
@@ -187,7 +191,10 @@ export class TemplateSvc {
   }
 
   /** A DATE_FIELD template on a low-code model must follow one of its DATE or DATETIME fields. */
-  private async checkDateField(data: { repeatType: RepeatType; sourceModel: string | null; sourceField: string | null }, db?: Prisma.TransactionClient) {
+  private async checkDateField(
+    data: { repeatType: RepeatType; sourceModel: string | null; sourceField: string | null },
+    db?: Prisma.TransactionClient,
+  ) {
     if (data.repeatType === RepeatType.DATE_FIELD && data.sourceModel && data.sourceField) {
       await this.dateFields.checkTemplateModel(data.sourceModel, data.sourceField, db);
     }
@@ -200,16 +207,21 @@ export class TemplateSvc {
     if (!title) throw badInput('title must not be empty', 'title');
     const taskType = input.taskType ?? 'tasks.NormalType';
     if (!this.deps.taskTypes.has(taskType)) {
-      throw new ChronographError('UNKNOWN_TASK_TYPE', `Task type ${JSON.stringify(taskType)} is not registered (known: ${this.deps.taskTypes.names().join(', ')})`, {
-        field: 'taskType',
-      });
+      throw new ChronographError(
+        'UNKNOWN_TASK_TYPE',
+        `Task type ${JSON.stringify(taskType)} is not registered (known: ${this.deps.taskTypes.names().join(', ')})`,
+        {
+          field: 'taskType',
+        },
+      );
     }
     const repeatType = input.repeatType ?? RepeatType.ONCE;
     // DATE_FIELD: tasks are created from records, so the template must say which date and which handler;
     // after their first run they repeat by cronExpression or intervalSeconds, when one is given.
     const dateField = repeatType === RepeatType.DATE_FIELD ? validateDateFieldInput(input.dateField) : null;
     if (!dateField && input.dateField != null) throw badInput('dateField is only for DATE_FIELD templates', 'dateField');
-    if (dateField && !input.funcName) throw badInput('A DATE_FIELD template needs a funcName: its tasks are created from records, with no caller to name one', 'funcName');
+    if (dateField && !input.funcName)
+      throw badInput('A DATE_FIELD template needs a funcName: its tasks are created from records, with no caller to name one', 'funcName');
     if (dateField && input.cronExpression?.trim() && input.intervalSeconds != null) {
       throw badInput('A DATE_FIELD template repeats by cronExpression or by intervalSeconds, not both', 'intervalSeconds');
     }
@@ -221,10 +233,12 @@ export class TemplateSvc {
     assertTimezone(timezone);
     const cronExpression = input.cronExpression?.trim() || null;
     if (cronExpression !== null) CronExpression.parse(cronExpression);
-    if (repeatType === RepeatType.CRON && cronExpression === null) throw new ChronographError('INVALID_CRON', 'A CRON template needs a cronExpression', { field: 'cronExpression' });
+    if (repeatType === RepeatType.CRON && cronExpression === null)
+      throw new ChronographError('INVALID_CRON', 'A CRON template needs a cronExpression', { field: 'cronExpression' });
     const intervalSeconds = input.intervalSeconds ?? null;
     if (intervalSeconds !== null) assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);
-    if (repeatType === RepeatType.INTERVAL && intervalSeconds === null) throw badInput('An INTERVAL template needs intervalSeconds', 'intervalSeconds');
+    if (repeatType === RepeatType.INTERVAL && intervalSeconds === null)
+      throw badInput('An INTERVAL template needs intervalSeconds', 'intervalSeconds');
     const timeoutMs = input.timeoutMs ?? null;
     if (timeoutMs !== null) assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647);
     const queue = input.queue?.trim() || 'default';

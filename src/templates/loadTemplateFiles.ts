@@ -1,8 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/client.js';
 import type { DateFieldRuleInput } from '../dateFields/dateRule.js';
+import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/client.js';
 import type { TemplateInput } from './TemplateSvc.js';
 
 const templateFileEntry = z

@@ -1,8 +1,8 @@
 import { ChronographError } from '../errors.js';
 import type { Prisma } from '../generated/prisma/client.js';
+import { measureJson } from '../tasks/validate.js';
 import { insertTenant, NO_QUOTA, quotaOf, type TenantQuota } from './TenantSvc.js';
 import { countTenantUsage, lockTenantQuota } from './tenantSql.js';
-import { measureJson } from '../tasks/validate.js';
 
 /**
  * A tenant's quotas inside one transaction that creates tasks. Every path that creates live tasks —
@@ -56,7 +56,10 @@ export class QuotaGuard {
     const bytes = measureJson(argDict ?? {}, field, 'INVALID_ARG_DICT', limit);
     if (bytes > limit) {
       const size = Number.isFinite(bytes) ? `of ${bytes} bytes` : `of more than ${limit} bytes`;
-      throw exceeded(this.tenantId, 'maxArgDictBytes', limit, `an argDict ${size} is larger than the ${limit} bytes allowed`, { field, ...(Number.isFinite(bytes) && { bytes }) });
+      throw exceeded(this.tenantId, 'maxArgDictBytes', limit, `an argDict ${size} is larger than the ${limit} bytes allowed`, {
+        field,
+        ...(Number.isFinite(bytes) && { bytes }),
+      });
     }
   }
 
@@ -81,7 +84,12 @@ export class QuotaGuard {
       throw exceeded(this.tenantId, 'maxLiveTasks', maxLiveTasks, `it has ${live} live task(s) and this would add ${this.added}`);
     }
     if (maxTasksCreatedPerMinute != null && recent + this.added > maxTasksCreatedPerMinute) {
-      throw exceeded(this.tenantId, 'maxTasksCreatedPerMinute', maxTasksCreatedPerMinute, `it created ${recent} task(s) in the last minute and this would add ${this.added}`);
+      throw exceeded(
+        this.tenantId,
+        'maxTasksCreatedPerMinute',
+        maxTasksCreatedPerMinute,
+        `it created ${recent} task(s) in the last minute and this would add ${this.added}`,
+      );
     }
   }
 }

@@ -13,9 +13,19 @@ export interface TenantQuota {
 
 export type TenantQuotaInput = { [K in keyof TenantQuota]?: number | null };
 
-export const QUOTA_NAMES = ['maxLiveTasks', 'maxTasksCreatedPerMinute', 'maxConcurrentRuns', 'maxArgDictBytes'] as const satisfies readonly (keyof TenantQuota)[];
+export const QUOTA_NAMES = [
+  'maxLiveTasks',
+  'maxTasksCreatedPerMinute',
+  'maxConcurrentRuns',
+  'maxArgDictBytes',
+] as const satisfies readonly (keyof TenantQuota)[];
 
-export const NO_QUOTA: TenantQuota = Object.freeze({ maxLiveTasks: null, maxTasksCreatedPerMinute: null, maxConcurrentRuns: null, maxArgDictBytes: null });
+export const NO_QUOTA: TenantQuota = Object.freeze({
+  maxLiveTasks: null,
+  maxTasksCreatedPerMinute: null,
+  maxConcurrentRuns: null,
+  maxArgDictBytes: null,
+});
 
 /** Tenants and their quotas (ADMIN). Quotas are enforced where tasks are created (QuotaGuard) and claimed. */
 export class TenantSvc {
@@ -37,10 +47,23 @@ export class TenantSvc {
     for (const name of QUOTA_NAMES) {
       const value = input[name];
       if (value == null) continue;
-      if (!Number.isInteger(value) || value < 0 || value > 2_147_483_647) throw badInput(`${name} must be a whole number from 0 to 2147483647, or null for no limit`, name);
+      if (!Number.isInteger(value) || value < 0 || value > 2_147_483_647)
+        throw badInput(`${name} must be a whole number from 0 to 2147483647, or null for no limit`, name);
       data[name] = value;
     }
     return this.deps.prisma.tenant.upsert({ where: { id }, create: { id, ...data }, update: data });
+  }
+
+  /** The tenant's own history retention in days (1-36500), or null to follow HISTORY_RETENTION_DAYS. */
+  async setHistoryRetention(tenantId: string, days: number | null): Promise<Tenant> {
+    const id = assertTenantId(tenantId, 'tenantId');
+    if (days != null && (!Number.isInteger(days) || days < 1 || days > 36_500))
+      throw badInput('days must be a whole number from 1 to 36500, or null', 'days');
+    return this.deps.prisma.tenant.upsert({
+      where: { id },
+      create: { id, historyRetentionDays: days },
+      update: { historyRetentionDays: days },
+    });
   }
 
   usage(tenantId: string): Promise<TenantUsage> {
@@ -54,7 +77,12 @@ export class TenantSvc {
 }
 
 export function quotaOf(row: Tenant): TenantQuota {
-  return { maxLiveTasks: row.maxLiveTasks, maxTasksCreatedPerMinute: row.maxTasksCreatedPerMinute, maxConcurrentRuns: row.maxConcurrentRuns, maxArgDictBytes: row.maxArgDictBytes };
+  return {
+    maxLiveTasks: row.maxLiveTasks,
+    maxTasksCreatedPerMinute: row.maxTasksCreatedPerMinute,
+    maxConcurrentRuns: row.maxConcurrentRuns,
+    maxArgDictBytes: row.maxArgDictBytes,
+  };
 }
 
 /** ON CONFLICT: two first creates of one tenant may race; the second finds the first's row. */

@@ -1,4 +1,4 @@
-import { Cron, CronPattern, type CronOptions } from 'croner';
+import { Cron, type CronOptions, CronPattern } from 'croner';
 import { ChronographError } from '../errors.js';
 
 const FIELDS_5 = ['minute', 'hour', 'day of month', 'month', 'day of week'];
@@ -65,10 +65,14 @@ export class CronExpression {
   private static build(text: string): CronExpression {
     if (text.startsWith('@')) return new CronExpression(text, text);
     const parts = text.split(' ');
-    if (parts.length !== 5 && parts.length !== 6) throw new SyntaxProblem(`it has ${parts.length} fields; use 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)`);
+    if (parts.length !== 5 && parts.length !== 6)
+      throw new SyntaxProblem(`it has ${parts.length} fields; use 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)`);
     const names = parts.length === 6 ? FIELDS_6 : FIELDS_5;
     parts.forEach((part, i) => {
-      if (part.split(',').some((item) => item.startsWith('/'))) throw new SyntaxProblem(`${names[i]} ${JSON.stringify(part)}: a step needs a start, as in */${part.split('/')[1]} or 0/${part.split('/')[1]}`);
+      if (part.split(',').some((item) => item.startsWith('/')))
+        throw new SyntaxProblem(
+          `${names[i]} ${JSON.stringify(part)}: a step needs a start, as in */${part.split('/')[1]} or 0/${part.split('/')[1]}`,
+        );
     });
     const dom = parts.length - 3;
     const lastMinus = /^L-(\d{1,2})$/i.exec(parts[dom]!);

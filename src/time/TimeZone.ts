@@ -79,7 +79,10 @@ export class TimeZone {
     // Any instant with this local time lies within a day of `local` read as UTC (offsets are under 24 h).
     const around = this.transitionsBetween(local - 26 * HOUR, local + 26 * HOUR);
     const offsets = new Set([this.offsetMs(local - 26 * HOUR), ...around.map((t) => t.offsetAfter)]);
-    const instants = [...offsets].map((o) => local - o).filter((at) => this.local(at) === local).sort((a, b) => a - b);
+    const instants = [...offsets]
+      .map((o) => local - o)
+      .filter((at) => this.local(at) === local)
+      .sort((a, b) => a - b);
     if (instants.length === 0) {
       const transition = around.find((t) => t.at + t.offsetBefore <= local && local < t.at + t.offsetAfter)!;
       return { kind: 'gap', transition };

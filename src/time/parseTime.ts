@@ -27,7 +27,9 @@ export function readDateTime(text: string): DateTimeText {
   };
   const utc = read('UTC');
   if (!utc.isValid) return { kind: 'invalid', why: utc.invalidExplanation ?? utc.invalidReason ?? 'unrecognised format' };
-  return utc.toMillis() === read('Etc/GMT-14').toMillis() ? { kind: 'instant', at: utc.toMillis() } : { kind: 'wall', local: utc.toMillis() };
+  return utc.toMillis() === read('Etc/GMT-14').toMillis()
+    ? { kind: 'instant', at: utc.toMillis() }
+    : { kind: 'wall', local: utc.toMillis() };
 }
 
 /** A wall-clock time in `zone` as one instant, by Chronograph's rules, and what was decided on the way. */
@@ -99,6 +101,8 @@ export function parseTime(value: string, zone: string, field: string): ParsedTim
 
 export function assertTimezone(zone: string, field = 'timezone'): void {
   if (!isValidTimezone(zone)) {
-    throw new ChronographError('INVALID_TIMEZONE', `${field} ${JSON.stringify(zone)} is not an IANA time zone (e.g. Europe/Paris)`, { field });
+    throw new ChronographError('INVALID_TIMEZONE', `${field} ${JSON.stringify(zone)} is not an IANA time zone (e.g. Europe/Paris)`, {
+      field,
+    });
   }
 }

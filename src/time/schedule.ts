@@ -202,7 +202,10 @@ export function resolveSchedule(input: ScheduleInput, now: Date): ResolvedSchedu
   const maxRuns = input.maxRuns != null ? assertIntRange(input.maxRuns, 'maxRuns', 1, 2_147_483_647) : null;
   const schedule = { repeatType, cronExpression, intervalSeconds, timezone };
   const nextRunAt = firstOccurrence(schedule, startTime);
-  if (!nextRunAt) throw new ChronographError('INVALID_START_TIME', `${cronExpression} has no occurrence after startTime before the year 3000`, { field: 'startTime' });
+  if (!nextRunAt)
+    throw new ChronographError('INVALID_START_TIME', `${cronExpression} has no occurrence after startTime before the year 3000`, {
+      field: 'startTime',
+    });
   if (endTime && nextRunAt > endTime) throw badInput('The schedule has no occurrence before endTime', 'endTime');
   return { ...schedule, startTime, endTime, maxRuns, nextRunAt, notes };
 }

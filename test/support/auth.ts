@@ -1,4 +1,4 @@
-import { SignJWT, type JWTPayload } from 'jose';
+import { type JWTPayload, SignJWT } from 'jose';
 import type { TestApp } from './testApp.js';
 import { ok } from './testApp.js';
 
@@ -13,7 +13,10 @@ export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 export const ADMIN = bearer(ADMIN_KEY);
 
 /** An HS256 token as a platform's login would issue it; `exp` one hour ahead unless given. */
-export async function hs256(claims: JWTPayload, options: { secret?: string; issuer?: string | null; audience?: string | null; expiresIn?: string | number } = {}): Promise<string> {
+export async function hs256(
+  claims: JWTPayload,
+  options: { secret?: string; issuer?: string | null; audience?: string | null; expiresIn?: string | number } = {},
+): Promise<string> {
   let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt();
   if (options.issuer !== null) jwt = jwt.setIssuer(options.issuer ?? ISSUER);
   if (options.audience !== null) jwt = jwt.setAudience(options.audience ?? AUDIENCE);
@@ -40,11 +43,21 @@ export async function createKey(t: TestApp, tenantId: string, role: 'ADMIN' | 'E
 }
 
 /** The raw HTTP answer (status, headers, body) of a GraphQL POST, for status-code checks. */
-export async function post(t: TestApp, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}, extensions?: object) {
+export async function post(
+  t: TestApp,
+  query: string,
+  variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
+  extensions?: object,
+) {
   const response = await t.app.yoga.fetch('http://chronograph/graphql', {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ query, variables, extensions }),
   });
-  return { status: response.status, headers: response.headers, body: (await response.json()) as { data?: any; errors?: { message: string; extensions?: Record<string, any> }[] } };
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: (await response.json()) as { data?: any; errors?: { message: string; extensions?: Record<string, any> }[] },
+  };
 }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { Chronograph } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { TaskSvc, TimerTaskInput } from '../../src/tasks/TaskSvc.js';
-import { startInstance, type InstanceProcess } from './instanceProcess.js';
+import { type InstanceProcess, startInstance } from './instanceProcess.js';
 
 /**
  * A chaos run (issue 11): several real `npm start` processes on one PostgreSQL database, a steady stream
@@ -81,9 +81,24 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const log = options.log ?? (() => {});
   const rnd = random(options.seed);
   const pick = <T>(items: T[]) => items[Math.floor(rnd() * items.length)]!;
-  const env = { DATABASE_URL: options.databaseUrl, LEASE_MS: String(options.leaseMs), CONCURRENCY: '20', APP_DIR: 'test/fixtures/chaosApp', LOG_LEVEL: 'info', ABORT_GRACE_MS: '500', SHUTDOWN_GRACE_MS: '300' };
+  const env = {
+    DATABASE_URL: options.databaseUrl,
+    LEASE_MS: String(options.leaseMs),
+    CONCURRENCY: '20',
+    APP_DIR: 'test/fixtures/chaosApp',
+    LOG_LEVEL: 'info',
+    ABORT_GRACE_MS: '500',
+    SHUTDOWN_GRACE_MS: '300',
+  };
   const admin = await Chronograph.create({
-    config: loadConfig({ ...env, SCHEDULER_ENABLED: 'false', WORKER_ID: 'chaos-admin', DATA_DIR: 'memory://', PORT: '0', LOG_LEVEL: 'silent' }),
+    config: loadConfig({
+      ...env,
+      SCHEDULER_ENABLED: 'false',
+      WORKER_ID: 'chaos-admin',
+      DATA_DIR: 'memory://',
+      PORT: '0',
+      LOG_LEVEL: 'silent',
+    }),
   });
   const db = new pg.Client({ connectionString: options.databaseUrl });
   await db.connect();
@@ -110,7 +125,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const workerId = `${base}.${++generation}`;
     const p = startInstance(workerId, { ...env, WORKER_ID: workerId });
     live.set(workerId, p);
-    p.listening.then(() => up.add(workerId), () => {});
+    p.listening.then(
+      () => up.add(workerId),
+      () => {},
+    );
     void p.exited.then((code) => {
       up.delete(workerId);
       if (live.get(workerId) !== p) return;
@@ -131,10 +149,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await Promise.all([...live.values()].map((p) => p.listening));
     log(`${options.instances} instances up`);
     const svc = admin.getElement('services.TaskSvc') as TaskSvc;
-    const job = (input: Partial<TimerTaskInput>): TimerTaskInput => ({ fullName: 'chaos.Job', startTime: new Date(Date.now() + rnd() * 2000).toISOString(), ...input });
+    const job = (input: Partial<TimerTaskInput>): TimerTaskInput => ({
+      fullName: 'chaos.Job',
+      startTime: new Date(Date.now() + rnd() * 2000).toISOString(),
+      ...input,
+    });
     const seconds = Math.max(10, Math.round(options.durationMs / 1000));
     const crons = await svc.createTimerTasks(
-      Array.from({ length: options.crons }, () => job({ repeatType: 'CRON', cronExpression: '* * * * * *', maxRuns: seconds, argDict: { ms: 200 } })),
+      Array.from({ length: options.crons }, () =>
+        job({ repeatType: 'CRON', cronExpression: '* * * * * *', maxRuns: seconds, argDict: { ms: 200 } }),
+      ),
     );
     const special: { poison: string[]; hogs: string[]; unstorable: string[] } = { poison: [], hogs: [], unstorable: [] };
     const oneOffs: string[] = [];
@@ -152,7 +176,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         if (phase === 3) special.poison.push((await svc.createTimerTask(job({ funcName: 'chaos.poison', maxAttempts: 2 }))).id);
         // Three attempts each, so that an instance killed under one of them does not decide how it ends.
         if (phase === 7) special.hogs.push((await svc.createTimerTask(job({ funcName: 'chaos.hog', maxAttempts: 3 }))).id);
-        if (phase === 11) special.unstorable.push((await svc.createTimerTask(job({ funcName: 'chaos.unstorable', argDict: { kind: pick(['bigint', 'circular']) }, maxAttempts: 3 }))).id);
+        if (phase === 11)
+          special.unstorable.push(
+            (
+              await svc.createTimerTask(
+                job({ funcName: 'chaos.unstorable', argDict: { kind: pick(['bigint', 'circular']) }, maxAttempts: 3 }),
+              )
+            ).id,
+          );
         second++;
         await sleep(1000);
       }
@@ -170,7 +201,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         const held = await heldBy(db, worker);
         // The first three are one of each, so even a short run exercises every kind.
         const order = ['SIGKILL', 'SIGSTOP', 'SIGTERM'] as const;
-        const kind = report.actions.length < order.length ? order[report.actions.length]! : pick(['SIGKILL', 'SIGKILL', 'SIGSTOP', 'SIGTERM'] as const);
+        const kind =
+          report.actions.length < order.length
+            ? order[report.actions.length]!
+            : pick(['SIGKILL', 'SIGKILL', 'SIGSTOP', 'SIGTERM'] as const);
         const others = candidates.filter((w) => w !== worker).length;
         const action: ChaosAction = { kind, worker, at: Date.now(), held, others, recoveryMs: null };
         report.actions.push(action);
@@ -227,7 +261,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 }
 
 async function heldBy(db: pg.Client, worker: string): Promise<number> {
-  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM task WHERE status = 'RUNNING' AND locked_by = $1`, [worker]);
+  const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM task WHERE status = 'RUNNING' AND locked_by = $1`, [
+    worker,
+  ]);
   return rows[0]!.n;
 }
 
@@ -238,15 +274,30 @@ async function analyse(
 ): Promise<void> {
   report.oneOffs = tasks.oneOffs.length;
   const status = async (ids: string[]) =>
-    (await db.query<{ id: string; status: string; lastError: string | null; runCount: number; maxRuns: number | null }>(
-      `SELECT id, status::text, last_error AS "lastError", run_count AS "runCount", max_runs AS "maxRuns" FROM task WHERE id = ANY($1::uuid[])`,
-      [ids],
-    )).rows;
+    (
+      await db.query<{ id: string; status: string; lastError: string | null; runCount: number; maxRuns: number | null }>(
+        `SELECT id, status::text, last_error AS "lastError", run_count AS "runCount", max_runs AS "maxRuns" FROM task WHERE id = ANY($1::uuid[])`,
+        [ids],
+      )
+    ).rows;
   const runsOf = async (ids: string[]) =>
-    (await db.query<{ taskId: string; status: string; error: string | null }>(`SELECT task_id AS "taskId", status::text, error FROM task_run WHERE task_id = ANY($1::uuid[]) ORDER BY started_at`, [ids])).rows;
+    (
+      await db.query<{ taskId: string; status: string; error: string | null }>(
+        `SELECT task_id AS "taskId", status::text, error FROM task_run WHERE task_id = ANY($1::uuid[]) ORDER BY started_at`,
+        [ids],
+      )
+    ).rows;
 
   // Every occurrence must appear in the handlers' own log with a valid lease.
-  const { rows: entries } = await db.query<{ taskId: string; occurrence: number; runId: string; worker: string; startedAt: Date; writtenAt: Date; leaseValid: boolean }>(
+  const { rows: entries } = await db.query<{
+    taskId: string;
+    occurrence: number;
+    runId: string;
+    worker: string;
+    startedAt: Date;
+    writtenAt: Date;
+    leaseValid: boolean;
+  }>(
     `SELECT task_id AS "taskId", occurrence, run_id AS "runId", worker, started_at AS "startedAt", written_at AS "writtenAt", lease_valid AS "leaseValid" FROM chaos_log ORDER BY written_at`,
   );
   const byOccurrence = new Map<string, typeof entries>();
@@ -258,9 +309,16 @@ async function analyse(
     if (cron.status !== 'SUCCEEDED') report.errors.push(`cron ${cron.id} ended ${cron.status} after ${cron.runCount} runs`);
   }
   for (const key of expected) if (!(byOccurrence.get(key) ?? []).some((e) => e.leaseValid)) report.lost.push(key);
-  for (const task of await status(tasks.oneOffs)) if (task.status !== 'SUCCEEDED') report.errors.push(`one-off ${task.id} ended ${task.status}: ${task.lastError}`);
+  for (const task of await status(tasks.oneOffs))
+    if (task.status !== 'SUCCEEDED') report.errors.push(`one-off ${task.id} ended ${task.status}: ${task.lastError}`);
 
-  const runStatus = new Map((await db.query<{ id: string; status: string }>(`SELECT id, status::text FROM task_run WHERE id = ANY($1::uuid[])`, [entries.map((e) => e.runId)])).rows.map((r) => [r.id, r.status]));
+  const runStatus = new Map(
+    (
+      await db.query<{ id: string; status: string }>(`SELECT id, status::text FROM task_run WHERE id = ANY($1::uuid[])`, [
+        entries.map((e) => e.runId),
+      ])
+    ).rows.map((r) => [r.id, r.status]),
+  );
   for (const list of byOccurrence.values()) {
     for (const [i, e] of list.entries()) {
       if (!e.leaseValid) {
@@ -278,9 +336,17 @@ async function analyse(
 
   report.poison = (await status(tasks.poison)).map((t) => ({ id: t.id, status: t.status, lastError: t.lastError }));
   const hogRuns = await runsOf(tasks.hogs);
-  report.hogs = (await status(tasks.hogs)).map((t) => ({ id: t.id, status: t.status, runStatuses: hogRuns.filter((r) => r.taskId === t.id).map((r) => r.status) }));
+  report.hogs = (await status(tasks.hogs)).map((t) => ({
+    id: t.id,
+    status: t.status,
+    runStatuses: hogRuns.filter((r) => r.taskId === t.id).map((r) => r.status),
+  }));
   const badRuns = await runsOf(tasks.unstorable);
-  report.unstorable = (await status(tasks.unstorable)).map((t) => ({ id: t.id, status: t.status, errors: badRuns.filter((r) => r.taskId === t.id).map((r) => r.error) }));
+  report.unstorable = (await status(tasks.unstorable)).map((t) => ({
+    id: t.id,
+    status: t.status,
+    errors: badRuns.filter((r) => r.taskId === t.id).map((r) => r.error),
+  }));
 
   // Recovery after each action: until every run the instance held was taken up again by another worker.
   for (const action of report.actions) {
@@ -323,7 +389,10 @@ export function formatChaosReport(r: ChaosReport): string {
 /** Recovery times by kind of action, over the actions that left held tasks behind. */
 function recoverySummary(actions: ChaosAction[]): string[] {
   return (['SIGKILL', 'SIGSTOP', 'SIGTERM'] as const).map((kind) => {
-    const times = actions.filter((a) => a.kind === kind && a.recoveryMs != null).map((a) => a.recoveryMs!).sort((a, b) => a - b);
+    const times = actions
+      .filter((a) => a.kind === kind && a.recoveryMs != null)
+      .map((a) => a.recoveryMs!)
+      .sort((a, b) => a - b);
     if (times.length === 0) return `${kind}: ${actions.filter((a) => a.kind === kind).length} actions, none left tasks behind`;
     const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!;
     return `${kind}: ${actions.filter((a) => a.kind === kind).length} actions, ${times.length} left tasks behind; recovery median ${at(0.5)} ms, p90 ${at(0.9)} ms, max ${times.at(-1)} ms`;

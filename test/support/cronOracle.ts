@@ -50,7 +50,7 @@ const DAYS = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'];
 
 function value(text: string, names: string[] | null, base: number): number {
   const upper = text.toUpperCase();
-  if (names && names.includes(upper)) return names.indexOf(upper) + base;
+  if (names?.includes(upper)) return names.indexOf(upper) + base;
   if (!/^\d+$/.test(text)) throw new Error(`not a number: ${text}`);
   return Number(text);
 }
@@ -81,7 +81,14 @@ export function parseOracle(expression: string): OracleCron {
   const parts = text.split(/\s+/);
   if (parts.length === 5) parts.unshift('0');
   const [sec, min, hour, domField, monthField, dowField] = parts as [string, string, string, string, string, string];
-  const dom: DayOfMonth = { star: domField === '*' || domField === '?', days: new Set(), last: false, lastMinus: null, nearest: new Set(), lastWeekday: false };
+  const dom: DayOfMonth = {
+    star: domField === '*' || domField === '?',
+    days: new Set(),
+    last: false,
+    lastMinus: null,
+    nearest: new Set(),
+    lastWeekday: false,
+  };
   if (!dom.star) {
     for (const item of domField.split(',')) {
       if (item.toUpperCase() === 'L') dom.last = true;
@@ -168,7 +175,14 @@ const minuteMatches = (c: OracleCron, l: Local) => hourMatches(c, l) && c.minute
 /** Local fields of a "local ms" value (wall clock read as UTC). */
 function fields(local: number): Local {
   const d = new Date(local);
-  return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour: d.getUTCHours(), minute: d.getUTCMinutes(), weekday: d.getUTCDay() };
+  return {
+    year: d.getUTCFullYear(),
+    month: d.getUTCMonth() + 1,
+    day: d.getUTCDate(),
+    hour: d.getUTCHours(),
+    minute: d.getUTCMinutes(),
+    weekday: d.getUTCDay(),
+  };
 }
 
 const formats = new Map<string, Intl.DateTimeFormat>();
@@ -177,7 +191,16 @@ const formats = new Map<string, Intl.DateTimeFormat>();
 export function offsetAt(zone: string, at: number): number {
   let format = formats.get(zone);
   if (!format) {
-    format = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
     formats.set(zone, format);
   }
   const p = Object.fromEntries(format.formatToParts(new Date(at)).map((x) => [x.type, Number(x.value)]));

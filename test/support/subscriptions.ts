@@ -1,4 +1,4 @@
-import { createClient, type Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { Chronograph } from '../../src/app.js';
 import type { GqlResult } from './testApp.js';
@@ -26,7 +26,8 @@ export class Collector<T> {
   /** Waits until `predicate` holds for the items received so far. */
   async until(predicate: (items: T[]) => boolean, what = 'items'): Promise<T[]> {
     await waitFor(() => predicate(this.items) || this.ended, { what });
-    if (!predicate(this.items)) throw new Error(`stream ended (${String(this.error ?? 'complete')}) before ${what}: ${JSON.stringify(this.items)}`);
+    if (!predicate(this.items))
+      throw new Error(`stream ended (${String(this.error ?? 'complete')}) before ${what}: ${JSON.stringify(this.items)}`);
     return this.items;
   }
 
@@ -41,7 +42,9 @@ export class Collector<T> {
   }
 }
 
-const AsyncGeneratorReturn = Object.getPrototypeOf(async function* () {}).prototype.return as (value?: unknown) => Promise<IteratorResult<GqlResult>>;
+const AsyncGeneratorReturn = Object.getPrototypeOf(async function* () {}).prototype.return as (
+  value?: unknown,
+) => Promise<IteratorResult<GqlResult>>;
 
 export interface SseSubscription {
   /** The GraphQL results, one per `next` event; ends on `complete`. */

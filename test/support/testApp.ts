@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { Chronograph, type ChronographOptions } from '../../src/app.js';
-import { loadConfig, type Config } from '../../src/config.js';
+import { type Config, loadConfig } from '../../src/config.js';
 
 export type BackendName = 'pglite' | 'postgres';
 
@@ -39,7 +39,14 @@ export async function withClient<T>(url: string, fn: (client: pg.Client) => Prom
 }
 
 export function testConfig(overrides: Record<string, string | undefined> = {}): Config {
-  return loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: 'memory://', APP_DIR: 'test/fixtures/app', PORT: '0', SHUTDOWN_GRACE_MS: '2000', ...overrides });
+  return loadConfig({
+    LOG_LEVEL: 'silent',
+    DATA_DIR: 'memory://',
+    APP_DIR: 'test/fixtures/app',
+    PORT: '0',
+    SHUTDOWN_GRACE_MS: '2000',
+    ...overrides,
+  });
 }
 
 export interface GqlResult<T = any> {
@@ -72,7 +79,12 @@ export async function createTestApp(
   };
 }
 
-export async function gql<T>(app: Chronograph, query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}): Promise<GqlResult<T>> {
+export async function gql<T>(
+  app: Chronograph,
+  query: string,
+  variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<GqlResult<T>> {
   const response = await app.yoga.fetch('http://chronograph/graphql', {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },

@@ -1,10 +1,10 @@
 import type { DateFieldChange, DateFieldResult } from '../../dateFields/applyDateFields.js';
-import { configOf, OFFSET_DIRECTIONS, OFFSET_UNITS, type DateFieldConfig, type DateOffset } from '../../dateFields/dateRule.js';
+import { configOf, type DateFieldConfig, type DateOffset, OFFSET_DIRECTIONS, OFFSET_UNITS } from '../../dateFields/dateRule.js';
 import { RepeatType } from '../../generated/prisma/client.js';
 import { builder } from '../builder.js';
 
 const DateOffsetRef = builder.objectRef<DateOffset>('DateOffset').implement({
-  description: 'A shift from a record\'s date.',
+  description: "A shift from a record's date.",
   fields: (t) => ({
     amount: t.exposeInt('amount'),
     unit: t.exposeString('unit', { description: OFFSET_UNITS.join(', ') }),
@@ -47,11 +47,16 @@ const DateOffsetInput = builder.inputType('DateOffsetInput', {
 export const DateFieldRuleInput = builder.inputType('DateFieldRuleInput', {
   description: 'What a DATE_FIELD template follows: "3 DAYS BEFORE models.Contract.expireDate at 09:00 in the owner\'s zone".',
   fields: (t) => ({
-    model: t.string({ required: true, description: 'Model name, e.g. models.Contract (a low-code model or one whose hooks call saveDateFieldTask).' }),
-    field: t.string({ required: true, description: 'The record\'s date field, e.g. expireDate (a path such as dates.expire works too).' }),
+    model: t.string({
+      required: true,
+      description: 'Model name, e.g. models.Contract (a low-code model or one whose hooks call saveDateFieldTask).',
+    }),
+    field: t.string({ required: true, description: "The record's date field, e.g. expireDate (a path such as dates.expire works too)." }),
     offset: t.field({ type: DateOffsetInput, description: 'Default: on the date itself.' }),
     timeOfDay: t.string({ description: 'Wall-clock time (HH:mm or HH:mm:ss) the run is moved to, e.g. 09:00.' }),
-    timezoneField: t.string({ description: 'A record field holding an IANA zone (e.g. ownerTimezone); empty values use the template timezone.' }),
+    timezoneField: t.string({
+      description: 'A record field holding an IANA zone (e.g. ownerTimezone); empty values use the template timezone.',
+    }),
     condition: t.field({
       type: 'JSON',
       description: 'Only matching records get a task: {"status": "active"}, operators $eq $ne $in $nin $gt $gte $lt $lte $exists.',
@@ -63,12 +68,13 @@ export const DateFieldRuleInput = builder.inputType('DateFieldRuleInput', {
 
 const DateFieldActionEnum = builder.enumType('DateFieldAction', {
   values: ['CREATED', 'RESCHEDULED', 'CANCELLED', 'UNCHANGED', 'SKIPPED'] as const,
-  description: 'What the date-field layer did for one (template, record): SKIPPED means the computed time cannot run (past, with misfire policy SKIP, or after its end).',
+  description:
+    'What the date-field layer did for one (template, record): SKIPPED means the computed time cannot run (past, with misfire policy SKIP, or after its end).',
 });
 
 const DateFieldChangeRef = builder.objectRef<DateFieldChange>('DateFieldChange').implement({
   fields: (t) => ({
-    template: t.string({ description: 'The template\'s fullName.', resolve: (c) => c.fullName }),
+    template: t.string({ description: "The template's fullName.", resolve: (c) => c.fullName }),
     rowId: t.exposeString('rowId'),
     action: t.field({ type: DateFieldActionEnum, resolve: (c) => c.action }),
     reason: t.exposeString('reason'),
@@ -97,7 +103,7 @@ export const DateFieldResultRef = builder.objectRef<DateFieldResult>('DateFieldR
 });
 
 const DateFieldRowInput = builder.inputType('DateFieldRowInput', {
-  description: 'The seed\'s rowObj: the model and the record after (postData) and before (prevData) the change.',
+  description: "The seed's rowObj: the model and the record after (postData) and before (prevData) the change.",
   fields: (t) => ({
     model: t.string({ required: true, description: 'e.g. models.Contract' }),
     postData: t.field({ type: 'JSON', description: 'The record after the change, with its id; merged over prevData.' }),
@@ -109,21 +115,21 @@ builder.mutationFields((t) => ({
   saveDateFieldTask: t.field({
     authScopes: { editor: true },
     type: DateFieldResultRef,
-    description: 'afterSave hook: creates, reschedules or cancels the record\'s task for every DATE_FIELD template of its model.',
+    description: "afterSave hook: creates, reschedules or cancels the record's task for every DATE_FIELD template of its model.",
     args: { rowObj: t.arg({ type: DateFieldRowInput, required: true }) },
     resolve: (_root, args, ctx) => ctx.taskSvc.saveDateFieldTask(args.rowObj),
   }),
   deleteDateFieldTask: t.field({
     authScopes: { editor: true },
     type: DateFieldResultRef,
-    description: 'afterDelete hook: cancels the record\'s live date-field tasks (they stay in history).',
+    description: "afterDelete hook: cancels the record's live date-field tasks (they stay in history).",
     args: { rowObj: t.arg({ type: DateFieldRowInput, required: true }) },
     resolve: (_root, args, ctx) => ctx.taskSvc.deleteDateFieldTask(args.rowObj),
   }),
   reconcileDateFieldTasks: t.field({
     authScopes: { editor: true },
     type: DateFieldResultRef,
-    description: 'Rebuilds a model\'s date-field tasks from its records (missed hooks, bulk imports) and reports what changed.',
+    description: "Rebuilds a model's date-field tasks from its records (missed hooks, bulk imports) and reports what changed.",
     args: { model: t.arg.string({ required: true }) },
     resolve: (_root, args, ctx) => ctx.dateFieldSvc.reconcile(args.model),
   }),

@@ -1,4 +1,13 @@
-import { MisfirePolicy, OverlapPolicy, RepeatType, RunStatus, TaskEventType, TaskSource, TaskStatus, TemplateOrigin } from '../../generated/prisma/client.js';
+import {
+  MisfirePolicy,
+  OverlapPolicy,
+  RepeatType,
+  RunStatus,
+  TaskEventType,
+  TaskSource,
+  TaskStatus,
+  TemplateOrigin,
+} from '../../generated/prisma/client.js';
 import { builder } from '../builder.js';
 
 export const TaskStatusEnum = builder.enumType(TaskStatus, { name: 'TaskStatus' });
@@ -9,7 +18,8 @@ export const RunStatusEnum = builder.enumType(RunStatus, { name: 'RunStatus' });
 export const TaskEventTypeEnum = builder.enumType(TaskEventType, { name: 'TaskEventType' });
 export const MisfirePolicyEnum = builder.enumType(MisfirePolicy, {
   name: 'MisfirePolicy',
-  description: 'What happens to occurrences missed while no scheduler ran: RUN_ONCE (default) runs once for all, RUN_ALL runs each, SKIP skips those later than misfireToleranceMs.',
+  description:
+    'What happens to occurrences missed while no scheduler ran: RUN_ONCE (default) runs once for all, RUN_ALL runs each, SKIP skips those later than misfireToleranceMs.',
 });
 export const OverlapPolicyEnum = builder.enumType(OverlapPolicy, {
   name: 'OverlapPolicy',

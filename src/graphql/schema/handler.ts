@@ -2,7 +2,8 @@ import type { HandlerInfo as HandlerInfoShape } from '../../handlers/HandlerRegi
 import { builder } from '../builder.js';
 
 const HandlerIsolation = builder.enumType('HandlerIsolation', {
-  description: 'Where a handler runs: on the instance\'s event loop, or in a worker thread with a heap limit that is terminated when it misbehaves.',
+  description:
+    "Where a handler runs: on the instance's event loop, or in a worker thread with a heap limit that is terminated when it misbehaves.",
   values: ['IN_PROCESS', 'THREAD'] as const,
 });
 
@@ -12,7 +13,10 @@ const HandlerInfo = builder.objectRef<HandlerInfoShape>('Handler').implement({
     name: t.exposeString('name'),
     description: t.exposeString('description', { nullable: true }),
     isolation: t.field({ type: HandlerIsolation, resolve: (h) => (h.isolation === 'thread' ? 'THREAD' : 'IN_PROCESS') }),
-    memoryLimitMb: t.exposeInt('memoryLimitMb', { nullable: true, description: 'Heap limit of its worker threads, unless a task or template sets one.' }),
+    memoryLimitMb: t.exposeInt('memoryLimitMb', {
+      nullable: true,
+      description: 'Heap limit of its worker threads, unless a task or template sets one.',
+    }),
     timeoutMs: t.exposeInt('timeoutMs', { nullable: true, description: 'Time limit of a run whose task sets none.' }),
   }),
 });

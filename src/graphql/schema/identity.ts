@@ -5,7 +5,8 @@ import { builder } from '../builder.js';
 
 export const RoleEnum = builder.enumType(Role, {
   name: 'Role',
-  description: 'ADMIN: every tenant (keys, quotas, bindings; may pick a tenant with x-tenant-id). EDITOR: its tenant\'s tasks, templates, models and records. VIEWER: read and subscribe in its tenant.',
+  description:
+    "ADMIN: every tenant (keys, quotas, bindings; may pick a tenant with x-tenant-id). EDITOR: its tenant's tasks, templates, models and records. VIEWER: read and subscribe in its tenant.",
 });
 
 const CredentialKindEnum = builder.enumType('CredentialKind', {

@@ -3,6 +3,7 @@ import { builder } from '../builder.js';
 import './dateFields.js';
 import './enums.js';
 import './handler.js';
+import './history.js';
 import './identity.js';
 import './models.js';
 import './schedule.js';

@@ -1,11 +1,11 @@
 import { createContextCache } from '@pothos/core';
 import { queryFromInfo } from '@pothos/plugin-prisma';
 import DataLoader from 'dataloader';
-import type { RecordWrite } from '../../dateFields/ModelSvc.js';
 import type { DateFieldResult } from '../../dateFields/applyDateFields.js';
+import type { RecordWrite } from '../../dateFields/ModelSvc.js';
 import { MODEL_FIELD_TYPES, type ModelField } from '../../dateFields/modelFields.js';
 import { badInput } from '../../errors.js';
-import { RepeatType, TaskSource, type Prisma, type Task } from '../../generated/prisma/client.js';
+import { type Prisma, RepeatType, type Task, TaskSource } from '../../generated/prisma/client.js';
 import { builder, type Context } from '../builder.js';
 import { DateFieldResultRef } from './dateFields.js';
 
@@ -40,7 +40,11 @@ builder.prismaObject('ModelDefinition', {
       description: 'The DATE_FIELD templates that follow this model.',
       select: { tenantId: true, name: true },
       resolve: (query, m, _args, ctx) =>
-        ctx.prisma.taskTemplate.findMany({ ...query, where: { tenantId: m.tenantId, sourceModel: m.name, repeatType: RepeatType.DATE_FIELD }, orderBy: { fullName: 'asc' } }),
+        ctx.prisma.taskTemplate.findMany({
+          ...query,
+          where: { tenantId: m.tenantId, sourceModel: m.name, repeatType: RepeatType.DATE_FIELD },
+          orderBy: { fullName: 'asc' },
+        }),
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
@@ -59,7 +63,10 @@ interface RecordKey {
   id: string;
 }
 
-function recordTasks(ctx: Context, query: { select?: Prisma.TaskSelect; include?: Prisma.TaskInclude }): DataLoader<RecordKey, Task[], string> {
+function recordTasks(
+  ctx: Context,
+  query: { select?: Prisma.TaskSelect; include?: Prisma.TaskInclude },
+): DataLoader<RecordKey, Task[], string> {
   const loaders = recordTaskLoaders(ctx);
   const key = JSON.stringify(query);
   let loader = loaders.get(key);
@@ -77,7 +84,12 @@ function recordTasks(ctx: Context, query: { select?: Prisma.TaskSelect; include?
         for (const group of byModel.values()) {
           const tasks = (await ctx.prisma.task.findMany({
             ...selection,
-            where: { tenantId: group[0]!.tenantId, source: TaskSource.DATE_FIELD, sourceModel: group[0]!.model, sourceRowId: { in: group.map((r) => r.id) } },
+            where: {
+              tenantId: group[0]!.tenantId,
+              source: TaskSource.DATE_FIELD,
+              sourceModel: group[0]!.model,
+              sourceRowId: { in: group.map((r) => r.id) },
+            },
             orderBy: { id: 'asc' },
           })) as Task[];
           for (const task of tasks) found.set(task.sourceRowId!, [...(found.get(task.sourceRowId!) ?? []), task]);
@@ -110,7 +122,7 @@ const ModelRecordRef = builder.prismaObject('ModelRecord', {
 });
 
 const RecordWriteRef = builder.objectRef<RecordWrite>('ModelRecordWrite').implement({
-  description: 'A record write and what it did to the record\'s date-field tasks (same transaction).',
+  description: "A record write and what it did to the record's date-field tasks (same transaction).",
   fields: (t) => ({
     // A prismaField, so Pothos takes the written row as loaded (a deleted record cannot be read again).
     record: t.prismaField({ type: ModelRecordRef, resolve: (_query, w) => w.record }),
@@ -146,7 +158,7 @@ builder.queryFields((t) => ({
   models: t.prismaField({
     authScopes: { viewer: true },
     type: ['ModelDefinition'],
-    description: 'The low-code models of the caller\'s tenant.',
+    description: "The low-code models of the caller's tenant.",
     resolve: (_query, _root, _args, ctx) => ctx.modelSvc.listModels(),
   }),
   model: t.prismaField({
@@ -163,25 +175,48 @@ builder.queryFields((t) => ({
     args: { model: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
     resolve: (_query, _root, args, ctx) => ctx.modelSvc.getRecord(args.model, String(args.id)),
   }),
-  modelRecords: t.connection({
-    authScopes: { viewer: true },
-    type: ModelRecordRef,
-    description: 'Records of a model in creation order, filtered by `where` (the condition language of date-field templates).',
-    args: {
-      model: t.arg.string({ required: true }),
-      where: t.arg({ type: 'JSON', description: '{"status": "active", "amount": {"$gte": 1000}}' }),
+  modelRecords: t.connection(
+    {
+      authScopes: { viewer: true },
+      type: ModelRecordRef,
+      description: 'Records of a model in creation order, filtered by `where` (the condition language of date-field templates).',
+      args: {
+        model: t.arg.string({ required: true }),
+        where: t.arg({ type: 'JSON', description: '{"status": "active", "amount": {"$gte": 1000}}' }),
+      },
+      extensions: { paging: { defaultSize: 50, maxSize: 500, cursor: 'uuid' } },
+      resolve: async (_root, args, ctx, info) => {
+        if (args.last != null || args.before != null)
+          throw badInput('modelRecords pages forward only: use first and after', args.last != null ? 'last' : 'before');
+        const selection = queryFromInfo({ context: ctx, info, typeName: 'ModelRecord', path: ['edges', 'node'] });
+        const { records, hasNextPage } = await ctx.modelSvc.queryRecords(args.model, {
+          where: args.where,
+          first: args.first,
+          after: args.after,
+          selection,
+        });
+        return {
+          edges: records.map((node) => ({ cursor: node.id, node })),
+          pageInfo: {
+            hasNextPage,
+            hasPreviousPage: args.after != null,
+            startCursor: records[0]?.id ?? null,
+            endCursor: records.at(-1)?.id ?? null,
+          },
+          // Counted only when the query asks for it.
+          totalCount: () => ctx.modelSvc.countRecords(args.model, args.where),
+        };
+      },
     },
-    extensions: { paging: { defaultSize: 50, maxSize: 500, cursor: 'uuid' } },
-    resolve: async (_root, args, ctx, info) => {
-      if (args.last != null || args.before != null) throw badInput('modelRecords pages forward only: use first and after', args.last != null ? 'last' : 'before');
-      const selection = queryFromInfo({ context: ctx, info, typeName: 'ModelRecord', path: ['edges', 'node'] });
-      const { records, hasNextPage } = await ctx.modelSvc.queryRecords(args.model, { where: args.where, first: args.first, after: args.after, selection });
-      return {
-        edges: records.map((node) => ({ cursor: node.id, node })),
-        pageInfo: { hasNextPage, hasPreviousPage: args.after != null, startCursor: records[0]?.id ?? null, endCursor: records.at(-1)?.id ?? null },
-      };
+    {
+      fields: (c) => ({
+        totalCount: c.int({
+          description: 'Records matching `where`, on every page.',
+          resolve: (connection) => (connection as unknown as { totalCount: () => Promise<number> }).totalCount(),
+        }),
+      }),
     },
-  }),
+  ),
 }));
 
 builder.mutationFields((t) => ({

@@ -3,14 +3,15 @@ import { builder } from '../builder.js';
 import { RepeatTypeEnum } from './enums.js';
 
 const ScheduledTime = builder.objectRef<ScheduledTimeShape>('ScheduledTime').implement({
-  description: 'One run time of a schedule, in UTC and in the schedule\'s time zone.',
+  description: "One run time of a schedule, in UTC and in the schedule's time zone.",
   fields: (t) => ({
     at: t.expose('at', { type: 'DateTime' }),
-    local: t.exposeString('local', { description: 'Wall-clock time in the schedule\'s zone, e.g. 2030-03-10T03:00:00.' }),
+    local: t.exposeString('local', { description: "Wall-clock time in the schedule's zone, e.g. 2030-03-10T03:00:00." }),
     offset: t.exposeString('offset', { description: 'UTC offset in effect at that moment, e.g. -04:00.' }),
     note: t.exposeString('note', {
       nullable: true,
-      description: 'Why a DST change decided this time, e.g. "spring-forward: moved to 03:00 (02:30 does not exist)" or "repeated hour: first occurrence".',
+      description:
+        'Why a DST change decided this time, e.g. "spring-forward: moved to 03:00 (02:30 does not exist)" or "repeated hour: first occurrence".',
     }),
   }),
 });
@@ -18,11 +19,16 @@ const ScheduledTime = builder.objectRef<ScheduledTimeShape>('ScheduledTime').imp
 const ScheduleInput = builder.inputType('ScheduleInput', {
   description: 'A schedule as createTimerTask takes it (see TimerTaskInput), checked the same way.',
   fields: (t) => ({
-    repeatType: t.field({ type: RepeatTypeEnum, description: 'Default: CRON with a cronExpression, INTERVAL with intervalSeconds, else ONCE.' }),
+    repeatType: t.field({
+      type: RepeatTypeEnum,
+      description: 'Default: CRON with a cronExpression, INTERVAL with intervalSeconds, else ONCE.',
+    }),
     cronExpression: t.string(),
     intervalSeconds: t.int(),
     timezone: t.string({ description: 'IANA time zone; default DEFAULT_TIMEZONE.' }),
-    startTime: t.string({ description: 'First possible run; a CRON schedule starts at its first occurrence at or after it. Default: now.' }),
+    startTime: t.string({
+      description: 'First possible run; a CRON schedule starts at its first occurrence at or after it. Default: now.',
+    }),
     endTime: t.string(),
     maxRuns: t.int(),
   }),
@@ -46,7 +52,8 @@ builder.queryFields((t) => ({
 builder.prismaObjectField('Task', 'upcomingRuns', (t) =>
   t.field({
     type: [ScheduledTime],
-    description: 'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns. Empty for a paused or finished task.',
+    description:
+      'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns. Empty for a paused or finished task.',
     args: { count: t.arg.int({ defaultValue: 5 }) },
     select: {
       status: true,

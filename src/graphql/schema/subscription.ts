@@ -17,9 +17,11 @@ const TaskEventFilterInput = builder.inputType('TaskEventFilter', {
 });
 
 const END_MESSAGES = {
-  SUBSCRIBER_TOO_SLOW: 'This subscription fell too far behind and was ended; subscribe again with after: lastCursor to resume without a gap',
+  SUBSCRIBER_TOO_SLOW:
+    'This subscription fell too far behind and was ended; subscribe again with after: lastCursor to resume without a gap',
   SHUTTING_DOWN: 'This Chronograph instance is shutting down; subscribe again with after: lastCursor to resume without a gap',
-  UNAUTHENTICATED: 'The credential of this subscription was revoked or has expired; subscribe again with a valid one (after: lastCursor resumes without a gap)',
+  UNAUTHENTICATED:
+    'The credential of this subscription was revoked or has expired; subscribe again with a valid one (after: lastCursor resumes without a gap)',
 } as const;
 
 builder.subscriptionFields((t) => ({
@@ -38,6 +40,21 @@ builder.subscriptionFields((t) => ({
     subscribe: async (_root, args, ctx) => {
       const filter = TaskEventFilter.parse(ctx.tenantId, args.filter);
       const after = parseEventCursor(args.after);
+      if (after !== undefined) {
+        // Events up to here were pruned: resuming from before it would skip them without saying so.
+        const pruned = (await ctx.prisma.tenant.findUnique({ where: { id: ctx.tenantId }, select: { eventsPrunedThrough: true } }))
+          ?.eventsPrunedThrough;
+        if (pruned != null && after < pruned) {
+          throw new ChronographError(
+            'CURSOR_EXPIRED',
+            `Events up to ${pruned} were pruned (history retention); resume from ${pruned}, or without after`,
+            {
+              field: 'after',
+              oldestCursor: pruned.toString(),
+            },
+          );
+        }
+      }
       // Held while the subscription is open: it ends (UNAUTHENTICATED) when its credential is revoked or expires.
       const lease = ctx.credentials.watch(ctx.identity);
       try {
@@ -51,7 +68,9 @@ builder.subscriptionFields((t) => ({
     // whatever relations (task, run) the subscriber selected, once for all who selected the same.
     resolve: async (query, item, _args, ctx) => {
       if (isStreamEnd(item)) throw new ChronographError(item.end, END_MESSAGES[item.end], { lastCursor: item.lastCursor });
-      const event = await ctx.taskEvents.readShared(item.id, query, () => ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } }));
+      const event = await ctx.taskEvents.readShared(item.id, query, () =>
+        ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } }),
+      );
       if (!event) throw notFound('TaskEvent (deleted with its task)', item.id.toString());
       return event;
     },

@@ -1,10 +1,21 @@
 import { TaskStatus } from '../../generated/prisma/client.js';
 import { builder, CONNECTION_PAGE, LIST_PAGE } from '../builder.js';
 import { pageSize } from '../PagingPlugin.js';
-import { MisfirePolicyEnum, OverlapPolicyEnum, RepeatTypeEnum, RunStatusEnum, TaskEventTypeEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
+import {
+  MisfirePolicyEnum,
+  OverlapPolicyEnum,
+  RepeatTypeEnum,
+  RunStatusEnum,
+  TaskEventTypeEnum,
+  TaskSourceEnum,
+  TaskStatusEnum,
+} from './enums.js';
 
 /** `first` of a list inside an object; its cost and its rows are bounded by LIST_PAGE. */
-const FIRST = { description: `At most this many, oldest first (at most ${LIST_PAGE.maxSize}).`, defaultValue: LIST_PAGE.defaultSize } as const;
+const FIRST = {
+  description: `At most this many, oldest first (at most ${LIST_PAGE.maxSize}).`,
+  defaultValue: LIST_PAGE.defaultSize,
+} as const;
 
 // Select mode: a query reads the columns and relations its selection needs, nothing more.
 builder.prismaObject('Task', {
@@ -17,7 +28,8 @@ builder.prismaObject('Task', {
     fullName: t.exposeString('fullName', { description: 'The template this task was created from.' }),
     template: t.relation('template', {
       nullable: true,
-      description: 'The template it was created from; for a task bound from a platform template (source TEMPLATE), only ADMINs see it (null otherwise).',
+      description:
+        'The template it was created from; for a task bound from a platform template (source TEMPLATE), only ADMINs see it (null otherwise).',
       authScopes: (task) => (task.bindingId ? { admin: true } : { viewer: true }),
       unauthorizedResolver: () => null,
     }),
@@ -39,7 +51,10 @@ builder.prismaObject('Task', {
     attempts: t.exposeInt('attempts'),
     maxAttempts: t.exposeInt('maxAttempts'),
     timeoutMs: t.exposeInt('timeoutMs', { nullable: true }),
-    memoryLimitMb: t.exposeInt('memoryLimitMb', { nullable: true, description: 'Heap limit in MB of the worker thread its runs get; null: the handler decides.' }),
+    memoryLimitMb: t.exposeInt('memoryLimitMb', {
+      nullable: true,
+      description: 'Heap limit in MB of the worker thread its runs get; null: the handler decides.',
+    }),
     source: t.expose('source', { type: TaskSourceEnum }),
     sourceModel: t.exposeString('sourceModel', { nullable: true }),
     sourceRowId: t.exposeString('sourceRowId', { nullable: true }),
@@ -52,7 +67,8 @@ builder.prismaObject('Task', {
     overlapPolicy: t.expose('overlapPolicy', { type: OverlapPolicyEnum }),
     retryBackoffMs: t.exposeInt('retryBackoffMs', { description: 'First retry delay; it doubles with each attempt (with jitter).' }),
     deduplicated: t.boolean({
-      description: 'True only in the answer to createTimerTask(s) when a live task already held the uniqueKey and was returned instead of a new one.',
+      description:
+        'True only in the answer to createTimerTask(s) when a live task already held the uniqueKey and was returned instead of a new one.',
       resolve: (task) => (task as { deduplicated?: boolean }).deduplicated === true,
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
@@ -64,7 +80,7 @@ builder.prismaObject('Task', {
       query: (args) => ({ orderBy: { startedAt: 'asc' }, take: pageSize(LIST_PAGE, args) }),
     }),
     events: t.relation('events', {
-      description: 'Status history, oldest first (taskEvents(taskId:, after:) reads on).',
+      description: 'Status history, oldest first (taskEvents(filter: { taskId }) pages through all of it).',
       args: { first: t.arg.int(FIRST) },
       extensions: { paging: LIST_PAGE },
       query: (args) => ({ orderBy: { id: 'asc' }, take: pageSize(LIST_PAGE, args) }),
@@ -98,8 +114,12 @@ builder.prismaObject('TaskRun', {
 });
 
 builder.prismaObject('TaskRunLog', {
+  description: 'One line a handler logged through ctx.logger.',
   select: { id: true },
   fields: (t) => ({
+    id: t.id({ resolve: (line) => line.id.toString() }),
+    task: t.relation('task'),
+    run: t.relation('run'),
     level: t.exposeString('level'),
     message: t.exposeString('message'),
     data: t.expose('data', { type: 'JSON', nullable: true }),
@@ -112,7 +132,7 @@ builder.prismaObject('TaskEvent', {
   select: { id: true },
   fields: (t) => ({
     id: t.id({ resolve: (event) => event.id.toString() }),
-    cursor: t.string({ description: 'Same as id; for taskEvents(after:).', resolve: (event) => event.id.toString() }),
+    cursor: t.string({ description: 'Same as id; taskStatusChanged(after:) resumes from it.', resolve: (event) => event.id.toString() }),
     task: t.relation('task'),
     run: t.relation('run', { nullable: true }),
     type: t.expose('type', { type: TaskEventTypeEnum }),
@@ -122,7 +142,8 @@ builder.prismaObject('TaskEvent', {
     message: t.exposeString('message', { nullable: true }),
     actor: t.exposeString('actor', {
       nullable: true,
-      description: 'Who caused it: key:<API key id>, jwt:<token subject>, key:ADMIN_API_KEY, anonymous, or task:<id> (a handler); null when the scheduler did it on its own.',
+      description:
+        'Who caused it: key:<API key id>, jwt:<token subject>, key:ADMIN_API_KEY, anonymous, or task:<id> (a handler); null when the scheduler did it on its own.',
     }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
   }),
@@ -140,7 +161,7 @@ const TaskFilter = builder.inputType('TaskFilter', {
 });
 
 export const TimerTaskInput = builder.inputType('TimerTaskInput', {
-  description: 'The seed\'s createTimerTask arguments. Omitted fields default from the template.',
+  description: "The seed's createTimerTask arguments. Omitted fields default from the template.",
   fields: (t) => ({
     fullName: t.string({ required: true, description: 'Template name, e.g. tasks.DataBackup.' }),
     startTime: t.string({
@@ -152,16 +173,23 @@ export const TimerTaskInput = builder.inputType('TimerTaskInput', {
     argDict: t.field({ type: 'JSON', description: 'Arguments for the handler: a JSON object.' }),
     timezone: t.string({ description: 'IANA time zone for wall-clock times and cron.' }),
     repeatType: t.field({ type: RepeatTypeEnum }),
-    cronExpression: t.string({ description: 'Standard cron: 5 fields, or 6 with seconds first; @daily etc.; L W # (README: Cron and time zones).' }),
+    cronExpression: t.string({
+      description: 'Standard cron: 5 fields, or 6 with seconds first; @daily etc.; L W # (README: Cron and time zones).',
+    }),
     intervalSeconds: t.int({ description: 'INTERVAL: seconds of real time between runs.' }),
     endTime: t.string({ description: 'No occurrence after this date-time.' }),
     maxRuns: t.int({ description: 'Stop after this many runs.' }),
     maxAttempts: t.int(),
     timeoutMs: t.int(),
-    memoryLimitMb: t.int({ description: 'Heap limit in MB of a worker thread for each run (16 or more); runs the handler in a thread, so it must be registered by module.' }),
+    memoryLimitMb: t.int({
+      description:
+        'Heap limit in MB of a worker thread for each run (16 or more); runs the handler in a thread, so it must be registered by module.',
+    }),
     priority: t.int(),
     queue: t.string(),
-    uniqueKey: t.string({ description: 'At most one live task per key: if one exists it is returned (deduplicated: true) and nothing is created.' }),
+    uniqueKey: t.string({
+      description: 'At most one live task per key: if one exists it is returned (deduplicated: true) and nothing is created.',
+    }),
     misfirePolicy: t.field({ type: MisfirePolicyEnum }),
     misfireToleranceMs: t.int({ description: 'For misfire SKIP: how late a run may start (default 60000).' }),
     overlapPolicy: t.field({ type: OverlapPolicyEnum }),
@@ -169,8 +197,34 @@ export const TimerTaskInput = builder.inputType('TimerTaskInput', {
   }),
 });
 
+export const TaskPatchInput = builder.inputType('TaskPatch', {
+  description:
+    "updateTask's changes: an omitted field keeps its value; endTime, maxRuns, timeoutMs and memoryLimitMb are cleared by null. Same meaning and checks as in TimerTaskInput; argDict replaces the arguments as a whole.",
+  fields: (t) => ({
+    funcName: t.string(),
+    taskType: t.string(),
+    argDict: t.field({ type: 'JSON' }),
+    timezone: t.string(),
+    repeatType: t.field({ type: RepeatTypeEnum }),
+    cronExpression: t.string(),
+    intervalSeconds: t.int(),
+    startTime: t.string({ description: "Where the changed schedule starts (default: now, or the task's startTime if later)." }),
+    endTime: t.string(),
+    maxRuns: t.int(),
+    maxAttempts: t.int(),
+    timeoutMs: t.int(),
+    memoryLimitMb: t.int(),
+    priority: t.int(),
+    queue: t.string(),
+    misfirePolicy: t.field({ type: MisfirePolicyEnum }),
+    misfireToleranceMs: t.int(),
+    overlapPolicy: t.field({ type: OverlapPolicyEnum }),
+    retryBackoffMs: t.int(),
+  }),
+});
+
 const TaskStats = builder.objectRef<Record<string, number>>('TaskStats').implement({
-  description: 'How many tasks of the caller\'s tenant are in each status.',
+  description: "How many tasks of the caller's tenant are in each status.",
   fields: (t) => ({
     total: t.int({ resolve: (stats) => stats.total ?? 0 }),
     ...Object.fromEntries(
@@ -192,37 +246,15 @@ builder.queryFields((t) => ({
       authScopes: { viewer: true },
       type: 'Task',
       cursor: 'id',
-      description: 'Tasks of the caller\'s tenant, newest first.',
+      description: "Tasks of the caller's tenant, newest first.",
       args: { filter: t.arg({ type: TaskFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'connection' } },
+      totalCount: (_root, args, ctx) => ctx.prisma.task.count({ where: ctx.taskSvc.taskWhere(args.filter ?? {}) }),
       resolve: (query, _root, args, ctx) =>
         ctx.prisma.task.findMany({ ...query, where: ctx.taskSvc.taskWhere(args.filter ?? {}), orderBy: { id: 'desc' } }),
     },
     {},
   ),
-  taskRuns: t.prismaField({
-    authScopes: { viewer: true },
-    type: ['TaskRun'],
-    description: 'Attempts of one task, oldest first.',
-    args: { taskId: t.arg.id({ required: true }), first: t.arg.int(FIRST) },
-    extensions: { paging: LIST_PAGE },
-    resolve: async (query, _root, args, ctx) => {
-      const task = await ctx.taskSvc.getTask(String(args.taskId), { select: { id: true } });
-      return ctx.prisma.taskRun.findMany({ ...query, where: { taskId: task.id }, orderBy: { startedAt: 'asc' }, take: pageSize(LIST_PAGE, args) });
-    },
-  }),
-  taskEvents: t.prismaField({
-    authScopes: { viewer: true },
-    type: ['TaskEvent'],
-    description: 'Status changes after the cursor `after`, oldest first: the history and audit log.',
-    args: {
-      after: t.arg.string({ description: 'An event cursor (id); omit to start at the beginning.' }),
-      taskId: t.arg.id(),
-      first: t.arg.int({ defaultValue: 100, description: `At most ${LIST_PAGE.maxSize}.` }),
-    },
-    extensions: { paging: { defaultSize: 100, maxSize: LIST_PAGE.maxSize, cursor: 'event' } },
-    resolve: (query, _root, args, ctx) => ctx.taskSvc.listEvents({ ...query, after: args.after, taskId: args.taskId, first: args.first }),
-  }),
   taskStats: t.field({
     authScopes: { viewer: true },
     type: TaskStats,
@@ -280,10 +312,26 @@ builder.mutationFields((t) => ({
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.cancelTask(String(args.taskId), args.reason),
   }),
+  updateTask: t.prismaField({
+    authScopes: { editor: true },
+    type: 'Task',
+    description:
+      "Edits a live task with createTimerTask's checks (UPDATED event naming the changed fields). A waiting or paused task whose schedule changed gets its next run recomputed; a running task keeps its current attempt and runs on the edited schedule from its next occurrence.",
+    args: { taskId: t.arg.id({ required: true }), patch: t.arg({ type: TaskPatchInput, required: true }) },
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.updateTask(String(args.taskId), args.patch),
+  }),
+  deleteTask: t.id({
+    authScopes: { editor: true },
+    description:
+      'Removes a finished task (SUCCEEDED, FAILED, FORCED_END, CANCELLED) with its runs, logs and events; returns its id. A live task must be cancelled first (CONFLICT).',
+    args: { taskId: t.arg.id({ required: true }) },
+    resolve: (_root, args, ctx) => ctx.taskSvc.deleteTask(String(args.taskId)),
+  }),
   forcedEnd: t.prismaField({
     authScopes: { editor: true },
     type: 'Task',
-    description: 'Ends a task for good (FORCED_END), at once, with `reason` on its event and run. A running handler is aborted on whichever instance runs it, and anything it does afterwards is fenced off.',
+    description:
+      'Ends a task for good (FORCED_END), at once, with `reason` on its event and run. A running handler is aborted on whichever instance runs it, and anything it does afterwards is fenced off.',
     args: { taskId: t.arg.id({ required: true }), reason: t.arg.string() },
     resolve: (_query, _root, args, ctx) => ctx.taskSvc.forcedEnd(String(args.taskId), args.reason),
   }),

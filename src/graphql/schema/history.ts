@@ -1,0 +1,257 @@
+import { badInput } from '../../errors.js';
+import type { Prisma, RunStatus } from '../../generated/prisma/client.js';
+import { assertId } from '../../tasks/validate.js';
+import type { Context } from '../builder.js';
+import { builder, CONNECTION_PAGE } from '../builder.js';
+import { RunStatusEnum, TaskEventTypeEnum, TaskStatusEnum } from './enums.js';
+
+/**
+ * History you can query: runs, events and run logs of the caller's tenant as Relay connections (oldest
+ * first; `last` pages from the newest), each with `totalCount`, and run statistics grouped by handler,
+ * template, queue or day. Every filter is served by an index: task_run (tenant_id, started_at, id) and
+ * (task_id, attempt), task_event (tenant_id, id) and (task_id, id), task_run_log (tenant_id, id) and
+ * (run_id, id).
+ */
+
+const TaskRunFilter = builder.inputType('TaskRunFilter', {
+  fields: (t) => ({
+    taskId: t.id(),
+    status: t.field({ type: [RunStatusEnum], description: 'Any of these run statuses.' }),
+    from: t.field({ type: 'DateTime', description: 'Started at or after.' }),
+    to: t.field({ type: 'DateTime', description: 'Started before.' }),
+    workerId: t.string(),
+  }),
+});
+
+const TaskEventFilter = builder.inputType('EventHistoryFilter', {
+  fields: (t) => ({
+    taskId: t.id(),
+    statuses: t.field({ type: [TaskStatusEnum], description: 'Events that moved a task into any of these statuses.' }),
+    types: t.field({ type: [TaskEventTypeEnum] }),
+    from: t.field({ type: 'DateTime', description: 'Recorded at or after.' }),
+    to: t.field({ type: 'DateTime', description: 'Recorded before.' }),
+  }),
+});
+
+const RunLogFilter = builder.inputType('RunLogFilter', {
+  fields: (t) => ({
+    taskId: t.id(),
+    runId: t.id(),
+    levels: t.stringList({ description: 'Any of these levels (debug, info, warn, error).' }),
+    search: t.string({ description: 'Lines whose message contains this text (case-insensitive).' }),
+    from: t.field({ type: 'DateTime', description: 'Logged at or after.' }),
+    to: t.field({ type: 'DateTime', description: 'Logged before.' }),
+  }),
+});
+
+type Range = { from?: Date | null; to?: Date | null };
+
+function range({ from, to }: Range): { gte?: Date; lt?: Date } | undefined {
+  if (from && to && from >= to) throw badInput('from must be before to', 'to');
+  if (!from && !to) return undefined;
+  return { ...(from && { gte: from }), ...(to && { lt: to }) };
+}
+
+/** A task id of the caller's tenant (NOT_FOUND otherwise, as for task(id:)). */
+async function ownTask(ctx: Context, taskId: string | number | null | undefined, field = 'taskId'): Promise<string | undefined> {
+  if (taskId == null) return undefined;
+  const id = assertId(String(taskId), field);
+  await ctx.taskSvc.getTask(id, { select: { id: true } });
+  return id;
+}
+
+async function runWhere(
+  ctx: Context,
+  filter: { taskId?: string | number | null; status?: RunStatus[] | null; workerId?: string | null } & Range,
+): Promise<Prisma.TaskRunWhereInput> {
+  const startedAt = range(filter);
+  return {
+    tenantId: ctx.taskSvc.tenantId,
+    ...(filter.taskId != null && { taskId: await ownTask(ctx, filter.taskId) }),
+    ...(filter.status?.length && { status: { in: filter.status } }),
+    ...(filter.workerId != null && { workerId: filter.workerId }),
+    ...(startedAt && { startedAt }),
+  };
+}
+
+async function eventWhere(
+  ctx: Context,
+  filter: {
+    taskId?: string | number | null;
+    statuses?: Prisma.TaskEventWhereInput['toStatus'][] | null;
+    types?: Prisma.TaskEventWhereInput['type'][] | null;
+  } & Range,
+): Promise<Prisma.TaskEventWhereInput> {
+  const createdAt = range(filter);
+  return {
+    tenantId: ctx.taskSvc.tenantId,
+    ...(filter.taskId != null && { taskId: await ownTask(ctx, filter.taskId) }),
+    ...(filter.statuses?.length && { toStatus: { in: filter.statuses as never } }),
+    ...(filter.types?.length && { type: { in: filter.types as never } }),
+    ...(createdAt && { createdAt }),
+  };
+}
+
+async function logWhere(
+  ctx: Context,
+  filter: { taskId?: string | number | null; runId?: string | number | null; levels?: string[] | null; search?: string | null } & Range,
+): Promise<Prisma.TaskRunLogWhereInput> {
+  const createdAt = range(filter);
+  if (filter.search != null && filter.search.length > 200) throw badInput('search is at most 200 characters', 'search');
+  return {
+    tenantId: ctx.taskSvc.tenantId,
+    ...(filter.taskId != null && { taskId: await ownTask(ctx, filter.taskId) }),
+    ...(filter.runId != null && { runId: assertId(String(filter.runId), 'runId') }),
+    ...(filter.levels?.length && { level: { in: filter.levels } }),
+    ...(filter.search && { message: { contains: filter.search, mode: 'insensitive' } }),
+    ...(createdAt && { createdAt }),
+  };
+}
+
+const RunStatusCount = builder.objectRef<{ status: RunStatus; count: number }>('RunStatusCount').implement({
+  fields: (t) => ({
+    status: t.field({ type: RunStatusEnum, resolve: (c) => c.status }),
+    count: t.exposeInt('count'),
+  }),
+});
+
+interface RunStatsRow {
+  key: string;
+  total: number;
+  counts: { status: RunStatus; count: number }[];
+  p50DurationMs: number | null;
+  p95DurationMs: number | null;
+  failureRate: number | null;
+}
+
+const RunStatsRowRef = builder.objectRef<RunStatsRow>('RunStatsRow').implement({
+  description: 'Runs of one handler, template, queue or day.',
+  fields: (t) => ({
+    key: t.exposeString('key', { description: 'The handler, template fullName, queue, or day (YYYY-MM-DD, UTC).' }),
+    total: t.exposeInt('total'),
+    counts: t.field({ type: [RunStatusCount], description: 'Runs by status (statuses with none left out).', resolve: (r) => r.counts }),
+    p50DurationMs: t.exposeFloat('p50DurationMs', { nullable: true, description: 'Median duration of the finished runs.' }),
+    p95DurationMs: t.exposeFloat('p95DurationMs', { nullable: true }),
+    failureRate: t.exposeFloat('failureRate', {
+      nullable: true,
+      description: 'Finished runs that did not succeed, as a share of the finished runs (0-1).',
+    }),
+  }),
+});
+
+const RunStatsGroupBy = builder.enumType('RunStatsGroupBy', { values: ['HANDLER', 'TEMPLATE', 'QUEUE', 'DAY'] as const });
+
+/** The grouping expressions runStats may use: fixed text, never built from input. */
+const GROUP_KEY: Record<(typeof RunStatsGroupBy)['$inferType'], string> = {
+  HANDLER: 't.func_name',
+  TEMPLATE: 't.full_name',
+  QUEUE: 't.queue',
+  DAY: `to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
+};
+
+/** Run statuses that count as failures in runStats (CANCELLED is someone's decision, not a failure). */
+const FAILED_RUNS = `('FAILED', 'TIMED_OUT', 'MEMORY_LIMIT', 'CRASHED', 'ABANDONED')`;
+
+async function runStats(ctx: Context, groupBy: keyof typeof GROUP_KEY, filter: Range): Promise<RunStatsRow[]> {
+  const startedAt = range(filter);
+  const rows = await ctx.prisma.$queryRawUnsafe<
+    {
+      key: string;
+      total: bigint;
+      p50: number | null;
+      p95: number | null;
+      ended: bigint;
+      failed: bigint;
+      counts: { status: RunStatus; count: number }[];
+    }[]
+  >(
+    `WITH runs AS (
+       SELECT ${GROUP_KEY[groupBy]} AS key, r.status::text AS status, r.duration_ms
+         FROM task_run r JOIN task t ON t.id = r.task_id
+        WHERE r.tenant_id = $1 AND ($2::timestamptz IS NULL OR r.started_at >= $2) AND ($3::timestamptz IS NULL OR r.started_at < $3)
+     ),
+     per_status AS (SELECT key, status, count(*) AS n FROM runs GROUP BY key, status),
+     per_key AS (
+       SELECT key, count(*) AS total,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status <> 'RUNNING') AS p50,
+              percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status <> 'RUNNING') AS p95,
+              count(*) FILTER (WHERE status NOT IN ('RUNNING', 'CANCELLED')) AS ended,
+              count(*) FILTER (WHERE status IN ${FAILED_RUNS}) AS failed
+         FROM runs GROUP BY key
+     )
+     SELECT k.key, k.total, k.p50, k.p95, k.ended, k.failed,
+            json_agg(json_build_object('status', s.status, 'count', s.n) ORDER BY s.status) AS counts
+       FROM per_key k JOIN per_status s ON s.key IS NOT DISTINCT FROM k.key
+      GROUP BY k.key, k.total, k.p50, k.p95, k.ended, k.failed
+      ORDER BY k.key`,
+    ctx.taskSvc.tenantId,
+    startedAt?.gte ?? null,
+    startedAt?.lt ?? null,
+  );
+  return rows.map((r) => ({
+    key: r.key,
+    total: Number(r.total),
+    counts: r.counts.map((c) => ({ status: c.status, count: Number(c.count) })),
+    p50DurationMs: r.p50 == null ? null : Number(r.p50),
+    p95DurationMs: r.p95 == null ? null : Number(r.p95),
+    failureRate: Number(r.ended) === 0 ? null : Number(r.failed) / Number(r.ended),
+  }));
+}
+
+builder.queryFields((t) => ({
+  taskRuns: t.prismaConnection(
+    {
+      authScopes: { viewer: true },
+      type: 'TaskRun',
+      cursor: 'tenantId_startedAt_id',
+      description: "Attempts of the caller's tenant, oldest first (`last` for the newest), filtered.",
+      args: { filter: t.arg({ type: TaskRunFilter }) },
+      extensions: { paging: { ...CONNECTION_PAGE, cursor: 'runConnection' } },
+      totalCount: async (_root, args, ctx) => ctx.prisma.taskRun.count({ where: await runWhere(ctx, args.filter ?? {}) }),
+      resolve: async (query, _root, args, ctx) =>
+        ctx.prisma.taskRun.findMany({
+          ...query,
+          where: await runWhere(ctx, args.filter ?? {}),
+          orderBy: [{ tenantId: 'asc' }, { startedAt: 'asc' }, { id: 'asc' }],
+        }),
+    },
+    {},
+  ),
+  taskEvents: t.prismaConnection(
+    {
+      authScopes: { viewer: true },
+      type: 'TaskEvent',
+      cursor: 'id',
+      description:
+        "Status changes of the caller's tenant, oldest first (`last` for the newest): the history and audit log. An edge's node.cursor is the event id that taskStatusChanged(after:) resumes from.",
+      args: { filter: t.arg({ type: TaskEventFilter }) },
+      extensions: { paging: { ...CONNECTION_PAGE, cursor: 'idConnection' } },
+      totalCount: async (_root, args, ctx) => ctx.prisma.taskEvent.count({ where: await eventWhere(ctx, args.filter ?? {}) }),
+      resolve: async (query, _root, args, ctx) =>
+        ctx.prisma.taskEvent.findMany({ ...query, where: await eventWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
+    },
+    {},
+  ),
+  runLogs: t.prismaConnection(
+    {
+      authScopes: { viewer: true },
+      type: 'TaskRunLog',
+      cursor: 'id',
+      description: "Lines handlers logged through ctx.logger, across the caller's tenant, oldest first (`last` for the newest).",
+      args: { filter: t.arg({ type: RunLogFilter }) },
+      extensions: { paging: { ...CONNECTION_PAGE, cursor: 'idConnection' } },
+      totalCount: async (_root, args, ctx) => ctx.prisma.taskRunLog.count({ where: await logWhere(ctx, args.filter ?? {}) }),
+      resolve: async (query, _root, args, ctx) =>
+        ctx.prisma.taskRunLog.findMany({ ...query, where: await logWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
+    },
+    {},
+  ),
+  runStats: t.field({
+    authScopes: { viewer: true },
+    type: [RunStatsRowRef],
+    description:
+      "Runs of the caller's tenant grouped by handler, template, queue or day (by start time), with counts by status, p50/p95 duration and failure rate.",
+    args: { groupBy: t.arg({ type: RunStatsGroupBy, required: true }), from: t.arg({ type: 'DateTime' }), to: t.arg({ type: 'DateTime' }) },
+    resolve: (_root, args, ctx) => runStats(ctx, args.groupBy, { from: args.from, to: args.to }),
+  }),
+}));

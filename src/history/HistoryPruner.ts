@@ -1,0 +1,258 @@
+import { mkdir, open } from 'node:fs/promises';
+import path from 'node:path';
+import { createGzip } from 'node:zlib';
+import type { Logger } from 'pino';
+import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
+
+/** What one prune removed. */
+export interface PruneCounts {
+  tasks: number;
+  runs: number;
+  logs: number;
+  events: number;
+  /** Archive files written (ARCHIVE_DIR), one per batch that deleted something. */
+  archives: number;
+}
+
+export interface HistoryPrunerOptions {
+  prisma: PrismaClient;
+  logger: Logger;
+  /** HISTORY_RETENTION_DAYS: null keeps everything, except where a tenant has its own setting. */
+  retentionDays: number | null;
+  /** ARCHIVE_DIR: where deleted rows are written first, as gzip JSON lines. */
+  archiveDir: string | null;
+  /** Rows per statement; small, so no prune holds locks or a transaction for long. */
+  batchSize?: number;
+  now?: () => Date;
+}
+
+/** An arbitrary constant naming the per-tenant prune locks (first half of the two-key advisory lock). */
+const PRUNE_LOCK_CLASS = 0x70727565; // 'prue'
+const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
+const DAY_MS = 86_400_000;
+
+/**
+ * Deletes old history in small batches: finished tasks (with their runs, logs and events) that ended
+ * before a tenant's cutoff, and the runs, logs and events older than it of tasks that go on. Each batch is
+ * one short transaction under the tenant's prune lock (an advisory lock: an instance that finds it taken
+ * leaves that tenant to the instance holding it), touches only finished rows, and takes no lock a claim
+ * waits for. With ARCHIVE_DIR, a batch's rows are written as gzip JSON lines before the transaction that
+ * deletes them commits (so an archive may repeat rows whose deletion then failed, never miss one).
+ *
+ * Events are pruned oldest id first and the newest id pruned is kept per tenant
+ * (tenant.events_pruned_through): a subscription resuming from before it gets CURSOR_EXPIRED.
+ */
+export class HistoryPruner {
+  private timer?: NodeJS.Timeout;
+  private first?: NodeJS.Timeout;
+  private stopped = false;
+  private running?: Promise<unknown>;
+  private readonly batchSize: number;
+
+  constructor(private readonly options: HistoryPrunerOptions) {
+    this.batchSize = options.batchSize ?? 500;
+  }
+
+  /** Prunes every `intervalMs` (the first time soon after start); errors are logged, not thrown. */
+  start(intervalMs: number): void {
+    this.stopped = false;
+    const run = () => {
+      if (this.stopped) return;
+      this.running ??= this.pruneByRetention()
+        .then((counts) => {
+          if (counts.tasks + counts.runs + counts.events > 0) this.options.logger.info(counts, 'pruned history');
+        })
+        .catch((error) => this.options.logger.error({ err: error }, 'could not prune history; trying again later'))
+        .finally(() => (this.running = undefined));
+    };
+    this.timer = setInterval(run, intervalMs);
+    this.timer.unref();
+    this.first = setTimeout(run, Math.min(intervalMs, 5_000));
+    this.first.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    clearTimeout(this.first);
+    await this.running;
+  }
+
+  /** Prunes each tenant by its retention (its own, else HISTORY_RETENTION_DAYS). */
+  async pruneByRetention(): Promise<PruneCounts> {
+    const now = (this.options.now?.() ?? new Date()).getTime();
+    const total = emptyCounts();
+    for (const tenant of await this.tenants()) {
+      const days = tenant.retentionDays ?? this.options.retentionDays;
+      if (days == null) continue;
+      add(total, await this.pruneTenant(tenant.id, new Date(now - days * DAY_MS)));
+    }
+    return total;
+  }
+
+  /** pruneHistory: everything finished or recorded before `before`, of one tenant or of all. */
+  async pruneBefore(before: Date, tenantId?: string): Promise<PruneCounts> {
+    const total = emptyCounts();
+    const tenants = tenantId ? [tenantId] : (await this.tenants()).map((t) => t.id);
+    for (const id of tenants) add(total, await this.pruneTenant(id, before));
+    return total;
+  }
+
+  /** Every tenant that has tasks (a loose index scan: one probe per tenant), with its own retention. */
+  private async tenants(): Promise<{ id: string; retentionDays: number | null }[]> {
+    const rows = await this.options.prisma.$queryRawUnsafe<{ id: string; days: number | null }[]>(
+      `WITH RECURSIVE t AS (
+         (SELECT tenant_id FROM task ORDER BY tenant_id LIMIT 1)
+         UNION ALL
+         SELECT (SELECT tenant_id FROM task WHERE tenant_id > t.tenant_id ORDER BY tenant_id LIMIT 1) FROM t WHERE t.tenant_id IS NOT NULL
+       )
+       SELECT t.tenant_id AS id, q.history_retention_days AS days FROM t LEFT JOIN tenant q ON q.id = t.tenant_id WHERE t.tenant_id IS NOT NULL`,
+    );
+    return rows.map((r) => ({ id: r.id, retentionDays: r.days }));
+  }
+
+  private async pruneTenant(tenantId: string, cutoff: Date): Promise<PruneCounts> {
+    const total = emptyCounts();
+    for (;;) {
+      const batch = await this.batch(tenantId, cutoff);
+      if (batch === null) break;
+      add(total, batch);
+      if (batch.tasks + batch.runs + batch.events === 0) break;
+    }
+    return total;
+  }
+
+  /** One batch in one transaction; null when another instance holds the tenant's prune lock. */
+  private batch(tenantId: string, cutoff: Date): Promise<PruneCounts | null> {
+    return this.options.prisma.$transaction(
+      async (tx) => {
+        const [lock] = await tx.$queryRawUnsafe<{ locked: boolean }[]>(
+          `SELECT pg_try_advisory_xact_lock($1::int, hashtext($2)) AS locked`,
+          PRUNE_LOCK_CLASS,
+          tenantId,
+        );
+        if (!lock?.locked) return null;
+        const counts = emptyCounts();
+        // Finished tasks that ended before the cutoff, with everything they have.
+        const tasks = await tx.$queryRawUnsafe<{ id: string }[]>(
+          `SELECT id FROM task WHERE tenant_id = $1 AND status IN ${FINISHED} AND updated_at < $2 ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED`,
+          tenantId,
+          cutoff,
+          this.batchSize,
+        );
+        const taskIds = tasks.map((t) => t.id);
+        // Runs (and their logs) older than the cutoff of tasks that go on; never a running one.
+        const runs = await tx.$queryRawUnsafe<{ id: string }[]>(
+          `SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING' AND NOT (task_id = ANY($3::uuid[]))
+            ORDER BY started_at LIMIT $4`,
+          tenantId,
+          cutoff,
+          taskIds,
+          this.batchSize,
+        );
+        const runIds = runs.map((r) => r.id);
+        const events = await tx.$queryRawUnsafe<{ id: bigint }[]>(
+          `SELECT id FROM task_event WHERE tenant_id = $1 AND created_at < $2 AND NOT (task_id = ANY($3::uuid[])) ORDER BY id LIMIT $4`,
+          tenantId,
+          cutoff,
+          taskIds,
+          this.batchSize,
+        );
+        const eventIds = events.map((e) => e.id);
+        if (taskIds.length + runIds.length + eventIds.length === 0) return counts;
+        if (this.options.archiveDir) {
+          await this.archive(tx, tenantId, taskIds, runIds, eventIds);
+          counts.archives = 1;
+        }
+        // Children first, so each count is what this prune removed; one statement per index (an OR of
+        // two index conditions would scan the table).
+        const run = (sql: string, ids: unknown[]) => (ids.length ? tx.$executeRawUnsafe(sql, ids) : Promise.resolve(0));
+        counts.logs =
+          (await run(`DELETE FROM task_run_log WHERE task_id = ANY($1::uuid[])`, taskIds)) +
+          (await run(`DELETE FROM task_run_log WHERE run_id = ANY($1::uuid[])`, runIds));
+        const deletedEvents = [
+          ...(taskIds.length
+            ? await tx.$queryRawUnsafe<{ id: bigint }[]>(`DELETE FROM task_event WHERE task_id = ANY($1::uuid[]) RETURNING id`, taskIds)
+            : []),
+          ...(eventIds.length
+            ? await tx.$queryRawUnsafe<{ id: bigint }[]>(`DELETE FROM task_event WHERE id = ANY($1::bigint[]) RETURNING id`, eventIds)
+            : []),
+        ];
+        counts.events = deletedEvents.length;
+        counts.runs =
+          (await run(`DELETE FROM task_run WHERE task_id = ANY($1::uuid[])`, taskIds)) +
+          (await run(`DELETE FROM task_run WHERE id = ANY($1::uuid[])`, runIds));
+        counts.tasks = await run(`DELETE FROM task WHERE id = ANY($1::uuid[])`, taskIds);
+        if (deletedEvents.length > 0) {
+          // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
+          const newest = deletedEvents.reduce((max, e) => (e.id > max ? e.id : max), 0n);
+          await tx.$executeRawUnsafe(
+            `INSERT INTO tenant (id, events_pruned_through, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (id) DO UPDATE SET events_pruned_through = GREATEST(coalesce(tenant.events_pruned_through, 0), EXCLUDED.events_pruned_through)`,
+            tenantId,
+            newest,
+          );
+        }
+        return counts;
+      },
+      { timeout: 60_000 },
+    );
+  }
+
+  /** Writes the batch's rows as gzip JSON lines ({"table": ..., "row": ...}) under ARCHIVE_DIR/<tenant>/<day>/. */
+  private async archive(
+    tx: Prisma.TransactionClient,
+    tenantId: string,
+    taskIds: string[],
+    runIds: string[],
+    eventIds: bigint[],
+  ): Promise<void> {
+    const now = this.options.now?.() ?? new Date();
+    const dir = path.join(this.options.archiveDir!, encodeURIComponent(tenantId), now.toISOString().slice(0, 10));
+    await mkdir(dir, { recursive: true });
+    const file = path.join(
+      dir,
+      `${now.toISOString().replace(/[:.]/g, '-')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.jsonl.gz`,
+    );
+    const rows = async (table: string, sql: string, ...params: unknown[]) =>
+      (await tx.$queryRawUnsafe<{ row: unknown }[]>(sql, ...params)).map((r) => `${JSON.stringify({ table, row: r.row })}\n`);
+    const lines = [
+      ...(await rows('task', `SELECT to_jsonb(t) AS row FROM task t WHERE id = ANY($1::uuid[])`, taskIds)),
+      ...(await rows('task_run', `SELECT to_jsonb(r) AS row FROM task_run r WHERE task_id = ANY($1::uuid[])`, taskIds)),
+      ...(await rows('task_run', `SELECT to_jsonb(r) AS row FROM task_run r WHERE id = ANY($1::uuid[])`, runIds)),
+      ...(await rows('task_run_log', `SELECT to_jsonb(l) AS row FROM task_run_log l WHERE task_id = ANY($1::uuid[])`, taskIds)),
+      ...(await rows('task_run_log', `SELECT to_jsonb(l) AS row FROM task_run_log l WHERE run_id = ANY($1::uuid[])`, runIds)),
+      ...(await rows('task_event', `SELECT to_jsonb(e) AS row FROM task_event e WHERE task_id = ANY($1::uuid[])`, taskIds)),
+      ...(await rows('task_event', `SELECT to_jsonb(e) AS row FROM task_event e WHERE id = ANY($1::bigint[])`, eventIds)),
+    ];
+    const handle = await open(file, 'wx');
+    try {
+      const gzip = createGzip();
+      const chunks: Buffer[] = [];
+      gzip.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const done = new Promise<void>((resolve, reject) => {
+        gzip.on('end', resolve);
+        gzip.on('error', reject);
+      });
+      for (const line of lines) gzip.write(line);
+      gzip.end();
+      await done;
+      await handle.writeFile(Buffer.concat(chunks));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+function emptyCounts(): PruneCounts {
+  return { tasks: 0, runs: 0, logs: 0, events: 0, archives: 0 };
+}
+
+function add(total: PruneCounts, more: PruneCounts): void {
+  total.tasks += more.tasks;
+  total.runs += more.runs;
+  total.logs += more.logs;
+  total.events += more.events;
+  total.archives += more.archives;
+}

@@ -1,0 +1,178 @@
+import path from 'node:path';
+import type { WebSocketRoute } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ARTIFACTS_DIR, chromiumAvailable, type IsolatedBrowser, launchIsolatedChromium } from './support/chromium.js';
+import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
+
+/**
+ * The dashboard as a person uses it on a machine without internet: a real headless chromium whose only
+ * reachable host is 127.0.0.1, against a Chronograph on a real port with authentication on. The page
+ * comes from the instance, uses only the public GraphQL API with the pasted key, shows a task going
+ * SCHEDULED → RUNNING → SUCCEEDED live, and pauses a task from the page.
+ */
+const ADMIN_KEY = 'chronograph-dashboard-test-admin-key-0123456789';
+const EDITOR = (t: TestApp) =>
+  t.gql(
+    `mutation { createApiKey(input: { name: "dashboard", tenantId: "default", role: EDITOR }) { secret } }`,
+    {},
+    { authorization: `Bearer ${ADMIN_KEY}` },
+  );
+
+describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, offline (%s)', (backend) => {
+  let t: TestApp;
+  let port: number;
+  let chromium: IsolatedBrowser;
+  let key: string;
+
+  beforeAll(async () => {
+    t = await createTestApp(backend, {
+      env: { ADMIN_API_KEY: ADMIN_KEY },
+      setup(app) {
+        app.handlers.register('test.slow', async (args: Record<string, unknown>) => {
+          await new Promise((r) => setTimeout(r, Number(args.ms ?? 1500)));
+          return { done: true };
+        });
+      },
+    });
+    await t.app.templateSvc.forTenant('default').create({ fullName: 'tasks.Slow', title: 'Slow', funcName: 'test.slow' });
+    key = ok(await EDITOR(t)).createApiKey.secret;
+    ({ port } = await t.app.listen(0, '127.0.0.1'));
+    chromium = await launchIsolatedChromium();
+  }, 120_000);
+
+  afterAll(async () => {
+    await chromium?.close();
+    await t?.close();
+  });
+
+  it('serves the page under a strict CSP without caching it, and its hashed assets for good', async () => {
+    const base = `http://127.0.0.1:${port}`;
+    for (const pathname of ['/', '/dashboard']) {
+      const moved = await fetch(base + pathname, { redirect: 'manual' });
+      expect(moved.status).toBe(302);
+      expect(moved.headers.get('location')).toBe('/dashboard/');
+    }
+    const page = await fetch(`${base}/dashboard/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(page.headers.get('cache-control')).toBe('no-cache');
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    const html = await page.text();
+    const script = /<script type="module" crossorigin src="([^"]+\.js)"/.exec(html)?.[1];
+    expect(script).toMatch(/^\/dashboard\/assets\/[\w-]+\.js$/);
+    const js = await fetch(base + script!);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(js.headers.get('cache-control')).toBe('public, max-age=31536000, immutable');
+    expect(js.headers.get('x-content-type-options')).toBe('nosniff');
+    expect((await fetch(`${base}/dashboard/assets/nothing-here.js`)).status).toBe(404);
+    expect((await fetch(`${base}/dashboard/assets/..%2F..%2Fpackage.json`)).status).toBe(404);
+    expect((await fetch(`${base}/dashboard/`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('shows a task moving through its statuses live, pauses one from the page, and opens its page', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    const response = await page.goto(`http://127.0.0.1:${port}/`);
+    expect(page.url()).toBe(`http://127.0.0.1:${port}/dashboard/`);
+    expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
+
+    // Without a key the API refuses; with the pasted key the page reads and subscribes as that EDITOR.
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('EDITOR · default');
+    await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
+
+    // A task created through the API, due in two seconds: its row goes SCHEDULED → RUNNING → SUCCEEDED.
+    const svc = t.app.taskSvc.forTenant('default');
+    const task = await svc.createTimerTask({
+      fullName: 'tasks.Slow',
+      startTime: new Date(Date.now() + 2000).toISOString(),
+      argDict: { ms: 1500 },
+    });
+    const cell = page.locator(`tr[data-task="${task.id}"] [data-testid=status]`);
+    const seen: string[] = [];
+    await waitFor(
+      async () => {
+        const status = ((await cell.textContent({ timeout: 1000 }).catch(() => null)) ?? '').trim();
+        if (status && seen.at(-1) !== status) seen.push(status);
+        return status === 'SUCCEEDED';
+      },
+      { timeoutMs: 20_000, intervalMs: 50, what: 'the row to show SUCCEEDED' },
+    );
+    expect(seen).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, `dashboard-tasks-${backend}.png`), fullPage: true });
+
+    // Pause a future task from its row: the API shows it PAUSED, the row too.
+    const later = await svc.createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
+    const row = page.locator(`tr[data-task="${later.id}"]`);
+    await row.getByRole('button', { name: 'Pause' }).click();
+    await waitFor(async () => (await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: later.id } })).status === 'PAUSED', {
+      what: 'PAUSED',
+    });
+    await expect.poll(() => row.getByTestId('status').textContent(), { timeout: 10_000 }).toBe('PAUSED');
+    const paused = await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: later.id, toStatus: 'PAUSED' } });
+    expect(paused.actor).toMatch(/^key:/);
+
+    // The task's page: its runs with the result, its events.
+    await page.locator(`tr[data-task="${task.id}"] a`).first().click();
+    await expect.poll(() => page.getByTestId('runs').textContent(), { timeout: 10_000 }).toContain('SUCCEEDED');
+    expect(await page.getByTestId('events').textContent()).toContain('RUNNING');
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, `dashboard-task-${backend}.png`), fullPage: true });
+
+    expect(chromium.blocked).toEqual([]);
+    expect(errors).toEqual([]);
+  }, 90_000);
+
+  it('after a dropped WebSocket, subscribes again after the last event it saw and shows what changed meanwhile', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    // The page's WebSockets pass through the test, which can drop them and refuse new ones.
+    let refuse = false;
+    const routes: WebSocketRoute[] = [];
+    const subscribes: { after: string | null }[] = [];
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      if (refuse) return ws.close({ code: 1012, reason: 'test: service restart' });
+      routes.push(ws);
+      const server = ws.connectToServer();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.type === 'subscribe' && frame.payload.query.includes('taskStatusChanged'))
+          subscribes.push({ after: frame.payload.variables?.after ?? null });
+        server.send(message);
+      });
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
+    await waitFor(() => subscribes.length > 0, { what: 'the subscription' });
+
+    const svc = t.app.taskSvc.forTenant('default');
+    const task = await svc.createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
+    const status = page.locator(`tr[data-task="${task.id}"] [data-testid=status]`);
+    await expect.poll(() => status.textContent(), { timeout: 10_000 }).toBe('SCHEDULED');
+    const lastSeen = (
+      await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: task.id }, orderBy: { id: 'desc' } })
+    ).id.toString();
+    const before = subscribes.length;
+
+    // The connection drops and stays down while the task is paused through the API.
+    refuse = true;
+    await routes.at(-1)!.close({ code: 1012, reason: 'test: service restart' });
+    await svc.pauseTask(task.id);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await status.textContent()).toBe('SCHEDULED');
+
+    // Back up: the page subscribes after the last event it had, so the pause it missed arrives.
+    refuse = false;
+    await expect.poll(() => status.textContent(), { timeout: 30_000 }).toBe('PAUSED');
+    expect(subscribes.length).toBeGreaterThan(before);
+    expect(subscribes.at(-1)!.after).toBe(lastSeen);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 90_000);
+});

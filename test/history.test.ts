@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN, AUTH_ENV, createKey } from './support/auth.js';
+import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
+
+/** History you can query (issue 13 item 4): runs, events and logs as connections with totalCount, and runStats. */
+describe.each(backends)('history queries (%s)', (backend) => {
+  let t: TestApp;
+  const ids: { ok: string[]; failed: string }[] = [];
+  let asA: Record<string, string>;
+  let asB: Record<string, string>;
+
+  beforeAll(async () => {
+    t = await createTestApp(backend, {
+      env: AUTH_ENV,
+      setup(app) {
+        app.handlers.register('test.logs', (args, ctx) => {
+          ctx.logger.info(`echo ${String(args.i)}`);
+          if (args.i === 0) ctx.logger.error('took too long: timeout nearly reached');
+          return args;
+        });
+      },
+    });
+    asA = { ...ADMIN, 'x-tenant-id': 'a' };
+    asB = (await createKey(t, 'b', 'VIEWER')).headers;
+    const templates = t.app.templateSvc.forTenant('a');
+    await templates.create({ fullName: 'tasks.Echo', title: 'Echo', funcName: 'test.logs' });
+    await templates.create({ fullName: 'tasks.Fail', title: 'Fail', funcName: 'chronograph.fail', maxAttempts: 1 });
+    const svc = t.app.taskSvc.forTenant('a');
+    const now = new Date().toISOString();
+    const done = await svc.createTimerTasks(
+      Array.from({ length: 5 }, (_, i) => ({ fullName: 'tasks.Echo', startTime: now, argDict: { i } })),
+    );
+    const failed = await svc.createTimerTask({ fullName: 'tasks.Fail', startTime: now });
+    for (const task of [...done, failed]) await svc.waitForTask(task.id, { timeoutMs: 20_000 });
+    ids.push({ ok: done.map((d) => d.id), failed: failed.id });
+  });
+  afterAll(() => t?.close());
+
+  it('taskRuns pages oldest first with totalCount and filters by status, task, time and worker', async () => {
+    const all = ok(
+      await t.gql(
+        `{ taskRuns(first: 2) { totalCount edges { node { status task { fullName } } } pageInfo { hasNextPage endCursor } } }`,
+        {},
+        asA,
+      ),
+    ).taskRuns;
+    expect(all.totalCount).toBe(6);
+    expect(all.edges).toHaveLength(2);
+    expect(all.pageInfo.hasNextPage).toBe(true);
+    // Paging forward reaches every run once.
+    const seen: string[] = [];
+    let after: string | null = null;
+    do {
+      const page: any = ok(
+        await t.gql(
+          `query($after: String) { taskRuns(first: 4, after: $after) { edges { node { id } } pageInfo { hasNextPage endCursor } } }`,
+          { after },
+          asA,
+        ),
+      ).taskRuns;
+      seen.push(...page.edges.map((e: any) => e.node.id));
+      after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+    } while (after);
+    expect(new Set(seen).size).toBe(6);
+    const failed = ok(
+      await t.gql(`{ taskRuns(filter: { status: [FAILED] }) { totalCount edges { node { task { id } error } } } }`, {}, asA),
+    ).taskRuns;
+    expect(failed.totalCount).toBe(1);
+    expect(failed.edges[0].node.task.id).toBe(ids[0]!.failed);
+    const one = ok(
+      await t.gql(`query($id: ID!) { taskRuns(filter: { taskId: $id }) { totalCount } }`, { id: ids[0]!.ok[0] }, asA),
+    ).taskRuns;
+    expect(one.totalCount).toBe(1);
+    const future = ok(await t.gql(`{ taskRuns(filter: { from: "2100-01-01T00:00:00Z" }) { totalCount } }`, {}, asA)).taskRuns;
+    expect(future.totalCount).toBe(0);
+    const worker = ok(
+      await t.gql(`query($w: String) { taskRuns(filter: { workerId: $w }) { totalCount } }`, { w: t.app.scheduler.workerId }, asA),
+    ).taskRuns;
+    expect(worker.totalCount).toBe(6);
+    const newest = ok(await t.gql(`{ taskRuns(last: 1) { edges { node { task { id } } } } }`, {}, asA)).taskRuns;
+    expect(newest.edges).toHaveLength(1);
+  });
+
+  it('taskEvents filters by statuses and types; runLogs by level and text', async () => {
+    const events = ok(
+      await t.gql(
+        `{ taskEvents(filter: { statuses: [SUCCEEDED] }) { totalCount } created: taskEvents(filter: { types: [CREATED] }) { totalCount } }`,
+        {},
+        asA,
+      ),
+    );
+    expect(events.taskEvents.totalCount).toBe(5);
+    expect(events.created.totalCount).toBe(6);
+    const logs = ok(
+      await t.gql(`{ runLogs(first: 100) { totalCount edges { node { level message run { status } task { fullName } } } } }`, {}, asA),
+    ).runLogs;
+    expect(logs.totalCount).toBeGreaterThan(0);
+    expect(logs.totalCount).toBe(6);
+    const echo = ok(await t.gql(`{ runLogs(filter: { search: "ECHO" }) { totalCount } }`, {}, asA)).runLogs;
+    expect(echo.totalCount).toBe(5);
+    const errors = ok(
+      await t.gql(
+        `{ runLogs(filter: { levels: ["error"], search: "timeout" }) { totalCount edges { node { message task { id } } } } }`,
+        {},
+        asA,
+      ),
+    ).runLogs;
+    expect(errors.totalCount).toBe(1);
+    expect(errors.edges[0].node.task.id).toBe(ids[0]!.ok[0]);
+  });
+
+  it('runStats groups runs with counts, durations and failure rate', async () => {
+    const byHandler = ok(
+      await t.gql(`{ runStats(groupBy: HANDLER) { key total counts { status count } p50DurationMs p95DurationMs failureRate } }`, {}, asA),
+    ).runStats;
+    expect(byHandler).toEqual([
+      {
+        key: 'chronograph.fail',
+        total: 1,
+        counts: [{ status: 'FAILED', count: 1 }],
+        p50DurationMs: expect.any(Number),
+        p95DurationMs: expect.any(Number),
+        failureRate: 1,
+      },
+      {
+        key: 'test.logs',
+        total: 5,
+        counts: [{ status: 'SUCCEEDED', count: 5 }],
+        p50DurationMs: expect.any(Number),
+        p95DurationMs: expect.any(Number),
+        failureRate: 0,
+      },
+    ]);
+    const byDay = ok(await t.gql(`{ runStats(groupBy: DAY) { key total } }`, {}, asA)).runStats;
+    expect(byDay.reduce((n: number, r: any) => n + r.total, 0)).toBe(6);
+    expect(byDay[0].key).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    expect(ok(await t.gql(`{ runStats(groupBy: QUEUE, from: "2100-01-01T00:00:00Z") { key } }`, {}, asA)).runStats).toEqual([]);
+  });
+
+  it("another tenant sees none of it, and another tenant's task id is NOT_FOUND", async () => {
+    const read = ok(
+      await t.gql(
+        `{ taskRuns { totalCount } taskEvents { totalCount } runLogs { totalCount } runStats(groupBy: TEMPLATE) { key } tasks { totalCount } }`,
+        {},
+        asB,
+      ),
+    );
+    expect(read).toEqual({
+      taskRuns: { totalCount: 0 },
+      taskEvents: { totalCount: 0 },
+      runLogs: { totalCount: 0 },
+      runStats: [],
+      tasks: { totalCount: 0 },
+    });
+    expect(
+      errorCode(await t.gql(`query($id: ID!) { taskRuns(filter: { taskId: $id }) { totalCount } }`, { id: ids[0]!.failed }, asB)),
+    ).toBe('NOT_FOUND');
+    expect(errorCode(await t.gql(`query($id: ID!) { runLogs(filter: { taskId: $id }) { totalCount } }`, { id: ids[0]!.failed }, asB))).toBe(
+      'NOT_FOUND',
+    );
+  });
+});
