@@ -47,7 +47,14 @@ async function firstAnswer(port: number, deadline: number): Promise<void> {
 async function round(env: Record<string, string>): Promise<{ ms: number; rss: number }> {
   const port = await freePort();
   const started = performance.now();
-  const childEnv: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: 'warn', AUTH_DISABLED: 'true', PORT: String(port), HOST: '127.0.0.1', ...env };
+  const childEnv: Record<string, string | undefined> = {
+    ...process.env,
+    LOG_LEVEL: 'warn',
+    AUTH_DISABLED: 'true',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ...env,
+  };
   if (!env.DATABASE_URL) delete childEnv.DATABASE_URL; // PGlite
   const child = spawn(process.execPath, startCommand(), {
     cwd: root,
@@ -103,7 +110,9 @@ for (let i = 0; i < rounds; i++) {
   const db = await scratchDatabase();
   const dir = mkdtempSync(path.join(tmpdir(), 'chronograph-startup-'));
   try {
-    postgres.push(await round({ DATABASE_URL: db.url, DATA_DIR: dir, APP_DIR: path.join(dir, 'app'), BACKUP_DIR: path.join(dir, 'backups') }));
+    postgres.push(
+      await round({ DATABASE_URL: db.url, DATA_DIR: dir, APP_DIR: path.join(dir, 'app'), BACKUP_DIR: path.join(dir, 'backups') }),
+    );
   } finally {
     await db.drop();
     rmSync(dir, { recursive: true, force: true });
