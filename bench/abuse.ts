@@ -3,7 +3,7 @@
 // carry 100 KB argDicts, then runs
 // one phase after another, each for BENCH_SECONDS (default 8): abusive clients hammer the instance
 // (BENCH_ABUSERS at a time, default 20) while one normal client sends a dashboard query in a loop and
-// times it. Prints, per phase, the normal client's latency, what the abusive requests got back, and the
+// times it (BENCH_PHASES=word,word runs only the phases whose names contain one of the words). Prints, per phase, the normal client's latency, what the abusive requests got back, and the
 // server's RSS (from /proc). Traffic goes to 127.0.0.1 only; every loop is bounded in time and count.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -243,7 +243,9 @@ async function main() {
       `${backend}: 500 tasks with 100 KB argDicts; ${os.cpus().length} CPUs shared by server and clients; ${SECONDS} s per phase\n`,
     );
     console.log('phase | normal client p50 / p99 / max (n) | abusive requests got | server RSS peak / end');
+    const only = process.env.BENCH_PHASES?.split(',').map((s) => s.trim().toLowerCase());
     for (const phase of PHASES) {
+      if (only && !only.some((word) => phase.name.toLowerCase().includes(word))) continue;
       const until = Date.now() + SECONDS * 1000;
       const latencies: number[] = [];
       const outcomes = new Map<string, number>();

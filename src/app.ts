@@ -21,6 +21,7 @@ import { HistoryPruner } from './history/HistoryPruner.js';
 import { createLogger, type Logger } from './logger.js';
 import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
 import { Metrics } from './ops/Metrics.js';
+import { AdmissionControl } from './ops/AdmissionControl.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
 import { refuseWhileStopping, startHttpServer, waitUntil } from './server.js';
@@ -89,6 +90,8 @@ export class Chronograph {
   private stopping?: Promise<void>;
   /** HTTP requests (SSE streams included) whose response has not ended. */
   private inFlight = 0;
+  /** Admission control of GraphQL requests over HTTP (MAX_CONCURRENT_REQUESTS, MAX_QUEUE_WAIT_MS, MAX_UNSENT_BYTES). */
+  private readonly admission: AdmissionControl;
 
   private constructor(
     readonly config: Config,
@@ -126,6 +129,13 @@ export class Chronograph {
       bindings: this.bindings,
     };
     this.metrics = new Metrics(this);
+    this.admission = new AdmissionControl({
+      maxConcurrent: config.MAX_CONCURRENT_REQUESTS,
+      maxQueueWaitMs: config.MAX_QUEUE_WAIT_MS,
+      maxUnsentBytes: config.MAX_UNSENT_BYTES,
+      onShed: () => this.metrics.observeOverload('shed'),
+      onEvicted: () => this.metrics.observeOverload('evicted'),
+    });
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,
       concurrency: config.CONCURRENCY,
@@ -221,17 +231,17 @@ export class Chronograph {
     if (problem) throw new ConfigError([problem]);
     const graphql: RequestListener = (request, response) => {
       if (this.stopping) return refuseWhileStopping(request, response);
-      this.inFlight++;
       // An answer that its client does not take sits in memory: one not delivered by the end of the
       // request's budget (plus 5 s to read it) is dropped with its socket. Streams (SSE) last by design.
       const undelivered = setTimeout(() => {
         if (!String(response.getHeader('content-type') ?? '').startsWith('text/event-stream')) response.destroy();
       }, this.config.REQUEST_TIMEOUT_MS + 5_000);
+      this.inFlight++;
       response.once('close', () => {
         this.inFlight--;
         clearTimeout(undelivered);
       });
-      return this.yoga(request, response);
+      this.admission.admit(request, response, () => void this.yoga(request, response));
     };
     const listener = createRequestListener(
       {
@@ -275,7 +285,9 @@ export class Chronograph {
     server?.closeIdleConnections();
     await this.taskEvents.close();
     await this.wsServer?.close(deadline);
+    this.admission.refuseQueued(refuseWhileStopping);
     await waitUntil(() => this.inFlight === 0, deadline);
+    this.admission.close();
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();

@@ -99,6 +99,16 @@ const envSchema = z.object({
     .int()
     .min(1024)
     .default(16 * 1_048_576),
+  // Admission control (src/ops/AdmissionControl.ts): GraphQL requests worked on at once, the longest one
+  // waits for a slot before it is answered 503 SERVER_BUSY, and the bytes of answers that clients have not
+  // read that the instance keeps (above it, the longest-stalled ones are dropped with their sockets).
+  MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).max(10_000).default(16),
+  MAX_QUEUE_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
+  MAX_UNSENT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(64 * 1_048_576),
   // A request's time budget; also the longest one database statement may run on PostgreSQL.
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   // Browser origins besides the server's own that may call the API (CORS and WebSocket upgrades).

@@ -11,6 +11,8 @@ export interface HttpServerOptions {
 const HEADERS_TIMEOUT_MS = 10_000;
 /** A socket with no traffic in either direction for this long is closed; SSE pings every 12 s. */
 const IDLE_MARGIN_MS = 15_000;
+/** Connections the kernel may hold for accept(). */
+const ACCEPT_BACKLOG = 4096;
 
 /**
  * One HTTP server for GraphQL over HTTP and SSE (graphql-yoga); port 0 picks a free port. Node's
@@ -34,7 +36,10 @@ export async function startHttpServer(handler: RequestListener, options: HttpSer
   server.setTimeout(options.requestTimeoutMs + IDLE_MARGIN_MS);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host, () => {
+    // A crowd of connections arriving at once waits in the kernel's accept queue; with Node's default
+    // backlog (511) the rest are dropped and the clients retry after 1 s, 3 s, 7 s… (the kernel caps
+    // it at net.core.somaxconn).
+    server.listen({ port: options.port, host: options.host, backlog: ACCEPT_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });

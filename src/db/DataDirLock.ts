@@ -46,6 +46,7 @@ const FOREIGN_STALE_MS = 60_000;
  */
 export class DataDirLock {
   private timer?: NodeJS.Timeout;
+  private beating = false;
 
   private constructor(
     private readonly file: string,
@@ -59,7 +60,7 @@ export class DataDirLock {
       try {
         await writeFile(file, JSON.stringify(me), { flag: 'wx' });
         const lock = new DataDirLock(file, me);
-        lock.timer = setInterval(() => void lock.heartbeat(onLost), HEARTBEAT_MS);
+        lock.timer = setInterval(() => void lock.beat(onLost), HEARTBEAT_MS);
         lock.timer.unref();
         return lock;
       } catch (error) {
@@ -84,6 +85,23 @@ export class DataDirLock {
     clearInterval(this.timer);
     const current = await readHolder(this.file);
     if (typeof current === 'object' && current.nonce === this.holder.nonce) await unlink(this.file).catch(() => {});
+  }
+
+  /**
+   * One heartbeat at a time: on a busy event loop the interval can fire again before the last one's file
+   * operations finish, and two renames of the same temporary file would fail the second. A failed write
+   * (a full disk, say) is tried again at the next beat; losing the lock is what the read detects.
+   */
+  private async beat(onLost: (why: string) => void) {
+    if (this.beating) return;
+    this.beating = true;
+    try {
+      await this.heartbeat(onLost);
+    } catch {
+      // tried again at the next beat
+    } finally {
+      this.beating = false;
+    }
   }
 
   private async heartbeat(onLost: (why: string) => void) {

@@ -105,6 +105,12 @@ export class Metrics {
     ['code', 'transport'],
   );
 
+  private readonly overload = this.counter(
+    'chronograph_http_overload_total',
+    'Requests shed from the admission queue (503 SERVER_BUSY) and stalled answers dropped over MAX_UNSENT_BYTES.',
+    ['action'],
+  );
+
   constructor(private readonly source: MetricsSource) {
     this.schedulerObserver = {
       claimed: (tasks) => {
@@ -131,6 +137,11 @@ export class Metrics {
 
   observeHttp(route: string, method: string, status: number, seconds: number): void {
     this.httpDuration.observe({ route, method, status: String(status) }, seconds);
+  }
+
+  /** Admission control (src/ops/AdmissionControl.ts): a request shed, or a stalled answer dropped. */
+  observeOverload(action: 'shed' | 'evicted'): void {
+    this.overload.inc({ action });
   }
 
   observeGraphql(type: string, transport: 'http' | 'ws', seconds: number): void {

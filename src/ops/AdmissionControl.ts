@@ -1,0 +1,256 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export interface AdmissionOptions {
+  /** Requests being worked on at once (MAX_CONCURRENT_REQUESTS); the rest wait in the queue. */
+  maxConcurrent: number;
+  /** The longest a request may wait for a slot when the queue is not congested (MAX_QUEUE_WAIT_MS). */
+  maxQueueWaitMs: number;
+  /**
+   * Bytes of answers produced but not yet taken by their clients, across all responses
+   * (MAX_UNSENT_BYTES). Above it, the sockets of the answers with the most unsent bytes are closed.
+   */
+  maxUnsentBytes: number;
+  /** Called for each request shed from the queue (503 SERVER_BUSY); for metrics and logs. */
+  onShed?: (waitedMs: number) => void;
+  /** Called for each stalled answer dropped to keep under maxUnsentBytes. */
+  onEvicted?: (unsentBytes: number) => void;
+}
+
+/**
+ * The queue is congested when more requests wait than there are slots and it has not been empty for
+ * this long (or the event loop has been stuck this long): it is then served newest first and requests
+ * that waited longer than CONGESTED_WAIT_MS are shed (CoDel with adaptive LIFO, as described in
+ * "Fail at scale", ACM Queue 2015).
+ */
+const CONGESTION_INTERVAL_MS = 100;
+const CONGESTED_WAIT_MS = 50;
+/** How often queued requests are checked for shedding, and stalled answers for the byte budget. */
+const SWEEP_MS = 25;
+/** How often the event loop's lag is sampled. */
+const LAG_PROBE_MS = 20;
+
+interface Waiting {
+  req: IncomingMessage;
+  res: ServerResponse;
+  since: number;
+  run: () => void;
+}
+
+/**
+ * Admission control for the GraphQL endpoint, so that no crowd of clients can hold an instance:
+ *
+ * - **Concurrency.** At most `maxConcurrent` requests are worked on at once (body parsing, validation,
+ *   execution, database work); a request holds its slot until its answer's headers are written (for a
+ *   subscription over SSE, until its stream starts) or its client goes.
+ * - **Queueing that sheds.** Other requests wait. Normally first come, first served, for at most
+ *   `maxQueueWaitMs`; once more requests wait than there are slots and the queue has stayed non-empty
+ *   for 100 ms (more arrives than the instance can serve), it serves the newest first and sheds whatever
+ *   waited longer than 50 ms, answering `503 SERVER_BUSY` with `Retry-After`. A request is never shed
+ *   while a slot is free for it. A burst of thousands of requests then costs the instance the requests it
+ *   can serve in that time, not all of them, and a client arriving during the burst is served at once
+ *   instead of behind the burst. A request's wait counts from when the event loop could first have seen
+ *   it: on a loop stuck in long synchronous work (the embedded database runs on it), requests wait in the
+ *   kernel's socket buffers, unseen, and that wait counts too. A request whose client hangs up leaves the
+ *   queue.
+ * - **Answers nobody reads.** The bytes of answers that their clients have not taken (a client that
+ *   stopped reading its socket; an SSE subscriber that stopped reading its stream) are budgeted: above
+ *   `maxUnsentBytes`, the sockets of the answers holding the most unsent bytes are closed, so memory stays
+ *   bounded however many clients stop reading. Bytes already in the kernel's socket buffers do not count.
+ */
+export class AdmissionControl {
+  private active = 0;
+  private readonly queue: Waiting[] = [];
+  /** When the queue was last empty (congestion starts CONGESTION_INTERVAL_MS after it). */
+  private lastEmptyAt = performance.now();
+  /** Responses whose headers went out and whose body the client has not yet taken in full (SSE streams until they end). */
+  private readonly delivering = new Set<ServerResponse>();
+  private timer?: NodeJS.Timeout;
+
+  private kicked = false;
+  /** When the lag probe last ran: while the event loop is stuck, it cannot run. */
+  private lastTick = performance.now();
+  private readonly probe: NodeJS.Timeout;
+
+  constructor(private readonly options: AdmissionOptions) {
+    this.probe = setInterval(() => (this.lastTick = performance.now()), LAG_PROBE_MS).unref();
+  }
+
+  /**
+   * How long the event loop has been stuck in its current turn: a request read from its socket now has
+   * waited about this long in the kernel's buffers, unseen (on a saturated loop that wait, not the
+   * queue's, is the long one).
+   */
+  private loopLag(now: number): number {
+    return Math.max(0, now - this.lastTick - LAG_PROBE_MS);
+  }
+
+  /** Requests admitted or waiting (for shutdown: nothing is in flight when this is 0). */
+  get pending(): number {
+    return this.active + this.queue.length;
+  }
+
+  /** Runs `run` (which must answer `res`) when a slot is free, or sheds the request. */
+  admit(req: IncomingMessage, res: ServerResponse, run: () => void): void {
+    const now = performance.now();
+    const waiting: Waiting = { req, res, since: now - this.loopLag(now), run };
+    this.queue.push(waiting);
+    res.once('close', () => this.remove(waiting));
+    this.kick();
+    this.schedule();
+  }
+
+  /**
+   * Starts queued requests on the next turn of the event loop, never inside the callback that queued
+   * or released: work on the embedded database runs to completion within one callback (PGlite executes
+   * synchronously and its queue resolves in microtasks), so starting at once would serve a crowd of
+   * requests one by one as their sockets are read, before any of the others is even seen, and nothing
+   * could be shed. Deferred, every request that has arrived is in the queue when the next is chosen.
+   */
+  private kick() {
+    if (this.kicked) return;
+    this.kicked = true;
+    setImmediate(() => {
+      this.kicked = false;
+      this.next();
+    });
+  }
+
+  /** Refuses every queued request (shutdown); admitted ones finish. */
+  refuseQueued(answer: (req: IncomingMessage, res: ServerResponse) => void): void {
+    for (const waiting of this.queue.splice(0)) answer(waiting.req, waiting.res);
+    this.lastEmptyAt = performance.now();
+  }
+
+  close(): void {
+    clearInterval(this.probe);
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private start(res: ServerResponse, run: () => void) {
+    this.active++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.active--;
+      this.kick();
+    };
+    // The slot is freed when the answer starts going out: from then on the work is done and what is
+    // left is delivery, which the byte budget watches.
+    const writeHead = res.writeHead;
+    const delivering = this.delivering;
+    res.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
+      release();
+      delivering.add(res);
+      return writeHead.apply(this, args);
+    } as ServerResponse['writeHead'];
+    res.once('close', () => {
+      release();
+      this.delivering.delete(res);
+    });
+    res.once('finish', () => this.delivering.delete(res));
+    this.schedule();
+    run();
+  }
+
+  /**
+   * Fills the free slots from the queue, then sheds what is left and waited too long: a request is never
+   * refused while a slot is free for it.
+   */
+  private next() {
+    const now = performance.now();
+    const congested = this.congested(now);
+    while (this.active < this.options.maxConcurrent && this.queue.length > 0) {
+      // Congested: newest first (it is the one most likely still wanted, and it keeps a client that
+      // arrives during a burst from waiting behind the whole burst).
+      const waiting = congested ? this.queue.pop()! : this.queue.shift()!;
+      if (!waiting.res.destroyed) this.start(waiting.res, waiting.run);
+    }
+    this.shed(now, congested);
+    if (this.queue.length === 0) this.lastEmptyAt = now;
+  }
+
+  private congested(now: number): boolean {
+    if (this.queue.length <= this.options.maxConcurrent) return false;
+    return now - this.lastEmptyAt > CONGESTION_INTERVAL_MS || this.loopLag(now) > CONGESTION_INTERVAL_MS;
+  }
+
+  /** Answers SERVER_BUSY to every queued request that waited longer than the current limit. */
+  private shed(now: number, congested: boolean) {
+    if (this.queue.length === 0) return;
+    const limit = congested ? CONGESTED_WAIT_MS : this.options.maxQueueWaitMs;
+    const kept: Waiting[] = [];
+    for (const waiting of this.queue) {
+      if (now - waiting.since <= limit) kept.push(waiting);
+      else {
+        this.options.onShed?.(now - waiting.since);
+        busy(waiting.res);
+      }
+    }
+    if (kept.length === this.queue.length) return;
+    this.queue.splice(0, this.queue.length, ...kept);
+    if (this.queue.length === 0) this.lastEmptyAt = now;
+  }
+
+  private remove(waiting: Waiting) {
+    const index = this.queue.indexOf(waiting);
+    if (index < 0) return;
+    this.queue.splice(index, 1);
+    if (this.queue.length === 0) this.lastEmptyAt = performance.now();
+  }
+
+  /** Keeps the unsent bytes of answers under the budget, dropping the answers with the most unsent bytes first. */
+  private enforceByteBudget() {
+    let unsent = 0;
+    const stalled: { res: ServerResponse; bytes: number }[] = [];
+    for (const res of this.delivering) {
+      const bytes = unsentBytes(res);
+      unsent += bytes;
+      if (bytes > 0) stalled.push({ res, bytes });
+    }
+    if (unsent <= this.options.maxUnsentBytes) return;
+    stalled.sort((a, b) => b.bytes - a.bytes);
+    for (const { res, bytes } of stalled) {
+      if (unsent <= this.options.maxUnsentBytes) break;
+      unsent -= bytes;
+      this.delivering.delete(res);
+      this.options.onEvicted?.(bytes);
+      res.destroy();
+    }
+  }
+
+  private schedule() {
+    this.timer ??= setInterval(() => {
+      this.next();
+      this.enforceByteBudget();
+      if (this.queue.length === 0 && this.active === 0 && this.delivering.size === 0) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    }, SWEEP_MS).unref();
+  }
+}
+
+/** Bytes of an answer still in this process, waiting for its client to read (not those in the kernel's socket buffer). */
+function unsentBytes(res: ServerResponse): number {
+  return res.writableLength; // the response's own buffer plus its socket's
+}
+
+function busy(res: ServerResponse) {
+  if (res.headersSent || res.destroyed) return;
+  const body = JSON.stringify({
+    errors: [
+      {
+        message: 'This Chronograph instance is busy: the request waited too long for a free slot and was not run; retry shortly',
+        extensions: { code: 'SERVER_BUSY' },
+      },
+    ],
+  });
+  res.writeHead(503, {
+    'content-type': 'application/json; charset=utf-8',
+    'retry-after': '1',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
