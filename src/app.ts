@@ -19,12 +19,12 @@ import { HostPolicy } from './handlers/HostPolicy.js';
 import { registerHttpHandlers } from './handlers/httpHandlers.js';
 import { HistoryPruner } from './history/HistoryPruner.js';
 import { createLogger, type Logger } from './logger.js';
+import { AdmissionControl } from './ops/AdmissionControl.js';
 import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
 import { Metrics } from './ops/Metrics.js';
-import { AdmissionControl } from './ops/AdmissionControl.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
-import { refuseWhileStopping, startHttpServer, waitUntil } from './server.js';
+import { refuseTooLarge, refuseWhileStopping, startHttpServer, waitUntil, withBody } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { type NormalType, TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
@@ -241,7 +241,10 @@ export class Chronograph {
         this.inFlight--;
         clearTimeout(undelivered);
       });
-      this.admission.admit(request, response, () => void this.yoga(request, response));
+      this.admission.admit(request, response, async () => {
+        if (await withBody(request, this.config.MAX_REQUEST_BYTES)) await this.yoga(request, response);
+        else refuseTooLarge(response, this.config.MAX_REQUEST_BYTES);
+      });
     };
     const listener = createRequestListener(
       {

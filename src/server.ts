@@ -66,3 +66,65 @@ export function refuseWhileStopping(_request: IncomingMessage, response: ServerR
   });
   response.end(body);
 }
+
+/**
+ * Reads a request's whole body (at most `limit` bytes; false when it is larger, or when the client goes
+ * first) and hands it to yoga as `request.body`, parsed when it is a JSON object or array: whatwg-node
+ * then uses it as it is, instead of streaming the body through web streams chunk by chunk, which cost
+ * ~70 ms of CPU per 2 MB body (and over a second when given as one Buffer). GET and HEAD requests have
+ * no body and pass through.
+ */
+export function withBody(request: IncomingMessage, limit: number): Promise<boolean> {
+  if (request.method === 'GET' || request.method === 'HEAD') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (ok: boolean) => {
+      if (done) return;
+      done = true;
+      request.off('data', onData);
+      if (ok) (request as IncomingMessage & { body?: unknown }).body = parsedBody(request, Buffer.concat(chunks, size));
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) finish(false);
+      else chunks.push(chunk);
+    };
+    request.on('data', onData);
+    request.once('end', () => finish(true));
+    request.once('error', () => finish(false));
+    request.once('close', () => finish(request.complete && size <= limit));
+  });
+}
+
+/** The answer to a body larger than MAX_REQUEST_BYTES (the same as yoga's own). */
+export function refuseTooLarge(response: ServerResponse, limit: number): void {
+  if (response.headersSent || response.destroyed) return;
+  const body = JSON.stringify({
+    errors: [
+      { message: `Request body too large: at most ${limit} bytes (MAX_REQUEST_BYTES)`, extensions: { code: 'REQUEST_ENTITY_TOO_LARGE' } },
+    ],
+  });
+  response.writeHead(413, {
+    'content-type': 'application/json; charset=utf-8',
+    connection: 'close',
+    'content-length': Buffer.byteLength(body),
+  });
+  response.end(body);
+}
+
+/** A JSON object or array as parsed; anything else (other content types, bad JSON, an empty object) as bytes, for yoga to parse and refuse as it does. */
+function parsedBody(request: IncomingMessage, bytes: Buffer): unknown {
+  if (/\bjson\b/i.test(request.headers['content-type'] ?? '')) {
+    try {
+      const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+      // whatwg-node takes a parsed body only when it has keys; otherwise it would read the (consumed) stream.
+      if (parsed && typeof parsed === 'object' && Object.keys(parsed).length > 0) return parsed;
+    } catch {
+      // yoga answers it (400, "POST body sent invalid JSON.")
+    }
+  }
+  return bytes;
+}

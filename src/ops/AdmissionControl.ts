@@ -26,6 +26,8 @@ const CONGESTION_INTERVAL_MS = 100;
 const CONGESTED_WAIT_MS = 50;
 /** How often queued requests are checked for shedding, and stalled answers for the byte budget. */
 const SWEEP_MS = 25;
+/** A request body at least this large (by Content-Length) is admitted in the lane for large requests. */
+const LARGE_BODY_BYTES = 256 * 1024;
 /** How often the event loop's lag is sampled. */
 const LAG_PROBE_MS = 20;
 
@@ -58,10 +60,14 @@ interface Waiting {
  *   bounded however many clients stop reading. Bytes already in the kernel's socket buffers do not count.
  */
 export class AdmissionControl {
-  private active = 0;
-  private readonly queue: Waiting[] = [];
-  /** When the queue was last empty (congestion starts CONGESTION_INTERVAL_MS after it). */
-  private lastEmptyAt = performance.now();
+  /** Requests with small bodies, the usual kind. */
+  private readonly small: Lane;
+  /**
+   * Requests whose body is large (LARGE_BODY_BYTES or more, or of unknown length): reading, parsing and
+   * checking them is costly, so they get slots of their own (an eighth of the others'), and a crowd of
+   * them cannot fill the slots that small requests need.
+   */
+  private readonly large: Lane;
   /** Responses whose headers went out and whose body the client has not yet taken in full (SSE streams until they end). */
   private readonly delivering = new Set<ServerResponse>();
   private timer?: NodeJS.Timeout;
@@ -72,6 +78,8 @@ export class AdmissionControl {
   private readonly probe: NodeJS.Timeout;
 
   constructor(private readonly options: AdmissionOptions) {
+    this.small = new Lane(options.maxConcurrent);
+    this.large = new Lane(Math.max(1, Math.floor(options.maxConcurrent / 8)));
     this.probe = setInterval(() => (this.lastTick = performance.now()), LAG_PROBE_MS).unref();
   }
 
@@ -86,15 +94,17 @@ export class AdmissionControl {
 
   /** Requests admitted or waiting (for shutdown: nothing is in flight when this is 0). */
   get pending(): number {
-    return this.active + this.queue.length;
+    return this.small.active + this.small.queue.length + this.large.active + this.large.queue.length;
   }
 
   /** Runs `run` (which must answer `res`) when a slot is free, or sheds the request. */
   admit(req: IncomingMessage, res: ServerResponse, run: () => void): void {
     const now = performance.now();
     const waiting: Waiting = { req, res, since: now - this.loopLag(now), run };
-    this.queue.push(waiting);
-    res.once('close', () => this.remove(waiting));
+    const length = Number(req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? Number.POSITIVE_INFINITY : 0));
+    const lane = length >= LARGE_BODY_BYTES ? this.large : this.small;
+    lane.queue.push(waiting);
+    res.once('close', () => lane.remove(waiting));
     this.kick();
     this.schedule();
   }
@@ -111,14 +121,17 @@ export class AdmissionControl {
     this.kicked = true;
     setImmediate(() => {
       this.kicked = false;
-      this.next();
+      this.next(this.small);
+      this.next(this.large);
     });
   }
 
   /** Refuses every queued request (shutdown); admitted ones finish. */
   refuseQueued(answer: (req: IncomingMessage, res: ServerResponse) => void): void {
-    for (const waiting of this.queue.splice(0)) answer(waiting.req, waiting.res);
-    this.lastEmptyAt = performance.now();
+    for (const lane of [this.small, this.large]) {
+      for (const waiting of lane.queue.splice(0)) answer(waiting.req, waiting.res);
+      lane.lastEmptyAt = performance.now();
+    }
   }
 
   close(): void {
@@ -127,13 +140,13 @@ export class AdmissionControl {
     this.timer = undefined;
   }
 
-  private start(res: ServerResponse, run: () => void) {
-    this.active++;
+  private start(lane: Lane, res: ServerResponse, run: () => void) {
+    lane.active++;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      this.active--;
+      lane.active--;
       this.kick();
     };
     // The slot is freed when the answer starts going out: from then on the work is done and what is
@@ -158,46 +171,39 @@ export class AdmissionControl {
    * Fills the free slots from the queue, then sheds what is left and waited too long: a request is never
    * refused while a slot is free for it.
    */
-  private next() {
+  private next(lane: Lane) {
     const now = performance.now();
-    const congested = this.congested(now);
-    while (this.active < this.options.maxConcurrent && this.queue.length > 0) {
+    const congested = this.congested(lane, now);
+    while (lane.active < lane.slots && lane.queue.length > 0) {
       // Congested: newest first (it is the one most likely still wanted, and it keeps a client that
       // arrives during a burst from waiting behind the whole burst).
-      const waiting = congested ? this.queue.pop()! : this.queue.shift()!;
-      if (!waiting.res.destroyed) this.start(waiting.res, waiting.run);
+      const waiting = congested ? lane.queue.pop()! : lane.queue.shift()!;
+      if (!waiting.res.destroyed) this.start(lane, waiting.res, waiting.run);
     }
-    this.shed(now, congested);
-    if (this.queue.length === 0) this.lastEmptyAt = now;
+    this.shed(lane, now, congested);
+    if (lane.queue.length === 0) lane.lastEmptyAt = now;
   }
 
-  private congested(now: number): boolean {
-    if (this.queue.length <= this.options.maxConcurrent) return false;
-    return now - this.lastEmptyAt > CONGESTION_INTERVAL_MS || this.loopLag(now) > CONGESTION_INTERVAL_MS;
+  private congested(lane: Lane, now: number): boolean {
+    if (lane.queue.length <= lane.slots) return false;
+    return now - lane.lastEmptyAt > CONGESTION_INTERVAL_MS || this.loopLag(now) > CONGESTION_INTERVAL_MS;
   }
 
   /** Answers SERVER_BUSY to every queued request that waited longer than the current limit. */
-  private shed(now: number, congested: boolean) {
-    if (this.queue.length === 0) return;
+  private shed(lane: Lane, now: number, congested: boolean) {
+    if (lane.queue.length === 0) return;
     const limit = congested ? CONGESTED_WAIT_MS : this.options.maxQueueWaitMs;
     const kept: Waiting[] = [];
-    for (const waiting of this.queue) {
+    for (const waiting of lane.queue) {
       if (now - waiting.since <= limit) kept.push(waiting);
       else {
         this.options.onShed?.(now - waiting.since);
         busy(waiting.res);
       }
     }
-    if (kept.length === this.queue.length) return;
-    this.queue.splice(0, this.queue.length, ...kept);
-    if (this.queue.length === 0) this.lastEmptyAt = now;
-  }
-
-  private remove(waiting: Waiting) {
-    const index = this.queue.indexOf(waiting);
-    if (index < 0) return;
-    this.queue.splice(index, 1);
-    if (this.queue.length === 0) this.lastEmptyAt = performance.now();
+    if (kept.length === lane.queue.length) return;
+    lane.queue.splice(0, lane.queue.length, ...kept);
+    if (lane.queue.length === 0) lane.lastEmptyAt = now;
   }
 
   /** Keeps the unsent bytes of answers under the budget, dropping the answers with the most unsent bytes first. */
@@ -222,13 +228,31 @@ export class AdmissionControl {
 
   private schedule() {
     this.timer ??= setInterval(() => {
-      this.next();
+      this.next(this.small);
+      this.next(this.large);
       this.enforceByteBudget();
-      if (this.queue.length === 0 && this.active === 0 && this.delivering.size === 0) {
+      if (this.pending === 0 && this.delivering.size === 0) {
         clearInterval(this.timer);
         this.timer = undefined;
       }
     }, SWEEP_MS).unref();
+  }
+}
+
+/** A queue and its slots. */
+class Lane {
+  active = 0;
+  readonly queue: Waiting[] = [];
+  /** When the queue was last empty (congestion starts CONGESTION_INTERVAL_MS after it). */
+  lastEmptyAt = performance.now();
+
+  constructor(readonly slots: number) {}
+
+  remove(waiting: Waiting) {
+    const index = this.queue.indexOf(waiting);
+    if (index < 0) return;
+    this.queue.splice(index, 1);
+    if (this.queue.length === 0) this.lastEmptyAt = performance.now();
   }
 }
 
