@@ -139,10 +139,10 @@ async function futureRows(app: Chronograph) {
   const claim: number[] = [];
   for (let i = 0; i < 200; i++) {
     let t = performance.now();
-    await msUntilNextDue(prisma, [], [], []);
+    await msUntilNextDue(app.db.sql, [], [], []);
     next.push(performance.now() - t);
     t = performance.now();
-    await claimTasks(prisma, { workerId: 'bench', limit: 50, leaseMs: 30_000, excludedQueues: [], tenantSlots: 38, held: new Map() });
+    await claimTasks(app.db.sql, { workerId: 'bench', limit: 50, leaseMs: 30_000, excludedQueues: [], tenantSlots: 38, held: new Map() });
     claim.push(performance.now() - t);
   }
   if (global.gc) global.gc();

@@ -8,6 +8,7 @@ import type { Logger } from '../logger.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate } from './migrate.js';
 import { requestSignal } from './requestSignal.js';
+import { openPgPool, pglitePool, type SqlPool } from './SqlPool.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
 
 export type NotificationHandler = (payload: string) => void;
@@ -19,6 +20,8 @@ export type NotificationHandler = (payload: string) => void;
 export interface Database {
   kind: 'pglite' | 'postgres';
   prisma: PrismaClient;
+  /** The scheduler's hot path: prepared statements on the `pg` driver (PostgreSQL), or PGlite itself. */
+  sql: SqlPool;
   /** Subscribes to a NOTIFY channel; returns the unsubscribe function. */
   listen(channel: string, handler: NotificationHandler): Promise<() => Promise<void>>;
   /** The LISTEN connection: `idle` when nothing listens, `disconnected` while it reconnects. For readiness. */
@@ -105,6 +108,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
   return {
     kind: 'pglite',
     prisma,
+    sql: pglitePool(pglite),
     async listen(channel, handler) {
       const unlisten = await pglite.listen(channel, handler);
       return async () => {
@@ -131,15 +135,18 @@ async function openPostgres(databaseUrl: string, { logger, onQuery, statementTim
     new PrismaPg({ connectionString: databaseUrl, ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }) }),
     onQuery,
   );
+  const sql = await openPgPool(databaseUrl, { statementTimeoutMs });
   const listener = new PgListener(databaseUrl, logger);
   logger.info({ host: new URL(databaseUrl).host }, 'using PostgreSQL database');
   return {
     kind: 'postgres',
     prisma,
+    sql,
     listen: (channel, handler) => listener.listen(channel, handler),
     listenerState: () => listener.state(),
     async close() {
       await listener.close();
+      await sql.close();
       await prisma.$disconnect();
     },
   };

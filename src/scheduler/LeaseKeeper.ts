@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { PrismaClient } from '../generated/prisma/client.js';
+import type { SqlRunner } from '../db/SqlPool.js';
 import type { Logger } from '../logger.js';
 import type { KeeperReport, LeaseKeeperThreadData } from './leaseKeeperThread.js';
 import { EXTEND_LEASES_SQL, extendLeases } from './sql.js';
@@ -14,7 +14,7 @@ export interface LeaseKeeperOptions {
   watchdogMs: number;
   /** PostgreSQL: the heartbeat gets its own thread and connection. Absent (PGlite): it runs on the main thread. */
   databaseUrl?: string;
-  prisma: PrismaClient;
+  sql: SqlRunner;
   logger: Logger;
   /** Called with each heartbeat's answer: which of the runs asked about still hold their lease. */
   onBeat: (report: LeaseReport) => void;
@@ -128,7 +128,7 @@ export class LeaseKeeper {
     const asked = this.runs;
     const sentAt = Date.now();
     try {
-      const held = await extendLeases(this.options.prisma, this.options.workerId, asked, this.options.leaseMs);
+      const held = await extendLeases(this.options.sql, this.options.workerId, asked, this.options.leaseMs);
       this.options.onBeat({ sentAt, asked: asked.map((r) => r.runId), held });
     } catch (error) {
       this.options.logger.warn({ err: error }, 'heartbeat failed; handlers are stopped if their lease cannot be extended in time');

@@ -123,7 +123,7 @@ export class Scheduler {
       leaseMs: options.leaseMs,
       watchdogMs: options.leaseWatchdogMs,
       databaseUrl: options.databaseUrl,
-      prisma: db.prisma,
+      sql: db.sql,
       logger,
       onBeat: (report) => this.leasesExtended(report),
     });
@@ -277,7 +277,7 @@ export class Scheduler {
           break;
         }
       }
-      const next = await msUntilNextDue(this.db.prisma, [...this.running.keys()], this.fullQueues(), this.tenantsAtShare());
+      const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], this.fullQueues(), this.tenantsAtShare());
       this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
@@ -322,7 +322,7 @@ export class Scheduler {
    * instances; the two claims take turns going first.
    */
   private async claim(limit: number): Promise<ClaimedTask[]> {
-    const prisma = this.db.prisma;
+    const sql = this.db.sql;
     const request = (n: number, extra: ClaimedTask[] = []): ClaimRequest => ({
       workerId: this.workerId,
       limit: n,
@@ -332,19 +332,19 @@ export class Scheduler {
       held: this.heldByTenant(extra),
     });
     if (Date.now() - this.capped.checkedAt >= 1000) {
-      this.capped.any = await hasCappedTenants(prisma);
+      this.capped.any = await hasCappedTenants(sql);
       this.capped.checkedAt = Date.now();
     }
-    if (!this.capped.any) return claimTasks(prisma, request(limit));
+    if (!this.capped.any) return claimTasks(sql, request(limit));
     this.capped.first = !this.capped.first;
     const [one, two] = this.capped.first
       ? [
-          (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)),
-          (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimCappedTasks(sql, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimTasks(sql, request(n, extra)),
         ]
       : [
-          (n: number, extra: ClaimedTask[]) => claimTasks(prisma, request(n, extra)),
-          (n: number, extra: ClaimedTask[]) => claimCappedTasks(prisma, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimTasks(sql, request(n, extra)),
+          (n: number, extra: ClaimedTask[]) => claimCappedTasks(sql, request(n, extra)),
         ];
     const first = await one(limit, []);
     if (first.length >= limit || this.stopped) return first;
@@ -372,7 +372,7 @@ export class Scheduler {
       const own = [...this.running.keys()];
       let ended: { id: string; queue: string }[];
       do {
-        ended = await recoverExpiredTasks(this.db.prisma, 100, own);
+        ended = await recoverExpiredTasks(this.db.sql, 100, own);
         if (ended.length > 0) {
           this.logger.warn({ tasks: ended.length }, 'ended the attempts of tasks whose worker stopped (lease expired)');
           this.observe((o) => o.recovered(ended));
@@ -634,7 +634,7 @@ export class Scheduler {
       const batch = this.pending.splice(0, 500);
       try {
         const results = await completeRuns(
-          this.db.prisma,
+          this.db.sql,
           batch.map((b) => b.completion),
         );
         for (const b of batch) b.done(results.get(b.completion.taskId) ?? 'lost');
@@ -656,7 +656,7 @@ export class Scheduler {
     let lastError: unknown;
     for (let i = 1; i <= 5; i++) {
       try {
-        return (await completeRuns(this.db.prisma, [completion])).get(completion.taskId) ?? 'lost';
+        return (await completeRuns(this.db.sql, [completion])).get(completion.taskId) ?? 'lost';
       } catch (error) {
         lastError = error;
         try {
@@ -671,7 +671,7 @@ export class Scheduler {
             message: toStorableText(completion.message, 8192),
           };
           if (completion.runStatus === 'SUCCEEDED') Object.assign(stripped, { runStatus: 'FAILED' });
-          return (await completeRuns(this.db.prisma, [stripped])).get(completion.taskId) ?? 'lost';
+          return (await completeRuns(this.db.sql, [stripped])).get(completion.taskId) ?? 'lost';
         } catch (again) {
           lastError = again;
           await new Promise((r) => setTimeout(r, 100 * 2 ** i));
@@ -692,7 +692,7 @@ export class Scheduler {
   private async assertLease(entry: Running): Promise<void> {
     if (entry.reason) throw new LeaseLostError(`this run no longer holds its lease: ${reasonText(entry.reason)}`);
     const sentAt = Date.now();
-    const held = await checkLease(this.db.prisma, entry.task.id, entry.task.runId, this.options.leaseMs);
+    const held = await checkLease(this.db.sql, entry.task.id, entry.task.runId, this.options.leaseMs);
     if (!held) {
       this.abort(entry, 'lost', 'the run lost its lease: the task was force-ended or taken over by another instance');
       throw new LeaseLostError('this run no longer holds its lease (the task was force-ended, taken over, or the lease ran out)');

@@ -1,9 +1,12 @@
-import type { MisfirePolicy, OverlapPolicy, Prisma, PrismaClient, RepeatType, TaskStatus } from '../generated/prisma/client.js';
+import { type SqlPool, type SqlRunner, statement } from '../db/SqlPool.js';
+import type { MisfirePolicy, OverlapPolicy, RepeatType, TaskStatus } from '../generated/prisma/client.js';
 import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
 
 /**
- * The scheduler's SQL: one exported function per statement, each a single round trip. Prisma cannot
- * express `FOR UPDATE SKIP LOCKED` or data-modifying CTEs, which is why these are raw.
+ * The scheduler's SQL: one exported function per statement, each a single round trip, run on the
+ * database's SqlPool (named prepared statements on PostgreSQL: parsed and planned once per connection,
+ * not at every call as Prisma's raw queries are). Prisma cannot express `FOR UPDATE SKIP LOCKED` or
+ * data-modifying CTEs anyway.
  *
  * Every statement that changes a task's status also inserts its TaskEvent rows and NOTIFYs them in the
  * same statement (so in the same transaction), exactly as src/tasks/statusMachine.ts does for the API.
@@ -12,7 +15,7 @@ import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
  * statement that acts on a lease — heartbeat, lease check, completion — matches that run id, so an
  * attempt that lost its lease can change nothing, even on the instance that holds the task again.
  */
-type Db = PrismaClient | Prisma.TransactionClient;
+type Db = SqlRunner;
 
 /** A task as the scheduler claimed it, with the run row created for this attempt. */
 export interface ClaimedTask {
@@ -175,8 +178,8 @@ function claimSql(capped: boolean): string {
      SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM r) runs`;
 }
 
-const CLAIM_OPEN = claimSql(false);
-const CLAIM_CAPPED = claimSql(true);
+const CLAIM_OPEN = statement('chronograph_claim', claimSql(false));
+const CLAIM_CAPPED = statement('chronograph_claim_capped', claimSql(true));
 
 function claimParams(req: ClaimRequest, capped: string[] | null): unknown[] {
   const params: unknown[] = [
@@ -194,14 +197,12 @@ function claimParams(req: ClaimRequest, capped: string[] | null): unknown[] {
 /** Claims for every tenant without `maxConcurrentRuns` (see claimSql). */
 export async function claimTasks(db: Db, req: ClaimRequest): Promise<ClaimedTask[]> {
   if (req.limit <= 0) return [];
-  return db.$queryRawUnsafe<ClaimedTask[]>(CLAIM_OPEN, ...claimParams(req, null));
+  return db.query<ClaimedTask>(CLAIM_OPEN, claimParams(req, null));
 }
 
 /** Whether any tenant has `maxConcurrentRuns` (then the scheduler also runs claimCappedTasks). */
 export async function hasCappedTenants(db: Db): Promise<boolean> {
-  const [row] = await db.$queryRawUnsafe<{ capped: boolean }[]>(
-    `SELECT EXISTS (SELECT 1 FROM tenant WHERE max_concurrent_runs IS NOT NULL) AS capped`,
-  );
+  const [row] = await db.query<{ capped: boolean }>(HAS_CAPPED);
   return row?.capped === true;
 }
 
@@ -212,23 +213,29 @@ export async function hasCappedTenants(db: Db): Promise<boolean> {
  * are counted and at most the difference is claimed. The count comes after the lock, in a statement of
  * its own, so it sees every claim that committed before — two instances cannot both take the last slot.
  */
-export async function claimCappedTasks(prisma: PrismaClient, req: ClaimRequest): Promise<ClaimedTask[]> {
+export async function claimCappedTasks(pool: SqlPool, req: ClaimRequest): Promise<ClaimedTask[]> {
   if (req.limit <= 0) return [];
-  return prisma.$transaction(async (tx) => {
-    const locked = await tx.$queryRawUnsafe<{ id: string }[]>(
-      `SELECT id FROM tenant WHERE max_concurrent_runs IS NOT NULL AND pg_try_advisory_xact_lock($1::int, hashtext(id)) ORDER BY id`,
-      CLAIM_LOCK_CLASS,
-    );
+  return pool.transaction(async (tx) => {
+    const locked = await tx.query<{ id: string }>(LOCK_CAPPED, [CLAIM_LOCK_CLASS]);
     if (locked.length === 0) return [];
-    return tx.$queryRawUnsafe<ClaimedTask[]>(
+    return tx.query<ClaimedTask>(
       CLAIM_CAPPED,
-      ...claimParams(
+      claimParams(
         req,
         locked.map((t) => t.id),
       ),
     );
   });
 }
+
+const HAS_CAPPED = statement(
+  'chronograph_has_capped',
+  `SELECT EXISTS (SELECT 1 FROM tenant WHERE max_concurrent_runs IS NOT NULL) AS capped`,
+);
+const LOCK_CAPPED = statement(
+  'chronograph_lock_capped',
+  `SELECT id FROM tenant WHERE max_concurrent_runs IS NOT NULL AND pg_try_advisory_xact_lock($1::int, hashtext(id)) ORDER BY id`,
+);
 
 /**
  * Ends the attempts of RUNNING tasks whose lease ran out (their worker died, froze or lost the database)
@@ -242,8 +249,12 @@ export async function claimCappedTasks(prisma: PrismaClient, req: ClaimRequest):
  * Nothing runs here; the next attempt is recorded `recovered`. Returns the tasks it ended.
  */
 export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: string[]): Promise<{ id: string; queue: string }[]> {
-  return db.$queryRawUnsafe<{ id: string; queue: string }[]>(
-    `WITH due AS (
+  return db.query<{ id: string; queue: string }>(RECOVER, [limit, ownRunIds]);
+}
+
+const RECOVER = statement(
+  'chronograph_recover',
+  `WITH due AS (
        SELECT id, locked_by AS prev_worker, locked_run_id AS prev_run FROM task
         WHERE status = 'RUNNING' AND locked_until < now() AND coalesce(locked_run_id <> ALL($2::uuid[]), true)
         ORDER BY locked_until
@@ -278,10 +289,7 @@ export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: stri
      notified AS (${NOTIFY_EVENTS}),
      woken AS (SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM c WHERE c.status = 'RETRYING'))
      SELECT c.id, c.queue FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM abandoned) a CROSS JOIN (SELECT count(*) FROM woken) w`,
-    limit,
-    ownRunIds,
-  );
-}
+);
 
 export interface Completion {
   taskId: string;
@@ -356,8 +364,13 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<M
       created_at: l.createdAt.toISOString(),
     })),
   );
-  const rows = await db.$queryRawUnsafe<{ id: string; edited: boolean }[]>(
-    `WITH input AS (
+  const rows = await db.query<{ id: string; edited: boolean }>(COMPLETE, [JSON.stringify(input), JSON.stringify(logs)]);
+  return new Map(rows.map((r) => [r.id, r.edited ? 'edited' : 'applied']));
+}
+
+const COMPLETE = statement(
+  'chronograph_complete',
+  `WITH input AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
          task_id uuid, run_id uuid, status "TaskStatus", next_run_at timestamptz, attempts int,
          run_count_delta int, last_error text, run_status "RunStatus", duration_ms int, result jsonb, error text,
@@ -408,11 +421,7 @@ export async function completeRuns(db: Db, completions: Completion[]): Promise<M
        CROSS JOIN (SELECT count(*) FROM woken) w
      UNION ALL
      SELECT id, true FROM edited`,
-    JSON.stringify(input),
-    JSON.stringify(logs),
-  );
-  return new Map(rows.map((r) => [r.id, r.edited ? 'edited' : 'applied']));
-}
+);
 
 /**
  * The heartbeat: extends the leases this worker's runs still hold and returns their run ids. A run
@@ -427,6 +436,8 @@ export const EXTEND_LEASES_SQL = `UPDATE task SET locked_until = now() + $4::int
   WHERE (id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1 AND status = 'RUNNING'
   RETURNING locked_run_id::text AS "runId"`;
 
+const EXTEND_LEASES = statement('chronograph_extend_leases', EXTEND_LEASES_SQL);
+
 export async function extendLeases(
   db: Db,
   workerId: string,
@@ -434,13 +445,7 @@ export async function extendLeases(
   leaseMs: number,
 ): Promise<Set<string>> {
   if (runs.length === 0) return new Set();
-  const rows = await db.$queryRawUnsafe<{ runId: string }[]>(
-    EXTEND_LEASES_SQL,
-    workerId,
-    runs.map((r) => r.taskId),
-    runs.map((r) => r.runId),
-    leaseMs,
-  );
+  const rows = await db.query<{ runId: string }>(EXTEND_LEASES, [workerId, runs.map((r) => r.taskId), runs.map((r) => r.runId), leaseMs]);
   return new Set(rows.map((r) => r.runId));
 }
 
@@ -449,16 +454,16 @@ export async function extendLeases(
  * whole lease, so a side effect right after a successful check has the full lease to happen in.
  */
 export async function checkLease(db: Db, taskId: string, runId: string, leaseMs: number): Promise<boolean> {
-  const rows = await db.$queryRawUnsafe<unknown[]>(
-    `UPDATE task SET locked_until = GREATEST(locked_until, now() + $3::int * interval '1 millisecond')
-      WHERE id = $1::uuid AND locked_run_id = $2::uuid AND status = 'RUNNING' AND locked_until > now()
-     RETURNING 1`,
-    taskId,
-    runId,
-    leaseMs,
-  );
+  const rows = await db.query(CHECK_LEASE, [taskId, runId, leaseMs]);
   return rows.length > 0;
 }
+
+const CHECK_LEASE = statement(
+  'chronograph_check_lease',
+  `UPDATE task SET locked_until = GREATEST(locked_until, now() + $3::int * interval '1 millisecond')
+    WHERE id = $1::uuid AND locked_run_id = $2::uuid AND status = 'RUNNING' AND locked_until > now()
+   RETURNING 1`,
+);
 
 /**
  * Milliseconds (by the database clock) until the next task is due, and until the next lease of a run
@@ -474,16 +479,16 @@ export async function msUntilNextDue(
   // Due work this instance cannot take is left out, or the scheduler would look again at once, over and
   // over: tenants holding their share of this instance's slots (`excludedTenants`) and tenants at their
   // maxConcurrentRuns. A run ending frees a slot and wakes the scheduler that ran it.
-  const [row] = await db.$queryRawUnsafe<{ dueMs: number | null; leaseMs: number | null }[]>(
-    `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
+  const [row] = await db.query<{ dueMs: number | null; leaseMs: number | null }>(NEXT_DUE, [ownRunIds, excludedQueues, excludedTenants]);
+  return { dueMs: row?.dueMs == null ? null : Number(row.dueMs), leaseMs: row?.leaseMs == null ? null : Number(row.leaseMs) };
+}
+
+const NEXT_DUE = statement(
+  'chronograph_next_due',
+  `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
                  AND tenant_id <> ALL($3::text[])
                  AND tenant_id <> ALL(ARRAY(SELECT q.id FROM tenant q WHERE q.max_concurrent_runs IS NOT NULL
                    AND q.max_concurrent_runs <= (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
               - clock_timestamp())) * 1000 AS "dueMs",
             EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs"`,
-    ownRunIds,
-    excludedQueues,
-    excludedTenants,
-  );
-  return { dueMs: row?.dueMs == null ? null : Number(row.dueMs), leaseMs: row?.leaseMs == null ? null : Number(row.leaseMs) };
-}
+);
