@@ -1,8 +1,12 @@
 // The server half of bench/subscriptions.ts, in its own process so its memory is the server's alone.
-// Driven over IPC: it starts a Chronograph, produces status changes on request (recording when each
-// transaction committed) and reports its memory.
+// Driven over IPC: it starts a Chronograph and, beside it on the same database, the bare graphql-ws
+// baseline (bench/_bareSubscriptions.ts, on its own port); produces status changes on request
+// (recording when each transaction committed) and reports its memory. Only one of the two has
+// subscribers at a time; the other then does nothing (Chronograph's stream stops without subscribers,
+// the baseline reads nothing).
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { startBareServer } from './_bareSubscriptions.js';
 
 export type ServerRequest =
   | { type: 'status' }
@@ -12,8 +16,8 @@ export type ServerRequest =
   | { type: 'stop' };
 
 export type ServerReply =
-  | { type: 'ready'; port: number; database: string }
-  | { type: 'status'; live: number; subscriptions: number }
+  | { type: 'ready'; port: number; barePort: number; database: string }
+  | { type: 'status'; live: number; subscriptions: number; bare: number }
   | { type: 'memory'; rss: number; heapUsed: number; peakRss: number; peakHeapUsed: number }
   | { type: 'produced'; commits: [key: string, committedAt: number][] }
   | { type: 'stopped' };
@@ -76,7 +80,7 @@ process.on('message', (request: ServerRequest) => {
     switch (request.type) {
       case 'status': {
         const status = app.taskEvents.status();
-        send({ type: 'status', live: status.live, subscriptions: status.subscriptions });
+        send({ type: 'status', live: status.live, subscriptions: status.subscriptions, bare: bare.subscribers() });
         break;
       }
       case 'memory': {
@@ -102,6 +106,7 @@ process.on('message', (request: ServerRequest) => {
       }
       case 'stop':
         clearInterval(sampler);
+        await bare.close();
         await app.stop();
         send({ type: 'stopped' });
         process.disconnect();
@@ -111,4 +116,5 @@ process.on('message', (request: ServerRequest) => {
 });
 
 const { port } = await app.listen(0, '127.0.0.1');
-send({ type: 'ready', port, database: app.db.kind });
+const bare = await startBareServer(app.db);
+send({ type: 'ready', port, barePort: bare.port, database: app.db.kind });
