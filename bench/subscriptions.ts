@@ -19,6 +19,7 @@ const SIZES = (process.env.BENCH_SUBSCRIBERS ?? '100,1000').split(',').map(Numbe
 const EVENTS_PER_SECOND = Number(process.env.BENCH_EVENTS_PER_SECOND ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECT_BATCH = 100;
 const SUBSCRIPTION = process.env.BENCH_QUERY ?? 'subscription { taskStatusChanged { id cursor toStatus task { id status } } }';
 
 const now = () => performance.timeOrigin + performance.now();
@@ -92,8 +93,21 @@ async function measure(server: Server, ports: Record<Target, number>, target: Ta
   try {
     const receipts = new Map<string, number[]>();
     const errors: unknown[] = [];
+    // Connected in batches, each acknowledged before the next: a thousand at once can outlast the
+    // servers' connection_init timeout on a busy machine.
+    let acknowledged = 0;
     for (let i = 0; i < subscribers; i++) {
-      const client = createClient({ url: `ws://127.0.0.1:${ports[target]}/graphql`, webSocketImpl: WebSocket, lazy: false, retryAttempts: 0 });
+      if (i % CONNECT_BATCH === 0) await waitUntil(() => errors.length > 0 || acknowledged === i, `${i} connections`);
+      const client = createClient({
+        url: `ws://127.0.0.1:${ports[target]}/graphql`,
+        webSocketImpl: WebSocket,
+        lazy: false,
+        retryAttempts: 0,
+        on: {
+          connected: () => void acknowledged++,
+          closed: (event) => void (clients.includes(client) && errors.push(`closed: ${(event as { code?: number }).code}`)),
+        },
+      });
       clients.push(client);
       client.subscribe<{ taskStatusChanged: { toStatus: string; task: { id: string } } }>(
         { query: SUBSCRIPTION },
@@ -112,7 +126,11 @@ async function measure(server: Server, ports: Record<Target, number>, target: Ta
         },
       );
     }
-    await waitUntil(async () => liveOf(await server.ask({ type: 'status' }, 'status')) === subscribers, `${subscribers} live subscriptions`);
+    if (errors.length) throw new Error(`${target}: ${JSON.stringify(errors[0])}`);
+    await waitUntil(
+      async () => liveOf(await server.ask({ type: 'status' }, 'status')) === subscribers,
+      `${subscribers} live subscriptions`,
+    );
     const subscribed = await server.ask({ type: 'memory', gc: true }, 'memory');
 
     // Warm-up: one event to every subscriber, then the measured stream.
