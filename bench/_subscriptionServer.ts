@@ -4,6 +4,8 @@
 // (recording when each transaction committed) and reports its memory. Only one of the two has
 // subscribers at a time; the other then does nothing (Chronograph's stream stops without subscribers,
 // the baseline reads nothing).
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { startBareServer } from './_bareSubscriptions.js';
@@ -11,7 +13,7 @@ import { startBareServer } from './_bareSubscriptions.js';
 export type ServerRequest =
   | { type: 'status' }
   | { type: 'memory'; gc?: boolean }
-  | { type: 'produce'; eventsPerSecond: number; seconds: number }
+  | { type: 'produce'; eventsPerSecond: number; seconds: number; profile?: string }
   | { type: 'produceOne' }
   | { type: 'stop' };
 
@@ -100,7 +102,20 @@ process.on('message', (request: ServerRequest) => {
       }
       case 'produce': {
         const commits: [string, number][] = [];
+        // BENCH_PROF: a CPU profile of this stream alone (then of the deliveries still in flight), one file per run.
+        const session = request.profile ? new Session() : undefined;
+        if (session) {
+          session.connect();
+          await session.post('Profiler.enable');
+          await session.post('Profiler.start');
+        }
         await produce(request.eventsPerSecond, request.seconds, commits);
+        if (session) {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          const { profile } = await session.post('Profiler.stop');
+          await writeFile(request.profile!, JSON.stringify(profile));
+          session.disconnect();
+        }
         send({ type: 'produced', commits });
         break;
       }

@@ -6,9 +6,11 @@
 // (bench/_bareSubscriptions.ts). BENCH_ROUNDS rounds (default 3), alternating which goes first. Prints
 // the delay from transaction commit to client receipt (every subscriber, every event) of both, their
 // ratio (Chronograph ÷ bare, per round, then the median) and Chronograph's memory. The servers run in
-// their own process (bench/_subscriptionServer.ts; BENCH_PROF=1 writes its CPU profile to /tmp/prof);
+// their own process (bench/_subscriptionServer.ts; BENCH_PROF=1 writes a CPU profile of each measured
+// stream to /tmp/prof/<chronograph|bare>-<subscribers>-<time>.cpuprofile);
 // PostgreSQL uses a scratch database created under BENCH_DATABASE_URL and dropped afterwards.
 import { type ChildProcess, fork } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
@@ -31,7 +33,7 @@ class Server {
 
   constructor(env: Record<string, string>) {
     this.child = fork(path.join(import.meta.dirname, '_subscriptionServer.ts'), {
-      execArgv: ['--import', 'tsx', '--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [])],
+      execArgv: ['--import', 'tsx', '--expose-gc'],
       env: { ...process.env, ...env },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -138,7 +140,9 @@ async function measure(server: Server, ports: Record<Target, number>, target: Ta
     await waitUntil(() => (receipts.get(warmKey)?.length ?? 0) === subscribers, 'the warm-up event on every subscriber');
     receipts.clear();
 
-    const { commits } = await server.ask({ type: 'produce', eventsPerSecond: EVENTS_PER_SECOND, seconds: SECONDS }, 'produced');
+    const profile = process.env.BENCH_PROF ? `/tmp/prof/${target}-${subscribers}-${Date.now()}.cpuprofile` : undefined;
+    if (profile) await mkdir('/tmp/prof', { recursive: true });
+    const { commits } = await server.ask({ type: 'produce', eventsPerSecond: EVENTS_PER_SECOND, seconds: SECONDS, profile }, 'produced');
     await waitUntil(
       () => errors.length > 0 || commits.every(([key]) => (receipts.get(key)?.length ?? 0) === subscribers),
       'every event on every subscriber',
