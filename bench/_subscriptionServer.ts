@@ -1,19 +1,25 @@
 // The server half of bench/subscriptions.ts, in its own process so its memory is the server's alone.
-// Driven over IPC: it starts a Chronograph, produces status changes on request (recording when each
-// transaction committed) and reports its memory.
+// Driven over IPC: it starts a Chronograph and, beside it on the same database, the bare graphql-ws
+// baseline (bench/_bareSubscriptions.ts, on its own port); produces status changes on request
+// (recording when each transaction committed) and reports its memory. Only one of the two has
+// subscribers at a time; the other then does nothing (Chronograph's stream stops without subscribers,
+// the baseline reads nothing).
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { startBareServer } from './_bareSubscriptions.js';
 
 export type ServerRequest =
   | { type: 'status' }
   | { type: 'memory'; gc?: boolean }
-  | { type: 'produce'; eventsPerSecond: number; seconds: number }
+  | { type: 'produce'; eventsPerSecond: number; seconds: number; profile?: string }
   | { type: 'produceOne' }
   | { type: 'stop' };
 
 export type ServerReply =
-  | { type: 'ready'; port: number; database: string }
-  | { type: 'status'; live: number; subscriptions: number }
+  | { type: 'ready'; port: number; barePort: number; database: string }
+  | { type: 'status'; live: number; subscriptions: number; bare: number }
   | { type: 'memory'; rss: number; heapUsed: number; peakRss: number; peakHeapUsed: number }
   | { type: 'produced'; commits: [key: string, committedAt: number][] }
   | { type: 'stopped' };
@@ -76,7 +82,7 @@ process.on('message', (request: ServerRequest) => {
     switch (request.type) {
       case 'status': {
         const status = app.taskEvents.status();
-        send({ type: 'status', live: status.live, subscriptions: status.subscriptions });
+        send({ type: 'status', live: status.live, subscriptions: status.subscriptions, bare: bare.subscribers() });
         break;
       }
       case 'memory': {
@@ -96,12 +102,26 @@ process.on('message', (request: ServerRequest) => {
       }
       case 'produce': {
         const commits: [string, number][] = [];
+        // BENCH_PROF: a CPU profile of this stream alone (then of the deliveries still in flight), one file per run.
+        const session = request.profile ? new Session() : undefined;
+        if (session) {
+          session.connect();
+          await session.post('Profiler.enable');
+          await session.post('Profiler.start');
+        }
         await produce(request.eventsPerSecond, request.seconds, commits);
+        if (session) {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          const { profile } = await session.post('Profiler.stop');
+          await writeFile(request.profile!, JSON.stringify(profile));
+          session.disconnect();
+        }
         send({ type: 'produced', commits });
         break;
       }
       case 'stop':
         clearInterval(sampler);
+        await bare.close();
         await app.stop();
         send({ type: 'stopped' });
         process.disconnect();
@@ -111,4 +131,5 @@ process.on('message', (request: ServerRequest) => {
 });
 
 const { port } = await app.listen(0, '127.0.0.1');
-send({ type: 'ready', port, database: app.db.kind });
+const bare = await startBareServer(app.db);
+send({ type: 'ready', port, barePort: bare.port, database: app.db.kind });

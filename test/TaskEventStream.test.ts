@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { eventFromRow } from '../src/events/eventRows.js';
 import { TaskEventFilter } from '../src/events/TaskEventFilter.js';
 import { isStreamEnd, type StreamItem } from '../src/events/TaskEventSubscription.js';
 import { TaskStatus } from '../src/generated/prisma/client.js';
@@ -35,6 +36,40 @@ describe.each(backends)('TaskEventStream (%s)', (backend) => {
     open.push(collector);
     return collector;
   }
+
+  it('answers from the columns it read what a read of the event would answer, and leaves selections reaching further to a read', async () => {
+    const live = await subscribe();
+    const task = await t.app.taskSvc.createTimerTask({ ...future, argDict: { big: 'x' } });
+    await t.app.taskSvc.forcedEnd(task.id);
+    const items = await live.until((items) => items.length >= 2, 'two events');
+    for (const item of items) {
+      if (isStreamEnd(item) || !item.row) throw new Error('expected a live event with its row');
+      const read = (query: object) => t.app.db.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } });
+      const served = [
+        {
+          select: { id: true, fromStatus: true, toStatus: true, type: true, nextRunAt: true, createdAt: true, message: true, actor: true },
+        },
+        { select: { id: true, task: { select: { id: true, fullName: true, startTime: true, runCount: true, funcName: true } } } },
+        { select: { id: true, task: true } },
+        {},
+      ];
+      // `task: true` and `include` want every task column, argDict too: not carried, so not served.
+      const notServed = [
+        { include: { task: true } },
+        { select: { id: true, run: true } },
+        { select: { task: { select: { argDict: true } } } },
+      ];
+      for (const query of served.slice(0, 2)) expect(eventFromRow(item.row, query)).toMatchObject((await read(query))!);
+      expect(eventFromRow(item.row, served[3]!)).toMatchObject((await read({}))!);
+      expect(eventFromRow(item.row, served[2]!)).toBeUndefined();
+      for (const query of notServed) expect(eventFromRow(item.row, query)).toBeUndefined();
+    }
+    // The task as the stream read it with the event: after that event, so the last one shows where it ended.
+    const last = items[1]!;
+    expect(!isStreamEnd(last) && eventFromRow(last.row!, { select: { task: { select: { status: true } } } })).toMatchObject({
+      task: { status: 'FORCED_END' },
+    });
+  });
 
   it('skips an id whose transaction rolled back and delivers what follows it', async () => {
     const live = await subscribe();

@@ -108,6 +108,31 @@ describe.each(backends)('Subscription.taskStatusChanged (%s)', (backend) => {
     expect(acme.items).toHaveLength(2);
   });
 
+  it('executes each event once for subscribers of the same document, variables and tenant; never across tenants', async () => {
+    await t.app.templateSvc.forTenant('globex').create({ fullName: 'tasks.DataSync', title: 'Data sync', funcName: 'chronograph.echo' });
+    const same = [ws(), ws(), ws()].map((c) => new Collector(c.iterate({ query: SUB })));
+    const otherVariables = new Collector(ws().iterate({ query: SUB, variables: { filter: { statuses: ['SCHEDULED'] } } }));
+    const globex = [ws({ tenantId: 'globex' }), ws({ tenantId: 'globex' })].map((c) => new Collector(c.iterate({ query: SUB })));
+    await live(6);
+    const before = t.app.taskEvents.status().executions;
+    const mine = ok(await t.gql(CREATE, { input: future })).createTimerTask;
+    const theirs = ok(await t.gql(CREATE, { input: future }, { 'x-tenant-id': 'globex' })).createTimerTask;
+
+    for (const c of same) {
+      expect(events<Ev>(await c.until((r) => r.length >= 1)).map((e) => [e.task.id, e.toStatus])).toEqual([[mine.id, 'SCHEDULED']]);
+    }
+    expect(events<Ev>(await otherVariables.until((r) => r.length >= 1)).map((e) => e.task.id)).toEqual([mine.id]);
+    for (const c of globex) {
+      expect(events<Ev>(await c.until((r) => r.length >= 1)).map((e) => [e.task.id, e.toStatus])).toEqual([[theirs.id, 'SCHEDULED']]);
+    }
+    // Default tenant: one execution for the three, one for the other variables; globex: one for its two.
+    const after = t.app.taskEvents.status().executions;
+    expect({ run: after.run - before.run, reused: after.reused - before.reused }).toEqual({ run: 3, reused: 3 });
+    // Nothing of the other tenant arrived (delivery is in id order: it would have come first).
+    for (const c of [...same, ...globex]) await c.close();
+    expect([...same, ...globex].map((c) => c.items.length)).toEqual([1, 1, 1, 1, 1]);
+  });
+
   it('applies the filter: one task, some statuses', async () => {
     const a = ok(await t.gql(CREATE, { input: future })).createTimerTask;
     const b = ok(await t.gql(CREATE, { input: future })).createTimerTask;

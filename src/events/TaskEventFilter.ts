@@ -1,6 +1,7 @@
 import { badInput } from '../errors.js';
 import type { Prisma, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
 import { assertId, parseCursor } from '../tasks/validate.js';
+import type { EventRow } from './eventRows.js';
 
 /** What a subscriber asks for; every field narrows, an absent field matches everything. */
 export interface TaskEventFilterInput {
@@ -15,6 +16,8 @@ export interface TaskEventFilterInput {
 
 /** The columns of an event (and of its task) that filters and tenants are decided on. */
 export interface TaskEventRef {
+  /** Live events: the event's and its task's columns as the stream read them (see eventRows); absent in replays. */
+  row?: EventRow;
   id: bigint;
   taskId: string;
   tenantId: string;

@@ -27,6 +27,8 @@ export interface TaskEventStreamStatus {
   live: number;
   /** Every open subscription, replaying or live. */
   subscriptions: number;
+  /** Since start: subscription executions of an event run, and results of one reused for another subscriber (executeShared). */
+  executions: { run: number; reused: number };
 }
 
 /** Ids at or below `upTo` not seen yet may belong to one of `writers` (open transactions). */
@@ -96,6 +98,8 @@ export class TaskEventStream {
   private closed = false;
   private readonly batchSize: number;
   private readonly reads = new Map<string, Promise<unknown>>();
+  private readonly executions = new Map<string, Promise<unknown>>();
+  private readonly executionCounts = { run: 0, reused: 0 };
 
   constructor(
     private readonly db: Database,
@@ -128,6 +132,7 @@ export class TaskEventStream {
       ...(gap && { waiting: { upTo: gap.upTo.toString(), writers: gap.writers.size, settled: gap.settled } }),
       live,
       subscriptions: this.subscriptions.size,
+      executions: { ...this.executionCounts },
     };
   }
 
@@ -187,6 +192,30 @@ export class TaskEventStream {
       this.reads.set(key, result);
       result.catch(() => this.reads.delete(key));
       if (this.reads.size > SHARED_READS) this.reads.delete(this.reads.keys().next().value!);
+    }
+    return result;
+  }
+
+  /**
+   * Executes a subscription document over event `id` once per execution key (see
+   * useSharedSubscriptions), however many subscribers it goes to; recent results are kept (LRU) for
+   * subscribers that get to the event a little later. A result with errors is not kept: whoever asks
+   * after it has been answered executes again.
+   */
+  executeShared<T extends { errors?: readonly unknown[] }>(id: bigint, key: string, execute: () => Promise<T> | T): Promise<T> {
+    const cacheKey = `${id}\n${key}`;
+    let result = this.executions.get(cacheKey) as Promise<T> | undefined;
+    if (result) {
+      this.executionCounts.reused++;
+    } else {
+      this.executionCounts.run++;
+      result = Promise.resolve().then(execute);
+      this.executions.set(cacheKey, result);
+      const forget = () => {
+        if (this.executions.get(cacheKey) === result) this.executions.delete(cacheKey);
+      };
+      result.then((value) => value.errors?.length && forget(), forget);
+      if (this.executions.size > SHARED_READS) this.executions.delete(this.executions.keys().next().value!);
     }
     return result;
   }

@@ -1,4 +1,5 @@
 import type { PrismaClient, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
+import { EVENT_ROW_SQL, type EventRow, reviveEventRow } from './eventRows.js';
 import type { TaskEventRef } from './TaskEventFilter.js';
 
 export interface EventsAfter {
@@ -20,6 +21,7 @@ type Row = [
   fullName: string,
   funcName: string,
   source: TaskSource,
+  row: EventRow,
 ];
 
 /**
@@ -27,12 +29,13 @@ type Row = [
  * an id taken by a transaction that had not committed when the snapshot was taken belongs to a
  * transaction listed in `writers`, because INSERT takes ROW EXCLUSIVE on the table before it draws
  * the id and keeps it until commit or rollback. Ids travel as text: JSON numbers lose precision
- * past 2^53.
+ * past 2^53. Each event also carries its own and its task's columns (eventRows), from which most
+ * subscriptions are answered without another read.
  */
 export async function readEventsAfter(prisma: PrismaClient, after: bigint, limit: number): Promise<EventsAfter> {
   const [result] = await prisma.$queryRaw<{ events: Row[]; writers: string[] }[]>`
     SELECT
-      (SELECT coalesce(json_agg(json_build_array(e.id::text, e.task_id, e.tenant_id, e.type, e.to_status, t.full_name, t.func_name, t.source) ORDER BY e.id), '[]'::json)
+      (SELECT coalesce(json_agg(json_build_array(e.id::text, e.task_id, e.tenant_id, e.type, e.to_status, t.full_name, t.func_name, t.source, ${EVENT_ROW_SQL}) ORDER BY e.id), '[]'::json)
          FROM (SELECT * FROM task_event WHERE id > ${after} ORDER BY id LIMIT ${limit}) e
          JOIN task t ON t.id = e.task_id) AS events,
       (SELECT coalesce(json_agg(l.virtualtransaction), '[]'::json)
@@ -40,7 +43,7 @@ export async function readEventsAfter(prisma: PrismaClient, after: bigint, limit
         WHERE l.locktype = 'relation' AND l.relation = 'task_event'::regclass AND l.mode = 'RowExclusiveLock'
           AND l.granted AND l.pid <> pg_backend_pid()) AS writers`;
   return {
-    events: result!.events.map(([id, taskId, tenantId, type, toStatus, fullName, funcName, source]) => ({
+    events: result!.events.map(([id, taskId, tenantId, type, toStatus, fullName, funcName, source, row]) => ({
       id: BigInt(id),
       taskId,
       tenantId,
@@ -49,6 +52,7 @@ export async function readEventsAfter(prisma: PrismaClient, after: bigint, limit
       fullName,
       funcName,
       source,
+      row: reviveEventRow(row),
     })),
     writers: result!.writers,
   };

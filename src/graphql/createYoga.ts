@@ -11,6 +11,7 @@ import { createMaskError } from './maskError.js';
 import { useQueryLimits } from './queryLimits.js';
 import { schema } from './schema/index.js';
 import { useRequestBudget } from './useRequestBudget.js';
+import { useSharedSubscriptions } from './useSharedSubscriptions.js';
 import { useStorableText } from './useStorableText.js';
 
 /**
@@ -118,6 +119,8 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
         maxTokens: config.MAX_QUERY_TOKENS,
       }),
       useStorableText(),
+      // Before useRequestBudget, which wraps the subscribe function this sets.
+      useSharedSubscriptions(app.taskEvents),
       useRequestBudget(config.REQUEST_TIMEOUT_MS),
       codeVariableErrors(),
       useRequestMetrics(app.metrics),

@@ -1,4 +1,5 @@
 import { ChronographError, notFound } from '../../errors.js';
+import { eventFromRow } from '../../events/eventRows.js';
 import { parseEventCursor, TaskEventFilter } from '../../events/TaskEventFilter.js';
 import { isStreamEnd } from '../../events/TaskEventSubscription.js';
 import { builder } from '../builder.js';
@@ -64,10 +65,13 @@ builder.subscriptionFields((t) => ({
         throw error;
       }
     },
-    // The stream carries ids and the columns filters need; the event itself is read here, with
-    // whatever relations (task, run) the subscriber selected, once for all who selected the same.
+    // The stream carries the event's and its task's columns; a selection reaching further (the run,
+    // the template, argDict) reads the event here, once for all who selected the same.
     resolve: async (query, item, _args, ctx) => {
       if (isStreamEnd(item)) throw new ChronographError(item.end, END_MESSAGES[item.end], { lastCursor: item.lastCursor });
+      // Usually the columns the stream read with the event are all that is selected: no read at all.
+      const fromRow = item.row && eventFromRow(item.row, query);
+      if (fromRow) return fromRow as never;
       const event = await ctx.taskEvents.readShared(item.id, query, () =>
         ctx.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } }),
       );
