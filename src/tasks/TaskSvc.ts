@@ -1,4 +1,3 @@
-import { v7 as uuidv7 } from 'uuid';
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { Database } from '../db/Database.js';
@@ -25,7 +24,7 @@ import {
   type ScheduledTime,
   upcomingRuns,
 } from '../time/schedule.js';
-import { insertNewTasks, type NewTaskRow, newTask } from './bulkInsert.js';
+import { insertNewTasks, type NewTaskRow, newTask, TaskIds } from './bulkInsert.js';
 import {
   CANCEL_CHANNEL,
   LIVE_STATUSES,
@@ -221,6 +220,7 @@ export class TaskSvc {
     if (inputs.length > 10_000) throw badInput('At most 10000 tasks can be created in one call', 'inputs');
     const templates = new Map<string, TaskTemplate>();
     const cache: BuildCache = { now: this.now(), schedules: new Map() };
+    const ids = new TaskIds(inputs.length);
     const rows: NewTaskRow[] = [];
     const messages = new Map<string, string>();
     for (const [index, input] of inputs.entries()) {
@@ -230,11 +230,10 @@ export class TaskSvc {
           template = await this.templates.get(input.fullName);
           templates.set(input.fullName, template);
         }
-        const { row, notes } = this.buildTask(input, template, cache);
-        const id = uuidv7();
-        rows.push({ id, ...row });
+        const { row, notes } = this.buildTask(input, template, cache, ids.next());
+        rows.push(row);
         // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
-        if (notes.length) messages.set(id, `created; ${notes.join('; ')}`);
+        if (notes.length) messages.set(row.id, `created; ${notes.join('; ')}`);
       } catch (error) {
         if (error instanceof ChronographError && inputs.length > 1) {
           throw new ChronographError(error.code, `inputs[${index}]: ${error.message}`, { ...error.details, index });
@@ -260,7 +259,7 @@ export class TaskSvc {
           : [];
         const byKey = new Map(existing.map((t) => [t.uniqueKey!, t]));
         return rows.map((row) => {
-          if (!skipped.has(row.id)) return { ...newTask(row, now), deduplicated: false };
+          if (!skipped.has(row.id)) return newTask(row, now);
           const live = byKey.get(row.uniqueKey!);
           if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
           return { ...live, deduplicated: true };
@@ -671,7 +670,8 @@ export class TaskSvc {
     input: TimerTaskInput,
     template: TaskTemplate,
     cache: BuildCache = { now: this.now(), schedules: new Map() },
-  ): { row: Omit<NewTaskRow, 'id'>; notes: readonly string[] } {
+    id = '',
+  ): { row: NewTaskRow; notes: readonly string[] } {
     if (!template.enabled) {
       throw new ChronographError('CONFLICT', `Task template ${template.fullName} is disabled`, { field: 'fullName' });
     }
@@ -724,7 +724,8 @@ export class TaskSvc {
       assertThreadCapable(this.deps.handlers, funcName, 'memoryLimitMb');
     }
     if (this.deps.taskTypes.get(taskType)?.options.isolation === 'thread') assertThreadCapable(this.deps.handlers, funcName, 'taskType');
-    const row: Omit<NewTaskRow, 'id'> = {
+    const row: NewTaskRow = {
+      id,
       tenantId: this.tenantId,
       templateId: template.id,
       fullName: template.fullName,
