@@ -83,17 +83,24 @@ async function run(label: string, env: Record<string, string>): Promise<void> {
     ...process.env,
     LOG_LEVEL: 'warn',
     AUTH_DISABLED: 'true',
-    SCHEDULER_ENABLED: 'false',
     PORT: String(port),
     HOST: '127.0.0.1',
     ...env,
   };
   if (!env.DATABASE_URL) delete childEnv.DATABASE_URL;
   const nodeArgs = process.env.BENCH_CREATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, ...startCommand()], { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, ...startCommand()], { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const keep = (d: Buffer) => (stderr = (stderr + d).slice(-4000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  let exit = '';
+  const exited = new Promise<void>((resolve) =>
+    child.on('exit', (code, signal) => {
+      exit = `exited with ${signal ?? code}`;
+      resolve();
+    }),
+  );
   let peak = 0;
   const sampler = setInterval(() => {
     try {
@@ -149,6 +156,9 @@ async function run(label: string, env: Record<string, string>): Promise<void> {
     console.log(
       `the server holds ${fmt(stats.taskStats.total)} tasks (${fmt(stats.taskStats.scheduled)} SCHEDULED) and ${fmt(stats.taskEvents.totalCount)} CREATED events (${fmt(TOTAL + 100)} expected)`,
     );
+  } catch (error) {
+    console.error(`the server ${exit || 'is running'}; its last output:\n${stderr}`);
+    throw error;
   } finally {
     clearInterval(sampler);
     child.kill('SIGTERM');
