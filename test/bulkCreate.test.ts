@@ -32,7 +32,12 @@ describe.each(backends)('bulk task creation (%s)', (backend) => {
         case 1:
           return { fullName: 'tasks.DataBackup', startTime: '2031-03-01 09:30:00', timezone: 'Europe/Paris', priority: 5, queue: 'q' };
         case 2:
-          return { fullName: 'tasks.DataSync', repeatType: 'CRON' as const, cronExpression: '0 3 * * *', startTime: '2031-01-01T00:00:00Z' };
+          return {
+            fullName: 'tasks.DataSync',
+            repeatType: 'CRON' as const,
+            cronExpression: '0 3 * * *',
+            startTime: '2031-01-01T00:00:00Z',
+          };
         case 3:
           // An ambiguous wall-clock time: the first occurrence is taken and the event says so.
           return { fullName: 'tasks.DataSync', startTime: '2031-10-26 02:30:00', timezone: 'Europe/Berlin', maxAttempts: 2 };
@@ -88,9 +93,14 @@ describe.each(backends)('bulk task creation (%s)', (backend) => {
     const stopEvents = await t.app.db.listen(TASK_EVENT_CHANNEL, (payload) => seen.push(payload));
     const stopWake = await t.app.db.listen(WAKE_CHANNEL, (payload) => wakes.push(payload));
     try {
-      const tasks = await t.app.taskSvc.forTenant('default', 'key:k1').createTimerTasks(
-        Array.from({ length: 40 }, (_, i) => ({ fullName: 'tasks.DataSync', startTime: `2031-01-01T00:00:${String(i).padStart(2, '0')}Z` })),
-      );
+      const tasks = await t.app.taskSvc
+        .forTenant('default', 'key:k1')
+        .createTimerTasks(
+          Array.from({ length: 40 }, (_, i) => ({
+            fullName: 'tasks.DataSync',
+            startTime: `2031-01-01T00:00:${String(i).padStart(2, '0')}Z`,
+          })),
+        );
       await expect.poll(() => seen.length, { timeout: 5000 }).toBe(40);
       const events = await t.app.db.prisma.taskEvent.findMany({ where: { actor: 'key:k1' }, orderBy: { id: 'asc' } });
       expect(events.every((e) => e.actor === 'key:k1')).toBe(true);
@@ -124,6 +134,18 @@ describe.each(backends)('bulk task creation (%s)', (backend) => {
       expect(result.errors![0]!.message).toMatch(/^inputs\[300\]: /);
       expect(await counts()).toEqual({ tasks: 0, events: 0 });
     }
+    // Text PostgreSQL cannot store (GraphQL refuses it before the resolver; handlers call the service
+    // directly) is refused up front rather than failing, or being mangled, in the insert.
+    for (const [extra, field] of [
+      [{ uniqueKey: 'a\u0000b' }, 'uniqueKey'],
+      [{ queue: 'q\ud800' }, 'queue'],
+    ] as const) {
+      await expect(t.app.taskSvc.createTimerTasks([good(0), { ...good(1), ...extra }])).rejects.toMatchObject({
+        code: 'BAD_USER_INPUT',
+        details: { field, index: 1 },
+      });
+    }
+    expect(await counts()).toEqual({ tasks: 0, events: 0 });
     // The same inputs without the bad one go through, over GraphQL.
     const tasks = ok(await t.gql(CREATE_MANY, { inputs: Array.from({ length: 301 }, (_, i) => good(i)) })).createTimerTasks;
     expect(tasks).toHaveLength(301);
@@ -132,7 +154,9 @@ describe.each(backends)('bulk task creation (%s)', (backend) => {
   });
 
   it('returns the live task for a uniqueKey that is taken, inside the batch or before it, and records no event for it', async () => {
-    const [held] = await t.app.taskSvc.createTimerTasks([{ fullName: 'tasks.DataSync', startTime: '2031-01-01T00:00:00Z', uniqueKey: 'a' }]);
+    const [held] = await t.app.taskSvc.createTimerTasks([
+      { fullName: 'tasks.DataSync', startTime: '2031-01-01T00:00:00Z', uniqueKey: 'a' },
+    ]);
     const batch = await t.app.taskSvc.createTimerTasks([
       { fullName: 'tasks.DataSync', startTime: '2031-01-02T00:00:00Z', uniqueKey: 'a' },
       { fullName: 'tasks.DataSync', startTime: '2031-01-03T00:00:00Z', uniqueKey: 'b' },

@@ -35,7 +35,7 @@ import {
   WAKE_CHANNEL,
 } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
-import { assertArgDict, assertId, assertIntRange } from './validate.js';
+import { assertArgDict, assertId, assertIntRange, assertStorableText } from './validate.js';
 
 /** The seed's createTimerTask arguments, plus the schedule and policy fields that default from the template. */
 export interface TimerTaskInput {
@@ -742,7 +742,7 @@ export class TaskSvc {
       nextRunAt: schedule.nextRunAt,
       status: TaskStatus.SCHEDULED,
       priority: assertIntRange(input.priority ?? template.priority, 'priority', -1000, 1000),
-      queue: input.queue?.trim() || template.queue,
+      queue: input.queue != null ? assertStorableText(input.queue, 'queue').trim() || template.queue : template.queue,
       maxAttempts: assertIntRange(input.maxAttempts ?? template.maxAttempts, 'maxAttempts', 1, 1000),
       timeoutMs: timeoutMs != null ? assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647) : null,
       memoryLimitMb: memoryLimitMb ?? null,
@@ -807,7 +807,7 @@ function isLockTimeout(error: unknown): boolean {
 }
 
 function assertUniqueKey(key: string): string {
-  const trimmed = key.trim();
+  const trimmed = assertStorableText(key, 'uniqueKey').trim();
   if (!trimmed || trimmed.length > 200) throw badInput('uniqueKey must be 1-200 characters', 'uniqueKey');
   return trimmed;
 }

@@ -126,7 +126,7 @@ WITH input AS (
   SELECT count(pg_notify($3::text, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS n
     FROM events e
 )
-SELECT (SELECT n FROM announced)::int AS events, now() AS now,
+SELECT (SELECT n FROM announced)::int AS events, now()::timestamptz(3) AS now,
        (SELECT coalesce(json_agg(i.id ORDER BY i.n), '[]'::json) FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped`;
   return { sql, params };
@@ -139,7 +139,7 @@ function sameValue(a: unknown, b: unknown): boolean {
 export interface InsertedTasks {
   /** Ids of rows that were not inserted because a live task holds their uniqueKey. */
   skipped: Set<string>;
-  /** created_at and updated_at of the inserted tasks (the transaction's start). */
+  /** created_at and updated_at of the inserted tasks: the transaction's start, rounded to milliseconds as the columns are. */
   now: Date;
 }
 
