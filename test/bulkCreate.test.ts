@@ -93,14 +93,12 @@ describe.each(backends)('bulk task creation (%s)', (backend) => {
     const stopEvents = await t.app.db.listen(TASK_EVENT_CHANNEL, (payload) => seen.push(payload));
     const stopWake = await t.app.db.listen(WAKE_CHANNEL, (payload) => wakes.push(payload));
     try {
-      const tasks = await t.app.taskSvc
-        .forTenant('default', 'key:k1')
-        .createTimerTasks(
-          Array.from({ length: 40 }, (_, i) => ({
-            fullName: 'tasks.DataSync',
-            startTime: `2031-01-01T00:00:${String(i).padStart(2, '0')}Z`,
-          })),
-        );
+      const tasks = await t.app.taskSvc.forTenant('default', 'key:k1').createTimerTasks(
+        Array.from({ length: 40 }, (_, i) => ({
+          fullName: 'tasks.DataSync',
+          startTime: `2031-01-01T00:00:${String(i).padStart(2, '0')}Z`,
+        })),
+      );
       await expect.poll(() => seen.length, { timeout: 5000 }).toBe(40);
       const events = await t.app.db.prisma.taskEvent.findMany({ where: { actor: 'key:k1' }, orderBy: { id: 'asc' } });
       expect(events.every((e) => e.actor === 'key:k1')).toBe(true);

@@ -25,15 +25,7 @@ import {
   upcomingRuns,
 } from '../time/schedule.js';
 import { insertNewTasks, type NewTaskRow, newTask, TaskIds } from './bulkInsert.js';
-import {
-  CANCEL_CHANNEL,
-  LIVE_STATUSES,
-  recordEvents,
-  TASK_EVENT_CHANNEL,
-  TERMINAL_STATUSES,
-  transition,
-  WAKE_CHANNEL,
-} from './statusMachine.js';
+import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { assertArgDict, assertId, assertIntRange, assertStorableText } from './validate.js';
 
