@@ -53,7 +53,9 @@ async function gql<T>(port: number, query: string, variables?: unknown): Promise
 async function waitForAnswer(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + 300_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}: ${stderr()}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`the server exited with ${child.signalCode ?? child.exitCode}: ${stderr()}`);
+    }
     try {
       await gql(port, '{ __typename }');
       return;
