@@ -1,4 +1,3 @@
-import { v7 as uuidv7 } from 'uuid';
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { Database } from '../db/Database.js';
@@ -17,18 +16,18 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { parseTime } from '../time/parseTime.js';
-import { firstOccurrence, nextOccurrence, resolveSchedule, type ScheduledTime, upcomingRuns } from '../time/schedule.js';
 import {
-  CANCEL_CHANNEL,
-  LIVE_STATUSES,
-  recordEvents,
-  TASK_EVENT_CHANNEL,
-  TERMINAL_STATUSES,
-  transition,
-  WAKE_CHANNEL,
-} from './statusMachine.js';
+  firstOccurrence,
+  nextOccurrence,
+  type ResolvedSchedule,
+  resolveSchedule,
+  type ScheduledTime,
+  upcomingRuns,
+} from '../time/schedule.js';
+import { insertNewTasks, type NewTaskRow, newTask, TaskIds } from './bulkInsert.js';
+import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
-import { assertArgDict, assertId, assertIntRange } from './validate.js';
+import { assertArgDict, assertId, assertIntRange, assertStorableText } from './validate.js';
 
 /** The seed's createTimerTask arguments, plus the schedule and policy fields that default from the template. */
 export interface TimerTaskInput {
@@ -127,6 +126,14 @@ export interface SchedulePreviewInput {
   maxRuns?: number | null;
 }
 
+/** What buildTask keeps across the inputs of one createTimerTasks call. */
+interface BuildCache {
+  /** The instant a schedule without startTime starts from, the same for the whole batch. */
+  now: Date;
+  /** resolveSchedule's result per distinct schedule input. */
+  schedules: Map<string, ResolvedSchedule>;
+}
+
 /** A task as createTimerTask returns it: `deduplicated` when its uniqueKey matched a live task. */
 export type CreatedTask = Task & { deduplicated: boolean };
 
@@ -194,12 +201,19 @@ export class TaskSvc {
     return task!;
   }
 
-  /** Creates many tasks in one transaction: either all of them exist afterwards or none does. */
+  /**
+   * Creates many tasks in one transaction: either all of them exist afterwards or none does. Inputs are
+   * checked one by one (the first bad one is reported with its index, before anything is written);
+   * templates are read and schedules resolved once per distinct value in the batch. The rows, their
+   * CREATED events and the events' NOTIFYs go to the database in one statement (insertNewTasks).
+   */
   async createTimerTasks(inputs: TimerTaskInput[]): Promise<CreatedTask[]> {
     if (inputs.length === 0) return [];
     if (inputs.length > 10_000) throw badInput('At most 10000 tasks can be created in one call', 'inputs');
     const templates = new Map<string, TaskTemplate>();
-    const rows: (Prisma.TaskCreateManyInput & { id: string })[] = [];
+    const cache: BuildCache = { now: this.now(), schedules: new Map() };
+    const ids = new TaskIds(inputs.length);
+    const rows: NewTaskRow[] = [];
     const messages = new Map<string, string>();
     for (const [index, input] of inputs.entries()) {
       try {
@@ -208,11 +222,10 @@ export class TaskSvc {
           template = await this.templates.get(input.fullName);
           templates.set(input.fullName, template);
         }
-        const { row, notes } = this.buildTask(input, template);
-        const id = uuidv7();
-        rows.push({ id, ...row });
+        const { row, notes } = this.buildTask(input, template, cache, ids.next());
+        rows.push(row);
         // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
-        if (notes.length) messages.set(id, `created; ${notes.join('; ')}`);
+        if (notes.length) messages.set(row.id, `created; ${notes.join('; ')}`);
       } catch (error) {
         if (error instanceof ChronographError && inputs.length > 1) {
           throw new ChronographError(error.code, `inputs[${index}]: ${error.message}`, { ...error.details, index });
@@ -229,30 +242,16 @@ export class TaskSvc {
         await quota.beforeCreate();
         // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
         // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
-        const inserted = await tx.task.createManyAndReturn({ data: rows, skipDuplicates: true });
-        await quota.created(inserted.length);
-        await recordEvents(
-          tx,
-          inserted.map((t) => ({
-            taskId: t.id,
-            tenantId: t.tenantId,
-            fromStatus: null,
-            toStatus: TaskStatus.SCHEDULED,
-            nextRunAt: t.nextRunAt,
-            message: messages.get(t.id) ?? 'created',
-            actor: this.actor,
-          })),
-        );
-        if (inserted.length > 0) await wake(tx);
-        const byId = new Map(inserted.map((t) => [t.id, t]));
-        const skippedKeys = rows.filter((r) => !byId.has(r.id)).map((r) => r.uniqueKey!);
+        const { skipped, now } = await insertNewTasks(tx, rows, messages, this.actor);
+        await quota.created(rows.length - skipped.size);
+        if (skipped.size < rows.length) await wake(tx);
+        const skippedKeys = rows.filter((r) => skipped.has(r.id)).map((r) => r.uniqueKey!);
         const existing = skippedKeys.length
           ? await tx.task.findMany({ where: { tenantId: this.tenantId, uniqueKey: { in: skippedKeys }, status: { in: LIVE_STATUSES } } })
           : [];
         const byKey = new Map(existing.map((t) => [t.uniqueKey!, t]));
         return rows.map((row) => {
-          const created = byId.get(row.id);
-          if (created) return { ...created, deduplicated: false };
+          if (!skipped.has(row.id)) return newTask(row, now);
           const live = byKey.get(row.uniqueKey!);
           if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
           return { ...live, deduplicated: true };
@@ -570,7 +569,7 @@ export class TaskSvc {
       const data: Prisma.TaskUncheckedUpdateManyInput = {
         funcName: row.funcName,
         taskType: row.taskType,
-        argDict: row.argDict,
+        argDict: row.argDict as Prisma.InputJsonObject,
         repeatType: row.repeatType,
         cronExpression: row.cronExpression ?? null,
         intervalSeconds: row.intervalSeconds ?? null,
@@ -659,7 +658,12 @@ export class TaskSvc {
   }
 
   /** Resolves defaults from the template and validates everything; throws before anything is written. */
-  private buildTask(input: TimerTaskInput, template: TaskTemplate): { row: Prisma.TaskCreateManyInput; notes: string[] } {
+  private buildTask(
+    input: TimerTaskInput,
+    template: TaskTemplate,
+    cache: BuildCache = { now: this.now(), schedules: new Map() },
+    id = '',
+  ): { row: NewTaskRow; notes: readonly string[] } {
     if (!template.enabled) {
       throw new ChronographError('CONFLICT', `Task template ${template.fullName} is disabled`, { field: 'fullName' });
     }
@@ -687,18 +691,23 @@ export class TaskSvc {
     );
     this.deps.handlers.checkArgs(funcName, args);
     const repeatType = input.repeatType ?? (template.repeatType === RepeatType.DATE_FIELD ? RepeatType.ONCE : template.repeatType);
-    const schedule = resolveSchedule(
-      {
-        repeatType,
-        cronExpression: input.cronExpression ?? template.cronExpression,
-        intervalSeconds: input.intervalSeconds ?? template.intervalSeconds,
-        timezone: input.timezone ?? template.timezone,
-        startTime: input.startTime,
-        endTime: input.endTime,
-        maxRuns: input.maxRuns,
-      },
-      this.now(),
-    );
+    const scheduleInput = {
+      repeatType,
+      cronExpression: input.cronExpression ?? template.cronExpression,
+      intervalSeconds: input.intervalSeconds ?? template.intervalSeconds,
+      timezone: input.timezone ?? template.timezone,
+      startTime: input.startTime,
+      endTime: input.endTime,
+      maxRuns: input.maxRuns,
+    };
+    // A batch mostly repeats a few schedules: each distinct one is parsed and checked once (a bad one
+    // throws, and is not kept).
+    const key = JSON.stringify(Object.values(scheduleInput));
+    let schedule = cache.schedules.get(key);
+    if (!schedule) {
+      schedule = resolveSchedule(scheduleInput, cache.now);
+      cache.schedules.set(key, schedule);
+    }
 
     const timeoutMs = input.timeoutMs ?? template.timeoutMs;
     const memoryLimitMb = input.memoryLimitMb ?? template.memoryLimitMb;
@@ -707,13 +716,14 @@ export class TaskSvc {
       assertThreadCapable(this.deps.handlers, funcName, 'memoryLimitMb');
     }
     if (this.deps.taskTypes.get(taskType)?.options.isolation === 'thread') assertThreadCapable(this.deps.handlers, funcName, 'taskType');
-    const row: Prisma.TaskCreateManyInput = {
+    const row: NewTaskRow = {
+      id,
       tenantId: this.tenantId,
       templateId: template.id,
       fullName: template.fullName,
       taskType,
       funcName,
-      argDict: args as Prisma.InputJsonObject,
+      argDict: args,
       repeatType,
       cronExpression: schedule.cronExpression,
       intervalSeconds: schedule.intervalSeconds,
@@ -724,10 +734,10 @@ export class TaskSvc {
       nextRunAt: schedule.nextRunAt,
       status: TaskStatus.SCHEDULED,
       priority: assertIntRange(input.priority ?? template.priority, 'priority', -1000, 1000),
-      queue: input.queue?.trim() || template.queue,
+      queue: input.queue != null ? assertStorableText(input.queue, 'queue').trim() || template.queue : template.queue,
       maxAttempts: assertIntRange(input.maxAttempts ?? template.maxAttempts, 'maxAttempts', 1, 1000),
       timeoutMs: timeoutMs != null ? assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647) : null,
-      memoryLimitMb,
+      memoryLimitMb: memoryLimitMb ?? null,
       uniqueKey: input.uniqueKey != null ? assertUniqueKey(input.uniqueKey) : null,
       misfirePolicy: input.misfirePolicy ?? template.misfirePolicy,
       misfireToleranceMs: assertIntRange(input.misfireToleranceMs ?? template.misfireToleranceMs, 'misfireToleranceMs', 0, 2_147_483_647),
@@ -789,7 +799,7 @@ function isLockTimeout(error: unknown): boolean {
 }
 
 function assertUniqueKey(key: string): string {
-  const trimmed = key.trim();
+  const trimmed = assertStorableText(key, 'uniqueKey').trim();
   if (!trimmed || trimmed.length > 200) throw badInput('uniqueKey must be 1-200 characters', 'uniqueKey');
   return trimmed;
 }

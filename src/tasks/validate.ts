@@ -99,6 +99,14 @@ export function isStorableText(text: string): boolean {
   return !text.includes('\u0000') && !LONE_SURROGATE.test(text);
 }
 
+/** A text field PostgreSQL can store (see isStorableText), else BAD_USER_INPUT naming `field`. */
+export function assertStorableText(text: string, field: string): string {
+  checkText(text, field, (where, why) => {
+    throw badInput(`${where} ${why}`, where);
+  });
+  return text;
+}
+
 function checkText(text: string, where: string, fail: (where: string, why: string) => never): void {
   if (text.includes('\u0000')) fail(where, 'contains a NUL character (\\u0000), which cannot be stored');
   if (LONE_SURROGATE.test(text)) fail(where, 'contains a lone UTF-16 surrogate (not valid Unicode), which cannot be stored');
