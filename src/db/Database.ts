@@ -6,7 +6,8 @@ import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { DataDirLock } from './DataDirLock.js';
-import { migrate } from './migrate.js';
+import { migrate, readMigrations } from './migrate.js';
+import { copyTemplate } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
 
@@ -77,6 +78,14 @@ function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryE
   return guarded as unknown as PrismaClient;
 }
 
+/**
+ * PGlite's own start parameters, and a smaller buffer pool than initdb's 128 MB: PGlite touches all of it
+ * at start, so it is resident memory from the first second, and the files under it are in the operating
+ * system's cache anyway (as with PostgreSQL's double buffering).
+ */
+export const PGLITE_SHARED_BUFFERS = '32MB';
+const PGLITE_START_PARAMS = [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`];
+
 async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions): Promise<Database> {
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
@@ -87,14 +96,18 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     );
   }
   let pglite: PGlite;
+  let migrations: Awaited<ReturnType<typeof readMigrations>>;
   try {
-    pglite = await PGlite.create(dataDir);
+    migrations = await readMigrations();
+    // A new data directory starts as a copy of the initialised, migrated template (npm run build), not initdb.
+    if (lock) await copyTemplate(dataDir, migrations, logger);
+    pglite = await PGlite.create(dataDir, { startParams: PGLITE_START_PARAMS });
   } catch (error) {
     await lock?.release();
     throw error;
   }
   try {
-    await migrate(pgliteSession(pglite), logger);
+    await migrate(pgliteSession(pglite), logger, migrations);
   } catch (error) {
     await pglite.close();
     await lock?.release();
