@@ -1,8 +1,8 @@
 import { mkdir } from 'node:fs/promises';
-import { PGlite } from '@electric-sql/pglite';
-import { PrismaPg } from '@prisma/adapter-pg';
+import type { PGlite } from '@electric-sql/pglite';
+import type { PrismaPg } from '@prisma/adapter-pg';
 import type pg from 'pg';
-import { PrismaPGlite } from 'pglite-prisma-adapter';
+import type { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { DataDirLock } from './DataDirLock.js';
@@ -84,9 +84,10 @@ function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryE
  * system's cache anyway (as with PostgreSQL's double buffering).
  */
 export const PGLITE_SHARED_BUFFERS = '32MB';
-const PGLITE_START_PARAMS = [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`];
 
 async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions): Promise<Database> {
+  // Each kind of database loads only its own driver (start-up time and memory).
+  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import('@electric-sql/pglite'), import('pglite-prisma-adapter')]);
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
     await mkdir(dataDir, { recursive: true });
@@ -101,7 +102,9 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     migrations = await readMigrations();
     // A new data directory starts as a copy of the initialised, migrated template (npm run build), not initdb.
     if (lock) await copyTemplate(dataDir, migrations, logger);
-    pglite = await PGlite.create(dataDir, { startParams: PGLITE_START_PARAMS });
+    pglite = await PGlite.create(dataDir, {
+      startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
+    });
   } catch (error) {
     await lock?.release();
     throw error;
@@ -140,6 +143,7 @@ async function openPostgres(databaseUrl: string, { logger, onQuery, statementTim
   } finally {
     await session.close();
   }
+  const { PrismaPg } = await import('@prisma/adapter-pg');
   const prisma = createPrisma(
     new PrismaPg({ connectionString: databaseUrl, ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }) }),
     onQuery,
