@@ -9,10 +9,9 @@
 // Options: --no-template skips the data directory template; --if-stale (`npm start`'s prestart) compiles
 // only when a file under src/ changed since the last build, and leaves the template to `npm run build`.
 import { spawnSync } from 'node:child_process';
-import { copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const src = path.join(root, 'src');
@@ -40,6 +39,7 @@ await mkdir(dist, { recursive: true });
 for (const name of await readdir(dist)) {
   if (name !== TEMPLATE && name !== `${TEMPLATE}.json`) await rm(path.join(dist, name), { recursive: true, force: true });
 }
+const { build } = await import('esbuild'); // after the staleness check: npm start pays nothing for it
 await build({
   entryPoints,
   outbase: src,
@@ -56,7 +56,9 @@ for (const file of assets) {
   await mkdir(path.dirname(target), { recursive: true });
   await copyFile(file, target);
 }
+// Stamped with the time the build began: a source saved while it ran is newer, so the next start compiles it.
 await writeFile(STAMP, '');
+await utimes(STAMP, started / 1000, started / 1000);
 console.log(`compiled ${entryPoints.length} modules into dist/ in ${Date.now() - started} ms`);
 
 if (!process.argv.includes('--no-template') && !process.argv.includes('--if-stale')) {
