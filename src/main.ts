@@ -1,10 +1,11 @@
 import { Chronograph } from './app.js';
+import { registerTypeScriptApp } from './boot/typescriptApp.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './db/DataDirLock.js';
 import { MigrationError } from './db/migrate.js';
 import { createLogger } from './logger.js';
 
-/** `npm start`: configuration from the environment, clean shutdown on SIGINT/SIGTERM. */
+/** `npm start` (dist/main.js, compiled by `npm run build`; `npm run dev` runs this file): configuration from the environment, clean shutdown on SIGINT/SIGTERM. */
 async function main() {
   let config: Config;
   try {
@@ -19,6 +20,7 @@ async function main() {
   const logger = createLogger(config.LOG_LEVEL);
   let app: Chronograph;
   try {
+    if (await registerTypeScriptApp(config.APP_DIR)) logger.debug('APP_DIR holds TypeScript: loaded through tsx');
     app = await Chronograph.create({ config, logger });
     await app.listen();
   } catch (error) {

@@ -1,12 +1,13 @@
 import { mkdir } from 'node:fs/promises';
-import { PGlite } from '@electric-sql/pglite';
-import { PrismaPg } from '@prisma/adapter-pg';
+import type { PGlite } from '@electric-sql/pglite';
+import type { PrismaPg } from '@prisma/adapter-pg';
 import type pg from 'pg';
-import { PrismaPGlite } from 'pglite-prisma-adapter';
+import type { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { DataDirLock } from './DataDirLock.js';
-import { migrate } from './migrate.js';
+import { migrate, readMigrations } from './migrate.js';
+import { copyTemplate } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
 import { openPgPool, pglitePool, type SqlPool } from './SqlPool.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
@@ -80,7 +81,16 @@ function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryE
   return guarded as unknown as PrismaClient;
 }
 
+/**
+ * PGlite's own start parameters, and a smaller buffer pool than initdb's 128 MB: PGlite touches all of it
+ * at start, so it is resident memory from the first second, and the files under it are in the operating
+ * system's cache anyway (as with PostgreSQL's double buffering).
+ */
+export const PGLITE_SHARED_BUFFERS = '32MB';
+
 async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions): Promise<Database> {
+  // Each kind of database loads only its own driver (start-up time and memory).
+  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import('@electric-sql/pglite'), import('pglite-prisma-adapter')]);
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
     await mkdir(dataDir, { recursive: true });
@@ -90,14 +100,20 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     );
   }
   let pglite: PGlite;
+  let migrations: Awaited<ReturnType<typeof readMigrations>>;
   try {
-    pglite = await PGlite.create(dataDir);
+    migrations = await readMigrations();
+    // A new data directory starts as a copy of the initialised, migrated template (npm run build), not initdb.
+    if (lock) await copyTemplate(dataDir, migrations, logger);
+    pglite = await PGlite.create(dataDir, {
+      startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
+    });
   } catch (error) {
     await lock?.release();
     throw error;
   }
   try {
-    await migrate(pgliteSession(pglite), logger);
+    await migrate(pgliteSession(pglite), logger, migrations);
   } catch (error) {
     await pglite.close();
     await lock?.release();
@@ -131,6 +147,7 @@ async function openPostgres(databaseUrl: string, { logger, onQuery, statementTim
   } finally {
     await session.close();
   }
+  const { PrismaPg } = await import('@prisma/adapter-pg');
   const prisma = createPrisma(
     new PrismaPg({ connectionString: databaseUrl, ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }) }),
     onQuery,

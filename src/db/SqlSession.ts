@@ -1,5 +1,5 @@
 import type { PGlite } from '@electric-sql/pglite';
-import pg from 'pg';
+import type pg from 'pg';
 
 /**
  * One database session, below Prisma: the migrator needs a single connection of its own (session
@@ -13,6 +13,7 @@ export interface SqlSession {
 }
 
 export async function openPgSession(connectionString: string): Promise<SqlSession & { client: pg.Client }> {
+  const { default: pg } = await import('pg'); // only where PostgreSQL is used
   const client = new pg.Client({ connectionString });
   await client.connect();
   return {

@@ -1,0 +1,140 @@
+import { constants } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../logger.js';
+import { type Migration, migrate } from './migrate.js';
+
+/**
+ * A fresh PGlite DATA_DIR is a copy of this directory: initdb'd and migrated once, when Chronograph is
+ * built (scripts/build.mjs), instead of at the first start of every data directory. initdb in
+ * WebAssembly takes seconds and peaks near 900 MB; copying some 40 MB of files does not.
+ *
+ * The same path from src/db (tsx, tests) and dist/db (npm start): both are two levels below the root.
+ */
+export const TEMPLATE_DIR = fileURLToPath(new URL('../../dist/pglite-template', import.meta.url));
+
+/** What the template holds, written beside it once it is complete; no manifest, no template. */
+interface Manifest {
+  pglite: string;
+  migrations: { name: string; checksum: string }[];
+}
+
+const manifestFile = (dir: string) => `${dir}.json`;
+
+/** The installed PGlite's version: a template made by another may hold another PostgreSQL's files. */
+export function pgliteVersion(): string {
+  const require = createRequire(import.meta.url);
+  let dir = path.dirname(require.resolve('@electric-sql/pglite'));
+  for (;;) {
+    try {
+      const pkg = require(path.join(dir, 'package.json')) as { name?: string; version: string };
+      if (pkg.name === '@electric-sql/pglite') return pkg.version;
+    } catch {
+      // not at the package's root yet
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('cannot find the version of @electric-sql/pglite');
+    dir = up;
+  }
+}
+
+async function readManifest(dir: string): Promise<Manifest | undefined> {
+  try {
+    return JSON.parse(await readFile(manifestFile(dir), 'utf8')) as Manifest;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the template can start a data directory for this code: made by the same PGlite, and every
+ * migration in it is one this code has, unchanged. Migrations added since are applied at start-up as
+ * for any existing data directory; a template holding a migration that was since edited or removed
+ * would make that start-up refuse the database, so it is not used (initdb runs instead).
+ */
+function usable(manifest: Manifest | undefined, migrations: Migration[]): string | undefined {
+  if (!manifest) return 'no template (npm run build makes it)';
+  const version = pgliteVersion();
+  if (manifest.pglite !== version) return `template made by PGlite ${manifest.pglite}, not ${version}`;
+  const current = new Map(migrations.map((m) => [m.name, m.checksum]));
+  const stale = manifest.migrations.find((m) => current.get(m.name) !== m.checksum);
+  if (stale) return `template holds migration ${stale.name} as it no longer is`;
+  return undefined;
+}
+
+/**
+ * Copies the template into `dataDir` when it holds no database yet (no PG_VERSION, PGlite's own test)
+ * and the template fits; returns false when PGlite must run initdb itself. PG_VERSION is copied last:
+ * a copy cut short by a crash leaves a directory without it, which the next start copies into again.
+ */
+export async function copyTemplate(dataDir: string, migrations: Migration[], logger: Logger, template = TEMPLATE_DIR): Promise<boolean> {
+  if (await exists(path.join(dataDir, 'PG_VERSION'))) return false;
+  const why = usable(await readManifest(template), migrations);
+  if (why) {
+    logger.info({ dataDir, reason: why }, 'new PGlite data directory: running initdb');
+    return false;
+  }
+  const started = Date.now();
+  const entries = await readdir(template, { recursive: true, withFileTypes: true });
+  const relative = (e: (typeof entries)[number]) => path.relative(template, path.join(e.parentPath, e.name));
+  for (const dir of entries.filter((e) => e.isDirectory())) await mkdir(path.join(dataDir, relative(dir)), { recursive: true });
+  const files = entries.filter((e) => e.isFile()).map(relative);
+  const copy = (file: string) =>
+    copyFile(path.join(template, file), path.join(dataDir, file), constants.COPYFILE_FICLONE).catch((error: unknown) => {
+      throw new Error(`cannot copy the PGlite data directory template into ${dataDir}: ${(error as Error).message}`);
+    });
+  const rest = files.filter((f) => f !== 'PG_VERSION');
+  const next = rest.values();
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      for (const file of next) await copy(file);
+    }),
+  );
+  await copy('PG_VERSION');
+  logger.info({ dataDir, ms: Date.now() - started }, 'new PGlite data directory: copied from the initialised template');
+  return true;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/**
+ * Makes the template (at build time): initdb, every migration, a clean shutdown. Kept when an earlier
+ * build made it for the same PGlite and migrations. The manifest is removed first and written last, so
+ * an interrupted build leaves no template to use rather than a half-made one.
+ */
+export async function buildTemplate(migrations: Migration[], logger: Logger, template = TEMPLATE_DIR): Promise<boolean> {
+  const wanted: Manifest = { pglite: pgliteVersion(), migrations: migrations.map(({ name, checksum }) => ({ name, checksum })) };
+  const current = await readManifest(template);
+  if (current && JSON.stringify(current) === JSON.stringify(wanted) && (await exists(path.join(template, 'PG_VERSION')))) return false;
+  await rm(manifestFile(template), { force: true });
+  const scratch = `${template}.tmp-${process.pid}`;
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(path.dirname(scratch), { recursive: true });
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { pgliteSession } = await import('./SqlSession.js');
+  const pglite = await PGlite.create(scratch);
+  try {
+    await migrate(pgliteSession(pglite), logger, migrations);
+    await pglite.exec('VACUUM FREEZE');
+    await pglite.exec('CHECKPOINT');
+  } finally {
+    await pglite.close();
+  }
+  // Left by the single-user backend; no process owns a copy of the template.
+  await rm(path.join(scratch, 'postmaster.pid'), { force: true });
+  await rm(template, { recursive: true, force: true });
+  await rename(scratch, template);
+  await writeFile(`${manifestFile(template)}.tmp`, `${JSON.stringify(wanted, null, 2)}\n`);
+  await rename(`${manifestFile(template)}.tmp`, manifestFile(template));
+  return true;
+}
