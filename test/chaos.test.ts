@@ -29,7 +29,10 @@ describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('chaos: instances killed,
     expect(report.poisonDeaths.length).toBeLessThanOrEqual(2 * report.poison.length);
     for (const h of report.hogs) {
       expect(h.status).toBe('FAILED');
-      expect(h.runStatuses.at(-1)).toBe('MEMORY_LIMIT');
+      // Each attempt ends MEMORY_LIMIT, unless chaos killed the instance running it (ABANDONED): the
+      // last attempt can be either, and the limit must have stopped it at least once.
+      expect(h.runStatuses).toContain('MEMORY_LIMIT');
+      expect(h.runStatuses.every((s) => s === 'MEMORY_LIMIT' || s === 'ABANDONED')).toBe(true);
     }
     for (const u of report.unstorable) {
       expect(u.status).toBe('FAILED');
