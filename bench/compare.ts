@@ -253,10 +253,16 @@ async function benchDrain() {
 
 /** Counts statements sent on the pg driver (both systems use it), and how many were named (prepared). */
 const statements = { total: 0, prepared: 0, transactionControl: 0 };
+/** BENCH_STATEMENTS=1: which statements, by their first words, counted per measured run. */
+const statementTexts = new Map<string, number>();
 const originalQuery = pg.Client.prototype.query;
 pg.Client.prototype.query = function (this: pg.Client, config: unknown, ...rest: unknown[]) {
   statements.total++;
   const text = typeof config === 'string' ? config : (config as { text?: string })?.text;
+  if (process.env.BENCH_STATEMENTS) {
+    const key = `${(config as { name?: string })?.name ? '[prepared] ' : ''}${(text ?? '?').replace(/\s+/g, ' ').slice(0, 90)}`;
+    statementTexts.set(key, (statementTexts.get(key) ?? 0) + 1);
+  }
   if (config && typeof config === 'object' && (config as { name?: string }).name) statements.prepared++;
   if (text && /^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b/i.test(text)) statements.transactionControl++;
   return (originalQuery as (...args: unknown[]) => unknown).call(this, config, ...rest);
@@ -274,7 +280,10 @@ async function measureLatency(add: (i: number) => Promise<unknown>, started: Map
   const samples: number[] = [];
   // A few warm-up jobs first: planning caches, pools, JIT.
   for (let i = -20; i < LATENCY_N; i++) {
-    if (i === 0) Object.assign(statements, { total: 0, prepared: 0, transactionControl: 0 });
+    if (i === 0) {
+      Object.assign(statements, { total: 0, prepared: 0, transactionControl: 0 });
+      statementTexts.clear();
+    }
     const t0 = performance.now();
     await add(i);
     const deadline = Date.now() + 10_000;
@@ -285,6 +294,9 @@ async function measureLatency(add: (i: number) => Promise<unknown>, started: Map
     if (i >= 0) samples.push(started.get(i)! - t0);
     // Let the job finish and its completion commit before the next one (one at a time).
     await sleep(15);
+  }
+  if (process.env.BENCH_STATEMENTS) {
+    for (const [text, n] of [...statementTexts].sort((a, b) => b[1] - a[1])) console.log(`    ${(n / LATENCY_N).toFixed(2)}/job  ${text}`);
   }
   return {
     p50: quantile(samples, 0.5),

@@ -103,6 +103,14 @@ export class Scheduler {
   private checkMisfires = true;
   /** Local time when the earliest lease held by another worker runs out: recovery is due then. */
   private recoverAt = 0;
+  /** Local time when the earliest ALLOW-overlap task is due to be fired. */
+  private overlapAt = 0;
+  /**
+   * The last check claimed everything it could and found nothing due that was left out for lack of a
+   * slot (no queue or tenant at its limit): a run ending then frees a slot nobody is waiting for, and
+   * need not trigger a check (a task that becomes due wakes the scheduler through NOTIFY or its timer).
+   */
+  private idle = false;
   private unlisten: (() => Promise<void>)[] = [];
   /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
   private capped = { any: false, checkedAt: 0, first: false };
@@ -148,6 +156,7 @@ export class Scheduler {
     this.stopped = false;
     this.checkMisfires = true;
     this.recoverAt = 0;
+    this.overlapAt = 0;
     this.unlisten.push(await this.db.listen(WAKE_CHANNEL, () => this.wake()));
     this.unlisten.push(await this.db.listen(CANCEL_CHANNEL, (taskId) => this.abortTask(taskId, 'forced')));
     await this.keeper.start();
@@ -247,8 +256,10 @@ export class Scheduler {
     if (this.stopped) return;
     this.ticking = true;
     let delay: number;
+    this.idle = false;
     try {
-      await this.fireOverlapping();
+      // Only when an ALLOW-overlap task is (or may be) due: the last next-due look-up says when.
+      if (Date.now() >= this.overlapAt) await this.fireOverlapping();
       if (Date.now() >= this.recoverAt) await this.recover();
       if (this.checkMisfires) {
         this.checkMisfires = false;
@@ -277,8 +288,17 @@ export class Scheduler {
           break;
         }
       }
-      const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], this.fullQueues(), this.tenantsAtShare());
+      const excludedQueues = this.fullQueues();
+      const excludedTenants = this.tenantsAtShare();
+      const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], excludedQueues, excludedTenants);
+      this.idle =
+        exhausted &&
+        (next.dueMs == null || next.dueMs > 0) &&
+        excludedQueues.length === 0 &&
+        excludedTenants.length === 0 &&
+        !this.capped.any;
       this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
+      this.overlapAt = next.overlapMs == null ? Infinity : Date.now() + Math.max(0, next.overlapMs);
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
       if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
@@ -439,6 +459,7 @@ export class Scheduler {
         // Claim in batches: wait until a quarter of the slots are free (or all are) before claiming again.
         // Tasks that become due meanwhile still wake us through NOTIFY.
         const free = this.options.concurrency - this.running.size;
+        if (this.idle) return;
         if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || this.running.size === 0) this.wake();
       });
   }

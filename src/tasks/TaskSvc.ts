@@ -243,8 +243,8 @@ export class TaskSvc {
         // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
         // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
         const { skipped, now } = await insertNewTasks(tx, rows, messages, this.actor);
+        // The insert also woke the schedulers (one NOTIFY on WAKE_CHANNEL when it inserted anything).
         await quota.created(rows.length - skipped.size);
-        if (skipped.size < rows.length) await wake(tx);
         const skippedKeys = rows.filter((r) => skipped.has(r.id)).map((r) => r.uniqueKey!);
         const existing = skippedKeys.length
           ? await tx.task.findMany({ where: { tenantId: this.tenantId, uniqueKey: { in: skippedKeys }, status: { in: LIVE_STATUSES } } })

@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { Prisma, Task } from '../generated/prisma/client.js';
-import { TASK_EVENT_CHANNEL } from './statusMachine.js';
+import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from './statusMachine.js';
 
 /**
  * A task as createTimerTasks inserts it: every column it sets (the others take the defaults of a new
@@ -78,7 +78,8 @@ type Column = keyof NewTaskRow | 'message';
  * skipped: the partial unique index task_live_unique_key decides), and every inserted task gets its
  * CREATED TaskEvent in the same statement, in input order, each announced on TASK_EVENT_CHANNEL with the
  * payload recordEvents sends (`{"id","taskId","tenantId"}`, delivered on commit). It answers with the ids
- * that were skipped and the transaction's now() (created_at and updated_at of the new tasks).
+ * that were skipped and the transaction's now() (created_at and updated_at of the new tasks), and wakes the
+ * schedulers (one NOTIFY on WAKE_CHANNEL when it inserted anything).
  */
 function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<string, string>, actor: string | null) {
   const all: [Column, string, string][] = [...COLUMNS, ['message', 'message', 'text']];
@@ -125,8 +126,10 @@ WITH input AS (
 ), announced AS (
   SELECT count(pg_notify($3::text, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS n
     FROM events e
+), woken AS (
+  SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (SELECT 1 FROM inserted)
 )
-SELECT (SELECT n FROM announced)::int AS events, now()::timestamptz(3) AS now,
+SELECT (SELECT n FROM announced)::int AS events, (SELECT n FROM woken)::int AS woken, now()::timestamptz(3) AS now,
        (SELECT coalesce(json_agg(i.id ORDER BY i.n), '[]'::json) FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped`;
   return { sql, params };
