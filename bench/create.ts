@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, root } from '../test/support/chronographProcess.js';
-import { scratchDatabase } from './support.js';
+import { instanceEnv, scratchDatabase } from './support.js';
 
 const TOTAL = Number(process.env.BENCH_CREATE_TOTAL ?? 1_000_000);
 const BATCH = Number(process.env.BENCH_CREATE_BATCH ?? 10_000);
@@ -81,15 +81,7 @@ function inputs(from: number, count: number, base: number) {
 
 async function run(label: string, env: Record<string, string>): Promise<void> {
   const port = await freePort();
-  const childEnv: Record<string, string | undefined> = {
-    ...process.env,
-    LOG_LEVEL: 'warn',
-    AUTH_DISABLED: 'true',
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    ...env,
-  };
-  if (!env.DATABASE_URL) delete childEnv.DATABASE_URL;
+  const childEnv = instanceEnv(port, env);
   const nodeArgs = process.env.BENCH_CREATE_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
   const child = spawn(process.execPath, [...nodeArgs, ...startCommand()], { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, root } from '../test/support/chronographProcess.js';
-import { scratchDatabase } from './support.js';
+import { instanceEnv, scratchDatabase } from './support.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const IDLE_MS = 5000;
@@ -50,15 +50,7 @@ type Result = { ms: number; rss: number; peak: number };
 async function round(env: Record<string, string>): Promise<Result> {
   const port = await freePort();
   const started = performance.now();
-  const childEnv: Record<string, string | undefined> = {
-    ...process.env,
-    LOG_LEVEL: 'warn',
-    AUTH_DISABLED: 'true',
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    ...env,
-  };
-  if (!env.DATABASE_URL) delete childEnv.DATABASE_URL; // PGlite
+  const childEnv = instanceEnv(port, env);
   const child = spawn(process.execPath, startCommand(), {
     cwd: root,
     env: childEnv,

@@ -23,3 +23,20 @@ async function withAdmin(fn: (client: pg.Client) => Promise<unknown>): Promise<v
     await client.end();
   }
 }
+
+/**
+ * The environment of a Chronograph started as `npm start` for a benchmark: quiet, open (no credentials),
+ * on 127.0.0.1:`port`; PGlite unless `env` names a DATABASE_URL.
+ */
+export function instanceEnv(port: number, env: Record<string, string>): Record<string, string | undefined> {
+  const childEnv: Record<string, string | undefined> = {
+    ...process.env,
+    LOG_LEVEL: 'warn',
+    AUTH_DISABLED: 'true',
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    ...env,
+  };
+  if (!env.DATABASE_URL) delete childEnv.DATABASE_URL;
+  return childEnv;
+}

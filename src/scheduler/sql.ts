@@ -15,7 +15,6 @@ import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
  * statement that acts on a lease — heartbeat, lease check, completion — matches that run id, so an
  * attempt that lost its lease can change nothing, even on the instance that holds the task again.
  */
-type Db = SqlRunner;
 
 /** A task as the scheduler claimed it, with the run row created for this attempt. */
 export interface ClaimedTask {
@@ -195,13 +194,13 @@ function claimParams(req: ClaimRequest, capped: string[] | null): unknown[] {
 }
 
 /** Claims for every tenant without `maxConcurrentRuns` (see claimSql). */
-export async function claimTasks(db: Db, req: ClaimRequest): Promise<ClaimedTask[]> {
+export async function claimTasks(db: SqlRunner, req: ClaimRequest): Promise<ClaimedTask[]> {
   if (req.limit <= 0) return [];
   return db.query<ClaimedTask>(CLAIM_OPEN, claimParams(req, null));
 }
 
 /** Whether any tenant has `maxConcurrentRuns` (then the scheduler also runs claimCappedTasks). */
-export async function hasCappedTenants(db: Db): Promise<boolean> {
+export async function hasCappedTenants(db: SqlRunner): Promise<boolean> {
   const [row] = await db.query<{ capped: boolean }>(HAS_CAPPED);
   return row?.capped === true;
 }
@@ -248,7 +247,7 @@ const LOCK_CAPPED = statement(
  *   equal jitter, capped at an hour), to be claimed like any retry, by any instance.
  * Nothing runs here; the next attempt is recorded `recovered`. Returns the tasks it ended.
  */
-export async function recoverExpiredTasks(db: Db, limit: number, ownRunIds: string[]): Promise<{ id: string; queue: string }[]> {
+export async function recoverExpiredTasks(db: SqlRunner, limit: number, ownRunIds: string[]): Promise<{ id: string; queue: string }[]> {
   return db.query<{ id: string; queue: string }>(RECOVER, [limit, ownRunIds]);
 }
 
@@ -334,7 +333,7 @@ export interface Completion {
 /** What became of a completion: applied; refused because the task was edited since the outcome was computed; or (absent) its lease is gone. */
 export type CompletionResult = 'applied' | 'edited' | 'lost';
 
-export async function completeRuns(db: Db, completions: Completion[]): Promise<Map<string, Exclude<CompletionResult, 'lost'>>> {
+export async function completeRuns(db: SqlRunner, completions: Completion[]): Promise<Map<string, Exclude<CompletionResult, 'lost'>>> {
   if (completions.length === 0) return new Map();
   const input = completions.map((c) => ({
     task_id: c.taskId,
@@ -439,7 +438,7 @@ export const EXTEND_LEASES_SQL = `UPDATE task SET locked_until = now() + $4::int
 const EXTEND_LEASES = statement('chronograph_extend_leases', EXTEND_LEASES_SQL);
 
 export async function extendLeases(
-  db: Db,
+  db: SqlRunner,
   workerId: string,
   runs: { taskId: string; runId: string }[],
   leaseMs: number,
@@ -453,7 +452,7 @@ export async function extendLeases(
  * `ctx.assertLease()`: true when the run still holds an unexpired lease, which it then extends by a
  * whole lease, so a side effect right after a successful check has the full lease to happen in.
  */
-export async function checkLease(db: Db, taskId: string, runId: string, leaseMs: number): Promise<boolean> {
+export async function checkLease(db: SqlRunner, taskId: string, runId: string, leaseMs: number): Promise<boolean> {
   const rows = await db.query(CHECK_LEASE, [taskId, runId, leaseMs]);
   return rows.length > 0;
 }
@@ -472,7 +471,7 @@ const CHECK_LEASE = statement(
  * Negative when already due.
  */
 export async function msUntilNextDue(
-  db: Db,
+  db: SqlRunner,
   ownRunIds: string[],
   excludedQueues: string[],
   excludedTenants: string[],
