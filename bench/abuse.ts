@@ -4,13 +4,16 @@
 // one phase after another, each for BENCH_SECONDS (default 8): abusive clients hammer the instance
 // (BENCH_ABUSERS at a time, default 20) while one normal client sends a dashboard query in a loop and
 // times it (BENCH_PHASES=word,word runs only the phases whose names contain one of the words). Prints, per phase, the normal client's latency, what the abusive requests got back, and the
-// server's RSS (from /proc). Traffic goes to 127.0.0.1 only; every loop is bounded in time and count.
+// server's RSS (from /proc). The abusive clients run in a thread of their own, so that the work of
+// building their requests (2 MB bodies, thousands of sockets) does not delay the normal client's timing
+// on this process's event loop. Traffic goes to 127.0.0.1 only; every loop is bounded in time and count.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { scratchDatabase } from './support.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
@@ -31,6 +34,7 @@ interface Phase {
   /** One abusive request; resolves with what it got (a status or an error code). */
   abuse?: (port: number) => Promise<string>;
   abusers?: number;
+  seconds?: number;
 }
 
 const PHASES: Phase[] = [
@@ -60,7 +64,8 @@ const PHASES: Phase[] = [
   { name: `${CONCURRENT} concurrent requests at once, repeatedly`, abuse: (port) => burst(port, CONCURRENT), abusers: 1 },
   { name: `${CONCURRENT} slow clients (headers never finished)`, abuse: (port) => slowloris(port, CONCURRENT), abusers: 1 },
   { name: `${CONCURRENT} clients that ask for 500 KB and never read it`, abuse: (port) => stalledReaders(port, CONCURRENT), abusers: 1 },
-  { name: 'after the abuse (normal client alone)' },
+  // BENCH_AFTER_SECONDS: how long the instance is watched after the abuse, to see its memory settle.
+  { name: 'after the abuse (normal client alone)', seconds: Number(process.env.BENCH_AFTER_SECONDS ?? SECONDS) },
 ];
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
@@ -188,6 +193,34 @@ async function stalledReaders(port: number, n: number): Promise<string> {
   return `${open.length} held for the phase`;
 }
 
+/** The server's own view of its memory (prom-client's default metrics): V8 heap used, external memory, array buffers. */
+function heapMb(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/metrics', agent }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => {
+          const mb = (name: string) => {
+            const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+            return match ? (Number(match[1]) / 2 ** 20).toFixed(0) : '?';
+          };
+          // Answers the instance finished, by status (a request whose client went away still counts).
+          const answered = [
+            ...text.matchAll(/^chronograph_http_request_duration_seconds_count\{[^}]*route="\/graphql"[^}]*status="(\d+)"[^}]*\} (\d+)$/gm),
+          ]
+            .map((m) => `${m[1]}: ${m[2]}`)
+            .join(', ');
+          resolve(
+            `heap ${mb('nodejs_heap_size_used_bytes')}/${mb('nodejs_heap_size_total_bytes')}, external ${mb('nodejs_external_memory_bytes')} MB; /graphql answers so far ${answered}`,
+          );
+        });
+      })
+      .on('error', () => resolve('heap ?'));
+  });
+}
+
 function rssMb(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) / 1024 : 0;
@@ -207,7 +240,9 @@ async function main() {
       probe.close(() => resolve(port));
     });
   });
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  // BENCH_NODE_ARGS: extra arguments for the instance's node (say, --cpu-prof to see where its time goes).
+  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], {
     cwd: root,
     env: {
       ...process.env,
@@ -242,11 +277,13 @@ async function main() {
     console.log(
       `${backend}: 500 tasks with 100 KB argDicts; ${os.cpus().length} CPUs shared by server and clients; ${SECONDS} s per phase\n`,
     );
-    console.log('phase | normal client p50 / p99 / max (n) | abusive requests got | server RSS peak / end');
+    console.log(
+      'phase | normal client p50 / p99 / max (n) | abusive requests got | server RSS peak / end | heap used/total, external at the end',
+    );
     const only = process.env.BENCH_PHASES?.split(',').map((s) => s.trim().toLowerCase());
     for (const phase of PHASES) {
       if (only && !only.some((word) => phase.name.toLowerCase().includes(word))) continue;
-      const until = Date.now() + SECONDS * 1000;
+      const until = Date.now() + (phase.abuse ? SECONDS : (phase.seconds ?? SECONDS)) * 1000;
       const latencies: number[] = [];
       const outcomes = new Map<string, number>();
       let peak = rssMb(child.pid!);
@@ -259,20 +296,13 @@ async function main() {
           if (result !== '200 ok') outcomes.set(`normal client: ${result}`, (outcomes.get(`normal client: ${result}`) ?? 0) + 1);
         }
       })();
-      const abusers = phase.abuse
-        ? Array.from({ length: phase.abusers ?? ABUSERS }, async () => {
-            while (Date.now() < until) {
-              const outcome = await phase.abuse!(port).catch((error: Error) => `failed: ${error.message}`);
-              outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-            }
-          })
-        : [];
+      const abusers = phase.abuse ? [abuseInThread(phase, port, until, outcomes)] : [];
       await Promise.all([normal, ...abusers]);
       clearInterval(sampler);
       const sorted = latencies.sort((a, b) => a - b);
       const got = [...outcomes].map(([outcome, n]) => `${n}× ${outcome}`).join(', ') || '-';
       console.log(
-        `${phase.name} | ${percentile(sorted, 0.5).toFixed(1)} / ${percentile(sorted, 0.99).toFixed(1)} / ${(sorted.at(-1) ?? NaN).toFixed(1)} ms (${sorted.length}) | ${got} | ${peak.toFixed(0)} / ${rssMb(child.pid!).toFixed(0)} MB`,
+        `${phase.name} | ${percentile(sorted, 0.5).toFixed(1)} / ${percentile(sorted, 0.99).toFixed(1)} / ${(sorted.at(-1) ?? NaN).toFixed(1)} ms (${sorted.length}) | ${got} | ${peak.toFixed(0)} / ${rssMb(child.pid!).toFixed(0)} MB | ${await heapMb(port)}`,
       );
     }
   } finally {
@@ -284,4 +314,32 @@ async function main() {
   }
 }
 
-await main();
+/** Runs a phase's abusive clients in a worker thread until `until`; adds what they got to `outcomes`. */
+function abuseInThread(phase: Phase, port: number, until: number, outcomes: Map<string, number>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(new URL('./_abuseThread.mjs', import.meta.url), { workerData: { phase: phase.name, port, until } });
+    worker.once('message', (got: [string, number][]) => {
+      for (const [outcome, n] of got) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + n);
+    });
+    worker.once('error', reject);
+    worker.once('exit', () => resolve());
+  });
+}
+
+async function abuse({ phase: name, port, until }: { phase: string; port: number; until: number }) {
+  const phase = PHASES.find((p) => p.name === name)!;
+  const outcomes = new Map<string, number>();
+  await Promise.all(
+    Array.from({ length: phase.abusers ?? ABUSERS }, async () => {
+      while (Date.now() < until) {
+        const outcome = await phase.abuse!(port).catch((error: Error) => `failed: ${error.message}`);
+        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      }
+    }),
+  );
+  parentPort!.postMessage([...outcomes]);
+  agent.destroy();
+}
+
+if (isMainThread) await main();
+else await abuse(workerData);

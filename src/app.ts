@@ -24,7 +24,7 @@ import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
 import { Metrics } from './ops/Metrics.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
-import { refuseTooLarge, refuseWhileStopping, startHttpServer, waitUntil, withBody } from './server.js';
+import { closeJsonParser, refuseTooLarge, refuseWhileStopping, startHttpServer, waitUntil, withBody } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { type NormalType, TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
@@ -259,6 +259,7 @@ export class Chronograph {
     );
     const { server, port: bound } = await startHttpServer(listener, { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS });
     this.server = server;
+    server.on('connection', () => this.admission.connected());
     this.wsServer = createWsServer(server, this);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
     this.logger.info({ url, worker: this.config.WORKER_ID }, 'Chronograph is listening');
@@ -295,6 +296,7 @@ export class Chronograph {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
+      await closeJsonParser();
     }
     await schedulerStopped;
     await this.history.stop();

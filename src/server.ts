@@ -1,4 +1,6 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { Piscina } from 'piscina';
+import { LARGE_BODY_BYTES } from './ops/AdmissionControl.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -71,8 +73,9 @@ export function refuseWhileStopping(_request: IncomingMessage, response: ServerR
  * Reads a request's whole body (at most `limit` bytes; false when it is larger, or when the client goes
  * first) and hands it to yoga as `request.body`, parsed when it is a JSON object or array: whatwg-node
  * then uses it as it is, instead of streaming the body through web streams chunk by chunk, which cost
- * ~70 ms of CPU per 2 MB body (and over a second when given as one Buffer). GET and HEAD requests have
- * no body and pass through.
+ * ~70 ms of CPU per 2 MB body (and over a second when given as one Buffer). A body of LARGE_BODY_BYTES or
+ * more is decoded and parsed in a thread of its own (decoding and parsing 2 MB takes ~10–20 ms, which on
+ * the event loop every other request would wait for). GET and HEAD requests have no body and pass through.
  */
 export function withBody(request: IncomingMessage, limit: number): Promise<boolean> {
   if (request.method === 'GET' || request.method === 'HEAD') return Promise.resolve(true);
@@ -84,8 +87,12 @@ export function withBody(request: IncomingMessage, limit: number): Promise<boole
       if (done) return;
       done = true;
       request.off('data', onData);
-      if (ok) (request as IncomingMessage & { body?: unknown }).body = parsedBody(request, Buffer.concat(chunks, size));
-      resolve(ok);
+      if (!ok) return resolve(false);
+      const bytes = Buffer.concat(chunks, size);
+      void parsedBody(request, bytes).then((body) => {
+        (request as IncomingMessage & { body?: unknown }).body = body;
+        resolve(true);
+      });
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
@@ -116,15 +123,40 @@ export function refuseTooLarge(response: ServerResponse, limit: number): void {
 }
 
 /** A JSON object or array as parsed; anything else (other content types, bad JSON, an empty object) as bytes, for yoga to parse and refuse as it does. */
-function parsedBody(request: IncomingMessage, bytes: Buffer): unknown {
-  if (/\bjson\b/i.test(request.headers['content-type'] ?? '')) {
-    try {
-      const parsed: unknown = JSON.parse(bytes.toString('utf8'));
-      // whatwg-node takes a parsed body only when it has keys; otherwise it would read the (consumed) stream.
-      if (parsed && typeof parsed === 'object' && Object.keys(parsed).length > 0) return parsed;
-    } catch {
-      // yoga answers it (400, "POST body sent invalid JSON.")
-    }
+async function parsedBody(request: IncomingMessage, bytes: Buffer): Promise<unknown> {
+  if (!/\bjson\b/i.test(request.headers['content-type'] ?? '')) return bytes;
+  if (bytes.length >= LARGE_BODY_BYTES) {
+    // Copied to the thread (a memcpy), not transferred: the bytes stay here for yoga if they are not an object.
+    const parsed = await jsonParser()
+      .run(bytes)
+      .catch(() => undefined);
+    return parsed ?? bytes;
+  }
+  try {
+    const parsed: unknown = JSON.parse(bytes.toString('utf8'));
+    // whatwg-node takes a parsed body only when it has keys; otherwise it would read the (consumed) stream.
+    if (parsed && typeof parsed === 'object' && Object.keys(parsed).length > 0) return parsed;
+  } catch {
+    // yoga answers it (400, "POST body sent invalid JSON.")
   }
   return bytes;
+}
+
+/** One thread for large bodies, started at the first and ended after 10 s without any, which frees its memory (src/jsonBodyWorker.js). */
+let parser: Piscina<Uint8Array, object | undefined> | undefined;
+function jsonParser(): Piscina<Uint8Array, object | undefined> {
+  parser ??= new Piscina({
+    filename: new URL('./jsonBodyWorker.js', import.meta.url).href,
+    minThreads: 0,
+    maxThreads: 1,
+    idleTimeout: 10_000,
+  });
+  return parser;
+}
+
+/** Ends the large-body thread (at shutdown; a later large body starts a new one). */
+export async function closeJsonParser(): Promise<void> {
+  const pool = parser;
+  parser = undefined;
+  await pool?.destroy();
 }
