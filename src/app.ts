@@ -24,7 +24,7 @@ import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
 import { Metrics } from './ops/Metrics.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
-import { closeJsonParser, refuseTooLarge, refuseWhileStopping, startHttpServer, waitUntil, withBody } from './server.js';
+import { closeJsonParser, readBody, refuseTooLarge, refuseWhileStopping, startHttpServer, useBody, waitUntil, withBody } from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { type NormalType, TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
@@ -133,6 +133,7 @@ export class Chronograph {
       maxConcurrent: config.MAX_CONCURRENT_REQUESTS,
       maxQueueWaitMs: config.MAX_QUEUE_WAIT_MS,
       maxUnsentBytes: config.MAX_UNSENT_BYTES,
+      maxReceivingBytes: config.MAX_RECEIVING_BYTES,
       onShed: () => this.metrics.observeOverload('shed'),
       onEvicted: () => this.metrics.observeOverload('evicted'),
     });
@@ -241,9 +242,24 @@ export class Chronograph {
         this.inFlight--;
         clearTimeout(undelivered);
       });
-      this.admission.admit(request, response, async () => {
-        if (await withBody(request, this.config.MAX_REQUEST_BYTES)) await this.yoga(request, response);
-        else refuseTooLarge(response, this.config.MAX_REQUEST_BYTES);
+      const limit = this.config.MAX_REQUEST_BYTES;
+      if (!AdmissionControl.isLarge(request)) {
+        return this.admission.admit(request, response, async () => {
+          if (await withBody(request, limit)) await this.yoga(request, response);
+          else refuseTooLarge(response, limit);
+        });
+      }
+      // A large body is received before its request waits for a slot: a slow upload holds memory
+      // (within MAX_RECEIVING_BYTES), not one of the few slots for large requests.
+      if (!this.admission.receiving(request, response, limit)) return;
+      void readBody(request, limit).then((bytes) => {
+        if (bytes === 'too large') return refuseTooLarge(response, limit);
+        if (!bytes) return; // the client went away
+        if (this.stopping) return refuseWhileStopping(request, response);
+        this.admission.admit(request, response, async () => {
+          await useBody(request, bytes);
+          await this.yoga(request, response);
+        });
       });
     };
     const listener = createRequestListener(

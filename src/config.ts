@@ -109,6 +109,13 @@ const envSchema = z.object({
     .int()
     .min(0)
     .default(64 * 1_048_576),
+  // Bytes of large request bodies (256 KiB or more) received at once, before their requests wait for a
+  // slot: a slow upload holds memory within this budget, not a slot; past it, 503 SERVER_BUSY at once.
+  MAX_RECEIVING_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(64 * 1_048_576),
   // A request's time budget; also the longest one database statement may run on PostgreSQL.
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
   // Browser origins besides the server's own that may call the API (CORS and WebSocket upgrades).

@@ -71,39 +71,50 @@ export function refuseWhileStopping(_request: IncomingMessage, response: ServerR
 
 /**
  * Reads a request's whole body (at most `limit` bytes; false when it is larger, or when the client goes
- * first) and hands it to yoga as `request.body`, parsed when it is a JSON object or array: whatwg-node
- * then uses it as it is, instead of streaming the body through web streams chunk by chunk, which cost
- * ~70 ms of CPU per 2 MB body (and over a second when given as one Buffer). A body of LARGE_BODY_BYTES or
- * more is decoded and parsed in a thread of its own (decoding and parsing 2 MB takes ~10–20 ms, which on
- * the event loop every other request would wait for). GET and HEAD requests have no body and pass through.
+ * first) and hands it to yoga as `request.body` (see useBody). GET and HEAD requests have no body and
+ * pass through.
  */
-export function withBody(request: IncomingMessage, limit: number): Promise<boolean> {
-  if (request.method === 'GET' || request.method === 'HEAD') return Promise.resolve(true);
+export async function withBody(request: IncomingMessage, limit: number): Promise<boolean> {
+  if (request.method === 'GET' || request.method === 'HEAD') return true;
+  const bytes = await readBody(request, limit);
+  if (!Buffer.isBuffer(bytes)) return false;
+  await useBody(request, bytes);
+  return true;
+}
+
+/** A request's whole body; `'too large'` past `limit` bytes, undefined when the client went away first. */
+export function readBody(request: IncomingMessage, limit: number): Promise<Buffer | 'too large' | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
-    const finish = (ok: boolean) => {
+    const finish = (outcome: Buffer | 'too large' | undefined) => {
       if (done) return;
       done = true;
       request.off('data', onData);
-      if (!ok) return resolve(false);
-      const bytes = Buffer.concat(chunks, size);
-      void parsedBody(request, bytes).then((body) => {
-        (request as IncomingMessage & { body?: unknown }).body = body;
-        resolve(true);
-      });
+      resolve(outcome);
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) finish(false);
+      if (size > limit) finish('too large');
       else chunks.push(chunk);
     };
     request.on('data', onData);
-    request.once('end', () => finish(true));
-    request.once('error', () => finish(false));
-    request.once('close', () => finish(request.complete && size <= limit));
+    request.once('end', () => finish(Buffer.concat(chunks, size)));
+    request.once('error', () => finish(undefined));
+    request.once('close', () => finish(request.complete ? Buffer.concat(chunks, size) : undefined));
   });
+}
+
+/**
+ * Hands a body to yoga as `request.body`, parsed when it is a JSON object or array: whatwg-node then uses
+ * it as it is, instead of streaming the body through web streams chunk by chunk, which cost ~70 ms of CPU
+ * per 2 MB body (and over a second when given as one Buffer). A body of LARGE_BODY_BYTES or more is
+ * decoded and parsed in a thread of its own (decoding and parsing 2 MB takes ~10–20 ms, which on the event
+ * loop every other request would wait for).
+ */
+export async function useBody(request: IncomingMessage, bytes: Buffer): Promise<void> {
+  (request as IncomingMessage & { body?: unknown }).body = await parsedBody(request, bytes);
 }
 
 /** The answer to a body larger than MAX_REQUEST_BYTES (the same as yoga's own). */

@@ -39,7 +39,13 @@ describe.each(backends)('admission control (%s)', (backend) => {
   let restore = () => {};
   beforeAll(async () => {
     t = await createTestApp(backend, {
-      env: { SCHEDULER_ENABLED: 'false', MAX_CONCURRENT_REQUESTS: '1', MAX_QUEUE_WAIT_MS: '300', MAX_UNSENT_BYTES: '2000000' },
+      env: {
+        SCHEDULER_ENABLED: 'false',
+        MAX_CONCURRENT_REQUESTS: '1',
+        MAX_QUEUE_WAIT_MS: '300',
+        MAX_UNSENT_BYTES: '2000000',
+        MAX_RECEIVING_BYTES: '700000',
+      },
     });
     ({ url } = await t.app.listen(0, '127.0.0.1'));
   });
@@ -147,6 +153,36 @@ describe.each(backends)('admission control (%s)', (backend) => {
     );
     const count = (status: number) => statuses.filter((s) => s === status).length;
     expect({ answered: count(200) + count(503), shed: count(503) >= 100 }).toEqual({ answered: 300, shed: true });
+  });
+
+  it('a slow upload holds memory within MAX_RECEIVING_BYTES, not the slot for large requests', async () => {
+    // Large bodies (256 KiB or more) have one slot here (MAX_CONCURRENT_REQUESTS 1); these uploads stall
+    // halfway through their 300 KB.
+    const slowUpload = () =>
+      new Promise<net.Socket>((resolve) => {
+        const socket = net.connect(Number(new URL(url).port), '127.0.0.1', () => {
+          socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n{"query":"`);
+          socket.write('x'.repeat(150_000), () => resolve(socket));
+        });
+      });
+    const large = () => post(url, '{ taskTypes }', { pad: 'x'.repeat(270_000) });
+    const stalled = [await slowUpload()];
+    try {
+      // 300,000 + 270,000 bytes being received fit in 700,000: served at once, the stalled upload holds no slot.
+      const served = await large();
+      expect(served.status).toBe(200);
+      expect(served.body.data.taskTypes).toEqual(expect.any(Array));
+      // 600,000 + 270,000 do not: refused at once, before its body is read.
+      stalled.push(await slowUpload());
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const refused = await large();
+      expect(refused.status).toBe(503);
+      expect(refused.body.errors[0].extensions.code).toBe('SERVER_BUSY');
+      // Small requests never wait for large ones.
+      expect((await post(url, '{ taskTypes }')).status).toBe(200);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+    }
   });
 
   it('a subscription over SSE holds its slot only until its stream starts', async () => {

@@ -10,6 +10,12 @@ export interface AdmissionOptions {
    * (MAX_UNSENT_BYTES). Above it, the sockets of the answers with the most unsent bytes are closed.
    */
   maxUnsentBytes: number;
+  /**
+   * Bytes of large request bodies (LARGE_BODY_BYTES or more) being received at once (MAX_RECEIVING_BYTES).
+   * Such a body is received before its request waits for a slot, so that a slow upload holds memory, not
+   * a slot; a request whose body would pass this budget is answered 503 SERVER_BUSY at once.
+   */
+  maxReceivingBytes: number;
   /** Called for each request shed from the queue (503 SERVER_BUSY); for metrics and logs. */
   onShed?: (waitedMs: number) => void;
   /** Called for each stalled answer dropped to keep under maxUnsentBytes. */
@@ -78,6 +84,8 @@ export class AdmissionControl {
   private timer?: NodeJS.Timeout;
 
   private kicked = false;
+  /** Bytes reserved by large bodies being received (or received and not yet answered). */
+  private received = 0;
   /** Connections accepted and requests queued since the last turn of the event loop (see kick()). */
   private arrivals = 0;
   private intakeSince = 0;
@@ -105,12 +113,32 @@ export class AdmissionControl {
     return this.small.active + this.small.queue.length + this.large.active + this.large.queue.length;
   }
 
+  /** Whether a request's body is large (LARGE_BODY_BYTES or more by Content-Length, or of unknown length). */
+  static isLarge(req: IncomingMessage): boolean {
+    return bodyLength(req) >= LARGE_BODY_BYTES;
+  }
+
+  /**
+   * Reserves room for a large body about to be received (its Content-Length, or `limit` when unknown),
+   * until its response closes; false, after answering 503 SERVER_BUSY, when the budget has no room.
+   */
+  receiving(req: IncomingMessage, res: ServerResponse, limit: number): boolean {
+    const bytes = Math.min(bodyLength(req), limit);
+    if (this.received + bytes > this.options.maxReceivingBytes && this.received > 0) {
+      this.options.onShed?.(0);
+      busy(res);
+      return false;
+    }
+    this.received += bytes;
+    res.once('close', () => (this.received -= bytes));
+    return true;
+  }
+
   /** Runs `run` (which must answer `res`) when a slot is free, or sheds the request. */
   admit(req: IncomingMessage, res: ServerResponse, run: () => void): void {
     const now = performance.now();
     const waiting: Waiting = { req, res, since: now - this.loopLag(now), run };
-    const length = Number(req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? Number.POSITIVE_INFINITY : 0));
-    const lane = length >= LARGE_BODY_BYTES ? this.large : this.small;
+    const lane = bodyLength(req) >= LARGE_BODY_BYTES ? this.large : this.small;
     lane.queue.push(waiting);
     res.once('close', () => lane.remove(waiting));
     this.arrivals++;
@@ -285,6 +313,11 @@ class Lane {
     this.queue.splice(index, 1);
     if (this.queue.length === 0) this.lastEmptyAt = performance.now();
   }
+}
+
+/** A request body's length by its headers; of unknown length (chunked) counts as infinite. */
+function bodyLength(req: IncomingMessage): number {
+  return Number(req.headers['content-length'] ?? (req.headers['transfer-encoding'] ? Number.POSITIVE_INFINITY : 0));
 }
 
 /** Bytes of an answer still in this process, waiting for its client to read (not those in the kernel's socket buffer). */
