@@ -280,8 +280,12 @@ async function main() {
         inputs: Array.from({ length: 100 }, () => ({ fullName: 'tasks.Echo', startTime: '2099-01-01 10:00:00', argDict: { blob } })),
       });
     }
+    // BENCH_SETTLE_SECONDS (default 5): the instance is left alone after that setup, so that the baseline's
+    // memory is not the setup's garbage.
+    await new Promise((resolve) => setTimeout(resolve, Number(process.env.BENCH_SETTLE_SECONDS ?? 5) * 1000));
     console.log(
-      `${backend}: 500 tasks with 100 KB argDicts; ${os.cpus().length} CPUs shared by server and clients; ${SECONDS} s per phase\n`,
+      `${backend}: 500 tasks with 100 KB argDicts; ${os.cpus().length} CPUs shared by server and clients; ${SECONDS} s per phase; ` +
+        `server RSS before the first phase ${rssMb(child.pid!).toFixed(0)} MB, ${await heapMb(port)}\n`,
     );
     console.log(
       'phase | normal client p50 / p99 / max (n) | abusive requests got | server RSS peak / end | heap used/total, external at the end',
