@@ -1,7 +1,9 @@
 // `npm run bench -- startup [rounds]`: how long `npm start` takes, from spawning the process on a fresh
 // data directory (PGlite) or a fresh database (PostgreSQL) to the first answered GraphQL request, and the
 // process's resident memory once it has been idle for a few seconds, and its peak. Several rounds each;
-// figures are medians and ranges. Issue 12's goal: first answer ≤ 2 s, idle RSS ≤ 250 MB.
+// figures are medians and ranges. Issue 12's goal: first answer ≤ 2 s, idle RSS ≤ 250 MB. The app is the
+// checkout's own app/ (npm start's default APP_DIR: the TypeScript example app).
+// BENCH_BASELINE=<another checkout, built> runs the same rounds with it, interleaved, and prints the ratios.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,9 +14,11 @@ import { instanceEnv, scratchDatabase } from './support.js';
 const rounds = Number(process.argv[2] ?? 3);
 const IDLE_MS = 5000;
 
+const baseline = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined;
+
 /** The same command as `npm start` in package.json, without npm's own start-up in the figure. */
-function startCommand(): string[] {
-  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+function startCommand(checkout = root): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
   const [cmd, ...args] = pkg.scripts.start.split(/\s+/);
   if (cmd !== 'node') throw new Error(`bench/startup expects "start" to run node, not: ${pkg.scripts.start}`);
   return args;
@@ -47,12 +51,12 @@ async function firstAnswer(port: number, deadline: number): Promise<void> {
 
 type Result = { ms: number; rss: number; peak: number };
 
-async function round(env: Record<string, string>): Promise<Result> {
+async function round(env: Record<string, string>, checkout = root): Promise<Result> {
   const port = await freePort();
   const started = performance.now();
-  const childEnv = instanceEnv(port, env);
-  const child = spawn(process.execPath, startCommand(), {
-    cwd: root,
+  const childEnv = instanceEnv(port, { APP_DIR: path.join(checkout, 'app'), ...env });
+  const child = spawn(process.execPath, startCommand(checkout), {
+    cwd: checkout,
     env: childEnv,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -91,33 +95,48 @@ if (built.status !== 0) throw new Error('npm run build failed');
 if (!existsSync(path.join(root, 'dist', 'pglite-template.json'))) {
   console.log('no PGlite data directory template (npm run build makes it): a fresh DATA_DIR runs initdb');
 }
-console.log(`start command: node ${startCommand().join(' ')}`);
-const pglite = [];
-const pgliteAgain = [];
+console.log(`start command: node ${startCommand().join(' ')}${baseline ? `; baseline: ${baseline}` : ''}`);
+const checkouts = baseline ? [root, baseline] : [root];
+const results = new Map(checkouts.map((c) => [c, { pglite: [] as Result[], again: [] as Result[], postgres: [] as Result[] }]));
 for (let i = 0; i < rounds; i++) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'chronograph-startup-'));
-  try {
-    const env = { DATA_DIR: dir, APP_DIR: path.join(dir, 'app'), BACKUP_DIR: path.join(dir, 'backups') };
-    pglite.push(await round(env));
-    // The same directory again: PGlite's initdb and the migrations are done, so this is the restart cost.
-    pgliteAgain.push(await round(env));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  for (const checkout of i % 2 ? [...checkouts].reverse() : checkouts) {
+    const r = results.get(checkout)!;
+    const dir = mkdtempSync(path.join(tmpdir(), 'chronograph-startup-'));
+    try {
+      const env = { DATA_DIR: dir, BACKUP_DIR: path.join(dir, 'backups') };
+      r.pglite.push(await round(env, checkout));
+      // The same directory again: PGlite's initdb and the migrations are done, so this is the restart cost.
+      r.again.push(await round(env, checkout));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const db = await scratchDatabase();
+    const pgDir = mkdtempSync(path.join(tmpdir(), 'chronograph-startup-'));
+    try {
+      r.postgres.push(await round({ DATABASE_URL: db.url, DATA_DIR: pgDir, BACKUP_DIR: path.join(pgDir, 'backups') }, checkout));
+    } finally {
+      await db.drop();
+      rmSync(pgDir, { recursive: true, force: true });
+    }
   }
 }
-summary('PGlite', pglite);
-summary('PGlite restart', pgliteAgain);
-const postgres = [];
-for (let i = 0; i < rounds; i++) {
-  const db = await scratchDatabase();
-  const dir = mkdtempSync(path.join(tmpdir(), 'chronograph-startup-'));
-  try {
-    postgres.push(
-      await round({ DATABASE_URL: db.url, DATA_DIR: dir, APP_DIR: path.join(dir, 'app'), BACKUP_DIR: path.join(dir, 'backups') }),
+for (const checkout of checkouts) {
+  const r = results.get(checkout)!;
+  if (baseline) console.log(checkout === root ? 'this checkout:' : `baseline ${baseline}:`);
+  summary('PGlite', r.pglite);
+  summary('PGlite restart', r.again);
+  summary('PostgreSQL', r.postgres);
+}
+if (baseline) {
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const mine = results.get(root)!;
+  const base = results.get(baseline)!;
+  console.log('ratios this ÷ baseline (medians of the per-round ratios): first answer / idle RSS');
+  for (const kind of ['pglite', 'again', 'postgres'] as const) {
+    const ms = mine[kind].map((m, i) => m.ms / base[kind][i]!.ms);
+    const rss = mine[kind].map((m, i) => m.rss / base[kind][i]!.rss);
+    console.log(
+      `  ${{ pglite: 'PGlite', again: 'PGlite restart', postgres: 'PostgreSQL' }[kind].padEnd(15)} ${med(ms).toFixed(2)} / ${med(rss).toFixed(2)}`,
     );
-  } finally {
-    await db.drop();
-    rmSync(dir, { recursive: true, force: true });
   }
 }
-summary('PostgreSQL', postgres);

@@ -7,7 +7,8 @@
 // mirrors src/ and every path a module computes from its own location (prisma/migrations, dashboard/dist,
 // graphiql-client.js, the worker threads' entry files) resolves the same from dist/ as from src/.
 // Options: --no-template skips the data directory template; --if-stale (`npm start`'s prestart) compiles
-// only when a file under src/ changed since the last build, and leaves the template to `npm run build`.
+// only when a file under src/ changed since the last build, and leaves the template and the example app
+// to `npm run build` (an app that changed is compiled when Chronograph starts).
 import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -60,6 +61,18 @@ for (const file of assets) {
 await writeFile(STAMP, '');
 await utimes(STAMP, started / 1000, started / 1000);
 console.log(`compiled ${entryPoints.length} modules into dist/ in ${Date.now() - started} ms`);
+
+// The example app (the default APP_DIR) is TypeScript: compiled now, so that `npm start` finds it ready
+// (src/boot/compileApp.ts; another APP_DIR is compiled at its first start).
+if (!process.argv.includes('--if-stale')) {
+  const { compileApp } = await import('../dist/boot/compileApp.js');
+  try {
+    const app = await compileApp(path.join(root, 'app'));
+    if (app?.compiled) console.log(`compiled the example app into ${path.relative(root, app.dir)}`);
+  } catch (error) {
+    console.warn(`example app not compiled (npm start will load it through tsx): ${error.message}`);
+  }
+}
 
 if (!process.argv.includes('--no-template') && !process.argv.includes('--if-stale')) {
   // In its own process: initdb in WebAssembly peaks near 900 MB, which this process then does not keep.

@@ -41,6 +41,8 @@ export interface ChronographOptions {
   now?: () => Date;
   /** Sees every SQL statement (default: logged at trace level when LOG_LEVEL=trace). */
   onQuery?: (event: QueryEvent) => void;
+  /** The URL to import for a module of APP_DIR (npm start: its compiled copy, src/boot/compileApp.ts). */
+  appModuleUrl?: (file: string) => string;
 }
 
 /** What `getElement` returns for each service name. */
@@ -188,7 +190,7 @@ export class Chronograph {
         maxResponseBytes: config.HTTP_MAX_RESPONSE_BYTES,
       });
       await app.metrics.start();
-      await app.loadAppModules();
+      await app.loadAppModules(options.appModuleUrl);
       await options.setup?.(app);
       await app.loadTemplateFiles();
       if (config.SCHEDULER_ENABLED) await app.scheduler.start();
@@ -321,7 +323,7 @@ export class Chronograph {
     this.logger.info('Chronograph stopped');
   }
 
-  private async loadAppModules() {
+  private async loadAppModules(moduleUrl = (file: string) => pathToFileURL(file).href) {
     const dir = path.resolve(this.config.APP_DIR, 'handlers');
     let files: string[];
     try {
@@ -331,7 +333,7 @@ export class Chronograph {
       throw error;
     }
     for (const file of files) {
-      const module = (await import(pathToFileURL(path.join(dir, file)).href)) as { default?: AppModule };
+      const module = (await import(moduleUrl(path.join(dir, file)))) as { default?: AppModule };
       if (typeof module.default !== 'function') throw new Error(`${path.join(dir, file)} must default-export a function (app) => void`);
       await module.default(this);
       this.logger.debug({ file }, 'loaded app module');

@@ -1,4 +1,5 @@
 import { Chronograph } from './app.js';
+import { type CompiledApp, compileApp } from './boot/compileApp.js';
 import { registerTypeScriptApp } from './boot/typescriptApp.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './db/DataDirLock.js';
@@ -20,8 +21,17 @@ async function main() {
   const logger = createLogger(config.LOG_LEVEL);
   let app: Chronograph;
   try {
-    if (await registerTypeScriptApp(config.APP_DIR)) logger.debug('APP_DIR holds TypeScript: loaded through tsx');
-    app = await Chronograph.create({ config, logger });
+    let compiled: CompiledApp | undefined;
+    try {
+      compiled = await compileApp(config.APP_DIR);
+      if (compiled)
+        logger.debug({ dir: compiled.dir, compiled: compiled.compiled }, 'APP_DIR holds TypeScript: loading its compiled modules');
+    } catch (error) {
+      // An app that cannot be compiled here (a read-only APP_DIR, …) is loaded as before, through tsx.
+      logger.warn({ err: error }, 'APP_DIR holds TypeScript that could not be compiled: loading it through tsx');
+      if (await registerTypeScriptApp(config.APP_DIR)) logger.debug('APP_DIR holds TypeScript: loaded through tsx');
+    }
+    app = await Chronograph.create({ config, logger, appModuleUrl: compiled?.moduleUrl });
     await app.listen();
   } catch (error) {
     if (error instanceof DataDirLockedError) {

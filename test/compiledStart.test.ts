@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -69,5 +69,72 @@ describe('npm start (the compiled dist/main.js)', () => {
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
     expect(readdirSync(dataDir)).toContain('PG_VERSION');
+  }, 180_000);
+});
+
+describe('npm start with an app in TypeScript (src/boot/compileApp.ts)', () => {
+  it('loads its compiled modules, which share their imports, keep import.meta.url and are compiled again when the app changes', async () => {
+    // Inside the repository (test-artifacts/ is ignored by git), so that the app imports ../../../src/index.js.
+    const appDir = mkdtempSync(path.join(root, 'test-artifacts', 'compiled-app-'));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-compiled-app-'));
+    try {
+      mkdirSync(path.join(appDir, 'handlers'), { recursive: true });
+      mkdirSync(path.join(appDir, 'lib'));
+      writeFileSync(path.join(appDir, 'lib', 'counter.ts'), 'export const registered: string[] = [];\n');
+      const handler = (name: string) =>
+        [
+          `import { type AppModule, ChronographError } from '../../../src/index.js';`,
+          `import { registered } from '../lib/counter.js';`,
+          `const register: AppModule = (app) => {`,
+          `  registered.push('${name}');`,
+          '  const file = import.meta.url.split("/").slice(-2).join("_").replace(".", "_");',
+          // The running ChronographError, not a second copy: what getElement throws is an instance of the imported class.
+          `  let same = 'copy';`,
+          `  try { app.getElement('no.such.element'); } catch (error) { if (error instanceof ChronographError) same = 'running'; }`,
+          `  app.handlers.register(\`app.${name}.\${registered.join('_')}.\${file}.\${same}\`, (args) => args);`,
+          '};',
+          'export default register;',
+        ].join('\n');
+      writeFileSync(path.join(appDir, 'handlers', 'a.ts'), handler('a'));
+      writeFileSync(path.join(appDir, 'handlers', 'b.ts'), handler('b'));
+      const port = await freePort();
+      const start = async () => {
+        const child = spawn(process.execPath, ['dist/main.js'], {
+          cwd: root,
+          env: {
+            ...process.env,
+            LOG_LEVEL: 'debug',
+            PORT: String(port),
+            DATA_DIR: dir,
+            APP_DIR: appDir,
+            BACKUP_DIR: path.join(dir, 'backups'),
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let output = '';
+        child.stdout.on('data', (d) => (output += d));
+        child.stderr.on('data', (d) => (output += d));
+        const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+        await new Promise<void>((resolve, reject) => {
+          child.stdout.on('data', () => output.includes('Chronograph is listening') && resolve());
+          void exited.then((code) => reject(new Error(`exited with ${code}:\n${output}`)));
+        });
+        const { data } = await post(port, '{ handlers { name } }');
+        child.kill('SIGTERM');
+        expect(await exited).toBe(0);
+        expect(output).not.toContain('through tsx');
+        return (data.handlers as { name: string }[]).map((h) => h.name).filter((n) => n.startsWith('app.'));
+      };
+      // One module instance of lib/counter.ts for both handler modules; import.meta.url names the source file.
+      expect(await start()).toEqual(['app.a.a.handlers_a_ts.running', 'app.b.a_b.handlers_b_ts.running']);
+      const [first] = readdirSync(path.join(appDir, 'node_modules', '.chronograph'));
+      writeFileSync(path.join(appDir, 'lib', 'counter.ts'), "export const registered: string[] = ['changed'];\n");
+      expect(await start()).toEqual(['app.a.changed_a.handlers_a_ts.running', 'app.b.changed_a_b.handlers_b_ts.running']);
+      // Compiled again into a new directory; the copy of the earlier contents is gone.
+      expect(readdirSync(path.join(appDir, 'node_modules', '.chronograph'))).not.toContain(first);
+    } finally {
+      rmSync(appDir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 180_000);
 });

@@ -1,7 +1,7 @@
 import dns from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { Agent, buildConnector } from 'undici';
+import type { Agent } from 'undici';
 import { NonRetryableError } from './NonRetryableError.js';
 
 /** A connection the SSRF guard refused; never worth retrying. */
@@ -103,7 +103,8 @@ export class HostPolicy {
    * An undici dispatcher whose every connection is checked: IP-literal hosts here (sockets do not look
    * them up), names through `lookup`. Redirects, retries and pooled connections all pass through it.
    */
-  createDispatcher(options: { connectTimeoutMs?: number } = {}): Agent {
+  async createDispatcher(options: { connectTimeoutMs?: number } = {}): Promise<Agent> {
+    const { Agent, buildConnector } = await import('undici');
     const connect = buildConnector({ lookup: this.lookup, timeout: options.connectTimeoutMs ?? 10_000 });
     return new Agent({
       connect: (opts, callback) => {

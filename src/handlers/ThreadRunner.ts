@@ -1,5 +1,5 @@
 import { MessageChannel } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type { HandlerContext } from './HandlerRegistry.js';
 import type { ThreadOutcome, ThreadTask, ToMain, ToThread } from './threadWorker.js';
 
@@ -24,7 +24,10 @@ export interface ThreadRunOptions {
 }
 
 // The worker entry is TypeScript next to this file when run from source, JavaScript when compiled.
-const WORKER_FILE = new URL(import.meta.url.endsWith('.ts') ? './threadWorker.ts' : './threadWorker.js', import.meta.url);
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER_FILE = new URL(FROM_SOURCE ? './threadWorker.ts' : './threadWorker.js', import.meta.url);
+/** piscina is loaded with the first thread handler's run, not at start-up. */
+let piscina: Promise<{ Piscina: typeof Piscina }> | undefined;
 
 /**
  * Runs thread-isolated handlers in pools of worker threads (piscina): one pool per heap limit, since a
@@ -68,7 +71,8 @@ export class ThreadRunner {
     };
     let outcome: ThreadOutcome;
     try {
-      outcome = await this.pool(input.memoryLimitMb).run(task, { transferList: [port2], signal: input.kill });
+      const pool = await this.pool(input.memoryLimitMb);
+      outcome = await pool.run(task, { transferList: [port2], signal: input.kill });
     } catch (error) {
       throw died(error, input.memoryLimitMb);
     } finally {
@@ -88,13 +92,18 @@ export class ThreadRunner {
     await Promise.all(pools.map((p) => p.destroy()));
   }
 
-  private pool(memoryLimitMb: number): Piscina<ThreadTask, ThreadOutcome> {
+  private async pool(memoryLimitMb: number): Promise<Piscina<ThreadTask, ThreadOutcome>> {
     let pool = this.pools.get(memoryLimitMb);
     if (!pool) {
+      const { Piscina } = await (piscina ??= import('piscina'));
+      pool = this.pools.get(memoryLimitMb); // made by a run that loaded piscina at the same time
+      if (pool) return pool;
       pool = new Piscina<ThreadTask, ThreadOutcome>({
         filename: WORKER_FILE.href,
-        // Handler modules are usually TypeScript; tsx is a dependency, and a thread needs it loaded itself.
-        execArgv: ['--import', 'tsx'],
+        // From source the thread's entry is TypeScript and needs tsx loaded; compiled, it is JavaScript, and
+        // a handler module in TypeScript is imported through tsx's API when it is (HandlerRegistry), so a
+        // thread does not start tsx's loader for nothing.
+        execArgv: FROM_SOURCE ? ['--import', 'tsx'] : [],
         resourceLimits: { maxOldGenerationSizeMb: memoryLimitMb },
         minThreads: 0,
         maxThreads: this.options.maxThreads,

@@ -1,8 +1,12 @@
-import { type Dispatcher, fetch, Headers, type Response } from 'undici';
+import type { Dispatcher, Headers, Response } from 'undici';
 import { z } from 'zod';
 import type { HandlerContext, HandlerRegistry } from './HandlerRegistry.js';
 import type { HostPolicy } from './HostPolicy.js';
 import { NonRetryableError } from './NonRetryableError.js';
+
+/** undici (over a hundred modules, about a third of a second) is loaded by the first HTTP run, not at start-up. */
+let undici: Promise<typeof import('undici')> | undefined;
+const loadUndici = () => (undici ??= import('undici'));
 
 export interface HttpHandlerOptions {
   policy: HostPolicy;
@@ -79,11 +83,13 @@ const graphqlArgs = z
  * (but 408, 425, 429), refused addresses and bad arguments are not (NonRetryableError).
  */
 export function registerHttpHandlers(registry: HandlerRegistry, options: HttpHandlerOptions): void {
-  const dispatcher = options.policy.createDispatcher();
+  let guarded: Promise<Dispatcher> | undefined;
+  const dispatcher = () => (guarded ??= options.policy.createDispatcher());
   registry.register(
     'chronograph.http',
     async (args, ctx) => {
       const a = parseArgs(httpArgs, args);
+      const { Headers } = await loadUndici();
       const method = (a.method ?? (a.body !== undefined || a.json !== undefined ? 'POST' : 'GET')).toUpperCase();
       const requestHeaders = new Headers(a.headers);
       let body = a.body;
@@ -105,6 +111,7 @@ export function registerHttpHandlers(registry: HandlerRegistry, options: HttpHan
     'chronograph.graphql',
     async (args, ctx) => {
       const a = parseArgs(graphqlArgs, args);
+      const { Headers } = await loadUndici();
       const requestHeaders = new Headers(a.headers);
       requestHeaders.set('content-type', 'application/json');
       if (!requestHeaders.has('accept')) requestHeaders.set('accept', 'application/graphql-response+json, application/json');
@@ -155,7 +162,13 @@ interface Request {
 }
 
 /** Sends `request`, following up to MAX_REDIRECTS redirects by hand (each hop through the guarded dispatcher). */
-async function send(request: Request, dispatcher: Dispatcher, options: HttpHandlerOptions, ctx: HandlerContext): Promise<HttpResult> {
+async function send(
+  request: Request,
+  guarded: () => Promise<Dispatcher>,
+  options: HttpHandlerOptions,
+  ctx: HandlerContext,
+): Promise<HttpResult> {
+  const [{ fetch, Headers }, dispatcher] = await Promise.all([loadUndici(), guarded()]);
   let url = parseUrl(request.url);
   let { method, body } = request;
   const headers = new Headers(request.headers);
