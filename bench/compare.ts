@@ -220,6 +220,8 @@ async function walOfDatabase(c: pg.Client, from: string, to: string) {
 interface DrainResult {
   rate: number;
   walPerJob: number;
+  /** The same without full-page images (a checkpoint during the drain adds them, by chance). */
+  walPerJobNoFpi: number | null;
   /** The server's whole WAL in the same time (other databases' included). */
   serverWalPerJob: number;
   rowsPerJob: number;
@@ -268,6 +270,7 @@ async function drain(system: System, processes: number, concurrency: number, ana
       return {
         rate: TASKS / seconds,
         walPerJob: wal ? wal.reduce((sum, w) => sum + w.bytes, 0) / TASKS : bytes / TASKS,
+        walPerJobNoFpi: wal ? wal.reduce((sum, w) => sum + w.bytes - w.fpi, 0) / TASKS : null,
         serverWalPerJob: bytes / TASKS,
         rowsPerJob: changed / TASKS,
         hotShare: after.upd - before.upd > 0 ? (after.hot - before.hot) / (after.upd - before.upd) : 0,
@@ -303,7 +306,7 @@ async function benchDrain() {
       for (const system of ['graphile-worker', 'chronograph'] as const) {
         const r = results[system];
         console.log(
-          `round ${round} ${system.padEnd(15)} ${fmt(r.rate).padStart(7)} jobs/s   WAL ${fmt(r.walPerJob / 1024, 2)} KB/job (server ${fmt(r.serverWalPerJob / 1024, 2)})   ${fmt(r.rowsPerJob, 1)} row changes/job   HOT ${fmt(r.hotShare * 100)} % of updates`,
+          `round ${round} ${system.padEnd(15)} ${fmt(r.rate).padStart(7)} jobs/s   WAL ${fmt(r.walPerJob / 1024, 2)} KB/job (${r.walPerJobNoFpi === null ? '' : `${fmt(r.walPerJobNoFpi / 1024, 2)} without full-page images, `}server ${fmt(r.serverWalPerJob / 1024, 2)})   ${fmt(r.rowsPerJob, 1)} row changes/job   HOT ${fmt(r.hotShare * 100)} % of updates`,
         );
       }
       console.log(`round ${round} ratio chronograph ÷ graphile-worker: ${fmt(ratio, 2)}`);
