@@ -4,10 +4,10 @@
 -- writes a new entry in every index of task whose predicate the new version matches. What can be cheap:
 -- 1. Room on every page for a task's next versions, so that an update lands on the row's own page: its
 --    WAL record then carries only the changed middle of the row, with no lock record for the old one,
---    and an update that changes no indexed column is HOT (no index entries at all). task_run's update
---    (the end of a run) is such an update.
+--    and an update that changes no indexed column is HOT (no index entries at all). The price: the table
+--    takes about twice the pages. (task_run needs no such room: a run's one update, at its end, comes
+--    soon after its insert, on a page that still has room, and is HOT already.)
 ALTER TABLE "task" SET (fillfactor = 50);
-ALTER TABLE "task_run" SET (fillfactor = 80);
 
 -- 2. The lease's expiry is no longer an index key: a heartbeat (a lease extended, ctx.assertLease) changes
 --    only locked_until and becomes a HOT update, instead of writing a new entry in every index of task
