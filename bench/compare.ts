@@ -8,9 +8,12 @@
 // - drain: BENCH_TASKS (default 20000) no-op jobs are queued with a run time an hour ahead, optionally
 //   ANALYZEd, the worker processes are started and ready, then one UPDATE makes all of them due and
 //   NOTIFYs the workers. Rate = jobs ÷ (time the last job was done − commit of that UPDATE), both seen
-//   by this process polling the database every 25 ms. Also prints WAL bytes and row changes per job.
+//   by this process polling the database every 25 ms. Also prints WAL bytes and row changes per job: the
+//   WAL this database's records took (read with pg_walinspect when the server has it; the server's whole
+//   WAL in that time, which other work on the server inflates, is printed beside it), and with
+//   BENCH_WAL_DETAIL=1 where those bytes went, by relation and record type.
 //   Configurations: 1 process × 24 and 2 processes × 50, each with and without ANALYZE (autovacuum is
-//   off on the scratch databases so "without" stays without).
+//   off on the scratch databases so "without" stays without); BENCH_DRAIN=1x24,1x24a,2x50,2x50a picks some.
 // - latency: one job at a time, due now, BENCH_LATENCY (default 300) times: from the add call to the
 //   handler's start, in-process for both; Chronograph also through GraphQL over HTTP. Statements sent per
 //   job on the `pg` driver (and how many were prepared) are counted by wrapping pg.Client#query.
@@ -76,6 +79,7 @@ async function prepareDatabase(system: System) {
         ? ['graphile_worker._private_jobs', 'graphile_worker._private_tasks']
         : ['task', 'task_run', 'task_event'];
     for (const table of tables) await c.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
+    await c.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect').catch(() => undefined);
   });
   return db;
 }
@@ -174,9 +178,52 @@ async function stopWorkers(children: ChildProcess[]) {
   await Promise.all(children.map((c) => new Promise((resolve) => (c.on('exit', resolve), c.kill('SIGTERM')))));
 }
 
+/**
+ * This database's WAL between two positions, by relation and record type (pg_walinspect): records whose
+ * first block is in this database, and the commit records of their transactions. Null without pg_walinspect.
+ */
+async function walOfDatabase(c: pg.Client, from: string, to: string) {
+  const installed = await c.query(`SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'`);
+  if (installed.rowCount === 0) return null;
+  // The row estimates of pg_walinspect's functions are fixed guesses: a nested loop over ~10^5 records
+  // would take minutes.
+  await c.query('SET enable_nestloop = off');
+  const { rows } = await c
+    .query<{ rel: string; rm: string; type: string; n: number; bytes: number; fpi: number }>(
+      `WITH r AS (
+       SELECT w.xid, w.resource_manager, w.record_type, w.record_length, w.fpi_length,
+              regexp_match(w.block_ref, 'rel [0-9]+/([0-9]+)/([0-9]+)') AS m
+         FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) w
+     ),
+     ours AS (
+       SELECT * FROM r WHERE m[1]::oid = (SELECT oid FROM pg_database WHERE datname = current_database())
+     ),
+     commits AS (
+       SELECT r.* FROM r JOIN (SELECT DISTINCT xid::text AS xid FROM ours WHERE xid::text <> '0') o ON o.xid = r.xid::text
+        WHERE r.m IS NULL AND r.resource_manager = 'Transaction'
+     )
+     SELECT coalesce(pg_filenode_relation(0, m[2]::oid)::text, m[2], '(none)') AS rel, resource_manager AS rm,
+            record_type AS type, count(*)::float8 AS n, sum(record_length)::float8 AS bytes, sum(fpi_length)::float8 AS fpi
+       FROM (SELECT * FROM ours UNION ALL SELECT * FROM commits) x
+      GROUP BY 1, 2, 3 ORDER BY bytes DESC`,
+      [from, to],
+    )
+    .catch((error: Error) => {
+      // A checkpoint may have recycled the segments already.
+      console.log(`  (no WAL detail: ${error.message})`);
+      return { rows: null };
+    });
+  await c.query('RESET enable_nestloop');
+  return rows;
+}
+
 interface DrainResult {
   rate: number;
   walPerJob: number;
+  /** The same without full-page images (a checkpoint during the drain adds them, by chance). */
+  walPerJobNoFpi: number | null;
+  /** The server's whole WAL in the same time (other databases' included). */
+  serverWalPerJob: number;
   rowsPerJob: number;
   hotShare: number;
 }
@@ -191,15 +238,19 @@ async function drain(system: System, processes: number, concurrency: number, ana
       let seconds: number;
       let bytes: number;
       let before: TableStats;
+      let lsnBefore: string;
+      let lsnAfter: string;
       try {
         await sleep(500);
         before = await tableStats(c);
-        const [{ lsn: lsnBefore }] = (await c.query('SELECT pg_current_wal_lsn() AS lsn')).rows;
+        [{ lsn: lsnBefore }] = (await c.query('SELECT pg_current_wal_lsn() AS lsn')).rows;
         await makeDue(system, c);
         const started = performance.now();
         while (await remaining(system, c)) await sleep(25);
         seconds = (performance.now() - started) / 1000;
-        [{ bytes }] = (await c.query('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS bytes', [lsnBefore])).rows;
+        [{ bytes, lsn: lsnAfter }] = (
+          await c.query('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS bytes, pg_current_wal_lsn() AS lsn', [lsnBefore])
+        ).rows;
       } finally {
         await stopWorkers(children);
       }
@@ -207,9 +258,20 @@ async function drain(system: System, processes: number, concurrency: number, ana
       await sleep(200);
       const after = await tableStats(c);
       const changed = after.ins - before.ins + (after.upd - before.upd) + (after.del - before.del);
+      const wal = await walOfDatabase(c, lsnBefore, lsnAfter);
+      if (wal && process.env.BENCH_WAL_DETAIL) {
+        console.log(`  ${system}: this database's WAL per job by relation and record type (bytes, of which full-page images)`);
+        for (const w of wal.filter((w) => w.bytes / TASKS >= 1)) {
+          console.log(
+            `    ${fmt(w.bytes / TASKS).padStart(6)} B ${fmt(w.fpi / TASKS).padStart(5)} FPI  ${fmt(w.n / TASKS, 2).padStart(5)}×  ${w.rel} ${w.rm}/${w.type}`,
+          );
+        }
+      }
       return {
         rate: TASKS / seconds,
-        walPerJob: bytes / TASKS,
+        walPerJob: wal ? wal.reduce((sum, w) => sum + w.bytes, 0) / TASKS : bytes / TASKS,
+        walPerJobNoFpi: wal ? wal.reduce((sum, w) => sum + w.bytes - w.fpi, 0) / TASKS : null,
+        serverWalPerJob: bytes / TASKS,
         rowsPerJob: changed / TASKS,
         hotShare: after.upd - before.upd > 0 ? (after.hot - before.hot) / (after.upd - before.upd) : 0,
       };
@@ -225,7 +287,11 @@ async function benchDrain() {
     { processes: 1, concurrency: 24, analyze: true },
     { processes: 2, concurrency: 50, analyze: false },
     { processes: 2, concurrency: 50, analyze: true },
-  ];
+  ].filter((cfg) => {
+    // BENCH_DRAIN=1x24,2x50a: only these configurations (a: with ANALYZE).
+    const only = process.env.BENCH_DRAIN?.split(',');
+    return !only || only.includes(`${cfg.processes}x${cfg.concurrency}${cfg.analyze ? 'a' : ''}`);
+  });
   console.log(`\n## Drain: ${fmt(TASKS)} queued no-op jobs, ${ROUNDS} rounds`);
   for (const cfg of configs) {
     const label = `${cfg.processes} process${cfg.processes > 1 ? 'es' : ''} × ${cfg.concurrency}, ${cfg.analyze ? 'with' : 'without'} ANALYZE`;
@@ -240,7 +306,7 @@ async function benchDrain() {
       for (const system of ['graphile-worker', 'chronograph'] as const) {
         const r = results[system];
         console.log(
-          `round ${round} ${system.padEnd(15)} ${fmt(r.rate).padStart(7)} jobs/s   WAL ${fmt(r.walPerJob / 1024, 2)} KB/job   ${fmt(r.rowsPerJob, 1)} row changes/job   HOT ${fmt(r.hotShare * 100)} % of updates`,
+          `round ${round} ${system.padEnd(15)} ${fmt(r.rate).padStart(7)} jobs/s   WAL ${fmt(r.walPerJob / 1024, 2)} KB/job (${r.walPerJobNoFpi === null ? '' : `${fmt(r.walPerJobNoFpi / 1024, 2)} without full-page images, `}server ${fmt(r.serverWalPerJob / 1024, 2)})   ${fmt(r.rowsPerJob, 1)} row changes/job   HOT ${fmt(r.hotShare * 100)} % of updates`,
         );
       }
       console.log(`round ${round} ratio chronograph ÷ graphile-worker: ${fmt(ratio, 2)}`);

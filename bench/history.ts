@@ -20,6 +20,8 @@ async function main() {
     DATA_DIR: 'memory://',
     DATABASE_URL: database?.url,
     SCHEDULER_ENABLED: 'false',
+    // Also the statement timeout: writing a million runs in one statement takes longer than a request may.
+    REQUEST_TIMEOUT_MS: '3600000',
   });
   const app = await Chronograph.create({ config });
   const prisma = app.db.prisma;
