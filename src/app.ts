@@ -277,7 +277,6 @@ export class Chronograph {
     );
     const { server, port: bound } = await startHttpServer(listener, { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS });
     this.server = server;
-    server.on('connection', () => this.admission.connected());
     this.wsServer = createWsServer(server, this);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
     this.logger.info({ url, worker: this.config.WORKER_ID }, 'Chronograph is listening');

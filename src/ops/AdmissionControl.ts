@@ -36,11 +36,6 @@ const SWEEP_MS = 25;
 export const LARGE_BODY_BYTES = 256 * 1024;
 /** How often the event loop's lag is sampled. */
 const LAG_PROBE_MS = 20;
-/**
- * While connections and requests keep arriving, queued requests start only after the event loop has
- * turned this long without starting any (see kick()).
- */
-const MAX_INTAKE_MS = 20;
 
 interface Waiting {
   req: IncomingMessage;
@@ -86,9 +81,6 @@ export class AdmissionControl {
   private kicked = false;
   /** Bytes reserved by large bodies being received (or received and not yet answered). */
   private received = 0;
-  /** Connections accepted and requests queued since the last turn of the event loop (see kick()). */
-  private arrivals = 0;
-  private intakeSince = 0;
   /** When the lag probe last ran: while the event loop is stuck, it cannot run. */
   private lastTick = performance.now();
   private readonly probe: NodeJS.Timeout;
@@ -141,48 +133,26 @@ export class AdmissionControl {
     const lane = bodyLength(req) >= LARGE_BODY_BYTES ? this.large : this.small;
     lane.queue.push(waiting);
     res.once('close', () => lane.remove(waiting));
-    this.arrivals++;
     this.kick();
     this.schedule();
   }
 
-  /** Counts a connection the HTTP server accepted (its 'connection' event); see kick(). */
-  connected(): void {
-    this.arrivals++;
-  }
-
   /**
-   * Starts queued requests on a later turn of the event loop, never inside the callback that queued or
-   * released: work on the embedded database runs to completion within one callback (PGlite executes
+   * Starts queued requests on the next turn of the event loop, never inside the callback that queued
+   * or released: work on the embedded database runs to completion within one callback (PGlite executes
    * synchronously and its queue resolves in microtasks), so starting at once would serve a crowd of
    * requests one by one as their sockets are read, before any of the others is even seen, and nothing
-   * could be shed.
-   *
-   * And not before the crowd is in: Node (libuv ≥ 1.45) accepts one connection per turn of the event
-   * loop, so thousands of connections arriving at once would wait in the kernel's accept queue while
-   * each turn works on a request, unseen (neither shed nor noticed gone when their clients hang up), and
-   * a new client would queue behind all of them. So while the last turn accepted a connection or read a
-   * request, the loop is turned again, empty, which accepts and reads the next ones, for at most
-   * MAX_INTAKE_MS; then the free slots are filled from the queue (which sheds what waited too long).
+   * could be shed. Deferred, every request that has arrived is in the queue when the next is chosen.
    */
   private kick() {
     if (this.kicked) return;
     this.kicked = true;
-    this.intakeSince = performance.now();
-    this.arrivals = 0;
-    setImmediate(this.turn);
+    setImmediate(() => {
+      this.kicked = false;
+      this.next(this.small);
+      this.next(this.large);
+    });
   }
-
-  private readonly turn = () => {
-    if (this.arrivals > 0 && performance.now() - this.intakeSince < MAX_INTAKE_MS) {
-      this.arrivals = 0;
-      setImmediate(this.turn);
-      return;
-    }
-    this.kicked = false;
-    this.next(this.small);
-    this.next(this.large);
-  };
 
   /** Refuses every queued request (shutdown); admitted ones finish. */
   refuseQueued(answer: (req: IncomingMessage, res: ServerResponse) => void): void {
