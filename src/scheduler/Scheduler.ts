@@ -94,6 +94,8 @@ export class Scheduler {
   /** By run id: a task claimed again here while an abandoned attempt of it lingers is a second entry. */
   private readonly running = new Map<string, Running>();
   private timer?: NodeJS.Timeout;
+  /** A check asked for by wake(), run at the next turn of the event loop (setTimeout's 0 is at least 1 ms). */
+  private immediate?: NodeJS.Immediate;
   private guard?: NodeJS.Timeout;
   private lastGuard = 0;
   private ticking = false;
@@ -173,8 +175,12 @@ export class Scheduler {
       this.again = true;
       return;
     }
+    if (this.immediate) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), 0);
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      void this.tick();
+    });
   }
 
   /** Aborts every attempt of a task running here (a forced end from any instance arrives through CANCEL_CHANNEL). */
@@ -207,6 +213,8 @@ export class Scheduler {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.timer);
+    clearImmediate(this.immediate);
+    this.immediate = undefined;
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([
@@ -253,7 +261,7 @@ export class Scheduler {
   }
 
   private async tick(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.ticking) return;
     this.ticking = true;
     let delay: number;
     this.idle = false;
@@ -312,11 +320,12 @@ export class Scheduler {
       this.ticking = false;
     }
     if (this.stopped) return;
+    clearTimeout(this.timer);
     if (this.again) {
       this.again = false;
-      delay = 0;
+      this.wake();
+      return;
     }
-    clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), delay);
   }
 
