@@ -68,6 +68,8 @@ interface Running {
   leaseDeadline: number;
   /** Terminates the thread of a thread-isolated run. */
   kill?: AbortController;
+  /** The handler has settled: the run no longer takes a slot, though its end is still being recorded. */
+  settled?: boolean;
   done: Promise<void>;
 }
 
@@ -159,6 +161,8 @@ export class Scheduler {
     this.checkMisfires = true;
     this.recoverAt = 0;
     this.overlapAt = 0;
+    // Failing here only delays claims for capped tenants to the first check's own look-up.
+    await this.checkCapped().catch(() => {});
     this.unlisten.push(await this.db.listen(WAKE_CHANNEL, () => this.wake()));
     this.unlisten.push(await this.db.listen(CANCEL_CHANNEL, (taskId) => this.abortTask(taskId, 'forced')));
     await this.keeper.start();
@@ -254,7 +258,7 @@ export class Scheduler {
 
   private fullQueues(): string[] {
     const counts = new Map<string, number>();
-    for (const r of this.running.values()) counts.set(r.task.queue, (counts.get(r.task.queue) ?? 0) + 1);
+    for (const r of this.active()) counts.set(r.task.queue, (counts.get(r.task.queue) ?? 0) + 1);
     return Object.entries(this.options.queueConcurrency)
       .filter(([queue, limit]) => (counts.get(queue) ?? 0) >= limit)
       .map(([queue]) => queue);
@@ -276,7 +280,7 @@ export class Scheduler {
       // Set when a claim found less than it could take: whatever is still due is then not claimable.
       let exhausted = false;
       for (;;) {
-        const free = this.options.concurrency - this.running.size;
+        const free = this.freeSlots();
         if (free <= 0 || this.stopped) break;
         // Per-queue limits apply to the whole batch, so claim one at a time while any queue is limited.
         const limit = Object.keys(this.options.queueConcurrency).length ? 1 : free;
@@ -299,6 +303,10 @@ export class Scheduler {
       const excludedQueues = this.fullQueues();
       const excludedTenants = this.tenantsAtShare();
       const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], excludedQueues, excludedTenants);
+      // After the claim, not before it: the look-up is off the path from a wake to a handler's start. A
+      // tenant that got maxConcurrentRuns meanwhile lost nothing: the open claim leaves capped tenants out
+      // (they are due, unclaimed, so the next check comes within 20 ms, with the capped claim).
+      if (Date.now() - this.capped.checkedAt >= 1000) await this.checkCapped();
       this.idle =
         exhausted &&
         (next.dueMs == null || next.dueMs > 0) &&
@@ -310,7 +318,7 @@ export class Scheduler {
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
       if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
-      const dueMs = this.running.size >= this.options.concurrency ? null : next.dueMs;
+      const dueMs = this.freeSlots() <= 0 ? null : next.dueMs;
       const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity);
       delay = ms === Infinity ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, ms <= 0 ? 20 : ms);
     } catch (error) {
@@ -329,6 +337,12 @@ export class Scheduler {
     this.timer = setTimeout(() => void this.tick(), delay);
   }
 
+  /** Whether some tenant has maxConcurrentRuns (then claims also run claimCappedTasks). */
+  private async checkCapped(): Promise<void> {
+    this.capped.any = await hasCappedTenants(this.db.sql);
+    this.capped.checkedAt = Date.now();
+  }
+
   /** Slots of this instance one tenant may hold once more than one tenant has tasks. */
   private get tenantSlots(): number {
     return Math.max(1, Math.floor(this.options.concurrency * this.options.tenantSlotShare));
@@ -336,8 +350,7 @@ export class Scheduler {
 
   private heldByTenant(extra: ClaimedTask[] = []): Map<string, number> {
     const held = new Map<string, number>();
-    for (const task of [...[...this.running.values()].map((r) => r.task), ...extra])
-      held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
+    for (const task of [...this.active().map((r) => r.task), ...extra]) held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
     return held;
   }
 
@@ -360,10 +373,6 @@ export class Scheduler {
       tenantSlots: this.tenantSlots,
       held: this.heldByTenant(extra),
     });
-    if (Date.now() - this.capped.checkedAt >= 1000) {
-      this.capped.any = await hasCappedTenants(sql);
-      this.capped.checkedAt = Date.now();
-    }
     if (!this.capped.any) return claimTasks(sql, request(limit));
     this.capped.first = !this.capped.first;
     const [one, two] = this.capped.first
@@ -465,12 +474,33 @@ export class Scheduler {
       .finally(() => {
         this.running.delete(task.runId);
         this.keeper.update(this.leases());
-        // Claim in batches: wait until a quarter of the slots are free (or all are) before claiming again.
-        // Tasks that become due meanwhile still wake us through NOTIFY.
-        const free = this.options.concurrency - this.running.size;
-        if (this.idle) return;
-        if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || this.running.size === 0) this.wake();
+        this.slotFreed();
       });
+  }
+
+  /** Runs whose handler has not settled yet: each takes a slot (CONCURRENCY, queue limits, tenant shares). */
+  private active(): Running[] {
+    return [...this.running.values()].filter((r) => !r.settled);
+  }
+
+  /**
+   * Slots free for a claim. A run whose handler settled frees its slot at once, so the next claim goes
+   * out while its end is still being written (the claim and the completions' statement overlap instead
+   * of taking turns); runs still being recorded are bounded by another CONCURRENCY.
+   */
+  private freeSlots(): number {
+    const { concurrency } = this.options;
+    return Math.min(concurrency - this.active().length, 2 * concurrency - this.running.size);
+  }
+
+  /**
+   * Claim in batches: once a quarter of the slots are free (or all are), check again. Tasks that become
+   * due meanwhile still wake us through NOTIFY.
+   */
+  private slotFreed(): void {
+    if (this.idle) return;
+    const free = this.freeSlots();
+    if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || free >= this.options.concurrency) this.wake();
   }
 
   private leases(): { taskId: string; runId: string }[] {
@@ -485,6 +515,8 @@ export class Scheduler {
     const started = performance.now();
     const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
+    entry.settled = true;
+    this.slotFreed();
     if (outcome.kind === 'abandoned')
       runLogger.warn(
         `handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`,

@@ -112,6 +112,8 @@ function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<stri
     read.tenant?.id ?? null,
     read.tenant?.version ?? null,
   ];
+  // The batch's constants are cast once, in the one-row `fresh`, not once per row.
+  const constants: string[] = [];
   const select = all.map(([key, column, type]) => {
     const at = varying.findIndex(([k]) => k === key);
     if (at >= 0) return type === 'jsonb' ? `r.value -> ${at + 1} AS ${column}` : `(r.value ->> ${at + 1})::${type} AS ${column}`;
@@ -125,7 +127,8 @@ function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<stri
             ? JSON.stringify(value)
             : String(value),
     );
-    return `$${params.length}::text::${type} AS ${column}`;
+    constants.push(`$${params.length}::text::${type} AS ${column}`);
+    return `f.${column}`;
   });
   const columns = COLUMNS.map(([, column]) => column).join(', ');
   const text = `
@@ -133,9 +136,10 @@ WITH fresh AS (
   SELECT (SELECT count(*) FROM jsonb_array_elements($4::jsonb) AS v(value)
             JOIN task_template tt ON tt.id = (v.value ->> 0)::uuid AND tt.xmin::text = v.value ->> 1) = jsonb_array_length($4::jsonb)
          AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text AND q.xmin::text = $6::text)) AS ok
+         ${constants.map((c) => `, ${c}`).join('')}
 ), input AS (
   SELECT (r.value ->> 0)::int AS n, ${select.join(', ')}
-    FROM jsonb_array_elements($1::jsonb) AS r(value) WHERE (SELECT ok FROM fresh)
+    FROM fresh f CROSS JOIN jsonb_array_elements($1::jsonb) AS r(value) WHERE f.ok
 ), inserted AS (
   INSERT INTO task (${columns}, created_at, updated_at)
   SELECT ${columns}, now(), now() FROM input ORDER BY n
