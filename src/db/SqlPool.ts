@@ -37,8 +37,9 @@ export function forRequest(db: SqlRunner): SqlRunner {
 }
 
 /**
- * The scheduler's hot path below Prisma: claims, completions, recovery, the next-due look-up and lease
- * checks. Everything else (the API's reads and writes) stays on Prisma.
+ * The hot path below Prisma: the scheduler's claims, completions, recovery, next-due look-up and lease
+ * checks, and task creation (createTimerTask(s)' insert, and its reads of templates and quotas).
+ * Everything else (the API's other reads and writes) stays on Prisma.
  */
 export interface SqlPool extends SqlRunner {
   transaction<T>(fn: (tx: SqlRunner) => Promise<T>): Promise<T>;

@@ -115,6 +115,8 @@ export class Scheduler {
    * need not trigger a check (a task that becomes due wakes the scheduler through NOTIFY or its timer).
    */
   private idle = false;
+  /** A run's slot was freed while a check was in progress: whether that frees anything is known at its end. */
+  private freedDuringTick = false;
   private unlisten: (() => Promise<void>)[] = [];
   /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
   private capped = { any: false, checkedAt: 0, first: false };
@@ -329,12 +331,15 @@ export class Scheduler {
     }
     if (this.stopped) return;
     clearTimeout(this.timer);
+    const freed = this.freedDuringTick;
+    this.freedDuringTick = false;
     if (this.again) {
       this.again = false;
       this.wake();
       return;
     }
     this.timer = setTimeout(() => void this.tick(), delay);
+    if (freed) this.slotFreed();
   }
 
   /** Whether some tenant has maxConcurrentRuns (then claims also run claimCappedTasks). */
@@ -498,6 +503,10 @@ export class Scheduler {
    * due meanwhile still wake us through NOTIFY.
    */
   private slotFreed(): void {
+    if (this.ticking) {
+      this.freedDuringTick = true;
+      return;
+    }
     if (this.idle) return;
     const free = this.freeSlots();
     if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || free >= this.options.concurrency) this.wake();
