@@ -66,7 +66,25 @@ describe.each(backends)('templates and quotas kept between creates (%s)', (backe
     expect(await count()).toBe(4);
   });
 
+  it("creates a tenant's row with its first tasks, and not for a create it refuses", async () => {
+    const rows = () => t.app.db.prisma.tenant.count({ where: { id: 'newcomer' } });
+    const svc = t.app.taskSvc.forTenant('newcomer');
+    await t.app.templateSvc.forTenant('newcomer').create({ fullName: 'tasks.Mine', title: 'Mine', funcName: 'chronograph.noop' });
+    const before = await rows();
+    await expect(svc.createTimerTask({ fullName: 'tasks.Nope', startTime: '2031-01-01T00:00:00Z' })).rejects.toMatchObject({
+      code: 'UNKNOWN_TEMPLATE',
+    });
+    await expect(svc.createTimerTask({ fullName: 'tasks.Mine' })).rejects.toMatchObject({ code: 'INVALID_START_TIME' });
+    expect(await rows()).toBe(before);
+    await svc.createTimerTask({ fullName: 'tasks.Mine', startTime: '2031-01-01T00:00:00Z' });
+    await svc.createTimerTask({ fullName: 'tasks.Mine', startTime: '2031-01-01T00:00:00Z' });
+    expect(await rows()).toBe(1);
+    expect(await t.app.db.prisma.task.count({ where: { tenantId: 'newcomer' } })).toBe(2);
+  });
+
   it('sends one statement for a single create once the template and quotas are known', async () => {
+    // Twice: the tenant's first tasks may have created its row, which the next create reads.
+    await t.app.taskSvc.createTimerTask(input());
     await t.app.taskSvc.createTimerTask(input());
     const sql = t.app.db.sql as SqlRunner;
     const original = sql.query;
@@ -85,6 +103,6 @@ describe.each(backends)('templates and quotas kept between creates (%s)', (backe
     expect(sent[0]).toMatch(/^chronograph_insert_tasks_\d+$/);
     // A batch that differs only in argDict has the single create's text.
     expect(sent[1]).toBe(sent[0]);
-    expect(await count()).toBe(4);
+    expect(await count()).toBe(5);
   });
 });

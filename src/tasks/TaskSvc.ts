@@ -257,6 +257,7 @@ export class TaskSvc {
           tenant: { id: this.tenantId, version: tenant.version },
         });
         if (!inserted.fresh) continue;
+        if (tenant.version == null) this.cache.forgetTenant(this.tenantId);
         return rows.map((row) => newTask(row, inserted.now));
       }
       try {

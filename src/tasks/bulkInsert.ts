@@ -79,7 +79,12 @@ type Column = keyof NewTaskRow | 'message';
  */
 export interface ReadVersions {
   templates: readonly { id: string; version: string }[];
-  tenant: { id: string; version: string } | null;
+  /**
+   * The tenant's row as read: `version` null when it had none, which this insert then creates with the
+   * tenant's first tasks (every tenant that gets tasks gets its row, so the scheduler's claim can read its
+   * quota). Null when a transaction around the insert reads and creates it (QuotaGuard).
+   */
+  tenant: { id: string; version: string | null } | null;
 }
 
 /**
@@ -135,11 +140,15 @@ function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<stri
 WITH fresh AS (
   SELECT (SELECT count(*) FROM jsonb_array_elements($4::jsonb) AS v(value)
             JOIN task_template tt ON tt.id = (v.value ->> 0)::uuid AND tt.xmin::text = v.value ->> 1) = jsonb_array_length($4::jsonb)
-         AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text AND q.xmin::text = $6::text)) AS ok
+         AND ($5::text IS NULL OR CASE WHEN $6::text IS NULL THEN NOT EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text)
+              ELSE EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text AND q.xmin::text = $6::text) END) AS ok
          ${constants.map((c) => `, ${c}`).join('')}
 ), input AS (
   SELECT (r.value ->> 0)::int AS n, ${select.join(', ')}
     FROM fresh f CROSS JOIN jsonb_array_elements($1::jsonb) AS r(value) WHERE f.ok
+), tenant_row AS (
+  INSERT INTO tenant (id, updated_at) SELECT $5::text, now() FROM fresh WHERE fresh.ok AND $5::text IS NOT NULL AND $6::text IS NULL
+  ON CONFLICT (id) DO NOTHING
 ), inserted AS (
   INSERT INTO task (${columns}, created_at, updated_at)
   SELECT ${columns}, now(), now() FROM input ORDER BY n

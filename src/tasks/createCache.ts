@@ -1,6 +1,6 @@
 import { type SqlRunner, statement } from '../db/SqlPool.js';
 import type { TaskTemplate } from '../generated/prisma/client.js';
-import type { TenantQuota } from '../tenants/TenantSvc.js';
+import { NO_QUOTA, type TenantQuota } from '../tenants/TenantSvc.js';
 
 /** What createTimerTask takes from a template: its id, whether it is enabled, and the defaults of a task. */
 export type TemplateDefaults = Pick<
@@ -32,6 +32,12 @@ export interface Versioned<T> {
   version: string;
 }
 
+/** A tenant's quotas as read; `version` null when the tenant had no row (no quotas). */
+export interface TenantRead {
+  value: TenantQuota;
+  version: string | null;
+}
+
 const READ_TEMPLATE = statement(
   'chronograph_read_template',
   `SELECT xmin::text AS version, id, full_name AS "fullName", enabled, func_name AS "funcName", task_type AS "taskType",
@@ -45,17 +51,12 @@ const READ_TEMPLATE = statement(
 const QUOTA_COLUMNS = `xmin::text AS version, max_live_tasks AS "maxLiveTasks", max_tasks_created_per_minute AS "maxTasksCreatedPerMinute",
   max_concurrent_runs AS "maxConcurrentRuns", max_arg_dict_bytes AS "maxArgDictBytes"`;
 
-/**
- * The tenant's quotas, creating its row on its first task (every tenant that gets tasks gets its row, so
- * the scheduler's claim can read its quota). A row inserted by a concurrent first create after this
- * statement's snapshot is in neither half: the caller reads again.
- */
+/** The tenant's quotas; no row means none (the insert creates the row with the tenant's first tasks). */
 const READ_TENANT = statement(
   'chronograph_read_tenant',
-  `WITH added AS (
-     INSERT INTO tenant (id, updated_at) VALUES ($1, now()) ON CONFLICT (id) DO NOTHING RETURNING ${QUOTA_COLUMNS}
-   )
-   SELECT * FROM added UNION ALL SELECT ${QUOTA_COLUMNS} FROM tenant WHERE id = $1`,
+  `SELECT xmin::text AS version, max_live_tasks AS "maxLiveTasks", max_tasks_created_per_minute AS "maxTasksCreatedPerMinute",
+          max_concurrent_runs AS "maxConcurrentRuns", max_arg_dict_bytes AS "maxArgDictBytes"
+     FROM tenant WHERE id = $1`,
 );
 
 /** Entries kept per kind; the oldest goes first. */
@@ -70,7 +71,7 @@ const MAX_ENTRIES = 1000;
  */
 export class CreateCache {
   private readonly templates = new Map<string, Versioned<TemplateDefaults>>();
-  private readonly tenants = new Map<string, Versioned<TenantQuota>>();
+  private readonly tenants = new Map<string, TenantRead>();
 
   /**
    * The template named `fullName` of the tenant, or null; `fresh` reads it even when it is cached.
@@ -98,22 +99,22 @@ export class CreateCache {
     return remember(this.templates, key, { value, version });
   }
 
-  /** The tenant's quotas (its row is created if it has none); `fresh` and `read` as for template. */
-  async tenant(db: SqlRunner, tenantId: string, fresh: boolean, read: { cached: boolean }): Promise<Versioned<TenantQuota>> {
+  /** The tenant's quotas (none while it has no row); `fresh` and `read` as for template. */
+  async tenant(db: SqlRunner, tenantId: string, fresh: boolean, read: { cached: boolean }): Promise<TenantRead> {
     const cached = fresh ? undefined : this.tenants.get(tenantId);
     if (cached) {
       read.cached = true;
       return cached;
     }
-    for (let attempt = 1; ; attempt++) {
-      const [row] = await db.query<TenantQuota & { version: string }>(READ_TENANT, [tenantId]);
-      if (!row) {
-        if (attempt < 5) continue;
-        throw new Error(`the row of tenant ${tenantId} could not be read or created`);
-      }
-      const { version, ...value } = row;
-      return remember(this.tenants, tenantId, { value, version });
-    }
+    const [row] = await db.query<TenantQuota & { version: string }>(READ_TENANT, [tenantId]);
+    if (!row) return remember(this.tenants, tenantId, { value: NO_QUOTA, version: null });
+    const { version, ...value } = row;
+    return remember(this.tenants, tenantId, { value, version });
+  }
+
+  /** Drops what is kept of the tenant (its row was just created: the next create reads it). */
+  forgetTenant(tenantId: string): void {
+    this.tenants.delete(tenantId);
   }
 }
 
