@@ -48,9 +48,6 @@ const READ_TEMPLATE = statement(
      FROM task_template WHERE tenant_id = $1 AND full_name = $2`,
 );
 
-const QUOTA_COLUMNS = `xmin::text AS version, max_live_tasks AS "maxLiveTasks", max_tasks_created_per_minute AS "maxTasksCreatedPerMinute",
-  max_concurrent_runs AS "maxConcurrentRuns", max_arg_dict_bytes AS "maxArgDictBytes"`;
-
 /** The tenant's quotas; no row means none (the insert creates the row with the tenant's first tasks). */
 const READ_TENANT = statement(
   'chronograph_read_tenant',
