@@ -260,7 +260,8 @@ export class Scheduler {
 
   private fullQueues(): string[] {
     const counts = new Map<string, number>();
-    for (const r of this.active()) counts.set(r.task.queue, (counts.get(r.task.queue) ?? 0) + 1);
+    // Every run until its end is recorded, so a queue's runs never overlap in its history.
+    for (const r of this.running.values()) counts.set(r.task.queue, (counts.get(r.task.queue) ?? 0) + 1);
     return Object.entries(this.options.queueConcurrency)
       .filter(([queue, limit]) => (counts.get(queue) ?? 0) >= limit)
       .map(([queue]) => queue);
@@ -355,7 +356,8 @@ export class Scheduler {
 
   private heldByTenant(extra: ClaimedTask[] = []): Map<string, number> {
     const held = new Map<string, number>();
-    for (const task of [...this.active().map((r) => r.task), ...extra]) held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
+    for (const task of [...[...this.running.values()].map((r) => r.task), ...extra])
+      held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
     return held;
   }
 
@@ -483,9 +485,15 @@ export class Scheduler {
       });
   }
 
-  /** Runs whose handler has not settled yet: each takes a slot (CONCURRENCY, queue limits, tenant shares). */
+  /**
+   * Runs that take one of the CONCURRENCY slots: those whose handler has not settled. (Queue limits and
+   * tenant shares count every run until its end is recorded.) While some tenant has maxConcurrentRuns,
+   * every run: a capped claim's transaction may begin before that end is written and count after it, and
+   * its run would then be recorded as starting before the other one ended (run history over the limit).
+   */
   private active(): Running[] {
-    return [...this.running.values()].filter((r) => !r.settled);
+    const all = [...this.running.values()];
+    return this.capped.any ? all : all.filter((r) => !r.settled);
   }
 
   /**
@@ -525,7 +533,7 @@ export class Scheduler {
     const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
     entry.settled = true;
-    this.slotFreed();
+    if (!this.capped.any) this.slotFreed();
     if (outcome.kind === 'abandoned')
       runLogger.warn(
         `handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`,
