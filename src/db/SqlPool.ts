@@ -1,5 +1,6 @@
 import type { PGlite, Transaction } from '@electric-sql/pglite';
 import type pg from 'pg';
+import { requestSignal } from './requestSignal.js';
 
 /**
  * A statement the scheduler runs over and over: on PostgreSQL it is prepared once per connection under
@@ -22,8 +23,23 @@ export interface SqlRunner {
 }
 
 /**
- * The scheduler's hot path below Prisma: claims, completions, recovery, the next-due look-up and lease
- * checks. Everything else (the API's reads and writes) stays on Prisma.
+ * `db` for work done on behalf of a request: a statement started after the request's signal aborted
+ * (its time budget ran out, its client went away) throws instead of running, as Prisma's statements do
+ * (Database's createPrisma). Not for the scheduler, whose timers may carry a request's context.
+ */
+export function forRequest(db: SqlRunner): SqlRunner {
+  return {
+    query: (s, params) => {
+      requestSignal()?.throwIfAborted();
+      return db.query(s, params);
+    },
+  };
+}
+
+/**
+ * The hot path below Prisma: the scheduler's claims, completions, recovery, next-due look-up and lease
+ * checks, and task creation (createTimerTask(s)' insert, and its reads of templates and quotas).
+ * Everything else (the API's other reads and writes) stays on Prisma.
  */
 export interface SqlPool extends SqlRunner {
   transaction<T>(fn: (tx: SqlRunner) => Promise<T>): Promise<T>;

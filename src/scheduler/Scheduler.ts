@@ -68,6 +68,8 @@ interface Running {
   leaseDeadline: number;
   /** Terminates the thread of a thread-isolated run. */
   kill?: AbortController;
+  /** The handler has settled: the run no longer takes a slot, though its end is still being recorded. */
+  settled?: boolean;
   done: Promise<void>;
 }
 
@@ -94,6 +96,8 @@ export class Scheduler {
   /** By run id: a task claimed again here while an abandoned attempt of it lingers is a second entry. */
   private readonly running = new Map<string, Running>();
   private timer?: NodeJS.Timeout;
+  /** A check asked for by wake(), run at the next turn of the event loop (setTimeout's 0 is at least 1 ms). */
+  private immediate?: NodeJS.Immediate;
   private guard?: NodeJS.Timeout;
   private lastGuard = 0;
   private ticking = false;
@@ -111,6 +115,8 @@ export class Scheduler {
    * need not trigger a check (a task that becomes due wakes the scheduler through NOTIFY or its timer).
    */
   private idle = false;
+  /** A run's slot was freed while a check was in progress: whether that frees anything is known at its end. */
+  private freedDuringTick = false;
   private unlisten: (() => Promise<void>)[] = [];
   /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
   private capped = { any: false, checkedAt: 0, first: false };
@@ -157,6 +163,8 @@ export class Scheduler {
     this.checkMisfires = true;
     this.recoverAt = 0;
     this.overlapAt = 0;
+    // Failing here only delays claims for capped tenants to the first check's own look-up.
+    await this.checkCapped().catch(() => {});
     this.unlisten.push(await this.db.listen(WAKE_CHANNEL, () => this.wake()));
     this.unlisten.push(await this.db.listen(CANCEL_CHANNEL, (taskId) => this.abortTask(taskId, 'forced')));
     await this.keeper.start();
@@ -173,8 +181,12 @@ export class Scheduler {
       this.again = true;
       return;
     }
+    if (this.immediate) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), 0);
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      void this.tick();
+    });
   }
 
   /** Aborts every attempt of a task running here (a forced end from any instance arrives through CANCEL_CHANNEL). */
@@ -207,6 +219,8 @@ export class Scheduler {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.timer);
+    clearImmediate(this.immediate);
+    this.immediate = undefined;
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([
@@ -246,6 +260,7 @@ export class Scheduler {
 
   private fullQueues(): string[] {
     const counts = new Map<string, number>();
+    // Every run until its end is recorded, so a queue's runs never overlap in its history.
     for (const r of this.running.values()) counts.set(r.task.queue, (counts.get(r.task.queue) ?? 0) + 1);
     return Object.entries(this.options.queueConcurrency)
       .filter(([queue, limit]) => (counts.get(queue) ?? 0) >= limit)
@@ -253,7 +268,7 @@ export class Scheduler {
   }
 
   private async tick(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.ticking) return;
     this.ticking = true;
     let delay: number;
     this.idle = false;
@@ -268,7 +283,7 @@ export class Scheduler {
       // Set when a claim found less than it could take: whatever is still due is then not claimable.
       let exhausted = false;
       for (;;) {
-        const free = this.options.concurrency - this.running.size;
+        const free = this.freeSlots();
         if (free <= 0 || this.stopped) break;
         // Per-queue limits apply to the whole batch, so claim one at a time while any queue is limited.
         const limit = Object.keys(this.options.queueConcurrency).length ? 1 : free;
@@ -291,6 +306,10 @@ export class Scheduler {
       const excludedQueues = this.fullQueues();
       const excludedTenants = this.tenantsAtShare();
       const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], excludedQueues, excludedTenants);
+      // After the claim, not before it: the look-up is off the path from a wake to a handler's start. A
+      // tenant that got maxConcurrentRuns meanwhile lost nothing: the open claim leaves capped tenants out
+      // (they are due, unclaimed, so the next check comes within 20 ms, with the capped claim).
+      if (Date.now() - this.capped.checkedAt >= 1000) await this.checkCapped();
       this.idle =
         exhausted &&
         (next.dueMs == null || next.dueMs > 0) &&
@@ -302,7 +321,7 @@ export class Scheduler {
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
       if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
-      const dueMs = this.running.size >= this.options.concurrency ? null : next.dueMs;
+      const dueMs = this.freeSlots() <= 0 ? null : next.dueMs;
       const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity);
       delay = ms === Infinity ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, ms <= 0 ? 20 : ms);
     } catch (error) {
@@ -312,12 +331,22 @@ export class Scheduler {
       this.ticking = false;
     }
     if (this.stopped) return;
+    clearTimeout(this.timer);
+    const freed = this.freedDuringTick;
+    this.freedDuringTick = false;
     if (this.again) {
       this.again = false;
-      delay = 0;
+      this.wake();
+      return;
     }
-    clearTimeout(this.timer);
     this.timer = setTimeout(() => void this.tick(), delay);
+    if (freed) this.slotFreed();
+  }
+
+  /** Whether some tenant has maxConcurrentRuns (then claims also run claimCappedTasks). */
+  private async checkCapped(): Promise<void> {
+    this.capped.any = await hasCappedTenants(this.db.sql);
+    this.capped.checkedAt = Date.now();
   }
 
   /** Slots of this instance one tenant may hold once more than one tenant has tasks. */
@@ -351,10 +380,6 @@ export class Scheduler {
       tenantSlots: this.tenantSlots,
       held: this.heldByTenant(extra),
     });
-    if (Date.now() - this.capped.checkedAt >= 1000) {
-      this.capped.any = await hasCappedTenants(sql);
-      this.capped.checkedAt = Date.now();
-    }
     if (!this.capped.any) return claimTasks(sql, request(limit));
     this.capped.first = !this.capped.first;
     const [one, two] = this.capped.first
@@ -456,12 +481,43 @@ export class Scheduler {
       .finally(() => {
         this.running.delete(task.runId);
         this.keeper.update(this.leases());
-        // Claim in batches: wait until a quarter of the slots are free (or all are) before claiming again.
-        // Tasks that become due meanwhile still wake us through NOTIFY.
-        const free = this.options.concurrency - this.running.size;
-        if (this.idle) return;
-        if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || this.running.size === 0) this.wake();
+        this.slotFreed();
       });
+  }
+
+  /**
+   * Runs that take one of the CONCURRENCY slots: those whose handler has not settled. (Queue limits and
+   * tenant shares count every run until its end is recorded.) While some tenant has maxConcurrentRuns,
+   * every run: a capped claim's transaction may begin before that end is written and count after it, and
+   * its run would then be recorded as starting before the other one ended (run history over the limit).
+   */
+  private active(): Running[] {
+    const all = [...this.running.values()];
+    return this.capped.any ? all : all.filter((r) => !r.settled);
+  }
+
+  /**
+   * Slots free for a claim. A run whose handler settled frees its slot at once, so the next claim goes
+   * out while its end is still being written (the claim and the completions' statement overlap instead
+   * of taking turns); runs still being recorded are bounded by another CONCURRENCY.
+   */
+  private freeSlots(): number {
+    const { concurrency } = this.options;
+    return Math.min(concurrency - this.active().length, 2 * concurrency - this.running.size);
+  }
+
+  /**
+   * Claim in batches: once a quarter of the slots are free (or all are), check again. Tasks that become
+   * due meanwhile still wake us through NOTIFY.
+   */
+  private slotFreed(): void {
+    if (this.ticking) {
+      this.freedDuringTick = true;
+      return;
+    }
+    if (this.idle) return;
+    const free = this.freeSlots();
+    if (free >= Math.max(1, Math.floor(this.options.concurrency / 4)) || free >= this.options.concurrency) this.wake();
   }
 
   private leases(): { taskId: string; runId: string }[] {
@@ -476,6 +532,8 @@ export class Scheduler {
     const started = performance.now();
     const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
+    entry.settled = true;
+    if (!this.capped.any) this.slotFreed();
     if (outcome.kind === 'abandoned')
       runLogger.warn(
         `handler ignored its abort signal for ${this.options.abortGraceMs} ms and was abandoned; its result will be discarded`,

@@ -1,6 +1,7 @@
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { Database } from '../db/Database.js';
+import { forRequest, type SqlRunner } from '../db/SqlPool.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/client.js';
 import {
@@ -14,7 +15,7 @@ import {
 } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
-import { QuotaGuard } from '../tenants/QuotaGuard.js';
+import { checkArgDictQuota, QuotaGuard } from '../tenants/QuotaGuard.js';
 import { parseTime } from '../time/parseTime.js';
 import {
   firstOccurrence,
@@ -24,7 +25,8 @@ import {
   type ScheduledTime,
   upcomingRuns,
 } from '../time/schedule.js';
-import { insertNewTasks, type NewTaskRow, newTask, TaskIds } from './bulkInsert.js';
+import { insertNewTasks, type NewTaskRow, newTask, prismaRunner, TaskIds } from './bulkInsert.js';
+import { CreateCache, type TemplateDefaults, type Versioned } from './createCache.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { assertArgDict, assertId, assertIntRange, assertStorableText } from './validate.js';
@@ -154,7 +156,7 @@ export interface TaskSvcDeps {
   templates: TemplateSvc;
   /** The model-event layer behind saveDateFieldTask / deleteDateFieldTask. */
   dateFields: DateFieldSvc;
-  db: Pick<Database, 'listen'>;
+  db: Pick<Database, 'listen' | 'sql'>;
   defaultTimezone: string;
   /** Largest argDict (as JSON, template defaults merged in); MAX_JSON_BYTES. */
   maxJsonBytes: number;
@@ -175,12 +177,14 @@ export class TaskSvc {
     readonly tenantId = 'default',
     /** Written to TaskEvent.actor for every change made through this service. */
     readonly actor: string | null = null,
+    /** Templates and quotas as last read, shared by every TaskSvc of the process (see createTimerTasks). */
+    private readonly cache = new CreateCache(),
   ) {
     this.templates = deps.templates.forTenant(tenantId, actor);
   }
 
   forTenant(tenantId: string, actor: string | null = this.actor): TaskSvc {
-    return new TaskSvc(this.deps, tenantId, actor);
+    return new TaskSvc(this.deps, tenantId, actor, this.cache);
   }
 
   private now(): Date {
@@ -202,15 +206,112 @@ export class TaskSvc {
   }
 
   /**
-   * Creates many tasks in one transaction: either all of them exist afterwards or none does. Inputs are
-   * checked one by one (the first bad one is reported with its index, before anything is written);
-   * templates are read and schedules resolved once per distinct value in the batch. The rows, their
-   * CREATED events and the events' NOTIFYs go to the database in one statement (insertNewTasks).
+   * Creates many tasks, all or none. Inputs are checked one by one (the first bad one is reported with
+   * its index, before anything is written); templates are read and schedules resolved once per distinct
+   * value in the batch. The rows, their CREATED events and the events' NOTIFYs go to the database in one
+   * statement (insertNewTasks).
+   *
+   * Templates and the tenant's quotas come from the process' CreateCache, and the insert checks in the
+   * same statement that each row it was built from is unchanged; when one changed (any instance may
+   * change them) nothing was written, and the batch is built again from what is read afresh. An input
+   * refused on cached data is checked again on fresh data before it is refused. So the usual create —
+   * no uniqueKey, a tenant without count quotas — is that one statement, prepared, in a transaction of
+   * its own. With a uniqueKey (the live task holding it is read back) or a tenant with maxLiveTasks or
+   * maxTasksCreatedPerMinute (its creates are serialised and counted, QuotaGuard), the statement runs in a
+   * transaction that does that too.
    */
   async createTimerTasks(inputs: TimerTaskInput[]): Promise<CreatedTask[]> {
     if (inputs.length === 0) return [];
     if (inputs.length > 10_000) throw badInput('At most 10000 tasks can be created in one call', 'inputs');
-    const templates = new Map<string, TaskTemplate>();
+    const sql = forRequest(this.deps.db.sql);
+    for (let attempt = 0; ; attempt++) {
+      // The first attempt may use what is cached; an input refused on cached data, or a row that changed
+      // before the insert, makes the next attempt read everything afresh.
+      const fresh = attempt > 0;
+      if (attempt > MAX_CREATE_ATTEMPTS) {
+        throw conflict('The task templates or the tenant quotas of this request kept changing while it was written; retry');
+      }
+      const read = { cached: false };
+      let built: Awaited<ReturnType<TaskSvc['buildBatch']>>;
+      try {
+        built = await this.buildBatch(inputs, sql, fresh, read);
+      } catch (error) {
+        if (error instanceof ChronographError && read.cached) continue;
+        throw error;
+      }
+      const { rows, messages, templates, tenant } = built;
+      const versions = { templates: [...templates.values()].map((t) => ({ id: t.value.id, version: t.version })) };
+      const counted = tenant.value.maxLiveTasks != null || tenant.value.maxTasksCreatedPerMinute != null;
+      if (!counted && !rows.some((row) => row.uniqueKey != null)) {
+        // The quota as read; the insert confirms the tenant's row has not changed since.
+        try {
+          rows.forEach((row, index) =>
+            checkArgDictQuota(this.tenantId, tenant.value, row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'),
+          );
+        } catch (error) {
+          if (read.cached) continue;
+          throw error;
+        }
+        const inserted = await insertNewTasks(sql, rows, messages, this.actor, {
+          ...versions,
+          tenant: { id: this.tenantId, version: tenant.version },
+        });
+        if (!inserted.fresh) continue;
+        if (tenant.version == null) this.cache.forgetTenant(this.tenantId);
+        return rows.map((row) => newTask(row, inserted.now));
+      }
+      try {
+        return await this.deps.prisma.$transaction(
+          async (tx) => {
+            // Quotas are checked in the transaction that inserts (QuotaGuard): over a limit, the whole batch
+            // rolls back. Deduplicated rows are not inserted, so they do not count.
+            const quota = await QuotaGuard.of(tx, this.tenantId);
+            rows.forEach((row, index) => quota.checkArgDict(row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'));
+            await quota.beforeCreate();
+            // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
+            // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
+            const {
+              fresh: current,
+              skipped,
+              now,
+            } = await insertNewTasks(prismaRunner(tx), rows, messages, this.actor, {
+              ...versions,
+              tenant: null,
+            });
+            if (!current) throw STALE;
+            // The insert also woke the schedulers (one NOTIFY on WAKE_CHANNEL when it inserted anything).
+            await quota.created(rows.length - skipped.size);
+            const skippedKeys = rows.filter((r) => skipped.has(r.id)).map((r) => r.uniqueKey!);
+            const existing = skippedKeys.length
+              ? await tx.task.findMany({
+                  where: { tenantId: this.tenantId, uniqueKey: { in: skippedKeys }, status: { in: LIVE_STATUSES } },
+                })
+              : [];
+            const byKey = new Map(existing.map((t) => [t.uniqueKey!, t]));
+            return rows.map((row) => {
+              if (!skipped.has(row.id)) return newTask(row, now);
+              const live = byKey.get(row.uniqueKey!);
+              if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
+              return { ...live, deduplicated: true };
+            });
+            // Prisma's default 5 s limit for an interactive transaction is too short for the largest batches.
+          },
+          { timeout: 120_000 },
+        );
+      } catch (error) {
+        if (error === STALE) continue;
+        throw error;
+      }
+    }
+  }
+
+  /**
+   * createTimerTasks' rows, built and checked, with the templates and the tenant's quotas they were built
+   * from (cached unless `fresh`; `read.cached` tells whether any was).
+   */
+  private async buildBatch(inputs: TimerTaskInput[], sql: SqlRunner, fresh: boolean, read: { cached: boolean }) {
+    const tenant = await this.cache.tenant(sql, this.tenantId, fresh, read);
+    const templates = new Map<string, Versioned<TemplateDefaults>>();
     const cache: BuildCache = { now: this.now(), schedules: new Map() };
     const ids = new TaskIds(inputs.length);
     const rows: NewTaskRow[] = [];
@@ -219,10 +320,17 @@ export class TaskSvc {
       try {
         let template = templates.get(input.fullName);
         if (!template) {
-          template = await this.templates.get(input.fullName);
+          const found = await this.cache.template(sql, this.tenantId, input.fullName, fresh, read);
+          if (!found) {
+            throw new ChronographError('UNKNOWN_TEMPLATE', `No task template is named ${JSON.stringify(input.fullName)}`, {
+              field: 'fullName',
+            });
+          }
+          // Its own copy of the default argDict: the rows share it, the cache must not.
+          template = { ...found, value: { ...found.value, argDict: structuredClone(found.value.argDict) } };
           templates.set(input.fullName, template);
         }
-        const { row, notes } = this.buildTask(input, template, cache, ids.next());
+        const { row, notes } = this.buildTask(input, template.value, cache, ids.next());
         rows.push(row);
         // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
         if (notes.length) messages.set(row.id, `created; ${notes.join('; ')}`);
@@ -233,33 +341,7 @@ export class TaskSvc {
         throw error;
       }
     }
-    return this.deps.prisma.$transaction(
-      async (tx) => {
-        // Quotas are checked in the transaction that inserts (QuotaGuard): over a limit, the whole batch
-        // rolls back. Deduplicated rows are not inserted, so they do not count.
-        const quota = await QuotaGuard.of(tx, this.tenantId);
-        rows.forEach((row, index) => quota.checkArgDict(row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'));
-        await quota.beforeCreate();
-        // ON CONFLICT DO NOTHING: a row whose uniqueKey a live task holds (the partial unique index
-        // task_live_unique_key decides, so concurrent creators cannot both win) is simply not inserted.
-        const { skipped, now } = await insertNewTasks(tx, rows, messages, this.actor);
-        // The insert also woke the schedulers (one NOTIFY on WAKE_CHANNEL when it inserted anything).
-        await quota.created(rows.length - skipped.size);
-        const skippedKeys = rows.filter((r) => skipped.has(r.id)).map((r) => r.uniqueKey!);
-        const existing = skippedKeys.length
-          ? await tx.task.findMany({ where: { tenantId: this.tenantId, uniqueKey: { in: skippedKeys }, status: { in: LIVE_STATUSES } } })
-          : [];
-        const byKey = new Map(existing.map((t) => [t.uniqueKey!, t]));
-        return rows.map((row) => {
-          if (!skipped.has(row.id)) return newTask(row, now);
-          const live = byKey.get(row.uniqueKey!);
-          if (!live) throw conflict(`uniqueKey ${row.uniqueKey} is taken by a task that is changing right now; retry`);
-          return { ...live, deduplicated: true };
-        });
-        // Prisma's default 5 s limit for an interactive transaction is too short for the largest batches.
-      },
-      { timeout: 120_000 },
-    );
+    return { rows, messages, templates, tenant };
   }
 
   /**
@@ -660,7 +742,7 @@ export class TaskSvc {
   /** Resolves defaults from the template and validates everything; throws before anything is written. */
   private buildTask(
     input: TimerTaskInput,
-    template: TaskTemplate,
+    template: TemplateDefaults,
     cache: BuildCache = { now: this.now(), schedules: new Map() },
     id = '',
   ): { row: NewTaskRow; notes: readonly string[] } {
@@ -788,6 +870,12 @@ export function assertThreadCapable(handlers: HandlerRegistry, funcName: string,
 }
 
 const FORCED_END_LOCK_TIMEOUT_MS = 800;
+
+/** Thrown inside createTimerTasks' transaction when its insert found a template changed since it was read. */
+const STALE = new Error('a template changed since it was read');
+
+/** Reads afresh after a changed template or quota before createTimerTasks gives up with CONFLICT. */
+const MAX_CREATE_ATTEMPTS = 5;
 
 /** PostgreSQL only: PGlite has one connection, so nothing else can hold a lock there. */
 async function setLockTimeout(tx: Prisma.TransactionClient, ms: number): Promise<void> {

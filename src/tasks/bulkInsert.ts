@@ -1,5 +1,6 @@
 import { randomFillSync } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
+import { type SqlRunner, type Statement, statement } from '../db/SqlPool.js';
 import type { Prisma, Task } from '../generated/prisma/client.js';
 import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from './statusMachine.js';
 
@@ -71,6 +72,22 @@ const COLUMNS: readonly [keyof NewTaskRow, string, string][] = [
 type Column = keyof NewTaskRow | 'message';
 
 /**
+ * What the rows were built from, as read (and possibly cached) before the insert: each template by id and
+ * the version of its row (`xmin`), and, when the caller checked the tenant's quotas from a cached copy,
+ * the tenant's row version too. The insert writes nothing unless every one of them is still current, so
+ * a create never acts on a template or quota that changed since it was read.
+ */
+export interface ReadVersions {
+  templates: readonly { id: string; version: string }[];
+  /**
+   * The tenant's row as read: `version` null when it had none, which this insert then creates with the
+   * tenant's first tasks (every tenant that gets tasks gets its row, so the scheduler's claim can read its
+   * quota). Null when a transaction around the insert reads and creates it (QuotaGuard).
+   */
+  tenant: { id: string; version: string | null } | null;
+}
+
+/**
  * One statement for the whole batch. Columns whose value differs between rows travel as one jsonb
  * parameter (an array of arrays: the row's position, then those columns); a column with one value for
  * the whole batch (most of them: a batch usually repeats one template and schedule) is one parameter of
@@ -78,10 +95,14 @@ type Column = keyof NewTaskRow | 'message';
  * skipped: the partial unique index task_live_unique_key decides), and every inserted task gets its
  * CREATED TaskEvent in the same statement, in input order, each announced on TASK_EVENT_CHANNEL with the
  * payload recordEvents sends (`{"id","taskId","tenantId"}`, delivered on commit). It answers with the ids
- * that were skipped and the transaction's now() (created_at and updated_at of the new tasks), and wakes the
+ * that were skipped, the transaction's now() (created_at and updated_at of the new tasks) and whether
+ * what the rows were built from is still current (`fresh`: otherwise nothing was written), and wakes the
  * schedulers (one NOTIFY on WAKE_CHANNEL when it inserted anything).
+ *
+ * The text depends only on which columns vary, so a single create (one row: only id and argDict vary)
+ * and the usual batch are always the same text, prepared once per connection (see `named`).
  */
-function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<string, string>, actor: string | null) {
+function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<string, string>, actor: string | null, read: ReadVersions) {
   const all: [Column, string, string][] = [...COLUMNS, ['message', 'message', 'text']];
   const cell = (row: NewTaskRow, column: Column) => (column === 'message' ? (messages.get(row.id) ?? 'created') : row[column]);
   const first = rows[0]!;
@@ -92,7 +113,12 @@ function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<stri
     JSON.stringify(rows.map((row, n) => [n, ...varying.map(([key]) => cell(row, key))])),
     actor,
     TASK_EVENT_CHANNEL,
+    JSON.stringify(read.templates.map((t) => [t.id, t.version])),
+    read.tenant?.id ?? null,
+    read.tenant?.version ?? null,
   ];
+  // The batch's constants are cast once, in the one-row `fresh`, not once per row.
+  const constants: string[] = [];
   const select = all.map(([key, column, type]) => {
     const at = varying.findIndex(([k]) => k === key);
     if (at >= 0) return type === 'jsonb' ? `r.value -> ${at + 1} AS ${column}` : `(r.value ->> ${at + 1})::${type} AS ${column}`;
@@ -106,13 +132,23 @@ function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<stri
             ? JSON.stringify(value)
             : String(value),
     );
-    return `$${params.length}::text::${type} AS ${column}`;
+    constants.push(`$${params.length}::text::${type} AS ${column}`);
+    return `f.${column}`;
   });
   const columns = COLUMNS.map(([, column]) => column).join(', ');
-  const sql = `
-WITH input AS (
+  const text = `
+WITH fresh AS (
+  SELECT (SELECT count(*) FROM jsonb_array_elements($4::jsonb) AS v(value)
+            JOIN task_template tt ON tt.id = (v.value ->> 0)::uuid AND tt.xmin::text = v.value ->> 1) = jsonb_array_length($4::jsonb)
+         AND ($5::text IS NULL OR CASE WHEN $6::text IS NULL THEN NOT EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text)
+              ELSE EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text AND q.xmin::text = $6::text) END) AS ok
+         ${constants.map((c) => `, ${c}`).join('')}
+), input AS (
   SELECT (r.value ->> 0)::int AS n, ${select.join(', ')}
-    FROM jsonb_array_elements($1::jsonb) AS r(value)
+    FROM fresh f CROSS JOIN jsonb_array_elements($1::jsonb) AS r(value) WHERE f.ok
+), tenant_row AS (
+  INSERT INTO tenant (id, updated_at) SELECT $5::text, now() FROM fresh WHERE fresh.ok AND $5::text IS NOT NULL AND $6::text IS NULL
+  ON CONFLICT (id) DO NOTHING
 ), inserted AS (
   INSERT INTO task (${columns}, created_at, updated_at)
   SELECT ${columns}, now(), now() FROM input ORDER BY n
@@ -129,10 +165,28 @@ WITH input AS (
 ), woken AS (
   SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (SELECT 1 FROM inserted)
 )
-SELECT (SELECT n FROM announced)::int AS events, (SELECT n FROM woken)::int AS woken, now()::timestamptz(3) AS now,
+SELECT (SELECT ok FROM fresh) AS fresh, (SELECT n FROM announced)::int AS events, (SELECT n FROM woken)::int AS woken,
+       now()::timestamptz(3) AS now,
        (SELECT coalesce(json_agg(i.id ORDER BY i.n), '[]'::json) FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped`;
-  return { sql, params };
+  return { statement: named(text), params };
+}
+
+/**
+ * Names (prepares) the insert's texts: a few shapes cover what clients send (a single create, a batch
+ * varying by argDict and start time, …). Past MAX_SHAPES distinct texts, further ones run unnamed, so a
+ * client sending ever new shapes cannot make every connection keep ever more prepared statements.
+ */
+const shapes = new Map<string, Statement>();
+const MAX_SHAPES = 32;
+
+function named(text: string): Statement | string {
+  const known = shapes.get(text);
+  if (known) return known;
+  if (shapes.size >= MAX_SHAPES) return text;
+  const prepared = statement(`chronograph_insert_tasks_${shapes.size}`, text);
+  shapes.set(text, prepared);
+  return prepared;
 }
 
 function sameValue(a: unknown, b: unknown): boolean {
@@ -140,6 +194,8 @@ function sameValue(a: unknown, b: unknown): boolean {
 }
 
 export interface InsertedTasks {
+  /** False when a template or the tenant changed since it was read: then nothing was written. */
+  fresh: boolean;
   /** Ids of rows that were not inserted because a live task holds their uniqueKey. */
   skipped: Set<string>;
   /** created_at and updated_at of the inserted tasks: the transaction's start, rounded to milliseconds as the columns are. */
@@ -147,20 +203,28 @@ export interface InsertedTasks {
 }
 
 /**
- * Inserts new tasks with their CREATED events and NOTIFYs in one statement (see insertStatement). Call
- * it inside the transaction that checked quotas. Works alike on PostgreSQL and PGlite (text parameters
- * only), with no per-row work in the ORM.
+ * Inserts new tasks with their CREATED events and NOTIFYs in one statement (see insertStatement), on
+ * its own (one statement is one transaction) or inside a transaction that also checks quotas. Works
+ * alike on PostgreSQL and PGlite (text parameters only), with no per-row work in the ORM.
  */
 export async function insertNewTasks(
-  tx: Prisma.TransactionClient,
+  db: SqlRunner,
   rows: readonly NewTaskRow[],
   messages: ReadonlyMap<string, string>,
   actor: string | null,
+  read: ReadVersions,
 ): Promise<InsertedTasks> {
-  if (rows.length === 0) return { skipped: new Set(), now: new Date() };
-  const { sql, params } = insertStatement(rows, messages, actor);
-  const [result] = await tx.$queryRawUnsafe<{ events: number; now: Date; skipped: string }[]>(sql, ...params);
-  return { skipped: new Set(JSON.parse(result!.skipped) as string[]), now: new Date(result!.now) };
+  if (rows.length === 0) return { fresh: true, skipped: new Set(), now: new Date() };
+  const { statement, params } = insertStatement(rows, messages, actor, read);
+  const [result] = await db.query<{ fresh: boolean; events: number; now: Date; skipped: string }>(statement, params);
+  return { fresh: result!.fresh, skipped: new Set(JSON.parse(result!.skipped) as string[]), now: new Date(result!.now) };
+}
+
+/** Runs statements (by their text) in a Prisma interactive transaction. */
+export function prismaRunner(tx: Prisma.TransactionClient): SqlRunner {
+  return {
+    query: <Row>(s: Statement | string, params: unknown[] = []) => tx.$queryRawUnsafe<Row[]>(typeof s === 'string' ? s : s.text, ...params),
+  };
 }
 
 /**

@@ -50,17 +50,7 @@ export class QuotaGuard {
 
   /** maxArgDictBytes: the size of the argDict as stored (UTF-8 JSON). */
   checkArgDict(argDict: unknown, field = 'argDict'): void {
-    const limit = this.quota.maxArgDictBytes;
-    if (limit == null) return;
-    // The one measure of stored JSON (it stops counting, returning Infinity, once past the limit).
-    const bytes = measureJson(argDict ?? {}, field, 'INVALID_ARG_DICT', limit);
-    if (bytes > limit) {
-      const size = Number.isFinite(bytes) ? `of ${bytes} bytes` : `of more than ${limit} bytes`;
-      throw exceeded(this.tenantId, 'maxArgDictBytes', limit, `an argDict ${size} is larger than the ${limit} bytes allowed`, {
-        field,
-        ...(Number.isFinite(bytes) && { bytes }),
-      });
-    }
+    checkArgDictQuota(this.tenantId, this.quota, argDict, field);
   }
 
   /** Call before inserting: with a count quota, locks the tenant's creates and counts what it has. */
@@ -91,6 +81,24 @@ export class QuotaGuard {
         `it created ${recent} task(s) in the last minute and this would add ${this.added}`,
       );
     }
+  }
+}
+
+/**
+ * maxArgDictBytes of `quota` for one argDict (QuotaGuard.checkArgDict; createTimerTasks' single-statement
+ * path checks with the quota it read, which its insert then confirms is current).
+ */
+export function checkArgDictQuota(tenantId: string, quota: TenantQuota, argDict: unknown, field = 'argDict'): void {
+  const limit = quota.maxArgDictBytes;
+  if (limit == null) return;
+  // The one measure of stored JSON (it stops counting, returning Infinity, once past the limit).
+  const bytes = measureJson(argDict ?? {}, field, 'INVALID_ARG_DICT', limit);
+  if (bytes > limit) {
+    const size = Number.isFinite(bytes) ? `of ${bytes} bytes` : `of more than ${limit} bytes`;
+    throw exceeded(tenantId, 'maxArgDictBytes', limit, `an argDict ${size} is larger than the ${limit} bytes allowed`, {
+      field,
+      ...(Number.isFinite(bytes) && { bytes }),
+    });
   }
 }
 
