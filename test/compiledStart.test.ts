@@ -75,6 +75,7 @@ describe('npm start (the compiled dist/main.js)', () => {
 describe('npm start with an app in TypeScript (src/boot/compileApp.ts)', () => {
   it('loads its compiled modules, which share their imports, keep import.meta.url and are compiled again when the app changes', async () => {
     // Inside the repository (test-artifacts/ is ignored by git), so that the app imports ../../../src/index.js.
+    mkdirSync(path.join(root, 'test-artifacts'), { recursive: true }); // absent in a fresh clone
     const appDir = mkdtempSync(path.join(root, 'test-artifacts', 'compiled-app-'));
     const dir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-compiled-app-'));
     try {
