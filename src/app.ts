@@ -21,6 +21,7 @@ import { HistoryPruner } from './history/HistoryPruner.js';
 import { createLogger, type Logger } from './logger.js';
 import { AdmissionControl } from './ops/AdmissionControl.js';
 import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
+import { collectGarbage } from './ops/collectGarbage.js';
 import { Metrics } from './ops/Metrics.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
@@ -138,6 +139,13 @@ export class Chronograph {
       maxReceivingBytes: config.MAX_RECEIVING_BYTES,
       onShed: () => this.metrics.observeOverload('shed'),
       onEvicted: () => this.metrics.observeOverload('evicted'),
+      onCalm: () => {
+        const { before, after } = collectGarbage();
+        logger.info(
+          { heapMbBefore: Math.round(before / 2 ** 20), heapMbAfter: Math.round(after / 2 ** 20) },
+          'overload over: garbage collected',
+        );
+      },
     });
     this.scheduler = new Scheduler(db, this.handlers, this.taskTypes, logger.child({ component: 'scheduler' }), {
       workerId: config.WORKER_ID,

@@ -20,6 +20,14 @@ export interface AdmissionOptions {
   onShed?: (waitedMs: number) => void;
   /** Called for each stalled answer dropped to keep under maxUnsentBytes. */
   onEvicted?: (unsentBytes: number) => void;
+  /**
+   * Called once an overload is over: CALM_MS after the last request was shed, an answer was dropped or
+   * more requests waited than there were slots (the instance then gives back the memory the overload
+   * took, see collectGarbage).
+   */
+  onCalm?: () => void;
+  /** How long an overload must have been over for onCalm (default 5 s). */
+  calmMs?: number;
 }
 
 /**
@@ -79,6 +87,9 @@ export class AdmissionControl {
   private timer?: NodeJS.Timeout;
 
   private kicked = false;
+  /** When the instance was last overloaded (see onCalm), and the timer that waits for calm. */
+  private overloadedAt = 0;
+  private calmTimer?: NodeJS.Timeout;
   /** Bytes reserved by large bodies being received (or received and not yet answered). */
   private received = 0;
   /** When the lag probe last ran: while the event loop is stuck, it cannot run. */
@@ -118,6 +129,7 @@ export class AdmissionControl {
     const bytes = Math.min(bodyLength(req), limit);
     if (this.received + bytes > this.options.maxReceivingBytes && this.received > 0) {
       this.options.onShed?.(0);
+      this.overloaded();
       busy(res);
       return false;
     }
@@ -154,6 +166,21 @@ export class AdmissionControl {
     });
   }
 
+  /** Notes an overload; onCalm follows once none has been noted for calmMs. */
+  private overloaded() {
+    this.overloadedAt = performance.now();
+    if (this.calmTimer || !this.options.onCalm) return;
+    const calmMs = this.options.calmMs ?? 5_000;
+    const check = () => {
+      const quiet = performance.now() - this.overloadedAt;
+      if (quiet >= calmMs) {
+        this.calmTimer = undefined;
+        this.options.onCalm?.();
+      } else this.calmTimer = setTimeout(check, calmMs - quiet).unref();
+    };
+    this.calmTimer = setTimeout(check, calmMs).unref();
+  }
+
   /** Refuses every queued request (shutdown); admitted ones finish. */
   refuseQueued(answer: (req: IncomingMessage, res: ServerResponse) => void): void {
     for (const lane of [this.small, this.large]) {
@@ -164,6 +191,7 @@ export class AdmissionControl {
 
   close(): void {
     clearInterval(this.probe);
+    clearTimeout(this.calmTimer);
     clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -215,6 +243,7 @@ export class AdmissionControl {
 
   private congested(lane: Lane, now: number): boolean {
     if (lane.queue.length <= lane.slots) return false;
+    this.overloaded();
     return now - lane.lastEmptyAt > CONGESTION_INTERVAL_MS || this.loopLag(now) > CONGESTION_INTERVAL_MS;
   }
 
@@ -227,6 +256,7 @@ export class AdmissionControl {
       if (now - waiting.since <= limit) kept.push(waiting);
       else {
         this.options.onShed?.(now - waiting.since);
+        this.overloaded();
         busy(waiting.res);
       }
     }
@@ -251,6 +281,7 @@ export class AdmissionControl {
       unsent -= bytes;
       this.delivering.delete(res);
       this.options.onEvicted?.(bytes);
+      this.overloaded();
       res.destroy();
     }
   }
