@@ -14,34 +14,37 @@ import { freePort, post, root } from './support/chronographProcess.js';
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-compiled-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
+/** Starts `node dist/main.js` as `npm start` does and resolves once it listens. */
+async function startCompiled(options: { port: number; dataDir: string; appDir: string; logLevel: string }) {
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      LOG_LEVEL: options.logLevel,
+      PORT: String(options.port),
+      DATA_DIR: options.dataDir,
+      APP_DIR: options.appDir,
+      BACKUP_DIR: path.join(options.dataDir, 'backups'),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', () => output.includes('Chronograph is listening') && resolve());
+    void exited.then((code) => reject(new Error(`exited with ${code}:\n${output}`)));
+  });
+  return { child, exited, output: () => output };
+}
+
 describe('npm start (the compiled dist/main.js)', () => {
   it('starts a new PGlite DATA_DIR, loads the TypeScript app against the compiled modules, and restarts', async () => {
     const built = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: root, encoding: 'utf8' });
     expect(built.status, built.stderr).toBe(0);
     const port = await freePort();
-    const run = async () => {
-      const child = spawn(process.execPath, ['dist/main.js'], {
-        cwd: root,
-        env: {
-          ...process.env,
-          LOG_LEVEL: 'info',
-          PORT: String(port),
-          DATA_DIR: dataDir,
-          APP_DIR: path.join(root, 'app'),
-          BACKUP_DIR: path.join(dataDir, 'backups'),
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.on('data', (d) => (output += d));
-      child.stderr.on('data', (d) => (output += d));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', () => output.includes('Chronograph is listening') && resolve());
-        void exited.then((code) => reject(new Error(`exited with ${code}:\n${output}`)));
-      });
-      return { child, exited, output: () => output };
-    };
+    const run = () => startCompiled({ port, dataDir, appDir: path.join(root, 'app'), logLevel: 'info' });
 
     const first = await run();
     if (existsSync(path.join(root, 'dist', 'pglite-template.json'))) {
@@ -100,30 +103,11 @@ describe('npm start with an app in TypeScript (src/boot/compileApp.ts)', () => {
       writeFileSync(path.join(appDir, 'handlers', 'b.ts'), handler('b'));
       const port = await freePort();
       const start = async () => {
-        const child = spawn(process.execPath, ['dist/main.js'], {
-          cwd: root,
-          env: {
-            ...process.env,
-            LOG_LEVEL: 'debug',
-            PORT: String(port),
-            DATA_DIR: dir,
-            APP_DIR: appDir,
-            BACKUP_DIR: path.join(dir, 'backups'),
-          },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let output = '';
-        child.stdout.on('data', (d) => (output += d));
-        child.stderr.on('data', (d) => (output += d));
-        const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-        await new Promise<void>((resolve, reject) => {
-          child.stdout.on('data', () => output.includes('Chronograph is listening') && resolve());
-          void exited.then((code) => reject(new Error(`exited with ${code}:\n${output}`)));
-        });
+        const { child, exited, output } = await startCompiled({ port, dataDir: dir, appDir, logLevel: 'debug' });
         const { data } = await post(port, '{ handlers { name } }');
         child.kill('SIGTERM');
         expect(await exited).toBe(0);
-        expect(output).not.toContain('through tsx');
+        expect(output()).not.toContain('through tsx');
         return (data.handlers as { name: string }[]).map((h) => h.name).filter((n) => n.startsWith('app.'));
       };
       // One module instance of lib/counter.ts for both handler modules; import.meta.url names the source file.
