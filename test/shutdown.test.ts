@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -77,13 +78,20 @@ describe('SIGTERM (the src/main.ts process)', () => {
 
       server.child.kill('SIGTERM');
       await waitFor(() => server.output().includes('shutting down'), { what: 'the signal to arrive' });
-      const refused = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query: '{ taskTypes }' }),
+      // On a new connection: the instance closes idle keep-alive connections as it begins to shut down,
+      // and a request sent on one just then would meet the close instead of the answer.
+      const refused = await new Promise<{ status: number; body: GqlResult }>((resolve, reject) => {
+        const request = http.request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (response) => {
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (text += chunk));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) as GqlResult }));
+        });
+        request.on('error', reject);
+        request.end(JSON.stringify({ query: '{ taskTypes }' }));
       });
       expect(refused.status).toBe(503);
-      expect(((await refused.json()) as GqlResult).errors?.[0]?.extensions?.code).toBe('SHUTTING_DOWN');
+      expect(refused.body.errors?.[0]?.extensions?.code).toBe('SHUTTING_DOWN');
       const upgrade = await new Promise<number>((resolve) => {
         const socket = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws');
         socket.once('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0));
