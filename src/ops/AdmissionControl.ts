@@ -21,7 +21,7 @@ export interface AdmissionOptions {
   /** Called for each stalled answer dropped to keep under maxUnsentBytes. */
   onEvicted?: (unsentBytes: number) => void;
   /**
-   * Called once an overload is over: CALM_MS after the last request was shed, an answer was dropped or
+   * Called once an overload is over: calmMs after the last request was shed, an answer was dropped or
    * more requests waited than there were slots (the instance then gives back the memory the overload
    * took, see collectGarbage).
    */
@@ -127,6 +127,7 @@ export class AdmissionControl {
    */
   receiving(req: IncomingMessage, res: ServerResponse, limit: number): boolean {
     const bytes = Math.min(bodyLength(req), limit);
+    // One body alone always fits (up to MAX_REQUEST_BYTES, which may exceed the budget).
     if (this.received + bytes > this.options.maxReceivingBytes && this.received > 0) {
       this.options.onShed?.(0);
       this.overloaded();
@@ -142,7 +143,7 @@ export class AdmissionControl {
   admit(req: IncomingMessage, res: ServerResponse, run: () => void): void {
     const now = performance.now();
     const waiting: Waiting = { req, res, since: now - this.loopLag(now), run };
-    const lane = bodyLength(req) >= LARGE_BODY_BYTES ? this.large : this.small;
+    const lane = AdmissionControl.isLarge(req) ? this.large : this.small;
     lane.queue.push(waiting);
     res.once('close', () => lane.remove(waiting));
     this.kick();
