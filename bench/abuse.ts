@@ -8,7 +8,7 @@
 // building their requests (2 MB bodies, thousands of sockets) does not delay the normal client's timing
 // on this process's event loop. Traffic goes to 127.0.0.1 only; every loop is bounded in time and count.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -261,7 +261,8 @@ async function main() {
       REQUEST_TIMEOUT_MS: String(Math.max(1000, (SECONDS * 1000) / 2)),
       ...(database && { DATABASE_URL: database.url }),
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // BENCH_SERVER_OUT=<file>: the instance's standard output goes there (its log, or --trace-gc's lines).
+    stdio: ['ignore', process.env.BENCH_SERVER_OUT ? openSync(process.env.BENCH_SERVER_OUT, 'w') : 'ignore', 'inherit'],
   });
   try {
     const deadline = Date.now() + 120_000;

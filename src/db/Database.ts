@@ -9,7 +9,7 @@ import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
 import { copyTemplate } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
-import { openPgPool, pglitePool, type SqlPool } from './SqlPool.js';
+import { openPgPool, type SqlPool } from './SqlPool.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
 
 export type NotificationHandler = (payload: string) => void;
@@ -90,7 +90,11 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
 
 async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions): Promise<Database> {
   // Each kind of database loads only its own driver (start-up time and memory).
-  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import('@electric-sql/pglite'), import('pglite-prisma-adapter')]);
+  const [{ PGlite }, { PrismaPGlite }, { pglitePool, preparingPGlite }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('pglite-prisma-adapter'),
+    import('./pglitePool.js'),
+  ]);
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
     await mkdir(dataDir, { recursive: true });
@@ -119,7 +123,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     await lock?.release();
     throw error;
   }
-  const prisma = createPrisma(new PrismaPGlite(pglite), onQuery);
+  const prisma = createPrisma(new PrismaPGlite(preparingPGlite(pglite)), onQuery);
   logger.info({ dataDir }, 'using embedded PGlite database');
   return {
     kind: 'pglite',

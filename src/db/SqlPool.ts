@@ -1,12 +1,12 @@
-import type { PGlite, Transaction } from '@electric-sql/pglite';
 import type pg from 'pg';
 import { requestSignal } from './requestSignal.js';
 
 /**
- * A statement the scheduler runs over and over: on PostgreSQL it is prepared once per connection under
- * its name (the `pg` driver's named statements) and planned from then on without parsing, where the
- * same text sent through Prisma's raw queries is parsed and planned at every call (most of the
- * database time of a claim was planning). Names must be unique per text.
+ * A statement the hot path runs over and over: on PostgreSQL it is prepared once per connection under
+ * its name (the `pg` driver's named statements), on PGlite once per instance (src/db/pglitePool.ts), and
+ * planned from then on without parsing, where the same text sent through Prisma's raw queries is parsed
+ * and planned at every call (most of the database time of a claim was planning). Names must be unique
+ * per text.
  */
 export interface Statement {
   name: string;
@@ -79,16 +79,5 @@ export async function openPgPool(connectionString: string, options: { max?: numb
       }
     },
     close: () => pool.end(),
-  };
-}
-
-/** PGlite is one in-process session: statements run one at a time, so naming them gains nothing. */
-export function pglitePool(db: PGlite): SqlPool {
-  const run = async <Row>(target: PGlite | Transaction, s: Statement | string, params?: unknown[]) =>
-    (await target.query<Row>(typeof s === 'string' ? s : s.text, params)).rows;
-  return {
-    query: (s, params) => run(db, s, params),
-    transaction: (fn) => db.transaction((tx) => fn({ query: (s, params) => run(tx, s, params) })),
-    async close() {},
   };
 }

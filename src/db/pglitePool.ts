@@ -1,0 +1,175 @@
+import { type PGlite, parse, protocol, type QueryOptions, type Results, type Transaction } from '@electric-sql/pglite';
+import type { SqlPool, SqlRunner, Statement } from './SqlPool.js';
+
+const { serialize } = protocol;
+
+/** Statements kept prepared at most; the least recently used beyond that is closed. */
+const MAX_PREPARED = 500;
+
+/**
+ * PGlite's `query` sends Parse, Describe, Bind, Describe, Execute and Sync to the WebAssembly backend as
+ * six calls, and parses and plans the text at every call. Here each distinct text is prepared once per
+ * PGlite instance (Parse + Describe, under a name of its own: its parameters' types) and each run is one
+ * call of Bind + Describe + Execute + Sync on the prepared statement, whose rows PGlite's own result
+ * parser turns into exactly what `query` returns. The plan is then cached as on PostgreSQL with named
+ * statements (custom plans for the first executions, a generic one when it costs no more). Statements
+ * are kept in least-recently-used order, at most MAX_PREPARED.
+ *
+ * Locking is PGlite's: a statement outside a transaction takes the transaction lock (it never runs inside
+ * another caller's open transaction) and then the query lock, as `query` does; inside `transaction`
+ * the caller holds the transaction lock already.
+ */
+class PreparedStatements {
+  /** Prepared statements by text: their names and their parameters' type OIDs; oldest use first. */
+  private readonly byText = new Map<string, { name: string; types: number[] }>();
+  /** Statements evicted from byText, closed with the next call into the backend. */
+  private closing: string[] = [];
+  private counter = 0;
+
+  constructor(private readonly db: PGlite) {}
+
+  /** Runs `text` outside any transaction. */
+  query<Row>(text: string, params: unknown[] = [], options?: QueryOptions): Promise<Results<Row>> {
+    return this.db._runExclusiveTransaction(() => this.run<Row>(text, params, options, false));
+  }
+
+  /** Runs `text` in the transaction whose lock the caller holds. */
+  run<Row>(text: string, params: unknown[], options: QueryOptions | undefined, inTransaction: boolean): Promise<Results<Row>> {
+    const { db } = this;
+    return db.runExclusive(async () => {
+      for (let attempt = 1; ; attempt++) {
+        const statement = await this.prepare(text);
+        // Serialised as PGlite's query does: by the parameter's type, else as text.
+        const values = params.map((value, i) => {
+          if (value === null || value === undefined) return null;
+          const serializer = options?.serializers?.[statement.types[i]!] ?? db.serializers[statement.types[i]!];
+          return serializer ? serializer(value) : String(value);
+        });
+        try {
+          const { messages } = await db.execProtocol(
+            concat(
+              serialize.bind({ statement: statement.name, values }),
+              serialize.describe({ type: 'P' }),
+              serialize.execute({}),
+              serialize.sync(),
+            ),
+            { syncToFs: !inTransaction },
+          );
+          return parse.parseResults(messages, db.parsers, options)[0] as Results<Row>;
+        } catch (error) {
+          // The statement no longer fits the tables it was planned for (a table's columns changed): it
+          // never ran, so it is prepared again and run once more.
+          if (attempt > 1 || !isStalePlan(error)) throw error;
+          this.forget(text);
+        }
+      }
+    });
+  }
+
+  /** The prepared statement for `text`, preparing it now if needed; the caller holds the query lock. */
+  private async prepare(text: string): Promise<{ name: string; types: number[] }> {
+    const known = this.byText.get(text);
+    if (known) {
+      this.byText.delete(text); // most recently used last
+      this.byText.set(text, known);
+      return known;
+    }
+    const name = `pglite_${++this.counter}`;
+    const closes = this.closing.map((old) => serialize.close({ type: 'S', name: old }));
+    this.closing = [];
+    const { messages } = await this.db.execProtocol(
+      concat(...closes, serialize.parse({ name, text }), serialize.describe({ type: 'S', name }), serialize.sync()),
+      { syncToFs: false },
+    );
+    const statement = { name, types: parse.parseDescribeStatementResults(messages) };
+    this.byText.set(text, statement);
+    if (this.byText.size > MAX_PREPARED) this.forget(this.byText.keys().next().value!);
+    return statement;
+  }
+
+  private forget(text: string): void {
+    const statement = this.byText.get(text);
+    if (!statement) return;
+    this.byText.delete(text);
+    this.closing.push(statement.name);
+  }
+}
+
+/** "cached plan must not change result type" (0A000) or a prepared statement that is gone (26000). */
+function isStalePlan(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return code === '26000' || (code === '0A000' && String((error as Error).message).includes('cached plan'));
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/**
+ * The hot path's SqlPool on PGlite: every statement prepared once (see PreparedStatements), a Statement's
+ * name aside (its text names it here).
+ */
+export function pglitePool(db: PGlite): SqlPool {
+  const statements = preparedStatements(db);
+  const text = (s: Statement | string) => (typeof s === 'string' ? s : s.text);
+  return {
+    query: async (s, params) => (await statements.query(text(s), params)).rows as never,
+    transaction: (fn) =>
+      db.transaction((tx) => {
+        const runner: SqlRunner = {
+          query: async (s, params) => {
+            if (tx.closed) throw new Error('Transaction is closed');
+            return (await statements.run(text(s), params ?? [], undefined, true)).rows as never;
+          },
+        };
+        return fn(runner);
+      }),
+    async close() {},
+  };
+}
+
+const byDatabase = new WeakMap<PGlite, PreparedStatements>();
+function preparedStatements(db: PGlite): PreparedStatements {
+  let statements = byDatabase.get(db);
+  if (!statements) byDatabase.set(db, (statements = new PreparedStatements(db)));
+  return statements;
+}
+
+/**
+ * The PGlite handed to Prisma's adapter (pglite-prisma-adapter), whose every query goes through
+ * `query`, inside transactions through the transaction's `query`: both run prepared statements. Options
+ * this does not handle (a blob for COPY, declared parameter types) go to PGlite's own `query`.
+ */
+export function preparingPGlite(db: PGlite): PGlite {
+  const statements = preparedStatements(db);
+  const plain = (options?: QueryOptions) => options?.blob !== undefined || options?.paramTypes !== undefined;
+  const wrapTransaction = (tx: Transaction): Transaction =>
+    new Proxy(tx, {
+      get(target, property, receiver) {
+        if (property === 'query')
+          return async <Row>(text: string, params?: unknown[], options?: QueryOptions) => {
+            if (plain(options)) return target.query<Row>(text, params, options);
+            if (target.closed) throw new Error('Transaction is closed');
+            return statements.run<Row>(text, params ?? [], options, true);
+          };
+        return Reflect.get(target, property, receiver);
+      },
+    });
+  return new Proxy(db, {
+    get(target, property) {
+      if (property === 'query')
+        return <Row>(text: string, params?: unknown[], options?: QueryOptions) =>
+          plain(options) ? target.query<Row>(text, params, options) : statements.query<Row>(text, params, options);
+      if (property === 'transaction')
+        return <T>(callback: (tx: Transaction) => Promise<T>) => target.transaction((tx) => callback(wrapTransaction(tx)));
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
