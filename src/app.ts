@@ -21,7 +21,7 @@ import { HistoryPruner } from './history/HistoryPruner.js';
 import { createLogger, type Logger } from './logger.js';
 import { AdmissionControl } from './ops/AdmissionControl.js';
 import { checkReadiness, type Readiness } from './ops/checkReadiness.js';
-import { collectGarbage } from './ops/collectGarbage.js';
+import { collectGarbage } from './ops/heap.js';
 import { Metrics } from './ops/Metrics.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';

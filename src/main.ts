@@ -5,6 +5,7 @@ import { type Config, ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './db/DataDirLock.js';
 import { MigrationError } from './db/migrate.js';
 import { createLogger } from './logger.js';
+import { limitHeapGrowth } from './ops/heap.js';
 
 /** `npm start` (dist/main.js, compiled by `npm run build`; `npm run dev` runs this file): configuration from the environment, clean shutdown on SIGINT/SIGTERM. */
 async function main() {
@@ -19,6 +20,7 @@ async function main() {
     throw error;
   }
   const logger = createLogger(config.LOG_LEVEL);
+  limitHeapGrowth(config.HEAP_GROWTH_PERCENT);
   let app: Chronograph;
   try {
     let compiled: CompiledApp | undefined;

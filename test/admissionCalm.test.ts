@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdmissionControl } from '../src/ops/AdmissionControl.js';
-import { collectGarbage } from '../src/ops/collectGarbage.js';
+import { collectGarbage } from '../src/ops/heap.js';
 import { waitFor } from './support/waitFor.js';
 
 describe('admission control: after an overload', () => {
