@@ -543,14 +543,15 @@ export class Scheduler implements TaskStarter {
    * bulkInsert.ts): the insert leaves them exactly as a claim does, and the slots are this instance's free
    * ones, held until `start` or `release`. Null — the tasks take the usual path — when the scheduler is
    * not running, no slot is free, a claim is in flight (its limit counted the free slots), some tenant has
-   * maxConcurrentRuns (enforced across instances by claimCappedTasks only), or the tenant holds its share
-   * of the slots; queues with a per-process limit are left out by the insert, as is any task while another
-   * one waits to be claimed.
+   * maxConcurrentRuns (enforced across instances by claimCappedTasks only). The insert itself leaves out
+   * queues with a per-process limit, takes no more than the tenant's share once more than one tenant has
+   * tasks (as the claim does), and claims nothing while another task waits to be claimed.
    */
   reserveStart(tenantId: string, due: number): StartReservation | null {
     if (this.stopped || due <= 0 || this.claiming || this.capped.any) return null;
-    const slots = Math.min(due, this.freeSlots(), this.tenantSlots - (this.heldByTenant().get(tenantId) ?? 0));
+    const slots = Math.min(due, this.freeSlots());
     if (slots <= 0) return null;
+    const tenantRoom = Math.max(0, this.tenantSlots - (this.heldByTenant().get(tenantId) ?? 0));
     this.reserved += slots;
     this.reservedByTenant.set(tenantId, (this.reservedByTenant.get(tenantId) ?? 0) + slots);
     const sentAt = Date.now();
@@ -570,6 +571,7 @@ export class Scheduler implements TaskStarter {
         leaseMs: this.options.leaseMs,
         limit: slots,
         excludedQueues: Object.keys(this.options.queueConcurrency),
+        tenantRoom,
       },
       start: (claimed) => {
         if (!end()) return;

@@ -111,6 +111,8 @@ export interface StartClaim {
   limit: number;
   /** Queues with a per-process limit: their tasks go the scheduler's way (one claim at a time). */
   excludedQueues: string[];
+  /** Slots the tenant may still take here once more than one tenant has tasks (ClaimRequest's tenantSlots less what it holds). */
+  tenantRoom: number;
 }
 
 /** ClaimedTasks that a statement returned as JSON (json_agg of CLAIMED_COLUMNS). */

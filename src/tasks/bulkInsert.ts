@@ -132,8 +132,8 @@ function insertStatement(
     read.tenant?.id ?? null,
     read.tenant?.version ?? null,
   ];
-  // $7-$10 when this instance's scheduler has slots for the batch's due tasks (see `claimed` below).
-  if (claim) params.push(claim.workerId, claim.leaseMs, claim.limit, claim.excludedQueues);
+  // $7-$11 when this instance's scheduler has slots for the batch's due tasks (see `claiming` below).
+  if (claim) params.push(claim.workerId, claim.leaseMs, claim.limit, claim.excludedQueues, claim.tenantRoom);
   // The batch's constants are cast once, in the one-row `fresh`, not once per row.
   const constants: string[] = [];
   const select = all.map(([key, column, type]) => {
@@ -153,8 +153,9 @@ function insertStatement(
     return `f.${column}`;
   });
   const columns = COLUMNS.map(([, column]) => column).join(', ');
-  // With `claim`: the due tasks this instance can start right away (at most $9, in claim order, and only
-  // while no other task waits to be claimed, so none is overtaken) are inserted already claimed, exactly
+  // With `claim`: the due tasks this instance can start right away (at most $9, or $11 once tasks of
+  // another tenant exist, as the claim counts a tenant's share; in claim order; and only while no other
+  // task waits to be claimed, so none is overtaken) are inserted already claimed, exactly
   // as the scheduler's claim leaves a task: RUNNING under a lease of worker $7 held by a new run, attempt
   // 1 counted, the run row written, and the STATUS_CHANGED event after the CREATED one. The caller runs
   // them after the commit (Scheduler.reserveStart); a crash before that leaves a lease that runs out and
@@ -165,7 +166,9 @@ function insertStatement(
   SELECT i.n, gen_random_uuid() AS run_id FROM (SELECT *, 0 AS attempts, false AS last_run_abandoned FROM input) i
    WHERE ${claimableSql('i', '$10::text[]')}
      AND NOT EXISTS (SELECT 1 FROM task w WHERE ${claimableSql('w', '$10::text[]')})
-   ORDER BY i.priority DESC, i.next_run_at, i.n LIMIT $9::int
+   ORDER BY i.priority DESC, i.next_run_at, i.n
+   LIMIT CASE WHEN coalesce((SELECT min(tenant_id) FROM task) = $5::text AND (SELECT max(tenant_id) FROM task) = $5::text, true)
+              THEN $9::int ELSE LEAST($9::int, $11::int) END
 )`,
         insert: `INSERT INTO task (${columns}, created_at, updated_at, locked_by, locked_run_id, locked_until, attempts)
   SELECT ${columns.replace(/\bstatus\b/, `CASE WHEN c.run_id IS NULL THEN status ELSE 'RUNNING' END`)}, now(), now(),
