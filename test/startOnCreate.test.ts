@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { withRequestSignal } from '../src/db/requestSignal.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { ADMIN, AUTH_ENV } from './support/auth.js';
 import { type InstanceProcess, startInstance } from './support/instanceProcess.js';
@@ -64,6 +65,39 @@ describe.each(backends)('a due-now task starts in its create (%s)', (backend) =>
       ['here', 1, 'SUCCEEDED', false, true],
     ]);
     expect(runs[0]!.result).toEqual({ worker: 'here' });
+  });
+
+  it('runs outside the request that created it: a client gone during the create does not stop its database work', async () => {
+    const t = await createTestApp(backend, {
+      env: { WORKER_ID: 'here' },
+      setup: (app) => {
+        app.handlers.register('test.read', async (_args, ctx) => ({ status: (await ctx.taskSvc.getTask(ctx.task.id)).status }));
+      },
+    });
+    open.push(t);
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const scheduler = t.app.scheduler;
+    // The request's client goes away while the insert runs (useRequestBudget's signal aborts).
+    const client = new AbortController();
+    const reserve = scheduler.reserveStart.bind(scheduler);
+    scheduler.reserveStart = (tenantId, due) => {
+      const reservation = reserve(tenantId, due);
+      return (
+        reservation && {
+          ...reservation,
+          start: (claimed) => {
+            client.abort(new Error('the client went away'));
+            reservation.start(claimed);
+          },
+        }
+      );
+    };
+    const created = await withRequestSignal(client.signal, () => svc.createTimerTask({ ...work(0), funcName: 'test.read' }));
+    expect(created.status).toBe('RUNNING');
+    const done = await svc.waitForTask(created.id);
+    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 1, lastError: null });
+    const [run] = await t.app.db.prisma.taskRun.findMany({ where: { taskId: created.id } });
+    expect(run!.result).toEqual({ status: 'RUNNING' });
   });
 
   it('claims no more than the free slots of a batch; the rest run as slots free up', async () => {
