@@ -4,7 +4,6 @@ import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { ADMIN, AUTH_ENV } from './support/auth.js';
 import { type InstanceProcess, startInstance } from './support/instanceProcess.js';
 import { backends, createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
-import { waitFor } from './support/waitFor.js';
 
 /**
  * A task due now, created on an instance whose scheduler has a free slot, is claimed by its own insert
@@ -37,8 +36,7 @@ describe.each(backends)('a due-now task starts in its create (%s)', (backend) =>
     open.push(t);
     return t;
   }
-  const eventsOf = (t: TestApp, taskId: string) =>
-    t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } });
+  const eventsOf = (t: TestApp, taskId: string) => t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } });
 
   it('is claimed by the insert on this instance: CREATED then RUNNING in one commit, a run, then it completes', async () => {
     const t = await start({ CONCURRENCY: '2' });
@@ -226,8 +224,9 @@ describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('a task its create claime
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ query: CREATE, variables: { input: work(2000, { maxAttempts: 2, retryBackoffMs: 100 }) } }),
     });
-    const created = ok((await response.json()) as { data: { createTimerTask: { id: string; status: string; lockedBy: string } } })
-      .createTimerTask;
+    const created = ok(
+      (await response.json()) as { data: { createTimerTask: { id: string; status: string; lockedBy: string } } },
+    ).createTimerTask;
     expect(created).toMatchObject({ status: 'RUNNING', lockedBy: 'doomed' });
     instance.child.kill('SIGKILL');
     await instance.exited;
