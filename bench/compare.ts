@@ -15,7 +15,8 @@
 //   Configurations: 1 process × 24 and 2 processes × 50, each with and without ANALYZE (autovacuum is
 //   off on the scratch databases so "without" stays without); BENCH_DRAIN=1x24,1x24a,2x50,2x50a picks some.
 // - latency: one job at a time, due now, BENCH_LATENCY (default 300) times: from the add call to the
-//   handler's start, in-process for both; Chronograph also through GraphQL over HTTP. Statements sent per
+//   handler's start, in-process for both; Chronograph also through GraphQL over HTTP. The three take
+//   turns job by job (each on its own database), so that noise falls on all alike. Statements sent per
 //   job on the `pg` driver (and how many were prepared) are counted by wrapping pg.Client#query.
 // - create: BENCH_CREATE (default 10000) jobs in one call: createTimerTasks vs graphile_worker.add_jobs, each
 //   after an untimed first call of 1,000 (a fresh process and connection each round: the measured call is
@@ -24,7 +25,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Logger, makeWorkerUtils, type Runner, run, runMigrations, type WorkerUtils } from 'graphile-worker';
+import { Logger, makeWorkerUtils, run, runMigrations } from 'graphile-worker';
 import pg from 'pg';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
@@ -319,20 +320,26 @@ async function benchDrain() {
 
 // ---- latency ----
 
-/** Counts statements sent on the pg driver (both systems use it), and how many were named (prepared). */
-const statements = { total: 0, prepared: 0, transactionControl: 0 };
+/**
+ * Statements sent on the pg driver (both systems use it), and how many were named (prepared), counted for
+ * the system whose job is being measured (`counting`): the systems take turns, one job at a time.
+ */
+type Counts = { total: number; prepared: number; transactionControl: number };
+let counting: Counts | undefined;
 /** BENCH_STATEMENTS=1: which statements, by their first words, counted per measured run. */
-const statementTexts = new Map<string, number>();
+let statementTexts: Map<string, number> | undefined;
 const originalQuery = pg.Client.prototype.query;
 pg.Client.prototype.query = function (this: pg.Client, config: unknown, ...rest: unknown[]) {
-  statements.total++;
   const text = typeof config === 'string' ? config : (config as { text?: string })?.text;
-  if (process.env.BENCH_STATEMENTS) {
-    const key = `${(config as { name?: string })?.name ? '[prepared] ' : ''}${(text ?? '?').replace(/\s+/g, ' ').slice(0, 90)}`;
-    statementTexts.set(key, (statementTexts.get(key) ?? 0) + 1);
+  if (counting) {
+    counting.total++;
+    if (process.env.BENCH_STATEMENTS && statementTexts) {
+      const key = `${(config as { name?: string })?.name ? '[prepared] ' : ''}${(text ?? '?').replace(/\s+/g, ' ').slice(0, 90)}`;
+      statementTexts.set(key, (statementTexts.get(key) ?? 0) + 1);
+    }
+    if (config && typeof config === 'object' && (config as { name?: string }).name) counting.prepared++;
+    if (text && /^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b/i.test(text)) counting.transactionControl++;
   }
-  if (config && typeof config === 'object' && (config as { name?: string }).name) statements.prepared++;
-  if (text && /^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b/i.test(text)) statements.transactionControl++;
   return (originalQuery as (...args: unknown[]) => unknown).call(this, config, ...rest);
 } as typeof pg.Client.prototype.query;
 
@@ -344,61 +351,93 @@ interface LatencyResult {
   transactionControl: number;
 }
 
-async function measureLatency(add: (i: number) => Promise<unknown>, started: Map<number, number>): Promise<LatencyResult> {
-  const samples: number[] = [];
+/** One system ready to take due-now jobs: `add` queues job i, `started` gets its handler's start time. */
+interface LatencySystem {
+  name: string;
+  add(i: number): Promise<unknown>;
+  started: Map<number, number>;
+  close(): Promise<void>;
+  samples: number[];
+  counts: Counts;
+  texts: Map<string, number>;
+}
+
+/**
+ * One job at a time, the systems taking turns job by job (in an order that rotates), so that the
+ * machine's noise — other processes, checkpoints, the disk's flushes — falls on all of them alike
+ * rather than on whichever happened to run during a bad second.
+ */
+async function measureLatency(systems: LatencySystem[]): Promise<Map<string, LatencyResult>> {
   // A few warm-up jobs first: planning caches, pools, JIT.
   for (let i = -20; i < LATENCY_N; i++) {
-    if (i === 0) {
-      Object.assign(statements, { total: 0, prepared: 0, transactionControl: 0 });
-      statementTexts.clear();
+    for (let k = 0; k < systems.length; k++) {
+      const system = systems[((i % systems.length) + systems.length + k) % systems.length]!;
+      counting = i >= 0 ? system.counts : undefined;
+      statementTexts = system.texts;
+      const t0 = performance.now();
+      await system.add(i);
+      const deadline = Date.now() + 10_000;
+      while (!system.started.has(i)) {
+        if (Date.now() > deadline) throw new Error(`${system.name}: job ${i} did not start within 10 s`);
+        await sleep(0);
+      }
+      if (i >= 0) system.samples.push(system.started.get(i)! - t0);
+      // Let the job finish and its completion commit before the next one (one at a time).
+      await sleep(15);
+      counting = undefined;
     }
-    const t0 = performance.now();
-    await add(i);
-    const deadline = Date.now() + 10_000;
-    while (!started.has(i)) {
-      if (Date.now() > deadline) throw new Error(`job ${i} did not start within 10 s`);
-      await sleep(0);
+  }
+  const results = new Map<string, LatencyResult>();
+  for (const system of systems) {
+    if (process.env.BENCH_STATEMENTS) {
+      console.log(`  statements of ${system.name}:`);
+      for (const [text, n] of [...system.texts].sort((a, b) => b[1] - a[1])) console.log(`    ${(n / LATENCY_N).toFixed(2)}/job  ${text}`);
     }
-    if (i >= 0) samples.push(started.get(i)! - t0);
-    // Let the job finish and its completion commit before the next one (one at a time).
-    await sleep(15);
+    results.set(system.name, {
+      p50: quantile(system.samples, 0.5),
+      p99: quantile(system.samples, 0.99),
+      statements: system.counts.total / LATENCY_N,
+      prepared: system.counts.prepared / LATENCY_N,
+      transactionControl: system.counts.transactionControl / LATENCY_N,
+    });
   }
-  if (process.env.BENCH_STATEMENTS) {
-    for (const [text, n] of [...statementTexts].sort((a, b) => b[1] - a[1])) console.log(`    ${(n / LATENCY_N).toFixed(2)}/job  ${text}`);
-  }
-  return {
-    p50: quantile(samples, 0.5),
-    p99: quantile(samples, 0.99),
-    statements: statements.total / LATENCY_N,
-    prepared: statements.prepared / LATENCY_N,
-    transactionControl: statements.transactionControl / LATENCY_N,
-  };
+  return results;
 }
 
-async function latencyGraphileWorker(): Promise<LatencyResult> {
+function latencySystem(
+  name: string,
+  started: Map<number, number>,
+  add: (i: number) => Promise<unknown>,
+  close: () => Promise<void>,
+): LatencySystem {
+  return { name, add, started, close, samples: [], counts: { total: 0, prepared: 0, transactionControl: 0 }, texts: new Map() };
+}
+
+async function latencyGraphileWorker(): Promise<LatencySystem> {
   const db = await prepareDatabase('graphile-worker');
   const started = new Map<number, number>();
-  let runner: Runner | undefined;
-  let utils: WorkerUtils | undefined;
-  try {
-    runner = await run({
-      connectionString: db.url,
-      concurrency: 24,
-      maxPoolSize: 26,
-      noHandleSignals: true,
-      logger: quiet,
-      taskList: { latency: async (payload) => void started.set((payload as { i: number }).i, performance.now()) },
-    });
-    utils = await makeWorkerUtils({ connectionString: db.url, logger: quiet });
-    return await measureLatency((i) => utils!.addJob('latency', { i }), started);
-  } finally {
-    await utils?.release();
-    await runner?.stop();
-    await db.drop();
-  }
+  const runner = await run({
+    connectionString: db.url,
+    concurrency: 24,
+    maxPoolSize: 26,
+    noHandleSignals: true,
+    logger: quiet,
+    taskList: { latency: async (payload) => void started.set((payload as { i: number }).i, performance.now()) },
+  });
+  const utils = await makeWorkerUtils({ connectionString: db.url, logger: quiet });
+  return latencySystem(
+    'graphile-worker addJob',
+    started,
+    (i) => utils.addJob('latency', { i }),
+    async () => {
+      await utils.release();
+      await runner.stop();
+      await db.drop();
+    },
+  );
 }
 
-async function latencyChronograph(overHttp: boolean): Promise<LatencyResult> {
+async function latencyChronograph(overHttp: boolean): Promise<LatencySystem> {
   const db = await prepareDatabase('chronograph');
   const started = new Map<number, number>();
   const app = await Chronograph.create({
@@ -407,19 +446,26 @@ async function latencyChronograph(overHttp: boolean): Promise<LatencyResult> {
       a.handlers.register('bench.latency', (args) => void started.set(args.i as number, performance.now()));
     },
   });
-  try {
-    if (!overHttp) {
-      const svc = app.taskSvc;
-      return await measureLatency(
-        (i) =>
-          svc.createTimerTask({ fullName: 'bench.Noop', funcName: 'bench.latency', startTime: '2000-01-01T00:00:00Z', argDict: { i } }),
-        started,
-      );
-    }
-    const { url } = await app.listen(0, '127.0.0.1');
-    const query =
-      'mutation($args: JSON!) { createTimerTask(input: { fullName: "bench.Noop", funcName: "bench.latency", startTime: "2000-01-01T00:00:00Z", argDict: $args }) { id } }';
-    return await measureLatency(async (i) => {
+  const close = async () => {
+    await app.stop();
+    await db.drop();
+  };
+  if (!overHttp) {
+    const svc = app.taskSvc;
+    return latencySystem(
+      'chronograph TaskSvc',
+      started,
+      (i) => svc.createTimerTask({ fullName: 'bench.Noop', funcName: 'bench.latency', startTime: '2000-01-01T00:00:00Z', argDict: { i } }),
+      close,
+    );
+  }
+  const { url } = await app.listen(0, '127.0.0.1');
+  const query =
+    'mutation($args: JSON!) { createTimerTask(input: { fullName: "bench.Noop", funcName: "bench.latency", startTime: "2000-01-01T00:00:00Z", argDict: $args }) { id } }';
+  return latencySystem(
+    'chronograph GraphQL over HTTP',
+    started,
+    async (i) => {
       const response = await fetch(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -427,15 +473,15 @@ async function latencyChronograph(overHttp: boolean): Promise<LatencyResult> {
       });
       const body = (await response.json()) as { errors?: unknown };
       if (body.errors) throw new Error(JSON.stringify(body.errors));
-    }, started);
-  } finally {
-    await app.stop();
-    await db.drop();
-  }
+    },
+    close,
+  );
 }
 
 async function benchLatency() {
-  console.log(`\n## Due-now latency, add → handler start, ${LATENCY_N} jobs one at a time, ${ROUNDS} rounds`);
+  console.log(
+    `\n## Due-now latency, add → handler start, ${LATENCY_N} jobs one at a time per system (the systems take turns job by job), ${ROUNDS} rounds`,
+  );
   const ratios = { p50: [] as number[], p99: [] as number[], httpP50: [] as number[], httpP99: [] as number[] };
   const line = (name: string, r: LatencyResult) =>
     console.log(
@@ -444,17 +490,14 @@ async function benchLatency() {
     );
   for (let round = 1; round <= ROUNDS; round++) {
     console.log(`round ${round}`);
-    const first = round % 2 === 1;
-    let gw: LatencyResult;
-    let cg: LatencyResult;
-    if (first) {
-      gw = await latencyGraphileWorker();
-      cg = await latencyChronograph(false);
-    } else {
-      cg = await latencyChronograph(false);
-      gw = await latencyGraphileWorker();
+    const systems = [await latencyGraphileWorker(), await latencyChronograph(false), await latencyChronograph(true)];
+    let results: Map<string, LatencyResult>;
+    try {
+      results = await measureLatency(systems);
+    } finally {
+      for (const system of systems) await system.close();
     }
-    const http = await latencyChronograph(true);
+    const [gw, cg, http] = systems.map((s) => results.get(s.name)!) as [LatencyResult, LatencyResult, LatencyResult];
     line('graphile-worker addJob', gw);
     line('chronograph TaskSvc', cg);
     line('chronograph GraphQL over HTTP', http);

@@ -163,7 +163,7 @@ export class Chronograph {
       taskSvcFor: (task) => this.taskSvc.forTenant(task.tenantId, `task:${task.id}`),
     });
     this.templateSvc = new TemplateSvc(deps);
-    this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, now });
+    this.taskSvc = new TaskSvc({ ...deps, templates: this.templateSvc, db, now, starter: this.scheduler });
     this.taskEvents = new TaskEventStream(db, logger.child({ component: 'events' }), { bufferSize: config.SUBSCRIPTION_BUFFER_SIZE });
     this.yoga = createChronographYoga(this);
   }

@@ -1,4 +1,5 @@
 import type { Database } from '../db/Database.js';
+import { outsideRequest } from '../db/requestSignal.js';
 import { TaskStatus } from '../generated/prisma/client.js';
 import { type Handler, type HandlerContext, type HandlerRegistry, LeaseLostError } from '../handlers/HandlerRegistry.js';
 import { isNonRetryable } from '../handlers/NonRetryableError.js';
@@ -24,6 +25,7 @@ import {
   hasCappedTenants,
   msUntilNextDue,
   recoverExpiredTasks,
+  type StartClaim,
 } from './sql.js';
 import { toJson, toStorableText } from './toJson.js';
 
@@ -60,6 +62,24 @@ export interface SchedulerOptions {
 
 type AbortReason = 'forced' | 'timeout' | 'shutdown' | 'lost';
 
+/**
+ * Slots of this instance's scheduler held for one create that claims its own due-now tasks in its insert
+ * (Scheduler.reserveStart). Exactly one of `start` and `release` must follow.
+ */
+export interface StartReservation {
+  /** What the insert claims with (src/tasks/bulkInsert.ts). */
+  claim: StartClaim;
+  /** The insert committed: runs the tasks it claimed (or hands them back if the scheduler stopped meanwhile) and frees the other slots. */
+  start(claimed: ClaimedTask[]): void;
+  /** The insert failed or wrote nothing: frees the slots. */
+  release(): void;
+}
+
+/** The scheduler as task creation sees it (TaskSvc): slots for starting due-now tasks in their insert. */
+export interface TaskStarter {
+  reserveStart(tenantId: string, due: number): StartReservation | null;
+}
+
 interface Running {
   task: ClaimedTask;
   controller: AbortController;
@@ -92,7 +112,7 @@ type Outcome =
  *
  * The loop never throws: database errors are logged and retried after a pause.
  */
-export class Scheduler {
+export class Scheduler implements TaskStarter {
   /** By run id: a task claimed again here while an abandoned attempt of it lingers is a second entry. */
   private readonly running = new Map<string, Running>();
   private timer?: NodeJS.Timeout;
@@ -118,6 +138,11 @@ export class Scheduler {
   /** A run's slot was freed while a check was in progress: whether that frees anything is known at its end. */
   private freedDuringTick = false;
   private unlisten: (() => Promise<void>)[] = [];
+  /** A claim statement is in flight (its limit was the free slots when it was sent): no reservation meanwhile. */
+  private claiming = false;
+  /** Slots held by creates claiming their own due-now tasks (reserveStart), in all and by tenant. */
+  private reserved = 0;
+  private readonly reservedByTenant = new Map<string, number>();
   /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
   private capped = { any: false, checkedAt: 0, first: false };
   private readonly pending: { completion: Completion; done: (result: CompletionResult | Error) => void }[] = [];
@@ -234,8 +259,9 @@ export class Scheduler {
       await all();
       this.logger.warn({ tasks: entries.length }, 'handed back the tasks still running at shutdown');
     }
-    // Wait for an in-flight tick (and the completions it hands back) so nothing touches the database after stop() resolves.
-    while (this.ticking) await new Promise((r) => setTimeout(r, 5));
+    // Wait for an in-flight tick, and for creates whose insert may have claimed tasks (they hand them back),
+    // and the completions they hand back, so nothing touches the database after stop() resolves.
+    while (this.ticking || this.reserved > 0) await new Promise((r) => setTimeout(r, 5));
     await this.flushing;
     clearInterval(this.guard);
     await this.keeper.stop();
@@ -288,7 +314,13 @@ export class Scheduler {
         // Per-queue limits apply to the whole batch, so claim one at a time while any queue is limited.
         const limit = Object.keys(this.options.queueConcurrency).length ? 1 : free;
         const sentAt = Date.now();
-        const claimed = await this.claim(limit);
+        let claimed: ClaimedTask[];
+        this.claiming = true;
+        try {
+          claimed = await this.claim(limit);
+        } finally {
+          this.claiming = false;
+        }
         if (this.stopped) {
           // SIGTERM came while the claim was in flight: no new run starts; the tasks go straight back.
           await Promise.all(
@@ -355,7 +387,7 @@ export class Scheduler {
   }
 
   private heldByTenant(extra: ClaimedTask[] = []): Map<string, number> {
-    const held = new Map<string, number>();
+    const held = new Map(this.reservedByTenant);
     for (const task of [...[...this.running.values()].map((r) => r.task), ...extra])
       held.set(task.tenantId, (held.get(task.tenantId) ?? 0) + 1);
     return held;
@@ -503,7 +535,69 @@ export class Scheduler {
    */
   private freeSlots(): number {
     const { concurrency } = this.options;
-    return Math.min(concurrency - this.active().length, 2 * concurrency - this.running.size);
+    return Math.min(concurrency - this.active().length, 2 * concurrency - this.running.size) - this.reserved;
+  }
+
+  /**
+   * Slots for a create whose insert claims its own due-now tasks (up to `due` of them), so that they start
+   * here as soon as it commits instead of after a NOTIFY, a check and a claim of their own (src/tasks/
+   * bulkInsert.ts): the insert leaves them exactly as a claim does, and the slots are this instance's free
+   * ones, held until `start` or `release`. Null — the tasks take the usual path — when the scheduler is
+   * not running, no slot is free, a claim is in flight (its limit counted the free slots), some tenant has
+   * maxConcurrentRuns (enforced across instances by claimCappedTasks only). The insert itself leaves out
+   * queues with a per-process limit, takes no more than the tenant's share once more than one tenant has
+   * tasks (as the claim does), and claims nothing while another task waits to be claimed.
+   */
+  reserveStart(tenantId: string, due: number): StartReservation | null {
+    if (this.stopped || due <= 0 || this.claiming || this.capped.any) return null;
+    const slots = Math.min(due, this.freeSlots());
+    if (slots <= 0) return null;
+    const tenantRoom = Math.max(0, this.tenantSlots - (this.heldByTenant().get(tenantId) ?? 0));
+    this.reserved += slots;
+    this.reservedByTenant.set(tenantId, (this.reservedByTenant.get(tenantId) ?? 0) + slots);
+    const sentAt = Date.now();
+    let open = true;
+    const end = () => {
+      if (!open) return false;
+      open = false;
+      this.reserved -= slots;
+      const left = this.reservedByTenant.get(tenantId)! - slots;
+      if (left > 0) this.reservedByTenant.set(tenantId, left);
+      else this.reservedByTenant.delete(tenantId);
+      return true;
+    };
+    return {
+      claim: {
+        workerId: this.workerId,
+        leaseMs: this.options.leaseMs,
+        limit: slots,
+        excludedQueues: Object.keys(this.options.queueConcurrency),
+        tenantRoom,
+      },
+      // Outside the request that created them: a run must not inherit its time budget and client signal.
+      start: (claimed) =>
+        outsideRequest(() => {
+          if (!end()) return;
+          if (this.stopped) {
+            // stop() came while the insert was in flight: no new run starts; the tasks go straight back.
+            for (const task of claimed) {
+              this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started')).catch((error) =>
+                this.logger.error(
+                  { err: error, taskId: task.id },
+                  'could not hand back a task; its lease will expire and it will be recovered',
+                ),
+              );
+            }
+            return;
+          }
+          if (claimed.length) this.observe((o) => o.claimed(claimed));
+          for (const task of claimed) this.execute(task, sentAt);
+          if (claimed.length < slots) this.slotFreed();
+        }),
+      release: () => {
+        if (end()) this.slotFreed();
+      },
+    };
   }
 
   /**

@@ -55,7 +55,12 @@ export interface ClaimedTask {
 
 const NOTIFY_EVENTS = `SELECT count(pg_notify('${TASK_EVENT_CHANNEL}', json_build_object('id', e.id::text, 'taskId', e.task_id, 'tenantId', e.tenant_id)::text)) AS n FROM events e`;
 
-const CLAIMED_COLUMNS = `
+/**
+ * A claimed task as the scheduler runs it (ClaimedTask), from a row `c` of the claimed task plus
+ * `prev_status` and `recovered`: the one description of a claimed row, for the scheduler's claim and for
+ * a create that claims its own due-now tasks (src/tasks/bulkInsert.ts, Scheduler.reserveStart).
+ */
+export const CLAIMED_COLUMNS = `
   c.id, c.tenant_id AS "tenantId", c.full_name AS "fullName", c.task_type AS "taskType", c.func_name AS "funcName",
   c.arg_dict AS "argDict", c.repeat_type::text AS "repeatType", c.cron_expression AS "cronExpression",
   c.interval_seconds AS "intervalSeconds", c.timezone, c.end_time AS "endTime", c.max_runs AS "maxRuns",
@@ -63,6 +68,62 @@ const CLAIMED_COLUMNS = `
   c.timeout_ms AS "timeoutMs", c.memory_limit_mb AS "memoryLimitMb", c.misfire_policy::text AS "misfirePolicy",
   c.misfire_tolerance_ms AS "misfireToleranceMs", c.overlap_policy::text AS "overlapPolicy", c.retry_backoff_ms AS "retryBackoffMs",
   c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt", c.revision`;
+
+/**
+ * Whether the waiting task `t` may be claimed now: due, not in one of the excluded queues (`queues`, a
+ * text[] expression), not an ALLOW-overlap recurring task (fireOverlappingTasks fires those), and not a
+ * SKIP-policy task later than its tolerance (skipMisfiredTasks decides those first; a task handed back by a
+ * stopped worker is not one: that occurrence did start on time).
+ */
+export function claimableSql(t: string, queues: string): string {
+  return `${t}.status IN ('SCHEDULED', 'RETRYING') AND ${t}.next_run_at <= now()
+            AND ${t}.queue <> ALL(${queues})
+            AND NOT (${t}.overlap_policy = 'ALLOW' AND ${t}.repeat_type IN ('CRON', 'INTERVAL'))
+            AND NOT (${t}.misfire_policy = 'SKIP' AND ${t}.attempts = 0 AND NOT ${t}.last_run_abandoned
+                     AND ${t}.next_run_at < now() - ${t}.misfire_tolerance_ms * interval '1 millisecond')`;
+}
+
+/**
+ * The run rows of the tasks `c` just claimed for `worker` (an SQL expression): an INSERT for a
+ * data-modifying CTE. `c` has the task's columns after the claim plus `recovered`.
+ */
+export function claimedRunsSql(c: string, worker: string): string {
+  return `INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
+       SELECT ${c}.locked_run_id, ${c}.tenant_id, ${c}.id, ${c}.attempts, 'RUNNING', ${worker}, ${c}.recovered, now() FROM ${c}
+       RETURNING id`;
+}
+
+/**
+ * The STATUS_CHANGED event of each task in `c` claimed for `worker`: the values of task_event's
+ * (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message), typed so that they
+ * can also stand in a UNION.
+ */
+export function runningEventSql(c: string, worker: string): string {
+  return `${c}.tenant_id, ${c}.id, ${c}.locked_run_id, 'STATUS_CHANGED'::"TaskEventType", ${c}.prev_status::"TaskStatus", 'RUNNING'::"TaskStatus", ${c}.next_run_at,
+              'attempt ' || ${c}.attempts || ' on ' || ${worker} || CASE WHEN ${c}.recovered THEN ' (taking over from a worker that stopped)' ELSE '' END`;
+}
+
+/** What a statement claiming its own tasks needs: for whom, for how long, how many at most, which queues not. */
+export interface StartClaim {
+  workerId: string;
+  leaseMs: number;
+  /** Slots reserved for it: at most this many of its tasks are claimed. */
+  limit: number;
+  /** Queues with a per-process limit: their tasks go the scheduler's way (one claim at a time). */
+  excludedQueues: string[];
+  /** Slots the tenant may still take here once more than one tenant has tasks (ClaimRequest's tenantSlots less what it holds). */
+  tenantRoom: number;
+}
+
+/** ClaimedTasks that a statement returned as JSON (json_agg of CLAIMED_COLUMNS). */
+export function claimedFromJson(text: string): ClaimedTask[] {
+  return (JSON.parse(text) as (ClaimedTask & { nextRunAt: string; endTime: string | null; claimedAt: string })[]).map((t) => ({
+    ...t,
+    nextRunAt: new Date(t.nextRunAt),
+    endTime: t.endTime == null ? null : new Date(t.endTime),
+    claimedAt: new Date(t.claimedAt),
+  }));
+}
 
 /** What one claim may take, and from whom. */
 export interface ClaimRequest {
@@ -137,11 +198,7 @@ function claimSql(capped: boolean): string {
      candidates AS (
        SELECT x.* FROM active a CROSS JOIN LATERAL (
          SELECT id, tenant_id, priority, next_run_at, status AS prev_status, last_run_abandoned AS recovered FROM task
-          WHERE task.tenant_id = a.tenant_id AND status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
-            AND queue <> ALL($4::text[])
-            AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
-            AND NOT (misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
-                     AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond')
+          WHERE task.tenant_id = a.tenant_id AND ${claimableSql('task', '$4::text[]')}
           ORDER BY priority DESC, next_run_at
           LIMIT GREATEST(0, LEAST(a.room, $2::int))
           FOR UPDATE SKIP LOCKED
@@ -161,16 +218,10 @@ function claimSql(capped: boolean): string {
          FROM due WHERE t.id = due.id
        RETURNING t.*, due.prev_status, due.recovered
      ),
-     r AS (
-       INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
-       SELECT c.locked_run_id, c.tenant_id, c.id, c.attempts, 'RUNNING', $1, c.recovered, now() FROM c
-       RETURNING id
-     ),
+     r AS (${claimedRunsSql('c', '$1')}),
      events AS (
        INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
-       SELECT c.tenant_id, c.id, c.locked_run_id, 'STATUS_CHANGED', c.prev_status, 'RUNNING', c.next_run_at,
-              'attempt ' || c.attempts || ' on ' || $1 || CASE WHEN c.recovered THEN ' (taking over from a worker that stopped)' ELSE '' END
-         FROM c
+       SELECT ${runningEventSql('c', '$1')} FROM c
        RETURNING id, task_id, tenant_id
      ),
      notified AS (${NOTIFY_EVENTS})

@@ -14,6 +14,8 @@ import {
   TaskStatus,
 } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
+import type { TaskStarter } from '../scheduler/Scheduler.js';
+import type { ClaimedTask, StartClaim } from '../scheduler/sql.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import { checkArgDictQuota, QuotaGuard } from '../tenants/QuotaGuard.js';
 import { parseTime } from '../time/parseTime.js';
@@ -161,6 +163,8 @@ export interface TaskSvcDeps {
   /** Largest argDict (as JSON, template defaults merged in); MAX_JSON_BYTES. */
   maxJsonBytes: number;
   now?: () => Date;
+  /** This instance's scheduler: a create whose tasks are due now may claim them for it in its insert. */
+  starter?: TaskStarter;
 }
 
 /**
@@ -252,13 +256,41 @@ export class TaskSvc {
           if (read.cached) continue;
           throw error;
         }
-        const inserted = await insertNewTasks(sql, rows, messages, this.actor, {
-          ...versions,
-          tenant: { id: this.tenantId, version: tenant.version },
-        });
-        if (!inserted.fresh) continue;
+        // Tasks due now start on this instance as the insert commits, when its scheduler has free slots
+        // (and nothing limits the tenant's runs across instances: that is the capped claim's to enforce).
+        const now = Date.now();
+        const due =
+          tenant.value.maxConcurrentRuns == null
+            ? rows.filter((row) => row.status === TaskStatus.SCHEDULED && row.nextRunAt != null && row.nextRunAt.getTime() <= now).length
+            : 0;
+        const reservation = due > 0 ? (this.deps.starter?.reserveStart(this.tenantId, due) ?? null) : null;
+        let inserted: Awaited<ReturnType<typeof insertNewTasks>>;
+        try {
+          inserted = await insertNewTasks(
+            sql,
+            rows,
+            messages,
+            this.actor,
+            { ...versions, tenant: { id: this.tenantId, version: tenant.version } },
+            reservation?.claim,
+          );
+        } catch (error) {
+          reservation?.release();
+          throw error;
+        }
+        if (!inserted.fresh) {
+          reservation?.release();
+          continue;
+        }
+        reservation?.start(inserted.claimed);
         if (tenant.version == null) this.cache.forgetTenant(this.tenantId);
-        return rows.map((row) => newTask(row, inserted.now));
+        const claimed = new Map(inserted.claimed.map((task) => [task.id, task]));
+        return rows.map((row) => {
+          const task = newTask(row, inserted.now);
+          const run = claimed.get(row.id);
+          // Claimed in the insert: the task as the commit left it.
+          return run ? Object.assign(task, claimedState(run, reservation!.claim)) : task;
+        });
       }
       try {
         return await this.deps.prisma.$transaction(
@@ -870,6 +902,17 @@ export function assertThreadCapable(handlers: HandlerRegistry, funcName: string,
 }
 
 const FORCED_END_LOCK_TIMEOUT_MS = 800;
+
+/** The columns a claim sets on a task (see the scheduler's claim), for a task its create claimed. */
+function claimedState(run: ClaimedTask, claim: StartClaim): Pick<Task, 'status' | 'attempts' | 'lockedBy' | 'lockedRunId' | 'lockedUntil'> {
+  return {
+    status: TaskStatus.RUNNING,
+    attempts: run.attempts,
+    lockedBy: claim.workerId,
+    lockedRunId: run.runId,
+    lockedUntil: new Date(run.claimedAt.getTime() + claim.leaseMs),
+  };
+}
 
 /** Thrown inside createTimerTasks' transaction when its insert found a template changed since it was read. */
 const STALE = new Error('a template changed since it was read');

@@ -2,6 +2,15 @@ import { randomFillSync } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import { type SqlRunner, type Statement, statement } from '../db/SqlPool.js';
 import type { Prisma, Task } from '../generated/prisma/client.js';
+import {
+  CLAIMED_COLUMNS,
+  type ClaimedTask,
+  claimableSql,
+  claimedFromJson,
+  claimedRunsSql,
+  runningEventSql,
+  type StartClaim,
+} from '../scheduler/sql.js';
 import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from './statusMachine.js';
 
 /**
@@ -102,7 +111,13 @@ export interface ReadVersions {
  * The text depends only on which columns vary, so a single create (one row: only id and argDict vary)
  * and the usual batch are always the same text, prepared once per connection (see `named`).
  */
-function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<string, string>, actor: string | null, read: ReadVersions) {
+function insertStatement(
+  rows: readonly NewTaskRow[],
+  messages: ReadonlyMap<string, string>,
+  actor: string | null,
+  read: ReadVersions,
+  claim?: StartClaim,
+) {
   const all: [Column, string, string][] = [...COLUMNS, ['message', 'message', 'text']];
   const cell = (row: NewTaskRow, column: Column) => (column === 'message' ? (messages.get(row.id) ?? 'created') : row[column]);
   const first = rows[0]!;
@@ -117,6 +132,8 @@ function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<stri
     read.tenant?.id ?? null,
     read.tenant?.version ?? null,
   ];
+  // $7-$11 when this instance's scheduler has slots for the batch's due tasks (see `claiming` below).
+  if (claim) params.push(claim.workerId, claim.leaseMs, claim.limit, claim.excludedQueues, claim.tenantRoom);
   // The batch's constants are cast once, in the one-row `fresh`, not once per row.
   const constants: string[] = [];
   const select = all.map(([key, column, type]) => {
@@ -136,6 +153,51 @@ function insertStatement(rows: readonly NewTaskRow[], messages: ReadonlyMap<stri
     return `f.${column}`;
   });
   const columns = COLUMNS.map(([, column]) => column).join(', ');
+  // With `claim`: the due tasks this instance can start right away (at most $9, or $11 once tasks of
+  // another tenant exist, as the claim counts a tenant's share; in claim order; and only while no other
+  // task waits to be claimed, so none is overtaken) are inserted already claimed, exactly
+  // as the scheduler's claim leaves a task: RUNNING under a lease of worker $7 held by a new run, attempt
+  // 1 counted, the run row written, and the STATUS_CHANGED event after the CREATED one. The caller runs
+  // them after the commit (Scheduler.reserveStart); a crash before that leaves a lease that runs out and
+  // is recovered like any other.
+  const claiming = claim
+    ? {
+        cte: `, claim AS (
+  SELECT i.n, gen_random_uuid() AS run_id FROM (SELECT *, 0 AS attempts, false AS last_run_abandoned FROM input) i
+   WHERE ${claimableSql('i', '$10::text[]')}
+     AND NOT EXISTS (SELECT 1 FROM task w WHERE ${claimableSql('w', '$10::text[]')})
+   ORDER BY i.priority DESC, i.next_run_at, i.n
+   LIMIT CASE WHEN coalesce((SELECT min(tenant_id) FROM task) = $5::text AND (SELECT max(tenant_id) FROM task) = $5::text, true)
+              THEN $9::int ELSE LEAST($9::int, $11::int) END
+)`,
+        insert: `INSERT INTO task (${columns}, created_at, updated_at, locked_by, locked_run_id, locked_until, attempts)
+  SELECT ${columns.replace(/\bstatus\b/, `CASE WHEN c.run_id IS NULL THEN status ELSE 'RUNNING' END`)}, now(), now(),
+         CASE WHEN c.run_id IS NOT NULL THEN $7::text END, c.run_id,
+         CASE WHEN c.run_id IS NOT NULL THEN now() + $8::int * interval '1 millisecond' END, CASE WHEN c.run_id IS NULL THEN 0 ELSE 1 END
+    FROM input LEFT JOIN claim c USING (n) ORDER BY n
+  ON CONFLICT DO NOTHING
+  RETURNING *`,
+        events: `, claimed AS (
+  SELECT t.*, i.status AS prev_status, false AS recovered FROM inserted t JOIN input i ON i.id = t.id WHERE t.locked_run_id IS NOT NULL
+), runs AS (
+  ${claimedRunsSql('claimed', '$7::text')}
+), events AS (
+  INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message, actor)
+  SELECT tenant_id, id, run_id, type, from_status, to_status, next_run_at, message, actor FROM (
+    SELECT i.n, 0 AS k, t.tenant_id, t.id, NULL::uuid AS run_id, 'CREATED'::"TaskEventType" AS type, NULL::"TaskStatus" AS from_status,
+           i.status AS to_status, t.next_run_at, i.message, $2::text AS actor
+      FROM inserted t JOIN input i ON i.id = t.id
+    UNION ALL
+    SELECT i.n, 1, ${runningEventSql('c', '$7::text')}, NULL FROM claimed c JOIN input i ON i.id = c.id
+  ) e ORDER BY n, k
+  RETURNING id, task_id, tenant_id
+)`,
+        woken: 'SELECT 1 FROM inserted WHERE locked_run_id IS NULL',
+        result: `,
+       (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT ${CLAIMED_COLUMNS} FROM claimed c) x)::text AS claimed,
+       (SELECT count(*) FROM runs)::int AS runs`,
+      }
+    : null;
   const text = `
 WITH fresh AS (
   SELECT (SELECT count(*) FROM jsonb_array_elements($4::jsonb) AS v(value)
@@ -146,29 +208,35 @@ WITH fresh AS (
 ), input AS (
   SELECT (r.value ->> 0)::int AS n, ${select.join(', ')}
     FROM fresh f CROSS JOIN jsonb_array_elements($1::jsonb) AS r(value) WHERE f.ok
-), tenant_row AS (
+)${claiming?.cte ?? ''}, tenant_row AS (
   INSERT INTO tenant (id, updated_at) SELECT $5::text, now() FROM fresh WHERE fresh.ok AND $5::text IS NOT NULL AND $6::text IS NULL
   ON CONFLICT (id) DO NOTHING
 ), inserted AS (
-  INSERT INTO task (${columns}, created_at, updated_at)
+  ${
+    claiming?.insert ??
+    `INSERT INTO task (${columns}, created_at, updated_at)
   SELECT ${columns}, now(), now() FROM input ORDER BY n
   ON CONFLICT DO NOTHING
-  RETURNING id, tenant_id, status, next_run_at
-), events AS (
+  RETURNING id, tenant_id, status, next_run_at`
+  }
+)${
+    claiming?.events ??
+    `, events AS (
   INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
   SELECT t.tenant_id, t.id, 'CREATED', NULL, t.status, t.next_run_at, i.message, $2::text
     FROM inserted t JOIN input i ON i.id = t.id ORDER BY i.n
   RETURNING id, task_id, tenant_id
-), announced AS (
+)`
+  }, announced AS (
   SELECT count(pg_notify($3::text, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS n
     FROM events e
 ), woken AS (
-  SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (SELECT 1 FROM inserted)
+  SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (${claiming?.woken ?? 'SELECT 1 FROM inserted'})
 )
 SELECT (SELECT ok FROM fresh) AS fresh, (SELECT n FROM announced)::int AS events, (SELECT n FROM woken)::int AS woken,
        now()::timestamptz(3) AS now,
        (SELECT coalesce(json_agg(i.id ORDER BY i.n), '[]'::json) FROM input i
-         WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped`;
+         WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped${claiming?.result ?? ''}`;
   return { statement: named(text), params };
 }
 
@@ -200,12 +268,17 @@ export interface InsertedTasks {
   skipped: Set<string>;
   /** created_at and updated_at of the inserted tasks: the transaction's start, rounded to milliseconds as the columns are. */
   now: Date;
+  /** The tasks inserted already claimed (only with a `claim`), to be run by the scheduler that reserved them. */
+  claimed: ClaimedTask[];
 }
 
 /**
  * Inserts new tasks with their CREATED events and NOTIFYs in one statement (see insertStatement), on
  * its own (one statement is one transaction) or inside a transaction that also checks quotas. Works
- * alike on PostgreSQL and PGlite (text parameters only), with no per-row work in the ORM.
+ * alike on PostgreSQL and PGlite (text parameters only), with no per-row work in the ORM. With `claim`
+ * (slots that this instance's scheduler reserved, Scheduler.reserveStart) its due tasks may be inserted
+ * already claimed; only on its own, never in a transaction that could still roll back, since the claimed
+ * tasks are run as soon as it returns.
  */
 export async function insertNewTasks(
   db: SqlRunner,
@@ -213,11 +286,17 @@ export async function insertNewTasks(
   messages: ReadonlyMap<string, string>,
   actor: string | null,
   read: ReadVersions,
+  claim?: StartClaim,
 ): Promise<InsertedTasks> {
-  if (rows.length === 0) return { fresh: true, skipped: new Set(), now: new Date() };
-  const { statement, params } = insertStatement(rows, messages, actor, read);
-  const [result] = await db.query<{ fresh: boolean; events: number; now: Date; skipped: string }>(statement, params);
-  return { fresh: result!.fresh, skipped: new Set(JSON.parse(result!.skipped) as string[]), now: new Date(result!.now) };
+  if (rows.length === 0) return { fresh: true, skipped: new Set(), now: new Date(), claimed: [] };
+  const { statement, params } = insertStatement(rows, messages, actor, read, claim);
+  const [result] = await db.query<{ fresh: boolean; events: number; now: Date; skipped: string; claimed?: string }>(statement, params);
+  return {
+    fresh: result!.fresh,
+    skipped: new Set(JSON.parse(result!.skipped) as string[]),
+    now: new Date(result!.now),
+    claimed: result!.claimed ? claimedFromJson(result!.claimed) : [],
+  };
 }
 
 /** Runs statements (by their text) in a Prisma interactive transaction. */

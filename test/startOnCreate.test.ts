@@ -1,0 +1,253 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { withRequestSignal } from '../src/db/requestSignal.js';
+import type { TaskSvc } from '../src/tasks/TaskSvc.js';
+import { ADMIN, AUTH_ENV } from './support/auth.js';
+import { type InstanceProcess, startInstance } from './support/instanceProcess.js';
+import { backends, createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
+
+/**
+ * A task due now, created on an instance whose scheduler has a free slot, is claimed by its own insert
+ * (src/tasks/bulkInsert.ts, Scheduler.reserveStart) and starts there as the create commits, with the
+ * same rows a claim writes: RUNNING under this instance's lease, a run, and its STATUS_CHANGED event
+ * after the CREATED one. Whenever something limits the run (a capped tenant, a full instance, a limited
+ * queue, another task waiting, a stopped scheduler) it takes the usual path: SCHEDULED, NOTIFY, claim.
+ */
+const CREATE = `mutation($input: TimerTaskInput!) {
+  createTimerTask(input: $input) { id status attempts lockedBy events { type fromStatus toStatus } }
+}`;
+const SET_QUOTA = `mutation($tenantId: String!, $input: TenantQuotaInput!) { setTenantQuota(tenantId: $tenantId, input: $input) { id } }`;
+
+const now = () => new Date().toISOString();
+const work = (ms: number, extra: Record<string, unknown> = {}) => ({
+  fullName: 'tasks.DataSync',
+  funcName: 'test.work',
+  argDict: { ms },
+  startTime: now(),
+  ...extra,
+});
+
+describe.each(backends)('a due-now task starts in its create (%s)', (backend) => {
+  const open: TestApp[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((t) => t.close()));
+  });
+  async function start(env: Record<string, string> = {}): Promise<TestApp> {
+    const t = await createTestApp(backend, { env: { WORKER_ID: 'here', ...env } });
+    open.push(t);
+    return t;
+  }
+  const eventsOf = (t: TestApp, taskId: string) => t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } });
+
+  it('is claimed by the insert on this instance: CREATED then RUNNING in one commit, a run, then it completes', async () => {
+    const t = await start({ CONCURRENCY: '2' });
+    const created = ok(await t.gql(CREATE, { input: work(50) })).createTimerTask;
+    // The answer is the task as the create's commit left it.
+    expect(created).toMatchObject({ status: 'RUNNING', attempts: 1, lockedBy: 'here' });
+    // (The run may have ended by the time the answer reads the events: its last event may follow these.)
+    expect(created.events.slice(0, 2)).toEqual([
+      { type: 'CREATED', fromStatus: null, toStatus: 'SCHEDULED' },
+      { type: 'STATUS_CHANGED', fromStatus: 'SCHEDULED', toStatus: 'RUNNING' },
+    ]);
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const done = await svc.waitForTask(created.id);
+    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 1, runCount: 1, lockedBy: null });
+    const events = await eventsOf(t, created.id);
+    expect(events.map((e) => `${e.type}:${e.fromStatus}>${e.toStatus}`)).toEqual([
+      'CREATED:null>SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'STATUS_CHANGED:RUNNING>SUCCEEDED',
+    ]);
+    // Both first events were written by the create's statement (one transaction: one now()).
+    expect(events[1]!.createdAt.getTime()).toBe(events[0]!.createdAt.getTime());
+    const runs = await t.app.db.prisma.taskRun.findMany({ where: { taskId: created.id } });
+    expect(runs.map((r) => [r.workerId, r.attempt, r.status, r.recovered, r.id === events[1]!.runId])).toEqual([
+      ['here', 1, 'SUCCEEDED', false, true],
+    ]);
+    expect(runs[0]!.result).toEqual({ worker: 'here' });
+    // The first test of a file also pays for loading everything, which takes long on a loaded machine.
+  }, 60_000);
+
+  it('runs outside the request that created it: a client gone during the create does not stop its database work', async () => {
+    const t = await createTestApp(backend, {
+      env: { WORKER_ID: 'here' },
+      setup: (app) => {
+        app.handlers.register('test.read', async (_args, ctx) => ({ status: (await ctx.taskSvc.getTask(ctx.task.id)).status }));
+      },
+    });
+    open.push(t);
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const scheduler = t.app.scheduler;
+    // The request's client goes away while the insert runs (useRequestBudget's signal aborts).
+    const client = new AbortController();
+    const reserve = scheduler.reserveStart.bind(scheduler);
+    scheduler.reserveStart = (tenantId, due) => {
+      const reservation = reserve(tenantId, due);
+      return (
+        reservation && {
+          ...reservation,
+          start: (claimed) => {
+            client.abort(new Error('the client went away'));
+            reservation.start(claimed);
+          },
+        }
+      );
+    };
+    const created = await withRequestSignal(client.signal, () => svc.createTimerTask({ ...work(0), funcName: 'test.read' }));
+    expect(created.status).toBe('RUNNING');
+    const done = await svc.waitForTask(created.id);
+    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 1, lastError: null });
+    const [run] = await t.app.db.prisma.taskRun.findMany({ where: { taskId: created.id } });
+    expect(run!.result).toEqual({ status: 'RUNNING' });
+  });
+
+  it('claims no more than the free slots of a batch; the rest run as slots free up', async () => {
+    const t = await start({ CONCURRENCY: '2' });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const tasks = await svc.createTimerTasks([work(200), work(200), work(200)]);
+    expect(tasks.map((x) => x.status)).toEqual(['RUNNING', 'RUNNING', 'SCHEDULED']);
+    for (const task of tasks) expect((await svc.waitForTask(task.id)).status).toBe('SUCCEEDED');
+    // With both slots taken, a new due task waits for one (the usual path).
+    const [long] = await svc.createTimerTasks([work(60_000), work(60_000)]);
+    const third = await svc.createTimerTask(work(0));
+    expect(third.status).toBe('SCHEDULED');
+    await svc.forcedEnd(long!.id);
+    expect((await svc.waitForTask(third.id)).status).toBe('SUCCEEDED');
+    const events = await eventsOf(t, third.id);
+    expect(events.map((e) => `${e.type}:${e.fromStatus}>${e.toStatus}`).slice(0, 2)).toEqual([
+      'CREATED:null>SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+    ]);
+  });
+
+  it('does not overtake a task already waiting to be claimed', async () => {
+    const t = await start({ CONCURRENCY: '1' });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    // A task that became due without telling the scheduler (no NOTIFY): it waits for the next check.
+    const waiting = await svc.createTimerTask(work(0, { priority: 10, startTime: new Date(Date.now() + 3_600_000).toISOString() }));
+    await t.app.db.prisma.task.update({ where: { id: waiting.id }, data: { nextRunAt: new Date(Date.now() - 1000) } });
+    // The slot is free, but the new task would overtake the waiting one: it takes the usual path, and the
+    // claim takes the waiting task first.
+    const next = await svc.createTimerTask(work(0));
+    expect(next.status).toBe('SCHEDULED');
+    const [a, b] = await Promise.all([svc.waitForTask(waiting.id), svc.waitForTask(next.id)]);
+    expect([a.status, b.status]).toEqual(['SUCCEEDED', 'SUCCEEDED']);
+    const runs = await t.app.db.prisma.taskRun.findMany({
+      where: { taskId: { in: [waiting.id, next.id] } },
+      orderBy: { startedAt: 'asc' },
+    });
+    expect(runs.map((r) => r.taskId)).toEqual([waiting.id, next.id]);
+  });
+
+  it('takes the usual path for a tenant with maxConcurrentRuns', async () => {
+    const t = await start({ ...AUTH_ENV, CONCURRENCY: '4' });
+    ok(await t.gql(SET_QUOTA, { tenantId: 'capped', input: { maxConcurrentRuns: 1 } }, ADMIN));
+    await t.app.templateSvc.forTenant('capped').create({ fullName: 'tasks.DataSync', title: 'Sync', funcName: 'test.work' });
+    const headers = { ...ADMIN, 'x-tenant-id': 'capped' };
+    const created = ok(await t.gql(CREATE, { input: work(0) }, headers)).createTimerTask;
+    expect(created.status).toBe('SCHEDULED');
+    const svc = (t.app.getElement('services.TaskSvc') as TaskSvc).forTenant('capped');
+    expect((await svc.waitForTask(created.id)).status).toBe('SUCCEEDED');
+    const events = await eventsOf(t, created.id);
+    expect(events.map((e) => `${e.type}:${e.fromStatus}>${e.toStatus}`)).toEqual([
+      'CREATED:null>SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'STATUS_CHANGED:RUNNING>SUCCEEDED',
+    ]);
+    // Not in the create's transaction: the claim came after it.
+    expect(events[1]!.createdAt.getTime()).toBeGreaterThan(events[0]!.createdAt.getTime());
+  });
+
+  it('takes the usual path in a queue with a per-process limit, for a future task, and with the scheduler stopped', async () => {
+    const t = await start({ CONCURRENCY: '4', QUEUE_CONCURRENCY: 'serial=1' });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const queued = await svc.createTimerTask(work(0, { queue: 'serial' }));
+    expect(queued.status).toBe('SCHEDULED');
+    expect((await svc.waitForTask(queued.id)).status).toBe('SUCCEEDED');
+    const future = await svc.createTimerTask(work(0, { startTime: new Date(Date.now() + 60_000).toISOString() }));
+    expect(future.status).toBe('SCHEDULED');
+    await t.app.scheduler.stop(0);
+    const stopped = await svc.createTimerTask(work(0));
+    expect(stopped.status).toBe('SCHEDULED');
+    expect(await t.app.db.prisma.taskRun.count({ where: { taskId: stopped.id } })).toBe(0);
+  });
+
+  it('hands a task back when the scheduler stops while the create that claimed it is in flight', async () => {
+    const t = await start({ CONCURRENCY: '2' });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const scheduler = t.app.scheduler;
+    // Stop as soon as the create has its slot, before its insert returns.
+    const reserve = scheduler.reserveStart.bind(scheduler);
+    let stopping: Promise<void> | undefined;
+    scheduler.reserveStart = (tenantId, due) => {
+      const reservation = reserve(tenantId, due);
+      stopping = scheduler.stop(0);
+      return reservation;
+    };
+    const created = await svc.createTimerTask(work(0));
+    expect(stopping).toBeDefined();
+    await stopping;
+    const task = await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: created.id } });
+    // Due again, the attempt not counted; the handler never ran.
+    expect(task).toMatchObject({ status: 'SCHEDULED', attempts: 0, lockedBy: null, lastRunAbandoned: true });
+    const events = await eventsOf(t, created.id);
+    expect(events.map((e) => `${e.type}:${e.fromStatus}>${e.toStatus}`)).toEqual([
+      'CREATED:null>SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'RECOVERED:RUNNING>SCHEDULED',
+    ]);
+    const runs = await t.app.db.prisma.taskRun.findMany({ where: { taskId: created.id } });
+    expect(runs.map((r) => [r.workerId, r.status])).toEqual([['here', 'ABANDONED']]);
+    // Started again, it runs (recorded as a recovered run).
+    await scheduler.start();
+    expect((await svc.waitForTask(created.id)).status).toBe('SUCCEEDED');
+  });
+});
+
+describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('a task its create claimed, on an instance that dies', () => {
+  let database: TestDatabase;
+  let other: TestApp;
+  let instance: InstanceProcess | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase('postgres');
+    other = await createTestApp('postgres', { database, env: { WORKER_ID: 'other', LEASE_MS: '1000', SCHEDULER_ENABLED: 'false' } });
+  });
+  afterAll(async () => {
+    instance?.child.kill('SIGKILL');
+    await other?.close();
+    await database?.drop();
+  });
+
+  it('is recovered by another instance once its lease runs out', async () => {
+    instance = startInstance('doomed', { DATABASE_URL: database.url!, LEASE_MS: '1000', CONCURRENCY: '2' });
+    await instance.listening;
+    const url = /"url":"([^"]+)"/.exec(instance.output())![1]!;
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: CREATE, variables: { input: work(2000, { maxAttempts: 2, retryBackoffMs: 100 }) } }),
+    });
+    const created = ok(
+      (await response.json()) as { data: { createTimerTask: { id: string; status: string; lockedBy: string } } },
+    ).createTimerTask;
+    expect(created).toMatchObject({ status: 'RUNNING', lockedBy: 'doomed' });
+    instance.child.kill('SIGKILL');
+    await instance.exited;
+    await other.app.scheduler.start();
+    const svc = other.app.getElement('services.TaskSvc') as TaskSvc;
+    const done = await svc.waitForTask(created.id, { timeoutMs: 20_000 });
+    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 2 });
+    const runs = await other.app.db.prisma.taskRun.findMany({ where: { taskId: created.id }, orderBy: { attempt: 'asc' } });
+    expect(runs.map((r) => [r.workerId, r.attempt, r.status, r.recovered])).toEqual([
+      ['doomed', 1, 'ABANDONED', false],
+      ['other', 2, 'SUCCEEDED', true],
+    ]);
+    const events = await other.app.db.prisma.taskEvent.findMany({ where: { taskId: created.id }, orderBy: { id: 'asc' } });
+    expect(events.map((e) => `${e.type}:${e.fromStatus}>${e.toStatus}`)).toEqual([
+      'CREATED:null>SCHEDULED',
+      'STATUS_CHANGED:SCHEDULED>RUNNING',
+      'RECOVERED:RUNNING>RETRYING',
+      'STATUS_CHANGED:RETRYING>RUNNING',
+      'STATUS_CHANGED:RUNNING>SUCCEEDED',
+    ]);
+  }, 60_000);
+});
