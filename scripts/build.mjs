@@ -44,10 +44,20 @@ const ENTRIES = [
 ];
 /**
  * Packages loaded from node_modules as they are, not bundled: those that find files beside their own
- * modules (PGlite's WebAssembly and data files, Piscina's worker, Prisma's query compiler), and the build
- * tools loaded only when an app is compiled.
+ * modules (PGlite's WebAssembly and data files, Piscina's worker, Prisma's query compiler), the build tools
+ * loaded only when an app is compiled, and large ones loaded only on first use (GraphiQL's 9 MB build,
+ * undici for HTTP handlers).
  */
-const EXTERNAL = ['@electric-sql/pglite', 'pglite-prisma-adapter', '@prisma/client', 'piscina', 'esbuild', 'tsx'];
+const EXTERNAL = [
+  '@electric-sql/pglite',
+  'pglite-prisma-adapter',
+  '@prisma/client',
+  'piscina',
+  'esbuild',
+  'tsx',
+  '@graphql-yoga/render-graphiql',
+  'undici',
+];
 
 /**
  * A module that computes a path from its own location (prisma/migrations, dashboard/dist, the threads'
