@@ -3,9 +3,14 @@
 // start, then prepares dist/pglite-template/, an initialised and migrated PGlite data directory that a fresh
 // DATA_DIR is copied from instead of running initdb (src/db/pgliteTemplate.ts).
 //
-// esbuild transpiles file by file (no bundling, no type checking: `npm run typecheck` does that), so dist/
-// mirrors src/ and every path a module computes from its own location (prisma/migrations, dashboard/dist,
-// graphiql-client.js, the worker threads' entry files) resolves the same from dist/ as from src/.
+// esbuild bundles (no type checking: `npm run typecheck` does that) src/ and most packages into a few
+// files: the entry points below at their place in dist/ (main.js, index.js, the threads' entry files…) and
+// the code they share in dist/chunks/, each module in exactly one file, so that the app's import of
+// ../../src/index.js (dist/index.js) gets the very classes main.js runs. Node then loads some twenty files
+// at start instead of about a thousand. A module that computes a path from its own location (prisma/
+// migrations, dashboard/dist, graphql/graphiql-client.js, the threads' entry files, the template) sees, as
+// its import.meta.url, the URL it would have as its own file in dist/ (ownLocation below), so those paths
+// resolve the same from dist/ as from src/. Plain .js/.cjs/.json files under src/ are copied as they are.
 // Options: --no-template skips the data directory template; --if-stale (`npm start`'s prestart) compiles
 // only when a file under src/ changed since the last build, and leaves the template and the example app
 // to `npm run build` (an app that changed is compiled when Chronograph starts).
