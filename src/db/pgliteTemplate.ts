@@ -65,14 +65,14 @@ function usable(manifest: Manifest | undefined, migrations: Migration[]): string
 }
 
 /**
- * The copying thread (plain CommonJS, evaluated: no file to find from dist/ or src/): sixteen files at a
- * time, PG_VERSION last.
+ * The copying thread, evaluated (no file to find from dist/ or src/) as CommonJS or, under
+ * `--input-type=module`, as an ES module: hence getBuiltinModule. Sixteen files at a time, PG_VERSION last.
  */
 const COPY_THREAD = `
-const { constants } = require('node:fs');
-const { copyFile, mkdir, readdir } = require('node:fs/promises');
-const path = require('node:path');
-const { template, dataDir } = require('node:worker_threads').workerData;
+const { constants } = process.getBuiltinModule('node:fs');
+const { copyFile, mkdir, readdir } = process.getBuiltinModule('node:fs/promises');
+const path = process.getBuiltinModule('node:path');
+const { template, dataDir } = process.getBuiltinModule('node:worker_threads').workerData;
 (async () => {
   const entries = await readdir(template, { recursive: true, withFileTypes: true });
   const relative = (e) => path.relative(template, path.join(e.parentPath, e.name));
