@@ -8,7 +8,7 @@ import { CredentialWatch } from './auth/CredentialWatch.js';
 import { authConfigProblem, type Config, ConfigError } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
-import { type Database, openDatabase, type QueryEvent } from './db/Database.js';
+import { type Database, databaseOptions, openDatabase, type QueryEvent } from './db/Database.js';
 import { ChronographError } from './errors.js';
 import { TaskEventStream } from './events/TaskEventStream.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
@@ -44,6 +44,11 @@ export interface ChronographOptions {
   onQuery?: (event: QueryEvent) => void;
   /** The URL to import for a module of APP_DIR (npm start: its compiled copy, src/boot/compileApp.ts). */
   appModuleUrl?: (file: string) => string;
+  /**
+   * The database, already opening: `npm start` (main.ts) opens it from `databaseOptions(config, logger)`
+   * while the rest of Chronograph's modules load. By default `create` opens it (with `onQuery`).
+   */
+  databaseOpening?: Promise<Database>;
 }
 
 /** What `getElement` returns for each service name. */
@@ -172,15 +177,11 @@ export class Chronograph {
     const { config } = options;
     const logger = options.logger ?? createLogger(config.LOG_LEVEL);
     const problem = authConfigProblem(config, config.HOST);
-    if (problem) throw new ConfigError([problem]);
-    const sqlLogger = logger.child({ component: 'sql' });
-    const db = await openDatabase({
-      databaseUrl: config.DATABASE_URL,
-      dataDir: config.DATA_DIR,
-      logger,
-      statementTimeoutMs: config.REQUEST_TIMEOUT_MS,
-      onQuery: options.onQuery ?? (logger.isLevelEnabled('trace') ? (event) => sqlLogger.trace(event, 'sql') : undefined),
-    });
+    if (problem) {
+      await options.databaseOpening?.then((db) => db.close()).catch(() => {});
+      throw new ConfigError([problem]);
+    }
+    const db = await (options.databaseOpening ?? openDatabase(databaseOptions(config, logger, options.onQuery)));
     const app = new Chronograph(config, logger, db, options.now);
     if (!app.authenticator.required) {
       logger.warn(

@@ -1,17 +1,25 @@
-import { Chronograph } from './app.js';
-import { type CompiledApp, compileApp } from './boot/compileApp.js';
-import { registerTypeScriptApp } from './boot/typescriptApp.js';
-import { type Config, ConfigError, loadConfig } from './config.js';
+import type { Chronograph } from './app.js';
+import type { CompiledApp } from './boot/compileApp.js';
+import { authConfigProblem, type Config, ConfigError, loadConfig } from './config.js';
+import { type Database, databaseOptions, openDatabase } from './db/Database.js';
 import { DataDirLockedError } from './db/DataDirLock.js';
 import { MigrationError } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { limitHeapGrowth } from './ops/heap.js';
 
-/** `npm start` (dist/main.js, compiled by `npm run build`; `npm run dev` runs this file): configuration from the environment, clean shutdown on SIGINT/SIGTERM. */
+/**
+ * `npm start` (dist/main.js, compiled by `npm run build`; `npm run dev` runs this file): configuration from
+ * the environment, clean shutdown on SIGINT/SIGTERM. Only configuration, logging and the database are
+ * loaded before the database starts opening (a new DATA_DIR copied from the template, PGlite started,
+ * migrations applied); the rest of Chronograph's modules (the GraphQL schema, the scheduler, …) and the
+ * app load meanwhile.
+ */
 async function main() {
   let config: Config;
   try {
     config = loadConfig();
+    const problem = authConfigProblem(config, config.HOST);
+    if (problem) throw new ConfigError([problem]);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -21,21 +29,16 @@ async function main() {
   }
   const logger = createLogger(config.LOG_LEVEL);
   limitHeapGrowth(config.HEAP_GROWTH_PERCENT);
+  const database: Promise<Database> = openDatabase(databaseOptions(config, logger));
+  database.catch(() => {}); // reported where it is awaited (Chronograph.create), or closed below
   let app: Chronograph;
   try {
-    let compiled: CompiledApp | undefined;
-    try {
-      compiled = await compileApp(config.APP_DIR);
-      if (compiled)
-        logger.debug({ dir: compiled.dir, compiled: compiled.compiled }, 'APP_DIR holds TypeScript: loading its compiled modules');
-    } catch (error) {
-      // An app that cannot be compiled here (a read-only APP_DIR, …) is loaded as before, through tsx.
-      logger.warn({ err: error }, 'APP_DIR holds TypeScript that could not be compiled: loading it through tsx');
-      if (await registerTypeScriptApp(config.APP_DIR)) logger.debug('APP_DIR holds TypeScript: loaded through tsx');
-    }
-    app = await Chronograph.create({ config, logger, appModuleUrl: compiled?.moduleUrl });
+    const [{ Chronograph }, compiled] = await Promise.all([import('./app.js'), loadApp(config, logger)]);
+    app = await Chronograph.create({ config, logger, appModuleUrl: compiled?.moduleUrl, databaseOpening: database });
     await app.listen();
   } catch (error) {
+    // Chronograph.create closes the database it was given when it fails; not when it was never called.
+    await database.then((db) => db.close()).catch(() => {});
     if (error instanceof DataDirLockedError) {
       logger.fatal(error.message);
       process.exit(1);
@@ -67,6 +70,23 @@ async function main() {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+}
+
+/** The app's compiled modules when APP_DIR holds TypeScript (src/boot/compileApp.ts), else undefined. */
+async function loadApp(config: Config, logger: ReturnType<typeof createLogger>): Promise<CompiledApp | undefined> {
+  const { compileApp } = await import('./boot/compileApp.js');
+  try {
+    const compiled = await compileApp(config.APP_DIR);
+    if (compiled)
+      logger.debug({ dir: compiled.dir, compiled: compiled.compiled }, 'APP_DIR holds TypeScript: loading its compiled modules');
+    return compiled;
+  } catch (error) {
+    // An app that cannot be compiled here (a read-only APP_DIR, …) is loaded as before, through tsx.
+    logger.warn({ err: error }, 'APP_DIR holds TypeScript that could not be compiled: loading it through tsx');
+    const { registerTypeScriptApp } = await import('./boot/typescriptApp.js');
+    if (await registerTypeScriptApp(config.APP_DIR)) logger.debug('APP_DIR holds TypeScript: loaded through tsx');
+    return undefined;
+  }
 }
 
 void main();

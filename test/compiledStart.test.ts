@@ -123,3 +123,86 @@ describe('npm start with an app in TypeScript (src/boot/compileApp.ts)', () => {
     }
   }, 180_000);
 });
+
+describe('the bundled build (scripts/build.mjs)', () => {
+  it('finds what lies beside its modules and starts its threads: GraphiQL, the dashboard, metrics, a large body, a thread handler', async () => {
+    mkdirSync(path.join(root, 'test-artifacts'), { recursive: true });
+    const appDir = mkdtempSync(path.join(root, 'test-artifacts', 'bundled-app-'));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-bundled-'));
+    try {
+      mkdirSync(path.join(appDir, 'handlers'), { recursive: true });
+      mkdirSync(path.join(appDir, 'workers'));
+      mkdirSync(path.join(appDir, 'templates'));
+      writeFileSync(
+        path.join(appDir, 'handlers', 'double.ts'),
+        [
+          `import type { AppModule } from '../../../src/index.js';`,
+          'const register: AppModule = (app) => {',
+          `  app.handlers.register('app.double', { module: new URL('../workers/double.ts', import.meta.url), export: 'double' });`,
+          '};',
+          'export default register;',
+        ].join('\n'),
+      );
+      writeFileSync(
+        path.join(appDir, 'workers', 'double.ts'),
+        [
+          `import { isMainThread } from 'node:worker_threads';`,
+          'export async function double(args: { n: number }) {',
+          '  return { doubled: args.n * 2, inThread: !isMainThread };',
+          '}',
+        ].join('\n'),
+      );
+      writeFileSync(
+        path.join(appDir, 'templates', 'double.json'),
+        JSON.stringify({ fullName: 'tasks.Double', title: 'Double', funcName: 'app.double' }),
+      );
+      const port = await freePort();
+      const { child, exited, output } = await startCompiled({ port, dataDir: dir, appDir, logLevel: 'info' });
+      try {
+        const base = `http://127.0.0.1:${port}`;
+        // GraphiQL: the page, and an asset read from the installed package and from graphql/graphiql-client.js.
+        const page = await fetch(`${base}/graphql`, { headers: { accept: 'text/html' } });
+        expect(page.status).toBe(200);
+        const html = await page.text();
+        const client = /src="(\/graphiql\/[0-9a-f]{16}\/chronograph-graphiql\.js)"/.exec(html)?.[1];
+        expect(client, html).toBeDefined();
+        const asset = await fetch(`${base}${client}`);
+        expect(asset.status).toBe(200);
+        expect(await asset.text()).toContain('connectionParams');
+        // The dashboard, from dashboard/dist.
+        const dashboard = await fetch(`${base}/dashboard/`);
+        expect(dashboard.status).toBe(200);
+        expect(dashboard.headers.get('content-type')).toContain('text/html');
+        // Metrics (prom-client, bundled).
+        const metrics = await fetch(`${base}/metrics`);
+        expect(metrics.status).toBe(200);
+        expect(await metrics.text()).toContain('chronograph_');
+        // A body over LARGE_BODY_BYTES is parsed in its own thread (jsonBodyWorker.js).
+        const large = await post(port, 'query($pad: String!) { __type(name: $pad) { name } }', { pad: 'x'.repeat(400 * 1024) });
+        expect(large).toEqual({ data: { __type: null } });
+        // A thread handler runs in a pooled thread (handlers/threadWorker.js through piscina) and loads the app's module there.
+        const created = await post(
+          port,
+          `mutation { createTimerTask(input: { fullName: "tasks.Double", startTime: "${new Date().toISOString()}", argDict: { n: 21 } }) { id } }`,
+        );
+        expect(created.errors).toBeUndefined();
+        let task: { status: string; runs: { status: string; result: unknown }[] } | undefined;
+        for (let i = 0; i < 300 && task?.status !== 'SUCCEEDED'; i++) {
+          const { data } = await post(port, 'query($id: ID!) { task(id: $id) { status runs { status result } } }', {
+            id: created.data.createTimerTask.id,
+          });
+          task = data.task;
+          if (task?.status === 'FAILED') break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        expect(task, output()).toEqual({ status: 'SUCCEEDED', runs: [{ status: 'SUCCEEDED', result: { doubled: 42, inThread: true } }] });
+      } finally {
+        child.kill('SIGTERM');
+        expect(await exited).toBe(0);
+      }
+    } finally {
+      rmSync(appDir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
+});

@@ -3,7 +3,8 @@ import type { PGlite } from '@electric-sql/pglite';
 import type { PrismaPg } from '@prisma/adapter-pg';
 import type pg from 'pg';
 import type { PrismaPGlite } from 'pglite-prisma-adapter';
-import { PrismaClient } from '../generated/prisma/client.js';
+import type { Config } from '../config.js';
+import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
@@ -53,6 +54,18 @@ export interface QueryEvent {
   durationMs: number;
 }
 
+/** The database options of an instance's configuration; `onQuery` defaults to logging every statement at trace level. */
+export function databaseOptions(config: Config, logger: Logger, onQuery?: (event: QueryEvent) => void): DatabaseOptions {
+  const sqlLogger = logger.child({ component: 'sql' });
+  return {
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    logger,
+    statementTimeoutMs: config.REQUEST_TIMEOUT_MS,
+    onQuery: onQuery ?? (logger.isLevelEnabled('trace') ? (event) => sqlLogger.trace(event, 'sql') : undefined),
+  };
+}
+
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options.dataDir, options);
 }
@@ -62,7 +75,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
  * whose signal has aborted (withRequestSignal) throws instead of running, so abandoned requests stop
  * their database work at the next statement, inside transactions too (which then roll back).
  */
-function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryEvent) => void): PrismaClient {
+async function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryEvent) => void): Promise<PrismaClient> {
+  // Loaded once the database is open: main.ts opens it while the rest of Chronograph's modules load.
+  const { PrismaClient } = await import('../generated/prisma/client.js');
   const base = new PrismaClient({ adapter, ...(onQuery && { log: [{ emit: 'event' as const, level: 'query' as const }] }) });
   if (onQuery) {
     (base as unknown as { $on(event: 'query', fn: (e: { query: string; params: string; duration: number }) => void): void }).$on(
@@ -89,12 +104,10 @@ function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryE
 export const PGLITE_SHARED_BUFFERS = '32MB';
 
 async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions): Promise<Database> {
-  // Each kind of database loads only its own driver (start-up time and memory).
-  const [{ PGlite }, { PrismaPGlite }, { pglitePool, preparingPGlite }] = await Promise.all([
-    import('@electric-sql/pglite'),
-    import('pglite-prisma-adapter'),
-    import('./pglitePool.js'),
-  ]);
+  // Each kind of database loads only its own driver (start-up time and memory), while the data directory
+  // is locked and, when new, copied from the template.
+  const drivers = Promise.all([import('@electric-sql/pglite'), import('pglite-prisma-adapter'), import('./pglitePool.js')]);
+  drivers.catch(() => {}); // awaited below
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
     await mkdir(dataDir, { recursive: true });
@@ -109,6 +122,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     migrations = await readMigrations();
     // A new data directory starts as a copy of the initialised, migrated template (npm run build), not initdb.
     if (lock) await copyTemplate(dataDir, migrations, logger);
+    const { PGlite } = (await drivers)[0];
     pglite = await PGlite.create(dataDir, {
       startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
     });
@@ -123,12 +137,22 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     await lock?.release();
     throw error;
   }
-  const prisma = createPrisma(new PrismaPGlite(preparingPGlite(pglite)), onQuery);
+  let prisma: PrismaClient;
+  let sql: SqlPool;
+  try {
+    const [, { PrismaPGlite }, { preparingPGlite, pglitePool }] = await drivers;
+    prisma = await createPrisma(new PrismaPGlite(preparingPGlite(pglite)), onQuery);
+    sql = pglitePool(pglite);
+  } catch (error) {
+    await pglite.close();
+    await lock?.release();
+    throw error;
+  }
   logger.info({ dataDir }, 'using embedded PGlite database');
   return {
     kind: 'pglite',
     prisma,
-    sql: pglitePool(pglite),
+    sql,
     async listen(channel, handler) {
       const unlisten = await pglite.listen(channel, handler);
       return async () => {
@@ -152,7 +176,7 @@ async function openPostgres(databaseUrl: string, { logger, onQuery, statementTim
     await session.close();
   }
   const { PrismaPg } = await import('@prisma/adapter-pg');
-  const prisma = createPrisma(
+  const prisma = await createPrisma(
     new PrismaPg({ connectionString: databaseUrl, ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }) }),
     onQuery,
   );

@@ -1,8 +1,8 @@
-import { constants } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.js';
 import { type Migration, migrate } from './migrate.js';
 
@@ -65,6 +65,26 @@ function usable(manifest: Manifest | undefined, migrations: Migration[]): string
 }
 
 /**
+ * The copying thread, evaluated (no file to find from dist/ or src/) as CommonJS or, under
+ * `--input-type=module`, as an ES module: hence getBuiltinModule. Sixteen files at a time, PG_VERSION last.
+ */
+const COPY_THREAD = `
+const { constants } = process.getBuiltinModule('node:fs');
+const { copyFile, mkdir, readdir } = process.getBuiltinModule('node:fs/promises');
+const path = process.getBuiltinModule('node:path');
+const { template, dataDir } = process.getBuiltinModule('node:worker_threads').workerData;
+(async () => {
+  const entries = await readdir(template, { recursive: true, withFileTypes: true });
+  const relative = (e) => path.relative(template, path.join(e.parentPath, e.name));
+  for (const dir of entries.filter((e) => e.isDirectory())) await mkdir(path.join(dataDir, relative(dir)), { recursive: true });
+  const copy = (file) => copyFile(path.join(template, file), path.join(dataDir, file), constants.COPYFILE_FICLONE);
+  const next = entries.filter((e) => e.isFile()).map(relative).filter((f) => f !== 'PG_VERSION').values();
+  await Promise.all(Array.from({ length: 16 }, async () => { for (const file of next) await copy(file); }));
+  await copy('PG_VERSION');
+})().catch((error) => { process.exitCode = 1; throw error; });
+`;
+
+/**
  * Copies the template into `dataDir` when it holds no database yet (no PG_VERSION, PGlite's own test)
  * and the template fits; returns false when PGlite must run initdb itself. PG_VERSION is copied last:
  * a copy cut short by a crash leaves a directory without it, which the next start copies into again.
@@ -77,22 +97,15 @@ export async function copyTemplate(dataDir: string, migrations: Migration[], log
     return false;
   }
   const started = Date.now();
-  const entries = await readdir(template, { recursive: true, withFileTypes: true });
-  const relative = (e: (typeof entries)[number]) => path.relative(template, path.join(e.parentPath, e.name));
-  for (const dir of entries.filter((e) => e.isDirectory())) await mkdir(path.join(dataDir, relative(dir)), { recursive: true });
-  const files = entries.filter((e) => e.isFile()).map(relative);
-  const copy = (file: string) =>
-    copyFile(path.join(template, file), path.join(dataDir, file), constants.COPYFILE_FICLONE).catch((error: unknown) => {
-      throw new Error(`cannot copy the PGlite data directory template into ${dataDir}: ${(error as Error).message}`);
-    });
-  const rest = files.filter((f) => f !== 'PG_VERSION');
-  const next = rest.values();
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      for (const file of next) await copy(file);
-    }),
-  );
-  await copy('PG_VERSION');
+  // In a thread of its own: the copy goes on while the main thread loads Chronograph's modules (main.ts),
+  // whose evaluation would otherwise hold up every next file.
+  const worker = new Worker(COPY_THREAD, { eval: true, workerData: { template, dataDir } });
+  const failure = await new Promise<Error | undefined>((resolve) => {
+    let error: Error | undefined;
+    worker.once('error', (e) => (error = e));
+    worker.once('exit', (code) => resolve(error ?? (code === 0 ? undefined : new Error(`the copying thread exited with ${code}`))));
+  });
+  if (failure) throw new Error(`cannot copy the PGlite data directory template into ${dataDir}: ${failure.message}`);
   logger.info({ dataDir, ms: Date.now() - started }, 'new PGlite data directory: copied from the initialised template');
   return true;
 }
