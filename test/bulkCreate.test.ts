@@ -151,6 +151,62 @@ describe.each(backends)('bulk task creation (%s)', (backend) => {
     expect(await counts()).toEqual({ tasks: 301, events: 301 });
   });
 
+  // More than 2,000 inputs go in one transaction of one statement per 2,000 (TaskSvc.insertInChunks).
+  it('writes a batch of several parts as one: every row and event in input order, or nothing', async () => {
+    const base = Date.parse('2031-01-01T00:00:00Z');
+    const good = (i: number) => ({ fullName: 'tasks.DataSync', startTime: new Date(base + i * 1000).toISOString(), argDict: { i } });
+    const seen: string[] = [];
+    const wakes: string[] = [];
+    const stopEvents = await t.app.db.listen(TASK_EVENT_CHANNEL, (payload) => seen.push(payload));
+    const stopWake = await t.app.db.listen(WAKE_CHANNEL, (payload) => wakes.push(payload));
+    try {
+      // A bad input in the last part (after two parts were written in the transaction), or in the first.
+      for (const at of [4_400, 10]) {
+        const inputs = Array.from({ length: 4_500 }, (_, i) => (i === at ? { ...good(i), priority: 5000 } : good(i)));
+        const result = await t.gql(CREATE_MANY, { inputs });
+        expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'priority', index: at });
+        expect(await counts()).toEqual({ tasks: 0, events: 0 });
+      }
+      const inputs = Array.from({ length: 4_500 }, (_, i) => good(i));
+      const created = await t.app.taskSvc.createTimerTasks(inputs);
+      expect(created.map((c) => (c.argDict as { i: number }).i)).toEqual(inputs.map((_, i) => i));
+      expect(created.map((c) => c.id)).toEqual([...created.map((c) => c.id)].sort());
+      const stored = await t.app.db.prisma.task.findMany({ orderBy: { id: 'asc' } });
+      expect(stored).toEqual(created.map(({ deduplicated: _, ...task }) => task));
+      // One transaction: one created_at for all.
+      expect(new Set(stored.map((s) => s.createdAt.getTime())).size).toBe(1);
+      const events = await t.app.db.prisma.taskEvent.findMany({ orderBy: { id: 'asc' } });
+      expect(events.map((e) => e.taskId)).toEqual(created.map((c) => c.id));
+      expect(events.every((e) => e.type === 'CREATED' && e.message === 'created')).toBe(true);
+      await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(4_500);
+      expect(seen.map((p) => JSON.parse(p).id)).toEqual(events.map((e) => e.id.toString()));
+      await expect.poll(() => wakes.length, { timeout: 5000 }).toBe(1);
+    } finally {
+      await stopEvents();
+      await stopWake();
+    }
+  });
+
+  it('builds a batch of several parts again when a template changed since it was read', async () => {
+    const inputs = Array.from({ length: 4_100 }, (_, i) => ({
+      fullName: 'tasks.DataSync',
+      startTime: '2031-01-01T00:00:00Z',
+      argDict: { i },
+    }));
+    expect((await t.app.taskSvc.createTimerTasks(inputs.slice(0, 1)))[0]!.priority).toBe(0);
+    // Behind the kept copy's back: the first part's statement finds the template changed and the batch
+    // is built again from a fresh read; nothing of the first attempt stays.
+    await t.app.db.prisma.$executeRawUnsafe(`UPDATE task_template SET priority = 4 WHERE full_name = 'tasks.DataSync'`);
+    try {
+      const created = await t.app.taskSvc.createTimerTasks(inputs);
+      expect(created.every((c) => c.priority === 4)).toBe(true);
+      expect(await counts()).toEqual({ tasks: 4_101, events: 4_101 });
+      expect(await t.app.db.prisma.task.count({ where: { priority: 4 } })).toBe(4_100);
+    } finally {
+      await t.app.db.prisma.$executeRawUnsafe(`UPDATE task_template SET priority = 0 WHERE full_name = 'tasks.DataSync'`);
+    }
+  });
+
   it('returns the live task for a uniqueKey that is taken, inside the batch or before it, and records no event for it', async () => {
     const [held] = await t.app.taskSvc.createTimerTasks([
       { fullName: 'tasks.DataSync', startTime: '2031-01-01T00:00:00Z', uniqueKey: 'a' },

@@ -108,6 +108,21 @@ describe.each(backends)('query limits (%s)', (backend) => {
     expect(ok((await run(query, { n: 50 })).result).tasks.edges.length).toBeGreaterThan(0);
   });
 
+  it('counts a list variable as empty, and still measures a page size beside it', async () => {
+    // The cost reads no list argument; only the page size in $n decides here.
+    const query = `mutation($inputs: [TimerTaskInput!]!, $n: Int) {
+      createTimerTasks(inputs: $inputs) { id runs(first: $n) { id result } }
+    }`;
+    const inputs = Array.from({ length: 3 }, () => ({ fullName: 'tasks.DataSync', startTime: '2099-01-01 10:00:00' }));
+    const { result, statements } = await run(query, { inputs, n: 1000 });
+    expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST' });
+    expect(statements).toEqual([]);
+    expect(ok((await run(query, { inputs, n: 5 })).result).createTimerTasks).toHaveLength(3);
+    // A list execution refuses is refused with its coded error, not let through by the cost.
+    const bad = await run(query, { inputs: [{ startTime: '2099-01-01 10:00:00' }], n: 5 });
+    expect(bad.result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT' });
+  });
+
   it('refuses a too complex subscription over SSE and over graphql-ws', async () => {
     const subscription = `subscription { taskStatusChanged { task { ${chain(5)} } } }`;
     const [overSse] = (await new Collector((await sseSubscribe(t.app, subscription)).results).finished()) as GqlResult[];

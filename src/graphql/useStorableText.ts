@@ -33,20 +33,44 @@ export function useStorableText(): Plugin {
   };
 }
 
-/** The path of the first unstorable string among the variables (walked without recursion: they may nest deeply). */
+/**
+ * The path of the first unstorable string among the variables, walked without recursion (they may nest
+ * deeply) and without building a path per value (a batch holds tens of thousands): each entry on the
+ * stack points to its parent, and only the offending value's path is put together.
+ */
 function unstorableVariable(variables: unknown): string[] | undefined {
   if (!variables || typeof variables !== 'object') return undefined;
-  const stack: [unknown, string[]][] = Object.entries(variables).map(([name, value]) => [value, [name]]);
+  interface Entry {
+    value: unknown;
+    key: string;
+    parent: Entry | undefined;
+  }
+  const pathOf = (entry: Entry | undefined) => {
+    const path: string[] = [];
+    for (let at = entry; at; at = at.parent) path.push(at.key);
+    return path.reverse();
+  };
+  const stack: Entry[] = Object.entries(variables).map(([name, value]) => ({ value, key: name, parent: undefined }));
   while (stack.length > 0) {
-    const [value, path] = stack.pop()!;
+    const entry = stack.pop()!;
+    const { value } = entry;
     if (typeof value === 'string') {
-      if (!isStorableText(value)) return path;
+      if (!isStorableText(value)) return pathOf(entry);
     } else if (Array.isArray(value)) {
-      value.forEach((item, i) => stack.push([item, [...path, `[${i}]`]]));
+      for (let i = 0; i < value.length; i++) {
+        const item: unknown = value[i];
+        if (typeof item === 'string') {
+          if (!isStorableText(item)) return [...pathOf(entry), `[${i}]`];
+        } else if (item && typeof item === 'object') stack.push({ value: item, key: `[${i}]`, parent: entry });
+      }
     } else if (value && typeof value === 'object') {
-      for (const [key, item] of Object.entries(value)) {
-        if (!isStorableText(key)) return path;
-        stack.push([item, [...path, key]]);
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        if (!isStorableText(key)) return pathOf(entry);
+        const item: unknown = (value as Record<string, unknown>)[key];
+        if (typeof item === 'string') {
+          if (!isStorableText(item)) return [...pathOf(entry), key];
+        } else if (item && typeof item === 'object') stack.push({ value: item, key, parent: entry });
       }
     }
   }

@@ -27,8 +27,8 @@ import {
   type ScheduledTime,
   upcomingRuns,
 } from '../time/schedule.js';
-import { insertNewTasks, type NewTaskRow, newTask, prismaRunner, TaskIds } from './bulkInsert.js';
-import { CreateCache, type TemplateDefaults, type Versioned } from './createCache.js';
+import { insertNewTasks, type NewTaskRow, newTask, prismaRunner, type ReadVersions, TaskIds } from './bulkInsert.js';
+import { CreateCache, type TemplateDefaults, type TenantRead, type Versioned } from './createCache.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { assertArgDict, assertId, assertIntRange, assertStorableText } from './validate.js';
@@ -236,6 +236,24 @@ export class TaskSvc {
         throw conflict('The task templates or the tenant quotas of this request kept changing while it was written; retry');
       }
       const read = { cached: false };
+      const tenant = await this.cache.tenant(sql, this.tenantId, fresh, read);
+      const counted = tenant.value.maxLiveTasks != null || tenant.value.maxTasksCreatedPerMinute != null;
+      if (!counted && !inputs.some((input) => input.uniqueKey != null)) {
+        // The quota as read; the insert confirms the tenant's row has not changed since.
+        let created: CreatedTask[] | null;
+        try {
+          created =
+            inputs.length > CHUNK_ROWS
+              ? await this.insertInChunks(inputs, tenant, fresh, read)
+              : await this.insertAtOnce(inputs, sql, tenant, fresh, read);
+        } catch (error) {
+          if (error instanceof ChronographError && read.cached) continue;
+          throw error;
+        }
+        if (!created) continue;
+        if (tenant.version == null) this.cache.forgetTenant(this.tenantId);
+        return created;
+      }
       let built: Awaited<ReturnType<TaskSvc['buildBatch']>>;
       try {
         built = await this.buildBatch(inputs, sql, fresh, read);
@@ -243,55 +261,8 @@ export class TaskSvc {
         if (error instanceof ChronographError && read.cached) continue;
         throw error;
       }
-      const { rows, messages, templates, tenant } = built;
-      const versions = { templates: [...templates.values()].map((t) => ({ id: t.value.id, version: t.version })) };
-      const counted = tenant.value.maxLiveTasks != null || tenant.value.maxTasksCreatedPerMinute != null;
-      if (!counted && !rows.some((row) => row.uniqueKey != null)) {
-        // The quota as read; the insert confirms the tenant's row has not changed since.
-        try {
-          rows.forEach((row, index) =>
-            checkArgDictQuota(this.tenantId, tenant.value, row.argDict, inputs.length > 1 ? `inputs[${index}].argDict` : 'argDict'),
-          );
-        } catch (error) {
-          if (read.cached) continue;
-          throw error;
-        }
-        // Tasks due now start on this instance as the insert commits, when its scheduler has free slots
-        // (and nothing limits the tenant's runs across instances: that is the capped claim's to enforce).
-        const now = Date.now();
-        const due =
-          tenant.value.maxConcurrentRuns == null
-            ? rows.filter((row) => row.status === TaskStatus.SCHEDULED && row.nextRunAt != null && row.nextRunAt.getTime() <= now).length
-            : 0;
-        const reservation = due > 0 ? (this.deps.starter?.reserveStart(this.tenantId, due) ?? null) : null;
-        let inserted: Awaited<ReturnType<typeof insertNewTasks>>;
-        try {
-          inserted = await insertNewTasks(
-            sql,
-            rows,
-            messages,
-            this.actor,
-            { ...versions, tenant: { id: this.tenantId, version: tenant.version } },
-            reservation?.claim,
-          );
-        } catch (error) {
-          reservation?.release();
-          throw error;
-        }
-        if (!inserted.fresh) {
-          reservation?.release();
-          continue;
-        }
-        reservation?.start(inserted.claimed);
-        if (tenant.version == null) this.cache.forgetTenant(this.tenantId);
-        const claimed = new Map(inserted.claimed.map((task) => [task.id, task]));
-        return rows.map((row) => {
-          const task = newTask(row, inserted.now);
-          const run = claimed.get(row.id);
-          // Claimed in the insert: the task as the commit left it.
-          return run ? Object.assign(task, claimedState(run, reservation!.claim)) : task;
-        });
-      }
+      const { rows, messages, templates } = built;
+      const versions = { templates: templateVersions(templates) };
       try {
         return await this.deps.prisma.$transaction(
           async (tx) => {
@@ -338,42 +309,177 @@ export class TaskSvc {
   }
 
   /**
-   * createTimerTasks' rows, built and checked, with the templates and the tenant's quotas they were built
-   * from (cached unless `fresh`; `read.cached` tells whether any was).
+   * The usual create and a batch of up to CHUNK_ROWS: built and checked whole, then one statement, which
+   * is its own transaction. Null when a row it was built from changed (nothing was written).
+   */
+  private async insertAtOnce(
+    inputs: TimerTaskInput[],
+    sql: SqlRunner,
+    tenant: TenantRead,
+    fresh: boolean,
+    read: { cached: boolean },
+  ): Promise<CreatedTask[] | null> {
+    const builder = this.batchBuilder(inputs, sql, fresh, read);
+    const { rows, messages } = await builder.build(0, inputs.length);
+    this.checkArgDicts(inputs, rows, 0, tenant.value);
+    // Tasks due now start on this instance as the insert commits, when its scheduler has free slots (and
+    // nothing limits the tenant's runs across instances: that is the capped claim's to enforce).
+    const now = Date.now();
+    const due =
+      tenant.value.maxConcurrentRuns == null
+        ? rows.filter((row) => row.status === TaskStatus.SCHEDULED && row.nextRunAt != null && row.nextRunAt.getTime() <= now).length
+        : 0;
+    const reservation = due > 0 ? (this.deps.starter?.reserveStart(this.tenantId, due) ?? null) : null;
+    let inserted: Awaited<ReturnType<typeof insertNewTasks>>;
+    try {
+      inserted = await insertNewTasks(
+        sql,
+        rows,
+        messages,
+        this.actor,
+        { templates: templateVersions(builder.templates), tenant: { id: this.tenantId, version: tenant.version } },
+        reservation?.claim,
+      );
+    } catch (error) {
+      reservation?.release();
+      throw error;
+    }
+    if (!inserted.fresh) {
+      reservation?.release();
+      return null;
+    }
+    reservation?.start(inserted.claimed);
+    const claimed = new Map(inserted.claimed.map((task) => [task.id, task]));
+    return rows.map((row) => {
+      const task = newTask(row, inserted.now);
+      const run = claimed.get(row.id);
+      // Claimed in the insert: the task as the commit left it.
+      return run ? Object.assign(task, claimedState(run, reservation!.claim)) : task;
+    });
+  }
+
+  /**
+   * A batch of more than CHUNK_ROWS: one transaction of one statement per CHUNK_ROWS inputs, each sent as
+   * soon as its rows are built, so that the database writes one part while the next is built and
+   * checked (on PostgreSQL; PGlite runs them one after the other). An input refused in a later part, or a
+   * row the rows were built from that changed, rolls the whole transaction back: all or nothing, as one
+   * statement. The first statement checks the tenant's row version (and creates its row when it had
+   * none), every statement the templates'. Null when one of them changed.
+   */
+  private async insertInChunks(
+    inputs: TimerTaskInput[],
+    tenant: TenantRead,
+    fresh: boolean,
+    read: { cached: boolean },
+  ): Promise<CreatedTask[] | null> {
+    // Templates are read before the transaction, so that its connection only ever runs the inserts.
+    const builder = this.batchBuilder(inputs, forRequest(this.deps.db.sql), fresh, read);
+    await builder.readTemplates();
+    try {
+      return await this.deps.db.sql.transaction(async (connection) => {
+        const tx = forRequest(connection);
+        const parts: Promise<CreatedTask[] | null>[] = [];
+        // Each statement is sent as the previous one ends (one connection runs one at a time).
+        let previous: Promise<unknown> = Promise.resolve();
+        try {
+          for (let from = 0; from < inputs.length; from += CHUNK_ROWS) {
+            const { rows, messages } = await builder.build(from, Math.min(from + CHUNK_ROWS, inputs.length));
+            this.checkArgDicts(inputs, rows, from, tenant.value);
+            const versions: ReadVersions = {
+              templates: templateVersions(builder.templates),
+              tenant: from === 0 ? { id: this.tenantId, version: tenant.version } : null,
+            };
+            const insert = previous.then(() => insertNewTasks(tx, rows, messages, this.actor, versions));
+            previous = insert;
+            const part = insert.then((inserted) => (inserted.fresh ? rows.map((row) => newTask(row, inserted.now)) : null));
+            // Its failure is taken up below (Promise.all); meanwhile it must not count as unhandled.
+            part.catch(() => {});
+            parts.push(part);
+            // Lets the previous statement's answer in, and this one go out, before the next part is built.
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        } catch (error) {
+          // A statement already sent ends before the transaction rolls back; its outcome no longer matters.
+          await Promise.allSettled(parts);
+          throw error;
+        }
+        const created = await Promise.all(parts);
+        if (created.some((part) => part === null)) throw STALE;
+        return (created as CreatedTask[][]).flat();
+      });
+    } catch (error) {
+      if (error === STALE) return null;
+      throw error;
+    }
+  }
+
+  /** The argDict quota of the tenant as read, for `rows` built from `inputs[from…]`. */
+  private checkArgDicts(inputs: TimerTaskInput[], rows: NewTaskRow[], from: number, quota: TenantRead['value']): void {
+    rows.forEach((row, k) =>
+      checkArgDictQuota(this.tenantId, quota, row.argDict, inputs.length > 1 ? `inputs[${from + k}].argDict` : 'argDict'),
+    );
+  }
+
+  /**
+   * createTimerTasks' rows, built and checked, with the templates they were built from (cached unless
+   * `fresh`; `read.cached` tells whether any was).
    */
   private async buildBatch(inputs: TimerTaskInput[], sql: SqlRunner, fresh: boolean, read: { cached: boolean }) {
-    const tenant = await this.cache.tenant(sql, this.tenantId, fresh, read);
+    const builder = this.batchBuilder(inputs, sql, fresh, read);
+    const { rows, messages } = await builder.build(0, inputs.length);
+    return { rows, messages, templates: builder.templates };
+  }
+
+  /**
+   * Builds and checks the rows of `inputs[from…to)`, part after part of one batch: templates are read
+   * (cached unless `fresh`; `read.cached` tells whether any was) and schedules resolved once per distinct
+   * value in the batch, ids increase across the parts. `templates`: what the rows built so far came from.
+   */
+  private batchBuilder(inputs: TimerTaskInput[], sql: SqlRunner, fresh: boolean, read: { cached: boolean }) {
     const templates = new Map<string, Versioned<TemplateDefaults>>();
     const cache: BuildCache = { now: this.now(), schedules: new Map() };
     const ids = new TaskIds(inputs.length);
-    const rows: NewTaskRow[] = [];
-    const messages = new Map<string, string>();
-    for (const [index, input] of inputs.entries()) {
-      try {
-        let template = templates.get(input.fullName);
-        if (!template) {
-          const found = await this.cache.template(sql, this.tenantId, input.fullName, fresh, read);
-          if (!found) {
-            throw new ChronographError('UNKNOWN_TEMPLATE', `No task template is named ${JSON.stringify(input.fullName)}`, {
-              field: 'fullName',
-            });
+    const seen = new Map<string, Versioned<TemplateDefaults> | null>();
+    const readTemplate = async (fullName: string) => {
+      if (!seen.has(fullName)) seen.set(fullName, await this.cache.template(sql, this.tenantId, fullName, fresh, read));
+      return seen.get(fullName) ?? null;
+    };
+    const build = async (from: number, to: number) => {
+      const rows: NewTaskRow[] = [];
+      const messages = new Map<string, string>();
+      for (let index = from; index < to; index++) {
+        const input = inputs[index]!;
+        try {
+          let template = templates.get(input.fullName);
+          if (!template) {
+            const found = await readTemplate(input.fullName);
+            if (!found) {
+              throw new ChronographError('UNKNOWN_TEMPLATE', `No task template is named ${JSON.stringify(input.fullName)}`, {
+                field: 'fullName',
+              });
+            }
+            // Its own copy of the default argDict: the rows share it, the cache must not.
+            template = { ...found, value: { ...found.value, argDict: structuredClone(found.value.argDict) } };
+            templates.set(input.fullName, template);
           }
-          // Its own copy of the default argDict: the rows share it, the cache must not.
-          template = { ...found, value: { ...found.value, argDict: structuredClone(found.value.argDict) } };
-          templates.set(input.fullName, template);
+          const { row, notes } = this.buildTask(input, template.value, cache, ids.next());
+          rows.push(row);
+          // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
+          if (notes.length) messages.set(row.id, `created; ${notes.join('; ')}`);
+        } catch (error) {
+          if (error instanceof ChronographError && inputs.length > 1) {
+            throw new ChronographError(error.code, `inputs[${index}]: ${error.message}`, { ...error.details, index });
+          }
+          throw error;
         }
-        const { row, notes } = this.buildTask(input, template.value, cache, ids.next());
-        rows.push(row);
-        // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
-        if (notes.length) messages.set(row.id, `created; ${notes.join('; ')}`);
-      } catch (error) {
-        if (error instanceof ChronographError && inputs.length > 1) {
-          throw new ChronographError(error.code, `inputs[${index}]: ${error.message}`, { ...error.details, index });
-        }
-        throw error;
       }
-    }
-    return { rows, messages, templates, tenant };
+      return { rows, messages };
+    };
+    /** Reads the templates the inputs name, in their order, up to an unknown one (build refuses that input). */
+    const readTemplates = async () => {
+      for (const input of inputs) if ((await readTemplate(input.fullName)) === null) return;
+    };
+    return { templates, build, readTemplates };
   }
 
   /**
@@ -890,6 +996,17 @@ export async function endTask(
     actor: end.actor,
   });
 }
+
+/** The templates rows were built from, with the row versions read, for insertNewTasks to check. */
+function templateVersions(templates: ReadonlyMap<string, Versioned<TemplateDefaults>>): ReadVersions['templates'] {
+  return [...templates.values()].map((t) => ({ id: t.value.id, version: t.version }));
+}
+
+/**
+ * Inputs per statement of a large createTimerTasks batch (see insertInChunks). Smaller parts let the
+ * database start sooner; each statement has a fixed cost of its own.
+ */
+const CHUNK_ROWS = 2_000;
 
 /** A run in a worker thread loads its handler from a module; a handler registered as a function cannot go there. */
 export function assertThreadCapable(handlers: HandlerRegistry, funcName: string, field: string): void {
