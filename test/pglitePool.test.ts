@@ -1,7 +1,10 @@
 import { PGlite } from '@electric-sql/pglite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { pglitePool, preparingPGlite } from '../src/db/pglitePool.js';
+import { pglitePool } from '../src/db/pglitePool.js';
 import { statement } from '../src/db/SqlPool.js';
+
+/** A Statement named by its text. */
+const s = (text: string) => statement(text, text);
 
 describe('PGlite statements run prepared (src/db/pglitePool.ts)', () => {
   let db: PGlite;
@@ -23,40 +26,24 @@ describe('PGlite statements run prepared (src/db/pglitePool.ts)', () => {
     const rows = await pool.query(insert, [1, 'one', { nested: [1, 'two'] }, at, ['a', 'b']]);
     expect(rows).toEqual([{ id: 1, name: 'one', data: { nested: [1, 'two'] }, at, tags: ['a', 'b'] }]);
     await pool.query(insert, [2, null, null, null, null]);
-    const select = 'SELECT * FROM item WHERE id = ANY($1::int[]) ORDER BY id';
-    expect(await pool.query(select, [[1, 2]])).toEqual((await db.query(select, [[1, 2]])).rows);
+    const select = statement('selectItems', 'SELECT * FROM item WHERE id = ANY($1::int[]) ORDER BY id');
+    expect(await pool.query(select, [[1, 2]])).toEqual((await db.query(select.text, [[1, 2]])).rows);
     // One prepared statement per text, however often it ran.
     expect((await prepared()).filter((p) => p.statement.startsWith('INSERT INTO item'))).toHaveLength(1);
   });
 
-  it("serves Prisma's adapter: options (array rows, parsers) as PGlite.query takes them, inside transactions too", async () => {
-    const client = preparingPGlite(db);
-    await client.query('INSERT INTO item (id, name) VALUES ($1, $2)', [1, 'one']);
-    const arrays = await client.query('SELECT id, name FROM item', [], { rowMode: 'array', parsers: { 23: (v: string) => `int ${v}` } });
-    expect(arrays.rows).toEqual([['int 1', 'one']]);
-    expect(arrays.fields.map((f) => f.name)).toEqual(['id', 'name']);
-    const updated = await client.query('UPDATE item SET name = $1', ['uno']);
-    expect(updated.affectedRows).toBe(1);
-    await client.transaction(async (tx) => {
-      await tx.query('INSERT INTO item (id, name) VALUES ($1, $2)', [2, 'two']);
-      await tx.rollback();
-    });
-    expect((await client.query('SELECT count(*)::int AS n FROM item')).rows).toEqual([{ n: 1 }]);
-    expect(client.closed).toBe(false); // everything else is PGlite's own
-  });
-
   it('an error leaves the session usable; in a transaction it aborts that transaction as usual', async () => {
     const pool = pglitePool(db);
-    await expect(pool.query('SELECT 1 / $1::int AS x', [0])).rejects.toMatchObject({ code: '22012' });
-    expect(await pool.query('SELECT 1 / $1::int AS x', [1])).toEqual([{ x: 1 }]);
-    await expect(pool.query('SELEC nonsense')).rejects.toMatchObject({ code: '42601' });
+    await expect(pool.query(s('SELECT 1 / $1::int AS x'), [0])).rejects.toMatchObject({ code: '22012' });
+    expect(await pool.query(s('SELECT 1 / $1::int AS x'), [1])).toEqual([{ x: 1 }]);
+    await expect(pool.query(s('SELEC nonsense'))).rejects.toMatchObject({ code: '42601' });
     await expect(
       pool.transaction(async (tx) => {
-        await tx.query('INSERT INTO item (id) VALUES ($1)', [1]);
-        await tx.query('INSERT INTO item (id) VALUES ($1)', [1]);
+        await tx.query(s('INSERT INTO item (id) VALUES ($1)'), [1]);
+        await tx.query(s('INSERT INTO item (id) VALUES ($1)'), [1]);
       }),
     ).rejects.toMatchObject({ code: '23505' });
-    expect(await pool.query('SELECT count(*)::int AS n FROM item')).toEqual([{ n: 0 }]);
+    expect(await pool.query(s('SELECT count(*)::int AS n FROM item'))).toEqual([{ n: 0 }]);
   });
 
   it('a statement outside a transaction waits for an open transaction instead of running inside it', async () => {
@@ -64,34 +51,34 @@ describe('PGlite statements run prepared (src/db/pglitePool.ts)', () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     const transaction = pool.transaction(async (tx) => {
-      await tx.query('INSERT INTO item (id) VALUES ($1)', [1]);
+      await tx.query(s('INSERT INTO item (id) VALUES ($1)'), [1]);
       await held;
       throw new Error('rolled back');
     });
-    const outside = pool.query('INSERT INTO item (id) VALUES ($1) RETURNING id', [2]);
+    const outside = pool.query(s('INSERT INTO item (id) VALUES ($1) RETURNING id'), [2]);
     await new Promise((resolve) => setTimeout(resolve, 50));
     release();
     await expect(transaction).rejects.toThrow('rolled back');
     await outside;
-    expect(await pool.query('SELECT id FROM item')).toEqual([{ id: 2 }]);
+    expect(await pool.query(s('SELECT id FROM item'))).toEqual([{ id: 2 }]);
   });
 
   it('delivers the notifications a statement sends', async () => {
     const got: string[] = [];
     await db.listen('ch', (payload) => got.push(payload));
-    await pglitePool(db).query("SELECT pg_notify('ch', $1)", ['hello']);
+    await pglitePool(db).query(s("SELECT pg_notify('ch', $1)"), ['hello']);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(got).toEqual(['hello']);
   });
 
   it('prepares a statement again when its table changed under it, and keeps at most 500 prepared', async () => {
     const pool = pglitePool(db);
-    await pool.query('INSERT INTO item (id, name) VALUES ($1, $2)', [1, 'one']);
-    expect(await pool.query('SELECT * FROM item')).toEqual([{ id: 1, name: 'one', data: null, at: null, tags: null }]);
+    await pool.query(s('INSERT INTO item (id, name) VALUES ($1, $2)'), [1, 'one']);
+    expect(await pool.query(s('SELECT * FROM item'))).toEqual([{ id: 1, name: 'one', data: null, at: null, tags: null }]);
     await db.exec('ALTER TABLE item DROP COLUMN tags');
-    expect(await pool.query('SELECT * FROM item')).toEqual([{ id: 1, name: 'one', data: null, at: null }]);
-    for (let i = 0; i < 520; i++) await pool.query(`SELECT $1::int + ${i} AS n`, [1]);
-    expect(await pool.query('SELECT $1::int + 519 AS n', [1])).toEqual([{ n: 520 }]);
+    expect(await pool.query(s('SELECT * FROM item'))).toEqual([{ id: 1, name: 'one', data: null, at: null }]);
+    for (let i = 0; i < 520; i++) await pool.query(s(`SELECT $1::int + ${i} AS n`), [1]);
+    expect(await pool.query(s('SELECT $1::int + 519 AS n'), [1])).toEqual([{ n: 520 }]);
     expect((await prepared()).length).toBeLessThanOrEqual(501);
   });
 });

@@ -1,5 +1,5 @@
-import { type PGlite, parse, protocol, type QueryOptions, type Results, type Transaction } from '@electric-sql/pglite';
-import type { SqlPool, SqlRunner, Statement } from './SqlPool.js';
+import { type PGlite, parse, protocol, type QueryOptions, type Results } from '@electric-sql/pglite';
+import type { SqlPool, SqlRunner } from './SqlPool.js';
 
 const { serialize } = protocol;
 
@@ -11,9 +11,10 @@ const MAX_PREPARED = 500;
  * six calls, and parses and plans the text at every call. Here each distinct text is prepared once per
  * PGlite instance (Parse + Describe, under a name of its own: its parameters' types) and each run is one
  * call of Bind + Describe + Execute + Sync on the prepared statement, whose rows PGlite's own result
- * parser turns into exactly what `query` returns. The plan is then cached as on PostgreSQL with named
- * statements (custom plans for the first executions, a generic one when it costs no more). Statements
- * are kept in least-recently-used order, at most MAX_PREPARED.
+ * parser turns into exactly what `query` returns: parsing and analysis happen once, and one call into
+ * the backend replaces six. Plans are made for each run's parameters (plan_cache_mode, see
+ * Database.ts: PGlite keeps no statistics, so a generic plan can be far off). Statements are kept in
+ * least-recently-used order, at most MAX_PREPARED.
  *
  * Locking is PGlite's: a statement outside a transaction takes the transaction lock (it never runs inside
  * another caller's open transaction) and then the query lock, as `query` does; inside `transaction`
@@ -112,64 +113,25 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 }
 
 /**
- * The hot path's SqlPool on PGlite: every statement prepared once (see PreparedStatements), a Statement's
- * name aside (its text names it here).
+ * The hot path's SqlPool on PGlite: a Statement runs prepared (see PreparedStatements; its text names it
+ * here), a plain string as PGlite's `query` runs it, planned for its parameters each time (as on
+ * PostgreSQL, where strings go unnamed).
  */
 export function pglitePool(db: PGlite): SqlPool {
-  const statements = preparedStatements(db);
-  const text = (s: Statement | string) => (typeof s === 'string' ? s : s.text);
+  const statements = new PreparedStatements(db);
   return {
-    query: async (s, params) => (await statements.query(text(s), params)).rows as never,
+    query: async (s, params) => (typeof s === 'string' ? await db.query(s, params) : await statements.query(s.text, params)).rows as never,
     transaction: (fn) =>
       db.transaction((tx) => {
         const runner: SqlRunner = {
           query: async (s, params) => {
+            if (typeof s === 'string') return (await tx.query(s, params)).rows as never;
             if (tx.closed) throw new Error('Transaction is closed');
-            return (await statements.run(text(s), params ?? [], undefined, true)).rows as never;
+            return (await statements.run(s.text, params ?? [], undefined, true)).rows as never;
           },
         };
         return fn(runner);
       }),
     async close() {},
   };
-}
-
-const byDatabase = new WeakMap<PGlite, PreparedStatements>();
-function preparedStatements(db: PGlite): PreparedStatements {
-  let statements = byDatabase.get(db);
-  if (!statements) byDatabase.set(db, (statements = new PreparedStatements(db)));
-  return statements;
-}
-
-/**
- * The PGlite handed to Prisma's adapter (pglite-prisma-adapter), whose every query goes through
- * `query`, inside transactions through the transaction's `query`: both run prepared statements. Options
- * this does not handle (a blob for COPY, declared parameter types) go to PGlite's own `query`.
- */
-export function preparingPGlite(db: PGlite): PGlite {
-  const statements = preparedStatements(db);
-  const plain = (options?: QueryOptions) => options?.blob !== undefined || options?.paramTypes !== undefined;
-  const wrapTransaction = (tx: Transaction): Transaction =>
-    new Proxy(tx, {
-      get(target, property, receiver) {
-        if (property === 'query')
-          return async <Row>(text: string, params?: unknown[], options?: QueryOptions) => {
-            if (plain(options)) return target.query<Row>(text, params, options);
-            if (target.closed) throw new Error('Transaction is closed');
-            return statements.run<Row>(text, params ?? [], options, true);
-          };
-        return Reflect.get(target, property, receiver);
-      },
-    });
-  return new Proxy(db, {
-    get(target, property) {
-      if (property === 'query')
-        return <Row>(text: string, params?: unknown[], options?: QueryOptions) =>
-          plain(options) ? target.query<Row>(text, params, options) : statements.query<Row>(text, params, options);
-      if (property === 'transaction')
-        return <T>(callback: (tx: Transaction) => Promise<T>) => target.transaction((tx) => callback(wrapTransaction(tx)));
-      const value = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
 }
