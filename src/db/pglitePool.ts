@@ -1,4 +1,4 @@
-import { type PGlite, parse, protocol, type QueryOptions, type Results } from '@electric-sql/pglite';
+import { type PGlite, parse, protocol, type Results } from '@electric-sql/pglite';
 import type { SqlPool, SqlRunner } from './SqlPool.js';
 
 const { serialize } = protocol;
@@ -30,12 +30,12 @@ class PreparedStatements {
   constructor(private readonly db: PGlite) {}
 
   /** Runs `text` outside any transaction. */
-  query<Row>(text: string, params: unknown[] = [], options?: QueryOptions): Promise<Results<Row>> {
-    return this.db._runExclusiveTransaction(() => this.run<Row>(text, params, options, false));
+  query<Row>(text: string, params: unknown[] = []): Promise<Results<Row>> {
+    return this.db._runExclusiveTransaction(() => this.run<Row>(text, params, false));
   }
 
   /** Runs `text` in the transaction whose lock the caller holds. */
-  run<Row>(text: string, params: unknown[], options: QueryOptions | undefined, inTransaction: boolean): Promise<Results<Row>> {
+  run<Row>(text: string, params: unknown[], inTransaction: boolean): Promise<Results<Row>> {
     const { db } = this;
     return db.runExclusive(async () => {
       for (let attempt = 1; ; attempt++) {
@@ -43,7 +43,7 @@ class PreparedStatements {
         // Serialised as PGlite's query does: by the parameter's type, else as text.
         const values = params.map((value, i) => {
           if (value === null || value === undefined) return null;
-          const serializer = options?.serializers?.[statement.types[i]!] ?? db.serializers[statement.types[i]!];
+          const serializer = db.serializers[statement.types[i]!];
           return serializer ? serializer(value) : String(value);
         });
         try {
@@ -56,7 +56,7 @@ class PreparedStatements {
             ),
             { syncToFs: !inTransaction },
           );
-          return parse.parseResults(messages, db.parsers, options)[0] as Results<Row>;
+          return parse.parseResults(messages, db.parsers)[0] as Results<Row>;
         } catch (error) {
           // The statement no longer fits the tables it was planned for (a table's columns changed): it
           // never ran, so it is prepared again and run once more.
@@ -127,7 +127,7 @@ export function pglitePool(db: PGlite): SqlPool {
           query: async (s, params) => {
             if (typeof s === 'string') return (await tx.query(s, params)).rows as never;
             if (tx.closed) throw new Error('Transaction is closed');
-            return (await statements.run(s.text, params ?? [], undefined, true)).rows as never;
+            return (await statements.run(s.text, params ?? [], true)).rows as never;
           },
         };
         return fn(runner);
