@@ -20,10 +20,13 @@ import { ChronographError } from '../errors.js';
 export function useRequestBudget(timeoutMs: number): Plugin {
   return {
     onExecute({ args, executeFn, setExecuteFn }) {
-      const budget = new AbortController();
+      // One plain controller per operation, aborted by the budget's timer or by the client's signal.
+      // Not AbortSignal.any: Node keeps a signal made by it alive for as long as it has an 'abort'
+      // listener, and the executor removes its own only on abort, so every query's signal leaked.
+      const operation = new AbortController();
       const timer = setTimeout(
         () =>
-          budget.abort(
+          operation.abort(
             new ChronographError(
               'TIMEOUT',
               `The request took longer than its budget of ${timeoutMs} ms (REQUEST_TIMEOUT_MS) and was stopped`,
@@ -34,10 +37,18 @@ export function useRequestBudget(timeoutMs: number): Plugin {
       );
       timer.unref();
       const clientGone = requestOf(args.contextValue)?.signal;
-      const signal = clientGone ? AbortSignal.any([clientGone, budget.signal]) : budget.signal;
+      const onClientGone = () => operation.abort(clientGone?.reason);
+      if (clientGone?.aborted) onClientGone();
+      else clientGone?.addEventListener('abort', onClientGone, { once: true });
+      const { signal } = operation;
       if (getOperationAST(args.document, args.operationName)?.operation !== 'mutation') (args as { signal?: AbortSignal }).signal = signal;
       setExecuteFn((executeArgs) => withRequestSignal(signal, () => executeFn(executeArgs)));
-      return { onExecuteDone: () => clearTimeout(timer) };
+      return {
+        onExecuteDone: () => {
+          clearTimeout(timer);
+          clientGone?.removeEventListener('abort', onClientGone);
+        },
+      };
     },
     onSubscribe({ args, subscribeFn, setSubscribeFn }) {
       const clientGone = requestOf(args.contextValue)?.signal;
