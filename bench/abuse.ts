@@ -1,5 +1,5 @@
 // Abuse benchmark: `npm run bench -- abuse [pglite|postgres]` (default pglite).
-// Starts a real instance (src/main.ts, REQUEST_TIMEOUT_MS half a phase) on 127.0.0.1 with tasks that
+// Starts a real instance as `npm start` does (dist/main.js, rebuilt if src/ changed; REQUEST_TIMEOUT_MS half a phase) on 127.0.0.1 with tasks that
 // carry 100 KB argDicts, then runs
 // one phase after another, each for BENCH_SECONDS (default 8): abusive clients hammer the instance
 // (BENCH_ABUSERS at a time, default 20) while one normal client sends a dashboard query in a loop and
@@ -14,7 +14,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { scratchDatabase } from './support.js';
+import { buildIfStale, scratchDatabase, startCommand } from './support.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const ABUSERS = Number(process.env.BENCH_ABUSERS ?? 20);
@@ -248,7 +248,8 @@ async function main() {
   });
   // BENCH_NODE_ARGS: extra arguments for the instance's node (say, --cpu-prof to see where its time goes).
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], {
+  buildIfStale();
+  const child = spawn(process.execPath, [...nodeArgs, ...startCommand()], {
     cwd: root,
     env: {
       ...process.env,

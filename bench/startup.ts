@@ -4,25 +4,17 @@
 // figures are medians and ranges. Issue 12's goal: first answer ≤ 2 s, idle RSS ≤ 250 MB. The app is the
 // checkout's own app/ (npm start's default APP_DIR: the TypeScript example app).
 // BENCH_BASELINE=<another checkout, built> runs the same rounds with it, interleaved, and prints the ratios.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, root } from '../test/support/chronographProcess.js';
-import { instanceEnv, scratchDatabase } from './support.js';
+import { buildIfStale, instanceEnv, scratchDatabase, startCommand } from './support.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const IDLE_MS = 5000;
 
 const baseline = process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined;
-
-/** The same command as `npm start` in package.json, without npm's own start-up in the figure. */
-function startCommand(checkout = root): string[] {
-  const pkg = JSON.parse(readFileSync(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const [cmd, ...args] = pkg.scripts.start.split(/\s+/);
-  if (cmd !== 'node') throw new Error(`bench/startup expects "start" to run node, not: ${pkg.scripts.start}`);
-  return args;
-}
 
 /** Resident memory now (VmRSS) and at its highest so far (VmHWM), in MB. */
 function memoryMb(pid: number): { rss: number; peak: number } {
@@ -89,9 +81,7 @@ function summary(label: string, results: Result[]) {
   );
 }
 
-// What `npm start` does first (its prestart): compile src/ again if it changed since the last build.
-const built = spawnSync(process.execPath, [path.join(root, 'scripts', 'build.mjs'), '--if-stale'], { cwd: root, stdio: 'inherit' });
-if (built.status !== 0) throw new Error('npm run build failed');
+buildIfStale();
 if (!existsSync(path.join(root, 'dist', 'pglite-template.json'))) {
   console.log('no PGlite data directory template (npm run build makes it): a fresh DATA_DIR runs initdb');
 }

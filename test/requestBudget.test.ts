@@ -104,15 +104,15 @@ describe.each(backends)('request budget and abandoned requests (%s)', (backend) 
       if (signal) seen = new WeakRef(signal);
       return original.apply(this, args);
     };
-    const query = () =>
-      t.app.yoga
-        .fetch('http://chronograph/graphql', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ query: '{ taskStats { total } }' }),
-          signal: new AbortController().signal,
-        })
-        .then((response) => response.json());
+    const query = async () => {
+      const response = await t.app.yoga.fetch('http://chronograph/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ taskStats { total } }' }),
+        signal: new AbortController().signal,
+      });
+      return response.json();
+    };
     await query(); // the first request opens connections, whose resources may keep its context
     expect(await query()).toMatchObject({ data: { taskStats: {} } });
     expect(seen).toBeDefined();
