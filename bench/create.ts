@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, root } from '../test/support/chronographProcess.js';
-import { instanceEnv, scratchDatabase } from './support.js';
+import { buildIfStale, instanceEnv, scratchDatabase, startCommand } from './support.js';
 
 const TOTAL = Number(process.env.BENCH_CREATE_TOTAL ?? 1_000_000);
 const BATCH = Number(process.env.BENCH_CREATE_BATCH ?? 10_000);
@@ -25,14 +25,6 @@ const TEMPLATE = 'bench.Create';
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const mb = (bytes: number) => `${fmt(bytes / 1_048_576)} MB`;
-
-/** The same command as `npm start` in package.json. */
-function startCommand(): string[] {
-  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const [cmd, ...args] = pkg.scripts.start.split(/\s+/);
-  if (cmd !== 'node') throw new Error(`bench/create expects "start" to run node, not: ${pkg.scripts.start}`);
-  return args;
-}
 
 function rss(pid: number): number {
   const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
@@ -160,6 +152,7 @@ async function run(label: string, env: Record<string, string>): Promise<void> {
   }
 }
 
+buildIfStale();
 if (DB === 'postgres' || DB === 'both') {
   const db = await scratchDatabase();
   const dir = mkdtempSync(path.join(tmpdir(), 'chronograph-create-'));
