@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -63,6 +63,18 @@ describe('npm start (the src/main.ts process)', () => {
     expect(await exposed.exited).toBe(2);
     expect(exposed.output()).toMatch(/HOST: 0\.0\.0\.0 can be reached from other machines, but no credential is configured/);
   }, 60_000);
+
+  // mkdir(…, { recursive: true }) never settles under /proc (its parent refuses new entries with ENOENT).
+  it.runIf(existsSync('/proc/self'))(
+    'exits with the reason when DATA_DIR cannot be created, instead of hanging',
+    async () => {
+      const impossible = start({ PORT: '0', DATA_DIR: '/proc/chronograph-nope/data' });
+      expect(await impossible.exited).toBe(1);
+      expect(impossible.output()).toMatch(/Chronograph could not start/);
+      expect(impossible.output()).toMatch(/ENOENT/);
+    },
+    60_000,
+  );
 
   it('refuses bad configuration with a clear message and exit code 2', async () => {
     const bad = start({ PORT: 'not-a-port', DATA_DIR: dataDir });

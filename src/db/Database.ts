@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import type { PGlite } from '@electric-sql/pglite';
 import type { PrismaPg } from '@prisma/adapter-pg';
 import type pg from 'pg';
@@ -6,6 +5,7 @@ import type { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { Config } from '../config.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
+import { makeDirectory } from '../ops/makeDirectory.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
 import { copyTemplate } from './pgliteTemplate.js';
@@ -110,7 +110,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
   drivers.catch(() => {}); // awaited below
   let lock: DataDirLock | undefined;
   if (!dataDir.startsWith('memory://')) {
-    await mkdir(dataDir, { recursive: true });
+    await makeDirectory(dataDir);
     // Before PGlite touches the files: a second process on the same directory is refused here.
     lock = await DataDirLock.acquire(dataDir, (why) =>
       logger.fatal({ dataDir }, `lost the lock of DATA_DIR: ${why}; another process may be writing it`),

@@ -1,8 +1,9 @@
-import { mkdir, open } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { createGzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Prisma, PrismaClient } from '../generated/prisma/client.js';
+import { makeDirectory } from '../ops/makeDirectory.js';
 
 /** What one prune removed. */
 export interface PruneCounts {
@@ -209,7 +210,7 @@ export class HistoryPruner {
   ): Promise<void> {
     const now = this.options.now?.() ?? new Date();
     const dir = path.join(this.options.archiveDir!, encodeURIComponent(tenantId), now.toISOString().slice(0, 10));
-    await mkdir(dir, { recursive: true });
+    await makeDirectory(dir);
     const file = path.join(
       dir,
       `${now.toISOString().replace(/[:.]/g, '-')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.jsonl.gz`,
