@@ -18,7 +18,7 @@ import type { Logger } from '../logger.js';
 
 /** A table is analyzed once it holds at least this many live rows (some ten pages of task rows). */
 export const ANALYZE_MIN_ROWS = 1000;
-/** ... and once this many rows, plus ANALYZE_SCALE of the rows it had at its last ANALYZE, changed (autovacuum's defaults). */
+/** ... and once more than this many rows, plus ANALYZE_SCALE of the rows it had at its last ANALYZE, changed (autovacuum's defaults). */
 export const ANALYZE_THRESHOLD = 50;
 export const ANALYZE_SCALE = 0.1;
 /** How often the tables' change counts are looked at. */
@@ -49,11 +49,13 @@ export async function forgetEmptyStatistics(pglite: PGlite): Promise<string[]> {
  * tables analyzed with the milliseconds each took.
  */
 export async function analyzeGrownTables(pglite: PGlite): Promise<{ table: string; ms: number }[]> {
+  // The session's counts reach pg_stat_user_tables at most once a second, when it is idle: now.
+  await pglite.query('SELECT pg_stat_force_next_flush()');
   const { rows } = await pglite.query<{ table: string }>(
     `SELECT format('%I.%I', s.schemaname, s.relname) AS table
        FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
       WHERE s.schemaname = current_schema() AND s.n_live_tup >= $1
-        AND s.n_mod_since_analyze >= $2 + $3 * greatest(c.reltuples, 0)
+        AND s.n_mod_since_analyze > $2::float8 + $3::float8 * greatest(c.reltuples, 0)
       ORDER BY s.relname`,
     [ANALYZE_MIN_ROWS, ANALYZE_THRESHOLD, ANALYZE_SCALE],
   );
