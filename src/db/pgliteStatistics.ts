@@ -21,6 +21,12 @@ export const ANALYZE_MIN_ROWS = 1000;
 /** ... and once more than this many rows, plus ANALYZE_SCALE of the rows it had at its last ANALYZE, changed (autovacuum's defaults). */
 export const ANALYZE_THRESHOLD = 50;
 export const ANALYZE_SCALE = 0.1;
+/**
+ * The statistics target of these ANALYZEs (PostgreSQL's default is 100: a 30,000-row sample). An ANALYZE
+ * runs on the event loop like every PGlite statement: of a task table of 100,000 rows it took 2.6 s with
+ * 100 and 0.14 s with 10 (a 3,000-row sample; 300,000 rows: 1.9 s and 0.25 s).
+ */
+export const ANALYZE_STATISTICS_TARGET = 10;
 /** How often the tables' change counts are looked at. */
 export const ANALYZE_INTERVAL_MS = 10_000;
 
@@ -63,7 +69,10 @@ export async function analyzeGrownTables(pglite: PGlite): Promise<{ table: strin
   for (const { table } of rows) {
     if (pglite.closed) break;
     const started = performance.now();
-    await pglite.exec(`ANALYZE ${table}`);
+    await pglite.transaction(async (tx) => {
+      await tx.exec(`SET LOCAL default_statistics_target = ${ANALYZE_STATISTICS_TARGET}`);
+      await tx.exec(`ANALYZE ${table}`);
+    });
     done.push({ table, ms: Math.round(performance.now() - started) });
   }
   return done;
