@@ -8,7 +8,8 @@ import type { Logger } from '../logger.js';
  * after five runs and keep it until something invalidates it. A generic plan made while a table is
  * small enough for a sequential scan to look cheapest stays a sequential scan as the table grows:
  * bulk creation then checks every new event's task by reading the whole task table (483 tasks/s
- * instead of some 7,500). PostgreSQL guards against this with two things PGlite lacks unless asked:
+ * instead of some 7,500). Two things prevent this on PostgreSQL; on PGlite the template's VACUUM
+ * turned off the first, and the second does not run:
  * - a table that was never vacuumed or analyzed (pg_class.reltuples = -1) is planned as at least ten
  *   pages, so lookups go through its indexes from the start; a VACUUM or ANALYZE of an empty table
  *   records reltuples = 0 and turns that off (PostgreSQL 14 and later);
