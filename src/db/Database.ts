@@ -8,6 +8,7 @@ import type { Logger } from '../logger.js';
 import { makeDirectory } from '../ops/makeDirectory.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
+import { forgetEmptyStatistics, maintainStatistics } from './pgliteStatistics.js';
 import { copyTemplate } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
 import { openPgPool, type SqlPool } from './SqlPool.js';
@@ -124,16 +125,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     if (lock) await copyTemplate(dataDir, migrations, logger);
     const { PGlite } = (await drivers)[0];
     pglite = await PGlite.create(dataDir, {
-      // Prepared statements (pglitePool) are planned for their parameters at every run: PGlite keeps no
-      // statistics of its tables (no autovacuum), and generic plans made without them turned bulk
-      // creation from 4,000 to 600 tasks/s.
-      startParams: [
-        ...PGlite.defaultStartParams,
-        '-c',
-        `shared_buffers=${PGLITE_SHARED_BUFFERS}`,
-        '-c',
-        'plan_cache_mode=force_custom_plan',
-      ],
+      startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
     });
   } catch (error) {
     await lock?.release();
@@ -141,6 +133,10 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
   }
   try {
     await migrate(pgliteSession(pglite), logger, migrations);
+    // PGlite has no autovacuum: statistics that say a table is empty would keep the generic plans of
+    // prepared statements and foreign-key checks on sequential scans as it grows (pgliteStatistics.ts).
+    const forgotten = await forgetEmptyStatistics(pglite);
+    if (forgotten.length) logger.info({ tables: forgotten }, 'PGlite statistics of empty tables reset to unknown');
   } catch (error) {
     await pglite.close();
     await lock?.release();
@@ -157,6 +153,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     await lock?.release();
     throw error;
   }
+  const statistics = maintainStatistics(pglite, logger);
   logger.info({ dataDir }, 'using embedded PGlite database');
   return {
     kind: 'pglite',
@@ -170,6 +167,7 @@ async function openPglite(dataDir: string, { logger, onQuery }: DatabaseOptions)
     },
     listenerState: () => (pglite.closed ? 'disconnected' : 'connected'),
     async close() {
+      await statistics.stop();
       await prisma.$disconnect();
       await pglite.close();
       await lock?.release();

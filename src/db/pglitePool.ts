@@ -12,9 +12,10 @@ const MAX_PREPARED = 500;
  * PGlite instance (Parse + Describe, under a name of its own: its parameters' types) and each run is one
  * call of Bind + Describe + Execute + Sync on the prepared statement, whose rows PGlite's own result
  * parser turns into exactly what `query` returns: parsing and analysis happen once, and one call into
- * the backend replaces six. Plans are made for each run's parameters (plan_cache_mode, see
- * Database.ts: PGlite keeps no statistics, so a generic plan can be far off). Statements are kept in
- * least-recently-used order, at most MAX_PREPARED.
+ * the backend replaces six. After five runs PostgreSQL may keep a generic plan of a statement: that
+ * it still fits once the tables have grown is pgliteStatistics.ts's concern (statistics never frozen at
+ * "empty", and an ANALYZE, which makes the cached plans again, once a table has grown). Statements
+ * are kept in least-recently-used order, at most MAX_PREPARED.
  *
  * Locking is PGlite's: a statement outside a transaction takes the transaction lock (it never runs inside
  * another caller's open transaction) and then the query lock, as `query` does; inside `transaction`

@@ -18,8 +18,17 @@ export const TEMPLATE_DIR = fileURLToPath(new URL('../../dist/pglite-template', 
 /** What the template holds, written beside it once it is complete; no manifest, no template. */
 interface Manifest {
   pglite: string;
+  /** How buildTemplate made it: a build remakes a template made another way. */
+  recipe?: number;
   migrations: { name: string; checksum: string }[];
 }
+
+/**
+ * 2: no VACUUM FREEZE at the end, which recorded every table as measured and empty (see
+ * pgliteStatistics.ts); a template of recipe 1 still starts a data directory, whose statistics
+ * forgetEmptyStatistics resets at start-up.
+ */
+const RECIPE = 2;
 
 const manifestFile = (dir: string) => `${dir}.json`;
 
@@ -122,11 +131,15 @@ async function exists(file: string): Promise<boolean> {
 
 /**
  * Makes the template (at build time): initdb, every migration, a clean shutdown. Kept when an earlier
- * build made it for the same PGlite and migrations. The manifest is removed first and written last, so
+ * build made it for the same PGlite, recipe and migrations. The manifest is removed first and written last, so
  * an interrupted build leaves no template to use rather than a half-made one.
  */
 export async function buildTemplate(migrations: Migration[], logger: Logger, template = TEMPLATE_DIR): Promise<boolean> {
-  const wanted: Manifest = { pglite: pgliteVersion(), migrations: migrations.map(({ name, checksum }) => ({ name, checksum })) };
+  const wanted: Manifest = {
+    pglite: pgliteVersion(),
+    recipe: RECIPE,
+    migrations: migrations.map(({ name, checksum }) => ({ name, checksum })),
+  };
   const current = await readManifest(template);
   if (current && JSON.stringify(current) === JSON.stringify(wanted) && (await exists(path.join(template, 'PG_VERSION')))) return false;
   await rm(manifestFile(template), { force: true });
@@ -138,7 +151,9 @@ export async function buildTemplate(migrations: Migration[], logger: Logger, tem
   const pglite = await PGlite.create(scratch);
   try {
     await migrate(pgliteSession(pglite), logger, migrations);
-    await pglite.exec('VACUUM FREEZE');
+    // No VACUUM or ANALYZE: the tables stay "never measured" (pg_class.reltuples = -1), as initdb leaves
+    // them, so the planner assumes some pages rather than none until they are ANALYZEd with rows in
+    // them (pgliteStatistics.ts). A VACUUM here made generic plans sequential scans that stayed so.
     await pglite.exec('CHECKPOINT');
   } finally {
     await pglite.close();

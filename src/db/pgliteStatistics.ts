@@ -1,0 +1,117 @@
+import type { PGlite } from '@electric-sql/pglite';
+import type { Logger } from '../logger.js';
+
+/**
+ * The planner statistics of a PGlite database, which has no autovacuum to keep them.
+ *
+ * Prepared statements (pglitePool) and the foreign-key checks' saved plans switch to a generic plan
+ * after five runs and keep it until something invalidates it. A generic plan made while a table is
+ * small enough for a sequential scan to look cheapest stays a sequential scan as the table grows:
+ * bulk creation then checks every new event's task by reading the whole task table (483 tasks/s
+ * instead of some 7,500). Two things prevent this on PostgreSQL; on PGlite the template's VACUUM
+ * turned off the first, and the second does not run:
+ * - a table that was never vacuumed or analyzed (pg_class.reltuples = -1) is planned as at least ten
+ *   pages, so lookups go through its indexes from the start; a VACUUM or ANALYZE of an empty table
+ *   records reltuples = 0 and turns that off (PostgreSQL 14 and later);
+ * - autovacuum ANALYZEs a table once enough of it has changed, and an ANALYZE invalidates the cached
+ *   plans that read it (relcache invalidation), so they are made again for the table as it now is.
+ */
+
+/** A table is analyzed once it holds at least this many live rows (some ten pages of task rows). */
+export const ANALYZE_MIN_ROWS = 1000;
+/** ... and once more than this many rows, plus ANALYZE_SCALE of the rows it had at its last ANALYZE, changed (autovacuum's defaults). */
+export const ANALYZE_THRESHOLD = 50;
+export const ANALYZE_SCALE = 0.1;
+/**
+ * The statistics target of these ANALYZEs (PostgreSQL's default is 100: a 30,000-row sample). An ANALYZE
+ * runs on the event loop like every PGlite statement: of a task table of 100,000 rows it took 2.6 s with
+ * 100 and 0.14 s with 10 (a 3,000-row sample; 300,000 rows: 1.9 s and 0.25 s).
+ */
+export const ANALYZE_STATISTICS_TARGET = 10;
+/** How often the tables' change counts are looked at. */
+export const ANALYZE_INTERVAL_MS = 10_000;
+
+/**
+ * Marks the tables whose statistics say they are empty (reltuples = 0) as never measured (-1), as
+ * initdb leaves a new table: the planner then assumes ten pages at least instead of none, and the
+ * cached plans that read them are made again. Data directories copied from a template that ended with
+ * VACUUM FREEZE (before 2026-12-05) have every table so; a table that really holds rows is
+ * ANALYZEd by analyzeGrownTables once it is big enough. Returns the tables changed.
+ */
+export async function forgetEmptyStatistics(pglite: PGlite): Promise<string[]> {
+  const { rows } = await pglite.query<{ relname: string }>(
+    `UPDATE pg_class c SET reltuples = -1
+       FROM pg_namespace n
+      WHERE n.oid = c.relnamespace AND n.nspname = current_schema() AND c.relkind = 'r' AND c.reltuples = 0
+     RETURNING c.relname`,
+  );
+  return rows.map((r) => r.relname).sort();
+}
+
+/**
+ * ANALYZEs every table that holds at least ANALYZE_MIN_ROWS live rows and has changed by more than
+ * ANALYZE_THRESHOLD + ANALYZE_SCALE × its rows since its last ANALYZE (pg_stat_user_tables'
+ * n_mod_since_analyze). A smaller table is left unmeasured, so that the planner keeps its ten-page
+ * assumption rather than caching sequential scans of a table that is about to grow. Returns the
+ * tables analyzed with the milliseconds each took.
+ */
+export async function analyzeGrownTables(pglite: PGlite): Promise<{ table: string; ms: number }[]> {
+  // The session's counts reach pg_stat_user_tables at most once a second, when it is idle: now.
+  await pglite.query('SELECT pg_stat_force_next_flush()');
+  const { rows } = await pglite.query<{ table: string }>(
+    `SELECT format('%I.%I', s.schemaname, s.relname) AS table
+       FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+      WHERE s.schemaname = current_schema() AND s.n_live_tup >= $1
+        AND s.n_mod_since_analyze > $2::float8 + $3::float8 * greatest(c.reltuples, 0)
+      ORDER BY s.relname`,
+    [ANALYZE_MIN_ROWS, ANALYZE_THRESHOLD, ANALYZE_SCALE],
+  );
+  const done: { table: string; ms: number }[] = [];
+  for (const { table } of rows) {
+    if (pglite.closed) break;
+    const started = performance.now();
+    await pglite.transaction(async (tx) => {
+      await tx.exec(`SET LOCAL default_statistics_target = ${ANALYZE_STATISTICS_TARGET}`);
+      await tx.exec(`ANALYZE ${table}`);
+    });
+    done.push({ table, ms: Math.round(performance.now() - started) });
+  }
+  return done;
+}
+
+/**
+ * Runs analyzeGrownTables every `intervalMs` until stopped (PGlite's stand-in for autovacuum's
+ * ANALYZE). The timer does not keep the process alive; `stop` waits for a pass under way.
+ */
+export function maintainStatistics(pglite: PGlite, logger: Logger, intervalMs = ANALYZE_INTERVAL_MS): { stop(): Promise<void> } {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = analyzeGrownTables(pglite)
+        .then(
+          (done) => {
+            if (done.length) logger.debug({ analyzed: done }, 'PGlite statistics renewed');
+          },
+          (error: unknown) => {
+            if (!pglite.closed) logger.warn({ err: error }, 'PGlite statistics: ANALYZE failed');
+          },
+        )
+        .finally(() => {
+          running = undefined;
+          schedule();
+        });
+    }, intervalMs);
+    timer.unref();
+  };
+  schedule();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}

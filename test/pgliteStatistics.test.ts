@@ -1,0 +1,200 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { type Migration, readMigrations } from '../src/db/migrate.js';
+import { pglitePool } from '../src/db/pglitePool.js';
+import { ANALYZE_MIN_ROWS, analyzeGrownTables, maintainStatistics } from '../src/db/pgliteStatistics.js';
+import { buildTemplate, copyTemplate } from '../src/db/pgliteTemplate.js';
+import { statement } from '../src/db/SqlPool.js';
+import { createLogger } from '../src/logger.js';
+import { createTestApp } from './support/testApp.js';
+
+const logger = createLogger('silent');
+
+/** What the foreign-key checks of task_event, task_run and task_run_log run for every row they insert. */
+const TASK_KEY_CHECK = `SELECT 1 FROM ONLY "public"."task" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x`;
+
+/** The plan a generic plan of `sql` would be on this database now (what a cached plan is made as). */
+async function genericPlan(pglite: PGlite, sql: string): Promise<string> {
+  const [result] = await pglite.exec(`EXPLAIN (GENERIC_PLAN) ${sql}`);
+  return result!.rows.map((r) => (r as { 'QUERY PLAN': string })['QUERY PLAN']).join('\n');
+}
+
+/** pg_class.reltuples of every table of the schema: -1 is "never measured". */
+async function reltuples(pglite: PGlite): Promise<Record<string, number>> {
+  const { rows } = await pglite.query<{ relname: string; reltuples: number }>(
+    `SELECT relname, reltuples FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname`,
+  );
+  return Object.fromEntries(rows.map((r) => [r.relname, r.reltuples]));
+}
+
+async function withPglite<T>(dir: string, fn: (pglite: PGlite) => Promise<T>): Promise<T> {
+  const pglite = await PGlite.create(dir);
+  try {
+    return await fn(pglite);
+  } finally {
+    await pglite.close();
+  }
+}
+
+/**
+ * PGlite has no autovacuum, and prepared statements and foreign-key checks keep a generic plan once
+ * made: statistics that say a table is empty make those plans sequential scans, which stay so as the
+ * table grows (bulk creation on a data directory copied from the template fell to 483 tasks/s).
+ */
+describe('PGlite planner statistics (src/db/pgliteStatistics.ts, the template)', () => {
+  let tmp: string;
+  let template: string;
+  let migrations: Migration[];
+  let dirs = 0;
+  const newDir = () => path.join(tmp, `data-${++dirs}`);
+
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(tmpdir(), 'chronograph-stats-'));
+    template = path.join(tmp, 'template');
+    migrations = await readMigrations();
+    await buildTemplate(migrations, logger, template);
+  }, 180_000);
+  afterAll(async () => {
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('a data directory copied from the template has every table unmeasured, and looks an empty task table up by its index', async () => {
+    const dir = newDir();
+    expect(await copyTemplate(dir, migrations, logger, template)).toBe(true);
+    await withPglite(dir, async (pglite) => {
+      const stats = await reltuples(pglite);
+      expect(Object.keys(stats)).toContain('task');
+      for (const [table, tuples] of Object.entries(stats)) expect({ table, tuples }).toEqual({ table, tuples: -1 });
+      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Index Scan using task_pkey');
+    });
+  });
+
+  it('statistics frozen at zero (a template made before, or a VACUUM of empty tables) are reset when Chronograph opens the directory', async () => {
+    const dir = newDir();
+    await copyTemplate(dir, migrations, logger, template);
+    await withPglite(dir, async (pglite) => {
+      await pglite.exec('VACUUM FREEZE');
+      expect((await reltuples(pglite)).task).toBe(0);
+      // What made bulk creation collapse: the foreign-key check's generic plan reads the whole table.
+      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Seq Scan on task');
+    });
+    const t = await createTestApp('pglite', { env: { DATA_DIR: dir, SCHEDULER_ENABLED: 'false' } });
+    await t.close();
+    await withPglite(dir, async (pglite) => {
+      const stats = await reltuples(pglite);
+      expect(Object.entries(stats).filter(([, tuples]) => tuples === 0)).toEqual([]);
+      expect(stats.task).toBe(-1);
+      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Index Scan using task_pkey');
+    });
+  });
+
+  it('bulk creation on a copy of the template checks each new row’s task by index, with generic plans, not by reading the task table', async () => {
+    const dir = newDir();
+    await copyTemplate(dir, migrations, logger, template);
+    const t = await createTestApp('pglite', { env: { DATA_DIR: dir, SCHEDULER_ENABLED: 'false' } });
+    try {
+      const inputs = (from: number, n: number) =>
+        Array.from({ length: n }, (_, i) => ({
+          fullName: 'tasks.DataSync',
+          startTime: new Date(Date.parse('2031-01-01T00:00:00Z') + (from + i) * 1000).toISOString(),
+          argDict: { i: from + i },
+        }));
+      // Small batches first, as a client's first requests: the generic plans made then (after five runs)
+      // must still fit at 3,100 rows.
+      for (let from = 0; from < 100; from += 10) await t.app.taskSvc.createTimerTasks(inputs(from, 10));
+      for (let from = 100; from < 3100; from += 1000) await t.app.taskSvc.createTimerTasks(inputs(from, 1000));
+      const prisma = t.app.db.prisma;
+      const [task] = await prisma.$queryRawUnsafe<{ seq_tup_read: bigint; n: bigint }[]>(
+        `SELECT s.seq_tup_read, (SELECT count(*) FROM task) AS n FROM pg_stat_user_tables s WHERE s.relname = 'task'`,
+      );
+      expect(Number(task!.n)).toBe(3100);
+      // A sequential scan per foreign-key check would read some 3,000 × 1,500 rows; by index, none.
+      expect(Number(task!.seq_tup_read)).toBeLessThan(3100 * 3);
+      // Prepared statements switch to generic plans (no plan_cache_mode=force_custom_plan).
+      const [plans] = await prisma.$queryRawUnsafe<{ generic: bigint }[]>(
+        `SELECT coalesce(sum(generic_plans), 0) AS generic FROM pg_prepared_statements`,
+      );
+      expect(Number(plans!.generic)).toBeGreaterThan(0);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('analyzeGrownTables: the ANALYZE autovacuum would run, on PGlite', () => {
+  let db: PGlite;
+  afterEach(async () => {
+    await db?.close();
+  });
+
+  const tableStats = async () =>
+    (
+      await db.query<{ reltuples: number; last_analyze: Date | null }>(
+        `SELECT c.reltuples, s.last_analyze FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.relname = 'item'`,
+      )
+    ).rows[0]!;
+  const insert = (from: number, n: number) => db.exec(`INSERT INTO item SELECT i, i % 7 FROM generate_series(${from + 1}, ${from + n}) i`);
+
+  it(`leaves a table under ${ANALYZE_MIN_ROWS} rows unmeasured, then ANALYZEs it each time more than 50 rows + 10 % of it changed`, async () => {
+    db = await PGlite.create('memory://');
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    await insert(0, ANALYZE_MIN_ROWS - 1);
+    expect(await analyzeGrownTables(db)).toEqual([]);
+    expect(await tableStats()).toMatchObject({ reltuples: -1, last_analyze: null });
+    await insert(ANALYZE_MIN_ROWS - 1, 1);
+    expect((await analyzeGrownTables(db)).map((a) => a.table)).toEqual(['public.item']);
+    expect((await tableStats()).reltuples).toBe(ANALYZE_MIN_ROWS);
+    // 1,000 rows measured: more than 50 + 100 changes are needed before the next ANALYZE.
+    await db.exec('UPDATE item SET v = v + 1 WHERE id <= 150');
+    expect(await analyzeGrownTables(db)).toEqual([]);
+    await insert(ANALYZE_MIN_ROWS, 1);
+    expect((await analyzeGrownTables(db)).map((a) => a.table)).toEqual(['public.item']);
+    expect((await tableStats()).reltuples).toBe(ANALYZE_MIN_ROWS + 1);
+    // Pruned below the minimum: no longer measured, so the statistics keep the size it had.
+    await db.exec(`DELETE FROM item WHERE id > 10`);
+    expect(await analyzeGrownTables(db)).toEqual([]);
+    expect((await tableStats()).reltuples).toBe(ANALYZE_MIN_ROWS + 1);
+  });
+
+  it('an ANALYZE makes the cached generic plan of a prepared statement again, for the table as it now is', async () => {
+    db = await PGlite.create('memory://');
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    await db.exec('VACUUM item');
+    const pool = pglitePool(db);
+    const byId = statement('itemById', 'SELECT v FROM item WHERE id = $1');
+    for (let i = 0; i < 8; i++) await pool.query(byId, [i]);
+    await insert(0, 5000);
+    const { rows } = await db.query<{ name: string; generic_plans: number }>(
+      `SELECT name, generic_plans FROM pg_prepared_statements WHERE statement = $1`,
+      [byId.text],
+    );
+    expect(rows[0]!.generic_plans).toBeGreaterThan(0);
+    const cached = async () =>
+      (await db.exec(`EXPLAIN EXECUTE ${rows[0]!.name}(1)`))[0]!.rows.map((r) => (r as { 'QUERY PLAN': string })['QUERY PLAN']).join('\n');
+    // Made while the table was empty and measured so: it reads the 5,000 rows for one.
+    expect(await cached()).toContain('Seq Scan on item');
+    expect((await analyzeGrownTables(db)).map((a) => a.table)).toEqual(['public.item']);
+    expect(await cached()).toMatch(/Index (Only )?Scan using item_pkey/);
+    expect(await pool.query(byId, [42])).toEqual([{ v: 0 }]);
+  });
+
+  it('maintainStatistics runs the pass on its own until stopped', async () => {
+    db = await PGlite.create('memory://');
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    await insert(0, ANALYZE_MIN_ROWS);
+    const maintainer = maintainStatistics(db, logger, 5);
+    try {
+      await vi.waitFor(async () => expect((await tableStats()).last_analyze).not.toBeNull(), { timeout: 10_000 });
+    } finally {
+      await maintainer.stop();
+    }
+    const analyzed = (await tableStats()).last_analyze;
+    await insert(ANALYZE_MIN_ROWS, ANALYZE_MIN_ROWS);
+    // Stopped: nothing ANALYZEs the table any more, however much it changed.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await tableStats()).last_analyze).toEqual(analyzed);
+  });
+});
