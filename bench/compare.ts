@@ -416,15 +416,18 @@ function latencySystem(
 async function latencyGraphileWorker(): Promise<LatencySystem> {
   const db = await prepareDatabase('graphile-worker');
   const started = new Map<number, number>();
+  // Our own pool, ended (and awaited) before the database is dropped: graphile-worker ends a pool it made
+  // without waiting, and the drop's FORCE then terminates a connection of a pool nobody listens to.
+  const pool = new pg.Pool({ connectionString: db.url, max: 27 });
+  pool.on('error', () => {});
   const runner = await run({
-    connectionString: db.url,
+    pgPool: pool,
     concurrency: 24,
-    maxPoolSize: 26,
     noHandleSignals: true,
     logger: quiet,
     taskList: { latency: async (payload) => void started.set((payload as { i: number }).i, performance.now()) },
   });
-  const utils = await makeWorkerUtils({ connectionString: db.url, logger: quiet });
+  const utils = await makeWorkerUtils({ pgPool: pool, logger: quiet });
   return latencySystem(
     'graphile-worker addJob',
     started,
@@ -432,6 +435,7 @@ async function latencyGraphileWorker(): Promise<LatencySystem> {
     async () => {
       await utils.release();
       await runner.stop();
+      await pool.end();
       await db.drop();
     },
   );
