@@ -18,7 +18,7 @@ const FIRST = {
 } as const;
 
 // Select mode: a query reads the columns and relations its selection needs, nothing more.
-const TaskRef = builder.prismaObject('Task', {
+builder.prismaObject('Task', {
   description: 'One schedulable unit created from a template.',
   // bindingId: whether `template` may be shown is decided on it (authScopes below).
   select: { id: true, bindingId: true },
@@ -263,22 +263,19 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
-  // Plain fields, not prismaFields: a create returns the rows it wrote, so a Prisma query planned from the
-  // selection would go unused (the selection's relations are loaded as for any Task), and planning it
-  // cost each create a walk of its selection.
-  createTimerTask: t.field({
+  createTimerTask: t.prismaField({
     authScopes: { editor: true },
-    type: TaskRef,
+    type: 'Task',
     description: 'Creates one task (status SCHEDULED) from a template.',
     args: { input: t.arg({ type: TimerTaskInput, required: true }) },
-    resolve: (_root, args, ctx) => ctx.taskSvc.createTimerTask(args.input),
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTask(args.input),
   }),
-  createTimerTasks: t.field({
+  createTimerTasks: t.prismaField({
     authScopes: { editor: true },
-    type: [TaskRef],
+    type: ['Task'],
     description: 'Creates many tasks in one transaction: all of them, or none when any input is bad.',
     args: { inputs: t.arg({ type: [TimerTaskInput], required: true }) },
-    resolve: (_root, args, ctx) => ctx.taskSvc.createTimerTasks(args.inputs),
+    resolve: (_query, _root, args, ctx) => ctx.taskSvc.createTimerTasks(args.inputs),
   }),
   pauseTask: t.prismaField({
     authScopes: { editor: true },
