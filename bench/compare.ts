@@ -15,14 +15,17 @@
 //   Configurations: 1 process × 24 and 2 processes × 50, each with and without ANALYZE (autovacuum is
 //   off on the scratch databases so "without" stays without); BENCH_DRAIN=1x24,1x24a,2x50,2x50a picks some.
 // - latency: one job at a time, due now, BENCH_LATENCY (default 300) times: from the add call to the
-//   handler's start, in-process for both; Chronograph also through GraphQL over HTTP. The three take
-//   turns job by job (each on its own database), so that noise falls on all alike. Statements sent per
+//   handler's start, in-process for both; Chronograph also through GraphQL over HTTP to an instance
+//   listening in this process, posted with fetch (undici) and with node:http (keep-alive agent), to show
+//   what the client itself adds. The four take turns job by job (each on its own database), so that
+//   noise falls on all alike. Statements sent per
 //   job on the `pg` driver (and how many were prepared) are counted by wrapping pg.Client#query.
 // - create: BENCH_CREATE (default 10000) jobs in one call: createTimerTasks vs graphile_worker.add_jobs, each
 //   after an untimed first call of 1,000 (a fresh process and connection each round: the measured call is
 //   the steady state of a series of batches, not the first statement of a new connection).
 // - pglite: Chronograph's drain (in-process, concurrency 24) on PGlite beside PostgreSQL's.
 import { type ChildProcess, spawn } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, makeWorkerUtils, run, runMigrations } from 'graphile-worker';
@@ -416,15 +419,18 @@ function latencySystem(
 async function latencyGraphileWorker(): Promise<LatencySystem> {
   const db = await prepareDatabase('graphile-worker');
   const started = new Map<number, number>();
+  // Our own pool, ended (and awaited) before the database is dropped: graphile-worker ends a pool it made
+  // without waiting, and the drop's FORCE then terminates a connection of a pool nobody listens to.
+  const pool = new pg.Pool({ connectionString: db.url, max: 27 });
+  pool.on('error', () => {});
   const runner = await run({
-    connectionString: db.url,
+    pgPool: pool,
     concurrency: 24,
-    maxPoolSize: 26,
     noHandleSignals: true,
     logger: quiet,
     taskList: { latency: async (payload) => void started.set((payload as { i: number }).i, performance.now()) },
   });
-  const utils = await makeWorkerUtils({ connectionString: db.url, logger: quiet });
+  const utils = await makeWorkerUtils({ pgPool: pool, logger: quiet });
   return latencySystem(
     'graphile-worker addJob',
     started,
@@ -432,12 +438,20 @@ async function latencyGraphileWorker(): Promise<LatencySystem> {
     async () => {
       await utils.release();
       await runner.stop();
+      await pool.end();
       await db.drop();
     },
   );
 }
 
-async function latencyChronograph(overHttp: boolean): Promise<LatencySystem> {
+/**
+ * Chronograph taking due-now creates in-process (TaskSvc), or as createTimerTask mutations over HTTP to
+ * the instance listening in this process: sent with `fetch` (undici, as before), or with node:http and a
+ * keep-alive agent, the leaner client. Both clients run in this process, so what each costs on its side
+ * (building and writing the request, and whatever it still does while the server works) is counted in the
+ * latency too; the node:http line shows how much of the HTTP figure is the client's.
+ */
+async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http'): Promise<LatencySystem> {
   const db = await prepareDatabase('chronograph');
   const started = new Map<number, number>();
   const app = await Chronograph.create({
@@ -450,7 +464,7 @@ async function latencyChronograph(overHttp: boolean): Promise<LatencySystem> {
     await app.stop();
     await db.drop();
   };
-  if (!overHttp) {
+  if (transport === 'in-process') {
     const svc = app.taskSvc;
     return latencySystem(
       'chronograph TaskSvc',
@@ -462,19 +476,57 @@ async function latencyChronograph(overHttp: boolean): Promise<LatencySystem> {
   const { url } = await app.listen(0, '127.0.0.1');
   const query =
     'mutation($args: JSON!) { createTimerTask(input: { fullName: "bench.Noop", funcName: "bench.latency", startTime: "2000-01-01T00:00:00Z", argDict: $args }) { id } }';
+  const check = (text: string) => {
+    const body = JSON.parse(text) as { errors?: unknown };
+    if (body.errors) throw new Error(JSON.stringify(body.errors));
+  };
+  if (transport === 'fetch') {
+    return latencySystem(
+      'chronograph GraphQL over HTTP',
+      started,
+      async (i) => {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query, variables: { args: { i } } }),
+        });
+        const body = (await response.json()) as { errors?: unknown };
+        if (body.errors) throw new Error(JSON.stringify(body.errors));
+      },
+      close,
+    );
+  }
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   return latencySystem(
-    'chronograph GraphQL over HTTP',
+    'chronograph HTTP, node:http',
     started,
-    async (i) => {
-      const response = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query, variables: { args: { i } } }),
-      });
-      const body = (await response.json()) as { errors?: unknown };
-      if (body.errors) throw new Error(JSON.stringify(body.errors));
+    (i) =>
+      new Promise<void>((resolve, reject) => {
+        const body = JSON.stringify({ query, variables: { args: { i } } });
+        const request = http.request(
+          url,
+          { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+          (response) => {
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('end', () => {
+              try {
+                check(Buffer.concat(chunks).toString('utf8'));
+                resolve();
+              } catch (error) {
+                reject(error);
+              }
+            });
+            response.on('error', reject);
+          },
+        );
+        request.on('error', reject);
+        request.end(body);
+      }),
+    async () => {
+      agent.destroy();
+      await close();
     },
-    close,
   );
 }
 
@@ -482,7 +534,14 @@ async function benchLatency() {
   console.log(
     `\n## Due-now latency, add → handler start, ${LATENCY_N} jobs one at a time per system (the systems take turns job by job), ${ROUNDS} rounds`,
   );
-  const ratios = { p50: [] as number[], p99: [] as number[], httpP50: [] as number[], httpP99: [] as number[] };
+  const ratios = {
+    p50: [] as number[],
+    p99: [] as number[],
+    httpP50: [] as number[],
+    httpP99: [] as number[],
+    nodeHttpP50: [] as number[],
+    nodeHttpP99: [] as number[],
+  };
   const line = (name: string, r: LatencyResult) =>
     console.log(
       `  ${name.padEnd(30)} p50 ${fmt(r.p50, 2).padStart(6)} ms  p99 ${fmt(r.p99, 2).padStart(6)} ms   ${fmt(r.statements, 1)} statements/job on pg ` +
@@ -490,25 +549,39 @@ async function benchLatency() {
     );
   for (let round = 1; round <= ROUNDS; round++) {
     console.log(`round ${round}`);
-    const systems = [await latencyGraphileWorker(), await latencyChronograph(false), await latencyChronograph(true)];
+    const systems = [
+      await latencyGraphileWorker(),
+      await latencyChronograph('in-process'),
+      await latencyChronograph('fetch'),
+      await latencyChronograph('node:http'),
+    ];
     let results: Map<string, LatencyResult>;
     try {
       results = await measureLatency(systems);
     } finally {
       for (const system of systems) await system.close();
     }
-    const [gw, cg, http] = systems.map((s) => results.get(s.name)!) as [LatencyResult, LatencyResult, LatencyResult];
+    const [gw, cg, overFetch, overNodeHttp] = systems.map((s) => results.get(s.name)!) as [
+      LatencyResult,
+      LatencyResult,
+      LatencyResult,
+      LatencyResult,
+    ];
     line('graphile-worker addJob', gw);
     line('chronograph TaskSvc', cg);
-    line('chronograph GraphQL over HTTP', http);
+    line('chronograph GraphQL over HTTP', overFetch);
+    line('chronograph HTTP, node:http', overNodeHttp);
     ratios.p50.push(cg.p50 / gw.p50);
     ratios.p99.push(cg.p99 / gw.p99);
-    ratios.httpP50.push(http.p50 / gw.p50);
-    ratios.httpP99.push(http.p99 / gw.p99);
+    ratios.httpP50.push(overFetch.p50 / gw.p50);
+    ratios.httpP99.push(overFetch.p99 / gw.p99);
+    ratios.nodeHttpP50.push(overNodeHttp.p50 / gw.p50);
+    ratios.nodeHttpP99.push(overNodeHttp.p99 / gw.p99);
   }
   console.log(
     `median ratio chronograph ÷ graphile-worker (lower is better): TaskSvc p50 ${fmt(median(ratios.p50), 2)}, p99 ${fmt(median(ratios.p99), 2)}; ` +
-      `GraphQL/HTTP p50 ${fmt(median(ratios.httpP50), 2)}, p99 ${fmt(median(ratios.httpP99), 2)}`,
+      `GraphQL/HTTP (fetch) p50 ${fmt(median(ratios.httpP50), 2)}, p99 ${fmt(median(ratios.httpP99), 2)}; ` +
+      `GraphQL/HTTP (node:http) p50 ${fmt(median(ratios.nodeHttpP50), 2)}, p99 ${fmt(median(ratios.nodeHttpP99), 2)}`,
   );
 }
 

@@ -3,7 +3,7 @@ import { backends, createTestApp, errorCode, ok, type TestApp } from './support/
 
 const CREATE = `mutation($input: TimerTaskInput!) {
   createTimerTask(input: $input) { id fullName funcName taskType argDict status startTime nextRunAt timezone source maxAttempts
-    events { fromStatus toStatus message } }
+    events { fromStatus toStatus message } template { fullName } runs { attempt } }
 }`;
 const CREATE_MANY = `mutation($inputs: [TimerTaskInput!]!) { createTimerTasks(inputs: $inputs) { id status } }`;
 
@@ -46,6 +46,9 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
       // the template's default args are merged under the task's own
       argDict: { compress: true, database: 'main_db', backup_path: '/backup/' },
       events: [{ fromStatus: null, toStatus: 'SCHEDULED', message: 'created' }],
+      // Relations in the answer are read like any Task's.
+      template: { fullName: 'tasks.DataBackup' },
+      runs: [],
     });
     expect(task.id).toMatch(/^[0-9a-f-]{36}$/);
     const read = ok(await t.gql(`query($id: ID!) { task(id: $id) { id status template { fullName } } }`, { id: task.id })).task;

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { GraphQLInt, GraphQLObjectType, GraphQLSchema, parse } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JSON_COST } from '../src/graphql/queryLimits.js';
+import { costVariables, JSON_COST } from '../src/graphql/queryLimits.js';
+import { schema } from '../src/graphql/schema/index.js';
 import { Collector, sseSubscribe, wsClient } from './support/subscriptions.js';
 import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
 
@@ -106,6 +108,35 @@ describe.each(backends)('query limits (%s)', (backend) => {
     expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 1 + 500 * (2 + JSON_COST) });
     expect(statements).toEqual([]);
     expect(ok((await run(query, { n: 50 })).result).tasks.edges.length).toBeGreaterThan(0);
+  });
+
+  it('measures a page size passed in a fragment or as `last`, request by request, whatever else varies', async () => {
+    const query = `query($n: Int, $status: [TaskStatus!]) { ...Page }
+      fragment Page on Query { tasks(last: $n, filter: { status: $status }) { edges { node { id argDict } } } }`;
+    for (const status of [['SCHEDULED'], ['RUNNING']]) {
+      expect(ok((await run(query, { n: 50, status })).result).tasks.edges).toBeDefined();
+      const { result, statements } = await run(query, { n: 500, status });
+      expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 1 + 500 * (2 + JSON_COST) });
+      expect(statements).toEqual([]);
+      // Omitted, $n is the default page size, not the last value seen.
+      expect(ok((await run(query, { status })).result).tasks.edges).toBeDefined();
+      expect(refusal((await run(query, { n: 500, status })).result)).toMatchObject({ limit: 'MAX_QUERY_COST' });
+    }
+  });
+
+  it('keys a kept verdict by the variables the cost reads, and by all of them if a field had a cost of its own', () => {
+    const document = parse(`query($n: Int, $input: ScheduleInput!, $k: Int) {
+      tasks(first: $n) { edges { node { upcomingRuns(count: $k) { at } } } }
+      previewSchedule(input: $input) { at }
+    }`);
+    expect(costVariables(schema, document)).toEqual(['k', 'n']);
+    const costly = new GraphQLSchema({
+      query: new GraphQLObjectType({
+        name: 'Query',
+        fields: { a: { type: GraphQLInt, args: { x: { type: GraphQLInt } }, extensions: { complexity: () => 1 } } },
+      }),
+    });
+    expect(costVariables(costly, parse('query($x: Int, $n: Int) { a(x: $x) b: a(x: $n) }'))).toEqual(['n', 'x']);
   });
 
   it('counts a list variable as empty, and still measures a page size beside it', async () => {

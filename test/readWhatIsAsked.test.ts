@@ -79,6 +79,13 @@ describe.each(backends)('reading what is asked (%s)', (backend) => {
     expect(ran[0]).not.toMatch(/arg_dict/);
   });
 
+  it("answers a create's columns from the rows it wrote, with no statement on the ORM", async () => {
+    const create = (selection: string) =>
+      statements(`mutation { createTimerTask(input: { fullName: "tasks.DataSync", startTime: "2099-01-01 10:00:00" }) { ${selection} } }`);
+    expect(await create('id')).toEqual([]);
+    expect(await create('id status nextRunAt argDict')).toEqual([]);
+  });
+
   it('pages model records without reading their data, and their tasks in one statement', async () => {
     const idsOnly = await statements('{ modelRecords(model: "models.Contract", first: 30) { edges { node { id } } } }');
     expect(idsOnly.join('\n')).not.toMatch(/"data"/);

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { requestSignal } from '../src/db/requestSignal.js';
 import { collectGarbage } from '../src/ops/heap.js';
@@ -121,6 +122,24 @@ describe.each(backends)('request budget and abandoned requests (%s)', (backend) 
       collectGarbage();
     }
     expect(seen!.deref()).toBeUndefined();
+  });
+
+  it('stops a mutation whose HTTP client hung up before it wrote anything (the Node server adapter)', async () => {
+    const slow = slowDown('createTimerTasks', BUDGET_MS / 2);
+    restore = slow.restore;
+    const before = await t.app.db.prisma.task.count();
+    const { url } = await t.app.listen(0, '127.0.0.1');
+    const body = JSON.stringify({ query: create });
+    const request = http.request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    request.on('error', () => {});
+    request.end(body);
+    await slow.entered;
+    request.destroy();
+    expect(await slow.settled).toBeInstanceOf(Error);
+    expect(await t.app.db.prisma.task.count()).toBe(before);
   });
 
   it.runIf(backend === 'postgres')('cancels a statement that runs past the budget on PostgreSQL', async () => {

@@ -9,10 +9,13 @@ import {
   type GraphQLOutputType,
   type GraphQLSchema,
   getNamedType,
+  isInterfaceType,
   isListType,
   isNonNullType,
+  isObjectType,
   Kind,
   validate,
+  visit,
 } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { pageSize, pagingOf } from './PagingPlugin.js';
@@ -126,10 +129,57 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
 }
 
 /**
- * Yoga hands the same DocumentNode for the same query text (its parse cache), so a document without
- * variables is measured once: a client repeating a refused query costs a lookup, not a walk.
+ * Yoga hands the same DocumentNode for the same query text (its parse cache), so a document is measured
+ * once per operation and per value of the variables its cost can read: a client repeating a query (or a
+ * refused one) costs a lookup, not a validation walk. The cost reads no argument but a field's `first`,
+ * `last` and `count` (fieldCost, unless a field has a cost function of its own), and the depth reads none, so
+ * the verdict is keyed by the values of the variables given to those arguments, wherever in the document
+ * (fragments included); other variables (a task's input, its argDict) cannot change it. At most
+ * MAX_VERDICTS values, each short, are kept per operation; any other request is measured without being kept.
  */
-type Verdicts = WeakMap<DocumentNode, Map<string, GraphQLError | null>>;
+type Verdicts = WeakMap<DocumentNode, { costVariables: string[]; byOperation: Map<string, Map<string, GraphQLError | null>> }>;
+
+/** Arguments whose value the cost reads (fieldCost and pageSize). */
+const COST_ARGUMENTS = new Set(['first', 'last', 'count']);
+const MAX_VERDICTS = 64;
+/** Values kept as a key are short (page sizes are numbers): a client cannot make the cache hold its large values. */
+const MAX_KEY_LENGTH = 200;
+
+/**
+ * The names of the variables a document passes to an argument the cost reads; every variable of the
+ * document when some field of the schema has a cost of its own (which could read any argument).
+ */
+export function costVariables(schema: GraphQLSchema, document: DocumentNode): string[] {
+  const names = new Set<string>();
+  const everyVariable = !costReadsOnlyPaging(schema);
+  visit(document, {
+    Variable(node) {
+      if (everyVariable) names.add(node.name.value);
+    },
+    Argument(node) {
+      if (COST_ARGUMENTS.has(node.name.value) && node.value.kind === Kind.VARIABLE) names.add(node.value.name.value);
+    },
+  });
+  return [...names].sort();
+}
+
+const onlyPaging = new WeakMap<GraphQLSchema, boolean>();
+/** Whether every field's cost is fieldCost or a constant. */
+function costReadsOnlyPaging(schema: GraphQLSchema): boolean {
+  let known = onlyPaging.get(schema);
+  if (known === undefined) {
+    known = Object.values(schema.getTypeMap()).every(
+      (type) =>
+        !(isObjectType(type) || isInterfaceType(type)) ||
+        Object.values(type.getFields()).every((field) => {
+          const cost = field.extensions?.complexity;
+          return cost === undefined || cost === fieldCost || typeof cost !== 'function';
+        }),
+    );
+    onlyPaging.set(schema, known);
+  }
+  return known;
+}
 
 function measureOnce(
   verdicts: Verdicts,
@@ -140,13 +190,22 @@ function measureOnce(
   context: unknown,
   limits: QueryLimits,
 ): GraphQLError | undefined {
-  const hasVariables = document.definitions.some((d) => d.kind === Kind.OPERATION_DEFINITION && (d.variableDefinitions?.length ?? 0) > 0);
-  if (hasVariables) return measure(schema, document, variableValues, operationName, context, limits);
-  let byOperation = verdicts.get(document);
-  if (!byOperation) verdicts.set(document, (byOperation = new Map()));
-  const key = operationName ?? '';
-  if (!byOperation.has(key)) byOperation.set(key, measure(schema, document, variableValues, operationName, context, limits) ?? null);
-  return byOperation.get(key) ?? undefined;
+  let known = verdicts.get(document);
+  if (!known) verdicts.set(document, (known = { costVariables: costVariables(schema, document), byOperation: new Map() }));
+  const operation = operationName ?? '';
+  let byValues = known.byOperation.get(operation);
+  if (!byValues) {
+    byValues = new Map();
+    // Operation names come from the client too: at most MAX_VERDICTS of them are kept per document.
+    if (known.byOperation.size < MAX_VERDICTS) known.byOperation.set(operation, byValues);
+  }
+  // Whether each variable was given, and its value (an omitted variable takes its default, which is in the document).
+  const key = JSON.stringify(known.costVariables.map((name) => (variableValues && name in variableValues ? [variableValues[name]] : [])));
+  const verdict = byValues.get(key);
+  if (verdict !== undefined) return verdict ?? undefined;
+  const refused = measure(schema, document, variableValues, operationName, context, limits);
+  if (byValues.size < MAX_VERDICTS && key.length <= MAX_KEY_LENGTH) byValues.set(key, refused ?? null);
+  return refused;
 }
 
 /**

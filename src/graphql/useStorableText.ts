@@ -11,8 +11,16 @@ import { isStorableText } from '../tasks/validate.js';
  * a literal `input:`), else the variable or argument (`reason`).
  */
 export function useStorableText(): Plugin {
+  // A document's literals are the same at every request (yoga's parse cache hands the same DocumentNode
+  // for the same text): each document is walked once.
+  const literals = new WeakMap<DocumentNode, string[] | null>();
+  const unstorableLiteralOnce = (document: DocumentNode) => {
+    let found = literals.get(document);
+    if (found === undefined) literals.set(document, (found = unstorableLiteral(document) ?? null));
+    return found ?? undefined;
+  };
   const check = (document: DocumentNode, variables: unknown) => {
-    const path = unstorableVariable(variables) ?? unstorableLiteral(document);
+    const path = unstorableVariable(variables) ?? unstorableLiteralOnce(document);
     const inside = path && path.length > 1 && !path[1]!.startsWith('[') ? path.slice(1) : path;
     const field = inside?.join('.').replace(/\.\[/g, '[');
     return field === undefined
