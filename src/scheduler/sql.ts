@@ -85,11 +85,14 @@ export function claimableSql(t: string, queues: string): string {
 
 /**
  * The run rows of the tasks `c` just claimed for `worker` (an SQL expression): an INSERT for a
- * data-modifying CTE. `c` has the task's columns after the claim plus `recovered`.
+ * data-modifying CTE. `c` has the task's columns after the claim plus `recovered`. A run starts when the
+ * claiming statement runs (statement_timestamp), not when its transaction began (now()): a capped
+ * tenant's claim counts its running tasks in a statement after taking its lock, and a run that ended
+ * meanwhile must not seem to overlap the one that took its slot.
  */
 export function claimedRunsSql(c: string, worker: string): string {
   return `INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
-       SELECT ${c}.locked_run_id, ${c}.tenant_id, ${c}.id, ${c}.attempts, 'RUNNING', ${worker}, ${c}.recovered, now() FROM ${c}
+       SELECT ${c}.locked_run_id, ${c}.tenant_id, ${c}.id, ${c}.attempts, 'RUNNING', ${worker}, ${c}.recovered, statement_timestamp() FROM ${c}
        RETURNING id`;
 }
 
