@@ -313,7 +313,7 @@ export class TaskEventStream {
       let more = true;
       while (more && generation === this.generation) {
         this.again = false;
-        const { events, writers } = await readEventsAfter(this.db.prisma, this.floorId, this.batchSize);
+        const { events, writers } = await readEventsAfter(this.db.sql, this.floorId, this.batchSize);
         if (generation !== this.generation) return;
         const blocked = this.advance(events, new Set(writers));
         this.checkReady(!blocked && events.length < this.batchSize);

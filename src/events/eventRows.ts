@@ -1,5 +1,4 @@
 import { getDatamodel } from '../generated/pothos-types.js';
-import { Prisma } from '../generated/prisma/client.js';
 
 /**
  * The stream's read of new events (readEventsAfter) also carries each event's own columns and its
@@ -49,9 +48,7 @@ function jsonObject(alias: string, fields: Map<string, Field>): string {
 }
 
 /** For readEventsAfter's select list: the event (alias `e`) and its task (alias `t`). */
-export const EVENT_ROW_SQL = Prisma.raw(
-  `json_build_object('event', ${jsonObject('e', EVENT_FIELDS)}, 'task', ${jsonObject('t', TASK_FIELDS)})`,
-);
+export const EVENT_ROW_SQL = `json_build_object('event', ${jsonObject('e', EVENT_FIELDS)}, 'task', ${jsonObject('t', TASK_FIELDS)})`;
 
 function revive(values: Record<string, unknown>, fields: Map<string, Field>): Record<string, unknown> {
   for (const [name, field] of fields) {
