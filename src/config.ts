@@ -15,6 +15,10 @@ const envSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// connection string')
     .optional(),
   DATA_DIR: z.string().min(1).default('./data'),
+  PGLITE_OPTIMIZE: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
   APP_DIR: z.string().min(1).default('./app'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   WORKER_ID: z.string().min(1).default(`${os.hostname()}-${process.pid}`),
