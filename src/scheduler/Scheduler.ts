@@ -142,6 +142,8 @@ export class Scheduler implements TaskStarter {
   private claiming = false;
   /** Slots held by creates claiming their own due-now tasks (reserveStart), in all and by tenant. */
   private reserved = 0;
+  /** A lease keeper update is queued (leasesChanged). */
+  private leasesPending = false;
   private readonly reservedByTenant = new Map<string, number>();
   /** Whether some tenant has maxConcurrentRuns (looked up at most once a second), and which claim goes first. */
   private capped = { any: false, checkedAt: 0, first: false };
@@ -502,7 +504,6 @@ export class Scheduler implements TaskStarter {
     const controller = new AbortController();
     const entry: Running = { task, controller, leaseDeadline: claimSentAt + this.options.leaseMs, done: Promise.resolve() };
     this.running.set(task.runId, entry);
-    this.keeper.update(this.leases());
     entry.done = this.run(entry)
       .catch((error) =>
         this.logger.error(
@@ -512,9 +513,11 @@ export class Scheduler implements TaskStarter {
       )
       .finally(() => {
         this.running.delete(task.runId);
-        this.keeper.update(this.leases());
+        this.leasesChanged();
         this.slotFreed();
       });
+    // Queued after the handler's first step (run() → invoke() queues it before returning).
+    this.leasesChanged();
   }
 
   /**
@@ -616,6 +619,21 @@ export class Scheduler implements TaskStarter {
 
   private leases(): { taskId: string; runId: string }[] {
     return [...this.running.values()].map((r) => ({ taskId: r.task.id, runId: r.task.runId }));
+  }
+
+  /**
+   * Tells the lease keeper which runs to extend, once for all the runs that started or ended in this
+   * turn (a claim of 24 tasks: one message instead of 24 copies of a growing list), in a microtask: after
+   * the handlers just started have been called, so that telling the keeper's thread is not on the way from
+   * claim to handler start. It extends leases on its own interval; a lease is fresh when its run starts.
+   */
+  private leasesChanged(): void {
+    if (this.leasesPending) return;
+    this.leasesPending = true;
+    queueMicrotask(() => {
+      this.leasesPending = false;
+      this.keeper.update(this.leases());
+    });
   }
 
   private async run(entry: Running): Promise<void> {
