@@ -504,6 +504,9 @@ export class Scheduler implements TaskStarter {
     const controller = new AbortController();
     const entry: Running = { task, controller, leaseDeadline: claimSentAt + this.options.leaseMs, done: Promise.resolve() };
     this.running.set(task.runId, entry);
+    // Queued before run() queues the handler's first step: the keeper knows of the run before the handler
+    // can block the event loop (a synchronous handler longer than LEASE_MS keeps its lease).
+    this.leasesChanged();
     entry.done = this.run(entry)
       .catch((error) =>
         this.logger.error(
@@ -516,8 +519,6 @@ export class Scheduler implements TaskStarter {
         this.leasesChanged();
         this.slotFreed();
       });
-    // Queued after the handler's first step (run() → invoke() queues it before returning).
-    this.leasesChanged();
   }
 
   /**
@@ -623,9 +624,9 @@ export class Scheduler implements TaskStarter {
 
   /**
    * Tells the lease keeper which runs to extend, once for all the runs that started or ended in this
-   * turn (a claim of 24 tasks: one message instead of 24 copies of a growing list), in a microtask: after
-   * the handlers just started have been called, so that telling the keeper's thread is not on the way from
-   * claim to handler start. It extends leases on its own interval; a lease is fresh when its run starts.
+   * turn: a claim of 24 tasks sends one message instead of 24 copies of a growing list. The message goes
+   * in a microtask queued before the first of those handlers' (see execute), so the keeper's thread has
+   * every run of the claim before any of its handlers runs.
    */
   private leasesChanged(): void {
     if (this.leasesPending) return;
