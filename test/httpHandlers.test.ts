@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostPolicy } from '../src/handlers/HostPolicy.js';
 import type { TimerTaskInput } from '../src/index.js';
+import { collectGarbage } from '../src/ops/heap.js';
 import { backends, createTestApp, type TestApp } from './support/testApp.js';
 
 /**
@@ -225,6 +226,24 @@ describe.each(backends)('HTTP tasks on %s', (backend) => {
     ]);
 
     const svc = allowed.app.getElement('services.TaskSvc');
+    // Garbage collected while the request waits: the timeout still ends it (on Node 20 a timeout signal
+    // combined with AbortSignal.any could be collected, and the request then waited for ever).
+    const collected = await svc.createTimerTask({
+      fullName: 'tasks.DataSync',
+      funcName: 'chronograph.http',
+      argDict: { url: url('/slow'), timeoutMs: 300 },
+      startTime: new Date().toISOString(),
+      maxAttempts: 1,
+    });
+    await svc.waitForTask(collected.id, { statuses: ['RUNNING'] });
+    for (let i = 0; i < 3; i++) {
+      collectGarbage();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const timedOut = await svc.waitForTask(collected.id, { timeoutMs: 10_000 });
+    expect(timedOut.status).toBe('FAILED');
+    expect(timedOut.lastError).toContain('did not answer within 300 ms');
+
     const task = await svc.createTimerTask({
       fullName: 'tasks.DataSync',
       funcName: 'chronograph.http',

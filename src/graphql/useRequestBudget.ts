@@ -2,6 +2,7 @@ import { getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { withRequestSignal } from '../db/requestSignal.js';
 import { ChronographError } from '../errors.js';
+import { deadline } from '../ops/deadline.js';
 
 /**
  * A time budget per operation (REQUEST_TIMEOUT_MS), and work that stops when the client goes.
@@ -20,34 +21,22 @@ import { ChronographError } from '../errors.js';
 export function useRequestBudget(timeoutMs: number): Plugin {
   return {
     onExecute({ args, executeFn, setExecuteFn }) {
-      // One plain controller per operation, aborted by the budget's timer or by the client's signal.
-      // Not AbortSignal.any: Node keeps a signal made by it alive for as long as it has an 'abort'
-      // listener, and the executor removes its own only on abort, so every query's signal leaked.
-      const operation = new AbortController();
-      const timer = setTimeout(
-        () =>
-          operation.abort(
-            new ChronographError(
-              'TIMEOUT',
-              `The request took longer than its budget of ${timeoutMs} ms (REQUEST_TIMEOUT_MS) and was stopped`,
-              { timeoutMs },
-            ),
-          ),
+      // Aborted by the budget's timer or by the client's signal (see deadline: not AbortSignal.any).
+      const operation = deadline(
         timeoutMs,
+        () =>
+          new ChronographError(
+            'TIMEOUT',
+            `The request took longer than its budget of ${timeoutMs} ms (REQUEST_TIMEOUT_MS) and was stopped`,
+            { timeoutMs },
+          ),
+        requestOf(args.contextValue)?.signal,
       );
-      timer.unref();
-      const clientGone = requestOf(args.contextValue)?.signal;
-      const onClientGone = () => operation.abort(clientGone?.reason);
-      if (clientGone?.aborted) onClientGone();
-      else clientGone?.addEventListener('abort', onClientGone, { once: true });
       const { signal } = operation;
       if (getOperationAST(args.document, args.operationName)?.operation !== 'mutation') (args as { signal?: AbortSignal }).signal = signal;
       setExecuteFn((executeArgs) => withRequestSignal(signal, () => executeFn(executeArgs)));
       return {
-        onExecuteDone: () => {
-          clearTimeout(timer);
-          clientGone?.removeEventListener('abort', onClientGone);
-        },
+        onExecuteDone: () => operation.dispose(),
       };
     },
     onSubscribe({ args, subscribeFn, setSubscribeFn }) {

@@ -1,5 +1,6 @@
 import type { Dispatcher, Headers, Response } from 'undici';
 import { z } from 'zod';
+import { deadline } from '../ops/deadline.js';
 import type { HandlerContext, HandlerRegistry } from './HandlerRegistry.js';
 import type { HostPolicy } from './HostPolicy.js';
 import { NonRetryableError } from './NonRetryableError.js';
@@ -173,48 +174,57 @@ async function send(
   let { method, body } = request;
   const headers = new Headers(request.headers);
   const timeout = request.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeout)]);
+  // Aborted after timeoutMs or with the task (see deadline: not AbortSignal.any, whose timeout a GC can lose).
+  const { signal, dispose } = deadline(timeout, () => new DOMException(`timed out after ${timeout} ms`, 'TimeoutError'), ctx.signal);
   const redirects: string[] = [];
   const started = performance.now();
-  for (;;) {
-    let response: Response;
-    try {
-      response = await fetch(url, { method, headers, body, redirect: 'manual', signal, dispatcher });
-    } catch (error) {
-      throw failure(error, url, signal, ctx.signal, timeout);
-    }
-    const location = response.headers.get('location');
-    if (REDIRECT_STATUSES.has(response.status) && location) {
-      await response.body?.cancel();
-      if (redirects.length >= MAX_REDIRECTS) throw new NonRetryableError(`${request.url} redirected more than ${MAX_REDIRECTS} times`);
-      const next = parseUrl(location, url);
-      ctx.logger.debug(
-        { status: response.status, from: url.origin + url.pathname, to: next.origin + next.pathname },
-        'following a redirect',
-      );
-      if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
-        method = 'GET';
-        body = undefined;
-        headers.delete('content-type');
+  try {
+    return await follow();
+  } finally {
+    dispose();
+  }
+
+  async function follow(): Promise<HttpResult> {
+    for (;;) {
+      let response: Response;
+      try {
+        response = await fetch(url, { method, headers, body, redirect: 'manual', signal, dispatcher });
+      } catch (error) {
+        throw failure(error, url, signal, ctx.signal, timeout);
       }
-      // As browsers do: credentials meant for one origin are not handed to another.
-      if (next.origin !== url.origin) for (const name of ['authorization', 'cookie', 'proxy-authorization']) headers.delete(name);
-      redirects.push(next.href);
-      url = next;
-      continue;
+      const location = response.headers.get('location');
+      if (REDIRECT_STATUSES.has(response.status) && location) {
+        await response.body?.cancel();
+        if (redirects.length >= MAX_REDIRECTS) throw new NonRetryableError(`${request.url} redirected more than ${MAX_REDIRECTS} times`);
+        const next = parseUrl(location, url);
+        ctx.logger.debug(
+          { status: response.status, from: url.origin + url.pathname, to: next.origin + next.pathname },
+          'following a redirect',
+        );
+        if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
+          method = 'GET';
+          body = undefined;
+          headers.delete('content-type');
+        }
+        // As browsers do: credentials meant for one origin are not handed to another.
+        if (next.origin !== url.origin) for (const name of ['authorization', 'cookie', 'proxy-authorization']) headers.delete(name);
+        redirects.push(next.href);
+        url = next;
+        continue;
+      }
+      let read: { data: Buffer; bytes: number; truncated: boolean };
+      try {
+        read = await readCapped(response, options.maxResponseBytes);
+      } catch (error) {
+        throw failure(error, url, signal, ctx.signal, timeout);
+      }
+      const result = toResult(response, url, read, redirects, Math.round(performance.now() - started));
+      ctx.logger.info(
+        { method, url: url.origin + url.pathname, status: result.status, bytes: result.bytes, ms: result.durationMs },
+        'HTTP request done',
+      );
+      return result;
     }
-    let read: { data: Buffer; bytes: number; truncated: boolean };
-    try {
-      read = await readCapped(response, options.maxResponseBytes);
-    } catch (error) {
-      throw failure(error, url, signal, ctx.signal, timeout);
-    }
-    const result = toResult(response, url, read, redirects, Math.round(performance.now() - started));
-    ctx.logger.info(
-      { method, url: url.origin + url.pathname, status: result.status, bytes: result.bytes, ms: result.durationMs },
-      'HTTP request done',
-    );
-    return result;
   }
 }
 
