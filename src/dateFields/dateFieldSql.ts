@@ -1,5 +1,4 @@
 import type { Prisma } from '../generated/prisma/client.js';
-import { TASK_EVENT_CHANNEL } from '../tasks/statusMachine.js';
 import type { TaskRow } from './applyDateFields.js';
 
 /**
@@ -180,7 +179,7 @@ export async function insertDateFieldTasks(
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
                      $10::int[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int[], $15::int[], $16::text[],
                      $17::int[], $18::int[], $19::text[], $20::int[], $21::text[], $22::int[],
-                     $23::text[], $24::text[], $25::text[], $29::int[])
+                     $23::text[], $24::text[], $25::text[], $28::int[])
            AS u(id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
                 interval_seconds, timezone, start_time, end_time, max_runs, priority, queue,
                 max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
@@ -190,15 +189,12 @@ export async function insertDateFieldTasks(
      ), e AS (
        INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
        SELECT t.tenant_id, t.id, 'CREATED', NULL, 'SCHEDULED', t.next_run_at,
-              'created from ' || t.source_model || ' ' || t.source_row_id || ' (' || t.source_field || ')' || coalesce('; ' || n.note, ''), $28
+              'created from ' || t.source_model || ' ' || t.source_row_id || ' (' || t.source_field || ')' || coalesce('; ' || n.note, ''), $27
          -- n.note: what DST decided about the first run's wall-clock time, if anything
-         FROM t JOIN unnest($1::uuid[], $27::text[]) AS n(id, note) ON n.id = t.id ORDER BY t.id
-       RETURNING id, task_id, tenant_id
-     ), n AS (
-       SELECT count(pg_notify($26, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS sent FROM e
+         FROM t JOIN unnest($1::uuid[], $26::text[]) AS n(id, note) ON n.id = t.id ORDER BY t.id
      )
      SELECT t.id::text, t.tenant_id AS "tenantId", t.template_id::text AS "templateId", t.source_row_id AS "sourceRowId", t.next_run_at AS "nextRunAt"
-       FROM t CROSS JOIN n`,
+       FROM t`,
     col((r) => r.id),
     col((r) => r.tenantId ?? 'default'),
     col((r) => r.templateId),
@@ -224,7 +220,6 @@ export async function insertDateFieldTasks(
     col((r) => r.sourceModel),
     col((r) => r.sourceRowId),
     col((r) => r.sourceField),
-    TASK_EVENT_CHANNEL,
     col((r) => r.note ?? null),
     actor,
     col((r) => r.memoryLimitMb ?? null),

@@ -1,6 +1,6 @@
 import { type SqlPool, type SqlRunner, statement } from '../db/SqlPool.js';
 import type { MisfirePolicy, OverlapPolicy, RepeatType, TaskStatus } from '../generated/prisma/client.js';
-import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from '../tasks/statusMachine.js';
+import { WAKE_CHANNEL } from '../tasks/statusMachine.js';
 
 /**
  * The scheduler's SQL: one exported function per statement, each a single round trip, run on the
@@ -52,8 +52,6 @@ export interface ClaimedTask {
   /** The task's revision (updateTask's edits) when it was claimed. */
   revision: number;
 }
-
-const NOTIFY_EVENTS = `SELECT count(pg_notify('${TASK_EVENT_CHANNEL}', json_build_object('id', e.id::text, 'taskId', e.task_id, 'tenantId', e.tenant_id)::text)) AS n FROM events e`;
 
 /**
  * A claimed task as the scheduler runs it (ClaimedTask), from a row `c` of the claimed task plus
@@ -225,10 +223,8 @@ function claimSql(capped: boolean): string {
      events AS (
        INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
        SELECT ${runningEventSql('c', '$1')} FROM c
-       RETURNING id, task_id, tenant_id
-     ),
-     notified AS (${NOTIFY_EVENTS})
-     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM r) runs`;
+     )
+     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN (SELECT count(*) FROM r) runs`;
 }
 
 const CLAIM_OPEN = statement('chronograph_claim', claimSql(false));
@@ -337,11 +333,9 @@ const RECOVER = statement(
               c.last_error || CASE WHEN c.status = 'RETRYING' THEN '; retrying at ' || to_char(c.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') ELSE '' END
               || ' (worker ' || coalesce(c.prev_worker, 'unknown') || ')'
          FROM c
-       RETURNING id, task_id, tenant_id
      ),
-     notified AS (${NOTIFY_EVENTS}),
      woken AS (SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM c WHERE c.status = 'RETRYING'))
-     SELECT c.id, c.queue FROM c CROSS JOIN notified CROSS JOIN (SELECT count(*) FROM abandoned) a CROSS JOIN (SELECT count(*) FROM woken) w`,
+     SELECT c.id, c.queue FROM c CROSS JOIN (SELECT count(*) FROM abandoned) a CROSS JOIN (SELECT count(*) FROM woken) w`,
 );
 
 export interface Completion {
@@ -461,14 +455,11 @@ const COMPLETE = statement(
      events AS (
        INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
        SELECT t.tenant_id, t.id, t.run_id, t.event_type, 'RUNNING', t.new_status, t.next_run_at, t.message FROM t
-       RETURNING id, task_id, tenant_id
      ),
-     notified AS (${NOTIFY_EVENTS}),
      woken AS (
        SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM t WHERE t.new_status IN ('SCHEDULED', 'RETRYING'))
      )
      SELECT t.id, false AS edited FROM t
-       CROSS JOIN notified
        CROSS JOIN (SELECT count(*) FROM run) r
        CROSS JOIN (SELECT count(*) FROM logs) l
        CROSS JOIN (SELECT count(*) FROM woken) w

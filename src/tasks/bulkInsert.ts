@@ -11,7 +11,7 @@ import {
   runningEventSql,
   type StartClaim,
 } from '../scheduler/sql.js';
-import { TASK_EVENT_CHANNEL, WAKE_CHANNEL } from './statusMachine.js';
+import { WAKE_CHANNEL } from './statusMachine.js';
 
 /**
  * A task as createTimerTasks inserts it: every column it sets (the others take the defaults of a new
@@ -102,8 +102,8 @@ export interface ReadVersions {
  * the whole batch (most of them: a batch usually repeats one template and schedule) is one parameter of
  * its own. The rows are inserted with ON CONFLICT DO NOTHING (a row whose uniqueKey a live task holds is
  * skipped: the partial unique index task_live_unique_key decides), and every inserted task gets its
- * CREATED TaskEvent in the same statement, in input order, each announced on TASK_EVENT_CHANNEL with the
- * payload recordEvents sends (`{"id","taskId","tenantId"}`, delivered on commit). It answers with the ids
+ * CREATED TaskEvent in the same statement, in input order (announced by task_event's trigger, on commit,
+ * as every event is). It answers with the ids
  * that were skipped, the transaction's now() (created_at and updated_at of the new tasks) and whether
  * what the rows were built from is still current (`fresh`: otherwise nothing was written), and wakes the
  * schedulers (one NOTIFY on WAKE_CHANNEL when it inserted anything).
@@ -127,12 +127,11 @@ function insertStatement(
   const params: unknown[] = [
     JSON.stringify(rows.map((row, n) => [n, ...varying.map(([key]) => cell(row, key))])),
     actor,
-    TASK_EVENT_CHANNEL,
     JSON.stringify(read.templates.map((t) => [t.id, t.version])),
     read.tenant?.id ?? null,
     read.tenant?.version ?? null,
   ];
-  // $7-$11 when this instance's scheduler has slots for the batch's due tasks (see `claiming` below).
+  // $6-$10 when this instance's scheduler has slots for the batch's due tasks (see `claiming` below).
   if (claim) params.push(claim.workerId, claim.leaseMs, claim.limit, claim.excludedQueues, claim.tenantRoom);
   // The batch's constants are cast once, in the one-row `fresh`, not once per row.
   const constants: string[] = [];
@@ -153,10 +152,10 @@ function insertStatement(
     return `f.${column}`;
   });
   const columns = COLUMNS.map(([, column]) => column).join(', ');
-  // With `claim`: the due tasks this instance can start right away (at most $9, or $11 once tasks of
+  // With `claim`: the due tasks this instance can start right away (at most $8, or $10 once tasks of
   // another tenant exist, as the claim counts a tenant's share; in claim order; and only while no other
   // task waits to be claimed, so none is overtaken) are inserted already claimed, exactly
-  // as the scheduler's claim leaves a task: RUNNING under a lease of worker $7 held by a new run, attempt
+  // as the scheduler's claim leaves a task: RUNNING under a lease of worker $6 held by a new run, attempt
   // 1 counted, the run row written, and the STATUS_CHANGED event after the CREATED one. The caller runs
   // them after the commit (Scheduler.reserveStart); a crash before that leaves a lease that runs out and
   // is recovered like any other.
@@ -164,23 +163,23 @@ function insertStatement(
     ? {
         cte: `, claim AS (
   SELECT i.n, gen_random_uuid() AS run_id FROM (SELECT *, 0 AS attempts, false AS last_run_abandoned FROM input) i
-   WHERE ${claimableSql('i', '$10::text[]')}
-     AND NOT EXISTS (SELECT 1 FROM task w WHERE ${claimableSql('w', '$10::text[]')})
+   WHERE ${claimableSql('i', '$9::text[]')}
+     AND NOT EXISTS (SELECT 1 FROM task w WHERE ${claimableSql('w', '$9::text[]')})
    ORDER BY i.priority DESC, i.next_run_at, i.n
-   LIMIT CASE WHEN coalesce((SELECT min(tenant_id) FROM task) = $5::text AND (SELECT max(tenant_id) FROM task) = $5::text, true)
-              THEN $9::int ELSE LEAST($9::int, $11::int) END
+   LIMIT CASE WHEN coalesce((SELECT min(tenant_id) FROM task) = $4::text AND (SELECT max(tenant_id) FROM task) = $4::text, true)
+              THEN $8::int ELSE LEAST($8::int, $10::int) END
 )`,
         insert: `INSERT INTO task (${columns}, created_at, updated_at, locked_by, locked_run_id, locked_until, attempts)
   SELECT ${columns.replace(/\bstatus\b/, `CASE WHEN c.run_id IS NULL THEN status ELSE 'RUNNING' END`)}, now(), now(),
-         CASE WHEN c.run_id IS NOT NULL THEN $7::text END, c.run_id,
-         CASE WHEN c.run_id IS NOT NULL THEN now() + $8::int * interval '1 millisecond' END, CASE WHEN c.run_id IS NULL THEN 0 ELSE 1 END
+         CASE WHEN c.run_id IS NOT NULL THEN $6::text END, c.run_id,
+         CASE WHEN c.run_id IS NOT NULL THEN now() + $7::int * interval '1 millisecond' END, CASE WHEN c.run_id IS NULL THEN 0 ELSE 1 END
     FROM input LEFT JOIN claim c USING (n) ORDER BY n
   ON CONFLICT DO NOTHING
   RETURNING *`,
         events: `, claimed AS (
   SELECT t.*, i.status AS prev_status, false AS recovered FROM inserted t JOIN input i ON i.id = t.id WHERE t.locked_run_id IS NOT NULL
 ), runs AS (
-  ${claimedRunsSql('claimed', '$7::text')}
+  ${claimedRunsSql('claimed', '$6::text')}
 ), events AS (
   INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message, actor)
   SELECT tenant_id, id, run_id, type, from_status, to_status, next_run_at, message, actor FROM (
@@ -188,7 +187,7 @@ function insertStatement(
            i.status AS to_status, t.next_run_at, i.message, $2::text AS actor
       FROM inserted t JOIN input i ON i.id = t.id
     UNION ALL
-    SELECT i.n, 1, ${runningEventSql('c', '$7::text')}, NULL FROM claimed c JOIN input i ON i.id = c.id
+    SELECT i.n, 1, ${runningEventSql('c', '$6::text')}, NULL FROM claimed c JOIN input i ON i.id = c.id
   ) e ORDER BY n, k
   RETURNING id, task_id, tenant_id
 )`,
@@ -200,16 +199,16 @@ function insertStatement(
     : null;
   const text = `
 WITH fresh AS (
-  SELECT (SELECT count(*) FROM jsonb_array_elements($4::jsonb) AS v(value)
-            JOIN task_template tt ON tt.id = (v.value ->> 0)::uuid AND tt.xmin::text = v.value ->> 1) = jsonb_array_length($4::jsonb)
-         AND ($5::text IS NULL OR CASE WHEN $6::text IS NULL THEN NOT EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text)
-              ELSE EXISTS (SELECT 1 FROM tenant q WHERE q.id = $5::text AND q.xmin::text = $6::text) END) AS ok
+  SELECT (SELECT count(*) FROM jsonb_array_elements($3::jsonb) AS v(value)
+            JOIN task_template tt ON tt.id = (v.value ->> 0)::uuid AND tt.xmin::text = v.value ->> 1) = jsonb_array_length($3::jsonb)
+         AND ($4::text IS NULL OR CASE WHEN $5::text IS NULL THEN NOT EXISTS (SELECT 1 FROM tenant q WHERE q.id = $4::text)
+              ELSE EXISTS (SELECT 1 FROM tenant q WHERE q.id = $4::text AND q.xmin::text = $5::text) END) AS ok
          ${constants.map((c) => `, ${c}`).join('')}
 ), input AS (
   SELECT (r.value ->> 0)::int AS n, ${select.join(', ')}
     FROM fresh f CROSS JOIN jsonb_array_elements($1::jsonb) AS r(value) WHERE f.ok
 )${claiming?.cte ?? ''}, tenant_row AS (
-  INSERT INTO tenant (id, updated_at) SELECT $5::text, now() FROM fresh WHERE fresh.ok AND $5::text IS NOT NULL AND $6::text IS NULL
+  INSERT INTO tenant (id, updated_at) SELECT $4::text, now() FROM fresh WHERE fresh.ok AND $4::text IS NOT NULL AND $5::text IS NULL
   ON CONFLICT (id) DO NOTHING
 ), inserted AS (
   ${
@@ -227,13 +226,10 @@ WITH fresh AS (
     FROM inserted t JOIN input i ON i.id = t.id ORDER BY i.n
   RETURNING id, task_id, tenant_id
 )`
-  }, announced AS (
-  SELECT count(pg_notify($3::text, '{"id":"' || e.id || '","taskId":"' || e.task_id || '","tenantId":' || to_json(e.tenant_id)::text || '}')) AS n
-    FROM events e
-), woken AS (
+  }, woken AS (
   SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (${claiming?.woken ?? 'SELECT 1 FROM inserted'})
 )
-SELECT (SELECT ok FROM fresh) AS fresh, (SELECT n FROM announced)::int AS events, (SELECT n FROM woken)::int AS woken,
+SELECT (SELECT ok FROM fresh) AS fresh, (SELECT n FROM woken)::int AS woken,
        now()::timestamptz(3) AS now,
        (SELECT coalesce(json_agg(i.id ORDER BY i.n), '[]'::json) FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped${claiming?.result ?? ''}`;
@@ -299,7 +295,7 @@ export async function insertNewTasks(
 ): Promise<InsertedTasks> {
   if (rows.length === 0) return { fresh: true, skipped: new Set(), now: new Date(), claimed: [] };
   const { statement, params } = insertStatement(rows, messages, actor, read, claim);
-  const [result] = await db.query<{ fresh: boolean; events: number; now: Date; skipped: string; claimed?: string }>(statement, params);
+  const [result] = await db.query<{ fresh: boolean; now: Date; skipped: string; claimed?: string }>(statement, params);
   return {
     fresh: result!.fresh,
     skipped: new Set(JSON.parse(result!.skipped) as string[]),

@@ -6,7 +6,11 @@ import { TaskEventType, TaskStatus } from '../generated/prisma/client.js';
 export const LIVE_STATUSES: TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RUNNING, TaskStatus.RETRYING, TaskStatus.PAUSED];
 export const TERMINAL_STATUSES: TaskStatus[] = [TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.FORCED_END, TaskStatus.CANCELLED];
 
-/** NOTIFY channel carrying `{"id","taskId","tenantId"}` of each new TaskEvent, sent on commit. */
+/**
+ * NOTIFY channel announcing new TaskEvents, sent on commit by task_event's statement trigger (migration
+ * 20261205000000_task_event_announcements): one notification per inserting statement, whose payload is
+ * the task ids of its events (comma-separated, in event order) when there are at most 100, else ''.
+ */
 export const TASK_EVENT_CHANNEL = 'chronograph_task_event';
 /** NOTIFY channel that wakes schedulers when a task becomes due earlier than they expected. */
 export const WAKE_CHANNEL = 'chronograph_wake';
@@ -91,10 +95,10 @@ export async function recordEvent(tx: Prisma.TransactionClient, event: EventInpu
   await recordEvents(tx, [event]);
 }
 
-/** Appends TaskEvents and announces them (one NOTIFY each, delivered on commit, ids only). */
+/** Appends TaskEvents (task_event's trigger announces them on commit, see TASK_EVENT_CHANNEL). */
 export async function recordEvents(tx: Prisma.TransactionClient, events: EventInput[]): Promise<void> {
   if (events.length === 0) return;
-  const rows = await tx.taskEvent.createManyAndReturn({
+  await tx.taskEvent.createMany({
     data: events.map((e) => ({
       type: e.type ?? (e.fromStatus === null ? TaskEventType.CREATED : TaskEventType.STATUS_CHANGED),
       nextRunAt: e.nextRunAt ?? null,
@@ -106,8 +110,5 @@ export async function recordEvents(tx: Prisma.TransactionClient, events: EventIn
       runId: e.runId ?? null,
       actor: e.actor ?? null,
     })),
-    select: { id: true, taskId: true, tenantId: true },
   });
-  const payloads = rows.map((r) => JSON.stringify({ id: r.id.toString(), taskId: r.taskId, tenantId: r.tenantId }));
-  await tx.$executeRaw`SELECT pg_notify(${TASK_EVENT_CHANNEL}, p) FROM unnest(${payloads}::text[]) AS p`;
 }
