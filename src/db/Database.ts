@@ -120,7 +120,7 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
  * The flag is process-wide, so it also applies to the other WebAssembly this process compiles after it
  * (Prisma's query compiler); with DATABASE_URL (PostgreSQL) nothing changes.
  */
-export function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
+function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
   v8.setFlagsFromString(optimize ? '--no-liftoff-only' : '--liftoff-only');
   return optimize ? 'tiered' : 'liftoff';
 }

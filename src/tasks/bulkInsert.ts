@@ -189,7 +189,6 @@ function insertStatement(
     UNION ALL
     SELECT i.n, 1, ${runningEventSql('c', '$6::text')}, NULL FROM claimed c JOIN input i ON i.id = c.id
   ) e ORDER BY n, k
-  RETURNING id, task_id, tenant_id
 )`,
         woken: 'SELECT 1 FROM inserted WHERE locked_run_id IS NULL',
         result: `,
@@ -224,7 +223,6 @@ WITH fresh AS (
   INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
   SELECT t.tenant_id, t.id, 'CREATED', NULL, t.status, t.next_run_at, i.message, $2::text
     FROM inserted t JOIN input i ON i.id = t.id ORDER BY i.n
-  RETURNING id, task_id, tenant_id
 )`
   }, woken AS (
   SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (${claiming?.woken ?? 'SELECT 1 FROM inserted'})
