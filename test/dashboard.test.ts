@@ -126,6 +126,38 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     expect(errors).toEqual([]);
   }, 90_000);
 
+  it('keeps the identity of the key just given when the keyless read at page load answers after it', async () => {
+    const page = await chromium.context.newPage();
+    // The page's first read of `me` (no key yet) is held until the read made with the key has answered.
+    let keyedAnswered!: () => void;
+    const keyed = new Promise<void>((resolve) => {
+      keyedAnswered = resolve;
+    });
+    let staleDelivered = false;
+    await page.route(/\/graphql$/, async (route) => {
+      const request = route.request();
+      if (!request.postData()?.includes('me {')) return route.continue();
+      if (request.headers().authorization) {
+        const response = await route.fetch();
+        await route.fulfill({ response });
+        keyedAnswered();
+        return;
+      }
+      const response = await route.fetch();
+      await keyed;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await route.fulfill({ response });
+      staleDelivered = true;
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await waitFor(() => staleDelivered, { timeoutMs: 15_000, what: 'the keyless answer, delivered last' });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await page.getByTestId('who').textContent()).toBe('EDITOR · default');
+    await page.close();
+  }, 60_000);
+
   it('after a dropped WebSocket, subscribes again after the last event it saw and shows what changed meanwhile', async () => {
     const page = await chromium.context.newPage();
     const errors: string[] = [];

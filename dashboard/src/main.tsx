@@ -123,13 +123,19 @@ function Header() {
   const [key, setKeyText] = useState(getKey());
   const [me, setMe] = useState<{ tenantId: string; role: string; actor: string } | null>(null);
   const [error, setError] = useState<unknown>(null);
+  // Only the latest read counts: the keyless read at page load may answer after the one made with the
+  // key just given, and must not put "not signed in" back.
+  const reads = useRef(0);
   const load = useCallback(() => {
+    const mine = ++reads.current;
     gql('{ me { tenantId role actor } }')
       .then((d) => {
+        if (mine !== reads.current) return;
         setMe(d.me);
         setError(null);
       })
       .catch((e) => {
+        if (mine !== reads.current) return;
         setMe(null);
         setError(e);
       });
@@ -149,7 +155,10 @@ function Header() {
         class="key"
         onSubmit={(e) => {
           e.preventDefault();
-          setKey(key.trim());
+          // What the field holds now, not the last render's copy of it.
+          const given = (e.currentTarget as HTMLFormElement).apiKey.value as string;
+          setKeyText(given);
+          setKey(given.trim());
           // The views read again once the stream knows where it starts (no change falls in between).
           void startStream().then(() => {
             load();
