@@ -1,0 +1,222 @@
+// `npm run bench -- layouts [names]`: WAL per processed no-op task of candidate table layouts (issue 12,
+// goal 4: ≤ 1.5 KB), to choose a layout before building it. Each layout gets a scratch database with
+// Chronograph's migrations applied, then its own changes; BENCH_TASKS (default 5000) due tasks are
+// inserted, checkpointed and vacuumed, and one connection drains them as the scheduler does: a claim of
+// 24 (FOR UPDATE SKIP LOCKED; the task marked RUNNING under a lease; the run and its RUNNING event written)
+// then the completion of those 24 (SUCCEEDED; the run closed; the event written), all as prepared
+// statements. The figure is this database's WAL (pg_walinspect) per task, without full-page images (they
+// depend on when the last checkpoint ran); BENCH_WAL_DETAIL=1 prints it by relation and record type.
+//
+// The statements are simplified copies of src/scheduler/sql.ts's claim and completion (one tenant, no
+// quotas, no logs); `current` reproduces what `npm run bench -- compare drain` measures for the real
+// scheduler (3.1 KB against 3.1–3.4 there). The other layouts are what the statements would be after a
+// migration; nothing here changes Chronograph itself.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { root } from '../test/support/chronographProcess.js';
+import { scratchDatabase } from './support.js';
+
+const TASKS = Number(process.env.BENCH_TASKS ?? 5000);
+
+interface Layout {
+  name: string;
+  what: string;
+  /** Statements run after the migrations, before the tasks are inserted. */
+  setup: string[];
+  /** Where the mutable scheduling state lives: `task` (today), a `task_live` row while the task is live, or a 1:1 `task_state`. */
+  state: 'task' | 'live' | 'state';
+  /** Runs are events (the RUNNING event carries attempt and worker, the ending one the outcome): no task_run rows. */
+  foldedRuns: boolean;
+}
+
+const DROP_EVENT_FKS = [
+  'ALTER TABLE task_event DROP CONSTRAINT task_event_task_id_fkey',
+  'ALTER TABLE task_event DROP CONSTRAINT task_event_run_id_fkey',
+  'ALTER TABLE task_run DROP CONSTRAINT task_run_task_id_fkey',
+];
+const STATUS_INDEXES = [
+  'task_tenant_id_status_idx',
+  'task_next_run_at_idx',
+  'task_tenant_due_idx',
+  'task_fire_idx',
+  'task_running_idx',
+  'task_live_unique_key',
+  'task_date_field_live_key',
+  'task_binding_live_key',
+].map((i) => `DROP INDEX ${i}`);
+const FOLD_RUNS = [
+  'DROP INDEX task_event_run_id_idx',
+  'ALTER TABLE task_event DROP CONSTRAINT IF EXISTS task_event_run_id_fkey',
+  'ALTER TABLE task_event ADD COLUMN attempt int, ADD COLUMN worker_id text, ADD COLUMN duration_ms int, ADD COLUMN result jsonb, ADD COLUMN error text',
+];
+const liveTable = (kept: boolean) => {
+  const table = kept ? 'task_state' : 'task_live';
+  return [
+    `CREATE TABLE ${table} (task_id uuid PRIMARY KEY REFERENCES task(id) ON DELETE CASCADE, tenant_id text NOT NULL,
+     status "TaskStatus" NOT NULL, priority int NOT NULL, next_run_at timestamptz(3), unique_key text,
+     attempts int NOT NULL DEFAULT 0, run_count int NOT NULL DEFAULT 0, locked_by text, locked_until timestamptz(3),
+     locked_run_id uuid, updated_at timestamptz(3))`,
+    `CREATE INDEX ${table}_due_idx ON ${table} (tenant_id, priority DESC, next_run_at) WHERE status IN ('SCHEDULED', 'RETRYING')`,
+    `CREATE INDEX ${table}_running_idx ON ${table} (tenant_id) WHERE status = 'RUNNING'`,
+    `CREATE UNIQUE INDEX ${table}_unique_idx ON ${table} (tenant_id, unique_key) WHERE unique_key IS NOT NULL${kept ? ` AND status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')` : ''}`,
+    ...(kept ? [`CREATE INDEX ${table}_status_idx ON ${table} (tenant_id, status)`] : []),
+  ];
+};
+
+const LAYOUTS: Layout[] = [
+  { name: 'current', what: 'the schema as migrated today', setup: [], state: 'task', foldedRuns: false },
+  {
+    name: 'no-fks',
+    what: 'today, without the foreign keys of task_event and task_run',
+    setup: DROP_EVENT_FKS,
+    state: 'task',
+    foldedRuns: false,
+  },
+  {
+    name: 'live',
+    what: 'status and its indexes on a narrow task_live row kept while the task is live; task fillfactor 90 (HOT updates)',
+    setup: [...STATUS_INDEXES, 'ALTER TABLE task SET (fillfactor = 90)', ...liveTable(false)],
+    state: 'live',
+    foldedRuns: false,
+  },
+  {
+    name: 'live+runs-as-events',
+    what: 'live, and runs folded into their events',
+    setup: [...STATUS_INDEXES, 'ALTER TABLE task SET (fillfactor = 90)', ...liveTable(false), ...FOLD_RUNS],
+    state: 'live',
+    foldedRuns: true,
+  },
+  {
+    name: 'live+runs-as-events+no-fks',
+    what: 'the same without the foreign keys of task_event',
+    setup: [...STATUS_INDEXES, 'ALTER TABLE task SET (fillfactor = 90)', ...liveTable(false), ...FOLD_RUNS, ...DROP_EVENT_FKS.slice(0, 1)],
+    state: 'live',
+    foldedRuns: true,
+  },
+  {
+    name: 'state+runs-as-events',
+    what: 'the mutable state (status, attempts, lease, next run) in a narrow 1:1 task_state: task is not written during a run',
+    setup: [...STATUS_INDEXES, ...liveTable(true), ...FOLD_RUNS],
+    state: 'state',
+    foldedRuns: true,
+  },
+  {
+    name: 'state+runs-as-events+no-fks',
+    what: 'the same without the foreign keys of task_event',
+    setup: [...STATUS_INDEXES, ...liveTable(true), ...FOLD_RUNS, ...DROP_EVENT_FKS.slice(0, 1)],
+    state: 'state',
+    foldedRuns: true,
+  },
+];
+
+function claimSql({ state, foldedRuns }: Layout): string {
+  const run = foldedRuns
+    ? 'r AS (SELECT 1)'
+    : `r AS (INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
+         SELECT locked_run_id, tenant_id, id, attempts, 'RUNNING', 'w1', false, statement_timestamp() FROM c RETURNING id)`;
+  const event = `e AS (INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message${foldedRuns ? ', attempt, worker_id' : ''})
+       SELECT tenant_id, id, locked_run_id, 'STATUS_CHANGED', prev, 'RUNNING', next_run_at, 'attempt ' || attempts || ' on w1'${foldedRuns ? `, attempts, 'w1'` : ''} FROM c)`;
+  const from = state === 'task' ? 'task' : `task_${state}`;
+  const key = state === 'task' ? 'id' : 'task_id';
+  const due = `due AS (SELECT ${key} AS id, status AS prev FROM ${from}
+       WHERE tenant_id = 'default' AND status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
+       ORDER BY priority DESC, next_run_at LIMIT 24 FOR UPDATE SKIP LOCKED)`;
+  const lease = `locked_by = 'w1', locked_run_id = gen_random_uuid(), attempts = t.attempts + 1, updated_at = now()`;
+  const steps =
+    state === 'task'
+      ? `c AS (UPDATE task t SET status = 'RUNNING', ${lease}, locked_until = now() + interval '30 seconds', last_run_abandoned = false
+           FROM due WHERE t.id = due.id RETURNING t.*, due.prev)`
+      : state === 'live'
+        ? `l AS (UPDATE task_live SET status = 'RUNNING', locked_until = now() + interval '30 seconds' FROM due WHERE task_live.task_id = due.id RETURNING 1),
+           c AS (UPDATE task t SET status = 'RUNNING', ${lease} FROM due WHERE t.id = due.id RETURNING t.*, due.prev)`
+        : `c AS (UPDATE task_state t SET status = 'RUNNING', ${lease}, locked_until = now() + interval '30 seconds'
+           FROM due WHERE t.task_id = due.id
+           RETURNING t.task_id AS id, t.tenant_id, t.locked_run_id, t.attempts, t.next_run_at, due.prev)`;
+  return `WITH ${due}, ${steps}, ${run}, ${event}
+    SELECT id, locked_run_id FROM c CROSS JOIN (SELECT count(*) FROM r) x${state === 'live' ? ' CROSS JOIN (SELECT count(*) FROM l) y' : ''}`;
+}
+
+function completeSql({ state, foldedRuns }: Layout): string {
+  const input = 'i AS (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS x(task_id, run_id))';
+  const ended = `status = 'SUCCEEDED', next_run_at = NULL, run_count = run_count + 1, locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()`;
+  const table = state === 'state' ? 'task_state' : 'task';
+  const key = state === 'state' ? 'task_id' : 'id';
+  const t = `t AS (UPDATE ${table} SET ${ended}${state === 'state' ? '' : ', last_error = NULL, last_run_abandoned = false'}
+       FROM i WHERE ${table}.${key} = i.task_id AND ${table}.locked_run_id = i.run_id AND ${table}.status = 'RUNNING'
+       RETURNING ${table}.${key} AS id, ${table}.tenant_id, i.run_id)`;
+  const live = state === 'live' ? 'l AS (DELETE FROM task_live USING t WHERE task_live.task_id = t.id RETURNING 1)' : 'l AS (SELECT 1)';
+  const run = foldedRuns
+    ? 'run AS (SELECT 1)'
+    : `run AS (UPDATE task_run SET status = 'SUCCEEDED', finished_at = now(), duration_ms = 1, result = NULL
+         FROM t WHERE task_run.id = t.run_id AND task_run.status = 'RUNNING' RETURNING 1)`;
+  const event = `e AS (INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message${foldedRuns ? ', duration_ms, result' : ''})
+       SELECT t.tenant_id, t.id, t.run_id, 'STATUS_CHANGED', 'RUNNING', 'SUCCEEDED', NULL, 'succeeded'${foldedRuns ? ', 1, NULL::jsonb' : ''} FROM t)`;
+  return `WITH ${input}, ${t}, ${live}, ${run}, ${event}
+    SELECT count(*) FROM t, (SELECT count(*) FROM run) r, (SELECT count(*) FROM l) ll`;
+}
+
+async function measure(layout: Layout): Promise<void> {
+  const db = await scratchDatabase();
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  try {
+    const migrations = path.join(root, 'prisma', 'migrations');
+    for (const dir of readdirSync(migrations)
+      .filter((d) => /^\d/.test(d))
+      .sort()) {
+      await c.query(readFileSync(path.join(migrations, dir, 'migration.sql'), 'utf8'));
+    }
+    await c.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
+    for (const statement of layout.setup) await c.query(statement);
+    await c.query(
+      `INSERT INTO task_template (id, full_name, title, func_name, updated_at) VALUES (gen_random_uuid(), 'bench.Noop', 'No-op', 'chronograph.noop', now())`,
+    );
+    await c.query(
+      `INSERT INTO task (id, template_id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
+       SELECT gen_random_uuid(), (SELECT id FROM task_template), 'bench.Noop', 'tasks.NormalType', 'chronograph.noop', now(), now(), now()
+         FROM generate_series(1, $1)`,
+      [TASKS],
+    );
+    if (layout.state !== 'task') {
+      await c.query(
+        `INSERT INTO task_${layout.state} (task_id, tenant_id, status, priority, next_run_at) SELECT id, tenant_id, status, priority, next_run_at FROM task`,
+      );
+    }
+    await c.query('CHECKPOINT');
+    await c.query('VACUUM ANALYZE');
+    const from = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn;
+    const claim = { name: 'claim', text: claimSql(layout) };
+    const complete = completeSql(layout);
+    let done = 0;
+    for (;;) {
+      const { rows } = await c.query<{ id: string; locked_run_id: string }>(claim);
+      if (rows.length === 0) break;
+      await c.query({ name: 'complete', text: complete, values: [rows.map((r) => r.id), rows.map((r) => r.locked_run_id)] });
+      done += rows.length;
+    }
+    const to = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn;
+    const { rows } = await c.query<{ rel: string; kind: string; bytes: number; fpi: number; n: number }>(
+      `SELECT coalesce(substring(block_ref from 'rel \\d+/\\d+/(\\d+)')::oid::regclass::text, '(none)') AS rel,
+              resource_manager || '/' || record_type AS kind,
+              sum(record_length)::float8 AS bytes, sum(fpi_length)::float8 AS fpi, count(*)::float8 AS n
+         FROM pg_get_wal_records_info($1, $2) GROUP BY 1, 2 ORDER BY sum(record_length - fpi_length) DESC`,
+      [from, to],
+    );
+    const bytes = rows.reduce((sum, r) => sum + r.bytes - r.fpi, 0);
+    console.log(`${layout.name.padEnd(28)} ${(bytes / done / 1024).toFixed(2)} KB/task   ${layout.what}`);
+    if (process.env.BENCH_WAL_DETAIL) {
+      for (const r of rows.filter((r) => (r.bytes - r.fpi) / done >= 8)) {
+        console.log(`    ${((r.bytes - r.fpi) / done).toFixed(0).padStart(5)} B  ${(r.n / done).toFixed(2)}×  ${r.rel} ${r.kind}`);
+      }
+    }
+  } finally {
+    await c.end();
+    await db.drop();
+  }
+}
+
+const chosen = process.argv.slice(2);
+console.log(`WAL per processed no-op task (without full-page images), ${TASKS} tasks drained 24 at a time`);
+for (const layout of LAYOUTS.filter((l) => chosen.length === 0 || chosen.includes(l.name))) await measure(layout);
+process.exit(0);
