@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { NormalType, type TaskTypeRunInput } from '../src/tasks/TaskTypeRegistry.js';
+import { createDateFieldTemplate, SAVE } from './support/dateFields.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -243,6 +244,37 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     // the second occurrence started while the first was still running
     expect(runs[1]!.startedAt.getTime()).toBeLessThan(runs[0]!.finishedAt!.getTime());
     expect(await runsOf(parent.id)).toEqual([]);
+  });
+
+  it("fires a date-field task's ALLOW-overlap occurrences as children, while the record keeps its one task", async () => {
+    await createDateFieldTemplate(
+      t,
+      { intervalSeconds: 1, overlapPolicy: 'ALLOW', funcName: 'chronograph.sleep', argDict: { ms: 1500 } },
+      { offset: { amount: 0, unit: 'DAYS', direction: 'BEFORE' }, timeOfDay: null, maxRuns: 2 },
+    );
+    const record = { id: 'c-allow', expireDate: new Date().toISOString().slice(0, 10) };
+    const saved = ok(await t.gql(SAVE, { rowObj: { model: 'models.Contract', postData: record } })).saveDateFieldTask;
+    const parentId = saved.changes[0].task.id as string;
+    expect(saved.changes[0].task).toMatchObject({ source: 'DATE_FIELD', sourceRowId: 'c-allow' });
+    // Both occurrences fire while the first still runs (before, each collided with its live parent on
+    // task_date_field_live_key and the task never fired).
+    await waitFor(async () => (await t.app.db.prisma.task.count({ where: { parentId, status: 'RUNNING' } })) === 2, {
+      timeoutMs: 15_000,
+      what: 'two occurrences running at once',
+    });
+    // Saved again meanwhile with the same date, the record still has one task: its parent, unchanged.
+    const again = ok(await t.gql(SAVE, { rowObj: { model: 'models.Contract', postData: record, prevData: record } })).saveDateFieldTask;
+    expect(again).toMatchObject({ created: 0, rescheduled: 0, unchanged: 1 });
+    expect(await t.app.db.prisma.task.findMany({ where: { sourceRowId: 'c-allow', parentId: null }, select: { id: true } })).toEqual([
+      { id: parentId },
+    ]);
+    expect((await svc.waitForTask(parentId, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+    const children = await t.app.db.prisma.task.findMany({ where: { parentId }, orderBy: { id: 'asc' } });
+    expect(children).toHaveLength(2);
+    for (const child of children) {
+      expect(child).toMatchObject({ source: 'DATE_FIELD', sourceRowId: 'c-allow', repeatType: 'ONCE' });
+      expect((await svc.waitForTask(child.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+    }
   });
 
   it('runs tasks through their task type (an app type wraps the handler)', async () => {

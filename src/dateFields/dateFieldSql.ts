@@ -9,10 +9,11 @@ import type { TaskRow } from './applyDateFields.js';
 const LIVE = `('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')`;
 
 /**
- * Locks the live date-field tasks of these (template, record) pairs and returns their `fields`, in id
- * order so that two hooks over overlapping records always lock in the same order and cannot deadlock.
- * The scheduler claims with SKIP LOCKED, so it passes over a task a hook is changing instead of running
- * its old schedule. One statement that locks and reads: a raw lock followed by Prisma's findMany with
+ * Locks the live date-field tasks of these (template, record) pairs and returns their `fields`: the
+ * record's own tasks, not the occurrences an ALLOW-overlap task fired (children, which carry its template
+ * and record: see fireOverlappingTasks). In id order, so that two hooks over overlapping records always
+ * lock in the same order and cannot deadlock. The scheduler claims with SKIP LOCKED, so it passes over a
+ * task a hook is changing instead of running its old schedule. One statement that locks and reads: a raw lock followed by Prisma's findMany with
  * `id IN (…1000 ids…)` spent ~450 ms per thousand tasks in the client (bench/dateFields.ts, reconcile).
  */
 export async function lockLiveDateFieldTasks<F extends string>(
@@ -25,7 +26,7 @@ export async function lockLiveDateFieldTasks<F extends string>(
   return tx.$queryRawUnsafe(
     `SELECT ${fields.map((f) => `${columnOf(f)} AS "${f}"`).join(', ')} FROM task
       WHERE tenant_id = $1 AND source = 'DATE_FIELD' AND template_id = ANY($2::uuid[]) AND source_row_id = ANY($3::text[])
-        AND status IN ${LIVE}
+        AND parent_id IS NULL AND status IN ${LIVE}
       ORDER BY id
         FOR UPDATE`,
     tenantId,
