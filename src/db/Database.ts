@@ -116,7 +116,7 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
  * 2-core machine that compilation took about a second of the start-up, and its memory stayed resident
  * (about 90 MB, in the compiler threads' malloc arenas). Chronograph keeps PGlite on the baseline
  * compiler unless PGLITE_OPTIMIZE=true: it starts about a second sooner in about 90 MB less memory,
- * and its statements run about 10 % slower (`npm run bench -- startup`; README, "Benchmarks").
+ * and its statements run about 10 % slower (`npm run bench -- startup`; docs/benchmarks.md).
  * The flag is process-wide, so it also applies to the other WebAssembly this process compiles after it
  * (Prisma's query compiler); with DATABASE_URL (PostgreSQL) nothing changes.
  */
