@@ -1,5 +1,5 @@
 // Chronograph beside graphile-worker on the same PostgreSQL: `npm run bench -- compare [sections]`.
-// Sections (default: all): drain, latency, create, pglite. Each system gets a scratch database of its
+// Sections (default: drain, latency, create, pglite; also: future): Each system gets a scratch database of its
 // own on BENCH_DATABASE_URL's server (default the local PostgreSQL), and the two run interleaved, in
 // alternating order, BENCH_ROUNDS times (default 3), so that the machine's noise hits both alike; every
 // round is printed, then the median of the per-round ratios (Chronograph ÷ graphile-worker; above 1 means
@@ -25,6 +25,10 @@
 // - create: BENCH_CREATE (default 10000) jobs in one call: createTimerTasks vs graphile_worker.add_jobs, each
 //   after an untimed first call of 1,000 (a fresh process and connection each round: the measured call is
 //   the steady state of a series of batches, not the first statement of a new connection).
+// - future: the in-process due-now latency of `latency` (graphile-worker's addJob beside TaskSvc), each
+//   system's database first holding BENCH_FUTURE (default 1,000,000) jobs queued for the next days,
+//   inserted in batches of 100,000 and ANALYZEd: what a large future backlog costs the path from add to
+//   start. Not among the default sections (it inserts that backlog for each system in every round).
 // - pglite: Chronograph's drain (in-process, concurrency 24) on PGlite beside PostgreSQL's. The PGlite drain
 //   is done when the instance's completed-tasks counter reaches BENCH_TASKS (read in-process, not by a
 //   poll that would run on PGlite's thread).
@@ -42,6 +46,7 @@ const TASKS = Number(process.env.BENCH_TASKS ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const LATENCY_N = Number(process.env.BENCH_LATENCY ?? 300);
 const CREATE_N = Number(process.env.BENCH_CREATE ?? 10_000);
+const FUTURE_N = Number(process.env.BENCH_FUTURE ?? 1_000_000);
 const sections = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ['drain', 'latency', 'create', 'pglite']);
 
 const quiet = new Logger(() => (level, message) => {
@@ -114,6 +119,27 @@ async function queueFuture(system: System, c: pg.Client, count: number) {
       [count],
     );
   }
+}
+
+/** Queues `count` no-op jobs spread over the next days (one a second from tomorrow), in batches of 100,000, then ANALYZE. */
+async function queueBacklog(system: System, url: string, count: number) {
+  await withClient(url, async (c) => {
+    for (let done = 0; done < count; done += 100_000) {
+      const n = Math.min(100_000, count - done);
+      const at = `now() + interval '1 day' + (g + ${done}) * interval '1 second'`;
+      await c.query(
+        system === 'graphile-worker'
+          ? `SELECT count(*) FROM graphile_worker.add_jobs(array(
+               SELECT ROW('noop', '{}'::json, NULL, ${at}, NULL, NULL, NULL, NULL)::graphile_worker.job_spec FROM generate_series(1, $1) g))`
+          : `INSERT INTO task (id, template_id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
+             SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
+                    'chronograph.noop', ${at}, ${at}, now()
+               FROM generate_series(1, $1) g`,
+        [n],
+      );
+    }
+    await c.query(system === 'graphile-worker' ? 'ANALYZE graphile_worker._private_jobs' : 'ANALYZE task');
+  });
 }
 
 /**
@@ -424,8 +450,9 @@ function latencySystem(
   return { name, add, started, close, samples: [], counts: { total: 0, prepared: 0, transactionControl: 0 }, texts: new Map() };
 }
 
-async function latencyGraphileWorker(): Promise<LatencySystem> {
+async function latencyGraphileWorker(backlog = 0): Promise<LatencySystem> {
   const db = await prepareDatabase('graphile-worker');
+  if (backlog) await queueBacklog('graphile-worker', db.url, backlog);
   const started = new Map<number, number>();
   // Our own pool, ended (and awaited) before the database is dropped: graphile-worker ends a pool it made
   // without waiting, and the drop's FORCE then terminates a connection of a pool nobody listens to.
@@ -459,8 +486,9 @@ async function latencyGraphileWorker(): Promise<LatencySystem> {
  * (building and writing the request, and whatever it still does while the server works) is counted in the
  * latency too; the node:http line shows how much of the HTTP figure is the client's.
  */
-async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http'): Promise<LatencySystem> {
+async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http', backlog = 0): Promise<LatencySystem> {
   const db = await prepareDatabase('chronograph');
+  if (backlog) await queueBacklog('chronograph', db.url, backlog);
   const started = new Map<number, number>();
   const app = await Chronograph.create({
     config: cgConfig({ DATABASE_URL: db.url, CONCURRENCY: '24' }),
@@ -593,6 +621,35 @@ async function benchLatency() {
   );
 }
 
+async function benchFuture() {
+  console.log(
+    `\n## Due-now latency with ${fmt(FUTURE_N)} future jobs queued, add → handler start, in-process, ${LATENCY_N} jobs one at a time per system, ${ROUNDS} rounds`,
+  );
+  const p50: number[] = [];
+  const p99: number[] = [];
+  for (let round = 1; round <= ROUNDS; round++) {
+    const t0 = performance.now();
+    const systems = [await latencyGraphileWorker(FUTURE_N), await latencyChronograph('in-process', FUTURE_N)];
+    console.log(`round ${round} (backlogs queued in ${fmt((performance.now() - t0) / 1000, 1)} s)`);
+    let results: Map<string, LatencyResult>;
+    try {
+      results = await measureLatency(systems);
+    } finally {
+      for (const system of systems) await system.close();
+    }
+    const [gw, cg] = systems.map((s) => results.get(s.name)!) as [LatencyResult, LatencyResult];
+    for (const [name, r] of [
+      ['graphile-worker addJob', gw],
+      ['chronograph TaskSvc', cg],
+    ] as const) {
+      console.log(`  ${name.padEnd(30)} p50 ${fmt(r.p50, 2).padStart(6)} ms  p99 ${fmt(r.p99, 2).padStart(6)} ms`);
+    }
+    p50.push(cg.p50 / gw.p50);
+    p99.push(cg.p99 / gw.p99);
+  }
+  console.log(`median ratio chronograph ÷ graphile-worker (lower is better): p50 ${fmt(median(p50), 2)}, p99 ${fmt(median(p99), 2)}`);
+}
+
 // ---- create ----
 
 /** Jobs of an untimed first call on the same connection (both systems): connection, caches and JIT warm. */
@@ -706,6 +763,7 @@ async function benchPglite() {
 console.log(`Chronograph vs graphile-worker on ${new URL(ADMIN_URL).host}; node ${process.version}; ${ROUNDS} rounds`);
 if (sections.has('drain')) await benchDrain();
 if (sections.has('latency')) await benchLatency();
+if (sections.has('future')) await benchFuture();
 if (sections.has('create')) await benchCreate();
 if (sections.has('pglite')) await benchPglite();
 process.exit(0);
