@@ -246,6 +246,44 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     expect(await runsOf(parent.id)).toEqual([]);
   });
 
+  it('fires the other ALLOW-overlap tasks, and runs the rest, while one of them cannot be fired; that one fires once it can', async () => {
+    const at = soon(2500);
+    const recurring = {
+      funcName: 'chronograph.noop',
+      repeatType: 'INTERVAL',
+      intervalSeconds: 1,
+      maxRuns: 2,
+      overlapPolicy: 'ALLOW',
+      startTime: at,
+    };
+    const refused = await create(recurring);
+    const fine = await create(recurring);
+    // The database refuses the occurrences of `refused` (as a constraint or a concurrent change would).
+    const prisma = t.app.db.prisma;
+    await prisma.$executeRawUnsafe(`CREATE FUNCTION test_refuse_occurrence() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.parent_id = '${refused.id}'::uuid THEN RAISE EXCEPTION 'test: occurrence refused'; END IF;
+        RETURN NEW;
+      END $$`);
+    await prisma.$executeRawUnsafe(
+      'CREATE TRIGGER test_refuse_occurrence BEFORE INSERT ON task FOR EACH ROW EXECUTE FUNCTION test_refuse_occurrence()',
+    );
+    try {
+      const oneOff = await create({ funcName: 'chronograph.noop', startTime: at });
+      expect((await svc.waitForTask(fine.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+      expect(await prisma.task.count({ where: { parentId: fine.id } })).toBe(2);
+      expect((await svc.waitForTask(oneOff.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+      expect(await prisma.task.findUniqueOrThrow({ where: { id: refused.id } })).toMatchObject({ status: 'SCHEDULED', runCount: 0 });
+      expect(await prisma.task.count({ where: { parentId: refused.id } })).toBe(0);
+    } finally {
+      await prisma.$executeRawUnsafe('DROP TRIGGER test_refuse_occurrence ON task');
+      await prisma.$executeRawUnsafe('DROP FUNCTION test_refuse_occurrence()');
+    }
+    // Tried again after a short backoff: both of its occurrences fire.
+    expect((await svc.waitForTask(refused.id, { timeoutMs: 20_000 })).status).toBe('SUCCEEDED');
+    expect(await prisma.task.count({ where: { parentId: refused.id } })).toBe(2);
+  });
+
   it("fires a date-field task's ALLOW-overlap occurrences as children, while the record keeps its one task", async () => {
     await createDateFieldTemplate(
       t,

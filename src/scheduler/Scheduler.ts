@@ -129,6 +129,8 @@ export class Scheduler implements TaskStarter {
   private recoverAt = 0;
   /** Local time when the earliest ALLOW-overlap task is due to be fired. */
   private overlapAt = 0;
+  /** ALLOW-overlap tasks whose last firing failed: when to try again, and the delay that led there. */
+  private readonly fireBackoff = new Map<string, { at: number; delayMs: number }>();
   /**
    * The last check claimed everything it could and found nothing due that was left out for lack of a
    * slot (no queue or tenant at its limit): a run ending then frees a slot nobody is waiting for, and
@@ -339,7 +341,10 @@ export class Scheduler implements TaskStarter {
       }
       const excludedQueues = this.fullQueues();
       const excludedTenants = this.tenantsAtShare();
-      const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], excludedQueues, excludedTenants);
+      const retryFireAt = this.nextFireRetry();
+      const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], excludedQueues, excludedTenants, [
+        ...this.fireBackoff.keys(),
+      ]);
       // After the claim, not before it: the look-up is off the path from a wake to a handler's start. A
       // tenant that got maxConcurrentRuns meanwhile lost nothing: the open claim leaves capped tenants out
       // (they are due, unclaimed, so the next check comes within 20 ms, with the capped claim).
@@ -351,12 +356,13 @@ export class Scheduler implements TaskStarter {
         excludedTenants.length === 0 &&
         !this.capped.any;
       this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
-      this.overlapAt = next.overlapMs == null ? Infinity : Date.now() + Math.max(0, next.overlapMs);
+      this.overlapAt = Math.min(retryFireAt, next.overlapMs == null ? Infinity : Date.now() + Math.max(0, next.overlapMs));
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
       if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
       const dueMs = this.freeSlots() <= 0 ? null : next.dueMs;
-      const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity);
+      // Firing needs no free slot: an ALLOW-overlap task's occurrence is created on time, and waits for one.
+      const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity, this.overlapAt - Date.now());
       delay = ms === Infinity ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, ms <= 0 ? 20 : ms);
     } catch (error) {
       if (!this.stopped) this.logger.error({ err: error }, 'scheduler check failed; retrying');
@@ -437,12 +443,36 @@ export class Scheduler implements TaskStarter {
   }
 
   /** A failure here (one bad row) must not stop ordinary tasks from being claimed, so it is contained. */
+  /**
+   * Fires the due ALLOW-overlap tasks. One whose occurrence cannot be written is left out of the next
+   * attempts for a while (1 s, doubling up to a minute, each with a warning), so that it neither holds up
+   * the others nor has the scheduler retry it at every check.
+   */
   private async fireOverlapping(): Promise<void> {
     try {
-      while ((await fireOverlappingTasks(this.db.prisma, 100)) === 100 && !this.stopped);
+      for (;;) {
+        const now = Date.now();
+        const skip = [...this.fireBackoff].filter(([, b]) => b.at > now).map(([id]) => id);
+        const { seen, failed } = await fireOverlappingTasks(this.db.prisma, 100, skip);
+        const failedIds = new Set(failed.map((f) => f.id));
+        for (const id of this.fireBackoff.keys()) if (!skip.includes(id) && !failedIds.has(id)) this.fireBackoff.delete(id);
+        for (const { id, error } of failed) {
+          const delayMs = Math.min(60_000, 2 * (this.fireBackoff.get(id)?.delayMs ?? 500));
+          this.fireBackoff.set(id, { at: Date.now() + delayMs, delayMs });
+          this.logger.warn({ err: error, taskId: id, retryInMs: delayMs }, 'could not fire an occurrence of an ALLOW-overlap task');
+        }
+        if (seen < 100 || this.stopped) break;
+      }
     } catch (error) {
       if (!this.stopped) this.logger.error({ err: error }, 'could not fire ALLOW-overlap tasks');
     }
+  }
+
+  /** When the next ALLOW-overlap task left out after a failed firing is to be tried again (Infinity: none). */
+  private nextFireRetry(): number {
+    let at = Infinity;
+    for (const b of this.fireBackoff.values()) at = Math.min(at, b.at);
+    return at;
   }
 
   /** Ends the attempts whose worker stopped (lease expired): FAILED on the last allowed attempt, else RETRYING after backoff. */

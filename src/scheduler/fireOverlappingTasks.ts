@@ -1,49 +1,76 @@
-import type { PrismaClient, Task } from '../generated/prisma/client.js';
+import type { Prisma, PrismaClient, Task } from '../generated/prisma/client.js';
 import { RepeatType, TaskEventType, TaskStatus } from '../generated/prisma/client.js';
 import { recordEvents, transition } from '../tasks/statusMachine.js';
 import { nextRunAfter } from './recurrence.js';
+
+/** What one call of fireOverlappingTasks did. */
+export interface FireResult {
+  /** Due ALLOW-overlap tasks it locked (at most `limit`): fewer than `limit` means none is left. */
+  seen: number;
+  /** Tasks whose occurrence could not be fired, with why; nothing of theirs was written. */
+  failed: { id: string; error: unknown }[];
+}
 
 /**
  * Overlap policy ALLOW: a recurring task whose occurrences may overlap does not run itself. Each time it
  * comes due it is fired: a one-off child task (parentId) is created due now and runs like any other,
  * and the recurring task moves on to its next occurrence. Runs of different occurrences can therefore
  * go on at the same time, each with its own status, retries and lease. claimTasks never claims these.
+ *
+ * Each task is fired under a savepoint of its own: one whose child cannot be written (a constraint, a
+ * template deleted meanwhile) is rolled back alone and reported in `failed`, and the others of the batch
+ * fire all the same. `skip` leaves out tasks the caller is not retrying yet.
  */
-export async function fireOverlappingTasks(prisma: PrismaClient, limit: number): Promise<number> {
+export async function fireOverlappingTasks(prisma: PrismaClient, limit: number, skip: readonly string[] = []): Promise<FireResult> {
   // The scheduler calls this only when its next-due statement says an ALLOW task is due (overlapMs).
   return prisma.$transaction(async (tx) => {
     const due = await tx.$queryRawUnsafe<{ id: string }[]>(
       `SELECT id FROM task
         WHERE status = 'SCHEDULED' AND overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL') AND next_run_at <= now()
+          AND id <> ALL($2::uuid[])
         ORDER BY next_run_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       limit,
+      skip,
     );
-    if (due.length === 0) return 0;
+    const failed: FireResult['failed'] = [];
+    if (due.length === 0) return { seen: 0, failed };
     const parents = await tx.task.findMany({ where: { id: { in: due.map((d) => d.id) } } });
     const now = new Date();
     for (const parent of parents) {
-      const child = await tx.task.create({ data: childOf(parent, now) });
-      await recordEvents(tx, [
-        {
-          taskId: child.id,
-          tenantId: child.tenantId,
-          fromStatus: null,
-          toStatus: TaskStatus.SCHEDULED,
-          nextRunAt: now,
-          message: `occurrence ${parent.nextRunAt!.toISOString()} of ${parent.id}`,
-        },
-      ]);
-      const runCount = parent.runCount + 1;
-      const next = nextRunAfter({ ...parent, scheduledFor: parent.nextRunAt!, runStartedAt: now, now, runCount });
-      await transition(tx, {
-        task: parent,
-        to: next ? TaskStatus.SCHEDULED : TaskStatus.SUCCEEDED,
-        type: next ? TaskEventType.RESCHEDULED : TaskEventType.STATUS_CHANGED,
-        data: { nextRunAt: next, runCount },
-        message: `fired occurrence as task ${child.id}${next ? `; next ${next.toISOString()}` : '; schedule complete'}`,
-      });
+      await tx.$executeRawUnsafe('SAVEPOINT fire_occurrence');
+      try {
+        await fire(tx, parent, now);
+        await tx.$executeRawUnsafe('RELEASE SAVEPOINT fire_occurrence');
+      } catch (error) {
+        await tx.$executeRawUnsafe('ROLLBACK TO SAVEPOINT fire_occurrence');
+        failed.push({ id: parent.id, error });
+      }
     }
-    return parents.length;
+    return { seen: due.length, failed };
+  });
+}
+
+/** Fires one occurrence of `parent` (locked by the caller): its child task, and the parent's next occurrence. */
+async function fire(tx: Prisma.TransactionClient, parent: Task, now: Date): Promise<void> {
+  const child = await tx.task.create({ data: childOf(parent, now) });
+  await recordEvents(tx, [
+    {
+      taskId: child.id,
+      tenantId: child.tenantId,
+      fromStatus: null,
+      toStatus: TaskStatus.SCHEDULED,
+      nextRunAt: now,
+      message: `occurrence ${parent.nextRunAt!.toISOString()} of ${parent.id}`,
+    },
+  ]);
+  const runCount = parent.runCount + 1;
+  const next = nextRunAfter({ ...parent, scheduledFor: parent.nextRunAt!, runStartedAt: now, now, runCount });
+  await transition(tx, {
+    task: parent,
+    to: next ? TaskStatus.SCHEDULED : TaskStatus.SUCCEEDED,
+    type: next ? TaskEventType.RESCHEDULED : TaskEventType.STATUS_CHANGED,
+    data: { nextRunAt: next, runCount },
+    message: `fired occurrence as task ${child.id}${next ? `; next ${next.toISOString()}` : '; schedule complete'}`,
   });
 }
 

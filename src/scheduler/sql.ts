@@ -510,24 +510,28 @@ const CHECK_LEASE = statement(
 );
 
 /**
- * Milliseconds (by the database clock) until the next task is due, until the next lease of a run not
- * among `ownRunIds` (the runs this worker is executing) runs out, when recovery is due, and until the
- * next ALLOW-overlap recurring task is due to be fired (fireOverlappingTasks); null when there is none.
- * Negative when already due.
+ * Milliseconds (by the database clock) until the next task is due to be claimed, until the next lease of
+ * a run not among `ownRunIds` (the runs this worker is executing) runs out, when recovery is due, and
+ * until the next ALLOW-overlap recurring task is due to be fired (fireOverlappingTasks), leaving out
+ * `excludedOverlap` (tasks whose firing failed, not retried yet); null when there is none. Negative when
+ * already due.
  */
 export async function msUntilNextDue(
   db: SqlRunner,
   ownRunIds: string[],
   excludedQueues: string[],
   excludedTenants: string[],
+  excludedOverlap: string[] = [],
 ): Promise<{ dueMs: number | null; leaseMs: number | null; overlapMs: number | null }> {
   // Due work this instance cannot take is left out, or the scheduler would look again at once, over and
-  // over: tenants holding their share of this instance's slots (`excludedTenants`) and tenants at their
-  // maxConcurrentRuns. A run ending frees a slot and wakes the scheduler that ran it.
+  // over: tenants holding their share of this instance's slots (`excludedTenants`), tenants at their
+  // maxConcurrentRuns, and ALLOW-overlap tasks, which are fired, not claimed (overlapMs says when). A run
+  // ending frees a slot and wakes the scheduler that ran it.
   const [row] = await db.query<{ dueMs: number | null; leaseMs: number | null; overlapMs: number | null }>(NEXT_DUE, [
     ownRunIds,
     excludedQueues,
     excludedTenants,
+    excludedOverlap,
   ]);
   const ms = (value: number | null | undefined) => (value == null ? null : Number(value));
   return { dueMs: ms(row?.dueMs), leaseMs: ms(row?.leaseMs), overlapMs: ms(row?.overlapMs) };
@@ -536,11 +540,12 @@ export async function msUntilNextDue(
 const NEXT_DUE = statement(
   'chronograph_next_due',
   `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
+                 AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
                  AND tenant_id <> ALL($3::text[])
                  AND tenant_id <> ALL(ARRAY(SELECT q.id FROM tenant q WHERE q.max_concurrent_runs IS NOT NULL
                    AND q.max_concurrent_runs <= (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
               - clock_timestamp())) * 1000 AS "dueMs",
             EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs",
             EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status = 'SCHEDULED' AND overlap_policy = 'ALLOW'
-                 AND repeat_type IN ('CRON', 'INTERVAL')) - clock_timestamp())) * 1000 AS "overlapMs"`,
+                 AND repeat_type IN ('CRON', 'INTERVAL') AND id <> ALL($4::uuid[])) - clock_timestamp())) * 1000 AS "overlapMs"`,
 );
