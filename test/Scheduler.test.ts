@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { NormalType, type TaskTypeRunInput } from '../src/tasks/TaskTypeRegistry.js';
-import { createDateFieldTemplate, SAVE } from './support/dateFields.js';
+import { createDateFieldTemplate, DELETE, SAVE } from './support/dateFields.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -313,6 +313,39 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
       expect(child).toMatchObject({ source: 'DATE_FIELD', sourceRowId: 'c-allow', repeatType: 'ONCE' });
       expect((await svc.waitForTask(child.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
     }
+  });
+
+  it("cancels a date-field ALLOW-overlap task's waiting occurrences with it when its record is deleted", async () => {
+    await createDateFieldTemplate(
+      t,
+      {
+        fullName: 'tasks.ContractOccurrences',
+        intervalSeconds: 3600,
+        overlapPolicy: 'ALLOW',
+        funcName: 'test.flaky',
+        argDict: { key: 'occurrences', failTimes: 99 },
+        maxAttempts: 3,
+        retryBackoffMs: 600_000,
+      },
+      { offset: { amount: 0, unit: 'DAYS', direction: 'BEFORE' }, timeOfDay: null },
+    );
+    const record = { id: 'c-occurrences', expireDate: new Date().toISOString().slice(0, 10) };
+    const saved = ok(await t.gql(SAVE, { rowObj: { model: 'models.Contract', postData: record } })).saveDateFieldTask;
+    const parentId = saved.changes.find((c: { template: string }) => c.template === 'tasks.ContractOccurrences').task.id as string;
+    const prisma = t.app.db.prisma;
+    // Its first occurrence fails and waits for its retry.
+    await waitFor(async () => (await prisma.task.count({ where: { parentId, status: 'RETRYING' } })) === 1, {
+      timeoutMs: 15_000,
+      what: 'the occurrence waiting for its retry',
+    });
+    const deleted = ok(await t.gql(DELETE, { rowObj: { model: 'models.Contract', prevData: record } })).deleteDateFieldTask;
+    expect(deleted.changes.find((c: { template: string }) => c.template === 'tasks.ContractOccurrences')).toMatchObject({
+      action: 'CANCELLED',
+    });
+    const [occurrence] = await prisma.task.findMany({ where: { parentId }, include: { events: { orderBy: { id: 'asc' } } } });
+    expect(occurrence).toMatchObject({ status: 'CANCELLED' });
+    expect(occurrence!.events.at(-1)!.message).toContain(`an occurrence of ${parentId}`);
+    expect((await prisma.task.findUniqueOrThrow({ where: { id: parentId } })).status).toBe('CANCELLED');
   });
 
   it('runs tasks through their task type (an app type wraps the handler)', async () => {

@@ -6,7 +6,13 @@ import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { matchesCondition, stableStringify } from './condition.js';
-import { finishedDateFieldRuns, insertDateFieldTasks, lockDateFieldPairs, lockLiveDateFieldTasks } from './dateFieldSql.js';
+import {
+  finishedDateFieldRuns,
+  insertDateFieldTasks,
+  lockDateFieldPairs,
+  lockLiveDateFieldTasks,
+  lockWaitingOccurrences,
+} from './dateFieldSql.js';
 import { type DateFieldConfig, scheduleFor } from './dateRule.js';
 
 /** A DATE_FIELD template with its parsed configuration. */
@@ -207,6 +213,18 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
             message: desired.reason,
             actor: options.actor,
           });
+          // An ALLOW-overlap task's occurrences that have not started go with it.
+          if (task.overlapPolicy === 'ALLOW' && task.repeatType !== RepeatType.ONCE) {
+            for (const occurrence of await lockWaitingOccurrences(tx, task.tenantId, [task.id])) {
+              await transition(tx, {
+                task: occurrence,
+                to: TaskStatus.CANCELLED,
+                data: { nextRunAt: null },
+                message: `${desired.reason} (an occurrence of ${task.id})`,
+                actor: options.actor,
+              });
+            }
+          }
           record(pair, 'CANCELLED', task.id, desired.reason);
         } else {
           const differs = COMPARED.filter((f) => !sameValue(task[f], desired.row[f]));

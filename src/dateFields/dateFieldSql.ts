@@ -1,4 +1,4 @@
-import type { Prisma } from '../generated/prisma/client.js';
+import type { Prisma, TaskStatus } from '../generated/prisma/client.js';
 import type { TaskRow } from './applyDateFields.js';
 
 /**
@@ -32,6 +32,26 @@ export async function lockLiveDateFieldTasks<F extends string>(
     tenantId,
     templateIds,
     rowIds,
+  );
+}
+
+/**
+ * The occurrences of ALLOW-overlap tasks `parentIds` that wait to run (SCHEDULED, RETRYING or PAUSED),
+ * locked in id order: cancelled with their record's task. One that is running ends on its own.
+ */
+export async function lockWaitingOccurrences(
+  tx: Prisma.TransactionClient,
+  tenantId: string,
+  parentIds: string[],
+): Promise<{ id: string; tenantId: string; status: TaskStatus }[]> {
+  if (parentIds.length === 0) return [];
+  return tx.$queryRawUnsafe(
+    `SELECT id, tenant_id AS "tenantId", status FROM task
+      WHERE tenant_id = $1 AND parent_id = ANY($2::uuid[]) AND status IN ('SCHEDULED', 'RETRYING', 'PAUSED')
+      ORDER BY id
+        FOR UPDATE`,
+    tenantId,
+    parentIds,
   );
 }
 
@@ -71,7 +91,7 @@ export async function finishedDateFieldRuns(
   return tx.$queryRawUnsafe(
     `SELECT template_id::text AS "templateId", source_row_id AS "rowId", start_time AS "startTime" FROM task
       WHERE tenant_id = $1 AND source = 'DATE_FIELD' AND source_model = $2 AND source_row_id = ANY($3::text[])
-        AND template_id = ANY($4::uuid[]) AND status IN ('SUCCEEDED', 'FAILED', 'FORCED_END')`,
+        AND template_id = ANY($4::uuid[]) AND parent_id IS NULL AND status IN ('SUCCEEDED', 'FAILED', 'FORCED_END')`,
     tenantId,
     model,
     rowIds,
