@@ -123,23 +123,19 @@ function Header() {
   const [key, setKeyText] = useState(getKey());
   const [me, setMe] = useState<{ tenantId: string; role: string; actor: string } | null>(null);
   const [error, setError] = useState<unknown>(null);
-  // Only the latest read counts: the keyless read at page load may answer after the one made with the
-  // key just given, and must not put "not signed in" back.
-  const reads = useRef(0);
+  // The keyless read at page load may answer after the one made with the key just given.
+  const latest = useLatest();
   const load = useCallback(() => {
-    const mine = ++reads.current;
-    gql('{ me { tenantId role actor } }')
+    latest(gql('{ me { tenantId role actor } }'))
       .then((d) => {
-        if (mine !== reads.current) return;
         setMe(d.me);
         setError(null);
       })
       .catch((e) => {
-        if (mine !== reads.current) return;
         setMe(null);
         setError(e);
       });
-  }, []);
+  }, [latest]);
   useEffect(load, [load]);
   return (
     <header>
@@ -183,6 +179,23 @@ function Header() {
       </span>
     </header>
   );
+}
+
+/**
+ * For reads whose answers may arrive out of order: only the answer to the latest read started through it
+ * settles (an older one, made without the key just given or with other filters, never overwrites it).
+ */
+function useLatest(): <T>(read: Promise<T>) => Promise<T> {
+  const latest = useRef(0);
+  return useCallback(<T,>(read: Promise<T>) => {
+    const mine = ++latest.current;
+    return new Promise<T>((resolve, reject) => {
+      read.then(
+        (value) => mine === latest.current && resolve(value),
+        (error) => mine === latest.current && reject(error),
+      );
+    });
+  }, []);
 }
 
 /** Re-renders its children when the key changes (everything is read again under the new identity). */
@@ -229,14 +242,15 @@ function Overview() {
   const buckets = useRef<Bucket[]>([]);
   const [, setTick] = useState(0);
   const version = useKeyVersion();
+  const latest = useLatest();
   const load = useCallback(() => {
-    gql(`{ taskStats { total ${STATUSES.map((s) => s.toLowerCase()).join(' ')} } }`)
+    latest(gql(`{ taskStats { total ${STATUSES.map((s) => s.toLowerCase()).join(' ')} } }`))
       .then((d) => {
         setStats(d.taskStats);
         setError(null);
       })
       .catch(setError);
-  }, []);
+  }, [latest]);
   const reload = useThrottled(load, 500);
   useEffect(load, [load, version]);
   useEffect(() => {
@@ -380,15 +394,16 @@ function TaskList() {
   const [error, setError] = useState<unknown>(null);
   const version = useKeyVersion();
   const after = pages.at(-1) ?? null;
+  const latest = useLatest();
   const load = useCallback(() => {
-    gql(TASKS, { first: PAGE, after, filter: filterInput(filters) })
+    latest(gql(TASKS, { first: PAGE, after, filter: filterInput(filters) }))
       .then((d) => {
         setRows(d.tasks.edges.map((e: { node: TaskRow }) => e.node));
         setInfo({ total: d.tasks.totalCount, next: d.tasks.pageInfo.hasNextPage ? d.tasks.pageInfo.endCursor : null });
         setError(null);
       })
       .catch(setError);
-  }, [after, filters]);
+  }, [latest, after, filters]);
   const reload = useThrottled(load, 700);
   useEffect(load, [load, version]);
   useChanges((change) => {
@@ -488,11 +503,12 @@ function CreateTask() {
   const [form, setForm] = useState({ fullName: '', startTime: '', argDict: '' });
   const [message, setMessage] = useState<unknown>(null);
   const version = useKeyVersion();
+  const latest = useLatest();
   useEffect(() => {
-    gql('{ taskTemplates { fullName title } }')
+    latest(gql('{ taskTemplates { fullName title } }'))
       .then((d) => setTemplates(d.taskTemplates))
       .catch(setMessage);
-  }, [version]);
+  }, [latest, version]);
   const submit = async (e: Event) => {
     e.preventDefault();
     try {
@@ -562,14 +578,15 @@ function TaskPage({ id }: { id: string }) {
   const [data, setData] = useState<any>(null);
   const [error, setError] = useState<unknown>(null);
   const version = useKeyVersion();
+  const latest = useLatest();
   const load = useCallback(() => {
-    gql(TASK, { id })
+    latest(gql(TASK, { id }))
       .then((d) => {
         setData(d);
         setError(null);
       })
       .catch(setError);
-  }, [id]);
+  }, [latest, id]);
   const reload = useThrottled(load, 300);
   useEffect(load, [load, version]);
   useChanges((change) => {
@@ -791,28 +808,32 @@ function Models() {
   const [records, setRecords] = useState<any[]>([]);
   const [error, setError] = useState<unknown>(null);
   const version = useKeyVersion();
+  const latestModels = useLatest();
+  const latestRecords = useLatest();
   useEffect(() => {
-    gql('{ models { name title recordCount } }')
+    latestModels(gql('{ models { name title recordCount } }'))
       .then((d) => {
         setModels(d.models);
         if (!model && d.models[0]) setModel(d.models[0].name);
       })
       .catch(setError);
-  }, [version]);
+  }, [latestModels, version]);
   const load = useCallback(() => {
     if (!model) return;
-    gql(
-      'query($model: String!) { modelRecords(model: $model, first: 50) { totalCount edges { node { id data tasks { id fullName status nextRunAt } } } } }',
-      {
-        model,
-      },
+    latestRecords(
+      gql(
+        'query($model: String!) { modelRecords(model: $model, first: 50) { totalCount edges { node { id data tasks { id fullName status nextRunAt } } } } }',
+        {
+          model,
+        },
+      ),
     )
       .then((d) => {
         setRecords(d.modelRecords.edges.map((e: { node: unknown }) => e.node));
         setError(null);
       })
       .catch(setError);
-  }, [model]);
+  }, [latestRecords, model]);
   const reload = useThrottled(load, 700);
   useEffect(load, [load, version]);
   useChanges(reload);
