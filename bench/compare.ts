@@ -27,8 +27,11 @@
 //   the steady state of a series of batches, not the first statement of a new connection).
 // - future: the in-process due-now latency of `latency` (graphile-worker's addJob beside TaskSvc), each
 //   system's database first holding BENCH_FUTURE (default 1,000,000) jobs queued for the next days,
-//   inserted in batches of 100,000 and ANALYZEd: what a large future backlog costs the path from add to
-//   start. Not among the default sections (it inserts that backlog for each system in every round).
+//   inserted in batches of 100,000 (graphile-worker's through add_jobs, Chronograph's as plain task rows),
+//   ANALYZEd, then a CHECKPOINT once both exist; the systems are started in alternating order. What is
+//   timed is each system's own path from add to start with that backlog beside it: graphile-worker's
+//   add_job then get_job, Chronograph's insert that claims its own due task (its claim statement is not
+//   on that path). Not among the default sections (it inserts that backlog for each system in every round).
 // - pglite: Chronograph's drain (in-process, concurrency 24) on PGlite beside PostgreSQL's. The PGlite drain
 //   is done when the instance's completed-tasks counter reaches BENCH_TASKS (read in-process, not by a
 //   poll that would run on PGlite's thread).
@@ -77,6 +80,8 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
     await client.end();
   }
 }
+
+type ScratchDatabase = Awaited<ReturnType<typeof scratchDatabase>>;
 
 /** A scratch database with the system's schema installed and autovacuum off (statistics stay as we leave them). */
 async function prepareDatabase(system: System) {
@@ -450,9 +455,8 @@ function latencySystem(
   return { name, add, started, close, samples: [], counts: { total: 0, prepared: 0, transactionControl: 0 }, texts: new Map() };
 }
 
-async function latencyGraphileWorker(backlog = 0): Promise<LatencySystem> {
-  const db = await prepareDatabase('graphile-worker');
-  if (backlog) await queueBacklog('graphile-worker', db.url, backlog);
+async function latencyGraphileWorker(prepared?: ScratchDatabase): Promise<LatencySystem> {
+  const db = prepared ?? (await prepareDatabase('graphile-worker'));
   const started = new Map<number, number>();
   // Our own pool, ended (and awaited) before the database is dropped: graphile-worker ends a pool it made
   // without waiting, and the drop's FORCE then terminates a connection of a pool nobody listens to.
@@ -486,9 +490,8 @@ async function latencyGraphileWorker(backlog = 0): Promise<LatencySystem> {
  * (building and writing the request, and whatever it still does while the server works) is counted in the
  * latency too; the node:http line shows how much of the HTTP figure is the client's.
  */
-async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http', backlog = 0): Promise<LatencySystem> {
-  const db = await prepareDatabase('chronograph');
-  if (backlog) await queueBacklog('chronograph', db.url, backlog);
+async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http', prepared?: ScratchDatabase): Promise<LatencySystem> {
+  const db = prepared ?? (await prepareDatabase('chronograph'));
   const started = new Map<number, number>();
   const app = await Chronograph.create({
     config: cgConfig({ DATABASE_URL: db.url, CONCURRENCY: '24' }),
@@ -629,15 +632,24 @@ async function benchFuture() {
   const p99: number[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     const t0 = performance.now();
-    const systems = [await latencyGraphileWorker(FUTURE_N), await latencyChronograph('in-process', FUTURE_N)];
+    const gwDb = await prepareDatabase('graphile-worker');
+    const cgDb = await prepareDatabase('chronograph');
+    await queueBacklog('graphile-worker', gwDb.url, FUTURE_N);
+    await queueBacklog('chronograph', cgDb.url, FUTURE_N);
+    await withClient(ADMIN_URL, (c) => c.query('CHECKPOINT'));
     console.log(`round ${round} (backlogs queued in ${fmt((performance.now() - t0) / 1000, 1)} s)`);
+    const systems =
+      round % 2
+        ? [await latencyGraphileWorker(gwDb), await latencyChronograph('in-process', cgDb)]
+        : [await latencyChronograph('in-process', cgDb), await latencyGraphileWorker(gwDb)];
     let results: Map<string, LatencyResult>;
     try {
       results = await measureLatency(systems);
     } finally {
       for (const system of systems) await system.close();
     }
-    const [gw, cg] = systems.map((s) => results.get(s.name)!) as [LatencyResult, LatencyResult];
+    const gw = results.get('graphile-worker addJob')!;
+    const cg = results.get('chronograph TaskSvc')!;
     for (const [name, r] of [
       ['graphile-worker addJob', gw],
       ['chronograph TaskSvc', cg],
