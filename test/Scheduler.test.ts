@@ -236,7 +236,13 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
       orderBy: { id: 'asc' },
     });
     expect(children).toHaveLength(3);
-    for (const child of children) expect((await svc.waitForTask(child.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+    for (const child of children) {
+      expect(child).toMatchObject({ repeatType: 'ONCE', overlapPolicy: 'SKIP', funcName: 'chronograph.sleep', argDict: { ms: 2500 } });
+      expect((await svc.waitForTask(child.id, { timeoutMs: 15_000 })).status).toBe('SUCCEEDED');
+      const [created] = await t.app.db.prisma.taskEvent.findMany({ where: { taskId: child.id }, orderBy: { id: 'asc' }, take: 1 });
+      expect(created).toMatchObject({ type: 'CREATED', fromStatus: null, toStatus: 'SCHEDULED' });
+      expect(created!.message).toMatch(new RegExp(`^occurrence \\S+ of ${parent.id}$`));
+    }
     const runs = await t.app.db.prisma.taskRun.findMany({
       where: { taskId: { in: children.map((c) => c.id) } },
       orderBy: { startedAt: 'asc' },

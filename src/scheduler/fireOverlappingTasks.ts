@@ -1,6 +1,7 @@
 import type { Prisma, PrismaClient, Task } from '../generated/prisma/client.js';
-import { RepeatType, TaskEventType, TaskStatus } from '../generated/prisma/client.js';
-import { recordEvents, transition } from '../tasks/statusMachine.js';
+import { MisfirePolicy, OverlapPolicy, RepeatType, TaskEventType, TaskStatus } from '../generated/prisma/client.js';
+import { insertNewTasks, type NewTaskRow, prismaRunner, TaskIds } from '../tasks/bulkInsert.js';
+import { transition } from '../tasks/statusMachine.js';
 import { nextRunAfter } from './recurrence.js';
 
 /** What one call of fireOverlappingTasks did. */
@@ -52,17 +53,16 @@ export async function fireOverlappingTasks(prisma: PrismaClient, limit: number, 
 
 /** Fires one occurrence of `parent` (locked by the caller): its child task, and the parent's next occurrence. */
 async function fire(tx: Prisma.TransactionClient, parent: Task, now: Date): Promise<void> {
-  const child = await tx.task.create({ data: childOf(parent, now) });
-  await recordEvents(tx, [
-    {
-      taskId: child.id,
-      tenantId: child.tenantId,
-      fromStatus: null,
-      toStatus: TaskStatus.SCHEDULED,
-      nextRunAt: now,
-      message: `occurrence ${parent.nextRunAt!.toISOString()} of ${parent.id}`,
-    },
-  ]);
+  const child = childOf(parent, now, new TaskIds(1).next());
+  // The same insert as createTimerTask's: the row with its CREATED event, and a wake-up on commit.
+  const { skipped } = await insertNewTasks(
+    prismaRunner(tx),
+    [child],
+    new Map([[child.id, `occurrence ${parent.nextRunAt!.toISOString()} of ${parent.id}`]]),
+    null,
+    { templates: [], tenant: null },
+  );
+  if (skipped.size > 0) throw new Error(`the occurrence of task ${parent.id} was not inserted`);
   const runCount = parent.runCount + 1;
   const next = nextRunAfter({ ...parent, scheduledFor: parent.nextRunAt!, runStartedAt: now, now, runCount });
   await transition(tx, {
@@ -74,18 +74,27 @@ async function fire(tx: Prisma.TransactionClient, parent: Task, now: Date): Prom
   });
 }
 
-function childOf(parent: Task, now: Date) {
+/**
+ * One occurrence of `parent`: a one-off task due now with the parent's handler, arguments, limits and
+ * provenance (its template, and for a date-field task its record), which run and retry like any task's.
+ */
+function childOf(parent: Task, now: Date, id: string): NewTaskRow {
   return {
+    id,
     tenantId: parent.tenantId,
     templateId: parent.templateId,
     parentId: parent.id,
     fullName: parent.fullName,
     taskType: parent.taskType,
     funcName: parent.funcName,
-    argDict: parent.argDict ?? {},
+    argDict: (parent.argDict ?? {}) as Record<string, unknown>,
     repeatType: RepeatType.ONCE,
+    cronExpression: null,
+    intervalSeconds: null,
     timezone: parent.timezone,
     startTime: now,
+    endTime: null,
+    maxRuns: null,
     nextRunAt: now,
     status: TaskStatus.SCHEDULED,
     priority: parent.priority,
@@ -93,6 +102,10 @@ function childOf(parent: Task, now: Date) {
     maxAttempts: parent.maxAttempts,
     timeoutMs: parent.timeoutMs,
     memoryLimitMb: parent.memoryLimitMb,
+    uniqueKey: null,
+    misfirePolicy: MisfirePolicy.RUN_ONCE,
+    misfireToleranceMs: 60_000,
+    overlapPolicy: OverlapPolicy.SKIP,
     retryBackoffMs: parent.retryBackoffMs,
     source: parent.source,
     sourceModel: parent.sourceModel,

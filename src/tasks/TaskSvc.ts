@@ -964,6 +964,10 @@ export class TaskSvc {
       overlapPolicy: input.overlapPolicy ?? template.overlapPolicy,
       retryBackoffMs: assertIntRange(input.retryBackoffMs ?? template.retryBackoffMs, 'retryBackoffMs', 0, 3_600_000),
       source: TaskSource.API,
+      sourceModel: null,
+      sourceRowId: null,
+      sourceField: null,
+      parentId: null,
     };
     return { row, notes: schedule.notes };
   }

@@ -14,8 +14,10 @@ import {
 import { WAKE_CHANNEL } from './statusMachine.js';
 
 /**
- * A task as createTimerTasks inserts it: every column it sets (the others take the defaults of a new
- * task, see `newTask`), plus the message of its CREATED event.
+ * A new task as the bulk insert writes it: every column it sets (the others take the defaults of a new
+ * task, see `newTask`). createTimerTask(s) builds it from a template and the input (TaskSvc.buildTask),
+ * and an ALLOW-overlap task's occurrence from its parent (fireOverlappingTasks: `parentId` and the
+ * parent's provenance, `sourceModel`/`sourceRowId`/`sourceField`, set).
  */
 export type NewTaskRow = Pick<
   Task,
@@ -45,6 +47,10 @@ export type NewTaskRow = Pick<
   | 'overlapPolicy'
   | 'retryBackoffMs'
   | 'source'
+  | 'sourceModel'
+  | 'sourceRowId'
+  | 'sourceField'
+  | 'parentId'
 > & { argDict: Record<string, unknown> };
 
 /** The columns of `NewTaskRow` with their SQL names and types, in the order of the insert. */
@@ -76,6 +82,10 @@ const COLUMNS: readonly [keyof NewTaskRow, string, string][] = [
   ['overlapPolicy', 'overlap_policy', '"OverlapPolicy"'],
   ['retryBackoffMs', 'retry_backoff_ms', 'int'],
   ['source', 'source', '"TaskSource"'],
+  ['sourceModel', 'source_model', 'text'],
+  ['sourceRowId', 'source_row_id', 'text'],
+  ['sourceField', 'source_field', 'text'],
+  ['parentId', 'parent_id', 'uuid'],
 ];
 
 type Column = keyof NewTaskRow | 'message';
@@ -340,9 +350,9 @@ export function newTask(row: NewTaskRow, now: Date): Task & { deduplicated: fals
     timeoutMs: row.timeoutMs,
     uniqueKey: row.uniqueKey,
     source: row.source,
-    sourceModel: null,
-    sourceRowId: null,
-    sourceField: null,
+    sourceModel: row.sourceModel,
+    sourceRowId: row.sourceRowId,
+    sourceField: row.sourceField,
     lockedBy: null,
     lockedUntil: null,
     lastError: null,
@@ -354,7 +364,7 @@ export function newTask(row: NewTaskRow, now: Date): Task & { deduplicated: fals
     lastRunAbandoned: false,
     revision: 0,
     memoryLimitMb: row.memoryLimitMb,
-    parentId: null,
+    parentId: row.parentId,
     bindingId: null,
     createdAt: new Date(now),
     updatedAt: new Date(now),
