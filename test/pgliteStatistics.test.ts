@@ -5,7 +5,14 @@ import { PGlite } from '@electric-sql/pglite';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Migration, readMigrations } from '../src/db/migrate.js';
 import { pglitePool } from '../src/db/pglitePool.js';
-import { ANALYZE_MIN_ROWS, analyzeGrownTables, maintainStatistics } from '../src/db/pgliteStatistics.js';
+import {
+  ANALYZE_MIN_ROWS,
+  analyzeGrownTables,
+  checkpointIfDue,
+  maintainCheckpoints,
+  maintainStatistics,
+  PGLITE_MAX_WAL_SIZE,
+} from '../src/db/pgliteStatistics.js';
 import { buildTemplate, copyTemplate } from '../src/db/pgliteTemplate.js';
 import { statement } from '../src/db/SqlPool.js';
 import { createLogger } from '../src/logger.js';
@@ -196,5 +203,62 @@ describe('analyzeGrownTables: the ANALYZE autovacuum would run, on PGlite', () =
     // Stopped: nothing ANALYZEs the table any more, however much it changed.
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect((await tableStats()).last_analyze).toEqual(analyzed);
+  });
+});
+
+/**
+ * PGlite has no checkpointer: past max_wal_size ÷ 1.9 of WAL since the last checkpoint (538 MB by
+ * default) its backend asks for one from inside a WAL write and spins for ever. Chronograph raises
+ * max_wal_size and CHECKPOINTs itself long before.
+ */
+describe('PGlite checkpoints (src/db/pgliteStatistics.ts)', () => {
+  let db: PGlite | undefined;
+  afterEach(async () => {
+    await db?.close();
+    db = undefined;
+  });
+  const redo = async () => (await db!.query<{ redo: string }>('SELECT redo_lsn::text AS redo FROM pg_control_checkpoint()')).rows[0]!.redo;
+  /** Writes about `mb` MB of WAL. */
+  const write = (mb: number) => db!.exec(`INSERT INTO item (v) SELECT repeat(md5(g::text), 16) FROM generate_series(1, ${mb * 1500}) g`);
+
+  it('checkpointIfDue CHECKPOINTs once more WAL than its threshold was written since the last checkpoint', async () => {
+    db = await PGlite.create('memory://');
+    await db.exec('CREATE TABLE item (id serial PRIMARY KEY, v text)');
+    await db.exec('CHECKPOINT');
+    const before = await redo();
+    await write(1);
+    expect(await checkpointIfDue(db, 4 * 2 ** 20)).toBeNull();
+    expect(await redo()).toBe(before);
+    await write(4);
+    expect(await checkpointIfDue(db, 4 * 2 ** 20)).toBeGreaterThan(4 * 2 ** 20);
+    expect(await redo()).not.toBe(before);
+    expect(await checkpointIfDue(db, 4 * 2 ** 20)).toBeNull();
+  });
+
+  it('maintainCheckpoints checkpoints on its own until stopped', async () => {
+    db = await PGlite.create('memory://');
+    await db.exec('CREATE TABLE item (id serial PRIMARY KEY, v text)');
+    await db.exec('CHECKPOINT');
+    const before = await redo();
+    const maintainer = maintainCheckpoints(db, logger, 5, 2 ** 20);
+    try {
+      await write(2);
+      await vi.waitFor(async () => expect(await redo()).not.toBe(before), { timeout: 10_000 });
+    } finally {
+      await maintainer.stop();
+    }
+    const last = await redo();
+    await write(2);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await redo()).toBe(last);
+  });
+
+  it(`an instance on PGlite runs with max_wal_size ${PGLITE_MAX_WAL_SIZE}`, async () => {
+    const t = await createTestApp('pglite');
+    try {
+      expect(await t.app.db.sql.query<{ max_wal_size: string }>('SHOW max_wal_size')).toEqual([{ max_wal_size: PGLITE_MAX_WAL_SIZE }]);
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -9,7 +9,7 @@ import type { Logger } from '../logger.js';
 import { makeDirectory } from '../ops/makeDirectory.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
-import { forgetEmptyStatistics, maintainStatistics } from './pgliteStatistics.js';
+import { forgetEmptyStatistics, maintainCheckpoints, maintainStatistics, PGLITE_MAX_WAL_SIZE } from './pgliteStatistics.js';
 import { copyTemplate } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
 import { openPgPool, type SqlPool } from './SqlPool.js';
@@ -147,7 +147,13 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     if (lock) await copyTemplate(dataDir, migrations, logger);
     const { PGlite } = (await drivers)[0];
     pglite = await PGlite.create(dataDir, {
-      startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`],
+      startParams: [
+        ...PGlite.defaultStartParams,
+        '-c',
+        `shared_buffers=${PGLITE_SHARED_BUFFERS}`,
+        '-c',
+        `max_wal_size=${PGLITE_MAX_WAL_SIZE}`,
+      ],
     });
   } catch (error) {
     await lock?.release();
@@ -176,6 +182,7 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     throw error;
   }
   const statistics = maintainStatistics(pglite, logger);
+  const checkpoints = maintainCheckpoints(pglite, logger);
   logger.info({ dataDir, wasmCompiler }, 'using embedded PGlite database');
   return {
     kind: 'pglite',
@@ -190,6 +197,7 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     listenerState: () => (pglite.closed ? 'disconnected' : 'connected'),
     async close() {
       await statistics.stop();
+      await checkpoints.stop();
       await prisma.$disconnect();
       await pglite.close();
       await lock?.release();

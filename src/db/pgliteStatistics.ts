@@ -2,6 +2,9 @@ import type { PGlite } from '@electric-sql/pglite';
 import type { Logger } from '../logger.js';
 
 /**
+ * What PGlite's missing background processes would do: the planner statistics autovacuum keeps, and the
+ * checkpoints of the checkpointer (see maintainCheckpoints).
+ *
  * The planner statistics of a PGlite database, which has no autovacuum to keep them.
  *
  * Prepared statements (pglitePool) and the foreign-key checks' saved plans switch to a generic plan
@@ -80,25 +83,45 @@ export async function analyzeGrownTables(pglite: PGlite): Promise<{ table: strin
 }
 
 /**
- * Runs analyzeGrownTables every `intervalMs` until stopped (PGlite's stand-in for autovacuum's
- * ANALYZE). The timer does not keep the process alive; `stop` waits for a pass under way.
+ * PGlite has no checkpointer either. Without a CHECKPOINT its WAL only grows (in memory with
+ * `memory://`), and a crash replays all of it. Worse, once the WAL since the last checkpoint passes
+ * max_wal_size ÷ (1 + checkpoint_completion_target), 538 MB with the default 1 GB, the backend asks
+ * for a checkpoint from inside its WAL write and spins for ever on a lock it holds itself. PGlite 0.4.3
+ * wedges there at 100 % CPU (reproduced with inserts alone; bulk creation stopped at about 300,000
+ * tasks). So PGlite starts with max_wal_size PGLITE_MAX_WAL_SIZE, which puts that point past 4 GB, and
+ * Chronograph runs a CHECKPOINT itself whenever more than CHECKPOINT_WAL_BYTES of WAL were written since
+ * the last one, looking every CHECKPOINT_INTERVAL_MS.
  */
-export function maintainStatistics(pglite: PGlite, logger: Logger, intervalMs = ANALYZE_INTERVAL_MS): { stop(): Promise<void> } {
+export const PGLITE_MAX_WAL_SIZE = '8GB';
+export const CHECKPOINT_WAL_BYTES = 64 * 2 ** 20;
+export const CHECKPOINT_INTERVAL_MS = 1000;
+
+/** CHECKPOINTs when more than `walBytes` of WAL were written since the last one; returns how many were, or null when none was due. */
+export async function checkpointIfDue(pglite: PGlite, walBytes = CHECKPOINT_WAL_BYTES): Promise<number | null> {
+  const { rows } = await pglite.query<{ bytes: number }>(
+    `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), redo_lsn)::float8 AS bytes FROM pg_control_checkpoint()`,
+  );
+  const bytes = rows[0]!.bytes;
+  if (bytes <= walBytes) return null;
+  await pglite.exec('CHECKPOINT');
+  return bytes;
+}
+
+/**
+ * Runs `pass` every `intervalMs` until stopped; its errors are logged as `failure` (unless PGlite has
+ * closed). The timer does not keep the process alive; `stop` waits for a pass under way.
+ */
+function every(pglite: PGlite, logger: Logger, intervalMs: number, failure: string, pass: () => Promise<void>): { stop(): Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   let stopped = false;
   const schedule = () => {
     if (stopped) return;
     timer = setTimeout(() => {
-      running = analyzeGrownTables(pglite)
-        .then(
-          (done) => {
-            if (done.length) logger.debug({ analyzed: done }, 'PGlite statistics renewed');
-          },
-          (error: unknown) => {
-            if (!pglite.closed) logger.warn({ err: error }, 'PGlite statistics: ANALYZE failed');
-          },
-        )
+      running = pass()
+        .catch((error: unknown) => {
+          if (!pglite.closed) logger.warn({ err: error }, failure);
+        })
         .finally(() => {
           running = undefined;
           schedule();
@@ -114,4 +137,25 @@ export function maintainStatistics(pglite: PGlite, logger: Logger, intervalMs = 
       await running;
     },
   };
+}
+
+/** Runs analyzeGrownTables every `intervalMs` until stopped (PGlite's stand-in for autovacuum's ANALYZE). */
+export function maintainStatistics(pglite: PGlite, logger: Logger, intervalMs = ANALYZE_INTERVAL_MS): { stop(): Promise<void> } {
+  return every(pglite, logger, intervalMs, 'PGlite statistics: ANALYZE failed', async () => {
+    const done = await analyzeGrownTables(pglite);
+    if (done.length) logger.debug({ analyzed: done }, 'PGlite statistics renewed');
+  });
+}
+
+/** Runs checkpointIfDue every `intervalMs` until stopped (PGlite's stand-in for the checkpointer). */
+export function maintainCheckpoints(
+  pglite: PGlite,
+  logger: Logger,
+  intervalMs = CHECKPOINT_INTERVAL_MS,
+  walBytes = CHECKPOINT_WAL_BYTES,
+): { stop(): Promise<void> } {
+  return every(pglite, logger, intervalMs, 'PGlite: CHECKPOINT failed', async () => {
+    const bytes = await checkpointIfDue(pglite, walBytes);
+    if (bytes !== null) logger.debug({ walBytes: bytes }, 'PGlite checkpoint');
+  });
 }
