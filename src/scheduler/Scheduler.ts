@@ -131,6 +131,8 @@ export class Scheduler implements TaskStarter {
   private overlapAt = 0;
   /** ALLOW-overlap tasks whose last firing failed: when to try again, and the delay that led there. */
   private readonly fireBackoff = new Map<string, { at: number; delayMs: number }>();
+  /** The same for the last firing pass as a whole, when it failed (at 0: it did not). */
+  private firePassBackoff = { at: 0, delayMs: 0 };
   /**
    * The last check claimed everything it could and found nothing due that was left out for lack of a
    * slot (no queue or tenant at its limit): a run ending then frees a slot nobody is waiting for, and
@@ -356,7 +358,10 @@ export class Scheduler implements TaskStarter {
         excludedTenants.length === 0 &&
         !this.capped.any;
       this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
-      this.overlapAt = Math.min(retryFireAt, next.overlapMs == null ? Infinity : Date.now() + Math.max(0, next.overlapMs));
+      this.overlapAt = Math.max(
+        this.firePassBackoff.at,
+        Math.min(retryFireAt, next.overlapMs == null ? Infinity : Date.now() + Math.max(0, next.overlapMs)),
+      );
       // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
       // misfire waiting for its decision. Look again shortly, deciding misfires first.
       if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
@@ -442,11 +447,11 @@ export class Scheduler implements TaskStarter {
     }
   }
 
-  /** A failure here (one bad row) must not stop ordinary tasks from being claimed, so it is contained. */
   /**
-   * Fires the due ALLOW-overlap tasks. One whose occurrence cannot be written is left out of the next
-   * attempts for a while (1 s, doubling up to a minute, each with a warning), so that it neither holds up
-   * the others nor has the scheduler retry it at every check.
+   * Fires the due ALLOW-overlap tasks. Its failures never stop ordinary tasks from being claimed. One task
+   * whose occurrence cannot be written is left out of the next attempts for a while (1 s, doubling up to
+   * a minute, each with a warning), so that it neither holds up the others nor has the scheduler retry it
+   * at every check; a failure of the whole pass (the database, a timeout) defers the next pass alike.
    */
   private async fireOverlapping(): Promise<void> {
     try {
@@ -463,8 +468,11 @@ export class Scheduler implements TaskStarter {
         }
         if (seen < 100 || this.stopped) break;
       }
+      this.firePassBackoff = { at: 0, delayMs: 0 };
     } catch (error) {
-      if (!this.stopped) this.logger.error({ err: error }, 'could not fire ALLOW-overlap tasks');
+      const delayMs = Math.min(60_000, Math.max(1000, 2 * this.firePassBackoff.delayMs));
+      this.firePassBackoff = { at: Date.now() + delayMs, delayMs };
+      if (!this.stopped) this.logger.error({ err: error, retryInMs: delayMs }, 'could not fire ALLOW-overlap tasks');
     }
   }
 
