@@ -290,6 +290,29 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     expect(await prisma.task.count({ where: { parentId: refused.id } })).toBe(2);
   });
 
+  it('runs the retry of an ALLOW-overlap task (a run it made before it became ALLOW), then fires its next occurrence', async () => {
+    const task = await create({
+      funcName: 'chronograph.noop',
+      repeatType: 'INTERVAL',
+      intervalSeconds: 3600,
+      overlapPolicy: 'ALLOW',
+      startTime: '2099-01-01T00:00:00Z',
+    });
+    // Where updateTask switching a running task to ALLOW, then a failed attempt, leaves it.
+    await t.app.db.prisma.$executeRawUnsafe(
+      `UPDATE task SET status = 'RETRYING', attempts = 1, next_run_at = now() WHERE id = $1::uuid`,
+      task.id,
+    );
+    t.app.scheduler.wake();
+    await waitFor(async () => (await runsOf(task.id)).length === 1, { timeoutMs: 10_000, what: 'the retry to run' });
+    await waitFor(async () => (await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: task.id } })).status === 'SCHEDULED', {
+      what: 'the task back to its schedule',
+    });
+    const after = await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: task.id } });
+    expect(after.nextRunAt!.getTime()).toBeGreaterThan(Date.now() + 3_000_000);
+    expect((await runsOf(task.id))[0]).toMatchObject({ status: 'SUCCEEDED', attempt: 2 });
+  });
+
   it("fires a date-field task's ALLOW-overlap occurrences as children, while the record keeps its one task", async () => {
     await createDateFieldTemplate(
       t,

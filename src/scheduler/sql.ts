@@ -69,14 +69,16 @@ export const CLAIMED_COLUMNS = `
 
 /**
  * Whether the waiting task `t` may be claimed now: due, not in one of the excluded queues (`queues`, a
- * text[] expression), not an ALLOW-overlap recurring task (fireOverlappingTasks fires those), and not a
+ * text[] expression), not a SCHEDULED ALLOW-overlap recurring task (fireOverlappingTasks fires those; one
+ * RETRYING, the retry of a run it made before it became ALLOW, is claimed: it runs, and its next
+ * occurrence is fired), and not a
  * SKIP-policy task later than its tolerance (skipMisfiredTasks decides those first; a task handed back by a
  * stopped worker is not one: that occurrence did start on time).
  */
 export function claimableSql(t: string, queues: string): string {
   return `${t}.status IN ('SCHEDULED', 'RETRYING') AND ${t}.next_run_at <= now()
             AND ${t}.queue <> ALL(${queues})
-            AND NOT (${t}.overlap_policy = 'ALLOW' AND ${t}.repeat_type IN ('CRON', 'INTERVAL'))
+            AND NOT (${t}.status = 'SCHEDULED' AND ${t}.overlap_policy = 'ALLOW' AND ${t}.repeat_type IN ('CRON', 'INTERVAL'))
             AND NOT (${t}.misfire_policy = 'SKIP' AND ${t}.attempts = 0 AND NOT ${t}.last_run_abandoned
                      AND ${t}.next_run_at < now() - ${t}.misfire_tolerance_ms * interval '1 millisecond')`;
 }
@@ -540,7 +542,7 @@ export async function msUntilNextDue(
 const NEXT_DUE = statement(
   'chronograph_next_due',
   `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
-                 AND NOT (overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
+                 AND NOT (status = 'SCHEDULED' AND overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
                  AND tenant_id <> ALL($3::text[])
                  AND tenant_id <> ALL(ARRAY(SELECT q.id FROM tenant q WHERE q.max_concurrent_runs IS NOT NULL
                    AND q.max_concurrent_runs <= (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
