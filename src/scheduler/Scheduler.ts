@@ -458,9 +458,13 @@ export class Scheduler implements TaskStarter {
       for (;;) {
         const now = Date.now();
         const skip = [...this.fireBackoff].filter(([, b]) => b.at > now).map(([id]) => id);
-        const { seen, failed } = await fireOverlappingTasks(this.db.prisma, 100, skip);
-        const failedIds = new Set(failed.map((f) => f.id));
-        for (const id of this.fireBackoff.keys()) if (!skip.includes(id) && !failedIds.has(id)) this.fireBackoff.delete(id);
+        const { seen, fired, failed } = await fireOverlappingTasks(this.db.prisma, 100, skip);
+        for (const id of fired) this.fireBackoff.delete(id);
+        if (seen < 100) {
+          // Every due task was looked at: one tried again that neither fired nor failed is no longer due.
+          const failedIds = new Set(failed.map((f) => f.id));
+          for (const id of this.fireBackoff.keys()) if (!skip.includes(id) && !failedIds.has(id)) this.fireBackoff.delete(id);
+        }
         for (const { id, error } of failed) {
           const delayMs = Math.min(60_000, 2 * (this.fireBackoff.get(id)?.delayMs ?? 500));
           this.fireBackoff.set(id, { at: Date.now() + delayMs, delayMs });

@@ -8,6 +8,8 @@ import { nextRunAfter } from './recurrence.js';
 export interface FireResult {
   /** Due ALLOW-overlap tasks it locked (at most `limit`): fewer than `limit` means none is left. */
   seen: number;
+  /** Tasks whose occurrence it fired. */
+  fired: string[];
   /** Tasks whose occurrence could not be fired, with why; nothing of theirs was written. */
   failed: { id: string; error: unknown }[];
 }
@@ -34,7 +36,8 @@ export async function fireOverlappingTasks(prisma: PrismaClient, limit: number, 
       skip,
     );
     const failed: FireResult['failed'] = [];
-    if (due.length === 0) return { seen: 0, failed };
+    const fired: string[] = [];
+    if (due.length === 0) return { seen: 0, fired, failed };
     const parents = await tx.task.findMany({ where: { id: { in: due.map((d) => d.id) } } });
     const now = new Date();
     for (const parent of parents) {
@@ -42,12 +45,13 @@ export async function fireOverlappingTasks(prisma: PrismaClient, limit: number, 
       try {
         await fire(tx, parent, now);
         await tx.$executeRawUnsafe('RELEASE SAVEPOINT fire_occurrence');
+        fired.push(parent.id);
       } catch (error) {
         await tx.$executeRawUnsafe('ROLLBACK TO SAVEPOINT fire_occurrence');
         failed.push({ id: parent.id, error });
       }
     }
-    return { seen: due.length, failed };
+    return { seen: due.length, fired, failed };
   });
 }
 
