@@ -199,6 +199,8 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     const finished = options.fresh && round === 0 ? new Set<string>() : await loadFinished(tx, needHistory, options.tenantId);
 
     const toCreate: { pair: Pair; row: TaskRow; note: string | null }[] = [];
+    /** ALLOW-overlap tasks cancelled here, with why: their occurrences that have not started go with them. */
+    const cancelledParents = new Map<string, string>();
     for (const pair of pending) {
       const { desired } = pair;
       const task = live.get(pairKey(pair));
@@ -213,18 +215,7 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
             message: desired.reason,
             actor: options.actor,
           });
-          // An ALLOW-overlap task's occurrences that have not started go with it.
-          if (task.overlapPolicy === 'ALLOW' && task.repeatType !== RepeatType.ONCE) {
-            for (const occurrence of await lockWaitingOccurrences(tx, task.tenantId, [task.id])) {
-              await transition(tx, {
-                task: occurrence,
-                to: TaskStatus.CANCELLED,
-                data: { nextRunAt: null },
-                message: `${desired.reason} (an occurrence of ${task.id})`,
-                actor: options.actor,
-              });
-            }
-          }
+          if (task.overlapPolicy === 'ALLOW' && task.repeatType !== RepeatType.ONCE) cancelledParents.set(task.id, desired.reason);
           record(pair, 'CANCELLED', task.id, desired.reason);
         } else {
           const differs = COMPARED.filter((f) => !sameValue(task[f], desired.row[f]));
@@ -242,6 +233,16 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
       } else {
         toCreate.push({ pair, row: desired.row, note: desired.note });
       }
+    }
+
+    for (const occurrence of await lockWaitingOccurrences(tx, options.tenantId, [...cancelledParents.keys()])) {
+      await transition(tx, {
+        task: occurrence,
+        to: TaskStatus.CANCELLED,
+        data: { nextRunAt: null },
+        message: `${cancelledParents.get(occurrence.parentId)} (an occurrence of ${occurrence.parentId})`,
+        actor: options.actor,
+      });
     }
 
     const lost: Pair[] = [];

@@ -13,8 +13,9 @@ const LIVE = `('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')`;
  * record's own tasks, not the occurrences an ALLOW-overlap task fired (children, which carry its template
  * and record: see fireOverlappingTasks). In id order, so that two hooks over overlapping records always
  * lock in the same order and cannot deadlock. The scheduler claims with SKIP LOCKED, so it passes over a
- * task a hook is changing instead of running its old schedule. One statement that locks and reads: a raw lock followed by Prisma's findMany with
- * `id IN (…1000 ids…)` spent ~450 ms per thousand tasks in the client (bench/dateFields.ts, reconcile).
+ * task a hook is changing instead of running its old schedule. One statement that locks and reads: a raw
+ * lock followed by Prisma's findMany with `id IN (…1000 ids…)` spent ~450 ms per thousand tasks in the
+ * client (bench/dateFields.ts, reconcile).
  */
 export async function lockLiveDateFieldTasks<F extends string>(
   tx: Prisma.TransactionClient,
@@ -43,10 +44,10 @@ export async function lockWaitingOccurrences(
   tx: Prisma.TransactionClient,
   tenantId: string,
   parentIds: string[],
-): Promise<{ id: string; tenantId: string; status: TaskStatus }[]> {
+): Promise<{ id: string; tenantId: string; status: TaskStatus; parentId: string }[]> {
   if (parentIds.length === 0) return [];
   return tx.$queryRawUnsafe(
-    `SELECT id, tenant_id AS "tenantId", status FROM task
+    `SELECT id, tenant_id AS "tenantId", status, parent_id::text AS "parentId" FROM task
       WHERE tenant_id = $1 AND parent_id = ANY($2::uuid[]) AND status IN ('SCHEDULED', 'RETRYING', 'PAUSED')
       ORDER BY id
         FOR UPDATE`,

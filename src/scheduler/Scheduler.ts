@@ -466,17 +466,16 @@ export class Scheduler implements TaskStarter {
           for (const id of this.fireBackoff.keys()) if (!skip.includes(id) && !failedIds.has(id)) this.fireBackoff.delete(id);
         }
         for (const { id, error } of failed) {
-          const delayMs = Math.min(60_000, 2 * (this.fireBackoff.get(id)?.delayMs ?? 500));
-          this.fireBackoff.set(id, { at: Date.now() + delayMs, delayMs });
-          this.logger.warn({ err: error, taskId: id, retryInMs: delayMs }, 'could not fire an occurrence of an ALLOW-overlap task');
+          const backoff = backoffAfter(this.fireBackoff.get(id));
+          this.fireBackoff.set(id, backoff);
+          this.logger.warn({ err: error, taskId: id, retryInMs: backoff.delayMs }, 'could not fire an occurrence of an ALLOW-overlap task');
         }
         if (seen < 100 || this.stopped) break;
       }
       this.firePassBackoff = { at: 0, delayMs: 0 };
     } catch (error) {
-      const delayMs = Math.min(60_000, Math.max(1000, 2 * this.firePassBackoff.delayMs));
-      this.firePassBackoff = { at: Date.now() + delayMs, delayMs };
-      if (!this.stopped) this.logger.error({ err: error, retryInMs: delayMs }, 'could not fire ALLOW-overlap tasks');
+      this.firePassBackoff = backoffAfter(this.firePassBackoff);
+      if (!this.stopped) this.logger.error({ err: error, retryInMs: this.firePassBackoff.delayMs }, 'could not fire ALLOW-overlap tasks');
     }
   }
 
@@ -1022,4 +1021,10 @@ function toError(value: unknown): Error {
   if (typeof value === 'string') return new Error(value);
   const json = toJson(value, 8192, 'thrown value');
   return new Error(json.ok ? JSON.stringify(json.value) : json.error);
+}
+
+/** The next attempt after a failed firing: 1 s after the first failure, then twice the last delay, at most a minute. */
+function backoffAfter(last: { delayMs: number } | undefined): { at: number; delayMs: number } {
+  const delayMs = Math.min(60_000, Math.max(1000, 2 * (last?.delayMs ?? 0)));
+  return { at: Date.now() + delayMs, delayMs };
 }

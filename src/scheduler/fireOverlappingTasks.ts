@@ -3,6 +3,7 @@ import { MisfirePolicy, OverlapPolicy, RepeatType, TaskEventType, TaskStatus } f
 import { insertNewTasks, type NewTaskRow, prismaRunner, TaskIds } from '../tasks/bulkInsert.js';
 import { transition } from '../tasks/statusMachine.js';
 import { nextRunAfter } from './recurrence.js';
+import { firedSql } from './sql.js';
 
 /** What one call of fireOverlappingTasks did. */
 export interface FireResult {
@@ -28,9 +29,7 @@ export async function fireOverlappingTasks(prisma: PrismaClient, limit: number, 
   // The scheduler calls this only when its next-due statement says an ALLOW task is due (overlapMs).
   return prisma.$transaction(async (tx) => {
     const due = await tx.$queryRawUnsafe<{ id: string }[]>(
-      `SELECT id FROM task
-        WHERE status = 'SCHEDULED' AND overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL') AND next_run_at <= now()
-          AND id <> ALL($2::uuid[])
+      `SELECT id FROM task WHERE ${firedSql('task')} AND next_run_at <= now() AND id <> ALL($2::uuid[])
         ORDER BY next_run_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       limit,
       skip,

@@ -68,17 +68,24 @@ export const CLAIMED_COLUMNS = `
   c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt", c.revision`;
 
 /**
+ * Whether `t` is an ALLOW-overlap recurring task waiting for its next occurrence: fireOverlappingTasks
+ * fires those (each occurrence is a child task), the claim never takes them. One RETRYING (the retry of a
+ * run it made before it became ALLOW) is claimed like any task; its next occurrence is then fired.
+ */
+export function firedSql(t: string): string {
+  return `(${t}.status = 'SCHEDULED' AND ${t}.overlap_policy = 'ALLOW' AND ${t}.repeat_type IN ('CRON', 'INTERVAL'))`;
+}
+
+/**
  * Whether the waiting task `t` may be claimed now: due, not in one of the excluded queues (`queues`, a
- * text[] expression), not a SCHEDULED ALLOW-overlap recurring task (fireOverlappingTasks fires those; one
- * RETRYING, the retry of a run it made before it became ALLOW, is claimed: it runs, and its next
- * occurrence is fired), and not a
- * SKIP-policy task later than its tolerance (skipMisfiredTasks decides those first; a task handed back by a
+ * text[] expression), not one that is fired instead (firedSql), and not a SKIP-policy task later than its
+ * tolerance (skipMisfiredTasks decides those first; a task handed back by a
  * stopped worker is not one: that occurrence did start on time).
  */
 export function claimableSql(t: string, queues: string): string {
   return `${t}.status IN ('SCHEDULED', 'RETRYING') AND ${t}.next_run_at <= now()
             AND ${t}.queue <> ALL(${queues})
-            AND NOT (${t}.status = 'SCHEDULED' AND ${t}.overlap_policy = 'ALLOW' AND ${t}.repeat_type IN ('CRON', 'INTERVAL'))
+            AND NOT ${firedSql(t)}
             AND NOT (${t}.misfire_policy = 'SKIP' AND ${t}.attempts = 0 AND NOT ${t}.last_run_abandoned
                      AND ${t}.next_run_at < now() - ${t}.misfire_tolerance_ms * interval '1 millisecond')`;
 }
@@ -542,12 +549,12 @@ export async function msUntilNextDue(
 const NEXT_DUE = statement(
   'chronograph_next_due',
   `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
-                 AND NOT (status = 'SCHEDULED' AND overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL'))
+                 AND NOT ${firedSql('task')}
                  AND tenant_id <> ALL($3::text[])
                  AND tenant_id <> ALL(ARRAY(SELECT q.id FROM tenant q WHERE q.max_concurrent_runs IS NOT NULL
                    AND q.max_concurrent_runs <= (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
               - clock_timestamp())) * 1000 AS "dueMs",
             EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs",
-            EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status = 'SCHEDULED' AND overlap_policy = 'ALLOW'
-                 AND repeat_type IN ('CRON', 'INTERVAL') AND id <> ALL($4::uuid[])) - clock_timestamp())) * 1000 AS "overlapMs"`,
+            EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE ${firedSql('task')} AND id <> ALL($4::uuid[]))
+              - clock_timestamp())) * 1000 AS "overlapMs"`,
 );
