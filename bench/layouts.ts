@@ -39,7 +39,6 @@ interface Layout {
 
 const DROP_EVENT_FKS = [
   'ALTER TABLE task_event DROP CONSTRAINT task_event_task_id_fkey',
-  'ALTER TABLE task_event DROP CONSTRAINT task_event_run_id_fkey',
   'ALTER TABLE task_run DROP CONSTRAINT task_run_task_id_fkey',
 ];
 const STATUS_INDEXES = [
@@ -53,8 +52,6 @@ const STATUS_INDEXES = [
   'task_binding_live_key',
 ].map((i) => `DROP INDEX ${i}`);
 const FOLD_RUNS = [
-  'DROP INDEX task_event_run_id_idx',
-  'ALTER TABLE task_event DROP CONSTRAINT IF EXISTS task_event_run_id_fkey',
   'ALTER TABLE task_event ADD COLUMN attempt int, ADD COLUMN worker_id text, ADD COLUMN duration_ms int, ADD COLUMN result jsonb, ADD COLUMN error text',
 ];
 const liveTable = (kept: boolean) => {

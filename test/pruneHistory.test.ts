@@ -28,7 +28,7 @@ describe.each(backends)('pruning history (%s)', (backend) => {
         });
       },
     });
-    for (const tenant of ['p', 'q', 'r', 's', 'u'])
+    for (const tenant of ['p', 'q', 'r', 's', 'u', 'v'])
       await t.app.templateSvc.forTenant(tenant).create({ fullName: 'tasks.Logs', title: 'Logs', funcName: 'test.logs' });
   });
   afterAll(async () => {
@@ -103,6 +103,26 @@ describe.each(backends)('pruning history (%s)', (backend) => {
       events: result.events,
     });
     expect(lines.every((l) => l.row.tenant_id === 'p')).toBe(true);
+  });
+
+  it("an event outlives its run: once the run is pruned the event keeps its run's id and its `run` reads as null", async () => {
+    // What pruning leaves when a run started before the cutoff and ended after it: the run is gone, its
+    // ending event stays. task_event.run_id is not a foreign key (migration 20261205020000).
+    const [id] = await finished('v', 1);
+    const [run] = await t.app.db.prisma.taskRun.findMany({ where: { taskId: id } });
+    const query = `query($id: ID!) { task(id: $id) { runs { id } events { toStatus run { id attempt } } } }`;
+    const headers = { ...ADMIN, 'x-tenant-id': 'v' };
+    const before = ok(await t.gql(query, { id }, headers)).task;
+    expect(before.events).toEqual([
+      { toStatus: 'SCHEDULED', run: null },
+      { toStatus: 'RUNNING', run: { id: run!.id, attempt: 1 } },
+      { toStatus: 'SUCCEEDED', run: { id: run!.id, attempt: 1 } },
+    ]);
+    await t.app.db.sql.query('DELETE FROM task_run WHERE id = $1::uuid', [run!.id]);
+    const after = ok(await t.gql(query, { id }, headers)).task;
+    expect(after).toEqual({ runs: [], events: before.events.map((e: { toStatus: string }) => ({ toStatus: e.toStatus, run: null })) });
+    const events = await t.app.db.prisma.taskEvent.findMany({ where: { taskId: id }, orderBy: { id: 'asc' } });
+    expect(events.map((e) => e.runId)).toEqual([null, run!.id, run!.id]);
   });
 
   it('a subscription resuming from a pruned cursor gets CURSOR_EXPIRED with the oldest cursor it can resume from', async () => {
