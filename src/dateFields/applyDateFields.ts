@@ -1,18 +1,12 @@
-import { v7 as uuidv7 } from 'uuid';
 import { ChronographError, conflict } from '../errors.js';
 import type { Task, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, type Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
+import { HELD, insertNewTasks, type NewTaskRow, prismaRunner, TaskIds } from '../tasks/bulkInsert.js';
 import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { matchesCondition, stableStringify } from './condition.js';
-import {
-  finishedDateFieldRuns,
-  insertDateFieldTasks,
-  lockDateFieldPairs,
-  lockLiveDateFieldTasks,
-  lockWaitingOccurrences,
-} from './dateFieldSql.js';
+import { finishedDateFieldRuns, lockDateFieldPairs, lockLiveDateFieldTasks, lockWaitingOccurrences } from './dateFieldSql.js';
 import { type DateFieldConfig, scheduleFor } from './dateRule.js';
 
 /** A DATE_FIELD template with its parsed configuration. */
@@ -76,7 +70,14 @@ export interface ApplyOptions {
   actor?: string | null;
 }
 
-export type TaskRow = Prisma.TaskCreateManyInput & { startTime: Date; nextRunAt: Date; templateId: string; sourceRowId: string };
+/** A date-field task as `plan` decides it: the insert's row (NewTaskRow) before it gets its id. */
+export type TaskRow = Omit<NewTaskRow, 'id'> & {
+  nextRunAt: Date;
+  templateId: string;
+  sourceModel: string;
+  sourceRowId: string;
+  sourceField: string;
+};
 /** `note`: what DST decided about the first run's wall-clock time, for the change's reason and the task's event. */
 type Desired = { kind: 'task'; row: TaskRow; note: string | null } | { kind: 'none'; reason: string; skipped: boolean };
 
@@ -249,12 +250,20 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     for (const { row } of toCreate) quota!.checkArgDict(row.argDict);
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
-      // With its CREATED events; a row that a concurrent hook's task already holds is skipped (see there).
-      const inserted = await insertDateFieldTasks(
-        tx,
-        batch.map((b) => ({ ...b.row, id: uuidv7(), note: b.note })),
-        options.actor ?? null,
+      const ids = new TaskIds(batch.length);
+      const rows = batch.map((b) => ({ ...b.row, id: ids.next() }));
+      // The CREATED event says where the task comes from, and what DST decided about its first run, if anything.
+      const messages = new Map(
+        batch.map(({ row, note }, k) => [
+          rows[k]!.id,
+          `created from ${row.sourceModel} ${row.sourceRowId} (${row.sourceField})${note ? `; ${note}` : ''}`,
+        ]),
       );
+      // With their CREATED events. ON CONFLICT DO NOTHING: a row whose (template, record) a concurrent
+      // hook's task already holds (task_date_field_live_key) is skipped, after waiting for that
+      // transaction, and gets no event; it is planned again with that task in the next round.
+      const { skipped } = await insertNewTasks(prismaRunner(tx), rows, messages, options.actor ?? null, HELD);
+      const inserted = rows.filter((row) => !skipped.has(row.id));
       await quota!.created(inserted.length);
       const byPair = new Map(inserted.map((t) => [`${t.templateId}\u0000${t.sourceRowId}`, t.id]));
       for (const { pair, row, note } of batch) {
@@ -352,7 +361,7 @@ function plan({ template, config }: PreparedTemplate, change: RecordChange, opti
     argDict: {
       ...(template.argDict as Record<string, unknown>),
       source: { model: config.sourceModel, id: change.rowId, field: config.sourceField, date: schedule.date },
-    } as Prisma.InputJsonObject,
+    },
     repeatType,
     cronExpression: template.cronExpression,
     intervalSeconds: repeatType === RepeatType.INTERVAL ? template.intervalSeconds : null,
@@ -375,6 +384,9 @@ function plan({ template, config }: PreparedTemplate, change: RecordChange, opti
     sourceModel: config.sourceModel,
     sourceRowId: change.rowId,
     sourceField: config.sourceField,
+    uniqueKey: null,
+    parentId: null,
+    bindingId: null,
   };
   return { kind: 'task', row, note: schedule.note };
 }

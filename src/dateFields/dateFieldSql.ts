@@ -1,5 +1,4 @@
 import type { Prisma, TaskStatus } from '../generated/prisma/client.js';
-import type { TaskRow } from './applyDateFields.js';
 
 /**
  * The date-field layer's raw statements: Prisma cannot express `FOR UPDATE`, `DISTINCT ON` or
@@ -170,85 +169,9 @@ export async function upsertDateFieldSources(
 }
 
 /**
- * Inserts date-field tasks with their CREATED events and NOTIFYs in one statement, and returns the tasks
- * inserted. Raw and batched rather than Prisma's createManyAndReturn plus recordEvents: bench/dateFields.ts
- * measured ~0.6 ms of client CPU per task that way (building and parsing 40-column rows, then the events
- * again), which made a 100,000-record import Prisma-bound; here it is one array per column.
- *
- * ON CONFLICT DO NOTHING: a row whose (template, record) already has a live task (the partial unique
- * index task_date_field_live_key) is skipped, after waiting for a concurrent inserter to commit, and gets
- * no event. The events and their NOTIFY payloads are exactly what statusMachine.recordEvents writes.
+ * Inserts low-code records in one statement (the bulk import): raw and batched rather than Prisma's
+ * createMany, whose client-side work per row made a 100,000-record import ORM-bound.
  */
-export async function insertDateFieldTasks(
-  tx: Prisma.TransactionClient,
-  rows: (TaskRow & { id: string; note?: string | null })[],
-  actor: string | null,
-): Promise<{ id: string; tenantId: string; templateId: string; sourceRowId: string; nextRunAt: Date }[]> {
-  if (rows.length === 0) return [];
-  const col = <T>(pick: (r: TaskRow & { id: string; note?: string | null }) => T) => rows.map(pick);
-  const iso = (d: Date | string | null | undefined) => (d == null ? null : new Date(d).toISOString());
-  return tx.$queryRawUnsafe(
-    `WITH t AS (
-       INSERT INTO task (id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
-                         interval_seconds, timezone, start_time, end_time, max_runs, next_run_at, status, priority, queue,
-                         max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
-                         source, source_model, source_row_id, source_field, memory_limit_mb, updated_at)
-       SELECT u.id, u.tenant_id, u.template_id, u.full_name, u.task_type, u.func_name, u.arg_dict, u.repeat_type::"RepeatType", u.cron_expression,
-              u.interval_seconds, u.timezone, u.start_time, u.end_time, u.max_runs, u.start_time, 'SCHEDULED', u.priority, u.queue,
-              u.max_attempts, u.timeout_ms, u.misfire_policy::"MisfirePolicy", u.misfire_tolerance_ms, u.overlap_policy::"OverlapPolicy", u.retry_backoff_ms,
-              'DATE_FIELD', u.source_model, u.source_row_id, u.source_field, u.memory_limit_mb, now()
-         -- Enum arrays travel as text[]: the PGlite adapter cannot encode arrays of a user-defined type.
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[], $9::text[],
-                     $10::int[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::int[], $15::int[], $16::text[],
-                     $17::int[], $18::int[], $19::text[], $20::int[], $21::text[], $22::int[],
-                     $23::text[], $24::text[], $25::text[], $28::int[])
-           AS u(id, tenant_id, template_id, full_name, task_type, func_name, arg_dict, repeat_type, cron_expression,
-                interval_seconds, timezone, start_time, end_time, max_runs, priority, queue,
-                max_attempts, timeout_ms, misfire_policy, misfire_tolerance_ms, overlap_policy, retry_backoff_ms,
-                source_model, source_row_id, source_field, memory_limit_mb)
-       ON CONFLICT DO NOTHING
-       RETURNING id, tenant_id, template_id, source_model, source_row_id, source_field, next_run_at
-     ), e AS (
-       INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
-       SELECT t.tenant_id, t.id, 'CREATED', NULL, 'SCHEDULED', t.next_run_at,
-              'created from ' || t.source_model || ' ' || t.source_row_id || ' (' || t.source_field || ')' || coalesce('; ' || n.note, ''), $27
-         -- n.note: what DST decided about the first run's wall-clock time, if anything
-         FROM t JOIN unnest($1::uuid[], $26::text[]) AS n(id, note) ON n.id = t.id ORDER BY t.id
-     )
-     SELECT t.id::text, t.tenant_id AS "tenantId", t.template_id::text AS "templateId", t.source_row_id AS "sourceRowId", t.next_run_at AS "nextRunAt"
-       FROM t`,
-    col((r) => r.id),
-    col((r) => r.tenantId ?? 'default'),
-    col((r) => r.templateId),
-    col((r) => r.fullName),
-    col((r) => r.taskType),
-    col((r) => r.funcName),
-    col((r) => JSON.stringify(r.argDict ?? {})),
-    col((r) => r.repeatType ?? 'ONCE'),
-    col((r) => r.cronExpression ?? null),
-    col((r) => r.intervalSeconds ?? null),
-    col((r) => r.timezone ?? 'UTC'),
-    col((r) => iso(r.startTime)),
-    col((r) => iso(r.endTime)),
-    col((r) => r.maxRuns ?? null),
-    col((r) => r.priority ?? 0),
-    col((r) => r.queue ?? 'default'),
-    col((r) => r.maxAttempts ?? 1),
-    col((r) => r.timeoutMs ?? null),
-    col((r) => r.misfirePolicy ?? 'RUN_ONCE'),
-    col((r) => r.misfireToleranceMs ?? 60_000),
-    col((r) => r.overlapPolicy ?? 'SKIP'),
-    col((r) => r.retryBackoffMs ?? 1000),
-    col((r) => r.sourceModel),
-    col((r) => r.sourceRowId),
-    col((r) => r.sourceField),
-    col((r) => r.note ?? null),
-    actor,
-    col((r) => r.memoryLimitMb ?? null),
-  );
-}
-
-/** Inserts low-code records in one statement (the bulk import; same reasoning as insertDateFieldTasks). */
 export async function insertModelRecords(
   tx: Prisma.TransactionClient,
   tenantId: string,

@@ -88,6 +88,8 @@ function childOf(parent: Task, now: Date, id: string): NewTaskRow {
     tenantId: parent.tenantId,
     templateId: parent.templateId,
     parentId: parent.id,
+    // Not the binding's task (task_binding_live_key keeps one live task per binding): its parent is.
+    bindingId: null,
     fullName: parent.fullName,
     taskType: parent.taskType,
     funcName: parent.funcName,

@@ -968,6 +968,7 @@ export class TaskSvc {
       sourceRowId: null,
       sourceField: null,
       parentId: null,
+      bindingId: null,
     };
     return { row, notes: schedule.notes };
   }

@@ -15,9 +15,12 @@ import { WAKE_CHANNEL } from './statusMachine.js';
 
 /**
  * A new task as the bulk insert writes it: every column it sets (the others take the defaults of a new
- * task, see `newTask`). createTimerTask(s) builds it from a template and the input (TaskSvc.buildTask),
- * and an ALLOW-overlap task's occurrence from its parent (fireOverlappingTasks: `parentId` and the
- * parent's provenance, `sourceModel`/`sourceRowId`/`sourceField`, set).
+ * task, see `newTask`). Every new task is one of these and goes through insertNewTasks:
+ * createTimerTask(s) builds it from a template and the input (TaskSvc.buildTask); an ALLOW-overlap
+ * task's occurrence from its parent (fireOverlappingTasks: `parentId` and the parent's provenance,
+ * `sourceModel`/`sourceRowId`/`sourceField`, set); a date-field task from its template and record
+ * (applyDateFields' `plan`); a bound platform template's task from the template and its binding
+ * (TemplateBindingSvc: `bindingId` set).
  */
 export type NewTaskRow = Pick<
   Task,
@@ -51,6 +54,7 @@ export type NewTaskRow = Pick<
   | 'sourceRowId'
   | 'sourceField'
   | 'parentId'
+  | 'bindingId'
 > & { argDict: Record<string, unknown> };
 
 /** The columns of `NewTaskRow` with their SQL names and types, in the order of the insert. */
@@ -86,6 +90,7 @@ const COLUMNS: readonly [keyof NewTaskRow, string, string][] = [
   ['sourceRowId', 'source_row_id', 'text'],
   ['sourceField', 'source_field', 'text'],
   ['parentId', 'parent_id', 'uuid'],
+  ['bindingId', 'binding_id', 'uuid'],
 ];
 
 type Column = keyof NewTaskRow | 'message';
@@ -105,6 +110,13 @@ export interface ReadVersions {
    */
   tenant: { id: string; version: string | null } | null;
 }
+
+/**
+ * Nothing to re-check: for the inserts of the date-field and binding paths, which build their rows inside
+ * the transaction that inserts them (the tenant's quotas under QuotaGuard's lock) and, as before they
+ * shared this insert, do not compare template versions.
+ */
+export const HELD: ReadVersions = { templates: [], tenant: null };
 
 /**
  * One statement for the whole batch. Columns whose value differs between rows travel as one jsonb
@@ -365,7 +377,7 @@ export function newTask(row: NewTaskRow, now: Date): Task & { deduplicated: fals
     revision: 0,
     memoryLimitMb: row.memoryLimitMb,
     parentId: row.parentId,
-    bindingId: null,
+    bindingId: row.bindingId,
     createdAt: new Date(now),
     updatedAt: new Date(now),
     deduplicated: false,

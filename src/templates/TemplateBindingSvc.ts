@@ -5,7 +5,8 @@ import { badInput, ChronographError, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../generated/prisma/client.js';
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
-import { LIVE_STATUSES, recordEvents, transition } from '../tasks/statusMachine.js';
+import { HELD, insertNewTasks, type NewTaskRow, newTask, prismaRunner } from '../tasks/bulkInsert.js';
+import { LIVE_STATUSES, transition } from '../tasks/statusMachine.js';
 import { endTask, wake } from '../tasks/TaskSvc.js';
 import { assertArgDict, assertIntRange, assertTenantId } from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
@@ -71,7 +72,7 @@ const COMPARED = [
 ] as const satisfies readonly (keyof Task)[];
 const SCHEDULE = new Set<string>(['repeatType', 'cronExpression', 'intervalSeconds', 'timezone']);
 
-type TaskRow = Prisma.TaskCreateManyInput & { id: string; nextRunAt: Date };
+type TaskRow = NewTaskRow & { nextRunAt: Date };
 
 /**
  * Shared definitions: a CRON or INTERVAL template of the `platform` tenant bound to tenants. Each bound
@@ -195,24 +196,13 @@ export class TemplateBindingSvc {
       const quota = await QuotaGuard.of(tx, binding.tenantId);
       quota.checkArgDict(desired.argDict, 'overrides.argDict');
       await quota.beforeCreate();
-      // ON CONFLICT DO NOTHING: a concurrent change of the same binding created its task first (the
-      // partial unique index decides); that task is then updated below instead.
-      const [created] = await tx.task.createManyAndReturn({ data: [desired], skipDuplicates: true });
-      if (created) {
+      // With its CREATED event. ON CONFLICT DO NOTHING: a concurrent change of the same binding created
+      // its task first (task_binding_live_key decides); that task is then updated below instead.
+      const message = new Map([[desired.id, `bound from ${PLATFORM_TENANT} template ${template.fullName}`]]);
+      const { skipped, now: createdAt } = await insertNewTasks(prismaRunner(tx), [desired], message, this.actor, HELD);
+      if (!skipped.has(desired.id)) {
         await quota.created(1);
-        await recordEvents(tx, [
-          {
-            taskId: created.id,
-            tenantId: created.tenantId,
-            fromStatus: null,
-            toStatus: TaskStatus.SCHEDULED,
-            nextRunAt: created.nextRunAt,
-            message: `bound from ${PLATFORM_TENANT} template ${template.fullName}`,
-            actor: this.actor,
-          },
-        ]);
-        await wake(tx);
-        return created;
+        return newTask(desired, createdAt);
       }
     }
     const task = live ?? (await lockLiveTask(tx, binding.id));
@@ -259,12 +249,14 @@ export class TemplateBindingSvc {
       fullName: template.fullName,
       taskType: template.taskType,
       funcName: effective.funcName!,
-      argDict: effective.argDict as Prisma.InputJsonObject,
+      argDict: effective.argDict as Record<string, unknown>,
       repeatType: effective.repeatType,
       cronExpression: effective.cronExpression,
       intervalSeconds: effective.intervalSeconds,
       timezone: effective.timezone,
       startTime: now,
+      endTime: null,
+      maxRuns: null,
       nextRunAt,
       status: TaskStatus.SCHEDULED,
       priority: template.priority,
@@ -275,7 +267,14 @@ export class TemplateBindingSvc {
       misfireToleranceMs: template.misfireToleranceMs,
       overlapPolicy: template.overlapPolicy,
       retryBackoffMs: template.retryBackoffMs,
+      // Null: a run takes the template's limit or the handler's, as for any task without its own.
+      memoryLimitMb: null,
+      uniqueKey: null,
       source: TaskSource.TEMPLATE,
+      sourceModel: null,
+      sourceRowId: null,
+      sourceField: null,
+      parentId: null,
     };
   }
 
