@@ -146,13 +146,13 @@ function insertStatement(
   const varying = all.filter(
     ([key]) => key === 'id' || key === 'argDict' || rows.some((row) => !sameValue(cell(row, key), cell(first, key))),
   );
-  const params: unknown[] = [
-    JSON.stringify(rows.map((row, n) => [n, ...varying.map(([key]) => cell(row, key))])),
-    actor,
-    JSON.stringify(read.templates.map((t) => [t.id, t.version])),
-    read.tenant?.id ?? null,
-    read.tenant?.version ?? null,
-  ];
+  const params: unknown[] = [JSON.stringify(rows.map((row, n) => [n, ...varying.map(([key]) => cell(row, key))])), actor];
+  // $3-$5: what to re-check (ReadVersions); nothing for HELD, whose statement is then shorter to plan
+  // (the date-field and binding paths run it unprepared, inside Prisma's transaction).
+  const checked = read !== HELD;
+  if (checked) {
+    params.push(JSON.stringify(read.templates.map((t) => [t.id, t.version])), read.tenant?.id ?? null, read.tenant?.version ?? null);
+  } else if (claim) throw new Error('a claiming insert re-checks what it was built from');
   // $6-$10 when this instance's scheduler has slots for the batch's due tasks (see `claiming` below).
   if (claim) params.push(claim.workerId, claim.leaseMs, claim.limit, claim.excludedQueues, claim.tenantRoom);
   // The batch's constants are cast once, in the one-row `fresh`, not once per row.
@@ -220,18 +220,26 @@ function insertStatement(
     : null;
   const text = `
 WITH fresh AS (
-  SELECT (SELECT count(*) FROM jsonb_array_elements($3::jsonb) AS v(value)
+  SELECT ${
+    checked
+      ? `(SELECT count(*) FROM jsonb_array_elements($3::jsonb) AS v(value)
             JOIN task_template tt ON tt.id = (v.value ->> 0)::uuid AND tt.xmin::text = v.value ->> 1) = jsonb_array_length($3::jsonb)
          AND ($4::text IS NULL OR CASE WHEN $5::text IS NULL THEN NOT EXISTS (SELECT 1 FROM tenant q WHERE q.id = $4::text)
-              ELSE EXISTS (SELECT 1 FROM tenant q WHERE q.id = $4::text AND q.xmin::text = $5::text) END) AS ok
+              ELSE EXISTS (SELECT 1 FROM tenant q WHERE q.id = $4::text AND q.xmin::text = $5::text) END)`
+      : 'true'
+  } AS ok
          ${constants.map((c) => `, ${c}`).join('')}
 ), input AS (
   SELECT (r.value ->> 0)::int AS n, ${select.join(', ')}
     FROM fresh f CROSS JOIN jsonb_array_elements($1::jsonb) AS r(value) WHERE f.ok
-)${claiming?.cte ?? ''}, tenant_row AS (
+)${claiming?.cte ?? ''}${
+    checked
+      ? `, tenant_row AS (
   INSERT INTO tenant (id, updated_at) SELECT $4::text, now() FROM fresh WHERE fresh.ok AND $4::text IS NOT NULL AND $5::text IS NULL
   ON CONFLICT (id) DO NOTHING
-), inserted AS (
+)`
+      : ''
+  }, inserted AS (
   ${
     claiming?.insert ??
     `INSERT INTO task (${columns}, created_at, updated_at)
