@@ -266,7 +266,7 @@ async function measure(layout: Layout): Promise<void> {
     }
     const to = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn;
     const { rows } = await c.query<{ rel: string; kind: string; bytes: number; fpi: number; n: number }>(
-      `SELECT coalesce(substring(block_ref from 'rel \\d+/\\d+/(\\d+)')::oid::regclass::text, '(none)') AS rel,
+      `SELECT coalesce(pg_filenode_relation(0, substring(block_ref from 'rel \\d+/\\d+/(\\d+)')::oid)::regclass::text, '(none)') AS rel,
               resource_manager || '/' || record_type AS kind,
               sum(record_length)::float8 AS bytes, sum(fpi_length)::float8 AS fpi, count(*)::float8 AS n
          FROM pg_get_wal_records_info($1, $2) GROUP BY 1, 2 ORDER BY sum(record_length - fpi_length) DESC`,

@@ -863,6 +863,9 @@ export class Scheduler implements TaskStarter {
   }
 
   private async flush(): Promise<void> {
+    // Runs that end in the same turn of the event loop (a claimed batch of quick handlers) share the
+    // first statement too, not only the ones that end while it is being written.
+    await new Promise((resolve) => setImmediate(resolve));
     while (this.pending.length) {
       const batch = this.pending.splice(0, 500);
       try {
