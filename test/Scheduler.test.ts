@@ -482,6 +482,55 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     expect(await eventsOf(task.id)).toContain('RECOVERED:RUNNING>RETRYING');
   });
 
+  it('while every slot is taken, still recovers a lease that ran out and fires an ALLOW-overlap task when it is due', async () => {
+    // The next-due look-up runs at most every 250 ms while the slots are full (Scheduler.tick): what only
+    // it would notice must still happen, and soon.
+    const prisma = t.app.db.prisma;
+    const blockers = await Promise.all(Array.from({ length: 8 }, () => create({ funcName: 'test.untilAborted' })));
+    const slotsFull = async () =>
+      (await prisma.task.count({ where: { status: 'RUNNING', lockedBy: t.app.config.WORKER_ID } })) >= Number(t.app.config.CONCURRENCY);
+    const stranded = await create({
+      funcName: 'chronograph.echo',
+      startTime: '2099-01-01T00:00:00Z',
+      maxAttempts: 2,
+      retryBackoffMs: 600_000,
+    });
+    try {
+      await waitFor(slotsFull, { what: 'every slot taken' });
+      // A check now, with the slots full, finds no lease of another worker and no ALLOW-overlap task due.
+      await sleep(300);
+      t.app.scheduler.wake();
+      await sleep(50);
+      const dead = await prisma.taskRun.create({ data: { taskId: stranded.id, attempt: 1, workerId: 'dead-worker' } });
+      await prisma.task.update({
+        where: { id: stranded.id },
+        data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() + 400), attempts: 1 },
+      });
+      const allow = await create({
+        funcName: 'chronograph.noop',
+        repeatType: 'INTERVAL',
+        intervalSeconds: 3600,
+        startTime: soon(700),
+        overlapPolicy: 'ALLOW',
+        maxRuns: 1,
+      });
+      await waitFor(async () => (await prisma.task.findUniqueOrThrow({ where: { id: stranded.id } })).status === 'RETRYING', {
+        timeoutMs: 5_000,
+        what: 'the lease that ran out recovered',
+      });
+      await waitFor(async () => (await prisma.task.count({ where: { parentId: allow.id } })) === 1, {
+        timeoutMs: 5_000,
+        what: 'the ALLOW-overlap occurrence fired',
+      });
+      expect(await slotsFull()).toBe(true);
+      for (const id of blockers.map((b) => b.id)) await svc.forcedEnd(id, 'test over');
+      const [child] = await prisma.task.findMany({ where: { parentId: allow.id } });
+      expect((await svc.waitForTask(child!.id, { timeoutMs: 10_000 })).status).toBe('SUCCEEDED');
+    } finally {
+      for (const id of [...blockers.map((b) => b.id), stranded.id]) await svc.forcedEnd(id, 'test over').catch(() => {});
+    }
+  });
+
   it('follows misfire policies after downtime', async () => {
     const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
     const skipped = await create({ funcName: 'chronograph.noop', startTime: hourAgo, misfirePolicy: 'SKIP', misfireToleranceMs: 1000 });

@@ -99,6 +99,9 @@ type Outcome =
   | { kind: 'abandoned' }
   | { kind: 'died'; error: ThreadDied };
 
+/** How often at most the next-due look-up runs while every slot is taken (see tick). */
+const BUSY_LOOKUP_MS = 250;
+
 /**
  * Runs due tasks. It sleeps until the next task is due (by the database's clock) and is woken early by
  * NOTIFY on `chronograph_wake` — sent on commit whenever a task becomes due sooner — so a task due now
@@ -129,6 +132,8 @@ export class Scheduler implements TaskStarter {
   private recoverAt = 0;
   /** Local time when the earliest ALLOW-overlap task is due to be fired. */
   private overlapAt = 0;
+  /** Local time of the last next-due look-up (see BUSY_LOOKUP_MS). */
+  private lookedUpAt = 0;
   /** ALLOW-overlap tasks whose last firing failed: when to try again, and the delay that led there. */
   private readonly fireBackoff = new Map<string, { at: number; delayMs: number }>();
   /** The same for the last firing pass as a whole, when it failed (at 0: it did not). */
@@ -341,34 +346,51 @@ export class Scheduler implements TaskStarter {
           break;
         }
       }
-      const excludedQueues = this.fullQueues();
-      const excludedTenants = this.tenantsAtShare();
-      const retryFireAt = this.nextFireRetry();
-      const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], excludedQueues, excludedTenants, [
-        ...this.fireBackoff.keys(),
-      ]);
       // After the claim, not before it: the look-up is off the path from a wake to a handler's start. A
       // tenant that got maxConcurrentRuns meanwhile lost nothing: the open claim leaves capped tenants out
       // (they are due, unclaimed, so the next check comes within 20 ms, with the capped claim).
-      if (Date.now() - this.capped.checkedAt >= 1000) await this.checkCapped();
-      this.idle =
-        exhausted &&
-        (next.dueMs == null || next.dueMs > 0) &&
-        excludedQueues.length === 0 &&
-        excludedTenants.length === 0 &&
-        !this.capped.any;
-      this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
-      this.overlapAt = Math.max(
-        this.firePassBackoff.at,
-        Math.min(retryFireAt, next.overlapMs == null ? Infinity : Date.now() + Math.max(0, next.overlapMs)),
-      );
-      // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
-      // misfire waiting for its decision. Look again shortly, deciding misfires first.
-      if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
-      const dueMs = this.freeSlots() <= 0 ? null : next.dueMs;
-      // Firing needs no free slot: an ALLOW-overlap task's occurrence is created on time, and waits for one.
-      const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity, this.overlapAt - Date.now());
-      delay = ms === Infinity ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, ms <= 0 ? 20 : ms);
+      const now = Date.now();
+      // Every slot taken and the last claim full: nothing more can be claimed, and the look-up would only
+      // say when leases run out and ALLOW-overlap tasks are due, which change seldom. It then runs at most
+      // every BUSY_LOOKUP_MS (each run that ends wakes a check; on PGlite, which runs one statement at a
+      // time, the look-up after every claim took a sixth of a drain). The timer wakes at the end of that
+      // interval at the latest, so a change only the look-up would see waits no longer than that.
+      const busy = !exhausted && this.freeSlots() <= 0 && now < this.recoverAt && now < this.overlapAt;
+      if (busy && now - this.lookedUpAt < BUSY_LOOKUP_MS) {
+        if (now - this.capped.checkedAt >= 1000) await this.checkCapped();
+        this.idle = false;
+        delay = Math.min(
+          this.options.maxSleepMs,
+          Math.max(1, Math.min(this.recoverAt, this.overlapAt, this.lookedUpAt + BUSY_LOOKUP_MS) - now),
+        );
+      } else {
+        const excludedQueues = this.fullQueues();
+        const excludedTenants = this.tenantsAtShare();
+        const retryFireAt = this.nextFireRetry();
+        const next = await msUntilNextDue(this.db.sql, [...this.running.keys()], excludedQueues, excludedTenants, [
+          ...this.fireBackoff.keys(),
+        ]);
+        this.lookedUpAt = Date.now();
+        if (Date.now() - this.capped.checkedAt >= 1000) await this.checkCapped();
+        this.idle =
+          exhausted &&
+          (next.dueMs == null || next.dueMs > 0) &&
+          excludedQueues.length === 0 &&
+          excludedTenants.length === 0 &&
+          !this.capped.any;
+        this.recoverAt = next.leaseMs == null ? Infinity : Date.now() + Math.max(0, next.leaseMs);
+        this.overlapAt = Math.max(
+          this.firePassBackoff.at,
+          Math.min(retryFireAt, next.overlapMs == null ? Infinity : Date.now() + Math.max(0, next.overlapMs)),
+        );
+        // Something due that we could not claim: locked by another instance mid-claim, or a SKIP-policy
+        // misfire waiting for its decision. Look again shortly, deciding misfires first.
+        if (exhausted && next.dueMs != null && next.dueMs <= 0) this.checkMisfires = true;
+        const dueMs = this.freeSlots() <= 0 ? null : next.dueMs;
+        // Firing needs no free slot: an ALLOW-overlap task's occurrence is created on time, and waits for one.
+        const ms = Math.min(dueMs ?? Infinity, next.leaseMs ?? Infinity, this.overlapAt - Date.now());
+        delay = ms === Infinity ? this.options.maxSleepMs : Math.min(this.options.maxSleepMs, ms <= 0 ? 20 : ms);
+      }
     } catch (error) {
       if (!this.stopped) this.logger.error({ err: error }, 'scheduler check failed; retrying');
       delay = 1000;
