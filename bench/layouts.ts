@@ -66,7 +66,8 @@ const RUN_INDEXES = [
 ];
 /**
  * The columns a run never writes, moved to a 1:1 task_spec with their indexes (full_name, func_name,
- * created_at): `task` keeps its name, its status and every index that names the status, and becomes narrow.
+ * created_at, which are there already): `task` keeps its name, its status and every index that names the
+ * status, and becomes narrow.
  */
 const SPEC_COLUMNS = [
   'full_name',
@@ -87,6 +88,11 @@ const SPEC_COLUMNS = [
   'created_at',
 ];
 const MOVE_SPEC = [
+  // task_spec today holds the indexed ones (migration 20261205030000_task_spec); here it takes them all.
+  'DROP TRIGGER task_spec_inserted ON task',
+  'DROP TRIGGER task_spec_updated ON task',
+  'DROP TRIGGER task_spec_deleted ON task',
+  'DROP TABLE task_spec',
   `CREATE TABLE task_spec AS SELECT id AS task_id, tenant_id, ${SPEC_COLUMNS.join(', ')} FROM task`,
   'ALTER TABLE task_spec ADD PRIMARY KEY (task_id)',
   'CREATE INDEX ON task_spec (tenant_id, full_name)',

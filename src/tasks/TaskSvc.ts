@@ -544,8 +544,14 @@ export class TaskSvc {
   taskWhere(filter: TaskFilter = {}): Prisma.TaskWhereInput {
     const where: Prisma.TaskWhereInput = { tenantId: this.tenantId };
     if (filter.status?.length) where.status = { in: filter.status };
-    if (filter.fullName) where.fullName = filter.fullName;
-    if (filter.funcName) where.funcName = filter.funcName;
+    // Looked up where they are indexed: task_spec, with the tenant, so that its (tenant_id, …) indexes serve.
+    if (filter.fullName || filter.funcName) {
+      where.spec = {
+        tenantId: this.tenantId,
+        ...(filter.fullName && { fullName: filter.fullName }),
+        ...(filter.funcName && { funcName: filter.funcName }),
+      };
+    }
     if (filter.source) where.source = filter.source;
     if (filter.startTimeFrom || filter.startTimeTo) {
       where.startTime = {
