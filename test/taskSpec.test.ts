@@ -57,5 +57,9 @@ describe.each(backends)('task_spec (%s)', (backend) => {
     expect(await ids({ funcName: 'chronograph.echo' })).toEqual([a2!.id]);
     expect(await t.app.db.sql.query(`SELECT 1 FROM task_spec WHERE task_id = $1::uuid`, [b1.id])).toEqual([]);
     expect(await mismatches()).toEqual([]);
+
+    // So does a TRUNCATE (nothing in Chronograph truncates; an operator might).
+    await t.app.db.sql.query('TRUNCATE task CASCADE');
+    expect(await t.app.db.sql.query('SELECT count(*)::int AS n FROM task_spec')).toEqual([{ n: 0 }]);
   });
 });

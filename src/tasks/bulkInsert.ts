@@ -262,7 +262,8 @@ SELECT (SELECT ok FROM fresh) AS fresh, (SELECT n FROM woken)::int AS woken,
        (SELECT coalesce(json_agg(i.id ORDER BY i.n), '[]'::json) FROM input i
          WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped${claiming?.result ?? ''}`;
   // A batch of more than PREPARED_ROWS rows is planned for its own size, each time.
-  return { statement: rows.length > PREPARED_ROWS ? text : named(text), params };
+  // HELD's callers run it in Prisma's transaction, unprepared: their texts must not take the shapes' places.
+  return { statement: rows.length > PREPARED_ROWS || !checked ? text : named(text), params };
 }
 
 /**

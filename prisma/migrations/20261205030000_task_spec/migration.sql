@@ -6,7 +6,8 @@
 --
 -- "task" keeps these columns, so everything that reads them is unchanged; only the look-ups go through
 -- "task_spec" (TaskSvc.taskWhere, the per-minute creation quota). Triggers keep it in step with "task" on
--- every insert, on an update that sets one of its columns, and on delete; nothing else writes it. It is
+-- every insert, on an update that sets one of its columns, on delete and on truncate; nothing else writes
+-- it. A data-only restore of "task" with its triggers disabled must fill it too. It is
 -- the first part of a 1:1 table for everything a run never writes (layout "spec" in the benchmark).
 CREATE TABLE "task_spec" (
     "task_id" UUID NOT NULL,
@@ -16,6 +17,9 @@ CREATE TABLE "task_spec" (
     "created_at" TIMESTAMPTZ(3) NOT NULL,
     CONSTRAINT "task_spec_pkey" PRIMARY KEY ("task_id")
 );
+-- Other instances may be creating tasks meanwhile (a rolling deploy): no insert, update or delete of a
+-- task may fall between this copy and the triggers below, so writers wait until this migration commits.
+LOCK TABLE "task" IN SHARE ROW EXCLUSIVE MODE;
 INSERT INTO "task_spec" ("task_id", "tenant_id", "full_name", "func_name", "created_at")
 SELECT "id", "tenant_id", "full_name", "func_name", "created_at" FROM "task";
 CREATE INDEX "task_spec_tenant_id_full_name_idx" ON "task_spec"("tenant_id", "full_name");
@@ -57,3 +61,11 @@ BEGIN
 END $$;
 CREATE TRIGGER "task_spec_deleted" AFTER DELETE ON "task"
   REFERENCING OLD TABLE AS "deleted_tasks" FOR EACH STATEMENT EXECUTE FUNCTION "chronograph_task_spec_deleted"();
+
+CREATE FUNCTION "chronograph_task_spec_truncated"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  TRUNCATE "task_spec";
+  RETURN NULL;
+END $$;
+CREATE TRIGGER "task_spec_truncated" AFTER TRUNCATE ON "task"
+  FOR EACH STATEMENT EXECUTE FUNCTION "chronograph_task_spec_truncated"();
