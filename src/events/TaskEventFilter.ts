@@ -72,8 +72,14 @@ export class TaskEventFilter {
   where(after: bigint, upTo: bigint): Prisma.TaskEventWhereInput {
     const f = this.input;
     const task: Prisma.TaskWhereInput = {};
-    if (f.fullName != null) task.fullName = f.fullName;
-    if (f.funcName != null) task.funcName = f.funcName;
+    // Name and handler are indexed in task_spec, with the tenant (see TaskSvc.taskWhere).
+    if (f.fullName != null || f.funcName != null) {
+      task.spec = {
+        tenantId: this.tenantId,
+        ...(f.fullName != null && { fullName: f.fullName }),
+        ...(f.funcName != null && { funcName: f.funcName }),
+      };
+    }
     if (f.source != null) task.source = f.source;
     return {
       tenantId: this.tenantId,
