@@ -151,7 +151,8 @@ export async function applyDateFields(
     const chunk = plans.slice(i, i + RECORDS_PER_CHUNK).flat();
     const outcome = await applyChunk(tx, chunk, options);
     addCounts(result, outcome);
-    if (!woke && (outcome.created || outcome.rescheduled)) {
+    // A created task wakes the schedulers with its insert (insertNewTasks); a rescheduled one here.
+    if (!woke && outcome.rescheduled) {
       await wake(tx);
       woke = true;
     }

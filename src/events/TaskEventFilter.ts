@@ -1,5 +1,6 @@
 import { badInput } from '../errors.js';
 import type { Prisma, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
+import { taskSpecWhere } from '../tasks/taskSpecWhere.js';
 import { assertId, parseCursor } from '../tasks/validate.js';
 import type { EventRow } from './eventRows.js';
 
@@ -72,14 +73,8 @@ export class TaskEventFilter {
   where(after: bigint, upTo: bigint): Prisma.TaskEventWhereInput {
     const f = this.input;
     const task: Prisma.TaskWhereInput = {};
-    // Name and handler are indexed in task_spec, with the tenant (see TaskSvc.taskWhere).
-    if (f.fullName != null || f.funcName != null) {
-      task.spec = {
-        tenantId: this.tenantId,
-        ...(f.fullName != null && { fullName: f.fullName }),
-        ...(f.funcName != null && { funcName: f.funcName }),
-      };
-    }
+    const spec = taskSpecWhere(this.tenantId, f);
+    if (spec) task.spec = spec;
     if (f.source != null) task.source = f.source;
     return {
       tenantId: this.tenantId,

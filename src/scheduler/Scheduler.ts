@@ -356,8 +356,8 @@ export class Scheduler implements TaskStarter {
       // time, the look-up after every claim took a sixth of a drain). The timer wakes at the end of that
       // interval at the latest, so a change only the look-up would see waits no longer than that.
       const busy = !exhausted && this.freeSlots() <= 0 && now < this.recoverAt && now < this.overlapAt;
+      if (now - this.capped.checkedAt >= 1000) await this.checkCapped();
       if (busy && now - this.lookedUpAt < BUSY_LOOKUP_MS) {
-        if (now - this.capped.checkedAt >= 1000) await this.checkCapped();
         this.idle = false;
         delay = Math.min(
           this.options.maxSleepMs,
@@ -371,7 +371,6 @@ export class Scheduler implements TaskStarter {
           ...this.fireBackoff.keys(),
         ]);
         this.lookedUpAt = Date.now();
-        if (Date.now() - this.capped.checkedAt >= 1000) await this.checkCapped();
         this.idle =
           exhausted &&
           (next.dueMs == null || next.dueMs > 0) &&

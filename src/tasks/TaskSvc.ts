@@ -31,6 +31,7 @@ import { insertNewTasks, type NewTaskRow, newTask, prismaRunner, type ReadVersio
 import { CreateCache, type TemplateDefaults, type TenantRead, type Versioned } from './createCache.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
+import { taskSpecWhere } from './taskSpecWhere.js';
 import { assertArgDict, assertId, assertIntRange, assertStorableText } from './validate.js';
 
 /** The seed's createTimerTask arguments, plus the schedule and policy fields that default from the template. */
@@ -544,14 +545,8 @@ export class TaskSvc {
   taskWhere(filter: TaskFilter = {}): Prisma.TaskWhereInput {
     const where: Prisma.TaskWhereInput = { tenantId: this.tenantId };
     if (filter.status?.length) where.status = { in: filter.status };
-    // Looked up where they are indexed: task_spec, with the tenant, so that its (tenant_id, …) indexes serve.
-    if (filter.fullName || filter.funcName) {
-      where.spec = {
-        tenantId: this.tenantId,
-        ...(filter.fullName && { fullName: filter.fullName }),
-        ...(filter.funcName && { funcName: filter.funcName }),
-      };
-    }
+    const spec = taskSpecWhere(this.tenantId, { fullName: filter.fullName || null, funcName: filter.funcName || null });
+    if (spec) where.spec = spec;
     if (filter.source) where.source = filter.source;
     if (filter.startTimeFrom || filter.startTimeTo) {
       where.startTime = {
