@@ -39,10 +39,6 @@ interface Layout {
   foldedRuns: boolean;
 }
 
-const DROP_EVENT_FKS = [
-  'ALTER TABLE task_event DROP CONSTRAINT task_event_task_id_fkey',
-  'ALTER TABLE task_run DROP CONSTRAINT task_run_task_id_fkey',
-];
 const STATUS_INDEXES = [
   'task_tenant_id_status_idx',
   'task_next_run_at_idx',
@@ -91,7 +87,6 @@ const MOVE_SPEC = [
   // task_spec today holds the indexed ones (migration 20261205030000_task_spec); here it takes them all.
   'DROP TRIGGER task_spec_inserted ON task',
   'DROP TRIGGER task_spec_updated ON task',
-  'DROP TRIGGER task_spec_deleted ON task',
   'DROP TABLE task_spec',
   `CREATE TABLE task_spec AS SELECT id AS task_id, tenant_id, ${SPEC_COLUMNS.join(', ')} FROM task`,
   'ALTER TABLE task_spec ADD PRIMARY KEY (task_id)',
@@ -118,13 +113,6 @@ const liveTable = (kept: boolean) => {
 const LAYOUTS: Layout[] = [
   { name: 'current', what: 'the schema as migrated today', setup: [], state: 'task', foldedRuns: false },
   {
-    name: 'no-fks',
-    what: 'today, without the foreign keys of task_event and task_run',
-    setup: DROP_EVENT_FKS,
-    state: 'task',
-    foldedRuns: false,
-  },
-  {
     name: 'live',
     what: 'status and its indexes on a narrow task_live row kept while the task is live; task fillfactor 90 (HOT updates)',
     setup: [...STATUS_INDEXES, 'ALTER TABLE task SET (fillfactor = 90)', ...liveTable(false)],
@@ -139,23 +127,9 @@ const LAYOUTS: Layout[] = [
     foldedRuns: true,
   },
   {
-    name: 'live+runs-as-events+no-fks',
-    what: 'the same without the foreign keys of task_event',
-    setup: [...STATUS_INDEXES, 'ALTER TABLE task SET (fillfactor = 90)', ...liveTable(false), ...FOLD_RUNS, ...DROP_EVENT_FKS.slice(0, 1)],
-    state: 'live',
-    foldedRuns: true,
-  },
-  {
     name: 'state+runs-as-events',
     what: 'the mutable state (status, attempts, lease, next run) in a narrow 1:1 task_state: task is not written during a run',
     setup: [...STATUS_INDEXES, ...liveTable(true), ...FOLD_RUNS],
-    state: 'state',
-    foldedRuns: true,
-  },
-  {
-    name: 'state+runs-as-events+no-fks',
-    what: 'the same without the foreign keys of task_event',
-    setup: [...STATUS_INDEXES, ...liveTable(true), ...FOLD_RUNS, ...DROP_EVENT_FKS.slice(0, 1)],
     state: 'state',
     foldedRuns: true,
   },
