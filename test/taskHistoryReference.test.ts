@@ -32,7 +32,10 @@ describe.each(backends)('a deleted task takes its history with it (%s)', (backen
   });
 
   it('deleteTask removes the runs, logs and events of that task only', async () => {
-    const [gone, kept] = await t.app.taskSvc.createTimerTasks([{ fullName: 'tasks.Logs', startTime: new Date().toISOString() }, { fullName: 'tasks.Logs', startTime: new Date().toISOString() }]);
+    const [gone, kept] = await t.app.taskSvc.createTimerTasks([
+      { fullName: 'tasks.Logs', startTime: new Date().toISOString() },
+      { fullName: 'tasks.Logs', startTime: new Date().toISOString() },
+    ]);
     for (const task of [gone!, kept!]) {
       expect((await t.app.taskSvc.waitForTask(task.id, { timeoutMs: 10_000 })).status).toBe('SUCCEEDED');
     }
@@ -46,7 +49,9 @@ describe.each(backends)('a deleted task takes its history with it (%s)', (backen
   });
 
   it('a statement that deletes many tasks removes the history of each of them', async () => {
-    const tasks = await t.app.taskSvc.createTimerTasks(Array.from({ length: 5 }, () => ({ fullName: 'tasks.Logs', startTime: new Date().toISOString() })));
+    const tasks = await t.app.taskSvc.createTimerTasks(
+      Array.from({ length: 5 }, () => ({ fullName: 'tasks.Logs', startTime: new Date().toISOString() })),
+    );
     for (const task of tasks) await t.app.taskSvc.waitForTask(task.id, { timeoutMs: 10_000 });
     const ids = tasks.map((task) => task.id);
     await t.app.db.sql.query('DELETE FROM task WHERE id = ANY($1::uuid[])', [ids]);
