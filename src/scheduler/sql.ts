@@ -233,7 +233,8 @@ function claimSql(capped: boolean): string {
        INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
        SELECT ${runningEventSql('c', '$1')} FROM c
      )
-     SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN (SELECT count(*) FROM r) runs`;
+     SELECT coalesce(json_agg(x), '[]'::json)::text AS claimed
+       FROM (SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN (SELECT count(*) FROM r) runs) x`;
 }
 
 const CLAIM_OPEN = statement('chronograph_claim', claimSql(false));
@@ -255,7 +256,16 @@ function claimParams(req: ClaimRequest, capped: string[] | null): unknown[] {
 /** Claims for every tenant without `maxConcurrentRuns` (see claimSql). */
 export async function claimTasks(db: SqlRunner, req: ClaimRequest): Promise<ClaimedTask[]> {
   if (req.limit <= 0) return [];
-  return db.query<ClaimedTask>(CLAIM_OPEN, claimParams(req, null));
+  return claimed(await db.query<{ claimed: string }>(CLAIM_OPEN, claimParams(req, null)));
+}
+
+/**
+ * A claim's answer is one JSON text, not a row per task: a driver decodes each field of each row on its
+ * own (a claim of 24 has 720), which on PGlite, where that decoding runs in the thread the database
+ * runs in, took about a tenth of a drain; one JSON.parse does it at once.
+ */
+function claimed(rows: { claimed: string }[]): ClaimedTask[] {
+  return rows[0] ? claimedFromJson(rows[0].claimed) : [];
 }
 
 /** Whether any tenant has `maxConcurrentRuns` (then the scheduler also runs claimCappedTasks). */
@@ -276,11 +286,13 @@ export async function claimCappedTasks(pool: SqlPool, req: ClaimRequest): Promis
   return pool.transaction(async (tx) => {
     const locked = await tx.query<{ id: string }>(LOCK_CAPPED, [CLAIM_LOCK_CLASS]);
     if (locked.length === 0) return [];
-    return tx.query<ClaimedTask>(
-      CLAIM_CAPPED,
-      claimParams(
-        req,
-        locked.map((t) => t.id),
+    return claimed(
+      await tx.query<{ claimed: string }>(
+        CLAIM_CAPPED,
+        claimParams(
+          req,
+          locked.map((t) => t.id),
+        ),
       ),
     );
   });
