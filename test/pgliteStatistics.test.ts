@@ -20,7 +20,7 @@ import { createTestApp } from './support/testApp.js';
 
 const logger = createLogger('silent');
 
-/** What the foreign-key checks of task_event, task_run and task_run_log run for every row they insert. */
+/** What the foreign-key check of task_run_log runs for every row it inserts (task_event and task_run ran it too before migration 20261205040000). */
 const TASK_KEY_CHECK = `SELECT 1 FROM ONLY "public"."task" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x`;
 
 /** The plan a generic plan of `sql` would be on this database now (what a cached plan is made as). */

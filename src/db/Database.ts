@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import { makeDirectory } from '../ops/makeDirectory.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
+import { DURABLE_START_PARAMS, syncToDisk } from './pgliteDurability.js';
 import { forgetEmptyStatistics, maintainCheckpoints, maintainStatistics, PGLITE_MAX_WAL_SIZE } from './pgliteStatistics.js';
 import { copyTemplate } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
@@ -153,8 +154,10 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
         `shared_buffers=${PGLITE_SHARED_BUFFERS}`,
         '-c',
         `max_wal_size=${PGLITE_MAX_WAL_SIZE}`,
+        ...(lock ? DURABLE_START_PARAMS : []),
       ],
     });
+    if (lock) syncToDisk(pglite);
   } catch (error) {
     await lock?.release();
     throw error;

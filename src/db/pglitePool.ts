@@ -98,6 +98,7 @@ class PreparedStatements {
 }
 
 type BackendMessage = Awaited<ReturnType<PGlite['execProtocol']>>['messages'][number];
+const { RowDescriptionMessage, DataRowMessage, CommandCompleteMessage } = protocol.messages;
 
 /**
  * The rows of one statement's answer, as PGlite's parse.parseResults makes them (each field through
@@ -109,17 +110,19 @@ function rowsOf<Row>(messages: BackendMessage[], parsers: PGlite['parsers']): Re
   const rows: Record<string, unknown>[] = [];
   let affectedRows = 0;
   for (const message of messages) {
-    if (message instanceof protocol.messages.RowDescriptionMessage) {
-      fields = message.fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID }));
-    } else if (message instanceof protocol.messages.DataRowMessage) {
+    // By name, as PGlite's own parser tells them (not instanceof, which a second copy of the classes would defeat).
+    if (message.name === 'rowDescription') {
+      fields = (message as InstanceType<typeof RowDescriptionMessage>).fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID }));
+    } else if (message.name === 'dataRow') {
+      const values = (message as InstanceType<typeof DataRowMessage>).fields;
       const row: Record<string, unknown> = {};
       for (let i = 0; i < fields.length; i++) {
         const field = fields[i]!;
-        row[field.name] = types.parseType(message.fields[i] ?? null, field.dataTypeID, parsers);
+        row[field.name] = types.parseType(values[i] ?? null, field.dataTypeID, parsers);
       }
       rows.push(row);
-    } else if (message instanceof protocol.messages.CommandCompleteMessage) {
-      const [verb, a, b] = message.text.split(' ');
+    } else if (message.name === 'commandComplete') {
+      const [verb, a, b] = (message as InstanceType<typeof CommandCompleteMessage>).text.split(' ');
       if (verb === 'INSERT') affectedRows += Number(b);
       else if (verb === 'UPDATE' || verb === 'DELETE' || verb === 'COPY' || verb === 'MERGE') affectedRows += Number(a);
     }

@@ -836,7 +836,7 @@ export class TaskSvc {
       if (!TERMINAL_STATUSES.includes(task.status)) {
         throw conflict(`Task ${task.id} is ${task.status}; cancel it (or force-end it) before deleting it`, { status: task.status });
       }
-      // Runs, their logs and the events go with it (ON DELETE CASCADE).
+      // Runs, their logs and the events go with it (the trigger task_deleted).
       await tx.task.delete({ where: { id } });
       return id;
     });
