@@ -79,17 +79,27 @@ function usable(manifest: Manifest | undefined, migrations: Migration[]): string
  */
 const COPY_THREAD = `
 const { constants } = process.getBuiltinModule('node:fs');
-const { copyFile, mkdir, readdir } = process.getBuiltinModule('node:fs/promises');
+const { copyFile, mkdir, open, readdir } = process.getBuiltinModule('node:fs/promises');
 const path = process.getBuiltinModule('node:path');
 const { template, dataDir } = process.getBuiltinModule('node:worker_threads').workerData;
+// On disk before PostgreSQL starts on it: PGlite now flushes its commits (pgliteDurability.ts), and a
+// commit flushed onto catalog files still in the OS cache would not survive a power cut either.
+const sync = async (file) => { const handle = await open(file, 'r'); try { await handle.sync(); } finally { await handle.close(); } };
 (async () => {
   const entries = await readdir(template, { recursive: true, withFileTypes: true });
   const relative = (e) => path.relative(template, path.join(e.parentPath, e.name));
-  for (const dir of entries.filter((e) => e.isDirectory())) await mkdir(path.join(dataDir, relative(dir)), { recursive: true });
-  const copy = (file) => copyFile(path.join(template, file), path.join(dataDir, file), constants.COPYFILE_FICLONE);
+  const dirs = entries.filter((e) => e.isDirectory()).map(relative);
+  for (const dir of dirs) await mkdir(path.join(dataDir, dir), { recursive: true });
+  const copy = async (file) => {
+    await copyFile(path.join(template, file), path.join(dataDir, file), constants.COPYFILE_FICLONE);
+    await sync(path.join(dataDir, file));
+  };
   const next = entries.filter((e) => e.isFile()).map(relative).filter((f) => f !== 'PG_VERSION').values();
   await Promise.all(Array.from({ length: 16 }, async () => { for (const file of next) await copy(file); }));
+  for (const dir of dirs) await sync(path.join(dataDir, dir));
   await copy('PG_VERSION');
+  await sync(dataDir);
+  await sync(path.dirname(dataDir));
 })().catch((error) => { process.exitCode = 1; throw error; });
 `;
 
