@@ -12,7 +12,12 @@ import { freePort, post, root } from './support/chronographProcess.js';
  * throws is the running one (a refused backup_path is INVALID_ARG_DICT, not an internal error).
  */
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chronograph-compiled-'));
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+/** Every server started here: a test that fails half way must not leave one running after the run. */
+const children = new Set<ReturnType<typeof spawn>>();
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  rmSync(dataDir, { recursive: true, force: true });
+});
 
 /** Starts `node dist/main.js` as `npm start` does and resolves once it listens. */
 async function startCompiled(options: { port: number; dataDir: string; appDir: string; logLevel: string }) {
@@ -28,6 +33,7 @@ async function startCompiled(options: { port: number; dataDir: string; appDir: s
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(child);
   let output = '';
   child.stdout.on('data', (d) => (output += d));
   child.stderr.on('data', (d) => (output += d));
