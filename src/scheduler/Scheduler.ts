@@ -701,7 +701,7 @@ export class Scheduler implements TaskStarter {
 
   private async run(entry: Running): Promise<void> {
     const { task } = entry;
-    const log = this.logger.child({ taskId: task.id, runId: task.runId, funcName: task.funcName, attempt: task.attempts });
+    const log = () => this.logger.child({ taskId: task.id, runId: task.runId, funcName: task.funcName, attempt: task.attempts });
     const runLogger = new RunLogger(log);
     const startedAt = new Date();
     const started = performance.now();
@@ -725,7 +725,7 @@ export class Scheduler implements TaskStarter {
     const applied = result === 'applied';
     if (applied && !completion.abandoned) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
     if (!applied && entry.reason !== 'forced')
-      log.warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
+      log().warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
   }
 
   /** What an attempt's end does to its task; everything stored here went through toJson / toStorableText. */
