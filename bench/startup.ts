@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, root } from '../test/support/chronographProcess.js';
-import { buildIfStale, instanceEnv, scratchDatabase, startCommand } from './support.js';
+import { buildIfStale, buildTemplateIfStale, instanceEnv, scratchDatabase, startCommand } from './support.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const IDLE_MS = 5000;
@@ -82,6 +82,7 @@ function summary(label: string, results: Result[]) {
 }
 
 buildIfStale();
+for (const checkout of baseline ? [root, baseline] : [root]) buildTemplateIfStale(checkout);
 if (!existsSync(path.join(root, 'dist', 'pglite-template.json'))) {
   console.log('no PGlite data directory template (npm run build makes it): a fresh DATA_DIR runs initdb');
 }

@@ -61,3 +61,16 @@ export function buildIfStale(checkout = root): void {
   });
   if (built.status !== 0) throw new Error('npm run build failed');
 }
+
+/**
+ * The PGlite data directory template as a fresh install has it: `--if-stale` leaves the template alone,
+ * so after a migration changed, a "fresh PGlite directory" would run initdb instead of copying it. Made
+ * again only when the migrations or PGlite changed (buildTemplate compares its manifest).
+ */
+export function buildTemplateIfStale(checkout = root): void {
+  const built = spawnSync(process.execPath, [path.join(checkout, 'scripts', 'build-pglite-template.mjs')], {
+    cwd: checkout,
+    stdio: 'inherit',
+  });
+  if (built.status !== 0) throw new Error('the PGlite data directory template could not be made');
+}
