@@ -1,4 +1,4 @@
-import { type PGlite, parse, protocol, type Results, types } from '@electric-sql/pglite';
+import { type PGlite, parse, protocol, types } from '@electric-sql/pglite';
 import type { SqlPool, SqlRunner } from './SqlPool.js';
 
 const { serialize } = protocol;
@@ -31,12 +31,12 @@ class PreparedStatements {
   constructor(private readonly db: PGlite) {}
 
   /** Runs `text` outside any transaction. */
-  query<Row>(text: string, params: unknown[] = []): Promise<Results<Row>> {
+  query<Row>(text: string, params: unknown[] = []): Promise<Row[]> {
     return this.db._runExclusiveTransaction(() => this.run<Row>(text, params, false));
   }
 
   /** Runs `text` in the transaction whose lock the caller holds. */
-  run<Row>(text: string, params: unknown[], inTransaction: boolean): Promise<Results<Row>> {
+  run<Row>(text: string, params: unknown[], inTransaction: boolean): Promise<Row[]> {
     const { db } = this;
     return db.runExclusive(async () => {
       for (let attempt = 1; ; attempt++) {
@@ -98,36 +98,27 @@ class PreparedStatements {
 }
 
 type BackendMessage = Awaited<ReturnType<PGlite['execProtocol']>>['messages'][number];
-const { RowDescriptionMessage, DataRowMessage, CommandCompleteMessage } = protocol.messages;
+const { RowDescriptionMessage, DataRowMessage } = protocol.messages;
 
 /**
  * The rows of one statement's answer, as PGlite's parse.parseResults makes them (each field through
  * the parser of its type) but without what that costs at each call: it copies the whole table of type
  * parsers (316 entries, about 0.1 ms) and builds every row through arrays and Object.fromEntries.
  */
-function rowsOf<Row>(messages: BackendMessage[], parsers: PGlite['parsers']): Results<Row> {
-  let fields: { name: string; dataTypeID: number }[] = [];
+function rowsOf<Row>(messages: BackendMessage[], parsers: PGlite['parsers']): Row[] {
+  let fields: InstanceType<typeof RowDescriptionMessage>['fields'] = [];
   const rows: Record<string, unknown>[] = [];
-  let affectedRows = 0;
   for (const message of messages) {
     // By name, as PGlite's own parser tells them (not instanceof, which a second copy of the classes would defeat).
-    if (message.name === 'rowDescription') {
-      fields = (message as InstanceType<typeof RowDescriptionMessage>).fields.map((f) => ({ name: f.name, dataTypeID: f.dataTypeID }));
-    } else if (message.name === 'dataRow') {
+    if (message.name === 'rowDescription') fields = (message as InstanceType<typeof RowDescriptionMessage>).fields;
+    else if (message.name === 'dataRow') {
       const values = (message as InstanceType<typeof DataRowMessage>).fields;
       const row: Record<string, unknown> = {};
-      for (let i = 0; i < fields.length; i++) {
-        const field = fields[i]!;
-        row[field.name] = types.parseType(values[i] ?? null, field.dataTypeID, parsers);
-      }
+      for (let i = 0; i < fields.length; i++) row[fields[i]!.name] = types.parseType(values[i] ?? null, fields[i]!.dataTypeID, parsers);
       rows.push(row);
-    } else if (message.name === 'commandComplete') {
-      const [verb, a, b] = (message as InstanceType<typeof CommandCompleteMessage>).text.split(' ');
-      if (verb === 'INSERT') affectedRows += Number(b);
-      else if (verb === 'UPDATE' || verb === 'DELETE' || verb === 'COPY' || verb === 'MERGE') affectedRows += Number(a);
     }
   }
-  return { rows: rows as Row[], fields, affectedRows };
+  return rows as Row[];
 }
 
 /** "cached plan must not change result type" (0A000) or a prepared statement that is gone (26000). */
@@ -154,14 +145,15 @@ function concat(...parts: Uint8Array[]): Uint8Array {
 export function pglitePool(db: PGlite): SqlPool {
   const statements = new PreparedStatements(db);
   return {
-    query: async (s, params) => (typeof s === 'string' ? await db.query(s, params) : await statements.query(s.text, params)).rows as never,
+    query: async (s, params) =>
+      (typeof s === 'string' ? (await db.query(s, params)).rows : await statements.query(s.text, params)) as never,
     transaction: (fn) =>
       db.transaction((tx) => {
         const runner: SqlRunner = {
           query: async (s, params) => {
             if (typeof s === 'string') return (await tx.query(s, params)).rows as never;
             if (tx.closed) throw new Error('Transaction is closed');
-            return (await statements.run(s.text, params ?? [], true)).rows as never;
+            return (await statements.run(s.text, params ?? [], true)) as never;
           },
         };
         return fn(runner);
