@@ -1,3 +1,4 @@
+import { Role } from '../../auth/Identity.js';
 import { TaskStatus } from '../../generated/prisma/client.js';
 import { builder, CONNECTION_PAGE, LIST_PAGE } from '../builder.js';
 import { pageSize } from '../PagingPlugin.js';
@@ -10,6 +11,7 @@ import {
   TaskSourceEnum,
   TaskStatusEnum,
 } from './enums.js';
+import { TaskTemplateRef } from './template.js';
 
 /** `first` of a list inside an object; its cost and its rows are bounded by LIST_PAGE. */
 const FIRST = {
@@ -20,18 +22,24 @@ const FIRST = {
 // Select mode: a query reads the columns and relations its selection needs, nothing more.
 builder.prismaObject('Task', {
   description: 'One schedulable unit created from a template.',
-  // bindingId: whether `template` may be shown is decided on it (authScopes below).
-  select: { id: true, bindingId: true },
+  select: { id: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     tenantId: t.exposeString('tenantId'),
     fullName: t.exposeString('fullName', { description: 'The template this task was created from.' }),
-    template: t.relation('template', {
+    template: t.field({
+      type: TaskTemplateRef,
       nullable: true,
       description:
-        'The template it was created from; for a task bound from a platform template (source TEMPLATE), only ADMINs see it (null otherwise).',
-      authScopes: (task) => (task.bindingId ? { admin: true } : { viewer: true }),
-      unauthorizedResolver: () => null,
+        "The template it was created from, when it belongs to the caller's tenant; a platform template behind a bound task (or one it was bound from, or a child of one) is seen only by ADMINs (null otherwise).",
+      authScopes: { viewer: true },
+      // TaskTemplate always selects its tenantId: whether it may be shown is decided on it.
+      select: (_args, _ctx, nestedSelection) => ({ template: nestedSelection() }),
+      resolve: (task, _args, ctx) => {
+        const template = (task as { template?: { tenantId: string } | null }).template;
+        if (!template) return null;
+        return ctx.identity.role === Role.ADMIN || template.tenantId === ctx.tenantId ? (template as never) : null;
+      },
     }),
     taskType: t.exposeString('taskType'),
     funcName: t.exposeString('funcName'),

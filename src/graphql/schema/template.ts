@@ -2,9 +2,10 @@ import { builder } from '../builder.js';
 import { DateFieldRuleInput } from './dateFields.js';
 import { MisfirePolicyEnum, OverlapPolicyEnum, RepeatTypeEnum, TemplateOriginEnum } from './enums.js';
 
-builder.prismaObject('TaskTemplate', {
+export const TaskTemplateRef = builder.prismaObject('TaskTemplate', {
   description: 'A named task element such as tasks.DataBackup: the defaults of the tasks created from it.',
-  select: { id: true },
+  // tenantId: Task.template shows a template only to its own tenant (and ADMINs).
+  select: { id: true, tenantId: true },
   fields: (t) => ({
     id: t.exposeID('id'),
     fullName: t.exposeString('fullName'),
