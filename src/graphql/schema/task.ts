@@ -35,6 +35,9 @@ builder.prismaObject('Task', {
       authScopes: { viewer: true },
       // TaskTemplate always selects its tenantId: whether it may be shown is decided on it.
       select: (_args, _ctx, nestedSelection) => ({ template: nestedSelection() }),
+      // As t.relation does: a task loaded without its template (a mutation's answer) is loaded again
+      // with this field's selection, rather than answered null.
+      extensions: { pothosPrismaLoaded: (task: { template?: unknown }) => task.template !== undefined },
       resolve: (task, _args, ctx) => {
         const template = (task as { template?: { tenantId: string } | null }).template;
         if (!template) return null;
