@@ -111,3 +111,36 @@ declare global {
 SchemaBuilder.registerPlugin(pluginName, PagingPlugin);
 
 export default pluginName;
+
+type Order = readonly (readonly [field: string, direction: 'asc' | 'desc'])[];
+
+/**
+ * Keyset paging for a prismaConnection: replaces the `cursor` + `skip: 1` of the query Pothos plans by a
+ * condition on the cursor's values, to be ANDed with the field's own filter. Prisma's `cursor` looks its
+ * row up by id alone, outside the tenant filter, so a cursor naming another tenant's row paged from it
+ * and a cursor whose row no longer exists gave an empty page (and `skip: 1` could drop a real row); a
+ * keyset condition needs no row at all: the page is the rows of the caller's list beyond the cursor's
+ * position in `order` (the list's ordering, a unique key), whatever the cursor names.
+ * `take` < 0 (last/before) pages backwards from the cursor.
+ */
+export function keysetPage<Q extends { cursor?: unknown; skip?: unknown; take?: number }>(
+  query: Q,
+  order: Order,
+): { query: Omit<Q, 'cursor' | 'skip'>; where: Record<string, unknown> } {
+  const { cursor, skip: _skip, ...rest } = query;
+  if (cursor == null) return { query: rest, where: {} };
+  // { id } for a one-column cursor, { tenantId_startedAt_id: { … } } for a compound one.
+  const entries = Object.values(cursor as Record<string, unknown>);
+  const only = entries.length === 1 ? entries[0] : undefined;
+  const values = (only !== null && typeof only === 'object' && !(only instanceof Date) ? only : cursor) as Record<string, unknown>;
+  const backward = (query.take ?? 0) < 0;
+  const beyond = order.map(([field, direction], i) => {
+    const value = values[field];
+    if (value === undefined) throw new Error(`keysetPage: the cursor has no ${field}`);
+    return {
+      ...Object.fromEntries(order.slice(0, i).map(([before]) => [before, values[before]])),
+      [field]: { [(direction === 'asc') !== backward ? 'gt' : 'lt']: value },
+    };
+  });
+  return { query: rest, where: beyond.length === 1 ? beyond[0]! : { OR: beyond } };
+}

@@ -3,6 +3,7 @@ import type { Prisma, RunStatus } from '../../generated/prisma/client.js';
 import { assertId } from '../../tasks/validate.js';
 import type { Context } from '../builder.js';
 import { builder, CONNECTION_PAGE } from '../builder.js';
+import { keysetPage } from '../PagingPlugin.js';
 import { RunStatusEnum, TaskEventTypeEnum, TaskStatusEnum } from './enums.js';
 
 /**
@@ -208,12 +209,18 @@ builder.queryFields((t) => ({
       args: { filter: t.arg({ type: TaskRunFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'runConnection' } },
       totalCount: async (_root, args, ctx) => ctx.prisma.taskRun.count({ where: await runWhere(ctx, args.filter ?? {}) }),
-      resolve: async (query, _root, args, ctx) =>
-        ctx.prisma.taskRun.findMany({
-          ...query,
-          where: await runWhere(ctx, args.filter ?? {}),
+      resolve: async (query, _root, args, ctx) => {
+        // Within the caller's tenant the order is (startedAt, id); the cursor's tenantId is not used.
+        const page = keysetPage(query, [
+          ['startedAt', 'asc'],
+          ['id', 'asc'],
+        ]);
+        return ctx.prisma.taskRun.findMany({
+          ...page.query,
+          where: { AND: [await runWhere(ctx, args.filter ?? {}), page.where] },
           orderBy: [{ tenantId: 'asc' }, { startedAt: 'asc' }, { id: 'asc' }],
-        }),
+        });
+      },
     },
     {},
   ),
@@ -227,8 +234,14 @@ builder.queryFields((t) => ({
       args: { filter: t.arg({ type: TaskEventFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'idConnection' } },
       totalCount: async (_root, args, ctx) => ctx.prisma.taskEvent.count({ where: await eventWhere(ctx, args.filter ?? {}) }),
-      resolve: async (query, _root, args, ctx) =>
-        ctx.prisma.taskEvent.findMany({ ...query, where: await eventWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
+      resolve: async (query, _root, args, ctx) => {
+        const page = keysetPage(query, [['id', 'asc']]);
+        return ctx.prisma.taskEvent.findMany({
+          ...page.query,
+          where: { AND: [await eventWhere(ctx, args.filter ?? {}), page.where] },
+          orderBy: { id: 'asc' },
+        });
+      },
     },
     {},
   ),
@@ -241,8 +254,14 @@ builder.queryFields((t) => ({
       args: { filter: t.arg({ type: RunLogFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'idConnection' } },
       totalCount: async (_root, args, ctx) => ctx.prisma.taskRunLog.count({ where: await logWhere(ctx, args.filter ?? {}) }),
-      resolve: async (query, _root, args, ctx) =>
-        ctx.prisma.taskRunLog.findMany({ ...query, where: await logWhere(ctx, args.filter ?? {}), orderBy: { id: 'asc' } }),
+      resolve: async (query, _root, args, ctx) => {
+        const page = keysetPage(query, [['id', 'asc']]);
+        return ctx.prisma.taskRunLog.findMany({
+          ...page.query,
+          where: { AND: [await logWhere(ctx, args.filter ?? {}), page.where] },
+          orderBy: { id: 'asc' },
+        });
+      },
     },
     {},
   ),

@@ -1,7 +1,7 @@
 import { Role } from '../../auth/Identity.js';
 import { TaskStatus } from '../../generated/prisma/client.js';
 import { builder, CONNECTION_PAGE, LIST_PAGE } from '../builder.js';
-import { pageSize } from '../PagingPlugin.js';
+import { keysetPage, pageSize } from '../PagingPlugin.js';
 import {
   MisfirePolicyEnum,
   OverlapPolicyEnum,
@@ -261,8 +261,14 @@ builder.queryFields((t) => ({
       args: { filter: t.arg({ type: TaskFilter }) },
       extensions: { paging: { ...CONNECTION_PAGE, cursor: 'connection' } },
       totalCount: (_root, args, ctx) => ctx.prisma.task.count({ where: ctx.taskSvc.taskWhere(args.filter ?? {}) }),
-      resolve: (query, _root, args, ctx) =>
-        ctx.prisma.task.findMany({ ...query, where: ctx.taskSvc.taskWhere(args.filter ?? {}), orderBy: { id: 'desc' } }),
+      resolve: (query, _root, args, ctx) => {
+        const page = keysetPage(query, [['id', 'desc']]);
+        return ctx.prisma.task.findMany({
+          ...page.query,
+          where: { AND: [ctx.taskSvc.taskWhere(args.filter ?? {}), page.where] },
+          orderBy: { id: 'desc' },
+        });
+      },
     },
     {},
   ),
