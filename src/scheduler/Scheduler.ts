@@ -570,16 +570,21 @@ export class Scheduler implements TaskStarter {
     // can block the event loop (a synchronous handler longer than LEASE_MS keeps its lease).
     this.leasesChanged();
     entry.done = this.run(entry)
-      .catch((error) =>
+      .catch((error) => {
         this.logger.error(
           { err: error, taskId: task.id },
           'could not record the end of a run; its lease will expire and it will be recovered',
-        ),
-      )
-      .finally(() => {
+        );
+        return false;
+      })
+      .then((applied) => {
         this.running.delete(task.runId);
         this.leasesChanged();
         this.slotFreed();
+        // Its end was not recorded: the task may still be RUNNING under this run, whose lease no look-up
+        // here watched while the run was ours (msUntilNextDue leaves running runs out). A check now looks
+        // it up, so the task is recovered as its lease runs out, not at the next timer, up to 30 s later.
+        if (!applied) this.wake();
       });
   }
 
@@ -699,7 +704,8 @@ export class Scheduler implements TaskStarter {
     });
   }
 
-  private async run(entry: Running): Promise<void> {
+  /** Runs an attempt and records its end; whether that end applied (the run still held the task). */
+  private async run(entry: Running): Promise<boolean> {
     const { task } = entry;
     const log = () => this.logger.child({ taskId: task.id, runId: task.runId, funcName: task.funcName, attempt: task.attempts });
     const runLogger = new RunLogger(log);
@@ -726,6 +732,7 @@ export class Scheduler implements TaskStarter {
     if (applied && !completion.abandoned) this.observe((o) => o.completed(task, { runStatus: completion.runStatus, durationMs }));
     if (!applied && entry.reason !== 'forced')
       log().warn('the run lost its lease while it ran (forced end or takeover); its outcome was discarded');
+    return applied;
   }
 
   /** What an attempt's end does to its task; everything stored here went through toJson / toStorableText. */
@@ -894,7 +901,7 @@ export class Scheduler implements TaskStarter {
           this.db.sql,
           batch.map((b) => b.completion),
         );
-        for (const b of batch) b.done(results.get(b.completion.taskId) ?? 'lost');
+        for (const b of batch) b.done(results.get(b.completion.runId) ?? 'lost');
       } catch (error) {
         if (batch.length > 1)
           this.logger.warn({ err: error, completions: batch.length }, 'a batch of completions failed; applying them one by one');
@@ -913,7 +920,7 @@ export class Scheduler implements TaskStarter {
     let lastError: unknown;
     for (let i = 1; i <= 5; i++) {
       try {
-        return (await completeRuns(this.db.sql, [completion])).get(completion.taskId) ?? 'lost';
+        return (await completeRuns(this.db.sql, [completion])).get(completion.runId) ?? 'lost';
       } catch (error) {
         lastError = error;
         try {
@@ -928,7 +935,7 @@ export class Scheduler implements TaskStarter {
             message: toStorableText(completion.message, 8192),
           };
           if (completion.runStatus === 'SUCCEEDED') Object.assign(stripped, { runStatus: 'FAILED' });
-          return (await completeRuns(this.db.sql, [stripped])).get(completion.taskId) ?? 'lost';
+          return (await completeRuns(this.db.sql, [stripped])).get(completion.runId) ?? 'lost';
         } catch (again) {
           lastError = again;
           await new Promise((r) => setTimeout(r, 100 * 2 ** i));
