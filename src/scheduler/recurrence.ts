@@ -26,13 +26,17 @@ export function nextRunAfter(input: NextRunInput): Date | null {
   if (input.repeatType === RepeatType.ONCE || input.repeatType === RepeatType.DATE_FIELD) return null;
   if (input.maxRuns != null && input.runCount >= input.maxRuns) return null;
   const anchor = input.scheduledFor;
+  // Never at or before the occurrence that ran: `now` is this process' clock, and the database's, which
+  // decided that the occurrence was due, may be ahead of it; from a clock behind by more than the run
+  // took, "the first occurrence after now" was that same occurrence, due again at once and run twice.
+  const now = new Date(Math.max(input.now.getTime(), input.scheduledFor.getTime()));
   let next: Date | null;
   if (input.misfirePolicy === MisfirePolicy.RUN_ALL) {
     next = nextOccurrence(input, input.scheduledFor, anchor);
   } else {
     const firstDuringRun = nextOccurrence(input, input.scheduledFor, anchor);
-    const cameDueDuringRun = firstDuringRun != null && firstDuringRun <= input.now && firstDuringRun > input.runStartedAt;
-    next = input.overlapPolicy === OverlapPolicy.BUFFER_ONE && cameDueDuringRun ? input.now : nextOccurrence(input, input.now, anchor);
+    const cameDueDuringRun = firstDuringRun != null && firstDuringRun <= now && firstDuringRun > input.runStartedAt;
+    next = input.overlapPolicy === OverlapPolicy.BUFFER_ONE && cameDueDuringRun ? now : nextOccurrence(input, now, anchor);
   }
   if (next && input.endTime && next > input.endTime) return null;
   return next;

@@ -17,6 +17,8 @@ interface MisfiredRow {
   runCount: number;
   lateMs: number;
   misfireToleranceMs: number;
+  /** The transaction's now(): the clock that found the occurrence late. */
+  databaseNow: Date;
 }
 
 /**
@@ -31,7 +33,7 @@ export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Pr
       `SELECT id, tenant_id AS "tenantId", status::text AS status, repeat_type::text AS "repeatType", cron_expression AS "cronExpression",
               interval_seconds AS "intervalSeconds", timezone, next_run_at AS "nextRunAt", end_time AS "endTime",
               max_runs AS "maxRuns", run_count AS "runCount", misfire_tolerance_ms AS "misfireToleranceMs",
-              (EXTRACT(EPOCH FROM (now() - next_run_at)) * 1000)::float8 AS "lateMs"
+              (EXTRACT(EPOCH FROM (now() - next_run_at)) * 1000)::float8 AS "lateMs", now() AS "databaseNow"
          FROM task
         WHERE status IN ('SCHEDULED', 'RETRYING') AND misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
           AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond'
@@ -40,10 +42,11 @@ export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Pr
         FOR UPDATE SKIP LOCKED`,
       limit,
     );
-    const now = new Date();
     for (const row of rows) {
       const late = `missed its ${row.nextRunAt.toISOString()} run by ${Math.round(row.lateMs / 1000)} s (tolerance ${Math.round(row.misfireToleranceMs / 1000)} s)`;
-      let next = nextOccurrence(row, now, row.nextRunAt);
+      // After now by the database's clock, which found the occurrence late: by this process' clock, if
+      // it is behind, the next occurrence could be the missed one again (rescheduled to itself, each pass).
+      let next = nextOccurrence(row, row.databaseNow, row.nextRunAt);
       if (next && row.endTime && next > row.endTime) next = null;
       if (next && (row.maxRuns == null || row.runCount < row.maxRuns)) {
         await transition(tx, {
