@@ -4,7 +4,7 @@ import { badInput, notFound, unauthenticated } from '../errors.js';
 import type { ApiKey, PrismaClient } from '../generated/prisma/client.js';
 import { Role } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
-import { assertId, assertTenantId } from '../tasks/validate.js';
+import { assertId, assertTenantId, isStorableDate, STORABLE_DATES } from '../tasks/validate.js';
 import type { TenantSvc } from '../tenants/TenantSvc.js';
 import { type Identity, PLATFORM_TENANT } from './Identity.js';
 
@@ -66,6 +66,7 @@ export class ApiKeySvc {
         'tenantId',
       );
     }
+    if (input.expiresAt != null && !isStorableDate(input.expiresAt)) throw badInput(`expiresAt must be ${STORABLE_DATES}`, 'expiresAt');
     if (input.expiresAt != null && input.expiresAt.getTime() <= this.now().getTime())
       throw badInput('expiresAt must be in the future', 'expiresAt');
     const id = uuidv7();

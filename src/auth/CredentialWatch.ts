@@ -68,7 +68,9 @@ export class CredentialWatch {
 
   private arm(watcher: Watcher, expiresAt: Date): void {
     const delay = expiresAt.getTime() - Date.now();
-    if (delay <= 0) {
+    // An expiry that is not a time (an invalid Date) ends the subscription rather than re-arming a
+    // timer of NaN ms, which fires at once, for ever.
+    if (!(delay > 0)) {
       this.end(watcher, 'expired');
       return;
     }

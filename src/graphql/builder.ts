@@ -18,6 +18,7 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { HistoryPruner } from '../history/HistoryPruner.js';
 import type { TaskSvc } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
+import { isStorableDate, STORABLE_DATES } from '../tasks/validate.js';
 import type { TemplateBindingSvc } from '../templates/TemplateBindingSvc.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import type { TenantSvc } from '../tenants/TenantSvc.js';
@@ -107,11 +108,13 @@ export const builder = new SchemaBuilder<{
 });
 
 builder.scalarType('DateTime', {
-  description: 'An instant, as an ISO 8601 string in UTC (2030-01-01T10:00:00.000Z).',
+  description: 'An instant, as an ISO 8601 string in UTC (2030-01-01T10:00:00.000Z), in the years 1-9999.',
   serialize: (value) => value.toISOString(),
   parseValue: (value) => {
     const date = typeof value === 'string' ? new Date(value) : undefined;
     if (!date || Number.isNaN(date.getTime())) throw new TypeError('DateTime must be an ISO 8601 string');
+    // Reported as BAD_USER_INPUT naming the variable's path (codeVariableErrors in createYoga.ts).
+    if (!isStorableDate(date)) throw new TypeError(`DateTime must be ${STORABLE_DATES}`);
     return date;
   },
 });

@@ -112,6 +112,20 @@ function checkText(text: string, where: string, fail: (where: string, why: strin
   if (LONE_SURROGATE.test(text)) fail(where, 'contains a lone UTF-16 surrogate (not valid Unicode), which cannot be stored');
 }
 
+const FIRST_STORABLE_MS = Date.parse('0001-01-01T00:00:00.000Z');
+const LAST_STORABLE_MS = Date.parse('9999-12-31T23:59:59.999Z');
+/** The instants every DateTime argument accepts, as said in errors. */
+export const STORABLE_DATES = 'from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (years 1-9999, UTC)';
+
+/**
+ * Whether PostgreSQL's timestamptz and Prisma can store this instant and read it back: years 1-9999
+ * in UTC (a year 0 or BC date makes the query fail, a later one is stored but cannot be read back).
+ */
+export function isStorableDate(date: Date): boolean {
+  const ms = date.getTime();
+  return ms >= FIRST_STORABLE_MS && ms <= LAST_STORABLE_MS;
+}
+
 export function assertIntRange(value: number, field: string, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max)
     throw badInput(`${field} must be a whole number from ${min} to ${max}`, field);
