@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType } from '../generated/prisma/client.js';
-import { assertIntRange, assertJson, assertName, parseCursor } from '../tasks/validate.js';
+import { assertIntRange, assertJson, assertName, isUniqueViolation, parseCursor } from '../tasks/validate.js';
 import { addCounts, type DateFieldResult, emptyResult, type RecordChange } from './applyDateFields.js';
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
@@ -79,6 +79,17 @@ export class ModelSvc {
     const name = assertName(input.name?.trim() ?? '', 'name');
     const fields = validateFields(input.fields);
     const title = input.title?.trim() || null;
+    try {
+      return await this.saveModelOnce(name, fields, title);
+    } catch (error) {
+      // A concurrent saveModel created the model between our read and our insert: save again, now as
+      // a change of the model it created (with the same checks).
+      if (!isUniqueViolation(error, 'model_definition_tenant_id_name_key')) throw error;
+      return this.saveModelOnce(name, fields, title);
+    }
+  }
+
+  private saveModelOnce(name: string, fields: ModelField[], title: string | null): Promise<ModelDefinition> {
     return this.deps.prisma.$transaction(async (tx) => {
       const current = await tx.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
       if (!current) {

@@ -126,6 +126,21 @@ export function isStorableDate(date: Date): boolean {
   return ms >= FIRST_STORABLE_MS && ms <= LAST_STORABLE_MS;
 }
 
+/**
+ * Whether `error` is PostgreSQL's unique violation (Prisma P2002) of the index `index`: the loser of
+ * two concurrent creates of the same name, which a check before the insert cannot rule out. When the
+ * driver does not name the index, any P2002 counts.
+ */
+export function isUniqueViolation(error: unknown, index: string): boolean {
+  const known = error as {
+    code?: unknown;
+    meta?: { target?: unknown; driverAdapterError?: { cause?: { constraint?: { index?: unknown } } } };
+  } | null;
+  if (known?.code !== 'P2002') return false;
+  const named = known.meta?.driverAdapterError?.cause?.constraint?.index ?? known.meta?.target;
+  return typeof named !== 'string' || named === index;
+}
+
 export function assertIntRange(value: number, field: string, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max)
     throw badInput(`${field} must be a whole number from ${min} to ${max}`, field);

@@ -7,7 +7,7 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
 import { assertThreadCapable } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
-import { assertArgDict, assertIntRange, assertName } from '../tasks/validate.js';
+import { assertArgDict, assertIntRange, assertName, isUniqueViolation } from '../tasks/validate.js';
 import { CronExpression } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
 import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
@@ -105,13 +105,20 @@ export class TemplateSvc {
 
   async create(input: TemplateInput, origin: TemplateOrigin = TemplateOrigin.API): Promise<TaskTemplate> {
     const data = this.validate(input);
-    if (await this.find(input.fullName)) throw conflict(`A task template named ${input.fullName} already exists`, { field: 'fullName' });
+    const exists = () => conflict(`A task template named ${input.fullName} already exists`, { field: 'fullName' });
+    if (await this.find(input.fullName)) throw exists();
     await this.checkDateField(data);
-    return this.deps.prisma.$transaction(async (tx) => {
-      const created = await tx.taskTemplate.create({ data: { ...data, tenantId: this.tenantId, origin } });
-      await this.dateFields.templateChanged(tx, null, created);
-      return created;
-    }, LONG_TRANSACTION);
+    try {
+      return await this.deps.prisma.$transaction(async (tx) => {
+        const created = await tx.taskTemplate.create({ data: { ...data, tenantId: this.tenantId, origin } });
+        await this.dateFields.templateChanged(tx, null, created);
+        return created;
+      }, LONG_TRANSACTION);
+    } catch (error) {
+      // A concurrent create of the same name committed between the check above and this insert.
+      if (isUniqueViolation(error, 'task_template_tenant_id_full_name_key')) throw exists();
+      throw error;
+    }
   }
 
   async update(fullName: string, patch: TemplatePatch): Promise<TaskTemplate> {
