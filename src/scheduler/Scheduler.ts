@@ -725,7 +725,8 @@ export class Scheduler implements TaskStarter {
     // updateTask edited the task while it ran: its next run (and retry policy) come from the edited settings.
     for (let i = 0; result === 'edited' && i < 10; i++) {
       await this.readEdits(entry);
-      completion = this.completionFor(entry, outcome, run);
+      // The first send stored the run's log lines.
+      completion = { ...this.completionFor(entry, outcome, run), logs: [] };
       result = await this.complete(completion);
     }
     const applied = result === 'applied';

@@ -392,14 +392,16 @@ export interface Completion {
  * Records the end of many attempts at once: task status, run rows, logs, events and NOTIFYs in one
  * statement. Each completion only applies while its run still holds the task's lease (status RUNNING,
  * locked_run_id = the run): a result that arrives after the task was force-ended, recovered or claimed
- * again is discarded. Its log lines are kept all the same (they are the run's own), except when the
- * task was edited since the outcome was computed: that completion is computed and sent again, logs and
- * all. The rows are locked first and their revision read from the lock, so an edit that commits while
- * the statement waits for its row is seen as an edit (not as a lost lease). Returns, by run id, the
- * completions that applied and those refused as edited.
+ * again is discarded. Its log lines are kept all the same (they are the run's own; a completion sent
+ * again after an edit carries none). Returns, by run id (a lingering attempt of a task, taken over and
+ * then claimed here again, can end in the same batch as its current attempt), the completions that
+ * applied and those refused because the task was edited since the outcome was computed.
  *
- * Also, the run ids: a lingering attempt of a task (taken over, then claimed here again) can end in
- * the same batch as the task's current attempt.
+ * An edit that commits while the statement waits for the task's row is seen by neither the update (its
+ * re-check after the wait finds the new revision) nor the `edited` look-up (the statement's snapshot is
+ * older): the completion looks lost. So the completions that look lost are looked up once more, in a
+ * statement of their own: those whose run still holds its task were refused by an edit. A completion
+ * that applies pays nothing for this (a row lock taken first would cost every completion a WAL record).
  *
  * Why a batch: every transaction commit waits for a WAL flush, and at high throughput one commit per
  * finished task was what limited the scheduler (measured with `npm run bench -- scheduler`). The
@@ -439,8 +441,21 @@ export async function completeRuns(db: SqlRunner, completions: Completion[]): Pr
     })),
   );
   const rows = await db.query<{ run_id: string; edited: boolean }>(COMPLETE, [JSON.stringify(input), JSON.stringify(logs)]);
-  return new Map(rows.map((r) => [r.run_id, r.edited ? 'edited' : 'applied']));
+  const results = new Map<string, Exclude<CompletionResult, 'lost'>>(rows.map((r) => [r.run_id, r.edited ? 'edited' : 'applied']));
+  const unclear = completions.filter((c) => c.revision != null && !results.has(c.runId));
+  if (unclear.length) {
+    const held = await db.query<{ run_id: string }>(STILL_HELD, [unclear.map((c) => c.taskId), unclear.map((c) => c.runId)]);
+    for (const r of held) results.set(r.run_id, 'edited');
+  }
+  return results;
 }
+
+/** The runs among these that still hold their task (see completeRuns). */
+const STILL_HELD = statement(
+  'chronograph_still_held',
+  `SELECT locked_run_id::text AS run_id FROM task
+    WHERE (id, locked_run_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[])) AND status = 'RUNNING'`,
+);
 
 const COMPLETE = statement(
   'chronograph_complete',
@@ -450,24 +465,18 @@ const COMPLETE = statement(
          run_count_delta int, last_error text, run_status "RunStatus", duration_ms int, result jsonb, error text,
          error_stack text, event_type "TaskEventType", message text, abandoned boolean, revision int)
      ),
-     held AS (
-       SELECT task.id, task.revision FROM task JOIN input i ON task.id = i.task_id
-        WHERE task.locked_run_id = i.run_id AND task.status = 'RUNNING'
-        ORDER BY task.id
-          FOR UPDATE OF task
-     ),
      t AS (
        UPDATE task SET status = i.status, next_run_at = i.next_run_at, attempts = i.attempts,
               run_count = task.run_count + i.run_count_delta, last_error = i.last_error, last_run_abandoned = i.abandoned,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
-         FROM input i JOIN held h ON h.id = i.task_id
-        WHERE task.id = h.id AND task.locked_run_id = i.run_id AND task.status = 'RUNNING'
-          AND (i.revision IS NULL OR (h.revision = i.revision AND task.revision = i.revision))
+         FROM input i
+        WHERE task.id = i.task_id AND task.locked_run_id = i.run_id AND task.status = 'RUNNING'
+          AND (i.revision IS NULL OR task.revision = i.revision)
        RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message
      ),
      edited AS (
-       SELECT i.run_id FROM held h JOIN input i ON i.task_id = h.id
-        WHERE i.revision IS NOT NULL AND h.revision <> i.revision
+       SELECT i.run_id FROM task JOIN input i ON task.id = i.task_id AND task.locked_run_id = i.run_id
+        WHERE task.status = 'RUNNING' AND i.revision IS NOT NULL AND task.revision <> i.revision
      ),
      run AS (
        UPDATE task_run SET status = i.run_status, finished_at = now(), duration_ms = i.duration_ms, result = i.result,
@@ -482,8 +491,6 @@ const COMPLETE = statement(
          FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (run_id uuid, worker_id text, level text, message text, data jsonb, created_at timestamptz))
               WITH ORDINALITY AS l(run_id, worker_id, level, message, data, created_at, n)
          JOIN task_run r ON r.id = l.run_id AND r.worker_id = l.worker_id
-        -- An edited run's completion is sent again, with its logs: they are stored by that one.
-        WHERE l.run_id NOT IN (SELECT run_id FROM edited)
         ORDER BY l.n
        RETURNING 1
      ),
