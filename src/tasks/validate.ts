@@ -147,7 +147,13 @@ export function assertIntRange(value: number, field: string, min: number, max: n
   return value;
 }
 
+/** The longest dotted name (a template's fullName, a model's name): a unique index entry has to fit. */
+export const MAX_NAME_LENGTH = 200;
+
 export function assertName(value: string, field: string): string {
+  if (value.length > MAX_NAME_LENGTH) {
+    throw badInput(`${field} is ${value.length} characters long; a name has at most ${MAX_NAME_LENGTH}`, field);
+  }
   if (!/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/.test(value)) {
     throw badInput(`${field} ${JSON.stringify(value)} must be a dotted name such as tasks.DataBackup`, field);
   }
