@@ -115,8 +115,10 @@ describe.each(backends)('execution (%s)', (backend) => {
     // Equal jitter: at least half the first backoff.
     expect(retrying.nextRunAt!.getTime()).toBeGreaterThanOrEqual(before + 500);
     expect(retrying.lastError).toBe('the worker running it stopped during attempt 1 of 3');
+    // The retry belongs to the occurrence the dead worker was running.
+    expect(retrying.occurrenceAt?.toISOString()).toBe('2099-01-01T00:00:00.000Z');
     const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
-    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 2 });
+    expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 2, occurrenceAt: null });
     const runs = await runsOf(task.id);
     expect(runs.map((r) => [r.workerId, r.status, r.recovered, r.attempt])).toEqual([
       ['dead-worker', 'ABANDONED', false, 1],

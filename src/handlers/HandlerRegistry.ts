@@ -40,6 +40,7 @@ export interface HandlerContext {
     attempt: number;
     maxAttempts: number;
     occurrence: number;
+    /** When the occurrence was due; a retry's is the occurrence it retries, not the retry's own time. */
     scheduledFor: Date;
   };
   run: { id: string; recovered: boolean };

@@ -764,6 +764,7 @@ export class Scheduler implements TaskStarter {
         revision: null,
         status: TaskStatus.FORCED_END,
         nextRunAt: null,
+        occurrenceAt: null,
         attempts: task.attempts,
         runCountDelta: 0,
         lastError: null,
@@ -779,11 +780,12 @@ export class Scheduler implements TaskStarter {
       const json = toJson((outcome as { value: unknown }).value, this.options.maxJsonBytes);
       if (json.ok) {
         const now = new Date();
-        const next = nextRunAfter({ ...task, scheduledFor: task.nextRunAt, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
+        const next = nextRunAfter({ ...task, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
         return {
           ...base,
           status: next ? TaskStatus.SCHEDULED : TaskStatus.SUCCEEDED,
           nextRunAt: next,
+          occurrenceAt: null,
           attempts: next ? 0 : task.attempts,
           runCountDelta: 1,
           lastError: null,
@@ -807,12 +809,14 @@ export class Scheduler implements TaskStarter {
     const now = new Date();
     const next = retry
       ? new Date(now.getTime() + retryDelayMs(task.retryBackoffMs, task.attempts))
-      : nextRunAfter({ ...task, scheduledFor: task.nextRunAt, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
+      : nextRunAfter({ ...task, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
     const status = retry ? TaskStatus.RETRYING : next ? TaskStatus.SCHEDULED : TaskStatus.FAILED;
     return {
       ...base,
       status,
       nextRunAt: next,
+      // A retry belongs to the occurrence that failed: the schedule continues from that, not from the retry.
+      occurrenceAt: retry ? task.scheduledFor : null,
       attempts: status === TaskStatus.SCHEDULED ? 0 : task.attempts,
       runCountDelta: retry ? 0 : 1,
       lastError: message,
@@ -839,6 +843,7 @@ export class Scheduler implements TaskStarter {
       workerId: this.workerId,
       status: task.attempts > 1 ? TaskStatus.RETRYING : TaskStatus.SCHEDULED,
       nextRunAt: task.nextRunAt,
+      occurrenceAt: task.attempts > 1 ? task.scheduledFor : null,
       attempts: task.attempts - 1,
       runCountDelta: 0,
       lastError: null,
@@ -995,7 +1000,7 @@ export class Scheduler implements TaskStarter {
         attempt: task.attempts,
         maxAttempts: task.maxAttempts,
         occurrence: task.runCount + 1,
-        scheduledFor: task.nextRunAt,
+        scheduledFor: task.scheduledFor,
       },
       run: { id: task.runId, recovered: task.recovered },
       fencingToken: `${task.runId}:${task.attempts}`,

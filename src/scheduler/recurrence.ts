@@ -2,7 +2,7 @@ import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/cl
 import { nextOccurrence, type Schedule } from '../time/schedule.js';
 
 export interface NextRunInput extends Schedule {
-  /** The occurrence that just ran (the task's nextRunAt when it was claimed). */
+  /** The occurrence that just ran (ClaimedTask.scheduledFor: for a retry, the occurrence it retried). */
   scheduledFor: Date;
   runStartedAt: Date;
   now: Date;

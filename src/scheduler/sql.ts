@@ -31,7 +31,10 @@ export interface ClaimedTask {
   endTime: Date | null;
   maxRuns: number | null;
   runCount: number;
+  /** When it was due: the occurrence, or the retry's time. */
   nextRunAt: Date;
+  /** The occurrence this attempt belongs to (a retry's is its first attempt's; Task.occurrenceAt). */
+  scheduledFor: Date;
   priority: number;
   queue: string;
   attempts: number;
@@ -62,7 +65,7 @@ export const CLAIMED_COLUMNS = `
   c.id, c.tenant_id AS "tenantId", c.full_name AS "fullName", c.task_type AS "taskType", c.func_name AS "funcName",
   c.arg_dict AS "argDict", c.repeat_type::text AS "repeatType", c.cron_expression AS "cronExpression",
   c.interval_seconds AS "intervalSeconds", c.timezone, c.end_time AS "endTime", c.max_runs AS "maxRuns",
-  c.run_count AS "runCount", c.next_run_at AS "nextRunAt", c.priority, c.queue, c.attempts, c.max_attempts AS "maxAttempts",
+  c.run_count AS "runCount", c.next_run_at AS "nextRunAt", coalesce(c.occurrence_at, c.next_run_at) AS "scheduledFor", c.priority, c.queue, c.attempts, c.max_attempts AS "maxAttempts",
   c.timeout_ms AS "timeoutMs", c.memory_limit_mb AS "memoryLimitMb", c.misfire_policy::text AS "misfirePolicy",
   c.misfire_tolerance_ms AS "misfireToleranceMs", c.overlap_policy::text AS "overlapPolicy", c.retry_backoff_ms AS "retryBackoffMs",
   c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt", c.revision`;
@@ -127,12 +130,15 @@ export interface StartClaim {
 
 /** ClaimedTasks that a statement returned as JSON (json_agg of CLAIMED_COLUMNS). */
 export function claimedFromJson(text: string): ClaimedTask[] {
-  return (JSON.parse(text) as (ClaimedTask & { nextRunAt: string; endTime: string | null; claimedAt: string })[]).map((t) => ({
-    ...t,
-    nextRunAt: new Date(t.nextRunAt),
-    endTime: t.endTime == null ? null : new Date(t.endTime),
-    claimedAt: new Date(t.claimedAt),
-  }));
+  return (JSON.parse(text) as (ClaimedTask & { nextRunAt: string; scheduledFor: string; endTime: string | null; claimedAt: string })[]).map(
+    (t) => ({
+      ...t,
+      nextRunAt: new Date(t.nextRunAt),
+      scheduledFor: new Date(t.scheduledFor),
+      endTime: t.endTime == null ? null : new Date(t.endTime),
+      claimedAt: new Date(t.claimedAt),
+    }),
+  );
 }
 
 /** What one claim may take, and from whom. */
@@ -336,6 +342,7 @@ const RECOVER = statement(
               status = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRYING' END::"TaskStatus",
               next_run_at = CASE WHEN t.attempts >= t.max_attempts THEN NULL
                 ELSE now() + LEAST(3600000, t.retry_backoff_ms * power(2, GREATEST(0, t.attempts - 1))) * (0.5 + random() / 2) * interval '1 millisecond' END,
+              occurrence_at = CASE WHEN t.attempts >= t.max_attempts THEN NULL ELSE coalesce(t.occurrence_at, t.next_run_at) END,
               last_error = 'the worker running it stopped during attempt ' || t.attempts || ' of ' || t.max_attempts,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, last_run_abandoned = true, updated_at = now()
          FROM due WHERE t.id = due.id
@@ -366,6 +373,8 @@ export interface Completion {
   workerId: string;
   status: TaskStatus;
   nextRunAt: Date | null;
+  /** RETRYING: the occurrence being retried (ClaimedTask.scheduledFor); null otherwise (Task.occurrenceAt). */
+  occurrenceAt: Date | null;
   attempts: number;
   runCountDelta: number;
   lastError: string | null;
@@ -417,6 +426,7 @@ export async function completeRuns(db: SqlRunner, completions: Completion[]): Pr
     run_id: c.runId,
     status: c.status,
     next_run_at: c.nextRunAt?.toISOString() ?? null,
+    occurrence_at: c.occurrenceAt?.toISOString() ?? null,
     attempts: c.attempts,
     run_count_delta: c.runCountDelta,
     last_error: c.lastError,
@@ -461,12 +471,12 @@ const COMPLETE = statement(
   'chronograph_complete',
   `WITH input AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
-         task_id uuid, run_id uuid, status "TaskStatus", next_run_at timestamptz, attempts int,
+         task_id uuid, run_id uuid, status "TaskStatus", next_run_at timestamptz, occurrence_at timestamptz, attempts int,
          run_count_delta int, last_error text, run_status "RunStatus", duration_ms int, result jsonb, error text,
          error_stack text, event_type "TaskEventType", message text, abandoned boolean, revision int)
      ),
      t AS (
-       UPDATE task SET status = i.status, next_run_at = i.next_run_at, attempts = i.attempts,
+       UPDATE task SET status = i.status, next_run_at = i.next_run_at, occurrence_at = i.occurrence_at, attempts = i.attempts,
               run_count = task.run_count + i.run_count_delta, last_error = i.last_error, last_run_abandoned = i.abandoned,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
          FROM input i

@@ -810,7 +810,8 @@ export class TaskSvc {
       };
       // A running task's current occurrence stays; the next one comes from the edited schedule.
       if (scheduleChanged && task.status !== TaskStatus.RUNNING) {
-        Object.assign(data, { nextRunAt: row.nextRunAt, ...(given('startTime') && { startTime: row.startTime }) });
+        // A new first occurrence: a retry pending on the old schedule no longer has one to continue from.
+        Object.assign(data, { nextRunAt: row.nextRunAt, occurrenceAt: null, ...(given('startTime') && { startTime: row.startTime }) });
       }
       const updated = await transition(tx, {
         task,

@@ -363,6 +363,7 @@ export function newTask(row: NewTaskRow, now: Date): Task & { deduplicated: fals
     maxRuns: row.maxRuns,
     runCount: 0,
     nextRunAt: row.nextRunAt && new Date(row.nextRunAt),
+    occurrenceAt: null,
     status: row.status,
     priority: row.priority,
     queue: row.queue,
