@@ -45,7 +45,8 @@ describe.runIf(onPostgres)('several instances on one PostgreSQL', () => {
       const task = await svc.createTimerTask({
         fullName: 'tasks.DataSync',
         funcName: 'test.work',
-        argDict: { ms: 1500 },
+        // Long enough to be still running when a stops, on a loaded machine too (it once finished first).
+        argDict: { ms: 4000 },
         startTime: new Date().toISOString(),
       });
       await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
