@@ -1,43 +1,56 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { createTestApp, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
 /**
- * This process' clock behind the database's: the database decides when an occurrence is due (a claim
- * takes `next_run_at <= now()`), the scheduler computes the next one with its own clock. The tests run
- * with Date set back (each test file has a process of its own). PostgreSQL only: PGlite's now() is this
- * process' Date, set back alike.
+ * This process' clock off the database's: the database decides when an occurrence is due (a claim
+ * takes `next_run_at <= now()`), and the scheduler counts the next one from the database's time too.
+ * The tests run with Date shifted (each test file has a process of its own). PostgreSQL only: PGlite's
+ * now() is this process' Date, shifted alike.
  */
-const SKEW_MS = 900;
 const RealDate = Date;
+let skewMs = 0;
 class SkewedDate extends RealDate {
   constructor(...args: unknown[]) {
-    if (args.length === 0) super(RealDate.now() - SKEW_MS);
+    if (args.length === 0) super(RealDate.now() - skewMs);
     else super(...(args as [string]));
   }
   static override now(): number {
-    return RealDate.now() - SKEW_MS;
+    return RealDate.now() - skewMs;
   }
 }
 
-describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('a host clock behind the database clock', () => {
+describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('a host clock off the database clock', () => {
   let t: TestApp;
-  const occurrences: string[] = [];
+  const occurrences = new Map<string, string[]>();
   beforeAll(async () => {
     t = await createTestApp('postgres', {
       setup(app) {
-        app.handlers.register('test.occurrence', (_args, ctx) => void occurrences.push(ctx.task.scheduledFor.toISOString()));
+        app.handlers.register('test.occurrence', (_args, ctx) => {
+          const seen = occurrences.get(ctx.task.id) ?? [];
+          occurrences.set(ctx.task.id, seen);
+          seen.push(ctx.task.scheduledFor.toISOString());
+        });
       },
     });
     globalThis.Date = SkewedDate as DateConstructor;
+  });
+  afterEach(() => {
+    skewMs = 0;
   });
   afterAll(async () => {
     globalThis.Date = RealDate;
     await t?.close();
   });
 
-  it('runs each occurrence of a recurring task once, not again until the host clock passes it', async () => {
+  // Behind: the next occurrence counted from this clock was the one that just ran, due again at once.
+  // Ahead: it was one or more seconds on, and the occurrences in between were skipped.
+  it.each([
+    ['0.9 s behind', 900],
+    ['1.5 s ahead', -1500],
+  ])('runs each occurrence of a recurring task once, none skipped, with the host clock %s', async (_name, skew) => {
+    skewMs = skew;
     const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
     const task = await svc.createTimerTask({
       fullName: 'tasks.DataSync',
@@ -46,11 +59,11 @@ describe.runIf(Boolean(process.env.TEST_DATABASE_URL))('a host clock behind the 
       cronExpression: '* * * * * *',
       timezone: 'UTC',
     });
-    await waitFor(() => occurrences.length >= 4, { what: 'four occurrences', timeoutMs: 15_000 });
+    await waitFor(() => (occurrences.get(task.id)?.length ?? 0) >= 4, { what: 'four occurrences', timeoutMs: 15_000 });
     await svc.forcedEnd(task.id);
-    // Every run was a different occurrence (before the fix: the same one, back to back, for 0.9 s).
-    expect(new Set(occurrences).size).toBe(occurrences.length);
-    const runs = await t.app.db.prisma.taskRun.count({ where: { taskId: task.id } });
-    expect(runs).toBe(occurrences.length);
+    const seen = occurrences.get(task.id)!.map((at) => RealDate.parse(at));
+    // Every run a different occurrence, each the second after the one before.
+    expect(seen.slice(1).map((at, i) => at - seen[i]!)).toEqual(seen.slice(1).map(() => 1000));
+    expect(await t.app.db.prisma.taskRun.count({ where: { taskId: task.id } })).toBe(seen.length);
   });
 });

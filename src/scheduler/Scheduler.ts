@@ -86,6 +86,8 @@ interface Running {
   reason?: AbortReason;
   /** Local time by which the lease must be extended again: a conservative copy of the database's locked_until. */
   leaseDeadline: number;
+  /** Local time when the claim's answer was in (task.claimedAt is the database's time of the claim). */
+  claimedLocally: number;
   /** Terminates the thread of a thread-isolated run. */
   kill?: AbortController;
   /** The handler has settled: the run no longer takes a slot, though its end is still being recorded. */
@@ -564,7 +566,13 @@ export class Scheduler implements TaskStarter {
 
   private execute(task: ClaimedTask, claimSentAt: number): void {
     const controller = new AbortController();
-    const entry: Running = { task, controller, leaseDeadline: claimSentAt + this.options.leaseMs, done: Promise.resolve() };
+    const entry: Running = {
+      task,
+      controller,
+      leaseDeadline: claimSentAt + this.options.leaseMs,
+      claimedLocally: Date.now(),
+      done: Promise.resolve(),
+    };
     this.running.set(task.runId, entry);
     // Queued before run() queues the handler's first step: the keeper knows of the run before the handler
     // can block the event loop (a synchronous handler longer than LEASE_MS keeps its lease).
@@ -709,7 +717,7 @@ export class Scheduler implements TaskStarter {
     const { task } = entry;
     const log = () => this.logger.child({ taskId: task.id, runId: task.runId, funcName: task.funcName, attempt: task.attempts });
     const runLogger = new RunLogger(log);
-    const startedAt = new Date();
+    const startedAt = this.databaseNow(entry);
     const started = performance.now();
     const outcome = await this.invoke(entry, runLogger);
     const durationMs = Math.round(performance.now() - started);
@@ -779,7 +787,7 @@ export class Scheduler implements TaskStarter {
     if (finishedUnasked) {
       const json = toJson((outcome as { value: unknown }).value, this.options.maxJsonBytes);
       if (json.ok) {
-        const now = new Date();
+        const now = this.databaseNow(entry);
         const next = nextRunAfter({ ...task, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
         return {
           ...base,
@@ -806,7 +814,7 @@ export class Scheduler implements TaskStarter {
     }
     const message = toStorableText(failure.error.message, 8192);
     const retry = task.attempts < task.maxAttempts && !(outcome.kind === 'error' && isNonRetryable(outcome.error));
-    const now = new Date();
+    const now = this.databaseNow(entry);
     const next = retry
       ? new Date(now.getTime() + retryDelayMs(task.retryBackoffMs, task.attempts))
       : nextRunAfter({ ...task, runStartedAt: run.startedAt, now, runCount: task.runCount + 1 });
@@ -830,6 +838,16 @@ export class Scheduler implements TaskStarter {
           ? `failed after ${task.attempts} attempt(s); next occurrence ${next!.toISOString()}`
           : `failed after ${task.attempts} attempt(s)`,
     };
+  }
+
+  /**
+   * Now by the database's clock, which decides when occurrences are due: the claim's time plus what
+   * passed here since its answer came in (a little early, by the time that answer took to arrive). A
+   * next occurrence counted from this process' clock was one already due when that clock was behind
+   * (run twice) and skipped occurrences not yet due when it was ahead.
+   */
+  private databaseNow(entry: Running): Date {
+    return new Date(entry.task.claimedAt.getTime() + (Date.now() - entry.claimedLocally));
   }
 
   /**
