@@ -47,7 +47,8 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   private lastCursor: bigint;
   private readonly buffer: TaskEventRef[] = [];
   private waiter?: (result: IteratorResult<StreamItem>) => void;
-  private end?: StreamEnd;
+  /** Why the server ends it; the end message's cursor is taken when it is handed out (see finish). */
+  private endReason?: StreamEndReason;
   private removed = false;
 
   constructor(
@@ -88,7 +89,7 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
     if (buffered) return this.deliver(buffered);
     if (this.phase === 'ending') {
       this.phase = 'done';
-      return { value: this.end!, done: false };
+      return { value: this.endMessage(), done: false };
     }
     if (this.phase === 'done') {
       this.remove();
@@ -122,17 +123,26 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
     }
   }
 
-  /** Ends the subscription: the consumer gets whatever is buffered, then a StreamEnd, then done. */
+  /**
+   * Ends the subscription: the consumer gets whatever is buffered, then a StreamEnd, then done. The
+   * StreamEnd's `lastCursor` is the last event handed out before it, buffered ones included: a client
+   * resuming from it gets each event once (it used to be the cursor when finish ran, before the buffer
+   * was handed out, so those events came again on resuming).
+   */
   finish(reason: StreamEndReason): void {
     if (this.phase === 'ending' || this.phase === 'done') return;
     this.stream.leaveLive(this);
     this.page = [];
-    this.end = { end: reason, lastCursor: this.lastCursor.toString() };
+    this.endReason = reason;
     this.phase = 'ending';
     if (this.waiter) {
       this.phase = 'done';
-      this.wake({ value: this.end, done: false });
+      this.wake({ value: this.endMessage(), done: false });
     }
+  }
+
+  private endMessage(): StreamEnd {
+    return { end: this.endReason!, lastCursor: this.lastCursor.toString() };
   }
 
   private goLive(): void {
