@@ -177,6 +177,59 @@ describe.each(backends)('template bindings (%s)', (backend) => {
     expect(errorCode(await t.gql(UNBIND, { fullName: 'tasks.Report', tenantId: 'gamma' }, ADMIN))).toBe('NOT_FOUND');
   });
 
+  it("cancels an ALLOW-overlap task's waiting occurrences with it when it is unbound or its binding disabled", async () => {
+    await t.app.templateSvc.forTenant('platform').create({
+      fullName: 'tasks.Tick',
+      title: 'Tick',
+      repeatType: 'INTERVAL' as any,
+      intervalSeconds: 3600,
+      funcName: 'chronograph.echo',
+      overlapPolicy: 'ALLOW' as any,
+    });
+    const future = new Date(Date.now() + 86_400_000);
+    /** Occurrences as the scheduler fires them (one-off children of the bound task), waiting in each status. */
+    const occurrencesOf = async (tenantId: string) => {
+      const parent = (await liveTaskOf(tenantId, 'tasks.Tick'))!;
+      const { id: _id, createdAt: _c, updatedAt: _u, ...rest } = parent as any;
+      const children = [];
+      for (const status of ['SCHEDULED', 'RETRYING', 'PAUSED'] as const) {
+        children.push(
+          await t.app.db.prisma.task.create({
+            data: {
+              ...rest,
+              argDict: parent.argDict ?? {},
+              repeatType: 'ONCE',
+              intervalSeconds: null,
+              bindingId: null,
+              parentId: parent.id,
+              status,
+              nextRunAt: status === 'PAUSED' ? null : future,
+            },
+          }),
+        );
+      }
+      return { parent, children };
+    };
+
+    ok(await t.gql(BIND, { fullName: 'tasks.Tick', tenantId: 'overlap' }, ADMIN));
+    const unbound = await occurrencesOf('overlap');
+    ok(await t.gql(UNBIND, { fullName: 'tasks.Tick', tenantId: 'overlap' }, ADMIN));
+
+    ok(await t.gql(BIND, { fullName: 'tasks.Tick', tenantId: 'overlap2' }, ADMIN));
+    const disabled = await occurrencesOf('overlap2');
+    ok(await t.gql(BIND, { fullName: 'tasks.Tick', tenantId: 'overlap2', overrides: { enabled: false } }, ADMIN));
+
+    for (const { parent, children } of [unbound, disabled]) {
+      expect((await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: parent.id } })).status).toBe('CANCELLED');
+      for (const child of children) {
+        const now = await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: child.id } });
+        expect(now, `${child.status} occurrence`).toMatchObject({ status: 'CANCELLED', nextRunAt: null });
+        const events = await t.app.db.prisma.taskEvent.findMany({ where: { taskId: child.id } });
+        expect(events.map((e) => [e.fromStatus, e.toStatus])).toEqual([[child.status, 'CANCELLED']]);
+      }
+    }
+  });
+
   it('refuses bad bindings with a coded error and writes nothing', async () => {
     ok(
       await t.gql(

@@ -1,6 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { PLATFORM_TENANT } from '../auth/Identity.js';
 import { stableStringify } from '../dateFields/condition.js';
+import { lockWaitingOccurrences } from '../dateFields/dateFieldSql.js';
 import { badInput, ChronographError, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../generated/prisma/client.js';
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
@@ -230,7 +231,11 @@ export class TemplateBindingSvc {
     return updated;
   }
 
-  /** Cancels the binding's live task; a running one is force-ended at once, as forcedEnd does. */
+  /**
+   * Cancels the binding's live task; a running one is force-ended at once, as forcedEnd does. Its
+   * occurrences (an ALLOW-overlap task's children) that have not started go with it, as when a date-field
+   * task is cancelled; a running occurrence finishes its run.
+   */
   private async end(tx: Prisma.TransactionClient, task: Task | null, why: string): Promise<void> {
     if (!task) return;
     await endTask(tx, task, {
@@ -238,6 +243,15 @@ export class TemplateBindingSvc {
       message: why,
       actor: this.actor,
     });
+    for (const occurrence of await lockWaitingOccurrences(tx, task.tenantId, [task.id])) {
+      await transition(tx, {
+        task: occurrence,
+        to: TaskStatus.CANCELLED,
+        data: { nextRunAt: null },
+        message: `${why} (an occurrence of ${task.id})`,
+        actor: this.actor,
+      });
+    }
   }
 
   private taskRow(template: TaskTemplate, binding: TemplateBinding, effective: EffectiveBinding, now: Date, nextRunAt: Date): TaskRow {
