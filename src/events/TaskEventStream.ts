@@ -224,6 +224,12 @@ export class TaskEventStream {
     return readMatchingEvents(this.db.prisma, filter, after, upTo, limit);
   }
 
+  /** The tenant's events up to this id were pruned (history retention); null when none were. */
+  async prunedThrough(tenantId: string): Promise<bigint | null> {
+    const row = await this.db.prisma.tenant.findUnique({ where: { id: tenantId }, select: { eventsPrunedThrough: true } });
+    return row?.eventsPrunedThrough ?? null;
+  }
+
   // ---- lifecycle: start with the first subscriber, stop after the last ----
 
   private async acquire(): Promise<void> {

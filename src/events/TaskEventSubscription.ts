@@ -1,7 +1,7 @@
 import type { TaskEventFilter, TaskEventRef } from './TaskEventFilter.js';
 import type { TaskEventStream } from './TaskEventStream.js';
 
-export type StreamEndReason = 'SUBSCRIBER_TOO_SLOW' | 'SHUTTING_DOWN' | 'UNAUTHENTICATED';
+export type StreamEndReason = 'SUBSCRIBER_TOO_SLOW' | 'SHUTTING_DOWN' | 'UNAUTHENTICATED' | 'CURSOR_EXPIRED';
 
 /** What keeps a subscription allowed: its credential. `signal` aborts when it is revoked or expires. */
 export interface SubscriptionLease {
@@ -13,6 +13,8 @@ export interface SubscriptionLease {
 export interface StreamEnd {
   end: StreamEndReason;
   lastCursor: string | null;
+  /** CURSOR_EXPIRED: events up to here were pruned while the subscription replayed them. */
+  oldestCursor?: string;
 }
 
 export type StreamItem = TaskEventRef | StreamEnd;
@@ -49,6 +51,8 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   private waiter?: (result: IteratorResult<StreamItem>) => void;
   /** Why the server ends it; the end message's cursor is taken when it is handed out (see finish). */
   private endReason?: StreamEndReason;
+  /** CURSOR_EXPIRED: the tenant's events were pruned through here. */
+  private prunedThrough?: bigint;
   private removed = false;
 
   constructor(
@@ -82,6 +86,16 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
       }
       const page = await this.stream.replay(this.filter, this.position, upTo, REPLAY_PAGE);
       if (this.phase !== 'replay') break;
+      // Read after the page: a pruning that took events from it (or from before it, not yet handed out)
+      // committed before the page was read, so it shows here. The subscription checked this once when it
+      // began; history retention may run while it replays.
+      const pruned = await this.stream.prunedThrough(this.filter.tenantId);
+      if (this.phase !== 'replay') break;
+      if (pruned != null && pruned > this.lastCursor) {
+        this.prunedThrough = pruned;
+        this.finish('CURSOR_EXPIRED');
+        break;
+      }
       this.page = page;
       this.position = page.length === REPLAY_PAGE ? page[page.length - 1]!.id : upTo;
     }
@@ -142,7 +156,11 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   }
 
   private endMessage(): StreamEnd {
-    return { end: this.endReason!, lastCursor: this.lastCursor.toString() };
+    return {
+      end: this.endReason!,
+      lastCursor: this.lastCursor.toString(),
+      ...(this.prunedThrough !== undefined && { oldestCursor: this.prunedThrough.toString() }),
+    };
   }
 
   private goLive(): void {

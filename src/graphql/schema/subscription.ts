@@ -23,6 +23,8 @@ const END_MESSAGES = {
   SHUTTING_DOWN: 'This Chronograph instance is shutting down; subscribe again with after: lastCursor to resume without a gap',
   UNAUTHENTICATED:
     'The credential of this subscription was revoked or has expired; subscribe again with a valid one (after: lastCursor resumes without a gap)',
+  CURSOR_EXPIRED:
+    'Events this subscription was replaying were pruned meanwhile (history retention); subscribe again with after: oldestCursor, or without after',
 } as const;
 
 builder.subscriptionFields((t) => ({
@@ -68,7 +70,11 @@ builder.subscriptionFields((t) => ({
     // The stream carries the event's and its task's columns; a selection reaching further (the run,
     // the template, argDict) reads the event here, once for all who selected the same.
     resolve: async (query, item, _args, ctx) => {
-      if (isStreamEnd(item)) throw new ChronographError(item.end, END_MESSAGES[item.end], { lastCursor: item.lastCursor });
+      if (isStreamEnd(item))
+        throw new ChronographError(item.end, END_MESSAGES[item.end], {
+          lastCursor: item.lastCursor,
+          ...(item.oldestCursor !== undefined && { oldestCursor: item.oldestCursor }),
+        });
       // Usually the columns the stream read with the event are all that is selected: no read at all.
       const fromRow = item.row && eventFromRow(item.row, query);
       if (fromRow) return fromRow as never;
