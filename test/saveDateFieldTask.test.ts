@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { DateFieldResult } from '../src/dateFields/applyDateFields.js';
 import { ChronographError } from '../src/errors.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
-import { createDateFieldTemplate, DELETE, dateFieldTasks, SAVE, writeCounts } from './support/dateFields.js';
+import { createDateFieldTemplate, DELETE, dateFieldTasks, RECONCILE, SAVE, writeCounts } from './support/dateFields.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 
 const NOW = new Date('2029-06-01T00:00:00Z');
@@ -232,6 +232,22 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
     expect(error).toMatchObject({ code: 'BAD_USER_INPUT', details: { field: 'rowObj.postData.id' } });
     const deleted = await taskSvc.deleteDateFieldTask({ model: 'models.Contract', prevData: { id: 42 } });
     expect(deleted).toMatchObject({ cancelled: 1 });
+  });
+
+  it('remembers a record named twice in one batch as its last change, so reconcile does not revive a deleted one', async () => {
+    await createDateFieldTemplate(t);
+    const batch = await t.app.dateFieldSvc.saveRecords('models.Contract', [
+      { rowId: 'gone', data: { expireDate: '2030-03-10' } },
+      { rowId: 'back', data: null },
+      { rowId: 'gone', data: null },
+      { rowId: 'back', data: { expireDate: '2030-04-10' } },
+    ]);
+    expect(batch).toMatchObject({ created: 1, cancelled: 0 });
+    const remembered = await t.app.db.prisma.dateFieldSource.findMany({ where: { model: 'models.Contract' } });
+    expect(remembered.map((r) => r.rowId)).toEqual(['back']);
+    expect(ok(await t.gql(RECONCILE, { model: 'models.Contract' })).reconcileDateFieldTasks).toMatchObject({ created: 0, cancelled: 0 });
+    const live = await t.app.db.prisma.task.findMany({ where: { sourceModel: 'models.Contract', status: 'SCHEDULED' } });
+    expect(live.map((task) => [task.sourceRowId, task.startTime.toISOString()])).toEqual([['back', '2030-04-07T09:00:00.000Z']]);
   });
 
   it('keeps tenants apart', async () => {

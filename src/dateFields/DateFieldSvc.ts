@@ -270,13 +270,16 @@ async function readRecords(
 }
 
 async function rememberRecords(tx: Prisma.TransactionClient, tenantId: string, model: string, changes: RecordChange[]): Promise<void> {
-  const deleted = changes.filter((c) => c.data === null).map((c) => c.rowId);
+  // A record named twice in one batch is remembered as its last change, as applyDateFields plans it:
+  // saved then deleted is deleted, deleted then saved is saved.
+  const latest = [...new Map(changes.map((c) => [c.rowId, c])).values()];
+  const deleted = latest.filter((c) => c.data === null).map((c) => c.rowId);
   if (deleted.length) await tx.dateFieldSource.deleteMany({ where: { tenantId, model, rowId: { in: deleted } } });
   await upsertDateFieldSources(
     tx,
     tenantId,
     model,
-    changes.filter((c) => c.data !== null),
+    latest.filter((c) => c.data !== null),
   );
 }
 
