@@ -121,12 +121,12 @@ export class TemplateBindingSvc {
         `Templates of the ${PLATFORM_TENANT} tenant are bound to other tenants; its own tasks are created directly`,
         'tenantId',
       );
-    const template = await this.platformTemplate(fullName);
-    if (template.repeatType !== RepeatType.CRON && template.repeatType !== RepeatType.INTERVAL) {
-      throw badInput(`Only CRON and INTERVAL templates can be bound; ${template.fullName} is ${template.repeatType}`, 'fullName');
-    }
-    const data = this.validate(template, overrides);
+    this.checkBindable(await this.platformTemplate(fullName), overrides);
     return this.deps.prisma.$transaction(async (tx) => {
+      // The template as it is now, held (FOR SHARE) until this commits: a concurrent update of it either
+      // committed first (read here) or waits for this binding and then moves its task (templateChanged).
+      const template = await lockTemplate(tx, fullName);
+      const data = this.checkBindable(template, overrides);
       if (!(await tx.tenant.findUnique({ where: { id: tenant } }))) await insertTenant(tx, tenant);
       const binding = await tx.templateBinding.upsert({
         where: { templateId_tenantId: { templateId: template.id, tenantId: tenant } },
@@ -141,8 +141,9 @@ export class TemplateBindingSvc {
   /** Removes the binding; the tenant's pending task is cancelled (a running one force-ended) and kept in its history. */
   async unbind(fullName: string, tenantId: string): Promise<BindingView> {
     const tenant = assertTenantId(tenantId, 'tenantId');
-    const template = await this.platformTemplate(fullName);
+    await this.platformTemplate(fullName);
     return this.deps.prisma.$transaction(async (tx) => {
+      const template = await lockTemplate(tx, fullName);
       const binding = await tx.templateBinding.findUnique({
         where: { templateId_tenantId: { templateId: template.id, tenantId: tenant } },
       });
@@ -161,7 +162,12 @@ export class TemplateBindingSvc {
   async templateChanged(tx: Prisma.TransactionClient, before: TaskTemplate | null, after: TaskTemplate | null): Promise<void> {
     const template = after ?? before;
     if (!template || template.tenantId !== PLATFORM_TENANT) return;
-    const bindings = await tx.templateBinding.findMany({ where: { templateId: template.id }, orderBy: { tenantId: 'asc' } });
+    // Locked (FOR UPDATE), so a binding changed or created concurrently is read as committed, not as it was.
+    const ids = await tx.$queryRaw<{ id: string }[]>`
+      SELECT id FROM template_binding WHERE template_id = ${template.id}::uuid ORDER BY tenant_id FOR UPDATE`;
+    const bindings = ids.length
+      ? await tx.templateBinding.findMany({ where: { id: { in: ids.map((b) => b.id) } }, orderBy: { tenantId: 'asc' } })
+      : [];
     for (const binding of bindings) {
       if (after) await this.sync(tx, after, binding);
       else await this.end(tx, await lockLiveTask(tx, binding.id), `template ${template.fullName} was removed`);
@@ -292,6 +298,14 @@ export class TemplateBindingSvc {
     };
   }
 
+  /** Refuses a template that cannot be bound, or bad overrides (nothing is written); returns the binding's columns. */
+  private checkBindable(template: TaskTemplate, overrides: BindingOverrides) {
+    if (template.repeatType !== RepeatType.CRON && template.repeatType !== RepeatType.INTERVAL) {
+      throw badInput(`Only CRON and INTERVAL templates can be bound; ${template.fullName} is ${template.repeatType}`, 'fullName');
+    }
+    return this.validate(template, overrides);
+  }
+
   private async platformTemplate(fullName: string): Promise<TaskTemplate> {
     const template =
       typeof fullName === 'string'
@@ -359,6 +373,22 @@ export function effectiveOf(template: TaskTemplate, binding: TemplateBinding): E
     argDict: { ...(template.argDict as Record<string, unknown>), ...((binding.argDict as Record<string, unknown> | null) ?? {}) },
     funcName: binding.funcName ?? template.funcName,
   };
+}
+
+/**
+ * The platform template `fullName`, read in `tx` with a row lock (FOR SHARE) that waits for a concurrent
+ * update of it to commit and then reads the updated row; the update waits for this transaction in turn.
+ */
+async function lockTemplate(tx: Prisma.TransactionClient, fullName: string): Promise<TaskTemplate> {
+  const rows = await tx.$queryRaw<{ id: string }[]>`
+    SELECT id FROM task_template WHERE tenant_id = ${PLATFORM_TENANT} AND full_name = ${fullName} FOR SHARE`;
+  const template = rows.length ? await tx.taskTemplate.findUnique({ where: { id: rows[0]!.id } }) : null;
+  if (!template) {
+    throw new ChronographError('UNKNOWN_TEMPLATE', `The ${PLATFORM_TENANT} tenant has no task template named ${JSON.stringify(fullName)}`, {
+      field: 'fullName',
+    });
+  }
+  return template;
 }
 
 /** The binding's live task, locked (FOR UPDATE: the scheduler's claim skips it meanwhile). */

@@ -1,0 +1,61 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A platform template update racing bindTemplate / a re-bind: whichever commits first, every bound
+ * tenant's task ends on the template as updated. Needs real concurrency, so PostgreSQL only.
+ */
+describe.runIf(process.env.TEST_DATABASE_URL)('template bindings racing a template update (postgres)', () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  beforeAll(async () => {
+    db = await createTestDatabase('postgres');
+    t = await createTestApp('postgres', { database: db, env: { SCHEDULER_ENABLED: 'false' } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  it('binds with the updated template when an update of it is in flight, and re-binds onto it', async () => {
+    const platform = t.app.templateSvc.forTenant('platform');
+    await platform.create({
+      fullName: 'tasks.Report',
+      title: 'Report',
+      repeatType: 'CRON' as any,
+      funcName: 'chronograph.echo',
+      cronExpression: '0 6 * * *',
+    });
+    const acme = await t.app.bindings.bind('tasks.Report', 'acme');
+
+    // Hold acme's task so that the update below stops inside its transaction, after updating the template row.
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT id FROM task WHERE binding_id = $1::uuid FOR UPDATE', [acme.binding.id]);
+      const update = platform.update('tasks.Report', { cronExpression: '0 7 * * *' });
+      await sleep(500);
+      const bindNew = t.app.bindings.bind('tasks.Report', 'globex');
+      const rebind = t.app.bindings.bind('tasks.Report', 'acme', { argDict: { region: 'eu' } });
+      await sleep(500);
+      await holder.query('COMMIT');
+      const [globex] = await Promise.all([bindNew, rebind, update]);
+      expect(globex.task?.cronExpression).toBe('0 7 * * *');
+    } finally {
+      await holder.end();
+    }
+
+    const live = await t.app.db.prisma.task.findMany({
+      where: { source: 'TEMPLATE', status: 'SCHEDULED' },
+      orderBy: { tenantId: 'asc' },
+    });
+    expect(live.map((task) => [task.tenantId, task.cronExpression, task.argDict])).toEqual([
+      ['acme', '0 7 * * *', { region: 'eu' }],
+      ['globex', '0 7 * * *', {}],
+    ]);
+  });
+});
