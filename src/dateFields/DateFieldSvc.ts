@@ -86,7 +86,7 @@ export class DateFieldSvc {
    * tasks; low-code records are their own memory (model_record).
    */
   async saveExternal(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<DateFieldResult> {
-    const all = await this.templatesOf(tx, model, true);
+    const all = await this.templatesOf(tx, model, true, true);
     if (all.length === 0) return emptyResult();
     const enabled = all.filter((t) => t.template.enabled);
     for (const change of changes) if (change.data) assertJson(change.data, change.prefix ?? 'data', { maxBytes: this.deps.maxJsonBytes });
@@ -108,7 +108,7 @@ export class DateFieldSvc {
     changes: RecordChange[],
     options: { fresh?: boolean; collect?: boolean } = {},
   ): Promise<DateFieldResult> {
-    const templates = await this.templatesOf(tx, model, false);
+    const templates = await this.templatesOf(tx, model, false, true);
     return applyDateFields(tx, templates, changes, {
       tenantId: this.tenantId,
       now: this.now(),
@@ -214,8 +214,17 @@ export class DateFieldSvc {
     }
   }
 
-  /** The DATE_FIELD templates of a model (enabled ones, unless `withDisabled`). */
-  private async templatesOf(db: Prisma.TransactionClient, model: string, withDisabled: boolean): Promise<PreparedTemplate[]> {
+  /**
+   * The DATE_FIELD templates of a model (enabled ones, unless `withDisabled`). With `lock` (inside a
+   * hook's transaction), they are first locked FOR SHARE: a concurrent update of one of them is waited
+   * for and then read as committed, so the hook plans with the template its tasks will keep (the update,
+   * in turn, waits for the hook, and re-plans the records it committed).
+   */
+  private async templatesOf(db: Prisma.TransactionClient, model: string, withDisabled: boolean, lock = false): Promise<PreparedTemplate[]> {
+    if (lock)
+      await db.$queryRaw`SELECT id FROM task_template
+        WHERE tenant_id = ${this.tenantId} AND source_model = ${model} AND repeat_type = 'DATE_FIELD'
+        ORDER BY id FOR SHARE`;
     const templates = await db.taskTemplate.findMany({
       where: { tenantId: this.tenantId, sourceModel: model, repeatType: RepeatType.DATE_FIELD, ...(!withDisabled && { enabled: true }) },
       orderBy: { id: 'asc' },
