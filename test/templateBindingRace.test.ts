@@ -58,4 +58,33 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template bindings racing a templa
       ['globex', '0 7 * * *', {}],
     ]);
   });
+
+  // deleteTaskTemplate counted bindings and live tasks before its delete, outside any transaction: a bind
+  // committing in between was deleted with the template (the binding cascades), and left its tenant a live
+  // task with neither a binding nor a template to reach it.
+  it('refuses to delete a template that a bind in flight binds, instead of deleting the new binding with it', async () => {
+    const platform = t.app.templateSvc.forTenant('platform');
+    const template = await platform.create({ fullName: 'tasks.Doomed', title: 'Doomed', funcName: 'chronograph.echo' });
+    const binder = new pg.Client({ connectionString: db.url });
+    await binder.connect();
+    let deleting: Promise<unknown> | undefined;
+    try {
+      // A bind in flight: its binding row is written (its foreign key holds the template), not committed.
+      await binder.query('BEGIN');
+      await binder.query(
+        `INSERT INTO template_binding (id, template_id, tenant_id, updated_at) VALUES (gen_random_uuid(), $1::uuid, 'initech', now())`,
+        [template.id],
+      );
+      deleting = platform.delete('tasks.Doomed').then(
+        () => 'deleted',
+        (error: { code?: string }) => error.code,
+      );
+      await sleep(300);
+      await binder.query('COMMIT');
+    } finally {
+      await binder.end();
+    }
+    expect(await deleting).toBe('CONFLICT');
+    expect(await t.app.db.prisma.templateBinding.count({ where: { templateId: template.id } })).toBe(1);
+  });
 });

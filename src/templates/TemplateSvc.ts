@@ -139,18 +139,29 @@ export class TemplateSvc {
     }, LONG_TRANSACTION);
   }
 
+  /**
+   * Deletes a template that no tenant is bound to and no live task came from. The row is locked first and
+   * both are counted in the same transaction: a bind or a create from it (a share lock on the row, or
+   * its foreign key's) either committed before, and is counted, or waits and then finds the template
+   * gone. Counted before the transaction, a bind in between was deleted with the template (the binding
+   * cascades), leaving its tenant a live task that neither a binding nor a template reaches.
+   */
   async delete(fullName: string): Promise<TaskTemplate> {
     const current = await this.find(fullName);
     if (!current) throw notFound('Task template', fullName);
     this.assertEditable(current);
-    const bound = await this.deps.prisma.templateBinding.count({ where: { templateId: current.id } });
-    if (bound > 0)
-      throw conflict(`Task template ${fullName} is bound to ${bound} tenant(s); unbind it first (unbindTemplate)`, { bindings: bound });
-    const live = await this.deps.prisma.task.count({ where: { templateId: current.id, status: { in: LIVE_STATUSES } } });
-    if (live > 0) {
-      throw conflict(`Task template ${fullName} still has ${live} live task(s); force-end or cancel them first`, { liveTasks: live });
-    }
-    return this.deps.prisma.taskTemplate.delete({ where: { id: current.id } });
+    return this.deps.prisma.$transaction(async (tx) => {
+      const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM task_template WHERE id = ${current.id}::uuid FOR UPDATE`;
+      if (locked.length === 0) throw notFound('Task template', fullName);
+      const bound = await tx.templateBinding.count({ where: { templateId: current.id } });
+      if (bound > 0)
+        throw conflict(`Task template ${fullName} is bound to ${bound} tenant(s); unbind it first (unbindTemplate)`, { bindings: bound });
+      const live = await tx.task.count({ where: { templateId: current.id, status: { in: LIVE_STATUSES } } });
+      if (live > 0) {
+        throw conflict(`Task template ${fullName} still has ${live} live task(s); force-end or cancel them first`, { liveTasks: live });
+      }
+      return tx.taskTemplate.delete({ where: { id: current.id } });
+    });
   }
 
   /**
