@@ -237,15 +237,7 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
       }
     }
 
-    for (const occurrence of await lockWaitingOccurrences(tx, options.tenantId, [...cancelledParents.keys()])) {
-      await transition(tx, {
-        task: occurrence,
-        to: TaskStatus.CANCELLED,
-        data: { nextRunAt: null },
-        message: `${cancelledParents.get(occurrence.parentId)} (an occurrence of ${occurrence.parentId})`,
-        actor: options.actor,
-      });
-    }
+    await cancelWaitingOccurrences(tx, options.tenantId, cancelledParents, options.actor ?? null);
 
     const lost: Pair[] = [];
     for (const { row } of toCreate) quota!.checkArgDict(row.argDict);
@@ -404,4 +396,25 @@ function sameValue(a: unknown, b: unknown): boolean {
   if (a instanceof Date || b instanceof Date) return a instanceof Date && b instanceof Date && a.getTime() === b.getTime();
   if (typeof a === 'object' || typeof b === 'object') return stableStringify(a ?? null) === stableStringify(b ?? null);
   return (a ?? null) === (b ?? null);
+}
+
+/**
+ * Cancels the occurrences (an ALLOW-overlap task's children) of these cancelled parents that have not
+ * started, each with its event; `why` gives each parent's reason. A running occurrence finishes its run.
+ */
+export async function cancelWaitingOccurrences(
+  tx: Prisma.TransactionClient,
+  tenantId: string,
+  why: ReadonlyMap<string, string>,
+  actor: string | null,
+): Promise<void> {
+  for (const occurrence of await lockWaitingOccurrences(tx, tenantId, [...why.keys()])) {
+    await transition(tx, {
+      task: occurrence,
+      to: TaskStatus.CANCELLED,
+      data: { nextRunAt: null },
+      message: `${why.get(occurrence.parentId)} (an occurrence of ${occurrence.parentId})`,
+      actor,
+    });
+  }
 }

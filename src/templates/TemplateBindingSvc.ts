@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { PLATFORM_TENANT } from '../auth/Identity.js';
+import { cancelWaitingOccurrences } from '../dateFields/applyDateFields.js';
 import { stableStringify } from '../dateFields/condition.js';
-import { lockWaitingOccurrences } from '../dateFields/dateFieldSql.js';
 import { badInput, ChronographError, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../generated/prisma/client.js';
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
@@ -249,15 +249,7 @@ export class TemplateBindingSvc {
       message: why,
       actor: this.actor,
     });
-    for (const occurrence of await lockWaitingOccurrences(tx, task.tenantId, [task.id])) {
-      await transition(tx, {
-        task: occurrence,
-        to: TaskStatus.CANCELLED,
-        data: { nextRunAt: null },
-        message: `${why} (an occurrence of ${task.id})`,
-        actor: this.actor,
-      });
-    }
+    await cancelWaitingOccurrences(tx, task.tenantId, new Map([[task.id, why]]), this.actor);
   }
 
   private taskRow(template: TaskTemplate, binding: TemplateBinding, effective: EffectiveBinding, now: Date, nextRunAt: Date): TaskRow {

@@ -45,8 +45,7 @@ builder.subscriptionFields((t) => ({
       const after = parseEventCursor(args.after);
       if (after !== undefined) {
         // Events up to here were pruned: resuming from before it would skip them without saying so.
-        const pruned = (await ctx.prisma.tenant.findUnique({ where: { id: ctx.tenantId }, select: { eventsPrunedThrough: true } }))
-          ?.eventsPrunedThrough;
+        const pruned = await ctx.taskEvents.prunedThrough(ctx.tenantId);
         if (pruned != null && after < pruned) {
           throw new ChronographError(
             'CURSOR_EXPIRED',
