@@ -41,6 +41,18 @@ interface Gap {
   warned?: boolean;
 }
 
+/** A starting stream until it has passed every id committed before it started (see start). */
+interface Opening {
+  /** The newest id committed when the stream started. */
+  newest: bigint;
+  /** The ids above the start floor that had committed when the stream started: not "from now on". */
+  committed: ReadonlySet<bigint>;
+  /** Resolves once the stream has passed `newest`; rejects when the instance shuts down first. */
+  ready: Promise<void>;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
 const MIN_POLL_MS = 2;
 const MAX_POLL_MS = 250;
 const SLOW_GAP_MS = 10_000;
@@ -89,7 +101,7 @@ export class TaskEventStream {
   private again = false;
   private pollTimer?: NodeJS.Timeout;
   private pollDelay = MIN_POLL_MS;
-  private ready?: { newest: bigint; resolve: () => void; reject: (error: Error) => void };
+  private opening?: Opening;
   private readonly live = new Map<string, Set<TaskEventSubscription>>();
   private readonly subscriptions = new Set<TaskEventSubscription>();
   private users = 0;
@@ -117,8 +129,36 @@ export class TaskEventStream {
    */
   async subscribe(filter: TaskEventFilter, after?: bigint, lease?: SubscriptionLease): Promise<TaskEventSubscription> {
     await this.acquire();
-    const subscription = new TaskEventSubscription(this, filter, after, this.options.bufferSize, lease);
+    const opening = this.opening;
+    if (opening && after === undefined) {
+      // The stream has just started below a hole (a transaction that wrote an event may still be open)
+      // and is catching up. Live at once, from its floor: an event committing meanwhile commits after
+      // this subscription was asked for, so it is "from now on" and is delivered; the ids that had
+      // committed when the stream started are history and skipped. (Joining only once the stream had
+      // caught up lost such an event: the stream read it while nobody was live yet.)
+      const subscription = new TaskEventSubscription(this, filter, undefined, this.options.bufferSize, undefined, opening);
+      this.subscriptions.add(subscription);
+      try {
+        await opening.ready;
+      } catch (error) {
+        await subscription.return();
+        throw error;
+      }
+      subscription.hold(lease);
+      return subscription;
+    }
+    if (opening) {
+      // A replay reads stored events up to the floor: it waits until that is past what had committed.
+      try {
+        await opening.ready;
+      } catch (error) {
+        this.release();
+        throw error;
+      }
+    }
+    const subscription = new TaskEventSubscription(this, filter, after, this.options.bufferSize);
     this.subscriptions.add(subscription);
+    subscription.hold(lease);
     return subscription;
   }
 
@@ -140,7 +180,8 @@ export class TaskEventStream {
   async close(): Promise<void> {
     this.closed = true;
     for (const subscription of this.subscriptions) subscription.finish('SHUTTING_DOWN');
-    this.ready?.reject(shuttingDown());
+    this.opening?.reject(shuttingDown());
+    this.opening = undefined;
     this.started = undefined;
     this.lifecycle = this.lifecycle.then(() => this.stop());
     await this.lifecycle;
@@ -268,13 +309,22 @@ export class TaskEventStream {
     this.pollDelay = MIN_POLL_MS;
     this.listening = true;
     this.logger.debug({ floor: start.floor.toString(), newest: start.newest.toString() }, 'task event stream started');
-    // Subscribers start once the floor has passed every id committed before now, so "live from
-    // now" neither replays old events nor misses one that was in flight.
-    await new Promise<void>((resolve, reject) => {
-      this.ready = { newest: start.newest, resolve, reject };
-      this.checkReady();
-      this.requestRound();
-    });
+    // Until the floor has passed every id committed before now, the stream is opening: a subscriber
+    // without `after` is live from the floor at once, skipping the ids that had committed (so "live
+    // from now" neither replays old events nor misses one that was in flight and commits meanwhile);
+    // one with `after` waits, since its replay reads stored events up to the floor. Both are answered
+    // once the stream is past them (see subscribe).
+    if (start.floor < start.newest) {
+      let resolve!: () => void;
+      let reject!: (error: Error) => void;
+      const ready = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      ready.catch(() => {}); // nobody may be waiting when the stream stops before it was ready
+      this.opening = { newest: start.newest, committed: new Set(start.committed), ready, resolve, reject };
+    }
+    this.requestRound();
   }
 
   private async stop(): Promise<void> {
@@ -283,6 +333,8 @@ export class TaskEventStream {
     clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
     this.gap = undefined;
+    this.opening?.reject(shuttingDown());
+    this.opening = undefined;
     const unlisten = this.unlisten;
     this.unlisten = undefined;
     await unlisten?.().catch((error: unknown) => this.logger.warn({ err: error }, 'UNLISTEN failed'));
@@ -292,9 +344,10 @@ export class TaskEventStream {
 
   /** Ready once past the newest event seen at start, or once nothing committed is left unread (it may have been deleted since). */
   private checkReady(caughtUp = false): void {
-    if (this.ready && (caughtUp || this.floorId >= this.ready.newest)) {
-      this.ready.resolve();
-      this.ready = undefined;
+    const opening = this.opening;
+    if (opening && (caughtUp || this.floorId >= opening.newest)) {
+      this.opening = undefined;
+      opening.resolve();
     }
   }
 

@@ -19,6 +19,12 @@ export interface StreamEnd {
 
 export type StreamItem = TaskEventRef | StreamEnd;
 
+/** The ids that had committed when a starting stream read where to start, up to `newest` (see TaskEventStream.subscribe). */
+export interface StreamOpening {
+  newest: bigint;
+  committed: ReadonlySet<bigint>;
+}
+
 export function isStreamEnd(item: StreamItem): item is StreamEnd {
   return 'end' in item;
 }
@@ -54,19 +60,36 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   /** CURSOR_EXPIRED: the tenant's events were pruned through here. */
   private prunedThrough?: bigint;
   private removed = false;
+  private lease?: SubscriptionLease;
 
+  /**
+   * `opening`: subscribed without `after` while the stream was starting, so live from a floor below
+   * ids that had already committed; those are skipped (history, not "from now on").
+   */
   constructor(
     private readonly stream: TaskEventStream,
     readonly filter: TaskEventFilter,
     after: bigint | undefined,
     private readonly bufferSize: number,
-    private readonly lease?: SubscriptionLease,
+    lease?: SubscriptionLease,
+    private opening?: StreamOpening,
   ) {
     this.position = after ?? stream.floor;
     this.lastCursor = this.position;
-    if (lease?.signal.aborted) this.finish('UNAUTHENTICATED');
-    else lease?.signal.addEventListener('abort', this.onLeaseEnd, { once: true });
+    this.hold(lease);
     if (after === undefined && this.phase === 'replay') this.goLive();
+  }
+
+  /** From now on the subscription ends (UNAUTHENTICATED) when `lease` does, and releases it when it ends. */
+  hold(lease: SubscriptionLease | undefined): void {
+    if (!lease) return;
+    this.lease = lease;
+    if (this.removed) {
+      lease.release();
+      return;
+    }
+    if (lease.signal.aborted) this.finish('UNAUTHENTICATED');
+    else lease.signal.addEventListener('abort', this.onLeaseEnd, { once: true });
   }
 
   private readonly onLeaseEnd = () => this.finish('UNAUTHENTICATED');
@@ -126,7 +149,9 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
 
   /** Called by the stream for every event above its floor, in id order, while live. */
   offer(event: TaskEventRef): void {
-    if (event.id <= this.position || !this.filter.matches(event)) return;
+    if (event.id <= this.position) return;
+    if (this.opening && event.id > this.opening.newest) this.opening = undefined;
+    if (this.opening?.committed.has(event.id) || !this.filter.matches(event)) return;
     if (this.waiter) {
       this.wake(this.deliver(event));
     } else if (this.buffer.length < this.bufferSize) {
