@@ -26,14 +26,14 @@ export function useRequestMetrics(metrics: Metrics): Plugin {
   return {
     onParams({ params, context }) {
       const req = (context as { req?: IncomingMessage }).req;
-      if (req && params.operationName) requestOperations.set(req, { ...requestOperations.get(req), name: params.operationName });
+      if (req && params.operationName) noteOperation(req, { name: params.operationName });
     },
     onExecute({ args }) {
       const started = performance.now();
       const { type, name } = describe(args.document, args.operationName ?? undefined);
       const context = args.contextValue as { request?: unknown; req?: IncomingMessage };
       const transport = context.request ? 'http' : 'ws';
-      if (context.req) requestOperations.set(context.req, { ...requestOperations.get(context.req), name, type });
+      if (context.req) noteOperation(context.req, { name, type });
       return {
         onExecuteDone({ result }) {
           metrics.observeGraphql(type, transport, (performance.now() - started) / 1000);
@@ -45,7 +45,7 @@ export function useRequestMetrics(metrics: Metrics): Plugin {
       const context = args.contextValue as { request?: unknown; req?: IncomingMessage };
       const transport = context.request ? 'http' : 'ws';
       const { name } = describe(args.document, args.operationName ?? undefined);
-      if (context.req) requestOperations.set(context.req, { ...requestOperations.get(context.req), name, type: 'subscription' });
+      if (context.req) noteOperation(context.req, { name, type: 'subscription' });
       return {
         onSubscribeResult() {
           return {
@@ -61,9 +61,14 @@ export function useRequestMetrics(metrics: Metrics): Plugin {
       const codes = results.flatMap((r) => codesOf(r));
       metrics.observeGraphqlErrors(codes, 'http');
       const req = (serverContext as { req?: IncomingMessage }).req;
-      if (req && codes.length) requestOperations.set(req, { ...requestOperations.get(req), errorCodes: codes.map((c) => c ?? 'none') });
+      if (req && codes.length) noteOperation(req, { errorCodes: codes.map((c) => c ?? 'none') });
     },
   };
+}
+
+/** Adds to what the access log says of a request (Object.assign: fields after a spread are slow on Node 20's V8). */
+function noteOperation(req: IncomingMessage, fields: RequestOperation): void {
+  requestOperations.set(req, Object.assign(requestOperations.get(req) ?? {}, fields));
 }
 
 function describe(document: DocumentNode, operationName: string | undefined): { type: string; name?: string } {

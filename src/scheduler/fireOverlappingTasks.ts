@@ -68,7 +68,7 @@ async function fire(tx: Prisma.TransactionClient, parent: Task, now: Date): Prom
   // The insert skips a row that a live task's unique key holds; an occurrence carries none of those keys.
   if (skipped.size > 0) throw new Error(`the occurrence of task ${parent.id} conflicts with a unique key of a live task`);
   const runCount = parent.runCount + 1;
-  const next = nextRunAfter({ ...parent, scheduledFor: parent.nextRunAt!, runStartedAt: now, now, runCount });
+  const next = nextRunAfter(parent, { scheduledFor: parent.nextRunAt!, runStartedAt: now, now, runCount });
   await transition(tx, {
     task: parent,
     to: next ? TaskStatus.SCHEDULED : TaskStatus.SUCCEEDED,

@@ -1,15 +1,24 @@
 import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/client.js';
 import { nextOccurrence, type Schedule } from '../time/schedule.js';
 
-export interface NextRunInput extends Schedule {
-  /** The occurrence that just ran (ClaimedTask.scheduledFor: for a retry, the occurrence it retried). */
-  scheduledFor: Date;
-  runStartedAt: Date;
-  now: Date;
+/** What of a task decides its next run. */
+export interface RecurringTask extends Schedule {
   misfirePolicy: MisfirePolicy;
   overlapPolicy: OverlapPolicy;
   endTime: Date | null;
   maxRuns: number | null;
+}
+
+/**
+ * The occurrence that ended. A separate argument rather than fields spread onto the task: on Node 20's V8,
+ * an object literal that spreads one object and then sets fields (`{ ...task, now }`) costs about 1 µs
+ * per field set after the spread (a slow path), which the scheduler paid on every completion.
+ */
+export interface EndedOccurrence {
+  /** The occurrence that just ran (ClaimedTask.scheduledFor: for a retry, the occurrence it retried). */
+  scheduledFor: Date;
+  runStartedAt: Date;
+  now: Date;
   /** Runs completed including this one. */
   runCount: number;
 }
@@ -22,23 +31,23 @@ export interface NextRunInput extends Schedule {
  *   BUFFER_ONE runs once more right away if any came due during the run; SKIP (and the default
  *   RUN_ONCE misfire) continue with the first occurrence after now.
  */
-export function nextRunAfter(input: NextRunInput): Date | null {
-  if (input.repeatType === RepeatType.ONCE || input.repeatType === RepeatType.DATE_FIELD) return null;
-  if (input.maxRuns != null && input.runCount >= input.maxRuns) return null;
-  const anchor = input.scheduledFor;
+export function nextRunAfter(task: RecurringTask, ended: EndedOccurrence): Date | null {
+  if (task.repeatType === RepeatType.ONCE || task.repeatType === RepeatType.DATE_FIELD) return null;
+  if (task.maxRuns != null && ended.runCount >= task.maxRuns) return null;
+  const anchor = ended.scheduledFor;
   // Never at or before the occurrence that ran: `now` is this process' clock, and the database's, which
   // decided that the occurrence was due, may be ahead of it; from a clock behind by more than the run
   // took, "the first occurrence after now" was that same occurrence, due again at once and run twice.
-  const now = new Date(Math.max(input.now.getTime(), input.scheduledFor.getTime()));
+  const now = new Date(Math.max(ended.now.getTime(), ended.scheduledFor.getTime()));
   let next: Date | null;
-  if (input.misfirePolicy === MisfirePolicy.RUN_ALL) {
-    next = nextOccurrence(input, input.scheduledFor, anchor);
+  if (task.misfirePolicy === MisfirePolicy.RUN_ALL) {
+    next = nextOccurrence(task, ended.scheduledFor, anchor);
   } else {
-    const firstDuringRun = nextOccurrence(input, input.scheduledFor, anchor);
-    const cameDueDuringRun = firstDuringRun != null && firstDuringRun <= now && firstDuringRun > input.runStartedAt;
-    next = input.overlapPolicy === OverlapPolicy.BUFFER_ONE && cameDueDuringRun ? now : nextOccurrence(input, now, anchor);
+    const firstDuringRun = nextOccurrence(task, ended.scheduledFor, anchor);
+    const cameDueDuringRun = firstDuringRun != null && firstDuringRun <= now && firstDuringRun > ended.runStartedAt;
+    next = task.overlapPolicy === OverlapPolicy.BUFFER_ONE && cameDueDuringRun ? now : nextOccurrence(task, now, anchor);
   }
-  if (next && input.endTime && next > input.endTime) return null;
+  if (next && task.endTime && next > task.endTime) return null;
   return next;
 }
 

@@ -207,7 +207,8 @@ export function resolveSchedule(input: ScheduleInput, now: Date): ResolvedSchedu
       field: 'startTime',
     });
   if (endTime && nextRunAt > endTime) throw badInput('The schedule has no occurrence before endTime', 'endTime');
-  return { ...schedule, startTime, endTime, maxRuns, nextRunAt, notes };
+  // Not `{ ...schedule, startTime, … }`: fields after a spread cost ~1 µs each on Node 20 (recurrence.ts), per created task.
+  return { repeatType, cronExpression, intervalSeconds, timezone, startTime, endTime, maxRuns, nextRunAt, notes };
 }
 
 /** Where a list of upcoming runs starts and what bounds it. */
