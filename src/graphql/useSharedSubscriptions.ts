@@ -44,7 +44,8 @@ async function subscribeShared(events: TaskEventStream, args: ExecutionArgs) {
   const source = await createSourceEventStream(args);
   if (!(Symbol.asyncIterator in source)) return asRequestErrors(source);
   const key = executionKey(args);
-  const executeEvent = (item: unknown) => execute(Object.assign({}, args, { rootValue: item })) as Promise<ExecutionResult> | ExecutionResult;
+  const executeEvent = (item: unknown) =>
+    execute(Object.assign({}, args, { rootValue: item })) as Promise<ExecutionResult> | ExecutionResult;
   const results = new SharedResults((source as AsyncIterable<unknown>)[Symbol.asyncIterator](), (item) => {
     const eventId = shareableEvent(item);
     // Run outside the request of whichever subscriber got there first: it leaving must not cancel the others' result.
