@@ -16,6 +16,7 @@
 //   job): what is counted is what the system writes to process a job.
 //   Configurations: 1 process × 24 and 2 processes × 50, each with and without ANALYZE (autovacuum is
 //   off on the scratch databases so "without" stays without); BENCH_DRAIN=1x24,1x24a,2x50,2x50a picks some.
+//   BENCH_NODE_ARGS adds node options to the drain's worker processes (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
 // - latency: one job at a time, due now, BENCH_LATENCY (default 300) times: from the add call to the
 //   handler's start, in-process for both; Chronograph also through GraphQL over HTTP to an instance
 //   listening in this process, posted with fetch (undici) and with node:http (keep-alive agent), to show
@@ -192,9 +193,12 @@ async function tableStats(c: pg.Client): Promise<TableStats> {
 const alive = new Set<ChildProcess>();
 process.on('exit', () => alive.forEach((c) => c.kill('SIGKILL')));
 
+/** BENCH_NODE_ARGS: node options for the drain's worker processes (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`). */
+const WORKER_NODE_ARGS = process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+
 function spawnWorkers(system: System, url: string, processes: number, concurrency: number): Promise<ChildProcess[]> {
   const children = Array.from({ length: processes }, (_, i) =>
-    spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '_compareWorker.ts')], {
+    spawn(process.execPath, [...WORKER_NODE_ARGS, '--import', 'tsx', path.join(import.meta.dirname, '_compareWorker.ts')], {
       env: {
         ...process.env,
         COMPARE_KIND: system === 'graphile-worker' ? 'gw' : 'cg',

@@ -10,6 +10,7 @@
 // start time, as toISOString writes it) or `same` (one start time for all, as `bench compare` does).
 // At the end the server is asked how many tasks and CREATED events it holds. BENCH_CREATE_NODE_ARGS adds
 // node options to the server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes).
+// The server's CPU time per task (user and system, all its threads, from /proc) is printed with the rate.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,12 @@ const TEMPLATE = 'bench.Create';
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const mb = (bytes: number) => `${fmt(bytes / 1_048_576)} MB`;
+
+/** CPU time (user + system, all threads) a process has used so far, in seconds. */
+function cpu(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 function rss(pid: number): number {
   const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
@@ -108,6 +115,7 @@ async function run(label: string, env: Record<string, string>): Promise<void> {
     console.log(`\n## ${label}: ${fmt(TOTAL)} tasks in batches of ${fmt(BATCH)} (${STARTS} start times); RSS before ${mb(before)}`);
     const rates: number[] = [];
     let busy = 0;
+    const cpuBefore = cpu(child.pid!);
     const reportEvery = Math.max(BATCH, Math.round(TOTAL / 10 / BATCH) * BATCH);
     for (let done = 0; done < TOTAL; ) {
       const count = Math.min(BATCH, TOTAL - done);
@@ -125,12 +133,13 @@ async function run(label: string, env: Record<string, string>): Promise<void> {
         );
       }
     }
+    const cpuUsed = cpu(child.pid!) - cpuBefore;
     await new Promise((r) => setTimeout(r, 1000));
     const after = rss(child.pid!);
     const sorted = [...rates].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)]!;
     console.log(
-      `rate: overall ${fmt(TOTAL / busy)} tasks/s, median batch ${fmt(median)} tasks/s (slowest ${fmt(sorted[0]!)}, fastest ${fmt(sorted.at(-1)!)})`,
+      `rate: overall ${fmt(TOTAL / busy)} tasks/s, median batch ${fmt(median)} tasks/s (slowest ${fmt(sorted[0]!)}, fastest ${fmt(sorted.at(-1)!)}); the server's CPU ${fmt((cpuUsed * 1e6) / TOTAL, 1)} µs per task`,
     );
     console.log(
       `RSS: before ${mb(before)}, peak ${mb(peak)}, after ${mb(after)}: grew ${mb(after - before)} (peak ${mb(peak - before)} above before)`,
