@@ -9,7 +9,11 @@ export interface SubscriptionLease {
   release(): void;
 }
 
-/** The last item of a subscription that the server ends; `lastCursor` is where to resume. */
+/**
+ * The last item of a subscription that the server ends; `lastCursor` is where to resume: every event up
+ * to it that the filter matches has been handed out, so it is as far as the subscription has examined the
+ * stream, usually past its last matching event (see TaskEventSubscription.lastCursor).
+ */
 export interface StreamEnd {
   end: StreamEndReason;
   lastCursor: string | null;
@@ -31,6 +35,12 @@ export function isStreamEnd(item: StreamItem): item is StreamEnd {
 
 type Phase = 'replay' | 'live' | 'ending' | 'done';
 
+/** A live event waiting for the consumer; `through`: the events after it up to here did not match. */
+interface Waiting {
+  event: TaskEventRef;
+  through: bigint;
+}
+
 const REPLAY_PAGE = 500;
 
 /**
@@ -51,9 +61,15 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   private page: TaskEventRef[] = [];
   /** Replay: events up to here have been read. Live: only ids above it are delivered. */
   private position: bigint;
-  /** The cursor of the last event handed to the consumer (or where it started). */
+  /**
+   * Where to resume: every event up to here that the filter matches has been handed to the consumer.
+   * It moves with each event handed out and, past it, with the events examined and not matched (read by
+   * a replay page, offered live): for a narrow filter, the last matching event may be long gone to
+   * history retention while nothing matching was missed, and resuming from it would be CURSOR_EXPIRED.
+   * Events dropped from the buffer (SUBSCRIBER_TOO_SLOW) and those examined after them are not covered.
+   */
   private lastCursor: bigint;
-  private readonly buffer: TaskEventRef[] = [];
+  private readonly buffer: Waiting[] = [];
   private waiter?: (result: IteratorResult<StreamItem>) => void;
   /** Why the server ends it; the end message's cursor is taken when it is handed out (see finish). */
   private endReason?: StreamEndReason;
@@ -101,7 +117,9 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   async next(): Promise<IteratorResult<StreamItem>> {
     while (this.phase === 'replay') {
       const replayed = this.page.shift();
-      if (replayed) return this.deliver(replayed);
+      // The page covers the ids up to `position`: its last event handed out, the consumer has all of them.
+      if (replayed) return this.deliver({ event: replayed, through: this.page.length === 0 ? this.position : replayed.id });
+      if (this.position > this.lastCursor) this.lastCursor = this.position;
       const upTo = this.stream.floor;
       if (this.position >= upTo) {
         this.goLive();
@@ -109,9 +127,9 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
       }
       const page = await this.stream.replay(this.filter, this.position, upTo, REPLAY_PAGE);
       if (this.phase !== 'replay') break;
-      // Read after the page: a pruning that took events from it (or from before it, not yet handed out)
-      // committed before the page was read, so it shows here. The subscription checked this once when it
-      // began; history retention may run while it replays.
+      // Read after the page: a pruning that took events from it committed before the page was read, so it
+      // shows here. The subscription checked this once when it began; history retention may run while it
+      // replays. Everything up to lastCursor (here: `position` before this page) was read and handed out.
       const pruned = await this.stream.prunedThrough(this.filter.tenantId);
       if (this.phase !== 'replay') break;
       if (pruned != null && pruned > this.lastCursor) {
@@ -151,11 +169,17 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   offer(event: TaskEventRef): void {
     if (event.id <= this.position) return;
     if (this.opening && event.id > this.opening.newest) this.opening = undefined;
-    if (this.opening?.committed.has(event.id) || !this.filter.matches(event)) return;
+    if (this.opening?.committed.has(event.id) || !this.filter.matches(event)) {
+      // Examined: once what waits before it is handed out, the consumer has every match up to here.
+      const last = this.buffer.at(-1);
+      if (last) last.through = event.id;
+      else this.lastCursor = event.id;
+      return;
+    }
     if (this.waiter) {
-      this.wake(this.deliver(event));
+      this.wake(this.deliver({ event, through: event.id }));
     } else if (this.buffer.length < this.bufferSize) {
-      this.buffer.push(event);
+      this.buffer.push({ event, through: event.id });
     } else {
       this.buffer.length = 0;
       this.finish('SUBSCRIBER_TOO_SLOW');
@@ -164,9 +188,9 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
 
   /**
    * Ends the subscription: the consumer gets whatever is buffered, then a StreamEnd, then done. The
-   * StreamEnd's `lastCursor` is the last event handed out before it, buffered ones included: a client
-   * resuming from it gets each event once (it used to be the cursor when finish ran, before the buffer
-   * was handed out, so those events came again on resuming).
+   * StreamEnd's `lastCursor` is taken when it is handed out, buffered events included (see lastCursor):
+   * a client resuming from it gets each event once (it used to be the cursor when finish ran, before the
+   * buffer was handed out, so those events came again on resuming).
    */
   finish(reason: StreamEndReason): void {
     if (this.phase === 'ending' || this.phase === 'done') return;
@@ -197,8 +221,8 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
     this.stream.goLive(this);
   }
 
-  private deliver(event: TaskEventRef): IteratorResult<StreamItem> {
-    this.lastCursor = event.id;
+  private deliver({ event, through }: Waiting): IteratorResult<StreamItem> {
+    this.lastCursor = through;
     return { value: event, done: false };
   }
 
