@@ -2,7 +2,7 @@ import { DateTime } from 'luxon';
 import { isValidTimezone } from '../config.js';
 import { badInput, ChronographError } from '../errors.js';
 import { Prisma, type TaskTemplate } from '../generated/prisma/client.js';
-import { assertIntRange, assertName } from '../tasks/validate.js';
+import { assertIntRange, assertName, MAX_NAME_LENGTH } from '../tasks/validate.js';
 import { readDateTime, wallClockInstant } from '../time/parseTime.js';
 import { TimeZone } from '../time/TimeZone.js';
 import { assertFieldPath, type Condition, isPlainObject, readPath, validateCondition } from './condition.js';
@@ -71,7 +71,7 @@ export function validateDateFieldInput(input: unknown, field = 'dateField'): Dat
   assertName(model, `${field}.model`);
   const sourceField = typeof value.field === 'string' ? value.field.trim() : '';
   if (!sourceField) throw badInput(`${field}.field must name the record's date field, e.g. expireDate`, `${field}.field`);
-  assertFieldPath(sourceField, `${field}.field`);
+  assertFieldName(sourceField, `${field}.field`);
   const timeOfDay = value.timeOfDay?.trim() || null;
   if (timeOfDay !== null && !TIME_OF_DAY.test(timeOfDay)) {
     throw badInput(
@@ -80,7 +80,7 @@ export function validateDateFieldInput(input: unknown, field = 'dateField'): Dat
     );
   }
   const timezoneField = value.timezoneField?.trim() || null;
-  if (timezoneField !== null) assertFieldPath(timezoneField, `${field}.timezoneField`);
+  if (timezoneField !== null) assertFieldName(timezoneField, `${field}.timezoneField`);
   const offset =
     value.offset == null
       ? { amount: 0, unit: 'DAYS' as const, direction: 'AFTER' as const }
@@ -95,6 +95,17 @@ export function validateDateFieldInput(input: unknown, field = 'dateField'): Dat
     sourceField,
     dateRule: { offset, timeOfDay, timezoneField, condition: validateCondition(value.condition, `${field}.condition`), endOffset, maxRuns },
   };
+}
+
+/**
+ * A record field a template names (its date field, its time-zone field): stored in the template and in
+ * every task's source_field, so at most MAX_NAME_LENGTH characters, as other names (assertName).
+ */
+function assertFieldName(path: string, field: string): string {
+  if (path.length > MAX_NAME_LENGTH) {
+    throw badInput(`${field} is ${path.length} characters long; a field name has at most ${MAX_NAME_LENGTH}`, field);
+  }
+  return assertFieldPath(path, field);
 }
 
 function validateOffset(value: unknown, field: string): DateOffset {
