@@ -30,18 +30,34 @@ export interface HistoryPrunerOptions {
 /** An arbitrary constant naming the per-tenant prune locks (first half of the two-key advisory lock). */
 const PRUNE_LOCK_CLASS = 0x70727565; // 'prue'
 const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
+/**
+ * `<alias>.task_id` names a task with a run in progress: none of its history is pruned until that run has
+ * finished (an index probe of task_run (task_id, attempt) per candidate row; no lock).
+ */
+const runInProgress = (alias: string) =>
+  `EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = ${alias}.task_id AND live.status = 'RUNNING')`;
 const DAY_MS = 86_400_000;
 
 /**
  * Deletes old history in small batches: finished tasks (with their runs, logs and events) that ended
- * before a tenant's cutoff, and the runs, logs and events older than it of tasks that go on. Each batch is
+ * before a tenant's cutoff, and the runs, logs and events older than it of tasks that go on. A task with a
+ * run in progress keeps all of its history, however old, until that run has finished: the run, its
+ * events (the one that started it among them) and the task's earlier runs, logs and events (they used
+ * to be pruned under a running attempt). Whether a run is in progress is read in the statement that
+ * selects the rows, so a run that starts meanwhile is never pruned (its rows are visible to a statement
+ * only together with its RUNNING status); rows selected before it started may still go. Each batch is
  * one short transaction under the tenant's prune lock (an advisory lock: an instance that finds it taken
  * leaves that tenant to the instance holding it), touches only finished rows, and takes no lock a claim
  * waits for. With ARCHIVE_DIR, a batch's rows are written as gzip JSON lines before the transaction that
  * deletes them commits (so an archive may repeat rows whose deletion then failed, never miss one).
  *
  * Events are pruned oldest id first and the newest id pruned is kept per tenant
- * (tenant.events_pruned_through): a subscription resuming from before it gets CURSOR_EXPIRED.
+ * (tenant.events_pruned_through, only ever raised): a subscription resuming from before it gets
+ * CURSOR_EXPIRED, since an event after its cursor is gone; one resuming from it or later gets every event
+ * still stored after its cursor. Events at or below it may still be stored (a task's whose run was in
+ * progress, or newer than the cutoff with a lower id): a subscription resuming from it skips those, as it
+ * was told (CURSOR_EXPIRED names it as the oldest cursor); when they are pruned later, the mark does not
+ * move back.
  */
 export class HistoryPruner {
   private timer?: NodeJS.Timeout;
@@ -134,17 +150,21 @@ export class HistoryPruner {
         );
         if (!lock?.locked) return null;
         const counts = emptyCounts();
-        // Finished tasks that ended before the cutoff, with everything they have.
+        // Finished tasks that ended before the cutoff, with everything they have (unless a run of theirs is
+        // somehow still going: forcedEnd closes it at once, but its history is kept until it is closed).
         const tasks = await tx.$queryRawUnsafe<{ id: string }[]>(
-          `SELECT id FROM task WHERE tenant_id = $1 AND status IN ${FINISHED} AND updated_at < $2 ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED`,
+          `SELECT id FROM task t WHERE tenant_id = $1 AND status IN ${FINISHED} AND updated_at < $2
+              AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.id AND live.status = 'RUNNING')
+            ORDER BY updated_at LIMIT $3 FOR UPDATE OF t SKIP LOCKED`,
           tenantId,
           cutoff,
           this.batchSize,
         );
         const taskIds = tasks.map((t) => t.id);
-        // Runs (and their logs) older than the cutoff of tasks that go on; never a running one.
+        // Runs (and their logs) older than the cutoff of tasks that go on; none of a task with a run in progress.
         const runs = await tx.$queryRawUnsafe<{ id: string }[]>(
-          `SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING' AND NOT (task_id = ANY($3::uuid[]))
+          `SELECT id FROM task_run r WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING' AND NOT (task_id = ANY($3::uuid[]))
+              AND NOT ${runInProgress('r')}
             ORDER BY started_at LIMIT $4`,
           tenantId,
           cutoff,
@@ -152,8 +172,11 @@ export class HistoryPruner {
           this.batchSize,
         );
         const runIds = runs.map((r) => r.id);
+        // Events older than the cutoff of tasks that go on; none of a task with a run in progress.
         const events = await tx.$queryRawUnsafe<{ id: bigint }[]>(
-          `SELECT id FROM task_event WHERE tenant_id = $1 AND created_at < $2 AND NOT (task_id = ANY($3::uuid[])) ORDER BY id LIMIT $4`,
+          `SELECT id FROM task_event e WHERE tenant_id = $1 AND created_at < $2 AND NOT (task_id = ANY($3::uuid[]))
+              AND NOT ${runInProgress('e')}
+            ORDER BY id LIMIT $4`,
           tenantId,
           cutoff,
           taskIds,
