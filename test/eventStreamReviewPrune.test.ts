@@ -46,9 +46,9 @@ describe.each(backends)('pruning history around a run in progress (%s)', (backen
   });
 
   const history = async (taskId: string) => ({
-    events: (await t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' }, select: { id: true, toStatus: true } })).map(
-      (e) => `${e.id} ${e.toStatus}`,
-    ),
+    events: (
+      await t.app.db.prisma.taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' }, select: { id: true, toStatus: true } })
+    ).map((e) => `${e.id} ${e.toStatus}`),
     runs: (await t.app.db.prisma.taskRun.findMany({ where: { taskId }, select: { status: true } })).map((r) => r.status),
     logs: await t.app.db.prisma.taskRunLog.count({ where: { taskId } }),
   });
