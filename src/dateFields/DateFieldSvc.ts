@@ -3,6 +3,7 @@ import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType, TaskStatus } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
 import { assertJson, assertName } from '../tasks/validate.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import {
   addCounts,
   applyDateFields,
@@ -12,7 +13,13 @@ import {
   type RecordChange,
 } from './applyDateFields.js';
 import { isPlainObject, stableStringify } from './condition.js';
-import { lockLiveTemplateTasks, lockOrphanDateFieldTasks, upsertDateFieldSources } from './dateFieldSql.js';
+import {
+  lockDateFieldModels,
+  lockDateFieldRecords,
+  lockLiveTemplateTasks,
+  lockOrphanDateFieldTasks,
+  upsertDateFieldSources,
+} from './dateFieldSql.js';
 import { configOf } from './dateRule.js';
 import type { ModelField } from './modelFields.js';
 
@@ -34,6 +41,25 @@ export interface RowObj {
 export const LONG_TRANSACTION = { maxWait: 10_000, timeout: 30 * 60_000 } as const;
 
 const PAGE = 1000;
+
+/*
+ * LOCK ORDER. Every transaction of the date-field layer takes its locks in this order, and only in it,
+ * so that no two of them wait for each other's locks in opposite orders (a deadlock):
+ *
+ *   1. template rows: a template change updates (or inserts) its row; hooks and reconcile lock the
+ *      model's DATE_FIELD templates FOR SHARE (templatesOf), so they wait for an update to commit;
+ *   2. the model lock (lockDateFieldModels): exclusive for a template change (every model the template
+ *      followed or follows), shared for hooks, record writes, imports and reconcile;
+ *   3. the tenant's quota lock (QuotaGuard.beforeCreate; tenants with count quotas only): before any
+ *      record lock, by any transaction that may create a task (a batch: before its first chunk;
+ *      reconcile and template changes: always);
+ *   4. record locks (lockDateFieldRecords), all of a batch's records in one statement;
+ *   5. task rows (FOR UPDATE), in id order.
+ *
+ * Records are read after the locks that guard them: a template change reads them under the exclusive
+ * model lock (no hook of the model is under way), reconcile under the record locks (a hook of the record
+ * has committed, or waits for reconcile to commit and then plans after it). The last writer wins.
+ */
 
 /**
  * The model-event layer of one tenant: date-field templates turn record dates into tasks. The hooks
@@ -126,21 +152,29 @@ export class DateFieldSvc {
   async reconcile(model: string): Promise<DateFieldResult> {
     assertName(model, 'model');
     const result = emptyResult();
-    const lowCode = (await this.deps.prisma.modelDefinition.count({ where: { tenantId: this.tenantId, name: model } })) > 0;
-    const templates = await this.templatesOf(this.deps.prisma, model, false);
     let after: string | undefined;
     for (;;) {
-      const page = await readRecords(this.deps.prisma, this.tenantId, model, lowCode, after, PAGE);
-      if (page.length === 0) break;
-      after = page.at(-1)!.rowId;
-      const counts = await this.deps.prisma.$transaction(
-        (tx) => applyDateFields(tx, templates, page, { tenantId: this.tenantId, now: this.now(), actor: this.actor }),
-        LONG_TRANSACTION,
-      );
-      addCounts(result, counts);
-      if (page.length < PAGE) break;
+      // Each page in its own transaction, under the locks the hooks take (LOCK ORDER): the records are
+      // read after their locks, so a hook that changed one meanwhile has committed and is read as it
+      // left the record. Read before the locks, a date a hook cleared in between came back as a task.
+      const page = await this.deps.prisma.$transaction(async (tx) => {
+        const { templates, lowCode } = await this.lockForReconcile(tx, model);
+        const ids = (await readRecords(tx, this.tenantId, model, lowCode, after, PAGE)).map((r) => r.rowId);
+        if (ids.length === 0) return null;
+        await lockDateFieldRecords(tx, this.tenantId, model, ids);
+        const current = new Map((await readRecords(tx, this.tenantId, model, lowCode, undefined, PAGE, ids)).map((r) => [r.rowId, r]));
+        // A record deleted in between is planned as deleted: its live tasks are cancelled.
+        const records = ids.map((rowId) => current.get(rowId) ?? { rowId, data: null });
+        const counts = await applyDateFields(tx, templates, records, { tenantId: this.tenantId, now: this.now(), actor: this.actor });
+        return { counts, last: ids.at(-1)!, full: ids.length === PAGE };
+      }, LONG_TRANSACTION);
+      if (!page) break;
+      addCounts(result, page.counts);
+      after = page.last;
+      if (!page.full) break;
     }
     const cancelled = await this.deps.prisma.$transaction(async (tx) => {
+      const { templates, lowCode } = await this.lockForReconcile(tx, model);
       const ids = await lockOrphanDateFieldTasks(tx, {
         tenantId: this.tenantId,
         model,
@@ -154,6 +188,21 @@ export class DateFieldSvc {
   }
 
   /**
+   * A reconcile transaction's locks before it reads records (LOCK ORDER): the model's templates, read
+   * as committed (a template change that raced it has committed or waits), the model lock (shared), the
+   * quota lock (it may create tasks).
+   */
+  private async lockForReconcile(
+    tx: Prisma.TransactionClient,
+    model: string,
+  ): Promise<{ templates: PreparedTemplate[]; lowCode: boolean }> {
+    const templates = await this.templatesOf(tx, model, false, true);
+    if (templates.length > 0) await (await QuotaGuard.of(tx, this.tenantId)).beforeCreate();
+    const lowCode = (await tx.modelDefinition.count({ where: { tenantId: this.tenantId, name: model } })) > 0;
+    return { templates, lowCode };
+  }
+
+  /**
    * A template was created, updated or deleted (`after` null) in `tx`: its pending tasks follow. A
    * template that stops being an enabled DATE_FIELD template, or follows another model now, cancels
    * them; otherwise every record of its model is re-planned against it.
@@ -164,6 +213,13 @@ export class DateFieldSvc {
     const isDateField = after?.repeatType === RepeatType.DATE_FIELD && after.enabled;
     if (!wasDateField && !isDateField) return result;
     if (before && after && relevant(before) === relevant(after)) return result;
+    // LOCK ORDER: the template row is held (this transaction wrote it); then every model it followed or
+    // follows, exclusively: the hooks of those models wait for this change, and a hook under way (which
+    // planned without this template, e.g. one it could not see yet) commits before the records are read
+    // below. Then the quota lock, before any record or task lock.
+    const models = [before?.sourceModel, after?.sourceModel].filter((m): m is string => m != null);
+    await lockDateFieldModels(tx, this.tenantId, models, 'exclusive');
+    if (isDateField) await (await QuotaGuard.of(tx, this.tenantId)).beforeCreate();
     if (before && wasDateField && (!isDateField || before.sourceModel !== after?.sourceModel)) {
       const why = !after
         ? 'template deleted'
@@ -218,13 +274,17 @@ export class DateFieldSvc {
    * The DATE_FIELD templates of a model (enabled ones, unless `withDisabled`). With `lock` (inside a
    * hook's transaction), they are first locked FOR SHARE: a concurrent update of one of them is waited
    * for and then read as committed, so the hook plans with the template its tasks will keep (the update,
-   * in turn, waits for the hook, and re-plans the records it committed).
+   * in turn, waits for the hook, and re-plans the records it committed). Then the model lock (shared):
+   * a template created for this model, or moved to it, holds it exclusively until it commits, so the
+   * hook reads it too (the row lock cannot wait for a template the hook does not see yet).
    */
   private async templatesOf(db: Prisma.TransactionClient, model: string, withDisabled: boolean, lock = false): Promise<PreparedTemplate[]> {
-    if (lock)
+    if (lock) {
       await db.$queryRaw`SELECT id FROM task_template
         WHERE tenant_id = ${this.tenantId} AND source_model = ${model} AND repeat_type = 'DATE_FIELD'
         ORDER BY id FOR SHARE`;
+      await lockDateFieldModels(db, this.tenantId, [model], 'shared');
+    }
     const templates = await db.taskTemplate.findMany({
       where: { tenantId: this.tenantId, sourceModel: model, repeatType: RepeatType.DATE_FIELD, ...(!withDisabled && { enabled: true }) },
       orderBy: { id: 'asc' },
@@ -259,10 +319,12 @@ async function readRecords(
   lowCode: boolean,
   after: string | undefined,
   take: number,
+  /** Only these records (a page read again after its locks). */
+  ids?: string[],
 ): Promise<RecordChange[]> {
   if (lowCode) {
     const rows = await db.modelRecord.findMany({
-      where: { tenantId, model, ...(after && { id: { gt: after } }) },
+      where: { tenantId, model, ...(after && { id: { gt: after } }), ...(ids && { id: { in: ids } }) },
       orderBy: { id: 'asc' },
       take,
       select: { id: true, data: true },
@@ -270,7 +332,7 @@ async function readRecords(
     return rows.map((r) => ({ rowId: r.id, data: { ...(r.data as Record<string, unknown>), id: r.id }, prefix: `record ${r.id}` }));
   }
   const rows = await db.dateFieldSource.findMany({
-    where: { tenantId, model, ...(after && { rowId: { gt: after } }) },
+    where: { tenantId, model, ...(after && { rowId: { gt: after } }), ...(ids && { rowId: { in: ids } }) },
     orderBy: { rowId: 'asc' },
     take,
     select: { rowId: true, data: true },

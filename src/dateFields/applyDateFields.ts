@@ -6,7 +6,7 @@ import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { matchesCondition, stableStringify } from './condition.js';
-import { finishedDateFieldRuns, lockDateFieldPairs, lockLiveDateFieldTasks, lockWaitingOccurrences } from './dateFieldSql.js';
+import { finishedDateFieldRuns, lockDateFieldRecords, lockLiveDateFieldTasks, lockWaitingOccurrences } from './dateFieldSql.js';
 import { type DateFieldConfig, scheduleFor } from './dateRule.js';
 
 /** A DATE_FIELD template with its parsed configuration. */
@@ -146,10 +146,31 @@ export async function applyDateFields(
   // A record named twice in one batch counts once, as its last version.
   const latest = [...new Map(changes.map((c) => [c.rowId, c])).values()];
   const plans = latest.map((change) => templates.map((t) => ({ change, template: t, desired: plan(t, change, options) })));
+  // Locks, in the order every path takes them (LOCK ORDER in DateFieldSvc.ts), all before the first
+  // chunk: a batch that took the quota lock in a later chunk, after an earlier chunk's record locks,
+  // deadlocked with a hook that holds the quota lock and waits for one of those records.
+  // The tenant's quotas hold for tasks created from records too (QuotaGuard); over a limit, the caller's
+  // whole transaction rolls back, record write included. Its lock (tenants with count quotas only) is
+  // taken when anything may be created.
+  const quota = plans.some((row) => row.some((p) => p.desired.kind === 'task')) ? await QuotaGuard.of(tx, options.tenantId) : undefined;
+  await quota?.beforeCreate();
+  // Then the records' locks, every record of the batch in one statement: hooks of one record take turns.
+  // Without them, saves and deletes of one record racing each other could make a hook lose the insert
+  // race round after round (a winner's task cancelled by a delete before the loser looks again) and fail
+  // with CONFLICT. New records (fresh) have no one to take turns with.
+  if (!options.fresh) {
+    for (const model of new Set(templates.map((t) => t.config.sourceModel)))
+      await lockDateFieldRecords(
+        tx,
+        options.tenantId,
+        model,
+        latest.map((c) => c.rowId),
+      );
+  }
   let woke = false;
   for (let i = 0; i < plans.length; i += RECORDS_PER_CHUNK) {
     const chunk = plans.slice(i, i + RECORDS_PER_CHUNK).flat();
-    const outcome = await applyChunk(tx, chunk, options);
+    const outcome = await applyChunk(tx, chunk, quota, options);
     addCounts(result, outcome);
     // A created task wakes the schedulers with its insert (insertNewTasks); a rescheduled one here.
     if (!woke && outcome.rescheduled) {
@@ -166,7 +187,12 @@ interface Pair {
   desired: Desired;
 }
 
-async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: ApplyOptions): Promise<DateFieldResult> {
+async function applyChunk(
+  tx: Prisma.TransactionClient,
+  pairs: Pair[],
+  quota: QuotaGuard | undefined,
+  options: ApplyOptions,
+): Promise<DateFieldResult> {
   const result = emptyResult();
   const record = (pair: Pair, action: DateFieldAction, taskId: string | null, reason: string) => {
     result[COUNTED_AS[action]] += 1;
@@ -176,21 +202,6 @@ async function applyChunk(tx: Prisma.TransactionClient, pairs: Pair[], options: 
     }
   };
 
-  // The tenant's quotas hold for tasks created from records too (QuotaGuard); over a limit, the
-  // caller's whole transaction rolls back, record write included. Its lock (tenants with count quotas
-  // only) is taken before the pair locks below, as every creating transaction takes it first, so two
-  // transactions never wait for each other's locks in opposite orders.
-  const quota = pairs.some((p) => p.desired.kind === 'task') ? await QuotaGuard.of(tx, options.tenantId) : undefined;
-  await quota?.beforeCreate();
-  // Hooks for the same (template, record) take turns: without this, saves and deletes of one record
-  // racing each other could make a hook lose the insert race round after round (a winner's task
-  // cancelled by a delete before the loser looks again), and fail with CONFLICT.
-  if (!options.fresh)
-    await lockDateFieldPairs(
-      tx,
-      options.tenantId,
-      pairs.map((p) => `${p.template.template.id}/${p.change.rowId}`),
-    );
   let pending = pairs;
   // Creating can still lose a race to a writer that does not take those locks (an import of the same
   // new ids); the pairs that lost are decided again against the task the winner created.

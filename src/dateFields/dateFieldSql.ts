@@ -56,18 +56,47 @@ export async function lockWaitingOccurrences(
 }
 
 /**
- * Transaction-level advisory locks on (tenant, template, record) pairs, taken in one statement and in
- * a fixed (hash) order so that two hooks over overlapping records cannot deadlock on them. Released at
- * commit or rollback. A hash collision only makes two unrelated records wait for each other.
+ * Transaction-level advisory locks on records (tenant, model, row id), taken in one statement and in a
+ * fixed (hash) order so that two transactions over overlapping records cannot deadlock on them; a batch
+ * takes all of its records' locks at once, before its first chunk. Released at commit or rollback. A
+ * hash collision only makes two unrelated records wait for each other. Hooks take them before they look
+ * at a record's tasks; reconcile takes them before it reads the records, so it reads what the last
+ * hook of each record left (see LOCK ORDER in DateFieldSvc.ts).
  */
-export async function lockDateFieldPairs(tx: Prisma.TransactionClient, tenantId: string, pairKeys: string[]): Promise<void> {
-  if (pairKeys.length === 0) return;
+export async function lockDateFieldRecords(tx: Prisma.TransactionClient, tenantId: string, model: string, rowIds: string[]): Promise<void> {
+  if (rowIds.length === 0) return;
   await tx.$queryRawUnsafe(
     `SELECT count(pg_advisory_xact_lock(h)) FROM (
-       SELECT DISTINCT hashtextextended($1 || '/' || k, 7274) AS h FROM unnest($2::text[]) AS k ORDER BY 1
+       SELECT DISTINCT hashtextextended($1 || '/' || $2 || '/' || k, 7274) AS h FROM unnest($3::text[]) AS k ORDER BY 1
      ) locks`,
     tenantId,
-    pairKeys,
+    model,
+    rowIds,
+  );
+}
+
+/**
+ * Transaction-level advisory locks on the date-field layer of models (tenant, model): shared by every
+ * transaction that plans records of the model against its templates (hooks, record writes, imports,
+ * reconcile), exclusive for a change of a template that follows it (templateChanged). A template change
+ * thus sees every record write that committed before it, and a hook that comes after it plans with the
+ * changed template, even a template created or moved to this model, which the hook could not have
+ * locked (see LOCK ORDER in DateFieldSvc.ts). In hash order, so two template changes cannot deadlock.
+ */
+export async function lockDateFieldModels(
+  tx: Prisma.TransactionClient,
+  tenantId: string,
+  models: string[],
+  mode: 'shared' | 'exclusive',
+): Promise<void> {
+  if (models.length === 0) return;
+  const lock = mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock';
+  await tx.$queryRawUnsafe(
+    `SELECT count(${lock}(h)) FROM (
+       SELECT DISTINCT hashtextextended($1 || '/' || m, 7275) AS h FROM unnest($2::text[]) AS m ORDER BY 1
+     ) locks`,
+    tenantId,
+    models,
   );
 }
 
