@@ -29,7 +29,9 @@ const mb = (bytes: number) => `${fmt(bytes / 1_048_576)} MB`;
 
 /** CPU time (user + system, all threads) a process has used so far, in seconds. */
 function cpu(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
