@@ -130,7 +130,10 @@ const INSERT_BATCH = 2000;
  * - a live task whose computed schedule or template-given fields differ is updated in place (same id,
  *   RESCHEDULED event); one that already matches is left alone, so replays are no-ops;
  * - no date, no match, or a deleted record: the live task is CANCELLED (kept in history);
- * - a date whose task has already finished (SUCCEEDED, FAILED, FORCED_END) is not run again.
+ * - a record date whose task has already finished (SUCCEEDED, FAILED, FORCED_END) is not run again: not
+ *   when the record is saved again with that date, and not when the template's offset, timeOfDay or time
+ *   zone changes (which moves the first run, not the date). A date that ran fires once; a new date is a
+ *   new occurrence.
  *
  * A RUNNING task is left to finish its run; the next hook or reconcile applies any change to it.
  * Everything is computed before the first write, so bad record data throws with nothing written.
@@ -241,8 +244,8 @@ async function applyChunk(
         }
       } else if (desired.kind === 'none') {
         record(pair, desired.skipped ? 'SKIPPED' : 'UNCHANGED', null, desired.reason);
-      } else if (finished.has(runKey(pair.template.template.id, pair.change.rowId, desired.row.startTime))) {
-        record(pair, 'UNCHANGED', null, `its task for ${desired.row.startTime.toISOString()} has already finished`);
+      } else if (finishedKeys(pair, desired.row).some((key) => finished.has(key))) {
+        record(pair, 'UNCHANGED', null, `its task for ${pair.template.config.sourceField} ${recordDate(desired.row)} has already finished`);
       } else {
         toCreate.push({ pair, row: desired.row, note: desired.note });
       }
@@ -296,10 +299,34 @@ async function loadFinished(tx: Prisma.TransactionClient, pairs: Pair[], tenantI
   for (const [model, group] of byModel) {
     const templateIds = [...new Set(group.map((p) => p.template.template.id))];
     const rowIds = [...new Set(group.map((p) => p.change.rowId))];
-    for (const run of await finishedDateFieldRuns(tx, tenantId, model, templateIds, rowIds))
-      keys.add(runKey(run.templateId, run.rowId, run.startTime));
+    for (const run of await finishedDateFieldRuns(tx, tenantId, model, templateIds, rowIds)) {
+      const pair = `${run.templateId}\u0000${run.rowId}\u0000`;
+      // A task without a record date (none should be) is matched by its first run, as before.
+      for (const key of run.date === null ? [`start:${run.startTime.getTime()}`] : dateKeys(run.date)) keys.add(pair + key);
+    }
   }
   return keys;
+}
+
+/** The record's date of a planned task (argDict.source.date, ISO 8601 in its zone). */
+function recordDate(row: TaskRow): string {
+  return (row.argDict as { source: { date: string } }).source.date;
+}
+
+/**
+ * A record date is the same date when it is the same instant, or the same wall-clock date and time (a
+ * date written without an offset, such as 2030-03-10, read in another zone after a time-zone change).
+ */
+function dateKeys(iso: string): string[] {
+  const at = Date.parse(iso);
+  const local = /^(.*?)(?:Z|[+-]\d\d:?\d\d)$/.exec(iso)?.[1] ?? iso;
+  return [...(Number.isNaN(at) ? [] : [`at:${at}`]), `local:${local}`];
+}
+
+/** The keys under which a finished task of this pair's record date would be found (loadFinished). */
+function finishedKeys(pair: Pair, row: TaskRow): string[] {
+  const prefix = `${pair.template.template.id}\u0000${pair.change.rowId}\u0000`;
+  return [...dateKeys(recordDate(row)), `start:${row.startTime.getTime()}`].map((key) => prefix + key);
 }
 
 /** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
@@ -397,10 +424,6 @@ function plan({ template, config }: PreparedTemplate, change: RecordChange, opti
 
 function pairKey(pair: Pair): string {
   return `${pair.template.template.id}\u0000${pair.change.rowId}`;
-}
-
-function runKey(templateId: string, rowId: string, startTime: Date): string {
-  return `${templateId}\u0000${rowId}\u0000${startTime.getTime()}`;
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

@@ -106,9 +106,12 @@ function columnOf(field: string): string {
 }
 
 /**
- * (template, record, first run) of the finished date-field tasks of these records, except cancelled
- * ones: a date whose task already ran (or failed, or was force-ended) is not run again when the record
- * is saved with the same date. A cancelled task (record deleted, condition no longer met) does not count.
+ * (template, record, record date, first run) of the finished date-field tasks of these records, except
+ * cancelled ones: a record date whose task already ran (or failed, or was force-ended) is not run again,
+ * neither when the record is saved with the same date nor when the template's timing (offset,
+ * timeOfDay, time zone) changes, which moves the first run but not the date. `date` is the record's date
+ * as the task's argDict.source.date holds it (ISO 8601 in the zone of the task); null for a task without
+ * one. A cancelled task (record deleted, condition no longer met) does not count.
  */
 export async function finishedDateFieldRuns(
   tx: Prisma.TransactionClient,
@@ -116,9 +119,9 @@ export async function finishedDateFieldRuns(
   model: string,
   templateIds: string[],
   rowIds: string[],
-): Promise<{ templateId: string; rowId: string; startTime: Date }[]> {
+): Promise<{ templateId: string; rowId: string; date: string | null; startTime: Date }[]> {
   return tx.$queryRawUnsafe(
-    `SELECT template_id::text AS "templateId", source_row_id AS "rowId", start_time AS "startTime" FROM task
+    `SELECT template_id::text AS "templateId", source_row_id AS "rowId", arg_dict #>> '{source,date}' AS date, start_time AS "startTime" FROM task
       WHERE tenant_id = $1 AND source = 'DATE_FIELD' AND source_model = $2 AND source_row_id = ANY($3::text[])
         AND template_id = ANY($4::uuid[]) AND parent_id IS NULL AND status IN ('SUCCEEDED', 'FAILED', 'FORCED_END')`,
     tenantId,
