@@ -5,6 +5,7 @@ import { HELD, insertNewTasks, type NewTaskRow, prismaRunner, TaskIds } from '..
 import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
+import { nextOccurrence } from '../time/schedule.js';
 import { matchesCondition, stableStringify } from './condition.js';
 import { finishedDateFieldRuns, lockDateFieldRecords, lockLiveDateFieldTasks, lockWaitingOccurrences } from './dateFieldSql.js';
 import { type DateFieldConfig, scheduleFor } from './dateRule.js';
@@ -108,7 +109,7 @@ const COMPARED = [
 ] as const satisfies readonly (keyof Task & keyof TaskRow)[];
 
 /** What deciding about a live task needs: the compared fields, and what a transition needs. */
-const LIVE_FIELDS = [...COMPARED, 'id', 'tenantId', 'status', 'templateId', 'sourceRowId'] as const;
+const LIVE_FIELDS = [...COMPARED, 'id', 'tenantId', 'status', 'templateId', 'sourceRowId', 'runCount', 'nextRunAt'] as const;
 type LiveTask = Pick<Task, (typeof LIVE_FIELDS)[number]>;
 
 const COUNTED_AS: Record<DateFieldAction, keyof DateFieldCounts> = {
@@ -238,7 +239,7 @@ async function applyChunk(
           if (differs.length === 0) {
             record(pair, 'UNCHANGED', task.id, 'already scheduled as the record says');
           } else {
-            const reason = await reschedule(tx, task, desired.row, differs, desired.note, options.actor ?? null);
+            const reason = await reschedule(tx, task, desired.row, differs, desired.note, options);
             record(pair, 'RESCHEDULED', task.id, reason);
           }
         }
@@ -329,27 +330,58 @@ function finishedKeys(pair: Pair, row: TaskRow): string[] {
   return [...dateKeys(recordDate(row)), `start:${row.startTime.getTime()}`].map((key) => prefix + key);
 }
 
-/** Updates a live task to the record's current schedule (same id, RESCHEDULED event, same status). */
+/** Fields that make up a task's schedule after its first run. */
+const SCHEDULE = new Set<string>(['repeatType', 'cronExpression', 'intervalSeconds', 'timezone', 'endTime', 'maxRuns']);
+
+/**
+ * Updates a live task (not RUNNING) to the record's current schedule: same id, a RESCHEDULED event.
+ *
+ * - A new first run (the date, the offset, the time of day or the zone moved it) starts a new series, as
+ *   a new schedule does in updateTask: its next run is the new time, earlier runs no longer count, and a
+ *   retry pending for the old occurrence is dropped (attempts 0, no last error, no occurrence being
+ *   retried; RETRYING becomes SCHEDULED, PAUSED stays PAUSED).
+ * - A new repeat (cron expression, interval, zone, end, maxRuns) with the same first run: a task that
+ *   has not run yet still first runs at its start time; one that has runs next at the new schedule's
+ *   first occurrence from now (none left: a waiting task has SUCCEEDED, a paused one keeps its time). A
+ *   RETRYING task finishes retrying its occurrence first; the new schedule applies after it.
+ */
 async function reschedule(
   tx: Prisma.TransactionClient,
   task: LiveTask,
   row: TaskRow,
   differs: string[],
   note: string | null,
-  actor: string | null,
+  options: ApplyOptions,
 ): Promise<string> {
   const data: Prisma.TaskUncheckedUpdateManyInput = {};
   for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
-  const moved = differs.includes('startTime');
-  if (moved) {
-    // A new date starts a new series: its first run is the new time, and earlier runs no longer count.
-    data.nextRunAt = row.nextRunAt;
-    data.runCount = 0;
+  let to: TaskStatus = task.status;
+  let reason: string;
+  if (differs.includes('startTime')) {
+    Object.assign(data, { nextRunAt: row.nextRunAt, runCount: 0, attempts: 0, lastError: null, occurrenceAt: null });
+    if (task.status === TaskStatus.RETRYING) to = TaskStatus.SCHEDULED;
+    reason = `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`;
+  } else {
+    reason = `template changed (${differs.join(', ')})`;
+    if (differs.some((f) => SCHEDULE.has(f)) && task.runCount > 0 && task.status !== TaskStatus.RETRYING) {
+      const now = options.now;
+      const exhausted = row.maxRuns != null && task.runCount >= row.maxRuns;
+      // At or after now, on the new schedule's grid from the first run (an INTERVAL's anchor).
+      let next = exhausted ? null : nextOccurrence(row, new Date(now.getTime() - 1), row.startTime);
+      if (next && row.endTime && next > row.endTime) next = null;
+      if (next) {
+        data.nextRunAt = next;
+        reason += `; next run ${next.toISOString()}`;
+      } else if (task.status === TaskStatus.SCHEDULED) {
+        data.nextRunAt = null;
+        to = TaskStatus.SUCCEEDED;
+        reason += '; its new schedule has no further run';
+      }
+    }
   }
-  const reason = moved
-    ? `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`
-    : `template changed (${differs.join(', ')})`;
-  await transition(tx, { task, to: task.status, type: TaskEventType.RESCHEDULED, data, message: reason, actor });
+  // applyDateFields wakes the schedulers (once) when it has rescheduled a task.
+  const type = to === TaskStatus.SUCCEEDED ? undefined : TaskEventType.RESCHEDULED;
+  await transition(tx, { task, to, type, data, message: reason, actor: options.actor ?? null });
   return reason;
 }
 

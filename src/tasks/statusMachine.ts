@@ -20,7 +20,8 @@ export const CANCEL_CHANNEL = 'chronograph_cancel';
 const ALLOWED: Record<TaskStatus, readonly TaskStatus[]> = {
   // SCHEDULED → SUCCEEDED: an ALLOW-overlap task fired its last occurrence (its runs are child tasks).
   SCHEDULED: ['SCHEDULED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FORCED_END', 'CANCELLED'],
-  RETRYING: ['RETRYING', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
+  // RETRYING → SCHEDULED: a date-field task whose record date moved starts its new occurrence afresh.
+  RETRYING: ['RETRYING', 'SCHEDULED', 'RUNNING', 'PAUSED', 'FORCED_END', 'CANCELLED'],
   RUNNING: ['SCHEDULED', 'RETRYING', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED', 'RUNNING'],
   PAUSED: ['PAUSED', 'SCHEDULED', 'RETRYING', 'FORCED_END', 'CANCELLED'],
   SUCCEEDED: [],
