@@ -72,7 +72,8 @@ export function reviveEventRow(row: { event: Record<string, unknown>; task: Reco
  */
 export function eventFromRow(row: EventRow, query: unknown): Record<string, unknown> | undefined {
   if (!selectsOnly(query, EVENT_FIELDS, true)) return undefined;
-  return { ...row.event, task: row.task };
+  // Not `{ ...row.event, task }`: a field after a spread is a slow path on Node 20's V8 (recurrence.ts).
+  return Object.assign({ task: row.task }, row.event);
 }
 
 /**
