@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CREATE_TEMPLATE, createDateFieldTemplate, RECONCILE, SAVE } from './support/dateFields.js';
+import { CREATE_TEMPLATE, createDateFieldTemplate, RECONCILE, SAVE, UPDATE_TEMPLATE } from './support/dateFields.js';
 import { backends, createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -207,5 +207,45 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
     ok((hookResult as PromiseFulfilledResult<Awaited<typeof hook>>).value);
     expect(await liveTasks(t, 'r1000')).toHaveLength(1);
     expect(await liveTasks(t, 'r0007')).toEqual([]);
+  });
+});
+
+describe.each(backends)('template updates racing each other (%s)', (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp(backend, { now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
+  });
+  afterAll(() => t?.close());
+
+  it('an update that read the template before another update committed keeps that update, and the tasks follow', async () => {
+    await createDateFieldTemplate(t);
+    ok(await t.gql(SAVE, { rowObj: { model: 'models.Contract', postData: { id: 'r1', expireDate: '2030-03-10' } } }));
+    const update = (patch: Record<string, unknown>) => t.gql(UPDATE_TEMPLATE, { fullName: 'tasks.ContractReminder', patch });
+
+    // A title change reads the template (3 days before), then waits; an offset change commits meanwhile.
+    const release = gate();
+    const paused = pauseNextTransaction(t.app.db.prisma, release.promise);
+    try {
+      const retitle = update({ title: 'Renamed' });
+      await paused.arrived;
+      ok(
+        await update({
+          dateField: {
+            model: 'models.Contract',
+            field: 'expireDate',
+            offset: { amount: 1, unit: 'DAYS', direction: 'BEFORE' },
+            timeOfDay: '09:00',
+          },
+        }),
+      );
+      release.open();
+      ok(await retitle);
+    } finally {
+      paused.restore();
+    }
+    const template = await t.app.db.prisma.taskTemplate.findFirstOrThrow({ where: { fullName: 'tasks.ContractReminder' } });
+    expect(template.title).toBe('Renamed');
+    expect((template.dateRule as { offset: unknown }).offset).toEqual({ amount: 1, unit: 'DAYS', direction: 'BEFORE' });
+    expect((await liveTasks(t, 'r1')).map((task) => task.startTime.toISOString())).toEqual(['2030-03-09T09:00:00.000Z']);
   });
 });

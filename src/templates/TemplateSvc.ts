@@ -125,16 +125,28 @@ export class TemplateSvc {
     const current = await this.find(fullName);
     if (!current) throw notFound('Task template', fullName);
     this.assertEditable(current);
-    const merged = { ...templateToInput(current), ...stripUndefined(patch), fullName } as TemplateInput;
-    if (patch.repeatType && patch.repeatType !== RepeatType.DATE_FIELD && patch.dateField === undefined) merged.dateField = null;
-    const data = this.validate(merged);
-    await this.checkDateField(data);
+    const merge = (template: TaskTemplate) => {
+      const merged = { ...templateToInput(template), ...stripUndefined(patch), fullName } as TemplateInput;
+      if (patch.repeatType && patch.repeatType !== RepeatType.DATE_FIELD && patch.dateField === undefined) merged.dateField = null;
+      return this.validate(merged);
+    };
+    // Checked before the transaction too, so that bad input is refused without waiting for any lock.
+    await this.checkDateField(merge(current));
     // Pending date-field tasks follow the new offset, condition or handler, and the tasks of tenants a
     // platform template is bound to follow what their bindings do not override, in the same transaction.
     return this.deps.prisma.$transaction(async (tx) => {
+      // The patch applies to the template as it is now, locked: merged over the row read before the
+      // transaction, an update that committed in between was undone (its fields written back), and its
+      // tasks, compared with that stale row, were left where that update had put them.
+      const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM task_template WHERE id = ${current.id}::uuid FOR NO KEY UPDATE`;
+      const before = locked.length ? await tx.taskTemplate.findUnique({ where: { id: current.id } }) : null;
+      if (!before) throw notFound('Task template', fullName);
+      this.assertEditable(before);
+      const data = merge(before);
+      await this.checkDateField(data, tx);
       const updated = await tx.taskTemplate.update({ where: { id: current.id }, data });
-      await this.dateFields.templateChanged(tx, current, updated);
-      await this.bindings.templateChanged(tx, current, updated);
+      await this.dateFields.templateChanged(tx, before, updated);
+      await this.bindings.templateChanged(tx, before, updated);
       return updated;
     }, LONG_TRANSACTION);
   }
