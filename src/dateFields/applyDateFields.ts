@@ -259,7 +259,7 @@ async function applyChunk(
     for (let i = 0; i < toCreate.length; i += INSERT_BATCH) {
       const batch = toCreate.slice(i, i + INSERT_BATCH);
       const ids = new TaskIds(batch.length);
-      const rows = batch.map((b) => ({ ...b.row, id: ids.next() }));
+      const rows = batch.map((b) => Object.assign({}, b.row, { id: ids.next() })); // not { ...b.row, id }: slow on Node 20 (recurrence.ts)
       // The CREATED event says where the task comes from, and what DST decided about its first run, if anything.
       const messages = new Map(
         batch.map(({ row, note }, k) => [
