@@ -31,11 +31,14 @@ export interface HistoryPrunerOptions {
 const PRUNE_LOCK_CLASS = 0x70727565; // 'prue'
 const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
 /**
- * `<alias>.task_id` names a task with a run in progress: none of its history is pruned until that run has
- * finished (an index probe of task_run (task_id, attempt) per candidate row; no lock).
+ * The tenant's tasks with a run in progress (a task is RUNNING exactly while its run is: the claim, the
+ * completion and endTask change both in one statement), as a CTE the runs and events selections filter
+ * by: none of such a task's history is pruned until that run has finished. Read through the partial index
+ * task_running_idx in the selecting statement itself and filtered as a hashed set, so each selection keeps
+ * its index scan that stops at the batch size (a correlated probe of task_run per candidate row cost 20–50
+ * ms per batch on 600,000 events; a plan the statistics tip to an anti join scans whole tables).
  */
-const runInProgress = (alias: string) =>
-  `EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = ${alias}.task_id AND live.status = 'RUNNING')`;
+const RUNNING_TASKS = `WITH running AS MATERIALIZED (SELECT id FROM task WHERE tenant_id = $1 AND status = 'RUNNING')`;
 const DAY_MS = 86_400_000;
 
 /**
@@ -163,8 +166,9 @@ export class HistoryPruner {
         const taskIds = tasks.map((t) => t.id);
         // Runs (and their logs) older than the cutoff of tasks that go on; none of a task with a run in progress.
         const runs = await tx.$queryRawUnsafe<{ id: string }[]>(
-          `SELECT id FROM task_run r WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING' AND NOT (task_id = ANY($3::uuid[]))
-              AND NOT ${runInProgress('r')}
+          `${RUNNING_TASKS}
+           SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING' AND NOT (task_id = ANY($3::uuid[]))
+              AND task_id NOT IN (SELECT id FROM running)
             ORDER BY started_at LIMIT $4`,
           tenantId,
           cutoff,
@@ -174,8 +178,9 @@ export class HistoryPruner {
         const runIds = runs.map((r) => r.id);
         // Events older than the cutoff of tasks that go on; none of a task with a run in progress.
         const events = await tx.$queryRawUnsafe<{ id: bigint }[]>(
-          `SELECT id FROM task_event e WHERE tenant_id = $1 AND created_at < $2 AND NOT (task_id = ANY($3::uuid[]))
-              AND NOT ${runInProgress('e')}
+          `${RUNNING_TASKS}
+           SELECT id FROM task_event WHERE tenant_id = $1 AND created_at < $2 AND NOT (task_id = ANY($3::uuid[]))
+              AND task_id NOT IN (SELECT id FROM running)
             ORDER BY id LIMIT $4`,
           tenantId,
           cutoff,
