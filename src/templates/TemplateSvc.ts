@@ -1,4 +1,5 @@
 import { type DateFieldSvc, LONG_TRANSACTION } from '../dateFields/DateFieldSvc.js';
+import { lockDateFieldModels } from '../dateFields/dateFieldSql.js';
 import { configOf, configToInput, type DateFieldRuleInput, dateFieldColumns, validateDateFieldInput } from '../dateFields/dateRule.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
@@ -8,6 +9,7 @@ import { LIVE_STATUSES } from '../tasks/statusMachine.js';
 import { assertThreadCapable } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { assertArgDict, assertIntRange, assertName, isUniqueViolation } from '../tasks/validate.js';
+import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { CronExpression } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
 import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
@@ -187,27 +189,42 @@ export class TemplateSvc {
     const duplicate = names.find((name, i) => names.indexOf(name) !== i);
     if (duplicate) throw badInput(`Task template ${duplicate} is declared more than once`, 'fullName');
     return this.deps.prisma.$transaction(async (tx) => {
+      // LOCK ORDER (DateFieldSvc.ts), as one template change takes it, for the whole sync: first the rows
+      // of every template this sync may write or delete (the tenant's FILE templates and any template a
+      // file now names), in id order; then the exclusive locks of every model they follow or will follow,
+      // in one statement; then the quota lock; only then the writes. Taken per template instead, the
+      // sync held one template's model lock (and the quota lock, record and task locks) while it waited
+      // for the next template's row, which a hook held FOR SHARE while it waited for one of those locks:
+      // PostgreSQL aborted one of them (40P01), and App.create failed or the hook's caller saw an
+      // unexpected error.
+      const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM task_template
+        WHERE tenant_id = ${this.tenantId} AND (origin = 'FILE'::"TemplateOrigin" OR full_name = ANY(${names}::text[]))
+        ORDER BY id FOR NO KEY UPDATE`;
+      // Read after their locks: "before" is each template as committed, not as it was before a change
+      // that committed in between (which would be compared with a stale row).
+      const current = locked.length ? await tx.taskTemplate.findMany({ where: { id: { in: locked.map((l) => l.id) } } }) : [];
+      const byName = new Map(current.map((t) => [t.fullName, t]));
+      const stale = current.filter((t) => t.origin === TemplateOrigin.FILE && !names.includes(t.fullName)).sort(byId);
+      const models = [...current, ...rows]
+        .filter((t) => t.repeatType === RepeatType.DATE_FIELD && t.sourceModel)
+        .map((t) => t.sourceModel!);
+      await lockDateFieldModels(tx, this.tenantId, [...new Set(models)], 'exclusive');
+      if (rows.some((r) => r.repeatType === RepeatType.DATE_FIELD && r.enabled))
+        await (await QuotaGuard.of(tx, this.tenantId)).beforeCreate();
       for (const row of rows) {
         await this.checkDateField(row, tx);
-        const before = await tx.taskTemplate.findUnique({
-          where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } },
-        });
-        const after = await tx.taskTemplate.upsert({
-          where: { tenantId_fullName: { tenantId: this.tenantId, fullName: row.fullName } },
-          create: row,
-          update: row,
-        });
+        const before = byName.get(row.fullName) ?? null;
+        const after = before
+          ? await tx.taskTemplate.update({ where: { id: before.id }, data: row })
+          : await tx.taskTemplate.create({ data: row });
         await this.dateFields.templateChanged(tx, before, after);
         await this.bindings.templateChanged(tx, before, after);
       }
-      const stale = await tx.taskTemplate.findMany({
-        where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } },
-      });
       for (const template of stale) {
         await this.dateFields.templateChanged(tx, template, null);
         await this.bindings.templateChanged(tx, template, null);
       }
-      await tx.taskTemplate.deleteMany({ where: { tenantId: this.tenantId, origin: TemplateOrigin.FILE, fullName: { notIn: names } } });
+      if (stale.length) await tx.taskTemplate.deleteMany({ where: { id: { in: stale.map((s) => s.id) } } });
       return { upserted: rows.length, removed: stale.map((s) => s.fullName) };
     }, LONG_TRANSACTION);
   }
@@ -307,6 +324,8 @@ function templateToInput(t: TaskTemplate): TemplateInput {
   const dateField = t.repeatType === RepeatType.DATE_FIELD && t.sourceModel ? configToInput(configOf(t)) : null;
   return { ...t, argDict: t.argDict, dateField };
 }
+
+const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 function stripUndefined<T extends object>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -1,0 +1,121 @@
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { TemplateInput } from '../src/templates/TemplateSvc.js';
+import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
+
+const NOW = new Date('2029-06-01T00:00:00Z');
+const TENANT = 'lock-sync';
+const LIVE = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] as const;
+
+/** A FILE template "3 days before <model>.expireDate at 09:00" (as a template file declares it). */
+function fileTemplate(fullName: string, model: string, amount = 3): TemplateInput {
+  return {
+    fullName,
+    title: fullName,
+    repeatType: 'DATE_FIELD',
+    funcName: 'chronograph.echo',
+    dateField: { model, field: 'expireDate', offset: { amount, unit: 'DAYS', direction: 'BEFORE' }, timeOfDay: '09:00' },
+  };
+}
+
+/** Waits until `n` backends of the database wait for a lock. */
+async function lockWaiters(client: pg.Client, n: number, what: string) {
+  await waitFor(
+    async () => {
+      const { rows } = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      return rows[0]!.n >= n;
+    },
+    { what },
+  );
+}
+
+/**
+ * The template-file sync (run at start-up) against hooks of the models its templates follow, with one
+ * transaction held at a chosen point by a row that a second connection (`holder`) keeps. PostgreSQL only.
+ */
+describe.runIf(process.env.TEST_DATABASE_URL)('template-file sync and hooks take one lock order (postgres)', () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  let holder: pg.Client;
+  let watcher: pg.Client;
+  beforeAll(async () => {
+    db = await createTestDatabase('postgres');
+    t = await createTestApp('postgres', { database: db, now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+  beforeEach(async () => {
+    const p = t.app.db.prisma;
+    await p.task.deleteMany({ where: { tenantId: TENANT } });
+    await p.dateFieldSource.deleteMany({ where: { tenantId: TENANT } });
+    await p.taskTemplate.deleteMany({ where: { tenantId: TENANT } });
+    // A count quota: transactions that may create tasks take the tenant's quota lock.
+    await p.tenant.upsert({ where: { id: TENANT }, create: { id: TENANT, maxLiveTasks: 1000 }, update: { maxLiveTasks: 1000 } });
+    holder = new pg.Client({ connectionString: db.url });
+    watcher = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    await watcher.connect();
+  });
+  afterEach(async () => {
+    await holder.query('ROLLBACK').catch(() => {});
+    await holder.end();
+    await watcher.end();
+  });
+
+  const templates = () => t.app.templateSvc.forTenant(TENANT);
+  const hooks = () => t.app.dateFieldSvc.forTenant(TENANT);
+  const live = (where: Record<string, unknown>) =>
+    t.app.db.prisma.task.findMany({ where: { tenantId: TENANT, source: 'DATE_FIELD', status: { in: [...LIVE] }, ...where } });
+
+  it('removing a file template while a hook of its model runs: both commit (no deadlock)', async () => {
+    await templates().syncFromFiles([fileTemplate('tasks.S', 'models.Contract')]);
+    await hooks().saveDateFieldTask({ model: 'models.Contract', postData: { id: 'r1', expireDate: '2030-03-10' } });
+    const [task] = await live({ sourceRowId: 'r1' });
+    expect(task).toBeDefined();
+
+    // The sync that removes S stops at S's task (the holder has it).
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
+    const sync = templates().syncFromFiles([]);
+    await lockWaiters(watcher, 1, 'the sync to wait for the holder');
+    const hook = hooks().saveDateFieldTask({ model: 'models.Contract', postData: { id: 'r2', expireDate: '2030-03-11' } });
+    await lockWaiters(watcher, 2, 'the hook to wait');
+    await holder.query('COMMIT');
+
+    const [synced, hooked] = await Promise.allSettled([sync, hook]);
+    expect([synced, hooked].map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(['ok', 'ok']);
+    expect(synced).toMatchObject({ status: 'fulfilled', value: { upserted: 0, removed: ['tasks.S'] } });
+    // The hook ran after the sync: S is gone, so r2 gets no task.
+    expect(hooked).toMatchObject({ status: 'fulfilled', value: { created: 0 } });
+    expect(await t.app.db.prisma.taskTemplate.count({ where: { tenantId: TENANT } })).toBe(0);
+    expect(await live({})).toEqual([]);
+  });
+
+  it("a file template's change while a hook of another file template's model creates a task: both commit", async () => {
+    await templates().syncFromFiles([fileTemplate('tasks.A', 'models.Contract'), fileTemplate('tasks.B', 'models.Lease')]);
+    await hooks().saveDateFieldTask({ model: 'models.Contract', postData: { id: 'c1', expireDate: '2030-03-10' } });
+    const [task] = await live({ sourceRowId: 'c1' });
+
+    // A's offset changes in the files: the sync reschedules c1's task, which the holder has.
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
+    const sync = templates().syncFromFiles([fileTemplate('tasks.A', 'models.Contract', 1), fileTemplate('tasks.B', 'models.Lease')]);
+    await lockWaiters(watcher, 1, 'the sync to wait for the holder');
+    // A hook of B's model that creates a task (so it takes the quota lock).
+    const hook = hooks().saveDateFieldTask({ model: 'models.Lease', postData: { id: 'l1', expireDate: '2030-04-10' } });
+    await lockWaiters(watcher, 2, 'the hook to wait');
+    await holder.query('COMMIT');
+
+    const [synced, hooked] = await Promise.allSettled([sync, hook]);
+    expect([synced, hooked].map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(['ok', 'ok']);
+    expect(synced).toMatchObject({ status: 'fulfilled', value: { upserted: 2, removed: [] } });
+    expect(hooked).toMatchObject({ status: 'fulfilled', value: { created: 1 } });
+    expect((await live({ sourceRowId: 'c1' })).map((x) => x.startTime.toISOString())).toEqual(['2030-03-09T09:00:00.000Z']);
+    expect(await live({ sourceRowId: 'l1' })).toHaveLength(1);
+  });
+});
