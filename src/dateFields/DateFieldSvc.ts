@@ -1,4 +1,4 @@
-import { badInput } from '../errors.js';
+import { badInput, ChronographError } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType, TaskStatus } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
@@ -28,6 +28,8 @@ export interface DateFieldSvcDeps {
   /** Largest record (as JSON) the layer remembers; MAX_JSON_BYTES. */
   maxJsonBytes: number;
   now?: () => Date;
+  /** How long a hook waits for each lock of the date-field layer; HOOK_LOCK_WAIT_MS when not given. */
+  lockWaitMs?: number;
 }
 
 /** The seed's rowObj: `{ model, postData, prevData }` (afterSave) or `{ model, prevData }` (afterDelete). */
@@ -42,6 +44,14 @@ export const LONG_TRANSACTION = { maxWait: 10_000, timeout: 30 * 60_000 } as con
 
 const PAGE = 1000;
 
+/**
+ * How long a hook (saveDateFieldTask, deleteDateFieldTask, a low-code record write) waits for each lock
+ * it takes (LOCK ORDER): a template change of its model holds the model lock exclusively, and the quota
+ * lock, for its whole transaction, which re-plans every record of the model. Past it the hook fails with
+ * TIMEOUT (nothing written; retry). Its transaction's time limit covers the waits (hookTransaction).
+ */
+export const HOOK_LOCK_WAIT_MS = 10_000;
+
 /*
  * LOCK ORDER. Every transaction of the date-field layer takes its locks in this order, and only in it,
  * so that no two of them wait for each other's locks in opposite orders (a deadlock):
@@ -55,6 +65,9 @@ const PAGE = 1000;
  *      reconcile and template changes: always);
  *   4. record locks (lockDateFieldRecords), all of a batch's records in one statement;
  *   5. task rows (FOR UPDATE), in id order.
+ *
+ * A transaction that changes several templates (the template-file sync, TemplateSvc.syncFromFiles) takes
+ * 1-3 for all of them before its first write. Hooks bound their waits (hookTransaction, TIMEOUT).
  *
  * Records are read after the locks that guard them: a template change reads them under the exclusive
  * model lock (no hook of the model is under way), reconcile under the record locks (a hook of the record
@@ -88,13 +101,47 @@ export class DateFieldSvc {
   /** afterSave hook: the record's tasks follow `postData` (merged over `prevData`, for partial payloads). */
   async saveDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
     const { model, rowId, data } = parseRowObj(rowObj, 'save');
-    return this.deps.prisma.$transaction((tx) => this.saveExternal(tx, model, [{ rowId, data, prefix: 'rowObj.postData' }]));
+    return this.hookTransaction(model, (tx) => this.saveExternal(tx, model, [{ rowId, data, prefix: 'rowObj.postData' }]));
   }
 
   /** afterDelete hook: the record's live tasks are CANCELLED. */
   async deleteDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
     const { model, rowId } = parseRowObj(rowObj, 'delete');
-    return this.deps.prisma.$transaction((tx) => this.saveExternal(tx, model, [{ rowId, data: null }]));
+    return this.hookTransaction(model, (tx) => this.saveExternal(tx, model, [{ rowId, data: null }]));
+  }
+
+  /**
+   * The transaction of a hook or a single record write of `model`. Its lock waits are bounded
+   * (lock_timeout, HOOK_LOCK_WAIT_MS each) and its time limit covers them: a hook that comes while a
+   * template of its model is being created, changed or moved (which holds the model lock until it
+   * commits) waits for it and then plans with the changed template; one that would wait longer fails
+   * with TIMEOUT and a message that says why, with nothing written. Prisma's default limit (5 s) made
+   * a hook that waited longer fail on its expired transaction, with an error that named the request's
+   * budget, not the lock.
+   */
+  async hookTransaction<T>(model: string, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+    const waitMs = this.deps.lockWaitMs ?? HOOK_LOCK_WAIT_MS;
+    const refused = () =>
+      new ChronographError(
+        'TIMEOUT',
+        `Waited more than ${waitMs} ms for the date-field locks of ${model}: a change of a template that follows ${model} ` +
+          '(or a reconcile or import of its records) is in progress. Nothing was written; retry.',
+        { model, lockWaitMs: waitMs },
+      );
+    try {
+      return await this.deps.prisma.$transaction(
+        async (tx) => {
+          // SET LOCAL: for this transaction only, so the pooled connection goes back as it was.
+          await tx.$queryRaw`SELECT set_config('lock_timeout', ${`${waitMs}ms`}, true)`;
+          return fn(tx);
+        },
+        // Five lock statements (templates, model, quota, records, tasks) may each wait up to waitMs.
+        { timeout: 5 * waitMs + 30_000 },
+      );
+    } catch (error) {
+      if (isLockTimeout(error) || isExpiredTransaction(error)) throw refused();
+      throw error;
+    }
   }
 
   /**
@@ -378,4 +425,19 @@ export function parseRowObj(rowObj: unknown, kind: 'save' | 'delete'): { model: 
   if (!rowId || rowId.length > 200)
     throw badInput(`rowObj.${source}.id must be the record's id (a string or an integer)`, `rowObj.${source}.id`);
   return { model: model.trim(), rowId, data: { ...(data as Record<string, unknown>), id: rowId } };
+}
+
+/** PostgreSQL's lock_timeout (SQLSTATE 55P03, lock_not_available), as Prisma's driver adapter reports it. */
+function isLockTimeout(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const { meta } = error as Error & {
+    meta?: { code?: unknown; driverAdapterError?: { cause?: { code?: unknown; originalCode?: unknown } } };
+  };
+  const cause = meta?.driverAdapterError?.cause;
+  return meta?.code === '55P03' || cause?.code === '55P03' || cause?.originalCode === '55P03' || /\b55P03\b/.test(error.message);
+}
+
+/** An interactive transaction past its time limit (P2028). */
+function isExpiredTransaction(error: unknown): boolean {
+  return error instanceof Error && (error as Error & { code?: unknown }).code === 'P2028';
 }

@@ -161,7 +161,7 @@ export class ModelSvc {
   }
 
   async createRecord(model: string, data: unknown): Promise<RecordWrite> {
-    return this.deps.prisma.$transaction(async (tx) => {
+    return this.dateFields.hookTransaction(model, async (tx) => {
       const definition = await this.getModel(model, tx);
       const values = this.recordData(definition.fieldList, data, 'data');
       const record = await tx.modelRecord.create({ data: { tenantId: this.tenantId, model, data: values as Prisma.InputJsonObject } });
@@ -173,7 +173,7 @@ export class ModelSvc {
   /** Merges `data` into the record (null clears a field); with `replace`, `data` is the whole record. */
   async updateRecord(model: string, id: string, data: unknown, options: { replace?: boolean } = {}): Promise<RecordWrite> {
     const recordId = assertRecordId(id);
-    return this.deps.prisma.$transaction(async (tx) => {
+    return this.dateFields.hookTransaction(model, async (tx) => {
       const definition = await this.getModel(model, tx);
       const patch = validateRecordData(definition.fieldList, data, { zone: this.deps.defaultTimezone, partial: true });
       // The row lock serialises writers of one record, so its tasks follow the writes in commit order.
@@ -190,7 +190,7 @@ export class ModelSvc {
 
   async deleteRecord(model: string, id: string): Promise<RecordWrite> {
     const recordId = assertRecordId(id);
-    return this.deps.prisma.$transaction(async (tx) => {
+    return this.dateFields.hookTransaction(model, async (tx) => {
       await this.getModel(model, tx);
       const record = await tx.modelRecord.findFirst({ where: { id: recordId, tenantId: this.tenantId, model } });
       // deleteMany, not delete: a concurrent delete of the same record is NOT_FOUND, not an unexpected error.

@@ -1,0 +1,113 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DateFieldSvc } from '../src/dateFields/DateFieldSvc.js';
+import { ChronographError } from '../src/errors.js';
+import { CREATE_TEMPLATE, createDateFieldTemplate, SAVE } from './support/dateFields.js';
+import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
+
+const NOW = new Date('2029-06-01T00:00:00Z');
+const LIVE = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] as const;
+
+/** Waits until `n` backends of the database wait for a lock. */
+async function lockWaiters(client: pg.Client, n: number, what: string) {
+  await waitFor(
+    async () => {
+      const { rows } = await client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+      );
+      return rows[0]!.n >= n;
+    },
+    { what },
+  );
+}
+
+/**
+ * Hooks of a model wait for a template change of that model (which holds the model's lock exclusively
+ * for its whole transaction). The template change is held inside its transaction by a record lock that
+ * a second connection (`holder`) keeps. PostgreSQL only.
+ */
+describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of their model (postgres)', () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  let holder: pg.Client;
+  let watcher: pg.Client;
+  beforeAll(async () => {
+    db = await createTestDatabase('postgres');
+    t = await createTestApp('postgres', { database: db, now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+  beforeEach(async () => {
+    await t.app.db.prisma.task.deleteMany({});
+    await t.app.db.prisma.dateFieldSource.deleteMany({});
+    await t.app.db.prisma.taskTemplate.deleteMany({ where: { origin: 'API' } });
+    holder = new pg.Client({ connectionString: db.url });
+    watcher = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    await watcher.connect();
+  });
+  afterEach(async () => {
+    await holder.query('ROLLBACK').catch(() => {});
+    await holder.end();
+    await watcher.end();
+  });
+
+  const save = (postData: Record<string, unknown>) => t.gql(SAVE, { rowObj: { model: 'models.Contract', postData } });
+
+  /** Starts creating a DATE_FIELD template on models.Contract.expireDate and holds it at record r1's lock. */
+  async function heldCreate() {
+    // Another template of the model, so that r1 is remembered; none follows expireDate yet.
+    await createDateFieldTemplate(t, { fullName: 'tasks.Other' }, { field: 'otherDate' });
+    ok(await save({ id: 'r1', expireDate: '2030-03-10' }));
+    await holder.query('BEGIN');
+    await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Contract' || '/' || 'r1', 7274))`);
+    const create = t.gql(CREATE_TEMPLATE, {
+      input: {
+        fullName: 'tasks.ContractReminder',
+        title: 'Contract reminder',
+        repeatType: 'DATE_FIELD',
+        funcName: 'chronograph.echo',
+        dateField: { model: 'models.Contract', field: 'expireDate' },
+      },
+    });
+    await lockWaiters(watcher, 1, 'the create to wait for the holder');
+    return { create };
+  }
+
+  it('a hook that waits longer than a default transaction (5 s) for a template change commits after it', async () => {
+    const { create } = await heldCreate();
+    const hook = save({ id: 'r2', expireDate: '2030-03-11' });
+    await lockWaiters(watcher, 2, 'the hook to wait for the create');
+    // Longer than Prisma's default interactive transaction timeout, shorter than the hooks' lock wait.
+    await sleep(6000);
+    await holder.query('COMMIT');
+    ok(await create);
+    const saved = ok(await hook).saveDateFieldTask;
+    // The hook planned after the create: r2 has a task of the new template.
+    expect(saved.changes.filter((c: { action: string }) => c.action === 'CREATED').map((c: { template: string }) => c.template)).toEqual([
+      'tasks.ContractReminder',
+    ]);
+    const tasks = await t.app.db.prisma.task.findMany({ where: { sourceRowId: 'r2', status: { in: [...LIVE] } } });
+    expect(tasks.map((task) => task.fullName)).toEqual(['tasks.ContractReminder']);
+  }, 30_000);
+
+  it('a hook that would wait longer than its lock wait fails with TIMEOUT, naming the model, and writes nothing', async () => {
+    const { create } = await heldCreate();
+    const hooks = new DateFieldSvc({ prisma: t.app.db.prisma, maxJsonBytes: 64 * 1024, now: () => NOW, lockWaitMs: 200 });
+    const error = await hooks.saveDateFieldTask({ model: 'models.Contract', postData: { id: 'r2', expireDate: '2030-03-11' } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await holder.query('COMMIT');
+    ok(await create);
+    expect(error).toBeInstanceOf(ChronographError);
+    expect(error).toMatchObject({ code: 'TIMEOUT', details: { model: 'models.Contract', lockWaitMs: 200 } });
+    expect((error as Error).message).toMatch(/template that follows models\.Contract .*in progress.*retry/);
+    expect(await t.app.db.prisma.dateFieldSource.count({ where: { rowId: 'r2' } })).toBe(0);
+    expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'r2' } })).toBe(0);
+  });
+});
