@@ -75,4 +75,30 @@ describe.each(backends)('date-field review: finished dates (%s)', (backend) => {
     ok(await patchTemplate({ timezone: 'Asia/Tokyo' }));
     expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'r1' } })).toBe(1);
   });
+
+  it('a DATETIME moved to the second 01:30 of the fall-back hour is a new date: it runs although the first one ran', async () => {
+    await createDateFieldTemplate(t, { timezone: 'America/New_York' }, { offset: null, timeOfDay: null });
+    ok(await save({ id: 'r1', expireDate: '2030-11-03T01:30:00-04:00' }));
+    await finish();
+    const moved = ok(await save({ id: 'r1', expireDate: '2030-11-03T01:30:00-05:00' })).saveDateFieldTask;
+    expect(moved.created).toBe(1);
+    const [task] = await dateFieldTasks(t, { sourceRowId: 'r1', status: 'SCHEDULED' });
+    expect(task!.startTime.toISOString()).toBe('2030-11-03T06:30:00.000Z');
+  });
+
+  it('a wall-clock DATETIME whose time-zone field changed (same wall-clock time, another instant) is a new date', async () => {
+    await createDateFieldTemplate(t, {}, { offset: null, timeOfDay: null, timezoneField: 'tz' });
+    ok(await save({ id: 'r1', expireDate: '2030-03-10 09:00:00', tz: 'Europe/Paris' }));
+    await finish();
+    const moved = ok(await save({ id: 'r1', expireDate: '2030-03-10 09:00:00', tz: 'America/New_York' })).saveDateFieldTask;
+    expect(moved.created).toBe(1);
+  });
+
+  it('a date-only record value is still the same date when read in another zone (its time zone field changed)', async () => {
+    await createDateFieldTemplate(t, {}, { timezoneField: 'tz' });
+    ok(await save({ id: 'r1', expireDate: '2030-03-10', tz: 'Europe/Paris' }));
+    await finish();
+    const saved = ok(await save({ id: 'r1', expireDate: '2030-03-10', tz: 'America/New_York' })).saveDateFieldTask;
+    expect(saved.created).toBe(0);
+  });
 });

@@ -66,6 +66,58 @@ describe.each(backends)('date-field review: rescheduled tasks (%s)', (backend) =
     expect(after).toMatchObject({ status: 'PAUSED', attempts: 0, lastError: null, occurrenceAt: null });
   });
 
+  it('moving the date of a RETRYING task whose last run was abandoned clears that too: the new run is no recovery', async () => {
+    await createDateFieldTemplate(t);
+    ok(await save({ id: 'r1', expireDate: '2030-03-10' }));
+    const [task] = await dateFieldTasks(t, { sourceRowId: 'r1' });
+    await t.app.db.prisma.task.update({
+      where: { id: task!.id },
+      data: {
+        status: 'RETRYING',
+        attempts: 1,
+        lastError: 'its worker died',
+        lastRunAbandoned: true,
+        occurrenceAt: task!.startTime,
+        nextRunAt: new Date(task!.startTime.getTime() + 60_000),
+      },
+    });
+    ok(await save({ id: 'r1', expireDate: '2030-04-10' }));
+    const after = await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: task!.id } });
+    expect(after).toMatchObject({ status: 'SCHEDULED', attempts: 0, lastError: null, occurrenceAt: null, lastRunAbandoned: false });
+  });
+
+  describe('a change of only the template timing keeps a RETRYING task retrying its occurrence (the same record date)', () => {
+    for (const [what, patch, startTime] of [
+      [
+        'offset',
+        {
+          dateField: {
+            model: 'models.Contract',
+            field: 'expireDate',
+            offset: { amount: 1, unit: 'DAYS', direction: 'BEFORE' },
+            timeOfDay: '09:00',
+          },
+        },
+        '2030-03-09T09:00:00.000Z',
+      ],
+      ['time zone', { timezone: 'America/New_York' }, '2030-03-07T14:00:00.000Z'],
+    ] as const) {
+      it(what, async () => {
+        await createDateFieldTemplate(t);
+        ok(await save({ id: 'r1', expireDate: '2030-03-10' }));
+        const [task] = await dateFieldTasks(t, { sourceRowId: 'r1' });
+        const retry = new Date(task!.startTime.getTime() + 60_000);
+        const retrying = { attempts: 2, lastError: 'boom', lastRunAbandoned: true, occurrenceAt: task!.startTime, nextRunAt: retry };
+        await t.app.db.prisma.task.update({ where: { id: task!.id }, data: { status: 'RETRYING', ...retrying } });
+
+        ok(await patchTemplate(patch));
+        const after = await t.app.db.prisma.task.findUniqueOrThrow({ where: { id: task!.id } });
+        // Its first run follows the template; the occurrence being retried, and its attempts, stay.
+        expect(after).toMatchObject({ status: 'RETRYING', startTime: new Date(startTime), ...retrying });
+      });
+    }
+  });
+
   it('a new cron expression moves the next run of a repeating task that has already run', async () => {
     // Every day at 09:00 (UTC) from 3 days before the date; the date is past, so the first run was.
     await createDateFieldTemplate(t, { cronExpression: '0 9 * * *', timezone: 'UTC' });

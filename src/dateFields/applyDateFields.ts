@@ -6,7 +6,7 @@ import { transition } from '../tasks/statusMachine.js';
 import { wake } from '../tasks/TaskSvc.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { nextOccurrence } from '../time/schedule.js';
-import { matchesCondition, stableStringify } from './condition.js';
+import { matchesCondition, readPath, stableStringify } from './condition.js';
 import { finishedDateFieldRuns, lockDateFieldRecords, lockLiveDateFieldTasks, lockWaitingOccurrences } from './dateFieldSql.js';
 import { type DateFieldConfig, scheduleFor } from './dateRule.js';
 
@@ -239,7 +239,8 @@ async function applyChunk(
           if (differs.length === 0) {
             record(pair, 'UNCHANGED', task.id, 'already scheduled as the record says');
           } else {
-            const reason = await reschedule(tx, task, desired.row, differs, desired.note, options);
+            const moved = !sameRecordDate(taskRecordDate(task), recordDate(desired.row), dateOnly(pair));
+            const reason = await reschedule(tx, task, desired.row, differs, desired.note, moved, options);
             record(pair, 'RESCHEDULED', task.id, reason);
           }
         }
@@ -314,20 +315,56 @@ function recordDate(row: TaskRow): string {
   return (row.argDict as { source: { date: string } }).source.date;
 }
 
+/** The record date a live task was planned for (argDict.source.date); null for a task without one. */
+function taskRecordDate(task: LiveTask): string | null {
+  const date = (task.argDict as { source?: { date?: unknown } } | null)?.source?.date;
+  return typeof date === 'string' ? date : null;
+}
+
 /**
- * A record date is the same date when it is the same instant, or the same wall-clock date and time (a
- * date written without an offset, such as 2030-03-10, read in another zone after a time-zone change).
+ * Whether the pair's record holds a date without a time (`2030-03-10`, as a low-code DATE field stores
+ * it): only such a value is the same date when it is read in another zone (the template's time zone or
+ * the record's zone field changed), its instant moving with the zone.
+ */
+function dateOnly(pair: Pair): boolean {
+  const value = pair.change.data ? readPath(pair.change.data, pair.template.config.sourceField) : undefined;
+  return typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value.trim());
+}
+
+/** The wall-clock part of an ISO 8601 date (its offset removed). */
+function localPart(iso: string): string {
+  return /^(.*?)(?:Z|[+-]\d\d:?\d\d)$/.exec(iso)?.[1] ?? iso;
+}
+
+/**
+ * A record date is the same date when it is the same instant or, for a date-only record value (such as
+ * 2030-03-10, read in another zone after a time-zone change), the same wall-clock date and time. For a
+ * value with a time, the same wall-clock time is not enough: 01:30 EDT and 01:30 EST (the repeated hour
+ * of a fall-back), or 09:00 in another zone, are other instants, other dates.
+ */
+function sameRecordDate(a: string | null, b: string, isDateOnly: boolean): boolean {
+  if (a === null) return false;
+  const at = Date.parse(a);
+  if (!Number.isNaN(at) && at === Date.parse(b)) return true;
+  return isDateOnly && localPart(a) === localPart(b);
+}
+
+/**
+ * The keys under which a finished task of a record date is stored (loadFinished): its instant, and its
+ * wall-clock date and time for a date that may have been date-only (midnight); a pair looks up the
+ * wall-clock key only when its own record value is date-only (finishedKeys), as sameRecordDate says.
  */
 function dateKeys(iso: string): string[] {
   const at = Date.parse(iso);
-  const local = /^(.*?)(?:Z|[+-]\d\d:?\d\d)$/.exec(iso)?.[1] ?? iso;
-  return [...(Number.isNaN(at) ? [] : [`at:${at}`]), `local:${local}`];
+  const local = localPart(iso);
+  return [...(Number.isNaN(at) ? [] : [`at:${at}`]), ...(/T00:00(?::00(?:\.0+)?)?$/.test(local) ? [`local:${local}`] : [])];
 }
 
 /** The keys under which a finished task of this pair's record date would be found (loadFinished). */
 function finishedKeys(pair: Pair, row: TaskRow): string[] {
   const prefix = `${pair.template.template.id}\u0000${pair.change.rowId}\u0000`;
-  return [...dateKeys(recordDate(row)), `start:${row.startTime.getTime()}`].map((key) => prefix + key);
+  const keys = dateKeys(recordDate(row)).filter((key) => dateOnly(pair) || !key.startsWith('local:'));
+  return [...keys, `start:${row.startTime.getTime()}`].map((key) => prefix + key);
 }
 
 /** Fields that make up a task's schedule after its first run. */
@@ -336,10 +373,15 @@ const SCHEDULE = new Set<string>(['repeatType', 'cronExpression', 'intervalSecon
 /**
  * Updates a live task (not RUNNING) to the record's current schedule: same id, a RESCHEDULED event.
  *
- * - A new first run (the date, the offset, the time of day or the zone moved it) starts a new series, as
- *   a new schedule does in updateTask: its next run is the new time, earlier runs no longer count, and a
- *   retry pending for the old occurrence is dropped (attempts 0, no last error, no occurrence being
- *   retried; RETRYING becomes SCHEDULED, PAUSED stays PAUSED).
+ * - A new record date (sameRecordDate: another instant, or another wall-clock date for a date-only value)
+ *   starts a new series, as a new schedule does in updateTask: its next run is the new first run, earlier
+ *   runs no longer count, and a retry pending for the old occurrence is dropped (attempts 0, no last
+ *   error, no occurrence being retried, no abandoned last run; RETRYING becomes SCHEDULED, PAUSED stays
+ *   PAUSED).
+ * - The same date with a new first run (the template's offset, time of day or zone moved it), as the
+ *   finished-date check sees it (a date fires once): a task that has not run yet first runs at the new
+ *   time; one that has runs next at the new schedule's first occurrence from now; a RETRYING one keeps
+ *   retrying its occurrence, attempts and all.
  * - A new repeat (cron expression, interval, zone, end, maxRuns) with the same first run: a task that
  *   has not run yet still first runs at its start time; one that has runs next at the new schedule's
  *   first occurrence from now (none left: a waiting task has SUCCEEDED, a paused one keeps its time). A
@@ -351,19 +393,37 @@ async function reschedule(
   row: TaskRow,
   differs: string[],
   note: string | null,
+  /** The record's date itself changed (not only the template's offset, time of day or zone): sameRecordDate. */
+  dateMoved: boolean,
   options: ApplyOptions,
 ): Promise<string> {
   const data: Prisma.TaskUncheckedUpdateManyInput = {};
   for (const field of COMPARED) (data as Record<string, unknown>)[field] = row[field];
   let to: TaskStatus = task.status;
   let reason: string;
-  if (differs.includes('startTime')) {
-    Object.assign(data, { nextRunAt: row.nextRunAt, runCount: 0, attempts: 0, lastError: null, occurrenceAt: null });
+  const firstRunMoved = differs.includes('startTime');
+  if (firstRunMoved && dateMoved) {
+    // A new occurrence: nothing of the old one's runs counts, an abandoned last run included (left set,
+    // the new date's run was recorded as a recovery and skipMisfiredTasks passed the task over).
+    Object.assign(data, {
+      nextRunAt: row.nextRunAt,
+      runCount: 0,
+      attempts: 0,
+      lastError: null,
+      occurrenceAt: null,
+      lastRunAbandoned: false,
+    });
     if (task.status === TaskStatus.RETRYING) to = TaskStatus.SCHEDULED;
     reason = `${task.sourceField} changed: first run moved to ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`;
+  } else if (firstRunMoved && task.runCount === 0 && task.status !== TaskStatus.RETRYING) {
+    // The template's timing moved the first run of the same date, which has not run yet: it runs then.
+    data.nextRunAt = row.nextRunAt;
+    reason = `template changed (${differs.join(', ')}): first run moved to ${row.startTime.toISOString()}${note ? `; ${note}` : ''}`;
   } else {
+    // The same date (the template's timing or repeat changed): a RETRYING task finishes retrying its
+    // occurrence, with its attempts; one that has run follows the new schedule from now.
     reason = `template changed (${differs.join(', ')})`;
-    if (differs.some((f) => SCHEDULE.has(f)) && task.runCount > 0 && task.status !== TaskStatus.RETRYING) {
+    if ((firstRunMoved || differs.some((f) => SCHEDULE.has(f))) && task.runCount > 0 && task.status !== TaskStatus.RETRYING) {
       const now = options.now;
       const exhausted = row.maxRuns != null && task.runCount >= row.maxRuns;
       // At or after now, on the new schedule's grid from the first run (an INTERVAL's anchor).
