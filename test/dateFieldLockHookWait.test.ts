@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DateFieldSvc } from '../src/dateFields/DateFieldSvc.js';
+import { ModelSvc } from '../src/dateFields/ModelSvc.js';
 import { ChronographError } from '../src/errors.js';
 import { CREATE_TEMPLATE, createDateFieldTemplate, SAVE } from './support/dateFields.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
@@ -109,5 +110,36 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     expect((error as Error).message).toMatch(/template that follows models\.Contract .*in progress.*retry/);
     expect(await t.app.db.prisma.dateFieldSource.count({ where: { rowId: 'r2' } })).toBe(0);
     expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'r2' } })).toBe(0);
+  });
+
+  it('a low-code record write that would wait longer than its lock wait fails with TIMEOUT and leaves the record as it was', async () => {
+    const models = t.app.modelSvc;
+    await models.saveModel({ name: 'models.Lease', fields: [{ name: 'expireDate', type: 'DATE' }] });
+    const { record } = await models.createRecord('models.Lease', { expireDate: '2030-03-10' });
+    // A template created on models.Lease, held at the record's lock (it holds the model lock exclusively).
+    await holder.query('BEGIN');
+    await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Lease' || '/' || $1, 7274))`, [
+      record.id,
+    ]);
+    const create = t.gql(CREATE_TEMPLATE, {
+      input: {
+        fullName: 'tasks.LeaseReminder',
+        title: 'Lease reminder',
+        repeatType: 'DATE_FIELD',
+        funcName: 'chronograph.echo',
+        dateField: { model: 'models.Lease', field: 'expireDate' },
+      },
+    });
+    await lockWaiters(watcher, 1, 'the create to wait for the holder');
+    const dateFields = new DateFieldSvc({ prisma: t.app.db.prisma, maxJsonBytes: 64 * 1024, now: () => NOW, lockWaitMs: 200 });
+    const shortWait = new ModelSvc({ prisma: t.app.db.prisma, dateFields, defaultTimezone: 'UTC', maxJsonBytes: 64 * 1024 });
+    const error = await shortWait.updateRecord('models.Lease', record.id, { expireDate: '2030-04-10' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await holder.query('COMMIT');
+    ok(await create);
+    expect(error).toMatchObject({ code: 'TIMEOUT', details: { model: 'models.Lease' } });
+    expect((await models.getRecord('models.Lease', record.id))!.data).toEqual({ expireDate: '2030-03-10' });
   });
 });

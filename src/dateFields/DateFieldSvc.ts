@@ -121,13 +121,8 @@ export class DateFieldSvc {
    */
   async hookTransaction<T>(model: string, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
     const waitMs = this.deps.lockWaitMs ?? HOOK_LOCK_WAIT_MS;
-    const refused = () =>
-      new ChronographError(
-        'TIMEOUT',
-        `Waited more than ${waitMs} ms for the date-field locks of ${model}: a change of a template that follows ${model} ` +
-          '(or a reconcile or import of its records) is in progress. Nothing was written; retry.',
-        { model, lockWaitMs: waitMs },
-      );
+    const timeoutMs = 5 * waitMs + 30_000;
+    const busy = `a change of a template that follows ${model} (or a reconcile or import of its records) is in progress`;
     try {
       return await this.deps.prisma.$transaction(
         async (tx) => {
@@ -136,10 +131,17 @@ export class DateFieldSvc {
           return fn(tx);
         },
         // Five lock statements (templates, model, quota, records, tasks) may each wait up to waitMs.
-        { timeout: 5 * waitMs + 30_000 },
+        { timeout: timeoutMs },
       );
     } catch (error) {
-      if (isLockTimeout(error) || isExpiredTransaction(error)) throw refused();
+      if (isLockTimeout(error)) {
+        const message = `Waited more than ${waitMs} ms for a lock of the date-field work of ${model}: ${busy}. Nothing was written; retry.`;
+        throw new ChronographError('TIMEOUT', message, { model, lockWaitMs: waitMs });
+      }
+      if (isExpiredTransaction(error)) {
+        const message = `The date-field work of ${model} took longer than ${timeoutMs} ms, waiting for locks (${busy}?) or for the database. Nothing was written; retry.`;
+        throw new ChronographError('TIMEOUT', message, { model, timeoutMs });
+      }
       throw error;
     }
   }
