@@ -137,6 +137,30 @@ describe.each(backends)('input errors (%s)', (backend) => {
     expect(written.some((l) => l.err?.stack || l.stack)).toBe(false);
   });
 
+  it('answers variables that do not fit their types with HTTP 400, for mutations as for queries', async () => {
+    const post = async (query: string, variables: Record<string, unknown>) => {
+      const response = await t.app.yoga.fetch('http://chronograph/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, variables }),
+      });
+      return { status: response.status, body: (await response.json()) as GqlResult };
+    };
+    const before = await counts();
+    const mutation = await post(CREATE, { input: { ...base, priority: 'high' } });
+    expect(mutation.status).toBe(400);
+    expect(mutation.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'priority' });
+    expect(mutation.body.errors?.[0]?.extensions).not.toHaveProperty('http');
+    const query = await post('query($first: Int) { tasks(first: $first) { totalCount } }', { first: 'ten' });
+    expect(query.status).toBe(400);
+    expect(query.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'first' });
+    // A mutation that starts and is refused by the service is not a request error.
+    const refused = await post(CREATE, { input: { ...base, fullName: 'no.Such' } });
+    expect(refused.status).toBe(200);
+    expect(refused.body.errors?.[0]?.extensions?.code).toBe('UNKNOWN_TEMPLATE');
+    expect(await counts()).toEqual(before);
+  });
+
   it('masks a genuine bug and logs it at error with its stack', async () => {
     const stats = TaskSvc.prototype.stats;
     TaskSvc.prototype.stats = () => Promise.reject(new TypeError('a bug'));

@@ -10,6 +10,7 @@ import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
 import { useQueryLimits } from './queryLimits.js';
 import { schema } from './schema/index.js';
+import { useMutationExecutor } from './useMutationExecutor.js';
 import { useRequestBudget } from './useRequestBudget.js';
 import { useSharedSubscriptions } from './useSharedSubscriptions.js';
 import { useStorableText } from './useStorableText.js';
@@ -109,6 +110,8 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       return contextFor(app, connection.identity, connection.tenant.tenantId);
     },
     plugins: [
+      // First: the plugins below wrap the executor it picks.
+      useMutationExecutor(),
       // No request a browser sends without a CORS preflight (a form post, text/plain, a plain GET)
       // runs unless it carries this header, which a cross-site form cannot set (CSRF).
       useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf'] }),
