@@ -6,23 +6,10 @@ import { ModelSvc } from '../src/dateFields/ModelSvc.js';
 import { ChronographError } from '../src/errors.js';
 import { CREATE_TEMPLATE, createDateFieldTemplate, SAVE } from './support/dateFields.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
-import { waitFor } from './support/waitFor.js';
+import { lockWaiters } from './support/waitFor.js';
 
 const NOW = new Date('2029-06-01T00:00:00Z');
 const LIVE = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] as const;
-
-/** Waits until `n` backends of the database wait for a lock. */
-async function lockWaiters(client: pg.Client, n: number, what: string) {
-  await waitFor(
-    async () => {
-      const { rows } = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      return rows[0]!.n >= n;
-    },
-    { what },
-  );
-}
 
 /**
  * Hooks of a model wait for a template change of that model (which holds the model's lock exclusively

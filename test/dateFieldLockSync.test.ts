@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { TemplateInput } from '../src/templates/TemplateSvc.js';
 import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
-import { waitFor } from './support/waitFor.js';
+import { lockWaiters } from './support/waitFor.js';
 
 const NOW = new Date('2029-06-01T00:00:00Z');
 const TENANT = 'lock-sync';
@@ -17,19 +17,6 @@ function fileTemplate(fullName: string, model: string, amount = 3): TemplateInpu
     funcName: 'chronograph.echo',
     dateField: { model, field: 'expireDate', offset: { amount, unit: 'DAYS', direction: 'BEFORE' }, timeOfDay: '09:00' },
   };
-}
-
-/** Waits until `n` backends of the database wait for a lock. */
-async function lockWaiters(client: pg.Client, n: number, what: string) {
-  await waitFor(
-    async () => {
-      const { rows } = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      return rows[0]!.n >= n;
-    },
-    { what },
-  );
 }
 
 /**

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CREATE_TEMPLATE, createDateFieldTemplate, RECONCILE, SAVE, UPDATE_TEMPLATE } from './support/dateFields.js';
 import { backends, createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
-import { waitFor } from './support/waitFor.js';
+import { lockWaiterCount, lockWaiters, waitFor } from './support/waitFor.js';
 
 const NOW = new Date('2029-06-01T00:00:00Z');
 const LIVE = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] as const;
@@ -68,19 +68,6 @@ describe.each(backends)('reconcile racing a hook (%s)', (backend) => {
     expect(await liveTasks(t, 'r2')).toHaveLength(1);
   });
 });
-
-/** Waits until `n` backends of the database wait for a lock. */
-async function lockWaiters(client: pg.Client, n: number, what: string) {
-  await waitFor(
-    async () => {
-      const { rows } = await client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-      );
-      return rows[0]!.n >= n;
-    },
-    { what },
-  );
-}
 
 /**
  * Races that need real concurrency: one transaction is held at a chosen point by a lock that a second
@@ -159,16 +146,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
         done = true;
       });
     // Either the create finishes at once (reading r1 as it was) or it waits for the hook.
-    await waitFor(
-      async () =>
-        done ||
-        (
-          await watcher.query<{ n: number }>(
-            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
-          )
-        ).rows[0]!.n >= 2,
-      { what: 'the create to finish or to wait' },
-    );
+    await waitFor(async () => done || (await lockWaiterCount(watcher)) >= 2, { what: 'the create to finish or to wait' });
     await holder.query('COMMIT');
     ok(await hook);
     ok(await create);
