@@ -108,7 +108,7 @@ export class Chronograph {
     now?: () => Date,
   ) {
     const maxJsonBytes = config.MAX_JSON_BYTES;
-    this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, maxJsonBytes, now });
+    this.dateFieldSvc = new DateFieldSvc({ prisma: db.prisma, maxJsonBytes, now, lockWaitMs: config.HOOK_LOCK_WAIT_MS });
     this.modelSvc = new ModelSvc({
       prisma: db.prisma,
       dateFields: this.dateFieldSvc,

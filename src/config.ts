@@ -126,6 +126,9 @@ const envSchema = z.object({
   HEAP_GROWTH_PERCENT: z.coerce.number().int().min(0).max(1000).default(100),
   // A request's time budget; also the longest one database statement may run on PostgreSQL.
   REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+  // How long a date-field hook or a single low-code record write waits for each lock of the date-field
+  // layer (a template change of its model holds one until it commits) before it fails with TIMEOUT.
+  HOOK_LOCK_WAIT_MS: z.coerce.number().int().min(10).max(600_000).default(10_000),
   // Browser origins besides the server's own that may call the API (CORS and WebSocket upgrades).
   CORS_ORIGINS: z
     .string()

@@ -3,7 +3,6 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DateFieldSvc } from '../src/dateFields/DateFieldSvc.js';
 import { ModelSvc } from '../src/dateFields/ModelSvc.js';
-import { ChronographError } from '../src/errors.js';
 import { CREATE_TEMPLATE, createDateFieldTemplate, SAVE } from './support/dateFields.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiters } from './support/waitFor.js';
@@ -83,20 +82,25 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     expect(tasks.map((task) => task.fullName)).toEqual(['tasks.ContractReminder']);
   }, 30_000);
 
-  it('a hook that would wait longer than its lock wait fails with TIMEOUT, naming the model, and writes nothing', async () => {
-    const { create } = await heldCreate();
-    const hooks = new DateFieldSvc({ prisma: t.app.db.prisma, maxJsonBytes: 64 * 1024, now: () => NOW, lockWaitMs: 200 });
-    const error = await hooks.saveDateFieldTask({ model: 'models.Contract', postData: { id: 'r2', expireDate: '2030-03-11' } }).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    await holder.query('COMMIT');
-    ok(await create);
-    expect(error).toBeInstanceOf(ChronographError);
-    expect(error).toMatchObject({ code: 'TIMEOUT', details: { model: 'models.Contract', lockWaitMs: 200 } });
-    expect((error as Error).message).toMatch(/template that follows models\.Contract .*in progress.*retry/);
-    expect(await t.app.db.prisma.dateFieldSource.count({ where: { rowId: 'r2' } })).toBe(0);
-    expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'r2' } })).toBe(0);
+  it('a hook that would wait longer than HOOK_LOCK_WAIT_MS fails with TIMEOUT, naming the model, and writes nothing', async () => {
+    // A second instance on the same database, configured with a short lock wait.
+    const impatient = await createTestApp('postgres', {
+      database: db,
+      now: () => NOW,
+      env: { SCHEDULER_ENABLED: 'false', HOOK_LOCK_WAIT_MS: '200' },
+    });
+    try {
+      const { create } = await heldCreate();
+      const result = await impatient.gql(SAVE, { rowObj: { model: 'models.Contract', postData: { id: 'r2', expireDate: '2030-03-11' } } });
+      await holder.query('COMMIT');
+      ok(await create);
+      expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'TIMEOUT', model: 'models.Contract', lockWaitMs: 200 });
+      expect(result.errors?.[0]?.message).toMatch(/template that follows models\.Contract .*in progress.*retry/);
+      expect(await t.app.db.prisma.dateFieldSource.count({ where: { rowId: 'r2' } })).toBe(0);
+      expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'r2' } })).toBe(0);
+    } finally {
+      await impatient.close();
+    }
   });
 
   it('a low-code record write that would wait longer than its lock wait fails with TIMEOUT and leaves the record as it was', async () => {

@@ -28,7 +28,7 @@ export interface DateFieldSvcDeps {
   /** Largest record (as JSON) the layer remembers; MAX_JSON_BYTES. */
   maxJsonBytes: number;
   now?: () => Date;
-  /** How long a hook waits for each lock of the date-field layer; HOOK_LOCK_WAIT_MS when not given. */
+  /** How long a hook waits for each lock of the date-field layer (the setting HOOK_LOCK_WAIT_MS); HOOK_LOCK_WAIT_MS below when not given. */
   lockWaitMs?: number;
 }
 
