@@ -75,6 +75,15 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     const page = await chromium.context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
+    // What the page's API calls got, said when the header does not come (seen once under a loaded CI
+    // machine: still "not signed in" 15 s after the key was given).
+    const calls: string[] = [];
+    const started = Date.now();
+    page.on('requestfinished', (request) => {
+      if (request.url().endsWith('/graphql'))
+        void request.response().then((r) => calls.push(`${Date.now() - started} ms ${r?.status()} ${request.postData()?.slice(0, 60)}`));
+    });
+    page.on('requestfailed', (request) => calls.push(`${Date.now() - started} ms failed ${request.failure()?.errorText} ${request.url()}`));
     const response = await page.goto(`http://127.0.0.1:${port}/`);
     expect(page.url()).toBe(`http://127.0.0.1:${port}/dashboard/`);
     expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
@@ -82,7 +91,13 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     // Without a key the API refuses; with the pasted key the page reads and subscribes as that EDITOR.
     await page.locator('input[name=apiKey]').fill(key);
     await page.getByRole('button', { name: 'Use key' }).click();
-    await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('EDITOR · default');
+    try {
+      await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 30_000 }).toBe('EDITOR · default');
+    } catch (error) {
+      throw new Error(
+        `${(error as Error).message}; the page's API calls: ${JSON.stringify(calls)}; page errors: ${JSON.stringify(errors)}`,
+      );
+    }
     await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
 
     // A task created through the API, due in two seconds: its row goes SCHEDULED → RUNNING → SUCCEEDED.
