@@ -161,7 +161,7 @@ export class DateFieldSvc {
    * tasks; low-code records are their own memory (model_record).
    */
   async saveExternal(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<DateFieldResult> {
-    const all = await this.templatesOf(tx, model, true, true);
+    const all = await this.templatesOf(tx, model, true);
     if (all.length === 0) return emptyResult();
     const enabled = all.filter((t) => t.template.enabled);
     for (const change of changes) if (change.data) assertJson(change.data, change.prefix ?? 'data', { maxBytes: this.deps.maxJsonBytes });
@@ -183,7 +183,7 @@ export class DateFieldSvc {
     changes: RecordChange[],
     options: { fresh?: boolean; collect?: boolean } = {},
   ): Promise<DateFieldResult> {
-    const templates = await this.templatesOf(tx, model, false, true);
+    const templates = await this.templatesOf(tx, model, false);
     return applyDateFields(tx, templates, changes, {
       tenantId: this.tenantId,
       now: this.now(),
@@ -245,7 +245,7 @@ export class DateFieldSvc {
     tx: Prisma.TransactionClient,
     model: string,
   ): Promise<{ templates: PreparedTemplate[]; lowCode: boolean }> {
-    const templates = await this.templatesOf(tx, model, false, true);
+    const templates = await this.templatesOf(tx, model, false);
     if (templates.length > 0) await (await QuotaGuard.of(tx, this.tenantId)).beforeCreate();
     const lowCode = (await tx.modelDefinition.count({ where: { tenantId: this.tenantId, name: model } })) > 0;
     return { templates, lowCode };
@@ -320,20 +320,18 @@ export class DateFieldSvc {
   }
 
   /**
-   * The DATE_FIELD templates of a model (enabled ones, unless `withDisabled`). With `lock` (inside a
-   * hook's transaction), they are first locked FOR SHARE: a concurrent update of one of them is waited
-   * for and then read as committed, so the hook plans with the template its tasks will keep (the update,
-   * in turn, waits for the hook, and re-plans the records it committed). Then the model lock (shared):
-   * a template created for this model, or moved to it, holds it exclusively until it commits, so the
-   * hook reads it too (the row lock cannot wait for a template the hook does not see yet).
+   * The DATE_FIELD templates of a model (enabled ones, unless `withDisabled`), inside a transaction of the
+   * date-field layer, taking its first locks (LOCK ORDER): the templates FOR SHARE, so that a concurrent
+   * update of one of them is waited for and then read as committed (the update, in turn, waits for this
+   * transaction and re-plans the records it committed); then the model lock (shared): a template created
+   * for this model, or moved to it, holds it exclusively until it commits, so it is read too (the row
+   * lock cannot wait for a template not visible yet).
    */
-  private async templatesOf(db: Prisma.TransactionClient, model: string, withDisabled: boolean, lock = false): Promise<PreparedTemplate[]> {
-    if (lock) {
-      await db.$queryRaw`SELECT id FROM task_template
-        WHERE tenant_id = ${this.tenantId} AND source_model = ${model} AND repeat_type = 'DATE_FIELD'
-        ORDER BY id FOR SHARE`;
-      await lockDateFieldModels(db, this.tenantId, [model], 'shared');
-    }
+  private async templatesOf(db: Prisma.TransactionClient, model: string, withDisabled: boolean): Promise<PreparedTemplate[]> {
+    await db.$queryRaw`SELECT id FROM task_template
+      WHERE tenant_id = ${this.tenantId} AND source_model = ${model} AND repeat_type = 'DATE_FIELD'
+      ORDER BY id FOR SHARE`;
+    await lockDateFieldModels(db, this.tenantId, [model], 'shared');
     const templates = await db.taskTemplate.findMany({
       where: { tenantId: this.tenantId, sourceModel: model, repeatType: RepeatType.DATE_FIELD, ...(!withDisabled && { enabled: true }) },
       orderBy: { id: 'asc' },
