@@ -115,6 +115,38 @@ describe.each(backends)('input errors (%s)', (backend) => {
       'BAD_USER_INPUT',
       'after',
     ],
+    // Values written into the document are refused by validation: the same code and field as in a variable.
+    [
+      'a literal DateTime outside years 1-9999',
+      '{ taskRuns(filter: { from: "2030-01-01T00:00:00Z", to: "+010000-01-01T00:00:00Z" }) { totalCount } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'to',
+    ],
+    [
+      'a literal of the wrong type',
+      'mutation { createTimerTask(input: { fullName: "tasks.DataSync", priority: "high" }) { id } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'priority',
+    ],
+    [
+      'a literal input without a required field',
+      'mutation { createTimerTask(input: { priority: 1 }) { id } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'fullName',
+    ],
+    ['a required argument left out', 'mutation { createTimerTask { id } }', undefined, 'BAD_USER_INPUT', 'input'],
+    [
+      'a literal list item of the wrong type',
+      'mutation { createTimerTasks(inputs: [{ fullName: "tasks.DataSync" }, { fullName: 5 }]) { id } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'inputs[1].fullName',
+    ],
+    // Not about a value: yoga's code stays.
+    ['an unknown field', '{ nope }', undefined, 'GRAPHQL_VALIDATION_FAILED', undefined],
     [
       'a subscription cursor that is no cursor',
       'subscription { taskStatusChanged(after: "-1") { id } }',
@@ -154,6 +186,13 @@ describe.each(backends)('input errors (%s)', (backend) => {
     const query = await post('query($first: Int) { tasks(first: $first) { totalCount } }', { first: 'ten' });
     expect(query.status).toBe(400);
     expect(query.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'first' });
+    // The same value written into the document: refused by validation with the same code and field
+    // (the status is yoga's for any validation error: the GraphQL over HTTP spec's).
+    const literal = await post('mutation { createTimerTask(input: { fullName: "tasks.DataSync", priority: "high" }) { id } }', {});
+    const unknownField = await post('{ nope }', {});
+    expect(literal.status).toBe(unknownField.status);
+    expect(literal.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'priority' });
+    expect(literal.body.errors?.[0]?.extensions).not.toHaveProperty('http');
     // A mutation that starts and is refused by the service is not a request error.
     const refused = await post(CREATE, { input: { ...base, fullName: 'no.Such' } });
     expect(refused.status).toBe(200);

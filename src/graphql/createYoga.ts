@@ -10,6 +10,7 @@ import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
 import { useQueryLimits } from './queryLimits.js';
 import { schema } from './schema/index.js';
+import { useLiteralErrors } from './useLiteralErrors.js';
 import { useMutationExecutor } from './useMutationExecutor.js';
 import { useRequestBudget } from './useRequestBudget.js';
 import { useSharedSubscriptions } from './useSharedSubscriptions.js';
@@ -126,6 +127,7 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       useSharedSubscriptions(app.taskEvents),
       useRequestBudget(config.REQUEST_TIMEOUT_MS),
       codeVariableErrors(),
+      useLiteralErrors(),
       useRequestMetrics(app.metrics),
     ],
   });

@@ -21,8 +21,7 @@ export function useStorableText(): Plugin {
   };
   const check = (document: DocumentNode, variables: unknown) => {
     const path = unstorableVariable(variables) ?? unstorableLiteralOnce(document);
-    const inside = path && path.length > 1 && !path[1]!.startsWith('[') ? path.slice(1) : path;
-    const field = inside?.join('.').replace(/\.\[/g, '[');
+    const field = path && inputField(path);
     return field === undefined
       ? undefined
       : createGraphQLError(`${field} contains a NUL character or a lone UTF-16 surrogate, which cannot be stored`, {
@@ -39,6 +38,16 @@ export function useStorableText(): Plugin {
       if (error) setResultAndStopExecution({ errors: [error] });
     },
   };
+}
+
+/**
+ * An input's path (a variable or argument, then object fields and `[i]` list positions) as `field` names
+ * it: the path inside the input object when there is one (`argDict.note` of `$input` or of a literal
+ * `input:`), else the variable or argument itself (`reason`, `records[1]`).
+ */
+export function inputField(path: string[]): string {
+  const inside = path.length > 1 && !path[1]!.startsWith('[') ? path.slice(1) : path;
+  return inside.join('.').replace(/\.\[/g, '[');
 }
 
 /**
