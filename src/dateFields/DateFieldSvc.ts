@@ -56,6 +56,8 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  * LOCK ORDER. Every transaction of the date-field layer takes its locks in this order, and only in it,
  * so that no two of them wait for each other's locks in opposite orders (a deadlock):
  *
+ *   0. the template-file sync only (TemplateSvc.syncFromFiles): the tenant's sync lock (lockTemplateSync),
+ *      before anything else, so that instances starting together sync one after the other;
  *   1. template rows: a template change updates (or inserts) its row; hooks and reconcile lock the
  *      model's DATE_FIELD templates FOR SHARE (templatesOf), so they wait for an update to commit;
  *   2. the model lock (lockDateFieldModels): exclusive for a template change (every model the template
@@ -67,7 +69,7 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  *   5. task rows (FOR UPDATE), in id order.
  *
  * A transaction that changes several templates (the template-file sync, TemplateSvc.syncFromFiles) takes
- * 1-3 for all of them before its first write. Hooks bound their waits (hookTransaction, TIMEOUT).
+ * 0-3 for all of them before its other writes (it inserts its new templates' rows in 1). Hooks bound their waits (hookTransaction, TIMEOUT).
  *
  * Records are read after the locks that guard them: a template change reads them under the exclusive
  * model lock (no hook of the model is under way), reconcile under the record locks (a hook of the record

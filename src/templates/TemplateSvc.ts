@@ -10,6 +10,7 @@ import { assertThreadCapable } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import { assertArgDict, assertIntRange, assertName, isUniqueViolation } from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
+import { lockTemplateSync } from '../tenants/tenantSql.js';
 import { CronExpression } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
 import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
@@ -182,21 +183,42 @@ export class TemplateSvc {
    * Makes the FILE-origin templates of this tenant exactly `inputs`: creates and updates them, and
    * deletes the file templates that are no longer declared. Templates created over the API are left
    * alone unless a file now declares the same name, in which case the file wins (it ships with the code).
+   *
+   * Every instance runs it at start-up, so instances started together run it at once: the syncs of one
+   * tenant take turns (a lock of the tenant's sync, taken first). A createTaskTemplate of a name a file
+   * declares can still insert it between this sync's read and its insert; the sync then fails on the
+   * unique key and is run once more, which finds that template and takes it over.
    */
   async syncFromFiles(inputs: TemplateInput[]): Promise<{ upserted: number; removed: string[] }> {
     const rows = inputs.map((input) => ({ ...this.validate(input), tenantId: this.tenantId, origin: TemplateOrigin.FILE }));
     const names = rows.map((r) => r.fullName);
     const duplicate = names.find((name, i) => names.indexOf(name) !== i);
     if (duplicate) throw badInput(`Task template ${duplicate} is declared more than once`, 'fullName');
+    try {
+      return await this.syncOnce(rows);
+    } catch (error) {
+      if (!isUniqueViolation(error, 'task_template_tenant_id_full_name_key')) throw error;
+      return this.syncOnce(rows);
+    }
+  }
+
+  private syncOnce(rows: SyncRow[]): Promise<{ upserted: number; removed: string[] }> {
+    const names = rows.map((r) => r.fullName);
     return this.deps.prisma.$transaction(async (tx) => {
-      // LOCK ORDER (DateFieldSvc.ts), as one template change takes it, for the whole sync: first the rows
-      // of every template this sync may write or delete (the tenant's FILE templates and any template a
-      // file now names), in id order; then the exclusive locks of every model they follow or will follow,
-      // in one statement; then the quota lock; only then the writes. Taken per template instead, the
+      // Before any lock of LOCK ORDER (DateFieldSvc.ts): the tenant's sync lock, so that two instances
+      // starting at once sync one after the other (the second finds, locks and updates what the first
+      // inserted). Only this method takes it, and it takes it first, so no one waits for it holding others.
+      await lockTemplateSync(tx, this.tenantId);
+      // LOCK ORDER, as one template change takes it, for the whole sync: first the rows of every template
+      // this sync may write or delete (the tenant's FILE templates and any template a file now names), in
+      // id order, and the rows of the new templates (inserted here, as createTaskTemplate inserts before
+      // it takes the model lock); then the exclusive locks of every model they follow or will follow, in
+      // one statement; then the quota locks; only then the other writes. Taken per template instead, the
       // sync held one template's model lock (and the quota lock, record and task locks) while it waited
       // for the next template's row, which a hook held FOR SHARE while it waited for one of those locks:
       // PostgreSQL aborted one of them (40P01), and App.create failed or the hook's caller saw an
-      // unexpected error.
+      // unexpected error. An insert after the model lock likewise waited for a createTaskTemplate of the
+      // same name that waited for the model lock.
       const locked = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM task_template
         WHERE tenant_id = ${this.tenantId} AND (origin = 'FILE'::"TemplateOrigin" OR full_name = ANY(${names}::text[]))
         ORDER BY id FOR NO KEY UPDATE`;
@@ -205,6 +227,11 @@ export class TemplateSvc {
       const current = locked.length ? await tx.taskTemplate.findMany({ where: { id: { in: locked.map((l) => l.id) } } }) : [];
       const byName = new Map(current.map((t) => [t.fullName, t]));
       const stale = current.filter((t) => t.origin === TemplateOrigin.FILE && !names.includes(t.fullName)).sort(byId);
+      for (const row of rows) await this.checkDateField(row, tx);
+      // A create of the same name that has not committed makes this insert wait for it, and then fail on
+      // the unique key (syncFromFiles runs the sync again); one that comes later waits for this sync.
+      const inserted = new Map<string, TaskTemplate>();
+      for (const row of rows) if (!byName.has(row.fullName)) inserted.set(row.fullName, await tx.taskTemplate.create({ data: row }));
       const models = [...current, ...rows]
         .filter((t) => t.repeatType === RepeatType.DATE_FIELD && t.sourceModel)
         .map((t) => t.sourceModel!);
@@ -212,11 +239,8 @@ export class TemplateSvc {
       if (rows.some((r) => r.repeatType === RepeatType.DATE_FIELD && r.enabled))
         await (await QuotaGuard.of(tx, this.tenantId)).beforeCreate();
       for (const row of rows) {
-        await this.checkDateField(row, tx);
         const before = byName.get(row.fullName) ?? null;
-        const after = before
-          ? await tx.taskTemplate.update({ where: { id: before.id }, data: row })
-          : await tx.taskTemplate.create({ data: row });
+        const after = before ? await tx.taskTemplate.update({ where: { id: before.id }, data: row }) : inserted.get(row.fullName)!;
         await this.dateFields.templateChanged(tx, before, after);
         await this.bindings.templateChanged(tx, before, after);
       }
@@ -324,6 +348,8 @@ function templateToInput(t: TaskTemplate): TemplateInput {
   const dateField = t.repeatType === RepeatType.DATE_FIELD && t.sourceModel ? configToInput(configOf(t)) : null;
   return { ...t, argDict: t.argDict, dateField };
 }
+
+type SyncRow = ReturnType<TemplateSvc['validate']> & { tenantId: string; origin: TemplateOrigin };
 
 const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 

@@ -22,6 +22,18 @@ export async function lockTenantQuota(db: Db, tenantId: string): Promise<void> {
   await db.$executeRaw`SELECT pg_advisory_xact_lock(${QUOTA_LOCK_CLASS}::int, hashtext(${tenantId}))`;
 }
 
+/** An arbitrary constant naming the locks of the template-file sync of a tenant (TemplateSvc.syncFromFiles). */
+const TEMPLATE_SYNC_LOCK_CLASS = 727_274_003;
+
+/**
+ * Serialises the template-file syncs of one tenant until the end of the transaction: instances started
+ * together sync one after the other instead of inserting the same new template at once. Taken first, by
+ * the sync only, before any lock of the date-field LOCK ORDER (DateFieldSvc.ts).
+ */
+export async function lockTemplateSync(db: Db, tenantId: string): Promise<void> {
+  await db.$executeRaw`SELECT pg_advisory_xact_lock(${TEMPLATE_SYNC_LOCK_CLASS}::int, hashtext(${tenantId}))`;
+}
+
 /** Live tasks (they can still run), tasks running now, and tasks created in the last minute. */
 export async function countTenantUsage(db: Db, tenantId: string): Promise<TenantUsage> {
   const [row] = await db.$queryRaw<{ live: number; running: number; recent: number }[]>`
