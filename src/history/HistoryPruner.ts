@@ -31,14 +31,39 @@ export interface HistoryPrunerOptions {
 const PRUNE_LOCK_CLASS = 0x70727565; // 'prue'
 const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
 /**
- * The tenant's tasks with a run in progress (a task is RUNNING exactly while its run is: the claim, the
- * completion and endTask change both in one statement), as a CTE the runs and events selections filter
- * by: none of such a task's history is pruned until that run has finished. Read through the partial index
- * task_running_idx in the selecting statement itself and filtered as a hashed set, so each selection keeps
- * its index scan that stops at the batch size (a correlated probe of task_run per candidate row cost 20–50
- * ms per batch on 600,000 events; a plan the statistics tip to an anti join scans whole tables).
+ * One batch's selections, in one statement ($1 tenant, $2 cutoff, $3 batch size), rows tagged by kind:
+ * - `finished`: finished tasks that ended before the cutoff, with everything they have (unless a run of
+ *   theirs is somehow still going: forcedEnd closes it at once, but its history is kept until it is
+ *   closed), locked (SKIP LOCKED) until the batch commits;
+ * - `runs` (and their logs) and `events` older than the cutoff of tasks that go on, none of a task with a
+ *   run in progress.
+ * `running` is the tenant's tasks with a run in progress (a task is RUNNING exactly while its run is: the
+ * claim, the completion and endTask change both in one statement). Being one statement, all three read
+ * one snapshot: a task that starts or finishes a run while a batch is selected is either running for both
+ * the runs and the events selection or for neither (in separate statements a task that started running
+ * between them lost its older runs and kept its events, and one that finished kept its runs and lost its
+ * events). `running` is read through the partial index task_running_idx and filtered as a hashed set, as is
+ * `finished`, so the runs and events selections keep their index scans that stop at the batch size (a
+ * correlated probe of task_run per candidate row cost 20–50 ms per batch on 600,000 events; a plan the
+ * statistics tip to an anti join scans whole tables; a NOT IN is never made one).
  */
-const RUNNING_TASKS = `WITH running AS MATERIALIZED (SELECT id FROM task WHERE tenant_id = $1 AND status = 'RUNNING')`;
+const SELECT_BATCH = `
+  WITH running AS MATERIALIZED (SELECT id FROM task WHERE tenant_id = $1 AND status = 'RUNNING'),
+  finished AS (
+    SELECT id FROM task t WHERE tenant_id = $1 AND status IN ${FINISHED} AND updated_at < $2
+       AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.id AND live.status = 'RUNNING')
+     ORDER BY updated_at LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
+  runs AS (
+    SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING'
+       AND task_id NOT IN (SELECT id FROM running) AND task_id NOT IN (SELECT id FROM finished)
+     ORDER BY started_at LIMIT $3),
+  events AS (
+    SELECT id FROM task_event WHERE tenant_id = $1 AND created_at < $2
+       AND task_id NOT IN (SELECT id FROM running) AND task_id NOT IN (SELECT id FROM finished)
+     ORDER BY id LIMIT $3)
+  SELECT 'task' AS kind, id::text AS id FROM finished
+  UNION ALL SELECT 'run', id::text FROM runs
+  UNION ALL SELECT 'event', id::text FROM events`;
 const DAY_MS = 86_400_000;
 
 /**
@@ -46,9 +71,11 @@ const DAY_MS = 86_400_000;
  * before a tenant's cutoff, and the runs, logs and events older than it of tasks that go on. A task with a
  * run in progress keeps all of its history, however old, until that run has finished: the run, its
  * events (the one that started it among them) and the task's earlier runs, logs and events (they used
- * to be pruned under a running attempt). Whether a run is in progress is read in the statement that
- * selects the rows, so a run that starts meanwhile is never pruned (its rows are visible to a statement
- * only together with its RUNNING status); rows selected before it started may still go. Each batch is
+ * to be pruned under a running attempt). A batch's finished tasks, runs and events are selected in one
+ * statement, which reads whether a run is in progress: a run that starts meanwhile is never pruned (its
+ * rows are visible to the statement only together with its RUNNING status), and within a batch a task's
+ * old runs and old events are judged alike, both selected (it had no run in progress when the batch was
+ * selected) or both kept; rows a batch selected before a run started may still go. Each batch is
  * one short transaction under the tenant's prune lock (an advisory lock: an instance that finds it taken
  * leaves that tenant to the instance holding it), touches only finished rows, and takes no lock a claim
  * waits for. With ARCHIVE_DIR, a batch's rows are written as gzip JSON lines before the transaction that
@@ -153,41 +180,16 @@ export class HistoryPruner {
         );
         if (!lock?.locked) return null;
         const counts = emptyCounts();
-        // Finished tasks that ended before the cutoff, with everything they have (unless a run of theirs is
-        // somehow still going: forcedEnd closes it at once, but its history is kept until it is closed).
-        const tasks = await tx.$queryRawUnsafe<{ id: string }[]>(
-          `SELECT id FROM task t WHERE tenant_id = $1 AND status IN ${FINISHED} AND updated_at < $2
-              AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.id AND live.status = 'RUNNING')
-            ORDER BY updated_at LIMIT $3 FOR UPDATE OF t SKIP LOCKED`,
+        // One statement, so one snapshot decides which tasks have a run in progress for all three selections.
+        const selected = await tx.$queryRawUnsafe<{ kind: 'task' | 'run' | 'event'; id: string }[]>(
+          SELECT_BATCH,
           tenantId,
           cutoff,
           this.batchSize,
         );
-        const taskIds = tasks.map((t) => t.id);
-        // Runs (and their logs) older than the cutoff of tasks that go on; none of a task with a run in progress.
-        const runs = await tx.$queryRawUnsafe<{ id: string }[]>(
-          `${RUNNING_TASKS}
-           SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING' AND NOT (task_id = ANY($3::uuid[]))
-              AND task_id NOT IN (SELECT id FROM running)
-            ORDER BY started_at LIMIT $4`,
-          tenantId,
-          cutoff,
-          taskIds,
-          this.batchSize,
-        );
-        const runIds = runs.map((r) => r.id);
-        // Events older than the cutoff of tasks that go on; none of a task with a run in progress.
-        const events = await tx.$queryRawUnsafe<{ id: bigint }[]>(
-          `${RUNNING_TASKS}
-           SELECT id FROM task_event WHERE tenant_id = $1 AND created_at < $2 AND NOT (task_id = ANY($3::uuid[]))
-              AND task_id NOT IN (SELECT id FROM running)
-            ORDER BY id LIMIT $4`,
-          tenantId,
-          cutoff,
-          taskIds,
-          this.batchSize,
-        );
-        const eventIds = events.map((e) => e.id);
+        const taskIds = selected.filter((r) => r.kind === 'task').map((r) => r.id);
+        const runIds = selected.filter((r) => r.kind === 'run').map((r) => r.id);
+        const eventIds = selected.filter((r) => r.kind === 'event').map((r) => BigInt(r.id));
         if (taskIds.length + runIds.length + eventIds.length === 0) return counts;
         if (this.options.archiveDir) {
           await this.archive(tx, tenantId, taskIds, runIds, eventIds);
