@@ -64,7 +64,9 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  *      followed or follows), shared for hooks, record writes, imports and reconcile;
  *   3. the tenant's quota lock (QuotaGuard.beforeCreate; tenants with count quotas only): before any
  *      record lock, by any transaction that may create a task (a batch: before its first chunk;
- *      reconcile and template changes: always);
+ *      reconcile and template changes: always). A change of platform templates then takes the quota
+ *      locks of every tenant they are bound to, all in one statement in one global order
+ *      (TemplateBindingSvc.lockQuotas, QuotaGuard.beforeCreateAll), before any task lock;
  *   4. record locks (lockDateFieldRecords), all of a batch's records in one statement;
  *   5. task rows (FOR UPDATE), in id order.
  *

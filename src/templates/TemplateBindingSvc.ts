@@ -155,9 +155,33 @@ export class TemplateBindingSvc {
   }
 
   /**
+   * The quota locks (QuotaGuard.beforeCreateAll: one statement, one global order) of every tenant that the
+   * platform templates `templates` (as they will be, their rows locked by the caller) may create a task
+   * for: those bound to an enabled CRON or INTERVAL one. A transaction that changes several platform
+   * templates (the template-file sync) calls it once for all of them before its first task lock (LOCK
+   * ORDER, step 3, in DateFieldSvc.ts); templateChanged calls it for its own template.
+   */
+  async lockQuotas(
+    tx: Prisma.TransactionClient,
+    templates: Pick<TaskTemplate, 'id' | 'tenantId' | 'enabled' | 'repeatType'>[],
+  ): Promise<void> {
+    const creating = templates
+      .filter((t) => t.tenantId === PLATFORM_TENANT && t.enabled)
+      .filter((t) => t.repeatType === RepeatType.CRON || t.repeatType === RepeatType.INTERVAL)
+      .map((t) => t.id);
+    if (creating.length === 0) return;
+    const tenants = await tx.$queryRaw<{ tenantId: string }[]>`
+      SELECT DISTINCT tenant_id AS "tenantId" FROM template_binding WHERE template_id = ANY(${creating}::uuid[])`;
+    await QuotaGuard.beforeCreateAll(
+      tx,
+      tenants.map((t) => t.tenantId),
+    );
+  }
+
+  /**
    * A platform template changed (`after` null: it is being deleted) in `tx`: every binding's task follows,
-   * in the same transaction. Tenants are visited in id order, so their quota locks are always taken in
-   * the same order.
+   * in the same transaction. The quota locks of the tenants that may get a task are taken first, all at
+   * once (lockQuotas), before any task is locked.
    */
   async templateChanged(tx: Prisma.TransactionClient, before: TaskTemplate | null, after: TaskTemplate | null): Promise<void> {
     const template = after ?? before;
@@ -168,6 +192,7 @@ export class TemplateBindingSvc {
     const bindings = ids.length
       ? await tx.templateBinding.findMany({ where: { id: { in: ids.map((b) => b.id) } }, orderBy: { tenantId: 'asc' } })
       : [];
+    if (after && bindings.length) await this.lockQuotas(tx, [after]);
     for (const binding of bindings) {
       if (after) await this.sync(tx, after, binding);
       else await this.end(tx, await lockLiveTask(tx, binding.id), `template ${template.fullName} was removed`);

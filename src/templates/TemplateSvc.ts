@@ -238,6 +238,16 @@ export class TemplateSvc {
       await lockDateFieldModels(tx, this.tenantId, [...new Set(models)], 'exclusive');
       if (rows.some((r) => r.repeatType === RepeatType.DATE_FIELD && r.enabled))
         await (await QuotaGuard.of(tx, this.tenantId)).beforeCreate();
+      // Platform templates: the quota locks of every tenant they are bound to, all at once (after this
+      // tenant's own). Taken template by template in the loop below, in the order of the files, they
+      // deadlocked with an update of another template bound to the same tenants (tenant order).
+      await this.bindings.lockQuotas(
+        tx,
+        rows.flatMap((row) => {
+          const before = byName.get(row.fullName);
+          return before ? [{ ...row, id: before.id }] : [];
+        }),
+      );
       for (const row of rows) {
         const before = byName.get(row.fullName) ?? null;
         const after = before ? await tx.taskTemplate.update({ where: { id: before.id }, data: row }) : inserted.get(row.fullName)!;

@@ -2,7 +2,7 @@ import { ChronographError } from '../errors.js';
 import type { Prisma } from '../generated/prisma/client.js';
 import { measureJson } from '../tasks/validate.js';
 import { insertTenant, NO_QUOTA, quotaOf, type TenantQuota } from './TenantSvc.js';
-import { countTenantUsage, lockTenantQuota } from './tenantSql.js';
+import { countTenantUsage, lockTenantQuota, lockTenantQuotas } from './tenantSql.js';
 
 /**
  * A tenant's quotas inside one transaction that creates tasks. Every path that creates live tasks —
@@ -55,13 +55,43 @@ export class QuotaGuard {
 
   /** Call before inserting: with a count quota, locks the tenant's creates and counts what it has. */
   async beforeCreate(): Promise<void> {
-    if (this.quota.maxLiveTasks == null && this.quota.maxTasksCreatedPerMinute == null) return;
+    if (!this.counted) return;
     this.baseline ??= (async () => {
       await lockTenantQuota(this.tx, this.tenantId);
-      const usage = await countTenantUsage(this.tx, this.tenantId);
-      return { live: usage.liveTasks, recent: usage.createdLastMinute };
+      return this.count();
     })();
     await this.baseline;
+  }
+
+  /**
+   * beforeCreate for several tenants at once: the quota locks of those that have count quotas and have
+   * not taken theirs in this transaction, in one statement (lockTenantQuotas: one global order), then
+   * their counts. For transactions that may create tasks of several tenants (changes of platform
+   * templates bound to them): taken one by one as each create came, two of them took the same tenants'
+   * locks in different orders and deadlocked (40P01). Take them before the first task lock.
+   */
+  static async beforeCreateAll(tx: Prisma.TransactionClient, tenantIds: string[]): Promise<void> {
+    const guards: QuotaGuard[] = [];
+    for (const tenantId of [...new Set(tenantIds)].sort()) guards.push(await QuotaGuard.of(tx, tenantId));
+    const pending = guards.filter((g) => g.counted && !g.baseline);
+    if (pending.length === 0) return;
+    await lockTenantQuotas(
+      tx,
+      pending.map((g) => g.tenantId),
+    );
+    for (const guard of pending) {
+      guard.baseline ??= guard.count();
+      await guard.baseline;
+    }
+  }
+
+  private get counted(): boolean {
+    return this.quota.maxLiveTasks != null || this.quota.maxTasksCreatedPerMinute != null;
+  }
+
+  private async count(): Promise<{ live: number; recent: number }> {
+    const usage = await countTenantUsage(this.tx, this.tenantId);
+    return { live: usage.liveTasks, recent: usage.createdLastMinute };
   }
 
   /** Call after inserting `count` live tasks (beforeCreate first); throws QUOTA_EXCEEDED when over a limit. */

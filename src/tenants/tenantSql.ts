@@ -22,6 +22,23 @@ export async function lockTenantQuota(db: Db, tenantId: string): Promise<void> {
   await db.$executeRaw`SELECT pg_advisory_xact_lock(${QUOTA_LOCK_CLASS}::int, hashtext(${tenantId}))`;
 }
 
+/**
+ * The quota locks of several tenants (lockTenantQuota's), in one statement and in one global order (by
+ * lock key): a transaction that creates tasks of several tenants (a change of platform templates bound to
+ * them) takes them all at once, before its first task lock, so that two such transactions cannot each
+ * hold one tenant's lock and wait for the other's. Hash collisions only make tenants wait for each other.
+ */
+export async function lockTenantQuotas(db: Db, tenantIds: string[]): Promise<void> {
+  if (tenantIds.length === 0) return;
+  await db.$queryRawUnsafe(
+    `SELECT count(pg_advisory_xact_lock($1::int, h)) FROM (
+       SELECT DISTINCT hashtext(t) AS h FROM unnest($2::text[]) AS t ORDER BY 1
+     ) locks`,
+    QUOTA_LOCK_CLASS,
+    tenantIds,
+  );
+}
+
 /** An arbitrary constant naming the locks of the template-file sync of a tenant (TemplateSvc.syncFromFiles). */
 const TEMPLATE_SYNC_LOCK_CLASS = 727_274_003;
 
