@@ -177,6 +177,58 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     await page.close();
   }, 60_000);
 
+  it('reads `me` again after a 503 SERVER_BUSY, showing the error meanwhile, without the key being given again', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    // Admission control sheds the reads of `me` made with the key until the page has shown the refusal;
+    // then they go through. The keyless read at page load is refused UNAUTHENTICATED by the server.
+    let busy = true;
+    let refused = 0;
+    let keyless = 0;
+    await page.route(/\/graphql$/, async (route) => {
+      const request = route.request();
+      if (request.postData()?.includes('me {')) {
+        if (!request.headers().authorization) keyless++;
+        else if (busy) {
+          refused++;
+          return route.fulfill({
+            status: 503,
+            headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1' },
+            body: JSON.stringify({
+              errors: [{ message: 'This Chronograph instance is busy; retry shortly', extensions: { code: 'SERVER_BUSY' } }],
+            }),
+          });
+        }
+      }
+      return route.continue();
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('not signed in');
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await waitFor(() => refused > 0, { what: 'the read of `me` with the key to be refused' });
+    const state = async () => `${await page.getByTestId('who').textContent()} | ${await page.locator('header').textContent()}`;
+    try {
+      // The header says why it has no identity yet, and that it is trying again.
+      await expect
+        .poll(async () => ((await page.getByTestId('who-error').count()) ? page.getByTestId('who-error').textContent() : ''), {
+          timeout: 15_000,
+        })
+        .toContain('SERVER_BUSY');
+      busy = false;
+      // It signs in by itself: nobody gives the key again.
+      await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 30_000 }).toBe('EDITOR · default');
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; header: ${await state()}; refused reads of me: ${refused}`);
+    }
+    expect(await page.getByTestId('who-error').count()).toBe(0);
+    // The keyless read refused UNAUTHENTICATED at page load was not tried again.
+    expect(keyless).toBe(1);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 90_000);
+
   it('after a dropped WebSocket, subscribes again after the last event it saw and shows what changed meanwhile', async () => {
     const page = await chromium.context.newPage();
     const errors: string[] = [];

@@ -32,9 +32,38 @@ export interface GqlError {
 }
 
 export class ApiError extends Error {
-  constructor(readonly errors: GqlError[]) {
+  constructor(
+    readonly errors: GqlError[],
+    /** The HTTP status of the answer (200 for a GraphQL error in an ordinary answer). */
+    readonly status = 200,
+    /** What the answer's Retry-After asked for, in ms (admission control's 503 SERVER_BUSY sends one). */
+    readonly retryAfterMs?: number,
+  ) {
     super(errors.map((e) => (e.extensions?.code ? `${e.extensions.code}: ${e.message}` : e.message)).join('; '));
   }
+}
+
+/**
+ * Whether a request was refused for its identity (HTTP 401 or 403, UNAUTHENTICATED, FORBIDDEN): asking
+ * again with the same key gets the same answer, so such a read is not retried; anything else (SERVER_BUSY,
+ * a 5xx, a network error) may pass later.
+ */
+export function isAuthFailure(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return false;
+  if (error.status === 401 || error.status === 403) return true;
+  return error.errors.some((e) => e.extensions?.code === 'UNAUTHENTICATED' || e.extensions?.code === 'FORBIDDEN');
+}
+
+/**
+ * How long to wait before trying a failed read again, the `attempt`th time (0 first): 0.5 s doubling to
+ * 15 s at most, half of it random (so pages refused together do not come back together), and never less
+ * than the answer's Retry-After.
+ */
+export function retryDelay(attempt: number, error: unknown): number {
+  const ceiling = Math.min(15_000, 500 * 2 ** Math.min(attempt, 10));
+  const jittered = ceiling / 2 + (Math.random() * ceiling) / 2;
+  const asked = error instanceof ApiError ? (error.retryAfterMs ?? 0) : 0;
+  return Math.max(jittered, Math.min(asked, 15_000));
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: answers are shaped by each query.
@@ -44,8 +73,18 @@ export async function gql<T = any>(query: string, variables?: Record<string, unk
     headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', ...authorization() },
     body: JSON.stringify({ query, variables }),
   });
-  const body = (await response.json()) as { data?: T; errors?: GqlError[] };
-  if (body.errors?.length) throw new ApiError(body.errors);
+  const seconds = Number(response.headers.get('retry-after'));
+  const retryAfterMs = Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
+  let body: { data?: T; errors?: GqlError[] };
+  try {
+    body = await response.json();
+  } catch {
+    // Not GraphQL: a proxy's error page, a cut answer.
+    throw new ApiError([{ message: `HTTP ${response.status} ${response.statusText}`.trim() }], response.status, retryAfterMs);
+  }
+  if (body.errors?.length) throw new ApiError(body.errors, response.status, retryAfterMs);
+  if (!response.ok)
+    throw new ApiError([{ message: `HTTP ${response.status} ${response.statusText}`.trim() }], response.status, retryAfterMs);
   return body.data as T;
 }
 

@@ -1,6 +1,6 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, followChanges, getKey, gql, type StatusChange, setKey } from './api';
+import { ApiError, followChanges, getKey, gql, isAuthFailure, retryDelay, type StatusChange, setKey } from './api';
 import './style.css';
 
 const STATUSES = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED'] as const;
@@ -124,18 +124,20 @@ function Header() {
   const [me, setMe] = useState<{ tenantId: string; role: string; actor: string } | null>(null);
   const [error, setError] = useState<unknown>(null);
   // The keyless read at page load may answer after the one made with the key just given.
-  const latest = useLatest();
+  const read = useRead();
   const load = useCallback(() => {
-    latest(gql('{ me { tenantId role actor } }'))
-      .then((d) => {
+    read(
+      () => gql('{ me { tenantId role actor } }'),
+      (d) => {
         setMe(d.me);
         setError(null);
-      })
-      .catch((e) => {
+      },
+      (e) => {
         setMe(null);
         setError(e);
-      });
-  }, [latest]);
+      },
+    );
+  }, [read]);
   useEffect(load, [load]);
   return (
     <header>
@@ -172,8 +174,13 @@ function Header() {
         <button type="submit">Use key</button>
       </form>
       <span class="who" data-testid="who">
-        {me ? `${me.role} · ${me.tenantId}` : error ? 'not signed in' : '…'}
+        {me ? `${me.role} · ${me.tenantId}` : isAuthFailure(error) ? 'not signed in' : '…'}
       </span>
+      {error && !isAuthFailure(error) ? (
+        <span class="who who-error" data-testid="who-error">
+          {error instanceof Error ? error.message : String(error)} (trying again)
+        </span>
+      ) : null}
       <span class={`stream stream-${state}`} data-testid="stream">
         {state}
       </span>
@@ -182,19 +189,45 @@ function Header() {
 }
 
 /**
- * For reads whose answers may arrive out of order: only the answer to the latest read started through it
- * settles (an older one, made without the key just given or with other filters, never overwrites it).
+ * For the reads a view shows: `read(fetch, done, failed)` runs `fetch` and settles only if it is still the
+ * latest read started through it (an older one, made without the key just given or with other filters,
+ * never overwrites it). A read that fails for another reason than its identity (SERVER_BUSY, a 5xx, a
+ * network error) is reported to `failed`, so the view shows the error, and tried again after a backoff
+ * (0.5 s doubling to 15 s, with jitter; see retryDelay) until it succeeds, a newer read replaces it or the
+ * view goes; one refused for its identity (UNAUTHENTICATED, FORBIDDEN) is not: a new key reads again.
  */
-function useLatest(): <T>(read: Promise<T>) => Promise<T> {
+function useRead(): <T>(fetch: () => Promise<T>, done: (value: T) => void, failed: (error: unknown) => void) => void {
   const latest = useRef(0);
-  return useCallback(<T,>(read: Promise<T>) => {
+  const timer = useRef<number | undefined>(undefined);
+  useEffect(
+    () => () => {
+      latest.current++;
+      clearTimeout(timer.current);
+    },
+    [],
+  );
+  return useCallback(<T,>(fetch: () => Promise<T>, done: (value: T) => void, failed: (error: unknown) => void) => {
     const mine = ++latest.current;
-    return new Promise<T>((resolve, reject) => {
-      read.then(
-        (value) => mine === latest.current && resolve(value),
-        (error) => mine === latest.current && reject(error),
+    clearTimeout(timer.current);
+    const attempt = (n: number) => {
+      fetch().then(
+        (value) => {
+          if (mine === latest.current) done(value);
+        },
+        (error) => {
+          if (mine !== latest.current) return;
+          failed(error);
+          if (isAuthFailure(error)) return;
+          timer.current = window.setTimeout(
+            () => {
+              if (mine === latest.current) attempt(n + 1);
+            },
+            retryDelay(n, error),
+          );
+        },
       );
-    });
+    };
+    attempt(0);
   }, []);
 }
 
@@ -242,15 +275,17 @@ function Overview() {
   const buckets = useRef<Bucket[]>([]);
   const [, setTick] = useState(0);
   const version = useKeyVersion();
-  const latest = useLatest();
+  const read = useRead();
   const load = useCallback(() => {
-    latest(gql(`{ taskStats { total ${STATUSES.map((s) => s.toLowerCase()).join(' ')} } }`))
-      .then((d) => {
+    read(
+      () => gql(`{ taskStats { total ${STATUSES.map((s) => s.toLowerCase()).join(' ')} } }`),
+      (d) => {
         setStats(d.taskStats);
         setError(null);
-      })
-      .catch(setError);
-  }, [latest]);
+      },
+      setError,
+    );
+  }, [read]);
   const reload = useThrottled(load, 500);
   useEffect(load, [load, version]);
   useEffect(() => {
@@ -394,16 +429,18 @@ function TaskList() {
   const [error, setError] = useState<unknown>(null);
   const version = useKeyVersion();
   const after = pages.at(-1) ?? null;
-  const latest = useLatest();
+  const read = useRead();
   const load = useCallback(() => {
-    latest(gql(TASKS, { first: PAGE, after, filter: filterInput(filters) }))
-      .then((d) => {
+    read(
+      () => gql(TASKS, { first: PAGE, after, filter: filterInput(filters) }),
+      (d) => {
         setRows(d.tasks.edges.map((e: { node: TaskRow }) => e.node));
         setInfo({ total: d.tasks.totalCount, next: d.tasks.pageInfo.hasNextPage ? d.tasks.pageInfo.endCursor : null });
         setError(null);
-      })
-      .catch(setError);
-  }, [latest, after, filters]);
+      },
+      setError,
+    );
+  }, [read, after, filters]);
   const reload = useThrottled(load, 700);
   useEffect(load, [load, version]);
   useChanges((change) => {
@@ -503,12 +540,18 @@ function CreateTask() {
   const [form, setForm] = useState({ fullName: '', startTime: '', argDict: '' });
   const [message, setMessage] = useState<unknown>(null);
   const version = useKeyVersion();
-  const latest = useLatest();
+  const read = useRead();
   useEffect(() => {
-    latest(gql('{ taskTemplates { fullName title } }'))
-      .then((d) => setTemplates(d.taskTemplates))
-      .catch(setMessage);
-  }, [latest, version]);
+    read(
+      () => gql('{ taskTemplates { fullName title } }'),
+      (d) => {
+        setTemplates(d.taskTemplates);
+        // The read's error goes; what the last creation said stays.
+        setMessage((m: unknown) => (typeof m === 'string' ? m : null));
+      },
+      setMessage,
+    );
+  }, [read, version]);
   const submit = async (e: Event) => {
     e.preventDefault();
     try {
@@ -578,15 +621,17 @@ function TaskPage({ id }: { id: string }) {
   const [data, setData] = useState<any>(null);
   const [error, setError] = useState<unknown>(null);
   const version = useKeyVersion();
-  const latest = useLatest();
+  const read = useRead();
   const load = useCallback(() => {
-    latest(gql(TASK, { id }))
-      .then((d) => {
+    read(
+      () => gql(TASK, { id }),
+      (d) => {
         setData(d);
         setError(null);
-      })
-      .catch(setError);
-  }, [latest, id]);
+      },
+      setError,
+    );
+  }, [read, id]);
   const reload = useThrottled(load, 300);
   useEffect(load, [load, version]);
   useChanges((change) => {
@@ -808,32 +853,35 @@ function Models() {
   const [records, setRecords] = useState<any[]>([]);
   const [error, setError] = useState<unknown>(null);
   const version = useKeyVersion();
-  const latestModels = useLatest();
-  const latestRecords = useLatest();
+  const [recordsError, setRecordsError] = useState<unknown>(null);
+  const readModels = useRead();
+  const readRecords = useRead();
   useEffect(() => {
-    latestModels(gql('{ models { name title recordCount } }'))
-      .then((d) => {
+    readModels(
+      () => gql('{ models { name title recordCount } }'),
+      (d) => {
         setModels(d.models);
+        setError(null);
         if (!model && d.models[0]) setModel(d.models[0].name);
-      })
-      .catch(setError);
-  }, [latestModels, version]);
+      },
+      setError,
+    );
+  }, [readModels, version]);
   const load = useCallback(() => {
     if (!model) return;
-    latestRecords(
-      gql(
-        'query($model: String!) { modelRecords(model: $model, first: 50) { totalCount edges { node { id data tasks { id fullName status nextRunAt } } } } }',
-        {
-          model,
-        },
-      ),
-    )
-      .then((d) => {
+    readRecords(
+      () =>
+        gql(
+          'query($model: String!) { modelRecords(model: $model, first: 50) { totalCount edges { node { id data tasks { id fullName status nextRunAt } } } } }',
+          { model },
+        ),
+      (d) => {
         setRecords(d.modelRecords.edges.map((e: { node: unknown }) => e.node));
-        setError(null);
-      })
-      .catch(setError);
-  }, [latestRecords, model]);
+        setRecordsError(null);
+      },
+      setRecordsError,
+    );
+  }, [readRecords, model]);
   const reload = useThrottled(load, 700);
   useEffect(load, [load, version]);
   useChanges(reload);
@@ -850,6 +898,7 @@ function Models() {
         </select>
       </label>
       <ErrorLine error={error} />
+      <ErrorLine error={recordsError} />
       {models.length === 0 && <p>No low-code models in this tenant yet (saveModel creates one).</p>}
       <table>
         <thead>
