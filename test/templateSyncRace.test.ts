@@ -100,8 +100,8 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file syncs racing each o
 
     const [synced, created] = await Promise.allSettled([sync, create]);
     expect(outcome(synced)).toBe('ok');
-    // The create either committed first (and the sync then took its row over) or found the file's template.
-    if (created.status === 'rejected') expect((created.reason as { code?: string }).code).toBe('CONFLICT');
+    // The create's insert waited for the sync's, then found the file's template.
+    expect(created.status === 'rejected' && (created.reason as { code?: string }).code).toBe('CONFLICT');
     await expectOneTemplateAndTask('FILE');
     const row = await t.app.db.prisma.taskTemplate.findFirstOrThrow({ where: { tenantId: TENANT, fullName: NAME } });
     expect(row.title).toBe('Sync reminder');
