@@ -229,6 +229,55 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     await page.close();
   }, 90_000);
 
+  it('when the read of where the live stream starts gets a 503, reads it again, subscribes after it and reads the views again', async () => {
+    await t.app.taskSvc.forTenant('default').createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    // The first read of the newest event made with the key is shed (503 SERVER_BUSY); later ones pass.
+    let refused = 0;
+    let taskReads = 0;
+    await page.route(/\/graphql$/, async (route) => {
+      const request = route.request();
+      if (request.headers().authorization && request.postData()?.includes('query Tasks')) taskReads++;
+      if (request.headers().authorization && request.postData()?.includes('taskEvents(last: 1)') && refused === 0) {
+        refused++;
+        return route.fulfill({
+          status: 503,
+          headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1' },
+          body: JSON.stringify({
+            errors: [{ message: 'This Chronograph instance is busy; retry shortly', extensions: { code: 'SERVER_BUSY' } }],
+          }),
+        });
+      }
+      return route.continue();
+    });
+    const subscribes: (string | null)[] = [];
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.type === 'subscribe' && frame.payload.query.includes('taskStatusChanged'))
+          subscribes.push(frame.payload.variables?.after ?? null);
+        server.send(message);
+      });
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await waitFor(() => refused > 0, { what: 'the read of the newest event to be refused' });
+    const newest = (await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { tenantId: 'default' }, orderBy: { id: 'desc' } })).id;
+    try {
+      await expect.poll(() => subscribes.at(-1), { timeout: 30_000 }).toBe(newest.toString());
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; subscriptions (after): ${JSON.stringify(subscribes)}; task list reads: ${taskReads}`);
+    }
+    // The views read again once the stream knows where it starts (the first read may have missed a change).
+    await expect.poll(() => taskReads, { timeout: 15_000 }).toBeGreaterThanOrEqual(2);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 90_000);
+
   it('after a dropped WebSocket, subscribes again after the last event it saw and shows what changed meanwhile', async () => {
     const page = await chromium.context.newPage();
     const errors: string[] = [];

@@ -41,23 +41,36 @@ let streamState = 'connecting';
 const stateListeners = new Set<(state: string) => void>();
 let stopStream: (() => void) | undefined;
 
+/** Makes every view read its data again (useReadAgain): a new key, or a stream that got its start late. */
+const READ_AGAIN = 'chronograph:read-again';
+
 /**
  * Starts the live stream after the newest event that exists now, read before the views load their data:
- * whatever changes after their reads arrives through the stream, and nothing falls in between.
+ * whatever changes after their reads arrives through the stream, and nothing falls in between. Resolves
+ * true when it got that start point and is still the latest start.
+ *
+ * When the newest event cannot be read for another reason than the key (SERVER_BUSY, a 5xx, the network),
+ * the stream starts live from when it subscribes meanwhile (a change between the views' reads and the
+ * subscription could be missed), and the read is tried again with the views' backoff; once it passes, the
+ * stream starts again after that event and the views read again.
  */
 let streamStarts = 0;
-async function startStream() {
+let streamRetry: ReturnType<typeof setTimeout> | undefined;
+async function startStream(attempt = 0): Promise<boolean> {
   stopStream?.();
   stopStream = undefined;
+  clearTimeout(streamRetry);
   const mine = ++streamStarts;
   let after: string | undefined;
+  let failure: unknown;
   try {
     const d = await gql('{ taskEvents(last: 1) { edges { node { cursor } } } }');
     after = d.taskEvents.edges[0]?.node.cursor ?? '0';
-  } catch {
+  } catch (error) {
     after = undefined; // no (valid) key yet: the stream will be refused until one is given
+    failure = error;
   }
-  if (mine !== streamStarts) return;
+  if (mine !== streamStarts) return false;
   stopStream = followChanges(
     (change) => {
       for (const l of listeners) l(change);
@@ -68,6 +81,18 @@ async function startStream() {
     },
     after,
   );
+  if (after === undefined && !isAuthFailure(failure)) {
+    streamRetry = setTimeout(
+      () => {
+        if (mine !== streamStarts) return;
+        void startStream(attempt + 1).then((started) => {
+          if (started) dispatchEvent(new Event(READ_AGAIN));
+        });
+      },
+      retryDelay(attempt, failure),
+    );
+  }
+  return after !== undefined;
 }
 
 function useChanges(listener: Listener) {
@@ -160,7 +185,7 @@ function Header() {
           // The views read again once the stream knows where it starts (no change falls in between).
           void startStream().then(() => {
             load();
-            dispatchEvent(new Event('chronograph:key'));
+            dispatchEvent(new Event(READ_AGAIN));
           });
         }}
       >
@@ -231,13 +256,16 @@ function useRead(): <T>(fetch: () => Promise<T>, done: (value: T) => void, faile
   }, []);
 }
 
-/** Re-renders its children when the key changes (everything is read again under the new identity). */
-function useKeyVersion(): number {
+/**
+ * A number that changes when the views are to read again (READ_AGAIN): the key changed (everything is
+ * read again under the new identity), or the stream got its start point late.
+ */
+function useReadAgain(): number {
   const [version, setVersion] = useState(0);
   useEffect(() => {
     const on = () => setVersion((v) => v + 1);
-    addEventListener('chronograph:key', on);
-    return () => removeEventListener('chronograph:key', on);
+    addEventListener(READ_AGAIN, on);
+    return () => removeEventListener(READ_AGAIN, on);
   }, []);
   return version;
 }
@@ -274,7 +302,7 @@ function Overview() {
   const [error, setError] = useState<unknown>(null);
   const buckets = useRef<Bucket[]>([]);
   const [, setTick] = useState(0);
-  const version = useKeyVersion();
+  const version = useReadAgain();
   const read = useRead();
   const load = useCallback(() => {
     read(
@@ -427,7 +455,7 @@ function TaskList() {
   const [rows, setRows] = useState<TaskRow[]>([]);
   const [info, setInfo] = useState<{ total: number; next: string | null }>({ total: 0, next: null });
   const [error, setError] = useState<unknown>(null);
-  const version = useKeyVersion();
+  const version = useReadAgain();
   const after = pages.at(-1) ?? null;
   const read = useRead();
   const load = useCallback(() => {
@@ -539,7 +567,7 @@ function CreateTask() {
   const [templates, setTemplates] = useState<{ fullName: string; title: string }[]>([]);
   const [form, setForm] = useState({ fullName: '', startTime: '', argDict: '' });
   const [message, setMessage] = useState<unknown>(null);
-  const version = useKeyVersion();
+  const version = useReadAgain();
   const read = useRead();
   useEffect(() => {
     read(
@@ -620,7 +648,7 @@ function TaskPage({ id }: { id: string }) {
   // biome-ignore lint/suspicious/noExplicitAny: the shape is TASK's.
   const [data, setData] = useState<any>(null);
   const [error, setError] = useState<unknown>(null);
-  const version = useKeyVersion();
+  const version = useReadAgain();
   const read = useRead();
   const load = useCallback(() => {
     read(
@@ -852,7 +880,7 @@ function Models() {
   // biome-ignore lint/suspicious/noExplicitAny: modelRecords' shape.
   const [records, setRecords] = useState<any[]>([]);
   const [error, setError] = useState<unknown>(null);
-  const version = useKeyVersion();
+  const version = useReadAgain();
   const [recordsError, setRecordsError] = useState<unknown>(null);
   const readModels = useRead();
   const readRecords = useRead();
