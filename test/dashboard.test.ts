@@ -278,6 +278,27 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     await page.close();
   }, 90_000);
 
+  it('does not say the stream is live, nor reconnect, while the server refuses the key; connects once one is given', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    let sockets = 0;
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      sockets++;
+      ws.connectToServer();
+    });
+    // No key: the WebSocket is closed 4403 Forbidden; the stream says so and waits for a key.
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('refused');
+    expect(sockets).toBe(1);
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
+    expect(sockets).toBe(2);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
   it('after a dropped WebSocket, subscribes again after the last event it saw and shows what changed meanwhile', async () => {
     const page = await chromium.context.newPage();
     const errors: string[] = [];

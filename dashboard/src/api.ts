@@ -89,18 +89,40 @@ export async function gql<T = any>(query: string, variables?: Record<string, unk
 }
 
 let socket: Client | undefined;
+/** Whether `socket` is connected (acknowledged) now. */
+let socketConnected = false;
+
+/**
+ * Whether a WebSocket was closed because the server refused its credential (4403 Forbidden: none, an
+ * unknown one, or one revoked or expired while connected): connecting again with the same key gets the
+ * same answer, so the stream waits for a new key instead.
+ */
+function refusedByServer(event: unknown): boolean {
+  return typeof event === 'object' && event !== null && (event as { code?: unknown }).code === 4403;
+}
 
 function client(): Client {
-  socket ??= createClient({
+  if (socket) return socket;
+  const mine: Client = createClient({
     url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`,
     connectionParams: () => authorization(),
     lazy: true,
-    // Reconnect after a restart or a network blip, for as long as the page is open.
+    // Reconnect after a restart or a network blip, for as long as the page is open; not with a refused key.
     retryAttempts: Number.POSITIVE_INFINITY,
-    shouldRetry: () => true,
+    shouldRetry: (event) => !refusedByServer(event),
     retryWait: async (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(5000, 250 * 2 ** retries))),
+    on: {
+      connected: () => {
+        if (socket === mine) socketConnected = true;
+      },
+      closed: () => {
+        if (socket === mine) socketConnected = false;
+      },
+    },
   });
-  return socket;
+  socket = mine;
+  socketConnected = false;
+  return mine;
 }
 
 export interface StatusChange {
@@ -120,17 +142,30 @@ const CHANGES = `subscription Changes($after: String) {
 /**
  * Every status change of the tenant, live, without gap or duplicate across reconnects: it resumes
  * after the last cursor it delivered (from `after` at first), also when the server ends the stream
- * (SHUTTING_DOWN, SUBSCRIBER_TOO_SLOW) or the socket drops. Returns a function that stops it.
+ * (SHUTTING_DOWN, SUBSCRIBER_TOO_SLOW) or the socket drops. Its state is `live` while its socket is
+ * connected, `connecting` / `reconnecting` meanwhile, and `refused` when the server refused the key (it
+ * then stops: a new key starts a new stream). Returns a function that stops it.
  */
 export function followChanges(onChange: (change: StatusChange) => void, onState: (state: string) => void, after?: string): () => void {
   let last = after;
   let stopped = false;
   let unsubscribe = () => {};
   let offClosed = () => {};
+  let offConnected = () => {};
   // Each subscription started here has its own generation; callbacks of an older one are ignored, so a
   // restart never runs twice for one drop.
   let generation = 0;
   let restartTimer: ReturnType<typeof setTimeout> | undefined;
+  const refuse = () => {
+    if (stopped) return;
+    stopped = true;
+    generation++;
+    clearTimeout(restartTimer);
+    offClosed();
+    offConnected();
+    unsubscribe();
+    onState('refused');
+  };
   const restart = (delayMs: number) => {
     if (stopped || restartTimer) return;
     generation++;
@@ -149,10 +184,16 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
     // variables it was first sent with, which would skip what happened in between: on a dropped socket
     // the subscription is closed here and opened again after the last cursor delivered.
     offClosed();
-    offClosed = current.on('closed', () => {
-      if (mine === generation) restart(250);
+    offClosed = current.on('closed', (event) => {
+      if (mine !== generation) return;
+      if (refusedByServer(event)) refuse();
+      else restart(250);
     });
-    onState('live');
+    offConnected();
+    offConnected = current.on('connected', () => {
+      if (mine === generation && !stopped) onState('live');
+    });
+    if (socketConnected) onState('live');
     unsubscribe = current.subscribe<{ taskStatusChanged: StatusChange }>(
       { query: CHANGES, variables: { after: last ?? null } },
       {
@@ -169,6 +210,7 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
         },
         error: (error) => {
           if (stopped || mine !== generation) return;
+          if (refusedByServer(error)) return refuse();
           // Refused at subscribe time (CURSOR_EXPIRED: the history was pruned) or a dropped socket.
           const first = (Array.isArray(error) ? error[0] : undefined) as GqlError | undefined;
           const oldest = first?.extensions?.oldestCursor;
@@ -187,6 +229,7 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
     stopped = true;
     clearTimeout(restartTimer);
     offClosed();
+    offConnected();
     unsubscribe();
   };
 }
