@@ -34,7 +34,11 @@ const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
  * One batch's selections, in one statement ($1 tenant, $2 cutoff, $3 batch size), rows tagged by kind:
  * - `finished`: finished tasks that ended before the cutoff, with everything they have (unless a run of
  *   theirs is somehow still going: forcedEnd closes it at once, but its history is kept until it is
- *   closed), locked (SKIP LOCKED) until the batch commits;
+ *   closed), locked (SKIP LOCKED) until the batch commits. In no particular order: every one of them goes,
+ *   and the first `batch size` found end the scan, each checked for a running run by its own index probe
+ *   (ordered by updated_at, every batch read and sorted all of the tenant's finished tasks and scanned
+ *   task_run whole for running runs: 29 ms a batch against 3.8 ms for 10,000 finished of 100,000 tasks,
+ *   and growing with them);
  * - `runs` (and their logs) and `events` older than the cutoff of tasks that go on, none of a task with a
  *   run in progress.
  * `running` is the tenant's tasks with a run in progress (a task is RUNNING exactly while its run is: the
@@ -52,7 +56,7 @@ const SELECT_BATCH = `
   finished AS (
     SELECT id FROM task t WHERE tenant_id = $1 AND status IN ${FINISHED} AND updated_at < $2
        AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.id AND live.status = 'RUNNING')
-     ORDER BY updated_at LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
+     LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
   runs AS (
     SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING'
        AND task_id NOT IN (SELECT id FROM running) AND task_id NOT IN (SELECT id FROM finished)
