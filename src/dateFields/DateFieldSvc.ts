@@ -67,9 +67,7 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  *      reconcile and template changes: always). A change of platform templates then takes the quota
  *      locks of every tenant they are bound to, all in one statement in one global order
  *      (TemplateBindingSvc.lockQuotas, QuotaGuard.beforeCreateAll), before any task lock;
- *   4. record locks (lockDateFieldRecords), all of a batch's records in one statement: hash buckets of
- *      the records, at most RECORD_LOCK_BUCKETS per model and transaction (two writers of one record
- *      always meet; records that share a bucket just take turns);
+ *   4. record locks (lockDateFieldRecords), all of a batch's records in one statement;
  *   5. task rows (FOR UPDATE), in id order.
  *
  * A transaction that changes several templates (the template-file sync, TemplateSvc.syncFromFiles) takes

@@ -56,43 +56,23 @@ export async function lockWaitingOccurrences(
 }
 
 /**
- * How many record locks a (tenant, model) has: a record's lock is one of this many hash buckets, so a
- * transaction holds at most this many record locks per model, however many records it writes (see
- * lockDateFieldRecords). A power of two.
- */
-export const RECORD_LOCK_BUCKETS = 1024;
-
-/**
  * Transaction-level advisory locks on records (tenant, model, row id), taken in one statement and in a
- * fixed (key) order so that two transactions over overlapping records cannot deadlock on them; a batch
- * takes all of its records' locks at once, before its first chunk. Released at commit or rollback. Hooks
- * take them before they look at a record's tasks; reconcile takes them before it reads the records, so
- * it reads what the last hook of each record left (see LOCK ORDER in DateFieldSvc.ts).
- *
- * A record's lock is the hash bucket (one of RECORD_LOCK_BUCKETS) of its row id within its (tenant,
- * model): two writers of one record always take the same lock; writers of two records that share a
- * bucket only wait for each other. One lock per record instead made a batch of ~100,000 records (the
- * Prisma extension's createMany, deleteModel) exhaust PostgreSQL's shared lock table
- * (max_locks_per_transaction × max_connections: "out of shared memory"); now a transaction holds at
- * most RECORD_LOCK_BUCKETS of them per model. The flip side: a batch of more records than that holds
- * nearly every bucket of its model, so hooks of the model wait for it (up to HOOK_LOCK_WAIT_MS).
- * The key is the (tenant, model) hash with its low bits replaced by the bucket.
+ * fixed (hash) order so that two transactions over overlapping records cannot deadlock on them; a batch
+ * takes all of its records' locks at once, before its first chunk. Released at commit or rollback. A
+ * hash collision only makes two unrelated records wait for each other. Hooks take them before they look
+ * at a record's tasks; reconcile takes them before it reads the records, so it reads what the last
+ * hook of each record left (see LOCK ORDER in DateFieldSvc.ts).
  */
 export async function lockDateFieldRecords(tx: Prisma.TransactionClient, tenantId: string, model: string, rowIds: string[]): Promise<void> {
   if (rowIds.length === 0) return;
   await tx.$queryRawUnsafe(
     `SELECT count(pg_advisory_xact_lock(h)) FROM (
-       SELECT DISTINCT ${recordLockKeySql('$1', '$2', 'k')} AS h FROM unnest($3::text[]) AS k ORDER BY 1
+       SELECT DISTINCT hashtextextended($1 || '/' || $2 || '/' || k, 7274) AS h FROM unnest($3::text[]) AS k ORDER BY 1
      ) locks`,
     tenantId,
     model,
     rowIds,
   );
-}
-
-/** The SQL expression of a record's lock key (lockDateFieldRecords), from SQL expressions of its tenant, model and row id. */
-export function recordLockKeySql(tenantId: string, model: string, rowId: string): string {
-  return `((hashtextextended(${tenantId}::text || '/' || ${model}::text, 7274) & (${-RECORD_LOCK_BUCKETS})::bigint) | (hashtextextended(${rowId}::text, 7274) & ${RECORD_LOCK_BUCKETS - 1}::bigint))`;
 }
 
 /**
