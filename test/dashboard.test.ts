@@ -229,6 +229,40 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     await page.close();
   }, 90_000);
 
+  it('does not read again what the server would refuse again (BAD_USER_INPUT), and does not say it is trying', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    let keyed = 0;
+    await page.route(/\/graphql$/, async (route) => {
+      const request = route.request();
+      if (request.postData()?.includes('me {') && request.headers().authorization) {
+        keyed++;
+        return route.fulfill({
+          status: 200,
+          headers: { 'content-type': 'application/json; charset=utf-8' },
+          body: JSON.stringify({ errors: [{ message: 'test: refused as bad input', extensions: { code: 'BAD_USER_INPUT' } }] }),
+        });
+      }
+      return route.continue();
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('not signed in');
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await expect
+      .poll(async () => ((await page.getByTestId('who-error').count()) ? page.getByTestId('who-error').textContent() : ''), {
+        timeout: 15_000,
+      })
+      .toContain('BAD_USER_INPUT');
+    // Retries would come after 0.25-0.5 s, then 0.5-1 s, ...: three seconds later it has asked once.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(keyed).toBe(1);
+    expect(await page.getByTestId('who-error').textContent()).not.toContain('trying again');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
   it('when the read of where the live stream starts gets a 503, reads it again, subscribes after it and reads the views again', async () => {
     await t.app.taskSvc.forTenant('default').createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
     const page = await chromium.context.newPage();
@@ -290,6 +324,8 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     // No key: the WebSocket is closed 4403 Forbidden; the stream says so and waits for a key.
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
     await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('refused');
+    // A reconnect would come within its first retry wait (250 ms); two seconds later there is still one socket.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
     expect(sockets).toBe(1);
     await page.locator('input[name=apiKey]').fill(key);
     await page.getByRole('button', { name: 'Use key' }).click();

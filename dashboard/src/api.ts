@@ -45,13 +45,29 @@ export class ApiError extends Error {
 
 /**
  * Whether a request was refused for its identity (HTTP 401 or 403, UNAUTHENTICATED, FORBIDDEN): asking
- * again with the same key gets the same answer, so such a read is not retried; anything else (SERVER_BUSY,
- * a 5xx, a network error) may pass later.
+ * again with the same key gets the same answer (see mayPassLater); the header then says "not signed in".
  */
 export function isAuthFailure(error: unknown): boolean {
   if (!(error instanceof ApiError)) return false;
   if (error.status === 401 || error.status === 403) return true;
   return error.errors.some((e) => e.extensions?.code === 'UNAUTHENTICATED' || e.extensions?.code === 'FORBIDDEN');
+}
+
+/** Codes of answers that may differ if the same request is sent again later. */
+const TRANSIENT_CODES = new Set(['SERVER_BUSY', 'SHUTTING_DOWN', 'TIMEOUT']);
+
+/**
+ * Whether a failed request may pass if it is sent again unchanged, so that a read is worth retrying: the
+ * network failed (fetch's TypeError), the server was busy, shutting down or out of time, or the answer was
+ * a 5xx that is not GraphQL (a proxy, a restart). Not a refused identity (a new key reads again), nor an
+ * answer the server will give again (BAD_USER_INPUT, NOT_FOUND, a validation error after a deploy, a bug):
+ * retried, those would repeat for as long as the page is open.
+ */
+export function mayPassLater(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return error instanceof TypeError;
+  if (isAuthFailure(error)) return false;
+  if (error.errors.some((e) => TRANSIENT_CODES.has(e.extensions?.code ?? ''))) return true;
+  return error.status >= 500 && error.errors.every((e) => !e.extensions?.code);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { render } from 'preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { ApiError, followChanges, getKey, gql, isAuthFailure, retryDelay, type StatusChange, setKey } from './api';
+import { ApiError, followChanges, getKey, gql, isAuthFailure, mayPassLater, retryDelay, type StatusChange, setKey } from './api';
 import './style.css';
 
 const STATUSES = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED'] as const;
@@ -81,7 +81,7 @@ async function startStream(attempt = 0): Promise<boolean> {
     },
     after,
   );
-  if (after === undefined && !isAuthFailure(failure)) {
+  if (after === undefined && mayPassLater(failure)) {
     streamRetry = setTimeout(
       () => {
         if (mine !== streamStarts) return;
@@ -203,7 +203,8 @@ function Header() {
       </span>
       {error && !isAuthFailure(error) ? (
         <span class="who who-error" data-testid="who-error">
-          {error instanceof Error ? error.message : String(error)} (trying again)
+          {error instanceof Error ? error.message : String(error)}
+          {mayPassLater(error) ? ' (trying again)' : ''}
         </span>
       ) : null}
       <span class={`stream stream-${state}`} data-testid="stream">
@@ -216,10 +217,11 @@ function Header() {
 /**
  * For the reads a view shows: `read(fetch, done, failed)` runs `fetch` and settles only if it is still the
  * latest read started through it (an older one, made without the key just given or with other filters,
- * never overwrites it). A read that fails for another reason than its identity (SERVER_BUSY, a 5xx, a
- * network error) is reported to `failed`, so the view shows the error, and tried again after a backoff
- * (0.5 s doubling to 15 s, with jitter; see retryDelay) until it succeeds, a newer read replaces it or the
- * view goes; one refused for its identity (UNAUTHENTICATED, FORBIDDEN) is not: a new key reads again.
+ * never overwrites it). A failed read is reported to `failed`, so the view shows the error; one that may
+ * pass later (SERVER_BUSY, a 5xx, a network error: mayPassLater) is tried again after a backoff (0.5 s
+ * doubling to 15 s, with jitter; see retryDelay) until it succeeds, a newer read replaces it or the view
+ * goes. Others are not: a refused identity (a new key reads again), or an answer the server would give
+ * again (a bad id in the address, a validation error).
  */
 function useRead(): <T>(fetch: () => Promise<T>, done: (value: T) => void, failed: (error: unknown) => void) => void {
   const latest = useRef(0);
@@ -242,7 +244,7 @@ function useRead(): <T>(fetch: () => Promise<T>, done: (value: T) => void, faile
         (error) => {
           if (mine !== latest.current) return;
           failed(error);
-          if (isAuthFailure(error)) return;
+          if (!mayPassLater(error)) return;
           timer.current = window.setTimeout(
             () => {
               if (mine === latest.current) attempt(n + 1);
