@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { TemplateInput } from '../src/templates/TemplateSvc.js';
 import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
-import { lockWaiters } from './support/waitFor.js';
+import { lockWaiterCount, lockWaiters, waitFor } from './support/waitFor.js';
 
 const FIRST = 'quota-order-1';
 const SECOND = 'quota-order-2';
@@ -81,5 +81,19 @@ describe.runIf(process.env.TEST_DATABASE_URL)('platform template changes take bo
       `tasks.QuotaC → ${FIRST}`,
       `tasks.QuotaC → ${SECOND}`,
     ]);
+
+    // A change that creates no task (the bound tasks are live already) takes no tenant's quota lock: it
+    // commits while another transaction holds the first tenant's.
+    await holder.query('BEGIN');
+    await holder.query('SELECT pg_advisory_xact_lock(727274002, hashtext($1))', [FIRST]);
+    let committed = false;
+    const renamed = platform.update('tasks.QuotaC', { title: 'renamed' }).then(() => (committed = true));
+    // Either it commits, or it waits for the held lock (then the holder lets it go, and the test fails).
+    const seen = await waitFor(async () => (committed ? 'committed' : (await lockWaiterCount(watcher)) > 0 ? 'waited' : null), {
+      what: 'the rename to commit or wait',
+    });
+    await holder.query('COMMIT');
+    await renamed;
+    expect(seen).toBe('committed');
   });
 });

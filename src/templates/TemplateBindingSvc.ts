@@ -157,7 +157,7 @@ export class TemplateBindingSvc {
   /**
    * The quota locks (QuotaGuard.beforeCreateAll: one statement, one global order) of every tenant that the
    * platform templates `templates` (as they will be, their rows locked by the caller) may create a task
-   * for: those bound to an enabled CRON or INTERVAL one. A transaction that changes several platform
+   * for: those with an enabled binding and no live task of it, bound to an enabled CRON or INTERVAL one. A transaction that changes several platform
    * templates (the template-file sync) calls it once for all of them before its first task lock (LOCK
    * ORDER, step 3, in DateFieldSvc.ts); templateChanged calls it for its own template.
    */
@@ -170,8 +170,13 @@ export class TemplateBindingSvc {
       .filter((t) => t.repeatType === RepeatType.CRON || t.repeatType === RepeatType.INTERVAL)
       .map((t) => t.id);
     if (creating.length === 0) return;
+    // Only tenants whose binding may get a new task (enabled, without a live task): a change that only
+    // updates live tasks (a new title, schedule or argument) blocks no tenant's creates. A live task that
+    // ends after this read makes sync take that tenant's lock itself (beforeCreate), as it always did.
     const tenants = await tx.$queryRaw<{ tenantId: string }[]>`
-      SELECT DISTINCT tenant_id AS "tenantId" FROM template_binding WHERE template_id = ANY(${creating}::uuid[])`;
+      SELECT DISTINCT b.tenant_id AS "tenantId" FROM template_binding b
+       WHERE b.template_id = ANY(${creating}::uuid[]) AND b.enabled
+         AND NOT EXISTS (SELECT 1 FROM task t WHERE t.binding_id = b.id AND t.status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'))`;
     await QuotaGuard.beforeCreateAll(
       tx,
       tenants.map((t) => t.tenantId),
