@@ -139,6 +139,13 @@ describe.each(backends)('input errors (%s)', (backend) => {
     ],
     ['a required argument left out', 'mutation { createTimerTask { id } }', undefined, 'BAD_USER_INPUT', 'input'],
     [
+      'a literal input with a field its type does not have',
+      'mutation { createTimerTask(input: { fullName: "tasks.DataSync", nope: 1 }) { id } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'nope',
+    ],
+    [
       'a literal list item of the wrong type',
       'mutation { createTimerTasks(inputs: [{ fullName: "tasks.DataSync" }, { fullName: 5 }]) { id } }',
       undefined,

@@ -4,14 +4,15 @@ import { inputField } from './useStorableText.js';
 
 /**
  * A value written into the document that does not fit its argument (`from: "+010000-01-01T00:00:00Z"`,
- * `priority: "high"`, an input object without a required field) is refused by validation, which names
- * neither a code of ours nor the input at fault. The same value in a variable is BAD_USER_INPUT with
- * `field` (codeVariableErrors in createYoga.ts); here such a validation error gets the same: code
- * BAD_USER_INPUT and the field named as services and variable errors name it (the path inside an input
- * object, else the argument). It stays a validation error otherwise: nothing runs, and the HTTP status is
- * what yoga answers for any validation error. Other
- * validation errors (an unknown field, a variable used where its type does not fit) keep yoga's
- * GRAPHQL_VALIDATION_FAILED. Validation results are cached per document, and so is this mapping.
+ * `priority: "high"`, an input object without a required field or with one its type does not have, a
+ * required argument left out) is refused by validation, which names neither a code of ours nor the input
+ * at fault. The same value in a variable is BAD_USER_INPUT with `field` (codeVariableErrors in
+ * createYoga.ts); here such a validation error gets the same: code BAD_USER_INPUT and the field named as
+ * services and variable errors name it (the path inside an input object, else the argument). It stays a
+ * validation error otherwise: nothing runs, and the HTTP status is what yoga answers for any validation
+ * error. Validation errors that are not about a value (a field the selection does not have, a variable
+ * used where its type does not fit) keep yoga's GRAPHQL_VALIDATION_FAILED. Validation results are cached
+ * per document, and so is this mapping.
  */
 export function useLiteralErrors(): Plugin {
   return {

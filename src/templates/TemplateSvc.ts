@@ -187,18 +187,21 @@ export class TemplateSvc {
    * Every instance runs it at start-up, so instances started together run it at once: the syncs of one
    * tenant take turns (a lock of the tenant's sync, taken first). A createTaskTemplate of a name a file
    * declares can still insert it between this sync's read and its insert; the sync then fails on the
-   * unique key and is run once more, which finds that template and takes it over.
+   * unique key and is run again (up to three times in all), which finds that template and takes it over.
    */
   async syncFromFiles(inputs: TemplateInput[]): Promise<{ upserted: number; removed: string[] }> {
     const rows = inputs.map((input) => ({ ...this.validate(input), tenantId: this.tenantId, origin: TemplateOrigin.FILE }));
     const names = rows.map((r) => r.fullName);
     const duplicate = names.find((name, i) => names.indexOf(name) !== i);
     if (duplicate) throw badInput(`Task template ${duplicate} is declared more than once`, 'fullName');
-    try {
-      return await this.syncOnce(rows);
-    } catch (error) {
-      if (!isUniqueViolation(error, 'task_template_tenant_id_full_name_key')) throw error;
-      return this.syncOnce(rows);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.syncOnce(rows);
+      } catch (error) {
+        // Each retry finds (and takes over) the template a create inserted meanwhile; three creates of
+        // names the files declare, each between a retry's read and its insert, are not worth waiting for.
+        if (attempt >= 3 || !isUniqueViolation(error, 'task_template_tenant_id_full_name_key')) throw error;
+      }
     }
   }
 
