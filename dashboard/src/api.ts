@@ -172,6 +172,7 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
   // restart never runs twice for one drop.
   let generation = 0;
   let restartTimer: ReturnType<typeof setTimeout> | undefined;
+  let reconnecting = false;
   const refuse = () => {
     if (stopped) return;
     stopped = true;
@@ -186,6 +187,7 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
     if (stopped || restartTimer) return;
     generation++;
     unsubscribe();
+    reconnecting = true;
     onState('reconnecting');
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
@@ -207,9 +209,16 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
     });
     offConnected();
     offConnected = current.on('connected', () => {
-      if (mine === generation && !stopped) onState('live');
+      if (mine !== generation || stopped) return;
+      reconnecting = false;
+      onState('live');
     });
-    if (socketConnected) onState('live');
+    // Until its socket is connected: `connecting` (a first start, or one after a refused key), or still
+    // `reconnecting` after a drop.
+    if (socketConnected) {
+      reconnecting = false;
+      onState('live');
+    } else if (!reconnecting) onState('connecting');
     unsubscribe = current.subscribe<{ taskStatusChanged: StatusChange }>(
       { query: CHANGES, variables: { after: last ?? null } },
       {

@@ -568,7 +568,10 @@ function TaskList() {
 function CreateTask() {
   const [templates, setTemplates] = useState<{ fullName: string; title: string }[]>([]);
   const [form, setForm] = useState({ fullName: '', startTime: '', argDict: '' });
+  // What the last creation said (its id, or its error), and the templates read's error: apart, so that a
+  // read that passes clears only its own error.
   const [message, setMessage] = useState<unknown>(null);
+  const [readError, setReadError] = useState<unknown>(null);
   const version = useReadAgain();
   const read = useRead();
   useEffect(() => {
@@ -576,10 +579,9 @@ function CreateTask() {
       () => gql('{ taskTemplates { fullName title } }'),
       (d) => {
         setTemplates(d.taskTemplates);
-        // The read's error goes; what the last creation said stays.
-        setMessage((m: unknown) => (typeof m === 'string' ? m : null));
+        setReadError(null);
       },
-      setMessage,
+      setReadError,
     );
   }, [read, version]);
   const submit = async (e: Event) => {
@@ -629,6 +631,7 @@ function CreateTask() {
         <button type="submit">Create</button>
       </form>
       {typeof message === 'string' ? <p class="ok">{message}</p> : <ErrorLine error={message} />}
+      <ErrorLine error={readError} />
     </details>
   );
 }
