@@ -14,7 +14,7 @@ import { lockWaiters, waitFor } from './support/waitFor.js';
  * finished between them kept its runs and lost its events.
  *
  * The claim (or completion) is made to happen inside a batch, deterministically: the pruner here runs on a
- * Prisma client whose transactions pause before the first statement of the batch that reads task_event
+ * Prisma client whose transactions pause before the first statement of the batch that selects events
  * (the events selection of the old code; the one selecting statement now) until a real claim (or
  * completion) by the app's scheduler has committed. Each prune is one batch: during it another session
  * queues for the tenant's prune lock (as another instance would), gets it when the batch commits, and the
@@ -57,7 +57,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('a prune batch reads one snapsho
 
   /**
    * pruneBefore(cutoff, 'g') of one batch, during which `between` runs before the batch's first statement
-   * reading task_event: the pruner's Prisma client pauses there, and another session queues for the
+   * selecting events (`SELECT id FROM task_event WHERE tenant_id`): the pruner's Prisma client pauses there, and another session queues for the
    * tenant's prune lock, so the next batch finds it taken and the prune ends.
    */
   async function pruneOneBatch(cutoff: Date, between: () => Promise<void>) {
@@ -79,7 +79,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('a prune batch reads one snapsho
                 get(target, prop) {
                   if (prop === '$queryRawUnsafe')
                     return async (sql: string, ...params: unknown[]) => {
-                      if (pending && sql.includes('task_event')) {
+                      if (pending && sql.includes('SELECT id FROM task_event WHERE tenant_id')) {
                         const run = pending;
                         pending = undefined;
                         await run();
