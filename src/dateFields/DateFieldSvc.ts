@@ -16,6 +16,7 @@ import { isPlainObject, stableStringify } from './condition.js';
 import {
   lockDateFieldModels,
   lockDateFieldRecords,
+  RECORD_LOCKS_MAX,
   lockLiveTemplateTasks,
   lockOrphanDateFieldTasks,
   upsertDateFieldSources,
@@ -61,7 +62,11 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  *   1. template rows: a template change updates (or inserts) its row; hooks and reconcile lock the
  *      model's DATE_FIELD templates FOR SHARE (templatesOf), so they wait for an update to commit;
  *   2. the model lock (lockDateFieldModels): exclusive for a template change (every model the template
- *      followed or follows), shared for hooks, record writes, imports and reconcile;
+ *      followed or follows), and for a batch of more than RECORD_LOCKS_MAX records or deleteModel (which
+ *      then take no record locks), shared for hooks, record writes, imports and reconcile; a transaction
+ *      that already wrote records of the model (shared) and then writes such a batch asks for it
+ *      exclusively while it holds it shared, and can deadlock with a hook (write large batches in a
+ *      transaction of their own);
  *   3. the tenant's quota lock (QuotaGuard.beforeCreate; tenants with count quotas only): before any
  *      record lock, by any transaction that may create a task (a batch: before its first chunk;
  *      reconcile and template changes: always). A change of platform templates then takes the quota
@@ -165,7 +170,8 @@ export class DateFieldSvc {
    * tasks; low-code records are their own memory (model_record).
    */
   async saveExternal(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<DateFieldResult> {
-    const all = await this.templatesOf(tx, model, true);
+    const modelLocked = isLargeBatch(changes);
+    const all = await this.templatesOf(tx, model, true, modelLocked ? 'exclusive' : 'shared');
     if (all.length === 0) return emptyResult();
     const enabled = all.filter((t) => t.template.enabled);
     for (const change of changes) if (change.data) assertJson(change.data, change.prefix ?? 'data', { maxBytes: this.deps.maxJsonBytes });
@@ -175,6 +181,7 @@ export class DateFieldSvc {
       now: this.now(),
       collect: true,
       actor: this.actor,
+      modelLocked,
     });
     await rememberRecords(tx, this.tenantId, model, changes);
     return result;
@@ -185,15 +192,19 @@ export class DateFieldSvc {
     tx: Prisma.TransactionClient,
     model: string,
     changes: RecordChange[],
-    options: { fresh?: boolean; collect?: boolean } = {},
+    options: { fresh?: boolean; collect?: boolean; exclusive?: boolean } = {},
   ): Promise<DateFieldResult> {
-    const templates = await this.templatesOf(tx, model, false);
+    // New records need no locks of their own; a large batch, or a caller that asks (deleteModel, whose
+    // chunks would otherwise add up to one lock per record), holds the model exclusively instead.
+    const modelLocked = options.exclusive === true || (!options.fresh && isLargeBatch(changes));
+    const templates = await this.templatesOf(tx, model, false, modelLocked ? 'exclusive' : 'shared');
     return applyDateFields(tx, templates, changes, {
       tenantId: this.tenantId,
       now: this.now(),
       fresh: options.fresh,
       collect: options.collect ?? true,
       actor: this.actor,
+      modelLocked,
     });
   }
 
@@ -331,11 +342,16 @@ export class DateFieldSvc {
    * for this model, or moved to it, holds it exclusively until it commits, so it is read too (the row
    * lock cannot wait for a template not visible yet).
    */
-  private async templatesOf(db: Prisma.TransactionClient, model: string, withDisabled: boolean): Promise<PreparedTemplate[]> {
+  private async templatesOf(
+    db: Prisma.TransactionClient,
+    model: string,
+    withDisabled: boolean,
+    mode: 'shared' | 'exclusive' = 'shared',
+  ): Promise<PreparedTemplate[]> {
     await db.$queryRaw`SELECT id FROM task_template
       WHERE tenant_id = ${this.tenantId} AND source_model = ${model} AND repeat_type = 'DATE_FIELD'
       ORDER BY id FOR SHARE`;
-    await lockDateFieldModels(db, this.tenantId, [model], 'shared');
+    await lockDateFieldModels(db, this.tenantId, [model], mode);
     const templates = await db.taskTemplate.findMany({
       where: { tenantId: this.tenantId, sourceModel: model, repeatType: RepeatType.DATE_FIELD, ...(!withDisabled && { enabled: true }) },
       orderBy: { id: 'asc' },
@@ -444,4 +460,9 @@ function isLockTimeout(error: unknown): boolean {
 /** An interactive transaction past its time limit (P2028). */
 function isExpiredTransaction(error: unknown): boolean {
   return error instanceof Error && (error as Error & { code?: unknown }).code === 'P2028';
+}
+
+/** More records than are locked one by one (RECORD_LOCKS_MAX): the batch holds its model's lock exclusively instead. */
+function isLargeBatch(changes: RecordChange[]): boolean {
+  return changes.length > RECORD_LOCKS_MAX && new Set(changes.map((c) => c.rowId)).size > RECORD_LOCKS_MAX;
 }

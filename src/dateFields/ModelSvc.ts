@@ -149,7 +149,9 @@ export class ModelSvc {
           tx,
           name,
           ids.map((r) => ({ rowId: r.id, data: null })),
-          { collect: false },
+          // The model's lock, exclusively, from the first chunk: no lock per record (they added up over
+          // the chunks of one transaction), and no write of the model's records is under way meanwhile.
+          { collect: false, exclusive: true },
         );
       }
       return tx.modelDefinition.delete({ where: { id: model.id } });

@@ -65,6 +65,11 @@ export interface ApplyOptions {
   now: Date;
   /** The records are new (ids never seen): skip looking for their existing tasks. Bulk imports. */
   fresh?: boolean;
+  /**
+   * The caller holds the records' model lock exclusively (a batch of more than RECORD_LOCKS_MAX records,
+   * deleteModel): no other writer of the model's records is under way, so no record locks are taken.
+   */
+  modelLocked?: boolean;
   /** Return one DateFieldChange per (template, record); off for bulk work, where counts are enough. */
   collect?: boolean;
   /** TaskEvent.actor of the changes (the API caller); null for the scheduler's own work. */
@@ -161,8 +166,9 @@ export async function applyDateFields(
   // Then the records' locks, every record of the batch in one statement: hooks of one record take turns.
   // Without them, saves and deletes of one record racing each other could make a hook lose the insert
   // race round after round (a winner's task cancelled by a delete before the loser looks again) and fail
-  // with CONFLICT. New records (fresh) have no one to take turns with.
-  if (!options.fresh) {
+  // with CONFLICT. New records (fresh) have no one to take turns with, nor has a batch that holds the
+  // model lock exclusively (modelLocked).
+  if (!options.fresh && !options.modelLocked) {
     for (const model of new Set(templates.map((t) => t.config.sourceModel)))
       await lockDateFieldRecords(
         tx,

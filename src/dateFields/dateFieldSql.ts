@@ -56,6 +56,15 @@ export async function lockWaitingOccurrences(
 }
 
 /**
+ * The most records one call locks one by one (lockDateFieldRecords). A batch of more records of a model
+ * (the Prisma extension's createMany / updateMany / deleteMany, deleteModel) takes its model's lock
+ * exclusively instead (lockDateFieldModels), which keeps every other writer of the model's records out
+ * until it commits, and no record locks: one lock per record made a batch of ~100,000 records exhaust
+ * PostgreSQL's shared lock table (max_locks_per_transaction × max_connections, "out of shared memory").
+ */
+export const RECORD_LOCKS_MAX = 1000;
+
+/**
  * Transaction-level advisory locks on records (tenant, model, row id), taken in one statement and in a
  * fixed (hash) order so that two transactions over overlapping records cannot deadlock on them; a batch
  * takes all of its records' locks at once, before its first chunk. Released at commit or rollback. A
@@ -78,7 +87,8 @@ export async function lockDateFieldRecords(tx: Prisma.TransactionClient, tenantI
 /**
  * Transaction-level advisory locks on the date-field layer of models (tenant, model): shared by every
  * transaction that plans records of the model against its templates (hooks, record writes, imports,
- * reconcile), exclusive for a change of a template that follows it (templateChanged). A template change
+ * reconcile), exclusive for a change of a template that follows it (templateChanged) and for a batch of
+ * more than RECORD_LOCKS_MAX records (which then takes no record locks) or deleteModel. A template change
  * thus sees every record write that committed before it, and a hook that comes after it plans with the
  * changed template, even a template created or moved to this model, which the hook could not have
  * locked (see LOCK ORDER in DateFieldSvc.ts). In hash order, so two template changes cannot deadlock.
