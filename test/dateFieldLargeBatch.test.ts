@@ -1,7 +1,8 @@
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RECORD_LOCKS_MAX } from '../src/dateFields/dateFieldSql.js';
 import { createDateFieldTemplate, SAVE } from './support/dateFields.js';
+import { lockStage } from './support/lockStage.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiters } from './support/waitFor.js';
 
@@ -28,8 +29,7 @@ async function advisoryLocksOfWaiters(watcher: pg.Client): Promise<number> {
 describe.runIf(process.env.TEST_DATABASE_URL)('a large batch of records holds its model, not a lock per record (postgres)', () => {
   let db: TestDatabase;
   let t: TestApp;
-  let holder: pg.Client;
-  let watcher: pg.Client;
+  const stage = lockStage(() => db.url);
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp('postgres', { database: db, now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
@@ -38,17 +38,6 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a large batch of records holds it
   afterAll(async () => {
     await t?.close();
     await db?.drop();
-  });
-  beforeEach(async () => {
-    holder = new pg.Client({ connectionString: db.url });
-    watcher = new pg.Client({ connectionString: db.url });
-    await holder.connect();
-    await watcher.connect();
-  });
-  afterEach(async () => {
-    await holder.query('ROLLBACK').catch(() => {});
-    await holder.end();
-    await watcher.end();
   });
 
   const records = (prefix: string, n: number, expireDate = '2030-03-10') =>
@@ -60,15 +49,15 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a large batch of records holds it
   /** Saves `batch` while the holder keeps the task of its first record; returns the advisory locks it held meanwhile. */
   async function locksHeldBy(batch: ReturnType<typeof records>, hook?: () => Promise<unknown>) {
     const first = await t.app.db.prisma.task.findFirstOrThrow({ where: { source: 'DATE_FIELD', sourceRowId: batch[0]!.rowId } });
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [first.id]);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [first.id]);
     const saving = t.app.dateFieldSvc.saveRecords('models.Contract', batch);
-    await lockWaiters(watcher, 1, 'the batch to wait for the holder');
-    const locks = await advisoryLocksOfWaiters(watcher);
+    await lockWaiters(stage.watcher, 1, 'the batch to wait for the holder');
+    const locks = await advisoryLocksOfWaiters(stage.watcher);
     // A hook of another record of the model, meanwhile: it waits for the batch only if the batch holds the model.
     const hooked = hook?.();
-    if (hooked) await lockWaiters(watcher, 2, 'the hook to wait for the batch');
-    await holder.query('COMMIT');
+    if (hooked) await lockWaiters(stage.watcher, 2, 'the hook to wait for the batch');
+    await stage.holder.query('COMMIT');
     return { locks, result: await saving, hooked: await hooked };
   }
 

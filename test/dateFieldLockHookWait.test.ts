@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DateFieldSvc } from '../src/dateFields/DateFieldSvc.js';
 import { ModelSvc } from '../src/dateFields/ModelSvc.js';
 import { CREATE_TEMPLATE, createDateFieldTemplate, SAVE } from './support/dateFields.js';
+import { lockStage } from './support/lockStage.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiters } from './support/waitFor.js';
 
@@ -18,8 +18,7 @@ const LIVE = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] as const;
 describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of their model (postgres)', () => {
   let db: TestDatabase;
   let t: TestApp;
-  let holder: pg.Client;
-  let watcher: pg.Client;
+  const stage = lockStage(() => db.url);
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp('postgres', { database: db, now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
@@ -32,15 +31,6 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     await t.app.db.prisma.task.deleteMany({});
     await t.app.db.prisma.dateFieldSource.deleteMany({});
     await t.app.db.prisma.taskTemplate.deleteMany({ where: { origin: 'API' } });
-    holder = new pg.Client({ connectionString: db.url });
-    watcher = new pg.Client({ connectionString: db.url });
-    await holder.connect();
-    await watcher.connect();
-  });
-  afterEach(async () => {
-    await holder.query('ROLLBACK').catch(() => {});
-    await holder.end();
-    await watcher.end();
   });
 
   const save = (postData: Record<string, unknown>) => t.gql(SAVE, { rowObj: { model: 'models.Contract', postData } });
@@ -50,8 +40,8 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     // Another template of the model, so that r1 is remembered; none follows expireDate yet.
     await createDateFieldTemplate(t, { fullName: 'tasks.Other' }, { field: 'otherDate' });
     ok(await save({ id: 'r1', expireDate: '2030-03-10' }));
-    await holder.query('BEGIN');
-    await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Contract' || '/' || 'r1', 7274))`);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Contract' || '/' || 'r1', 7274))`);
     const create = t.gql(CREATE_TEMPLATE, {
       input: {
         fullName: 'tasks.ContractReminder',
@@ -61,17 +51,17 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
         dateField: { model: 'models.Contract', field: 'expireDate' },
       },
     });
-    await lockWaiters(watcher, 1, 'the create to wait for the holder');
+    await lockWaiters(stage.watcher, 1, 'the create to wait for the holder');
     return { create };
   }
 
   it('a hook that waits longer than a default transaction (5 s) for a template change commits after it', async () => {
     const { create } = await heldCreate();
     const hook = save({ id: 'r2', expireDate: '2030-03-11' });
-    await lockWaiters(watcher, 2, 'the hook to wait for the create');
+    await lockWaiters(stage.watcher, 2, 'the hook to wait for the create');
     // Longer than Prisma's default interactive transaction timeout, shorter than the hooks' lock wait.
     await sleep(6000);
-    await holder.query('COMMIT');
+    await stage.holder.query('COMMIT');
     ok(await create);
     const saved = ok(await hook).saveDateFieldTask;
     // The hook planned after the create: r2 has a task of the new template.
@@ -92,7 +82,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     try {
       const { create } = await heldCreate();
       const result = await impatient.gql(SAVE, { rowObj: { model: 'models.Contract', postData: { id: 'r2', expireDate: '2030-03-11' } } });
-      await holder.query('COMMIT');
+      await stage.holder.query('COMMIT');
       ok(await create);
       expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'TIMEOUT', model: 'models.Contract', lockWaitMs: 200 });
       expect(result.errors?.[0]?.message).toMatch(/template that follows models\.Contract .*in progress.*retry/);
@@ -108,8 +98,8 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     await models.saveModel({ name: 'models.Lease', fields: [{ name: 'expireDate', type: 'DATE' }] });
     const { record } = await models.createRecord('models.Lease', { expireDate: '2030-03-10' });
     // A template created on models.Lease, held at the record's lock (it holds the model lock exclusively).
-    await holder.query('BEGIN');
-    await holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Lease' || '/' || $1, 7274))`, [
+    await stage.holder.query('BEGIN');
+    await stage.holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Lease' || '/' || $1, 7274))`, [
       record.id,
     ]);
     const create = t.gql(CREATE_TEMPLATE, {
@@ -121,14 +111,14 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
         dateField: { model: 'models.Lease', field: 'expireDate' },
       },
     });
-    await lockWaiters(watcher, 1, 'the create to wait for the holder');
+    await lockWaiters(stage.watcher, 1, 'the create to wait for the holder');
     const dateFields = new DateFieldSvc({ prisma: t.app.db.prisma, maxJsonBytes: 64 * 1024, now: () => NOW, lockWaitMs: 200 });
     const shortWait = new ModelSvc({ prisma: t.app.db.prisma, dateFields, defaultTimezone: 'UTC', maxJsonBytes: 64 * 1024 });
     const error = await shortWait.updateRecord('models.Lease', record.id, { expireDate: '2030-04-10' }).then(
       () => null,
       (e: unknown) => e,
     );
-    await holder.query('COMMIT');
+    await stage.holder.query('COMMIT');
     ok(await create);
     expect(error).toMatchObject({ code: 'TIMEOUT', details: { model: 'models.Lease' } });
     expect((await models.getRecord('models.Lease', record.id))!.data).toEqual({ expireDate: '2030-03-10' });

@@ -1,6 +1,6 @@
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { TemplateInput } from '../src/templates/TemplateSvc.js';
+import { lockStage } from './support/lockStage.js';
 import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiters } from './support/waitFor.js';
 
@@ -26,8 +26,7 @@ function fileTemplate(fullName: string, model: string, amount = 3): TemplateInpu
 describe.runIf(process.env.TEST_DATABASE_URL)('template-file sync and hooks take one lock order (postgres)', () => {
   let db: TestDatabase;
   let t: TestApp;
-  let holder: pg.Client;
-  let watcher: pg.Client;
+  const stage = lockStage(() => db.url);
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp('postgres', { database: db, now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
@@ -43,15 +42,6 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file sync and hooks take
     await p.taskTemplate.deleteMany({ where: { tenantId: TENANT } });
     // A count quota: transactions that may create tasks take the tenant's quota lock.
     await p.tenant.upsert({ where: { id: TENANT }, create: { id: TENANT, maxLiveTasks: 1000 }, update: { maxLiveTasks: 1000 } });
-    holder = new pg.Client({ connectionString: db.url });
-    watcher = new pg.Client({ connectionString: db.url });
-    await holder.connect();
-    await watcher.connect();
-  });
-  afterEach(async () => {
-    await holder.query('ROLLBACK').catch(() => {});
-    await holder.end();
-    await watcher.end();
   });
 
   const templates = () => t.app.templateSvc.forTenant(TENANT);
@@ -66,13 +56,13 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file sync and hooks take
     expect(task).toBeDefined();
 
     // The sync that removes S stops at S's task (the holder has it).
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
     const sync = templates().syncFromFiles([]);
-    await lockWaiters(watcher, 1, 'the sync to wait for the holder');
+    await lockWaiters(stage.watcher, 1, 'the sync to wait for the holder');
     const hook = hooks().saveDateFieldTask({ model: 'models.Contract', postData: { id: 'r2', expireDate: '2030-03-11' } });
-    await lockWaiters(watcher, 2, 'the hook to wait');
-    await holder.query('COMMIT');
+    await lockWaiters(stage.watcher, 2, 'the hook to wait');
+    await stage.holder.query('COMMIT');
 
     const [synced, hooked] = await Promise.allSettled([sync, hook]);
     expect([synced, hooked].map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(['ok', 'ok']);
@@ -89,14 +79,14 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file sync and hooks take
     const [task] = await live({ sourceRowId: 'c1' });
 
     // A's offset changes in the files: the sync reschedules c1's task, which the holder has.
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
     const sync = templates().syncFromFiles([fileTemplate('tasks.A', 'models.Contract', 1), fileTemplate('tasks.B', 'models.Lease')]);
-    await lockWaiters(watcher, 1, 'the sync to wait for the holder');
+    await lockWaiters(stage.watcher, 1, 'the sync to wait for the holder');
     // A hook of B's model that creates a task (so it takes the quota lock).
     const hook = hooks().saveDateFieldTask({ model: 'models.Lease', postData: { id: 'l1', expireDate: '2030-04-10' } });
-    await lockWaiters(watcher, 2, 'the hook to wait');
-    await holder.query('COMMIT');
+    await lockWaiters(stage.watcher, 2, 'the hook to wait');
+    await stage.holder.query('COMMIT');
 
     const [synced, hooked] = await Promise.allSettled([sync, hook]);
     expect([synced, hooked].map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(['ok', 'ok']);

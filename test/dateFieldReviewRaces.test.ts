@@ -1,6 +1,6 @@
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CREATE_TEMPLATE, createDateFieldTemplate, RECONCILE, SAVE, UPDATE_TEMPLATE } from './support/dateFields.js';
+import { lockStage } from './support/lockStage.js';
 import { backends, createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiterCount, lockWaiters, waitFor } from './support/waitFor.js';
 
@@ -76,8 +76,7 @@ describe.each(backends)('reconcile racing a hook (%s)', (backend) => {
 describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concurrency (postgres)', () => {
   let db: TestDatabase;
   let t: TestApp;
-  let holder: pg.Client;
-  let watcher: pg.Client;
+  const stage = lockStage(() => db.url);
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp('postgres', { database: db, now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
@@ -91,15 +90,6 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
     await t.app.db.prisma.dateFieldSource.deleteMany({});
     await t.app.db.prisma.taskTemplate.deleteMany({ where: { origin: 'API' } });
     await t.app.db.prisma.tenant.updateMany({ data: { maxLiveTasks: null } });
-    holder = new pg.Client({ connectionString: db.url });
-    watcher = new pg.Client({ connectionString: db.url });
-    await holder.connect();
-    await watcher.connect();
-  });
-  afterEach(async () => {
-    await holder.query('ROLLBACK').catch(() => {});
-    await holder.end();
-    await watcher.end();
   });
 
   const save = (postData: Record<string, unknown>) => t.gql(SAVE, { rowObj: { model: 'models.Contract', postData } });
@@ -110,13 +100,13 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
 
     // The hook clearing r1's date stops inside its transaction, after cancelling the task, at the write
     // of the remembered record (the holder has that row).
-    await holder.query('BEGIN');
-    await holder.query(`SELECT 1 FROM date_field_source WHERE row_id = 'r1' FOR UPDATE`);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query(`SELECT 1 FROM date_field_source WHERE row_id = 'r1' FOR UPDATE`);
     const hook = save({ id: 'r1', expireDate: null });
-    await lockWaiters(watcher, 1, 'the hook to wait for the holder');
+    await lockWaiters(stage.watcher, 1, 'the hook to wait for the holder');
     const reconcile = t.gql(RECONCILE, { model: 'models.Contract' });
-    await lockWaiters(watcher, 2, 'reconcile to wait for the hook');
-    await holder.query('COMMIT');
+    await lockWaiters(stage.watcher, 2, 'reconcile to wait for the hook');
+    await stage.holder.query('COMMIT');
     expect(ok(await hook).saveDateFieldTask.cancelled).toBe(1);
     ok(await reconcile);
     expect(await liveTasks(t, 'r1')).toEqual([]);
@@ -127,10 +117,10 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
     await createDateFieldTemplate(t, { fullName: 'tasks.Other' }, { field: 'otherDate' });
     ok(await save({ id: 'r1', expireDate: '2030-03-10' }));
 
-    await holder.query('BEGIN');
-    await holder.query(`SELECT 1 FROM date_field_source WHERE row_id = 'r1' FOR UPDATE`);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query(`SELECT 1 FROM date_field_source WHERE row_id = 'r1' FOR UPDATE`);
     const hook = save({ id: 'r1', expireDate: null });
-    await lockWaiters(watcher, 1, 'the hook to wait for the holder');
+    await lockWaiters(stage.watcher, 1, 'the hook to wait for the holder');
     let done = false;
     const create = t
       .gql(CREATE_TEMPLATE, {
@@ -146,8 +136,8 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
         done = true;
       });
     // Either the create finishes at once (reading r1 as it was) or it waits for the hook.
-    await waitFor(async () => done || (await lockWaiterCount(watcher)) >= 2, { what: 'the create to finish or to wait' });
-    await holder.query('COMMIT');
+    await waitFor(async () => done || (await lockWaiterCount(stage.watcher)) >= 2, { what: 'the create to finish or to wait' });
+    await stage.holder.query('COMMIT');
     ok(await hook);
     ok(await create);
     expect(await liveTasks(t, 'r1')).toEqual([]);
@@ -171,14 +161,14 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
       return { rowId, data: { id: rowId, expireDate: i === 1000 ? '2030-03-12' : null } };
     });
     // The holder keeps r0007's task, so the batch stops in its first chunk, after the record locks.
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [r7!.id]);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [r7!.id]);
     const batch = t.app.dateFieldSvc.saveRecords('models.Contract', records);
-    await lockWaiters(watcher, 1, 'the batch to wait for the holder');
+    await lockWaiters(stage.watcher, 1, 'the batch to wait for the holder');
     // A hook of r0005 (in the first chunk) that creates a task.
     const hook = save({ id: 'r0005', expireDate: '2030-03-11' });
-    await lockWaiters(watcher, 2, 'the hook to wait');
-    await holder.query('COMMIT');
+    await lockWaiters(stage.watcher, 2, 'the hook to wait');
+    await stage.holder.query('COMMIT');
     const [batchResult, hookResult] = await Promise.allSettled([batch, hook]);
     expect(batchResult).toMatchObject({ status: 'fulfilled', value: { created: 1, cancelled: 1 } });
     expect(hookResult.status).toBe('fulfilled');

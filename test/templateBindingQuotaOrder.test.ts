@@ -1,6 +1,6 @@
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TemplateInput } from '../src/templates/TemplateSvc.js';
+import { lockStage } from './support/lockStage.js';
 import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiterCount, lockWaiters, waitFor } from './support/waitFor.js';
 
@@ -25,8 +25,7 @@ const outcome = (r: PromiseSettledResult<unknown>) => (r.status === 'rejected' ?
 describe.runIf(process.env.TEST_DATABASE_URL)('platform template changes take bound tenants’ quota locks in one order (postgres)', () => {
   let db: TestDatabase;
   let t: TestApp;
-  let holder: pg.Client;
-  let watcher: pg.Client;
+  const stage = lockStage(() => db.url);
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp('postgres', { database: db, env: { SCHEDULER_ENABLED: 'false' } });
@@ -34,17 +33,6 @@ describe.runIf(process.env.TEST_DATABASE_URL)('platform template changes take bo
   afterAll(async () => {
     await t?.close();
     await db?.drop();
-  });
-  beforeEach(async () => {
-    holder = new pg.Client({ connectionString: db.url });
-    watcher = new pg.Client({ connectionString: db.url });
-    await holder.connect();
-    await watcher.connect();
-  });
-  afterEach(async () => {
-    await holder.query('ROLLBACK').catch(() => {});
-    await holder.end();
-    await watcher.end();
   });
 
   it('a template-file sync and an update of another template, both creating bound tasks: both commit', async () => {
@@ -59,15 +47,15 @@ describe.runIf(process.env.TEST_DATABASE_URL)('platform template changes take bo
     await t.app.bindings.bind('tasks.QuotaC', FIRST);
     await t.app.bindings.bind('tasks.QuotaC', SECOND);
 
-    await holder.query('BEGIN');
-    await holder.query('SELECT pg_advisory_xact_lock(727274002, hashtext($1))', [FIRST]);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT pg_advisory_xact_lock(727274002, hashtext($1))', [FIRST]);
     // Enabling C creates both tenants' tasks: it waits for the first tenant's quota lock.
     const update = platform.update('tasks.QuotaC', { enabled: true });
-    await lockWaiters(watcher, 1, 'the update to wait');
+    await lockWaiters(stage.watcher, 1, 'the update to wait');
     // Enabling A and B creates the second tenant's task (A), then the first's (B).
     const sync = platform.syncFromFiles([cron('tasks.QuotaA', true), cron('tasks.QuotaB', true)]);
-    await lockWaiters(watcher, 2, 'the sync to wait');
-    await holder.query('COMMIT');
+    await lockWaiters(stage.watcher, 2, 'the sync to wait');
+    await stage.holder.query('COMMIT');
 
     const results = await Promise.allSettled([update, sync]);
     expect(results.map(outcome)).toEqual(['ok', 'ok']);
@@ -84,15 +72,15 @@ describe.runIf(process.env.TEST_DATABASE_URL)('platform template changes take bo
 
     // A change that creates no task (the bound tasks are live already) takes no tenant's quota lock: it
     // commits while another transaction holds the first tenant's.
-    await holder.query('BEGIN');
-    await holder.query('SELECT pg_advisory_xact_lock(727274002, hashtext($1))', [FIRST]);
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT pg_advisory_xact_lock(727274002, hashtext($1))', [FIRST]);
     let committed = false;
     const renamed = platform.update('tasks.QuotaC', { title: 'renamed' }).then(() => (committed = true));
     // Either it commits, or it waits for the held lock (then the holder lets it go, and the test fails).
-    const seen = await waitFor(async () => (committed ? 'committed' : (await lockWaiterCount(watcher)) > 0 ? 'waited' : null), {
+    const seen = await waitFor(async () => (committed ? 'committed' : (await lockWaiterCount(stage.watcher)) > 0 ? 'waited' : null), {
       what: 'the rename to commit or wait',
     });
-    await holder.query('COMMIT');
+    await stage.holder.query('COMMIT');
     await renamed;
     expect(seen).toBe('committed');
   });

@@ -1,6 +1,6 @@
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { TemplateInput } from '../src/templates/TemplateSvc.js';
+import { lockStage } from './support/lockStage.js';
 import { createTestApp, createTestDatabase, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiters } from './support/waitFor.js';
 
@@ -31,8 +31,7 @@ const outcome = (r: PromiseSettledResult<unknown>) => (r.status === 'rejected' ?
 describe.runIf(process.env.TEST_DATABASE_URL)('template-file syncs racing each other and createTaskTemplate (postgres)', () => {
   let db: TestDatabase;
   let t: TestApp;
-  let holder: pg.Client;
-  let watcher: pg.Client;
+  const stage = lockStage(() => db.url);
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp('postgres', { database: db, now: () => NOW, env: { SCHEDULER_ENABLED: 'false' } });
@@ -49,24 +48,15 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file syncs racing each o
     const p = t.app.db.prisma;
     await p.task.deleteMany({ where: { tenantId: TENANT } });
     await p.taskTemplate.deleteMany({ where: { tenantId: TENANT } });
-    holder = new pg.Client({ connectionString: db.url });
-    watcher = new pg.Client({ connectionString: db.url });
-    await holder.connect();
-    await watcher.connect();
-  });
-  afterEach(async () => {
-    await holder.query('ROLLBACK').catch(() => {});
-    await holder.end();
-    await watcher.end();
   });
 
   const templates = () => t.app.templateSvc.forTenant(TENANT);
 
   /** The holder takes the model's lock shared, as a hook of the model does, until `release`. */
   async function holdModel(): Promise<{ release: () => Promise<unknown> }> {
-    await holder.query('BEGIN');
-    await holder.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 7275))`, [TENANT, MODEL]);
-    return { release: () => holder.query('COMMIT') };
+    await stage.holder.query('BEGIN');
+    await stage.holder.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 7275))`, [TENANT, MODEL]);
+    return { release: () => stage.holder.query('COMMIT') };
   }
 
   async function expectOneTemplateAndTask(origin: 'FILE' | 'API') {
@@ -82,7 +72,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file syncs racing each o
     const hold = await holdModel();
     const first = templates().syncFromFiles([fileTemplate]);
     const second = templates().syncFromFiles([fileTemplate]);
-    await lockWaiters(watcher, 2, 'both syncs to wait');
+    await lockWaiters(stage.watcher, 2, 'both syncs to wait');
     await hold.release();
 
     const results = await Promise.allSettled([first, second]);
@@ -93,9 +83,9 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file syncs racing each o
   it('a sync racing createTaskTemplate of the same name: the sync succeeds and the file wins', async () => {
     const hold = await holdModel();
     const sync = templates().syncFromFiles([fileTemplate]);
-    await lockWaiters(watcher, 1, 'the sync to wait');
+    await lockWaiters(stage.watcher, 1, 'the sync to wait');
     const create = templates().create({ ...fileTemplate, title: 'From the API' });
-    await lockWaiters(watcher, 2, 'the create to wait');
+    await lockWaiters(stage.watcher, 2, 'the create to wait');
     await hold.release();
 
     const [synced, created] = await Promise.allSettled([sync, create]);
@@ -110,9 +100,9 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file syncs racing each o
   it('createTaskTemplate of a name a file declares, then the sync: both succeed and the sync takes the template over', async () => {
     const hold = await holdModel();
     const create = templates().create({ ...fileTemplate, title: 'From the API' });
-    await lockWaiters(watcher, 1, 'the create to wait');
+    await lockWaiters(stage.watcher, 1, 'the create to wait');
     const sync = templates().syncFromFiles([fileTemplate]);
-    await lockWaiters(watcher, 2, 'the sync to wait');
+    await lockWaiters(stage.watcher, 2, 'the sync to wait');
     await hold.release();
 
     const results = await Promise.allSettled([create, sync]);
