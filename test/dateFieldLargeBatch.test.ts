@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RECORD_LOCKS_MAX } from '../src/dateFields/dateFieldSql.js';
-import { createDateFieldTemplate, SAVE } from './support/dateFields.js';
+import { createDateFieldTemplate, SAVE, UPDATE_TEMPLATE } from './support/dateFields.js';
 import { lockStage } from './support/lockStage.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
 import { lockWaiters } from './support/waitFor.js';
@@ -80,5 +80,49 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a large batch of records holds it
     const { locks, result } = await locksHeldBy(batch);
     expect(locks).toBe(RECORD_LOCKS_MAX + 1);
     expect(result).toMatchObject({ created: RECORD_LOCKS_MAX - 1, unchanged: 1 });
+  });
+  it('a large batch in a transaction that wrote records of the model already locks its records one by one (no shared-to-exclusive upgrade)', async () => {
+    const svc = t.app.dateFieldSvc;
+    const batch = records('late', RECORDS);
+    const advisory = await t.app.db.prisma.$transaction(
+      async (tx) => {
+        await svc.saveExternal(tx, 'models.Contract', [{ rowId: 'early', data: { id: 'early', expireDate: '2030-03-10' } }]);
+        await svc.saveExternal(tx, 'models.Contract', batch);
+        const [row] = await tx.$queryRaw<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'`;
+        return row!.n;
+      },
+      { timeout: 60_000 },
+    );
+    // The model's shared lock, the first record's lock and one per record of the batch: no exclusive model lock.
+    expect(advisory).toBe(RECORDS + 2);
+    expect(await t.app.db.prisma.task.count({ where: { source: 'DATE_FIELD', sourceRowId: { startsWith: 'late' } } })).toBe(RECORDS);
+  });
+
+  it('a template change re-plans a model of more than a page of records without a lock per record', async () => {
+    // A model of its own, so that only these records are re-planned.
+    await createDateFieldTemplate(t, { fullName: 'tasks.LeaseReminder' }, { model: 'models.Lease' });
+    const batch = records('tpl', RECORDS);
+    await t.app.dateFieldSvc.saveRecords('models.Lease', batch);
+    const first = await t.app.db.prisma.task.findFirstOrThrow({ where: { source: 'DATE_FIELD', sourceRowId: batch[0]!.rowId } });
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [first.id]);
+    const change = t.gql(UPDATE_TEMPLATE, {
+      fullName: 'tasks.LeaseReminder',
+      patch: {
+        dateField: {
+          model: 'models.Lease',
+          field: 'expireDate',
+          offset: { amount: 4, unit: 'DAYS', direction: 'BEFORE' },
+          timeOfDay: '09:00',
+        },
+      },
+    });
+    await lockWaiters(stage.watcher, 1, 'the template change to wait for the holder');
+    const locks = await advisoryLocksOfWaiters(stage.watcher);
+    await stage.holder.query('COMMIT');
+    ok(await change);
+    // The model's lock, held exclusively; no record locks (it took a thousand per page before).
+    expect(locks).toBe(1);
   });
 });

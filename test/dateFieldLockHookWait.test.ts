@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DateFieldSvc } from '../src/dateFields/DateFieldSvc.js';
 import { ModelSvc } from '../src/dateFields/ModelSvc.js';
+import { QUOTA_LOCK_CLASS } from '../src/tenants/tenantSql.js';
 import { CREATE_TEMPLATE, createDateFieldTemplate, SAVE } from './support/dateFields.js';
 import { lockStage } from './support/lockStage.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase } from './support/testApp.js';
@@ -12,8 +13,9 @@ const LIVE = ['SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'] as const;
 
 /**
  * Hooks of a model wait for a template change of that model (which holds the model's lock exclusively
- * for its whole transaction). The template change is held inside its transaction by a record lock that
- * a second connection (`holder`) keeps. PostgreSQL only.
+ * for its whole transaction). The template change is held inside its transaction, after it took the
+ * model's lock, by the tenant's quota lock (the tenant has a count quota), which a second connection
+ * (`holder`) keeps. PostgreSQL only.
  */
 describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of their model (postgres)', () => {
   let db: TestDatabase;
@@ -31,17 +33,24 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     await t.app.db.prisma.task.deleteMany({});
     await t.app.db.prisma.dateFieldSource.deleteMany({});
     await t.app.db.prisma.taskTemplate.deleteMany({ where: { origin: 'API' } });
+    // A count quota: a template change takes the tenant's quota lock after the model's.
+    await t.app.tenantSvc.setQuota('default', { maxLiveTasks: 1000 });
   });
+
+  /** The holder takes the tenant's quota lock, where a template change of the tenant then waits (holding its model's lock). */
+  async function holdQuota() {
+    await stage.holder.query('BEGIN');
+    await stage.holder.query('SELECT pg_advisory_xact_lock($1::int, hashtext($2))', [QUOTA_LOCK_CLASS, 'default']);
+  }
 
   const save = (postData: Record<string, unknown>) => t.gql(SAVE, { rowObj: { model: 'models.Contract', postData } });
 
-  /** Starts creating a DATE_FIELD template on models.Contract.expireDate and holds it at record r1's lock. */
+  /** Starts creating a DATE_FIELD template on models.Contract.expireDate and holds it at the tenant's quota lock. */
   async function heldCreate() {
     // Another template of the model, so that r1 is remembered; none follows expireDate yet.
     await createDateFieldTemplate(t, { fullName: 'tasks.Other' }, { field: 'otherDate' });
     ok(await save({ id: 'r1', expireDate: '2030-03-10' }));
-    await stage.holder.query('BEGIN');
-    await stage.holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Contract' || '/' || 'r1', 7274))`);
+    await holdQuota();
     const create = t.gql(CREATE_TEMPLATE, {
       input: {
         fullName: 'tasks.ContractReminder',
@@ -97,11 +106,8 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     const models = t.app.modelSvc;
     await models.saveModel({ name: 'models.Lease', fields: [{ name: 'expireDate', type: 'DATE' }] });
     const { record } = await models.createRecord('models.Lease', { expireDate: '2030-03-10' });
-    // A template created on models.Lease, held at the record's lock (it holds the model lock exclusively).
-    await stage.holder.query('BEGIN');
-    await stage.holder.query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Lease' || '/' || $1, 7274))`, [
-      record.id,
-    ]);
+    // A template created on models.Lease, held at the quota lock (it holds the model lock exclusively).
+    await holdQuota();
     const create = t.gql(CREATE_TEMPLATE, {
       input: {
         fullName: 'tasks.LeaseReminder',
@@ -122,5 +128,21 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     ok(await create);
     expect(error).toMatchObject({ code: 'TIMEOUT', details: { model: 'models.Lease' } });
     expect((await models.getRecord('models.Lease', record.id))!.data).toEqual({ expireDate: '2030-03-10' });
+  });
+  it('a hook the database stops to break a deadlock gets CONFLICT (retryable), not an unexpected error', async () => {
+    await createDateFieldTemplate(t);
+    await holdQuota();
+    // The hook holds the model's lock (shared) and waits for the quota lock the holder has...
+    const hook = save({ id: 'r9', expireDate: '2030-03-11' });
+    await lockWaiters(stage.watcher, 1, 'the hook to wait for the quota lock');
+    // ...which then asks for the model's lock exclusively: a cycle, which the hook, waiting first, detects.
+    const holderWait = stage.holder
+      .query(`SELECT pg_advisory_xact_lock(hashtextextended('default' || '/' || 'models.Contract', 7275))`)
+      .catch((error: unknown) => error);
+    const result = await hook;
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', retryable: true });
+    expect(result.errors?.[0]?.message).toMatch(/nothing was written; retry/);
+    await holderWait;
+    expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'r9' } })).toBe(0);
   });
 });

@@ -14,11 +14,12 @@ import {
 } from './applyDateFields.js';
 import { isPlainObject, stableStringify } from './condition.js';
 import {
+  holdsDateFieldModelShared,
   lockDateFieldModels,
   lockDateFieldRecords,
-  RECORD_LOCKS_MAX,
   lockLiveTemplateTasks,
   lockOrphanDateFieldTasks,
+  RECORD_LOCKS_MAX,
   upsertDateFieldSources,
 } from './dateFieldSql.js';
 import { configOf } from './dateRule.js';
@@ -62,11 +63,10 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  *   1. template rows: a template change updates (or inserts) its row; hooks and reconcile lock the
  *      model's DATE_FIELD templates FOR SHARE (templatesOf), so they wait for an update to commit;
  *   2. the model lock (lockDateFieldModels): exclusive for a template change (every model the template
- *      followed or follows), and for a batch of more than RECORD_LOCKS_MAX records or deleteModel (which
- *      then take no record locks), shared for hooks, record writes, imports and reconcile; a transaction
- *      that already wrote records of the model (shared) and then writes such a batch asks for it
- *      exclusively while it holds it shared, and can deadlock with a hook (write large batches in a
- *      transaction of their own);
+ *      followed or follows) and for a batch of more than RECORD_LOCKS_MAX records (both then take no
+ *      record locks), shared for hooks, record writes, imports and reconcile. Never shared then
+ *      exclusive in one transaction (it would wait for the other holders while holding it): a large batch
+ *      in a transaction that holds the lock shared already locks its records one by one;
  *   3. the tenant's quota lock (QuotaGuard.beforeCreate; tenants with count quotas only): before any
  *      record lock, by any transaction that may create a task (a batch: before its first chunk;
  *      reconcile and template changes: always). A change of platform templates then takes the quota
@@ -170,7 +170,7 @@ export class DateFieldSvc {
    * tasks; low-code records are their own memory (model_record).
    */
   async saveExternal(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<DateFieldResult> {
-    const modelLocked = isLargeBatch(changes);
+    const modelLocked = await this.mayHoldExclusively(tx, model, changes);
     const all = await this.templatesOf(tx, model, true, modelLocked ? 'exclusive' : 'shared');
     if (all.length === 0) return emptyResult();
     const enabled = all.filter((t) => t.template.enabled);
@@ -192,11 +192,10 @@ export class DateFieldSvc {
     tx: Prisma.TransactionClient,
     model: string,
     changes: RecordChange[],
-    options: { fresh?: boolean; collect?: boolean; exclusive?: boolean } = {},
+    options: { fresh?: boolean; collect?: boolean } = {},
   ): Promise<DateFieldResult> {
-    // New records need no locks of their own; a large batch, or a caller that asks (deleteModel, whose
-    // chunks would otherwise add up to one lock per record), holds the model exclusively instead.
-    const modelLocked = options.exclusive === true || (!options.fresh && isLargeBatch(changes));
+    // New records need no locks of their own; a large batch holds the model exclusively instead.
+    const modelLocked = !options.fresh && (await this.mayHoldExclusively(tx, model, changes));
     const templates = await this.templatesOf(tx, model, false, modelLocked ? 'exclusive' : 'shared');
     return applyDateFields(tx, templates, changes, {
       tenantId: this.tenantId,
@@ -303,7 +302,12 @@ export class DateFieldSvc {
       const page = await readRecords(tx, this.tenantId, model, lowCode, cursor, PAGE);
       if (page.length === 0) break;
       cursor = page.at(-1)!.rowId;
-      addCounts(result, await applyDateFields(tx, [prepared], page, { tenantId: this.tenantId, now: this.now(), actor: this.actor }));
+      // Under the model's exclusive lock (above): no record locks, which added up to one per record of the
+      // model over the pages of this one transaction.
+      addCounts(
+        result,
+        await applyDateFields(tx, [prepared], page, { tenantId: this.tenantId, now: this.now(), actor: this.actor, modelLocked: true }),
+      );
       if (page.length < PAGE) break;
     }
     // Tasks of this template whose record is gone; other templates' tasks are not this change's business.
@@ -332,6 +336,18 @@ export class DateFieldSvc {
         `${field}.field`,
       );
     }
+  }
+
+  /**
+   * Whether a batch of `changes` holds its model's lock exclusively (LOCK ORDER, step 2) instead of one
+   * lock per record: when it has more than RECORD_LOCKS_MAX records, unless this transaction holds the
+   * model's lock shared already (it wrote records of the model before): asking for it exclusively then
+   * would wait for every other holder of it while holding it, and deadlock with any of them that waits
+   * for this transaction; such a batch locks its records one by one, as a smaller one does.
+   */
+  private async mayHoldExclusively(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<boolean> {
+    if (!isLargeBatch(changes)) return false;
+    return !(await holdsDateFieldModelShared(tx, this.tenantId, model));
   }
 
   /**

@@ -149,9 +149,10 @@ export class ModelSvc {
           tx,
           name,
           ids.map((r) => ({ rowId: r.id, data: null })),
-          // The model's lock, exclusively, from the first chunk: no lock per record (they added up over
-          // the chunks of one transaction), and no write of the model's records is under way meanwhile.
-          { collect: false, exclusive: true },
+          // Record by record, chunk after chunk (the locks add up over the transaction): holding the model
+          // exclusively instead deadlocked with a record write that had inserted its record (a key-share
+          // lock on this model's definition row, which the delete below needs) and waited for the model.
+          { collect: false },
         );
       }
       return tx.modelDefinition.delete({ where: { id: model.id } });

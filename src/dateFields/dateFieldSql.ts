@@ -57,10 +57,12 @@ export async function lockWaitingOccurrences(
 
 /**
  * The most records one call locks one by one (lockDateFieldRecords). A batch of more records of a model
- * (the Prisma extension's createMany / updateMany / deleteMany, deleteModel) takes its model's lock
- * exclusively instead (lockDateFieldModels), which keeps every other writer of the model's records out
- * until it commits, and no record locks: one lock per record made a batch of ~100,000 records exhaust
+ * (the Prisma extension's createMany / updateMany / deleteMany) takes its model's lock exclusively
+ * instead (lockDateFieldModels), which keeps every other writer of the model's records out until it
+ * commits, and no record locks: one lock per record made a batch of ~100,000 records exhaust
  * PostgreSQL's shared lock table (max_locks_per_transaction × max_connections, "out of shared memory").
+ * Not deleteModel (its chunks of one transaction still add up) nor a batch in a transaction that holds
+ * the model's lock shared already (holdsDateFieldModelShared).
  */
 export const RECORD_LOCKS_MAX = 1000;
 
@@ -88,7 +90,7 @@ export async function lockDateFieldRecords(tx: Prisma.TransactionClient, tenantI
  * Transaction-level advisory locks on the date-field layer of models (tenant, model): shared by every
  * transaction that plans records of the model against its templates (hooks, record writes, imports,
  * reconcile), exclusive for a change of a template that follows it (templateChanged) and for a batch of
- * more than RECORD_LOCKS_MAX records (which then takes no record locks) or deleteModel. A template change
+ * more than RECORD_LOCKS_MAX records (which then takes no record locks). A template change
  * thus sees every record write that committed before it, and a hook that comes after it plans with the
  * changed template, even a template created or moved to this model, which the hook could not have
  * locked (see LOCK ORDER in DateFieldSvc.ts). In hash order, so two template changes cannot deadlock.
@@ -108,6 +110,21 @@ export async function lockDateFieldModels(
     tenantId,
     models,
   );
+}
+
+/** Whether this transaction holds the date-field lock of (tenant, model) shared (lockDateFieldModels). */
+export async function holdsDateFieldModelShared(tx: Prisma.TransactionClient, tenantId: string, model: string): Promise<boolean> {
+  // A bigint advisory key is pg_locks' classid (high half) and objid (low half), objsubid 1.
+  const [row] = await tx.$queryRawUnsafe<{ held: boolean }[]>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_locks, (SELECT hashtextextended($1 || '/' || $2, 7275) AS k) key
+        WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND objsubid = 1 AND mode = 'ShareLock' AND granted
+          AND classid::bigint = ((key.k >> 32) & 4294967295) AND objid::bigint = (key.k & 4294967295)
+     ) AS held`,
+    tenantId,
+    model,
+  );
+  return row?.held === true;
 }
 
 /** Task fields map to snake_case columns (`sourceRowId` → `source_row_id`), as schema.prisma @maps them. */

@@ -10,7 +10,7 @@ export interface TenantUsage {
 type Db = Prisma.TransactionClient;
 
 /** An arbitrary constant naming Chronograph's per-tenant quota locks (first half of the two-key advisory lock). */
-const QUOTA_LOCK_CLASS = 727_274_002;
+export const QUOTA_LOCK_CLASS = 727_274_002;
 
 /**
  * Serialises the creates of one tenant until the end of the transaction, so that "count, then insert"
