@@ -8,6 +8,8 @@ import type { Logger } from '../logger.js';
  * - A ChronographError keeps its message and gets `extensions.code` (plus details such as the input
  *   `field`). It is the client's mistake: logged at info, without a stack.
  * - A database statement or transaction that ran out of time is TIMEOUT, also at info.
+ * - A transaction the database stopped for a concurrent one (deadlock_detected 40P01, serialization_failure
+ *   40001: it wrote nothing) is CONFLICT with `retryable: true`, at warn (not a bug, not the client's doing).
  * - GraphQL's own parse, validation and request errors are passed on (with BAD_REQUEST when they
  *   carry no code), at info.
  * - Anything else is a bug: logged at error with its stack, and the client sees only
@@ -36,6 +38,16 @@ export function createMaskError(logger: Logger) {
         extensions: { code: 'TIMEOUT' },
       });
     }
+    if (isTransactionConflict(original)) {
+      logger.warn(
+        { code: 'CONFLICT', path: graphqlError?.path?.join('.'), err: original },
+        'a transaction was stopped by a concurrent one',
+      );
+      return createGraphQLError(
+        'This request conflicted with a concurrent one and the database stopped it (a deadlock or a serialization failure); nothing was written; retry',
+        { ...location, extensions: { code: 'CONFLICT', retryable: true } },
+      );
+    }
     if (graphqlError && !graphqlError.originalError) {
       const code = graphqlError.extensions?.code ?? 'BAD_REQUEST';
       logger.info({ code, message: graphqlError.message }, 'request refused');
@@ -60,4 +72,20 @@ function isDatabaseTimeout(error: unknown): boolean {
   if (!(error instanceof Error) || error.name !== 'PrismaClientKnownRequestError') return false;
   const { code, meta } = error as Error & { code?: string; meta?: { driverAdapterError?: { cause?: { code?: string } } } };
   return code === 'P2028' || code === 'P2024' || meta?.driverAdapterError?.cause?.code === '57014';
+}
+
+/**
+ * PostgreSQL stopped the transaction for a concurrent one: deadlock_detected (40P01) or
+ * serialization_failure (40001), through Prisma's driver adapter or the pg driver (the scheduler's and the
+ * bulk insert's statements).
+ */
+function isTransactionConflict(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const { code, meta } = error as Error & {
+    code?: unknown;
+    meta?: { code?: unknown; driverAdapterError?: { cause?: { code?: unknown; originalCode?: unknown } } };
+  };
+  const cause = meta?.driverAdapterError?.cause;
+  const codes = [code, meta?.code, cause?.code, cause?.originalCode];
+  return codes.includes('40P01') || codes.includes('40001') || /\b(40P01|40001)\b|deadlock detected/.test(error.message);
 }
