@@ -157,7 +157,7 @@ export class TemplateBindingSvc {
   /**
    * The quota locks (QuotaGuard.beforeCreateAll: one statement, one global order) of every tenant that the
    * platform templates `templates` (as they will be, their rows locked by the caller) may create a task
-   * for: those with an enabled binding and no live task of it, bound to an enabled CRON or INTERVAL one. A transaction that changes several platform
+   * for: those bound to an enabled CRON or INTERVAL one. A transaction that changes several platform
    * templates (the template-file sync) calls it once for all of them before its first task lock (LOCK
    * ORDER, step 3, in DateFieldSvc.ts); templateChanged calls it for its own template.
    */
@@ -170,13 +170,11 @@ export class TemplateBindingSvc {
       .filter((t) => t.repeatType === RepeatType.CRON || t.repeatType === RepeatType.INTERVAL)
       .map((t) => t.id);
     if (creating.length === 0) return;
-    // Only tenants whose binding may get a new task (enabled, without a live task): a change that only
-    // updates live tasks (a new title, schedule or argument) blocks no tenant's creates. A live task that
-    // ends after this read makes sync take that tenant's lock itself (beforeCreate), as it always did.
+    // Every bound tenant, whether its binding needs a new task now or not: one whose live task ends
+    // after a narrower read would have its lock taken later, by sync, out of this order (the deadlock
+    // this prevents). A change that creates no task still holds these tenants' creates until it commits.
     const tenants = await tx.$queryRaw<{ tenantId: string }[]>`
-      SELECT DISTINCT b.tenant_id AS "tenantId" FROM template_binding b
-       WHERE b.template_id = ANY(${creating}::uuid[]) AND b.enabled
-         AND NOT EXISTS (SELECT 1 FROM task t WHERE t.binding_id = b.id AND t.status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'))`;
+      SELECT DISTINCT tenant_id AS "tenantId" FROM template_binding WHERE template_id = ANY(${creating}::uuid[])`;
     await QuotaGuard.beforeCreateAll(
       tx,
       tenants.map((t) => t.tenantId),
