@@ -263,6 +263,72 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     await page.close();
   }, 60_000);
 
+  it('says the stream is refused when the server refuses its subscription (a revoked key), instead of resubscribing every second', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    // The connection is accepted, but each subscription is refused as on a connection whose key was revoked.
+    let subscribes = 0;
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(String(message));
+        if (frame.type === 'subscribe' && frame.payload.query.includes('taskStatusChanged')) {
+          subscribes++;
+          ws.send(
+            JSON.stringify({
+              type: 'error',
+              id: frame.id,
+              payload: [{ message: 'The credential of this connection is no longer valid', extensions: { code: 'UNAUTHENTICATED' } }],
+            }),
+          );
+          return;
+        }
+        server.send(message);
+      });
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    // (Before the key the socket itself was refused: the stream said so already.)
+    await waitFor(() => subscribes > 0, { what: 'the stream to subscribe with the key' });
+    await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('refused');
+    const seen = subscribes;
+    // A resubscription would come after a second: three seconds later there is none.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(subscribes).toBe(seen);
+    expect(await page.getByTestId('stream').textContent()).toBe('refused');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
+  it('reads `me` again after an unexpected error (a database restart looks so), without the key being given again', async () => {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    let failed = 0;
+    await page.route(/\/graphql$/, async (route) => {
+      const request = route.request();
+      if (request.postData()?.includes('me {') && request.headers().authorization && failed === 0) {
+        failed++;
+        return route.fulfill({
+          status: 200,
+          headers: { 'content-type': 'application/json; charset=utf-8' },
+          body: JSON.stringify({ errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] }),
+        });
+      }
+      return route.continue();
+    });
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('not signed in');
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+    await waitFor(() => failed > 0, { what: 'the read of `me` with the key to fail' });
+    await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 30_000 }).toBe('EDITOR · default');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
   it('when the read of where the live stream starts gets a 503, reads it again, subscribes after it and reads the views again', async () => {
     await t.app.taskSvc.forTenant('default').createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
     const page = await chromium.context.newPage();

@@ -54,14 +54,15 @@ export function isAuthFailure(error: unknown): boolean {
 }
 
 /** Codes of answers that may differ if the same request is sent again later. */
-const TRANSIENT_CODES = new Set(['SERVER_BUSY', 'SHUTTING_DOWN', 'TIMEOUT']);
+const TRANSIENT_CODES = new Set(['SERVER_BUSY', 'SHUTTING_DOWN', 'TIMEOUT', 'INTERNAL_SERVER_ERROR']);
 
 /**
  * Whether a failed request may pass if it is sent again unchanged, so that a read is worth retrying: the
- * network failed (fetch's TypeError), the server was busy, shutting down or out of time, or the answer was
- * a 5xx that is not GraphQL (a proxy, a restart). Not a refused identity (a new key reads again), nor an
- * answer the server will give again (BAD_USER_INPUT, NOT_FOUND, a validation error after a deploy, a bug):
- * retried, those would repeat for as long as the page is open.
+ * network failed (fetch's TypeError), the server was busy, shutting down or out of time, it hit an
+ * unexpected error (INTERNAL_SERVER_ERROR: a database connection lost or restarting looks so), or the
+ * answer was a 5xx that is not GraphQL (a proxy, a restart). Not a refused identity (a new key reads
+ * again), nor an answer the server will give again (BAD_USER_INPUT, NOT_FOUND, a validation error after a
+ * deploy): retried, those would repeat for as long as the page is open (at most every 15 s).
  */
 export function mayPassLater(error: unknown): boolean {
   if (!(error instanceof ApiError)) return error instanceof TypeError;
@@ -238,6 +239,10 @@ export function followChanges(onChange: (change: StatusChange) => void, onState:
           if (refusedByServer(error)) return refuse();
           // Refused at subscribe time (CURSOR_EXPIRED: the history was pruned) or a dropped socket.
           const first = (Array.isArray(error) ? error[0] : undefined) as GqlError | undefined;
+          // A connection whose credential was revoked or expired keeps its socket but refuses each
+          // subscription (UNAUTHENTICATED, FORBIDDEN): the same key gets the same answer.
+          const code = first?.extensions?.code;
+          if (code === 'UNAUTHENTICATED' || code === 'FORBIDDEN') return refuse();
           const oldest = first?.extensions?.oldestCursor;
           if (typeof oldest === 'string') last = oldest;
           restart(1000);
