@@ -141,7 +141,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
       .catch((error: unknown) => error);
     const result = await hook;
     expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', retryable: true });
-    expect(result.errors?.[0]?.message).toMatch(/nothing was written; retry/);
+    expect(result.errors?.[0]?.message).toMatch(/wrote nothing; retry/);
     await holderWait;
     expect(await t.app.db.prisma.task.count({ where: { sourceRowId: 'r9' } })).toBe(0);
   });

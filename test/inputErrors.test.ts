@@ -66,6 +66,15 @@ describe.each(backends)('input errors (%s)', (backend) => {
       'argDict',
     ],
     ['an out-of-range number', CREATE, { input: { ...base, priority: 5000 } }, 'BAD_USER_INPUT', 'priority'],
+    // A client's value that reads like a database's conflict code is still the client's mistake.
+    ['a value that looks like a SQLSTATE', 'query($f: Int) { tasks(first: $f) { totalCount } }', { f: '40001' }, 'BAD_USER_INPUT', 'f'],
+    [
+      'a literal that looks like a deadlock',
+      '{ tasks(first: "deadlock detected 40P01") { totalCount } }',
+      undefined,
+      'BAD_USER_INPUT',
+      'first',
+    ],
     ['a number GraphQL cannot hold', CREATE, { input: { ...base, maxRuns: 2 ** 40 } }, 'BAD_USER_INPUT', 'maxRuns'],
     ['after: "garbage"', '{ tasks(after: "garbage") { edges { cursor } } }', undefined, 'BAD_USER_INPUT', 'after'],
     [

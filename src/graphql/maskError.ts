@@ -38,13 +38,13 @@ export function createMaskError(logger: Logger) {
         extensions: { code: 'TIMEOUT' },
       });
     }
-    if (isTransactionConflict(original)) {
+    if (!isGraphQLError(original) && isTransactionConflict(original)) {
       logger.warn(
         { code: 'CONFLICT', path: graphqlError?.path?.join('.'), err: original },
         'a transaction was stopped by a concurrent one',
       );
       return createGraphQLError(
-        'This request conflicted with a concurrent one and the database stopped it (a deadlock or a serialization failure); nothing was written; retry',
+        'This request conflicted with a concurrent one and the database stopped its transaction (a deadlock or a serialization failure), which wrote nothing; retry',
         { ...location, extensions: { code: 'CONFLICT', retryable: true } },
       );
     }
@@ -76,8 +76,9 @@ function isDatabaseTimeout(error: unknown): boolean {
 
 /**
  * PostgreSQL stopped the transaction for a concurrent one: deadlock_detected (40P01) or
- * serialization_failure (40001), through Prisma's driver adapter or the pg driver (the scheduler's and the
- * bulk insert's statements).
+ * serialization_failure (40001) as the pg driver or Prisma's driver adapter reports the SQLSTATE, or
+ * Prisma's P2034 (a write conflict or a deadlock). By these codes only, never by the message, which may
+ * quote a client's value ("40001" is a fine Int).
  */
 function isTransactionConflict(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
@@ -87,5 +88,5 @@ function isTransactionConflict(error: unknown): boolean {
   };
   const cause = meta?.driverAdapterError?.cause;
   const codes = [code, meta?.code, cause?.code, cause?.originalCode];
-  return codes.includes('40P01') || codes.includes('40001') || /\b(40P01|40001)\b|deadlock detected/.test(error.message);
+  return code === 'P2034' || codes.includes('40P01') || codes.includes('40001');
 }
