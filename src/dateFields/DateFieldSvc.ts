@@ -63,8 +63,8 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  *   1. template rows: a template change updates (or inserts) its row; hooks and reconcile lock the
  *      model's DATE_FIELD templates FOR SHARE (templatesOf), so they wait for an update to commit;
  *   2. the model lock (lockDateFieldModels): exclusive for a template change (every model the template
- *      followed or follows) and for a batch of more than RECORD_LOCKS_MAX records (both then take no
- *      record locks), shared for hooks, record writes, imports and reconcile. Never shared then
+ *      followed or follows), for a batch of more than RECORD_LOCKS_MAX records and for deleteModel (they
+ *      then take no record locks), shared for hooks, record writes, imports and reconcile. Never shared then
  *      exclusive in one transaction (it would wait for the other holders while holding it): a large batch
  *      in a transaction that holds the lock shared already locks its records one by one;
  *   3. the tenant's quota lock (QuotaGuard.beforeCreate; tenants with count quotas only): before any
@@ -74,6 +74,9 @@ export const HOOK_LOCK_WAIT_MS = 10_000;
  *      (TemplateBindingSvc.lockQuotas, QuotaGuard.beforeCreateAll), before any task lock;
  *   4. record locks (lockDateFieldRecords), all of a batch's records in one statement;
  *   5. task rows (FOR UPDATE), in id order.
+ *
+ * Before 1, a low-code record write writes its record's row (an insert takes a key-share lock on its
+ * model's definition row), and deleteModel locks its model's definition row and deletes the records' rows.
  *
  * A transaction that changes several templates (the template-file sync, TemplateSvc.syncFromFiles) takes
  * 0-3 for all of them before its other writes (it inserts its new templates' rows in 1). Hooks bound their waits (hookTransaction, TIMEOUT).
@@ -192,10 +195,11 @@ export class DateFieldSvc {
     tx: Prisma.TransactionClient,
     model: string,
     changes: RecordChange[],
-    options: { fresh?: boolean; collect?: boolean } = {},
+    options: { fresh?: boolean; collect?: boolean; exclusive?: boolean } = {},
   ): Promise<DateFieldResult> {
-    // New records need no locks of their own; a large batch holds the model exclusively instead.
-    const modelLocked = !options.fresh && (await this.mayHoldExclusively(tx, model, changes));
+    // New records need no locks of their own; a large batch, or a caller that asks (deleteModel, whose
+    // chunks would add up to one lock per record), holds the model exclusively instead.
+    const modelLocked = !options.fresh && (await this.mayHoldExclusively(tx, model, changes, options.exclusive === true));
     const templates = await this.templatesOf(tx, model, false, modelLocked ? 'exclusive' : 'shared');
     return applyDateFields(tx, templates, changes, {
       tenantId: this.tenantId,
@@ -340,13 +344,13 @@ export class DateFieldSvc {
 
   /**
    * Whether a batch of `changes` holds its model's lock exclusively (LOCK ORDER, step 2) instead of one
-   * lock per record: when it has more than RECORD_LOCKS_MAX records, unless this transaction holds the
+   * lock per record: when it has more than RECORD_LOCKS_MAX records (or the caller `asked`), unless this transaction holds the
    * model's lock shared already (it wrote records of the model before): asking for it exclusively then
    * would wait for every other holder of it while holding it, and deadlock with any of them that waits
    * for this transaction; such a batch locks its records one by one, as a smaller one does.
    */
-  private async mayHoldExclusively(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<boolean> {
-    if (!isLargeBatch(changes)) return false;
+  private async mayHoldExclusively(tx: Prisma.TransactionClient, model: string, changes: RecordChange[], asked = false): Promise<boolean> {
+    if (!asked && !isLargeBatch(changes)) return false;
     return !(await holdsDateFieldModelShared(tx, this.tenantId, model));
   }
 

@@ -131,29 +131,27 @@ export class ModelSvc {
     });
   }
 
-  /** Deletes a model and its records; their live tasks are cancelled in the same transaction. */
+  /**
+   * Deletes a model and its records; their live tasks are cancelled in the same transaction. In this
+   * order, so that nothing waits in a circle with a record write (which writes its record row, then takes
+   * the model's and the record's locks):
+   * 1. the model's definition row, FOR UPDATE: a record create of the model (its foreign key takes a
+   *    key-share lock on this row) waits for the deletion and then finds the model gone, instead of
+   *    committing a record, and its task, that the cascade would delete and leave the task live;
+   * 2. the records themselves (row locks, as deleteRecord takes them): a write of one waits and then
+   *    finds it gone, or one under way commits first;
+   * 3. their tasks, under the model's date-field lock held exclusively (no lock per record: they added
+   *    up to one per record of the model in this one transaction).
+   */
   async deleteModel(name: string): Promise<ModelDefinition> {
     return this.deps.prisma.$transaction(async (tx) => {
       const model = await this.getModel(name, tx);
-      let after: string | undefined;
-      for (;;) {
-        const ids = await tx.modelRecord.findMany({
-          where: { tenantId: this.tenantId, model: name, ...(after && { id: { gt: after } }) },
-          orderBy: { id: 'asc' },
-          take: IMPORT_CHUNK,
-          select: { id: true },
-        });
-        if (ids.length === 0) break;
-        after = ids.at(-1)!.id;
-        await this.dateFields.applyToRecords(
-          tx,
-          name,
-          ids.map((r) => ({ rowId: r.id, data: null })),
-          // Record by record, chunk after chunk (the locks add up over the transaction): holding the model
-          // exclusively instead deadlocked with a record write that had inserted its record (a key-share
-          // lock on this model's definition row, which the delete below needs) and waited for the model.
-          { collect: false },
-        );
+      await tx.$queryRaw`SELECT id FROM model_definition WHERE id = ${model.id}::uuid FOR UPDATE`;
+      const deleted = await tx.$queryRaw<{ id: string }[]>`
+        DELETE FROM model_record WHERE tenant_id = ${this.tenantId} AND model = ${name} RETURNING id::text AS id`;
+      for (let i = 0; i < deleted.length; i += IMPORT_CHUNK) {
+        const chunk = deleted.slice(i, i + IMPORT_CHUNK).map((r) => ({ rowId: r.id, data: null }));
+        await this.dateFields.applyToRecords(tx, name, chunk, { collect: false, exclusive: true });
       }
       return tx.modelDefinition.delete({ where: { id: model.id } });
     }, LONG_TRANSACTION);
@@ -167,7 +165,13 @@ export class ModelSvc {
     return this.dateFields.hookTransaction(model, async (tx) => {
       const definition = await this.getModel(model, tx);
       const values = this.recordData(definition.fieldList, data, 'data');
-      const record = await tx.modelRecord.create({ data: { tenantId: this.tenantId, model, data: values as Prisma.InputJsonObject } });
+      const record = await tx.modelRecord
+        .create({ data: { tenantId: this.tenantId, model, data: values as Prisma.InputJsonObject } })
+        .catch((error: unknown) => {
+          // The model was deleted meanwhile (deleteModel locks its definition row; this insert's foreign key waited for it).
+          if ((error as { code?: unknown }).code === 'P2003') throw notFound('Model', model);
+          throw error;
+        });
       const dateFields = await this.dateFields.applyToRecords(tx, model, [toChange(record)]);
       return { record, dateFields };
     });

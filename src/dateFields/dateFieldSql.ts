@@ -61,8 +61,8 @@ export async function lockWaitingOccurrences(
  * instead (lockDateFieldModels), which keeps every other writer of the model's records out until it
  * commits, and no record locks: one lock per record made a batch of ~100,000 records exhaust
  * PostgreSQL's shared lock table (max_locks_per_transaction × max_connections, "out of shared memory").
- * Not deleteModel (its chunks of one transaction still add up) nor a batch in a transaction that holds
- * the model's lock shared already (holdsDateFieldModelShared).
+ * deleteModel does the same. Not a batch in a transaction that holds the model's lock shared already
+ * (holdsDateFieldModelShared).
  */
 export const RECORD_LOCKS_MAX = 1000;
 
@@ -89,8 +89,8 @@ export async function lockDateFieldRecords(tx: Prisma.TransactionClient, tenantI
 /**
  * Transaction-level advisory locks on the date-field layer of models (tenant, model): shared by every
  * transaction that plans records of the model against its templates (hooks, record writes, imports,
- * reconcile), exclusive for a change of a template that follows it (templateChanged) and for a batch of
- * more than RECORD_LOCKS_MAX records (which then takes no record locks). A template change
+ * reconcile), exclusive for a change of a template that follows it (templateChanged), for a batch of
+ * more than RECORD_LOCKS_MAX records and for deleteModel (which then take no record locks). A template change
  * thus sees every record write that committed before it, and a hook that comes after it plans with the
  * changed template, even a template created or moved to this model, which the hook could not have
  * locked (see LOCK ORDER in DateFieldSvc.ts). In hash order, so two template changes cannot deadlock.
