@@ -218,7 +218,7 @@ function Header() {
  * For the reads a view shows: `read(fetch, done, failed)` runs `fetch` and settles only if it is still the
  * latest read started through it (an older one, made without the key just given or with other filters,
  * never overwrites it). A failed read is reported to `failed`, so the view shows the error; one that may
- * pass later (SERVER_BUSY, a 5xx, a network error: mayPassLater) is tried again after a backoff (0.5 s
+ * pass later (SERVER_BUSY, an unexpected error, a 5xx, a network error: mayPassLater) is tried again after a backoff (0.5 s
  * doubling to 15 s, with jitter; see retryDelay) until it succeeds, a newer read replaces it or the view
  * goes. Others are not: a refused identity (a new key reads again), or an answer the server would give
  * again (a bad id in the address, a validation error).
