@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { WebSocketRoute } from 'playwright-core';
+import type { Page, WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARTIFACTS_DIR, chromiumAvailable, type IsolatedBrowser, launchIsolatedChromium } from './support/chromium.js';
 import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
@@ -46,6 +46,20 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     await t?.close();
   });
 
+  /** A new page of the test's browser, and the errors its scripts throw. */
+  async function openPage() {
+    const page = await chromium.context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    return { page, errors };
+  }
+
+  /** Gives the page the test's EDITOR key, as a person pastes it. */
+  async function signIn(page: Page) {
+    await page.locator('input[name=apiKey]').fill(key);
+    await page.getByRole('button', { name: 'Use key' }).click();
+  }
+
   it('serves the page under a strict CSP without caching it, and its hashed assets for good', async () => {
     const base = `http://127.0.0.1:${port}`;
     for (const pathname of ['/', '/dashboard']) {
@@ -72,9 +86,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
   });
 
   it('shows a task moving through its statuses live, pauses one from the page, and opens its page', async () => {
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     // What the page's API calls got, said when the header does not come (seen once under a loaded CI
     // machine: still "not signed in" 15 s after the key was given).
     const calls: string[] = [];
@@ -89,8 +101,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
 
     // Without a key the API refuses; with the pasted key the page reads and subscribes as that EDITOR.
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     try {
       await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 30_000 }).toBe('EDITOR · default');
     } catch (error) {
@@ -167,8 +178,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
       delivered++;
     });
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     await waitFor(() => held > 0 && delivered === held, { timeoutMs: 15_000, what: 'the keyless answers, delivered last' });
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(held).toBeGreaterThanOrEqual(3); // me, the counts and the task list at least
@@ -178,9 +188,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
   }, 60_000);
 
   it('reads `me` again after a 503 SERVER_BUSY, showing the error meanwhile, without the key being given again', async () => {
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     // Admission control sheds the reads of `me` made with the key until the page has shown the refusal;
     // then they go through. The keyless read at page load is refused UNAUTHENTICATED by the server.
     let busy = true;
@@ -205,8 +213,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     });
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
     await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('not signed in');
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     await waitFor(() => refused > 0, { what: 'the read of `me` with the key to be refused' });
     const state = async () => `${await page.getByTestId('who').textContent()} | ${await page.locator('header').textContent()}`;
     try {
@@ -230,9 +237,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
   }, 90_000);
 
   it('does not read again what the server would refuse again (BAD_USER_INPUT), and does not say it is trying', async () => {
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     let keyed = 0;
     await page.route(/\/graphql$/, async (route) => {
       const request = route.request();
@@ -248,8 +253,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     });
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
     await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('not signed in');
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     await expect
       .poll(async () => ((await page.getByTestId('who-error').count()) ? page.getByTestId('who-error').textContent() : ''), {
         timeout: 15_000,
@@ -264,9 +268,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
   }, 60_000);
 
   it('says the stream is refused when the server refuses its subscription (a revoked key), instead of resubscribing every second', async () => {
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     // The connection is accepted, but each subscription is refused as on a connection whose key was revoked.
     let subscribes = 0;
     await page.routeWebSocket(/\/graphql$/, (ws) => {
@@ -288,8 +290,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
       });
     });
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     // (Before the key the socket itself was refused: the stream said so already.)
     await waitFor(() => subscribes > 0, { what: 'the stream to subscribe with the key' });
     await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('refused');
@@ -303,9 +304,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
   }, 60_000);
 
   it('reads `me` again after an unexpected error (a database restart looks so), without the key being given again', async () => {
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     let failed = 0;
     await page.route(/\/graphql$/, async (route) => {
       const request = route.request();
@@ -321,8 +320,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     });
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
     await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 15_000 }).toBe('not signed in');
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     await waitFor(() => failed > 0, { what: 'the read of `me` with the key to fail' });
     await expect.poll(() => page.getByTestId('who').textContent(), { timeout: 30_000 }).toBe('EDITOR · default');
     expect(errors).toEqual([]);
@@ -331,9 +329,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
 
   it('when the read of where the live stream starts gets a 503, reads it again, subscribes after it and reads the views again', async () => {
     await t.app.taskSvc.forTenant('default').createTimerTask({ fullName: 'tasks.Slow', startTime: '2099-01-01T00:00:00Z' });
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     // The first read of the newest event made with the key is shed (503 SERVER_BUSY); later ones pass.
     let refused = 0;
     let taskReads = 0;
@@ -363,8 +359,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
       });
     });
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     await waitFor(() => refused > 0, { what: 'the read of the newest event to be refused' });
     const newest = (await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { tenantId: 'default' }, orderBy: { id: 'desc' } })).id;
     try {
@@ -379,9 +374,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
   }, 90_000);
 
   it('does not say the stream is live, nor reconnect, while the server refuses the key; connects once one is given', async () => {
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     let sockets = 0;
     await page.routeWebSocket(/\/graphql$/, (ws) => {
       sockets++;
@@ -393,8 +386,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     // A reconnect would come within its first retry wait (250 ms); two seconds later there is still one socket.
     await new Promise((resolve) => setTimeout(resolve, 2000));
     expect(sockets).toBe(1);
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
     expect(sockets).toBe(2);
     expect(errors).toEqual([]);
@@ -402,9 +394,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
   }, 60_000);
 
   it('after a dropped WebSocket, subscribes again after the last event it saw and shows what changed meanwhile', async () => {
-    const page = await chromium.context.newPage();
-    const errors: string[] = [];
-    page.on('pageerror', (error) => errors.push(error.message));
+    const { page, errors } = await openPage();
     // The page's WebSockets pass through the test, which can drop them and refuse new ones.
     let refuse = false;
     const routes: WebSocketRoute[] = [];
@@ -421,8 +411,7 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
       });
     });
     await page.goto(`http://127.0.0.1:${port}/dashboard/`);
-    await page.locator('input[name=apiKey]').fill(key);
-    await page.getByRole('button', { name: 'Use key' }).click();
+    await signIn(page);
     await expect.poll(() => page.getByTestId('stream').textContent(), { timeout: 15_000 }).toBe('live');
     await waitFor(() => subscribes.length > 0, { what: 'the subscription' });
 
