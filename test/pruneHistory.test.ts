@@ -149,11 +149,11 @@ describe.each(backends)('pruning history (%s)', (backend) => {
   it('retention applies per tenant: its own days, else HISTORY_RETENTION_DAYS (unset here: kept)', async () => {
     const old = await finished('s', 2);
     const kept = await finished('u', 2);
-    // Both tenants' tasks ended three days ago.
-    await t.app.db.prisma.$executeRawUnsafe(`UPDATE task SET updated_at = now() - interval '3 days' WHERE id = ANY($1::uuid[])`, [
-      ...old,
-      ...kept,
-    ]);
+    // Both tenants' tasks were created, and ended, three days ago.
+    await t.app.db.prisma.$executeRawUnsafe(
+      `UPDATE task SET created_at = now() - interval '3 days 1 hour', updated_at = now() - interval '3 days' WHERE id = ANY($1::uuid[])`,
+      [...old, ...kept],
+    );
     expect(ok(await t.gql(RETENTION, { tenantId: 's', days: 2 }, ADMIN)).setTenantHistoryRetention).toEqual({
       id: 's',
       historyRetentionDays: 2,

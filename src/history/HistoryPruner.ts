@@ -34,7 +34,11 @@ const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
  * One batch's selections, in one statement ($1 tenant, $2 cutoff, $3 batch size, $4 where the events stop: EVENTS_BOUND), rows tagged by kind:
  * - `finished`: finished tasks that ended before the cutoff, with everything they have (unless a run of
  *   theirs is somehow still going: forcedEnd closes it at once, but its history is kept until it is
- *   closed), locked (SKIP LOCKED) until the batch commits. In no particular order: every one of them goes,
+ *   closed), locked (SKIP LOCKED) until the batch commits. Looked for through task_spec's created_at as
+ *   well (a task that ended before the cutoff was created before it): with nothing to prune, the planner
+ *   can read the tasks created before the cutoff that are still there (mostly live recurring ones)
+ *   instead of every finished task of the tenant (steady state, 300,000 finished tasks within the
+ *   retention and 25,000 older live ones: 236 → 73 ms a prune). In no particular order: every one of them goes,
  *   and the first `batch size` found end the scan, each checked for a running run by its own index probe
  *   (ordered by updated_at, every batch read and sorted all of the tenant's finished tasks and scanned
  *   task_run whole for running runs: 29 ms a batch against 3.8 ms for 10,000 finished of 100,000 tasks,
@@ -54,7 +58,8 @@ const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
 const SELECT_BATCH = `
   WITH running AS MATERIALIZED (SELECT id FROM task WHERE tenant_id = $1 AND status = 'RUNNING'),
   finished AS (
-    SELECT id FROM task t WHERE tenant_id = $1 AND status IN ${FINISHED} AND updated_at < $2
+    SELECT t.id FROM task t JOIN task_spec s ON s.task_id = t.id
+     WHERE t.tenant_id = $1 AND t.status IN ${FINISHED} AND t.updated_at < $2 AND s.tenant_id = $1 AND s.created_at < $2
        AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.id AND live.status = 'RUNNING' OFFSET 0)
      LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
   runs AS (
