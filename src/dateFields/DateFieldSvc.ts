@@ -1,3 +1,4 @@
+import { isLockTimeout } from '../db/dbErrors.js';
 import { badInput, ChronographError } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType, TaskStatus } from '../generated/prisma/client.js';
@@ -465,16 +466,6 @@ export function parseRowObj(rowObj: unknown, kind: 'save' | 'delete'): { model: 
   if (!rowId || rowId.length > 200)
     throw badInput(`rowObj.${source}.id must be the record's id (a string or an integer)`, `rowObj.${source}.id`);
   return { model: model.trim(), rowId, data: { ...(data as Record<string, unknown>), id: rowId } };
-}
-
-/** PostgreSQL's lock_timeout (SQLSTATE 55P03, lock_not_available), as Prisma's driver adapter reports it. */
-function isLockTimeout(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const { meta } = error as Error & {
-    meta?: { code?: unknown; driverAdapterError?: { cause?: { code?: unknown; originalCode?: unknown } } };
-  };
-  const cause = meta?.driverAdapterError?.cause;
-  return meta?.code === '55P03' || cause?.code === '55P03' || cause?.originalCode === '55P03' || /\b55P03\b/.test(error.message);
 }
 
 /** An interactive transaction past its time limit (P2028). */

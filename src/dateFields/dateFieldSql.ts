@@ -105,11 +105,16 @@ export async function lockDateFieldModels(
   const lock = mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock';
   await tx.$queryRawUnsafe(
     `SELECT count(${lock}(h)) FROM (
-       SELECT DISTINCT hashtextextended($1 || '/' || m, 7275) AS h FROM unnest($2::text[]) AS m ORDER BY 1
+       SELECT DISTINCT ${modelLockKeySql('$1', 'm')} AS h FROM unnest($2::text[]) AS m ORDER BY 1
      ) locks`,
     tenantId,
     models,
   );
+}
+
+/** The SQL expression of a model's date-field lock key (lockDateFieldModels), from SQL expressions of its tenant and model. */
+function modelLockKeySql(tenantId: string, model: string): string {
+  return `hashtextextended(${tenantId} || '/' || ${model}, 7275)`;
 }
 
 /** Whether this transaction holds the date-field lock of (tenant, model) shared (lockDateFieldModels). */
@@ -117,7 +122,7 @@ export async function holdsDateFieldModelShared(tx: Prisma.TransactionClient, te
   // A bigint advisory key is pg_locks' classid (high half) and objid (low half), objsubid 1.
   const [row] = await tx.$queryRawUnsafe<{ held: boolean }[]>(
     `SELECT EXISTS (
-       SELECT 1 FROM pg_locks, (SELECT hashtextextended($1 || '/' || $2, 7275) AS k) key
+       SELECT 1 FROM pg_locks, (SELECT ${modelLockKeySql('$1', '$2')} AS k) key
         WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND objsubid = 1 AND mode = 'ShareLock' AND granted
           AND classid::bigint = ((key.k >> 32) & 4294967295) AND objid::bigint = (key.k & 4294967295)
      ) AS held`,

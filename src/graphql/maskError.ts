@@ -1,5 +1,6 @@
 import type { GraphQLError } from 'graphql';
 import { createGraphQLError, maskError as yogaMaskError } from 'graphql-yoga';
+import { errorCodes } from '../db/dbErrors.js';
 import { ChronographError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
@@ -70,8 +71,8 @@ function isGraphQLError(value: unknown): value is GraphQLError {
  */
 function isDatabaseTimeout(error: unknown): boolean {
   if (!(error instanceof Error) || error.name !== 'PrismaClientKnownRequestError') return false;
-  const { code, meta } = error as Error & { code?: string; meta?: { driverAdapterError?: { cause?: { code?: string } } } };
-  return code === 'P2028' || code === 'P2024' || meta?.driverAdapterError?.cause?.code === '57014';
+  const code = (error as Error & { code?: unknown }).code;
+  return code === 'P2028' || code === 'P2024' || errorCodes(error).includes('57014');
 }
 
 /**
@@ -81,12 +82,6 @@ function isDatabaseTimeout(error: unknown): boolean {
  * quote a client's value ("40001" is a fine Int).
  */
 function isTransactionConflict(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const { code, meta } = error as Error & {
-    code?: unknown;
-    meta?: { code?: unknown; driverAdapterError?: { cause?: { code?: unknown; originalCode?: unknown } } };
-  };
-  const cause = meta?.driverAdapterError?.cause;
-  const codes = [code, meta?.code, cause?.code, cause?.originalCode];
-  return code === 'P2034' || codes.includes('40P01') || codes.includes('40001');
+  const codes = errorCodes(error);
+  return codes.includes('P2034') || codes.includes('40P01') || codes.includes('40001');
 }

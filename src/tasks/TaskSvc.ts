@@ -1,6 +1,7 @@
 import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { Database } from '../db/Database.js';
+import { isLockTimeout } from '../db/dbErrors.js';
 import { forRequest, type SqlRunner } from '../db/SqlPool.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/client.js';
@@ -1047,10 +1048,6 @@ const MAX_CREATE_ATTEMPTS = 5;
 /** PostgreSQL only: PGlite has one connection, so nothing else can hold a lock there. */
 async function setLockTimeout(tx: Prisma.TransactionClient, ms: number): Promise<void> {
   await tx.$executeRawUnsafe(`SET LOCAL lock_timeout = ${Math.floor(ms)}`);
-}
-
-function isLockTimeout(error: unknown): boolean {
-  return /lock timeout|55P03/i.test(String((error as Error)?.message ?? ''));
 }
 
 function assertUniqueKey(key: string): string {
