@@ -107,6 +107,20 @@ export function assertStorableText(text: string, field: string): string {
   return text;
 }
 
+/** The longest short label (a queue name: also a metrics label) and title, and free text (a reason, a description). */
+export const MAX_LABEL_LENGTH = 200;
+export const MAX_TITLE_LENGTH = 500;
+export const MAX_TEXT_LENGTH = 10_000;
+
+/**
+ * A text input of at most `max` characters that PostgreSQL can store (see isStorableText), else
+ * BAD_USER_INPUT naming `field`; the message gives the length, never the text itself.
+ */
+export function assertText(text: string, field: string, max: number): string {
+  if (text.length > max) throw badInput(`${field} is ${text.length} characters long; at most ${max} are allowed`, field);
+  return assertStorableText(text, field);
+}
+
 function checkText(text: string, where: string, fail: (where: string, why: string) => never): void {
   if (text.includes('\u0000')) fail(where, 'contains a NUL character (\\u0000), which cannot be stored');
   if (LONE_SURROGATE.test(text)) fail(where, 'contains a lone UTF-16 surrogate (not valid Unicode), which cannot be stored');
