@@ -159,6 +159,12 @@ describe.each(backends)('authentication (%s)', (backend) => {
       await hs256({ sub: 'u', tenant_id: 'acme' }),
       await hs256({ sub: 'u', tenant_id: 'acme', role: 'OWNER' }),
       await hs256({ sub: 'u', tenant_id: 'no spaces!', role: 'EDITOR' }),
+      // Only ADMIN may be the platform tenant, whose templates every bound tenant runs (as for API keys).
+      await hs256({ sub: 'u', tenant_id: 'platform', role: 'EDITOR' }),
+      await hs256({ sub: 'u', tenant_id: 'platform', role: 'VIEWER' }),
+      // sub becomes the actor of what the token writes: it must be storable text.
+      await hs256({ sub: 'x\u0000y', tenant_id: 'acme', role: 'EDITOR' }),
+      await hs256({ sub: 'x\ud800y', tenant_id: 'acme', role: 'EDITOR' }),
       await new SignJWT(claims)
         .setProtectedHeader({ alg: 'HS256' })
         .setIssuer(ISSUER)

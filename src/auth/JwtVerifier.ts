@@ -4,7 +4,8 @@ import type { Config } from '../config.js';
 import { unauthenticated } from '../errors.js';
 import { Role } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
-import { DEFAULT_TENANT, type Identity } from './Identity.js';
+import { isStorableText } from '../tasks/validate.js';
+import { DEFAULT_TENANT, type Identity, PLATFORM_TENANT } from './Identity.js';
 
 const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
 const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
@@ -82,9 +83,13 @@ export class JwtVerifier {
         ? `claim ${this.config.AUTH_JWT_ROLE_CLAIM} must be ADMIN, EDITOR or VIEWER`
         : typeof tenantId !== 'string' || !TENANT.test(tenantId)
           ? `claim ${this.config.AUTH_JWT_TENANT_CLAIM} must name a tenant`
-          : typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 200
-            ? 'claim sub must be a non-empty string'
-            : null;
+          : tenantId === PLATFORM_TENANT && role !== Role.ADMIN
+            ? // As API keys (ApiKeySvc): the platform tenant's templates are shared with every bound tenant.
+              `only ADMIN may act as the ${PLATFORM_TENANT} tenant`
+            : typeof payload.sub !== 'string' || payload.sub === '' || payload.sub.length > 200 || !isStorableText(payload.sub)
+              ? // It becomes every written row's actor (jwt:<sub>): a NUL or a lone surrogate could not be stored.
+                'claim sub must be a non-empty string of at most 200 characters, valid Unicode without NUL'
+              : null;
     if (problem) {
       this.logger.debug({ reason: problem }, 'JWT refused');
       throw unauthenticated();
