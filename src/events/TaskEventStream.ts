@@ -265,6 +265,17 @@ export class TaskEventStream {
     return readMatchingEvents(this.db.prisma, filter, after, upTo, limit);
   }
 
+  /**
+   * The highest event id handed out so far, in any tenant (the id sequence's last value: it never goes
+   * back, even when the newest events are pruned, and it counts events whose transactions are still
+   * open). A cursor above it was never given by this database.
+   */
+  async newestEventId(): Promise<bigint> {
+    const [row] = await this.db.prisma.$queryRaw<{ last_value: bigint; is_called: boolean }[]>`
+      SELECT last_value, is_called FROM task_event_id_seq`;
+    return row?.is_called ? BigInt(row.last_value) : 0n;
+  }
+
   /** The tenant's events up to this id were pruned (history retention); null when none were. */
   async prunedThrough(tenantId: string): Promise<bigint | null> {
     const row = await this.db.prisma.tenant.findUnique({ where: { id: tenantId }, select: { eventsPrunedThrough: true } });

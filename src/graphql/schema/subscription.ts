@@ -44,6 +44,17 @@ builder.subscriptionFields((t) => ({
       const filter = TaskEventFilter.parse(ctx.tenantId, args.filter);
       const after = parseEventCursor(args.after);
       if (after !== undefined) {
+        // A cursor this database never gave (another database's, one restored from a backup older than
+        // the cursor): live events would be delivered only once their ids passed it, all others dropped
+        // without a word.
+        if (after > (await ctx.taskEvents.newestEventId()))
+          throw new ChronographError(
+            'BAD_USER_INPUT',
+            `after is a cursor beyond the newest event of this database; resume from a cursor it gave, or without after`,
+            {
+              field: 'after',
+            },
+          );
         // Events up to here were pruned: resuming from before it would skip them without saying so.
         const pruned = await ctx.taskEvents.prunedThrough(ctx.tenantId);
         if (pruned != null && after < pruned) {
