@@ -224,6 +224,21 @@ describe.each(backends)('input errors (%s)', (backend) => {
     expect(await counts()).toEqual(before);
   });
 
+  it('does not send back, nor log, a huge refused value whole', async () => {
+    const huge = 'x'.repeat(200_000);
+    const lines = logs.length;
+    for (const [query, variables] of [
+      [CREATE, { input: { ...base, startTime: huge } }],
+      [`mutation { createTimerTask(input: { fullName: "tasks.DataSync", startTime: "${huge}" }) { id } }`, undefined],
+      [CREATE, { input: { ...base, fullName: `tasks.${huge}` } }],
+    ] as const) {
+      const result = await t.gql(query, variables);
+      expect(result.errors?.[0]?.extensions?.code).toMatch(/^(BAD_USER_INPUT|INVALID_START_TIME|UNKNOWN_TEMPLATE)$/);
+      expect(JSON.stringify(result).length).toBeLessThan(5_000);
+    }
+    expect(logs.slice(lines).every((line) => JSON.stringify(line).length < 5_000)).toBe(true);
+  });
+
   it('masks a genuine bug and logs it at error with its stack', async () => {
     const stats = TaskSvc.prototype.stats;
     TaskSvc.prototype.stats = () => Promise.reject(new TypeError('a bug'));

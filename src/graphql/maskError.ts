@@ -20,6 +20,37 @@ import type { Logger } from '../logger.js';
  * process can hold both (the dual-package hazard), so class identity is not reliable across libraries.
  */
 export function createMaskError(logger: Logger) {
+  const mask = maskWith(logger);
+  return (error: unknown, message: string, isDev?: boolean): Error => clipped(mask(error, message, isDev));
+}
+
+/**
+ * The longest message a client is sent (and the log keeps) for an error: many messages quote the value
+ * refused (graphql-js's coercion errors, a scalar's, "unknown template …"), and a value of megabytes
+ * came back whole, twice in some messages. Longer ones keep their start and say how long they were.
+ */
+export const MAX_ERROR_MESSAGE_LENGTH = 1000;
+
+function clip(text: string): string {
+  return text.length <= MAX_ERROR_MESSAGE_LENGTH
+    ? text
+    : `${text.slice(0, MAX_ERROR_MESSAGE_LENGTH)}… (cut: ${text.length} characters in all)`;
+}
+
+/** The error with its message, and any text in its extensions, clipped (see MAX_ERROR_MESSAGE_LENGTH). */
+function clipped(error: Error): Error {
+  const extensions = isGraphQLError(error) ? error.extensions : undefined;
+  const longExtension = extensions && Object.values(extensions).some((v) => typeof v === 'string' && v.length > MAX_ERROR_MESSAGE_LENGTH);
+  if (error.message.length <= MAX_ERROR_MESSAGE_LENGTH && !longExtension) return error;
+  const graphqlError = isGraphQLError(error) ? error : undefined;
+  return createGraphQLError(clip(error.message), {
+    nodes: graphqlError?.nodes,
+    path: graphqlError?.path,
+    extensions: extensions && Object.fromEntries(Object.entries(extensions).map(([k, v]) => [k, typeof v === 'string' ? clip(v) : v])),
+  });
+}
+
+function maskWith(logger: Logger) {
   return (error: unknown, message: string, isDev?: boolean): Error => {
     const graphqlError = isGraphQLError(error) ? error : undefined;
     let original: unknown = error;
@@ -27,7 +58,7 @@ export function createMaskError(logger: Logger) {
     const location = { nodes: graphqlError?.nodes, path: graphqlError?.path };
     if (original instanceof ChronographError) {
       logger.info(
-        { code: original.code, ...original.details, path: graphqlError?.path?.join('.'), message: original.message },
+        { code: original.code, ...original.details, path: graphqlError?.path?.join('.'), message: clip(original.message) },
         'request refused',
       );
       return createGraphQLError(original.message, { ...location, extensions: { ...original.details, code: original.code } });
@@ -51,7 +82,7 @@ export function createMaskError(logger: Logger) {
     }
     if (graphqlError && !graphqlError.originalError) {
       const code = graphqlError.extensions?.code ?? 'BAD_REQUEST';
-      logger.info({ code, message: graphqlError.message }, 'request refused');
+      logger.info({ code, message: clip(graphqlError.message) }, 'request refused');
       return graphqlError.extensions?.code
         ? graphqlError
         : createGraphQLError(graphqlError.message, { ...location, extensions: { ...graphqlError.extensions, code } });
