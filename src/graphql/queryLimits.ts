@@ -14,6 +14,10 @@ import {
   isNonNullType,
   isObjectType,
   Kind,
+  Lexer,
+  type ParseOptions,
+  Source,
+  TokenKind,
   validate,
   visit,
 } from 'graphql';
@@ -64,6 +68,40 @@ function returnsList(type: GraphQLOutputType): boolean {
   return isListType(isNonNullType(type) ? type.ofType : type);
 }
 
+/**
+ * How deeply brackets (`{`, `[`, `(`) may nest in a document: selections, arguments, the values written
+ * into them (list and object literals, variable defaults) and variable types. graphql-js parses them
+ * recursively, so a document within MAX_QUERY_TOKENS (a list literal takes two tokens a level) could
+ * otherwise nest thousands deep and overflow the parser's stack. 100 holds any query within the other
+ * limits: a JSON literal as deep as one may be (MAX_JSON_DEPTH, 64) inside an argument of a field
+ * MAX_QUERY_DEPTH deep still fits, and every later walk of the document stays far from the stack's end.
+ */
+export const MAX_NESTING = 100;
+
+/**
+ * How deeply the brackets of `source` nest, read with graphql's lexer (so brackets in strings, block
+ * strings and comments do not count), without recursion; undefined when the nesting stays within
+ * `allowed`. It reads at most `maxTokens` tokens: a longer document is the token limit's to refuse.
+ * A document the lexer refuses is left to the parser, which reports the syntax error.
+ */
+export function nestingOver(source: string | Source, allowed: number, maxTokens: number): number | undefined {
+  const lexer = new Lexer(typeof source === 'string' ? new Source(source) : source);
+  let depth = 0;
+  let deepest = 0;
+  try {
+    for (let tokens = 0, token = lexer.advance(); token.kind !== TokenKind.EOF && tokens < maxTokens; token = lexer.advance(), tokens++) {
+      if (token.kind === TokenKind.BRACE_L || token.kind === TokenKind.BRACKET_L || token.kind === TokenKind.PAREN_L) {
+        deepest = Math.max(deepest, ++depth);
+      } else if (token.kind === TokenKind.BRACE_R || token.kind === TokenKind.BRACKET_R || token.kind === TokenKind.PAREN_R) {
+        depth = Math.max(0, depth - 1);
+      }
+    }
+  } catch {
+    // A syntax error: parsing stops there too, before any deeper bracket.
+  }
+  return deepest > allowed ? deepest : undefined;
+}
+
 /** Refusal of a query that exceeds a limit: the limit's name, what was measured and what is allowed. */
 export function queryTooComplex(limit: string, measured: number | string, allowed: number, hint: string): GraphQLError {
   return createGraphQLError(`Query refused before running: ${limit} is ${allowed}, this query has ${measured}. ${hint}`, {
@@ -73,7 +111,8 @@ export function queryTooComplex(limit: string, measured: number | string, allowe
 
 /**
  * Limits checked before a query runs, for HTTP, SSE and graphql-ws alike (yoga's plugins run for
- * all three): tokens while parsing and aliases while validating (graphql-armor), then depth and cost
+ * all three): tokens while parsing (graphql-armor), the nesting of brackets before the parser recurses
+ * into them (MAX_NESTING), aliases while validating (graphql-armor), then depth and cost
  * (@pothos/plugin-complexity's rule, with the request's variables, so `first: $n` counts what $n is).
  * Depth and cost are measured when the operation is about to execute rather than in yoga's cached
  * validation, because they depend on the variables and the cache does not. A refused query gets
@@ -90,6 +129,19 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
         },
       ],
     }) as Plugin,
+    {
+      // Wraps the parse function in place (max-tokens' above), so it runs only when yoga's parse cache
+      // has no document (or refusal) for the text, and before the recursive parser sees it.
+      onParse({ parseFn, setParseFn }) {
+        setParseFn((source: string | Source, options?: ParseOptions) => {
+          const measured = nestingOver(source, MAX_NESTING, limits.maxTokens);
+          if (measured !== undefined) {
+            throw queryTooComplex('MAX_NESTING', measured, MAX_NESTING, 'Nest lists, objects and selections less deeply.');
+          }
+          return parseFn(source, options);
+        });
+      },
+    },
     maxAliasesPlugin({
       n: limits.maxAliases,
       onReject: [
