@@ -642,10 +642,12 @@ export class TaskSvc {
 
   /**
    * Moves the next run to `startTime` (for a cron task: its first occurrence at or after it). A wall-clock
-   * time is read in the task's zone by the same rules as createTimerTask.
+   * time is read in the task's zone by the same rules as createTimerTask. Tasks that follow a record's
+   * date field or a template binding keep their schedule (CONFLICT, as in updateTask).
    */
   rescheduleTask(taskId: string, startTime: string): Promise<Task> {
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], async (task, tx) => {
+      assertOwnSchedule(task, 'startTime');
       const { at, note } = parseTime(startTime, task.timezone, 'startTime');
       const nextRunAt = firstOccurrence(task, at);
       if (!nextRunAt)
@@ -733,12 +735,7 @@ export class TaskSvc {
     if (fields.length === 0) throw badInput('The patch changes nothing: give at least one field', 'patch');
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED, TaskStatus.RUNNING], async (task, tx) => {
       const scheduleChanged = fields.some((f) => SCHEDULE_FIELDS.includes(f));
-      if (scheduleChanged && task.source !== TaskSource.API) {
-        throw conflict(
-          `Task ${task.id} follows its ${task.source === TaskSource.DATE_FIELD ? "record's date field" : 'template binding'}; its schedule cannot be edited`,
-          { field: fields.find((f) => SCHEDULE_FIELDS.includes(f)) },
-        );
-      }
+      if (scheduleChanged) assertOwnSchedule(task, fields.find((f) => SCHEDULE_FIELDS.includes(f))!);
       const given = (f: keyof TaskPatch) => patch[f] !== undefined;
       const now = this.now();
       const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -1054,6 +1051,19 @@ function assertUniqueKey(key: string): string {
   const trimmed = assertStorableText(key, 'uniqueKey').trim();
   if (!trimmed || trimmed.length > 200) throw badInput('uniqueKey must be 1-200 characters', 'uniqueKey');
   return trimmed;
+}
+
+/**
+ * A task created by a date field or a template binding follows its source: its schedule is the source's
+ * to change (a record write, a template change), not updateTask's or rescheduleTask's (CONFLICT naming
+ * `field`, the schedule field the caller gave).
+ */
+function assertOwnSchedule(task: Pick<Task, 'id' | 'source'>, field: string): void {
+  if (task.source === TaskSource.API) return;
+  throw conflict(
+    `Task ${task.id} follows its ${task.source === TaskSource.DATE_FIELD ? "record's date field" : 'template binding'}; its schedule cannot be edited`,
+    { field },
+  );
 }
 
 /** Tells every scheduler that something may be due earlier than it planned; delivered on commit. */
