@@ -23,6 +23,13 @@ export function validateCondition(value: unknown, field: string): Condition | nu
   measureJson(value, field);
   for (const [path, test] of Object.entries(value)) {
     assertFieldPath(path, `${field}.${path}`);
+    // {"$or": [...]} read as a field named $or matched no record, without a word.
+    if (path.startsWith('$')) {
+      throw badInput(
+        `${field}.${path}: a condition has no operators at its top level (every key names a field, and all must hold); ${path} is not supported`,
+        `${field}.${path}`,
+      );
+    }
     if (!isOperatorObject(test)) continue;
     const keys = Object.keys(test);
     if (keys.some((k) => !k.startsWith('$'))) {
