@@ -1,4 +1,4 @@
-import { type ASTNode, type DocumentNode, Kind, visit } from 'graphql';
+import { type ASTNode, type DocumentNode, getOperationAST, Kind, type OperationDefinitionNode, type ValueNode, visit } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { isStorableText } from '../tasks/validate.js';
 
@@ -8,7 +8,9 @@ import { isStorableText } from '../tasks/validate.js';
  * variable or as a literal in the document. Every argument of every field is covered at once, instead
  * of each service remembering; the answer is BAD_USER_INPUT naming the offending input in `field`,
  * the way variable errors name it: the path inside an input object (`argDict.note` of `$input` or of
- * a literal `input:`), else the variable or argument (`reason`).
+ * a literal `input:`), else the argument (`reason`). A variable's value is named by where the operation
+ * passes the variable (`reason: $r` → `reason`, `input: { argDict: $a }` → `argDict.k`), as the same
+ * value written into the document would be.
  */
 export function useStorableText(): Plugin {
   // A document's literals are the same at every request (yoga's parse cache hands the same DocumentNode
@@ -19,8 +21,20 @@ export function useStorableText(): Plugin {
     if (found === undefined) literals.set(document, (found = unstorableLiteral(document) ?? null));
     return found ?? undefined;
   };
-  const check = (document: DocumentNode, variables: unknown) => {
-    const path = unstorableVariable(variables) ?? unstorableLiteralOnce(document);
+  const uses = new WeakMap<OperationDefinitionNode, Map<string, string[]>>();
+  /** The argument path a variable is passed to (its first use), else its own name. */
+  const inDocument = (document: DocumentNode, operationName: string | null | undefined, path: string[]) => {
+    const operation = getOperationAST(document, operationName);
+    if (!operation) return path;
+    let known = uses.get(operation);
+    if (!known) uses.set(operation, (known = variableUses(document, operation)));
+    const [variable, ...inside] = path;
+    const argument = known.get(variable!);
+    return argument ? [...argument, ...inside] : path;
+  };
+  const check = (document: DocumentNode, variables: unknown, operationName: string | null | undefined) => {
+    const inVariable = unstorableVariable(variables);
+    const path = inVariable ? inDocument(document, operationName, inVariable) : unstorableLiteralOnce(document);
     const field = path && inputField(path);
     return field === undefined
       ? undefined
@@ -30,11 +44,11 @@ export function useStorableText(): Plugin {
   };
   return {
     onExecute({ args, setResultAndStopExecution }) {
-      const error = check(args.document, args.variableValues);
+      const error = check(args.document, args.variableValues, args.operationName);
       if (error) setResultAndStopExecution({ errors: [error] });
     },
     onSubscribe({ args, setResultAndStopExecution }) {
-      const error = check(args.document, args.variableValues);
+      const error = check(args.document, args.variableValues, args.operationName);
       if (error) setResultAndStopExecution({ errors: [error] });
     },
   };
@@ -92,6 +106,36 @@ function unstorableVariable(variables: unknown): string[] | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Where the operation (and the fragments it may spread) passes each variable: the argument, then the
+ * object fields and `[i]` list positions of the literal around it (`cancelTask(reason: $r)` → reason;
+ * `createTimerTask(input: { argDict: $a })` → input, argDict). The first use of a variable counts.
+ */
+function variableUses(document: DocumentNode, operation: OperationDefinitionNode): Map<string, string[]> {
+  const uses = new Map<string, string[]>();
+  const definitions = document.definitions.filter((d) => d === operation || d.kind === Kind.FRAGMENT_DEFINITION);
+  for (const definition of definitions) {
+    visit(definition, {
+      Argument(node) {
+        // Breadth first, without recursion; values nest at most MAX_NESTING deep anyway.
+        const queue: [ValueNode, string[]][] = [[node.value, [node.name.value]]];
+        for (let i = 0; i < queue.length; i++) {
+          const [value, path] = queue[i]!;
+          if (value.kind === Kind.VARIABLE) {
+            if (!uses.has(value.name.value)) uses.set(value.name.value, path);
+          } else if (value.kind === Kind.OBJECT) {
+            for (const field of value.fields) queue.push([field.value, [...path, field.name.value]]);
+          } else if (value.kind === Kind.LIST) {
+            value.values.forEach((item, at) => queue.push([item, [...path, `[${at}]`]]));
+          }
+        }
+        return false;
+      },
+    });
+  }
+  return uses;
 }
 
 /** The argument path of the first unstorable string literal in the document (names cannot hold such characters). */
