@@ -44,6 +44,14 @@ function startTarget(): Promise<{ server: Server; port: number; hits: Hit[] }> {
         res.writeHead(200, { 'content-type': 'text/plain' });
         return res.end('x'.repeat(5000));
       }
+      if (path === '/nul-json') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end('{"name":"a\\u0000b"}');
+      }
+      if (path === '/nul-text') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        return res.end('a\u0000b');
+      }
       if (path === '/flaky') return ++flaky === 1 ? json(503, { error: 'try later' }) : json(200, { attempt: flaky });
       if (path === '/missing') return json(404, { error: 'no such thing' });
       if (path === '/slow') return; // never answers
@@ -192,6 +200,19 @@ describe.each(backends)('HTTP tasks on %s', (backend) => {
     const result = big.runs[0]!.result as { body: string; bytes: number; truncated: boolean };
     expect(result).toMatchObject({ bytes: 5000, truncated: true });
     expect(result.body).toHaveLength(1000);
+  });
+
+  it('keeps an answer with a NUL as sent: JSON with a \\u0000 escape in body, raw NUL bytes in bodyBase64', async () => {
+    const escaped = await run(allowed, 'chronograph.http', { url: url('/nul-json') });
+    expect(escaped.task.status).toBe('SUCCEEDED');
+    const json = escaped.runs[0]!.result as { body?: string; json?: unknown };
+    expect(json.body).toBe('{"name":"a\\u0000b"}');
+    expect(json.json).toBeUndefined();
+    const raw = await run(allowed, 'chronograph.http', { url: url('/nul-text') });
+    expect(raw.task.status).toBe('SUCCEEDED');
+    const text = raw.runs[0]!.result as { body?: string; bodyBase64?: string };
+    expect(text.body).toBeUndefined();
+    expect(Buffer.from(text.bodyBase64!, 'base64').toString('utf8')).toBe('a\u0000b');
   });
 
   it('retries 5xx answers and fails 4xx answers for good', async () => {

@@ -1,6 +1,7 @@
 import type { Dispatcher, Headers, Response } from 'undici';
 import { z } from 'zod';
 import { deadline } from '../ops/deadline.js';
+import { assertJson, isStorableText } from '../tasks/validate.js';
 import type { HandlerContext, HandlerRegistry } from './HandlerRegistry.js';
 import type { HostPolicy } from './HostPolicy.js';
 import { NonRetryableError } from './NonRetryableError.js';
@@ -281,13 +282,16 @@ function toResult(
   durationMs: number,
 ): HttpResult {
   const contentType = response.headers.get('content-type') ?? '';
-  const textual = read.data.length === 0 || contentType === '' || TEXT.test(contentType);
+  // Text PostgreSQL cannot store (a NUL byte, bytes that decode to a lone surrogate) goes as base64, as
+  // binary bodies do: stored as text, it failed the run with "result is not JSON".
+  const text = read.data.toString('utf8');
+  const textual = read.data.length === 0 || ((contentType === '' || TEXT.test(contentType)) && isStorableText(text));
   const result: HttpResult = {
     url: url.href,
     status: response.status,
     statusText: response.statusText,
     headers: Object.fromEntries(response.headers),
-    ...(textual ? { body: read.data.toString('utf8') } : { bodyBase64: read.data.toString('base64') }),
+    ...(textual ? { body: text } : { bodyBase64: read.data.toString('base64') }),
     bytes: read.bytes,
     truncated: read.truncated,
     redirects,
@@ -295,9 +299,12 @@ function toResult(
   };
   if (textual && !read.truncated && /\bjson\b/i.test(contentType)) {
     try {
-      result.json = JSON.parse(result.body!);
+      const json: unknown = JSON.parse(result.body!);
+      // A "\u0000" escape parses to a NUL, which cannot be stored: the answer stays in `body` as sent.
+      assertJson(json, 'json', { maxBytes: Number.POSITIVE_INFINITY });
+      result.json = json;
     } catch {
-      // Not JSON after all: the text is in `body`.
+      // Not JSON after all (or not storable as such): the text is in `body`.
     }
   }
   return result;
