@@ -533,7 +533,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
 
   it('follows misfire policies after downtime', async () => {
     const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
-    const skipped = await create({ funcName: 'chronograph.noop', startTime: hourAgo, misfirePolicy: 'SKIP', misfireToleranceMs: 1000 });
+    const skipped = await create({ funcName: 'chronograph.noop', startTime: hourAgo, misfirePolicy: 'SKIP', misfireToleranceMs: 500 });
     const once = await create({
       funcName: 'chronograph.noop',
       repeatType: 'INTERVAL',
@@ -552,6 +552,9 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
 
     expect((await svc.waitForTask(skipped.id, { timeoutMs: 10_000 })).status).toBe('CANCELLED');
     expect(await runsOf(skipped.id)).toEqual([]);
+    // The event says why, with the tolerance as set (500 ms read "1 s").
+    const cancelled = await t.app.db.prisma.taskEvent.findFirstOrThrow({ where: { taskId: skipped.id, toStatus: 'CANCELLED' } });
+    expect(cancelled.message).toMatch(/missed its \S+ run by \d+ s \(tolerance 500 ms\)/);
 
     // RUN_ONCE: six missed 10-minute occurrences run once, then the schedule continues in the future.
     const onceAfter = await waitFor(async () => {

@@ -43,7 +43,7 @@ export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Pr
       limit,
     );
     for (const row of rows) {
-      const late = `missed its ${row.nextRunAt.toISOString()} run by ${Math.round(row.lateMs / 1000)} s (tolerance ${Math.round(row.misfireToleranceMs / 1000)} s)`;
+      const late = `missed its ${row.nextRunAt.toISOString()} run by ${duration(row.lateMs)} (tolerance ${duration(row.misfireToleranceMs)})`;
       // After now by the database's clock, which found the occurrence late: by this process' clock, if
       // it is behind, the next occurrence could be the missed one again (rescheduled to itself, each pass).
       let next = nextOccurrence(row, row.databaseNow, row.nextRunAt);
@@ -67,4 +67,9 @@ export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Pr
     }
     return rows.length;
   });
+}
+
+/** A duration as the messages give it: milliseconds under ten seconds (a 500 ms tolerance read "1 s"), whole seconds above. */
+function duration(ms: number): string {
+  return ms < 10_000 ? `${Math.round(ms)} ms` : `${Math.round(ms / 1000)} s`;
 }
