@@ -25,7 +25,16 @@ import { collectGarbage } from './ops/heap.js';
 import { Metrics } from './ops/Metrics.js';
 import { createRequestListener } from './ops/requestListener.js';
 import { Scheduler } from './scheduler/Scheduler.js';
-import { closeJsonParser, readBody, refuseTooLarge, refuseWhileStopping, startHttpServer, useBody, waitUntil, withBody } from './server.js';
+import {
+  closeJsonParser,
+  readBody,
+  refuseTooLarge,
+  refuseTooSlow,
+  refuseWhileStopping,
+  startHttpServer,
+  useBody,
+  waitUntil,
+} from './server.js';
 import { TaskSvc } from './tasks/TaskSvc.js';
 import { type NormalType, TaskTypeRegistry } from './tasks/TaskTypeRegistry.js';
 import { loadTemplateFiles } from './templates/loadTemplateFiles.js';
@@ -142,6 +151,7 @@ export class Chronograph {
       maxQueueWaitMs: config.MAX_QUEUE_WAIT_MS,
       maxUnsentBytes: config.MAX_UNSENT_BYTES,
       maxReceivingBytes: config.MAX_RECEIVING_BYTES,
+      maxReceivingPerClient: config.MAX_RECEIVING_PER_CLIENT,
       onShed: () => this.metrics.observeOverload('shed'),
       onEvicted: () => this.metrics.observeOverload('evicted'),
       onCalm: () => {
@@ -253,18 +263,20 @@ export class Chronograph {
         this.inFlight--;
         clearTimeout(undelivered);
       });
+      if (request.method === 'GET' || request.method === 'HEAD')
+        return this.admission.admit(request, response, () => this.yoga(request, response));
       const limit = this.config.MAX_REQUEST_BYTES;
-      if (!AdmissionControl.isLarge(request)) {
-        return this.admission.admit(request, response, async () => {
-          if (await withBody(request, limit)) await this.yoga(request, response);
-          else refuseTooLarge(response, limit);
-        });
-      }
-      // A large body is received before its request waits for a slot: a slow upload holds memory
-      // (within MAX_RECEIVING_BYTES), not one of the few slots for large requests.
-      if (!this.admission.receiving(request, response, limit)) return;
-      void readBody(request, limit).then((bytes) => {
+      // The body is received before its request waits for a slot: a slow body (slowloris, a slow upload)
+      // holds a connection and memory (within MAX_RECEIVING_BYTES and MAX_RECEIVING_PER_CLIENT) for at
+      // most BODY_TIMEOUT_MS, never a slot, and no client can keep others from being served by sending
+      // slowly. A slot is taken once there is work for the server.
+      const received = this.admission.receiving(request, response, limit);
+      if (!received) return;
+      const timeoutMs = this.config.BODY_TIMEOUT_MS;
+      void readBody(request, limit, timeoutMs).then((bytes) => {
+        received();
         if (bytes === 'too large') return refuseTooLarge(response, limit);
+        if (bytes === 'too slow') return refuseTooSlow(response, timeoutMs);
         if (!bytes) return; // the client went away
         if (this.stopping) return refuseWhileStopping(request, response);
         this.admission.admit(request, response, async () => {

@@ -113,13 +113,21 @@ const envSchema = z.object({
     .int()
     .min(0)
     .default(64 * 1_048_576),
-  // Bytes of large request bodies (256 KiB or more) received at once, before their requests wait for a
-  // slot: a slow upload holds memory within this budget, not a slot; past it, 503 SERVER_BUSY at once.
+  // Bytes of request bodies being received at once (by Content-Length; a large one of unknown length counts
+  // as MAX_REQUEST_BYTES), before their requests wait for a slot: a slow upload holds memory within this
+  // budget, not a slot; past it, 503 SERVER_BUSY at once.
   MAX_RECEIVING_BYTES: z.coerce
     .number()
     .int()
     .min(0)
     .default(64 * 1_048_576),
+  // How long a request's body may take to arrive once its headers have (408 after it, and the connection is
+  // closed); at most REQUEST_TIMEOUT_MS, which bounds the whole request. Bodies are read before their
+  // request waits for a slot, so a slow body holds a connection and its bytes, never a slot.
+  BODY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
+  // Bodies one client address may have arriving at once (those that did not come with their headers);
+  // past it, 503 SERVER_BUSY at once. 0: no cap (behind a proxy that streams bodies, every client has its address).
+  MAX_RECEIVING_PER_CLIENT: z.coerce.number().int().min(0).max(100_000).default(32),
   // How far V8 lets the heap grow past what its last full collection kept before it collects again, in
   // percent (0: V8's own choice, up to 300 % on a machine with much memory, so a server that holds 80 MB
   // sits at 320 MB between collections). See src/ops/heap.ts.

@@ -70,27 +70,25 @@ export function refuseWhileStopping(_request: IncomingMessage, response: ServerR
 }
 
 /**
- * Reads a request's whole body (at most `limit` bytes; false when it is larger, or when the client goes
- * first) and hands it to yoga as `request.body` (see useBody). GET and HEAD requests have no body and
- * pass through.
+ * A request's whole body; `'too large'` past `limit` bytes, `'too slow'` when it has not all arrived
+ * within `timeoutMs` (BODY_TIMEOUT_MS: Node's own requestTimeout allows the whole request budget, and a
+ * body trickling in byte by byte would hold its connection that long), undefined when the client went
+ * away first.
  */
-export async function withBody(request: IncomingMessage, limit: number): Promise<boolean> {
-  if (request.method === 'GET' || request.method === 'HEAD') return true;
-  const bytes = await readBody(request, limit);
-  if (!Buffer.isBuffer(bytes)) return false;
-  await useBody(request, bytes);
-  return true;
-}
-
-/** A request's whole body; `'too large'` past `limit` bytes, undefined when the client went away first. */
-export function readBody(request: IncomingMessage, limit: number): Promise<Buffer | 'too large' | undefined> {
+export function readBody(
+  request: IncomingMessage,
+  limit: number,
+  timeoutMs?: number,
+): Promise<Buffer | 'too large' | 'too slow' | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
-    const finish = (outcome: Buffer | 'too large' | undefined) => {
+    const deadline = timeoutMs === undefined ? undefined : setTimeout(() => finish('too slow'), timeoutMs);
+    const finish = (outcome: Buffer | 'too large' | 'too slow' | undefined) => {
       if (done) return;
       done = true;
+      clearTimeout(deadline);
       request.off('data', onData);
       resolve(outcome);
     };
@@ -126,6 +124,28 @@ export function refuseTooLarge(response: ServerResponse, limit: number): void {
     ],
   });
   response.writeHead(413, {
+    'content-type': 'application/json; charset=utf-8',
+    connection: 'close',
+    'content-length': Buffer.byteLength(body),
+  });
+  response.end(body);
+}
+
+/**
+ * The answer to a body that did not arrive within BODY_TIMEOUT_MS: 408, and the connection is closed (the
+ * rest of the body is never read).
+ */
+export function refuseTooSlow(response: ServerResponse, timeoutMs: number): void {
+  if (response.headersSent || response.destroyed) return;
+  const body = JSON.stringify({
+    errors: [
+      {
+        message: `The request body did not arrive within ${timeoutMs} ms (BODY_TIMEOUT_MS); nothing of it ran`,
+        extensions: { code: 'TIMEOUT' },
+      },
+    ],
+  });
+  response.writeHead(408, {
     'content-type': 'application/json; charset=utf-8',
     connection: 'close',
     'content-length': Buffer.byteLength(body),

@@ -92,7 +92,18 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       shouldPersistHeaders: false,
     },
     renderGraphiQL: renderGraphiQLPage,
-    maskedErrors: { maskError: createMaskError(logger) },
+    // What went wrong inside stays in the log (maskError writes it there); answers never carry it:
+    // isDev would add each masked error's stack (yoga turns it on when NODE_ENV=development), and
+    // yoga puts the JSON parser's own error into `extensions.originalError` of a body that is not JSON.
+    maskedErrors: {
+      isDev: false,
+      maskError: ((maskError) => (error: unknown, message: string) => {
+        const masked = maskError(error, message, false);
+        const extensions = (masked as { extensions?: Record<string, unknown> }).extensions;
+        if (extensions && 'originalError' in extensions) delete extensions.originalError;
+        return masked;
+      })(createMaskError(logger)),
+    },
     logging: yogaLogger(logger),
     // Browsers on other origins may call the API only when CORS_ORIGINS lists them; same-origin
     // pages (GraphiQL) need no CORS headers at all.

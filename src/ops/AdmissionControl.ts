@@ -11,11 +11,17 @@ export interface AdmissionOptions {
    */
   maxUnsentBytes: number;
   /**
-   * Bytes of large request bodies (LARGE_BODY_BYTES or more) being received at once (MAX_RECEIVING_BYTES).
-   * Such a body is received before its request waits for a slot, so that a slow upload holds memory, not
-   * a slot; a request whose body would pass this budget is answered 503 SERVER_BUSY at once.
+   * Bytes of request bodies being received at once, by Content-Length (MAX_RECEIVING_BYTES). A body is
+   * received before its request waits for a slot, so that a slow upload holds memory, not a slot; a
+   * request whose body would pass this budget is answered 503 SERVER_BUSY at once.
    */
   maxReceivingBytes: number;
+  /**
+   * Bodies one client address may have arriving at once (MAX_RECEIVING_PER_CLIENT; 0: no cap). Only a body
+   * that did not come with its headers counts; past the cap the request is answered 503 SERVER_BUSY and its
+   * connection closed, so one client trickling bodies cannot take the whole receiving budget.
+   */
+  maxReceivingPerClient?: number;
   /** Called for each request shed from the queue (503 SERVER_BUSY); for metrics and logs. */
   onShed?: (waitedMs: number) => void;
   /** Called for each stalled answer dropped to keep under maxUnsentBytes. */
@@ -57,7 +63,9 @@ interface Waiting {
  *
  * - **Concurrency.** At most `maxConcurrent` requests are worked on at once (body parsing, validation,
  *   execution, database work); a request holds its slot until its answer's headers are written (for a
- *   subscription over SSE, until its stream starts) or its client goes.
+ *   subscription over SSE, until its stream starts) or its client goes. Its body is received before it
+ *   asks for a slot (`receiving`, within the byte budget, a per-client cap and the body deadline of the
+ *   caller): a client that sends its body slowly holds a connection and memory, never a slot.
  * - **Queueing that sheds.** Other requests wait. Normally first come, first served, for at most
  *   `maxQueueWaitMs`; once more requests wait than there are slots and the queue has stayed non-empty
  *   for 100 ms (more arrives than the instance can serve), it serves the newest first and sheds whatever
@@ -90,8 +98,10 @@ export class AdmissionControl {
   /** When the instance was last overloaded (see onCalm), and the timer that waits for calm. */
   private overloadedAt = 0;
   private calmTimer?: NodeJS.Timeout;
-  /** Bytes reserved by large bodies being received (or received and not yet answered). */
+  /** Bytes reserved by bodies being received (or received and not yet answered). */
   private received = 0;
+  /** Bodies still arriving (after the turn their headers came in), by client address. */
+  private readonly arriving = new Map<string, number>();
   /** When the lag probe last ran: while the event loop is stuck, it cannot run. */
   private lastTick = performance.now();
   private readonly probe: NodeJS.Timeout;
@@ -122,21 +132,51 @@ export class AdmissionControl {
   }
 
   /**
-   * Reserves room for a large body about to be received (its Content-Length, or `limit` when unknown),
-   * until its response closes; false, after answering 503 SERVER_BUSY, when the budget has no room.
+   * Reserves room for a body about to be received (its Content-Length, or `limit` when unknown), until
+   * its response closes, and counts it against its client address while it is still arriving (from the
+   * turn of the event loop after its headers: a body that came with them never counts). Returns the
+   * function to call once the body is in (or will not come); undefined, after answering 503 SERVER_BUSY,
+   * when the budget has no room. The body is read before `admit`: it holds no slot while it arrives.
    */
-  receiving(req: IncomingMessage, res: ServerResponse, limit: number): boolean {
+  receiving(req: IncomingMessage, res: ServerResponse, limit: number): (() => void) | undefined {
     const bytes = Math.min(bodyLength(req), limit);
     // One body alone always fits (up to MAX_REQUEST_BYTES, which may exceed the budget).
     if (this.received + bytes > this.options.maxReceivingBytes && this.received > 0) {
       this.options.onShed?.(0);
       this.overloaded();
       busy(res);
-      return false;
+      return undefined;
     }
     this.received += bytes;
     res.once('close', () => (this.received -= bytes));
-    return true;
+    const perClient = this.options.maxReceivingPerClient ?? 0;
+    let arrived = false;
+    let counted: string | undefined;
+    const check = setImmediate(() => {
+      if (arrived || res.destroyed || perClient <= 0) return;
+      const address = req.socket.remoteAddress ?? '';
+      const count = (this.arriving.get(address) ?? 0) + 1;
+      if (count > perClient) {
+        this.options.onShed?.(0);
+        this.overloaded();
+        // The rest of the body is not read: the connection closes with the answer.
+        busy(res, true);
+        return;
+      }
+      this.arriving.set(address, count);
+      counted = address;
+    });
+    const done = () => {
+      if (arrived) return;
+      arrived = true;
+      clearImmediate(check);
+      if (counted === undefined) return;
+      const left = (this.arriving.get(counted) ?? 1) - 1;
+      if (left > 0) this.arriving.set(counted, left);
+      else this.arriving.delete(counted);
+    };
+    res.once('close', done);
+    return done;
   }
 
   /** Runs `run` (which must answer `res`) when a slot is free, or sheds the request. */
@@ -327,7 +367,8 @@ function unsentBytes(res: ServerResponse): number {
   return res.writableLength; // the response's own buffer plus its socket's
 }
 
-function busy(res: ServerResponse) {
+/** Answers 503 SERVER_BUSY with Retry-After; `close` also closes the connection (a body left unread). */
+function busy(res: ServerResponse, close = false) {
   if (res.headersSent || res.destroyed) return;
   const body = JSON.stringify({
     errors: [
@@ -341,6 +382,7 @@ function busy(res: ServerResponse) {
     'content-type': 'application/json; charset=utf-8',
     'retry-after': '1',
     'content-length': Buffer.byteLength(body),
+    ...(close && { connection: 'close' }),
   });
   res.end(body);
 }
