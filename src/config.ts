@@ -128,6 +128,9 @@ const envSchema = z.object({
   // Bodies one client address may have arriving at once (those that did not come with their headers);
   // past it, 503 SERVER_BUSY at once. 0: no cap (behind a proxy that streams bodies, every client has its address).
   MAX_RECEIVING_PER_CLIENT: z.coerce.number().int().min(0).max(100_000).default(32),
+  // Operations (subscriptions, and queries and mutations in flight) one graphql-ws connection may have at
+  // once; the next subscribe is refused with QUOTA_EXCEEDED and the connection's others go on.
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).max(100_000).default(100),
   // How far V8 lets the heap grow past what its last full collection kept before it collects again, in
   // percent (0: V8's own choice, up to 300 % on a machine with much memory, so a server that holds 80 MB
   // sits at 320 MB between collections). See src/ops/heap.ts.

@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { ExecutionArgs } from 'graphql';
+import { type ExecutionArgs, type GraphQLError, getOperationAST, getVariableValues } from 'graphql';
 import { CloseCode, type Context as WsContext } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createGraphQLError } from 'graphql-yoga';
@@ -61,6 +61,16 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
     if (!originAllowed(request, app.config.CORS_ORIGINS)) return refuse(403, 'Forbidden');
     wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
   });
+  const logger = app.logger.child({ component: 'graphql' });
+  /** Refuses an operation with errors the client caused: logged at info and counted, as over HTTP. */
+  const refused = (errors: GraphQLError[]): GraphQLError[] => {
+    for (const error of errors) logger.info({ code: error.extensions.code, message: error.message, transport: 'ws' }, 'request refused');
+    app.metrics.observeGraphqlErrors(
+      errors.map((error) => error.extensions.code as string | undefined),
+      'ws',
+    );
+    return errors;
+  };
   useServer<Record<string, unknown> | undefined, Extra>(
     {
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args as ExecutionArgs),
@@ -98,6 +108,17 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         ctx.extra.lease?.release();
       },
       onSubscribe: async (ctx, _id, payload) => {
+        // graphql-ws has already added this operation to ctx.subscriptions: the count includes it. The
+        // excess one is refused on its own; the connection and its other operations go on.
+        const max = app.config.MAX_SUBSCRIPTIONS_PER_CONNECTION;
+        if (Object.keys(ctx.subscriptions).length > max) {
+          return refused([
+            createGraphQLError(
+              `This connection already has ${max} operations open (MAX_SUBSCRIPTIONS_PER_CONNECTION); complete one before subscribing again`,
+              { extensions: { code: 'QUOTA_EXCEEDED', quota: 'MAX_SUBSCRIPTIONS_PER_CONNECTION', limit: max } },
+            ),
+          ]);
+        }
         const auth = ctx.extra.auth;
         if (!auth || ctx.extra.lease?.signal.aborted) {
           return [createGraphQLError('The credential of this connection is no longer valid', { extensions: { code: 'UNAUTHENTICATED' } })];
@@ -120,6 +141,14 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors;
+        // Variables that do not fit their types are the client's mistake, refused here as over HTTP
+        // (BAD_USER_INPUT with the field, logged at info). Left to subscribe, graphql-js would report them
+        // wrapping an error of its own, which error masking takes for a bug.
+        const operation = getOperationAST(document, payload.operationName);
+        if (operation?.variableDefinitions?.length) {
+          const coerced = getVariableValues(schema, operation.variableDefinitions, payload.variables ?? {}, { maxErrors: 10 });
+          if (coerced.errors) return refused(coerced.errors.map(variableError));
+        }
         const contextValue = await contextFactory();
         return {
           schema,
@@ -155,6 +184,23 @@ function originAllowed(request: IncomingMessage, allowed: readonly string[]): bo
   } catch {
     return false;
   }
+}
+
+/**
+ * A variable error as HTTP answers it (codeVariableErrors in createYoga.ts): BAD_USER_INPUT with the input
+ * `field` (`Variable "$input" got invalid value "X" at "input.role"; …` → `role`; a whole variable → its
+ * name), unless it already has a code; without graphql-js's wrapped original error.
+ */
+function variableError(error: GraphQLError): GraphQLError {
+  if (error.extensions?.code) return createGraphQLError(error.message, { nodes: error.nodes, extensions: error.extensions });
+  const match = /^Variable "\$(\w+)" got invalid value .*?(?: at "([^"]+)")?; /.exec(error.message);
+  const [, variable, path] = match ?? [];
+  const field =
+    variable === undefined ? undefined : path?.startsWith(`${variable}.`) ? path.slice(variable.length + 1) : (path ?? variable);
+  return createGraphQLError(error.message, {
+    nodes: error.nodes,
+    extensions: { ...error.extensions, code: 'BAD_USER_INPUT', ...(field !== undefined && { field }) },
+  });
 }
 
 /** A header from `connectionParams.headers` (what some clients send), looked up case-insensitively. */
