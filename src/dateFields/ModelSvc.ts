@@ -2,13 +2,22 @@ import { v7 as uuidv7 } from 'uuid';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType } from '../generated/prisma/client.js';
-import { assertIntRange, assertJson, assertName, isUniqueViolation, parseCursor } from '../tasks/validate.js';
+import {
+  assertIntRange,
+  assertJson,
+  assertName,
+  assertText,
+  isUniqueViolation,
+  MAX_NAME_LENGTH,
+  MAX_TITLE_LENGTH,
+  parseCursor,
+} from '../tasks/validate.js';
 import { addCounts, type DateFieldResult, emptyResult, type RecordChange } from './applyDateFields.js';
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
 import { type DateFieldSvc, LONG_TRANSACTION } from './DateFieldSvc.js';
 import { analyzeAfterBulkLoad, insertModelRecords } from './dateFieldSql.js';
-import { type ModelField, type ModelFieldInput, validateFields, validateRecordData } from './modelFields.js';
+import { type ModelField, type ModelFieldInput, quote, validateFields, validateRecordData } from './modelFields.js';
 
 export interface ModelDefinitionInput {
   name: string;
@@ -65,6 +74,8 @@ export class ModelSvc {
   }
 
   async getModel(name: string, db: Prisma.TransactionClient = this.deps.prisma): Promise<ModelDefinition & { fieldList: ModelField[] }> {
+    // Longer than any model's name can be: said with its length, not quoted in NOT_FOUND.
+    if (typeof name === 'string' && name.length > MAX_NAME_LENGTH) assertName(name, 'model');
     const model = await db.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
     if (!model)
       throw new ChronographError('NOT_FOUND', `No model is named ${JSON.stringify(name)}; define it with saveModel`, { field: 'model' });
@@ -78,7 +89,7 @@ export class ModelSvc {
   async saveModel(input: ModelDefinitionInput): Promise<ModelDefinition> {
     const name = assertName(input.name?.trim() ?? '', 'name');
     const fields = validateFields(input.fields);
-    const title = input.title?.trim() || null;
+    const title = input.title == null ? null : assertText(input.title, 'title', MAX_TITLE_LENGTH).trim() || null;
     try {
       return await this.saveModelOnce(name, fields, title);
     } catch (error) {
@@ -144,6 +155,7 @@ export class ModelSvc {
    *    up to one per record of the model in this one transaction).
    */
   async deleteModel(name: string): Promise<ModelDefinition> {
+    if (typeof name === 'string' && name.length > MAX_NAME_LENGTH) assertName(name, 'name');
     return this.deps.prisma.$transaction(async (tx) => {
       const model = await this.getModel(name, tx);
       await tx.$queryRaw`SELECT id FROM model_definition WHERE id = ${model.id}::uuid FOR UPDATE`;
@@ -295,6 +307,6 @@ function toChange(record: { id: string; data: unknown }): RecordChange {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function assertRecordId(id: string, field = 'id'): string {
-  if (typeof id !== 'string' || !UUID.test(id)) throw badInput(`${field} ${JSON.stringify(id)} is not a record id (a UUID)`, field);
+  if (typeof id !== 'string' || !UUID.test(id)) throw badInput(`${field} ${quote(id)} is not a record id (a UUID)`, field);
   return id.toLowerCase();
 }

@@ -1,5 +1,6 @@
 import { DateTime } from 'luxon';
 import { badInput } from '../errors.js';
+import { assertText, MAX_TITLE_LENGTH } from '../tasks/validate.js';
 import { isPlainObject } from './condition.js';
 
 export const MODEL_FIELD_TYPES = ['TEXT', 'NUMBER', 'BOOLEAN', 'DATE', 'DATETIME', 'JSON'] as const;
@@ -32,18 +33,16 @@ export function validateFields(input: unknown, field = 'fields'): ModelField[] {
     const value = raw as Partial<ModelFieldInput>;
     const name = typeof value.name === 'string' ? value.name.trim() : '';
     if (!FIELD_NAME.test(name))
-      throw badInput(`${where}.name ${JSON.stringify(value.name)} must be an identifier such as expireDate`, `${where}.name`);
+      throw badInput(`${where}.name ${quote(value.name)} must be an identifier such as expireDate`, `${where}.name`);
     if (name === 'id') throw badInput(`${where}.name: id is the record's own id and cannot be a field`, `${where}.name`);
     if (seen.has(name)) throw badInput(`${where}.name: field ${name} is declared twice`, `${where}.name`);
     seen.add(name);
     const type = typeof value.type === 'string' ? value.type.trim().toUpperCase() : '';
     if (!(MODEL_FIELD_TYPES as readonly string[]).includes(type)) {
-      throw badInput(
-        `${where}.type ${JSON.stringify(value.type)} is not a field type; use ${MODEL_FIELD_TYPES.join(', ')}`,
-        `${where}.type`,
-      );
+      throw badInput(`${where}.type ${quote(value.type)} is not a field type; use ${MODEL_FIELD_TYPES.join(', ')}`, `${where}.type`);
     }
-    return { name, type: type as ModelFieldType, required: value.required ?? false, title: value.title?.trim() || null };
+    const title = value.title == null ? null : assertText(String(value.title), `${where}.title`, MAX_TITLE_LENGTH).trim() || null;
+    return { name, type: type as ModelFieldType, required: value.required ?? false, title };
   });
 }
 
@@ -89,18 +88,27 @@ function normalise(field: ModelField, value: unknown, where: string, zone: strin
       return value;
     case 'DATE': {
       const parsed = typeof value === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(value) ? DateTime.fromISO(value, { zone: 'UTC' }) : undefined;
-      if (!parsed?.isValid) throw badInput(`${where} ${JSON.stringify(value)} must be a calendar date such as 2030-03-10`, where);
+      if (!parsed?.isValid) throw badInput(`${where} ${quote(value)} must be a calendar date such as 2030-03-10`, where);
       return value;
     }
     case 'DATETIME': {
       let parsed = typeof value === 'string' ? DateTime.fromISO(value.trim(), { zone }) : undefined;
       if (parsed && !parsed.isValid && typeof value === 'string') parsed = DateTime.fromSQL(value.trim(), { zone });
       if (!parsed?.isValid || parsed.year < 1970 || parsed.year > 9999) {
-        throw badInput(`${where} ${JSON.stringify(value)} must be a date-time such as 2030-03-10T09:00:00Z`, where);
+        throw badInput(`${where} ${quote(value)} must be a date-time such as 2030-03-10T09:00:00Z`, where);
       }
       return parsed.toUTC().toISO();
     }
     case 'JSON':
       return value;
   }
+}
+
+/** A value as an error quotes it: whole when short, else its length (an error never echoes a long input). */
+export function quote(value: unknown): string {
+  if (typeof value === 'string' && value.length > 80) return `(a text of ${value.length} characters)`;
+  const json = JSON.stringify(value);
+  return json === undefined || json.length <= 100
+    ? String(json)
+    : `(a ${Array.isArray(value) ? 'list' : typeof value} of ${json.length} characters as JSON)`;
 }

@@ -464,7 +464,7 @@ export class TaskSvc {
             template = { ...found, value: { ...found.value, argDict: structuredClone(found.value.argDict) } };
             templates.set(input.fullName, template);
           }
-          const { row, notes } = this.buildTask(input, template.value, cache, ids.next());
+          const { row, notes } = this.buildTask(input, template.value, { cache, id: ids.next() });
           rows.push(row);
           // A wall-clock time that DST made ambiguous: the CREATED event says which occurrence was taken.
           if (notes.length) messages.set(row.id, `created; ${notes.join('; ')}`);
@@ -674,10 +674,19 @@ export class TaskSvc {
    */
   previewSchedule(input: SchedulePreviewInput, count = 10): ScheduledTime[] {
     assertIntRange(count, 'count', 1, 1000);
+    const inferredFrom = input.cronExpression?.trim() ? 'cronExpression' : input.intervalSeconds != null ? 'intervalSeconds' : null;
     const repeatType =
       input.repeatType ??
-      (input.cronExpression != null ? RepeatType.CRON : input.intervalSeconds != null ? RepeatType.INTERVAL : RepeatType.ONCE);
-    const schedule = resolveSchedule({ ...input, repeatType, timezone: input.timezone ?? this.deps.defaultTimezone }, this.now());
+      (inferredFrom === 'cronExpression' ? RepeatType.CRON : inferredFrom === 'intervalSeconds' ? RepeatType.INTERVAL : RepeatType.ONCE);
+    const schedule = resolveSchedule(
+      {
+        ...input,
+        repeatType,
+        timezone: input.timezone ?? this.deps.defaultTimezone,
+        repeatTypeFrom: input.repeatType == null && inferredFrom ? `repeatType is ${repeatType} (from ${inferredFrom})` : undefined,
+      },
+      this.now(),
+    );
     return upcomingRuns(schedule, { first: schedule.nextRunAt, endTime: schedule.endTime, runsLeft: schedule.maxRuns, count });
   }
 
@@ -771,15 +780,15 @@ export class TaskSvc {
             : iso(now);
       const input: TimerTaskInput = {
         fullName: task.fullName,
+        // repeatType only when the patch gives it: buildTask takes the task's from `current` (and says so).
         ...patch,
         argDict: given('argDict') ? patch.argDict : task.argDict,
-        repeatType,
         startTime,
         endTime: given('endTime') ? patch.endTime : iso(task.endTime),
         maxRuns: given('maxRuns') ? patch.maxRuns : task.maxRuns,
         uniqueKey: null,
       };
-      const { row, notes } = this.buildTask(input, current);
+      const { row, notes } = this.buildTask(input, current, { defaultsFrom: 'task' });
       if (row.maxRuns != null && row.maxRuns <= task.runCount) {
         throw badInput(`maxRuns must be more than the ${task.runCount} run(s) the task has done`, 'maxRuns');
       }
@@ -877,12 +886,18 @@ export class TaskSvc {
     return this.deps.dateFields.forTenant(this.tenantId, this.actor).deleteDateFieldTask(rowObj);
   }
 
-  /** Resolves defaults from the template and validates everything; throws before anything is written. */
+  /**
+   * Resolves defaults from the template and validates everything; throws before anything is written.
+   * `defaultsFrom: 'task'`: `template` is the task updateTask edits, as errors say.
+   */
   private buildTask(
     input: TimerTaskInput,
     template: TemplateDefaults,
-    cache: BuildCache = { now: this.now(), schedules: new Map() },
-    id = '',
+    {
+      cache = { now: this.now(), schedules: new Map() },
+      id = '',
+      defaultsFrom = 'template',
+    }: { cache?: BuildCache; id?: string; defaultsFrom?: 'template' | 'task' } = {},
   ): { row: NewTaskRow; notes: readonly string[] } {
     if (!template.enabled) {
       throw new ChronographError('CONFLICT', `Task template ${template.fullName} is disabled`, { field: 'fullName' });
@@ -911,14 +926,23 @@ export class TaskSvc {
     );
     this.deps.handlers.checkArgs(funcName, args);
     const repeatType = input.repeatType ?? (template.repeatType === RepeatType.DATE_FIELD ? RepeatType.ONCE : template.repeatType);
+    // The input's repeatType overrides the template's. A cron expression or interval the input gives for
+    // another repeat type is refused (resolveSchedule); the template's own are used only by the repeat
+    // type they belong to.
     const scheduleInput = {
       repeatType,
-      cronExpression: input.cronExpression ?? template.cronExpression,
-      intervalSeconds: input.intervalSeconds ?? template.intervalSeconds,
+      cronExpression: input.cronExpression ?? (repeatType === RepeatType.CRON ? template.cronExpression : null),
+      intervalSeconds: input.intervalSeconds ?? (repeatType === RepeatType.INTERVAL ? template.intervalSeconds : null),
       timezone: input.timezone ?? template.timezone,
       startTime: input.startTime,
       endTime: input.endTime,
       maxRuns: input.maxRuns,
+      repeatTypeFrom:
+        input.repeatType != null
+          ? undefined
+          : defaultsFrom === 'task'
+            ? `the task's repeatType is ${repeatType}`
+            : `template ${template.fullName} gives repeatType ${template.repeatType}${repeatType === template.repeatType ? '' : ` (a ${repeatType} task here)`}`,
     };
     // A batch mostly repeats a few schedules: each distinct one is parsed and checked once (a bad one
     // throws, and is not kept).

@@ -9,12 +9,13 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { HELD, insertNewTasks, type NewTaskRow, newTask, prismaRunner } from '../tasks/bulkInsert.js';
 import { LIVE_STATUSES, transition } from '../tasks/statusMachine.js';
 import { endTask, wake } from '../tasks/TaskSvc.js';
-import { assertArgDict, assertIntRange, assertTenantId } from '../tasks/validate.js';
+import { assertArgDict, assertIntRange, assertTenantId, assertText, MAX_LABEL_LENGTH } from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { insertTenant } from '../tenants/TenantSvc.js';
 import { CronExpression } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
 import { nextOccurrence } from '../time/schedule.js';
+import { assertNameLength } from './TemplateSvc.js';
 
 /** What a tenant changes in a bound template; null or absent inherits the template's value. */
 export interface BindingOverrides {
@@ -327,6 +328,7 @@ export class TemplateBindingSvc {
   }
 
   private async platformTemplate(fullName: string): Promise<TaskTemplate> {
+    assertNameLength(fullName, 'fullName');
     const template =
       typeof fullName === 'string'
         ? await this.deps.prisma.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: PLATFORM_TENANT, fullName } } })
@@ -344,6 +346,11 @@ export class TemplateBindingSvc {
   private validate(template: TaskTemplate, overrides: BindingOverrides) {
     const o = overrides ?? {};
     const field = (name: string) => `overrides.${name}`;
+    // Capped before they are parsed, looked up or stored (an error quoting one would echo it whole).
+    for (const name of ['cronExpression', 'timezone', 'funcName'] as const) {
+      const value = o[name];
+      if (value != null) assertText(value, field(name), MAX_LABEL_LENGTH);
+    }
     const cronExpression = o.cronExpression?.trim() || null;
     if (cronExpression !== null) {
       if (template.repeatType !== RepeatType.CRON)

@@ -8,7 +8,17 @@ import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
 import { assertThreadCapable } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
-import { assertArgDict, assertIntRange, assertName, isUniqueViolation } from '../tasks/validate.js';
+import {
+  assertArgDict,
+  assertIntRange,
+  assertName,
+  assertText,
+  isUniqueViolation,
+  MAX_LABEL_LENGTH,
+  MAX_NAME_LENGTH,
+  MAX_TEXT_LENGTH,
+  MAX_TITLE_LENGTH,
+} from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { lockTemplateSync } from '../tenants/tenantSql.js';
 import { CronExpression } from '../time/CronExpression.js';
@@ -96,6 +106,7 @@ export class TemplateSvc {
   }
 
   find(fullName: string): Promise<TaskTemplate | null> {
+    assertNameLength(fullName, 'fullName');
     return this.deps.prisma.taskTemplate.findUnique({ where: { tenantId_fullName: { tenantId: this.tenantId, fullName } } });
   }
 
@@ -287,9 +298,12 @@ export class TemplateSvc {
   /** Checks a whole template and returns the row to store. */
   private validate(input: TemplateInput) {
     const fullName = assertName(input.fullName, 'fullName');
-    const title = input.title?.trim();
+    // Every text a template stores is capped (and the names it looks up, before they appear in an
+    // error): they come back in every list of templates, which costs a query no more for a long one.
+    const title = typeof input.title === 'string' ? assertText(input.title, 'title', MAX_TITLE_LENGTH).trim() : '';
     if (!title) throw badInput('title must not be empty', 'title');
-    const taskType = input.taskType ?? 'tasks.NormalType';
+    const description = input.description == null ? null : assertText(input.description, 'description', MAX_TEXT_LENGTH);
+    const taskType = assertText(input.taskType ?? 'tasks.NormalType', 'taskType', MAX_LABEL_LENGTH);
     if (!this.deps.taskTypes.has(taskType)) {
       throw new ChronographError(
         'UNKNOWN_TASK_TYPE',
@@ -309,12 +323,13 @@ export class TemplateSvc {
     if (dateField && input.cronExpression?.trim() && input.intervalSeconds != null) {
       throw badInput('A DATE_FIELD template repeats by cronExpression or by intervalSeconds, not both', 'intervalSeconds');
     }
-    const funcName = input.funcName ?? null;
+    const funcName = input.funcName == null ? null : assertText(input.funcName, 'funcName', MAX_LABEL_LENGTH);
     if (funcName !== null && !this.deps.handlers.has(funcName)) {
       throw new ChronographError('UNKNOWN_FUNC', `No handler is registered as ${JSON.stringify(funcName)}`, { field: 'funcName' });
     }
-    const timezone = input.timezone ?? this.deps.defaultTimezone;
+    const timezone = assertText(input.timezone ?? this.deps.defaultTimezone, 'timezone', MAX_LABEL_LENGTH);
     assertTimezone(timezone);
+    if (input.cronExpression != null) assertText(input.cronExpression, 'cronExpression', MAX_LABEL_LENGTH);
     const cronExpression = input.cronExpression?.trim() || null;
     if (cronExpression !== null) CronExpression.parse(cronExpression);
     if (repeatType === RepeatType.CRON && cronExpression === null)
@@ -325,6 +340,7 @@ export class TemplateSvc {
       throw badInput('An INTERVAL template needs intervalSeconds', 'intervalSeconds');
     const timeoutMs = input.timeoutMs ?? null;
     if (timeoutMs !== null) assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647);
+    if (input.queue != null) assertText(input.queue, 'queue', MAX_LABEL_LENGTH);
     const queue = input.queue?.trim() || 'default';
     const memoryLimitMb = input.memoryLimitMb ?? null;
     if (memoryLimitMb !== null) {
@@ -334,7 +350,7 @@ export class TemplateSvc {
     return {
       fullName,
       title,
-      description: input.description ?? null,
+      description,
       taskType,
       repeatType,
       funcName,
@@ -355,6 +371,14 @@ export class TemplateSvc {
       retryBackoffMs: assertIntRange(input.retryBackoffMs ?? 1000, 'retryBackoffMs', 0, 3_600_000),
     };
   }
+}
+
+/**
+ * A name that is looked up (and named in errors when nothing has it): one longer than any stored name can
+ * be is BAD_USER_INPUT giving its length, not NOT_FOUND quoting it.
+ */
+export function assertNameLength(name: string, field: string): void {
+  if (typeof name === 'string' && name.length > MAX_NAME_LENGTH) assertName(name, field);
 }
 
 function templateToInput(t: TaskTemplate): TemplateInput {

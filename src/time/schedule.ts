@@ -149,6 +149,11 @@ export interface ScheduleInput {
   startTime?: string | null;
   endTime?: string | null;
   maxRuns?: number | null;
+  /**
+   * Where `repeatType` came from, for the error that refuses a field of another repeat type, e.g.
+   * "template tasks.Echo gives repeatType ONCE". Default: "repeatType is <repeatType>".
+   */
+  repeatTypeFrom?: string;
 }
 
 /** A validated schedule with its first run. */
@@ -163,9 +168,15 @@ export interface ResolvedSchedule extends Schedule {
 }
 
 /**
- * Checks a schedule and computes its first run; createTimerTask(s) and previewSchedule share it, so they
- * refuse the same input with the same codes: INVALID_TIMEZONE, INVALID_CRON, INVALID_START_TIME (also for
- * a wall-clock time in a DST gap), BAD_USER_INPUT (interval, maxRuns, endTime, DATE_FIELD).
+ * Checks a schedule and computes its first run; createTimerTask(s), updateTask and previewSchedule share
+ * it, so they refuse the same input with the same codes: INVALID_TIMEZONE, INVALID_CRON, INVALID_START_TIME
+ * (also for a wall-clock time in a DST gap), BAD_USER_INPUT (interval, maxRuns, endTime, DATE_FIELD).
+ *
+ * A cronExpression or intervalSeconds given is checked whatever the repeat type (a bad one is refused as
+ * such), and refused when the repeat type does not use it (BAD_USER_INPUT naming it, and saying where the
+ * repeat type came from): a field that does not apply is the caller's mistake, not something to drop. A
+ * blank cronExpression counts as none. Callers pass only the defaults that apply (a CRON template's
+ * cronExpression is not given to the INTERVAL task an input makes of it).
  */
 export function resolveSchedule(input: ScheduleInput, now: Date): ResolvedSchedule {
   const { repeatType, timezone } = input;
@@ -173,15 +184,24 @@ export function resolveSchedule(input: ScheduleInput, now: Date): ResolvedSchedu
   if (repeatType === RepeatType.DATE_FIELD) {
     throw badInput('DATE_FIELD tasks are created by saveDateFieldTask, not createTimerTask', 'repeatType');
   }
-  const cronExpression = repeatType === RepeatType.CRON ? input.cronExpression?.trim() || null : null;
-  if (repeatType === RepeatType.CRON) {
-    if (!cronExpression) throw new ChronographError('INVALID_CRON', 'A CRON task needs a cronExpression', { field: 'cronExpression' });
+  const notFor = (field: 'cronExpression' | 'intervalSeconds', type: RepeatType) =>
+    badInput(
+      `${field} applies only to ${type} tasks, and ${input.repeatTypeFrom ?? `repeatType is ${repeatType}`}; give repeatType: ${type} to make it a ${type} task, or leave ${field} out`,
+      field,
+    );
+  const cronExpression = input.cronExpression?.trim() || null;
+  if (cronExpression !== null) {
     CronExpression.parse(cronExpression);
+    if (repeatType !== RepeatType.CRON) throw notFor('cronExpression', RepeatType.CRON);
+  } else if (repeatType === RepeatType.CRON) {
+    throw new ChronographError('INVALID_CRON', 'A CRON task needs a cronExpression', { field: 'cronExpression' });
   }
-  const intervalSeconds = repeatType === RepeatType.INTERVAL ? (input.intervalSeconds ?? null) : null;
-  if (repeatType === RepeatType.INTERVAL) {
-    if (intervalSeconds == null) throw badInput('An INTERVAL task needs intervalSeconds', 'intervalSeconds');
+  const intervalSeconds = input.intervalSeconds ?? null;
+  if (intervalSeconds !== null) {
     assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);
+    if (repeatType !== RepeatType.INTERVAL) throw notFor('intervalSeconds', RepeatType.INTERVAL);
+  } else if (repeatType === RepeatType.INTERVAL) {
+    throw badInput('An INTERVAL task needs intervalSeconds', 'intervalSeconds');
   }
   const notes: string[] = [];
   let startTime = now;
