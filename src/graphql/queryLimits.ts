@@ -252,12 +252,51 @@ function measureOnce(
     if (known.byOperation.size < MAX_VERDICTS) known.byOperation.set(operation, byValues);
   }
   // Whether each variable was given, and its value (an omitted variable takes its default, which is in the document).
-  const key = JSON.stringify(known.costVariables.map((name) => (variableValues && name in variableValues ? [variableValues[name]] : [])));
-  const verdict = byValues.get(key);
+  const key = shortJson(
+    known.costVariables.map((name) => (variableValues && name in variableValues ? [variableValues[name]] : [])),
+    MAX_KEY_LENGTH,
+  );
+  const verdict = key === undefined ? undefined : byValues.get(key);
   if (verdict !== undefined) return verdict ?? undefined;
   const refused = measure(schema, document, variableValues, operationName, context, limits);
-  if (byValues.size < MAX_VERDICTS && key.length <= MAX_KEY_LENGTH) byValues.set(key, refused ?? null);
+  if (key !== undefined && byValues.size < MAX_VERDICTS) byValues.set(key, refused ?? null);
   return refused;
+}
+
+/**
+ * `value` as JSON text, or undefined once the text would be longer than `max` characters. Variables
+ * come from the client: they may nest thousands deep (JSON.stringify would overflow the stack) or hold
+ * a batch of thousands of inputs, so the walk uses no recursion and stops as soon as the text is too long.
+ */
+export function shortJson(value: unknown, max: number): string | undefined {
+  let text = '';
+  const stack: ({ raw: string } | { value: unknown })[] = [{ value }];
+  while (stack.length > 0) {
+    const entry = stack.pop()!;
+    if ('raw' in entry) {
+      text += entry.raw;
+    } else if (entry.value === null || typeof entry.value !== 'object') {
+      if (typeof entry.value === 'string' && entry.value.length > max) return undefined;
+      text += JSON.stringify(entry.value) ?? 'null';
+    } else if (Array.isArray(entry.value)) {
+      // Every item takes a character at least: a longer list cannot fit.
+      if (entry.value.length > max) return undefined;
+      stack.push({ raw: ']' });
+      for (let i = entry.value.length - 1; i >= 0; i--) stack.push({ value: entry.value[i] }, { raw: i > 0 ? ',' : '' });
+      stack.push({ raw: '[' });
+    } else {
+      const entries = Object.entries(entry.value);
+      if (entries.length > max) return undefined;
+      stack.push({ raw: '}' });
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [name, item] = entries[i]!;
+        stack.push({ value: item }, { raw: `${i > 0 ? ',' : ''}${JSON.stringify(name)}:` });
+      }
+      stack.push({ raw: '{' });
+    }
+    if (text.length > max) return undefined;
+  }
+  return text;
 }
 
 /**
