@@ -6,11 +6,15 @@ import { createDateFieldTemplate, dateFieldTasks } from './support/dateFields.js
 import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
 
 const NOW = new Date('2029-06-01T00:00:00Z');
+/** The external model an app's rows of the low-code model `model` are reported as: models.Contract → mirror.Contract. */
+const mirror = (model: string) => model.replace(/^models\./, 'mirror.');
 
 /**
  * The app's Prisma model here is Chronograph's own ModelRecord, written directly through Prisma
  * (bypassing ModelSvc) by a client extended with the date-field extension: the extension, not ModelSvc,
- * must keep the tasks in line. Any Prisma model of an app registers the same way.
+ * must keep the tasks in line. Its rows are reported as records of mirror.Contract, a model Chronograph
+ * does not keep (the low-code model models.Contract itself is refused: its records are ModelSvc's). Any
+ * Prisma model of an app registers the same way.
  */
 describe.each(backends)('the date-field Prisma client extension (%s)', (backend) => {
   let t: TestApp;
@@ -22,7 +26,7 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
         app.dateFieldSvc,
         {
           ModelRecord: {
-            model: (row: ModelRecord) => row.model,
+            model: (row: ModelRecord) => mirror(row.model),
             tenantId: (row: ModelRecord) => row.tenantId,
             toRecord: (row: ModelRecord) => row.data as Record<string, unknown>,
           },
@@ -39,7 +43,7 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
         `mutation { saveModel(input: { name: "models.Contract", fields: [{ name: "title", type: TEXT }, { name: "expireDate", type: DATE }] }) { name } }`,
       ),
     );
-    await createDateFieldTemplate(t);
+    await createDateFieldTemplate(t, {}, { model: 'mirror.Contract' });
   });
   afterAll(() => t?.close());
   beforeEach(async () => {
@@ -54,7 +58,7 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
   it('create, update and upsert schedule and reschedule; delete cancels', async () => {
     const row = await db.modelRecord.create({ data: { model: 'models.Contract', data: { title: 'A', expireDate: '2030-03-10' } } });
     expect(await liveOf(row.id)).toEqual(['2030-03-07T09:00:00.000Z']);
-    expect(seen).toMatchObject([{ model: 'models.Contract', result: { created: 1 } }]);
+    expect(seen).toMatchObject([{ model: 'mirror.Contract', result: { created: 1 } }]);
 
     const [first] = await dateFieldTasks(t, { sourceRowId: row.id });
     await db.modelRecord.update({ where: { id: row.id }, data: { data: { title: 'A', expireDate: '2030-04-20' } } });
@@ -142,17 +146,31 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
     // inside a transaction of one's own, the layer joins it explicitly
     await t.app.db.prisma.$transaction(async (tx) => {
       const row = await tx.modelRecord.create({ data: { model: 'models.Contract', data: { expireDate: '2030-03-10' } } });
-      await t.app.dateFieldSvc.saveExternal(tx, 'models.Contract', [{ rowId: row.id, data: { ...(row.data as object), id: row.id } }]);
+      await t.app.dateFieldSvc.saveExternal(tx, 'mirror.Contract', [{ rowId: row.id, data: { ...(row.data as object), id: row.id } }]);
     });
     expect(await t.app.db.prisma.task.count({ where: { status: 'SCHEDULED' } })).toBe(1);
   });
 
-  it('a record whose date does not parse fails the call after the write, and reconcile settles it', async () => {
+  it('a record whose date does not parse fails the call after the write, and the layer writes nothing for it', async () => {
     const error = await db.modelRecord
       .create({ data: { model: 'models.Contract', data: { expireDate: 'someday' } } })
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'BAD_USER_INPUT' });
-    expect(await t.app.db.prisma.modelRecord.count()).toBe(1);
-    await expect(t.app.dateFieldSvc.reconcile('models.Contract')).rejects.toMatchObject({ code: 'BAD_USER_INPUT' });
+    const [row] = await t.app.db.prisma.modelRecord.findMany();
+    expect(row).toBeDefined();
+    expect(await t.app.db.prisma.dateFieldSource.count({ where: { rowId: row!.id } })).toBe(0);
+    expect(await dateFieldTasks(t, { sourceRowId: row!.id })).toEqual([]);
+  });
+
+  it("refuses a Prisma model reported as a low-code model of the tenant: that model's records are ModelSvc's", async () => {
+    const direct = t.app.db.prisma.$extends(dateFieldExtension(t.app.dateFieldSvc, { ModelRecord: { model: 'models.Contract' } }));
+    const events = await t.app.db.prisma.taskEvent.count();
+    const error = await direct.modelRecord
+      .create({ data: { model: 'models.Contract', data: { expireDate: '2030-03-10' } } })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'CONFLICT', details: { field: 'model', model: 'models.Contract' } });
+    expect(await t.app.db.prisma.task.count()).toBe(0);
+    expect(await t.app.db.prisma.taskEvent.count()).toBe(events);
+    expect(await t.app.db.prisma.dateFieldSource.count({ where: { model: 'models.Contract' } })).toBe(0);
   });
 });

@@ -114,13 +114,13 @@ export class DateFieldSvc {
   /** afterSave hook: the record's tasks follow `postData` (merged over `prevData`, for partial payloads). */
   async saveDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
     const { model, rowId, data } = parseRowObj(rowObj, 'save');
-    return this.hookTransaction(model, (tx) => this.saveExternal(tx, model, [{ rowId, data, prefix: 'rowObj.postData' }]));
+    return this.hookTransaction(model, (tx) => this.saveChanges(tx, model, [{ rowId, data, prefix: 'rowObj.postData' }], 'rowObj.model'));
   }
 
   /** afterDelete hook: the record's live tasks are CANCELLED. */
   async deleteDateFieldTask(rowObj: unknown): Promise<DateFieldResult> {
     const { model, rowId } = parseRowObj(rowObj, 'delete');
-    return this.hookTransaction(model, (tx) => this.saveExternal(tx, model, [{ rowId, data: null }]));
+    return this.hookTransaction(model, (tx) => this.saveChanges(tx, model, [{ rowId, data: null }], 'rowObj.model'));
   }
 
   /**
@@ -174,8 +174,16 @@ export class DateFieldSvc {
    * tasks; low-code records are their own memory (model_record).
    */
   async saveExternal(tx: Prisma.TransactionClient, model: string, changes: RecordChange[]): Promise<DateFieldResult> {
+    return this.saveChanges(tx, model, changes, 'model');
+  }
+
+  /** saveExternal, naming the caller's argument that holds the model (`field`) when it refuses one. */
+  private async saveChanges(tx: Prisma.TransactionClient, model: string, changes: RecordChange[], field: string): Promise<DateFieldResult> {
     const modelLocked = await this.mayHoldExclusively(tx, model, changes);
     const all = await this.templatesOf(tx, model, true, modelLocked ? 'exclusive' : 'shared');
+    // Under the model lock (templatesOf), which saveModel takes exclusively to create a model: a model
+    // created before this point is seen here, one created after waits for this transaction to commit.
+    await this.refuseLowCode(tx, model, field);
     if (all.length === 0) return emptyResult();
     const enabled = all.filter((t) => t.template.enabled);
     for (const change of changes) if (change.data) assertJson(change.data, change.prefix ?? 'data', { maxBytes: this.deps.maxJsonBytes });
@@ -189,6 +197,29 @@ export class DateFieldSvc {
     });
     await rememberRecords(tx, this.tenantId, model, changes);
     return result;
+  }
+
+  /**
+   * Hooks and saveExternal are for records Chronograph does not keep. A low-code model's records are
+   * model_record rows, and its tasks follow them (applyToRecords, reconcile): a hook that reported
+   * another version of such a record moved or cancelled its task while the record itself stayed as it
+   * was (a deleteDateFieldTask cancelled the task of a record that still existed, dated), and remembered
+   * a copy that nothing reads. CONFLICT naming `field`; nothing is written.
+   */
+  private async refuseLowCode(tx: Prisma.TransactionClient, model: string, field: string): Promise<void> {
+    const lowCode = await tx.modelDefinition.findUnique({
+      where: { tenantId_name: { tenantId: this.tenantId, name: model } },
+      select: { id: true },
+    });
+    if (!lowCode) return;
+    throw new ChronographError(
+      'CONFLICT',
+      `${model} is a low-code model of tenant ${this.tenantId} (defined with saveModel): Chronograph keeps its records, and their ` +
+        'tasks follow them. Write its records with createModelRecord, updateModelRecord and deleteModelRecord (ModelSvc ' +
+        'createRecord, updateRecord, deleteRecord) instead of saveDateFieldTask / deleteDateFieldTask, the Prisma extension or ' +
+        'saveExternal, which are for records kept elsewhere. Nothing was written.',
+      { field, model },
+    );
   }
 
   /** The layer for low-code record writes (ModelSvc), inside the caller's transaction. */

@@ -16,7 +16,7 @@ import { addCounts, type DateFieldResult, emptyResult, type RecordChange } from 
 import { validateCondition } from './condition.js';
 import { conditionToSql } from './conditionSql.js';
 import { type DateFieldSvc, LONG_TRANSACTION } from './DateFieldSvc.js';
-import { analyzeAfterBulkLoad, insertModelRecords } from './dateFieldSql.js';
+import { analyzeAfterBulkLoad, insertModelRecords, lockDateFieldModels } from './dateFieldSql.js';
 import { type ModelField, type ModelFieldInput, quote, validateFields, validateRecordData } from './modelFields.js';
 
 export interface ModelDefinitionInput {
@@ -101,9 +101,15 @@ export class ModelSvc {
   }
 
   private saveModelOnce(name: string, fields: ModelField[], title: string | null): Promise<ModelDefinition> {
-    return this.deps.prisma.$transaction(async (tx) => {
+    // hookTransaction: the model lock below waits at most HOOK_LOCK_WAIT_MS (then TIMEOUT, nothing written).
+    return this.dateFields.hookTransaction(name, async (tx) => {
       const current = await tx.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
       if (!current) {
+        // A new model takes over its name from hooks (which refuse a low-code model, see
+        // DateFieldSvc.refuseLowCode, after taking this lock shared): created under the model lock held
+        // exclusively, a hook under way commits first, and a later one waits for this to commit and then
+        // finds the model. Nothing else of LOCK ORDER is held here or taken after it.
+        await lockDateFieldModels(tx, this.tenantId, [name], 'exclusive');
         return tx.modelDefinition.create({
           data: { tenantId: this.tenantId, name, title, fields: fields as unknown as Prisma.InputJsonArray },
         });

@@ -49,6 +49,9 @@ const WRITES = new Set([
  *   both in one transaction calls `dateFieldSvc.saveExternal(tx, model, records)` itself.
  * - A `select`, `include` or `omit` on a single-row write is applied by reading the row again, since
  *   the layer needs every field.
+ * - A row whose model is a low-code model of its tenant (defined with saveModel) is refused (CONFLICT,
+ *   after the write, writing nothing of the layer): Chronograph keeps that model's records, and its tasks
+ *   follow them; write them with ModelSvc (createRecord, updateRecord, deleteRecord).
  */
 export function dateFieldExtension(
   dateFields: Pick<DateFieldSvc, 'forTenant'>,
