@@ -1,10 +1,23 @@
 import { Cron, type CronOptions, CronPattern } from 'croner';
-import { ChronographError } from '../errors.js';
+import { badInput, ChronographError } from '../errors.js';
 
 const FIELDS_5 = ['minute', 'hour', 'day of month', 'month', 'day of week'];
 const FIELDS_6 = ['second', ...FIELDS_5];
 const DAY_MS = 86_400_000;
 const CACHE_LIMIT = 10_000;
+const YEAR_MS = 365.2425 * DAY_MS;
+/**
+ * How far one search for the next match looks. Every accepted expression matches at least once in any
+ * stretch this long (parse refuses the others), so a search never walks further than this — and neither
+ * does the time-zone walk built on it (src/time/schedule.ts) — whatever the expression. Fifteen years
+ * admit every date with a day of the week (`0 0 30 9 +6`, `L` in September on a Saturday: at most 12
+ * years apart) and every leap day (at most 8), and refuse a 29 February that is a Monday (`0 0 29 2 +1`,
+ * 28 to 40 years apart), which before made each search walk decades of croner steps and DST transitions.
+ */
+export const HORIZON_YEARS = 15;
+/** The Gregorian calendar repeats every 400 years: a cron expression's local matches do too. */
+const CYCLE_START = 2000;
+const CYCLE_YEARS = 400;
 
 /**
  * croner, used only on the "local time line": dates are local wall-clock times read as UTC, so croner
@@ -30,6 +43,10 @@ export class CronExpression {
    */
   readonly fixedTime: boolean;
   private readonly cron: Cron;
+  /** The last search, `[after, result]`: any search from `after` up to `result` finds `result` again. */
+  private memoAfter = Number.NaN;
+  private memoResult = Number.NaN;
+  private meanGap?: number;
 
   private constructor(
     readonly expression: string,
@@ -54,9 +71,10 @@ export class CronExpression {
     } catch (error) {
       throw invalid(expression, field, error instanceof SyntaxProblem ? error.message : explain(text, error));
     }
-    if (parsed.nextLocal(Date.UTC(1970, 0, 1)) === null) {
+    if (parsed.search(Date.UTC(1970, 0, 1), Number.POSITIVE_INFINITY) === null) {
       throw invalid(expression, field, 'it matches no date (such as 30 February)');
     }
+    parsed.assertFrequent(expression, field);
     if (CronExpression.cache.size >= CACHE_LIMIT) CronExpression.cache.clear();
     CronExpression.cache.set(text, parsed);
     return parsed;
@@ -95,15 +113,71 @@ export class CronExpression {
     return new CronExpression(text, rest.join(' '), dayMatches);
   }
 
-  /** The first match strictly after local time `local` (ms, read as UTC), or null (none before year 3000). */
+  /**
+   * The first match strictly after local time `local` (ms, read as UTC), or null: none before the year 3000
+   * (croner's limit), or none within HORIZON_YEARS (which parse lets no expression have, short of that limit).
+   * One call asks croner once, or for `L-n` once per candidate day (at most HORIZON_YEARS of them), and
+   * repeated calls from within the same wait between two matches (the DST walk of schedule.ts) ask nothing.
+   */
   nextLocal(local: number): number | null {
+    if (local >= this.memoAfter && local < this.memoResult) return this.memoResult;
+    const found = this.search(local, local + HORIZON_YEARS * YEAR_MS);
+    if (found !== null) {
+      this.memoAfter = local;
+      this.memoResult = found;
+    }
+    return found;
+  }
+
+  /**
+   * About how long apart matches are, on average (ms): for previewSchedule's cost, which grows with the
+   * stretch of time its runs cover (each year the time-zone walk reads; see src/graphql/schema/schedule.ts).
+   */
+  meanGapMs(): number {
+    if (this.meanGap === undefined) {
+      const start = Date.UTC(CYCLE_START, 0, 1);
+      let at: number | null = start;
+      let n = 0;
+      for (; n < 8 && at !== null; n++) at = this.nextLocal(at);
+      this.meanGap = at === null ? HORIZON_YEARS * YEAR_MS : (at - start) / n;
+    }
+    return this.meanGap;
+  }
+
+  /** The first match strictly after `local` and not after `limit`, or null. */
+  private search(local: number, limit: number): number | null {
     let after = local;
     for (;;) {
       const next = this.cron.nextRun(new Date(after));
-      if (!next) return null;
+      if (!next || next.getTime() > limit) return null;
       if (!this.dayMatches || this.dayMatches(next)) return next.getTime();
       // Not an L-n day (or day of week): go on from the end of that day.
       after = Math.floor(next.getTime() / DAY_MS) * DAY_MS + DAY_MS - 1;
+    }
+  }
+
+  /**
+   * BAD_USER_INPUT naming `field` unless the expression matches at least once in every stretch of
+   * HORIZON_YEARS. Checked over one 400-year cycle of the calendar (the matches repeat after it): from the
+   * start of each year the next match must come within HORIZON_YEARS - 1 years, so from any instant of
+   * that year it comes within HORIZON_YEARS. At most a few hundred searches, each bounded, once per
+   * expression (parse caches).
+   */
+  private assertFrequent(expression: string, field: string): void {
+    const within = (HORIZON_YEARS - 1) * YEAR_MS;
+    for (let year = CYCLE_START; year < CYCLE_START + CYCLE_YEARS; ) {
+      const from = Date.UTC(year, 0, 1);
+      const next = this.search(from - 1, from + within);
+      if (next === null) {
+        const later = this.search(from - 1, Number.POSITIVE_INFINITY);
+        throw badInput(
+          `${field} ${JSON.stringify(expression)} has no occurrence between ${year}-01-01 and ${year + HORIZON_YEARS - 1}-01-01` +
+            (later === null ? '' : ` (the next is on ${new Date(later).toISOString().slice(0, 10)})`) +
+            `: a cron schedule must run at least once every ${HORIZON_YEARS} years`,
+          field,
+        );
+      }
+      year = Math.max(year + 1, new Date(next).getUTCFullYear());
     }
   }
 }

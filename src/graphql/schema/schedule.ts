@@ -1,3 +1,5 @@
+import { ChronographError } from '../../errors.js';
+import { CronExpression } from '../../time/CronExpression.js';
 import type { ScheduledTime as ScheduledTimeShape } from '../../time/schedule.js';
 import { builder } from '../builder.js';
 import { RepeatTypeEnum } from './enums.js';
@@ -34,13 +36,40 @@ const ScheduleInput = builder.inputType('ScheduleInput', {
   }),
 });
 
+const YEAR_MS = 365.2425 * 86_400_000;
+/**
+ * What previewing one year of a CRON schedule costs, in query-cost units (a plain field is 1): the DST walk
+ * reads the zone's offset every 6 hours of the stretch its runs cover (about 1,500 reads a year the zone
+ * has not seen yet), so a preview costs with the years it covers, not only with `count`. At the default
+ * MAX_QUERY_COST (50,000) one query previews about a century: `count: 1000` of a daily job (3 years)
+ * costs about 5,500, of a yearly one (1,000 years) 500,000 and is refused.
+ */
+export const PREVIEW_YEAR_COST = 500;
+
+/** previewSchedule's cost: `count` times its selection, plus PREVIEW_YEAR_COST per year its runs cover. */
+function previewCost(args: { input?: { cronExpression?: string | null; repeatType?: string | null } | null; count?: number | null }) {
+  const count = typeof args.count === 'number' && args.count >= 0 ? args.count : 10;
+  const expression = args.input?.cronExpression;
+  let years = 0;
+  if (expression && (args.input?.repeatType ?? 'CRON') === 'CRON') {
+    try {
+      years = Math.min(1000, (count * CronExpression.parse(expression).meanGapMs()) / YEAR_MS);
+    } catch (error) {
+      if (!(error instanceof ChronographError)) throw error; // refused when it runs, with its code
+    }
+  }
+  return { field: 1 + Math.ceil(years * PREVIEW_YEAR_COST), multiplier: count };
+}
+
 builder.queryFields((t) => ({
   previewSchedule: t.field({
     authScopes: { viewer: true },
     type: [ScheduledTime],
     description:
       'The next `count` (1-1000) run times of a schedule, computed exactly as the scheduler will, without creating anything. ' +
-      'Bad input is refused with the codes createTimerTask uses.',
+      'Bad input is refused with the codes createTimerTask uses. Its query cost grows with the years the runs cover ' +
+      '(500 a year: about a century per query at the default MAX_QUERY_COST), so `count: 1000` of a yearly schedule is refused.',
+    complexity: (args) => previewCost(args),
     args: {
       input: t.arg({ type: ScheduleInput, required: true }),
       count: t.arg.int({ defaultValue: 10 }),

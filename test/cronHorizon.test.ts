@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
+
+// Cron expressions whose matches can be decades apart used to make every next-occurrence search walk
+// croner and the DST transitions up to the year 3000 (seconds of a blocked event loop per call). A search
+// now looks HORIZON_YEARS (15) ahead at most, and an expression that can go longer without a match is
+// refused. The timeouts below only stop a regression from hanging the run; nothing here measures time.
+const NOW = new Date('2029-06-01T00:00:00Z');
+const PREVIEW = `query($input: ScheduleInput!, $count: Int) { previewSchedule(input: $input, count: $count) { at local } }`;
+const CREATE = `mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id nextRunAt } }`;
+const UPCOMING = `query($id: ID!) { task(id: $id) { status upcomingRuns(count: 1000) { at } } }`;
+const GUARD = { timeout: 30_000 };
+
+describe.each(backends)('cron expressions with decades between matches (%s)', (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp(backend, { now: () => NOW });
+  });
+  afterAll(() => t?.close());
+
+  it(
+    'refuses the QA repro (29 February that is a Monday) in previewSchedule with BAD_USER_INPUT naming cronExpression',
+    GUARD,
+    async () => {
+      const result = await t.gql(PREVIEW, {
+        input: { cronExpression: '0 0 29 2 +1', timezone: 'America/New_York' },
+        count: 1000,
+      });
+      expect(errorCode(result)).toBe('BAD_USER_INPUT');
+      expect(result.errors![0]!.extensions!.field).toBe('cronExpression');
+      expect(result.errors![0]!.message).toContain('has no occurrence between');
+      expect(result.errors![0]!.message).toContain('at least once every 15 years');
+    },
+  );
+
+  it('refuses it in createTimerTask too, and the Quartz L-n form of the same kind', GUARD, async () => {
+    for (const cronExpression of ['0 0 29 2 +1', '0 0 L-28 2 +1']) {
+      const result = await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataSync', repeatType: 'CRON', cronExpression, timezone: 'America/New_York' },
+      });
+      expect([errorCode(result), result.errors?.[0]?.extensions?.field]).toEqual(['BAD_USER_INPUT', 'cronExpression']);
+    }
+  });
+
+  it('still previews a leap-day schedule, which comes back within 8 years', async () => {
+    const runs = ok(
+      await t.gql(PREVIEW, {
+        input: { cronExpression: '0 12 29 2 *', timezone: 'Europe/Paris', startTime: '2095-01-01 00:00:00' },
+        count: 3,
+      }),
+    ).previewSchedule;
+    expect(runs.map((r: { local: string }) => r.local)).toEqual(['2096-02-29T12:00:00', '2104-02-29T12:00:00', '2108-02-29T12:00:00']);
+  });
+
+  it('charges previewSchedule for the years its runs cover: 1000 runs of a yearly job are refused before running', GUARD, async () => {
+    const yearly = await t.gql(PREVIEW, { input: { cronExpression: '0 0 1 1 *', timezone: 'Europe/Berlin' }, count: 1000 });
+    expect(errorCode(yearly)).toBe('QUERY_TOO_COMPLEX');
+    expect(
+      ok(await t.gql(PREVIEW, { input: { cronExpression: '0 0 1 1 *', timezone: 'Europe/Berlin' }, count: 20 })).previewSchedule,
+    ).toHaveLength(20);
+    expect(
+      ok(await t.gql(PREVIEW, { input: { cronExpression: '*/15 * * * *', timezone: 'Europe/London' }, count: 1000 })).previewSchedule,
+    ).toHaveLength(1000);
+  });
+
+  it('ends a stored task whose expression is now refused after its next run, instead of searching to the year 3000', GUARD, async () => {
+    const created = ok(
+      await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataSync', repeatType: 'CRON', cronExpression: '0 0 29 2 *', timezone: 'America/New_York' },
+      }),
+    ).createTimerTask;
+    // As an older version would have stored it.
+    await t.app.db.prisma.task.update({ where: { id: created.id }, data: { cronExpression: '0 0 29 2 +1' } });
+    const task = ok(await t.gql(UPCOMING, { id: created.id })).task;
+    expect(task.upcomingRuns).toEqual([{ at: created.nextRunAt }]);
+  });
+});
