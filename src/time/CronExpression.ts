@@ -1,5 +1,5 @@
 import { Cron, type CronOptions, CronPattern } from 'croner';
-import { badInput, ChronographError } from '../errors.js';
+import { ChronographError } from '../errors.js';
 
 const FIELDS_5 = ['minute', 'hour', 'day of month', 'month', 'day of week'];
 const FIELDS_6 = ['second', ...FIELDS_5];
@@ -170,11 +170,13 @@ export class CronExpression {
       const next = this.search(from - 1, from + within);
       if (next === null) {
         const later = this.search(from - 1, Number.POSITIVE_INFINITY);
-        throw badInput(
+        // INVALID_CRON, as an expression that matches no date at all (0 0 30 2 *) is.
+        throw new ChronographError(
+          'INVALID_CRON',
           `${field} ${JSON.stringify(expression)} has no occurrence between ${year}-01-01 and ${year + HORIZON_YEARS - 1}-01-01` +
             (later === null ? '' : ` (the next is on ${new Date(later).toISOString().slice(0, 10)})`) +
             `: a cron schedule must run at least once every ${HORIZON_YEARS} years`,
-          field,
+          { field },
         );
       }
       year = Math.max(year + 1, new Date(next).getUTCFullYear());
