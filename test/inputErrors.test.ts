@@ -67,7 +67,22 @@ describe.each(backends)('input errors (%s)', (backend) => {
     ],
     ['an out-of-range number', CREATE, { input: { ...base, priority: 5000 } }, 'BAD_USER_INPUT', 'priority'],
     // A client's value that reads like a database's conflict code is still the client's mistake.
-    ['a value that looks like a SQLSTATE', 'query($f: Int) { tasks(first: $f) { totalCount } }', { f: '40001' }, 'BAD_USER_INPUT', 'f'],
+    // Named by the argument the variable is passed to, as the same value written into the query would be.
+    ['a value that looks like a SQLSTATE', 'query($f: Int) { tasks(first: $f) { totalCount } }', { f: '40001' }, 'BAD_USER_INPUT', 'first'],
+    [
+      'a bad value inside a batch variable',
+      'mutation($in: [TimerTaskInput!]!) { createTimerTasks(inputs: $in) { id } }',
+      { in: [base, { ...base, priority: 'high' }] },
+      'BAD_USER_INPUT',
+      'inputs[1].priority',
+    ],
+    [
+      'a bad variable of a subscription (SSE)',
+      'subscription($s: [TaskStatus!]) { taskStatusChanged(filter: { statuses: $s }) { id } }',
+      { s: ['BOGUS'] },
+      'BAD_USER_INPUT',
+      'statuses[0]',
+    ],
     [
       'a literal that looks like a deadlock',
       '{ tasks(first: "deadlock detected 40P01") { totalCount } }',

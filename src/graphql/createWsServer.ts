@@ -11,6 +11,7 @@ import { type Identity, selectTenant } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
 import { waitUntil } from '../server.js';
 import { CONNECTION_AUTH, type ConnectionAuth } from './createYoga.js';
+import { codedVariableError } from './variableErrors.js';
 
 type Enveloped = ReturnType<Chronograph['yoga']['getEnveloped']>;
 type EnvelopedRoot = Pick<Enveloped, 'execute' | 'subscribe'>;
@@ -147,7 +148,7 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         const operation = getOperationAST(document, payload.operationName);
         if (operation?.variableDefinitions?.length) {
           const coerced = getVariableValues(schema, operation.variableDefinitions, payload.variables ?? {}, { maxErrors: 10 });
-          if (coerced.errors) return refused(coerced.errors.map(variableError));
+          if (coerced.errors) return refused(coerced.errors.map((error) => codedVariableError(error, document, payload.operationName)));
         }
         const contextValue = await contextFactory();
         return {
@@ -184,23 +185,6 @@ function originAllowed(request: IncomingMessage, allowed: readonly string[]): bo
   } catch {
     return false;
   }
-}
-
-/**
- * A variable error as HTTP answers it (codeVariableErrors in createYoga.ts): BAD_USER_INPUT with the input
- * `field` (`Variable "$input" got invalid value "X" at "input.role"; …` → `role`; a whole variable → its
- * name), unless it already has a code; without graphql-js's wrapped original error.
- */
-function variableError(error: GraphQLError): GraphQLError {
-  if (error.extensions?.code) return createGraphQLError(error.message, { nodes: error.nodes, extensions: error.extensions });
-  const match = /^Variable "\$(\w+)" got invalid value .*?(?: at "([^"]+)")?; /.exec(error.message);
-  const [, variable, path] = match ?? [];
-  const field =
-    variable === undefined ? undefined : path?.startsWith(`${variable}.`) ? path.slice(variable.length + 1) : (path ?? variable);
-  return createGraphQLError(error.message, {
-    nodes: error.nodes,
-    extensions: { ...error.extensions, code: 'BAD_USER_INPUT', ...(field !== undefined && { field }) },
-  });
 }
 
 /** A header from `connectionParams.headers` (what some clients send), looked up case-insensitively. */

@@ -1,4 +1,5 @@
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import type { DocumentNode, ExecutionResult } from 'graphql';
 import { createGraphQLError, createYoga, type Plugin, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
 import type { Chronograph } from '../app.js';
 import { type Identity, selectTenant } from '../auth/Identity.js';
@@ -15,6 +16,7 @@ import { useMutationExecutor } from './useMutationExecutor.js';
 import { useRequestBudget } from './useRequestBudget.js';
 import { useSharedSubscriptions } from './useSharedSubscriptions.js';
 import { useStorableText } from './useStorableText.js';
+import { codedVariableError } from './variableErrors.js';
 
 /**
  * How createWsServer hands a connection's identity to the context factory. A symbol: nothing a client
@@ -157,42 +159,24 @@ function yogaLogger(logger: Logger): YogaLogger {
   };
 }
 
-/**
- * graphql-js reports variables that do not fit their declared types ("Variable "$input" got invalid
- * value ... at "input.argDict"; ...") without an error code or field; clients should see
- * BAD_USER_INPUT with `field` (the variable path) like any other bad input.
- */
+/** Variable errors as clients get them (codedVariableError), for queries, mutations and subscriptions (SSE). */
 function codeVariableErrors(): Plugin {
+  const coded = (result: ExecutionResult, document: DocumentNode, operationName: string | null | undefined) =>
+    result.errors?.length
+      ? { ...result, errors: result.errors.map((error) => codedVariableError(error, document, operationName)) }
+      : result;
   return {
-    onExecute: () => ({
+    onExecute: ({ args }) => ({
       onExecuteDone: ({ result, setResult }) => {
-        if (Symbol.asyncIterator in result || !result.errors?.length) return;
-        setResult({
-          ...result,
-          errors: result.errors.map((error) =>
-            !error.extensions?.code && error.message.startsWith('Variable "$')
-              ? createGraphQLError(error.message, {
-                  nodes: error.nodes,
-                  extensions: { ...error.extensions, code: 'BAD_USER_INPUT', ...variableField(error.message) },
-                })
-              : error,
-          ),
-        });
+        if (!(Symbol.asyncIterator in result) && result.errors?.length) setResult(coded(result, args.document, args.operationName));
+      },
+    }),
+    onSubscribe: ({ args }) => ({
+      onSubscribeResult: ({ result, setResult }) => {
+        if (!(Symbol.asyncIterator in result) && result.errors?.length) setResult(coded(result, args.document, args.operationName));
       },
     }),
   };
-}
-
-/**
- * The input field a variable error is about, named as service errors name it: `Variable "$input" got
- * invalid value "X" at "input.role"; …` → `role`; a whole variable (`Variable "$role" …`) → `role`.
- */
-function variableField(message: string): { field: string } | undefined {
-  const match = /^Variable "\$(\w+)" got invalid value .*?(?: at "([^"]+)")?; /.exec(message);
-  if (!match) return undefined;
-  const [, variable, path] = match;
-  const field = path?.startsWith(`${variable}.`) ? path.slice(variable!.length + 1) : (path ?? variable!);
-  return { field };
 }
 
 const DEFAULT_QUERY = `# Welcome to Chronograph. Try:

@@ -21,17 +21,6 @@ export function useStorableText(): Plugin {
     if (found === undefined) literals.set(document, (found = unstorableLiteral(document) ?? null));
     return found ?? undefined;
   };
-  const uses = new WeakMap<OperationDefinitionNode, Map<string, string[]>>();
-  /** The argument path a variable is passed to (its first use), else its own name. */
-  const inDocument = (document: DocumentNode, operationName: string | null | undefined, path: string[]) => {
-    const operation = getOperationAST(document, operationName);
-    if (!operation) return path;
-    let known = uses.get(operation);
-    if (!known) uses.set(operation, (known = variableUses(document, operation)));
-    const [variable, ...inside] = path;
-    const argument = known.get(variable!);
-    return argument ? [...argument, ...inside] : path;
-  };
   const check = (document: DocumentNode, variables: unknown, operationName: string | null | undefined) => {
     const inVariable = unstorableVariable(variables);
     const path = inVariable ? inDocument(document, operationName, inVariable) : unstorableLiteralOnce(document);
@@ -52,6 +41,23 @@ export function useStorableText(): Plugin {
       if (error) setResultAndStopExecution({ errors: [error] });
     },
   };
+}
+
+const uses = new WeakMap<OperationDefinitionNode, Map<string, string[]>>();
+
+/**
+ * A path inside a variable (its name, then object fields and `[i]` list positions) as the path of the
+ * argument the operation passes the variable to (its first use), so that a value is named the same
+ * whether it came in a variable or was written into the document; else the path as it is.
+ */
+export function inDocument(document: DocumentNode, operationName: string | null | undefined, path: string[]): string[] {
+  const operation = getOperationAST(document, operationName);
+  if (!operation) return path;
+  let known = uses.get(operation);
+  if (!known) uses.set(operation, (known = variableUses(document, operation)));
+  const [variable, ...inside] = path;
+  const argument = known.get(variable!);
+  return argument ? [...argument, ...inside] : path;
 }
 
 /**
