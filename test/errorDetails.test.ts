@@ -46,6 +46,26 @@ describe('errors tell clients no internals', () => {
     },
   );
 
+  it.each([
+    ['a form post', 'extensions'],
+    ['a form post', 'variables'],
+    ['a GET', 'variables'],
+  ])('answers %s whose %s is not JSON with 400 BAD_REQUEST, not a masked bug', async (kind, param) => {
+    const query = `query=${encodeURIComponent('{ taskTypes }')}&${param}=nope`;
+    const response =
+      kind === 'a GET'
+        ? await fetch(`${url}?${query}`, { headers: { accept: 'application/json', 'x-graphql-yoga-csrf': '1' } })
+        : await fetch(url, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-graphql-yoga-csrf': '1' },
+            body: query,
+          });
+    const text = await response.text();
+    expect(response.status).toBe(400);
+    expect((JSON.parse(text) as GqlResult).errors?.[0]?.extensions).toEqual({ code: 'BAD_REQUEST' });
+    expectNoInternals(text);
+  });
+
   it.each(['production', 'development'])('masks a bug over HTTP and graphql-ws without its stack (NODE_ENV=%s)', async (env) => {
     process.env.NODE_ENV = env;
     const stats = TaskSvc.prototype.stats;

@@ -140,6 +140,7 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
       useSharedSubscriptions(app.taskEvents),
       useRequestBudget(config.REQUEST_TIMEOUT_MS),
       codeVariableErrors(),
+      refuseUnreadableParams(),
       useLiteralErrors(),
       useRequestMetrics(app.metrics),
     ],
@@ -156,6 +157,29 @@ function yogaLogger(logger: Logger): YogaLogger {
     info: (...args: unknown[]) => logger.info({ args }, 'yoga'),
     warn: (...args: unknown[]) => logger.warn({ args }, 'yoga'),
     error: (...args: unknown[]) => logger.debug({ err: args[0] }, 'yoga reported an error (logged by maskError)'),
+  };
+}
+
+/**
+ * A GET query string or form post whose `variables` or `extensions` is not JSON made yoga's parser throw
+ * JSON.parse's SyntaxError, which error masking takes for a bug (500, logged at error). It is the
+ * client's mistake, answered as yoga answers a POST body that is not JSON: 400 BAD_REQUEST.
+ */
+function refuseUnreadableParams(): Plugin {
+  return {
+    onRequestParse: ({ requestParser, setRequestParser }) => {
+      if (!requestParser) return;
+      setRequestParser(async (request) => {
+        try {
+          return await requestParser(request);
+        } catch (error) {
+          if (!(error instanceof SyntaxError)) throw error;
+          throw createGraphQLError("The request's variables or extensions are not JSON", {
+            extensions: { code: 'BAD_REQUEST', http: { status: 400 } },
+          });
+        }
+      });
+    },
   };
 }
 
