@@ -4,6 +4,7 @@ import type { TaskEventStream } from '../events/TaskEventStream.js';
 import type { Logger } from '../logger.js';
 import type { Scheduler } from '../scheduler/Scheduler.js';
 import type { SchedulerObserver } from '../scheduler/SchedulerObserver.js';
+import { MAX_LABEL_LENGTH } from '../tasks/validate.js';
 import { countCreatedTasks, newestEventId, readQueueGauges } from './sql.js';
 
 /** What the metrics read at scrape time. */
@@ -12,6 +13,16 @@ export interface MetricsSource {
   scheduler: Scheduler;
   taskEvents: TaskEventStream;
   logger: Logger;
+}
+
+/**
+ * A task's queue as a label value. The API takes queue names of at most MAX_LABEL_LENGTH characters; a
+ * longer one (stored before that limit, or written around the API) is cut there and marked with "…", so
+ * that one such row cannot make every scrape megabytes long (a counter keeps each label value until the
+ * instance restarts).
+ */
+export function queueLabel(queue: string): string {
+  return queue.length <= MAX_LABEL_LENGTH ? queue : `${queue.slice(0, MAX_LABEL_LENGTH)}…`;
 }
 
 const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
@@ -115,17 +126,18 @@ export class Metrics {
     this.schedulerObserver = {
       claimed: (tasks) => {
         for (const task of tasks) {
-          this.claimed.inc({ queue: task.queue });
+          this.claimed.inc({ queue: queueLabel(task.queue) });
           const late = (new Date(task.claimedAt).getTime() - new Date(task.nextRunAt).getTime()) / 1000;
-          this.lateness.observe({ queue: task.queue }, Math.max(0, late));
+          this.lateness.observe({ queue: queueLabel(task.queue) }, Math.max(0, late));
         }
       },
       recovered: (tasks) => {
-        for (const task of tasks) this.recovered.inc({ queue: task.queue });
+        for (const task of tasks) this.recovered.inc({ queue: queueLabel(task.queue) });
       },
       completed: (task, { runStatus, durationMs }) => {
-        this.completed.inc({ queue: task.queue, status: runStatus });
-        this.runDuration.observe({ queue: task.queue, status: runStatus }, durationMs / 1000);
+        const queue = queueLabel(task.queue);
+        this.completed.inc({ queue, status: runStatus });
+        this.runDuration.observe({ queue, status: runStatus }, durationMs / 1000);
       },
     };
   }
@@ -176,17 +188,28 @@ export class Metrics {
       this.due.reset();
       this.oldestDue.reset();
       this.running.reset();
+      // Queues whose labels are cut to the same text (see queueLabel) add up; the oldest due age is the largest.
+      const byLabel = new Map<string, { due: number; oldest: number; running: number }>();
       for (const q of queues) {
-        this.due.set({ queue: q.queue }, q.due);
-        this.oldestDue.set({ queue: q.queue }, q.oldestDueSeconds ?? 0);
-        this.running.set({ queue: q.queue }, q.running);
+        const label = queueLabel(q.queue);
+        const sum = byLabel.get(label) ?? { due: 0, oldest: 0, running: 0 };
+        byLabel.set(label, {
+          due: sum.due + q.due,
+          oldest: Math.max(sum.oldest, q.oldestDueSeconds ?? 0),
+          running: sum.running + q.running,
+        });
+      }
+      for (const [queue, q] of byLabel) {
+        this.due.set({ queue }, q.due);
+        this.oldestDue.set({ queue }, q.oldest);
+        this.running.set({ queue }, q.running);
       }
       this.streamLag.set(streamFloor === undefined ? 0 : Number(newest > streamFloor ? newest - streamFloor : 0n));
       // Counted from the events table so that every way of creating tasks (API, handlers, date-field
       // hooks, low-code records, overlapping runs) is included, and only once it has committed.
       if (this.createdWatermark !== undefined) {
         for (const row of await countCreatedTasks(prisma, this.createdWatermark, newest)) {
-          this.created.inc({ queue: row.queue, source: row.source }, row.n);
+          this.created.inc({ queue: queueLabel(row.queue), source: row.source }, row.n);
         }
       }
       this.createdWatermark = newest;

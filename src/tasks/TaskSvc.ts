@@ -33,7 +33,7 @@ import { CreateCache, type TemplateDefaults, type TenantRead, type Versioned } f
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { taskSpecWhere } from './taskSpecWhere.js';
-import { assertArgDict, assertId, assertIntRange, assertStorableText } from './validate.js';
+import { assertArgDict, assertId, assertIntRange, assertText, MAX_LABEL_LENGTH, MAX_NAME_LENGTH, MAX_TEXT_LENGTH } from './validate.js';
 
 /** The seed's createTimerTask arguments, plus the schedule and policy fields that default from the template. */
 export interface TimerTaskInput {
@@ -452,6 +452,8 @@ export class TaskSvc {
       for (let index = from; index < to; index++) {
         const input = inputs[index]!;
         try {
+          // Before it is looked up (and named in UNKNOWN_TEMPLATE).
+          assertText(input.fullName, 'fullName', MAX_NAME_LENGTH);
           let template = templates.get(input.fullName);
           if (!template) {
             const found = await readTemplate(input.fullName);
@@ -479,7 +481,9 @@ export class TaskSvc {
     };
     /** Reads the templates the inputs name, in their order, up to an unknown one (build refuses that input). */
     const readTemplates = async () => {
-      for (const input of inputs) if ((await readTemplate(input.fullName)) === null) return;
+      for (const input of inputs) {
+        if (input.fullName.length > MAX_NAME_LENGTH || (await readTemplate(input.fullName)) === null) return;
+      }
     };
     return { templates, build, readTemplates };
   }
@@ -489,7 +493,7 @@ export class TaskSvc {
    * every event of the task; rejects with TIMEOUT after `timeoutMs`.
    */
   async waitForTask(taskId: string, options: { statuses?: TaskStatus[]; timeoutMs?: number } = {}): Promise<Task> {
-    const id = assertId(taskId, 'taskId');
+    const id = assertTaskId(taskId);
     const wanted = new Set(options.statuses?.length ? options.statuses : TERMINAL_STATUSES);
     const timeoutMs = options.timeoutMs ?? 30_000;
     let settle!: (task: Task | Error) => void;
@@ -538,7 +542,7 @@ export class TaskSvc {
   findTask(id: string, selection: TaskSelection = {}): Promise<Task | null> {
     return this.deps.prisma.task.findFirst({
       ...selection,
-      where: { id: assertId(id, 'id'), tenantId: this.tenantId },
+      where: { id: assertTaskId(id, 'id'), tenantId: this.tenantId },
     }) as Promise<Task | null>;
   }
 
@@ -578,8 +582,8 @@ export class TaskSvc {
    * fenced off (its result is discarded, `ctx.assertLease()` throws).
    */
   async forcedEnd(taskId: string, reason?: string | null): Promise<Task> {
-    const id = assertId(taskId, 'taskId');
-    const message = reason?.trim() || 'forced end requested';
+    const id = assertTaskId(taskId);
+    const message = reasonText(reason) || 'forced end requested';
     return this.deps.prisma
       .$transaction(async (tx) => {
         // A row locked by a transaction that does not finish (an instance frozen mid-transaction) must not
@@ -646,6 +650,7 @@ export class TaskSvc {
    * date field or a template binding keep their schedule (CONFLICT, as in updateTask).
    */
   rescheduleTask(taskId: string, startTime: string): Promise<Task> {
+    assertText(startTime, 'startTime', MAX_LABEL_LENGTH);
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], async (task, tx) => {
       assertOwnSchedule(task, 'startTime');
       const { at, note } = parseTime(startTime, task.timezone, 'startTime');
@@ -717,12 +722,13 @@ export class TaskSvc {
 
   /** CANCELLED: it will not run again; kept in history. A running task is stopped with forcedEnd. */
   cancelTask(taskId: string, reason?: string | null): Promise<Task> {
+    const message = reasonText(reason) || 'cancelled';
     return this.change(taskId, [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.PAUSED], (task, tx) =>
       transition(tx, {
         task,
         to: TaskStatus.CANCELLED,
         data: { nextRunAt: null },
-        message: reason?.trim() || 'cancelled',
+        message,
         actor: this.actor,
       }),
     );
@@ -838,7 +844,7 @@ export class TaskSvc {
    * A live one must be cancelled (or force-ended) first: CONFLICT.
    */
   async deleteTask(taskId: string): Promise<string> {
-    const id = assertId(taskId, 'taskId');
+    const id = assertTaskId(taskId);
     return this.deps.prisma.$transaction(async (tx) => {
       const task = await this.lockTask(tx, id, taskId);
       if (!TERMINAL_STATUSES.includes(task.status)) {
@@ -852,7 +858,7 @@ export class TaskSvc {
 
   /** Locks the task row, checks its status is one of `from`, and applies `fn` in the same transaction. */
   private change(taskId: string, from: TaskStatus[], fn: (task: Task, tx: Prisma.TransactionClient) => Promise<Task>): Promise<Task> {
-    const id = assertId(taskId, 'taskId');
+    const id = assertTaskId(taskId);
     return this.deps.prisma.$transaction(async (tx) => {
       const task = await this.lockTask(tx, id, taskId);
       if (!from.includes(task.status)) {
@@ -902,6 +908,8 @@ export class TaskSvc {
     if (!template.enabled) {
       throw new ChronographError('CONFLICT', `Task template ${template.fullName} is disabled`, { field: 'fullName' });
     }
+    if (input.funcName != null) assertText(input.funcName, 'funcName', MAX_NAME_LENGTH);
+    if (input.taskType != null) assertText(input.taskType, 'taskType', MAX_NAME_LENGTH);
     const funcName = input.funcName ?? template.funcName;
     if (!funcName) throw badInput(`funcName is required: template ${template.fullName} names no default handler`, 'funcName');
     if (!this.deps.handlers.has(funcName)) {
@@ -978,7 +986,7 @@ export class TaskSvc {
       nextRunAt: schedule.nextRunAt,
       status: TaskStatus.SCHEDULED,
       priority: assertIntRange(input.priority ?? template.priority, 'priority', -1000, 1000),
-      queue: input.queue != null ? assertStorableText(input.queue, 'queue').trim() || template.queue : template.queue,
+      queue: (input.queue != null ? assertQueue(input.queue) : null) ?? template.queue,
       maxAttempts: assertIntRange(input.maxAttempts ?? template.maxAttempts, 'maxAttempts', 1, 1000),
       timeoutMs: timeoutMs != null ? assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647) : null,
       memoryLimitMb: memoryLimitMb ?? null,
@@ -1072,9 +1080,43 @@ async function setLockTimeout(tx: Prisma.TransactionClient, ms: number): Promise
 }
 
 function assertUniqueKey(key: string): string {
-  const trimmed = assertStorableText(key, 'uniqueKey').trim();
-  if (!trimmed || trimmed.length > 200) throw badInput('uniqueKey must be 1-200 characters', 'uniqueKey');
+  const trimmed = assertText(key, 'uniqueKey', MAX_LABEL_LENGTH).trim();
+  if (!trimmed) throw badInput(`uniqueKey must be 1-${MAX_LABEL_LENGTH} characters`, 'uniqueKey');
   return trimmed;
+}
+
+/** What a queue name may hold: what QUEUE_CONCURRENCY can name (`[\w.-]`, ASCII). */
+const QUEUE_CHAR = /[A-Za-z0-9_.-]/;
+const QUEUE_NAME = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * A queue name as given (createTimerTask, updateTask), trimmed; null for a blank one (the template's
+ * queue applies). At most MAX_LABEL_LENGTH characters, letters, digits, dots, dashes and underscores: a
+ * queue is a Prometheus label of every task metric (a counter keeps each value it saw until restart) and
+ * QUEUE_CONCURRENCY must be able to name it. Errors give the length or the position, never the text.
+ */
+export function assertQueue(queue: string, field = 'queue'): string | null {
+  const trimmed = assertText(queue, field, MAX_LABEL_LENGTH).trim();
+  if (!trimmed) return null;
+  if (!QUEUE_NAME.test(trimmed)) {
+    const at = [...trimmed].findIndex((c) => !QUEUE_CHAR.test(c)) + 1;
+    throw badInput(
+      `${field} may hold only letters, digits, dots, dashes and underscores (as QUEUE_CONCURRENCY names queues); character ${at} is none of them`,
+      field,
+    );
+  }
+  return trimmed;
+}
+
+/** A reason given to cancelTask or forcedEnd (kept as the event's message), trimmed; '' when none. */
+function reasonText(reason: string | null | undefined): string {
+  return reason == null ? '' : assertText(reason, 'reason', MAX_TEXT_LENGTH).trim();
+}
+
+/** A task id argument; one too long to be a UUID is refused by its length, without repeating it. */
+function assertTaskId(value: string, field = 'taskId'): string {
+  if (value.length > 36) throw badInput(`${field} is ${value.length} characters long; a task id is a UUID of 36`, field);
+  return assertId(value, field);
 }
 
 /**

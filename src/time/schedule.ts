@@ -1,6 +1,6 @@
 import { badInput, ChronographError } from '../errors.js';
 import { RepeatType } from '../generated/prisma/client.js';
-import { assertIntRange } from '../tasks/validate.js';
+import { assertIntRange, assertText, MAX_LABEL_LENGTH, MAX_TITLE_LENGTH } from '../tasks/validate.js';
 import { CronExpression } from './CronExpression.js';
 import { assertTimezone, parseTime } from './parseTime.js';
 import { formatClock, formatLocal, formatOffset, TimeZone, type Transition } from './TimeZone.js';
@@ -140,6 +140,12 @@ export function scheduledTime(schedule: Schedule, at: Date): ScheduledTime {
   return { at, local: formatLocal(ms + offset), offset: formatOffset(offset), note };
 }
 
+/**
+ * The longest cron expression taken (a task's is stored and shown with it): room for long lists
+ * (0,1,2,…,59 spelled out in both the seconds and the minutes field is 339 characters), not for megabytes.
+ */
+export const MAX_CRON_LENGTH = MAX_TITLE_LENGTH;
+
 /** A schedule as clients give it (createTimerTask, previewSchedule), its defaults already applied. */
 export interface ScheduleInput {
   repeatType: RepeatType;
@@ -180,6 +186,11 @@ export interface ResolvedSchedule extends Schedule {
  */
 export function resolveSchedule(input: ScheduleInput, now: Date): ResolvedSchedule {
   const { repeatType, timezone } = input;
+  // Lengths first: the checks below name the text they refuse.
+  assertText(timezone, 'timezone', MAX_LABEL_LENGTH);
+  if (input.startTime != null) assertText(input.startTime, 'startTime', MAX_LABEL_LENGTH);
+  if (input.endTime != null) assertText(input.endTime, 'endTime', MAX_LABEL_LENGTH);
+  if (input.cronExpression != null) assertText(input.cronExpression, 'cronExpression', MAX_CRON_LENGTH);
   assertTimezone(timezone);
   if (repeatType === RepeatType.DATE_FIELD) {
     throw badInput('DATE_FIELD tasks are created by saveDateFieldTask, not createTimerTask', 'repeatType');
