@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_LABEL_LENGTH, MAX_TEXT_LENGTH, MAX_TITLE_LENGTH } from '../src/tasks/validate.js';
+import { MAX_CRON_LENGTH } from '../src/time/schedule.js';
 import { ADMIN, AUTH_ENV } from './support/auth.js';
 import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
 
@@ -91,7 +92,9 @@ describe.each(backends)('text limits of templates, models, records and bindings 
   it("caps a template's labels: queue, cronExpression, timezone, funcName, taskType", async () => {
     const over = MAX_LABEL_LENGTH + 1;
     await refused(() => template({ queue: long(over) }), 'queue', over);
-    await refused(() => template({ repeatType: 'CRON', cronExpression: `0 6 * * * ${long(over)}` }), 'cronExpression');
+    await refused(() => template({ repeatType: 'CRON', cronExpression: `0 6 * * * ${long(MAX_CRON_LENGTH)}` }), 'cronExpression');
+    // A queue is a name, as a task's is (it is also a metrics label).
+    await refused(() => template({ queue: 'two words' }), 'queue');
     await refused(() => template({ timezone: long(over) }), 'timezone', over);
     await refused(() => template({ funcName: long(over) }), 'funcName', over);
     await refused(() => template({ taskType: long(over) }), 'taskType', over);
@@ -163,7 +166,7 @@ describe.each(backends)('text limits of templates, models, records and bindings 
     const bind = (overrides: Record<string, unknown>, fullName = 'tasks.Report') =>
       t.gql(BIND, { fullName, tenantId: 'acme', overrides }, ADMIN);
     const over = MAX_LABEL_LENGTH + 1;
-    await refused(() => bind({ cronExpression: `0 7 * * * ${long(over)}` }), 'overrides.cronExpression');
+    await refused(() => bind({ cronExpression: `0 7 * * * ${long(MAX_CRON_LENGTH)}` }), 'overrides.cronExpression');
     await refused(() => bind({ timezone: long(over) }), 'overrides.timezone', over);
     await refused(() => bind({ funcName: long(over) }), 'overrides.funcName', over);
     await refused(() => bind({}, `tasks.${long(100_000)}`), 'fullName', 100_006);

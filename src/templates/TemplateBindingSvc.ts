@@ -14,7 +14,7 @@ import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { insertTenant } from '../tenants/TenantSvc.js';
 import { CronExpression } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
-import { nextOccurrence } from '../time/schedule.js';
+import { MAX_CRON_LENGTH, nextOccurrence } from '../time/schedule.js';
 import { assertNameLength } from './TemplateSvc.js';
 
 /** What a tenant changes in a bound template; null or absent inherits the template's value. */
@@ -349,7 +349,7 @@ export class TemplateBindingSvc {
     // Capped before they are parsed, looked up or stored (an error quoting one would echo it whole).
     for (const name of ['cronExpression', 'timezone', 'funcName'] as const) {
       const value = o[name];
-      if (value != null) assertText(value, field(name), MAX_LABEL_LENGTH);
+      if (value != null) assertText(value, field(name), name === 'cronExpression' ? MAX_CRON_LENGTH : MAX_LABEL_LENGTH);
     }
     const cronExpression = o.cronExpression?.trim() || null;
     if (cronExpression !== null) {

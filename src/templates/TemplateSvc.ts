@@ -6,7 +6,7 @@ import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, OverlapPolicy, type Prisma, RepeatType, TemplateOrigin } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
-import { assertThreadCapable } from '../tasks/TaskSvc.js';
+import { assertQueue, assertThreadCapable } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import {
   assertArgDict,
@@ -23,6 +23,7 @@ import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { lockTemplateSync } from '../tenants/tenantSql.js';
 import { CronExpression } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
+import { MAX_CRON_LENGTH } from '../time/schedule.js';
 import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
 
 export interface TemplateInput {
@@ -329,7 +330,7 @@ export class TemplateSvc {
     }
     const timezone = assertText(input.timezone ?? this.deps.defaultTimezone, 'timezone', MAX_LABEL_LENGTH);
     assertTimezone(timezone);
-    if (input.cronExpression != null) assertText(input.cronExpression, 'cronExpression', MAX_LABEL_LENGTH);
+    if (input.cronExpression != null) assertText(input.cronExpression, 'cronExpression', MAX_CRON_LENGTH);
     const cronExpression = input.cronExpression?.trim() || null;
     if (cronExpression !== null) CronExpression.parse(cronExpression);
     if (repeatType === RepeatType.CRON && cronExpression === null)
@@ -340,8 +341,8 @@ export class TemplateSvc {
       throw badInput('An INTERVAL template needs intervalSeconds', 'intervalSeconds');
     const timeoutMs = input.timeoutMs ?? null;
     if (timeoutMs !== null) assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647);
-    if (input.queue != null) assertText(input.queue, 'queue', MAX_LABEL_LENGTH);
-    const queue = input.queue?.trim() || 'default';
+    // The same rule as a task's queue (a name QUEUE_CONCURRENCY can hold; a metrics label): its tasks take it.
+    const queue = (input.queue != null ? assertQueue(input.queue) : null) ?? 'default';
     const memoryLimitMb = input.memoryLimitMb ?? null;
     if (memoryLimitMb !== null) {
       assertIntRange(memoryLimitMb, 'memoryLimitMb', 16, 1_048_576);
