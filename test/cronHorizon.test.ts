@@ -59,6 +59,18 @@ describe.each(backends)('cron expressions with decades between matches (%s)', (b
     ).toHaveLength(1000);
   });
 
+  it("lists a yearly task's upcoming runs over a century at most, whatever count asks", GUARD, async () => {
+    const created = ok(
+      await t.gql(CREATE, {
+        input: { fullName: 'tasks.DataSync', repeatType: 'CRON', cronExpression: '0 0 1 1 *', timezone: 'Europe/Berlin' },
+      }),
+    ).createTimerTask;
+    const runs = ok(await t.gql(UPCOMING, { id: created.id })).task.upcomingRuns as { at: string }[];
+    // From 2030-01-01 (Berlin), one a year, up to 100 years after the first.
+    expect(runs).toHaveLength(101);
+    expect(runs.at(-1)!.at).toBe('2129-12-31T23:00:00.000Z');
+  });
+
   it('ends a stored task whose expression is now refused after its next run, instead of searching to the year 3000', GUARD, async () => {
     const created = ok(
       await t.gql(CREATE, {

@@ -254,13 +254,22 @@ export interface UpcomingFrom {
   count: number;
 }
 
-/** The next `count` runs of a schedule from `first`, within its endTime and run limit. */
+/**
+ * How far ahead a list of upcoming runs looks. Each next run is bounded (15 years at most: see
+ * CronExpression), but `count` of them were not: Task.upcomingRuns(count: 1000) over tasks with a yearly
+ * cron walked a thousand years of the zone's offsets per task, a VIEWER's way to hold the instance.
+ */
+export const UPCOMING_HORIZON_YEARS = 100;
+
+/** The next `count` runs of a schedule from `first`, within its endTime and run limit, and a century. */
 export function upcomingRuns(schedule: Schedule, from: UpcomingFrom): ScheduledTime[] {
   const limit = Math.min(from.count, from.runsLeft ?? Infinity);
   const runs: ScheduledTime[] = [];
   let at: Date | null = from.first;
   let after = from.continueAfter && from.continueAfter > from.first ? from.continueAfter : from.first;
-  while (at && runs.length < limit && (!from.endTime || at <= from.endTime)) {
+  const horizon = new Date(from.first);
+  horizon.setUTCFullYear(horizon.getUTCFullYear() + UPCOMING_HORIZON_YEARS);
+  while (at && runs.length < limit && (!from.endTime || at <= from.endTime) && at <= horizon) {
     runs.push(scheduledTime(schedule, at));
     at = nextOccurrence(schedule, after, at);
     if (at) after = at;

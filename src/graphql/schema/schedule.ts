@@ -82,7 +82,7 @@ builder.prismaObjectField('Task', 'upcomingRuns', (t) =>
   t.field({
     type: [ScheduledTime],
     description:
-      'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns. Empty for a paused or finished task.',
+      'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns, over the next 100 years at most. Empty for a paused or finished task.',
     args: { count: t.arg.int({ defaultValue: 5 }) },
     select: {
       status: true,
