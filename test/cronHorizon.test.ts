@@ -59,6 +59,12 @@ describe.each(backends)('cron expressions with decades between matches (%s)', (b
     ).toHaveLength(1000);
   });
 
+  it('previews no run past the year 9999', GUARD, async () => {
+    const runs = ok(await t.gql(PREVIEW, { input: { intervalSeconds: 315_360_000, startTime: '9990-01-01T00:00:00Z' }, count: 5 }))
+      .previewSchedule as { at: string }[];
+    expect(runs.map((r) => r.at)).toEqual(['9990-01-01T00:00:00.000Z', '9999-12-30T00:00:00.000Z']);
+  });
+
   it("lists a yearly task's upcoming runs over a century at most, whatever count asks", GUARD, async () => {
     const created = ok(
       await t.gql(CREATE, {

@@ -1,6 +1,6 @@
 import { badInput, ChronographError } from '../errors.js';
 import { RepeatType } from '../generated/prisma/client.js';
-import { assertIntRange, assertText, MAX_LABEL_LENGTH, MAX_TITLE_LENGTH } from '../tasks/validate.js';
+import { assertIntRange, assertText, isStorableDate, MAX_LABEL_LENGTH, MAX_TITLE_LENGTH } from '../tasks/validate.js';
 import { CronExpression } from './CronExpression.js';
 import { assertTimezone, parseTime } from './parseTime.js';
 import { formatClock, formatLocal, formatOffset, TimeZone, type Transition } from './TimeZone.js';
@@ -269,7 +269,8 @@ export function upcomingRuns(schedule: Schedule, from: UpcomingFrom): ScheduledT
   let after = from.continueAfter && from.continueAfter > from.first ? from.continueAfter : from.first;
   const horizon = new Date(from.first);
   horizon.setUTCFullYear(horizon.getUTCFullYear() + UPCOMING_HORIZON_YEARS);
-  while (at && runs.length < limit && (!from.endTime || at <= from.endTime) && at <= horizon) {
+  // Nor past what a DateTime can be (years 1-9999): a preview from 9990 listed runs in the year 10009.
+  while (at && runs.length < limit && (!from.endTime || at <= from.endTime) && at <= horizon && isStorableDate(at)) {
     runs.push(scheduledTime(schedule, at));
     at = nextOccurrence(schedule, after, at);
     if (at) after = at;
