@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_QUEUE_LABELS, OTHER_QUEUES } from '../src/ops/Metrics.js';
 import { wsClient } from './support/subscriptions.js';
 import { backends, createTestApp, createTestDatabase, type TestApp, withClient } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
@@ -149,6 +150,37 @@ describe.each(backends)('operations endpoints on %s', (backend) => {
     }
     await waitFor(async () => (await fetch(`${base}/ready`)).status === 200, { what: 'ready again' });
     await waitFor(async () => value(await scrape(), 'chronograph_tasks_due', { queue: 'reports' }) === 0, { what: 'the backlog to drain' });
+  });
+
+  it('gives at most MAX_QUEUE_LABELS queues label values of their own; the queues after them count as (other)', async () => {
+    await t.app.scheduler.stop(0);
+    const svc = t.app.getElement('services.TaskSvc');
+    const created = await svc.createTimerTasks(
+      Array.from({ length: MAX_QUEUE_LABELS + 5 }, (_, i) => ({
+        fullName: 'tasks.DataSync',
+        startTime: '2099-01-01 10:00:00',
+        queue: `q${i}`,
+      })),
+    );
+    try {
+      // Waiting tasks (due later) are not in the due gauges: make them due, then read the gauges.
+      await t.app.db.prisma.task.updateMany({
+        where: { id: { in: created.map((c) => c.id) } },
+        data: { nextRunAt: new Date(Date.now() - 1000) },
+      });
+      const text = await scrape();
+      const queues = new Set(
+        text
+          .split('\n')
+          .filter((line) => line.startsWith('chronograph_tasks_due{'))
+          .map((line) => /queue="([^"]*)"/.exec(line)?.[1]),
+      );
+      expect(queues.size).toBeLessThanOrEqual(MAX_QUEUE_LABELS + 1);
+      expect(value(text, 'chronograph_tasks_due', { queue: OTHER_QUEUES })).toBeGreaterThanOrEqual(5);
+    } finally {
+      for (const task of created) await svc.cancelTask(task.id).catch(() => {});
+      await t.app.scheduler.start();
+    }
   });
 });
 

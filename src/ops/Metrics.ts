@@ -25,6 +25,14 @@ export function queueLabel(queue: string): string {
   return queue.length <= MAX_LABEL_LENGTH ? queue : `${queue.slice(0, MAX_LABEL_LENGTH)}…`;
 }
 
+/**
+ * Distinct queues an instance gives label values of their own. Any EDITOR can name queues, and a counter
+ * keeps each label value until the instance restarts: past this many, the queues first seen later count
+ * under the label value "(other)", so the number of series stays bounded.
+ */
+export const MAX_QUEUE_LABELS = 200;
+export const OTHER_QUEUES = '(other)';
+
 const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
 const LATENESS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 const REQUEST_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -126,16 +134,16 @@ export class Metrics {
     this.schedulerObserver = {
       claimed: (tasks) => {
         for (const task of tasks) {
-          this.claimed.inc({ queue: queueLabel(task.queue) });
+          this.claimed.inc({ queue: this.queue(task.queue) });
           const late = (new Date(task.claimedAt).getTime() - new Date(task.nextRunAt).getTime()) / 1000;
-          this.lateness.observe({ queue: queueLabel(task.queue) }, Math.max(0, late));
+          this.lateness.observe({ queue: this.queue(task.queue) }, Math.max(0, late));
         }
       },
       recovered: (tasks) => {
-        for (const task of tasks) this.recovered.inc({ queue: queueLabel(task.queue) });
+        for (const task of tasks) this.recovered.inc({ queue: this.queue(task.queue) });
       },
       completed: (task, { runStatus, durationMs }) => {
-        const queue = queueLabel(task.queue);
+        const queue = this.queue(task.queue);
         this.completed.inc({ queue, status: runStatus });
         this.runDuration.observe({ queue, status: runStatus }, durationMs / 1000);
       },
@@ -181,6 +189,17 @@ export class Metrics {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
+  /** Queues given a label value of their own, in the order first seen (see MAX_QUEUE_LABELS). */
+  private readonly labelledQueues = new Set<string>();
+
+  private queue(queue: string): string {
+    const label = queueLabel(queue);
+    if (this.labelledQueues.has(label)) return label;
+    if (this.labelledQueues.size >= MAX_QUEUE_LABELS) return OTHER_QUEUES;
+    this.labelledQueues.add(label);
+    return label;
+  }
+
   private async readDatabase(streamFloor: bigint | undefined): Promise<void> {
     const prisma = this.source.db.prisma;
     try {
@@ -188,10 +207,10 @@ export class Metrics {
       this.due.reset();
       this.oldestDue.reset();
       this.running.reset();
-      // Queues whose labels are cut to the same text (see queueLabel) add up; the oldest due age is the largest.
+      // Queues whose labels are the same (cut, see queueLabel; or beyond MAX_QUEUE_LABELS) add up; the oldest due age is the largest.
       const byLabel = new Map<string, { due: number; oldest: number; running: number }>();
       for (const q of queues) {
-        const label = queueLabel(q.queue);
+        const label = this.queue(q.queue);
         const sum = byLabel.get(label) ?? { due: 0, oldest: 0, running: 0 };
         byLabel.set(label, {
           due: sum.due + q.due,
@@ -209,7 +228,7 @@ export class Metrics {
       // hooks, low-code records, overlapping runs) is included, and only once it has committed.
       if (this.createdWatermark !== undefined) {
         for (const row of await countCreatedTasks(prisma, this.createdWatermark, newest)) {
-          this.created.inc({ queue: queueLabel(row.queue), source: row.source }, row.n);
+          this.created.inc({ queue: this.queue(row.queue), source: row.source }, row.n);
         }
       }
       this.createdWatermark = newest;
