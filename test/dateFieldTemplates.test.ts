@@ -36,7 +36,7 @@ describe.each(backends)('DATE_FIELD templates (%s)', (backend) => {
   it('stores the rule and reads it back; units and directions are normalised', async () => {
     const template = await createDateFieldTemplate(
       t,
-      {},
+      { intervalSeconds: 3600 },
       { offset: { amount: 90, unit: 'minutes', direction: 'after' }, condition: { status: 'active' }, maxRuns: 3 },
     );
     expect(template).toMatchObject({
@@ -85,6 +85,9 @@ describe.each(backends)('DATE_FIELD templates (%s)', (backend) => {
         'dateField.endOffset',
       ],
       [{ ...base, dateField: { ...dateField, maxRuns: 0 } }, 'BAD_USER_INPUT', 'dateField.maxRuns'],
+      // An end or a run limit is only for a task that repeats after its first run.
+      [{ ...base, dateField: { ...dateField, maxRuns: 3 } }, 'BAD_USER_INPUT', 'dateField.maxRuns'],
+      [{ ...base, dateField: { ...dateField, endOffset: { amount: 1, unit: 'DAYS' } } }, 'BAD_USER_INPUT', 'dateField.endOffset'],
       [{ ...base }, 'BAD_USER_INPUT', 'dateField'],
       [{ ...base, funcName: null, dateField }, 'BAD_USER_INPUT', 'funcName'],
       [{ ...base, funcName: 'services.Nope.run', dateField }, 'UNKNOWN_FUNC', 'funcName'],

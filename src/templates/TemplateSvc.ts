@@ -339,6 +339,17 @@ export class TemplateSvc {
     if (intervalSeconds !== null) assertIntRange(intervalSeconds, 'intervalSeconds', 1, 10 * 365 * 86_400);
     if (repeatType === RepeatType.INTERVAL && intervalSeconds === null)
       throw badInput('An INTERVAL template needs intervalSeconds', 'intervalSeconds');
+    // A date-field task that does not repeat runs once: an end or a run limit would mean nothing (and was
+    // accepted without a word).
+    if (dateField && cronExpression === null && intervalSeconds === null) {
+      const { endOffset, maxRuns } = dateField.dateRule;
+      const unused = endOffset ? 'endOffset' : maxRuns != null ? 'maxRuns' : null;
+      if (unused)
+        throw badInput(
+          `dateField.${unused} is only for repeating date-field tasks: give the template a cronExpression or intervalSeconds, or leave it out`,
+          `dateField.${unused}`,
+        );
+    }
     const timeoutMs = input.timeoutMs ?? null;
     if (timeoutMs !== null) assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647);
     // The same rule as a task's queue (a name QUEUE_CONCURRENCY can hold; a metrics label): its tasks take it.
