@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, AUTH_ENV } from './support/auth.js';
 import { createDateFieldTemplate, dateFieldTasks, SAVE } from './support/dateFields.js';
-import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
+import { backends, createTestApp, type GqlResult, ok, type TestApp, taskRows } from './support/testApp.js';
 
 const RESCHEDULE =
   'mutation($taskId: ID!, $startTime: String!) { rescheduleTask(taskId: $taskId, startTime: $startTime) { id nextRunAt } }';
@@ -28,13 +28,7 @@ describe.each(backends)('rescheduleTask on tasks that follow a date field or a b
     await auth?.close();
   });
 
-  const snapshot = async () => {
-    const prisma = t.app.db.prisma;
-    return {
-      tasks: await prisma.task.findMany({ orderBy: { id: 'asc' } }),
-      events: await prisma.taskEvent.findMany({ orderBy: { id: 'asc' } }),
-    };
-  };
+  const snapshot = () => taskRows(t);
 
   async function expectConflict(request: () => Promise<GqlResult>, field: string) {
     const before = await snapshot();

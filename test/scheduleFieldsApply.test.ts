@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
+import { backends, createTestApp, type GqlResult, ok, type TestApp, taskRows } from './support/testApp.js';
 
 const CREATE =
   'mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id repeatType cronExpression intervalSeconds nextRunAt } }';
@@ -34,13 +34,7 @@ describe.each(backends)('schedule fields that do not apply (%s)', (backend) => {
   });
   afterAll(() => t?.close());
 
-  const snapshot = async () => {
-    const prisma = t.app.db.prisma;
-    return {
-      tasks: await prisma.task.findMany({ orderBy: { id: 'asc' } }),
-      events: await prisma.taskEvent.findMany({ orderBy: { id: 'asc' } }),
-    };
-  };
+  const snapshot = () => taskRows(t);
 
   async function expectRefused(request: () => Promise<GqlResult>, code: string, field: string, details: Record<string, unknown> = {}) {
     const before = await snapshot();

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_LABEL_LENGTH, MAX_NAME_LENGTH, MAX_TEXT_LENGTH } from '../src/tasks/validate.js';
-import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
+import { backends, createTestApp, type GqlResult, ok, type TestApp, taskRows } from './support/testApp.js';
 
 const CREATE = 'mutation($input: TimerTaskInput!) { createTimerTask(input: $input) { id queue } }';
 const CREATE_MANY = 'mutation($inputs: [TimerTaskInput!]!) { createTimerTasks(inputs: $inputs) { id } }';
@@ -31,13 +31,7 @@ describe.each(backends)('task text limits (%s)', (backend) => {
   });
   afterAll(() => t?.close());
 
-  const snapshot = async () => {
-    const prisma = t.app.db.prisma;
-    return {
-      tasks: await prisma.task.findMany({ orderBy: { id: 'asc' } }),
-      events: await prisma.taskEvent.findMany({ orderBy: { id: 'asc' } }),
-    };
-  };
+  const snapshot = () => taskRows(t);
 
   /** The request is refused with BAD_USER_INPUT on `field`, its message gives `length`, holds none of the text, and nothing changed. */
   async function expectRefused(request: () => Promise<GqlResult>, field: string, length?: number) {

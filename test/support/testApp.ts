@@ -104,3 +104,12 @@ export function errorCode(result: GqlResult): string | undefined {
   if (!result.errors?.length) throw new Error(`expected an error, got ${JSON.stringify(result.data)}`);
   return result.errors[0]!.extensions?.code;
 }
+
+/** Every task and event row, in id order: equal before and after a refused request when it wrote nothing. */
+export async function taskRows(t: TestApp) {
+  const prisma = t.app.db.prisma;
+  return {
+    tasks: await prisma.task.findMany({ orderBy: { id: 'asc' } }),
+    events: await prisma.taskEvent.findMany({ orderBy: { id: 'asc' } }),
+  };
+}
