@@ -59,6 +59,20 @@ describe.each(backends)('cron expressions with decades between matches (%s)', (b
     ).toHaveLength(1000);
   });
 
+  it('costs a preview by the years its runs really cover: runs bunched on one day a year are not a minute apart', GUARD, async () => {
+    // Ten runs a minute apart every 1 January: 1,000 of them cover a century.
+    const bunched = await t.gql(PREVIEW, { input: { cronExpression: '0-9 0 1 1 *', timezone: 'Europe/Paris' }, count: 1000 });
+    expect(errorCode(bunched)).toBe('QUERY_TOO_COMPLEX');
+    expect(ok(await t.gql(PREVIEW, { input: { cronExpression: '0-9 0 1 1 *' }, count: 20 })).previewSchedule).toHaveLength(20);
+  });
+
+  it("refuses a cron expression over 500 characters by its length, before reading it, even in a query's cost", GUARD, async () => {
+    const long = `${Array.from({ length: 300 }, () => '0').join(',')} * * * *`;
+    const result = await t.gql(PREVIEW, { input: { cronExpression: long }, count: 5 });
+    expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'cronExpression' });
+    expect(result.errors?.[0]?.message).toContain(String(long.length));
+  });
+
   it('previews no run past the year 9999', GUARD, async () => {
     const runs = ok(await t.gql(PREVIEW, { input: { intervalSeconds: 315_360_000, startTime: '9990-01-01T00:00:00Z' }, count: 5 }))
       .previewSchedule as { at: string }[];

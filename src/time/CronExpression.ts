@@ -1,5 +1,6 @@
 import { Cron, type CronOptions, CronPattern } from 'croner';
 import { ChronographError } from '../errors.js';
+import { assertText } from '../tasks/validate.js';
 
 const FIELDS_5 = ['minute', 'hour', 'day of month', 'month', 'day of week'];
 const FIELDS_6 = ['second', ...FIELDS_5];
@@ -15,6 +16,8 @@ const YEAR_MS = 365.2425 * DAY_MS;
  * 28 to 40 years apart), which before made each search walk decades of croner steps and DST transitions.
  */
 export const HORIZON_YEARS = 15;
+/** The longest cron expression taken (a list of every minute of an hour is 170 characters). */
+export const MAX_CRON_LENGTH = 500;
 /** The Gregorian calendar repeats every 400 years: a cron expression's local matches do too. */
 const CYCLE_START = 2000;
 const CYCLE_YEARS = 400;
@@ -46,7 +49,6 @@ export class CronExpression {
   /** The last search, `[after, result]`: any search from `after` up to `result` finds `result` again. */
   private memoAfter = Number.NaN;
   private memoResult = Number.NaN;
-  private meanGap?: number;
 
   private constructor(
     readonly expression: string,
@@ -62,6 +64,8 @@ export class CronExpression {
 
   /** Parses and validates `expression`; INVALID_CRON naming `field` (and the cron field at fault) otherwise. */
   static parse(expression: string, field = 'cronExpression'): CronExpression {
+    // Before anything reads it (a query's cost reads it before the request's own checks) or caches it.
+    assertText(expression, field, MAX_CRON_LENGTH);
     const text = expression.trim().replace(/\s+/g, ' ');
     const cached = CronExpression.cache.get(text);
     if (cached) return cached;
@@ -130,18 +134,21 @@ export class CronExpression {
   }
 
   /**
-   * About how long apart matches are, on average (ms): for previewSchedule's cost, which grows with the
-   * stretch of time its runs cover (each year the time-zone walk reads; see src/graphql/schema/schedule.ts).
+   * How many years the first `count` matches from 2000-01-01 span, at most `maxYears`: for
+   * previewSchedule's cost, which grows with the stretch of time its runs cover (each year the time-zone
+   * walk reads; see src/graphql/schema/schedule.ts). Walked, not estimated from a few gaps: ten matches a
+   * minute apart each 1 January (`0-9 0 1 1 *`) looked a minute apart and cover a century.
    */
-  meanGapMs(): number {
-    if (this.meanGap === undefined) {
-      const start = Date.UTC(CYCLE_START, 0, 1);
-      let at: number | null = start;
-      let n = 0;
-      for (; n < 8 && at !== null; n++) at = this.nextLocal(at);
-      this.meanGap = at === null ? HORIZON_YEARS * YEAR_MS : (at - start) / n;
+  yearsCovered(count: number, maxYears: number): number {
+    const start = Date.UTC(CYCLE_START, 0, 1);
+    const limit = start + maxYears * YEAR_MS;
+    let at = start;
+    for (let n = 0; n < count; n++) {
+      const next = this.nextLocal(at);
+      if (next === null || next > limit) return maxYears;
+      at = next;
     }
-    return this.meanGap;
+    return (at - start) / YEAR_MS;
   }
 
   /** The first match strictly after `local` and not after `limit`, or null. */

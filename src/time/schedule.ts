@@ -1,7 +1,7 @@
 import { badInput, ChronographError } from '../errors.js';
 import { RepeatType } from '../generated/prisma/client.js';
-import { assertIntRange, assertText, isStorableDate, MAX_LABEL_LENGTH, MAX_TITLE_LENGTH } from '../tasks/validate.js';
-import { CronExpression } from './CronExpression.js';
+import { assertIntRange, assertText, isStorableDate, MAX_LABEL_LENGTH } from '../tasks/validate.js';
+import { CronExpression, MAX_CRON_LENGTH } from './CronExpression.js';
 import { assertTimezone, parseTime } from './parseTime.js';
 import { formatClock, formatLocal, formatOffset, TimeZone, type Transition } from './TimeZone.js';
 
@@ -144,7 +144,6 @@ export function scheduledTime(schedule: Schedule, at: Date): ScheduledTime {
  * The longest cron expression taken (a task's is stored and shown with it): room for long lists
  * (0,1,2,…,59 spelled out in both the seconds and the minutes field is 339 characters), not for megabytes.
  */
-export const MAX_CRON_LENGTH = MAX_TITLE_LENGTH;
 
 /** A schedule as clients give it (createTimerTask, previewSchedule), its defaults already applied. */
 export interface ScheduleInput {
@@ -277,3 +276,5 @@ export function upcomingRuns(schedule: Schedule, from: UpcomingFrom): ScheduledT
   }
   return runs;
 }
+
+export { MAX_CRON_LENGTH };

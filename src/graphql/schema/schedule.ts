@@ -1,6 +1,6 @@
 import { ChronographError } from '../../errors.js';
 import { CronExpression } from '../../time/CronExpression.js';
-import type { ScheduledTime as ScheduledTimeShape } from '../../time/schedule.js';
+import { type ScheduledTime as ScheduledTimeShape, UPCOMING_HORIZON_YEARS } from '../../time/schedule.js';
 import { builder } from '../builder.js';
 import { RepeatTypeEnum } from './enums.js';
 
@@ -36,7 +36,6 @@ const ScheduleInput = builder.inputType('ScheduleInput', {
   }),
 });
 
-const YEAR_MS = 365.2425 * 86_400_000;
 /**
  * What previewing one year of a CRON schedule costs, in query-cost units (a plain field is 1): the DST walk
  * reads the zone's offset every 6 hours of the stretch its runs cover (about 1,500 reads a year the zone
@@ -53,7 +52,8 @@ function previewCost(args: { input?: { cronExpression?: string | null; repeatTyp
   let years = 0;
   if (expression && (args.input?.repeatType ?? 'CRON') === 'CRON') {
     try {
-      years = Math.min(1000, (count * CronExpression.parse(expression).meanGapMs()) / YEAR_MS);
+      // A list never looks further than UPCOMING_HORIZON_YEARS (time/schedule.ts), so neither does its cost.
+      years = CronExpression.parse(expression).yearsCovered(count, UPCOMING_HORIZON_YEARS);
     } catch (error) {
       if (!(error instanceof ChronographError)) throw error; // refused when it runs, with its code
     }
