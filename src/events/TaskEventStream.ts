@@ -273,7 +273,9 @@ export class TaskEventStream {
   async newestEventId(): Promise<bigint> {
     const [row] = await this.db.prisma.$queryRaw<{ last_value: bigint; is_called: boolean }[]>`
       SELECT last_value, is_called FROM task_event_id_seq`;
-    return row?.is_called ? BigInt(row.last_value) : 0n;
+    // Not called: the next id is last_value itself (a new sequence, or setval(seq, max + 1, false) after a
+    // restore), so events up to last_value - 1 may exist.
+    return row ? BigInt(row.last_value) - (row.is_called ? 0n : 1n) : 0n;
   }
 
   /** The tenant's events up to this id were pruned (history retention); null when none were. */
