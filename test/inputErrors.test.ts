@@ -66,6 +66,14 @@ describe.each(backends)('input errors (%s)', (backend) => {
       'argDict',
     ],
     ['an out-of-range number', CREATE, { input: { ...base, priority: 5000 } }, 'BAD_USER_INPUT', 'priority'],
+    // The value quoted in graphql-js's message holds `"; `, which is not where its path ends.
+    [
+      'a quoted value that looks like the message going on',
+      CREATE,
+      { input: { ...base, priority: 'a"; b' } },
+      'BAD_USER_INPUT',
+      'priority',
+    ],
     // A client's value that reads like a database's conflict code is still the client's mistake.
     // Named by the argument the variable is passed to, as the same value written into the query would be.
     ['a value that looks like a SQLSTATE', 'query($f: Int) { tasks(first: $f) { totalCount } }', { f: '40001' }, 'BAD_USER_INPUT', 'first'],

@@ -1,7 +1,9 @@
 import { Writable } from 'node:stream';
 import type { Client } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { createLogger } from '../src/logger.js';
+import { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { Collector, wsClient } from './support/subscriptions.js';
 import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
@@ -70,6 +72,59 @@ describe.each(backends)('WebSocket limits and input errors (%s)', (backend) => {
     const again = subscribe(client, { after: '0' });
     await again.until((items) => items.length >= 1, 'the replayed events');
     expect(again.items[0]!.errors).toBeUndefined();
+  });
+
+  it('counts an operation until it ends, not until the client completes it: completing in a loop runs no more than the limit', async () => {
+    // A raw socket: graphql-ws's client never sends a subscribe it was told to stop before sending it.
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    const messages: { type: string; id?: string; payload?: unknown }[] = [];
+    socket.on('message', (data) => messages.push(JSON.parse(String(data))));
+    await new Promise((resolve) => socket.once('open', resolve));
+    socket.send(JSON.stringify({ type: 'connection_init' }));
+    await waitFor(() => messages.some((m) => m.type === 'connection_ack'), { what: 'connection_ack' });
+    // Queries held in their resolver: each one executing counts against the connection's 100.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let started = 0;
+    const stats = TaskSvc.prototype.stats;
+    TaskSvc.prototype.stats = async function (this: TaskSvc) {
+      started++;
+      await held;
+      return stats.call(this);
+    };
+    try {
+      for (let i = 0; i < 130; i++) {
+        // Subscribe, then complete at once: graphql-ws forgets the operation, which goes on executing.
+        socket.send(JSON.stringify({ id: `q${i}`, type: 'subscribe', payload: { query: '{ taskStats { total } }' } }));
+        socket.send(JSON.stringify({ id: `q${i}`, type: 'complete' }));
+      }
+      await waitFor(() => started >= 100, { what: '100 queries executing' });
+      // Give the other 30 time to arrive: they are refused, none of them starts.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(started).toBe(100);
+    } finally {
+      release();
+      TaskSvc.prototype.stats = stats;
+    }
+    // Once they end, the connection may run operations again.
+    socket.send(JSON.stringify({ id: 'last', type: 'subscribe', payload: { query: '{ taskStats { total } }' } }));
+    await waitFor(() => messages.some((m) => m.id === 'last' && m.type === 'next'), { what: 'an answer once they ended' });
+    socket.close();
+  });
+
+  it('cuts a refusal quoting a huge value, in the answer and in the log, as over HTTP', async () => {
+    logs.length = 0;
+    const huge = 'Z'.repeat(100_000);
+    for (const [query, variables] of [
+      [`{ tasks(first: "${huge}") { totalCount } }`, undefined],
+      ['query($f: Int) { tasks(first: $f) { totalCount } }', { f: huge }],
+    ] as const) {
+      const refused = new Collector<Result>(ws().iterate({ query, variables }) as AsyncIterable<Result>);
+      await refused.finished();
+      const errors = refused.error as { message: string }[];
+      expect(errors[0]!.message.length).toBeLessThan(1_100);
+    }
+    expect(logs.every((line) => JSON.stringify(line).length < 5_000)).toBe(true);
   });
 
   it('answers a bad variable of a WebSocket subscription BAD_USER_INPUT and logs it at info, not as an unexpected error', async () => {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type ExecutionArgs, type GraphQLError, getOperationAST, getVariableValues } from 'graphql';
-import { CloseCode, type Context as WsContext } from 'graphql-ws';
+import { CloseCode, type SubscribePayload, type Context as WsContext } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createGraphQLError } from 'graphql-yoga';
 import { type WebSocket, WebSocketServer } from 'ws';
@@ -11,10 +11,21 @@ import { type Identity, selectTenant } from '../auth/Identity.js';
 import { ChronographError } from '../errors.js';
 import { waitUntil } from '../server.js';
 import { CONNECTION_AUTH, type ConnectionAuth } from './createYoga.js';
+import { clipError } from './maskError.js';
 import { codedVariableError } from './variableErrors.js';
 
 type Enveloped = ReturnType<Chronograph['yoga']['getEnveloped']>;
-type EnvelopedRoot = Pick<Enveloped, 'execute' | 'subscribe'>;
+/** The root value of a WebSocket operation: yoga's functions for it, and its connection's count of operations. */
+type EnvelopedRoot = Pick<Enveloped, 'execute' | 'subscribe'> & { operations: Operations };
+
+/**
+ * Operations of one connection that are executing or subscribed (MAX_SUBSCRIPTIONS_PER_CONNECTION). Not
+ * graphql-ws's own map: a client's `complete` takes an operation out of it at once while a query or
+ * mutation goes on executing, so subscribing and completing in a loop ran any number at once.
+ */
+interface Operations {
+  active: number;
+}
 
 export interface WsServer {
   /**
@@ -31,6 +42,7 @@ type Extra = {
   request: IncomingMessage;
   auth?: ConnectionAuth;
   lease?: CredentialLease;
+  operations?: Operations;
 };
 
 /**
@@ -64,7 +76,8 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
   });
   const logger = app.logger.child({ component: 'graphql' });
   /** Refuses an operation with errors the client caused: logged at info and counted, as over HTTP. */
-  const refused = (errors: GraphQLError[]): GraphQLError[] => {
+  const refused = (given: GraphQLError[]): GraphQLError[] => {
+    const errors = given.map(clipError);
     for (const error of errors) logger.info({ code: error.extensions.code, message: error.message, transport: 'ws' }, 'request refused');
     app.metrics.observeGraphqlErrors(
       errors.map((error) => error.extensions.code as string | undefined),
@@ -74,8 +87,29 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
   };
   useServer<Record<string, unknown> | undefined, Extra>(
     {
-      execute: (args) => (args.rootValue as EnvelopedRoot).execute(args as ExecutionArgs),
-      subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args as ExecutionArgs),
+      execute: async (args) => {
+        const root = args.rootValue as EnvelopedRoot;
+        try {
+          return await root.execute(args as ExecutionArgs);
+        } finally {
+          root.operations.active--;
+        }
+      },
+      subscribe: async (args) => {
+        const root = args.rootValue as EnvelopedRoot;
+        let result: Awaited<ReturnType<EnvelopedRoot['subscribe']>>;
+        try {
+          result = await root.subscribe(args as ExecutionArgs);
+        } catch (error) {
+          root.operations.active--;
+          throw error;
+        }
+        if (!(Symbol.asyncIterator in result)) {
+          root.operations.active--;
+          return result;
+        }
+        return untilDone(result, () => root.operations.active--);
+      },
       onConnect: async (ctx) => {
         const params = ctx.connectionParams ?? {};
         let identity: Identity;
@@ -108,11 +142,12 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
         connections.delete(ctx);
         ctx.extra.lease?.release();
       },
-      onSubscribe: async (ctx, _id, payload) => {
-        // graphql-ws has already added this operation to ctx.subscriptions: the count includes it. The
-        // excess one is refused on its own; the connection and its other operations go on.
+      onSubscribe: async (ctx, id, payload) => {
+        // Counted from here, before anything is awaited (subscribes that arrive together are checked one
+        // after the other), until the operation ends; given back at once when it is refused.
         const max = app.config.MAX_SUBSCRIPTIONS_PER_CONNECTION;
-        if (Object.keys(ctx.subscriptions).length > max) {
+        const operations = (ctx.extra.operations ??= { active: 0 });
+        if (operations.active >= max) {
           return refused([
             createGraphQLError(
               `This connection already has ${max} operations open (MAX_SUBSCRIPTIONS_PER_CONNECTION); complete one before subscribing again`,
@@ -120,49 +155,75 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
             ),
           ]);
         }
-        const auth = ctx.extra.auth;
-        if (!auth || ctx.extra.lease?.signal.aborted) {
-          return [createGraphQLError('The credential of this connection is no longer valid', { extensions: { code: 'UNAUTHENTICATED' } })];
-        }
-        if ('error' in auth.tenant) {
-          const { error } = auth.tenant;
-          return [createGraphQLError(error.message, { extensions: { ...error.details, code: error.code } })];
-        }
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          params: payload,
-          [CONNECTION_AUTH]: auth,
-        });
-        let document: ReturnType<typeof parse>;
+        operations.active++;
+        let prepared: Awaited<ReturnType<typeof prepare>> | undefined;
         try {
-          document = parse(payload.query);
-        } catch (error) {
-          return [error as ReturnType<typeof createGraphQLError>];
+          prepared = await prepare(ctx, id, payload, operations);
+          return prepared;
+        } finally {
+          if (prepared === undefined || Array.isArray(prepared)) operations.active--;
         }
-        const errors = validate(schema, document);
-        if (errors.length > 0) return errors;
-        // Variables that do not fit their types are the client's mistake, refused here as over HTTP
-        // (BAD_USER_INPUT with the field, logged at info). Left to subscribe, graphql-js would report them
-        // wrapping an error of its own, which error masking takes for a bug.
-        const operation = getOperationAST(document, payload.operationName);
-        if (operation?.variableDefinitions?.length) {
-          const coerced = getVariableValues(schema, operation.variableDefinitions, payload.variables ?? {}, { maxErrors: 10 });
-          if (coerced.errors) return refused(coerced.errors.map((error) => codedVariableError(error, document, payload.operationName)));
-        }
-        const contextValue = await contextFactory();
-        return {
-          schema,
-          operationName: payload.operationName,
-          document,
-          variableValues: payload.variables,
-          contextValue,
-          rootValue: { execute, subscribe } satisfies EnvelopedRoot,
-        };
       },
     },
     wss,
   );
+  /** An operation's execution arguments, or the errors it is refused with. */
+  async function prepare(
+    ctx: WsContext<Record<string, unknown> | undefined, Extra>,
+    _id: string,
+    payload: SubscribePayload,
+    operations: Operations,
+  ) {
+    const auth = ctx.extra.auth;
+    if (!auth || ctx.extra.lease?.signal.aborted) {
+      return [createGraphQLError('The credential of this connection is no longer valid', { extensions: { code: 'UNAUTHENTICATED' } })];
+    }
+    if ('error' in auth.tenant) {
+      const { error } = auth.tenant;
+      return [createGraphQLError(error.message, { extensions: { ...error.details, code: error.code } })];
+    }
+    const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+      ...ctx,
+      req: ctx.extra.request,
+      params: payload,
+      [CONNECTION_AUTH]: auth,
+    });
+    let document: ReturnType<typeof parse>;
+    try {
+      document = parse(payload.query);
+    } catch (error) {
+      return [clipError(error as GraphQLError)];
+    }
+    const errors = validate(schema, document);
+    // Not through maskError, which cuts long messages: cut here (a refused literal is quoted in them).
+    if (errors.length > 0) return errors.map(clipError);
+    // Variables that do not fit their types are the client's mistake, refused here as over HTTP
+    // (BAD_USER_INPUT with the field, logged at info). Left to subscribe, graphql-js would report them
+    // wrapping an error of its own, which error masking takes for a bug.
+    const operation = getOperationAST(document, payload.operationName);
+    if (operation?.variableDefinitions?.length) {
+      const coerced = getVariableValues(schema, operation.variableDefinitions, payload.variables ?? {}, { maxErrors: 10 });
+      if (coerced.errors) return refused(coerced.errors.map((error) => codedVariableError(error, document, payload.operationName)));
+    }
+    // graphql-ws executes nothing for a document whose operation it cannot pick: refused here, so
+    // that every operation counted below is executed (and uncounted when it ends).
+    if (!operation) {
+      return refused([
+        createGraphQLError('The document has several operations and operationName names none of them', {
+          extensions: { code: 'BAD_REQUEST' },
+        }),
+      ]);
+    }
+    const contextValue = await contextFactory();
+    return {
+      schema,
+      operationName: payload.operationName,
+      document,
+      variableValues: payload.variables,
+      contextValue,
+      rootValue: { execute, subscribe, operations } satisfies EnvelopedRoot,
+    };
+  }
   return {
     async close(deadline) {
       accepting = false;
@@ -185,6 +246,46 @@ function originAllowed(request: IncomingMessage, allowed: readonly string[]): bo
   } catch {
     return false;
   }
+}
+
+/**
+ * `iterable` as graphql-ws drives a subscription (next, and return when the client completes it or the
+ * socket closes), calling `done` once when it ends, however it ends; return is passed on, so the stream's
+ * own clean-up runs as before.
+ */
+function untilDone<T>(iterable: AsyncIterable<T>, done: () => void): AsyncIterableIterator<T> {
+  const inner = iterable[Symbol.asyncIterator]();
+  let open = true;
+  const end = () => {
+    if (open) {
+      open = false;
+      done();
+    }
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      try {
+        const result = await inner.next();
+        if (result.done) end();
+        return result;
+      } catch (error) {
+        end();
+        throw error;
+      }
+    },
+    async return(value?: unknown) {
+      end();
+      return (await inner.return?.(value)) ?? { done: true, value: undefined };
+    },
+    async throw(error?: unknown) {
+      end();
+      if (inner.throw) return inner.throw(error);
+      throw error;
+    },
+  };
 }
 
 /** A header from `connectionParams.headers` (what some clients send), looked up case-insensitively. */

@@ -38,6 +38,10 @@ function clip(text: string): string {
 }
 
 /** The error with its message, and any text in its extensions, clipped (see MAX_ERROR_MESSAGE_LENGTH). */
+export function clipError<E extends Error>(error: E): E | GraphQLError {
+  return clipped(error) as E | GraphQLError;
+}
+
 function clipped(error: Error): Error {
   const extensions = isGraphQLError(error) ? error.extensions : undefined;
   const longExtension = extensions && Object.values(extensions).some((v) => typeof v === 'string' && v.length > MAX_ERROR_MESSAGE_LENGTH);

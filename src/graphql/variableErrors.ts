@@ -29,7 +29,9 @@ export function codedVariableError(
 
 /** `Variable "$inputs" got invalid value … at "inputs[1].queue"; …` → [inputs, [1], queue]; a whole variable → [its name]. */
 function variablePath(message: string): string[] | undefined {
-  const match = /^Variable "\$(\w+)" got invalid value .*?(?: at "([^"]+)")?; /s.exec(message);
+  // The path is the variable's name then fields and [i] positions: matched as such, so that a value
+  // quoted before it that holds `"; ` is not taken for its end.
+  const match = /^Variable "\$(\w+)" got invalid value (?:.* at "(\1(?:\.\w+|\[\d+\])+)"; |.*?; )/s.exec(message);
   if (!match) return undefined;
   const [, variable, at] = match;
   return at ? (at.match(/\[\d+\]|[^.[\]]+/g) ?? [variable!]) : [variable!];
