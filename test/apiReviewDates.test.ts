@@ -26,7 +26,7 @@ describe.each(backends)('DateTime range (%s)', (backend) => {
     ['taskRuns', `query($v: TaskRunFilter) { taskRuns(filter: $v) { totalCount } }`, { from: YEAR_0 }, 'from'],
     ['taskEvents', `query($v: EventHistoryFilter) { taskEvents(filter: $v) { totalCount } }`, { to: YEAR_10000 }, 'to'],
     ['runLogs', `query($v: RunLogFilter) { runLogs(filter: $v) { totalCount } }`, { from: YEAR_0 }, 'from'],
-    ['runStats', `query($v: DateTime) { runStats(groupBy: DAY, from: $v) { key } }`, YEAR_0, 'v'],
+    ['runStats', `query($v: DateTime) { runStats(groupBy: DAY, from: $v) { key } }`, YEAR_0, 'from'],
   ])('%s with a year outside 1-9999 is BAD_USER_INPUT naming the field', async (_name, query, v, field) => {
     const result = await t.gql(query, { v }, viewer);
     expect(errorCode(result)).toBe('BAD_USER_INPUT');
