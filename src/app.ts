@@ -273,11 +273,11 @@ export class Chronograph {
       const received = this.admission.receiving(request, response, limit);
       if (!received) return;
       const timeoutMs = this.config.BODY_TIMEOUT_MS;
-      void readBody(request, limit, timeoutMs).then((bytes) => {
-        received();
+      void readBody(request, limit, timeoutMs, received.grow).then((bytes) => {
+        received.done();
         if (bytes === 'too large') return refuseTooLarge(response, limit);
         if (bytes === 'too slow') return refuseTooSlow(response, timeoutMs);
-        if (!bytes) return; // the client went away
+        if (!bytes || response.headersSent || response.destroyed) return; // the client went away, or it was answered (SERVER_BUSY)
         if (this.stopping) return refuseWhileStopping(request, response);
         this.admission.admit(request, response, async () => {
           await useBody(request, bytes);

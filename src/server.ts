@@ -79,6 +79,8 @@ export function readBody(
   request: IncomingMessage,
   limit: number,
   timeoutMs?: number,
+  /** Told of each chunk; false stops reading (its caller has answered). */
+  onChunk?: (bytes: number) => boolean,
 ): Promise<Buffer | 'too large' | 'too slow' | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -95,6 +97,7 @@ export function readBody(
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) finish('too large');
+      else if (onChunk && !onChunk(chunk.length)) finish(undefined);
       else chunks.push(chunk);
     };
     request.on('data', onData);

@@ -112,22 +112,22 @@ describe.each(backends)('admission control (%s)', (backend) => {
 
   it('a slow upload holds memory within MAX_RECEIVING_BYTES, not the slot for large requests', async () => {
     // Large bodies (256 KiB or more) have one slot here (MAX_CONCURRENT_REQUESTS 1); these uploads stall
-    // halfway through their 300 KB.
+    // 10 KB short of their 300 KB. What counts against MAX_RECEIVING_BYTES is what has arrived.
     const slowUpload = () =>
       new Promise<net.Socket>((resolve) => {
         const socket = net.connect(Number(new URL(url).port), '127.0.0.1', () => {
           socket.write(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 300000\r\n\r\n{"query":"`);
-          socket.write('x'.repeat(150_000), () => resolve(socket));
+          socket.write('x'.repeat(290_000), () => resolve(socket));
         });
       });
     const large = () => post(url, '{ taskTypes }', { pad: 'x'.repeat(270_000) });
     const stalled = [await slowUpload()];
     try {
-      // 300,000 + 270,000 bytes being received fit in 700,000: served at once, the stalled upload holds no slot.
+      // 290,000 + 270,000 bytes received fit in 700,000: served at once, the stalled upload holds no slot.
       const served = await large();
       expect(served.status).toBe(200);
       expect(served.body.data.taskTypes).toEqual(expect.any(Array));
-      // 600,000 + 270,000 do not: refused at once, before its body is read.
+      // 580,000 + 270,000 do not: refused at once, before its body is read.
       stalled.push(await slowUpload());
       await new Promise((resolve) => setTimeout(resolve, 50));
       const refused = await large();

@@ -34,6 +34,23 @@ function slowBody(port: number, declared = 1000): Promise<SlowBody> {
   });
 }
 
+/** A POST to /graphql with a chunked body (no Content-Length) of which only a first chunk is sent. */
+function chunkedBody(port: number): Promise<SlowBody> {
+  return new Promise((resolve) => {
+    let answer = '';
+    let closed = false;
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write(
+        'POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"qu\r\n',
+        () => resolve({ socket, answer: () => answer, closed: () => closed }),
+      );
+    });
+    socket.on('data', (chunk) => (answer += String(chunk)));
+    socket.on('close', () => (closed = true));
+    socket.on('error', () => {});
+  });
+}
+
 async function post(url: string, query: string) {
   const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
   return { status: response.status, body: (await response.json()) as any };
@@ -73,6 +90,22 @@ describe('slow request bodies hold no slot', () => {
       expect(slow.some((s) => s.closed())).toBe(false);
     } finally {
       for (const s of slow) s.socket.destroy();
+    }
+  });
+
+  it('answers a normal request while slow bodies declare, or are sent chunked for, more than MAX_RECEIVING_BYTES', async () => {
+    // What counts is what has arrived: four bodies declaring 16 MiB (64 MiB, the whole budget) and four
+    // of unknown length hold a few bytes each.
+    const slow = [
+      ...(await Promise.all(Array.from({ length: 4 }, () => slowBody(port, 16 * 1024 * 1024)))),
+      ...(await Promise.all(Array.from({ length: 4 }, () => chunkedBody(port)))),
+    ];
+    try {
+      await settle();
+      const answer = await post(url, '{ taskTypes }');
+      expect(answer.status).toBe(200);
+    } finally {
+      for (const body of slow) body.socket.destroy();
     }
   });
 

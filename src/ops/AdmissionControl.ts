@@ -1,5 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
+/** A body being received (AdmissionControl.receiving). */
+export interface Receiving {
+  /** The body is in (or will not come). */
+  done(): void;
+  /** `bytes` more of a body of unknown length arrived; false, after answering 503 and closing, when they do not fit. */
+  grow(bytes: number): boolean;
+}
+
 export interface AdmissionOptions {
   /** Requests being worked on at once (MAX_CONCURRENT_REQUESTS); the rest wait in the queue. */
   maxConcurrent: number;
@@ -138,23 +146,34 @@ export class AdmissionControl {
    * function to call once the body is in (or will not come); undefined, after answering 503 SERVER_BUSY,
    * when the budget has no room. The body is read before `admit`: it holds no slot while it arrives.
    */
-  receiving(req: IncomingMessage, res: ServerResponse, limit: number): (() => void) | undefined {
-    const bytes = Math.min(bodyLength(req), limit);
-    // One body alone always fits (up to MAX_REQUEST_BYTES, which may exceed the budget).
-    if (this.received + bytes > this.options.maxReceivingBytes && this.received > 0) {
+  receiving(req: IncomingMessage, res: ServerResponse, limit: number): Receiving | undefined {
+    const max = this.options.maxReceivingBytes;
+    const address = req.socket.remoteAddress ?? '';
+    const declared = Math.min(bodyLength(req), limit);
+    // Bytes are counted as they arrive, not as declared: reserving each body's Content-Length (or
+    // MAX_REQUEST_BYTES for one of unknown length) let four slow bodies of 16 MiB, or four SSE
+    // subscriptions sent chunked, hold the whole budget and refuse every other request. One that could
+    // not fit even now is refused before it is read. One body alone always fits.
+    const fits = (bytes: number) => this.received + bytes <= max || this.received === 0;
+    if (Number.isFinite(declared) && !fits(declared)) {
       this.options.onShed?.(0);
       this.overloaded();
-      busy(res);
+      busy(res, true);
       return undefined;
     }
-    this.received += bytes;
-    res.once('close', () => (this.received -= bytes));
+    let reserved = 0;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.received -= reserved;
+    };
+    res.once('close', release);
     const perClient = this.options.maxReceivingPerClient ?? 0;
     let arrived = false;
     let counted: string | undefined;
     const check = setImmediate(() => {
       if (arrived || res.destroyed || perClient <= 0) return;
-      const address = req.socket.remoteAddress ?? '';
       const count = (this.arriving.get(address) ?? 0) + 1;
       if (count > perClient) {
         this.options.onShed?.(0);
@@ -170,13 +189,31 @@ export class AdmissionControl {
       if (arrived) return;
       arrived = true;
       clearImmediate(check);
+      // A small body is in: from here its memory is bounded by the queue and the slots, as any request's
+      // is; a large one stays counted until its answer (its lane has few slots, and many may wait).
+      if (reserved < LARGE_BODY_BYTES) release();
       if (counted === undefined) return;
       const left = (this.arriving.get(counted) ?? 1) - 1;
       if (left > 0) this.arriving.set(counted, left);
       else this.arriving.delete(counted);
     };
     res.once('close', done);
-    return done;
+    return {
+      done,
+      grow: (bytes) => {
+        if (released) return true;
+        // Past the budget while other bodies hold part of it (one body alone always fits).
+        if (this.received + bytes > max && this.received > reserved) {
+          this.options.onShed?.(0);
+          this.overloaded();
+          busy(res, true);
+          return false;
+        }
+        this.received += bytes;
+        reserved += bytes;
+        return true;
+      },
+    };
   }
 
   /** Runs `run` (which must answer `res`) when a slot is free, or sheds the request. */
