@@ -100,6 +100,17 @@ describe.each(backends)('text limits of templates, models, records and bindings 
     await refused(() => template({ taskType: long(over) }), 'taskType', over);
   });
 
+  it('lets a template whose queue was stored before queues had to be names be patched, until the patch changes its queue', async () => {
+    ok(await t.gql(CREATE, { input: { fullName: 'tasks.OldQueue', title: 'Old', funcName: 'chronograph.echo' } }, ACME));
+    await t.app.db.prisma.taskTemplate.updateMany({ where: { fullName: 'tasks.OldQueue' }, data: { queue: 'two words' } });
+    expect(ok(await t.gql(UPDATE, { fullName: 'tasks.OldQueue', patch: { title: 'Renamed' } }, ACME)).updateTaskTemplate.title).toBe(
+      'Renamed',
+    );
+    expect((await t.app.db.prisma.taskTemplate.findFirstOrThrow({ where: { fullName: 'tasks.OldQueue' } })).queue).toBe('two words');
+    await refused(() => t.gql(UPDATE, { fullName: 'tasks.OldQueue', patch: { queue: 'still two words' } }, ACME), 'queue');
+    ok(await t.gql(UPDATE, { fullName: 'tasks.OldQueue', patch: { queue: 'two-words' } }, ACME));
+  });
+
   it('caps the same fields on update, and a fullName longer than any name is refused, not quoted', async () => {
     await refused(() => t.gql(UPDATE, { fullName: 'tasks.Kept', patch: { title: long(MAX_TITLE_LENGTH + 1) } }, ACME), 'title');
     await refused(() => t.gql(UPDATE, { fullName: 'tasks.Kept', patch: { description: long(MAX_TEXT_LENGTH + 1) } }, ACME), 'description');

@@ -143,7 +143,9 @@ export class TemplateSvc {
     const merge = (template: TaskTemplate) => {
       const merged = { ...templateToInput(template), ...stripUndefined(patch), fullName } as TemplateInput;
       if (patch.repeatType && patch.repeatType !== RepeatType.DATE_FIELD && patch.dateField === undefined) merged.dateField = null;
-      return this.validate(merged);
+      // A queue stored before queues had to be names stays as it is until a patch changes it: refusing
+      // every patch (even enabled: false) for a field it does not touch left such a template stuck.
+      return this.validate(merged, patch.queue === undefined ? { keepQueue: template.queue } : {});
     };
     // Checked before the transaction too, so that bad input is refused without waiting for any lock.
     await this.checkDateField(merge(current));
@@ -297,7 +299,7 @@ export class TemplateSvc {
   }
 
   /** Checks a whole template and returns the row to store. */
-  private validate(input: TemplateInput) {
+  private validate(input: TemplateInput, stored: { keepQueue?: string } = {}) {
     const fullName = assertName(input.fullName, 'fullName');
     // Every text a template stores is capped (and the names it looks up, before they appear in an
     // error): they come back in every list of templates, which costs a query no more for a long one.
@@ -353,7 +355,10 @@ export class TemplateSvc {
     const timeoutMs = input.timeoutMs ?? null;
     if (timeoutMs !== null) assertIntRange(timeoutMs, 'timeoutMs', 1, 2_147_483_647);
     // The same rule as a task's queue (a name QUEUE_CONCURRENCY can hold; a metrics label): its tasks take it.
-    const queue = (input.queue != null ? assertQueue(input.queue) : null) ?? 'default';
+    const queue =
+      stored.keepQueue !== undefined && input.queue === stored.keepQueue
+        ? stored.keepQueue
+        : ((input.queue != null ? assertQueue(input.queue) : null) ?? 'default');
     const memoryLimitMb = input.memoryLimitMb ?? null;
     if (memoryLimitMb !== null) {
       assertIntRange(memoryLimitMb, 'memoryLimitMb', 16, 1_048_576);
