@@ -1,7 +1,8 @@
 import type { Dispatcher, Headers, Response } from 'undici';
 import { z } from 'zod';
 import { deadline } from '../ops/deadline.js';
-import { assertJson, isStorableText } from '../tasks/validate.js';
+import { toStorableText } from '../scheduler/toJson.js';
+import { isStorableText } from '../tasks/validate.js';
 import type { HandlerContext, HandlerRegistry } from './HandlerRegistry.js';
 import type { HostPolicy } from './HostPolicy.js';
 import { NonRetryableError } from './NonRetryableError.js';
@@ -299,15 +300,29 @@ function toResult(
   };
   if (textual && !read.truncated && /\bjson\b/i.test(contentType)) {
     try {
-      const json: unknown = JSON.parse(result.body!);
-      // A "\u0000" escape parses to a NUL, which cannot be stored: the answer stays in `body` as sent.
-      assertJson(json, 'json', { maxBytes: Number.POSITIVE_INFINITY });
-      result.json = json;
+      // A "\u0000" escape parses to a NUL, which cannot be stored: such text is made storable (as
+      // error messages are: NUL as \0, a lone surrogate as U+FFFD), so that `json` (and a GraphQL
+      // answer's data or errors) stays usable; `body` keeps the answer exactly as sent.
+      result.json = storableJson(JSON.parse(result.body!));
     } catch {
-      // Not JSON after all (or not storable as such): the text is in `body`.
+      // Not JSON after all: the text is in `body`.
     }
   }
   return result;
+}
+
+/** Parsed JSON with every string and key that PostgreSQL could not store made storable (toStorableText). */
+function storableJson(value: unknown): unknown {
+  if (typeof value === 'string') return isStorableText(value) ? value : toStorableText(value, Number.POSITIVE_INFINITY);
+  if (Array.isArray(value)) return value.map(storableJson);
+  if (value && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [
+        isStorableText(key) ? key : toStorableText(key, Number.POSITIVE_INFINITY),
+        storableJson(item),
+      ]),
+    );
+  return value;
 }
 
 /** Throws unless `result.status` is expected: 5xx (and 408/425/429) may be retried, other answers are final. */
