@@ -272,7 +272,8 @@ export class Chronograph {
       // slowly. A slot is taken once there is work for the server.
       const received = this.admission.receiving(request, response, limit);
       if (!received) return;
-      const timeoutMs = this.config.BODY_TIMEOUT_MS;
+      // Within the request's budget: past it Node's own requestTimeout answers 408 first, without a body.
+      const timeoutMs = Math.min(this.config.BODY_TIMEOUT_MS, this.config.REQUEST_TIMEOUT_MS);
       void readBody(request, limit, timeoutMs, received.grow).then((bytes) => {
         received.done();
         if (bytes === 'too large') return refuseTooLarge(response, limit);
