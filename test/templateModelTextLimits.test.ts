@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_LABEL_LENGTH, MAX_TEXT_LENGTH, MAX_TITLE_LENGTH } from '../src/tasks/validate.js';
-import { MAX_CRON_LENGTH } from '../src/time/schedule.js';
+import { MAX_CRON_LENGTH } from '../src/time/CronExpression.js';
 import { ADMIN, AUTH_ENV } from './support/auth.js';
 import { backends, createTestApp, type GqlResult, ok, type TestApp } from './support/testApp.js';
 

@@ -156,9 +156,7 @@ export class AdmissionControl {
     // not fit even now is refused before it is read. One body alone always fits.
     const fits = (bytes: number) => this.received + bytes <= max || this.received === 0;
     if (Number.isFinite(declared) && !fits(declared)) {
-      this.options.onShed?.(0);
-      this.overloaded();
-      busy(res, true);
+      this.refuseBody(res);
       return undefined;
     }
     let reserved = 0;
@@ -176,10 +174,7 @@ export class AdmissionControl {
       if (arrived || res.destroyed || perClient <= 0) return;
       const count = (this.arriving.get(address) ?? 0) + 1;
       if (count > perClient) {
-        this.options.onShed?.(0);
-        this.overloaded();
-        // The rest of the body is not read: the connection closes with the answer.
-        busy(res, true);
+        this.refuseBody(res);
         return;
       }
       this.arriving.set(address, count);
@@ -204,9 +199,7 @@ export class AdmissionControl {
         if (released) return true;
         // Past the budget while other bodies hold part of it (one body alone always fits).
         if (this.received + bytes > max && this.received > reserved) {
-          this.options.onShed?.(0);
-          this.overloaded();
-          busy(res, true);
+          this.refuseBody(res);
           return false;
         }
         this.received += bytes;
@@ -214,6 +207,13 @@ export class AdmissionControl {
         return true;
       },
     };
+  }
+
+  /** A body refused while it is received: shed (503 SERVER_BUSY), and the connection closes with the answer, its body unread. */
+  private refuseBody(res: ServerResponse): void {
+    this.options.onShed?.(0);
+    this.overloaded();
+    busy(res, true);
   }
 
   /** Runs `run` (which must answer `res`) when a slot is free, or sheds the request. */

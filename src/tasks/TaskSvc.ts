@@ -33,7 +33,16 @@ import { CreateCache, type TemplateDefaults, type TenantRead, type Versioned } f
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import { taskSpecWhere } from './taskSpecWhere.js';
-import { assertArgDict, assertId, assertIntRange, assertText, MAX_LABEL_LENGTH, MAX_NAME_LENGTH, MAX_TEXT_LENGTH } from './validate.js';
+import {
+  assertArgDict,
+  assertId,
+  assertIntRange,
+  assertQueue,
+  assertText,
+  MAX_LABEL_LENGTH,
+  MAX_NAME_LENGTH,
+  MAX_TEXT_LENGTH,
+} from './validate.js';
 
 /** The seed's createTimerTask arguments, plus the schedule and policy fields that default from the template. */
 export interface TimerTaskInput {
@@ -1082,29 +1091,6 @@ async function setLockTimeout(tx: Prisma.TransactionClient, ms: number): Promise
 function assertUniqueKey(key: string): string {
   const trimmed = assertText(key, 'uniqueKey', MAX_LABEL_LENGTH).trim();
   if (!trimmed) throw badInput(`uniqueKey must be 1-${MAX_LABEL_LENGTH} characters`, 'uniqueKey');
-  return trimmed;
-}
-
-/** What a queue name may hold: what QUEUE_CONCURRENCY can name (`[\w.-]`, ASCII). */
-const QUEUE_CHAR = /[A-Za-z0-9_.-]/;
-const QUEUE_NAME = /^[A-Za-z0-9_.-]+$/;
-
-/**
- * A queue name as given (createTimerTask, updateTask), trimmed; null for a blank one (the template's
- * queue applies). At most MAX_LABEL_LENGTH characters, letters, digits, dots, dashes and underscores: a
- * queue is a Prometheus label of every task metric (a counter keeps each value it saw until restart) and
- * QUEUE_CONCURRENCY must be able to name it. Errors give the length or the position, never the text.
- */
-export function assertQueue(queue: string, field = 'queue'): string | null {
-  const trimmed = assertText(queue, field, MAX_LABEL_LENGTH).trim();
-  if (!trimmed) return null;
-  if (!QUEUE_NAME.test(trimmed)) {
-    const at = [...trimmed].findIndex((c) => !QUEUE_CHAR.test(c)) + 1;
-    throw badInput(
-      `${field} may hold only letters, digits, dots, dashes and underscores (as QUEUE_CONCURRENCY names queues); character ${at} is none of them`,
-      field,
-    );
-  }
   return trimmed;
 }
 

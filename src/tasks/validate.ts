@@ -254,3 +254,26 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   return `a ${typeof value}`;
 }
+
+/** What a queue name may hold: what QUEUE_CONCURRENCY can name (`[\w.-]`, ASCII). */
+const QUEUE_CHAR = /[A-Za-z0-9_.-]/;
+const QUEUE_NAME = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * A queue name as given (createTimerTask, updateTask), trimmed; null for a blank one (the template's
+ * queue applies). At most MAX_LABEL_LENGTH characters, letters, digits, dots, dashes and underscores: a
+ * queue is a Prometheus label of every task metric (a counter keeps each value it saw until restart) and
+ * QUEUE_CONCURRENCY must be able to name it. Errors give the length or the position, never the text.
+ */
+export function assertQueue(queue: string, field = 'queue'): string | null {
+  const trimmed = assertText(queue, field, MAX_LABEL_LENGTH).trim();
+  if (!trimmed) return null;
+  if (!QUEUE_NAME.test(trimmed)) {
+    const at = [...trimmed].findIndex((c) => !QUEUE_CHAR.test(c)) + 1;
+    throw badInput(
+      `${field} may hold only letters, digits, dots, dashes and underscores (as QUEUE_CONCURRENCY names queues); character ${at} is none of them`,
+      field,
+    );
+  }
+  return trimmed;
+}

@@ -12,9 +12,9 @@ import { endTask, wake } from '../tasks/TaskSvc.js';
 import { assertArgDict, assertIntRange, assertTenantId, assertText, MAX_LABEL_LENGTH } from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { insertTenant } from '../tenants/TenantSvc.js';
-import { CronExpression } from '../time/CronExpression.js';
+import { CronExpression, MAX_CRON_LENGTH } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
-import { MAX_CRON_LENGTH, nextOccurrence } from '../time/schedule.js';
+import { nextOccurrence } from '../time/schedule.js';
 import { assertNameLength } from './TemplateSvc.js';
 
 /** What a tenant changes in a bound template; null or absent inherits the template's value. */

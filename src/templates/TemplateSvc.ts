@@ -6,12 +6,13 @@ import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, OverlapPolicy, type Prisma, RepeatType, TemplateOrigin } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import { LIVE_STATUSES } from '../tasks/statusMachine.js';
-import { assertQueue, assertThreadCapable } from '../tasks/TaskSvc.js';
+import { assertThreadCapable } from '../tasks/TaskSvc.js';
 import type { TaskTypeRegistry } from '../tasks/TaskTypeRegistry.js';
 import {
   assertArgDict,
   assertIntRange,
   assertName,
+  assertQueue,
   assertText,
   isUniqueViolation,
   MAX_LABEL_LENGTH,
@@ -21,9 +22,8 @@ import {
 } from '../tasks/validate.js';
 import { QuotaGuard } from '../tenants/QuotaGuard.js';
 import { lockTemplateSync } from '../tenants/tenantSql.js';
-import { CronExpression } from '../time/CronExpression.js';
+import { CronExpression, MAX_CRON_LENGTH } from '../time/CronExpression.js';
 import { assertTimezone } from '../time/parseTime.js';
-import { MAX_CRON_LENGTH } from '../time/schedule.js';
 import type { TemplateBindingSvc } from './TemplateBindingSvc.js';
 
 export interface TemplateInput {

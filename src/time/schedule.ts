@@ -276,5 +276,3 @@ export function upcomingRuns(schedule: Schedule, from: UpcomingFrom): ScheduledT
   }
   return runs;
 }
-
-export { MAX_CRON_LENGTH };
