@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { DateFieldResult } from '../src/dateFields/applyDateFields.js';
+import type { DateFieldSvc } from '../src/dateFields/DateFieldSvc.js';
 import { dateFieldExtension } from '../src/dateFields/prismaExtension.js';
 import type { ModelRecord } from '../src/generated/prisma/client.js';
 import { createDateFieldTemplate, dateFieldTasks } from './support/dateFields.js';
@@ -20,10 +21,10 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
   let t: TestApp;
   let db: ReturnType<typeof extend>;
   const seen: { model: string; result: DateFieldResult }[] = [];
-  const extend = (app: TestApp['app']) =>
+  const extend = (app: TestApp['app'], dateFields: Pick<DateFieldSvc, 'forTenant'> = app.dateFieldSvc) =>
     app.db.prisma.$extends(
       dateFieldExtension(
-        app.dateFieldSvc,
+        dateFields,
         {
           ModelRecord: {
             model: (row: ModelRecord) => mirror(row.model),
@@ -172,5 +173,70 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
     expect(await t.app.db.prisma.task.count()).toBe(0);
     expect(await t.app.db.prisma.taskEvent.count()).toBe(events);
     expect(await t.app.db.prisma.dateFieldSource.count({ where: { model: 'models.Contract' } })).toBe(0);
+  });
+
+  it('two writes of one row whose layer runs end in reverse order leave its task where the row is', async () => {
+    const row = await db.modelRecord.create({ data: { model: 'models.Contract', data: { expireDate: '2030-03-10' } } });
+    // The first write's layer waits until the second write and its layer are done, as when two app
+    // processes (or two requests) update one row at once and the earlier one's layer is slower.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const gated = {
+      forTenant: (tenantId: string) => {
+        const svc = t.app.dateFieldSvc.forTenant(tenantId);
+        return {
+          saveRecords: async (model: string, records: Parameters<DateFieldSvc['saveRecords']>[1]) => {
+            if (calls++ === 0) await gate;
+            return svc.saveRecords(model, records);
+          },
+        };
+      },
+    } as unknown as Pick<DateFieldSvc, 'forTenant'>;
+    const racing = extend(t.app, gated);
+    // A Prisma call runs once something waits for it (then).
+    const first = racing.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: '2030-04-20' } } }).then((r) => r);
+    await vi.waitFor(() => expect(calls).toBe(1), { timeout: 10_000 });
+    await racing.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: '2030-05-20' } } });
+    expect(await liveOf(row.id)).toEqual(['2030-05-17T09:00:00.000Z']);
+    release();
+    await first;
+    // The first write's layer planned 2030-04-20, which the row no longer holds: it looks again after its
+    // commit and applies what the row holds now.
+    expect(await liveOf(row.id)).toEqual(['2030-05-17T09:00:00.000Z']);
+    const [task] = await dateFieldTasks(t, { sourceRowId: row.id });
+    expect(task!.events.map((e) => e.type)).toEqual(['CREATED', 'RESCHEDULED', 'RESCHEDULED', 'RESCHEDULED']);
+    const remembered = await t.app.db.prisma.dateFieldSource.findFirstOrThrow({ where: { rowId: row.id } });
+    expect(remembered.data).toMatchObject({ expireDate: '2030-05-20' });
+  });
+
+  it('a row deleted while an earlier write of it is still in its layer ends with its task cancelled', async () => {
+    const row = await db.modelRecord.create({ data: { model: 'models.Contract', data: { expireDate: '2030-03-10' } } });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const gated = {
+      forTenant: (tenantId: string) => {
+        const svc = t.app.dateFieldSvc.forTenant(tenantId);
+        return {
+          saveRecords: async (model: string, records: Parameters<DateFieldSvc['saveRecords']>[1]) => {
+            if (calls++ === 0) await gate;
+            return svc.saveRecords(model, records);
+          },
+        };
+      },
+    } as unknown as Pick<DateFieldSvc, 'forTenant'>;
+    const racing = extend(t.app, gated);
+    // A Prisma call runs once something waits for it (then).
+    const first = racing.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: '2030-04-20' } } }).then((r) => r);
+    await vi.waitFor(() => expect(calls).toBe(1), { timeout: 10_000 });
+    await racing.modelRecord.delete({ where: { id: row.id } });
+    release();
+    await first;
+    // The first write's layer read the row before the delete and may plan a task from it; after its
+    // commit it reads the row again, finds it gone, and cancels that task: nothing of the row stays live.
+    const tasks = await dateFieldTasks(t, { sourceRowId: row.id });
+    expect(tasks.length).toBeGreaterThan(0);
+    expect(new Set(tasks.map((x) => x.status))).toEqual(new Set(['CANCELLED']));
   });
 });

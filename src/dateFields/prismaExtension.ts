@@ -17,8 +17,38 @@ export interface DateFieldSource<R = Row> {
   idField?: string;
 }
 
-/** Called once per write with the rows it affected, e.g. to see what the layer did; errors propagate. */
+/** Called with each result of the layer for a write (once per tenant and model, again for rows that changed meanwhile); errors propagate. */
 export type DateFieldListener = (model: string, result: DateFieldResult) => void;
+
+/** One row as the layer is told of it (see `run`). */
+interface Entry {
+  tenantId: string;
+  model: string;
+  rowId: string;
+  /** The row's key as Prisma has it (a number, a string), to read it again. */
+  id: unknown;
+  data: Row | null;
+}
+
+/** How often a write's rows are planned again because they kept changing (see `run`) before it gives up. */
+const MAX_SETTLE_ROUNDS = 10;
+
+const entryKey = (entry: Entry) => `${entry.tenantId}\u0000${entry.model}\u0000${entry.rowId}`;
+
+/** Whether two records hold the same values: JSON with object keys sorted, bigints and dates as text. */
+function sameRecord(a: Row | null, b: Row | null): boolean {
+  return canonical(a) === canonical(b);
+}
+
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v === 'bigint') return `${v}n`;
+    if (v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date) && Object.getPrototypeOf(v) === Object.prototype) {
+      return Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
+    }
+    return v;
+  });
+}
 
 const WRITES = new Set([
   'create',
@@ -47,6 +77,11 @@ const WRITES = new Set([
  *   repairs that. Prisma gives query extensions no handle on a caller's transaction, so a registered
  *   write inside `$transaction` is refused (CONFLICT) rather than run half outside it; code that needs
  *   both in one transaction calls `dateFieldSvc.saveExternal(tx, model, records)` itself.
+ * - The layer plans from each row as the table holds it, read after the write and read again after the
+ *   layer's commit until the two agree (see `run`): two writes of one row whose layers finish in the
+ *   reverse order still leave its tasks where the row is. A row that changes while its layer runs may
+ *   briefly get a task planned from the version before (created, moved or cancelled again in the next
+ *   round, with its events).
  * - A `select`, `include` or `omit` on a single-row write is applied by reading the row again, since
  *   the layer needs every field.
  * - A row whose model is a low-code model of its tenant (defined with saveModel) is refused (CONFLICT,
@@ -66,21 +101,72 @@ export function dateFieldExtension(
         model.charAt(0).toLowerCase() + model.slice(1)
       ]!;
 
-    async function run(source: DateFieldSource, rows: Row[], deleted: boolean): Promise<void> {
-      const idField = source.idField ?? 'id';
-      const groups = new Map<string, { svc: string; model: string; records: { rowId: string; data: Row | null }[] }>();
-      for (const row of rows) {
-        const model = typeof source.model === 'function' ? source.model(row) : source.model;
-        const tenantId = typeof source.tenantId === 'function' ? source.tenantId(row) : (source.tenantId ?? 'default');
-        const rowId = String(row[idField]);
-        const key = `${tenantId}\u0000${model}`;
-        const group = groups.get(key) ?? { svc: tenantId, model, records: [] };
-        group.records.push({ rowId, data: deleted ? null : { ...(source.toRecord ? source.toRecord(row) : row), id: rowId } });
+    /** One row as the layer sees it: its tenant, model and id, and the record. */
+    const entryOf = (source: DateFieldSource, row: Row): Entry => {
+      const rowId = String(row[source.idField ?? 'id']);
+      return {
+        tenantId: typeof source.tenantId === 'function' ? source.tenantId(row) : (source.tenantId ?? 'default'),
+        model: typeof source.model === 'function' ? source.model(row) : source.model,
+        rowId,
+        id: row[source.idField ?? 'id'],
+        data: { ...(source.toRecord ? source.toRecord(row) : row), id: rowId },
+      };
+    };
+
+    /** One saveRecords per tenant and model, as one transaction each. */
+    async function apply(entries: Entry[]): Promise<void> {
+      const groups = new Map<string, { tenantId: string; model: string; records: { rowId: string; data: Row | null }[] }>();
+      for (const entry of entries) {
+        const key = `${entry.tenantId}\u0000${entry.model}`;
+        const group = groups.get(key) ?? { tenantId: entry.tenantId, model: entry.model, records: [] };
+        group.records.push({ rowId: entry.rowId, data: entry.data });
         groups.set(key, group);
       }
       for (const group of groups.values()) {
-        const result = await dateFields.forTenant(group.svc).saveRecords(group.model, group.records);
+        const result = await dateFields.forTenant(group.tenantId).saveRecords(group.model, group.records);
         onResult?.(group.model, result);
+      }
+    }
+
+    /**
+     * Runs the layer for the rows a write touched, with each row as the table holds it: read after the
+     * write, and again after each run of the layer until what it applied is what the rows hold. The layer
+     * runs after the write, in a transaction of its own, so two writes of one row (two requests, two
+     * processes) can reach it in the reverse of the order they wrote in; planned from the row the write
+     * returned, the earlier write's layer committed last and left the task planned from a version the row
+     * no longer held (or created a task for a row deleted meanwhile). Read before each run, and checked
+     * after it: whichever run commits last has read the rows after every earlier layer commit, and a write
+     * after that read has a run of its own that commits later still.
+     */
+    async function run(source: DateFieldSource, model: string, rows: Row[]): Promise<void> {
+      const idField = source.idField ?? 'id';
+      const applied = new Map<string, Entry>();
+      // The rows the write touched, under the tenant and model the write left them in (or had them in, deleted).
+      const touched = new Map(rows.map((row) => [entryKey(entryOf(source, row)), entryOf(source, row)]));
+      for (let round = 0; ; round++) {
+        const ids = [...new Map([...touched.values()].map((e) => [e.rowId, e.id])).values()];
+        const now = (await delegate(model).findMany!({ where: { [idField]: { in: ids } } })) as Row[];
+        const current = new Map(now.map((row) => [String(row[idField]), entryOf(source, row)]));
+        const next: Entry[] = [];
+        for (const row of current.values()) if (!touched.has(entryKey(row))) touched.set(entryKey(row), row);
+        for (const [key, entry] of touched) {
+          const present = current.get(entry.rowId);
+          // Gone, or now of another tenant or model: none of its tasks here.
+          const wanted = present && entryKey(present) === key ? present : { ...entry, data: null };
+          const told = applied.get(key);
+          if (!told || !sameRecord(told.data, wanted.data)) next.push(wanted);
+        }
+        if (next.length === 0) return;
+        if (round === MAX_SETTLE_ROUNDS) {
+          throw new ChronographError(
+            'CONFLICT',
+            `${model}: ${next.length} row(s) kept changing while their date-field tasks were planned (${MAX_SETTLE_ROUNDS} rounds); ` +
+              'the write itself is saved, and later writes of those rows plan their tasks again (or run reconcileDateFieldTasks).',
+            { model },
+          );
+        }
+        await apply(next);
+        for (const entry of next) applied.set(entryKey(entry), entry);
       }
     }
 
@@ -112,18 +198,18 @@ export function dateFieldExtension(
               case 'update':
               case 'upsert': {
                 const row = (await query(full)) as Row;
-                await run(source, [row], false);
+                await run(source, model, [row]);
                 return projected ? db.findUniqueOrThrow!({ where: { [idField]: row[idField] }, select, include, omit }) : row;
               }
               case 'createManyAndReturn':
               case 'updateManyAndReturn': {
                 const rows = (await query(full)) as Row[];
-                await run(source, rows, false);
+                await run(source, model, rows);
                 return reread(rows);
               }
               case 'createMany': {
                 const rows = (await db.createManyAndReturn!(args)) as Row[];
-                await run(source, rows, false);
+                await run(source, model, rows);
                 return { count: rows.length };
               }
               case 'updateMany': {
@@ -131,7 +217,7 @@ export function dateFieldExtension(
                 const ids = (await db.findMany!({ where: a.where, select: { [idField]: true }, take: a.limit })) as Row[];
                 const result = await query(args);
                 const rows = (await db.findMany!({ where: { [idField]: { in: ids.map((r) => r[idField]) } } })) as Row[];
-                await run(source, rows, false);
+                await run(source, model, rows);
                 return result;
               }
               case 'delete': {
@@ -139,14 +225,14 @@ export function dateFieldExtension(
                   ? await db.findUnique!({ where: (args as { where: unknown }).where, select, include, omit })
                   : undefined;
                 const row = (await query(full)) as Row;
-                await run(source, [row], true);
+                await run(source, model, [row]);
                 return shown ?? row;
               }
               case 'deleteMany': {
                 const a = args as { where?: unknown; limit?: number };
                 const rows = (await db.findMany!({ where: a.where, take: a.limit })) as Row[];
                 const result = await query(args);
-                await run(source, rows, true);
+                await run(source, model, rows);
                 return result;
               }
             }
