@@ -268,14 +268,15 @@ export class TaskEventStream {
   /**
    * The highest event id handed out so far, in any tenant (the id sequence's last value: it never goes
    * back, even when the newest events are pruned, and it counts events whose transactions are still
-   * open). A cursor above it was never given by this database.
+   * open). A cursor above it was never given by this database. Read with pg_sequence_last_value, which
+   * needs USAGE on the sequence (as inserting events does), not SELECT. It is null while the sequence
+   * has handed nothing out since it was created or reset (setval(seq, max + 1, false) after a restore):
+   * then the newest event that exists.
    */
   async newestEventId(): Promise<bigint> {
-    const [row] = await this.db.prisma.$queryRaw<{ last_value: bigint; is_called: boolean }[]>`
-      SELECT last_value, is_called FROM task_event_id_seq`;
-    // Not called: the next id is last_value itself (a new sequence, or setval(seq, max + 1, false) after a
-    // restore), so events up to last_value - 1 may exist.
-    return row ? BigInt(row.last_value) - (row.is_called ? 0n : 1n) : 0n;
+    const [row] = await this.db.prisma.$queryRaw<{ id: bigint }[]>`
+      SELECT COALESCE(pg_sequence_last_value('task_event_id_seq'::regclass), (SELECT max(id) FROM task_event), 0)::bigint AS id`;
+    return row ? BigInt(row.id) : 0n;
   }
 
   /** The tenant's events up to this id were pruned (history retention); null when none were. */
