@@ -129,6 +129,22 @@ describe.runIf(process.env.TEST_DATABASE_URL)('hooks during a template change of
     expect(error).toMatchObject({ code: 'TIMEOUT', details: { model: 'models.Lease' } });
     expect((await models.getRecord('models.Lease', record.id))!.data).toEqual({ expireDate: '2030-03-10' });
   });
+  it('saveModel of a new model that would wait longer than its lock wait for a hook of that name fails with TIMEOUT saying so', async () => {
+    // A hook of models.Fresh under way: it holds the model's date-field lock shared until it commits.
+    await stage.holder.query('BEGIN');
+    await stage.holder.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || '/' || $2, 7275))`, ['default', 'models.Fresh']);
+    const dateFields = new DateFieldSvc({ prisma: t.app.db.prisma, maxJsonBytes: 64 * 1024, now: () => NOW, lockWaitMs: 200 });
+    const shortWait = new ModelSvc({ prisma: t.app.db.prisma, dateFields, defaultTimezone: 'UTC', maxJsonBytes: 64 * 1024 });
+    const error = await shortWait.saveModel({ name: 'models.Fresh', fields: [{ name: 'expireDate', type: 'DATE' }] }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await stage.holder.query('COMMIT');
+    expect(error).toMatchObject({ code: 'TIMEOUT', details: { model: 'models.Fresh', lockWaitMs: 200 } });
+    expect((error as Error).message).toMatch(/hooks, record writes or a template change of models\.Fresh are in progress/);
+    expect(await t.app.db.prisma.modelDefinition.count({ where: { name: 'models.Fresh' } })).toBe(0);
+  });
+
   it('a hook the database stops to break a deadlock gets CONFLICT (retryable), not an unexpected error', async () => {
     await createDateFieldTemplate(t);
     await holdQuota();

@@ -132,10 +132,14 @@ export class DateFieldSvc {
    * a hook that waited longer fail on its expired transaction, with an error that named the request's
    * budget, not the lock.
    */
-  async hookTransaction<T>(model: string, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+  async hookTransaction<T>(
+    model: string,
+    fn: (tx: Prisma.TransactionClient) => Promise<T>,
+    /** What its lock waits are for, in the TIMEOUT message; default: what a hook waits for. */
+    busy = `a change of a template that follows ${model} (or a reconcile or import of its records) is in progress`,
+  ): Promise<T> {
     const waitMs = this.deps.lockWaitMs ?? HOOK_LOCK_WAIT_MS;
     const timeoutMs = 5 * waitMs + 30_000;
-    const busy = `a change of a template that follows ${model} (or a reconcile or import of its records) is in progress`;
     try {
       return await this.deps.prisma.$transaction(
         async (tx) => {

@@ -102,50 +102,57 @@ export class ModelSvc {
 
   private saveModelOnce(name: string, fields: ModelField[], title: string | null): Promise<ModelDefinition> {
     // hookTransaction: the model lock below waits at most HOOK_LOCK_WAIT_MS (then TIMEOUT, nothing written).
-    return this.dateFields.hookTransaction(name, async (tx) => {
-      const current = await tx.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
-      if (!current) {
-        // A new model takes over its name from hooks (which refuse a low-code model, see
-        // DateFieldSvc.refuseLowCode, after taking this lock shared): created under the model lock held
-        // exclusively, a hook under way commits first, and a later one waits for this to commit and then
-        // finds the model. Nothing else of LOCK ORDER is held here or taken after it.
-        await lockDateFieldModels(tx, this.tenantId, [name], 'exclusive');
-        return tx.modelDefinition.create({
-          data: { tenantId: this.tenantId, name, title, fields: fields as unknown as Prisma.InputJsonArray },
-        });
-      }
-      const before = current.fields as unknown as ModelField[];
-      for (const old of before) {
-        const now = fields.find((f) => f.name === old.name);
-        if (now && now.type === old.type) continue;
-        const used = await tx.$queryRaw<{ n: bigint }[]>`
+    return this.dateFields.hookTransaction(
+      name,
+      async (tx) => {
+        const current = await tx.modelDefinition.findUnique({ where: { tenantId_name: { tenantId: this.tenantId, name } } });
+        if (!current) {
+          // A new model takes over its name from hooks (which refuse a low-code model, see
+          // DateFieldSvc.refuseLowCode, after taking this lock shared): created under the model lock held
+          // exclusively, a hook under way commits first, and a later one waits for this to commit and then
+          // finds the model. Nothing else of LOCK ORDER is held here or taken after it.
+          await lockDateFieldModels(tx, this.tenantId, [name], 'exclusive');
+          return tx.modelDefinition.create({
+            data: { tenantId: this.tenantId, name, title, fields: fields as unknown as Prisma.InputJsonArray },
+          });
+        }
+        const before = current.fields as unknown as ModelField[];
+        for (const old of before) {
+          const now = fields.find((f) => f.name === old.name);
+          if (now && now.type === old.type) continue;
+          const used = await tx.$queryRaw<{ n: bigint }[]>`
           SELECT count(*) AS n FROM model_record WHERE tenant_id = ${this.tenantId} AND model = ${name} AND data ->> ${old.name} IS NOT NULL`;
-        if (used[0]!.n > 0n) {
-          throw conflict(
-            `${used[0]!.n} record(s) of ${name} have a value in ${old.name}; it cannot be ${now ? `changed to ${now.type}` : 'removed'}`,
-            {
-              field: 'fields',
-            },
-          );
+          if (used[0]!.n > 0n) {
+            throw conflict(
+              `${used[0]!.n} record(s) of ${name} have a value in ${old.name}; it cannot be ${now ? `changed to ${now.type}` : 'removed'}`,
+              {
+                field: 'fields',
+              },
+            );
+          }
         }
-      }
-      const followers = await tx.taskTemplate.findMany({
-        where: { tenantId: this.tenantId, sourceModel: name, repeatType: RepeatType.DATE_FIELD },
-        select: { fullName: true, sourceField: true },
-      });
-      for (const template of followers) {
-        const field = fields.find((f) => f.name === template.sourceField);
-        if (!field || (field.type !== 'DATE' && field.type !== 'DATETIME')) {
-          throw conflict(
-            `Task template ${template.fullName} follows ${name}.${template.sourceField}, which must stay a DATE or DATETIME field`,
-            {
-              field: 'fields',
-            },
-          );
+        const followers = await tx.taskTemplate.findMany({
+          where: { tenantId: this.tenantId, sourceModel: name, repeatType: RepeatType.DATE_FIELD },
+          select: { fullName: true, sourceField: true },
+        });
+        for (const template of followers) {
+          const field = fields.find((f) => f.name === template.sourceField);
+          if (!field || (field.type !== 'DATE' && field.type !== 'DATETIME')) {
+            throw conflict(
+              `Task template ${template.fullName} follows ${name}.${template.sourceField}, which must stay a DATE or DATETIME field`,
+              {
+                field: 'fields',
+              },
+            );
+          }
         }
-      }
-      return tx.modelDefinition.update({ where: { id: current.id }, data: { title, fields: fields as unknown as Prisma.InputJsonArray } });
-    });
+        return tx.modelDefinition.update({
+          where: { id: current.id },
+          data: { title, fields: fields as unknown as Prisma.InputJsonArray },
+        });
+      },
+      `hooks, record writes or a template change of ${name} are in progress`,
+    );
   }
 
   /**
