@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIPv6 } from 'node:net';
 
 /** A body being received (AdmissionControl.receiving). */
 export interface Receiving {
@@ -19,14 +20,14 @@ export interface AdmissionOptions {
    */
   maxUnsentBytes: number;
   /**
-   * Bytes of request bodies being received at once, by Content-Length (MAX_RECEIVING_BYTES). A body is
-   * received before its request waits for a slot, so that a slow upload holds memory, not a slot; a
-   * request whose body would pass this budget is answered 503 SERVER_BUSY at once.
+   * Bytes of request bodies being received at once, counted as they arrive (MAX_RECEIVING_BYTES). A body
+   * is received before its request waits for a slot, so that a slow upload holds memory, not a slot; a
+   * request whose body would pass this budget is answered 503 SERVER_BUSY (see `receiving`).
    */
   maxReceivingBytes: number;
   /**
-   * Bodies one client address may have arriving at once (MAX_RECEIVING_PER_CLIENT; 0: no cap). Only a body
-   * that did not come with its headers counts; past the cap the request is answered 503 SERVER_BUSY and its
+   * Bodies one client may have arriving at once (MAX_RECEIVING_PER_CLIENT; 0: no cap), a client being an
+   * IPv4 address or an IPv6 /64 (clientKey). Only a body that did not come with its headers counts; past the cap the request is answered 503 SERVER_BUSY and its
    * connection closed, so one client trickling bodies cannot take the whole receiving budget.
    */
   maxReceivingPerClient?: number;
@@ -148,7 +149,7 @@ export class AdmissionControl {
    */
   receiving(req: IncomingMessage, res: ServerResponse, limit: number): Receiving | undefined {
     const max = this.options.maxReceivingBytes;
-    const address = req.socket.remoteAddress ?? '';
+    const address = clientKey(req.socket.remoteAddress ?? '');
     const declared = Math.min(bodyLength(req), limit);
     // Bytes are counted as they arrive, not as declared: reserving each body's Content-Length (or
     // MAX_REQUEST_BYTES for one of unknown length) let four slow bodies of 16 MiB, or four SSE
@@ -422,4 +423,25 @@ function busy(res: ServerResponse, close = false) {
     ...(close && { connection: 'close' }),
   });
   res.end(body);
+}
+
+/**
+ * Whom a request is counted against: an IPv4 address as it is (also when it comes IPv4-mapped, as
+ * `::ffff:10.0.0.7`), an IPv6 address by its /64, since a host is commonly given a whole /64 and may send
+ * from any address in it: counted by exact address, one such client had 2^64 caps.
+ */
+export function clientKey(address: string): string {
+  const bare = address.split('%')[0]!;
+  if (!isIPv6(bare)) return address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped) return mapped[1]!;
+  const halves = bare.split('::');
+  const groups = (part: string | undefined) => (part ? part.split(':').flatMap((g) => (g.includes('.') ? ['0', '0'] : [g])) : []);
+  const left = groups(halves[0]);
+  const right = groups(halves[1]);
+  const all = halves.length > 1 ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${all
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }
