@@ -23,7 +23,7 @@ import type { TemplateBindingSvc } from '../templates/TemplateBindingSvc.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import type { TenantSvc } from '../tenants/TenantSvc.js';
 import PagingPlugin, { type Paging } from './PagingPlugin.js';
-import { fieldCost } from './queryLimits.js';
+import { fieldCost, type QueryBudget } from './queryLimits.js';
 
 /**
  * Per-request (or per-WebSocket-connection) context: who is asking, which tenant they act on, and the
@@ -50,6 +50,11 @@ export interface Context {
   credentials: CredentialWatch;
   /** pruneHistory (ADMIN). */
   history: HistoryPruner;
+  /**
+   * What the operation's measured cost left of MAX_QUERY_COST, for work only the data tells the size of:
+   * a resolver charges it before doing such work (QueryBudget, src/graphql/queryLimits.ts).
+   */
+  queryBudget: QueryBudget;
 }
 
 /**

@@ -9,7 +9,7 @@ import { useRequestMetrics } from '../ops/useRequestMetrics.js';
 import type { Context } from './builder.js';
 import { renderGraphiQLPage } from './graphiqlPage.js';
 import { createMaskError } from './maskError.js';
-import { useQueryLimits } from './queryLimits.js';
+import { QueryBudget, useQueryLimits } from './queryLimits.js';
 import { schema } from './schema/index.js';
 import { useLiteralErrors } from './useLiteralErrors.js';
 import { useMutationExecutor } from './useMutationExecutor.js';
@@ -49,6 +49,8 @@ export function contextFor(app: Chronograph, identity: Identity, tenantId: strin
     bindings: app.bindings.as(actor),
     credentials: app.credentials,
     history: app.history,
+    // Started by useQueryLimits when an operation of this context runs (one operation per context).
+    queryBudget: new QueryBudget(),
   };
 }
 

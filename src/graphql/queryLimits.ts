@@ -22,6 +22,7 @@ import {
   visit,
 } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
+import { ChronographError } from '../errors.js';
 import { pageSize, pagingOf } from './PagingPlugin.js';
 
 export interface QueryLimits {
@@ -110,6 +111,65 @@ export function queryTooComplex(limit: string, measured: number | string, allowe
 }
 
 /**
+ * What is left of MAX_QUERY_COST for work whose size only the data tells, one per operation in its
+ * context (`ctx.queryBudget`; yoga builds a context per HTTP request, createWsServer one per operation).
+ *
+ * The cost measured before a query runs reads the document and its variables, never the rows: it prices
+ * `Task.upcomingRuns(count: 1000)` by `count`, not by the cron expression of each task it lists, which
+ * decides how many years of a time zone's offsets the list walks. A resolver whose work depends on
+ * what it reads charges that work here, in the same units and before doing it; the charges of all
+ * its fields together may take what the measured cost left of MAX_QUERY_COST. A charge that does not
+ * fit is refused with QUERY_TOO_COMPLEX (`limit`, `measured` — the measured cost plus every charge so
+ * far, this one included —, `allowed`, and the `field` or argument that decided it) in place of that
+ * field's value, and the budget is spent: every later charge of the operation is refused as well, so what
+ * a client gets does not depend on which smaller field happened to come after a refused one. Fields
+ * charge in the order they resolve (the items of a list in order). Work units only, never time: the
+ * same query over the same data is answered the same way however busy the instance is.
+ *
+ * useQueryLimits starts the budget of each execution: of a query or mutation once, of a subscription
+ * for each event (each event executes the selection anew). Until then nothing can be charged.
+ */
+export class QueryBudget {
+  private allowed = 0;
+  private measured = 0;
+  private charged = 0;
+  private spent = false;
+
+  /** A new execution, whose measured cost is `measured` of the `allowed` MAX_QUERY_COST. */
+  start(allowed: number, measured: number): void {
+    this.allowed = allowed;
+    this.measured = measured;
+    this.charged = 0;
+    this.spent = false;
+  }
+
+  /**
+   * Charges `units` of work (query-cost units: a plain field is 1) before it is done; throws QUERY_TOO_COMPLEX
+   * naming `field` when they do not fit, or when an earlier charge did not. `hint` says how the work is priced.
+   * Nothing to charge (0) always fits.
+   */
+  charge(units: number, field: string, hint: string): void {
+    if (units === 0) return;
+    // NaN or a negative count as too much: a charge that cannot be read is refused, not let through.
+    this.charged += units > 0 ? units : Number.POSITIVE_INFINITY;
+    if (!this.spent && this.measured + this.charged <= this.allowed) return;
+    this.spent = true;
+    const measured = this.measured + this.charged;
+    throw new ChronographError(
+      'QUERY_TOO_COMPLEX',
+      `Field refused: MAX_QUERY_COST is ${this.allowed}, this query has ${measured} with what its data asks for. ${hint}`,
+      { limit: 'MAX_QUERY_COST', measured, allowed: this.allowed, field },
+    );
+  }
+}
+
+/** The budget of the operation whose context this is (see QueryBudget). */
+function budgetOf(context: unknown): QueryBudget | undefined {
+  const budget = (context as { queryBudget?: unknown } | null | undefined)?.queryBudget;
+  return budget instanceof QueryBudget ? budget : undefined;
+}
+
+/**
  * Limits checked before a query runs, for HTTP, SSE and graphql-ws alike (yoga's plugins run for
  * all three): tokens while parsing (graphql-armor), the nesting of brackets before the parser recurses
  * into them (MAX_NESTING), aliases while validating (graphql-armor), then depth and cost
@@ -117,6 +177,8 @@ export function queryTooComplex(limit: string, measured: number | string, allowe
  * Depth and cost are measured when the operation is about to execute rather than in yoga's cached
  * validation, because they depend on the variables and the cache does not. A refused query gets
  * QUERY_TOO_COMPLEX with the limit, the measured figure and the allowed one, and nothing of it runs.
+ * A query that may run gets what its cost left of MAX_QUERY_COST as its context's QueryBudget, for the
+ * work its fields find only in the data (per event for a subscription).
  */
 export function useQueryLimits(limits: QueryLimits): Plugin[] {
   const verdicts: Verdicts = new WeakMap();
@@ -153,7 +215,7 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
     }) as Plugin,
     {
       onExecute({ args, setResultAndStopExecution }) {
-        const refused = measureOnce(
+        const { refused, cost } = measureOnce(
           verdicts,
           args.schema,
           args.document,
@@ -163,9 +225,10 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
           limits,
         );
         if (refused) setResultAndStopExecution({ errors: [refused] });
+        else budgetOf(args.contextValue)?.start(limits.maxCost, cost);
       },
       onSubscribe({ args, setResultAndStopExecution }) {
-        const refused = measureOnce(
+        const { refused, cost } = measureOnce(
           verdicts,
           args.schema,
           args.document,
@@ -174,7 +237,16 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
           args.contextValue,
           limits,
         );
-        if (refused) setResultAndStopExecution({ errors: [refused] });
+        if (refused) {
+          setResultAndStopExecution({ errors: [refused] });
+          return;
+        }
+        const budget = budgetOf(args.contextValue);
+        if (!budget) return;
+        budget.start(limits.maxCost, cost);
+        // Each event executes the selection anew, one after the other for one subscriber (its stream
+        // awaits each result before it reads the next event): the next one starts with a full budget.
+        return { onSubscribeResult: () => ({ onNext: () => budget.start(limits.maxCost, cost) }) };
       },
     },
   ];
@@ -189,7 +261,13 @@ export function useQueryLimits(limits: QueryLimits): Plugin[] {
  * (fragments included); other variables (a task's input, its argDict) cannot change it. At most
  * MAX_VERDICTS values, each short, are kept per operation; any other request is measured without being kept.
  */
-type Verdicts = WeakMap<DocumentNode, { costVariables: string[]; byOperation: Map<string, Map<string, GraphQLError | null>> }>;
+type Verdicts = WeakMap<DocumentNode, { costVariables: string[]; byOperation: Map<string, Map<string, Verdict>> }>;
+
+/** A query's measured cost, and its refusal when a limit is over. */
+interface Verdict {
+  refused?: GraphQLError;
+  cost: number;
+}
 
 /** Arguments whose value the cost reads (fieldCost and pageSize). */
 const COST_ARGUMENTS = new Set(['first', 'last', 'count']);
@@ -241,7 +319,7 @@ function measureOnce(
   operationName: string | null | undefined,
   context: unknown,
   limits: QueryLimits,
-): GraphQLError | undefined {
+): Verdict {
   let known = verdicts.get(document);
   if (!known) verdicts.set(document, (known = { costVariables: costVariables(schema, document), byOperation: new Map() }));
   const operation = operationName ?? '';
@@ -256,11 +334,11 @@ function measureOnce(
     known.costVariables.map((name) => (variableValues && name in variableValues ? [variableValues[name]] : [])),
     MAX_KEY_LENGTH,
   );
-  const verdict = key === undefined ? undefined : byValues.get(key);
-  if (verdict !== undefined) return verdict ?? undefined;
-  const refused = measure(schema, document, variableValues, operationName, context, limits);
-  if (key !== undefined && byValues.size < MAX_VERDICTS) byValues.set(key, refused ?? null);
-  return refused;
+  const kept = key === undefined ? undefined : byValues.get(key);
+  if (kept !== undefined) return kept;
+  const verdict = measure(schema, document, variableValues, operationName, context, limits);
+  if (key !== undefined && byValues.size < MAX_VERDICTS) byValues.set(key, verdict);
+  return verdict;
 }
 
 /**
@@ -327,13 +405,15 @@ function measure(
   operationName: string | null | undefined,
   context: unknown,
   limits: QueryLimits,
-): GraphQLError | undefined {
+): Verdict {
   let refused: GraphQLError | undefined;
+  let cost = 0;
   const rule = createComplexityRule({
     context: (context ?? {}) as object,
     variableValues: withoutLists(document, variableValues ?? {}),
     operationName,
     validate: ({ depth, complexity }) => {
+      cost = Math.max(cost, complexity);
       if (depth > limits.maxDepth) {
         refused ??= queryTooComplex('MAX_QUERY_DEPTH', depth, limits.maxDepth, 'Select fewer nested levels.');
       } else if (complexity > limits.maxCost) {
@@ -348,5 +428,5 @@ function measure(
   });
   // Variable and operation errors the rule may report are left to execution, which codes them.
   validate(schema, document, [rule]);
-  return refused;
+  return refused ? { refused, cost } : { cost };
 }

@@ -21,6 +21,8 @@ export const MAX_CRON_LENGTH = 500;
 /** The Gregorian calendar repeats every 400 years: a cron expression's local matches do too. */
 const CYCLE_START = 2000;
 const CYCLE_YEARS = 400;
+/** How many yearsCovered answers an expression keeps. */
+const MAX_COVERED = 16;
 
 /**
  * croner, used only on the "local time line": dates are local wall-clock times read as UTC, so croner
@@ -49,6 +51,8 @@ export class CronExpression {
   /** The last search, `[after, result]`: any search from `after` up to `result` finds `result` again. */
   private memoAfter = Number.NaN;
   private memoResult = Number.NaN;
+  /** yearsCovered's answers by count and maxYears: a page of tasks with one expression asks the same. */
+  private readonly covered = new Map<string, number>();
 
   private constructor(
     readonly expression: string,
@@ -137,9 +141,20 @@ export class CronExpression {
    * How many years the first `count` matches from 2000-01-01 span, at most `maxYears`: for
    * previewSchedule's cost, which grows with the stretch of time its runs cover (each year the time-zone
    * walk reads; see src/graphql/schema/schedule.ts). Walked, not estimated from a few gaps: ten matches a
-   * minute apart each 1 January (`0-9 0 1 1 *`) looked a minute apart and cover a century.
+   * minute apart each 1 January (`0-9 0 1 1 *`) looked a minute apart and cover a century. Also what
+   * Task.upcomingRuns charges for each task it lists, so answers are kept (for MAX_COVERED counts).
    */
   yearsCovered(count: number, maxYears: number): number {
+    const key = `${count}/${maxYears}`;
+    const known = this.covered.get(key);
+    if (known !== undefined) return known;
+    const years = this.walkYears(count, maxYears);
+    if (this.covered.size >= MAX_COVERED) this.covered.clear();
+    this.covered.set(key, years);
+    return years;
+  }
+
+  private walkYears(count: number, maxYears: number): number {
     const start = Date.UTC(CYCLE_START, 0, 1);
     const limit = start + maxYears * YEAR_MS;
     let at = start;

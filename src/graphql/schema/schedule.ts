@@ -1,4 +1,6 @@
 import { ChronographError } from '../../errors.js';
+import { RepeatType, TaskStatus } from '../../generated/prisma/client.js';
+import type { UpcomingTask } from '../../tasks/TaskSvc.js';
 import { CronExpression } from '../../time/CronExpression.js';
 import { type ScheduledTime as ScheduledTimeShape, UPCOMING_HORIZON_YEARS } from '../../time/schedule.js';
 import { builder } from '../builder.js';
@@ -45,20 +47,51 @@ const ScheduleInput = builder.inputType('ScheduleInput', {
  */
 export const PREVIEW_YEAR_COST = 500;
 
+/** The most runs a list of run times gives (previewSchedule, Task.upcomingRuns); a larger `count` is refused. */
+const MAX_RUNS_LISTED = 1000;
+
+/**
+ * What listing `count` runs of a cron expression costs beyond its fields: PREVIEW_YEAR_COST per year
+ * the runs cover (from 2000-01-01: the walk's length, priced the same for every start and zone), 0 for
+ * an expression that does not read (refused, or ending the list, when it runs). Only for a count a list
+ * takes: the years are walked match by match (CronExpression.yearsCovered), and a `count` of a billion
+ * (refused by the cost, but measured first) of `* * * * * *` took as many croner steps.
+ */
+function cronListCost(expression: string, count: number): number {
+  if (!Number.isInteger(count) || count < 1 || count > MAX_RUNS_LISTED) return 0;
+  try {
+    // A list never looks further than UPCOMING_HORIZON_YEARS (time/schedule.ts), so neither does its cost.
+    return Math.ceil(CronExpression.parse(expression).yearsCovered(count, UPCOMING_HORIZON_YEARS) * PREVIEW_YEAR_COST);
+  } catch (error) {
+    if (!(error instanceof ChronographError)) throw error;
+    return 0;
+  }
+}
+
 /** previewSchedule's cost: `count` times its selection, plus PREVIEW_YEAR_COST per year its runs cover. */
 function previewCost(args: { input?: { cronExpression?: string | null; repeatType?: string | null } | null; count?: number | null }) {
   const count = typeof args.count === 'number' && args.count >= 0 ? args.count : 10;
   const expression = args.input?.cronExpression;
-  let years = 0;
-  if (expression && (args.input?.repeatType ?? 'CRON') === 'CRON') {
-    try {
-      // A list never looks further than UPCOMING_HORIZON_YEARS (time/schedule.ts), so neither does its cost.
-      years = CronExpression.parse(expression).yearsCovered(count, UPCOMING_HORIZON_YEARS);
-    } catch (error) {
-      if (!(error instanceof ChronographError)) throw error; // refused when it runs, with its code
-    }
-  }
-  return { field: 1 + Math.ceil(years * PREVIEW_YEAR_COST), multiplier: count };
+  // An expression that does not read is refused when the preview runs, with its code.
+  const years = expression && (args.input?.repeatType ?? 'CRON') === 'CRON' ? cronListCost(expression, count) : 0;
+  return { field: 1 + years, multiplier: count };
+}
+
+/** Tasks that list upcoming runs (TaskSvc.upcomingRuns); a paused or finished one lists none. */
+const LISTING: readonly TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.RUNNING];
+
+/**
+ * What `Task.upcomingRuns(count)` charges the request's QueryBudget before it lists anything: the task's
+ * own schedule decides how much of its zone the list walks, which the query's measured cost (by `count`)
+ * cannot see. A CRON task is priced as previewSchedule is (cronListCost) for the runs it can list
+ * (`count`, at most what maxRuns leaves); every other task nothing: an INTERVAL list steps in real time
+ * and reads one offset per run (its fields' cost already counts them), ONCE and DATE_FIELD tasks have one
+ * run, a paused or finished task none. An upper bound, as the measured cost is: endTime is not read.
+ */
+export function upcomingRunsCost(task: UpcomingTask, count: number): number {
+  if (task.repeatType !== RepeatType.CRON || !task.cronExpression || !task.nextRunAt || !LISTING.includes(task.status)) return 0;
+  // What maxRuns leaves (one more than a RUNNING task lists; none left lists none and costs nothing).
+  return cronListCost(task.cronExpression, task.maxRuns == null ? count : Math.min(count, task.maxRuns - task.runCount));
 }
 
 builder.queryFields((t) => ({
@@ -82,7 +115,9 @@ builder.prismaObjectField('Task', 'upcomingRuns', (t) =>
   t.field({
     type: [ScheduledTime],
     description:
-      'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns, over the next 100 years at most. Empty for a paused or finished task.',
+      'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns, over the next 100 years at most. Empty for a paused or finished task. ' +
+      "A CRON task's list costs what previewSchedule costs for its expression (500 a year the runs cover), taken from what the query's cost " +
+      'left of MAX_QUERY_COST: once the lists of a query take more, this field and every later one are refused with QUERY_TOO_COMPLEX (field: count).',
     args: { count: t.arg.int({ defaultValue: 5 }) },
     select: {
       status: true,
@@ -96,6 +131,14 @@ builder.prismaObjectField('Task', 'upcomingRuns', (t) =>
       intervalSeconds: true,
       timezone: true,
     },
-    resolve: (task, args, ctx) => ctx.taskSvc.upcomingRuns(task, args.count ?? 5),
+    resolve: (task, args, ctx) => {
+      const count = args.count ?? 5;
+      ctx.queryBudget.charge(
+        upcomingRunsCost(task, count),
+        'count',
+        'Task.upcomingRuns costs 500 a year its runs cover (as previewSchedule): ask fewer runs, or the runs of fewer yearly or monthly tasks at once.',
+      );
+      return ctx.taskSvc.upcomingRuns(task, count);
+    },
   }),
 );
