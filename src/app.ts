@@ -331,13 +331,16 @@ export class Chronograph {
     this.admission.refuseQueued(refuseWhileStopping);
     await waitUntil(() => this.inFlight === 0, deadline);
     this.admission.close();
+    // Running handlers finish (or are aborted at the deadline) before the port closes: until then /ready,
+    // /health and /graphql answer 503 SHUTTING_DOWN, as promised above, rather than refuse connections
+    // while the process still lives.
+    await schedulerStopped;
     if (server) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
       await closeJsonParser();
     }
-    await schedulerStopped;
     await this.history.stop();
     await this.credentials.stop();
     await this.db.close();

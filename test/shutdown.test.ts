@@ -113,6 +113,52 @@ describe('SIGTERM (the src/main.ts process)', () => {
     }
   }, 120_000);
 
+  it('answers 503 SHUTTING_DOWN on /ready and /graphql while a handler finishes, then exits', async () => {
+    const port = await freePort();
+    const server = startChronograph({
+      PORT: String(port),
+      DATA_DIR: dataDir(),
+      APP_DIR: path.join(root, 'app'),
+      SHUTDOWN_GRACE_MS: '8000',
+    });
+    try {
+      await server.listening;
+      const get = (pathname: string) =>
+        new Promise<number>((resolve, reject) => {
+          http
+            .get({ host: '127.0.0.1', port, path: pathname, agent: false }, (response) => {
+              response.resume();
+              response.on('end', () => resolve(response.statusCode ?? 0));
+            })
+            .on('error', reject);
+        });
+      const created = await post(
+        port,
+        'mutation { createTimerTask(input: { fullName: "tasks.Echo", funcName: "chronograph.sleep", argDict: { ms: 3000 }, startTime: "2000-01-01T00:00:00Z" }) { id } }',
+      );
+      expect(created.errors).toBeUndefined();
+      await waitFor(
+        async () =>
+          (await post(port, '{ tasks(filter: { status: [RUNNING] }, first: 5) { edges { node { id } } } }')).data?.tasks?.edges?.length ===
+          1,
+        {
+          what: 'the sleep to start',
+        },
+      );
+      server.child.kill('SIGTERM');
+      await waitFor(() => server.output().includes('shutting down'), { what: 'the signal to arrive' });
+      // No request is in flight: before, the port closed here, and the process lived on for the handler.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await get('/ready')).toBe(503);
+      expect(await get('/graphql?query=%7BtaskTypes%7D')).toBe(503);
+      expect(server.output()).not.toContain('Chronograph stopped');
+      expect(await stopped(server)).toBe(0);
+      expect(server.output()).toContain('Chronograph stopped');
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it("the README's graphql-ws loop (examples/followTaskEvents.ts) follows every event across a restart, without gap or duplicate", async () => {
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
     const example = readFileSync(path.join(root, 'examples/followTaskEvents.ts'), 'utf8');
