@@ -113,6 +113,26 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
     expect(await counts()).toEqual({ tasks: 0, events: 0 });
   });
 
+  it("says why a start time is not a date-time in the client's terms, not the date library's", async () => {
+    const accepted = `use ISO 8601 such as 2030-01-01T10:00:00Z, or "2030-01-01 10:00:00" for wall-clock time in the task's time zone`;
+    const cases: [string, string][] = [
+      ['10000-01-01T00:00:00Z', 'startTime "10000-01-01T00:00:00Z" is not a valid date-time (the year 10000 is outside 1970-9999); '],
+      ['next tuesday', 'startTime "next tuesday" is not a valid date-time; '],
+      ['2030-02-30T10:00:00Z', 'startTime "2030-02-30T10:00:00Z" is not a valid date-time (day 30 does not exist); '],
+      ['2030-01-01 25:00:00', 'startTime "2030-01-01 25:00:00" is not a valid date-time (hour 25 does not exist); '],
+      [
+        '2030-01-01T10:00:00[Mars/Base]',
+        'startTime "2030-01-01T10:00:00[Mars/Base]" is not a valid date-time ("Mars/Base" is not an IANA time zone); ',
+      ],
+    ];
+    for (const [startTime, message] of cases) {
+      const result = await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', startTime } });
+      expect(result.errors?.[0]?.message).toBe(message + accepted);
+      expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'INVALID_START_TIME', field: 'startTime' });
+    }
+    expect(await counts()).toEqual({ tasks: 0, events: 0 });
+  });
+
   it('rejects a request whose variables do not fit the schema with a code', async () => {
     const result = await t.gql(CREATE, { input: { fullName: 'tasks.DataSync', startTime: 12 } });
     expect(result.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');

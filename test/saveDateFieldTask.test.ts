@@ -210,6 +210,22 @@ describe.each(backends)('saveDateFieldTask / deleteDateFieldTask (%s)', (backend
     expect((await dateFieldTasks(t))[0]!.startTime.toISOString()).toBe('2030-03-07T09:00:00.000Z');
   });
 
+  it("says why a record's date is not a date in the client's terms, not the date library's", async () => {
+    await createDateFieldTemplate(t);
+    const accepted = 'use ISO 8601 such as 2030-03-10 or 2030-03-10T09:00:00Z';
+    const cases: [string, string][] = [
+      ['not a date', 'rowObj.postData.expireDate "not a date" is not a date; '],
+      ['2030-02-30', 'rowObj.postData.expireDate "2030-02-30" is not a date (day 30 does not exist); '],
+      ['10000-01-01T00:00:00Z', 'rowObj.postData.expireDate "10000-01-01T00:00:00Z" is not a date (the year 10000 is outside 1970-9999); '],
+    ];
+    for (const [expireDate, message] of cases) {
+      const result = await t.gql(SAVE, { rowObj: { model: 'models.Contract', postData: { id: 'c-1', expireDate } } });
+      expect(result.errors?.[0]?.message).toBe(message + accepted);
+      expect(result.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'rowObj.postData.expireDate' });
+    }
+    expect(await dateFieldTasks(t)).toEqual([]);
+  });
+
   it('is the same service through TaskSvc: same rules, same typed errors', async () => {
     await createDateFieldTemplate(t);
     const created: DateFieldResult = await taskSvc.saveDateFieldTask({

@@ -253,8 +253,11 @@ export interface RecordDate {
  */
 export function parseRecordDate(value: unknown, zone: string, field: string): RecordDate | null {
   if (value === null || value === undefined || value === '') return null;
-  const bad = (why: string) =>
-    badInput(`${field} ${JSON.stringify(value)} is not a date (${why}); use ISO 8601 such as 2030-03-10 or 2030-03-10T09:00:00Z`, field);
+  const bad = (why: string | null) =>
+    badInput(
+      `${field} ${JSON.stringify(value)} is not a date${why ? ` (${why})` : ''}; use ISO 8601 such as 2030-03-10 or 2030-03-10T09:00:00Z`,
+      field,
+    );
   let date: RecordDate;
   if (value instanceof Date || (typeof value === 'number' && Number.isFinite(value))) {
     const at = value instanceof Date ? value.getTime() : value;

@@ -9,8 +9,12 @@ export interface ParsedTime {
   note: string | null;
 }
 
-/** A date-time text: either an instant (it carried an offset or zone) or a wall-clock time (local ms, read as UTC). */
-export type DateTimeText = { kind: 'instant'; at: number } | { kind: 'wall'; local: number } | { kind: 'invalid'; why: string };
+/**
+ * A date-time text: either an instant (it carried an offset or zone) or a wall-clock time (local ms, read
+ * as UTC). An invalid one says why when it can be said in the client's terms (a day that does not exist,
+ * an unknown zone, a year past 9999); `why` is null when the text is simply in no form Chronograph reads.
+ */
+export type DateTimeText = { kind: 'instant'; at: number } | { kind: 'wall'; local: number } | { kind: 'invalid'; why: string | null };
 
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -23,15 +27,38 @@ export function readDateTime(text: string): DateTimeText {
   const fast = readUtcInstant(text);
   if (fast !== null) return { kind: 'instant', at: fast };
   const read = (zone: string) => {
-    let parsed = DateTime.fromISO(text, { zone });
-    if (!parsed.isValid && !DATE_ONLY.test(text)) parsed = DateTime.fromSQL(text, { zone });
-    return parsed;
+    const iso = DateTime.fromISO(text, { zone });
+    if (iso.isValid || DATE_ONLY.test(text)) return { parsed: iso, refusals: [iso] };
+    const sql = DateTime.fromSQL(text, { zone });
+    return { parsed: sql, refusals: [iso, sql] };
   };
-  const utc = read('UTC');
-  if (!utc.isValid) return { kind: 'invalid', why: utc.invalidExplanation ?? utc.invalidReason ?? 'unrecognised format' };
-  return utc.toMillis() === read('Etc/GMT-14').toMillis()
+  const { parsed: utc, refusals } = read('UTC');
+  if (!utc.isValid) return { kind: 'invalid', why: whyInvalid(text, refusals) };
+  return utc.toMillis() === read('Etc/GMT-14').parsed.toMillis()
     ? { kind: 'instant', at: utc.toMillis() }
     : { kind: 'wall', local: utc.toMillis() };
+}
+
+/**
+ * Why a text luxon refused is not a date-time, in the client's terms, or null when it is in no form
+ * Chronograph reads. Not luxon's own explanation: after the ISO 8601 attempt it is that of the SQL-style
+ * form (`2030-01-01 10:00:00`), "can't be parsed as SQL", for input that never was SQL.
+ */
+function whyInvalid(text: string, refusals: DateTime[]): string | null {
+  const year = /^(\d{5,})-\d/.exec(text)?.[1];
+  if (year !== undefined && Number(year) > 9999) return `the year ${Number(year)} is outside 1970-9999`;
+  for (const refused of refusals) {
+    const explanation = refused.invalidExplanation ?? '';
+    if (refused.invalidReason === 'unit out of range') {
+      const unit = /you specified (\S+) \(of type \w+\) as an? (\w+)/.exec(explanation);
+      return unit ? `${unit[2]} ${unit[1]} does not exist` : 'a part of it is out of range';
+    }
+    if (refused.invalidReason === 'unsupported zone') {
+      const zone = /the zone "([^"]*)"/.exec(explanation)?.[1];
+      return zone === undefined ? 'its time zone is unknown' : `${JSON.stringify(zone)} is not an IANA time zone`;
+    }
+  }
+  return null;
 }
 
 const UTC_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?Z$/;
@@ -110,7 +137,7 @@ export function parseTime(value: string, zone: string, field: string): ParsedTim
   if (read.kind === 'invalid') {
     throw new ChronographError(
       'INVALID_START_TIME',
-      `${field} ${JSON.stringify(value)} is not a valid date-time (${read.why}); use ISO 8601 such as ` +
+      `${field} ${JSON.stringify(value)} is not a valid date-time${read.why ? ` (${read.why})` : ''}; use ISO 8601 such as ` +
         `2030-01-01T10:00:00Z, or "2030-01-01 10:00:00" for wall-clock time in the task's time zone`,
       { field },
     );
