@@ -72,6 +72,9 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
     expect(page.headers.get('cache-control')).toBe('no-cache');
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    // Sockets to this instance only: no scheme-only ws:/wss: (any host); CSP3 'self' covers its own ws/wss.
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp.split(';').map((directive) => directive.trim())).toContain("connect-src 'self'");
     const html = await page.text();
     const script = /<script type="module" crossorigin src="([^"]+\.js)"/.exec(html)?.[1];
     expect(script).toMatch(/^\/dashboard\/assets\/[\w-]+\.js$/);
@@ -84,6 +87,45 @@ describe.runIf(chromiumAvailable()).each(backends)('the dashboard in a browser, 
     expect((await fetch(`${base}/dashboard/assets/..%2F..%2Fpackage.json`)).status).toBe(404);
     expect((await fetch(`${base}/dashboard/`, { method: 'POST' })).status).toBe(405);
   });
+
+  it("lets the page's scripts open WebSockets to this instance only", async () => {
+    const { page, errors } = await openPage();
+    await page.goto(`http://127.0.0.1:${port}/dashboard/`);
+    const own = `ws://127.0.0.1:${port}/graphql`;
+    const foreign = ['ws://example.com/graphql', 'wss://example.com/graphql', `ws://127.0.0.1:${port + 1}/graphql`];
+    // What the browser refused by the page's CSP: a violation report, or (older engines) a SecurityError.
+    const refused = await page.evaluate(
+      async (urls) => {
+        const seen: string[] = [];
+        document.addEventListener('securitypolicyviolation', (event) => {
+          if (event.effectiveDirective === 'connect-src') seen.push(event.blockedURI);
+        });
+        for (const url of urls) {
+          try {
+            const socket = new WebSocket(url, 'graphql-transport-ws');
+            socket.onerror = () => {};
+            setTimeout(() => socket.close(), 200);
+          } catch {
+            seen.push(url);
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        return seen;
+      },
+      [own, ...foreign],
+    );
+    for (const url of foreign)
+      expect(
+        refused.some((blocked) => url.startsWith(blocked)),
+        `${url} in ${JSON.stringify(refused)}`,
+      ).toBe(true);
+    expect(
+      refused.some((blocked) => own.startsWith(blocked)),
+      JSON.stringify(refused),
+    ).toBe(false);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
 
   it('shows a task moving through its statuses live, pauses one from the page, and opens its page', async () => {
     const { page, errors } = await openPage();

@@ -19,10 +19,13 @@ const TYPES: Record<string, string> = {
 
 /**
  * The page may load only this instance's scripts and styles and talk only to this instance (HTTP and
- * WebSocket): nothing from a CDN, nothing injected.
+ * WebSocket): nothing from a CDN, nothing injected. `connect-src 'self'` alone: in CSP Level 3 'self'
+ * also matches ws: and wss: to the page's own host and port (the page opens its socket from `location`),
+ * whereas the scheme sources `ws:` `wss:` would let a script reach any host. The policy names no host,
+ * so it is the same whatever Host header a request carries.
  */
 const CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /**
  * Serves the dashboard: `/` and `/dashboard` lead to `/dashboard/`, which is the page; its assets are
