@@ -1,5 +1,6 @@
-import type { Client } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { ADMIN, ADMIN_KEY, AUTH_ENV, createKey, hs256 } from './support/auth.js';
 import { Collector, type SseSubscription, sseSubscribe, streamIdle, wsClient } from './support/subscriptions.js';
 import { backends, createTestApp, createTestDatabase, type GqlResult, ok, type TestApp, type TestDatabase } from './support/testApp.js';
@@ -107,6 +108,41 @@ describe.each(backends)('credentials of subscriptions (%s)', (backend) => {
     expect(endCode(refused)).toBe('FORBIDDEN');
     const admin = new Collector(ws({ authorization: ADMIN.authorization, tenantId: 'a' }).iterate({ query: `{ me { tenantId } }` }));
     expect((await admin.finished()).map((r) => (r as GqlResult).data)).toEqual([{ me: { tenantId: 'a' } }]);
+  });
+
+  it('names, in a refused tenant choice, what the client sent it in: connectionParams or the upgrade header', async () => {
+    const editorB = await createKey(t, 'b', 'EDITOR');
+    const bearer = `Bearer ${editorB.secret}`;
+    /** A client whose WebSocket upgrade request carries `headers`. */
+    const upgradeWith = (headers: Record<string, string>) => {
+      const client = createClient({
+        url: url.replace(/^http/, 'ws'),
+        connectionParams: { authorization: bearer },
+        webSocketImpl: class extends WebSocket {
+          constructor(address: string, protocols?: string | string[]) {
+            super(address, protocols, { headers });
+          }
+        },
+        retryAttempts: 0,
+        lazy: true,
+      });
+      clients.push(client);
+      return client;
+    };
+    const cases: [Client, string][] = [
+      [ws({ authorization: bearer, tenantId: 'a' }), 'connectionParams.tenantId'],
+      [ws({ authorization: bearer, headers: { 'x-tenant-id': 'a' } }), 'connectionParams.headers["x-tenant-id"]'],
+      [upgradeWith({ 'x-tenant-id': 'a' }), 'x-tenant-id'],
+    ];
+    for (const [client, field] of cases) {
+      const refused = new Collector(client.iterate({ query: `{ me { tenantId } }` }));
+      await refused.finished();
+      const [error] = refused.error as { message: string; extensions: Record<string, unknown> }[];
+      expect(error?.extensions, field).toEqual({ code: 'FORBIDDEN', field });
+      expect(error?.message).toBe(
+        `${field} names tenant a, but this EDITOR credential belongs to tenant b; only ADMIN credentials may choose a tenant`,
+      );
+    }
   });
 
   it('ends WebSocket and SSE subscriptions of a key revoked on another instance', async () => {

@@ -54,9 +54,10 @@ type Extra = {
  * connection without a valid credential (when one is required) is closed with 4403 Forbidden. The
  * tenant is chosen then too — `connectionParams.tenantId` or `connectionParams.headers["x-tenant-id"]`
  * (or the upgrade request's `x-tenant-id` header), which only an ADMIN may set to another tenant — and a
- * refused choice fails every operation with its code. Nothing an operation sends later (its
- * `extensions`, its payload) changes the identity or the tenant of the connection. When the credential
- * is revoked or expires, the socket is closed with 4403.
+ * refused choice fails every operation with its code and, as `field`, where the client put the tenant
+ * (the connection stays open, so each operation says why it is refused, rather than a bare 4403).
+ * Nothing an operation sends later (its `extensions`, its payload) changes the identity or the tenant
+ * of the connection. When the credential is revoked or expires, the socket is closed with 4403.
  */
 export function createWsServer(server: Server, app: Chronograph): WsServer {
   const { yoga } = app;
@@ -119,10 +120,10 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
           if (error instanceof ChronographError && error.code === 'UNAUTHENTICATED') return false; // 4403 Forbidden
           throw error;
         }
-        const requested = params.tenantId ?? headerOf(params.headers, 'x-tenant-id') ?? ctx.extra.request.headers['x-tenant-id'];
+        const [requested, field] = requestedTenant(params, ctx.extra.request);
         let tenant: ConnectionAuth['tenant'];
         try {
-          tenant = { tenantId: selectTenant(identity, requested) };
+          tenant = { tenantId: selectTenant(identity, requested, field) };
         } catch (error) {
           if (!(error instanceof ChronographError)) throw error;
           tenant = { error };
@@ -234,6 +235,18 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/**
+ * The tenant a connection asks for, and where the client put it (what a refusal names as its field):
+ * `connectionParams.tenantId`, else `connectionParams.headers["x-tenant-id"]`, else the upgrade request's
+ * `x-tenant-id` header.
+ */
+function requestedTenant(params: Record<string, unknown>, request: IncomingMessage): [unknown, string] {
+  if (params.tenantId != null) return [params.tenantId, 'connectionParams.tenantId'];
+  const inParams = headerOf(params.headers, 'x-tenant-id');
+  if (inParams != null) return [inParams, 'connectionParams.headers["x-tenant-id"]'];
+  return [request.headers['x-tenant-id'], 'x-tenant-id'];
 }
 
 /** Browsers send Origin; one that is neither this server's own nor listed is refused. Other clients send none. */
