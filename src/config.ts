@@ -113,9 +113,11 @@ const envSchema = z.object({
     .int()
     .min(0)
     .default(64 * 1_048_576),
-  // Bytes of request bodies being received at once (by Content-Length; a large one of unknown length counts
-  // as MAX_REQUEST_BYTES), before their requests wait for a slot: a slow upload holds memory within this
-  // budget, not a slot; past it, 503 SERVER_BUSY at once.
+  // Bytes of request bodies held at once, counted as they arrive (a small body until it is in, a large one
+  // until its answer), before their requests wait for a slot: a slow upload holds memory within this
+  // budget, not a slot. A body whose Content-Length cannot fit is refused before it is read, and one that
+  // grows past the budget as it arrives is cut off: 503 SERVER_BUSY, the connection closed. One body alone
+  // always fits (AdmissionControl.receiving).
   MAX_RECEIVING_BYTES: z.coerce
     .number()
     .int()
