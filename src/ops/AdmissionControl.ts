@@ -141,11 +141,13 @@ export class AdmissionControl {
   }
 
   /**
-   * Reserves room for a body about to be received (its Content-Length, or `limit` when unknown), until
-   * its response closes, and counts it against its client address while it is still arriving (from the
-   * turn of the event loop after its headers: a body that came with them never counts). Returns the
-   * function to call once the body is in (or will not come); undefined, after answering 503 SERVER_BUSY,
-   * when the budget has no room. The body is read before `admit`: it holds no slot while it arrives.
+   * Counts a body about to be received against MAX_RECEIVING_BYTES as its bytes arrive (`grow`): a
+   * small body until it is in, a large one until its response closes. One whose Content-Length (at most
+   * `limit`) cannot fit even now is refused before it is read. While it is still arriving (from the turn
+   * of the event loop after its headers: a body that came with them never counts) it also counts against
+   * its client (clientKey). Returns what to call as bytes arrive and once the body is in (or will not
+   * come); undefined, after answering 503 SERVER_BUSY, when the budget has no room. The body is read
+   * before `admit`: it holds no slot while it arrives.
    */
   receiving(req: IncomingMessage, res: ServerResponse, limit: number): Receiving | undefined {
     const max = this.options.maxReceivingBytes;
