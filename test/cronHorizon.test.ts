@@ -79,16 +79,20 @@ describe.each(backends)('cron expressions with decades between matches (%s)', (b
     expect(runs.map((r) => r.at)).toEqual(['9990-01-01T00:00:00.000Z', '9999-12-30T00:00:00.000Z']);
   });
 
-  it("lists a yearly task's upcoming runs over a century at most, whatever count asks", GUARD, async () => {
+  it("prices a yearly task's upcoming runs by the years they cover: a century is over the default MAX_QUERY_COST", GUARD, async () => {
     const created = ok(
       await t.gql(CREATE, {
         input: { fullName: 'tasks.DataSync', repeatType: 'CRON', cronExpression: '0 0 1 1 *', timezone: 'Europe/Berlin' },
       }),
     ).createTimerTask;
-    const runs = ok(await t.gql(UPCOMING, { id: created.id })).task.upcomingRuns as { at: string }[];
-    // From 2030-01-01 (Berlin), one a year, up to 100 years after the first.
-    expect(runs).toHaveLength(101);
-    expect(runs.at(-1)!.at).toBe('2129-12-31T23:00:00.000Z');
+    // count 1000 would list 101 runs (the 100-year horizon; test/upcomingRunsBudget lists them with a raised
+    // limit), which costs 500 a year: refused before any is listed.
+    const refused = await t.gql(UPCOMING, { id: created.id });
+    expect(refused.errors?.[0]?.extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_QUERY_COST', field: 'count' });
+    const runs = ok(await t.gql(UPCOMING.replace('count: 1000', 'count: 50'), { id: created.id })).task.upcomingRuns as { at: string }[];
+    // From 2030-01-01 (Berlin), one a year.
+    expect(runs).toHaveLength(50);
+    expect(runs.at(-1)!.at).toBe('2078-12-31T23:00:00.000Z');
   });
 
   it('ends a stored task whose expression is now refused after its next run, instead of searching to the year 3000', GUARD, async () => {
