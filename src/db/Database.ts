@@ -51,6 +51,12 @@ export interface DatabaseOptions {
   onQuery?: (event: QueryEvent) => void;
   /** PGLITE_OPTIMIZE: let V8 optimise PGlite's WebAssembly (see pgliteCompiler). */
   pgliteOptimize?: boolean;
+  /**
+   * `memory://` only: a dump (PGlite's dumpDataDir) of a new data directory to start from instead of
+   * running initdb, which takes seconds in WebAssembly. The test suite makes one per run
+   * (test/support/globalSetup.ts) and starts each in-memory database of createTestApp from it.
+   */
+  pgliteImage?: Blob;
 }
 
 export interface QueryEvent {
@@ -126,7 +132,7 @@ function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
   return optimize ? 'tiered' : 'liftoff';
 }
 
-async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = false }: DatabaseOptions): Promise<Database> {
+async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = false, pgliteImage }: DatabaseOptions): Promise<Database> {
   const wasmCompiler = pgliteCompiler(pgliteOptimize);
   // Each kind of database loads only its own driver (start-up time and memory), while the data directory
   // is locked and, when new, copied from the template.
@@ -156,6 +162,7 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
         `max_wal_size=${PGLITE_MAX_WAL_SIZE}`,
         ...(lock ? DURABLE_START_PARAMS : []),
       ],
+      ...(pgliteImage && !lock && { loadDataDir: pgliteImage }),
     });
     if (lock) syncToDisk(pglite);
   } catch (error) {

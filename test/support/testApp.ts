@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
+import { inject } from 'vitest';
 import { Chronograph, type ChronographOptions } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
+import { databaseOptions, openDatabase } from '../../src/db/Database.js';
+import { createLogger } from '../../src/logger.js';
 
 export type BackendName = 'pglite' | 'postgres';
 
@@ -68,7 +72,7 @@ export async function createTestApp(
 ): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase(backend));
   const config = testConfig({ DATABASE_URL: database.url, ...options.env });
-  const app = await Chronograph.create({ ...options, config });
+  const app = await Chronograph.create({ ...options, ...(await fromPgliteImage(config, options)), config });
   return {
     app,
     gql: (query, variables, headers) => gql(app, query, variables, headers),
@@ -77,6 +81,23 @@ export async function createTestApp(
       if (!options.database) await database.drop();
     },
   };
+}
+
+let pgliteImage: Promise<Blob> | undefined;
+
+/**
+ * An in-memory PGlite database starts from the new, migrated database globalSetup dumped, instead of
+ * running initdb (seconds of WebAssembly) for every test app; a DATA_DIR on disk or PostgreSQL opens as usual.
+ */
+async function fromPgliteImage(
+  config: Config,
+  options: Pick<ChronographOptions, 'logger' | 'onQuery' | 'databaseOpening'>,
+): Promise<Pick<ChronographOptions, 'logger' | 'databaseOpening'>> {
+  if (options.databaseOpening || config.DATABASE_URL || !config.DATA_DIR.startsWith('memory://')) return {};
+  pgliteImage ??= readFile(inject('pgliteImage')).then((bytes) => new Blob([bytes]));
+  const logger = options.logger ?? createLogger(config.LOG_LEVEL);
+  const image = await pgliteImage;
+  return { logger, databaseOpening: openDatabase({ ...databaseOptions(config, logger, options.onQuery), pgliteImage: image }) };
 }
 
 export async function gql<T>(
