@@ -1,15 +1,14 @@
-import { PGlite } from '@electric-sql/pglite';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Migration, MigrationError, migrate, readMigrations } from '../src/db/migrate.js';
 import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
-import { type BackendName, backends, createTestDatabase, type TestDatabase } from './support/testApp.js';
+import { type BackendName, backends, createTestDatabase, newPglite, type TestDatabase } from './support/testApp.js';
 
 const logger = pino({ level: 'silent' });
 
 async function openSession(backend: BackendName, database: TestDatabase): Promise<SqlSession> {
   if (backend === 'postgres') return openPgSession(database.url!);
-  const pglite = await PGlite.create('memory://');
+  const pglite = await newPglite();
   const session = pgliteSession(pglite);
   return { ...session, close: () => pglite.close() };
 }

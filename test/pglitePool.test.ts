@@ -1,7 +1,8 @@
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pglitePool } from '../src/db/pglitePool.js';
 import { statement } from '../src/db/SqlPool.js';
+import { newPglite } from './support/testApp.js';
 
 /** A Statement named by its text. */
 const s = (text: string) => statement(text, text);
@@ -9,7 +10,7 @@ const s = (text: string) => statement(text, text);
 describe('PGlite statements run prepared (src/db/pglitePool.ts)', () => {
   let db: PGlite;
   beforeEach(async () => {
-    db = await PGlite.create('memory://');
+    db = await newPglite();
     await db.exec(`CREATE TABLE item (id int PRIMARY KEY, name text, data jsonb, at timestamptz, tags text[])`);
   });
   afterEach(async () => {

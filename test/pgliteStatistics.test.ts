@@ -16,7 +16,7 @@ import {
 import { buildTemplate, copyTemplate } from '../src/db/pgliteTemplate.js';
 import { statement } from '../src/db/SqlPool.js';
 import { createLogger } from '../src/logger.js';
-import { createTestApp } from './support/testApp.js';
+import { createTestApp, newPglite } from './support/testApp.js';
 
 const logger = createLogger('silent');
 
@@ -146,7 +146,7 @@ describe('analyzeGrownTables: the ANALYZE autovacuum would run, on PGlite', () =
   const insert = (from: number, n: number) => db.exec(`INSERT INTO item SELECT i, i % 7 FROM generate_series(${from + 1}, ${from + n}) i`);
 
   it(`leaves a table under ${ANALYZE_MIN_ROWS} rows unmeasured, then ANALYZEs it each time more than 50 rows + 10 % of it changed`, async () => {
-    db = await PGlite.create('memory://');
+    db = await newPglite();
     await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
     await insert(0, ANALYZE_MIN_ROWS - 1);
     expect(await analyzeGrownTables(db)).toEqual([]);
@@ -167,7 +167,7 @@ describe('analyzeGrownTables: the ANALYZE autovacuum would run, on PGlite', () =
   });
 
   it('an ANALYZE makes the cached generic plan of a prepared statement again, for the table as it now is', async () => {
-    db = await PGlite.create('memory://');
+    db = await newPglite();
     await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
     await db.exec('VACUUM item');
     const pool = pglitePool(db);
@@ -189,7 +189,7 @@ describe('analyzeGrownTables: the ANALYZE autovacuum would run, on PGlite', () =
   });
 
   it('maintainStatistics runs the pass on its own until stopped', async () => {
-    db = await PGlite.create('memory://');
+    db = await newPglite();
     await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
     await insert(0, ANALYZE_MIN_ROWS);
     const maintainer = maintainStatistics(db, logger, 5);
@@ -222,7 +222,7 @@ describe('PGlite checkpoints (src/db/pgliteStatistics.ts)', () => {
   const write = (mb: number) => db!.exec(`INSERT INTO item (v) SELECT repeat(md5(g::text), 16) FROM generate_series(1, ${mb * 1500}) g`);
 
   it('checkpointIfDue CHECKPOINTs once more WAL than its threshold was written since the last checkpoint', async () => {
-    db = await PGlite.create('memory://');
+    db = await newPglite();
     await db.exec('CREATE TABLE item (id serial PRIMARY KEY, v text)');
     await db.exec('CHECKPOINT');
     const before = await redo();
@@ -236,7 +236,7 @@ describe('PGlite checkpoints (src/db/pgliteStatistics.ts)', () => {
   });
 
   it('maintainCheckpoints checkpoints on its own until stopped', async () => {
-    db = await PGlite.create('memory://');
+    db = await newPglite();
     await db.exec('CREATE TABLE item (id serial PRIMARY KEY, v text)');
     await db.exec('CHECKPOINT');
     const before = await redo();

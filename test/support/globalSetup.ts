@@ -10,8 +10,10 @@ import { createLogger } from '../../src/logger.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** A file holding the dump of a new, migrated in-memory PGlite database (see makePgliteImage). */
+    /** A file holding the dump of a new, migrated in-memory PGlite database (see makePgliteImages). */
     pgliteImage: string;
+    /** A file holding the dump of a new in-memory PGlite database, as initdb left it (no migration). */
+    pgliteEmptyImage: string;
   }
 }
 
@@ -20,9 +22,10 @@ declare module 'vitest' {
  * reachable: CI fails rather than silently skipping half the tests.
  */
 export default async function globalSetup(project: TestProject) {
-  const image = await makePgliteImage();
-  project.provide('pgliteImage', image);
-  const teardown = () => rm(image, { force: true });
+  const images = await makePgliteImages();
+  project.provide('pgliteImage', images.migrated);
+  project.provide('pgliteEmptyImage', images.empty);
+  const teardown = () => Promise.all(Object.values(images).map((file) => rm(file, { force: true }))).then(() => {});
   const url = process.env.TEST_DATABASE_URL;
   if (!url) {
     if (process.env.CI) {
@@ -46,19 +49,24 @@ export default async function globalSetup(project: TestProject) {
 }
 
 /**
- * initdb in WebAssembly takes seconds, and every in-memory PGlite database of createTestApp would run it:
- * instead, one new database is made and migrated here, as openDatabase does, and dumped; createTestApp
- * starts each from that dump (DatabaseOptions.pgliteImage), and openDatabase then finds every migration
- * applied. Tests of initdb and of the migrations themselves open their databases without it.
+ * initdb in WebAssembly takes seconds, and every in-memory PGlite database of the suite would run it:
+ * instead, one new database is dumped here as initdb left it (newPglite starts from that), then migrated
+ * as openDatabase does and dumped again (createTestApp starts from that: DatabaseOptions.pgliteImage,
+ * and openDatabase then finds every migration applied). PGlite.create itself runs initdb in a module of
+ * its own and loads the data directory from a dump of it, so a database loaded from `empty` is what
+ * PGlite.create('memory://') makes.
  */
-async function makePgliteImage(): Promise<string> {
+async function makePgliteImages(): Promise<{ empty: string; migrated: string }> {
+  const dump = async (pglite: PGlite, name: string) => {
+    const file = path.join(os.tmpdir(), `chronograph-pglite-${name}-${process.pid}.tar`);
+    await writeFile(file, Buffer.from(await (await pglite.dumpDataDir('none')).arrayBuffer()));
+    return file;
+  };
   const pglite = await PGlite.create('memory://');
   try {
+    const empty = await dump(pglite, 'empty');
     await migrate(pgliteSession(pglite), createLogger('silent'), await readMigrations());
-    const dump = await pglite.dumpDataDir('none');
-    const file = path.join(os.tmpdir(), `chronograph-pglite-image-${process.pid}.tar`);
-    await writeFile(file, Buffer.from(await dump.arrayBuffer()));
-    return file;
+    return { empty, migrated: await dump(pglite, 'migrated') };
   } finally {
     await pglite.close();
   }

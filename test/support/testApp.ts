@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import type { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { Chronograph, type ChronographOptions } from '../../src/app.js';
@@ -83,7 +84,23 @@ export async function createTestApp(
   };
 }
 
-let pgliteImage: Promise<Blob> | undefined;
+const images = new Map<'pgliteImage' | 'pgliteEmptyImage', Promise<Blob>>();
+
+/** One of the dumps globalSetup made, read once per test file. */
+function image(name: 'pgliteImage' | 'pgliteEmptyImage'): Promise<Blob> {
+  let blob = images.get(name);
+  if (!blob) {
+    blob = readFile(inject(name)).then((bytes) => new Blob([bytes]));
+    images.set(name, blob);
+  }
+  return blob;
+}
+
+/** A new in-memory PGlite database, as PGlite.create('memory://') makes it, without running initdb again. */
+export async function newPglite(): Promise<PGlite> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  return PGlite.create('memory://', { loadDataDir: await image('pgliteEmptyImage') });
+}
 
 /**
  * An in-memory PGlite database starts from the new, migrated database globalSetup dumped, instead of
@@ -94,10 +111,9 @@ async function fromPgliteImage(
   options: Pick<ChronographOptions, 'logger' | 'onQuery' | 'databaseOpening'>,
 ): Promise<Pick<ChronographOptions, 'logger' | 'databaseOpening'>> {
   if (options.databaseOpening || config.DATABASE_URL || !config.DATA_DIR.startsWith('memory://')) return {};
-  pgliteImage ??= readFile(inject('pgliteImage')).then((bytes) => new Blob([bytes]));
+  const pgliteImage = await image('pgliteImage');
   const logger = options.logger ?? createLogger(config.LOG_LEVEL);
-  const image = await pgliteImage;
-  return { logger, databaseOpening: openDatabase({ ...databaseOptions(config, logger, options.onQuery), pgliteImage: image }) };
+  return { logger, databaseOpening: openDatabase({ ...databaseOptions(config, logger, options.onQuery), pgliteImage }) };
 }
 
 export async function gql<T>(
