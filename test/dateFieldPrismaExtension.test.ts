@@ -53,6 +53,28 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
     await t.app.db.prisma.modelRecord.deleteMany({});
   });
 
+  /**
+   * A client whose first write's layer waits until `release`: the date-field layer of the next writes
+   * runs first, as when two requests or processes write one row and the earlier one's layer is slower.
+   */
+  function heldFirstLayer() {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const gated = {
+      forTenant: (tenantId: string) => {
+        const svc = t.app.dateFieldSvc.forTenant(tenantId);
+        return {
+          saveRecords: async (model: string, records: Parameters<DateFieldSvc['saveRecords']>[1]) => {
+            if (calls++ === 0) await gate;
+            return svc.saveRecords(model, records);
+          },
+        };
+      },
+    } as unknown as Pick<DateFieldSvc, 'forTenant'>;
+    return { racing: extend(t.app, gated), release, calls: () => calls };
+  }
+
   const liveOf = async (id: string) =>
     (await dateFieldTasks(t, { sourceRowId: id, status: 'SCHEDULED' })).map((x) => x.startTime.toISOString());
 
@@ -177,26 +199,10 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
 
   it('two writes of one row whose layer runs end in reverse order leave its task where the row is', async () => {
     const row = await db.modelRecord.create({ data: { model: 'models.Contract', data: { expireDate: '2030-03-10' } } });
-    // The first write's layer waits until the second write and its layer are done, as when two app
-    // processes (or two requests) update one row at once and the earlier one's layer is slower.
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let calls = 0;
-    const gated = {
-      forTenant: (tenantId: string) => {
-        const svc = t.app.dateFieldSvc.forTenant(tenantId);
-        return {
-          saveRecords: async (model: string, records: Parameters<DateFieldSvc['saveRecords']>[1]) => {
-            if (calls++ === 0) await gate;
-            return svc.saveRecords(model, records);
-          },
-        };
-      },
-    } as unknown as Pick<DateFieldSvc, 'forTenant'>;
-    const racing = extend(t.app, gated);
+    const { racing, release, calls } = heldFirstLayer();
     // A Prisma call runs once something waits for it (then).
     const first = racing.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: '2030-04-20' } } }).then((r) => r);
-    await vi.waitFor(() => expect(calls).toBe(1), { timeout: 10_000 });
+    await vi.waitFor(() => expect(calls()).toBe(1), { timeout: 10_000 });
     await racing.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: '2030-05-20' } } });
     expect(await liveOf(row.id)).toEqual(['2030-05-17T09:00:00.000Z']);
     release();
@@ -212,24 +218,10 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
 
   it('a row deleted while an earlier write of it is still in its layer ends with its task cancelled', async () => {
     const row = await db.modelRecord.create({ data: { model: 'models.Contract', data: { expireDate: '2030-03-10' } } });
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let calls = 0;
-    const gated = {
-      forTenant: (tenantId: string) => {
-        const svc = t.app.dateFieldSvc.forTenant(tenantId);
-        return {
-          saveRecords: async (model: string, records: Parameters<DateFieldSvc['saveRecords']>[1]) => {
-            if (calls++ === 0) await gate;
-            return svc.saveRecords(model, records);
-          },
-        };
-      },
-    } as unknown as Pick<DateFieldSvc, 'forTenant'>;
-    const racing = extend(t.app, gated);
+    const { racing, release, calls } = heldFirstLayer();
     // A Prisma call runs once something waits for it (then).
     const first = racing.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: '2030-04-20' } } }).then((r) => r);
-    await vi.waitFor(() => expect(calls).toBe(1), { timeout: 10_000 });
+    await vi.waitFor(() => expect(calls()).toBe(1), { timeout: 10_000 });
     await racing.modelRecord.delete({ where: { id: row.id } });
     release();
     await first;
