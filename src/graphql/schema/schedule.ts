@@ -114,10 +114,12 @@ builder.queryFields((t) => ({
 builder.prismaObjectField('Task', 'upcomingRuns', (t) =>
   t.field({
     type: [ScheduledTime],
+    // Null where it is refused: the rest of a page (and of a subscription's event) still comes.
+    nullable: true,
     description:
       'The next `count` (1-1000) runs: nextRunAt, then the schedule within endTime and maxRuns, over the next 100 years at most. Empty for a paused or finished task. ' +
       "A CRON task's list costs what previewSchedule costs for its expression (500 a year the runs cover), taken from what the query's cost " +
-      'left of MAX_QUERY_COST: once the lists of a query take more, this field and every later one are refused with QUERY_TOO_COMPLEX (field: count).',
+      'left of MAX_QUERY_COST: once the lists of a query take more, this field and every later one are null with a QUERY_TOO_COMPLEX error (field: count); the rest of the answer comes.',
     args: { count: t.arg.int({ defaultValue: 5 }) },
     select: {
       status: true,
