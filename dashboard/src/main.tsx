@@ -699,12 +699,12 @@ function TaskPage({ id }: { id: string }) {
           </p>
           <h3>Upcoming runs</h3>
           <ul data-testid="upcoming">
-            {task.upcomingRuns.map((r: { at: string; local: string; offset: string; note: string | null }) => (
+            {(task.upcomingRuns ?? []).map((r: { at: string; local: string; offset: string; note: string | null }) => (
               <li key={r.at}>
                 {r.local} ({r.offset}){r.note && <small> — {r.note}</small>}
               </li>
             ))}
-            {task.upcomingRuns.length === 0 && <li>none</li>}
+            {task.upcomingRuns?.length === 0 && <li>none</li>}
           </ul>
           <h3>Arguments</h3>
           <pre>{JSON.stringify(task.argDict, null, 2)}</pre>
