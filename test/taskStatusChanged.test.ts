@@ -166,7 +166,10 @@ describe.each(backends)('Subscription.taskStatusChanged (%s)', (backend) => {
     expect(sseResult!.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     const overWs = new Collector(ws({ tenantId: 'no spaces!' }).iterate({ query: SUB }));
     await overWs.finished();
-    expect((overWs.error as GqlResult['errors'])?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'x-tenant-id' });
+    expect((overWs.error as GqlResult['errors'])?.[0]?.extensions).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      field: 'connectionParams.tenantId',
+    });
   });
 
   it('resumes after a cursor with no gap and no duplicate while events are produced concurrently', async () => {
