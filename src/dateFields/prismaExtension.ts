@@ -71,7 +71,9 @@ const WRITES = new Set([
  *
  * - create / update / upsert (and createManyAndReturn / updateManyAndReturn) save the written rows;
  *   createMany runs as createManyAndReturn so the new rows are known; updateMany reads the ids its
- *   `where` matches first and the rows after; delete / deleteMany cancel the rows' tasks.
+ *   `where` matches first and the rows after; delete / deleteMany cancel the rows' tasks. When a source's
+ *   `model` or `tenantId` is a function, updates read their rows before the write too: a row moved to
+ *   another model or tenant has its tasks there cancelled, as if deleted there.
  * - The layer runs after the write, in its own transaction, as afterSave hooks do: a hook that fails (a
  *   date that does not parse) fails the call after the row was written; `reconcileDateFieldTasks(model)`
  *   repairs that. Prisma gives query extensions no handle on a caller's transaction, so a registered
@@ -138,11 +140,13 @@ export function dateFieldExtension(
      * after it: whichever run commits last has read the rows after every earlier layer commit, and a write
      * after that read has a run of its own that commits later still.
      */
-    async function run(source: DateFieldSource, model: string, rows: Row[]): Promise<void> {
+    async function run(source: DateFieldSource, model: string, rows: Row[], before: Row[] = []): Promise<void> {
       const idField = source.idField ?? 'id';
       const applied = new Map<string, Entry>();
-      // The rows the write touched, under the tenant and model the write left them in (or had them in, deleted).
-      const touched = new Map(rows.map((row) => [entryKey(entryOf(source, row)), entryOf(source, row)]));
+      // The rows the write touched, under the tenant and model the write left them in (or had them in,
+      // deleted), and under those they had before an update (see `moves`): a row it moved to another
+      // tenant or model has its tasks cancelled in the one it left.
+      const touched = new Map([...before, ...rows].map((row) => [entryKey(entryOf(source, row)), entryOf(source, row)]));
       for (let round = 0; ; round++) {
         const ids = [...new Map([...touched.values()].map((e) => [e.rowId, e.id])).values()];
         const now = (await delegate(model).findMany!({ where: { [idField]: { in: ids } } })) as Row[];
@@ -187,6 +191,9 @@ export function dateFieldExtension(
             }
             const idField = source.idField ?? 'id';
             const db = delegate(model);
+            // An update may move a row to another tenant or model only when a function decides them: the
+            // rows are then read before it too (run), so their tasks leave the tenant and model they leave.
+            const moves = typeof source.model === 'function' || typeof source.tenantId === 'function';
             const { select, include, omit, ...rest } = (args ?? {}) as Row;
             const full = rest as typeof args;
             const projected = select !== undefined || include !== undefined || omit !== undefined;
@@ -197,14 +204,19 @@ export function dateFieldExtension(
               case 'create':
               case 'update':
               case 'upsert': {
+                const where = (args as { where?: unknown }).where;
+                const before = moves && operation !== 'create' ? ((await db.findUnique!({ where })) as Row | null) : null;
                 const row = (await query(full)) as Row;
-                await run(source, model, [row]);
+                await run(source, model, [row], before ? [before] : []);
                 return projected ? db.findUniqueOrThrow!({ where: { [idField]: row[idField] }, select, include, omit }) : row;
               }
               case 'createManyAndReturn':
               case 'updateManyAndReturn': {
+                const a = args as { where?: unknown; limit?: number };
+                const before =
+                  moves && operation === 'updateManyAndReturn' ? ((await db.findMany!({ where: a.where, take: a.limit })) as Row[]) : [];
                 const rows = (await query(full)) as Row[];
-                await run(source, model, rows);
+                await run(source, model, rows, before);
                 return reread(rows);
               }
               case 'createMany': {
@@ -214,10 +226,14 @@ export function dateFieldExtension(
               }
               case 'updateMany': {
                 const a = args as { where?: unknown; limit?: number };
-                const ids = (await db.findMany!({ where: a.where, select: { [idField]: true }, take: a.limit })) as Row[];
+                const ids = (await db.findMany!({
+                  where: a.where,
+                  ...(!moves && { select: { [idField]: true } }),
+                  take: a.limit,
+                })) as Row[];
                 const result = await query(args);
                 const rows = (await db.findMany!({ where: { [idField]: { in: ids.map((r) => r[idField]) } } })) as Row[];
-                await run(source, model, rows);
+                await run(source, model, rows, moves ? ids : []);
                 return result;
               }
               case 'delete': {
