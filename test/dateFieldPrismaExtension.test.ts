@@ -231,4 +231,20 @@ describe.each(backends)('the date-field Prisma client extension (%s)', (backend)
     expect(tasks.length).toBeGreaterThan(0);
     expect(new Set(tasks.map((x) => x.status))).toEqual(new Set(['CANCELLED']));
   });
+
+  it("a write whose layer runs after another writer's bad value succeeds; the bad write fails with its own error", async () => {
+    const row = await db.modelRecord.create({ data: { model: 'models.Contract', data: { expireDate: '2030-03-10' } } });
+    const { racing, release, calls } = heldFirstLayer();
+    const first = racing.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: '2030-04-20' } } }).then((r) => r);
+    await vi.waitFor(() => expect(calls()).toBe(1), { timeout: 10_000 });
+    const bad = await db.modelRecord.update({ where: { id: row.id }, data: { data: { expireDate: 'someday' } } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(bad).toMatchObject({ code: 'BAD_USER_INPUT' });
+    release();
+    // Its own data was good: it succeeds, though what it reads back afterwards cannot be planned.
+    await expect(first).resolves.toMatchObject({ id: row.id });
+    expect(await liveOf(row.id)).toEqual(['2030-04-17T09:00:00.000Z']);
+  });
 });

@@ -30,7 +30,7 @@ interface Entry {
   data: Row | null;
 }
 
-/** How often a write's rows are planned again because they kept changing (see `run`) before it gives up. */
+/** How often a write's rows are planned again because they kept changing (see `run`) before it leaves them to later writes. */
 const MAX_SETTLE_ROUNDS = 10;
 
 const entryKey = (entry: Entry) => `${entry.tenantId}\u0000${entry.model}\u0000${entry.rowId}`;
@@ -79,11 +79,12 @@ const WRITES = new Set([
  *   repairs that. Prisma gives query extensions no handle on a caller's transaction, so a registered
  *   write inside `$transaction` is refused (CONFLICT) rather than run half outside it; code that needs
  *   both in one transaction calls `dateFieldSvc.saveExternal(tx, model, records)` itself.
- * - The layer plans from each row as the table holds it, read after the write and read again after the
- *   layer's commit until the two agree (see `run`): two writes of one row whose layers finish in the
- *   reverse order still leave its tasks where the row is. A row that changes while its layer runs may
- *   briefly get a task planned from the version before (created, moved or cancelled again in the next
- *   round, with its events).
+ * - The layer plans from the rows as the write left them, then reads them again after its commit and
+ *   applies what changed until the two agree (see `run`): two writes of one row whose layers finish in
+ *   the reverse order still leave its tasks where the row is. A row that changes while its layer runs
+ *   may briefly have a task planned from the version before (moved or cancelled again in the next
+ *   round, with its events). Another writer's refused data, or a row still changing after 10 rounds,
+ *   ends the looking again without failing this call: the other writes' own runs carry on.
  * - A `select`, `include` or `omit` on a single-row write is applied by reading the row again, since
  *   the layer needs every field.
  * - A row whose model is a low-code model of its tenant (defined with saveModel) is refused (CONFLICT,
@@ -131,28 +132,57 @@ export function dateFieldExtension(
     }
 
     /**
-     * Runs the layer for the rows a write touched, with each row as the table holds it: read after the
-     * write, and again after each run of the layer until what it applied is what the rows hold. The layer
-     * runs after the write, in a transaction of its own, so two writes of one row (two requests, two
-     * processes) can reach it in the reverse of the order they wrote in; planned from the row the write
-     * returned, the earlier write's layer committed last and left the task planned from a version the row
-     * no longer held (or created a task for a row deleted meanwhile). Read before each run, and checked
-     * after it: whichever run commits last has read the rows after every earlier layer commit, and a write
-     * after that read has a run of its own that commits later still.
+     * Runs the layer for the rows a write touched, as the write left them (deleted: as gone), then reads
+     * them again after each run of the layer and applies what changed, until what it applied is what the
+     * rows hold. The layer runs after the write, in a transaction of its own, so two writes of one row
+     * (two requests, two processes) can reach it in the reverse of the order they wrote in: planned only
+     * from the row the write returned, the earlier write's layer committed last and left the task planned
+     * from a version the row no longer held (or a live task for a row deleted meanwhile). Checked after
+     * each commit, whichever run commits last has read the rows after every earlier layer commit, and a
+     * write after that read has a run of its own that commits later still.
+     *
+     * The first run is this write's: its errors (a date that does not parse) are the call's, as before.
+     * What later rounds read is other writers' data; a refusal of it (their bad date) is theirs to report
+     * through their own run, and this call stops there. So it does after MAX_SETTLE_ROUNDS rounds of a row
+     * that keeps changing: each write through the extension has its run, and the last one settles it
+     * (writes that bypass the extension are for reconcileDateFieldTasks to catch up with, as ever).
      */
-    async function run(source: DateFieldSource, model: string, rows: Row[], before: Row[] = []): Promise<void> {
+    async function run(
+      source: DateFieldSource,
+      model: string,
+      rows: Row[],
+      options: { before?: Row[]; deleted?: boolean } = {},
+    ): Promise<void> {
       const idField = source.idField ?? 'id';
+      // The rows the write touched: under the tenant and model it left them in (or had them in, deleted),
+      // and under those they had before an update (see `moves`): a row it moved to another tenant or model
+      // has its tasks cancelled in the one it left.
+      const touched = new Map<string, Entry>();
+      for (const row of options.before ?? []) touched.set(entryKey(entryOf(source, row)), { ...entryOf(source, row), data: null });
+      for (const row of rows) {
+        const entry = entryOf(source, row);
+        touched.set(entryKey(entry), options.deleted ? { ...entry, data: null } : entry);
+      }
+      let next = [...touched.values()];
       const applied = new Map<string, Entry>();
-      // The rows the write touched, under the tenant and model the write left them in (or had them in,
-      // deleted), and under those they had before an update (see `moves`): a row it moved to another
-      // tenant or model has its tasks cancelled in the one it left.
-      const touched = new Map([...before, ...rows].map((row) => [entryKey(entryOf(source, row)), entryOf(source, row)]));
       for (let round = 0; ; round++) {
+        if (round > 0) {
+          try {
+            await apply(next);
+          } catch (error) {
+            if (error instanceof ChronographError) return; // another writer's data: see above
+            throw error;
+          }
+        } else {
+          await apply(next);
+        }
+        for (const entry of next) applied.set(entryKey(entry), entry);
+        if (round === MAX_SETTLE_ROUNDS) return;
         const ids = [...new Map([...touched.values()].map((e) => [e.rowId, e.id])).values()];
         const now = (await delegate(model).findMany!({ where: { [idField]: { in: ids } } })) as Row[];
         const current = new Map(now.map((row) => [String(row[idField]), entryOf(source, row)]));
-        const next: Entry[] = [];
         for (const row of current.values()) if (!touched.has(entryKey(row))) touched.set(entryKey(row), row);
+        next = [];
         for (const [key, entry] of touched) {
           const present = current.get(entry.rowId);
           // Gone, or now of another tenant or model: none of its tasks here.
@@ -161,16 +191,6 @@ export function dateFieldExtension(
           if (!told || !sameRecord(told.data, wanted.data)) next.push(wanted);
         }
         if (next.length === 0) return;
-        if (round === MAX_SETTLE_ROUNDS) {
-          throw new ChronographError(
-            'CONFLICT',
-            `${model}: ${next.length} row(s) kept changing while their date-field tasks were planned (${MAX_SETTLE_ROUNDS} rounds); ` +
-              'the write itself is saved, and later writes of those rows plan their tasks again (or run reconcileDateFieldTasks).',
-            { model },
-          );
-        }
-        await apply(next);
-        for (const entry of next) applied.set(entryKey(entry), entry);
       }
     }
 
@@ -207,7 +227,7 @@ export function dateFieldExtension(
                 const where = (args as { where?: unknown }).where;
                 const before = moves && operation !== 'create' ? ((await db.findUnique!({ where })) as Row | null) : null;
                 const row = (await query(full)) as Row;
-                await run(source, model, [row], before ? [before] : []);
+                await run(source, model, [row], { before: before ? [before] : [] });
                 return projected ? db.findUniqueOrThrow!({ where: { [idField]: row[idField] }, select, include, omit }) : row;
               }
               case 'createManyAndReturn':
@@ -216,7 +236,7 @@ export function dateFieldExtension(
                 const before =
                   moves && operation === 'updateManyAndReturn' ? ((await db.findMany!({ where: a.where, take: a.limit })) as Row[]) : [];
                 const rows = (await query(full)) as Row[];
-                await run(source, model, rows, before);
+                await run(source, model, rows, { before });
                 return reread(rows);
               }
               case 'createMany': {
@@ -233,7 +253,7 @@ export function dateFieldExtension(
                 })) as Row[];
                 const result = await query(args);
                 const rows = (await db.findMany!({ where: { [idField]: { in: ids.map((r) => r[idField]) } } })) as Row[];
-                await run(source, model, rows, moves ? ids : []);
+                await run(source, model, rows, { before: moves ? ids : [] });
                 return result;
               }
               case 'delete': {
@@ -241,14 +261,14 @@ export function dateFieldExtension(
                   ? await db.findUnique!({ where: (args as { where: unknown }).where, select, include, omit })
                   : undefined;
                 const row = (await query(full)) as Row;
-                await run(source, model, [row]);
+                await run(source, model, [row], { deleted: true });
                 return shown ?? row;
               }
               case 'deleteMany': {
                 const a = args as { where?: unknown; limit?: number };
                 const rows = (await db.findMany!({ where: a.where, take: a.limit })) as Row[];
                 const result = await query(args);
-                await run(source, model, rows);
+                await run(source, model, rows, { deleted: true });
                 return result;
               }
             }
