@@ -120,6 +120,8 @@ describe.each(backends)('timer tasks over GraphQL (%s)', (backend) => {
       ['next tuesday', 'startTime "next tuesday" is not a valid date-time; '],
       ['2030-02-30T10:00:00Z', 'startTime "2030-02-30T10:00:00Z" is not a valid date-time (day 30 does not exist); '],
       ['2030-01-01 25:00:00', 'startTime "2030-01-01 25:00:00" is not a valid date-time (hour 25 does not exist); '],
+      ['2030-01-01T10:00:00+25:00', 'startTime "2030-01-01T10:00:00+25:00" is not a valid date-time (the offset +25:00 does not exist); '],
+      ['2030-01-01 10:00:00 -1590', 'startTime "2030-01-01 10:00:00 -1590" is not a valid date-time (the offset -15:90 does not exist); '],
       [
         '2030-01-01T10:00:00[Mars/Base]',
         'startTime "2030-01-01T10:00:00[Mars/Base]" is not a valid date-time ("Mars/Base" is not an IANA time zone); ',

@@ -17,6 +17,8 @@ export interface ParsedTime {
 export type DateTimeText = { kind: 'instant'; at: number } | { kind: 'wall'; local: number } | { kind: 'invalid'; why: string | null };
 
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+/** A UTC offset after a time of day (`…T10:00:00+02:00`, `… 10:00:00 -0500`): sign, hours, minutes. */
+const TIME_OFFSET = /\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s?([+-])(\d{2}):?(\d{2})$/;
 
 /**
  * Reads ISO 8601 (`2030-01-01T10:00:00Z`, with or without an offset) or the seed's `2030-01-01 10:00:00`.
@@ -26,6 +28,12 @@ const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 export function readDateTime(text: string): DateTimeText {
   const fast = readUtcInstant(text);
   if (fast !== null) return { kind: 'instant', at: fast };
+  // luxon takes any two-digit offset: +25:00 read as an instant a day off. Offsets in use run from
+  // -12:00 to +14:00; past 14 hours (or 59 minutes) it is a typo, not a place.
+  const offset = TIME_OFFSET.exec(text);
+  if (offset && (Number(offset[2]) > 14 || Number(offset[3]) > 59)) {
+    return { kind: 'invalid', why: `the offset ${offset[1]}${offset[2]}:${offset[3]} does not exist` };
+  }
   const read = (zone: string) => {
     const iso = DateTime.fromISO(text, { zone });
     if (iso.isValid || DATE_ONLY.test(text)) return { parsed: iso, refusals: [iso] };
