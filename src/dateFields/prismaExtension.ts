@@ -158,23 +158,21 @@ export function dateFieldExtension(
       // and under those they had before an update (see `moves`): a row it moved to another tenant or model
       // has its tasks cancelled in the one it left.
       const touched = new Map<string, Entry>();
-      for (const row of options.before ?? []) touched.set(entryKey(entryOf(source, row)), { ...entryOf(source, row), data: null });
-      for (const row of rows) {
+      const add = (row: Row, gone: boolean) => {
         const entry = entryOf(source, row);
-        touched.set(entryKey(entry), options.deleted ? { ...entry, data: null } : entry);
-      }
+        touched.set(entryKey(entry), gone ? { ...entry, data: null } : entry);
+      };
+      for (const row of options.before ?? []) add(row, true);
+      for (const row of rows) add(row, options.deleted === true);
       let next = [...touched.values()];
       const applied = new Map<string, Entry>();
       for (let round = 0; ; round++) {
-        if (round > 0) {
-          try {
-            await apply(next);
-          } catch (error) {
-            if (error instanceof ChronographError) return; // another writer's data: see above
-            throw error;
-          }
-        } else {
+        try {
           await apply(next);
+        } catch (error) {
+          // The first round's errors are this write's; a refusal in a later one is another writer's data (see above).
+          if (round === 0 || !(error instanceof ChronographError)) throw error;
+          return;
         }
         for (const entry of next) applied.set(entryKey(entry), entry);
         if (round === MAX_SETTLE_ROUNDS) return;

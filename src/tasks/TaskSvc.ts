@@ -113,6 +113,9 @@ const SCHEDULE_FIELDS: readonly (keyof TaskPatch)[] = [
 /** Which columns and relations of a task to read (Prisma's select or include). */
 export type TaskSelection = Pick<Prisma.TaskFindFirstArgs, 'select' | 'include'>;
 
+/** The statuses of a task that lists upcoming runs (upcomingRuns); a paused or finished one lists none. */
+export const UPCOMING_STATUSES: readonly TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.RUNNING];
+
 /** What upcomingRuns reads of a task. */
 export type UpcomingTask = Pick<
   Task,
@@ -710,8 +713,7 @@ export class TaskSvc {
    */
   upcomingRuns(task: UpcomingTask, count = 5): ScheduledTime[] {
     assertIntRange(count, 'count', 1, 1000);
-    const waiting: TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.RUNNING];
-    if (!waiting.includes(task.status) || !task.nextRunAt) return [];
+    if (!UPCOMING_STATUSES.includes(task.status) || !task.nextRunAt) return [];
     const now = this.now();
     const done = task.runCount + (task.status === TaskStatus.RUNNING ? 1 : 0);
     const runsLeft = task.maxRuns == null ? null : Math.max(0, task.maxRuns - done);

@@ -1,6 +1,6 @@
 import { ChronographError } from '../../errors.js';
-import { RepeatType, TaskStatus } from '../../generated/prisma/client.js';
-import type { UpcomingTask } from '../../tasks/TaskSvc.js';
+import { RepeatType } from '../../generated/prisma/client.js';
+import { UPCOMING_STATUSES, type UpcomingTask } from '../../tasks/TaskSvc.js';
 import { CronExpression } from '../../time/CronExpression.js';
 import { type ScheduledTime as ScheduledTimeShape, UPCOMING_HORIZON_YEARS } from '../../time/schedule.js';
 import { builder } from '../builder.js';
@@ -77,9 +77,6 @@ function previewCost(args: { input?: { cronExpression?: string | null; repeatTyp
   return { field: 1 + years, multiplier: count };
 }
 
-/** Tasks that list upcoming runs (TaskSvc.upcomingRuns); a paused or finished one lists none. */
-const LISTING: readonly TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RETRYING, TaskStatus.RUNNING];
-
 /**
  * What `Task.upcomingRuns(count)` charges the request's QueryBudget before it lists anything: the task's
  * own schedule decides how much of its zone the list walks, which the query's measured cost (by `count`)
@@ -89,7 +86,7 @@ const LISTING: readonly TaskStatus[] = [TaskStatus.SCHEDULED, TaskStatus.RETRYIN
  * run, a paused or finished task none. An upper bound, as the measured cost is: endTime is not read.
  */
 export function upcomingRunsCost(task: UpcomingTask, count: number): number {
-  if (task.repeatType !== RepeatType.CRON || !task.cronExpression || !task.nextRunAt || !LISTING.includes(task.status)) return 0;
+  if (task.repeatType !== RepeatType.CRON || !task.cronExpression || !task.nextRunAt || !UPCOMING_STATUSES.includes(task.status)) return 0;
   // What maxRuns leaves (one more than a RUNNING task lists; none left lists none and costs nothing).
   return cronListCost(task.cronExpression, task.maxRuns == null ? count : Math.min(count, task.maxRuns - task.runCount));
 }
