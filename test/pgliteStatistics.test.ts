@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -77,6 +77,25 @@ describe('PGlite planner statistics (src/db/pgliteStatistics.ts, the template)',
       for (const [table, tuples] of Object.entries(stats)) expect({ table, tuples }).toEqual({ table, tuples: -1 });
       expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Index Scan using task_pkey');
     });
+  });
+
+  it('the template holds only the database PGlite uses (template0 and template1 were 600 files to copy), and a copy starts and runs tasks', async () => {
+    const dir = newDir();
+    await copyTemplate(dir, migrations, logger, template);
+    expect((await readdir(path.join(dir, 'base'))).length).toBe(1);
+    await withPglite(dir, async (pglite) => {
+      const { rows } = await pglite.query<{ datname: string }>('SELECT datname FROM pg_database ORDER BY datname');
+      expect(rows.map((r) => r.datname)).toEqual(['postgres']);
+    });
+    const t = await createTestApp('pglite', { env: { DATA_DIR: dir } });
+    try {
+      const ran = new Promise<unknown>((resolve) => t.app.handlers.register('test.copied', (args) => void resolve(args)));
+      await t.app.templateSvc.create({ fullName: 'test.Copied', title: 'Copied', funcName: 'test.copied' });
+      await t.app.taskSvc.createTimerTask({ fullName: 'test.Copied', startTime: new Date().toISOString(), argDict: { on: 'copy' } });
+      await expect(ran).resolves.toEqual({ on: 'copy' });
+    } finally {
+      await t.close();
+    }
   });
 
   it('statistics frozen at zero (a template made before, or a VACUUM of empty tables) are reset when Chronograph opens the directory', async () => {
