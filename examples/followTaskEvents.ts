@@ -7,13 +7,15 @@ export interface TaskStatusChange {
   task: { id: string; fullName: string };
 }
 
-const SUBSCRIPTION = `subscription($after: String) {
-  taskStatusChanged(after: $after) { cursor toStatus task { id fullName } }
+const SUBSCRIPTION = `subscription($after: String, $filter: TaskEventFilter) {
+  taskEventFeed(after: $after, filter: $filter) { cursor event { cursor toStatus task { id fullName } } }
 }`;
 
 /**
- * Follows every status change of the tenant, without gap or duplicate, across dropped connections and
- * server restarts: each (re)subscription starts after the last cursor seen; an instance that shuts down
+ * Follows every status change of the tenant that matches `filter`, without gap or duplicate, across
+ * dropped connections and server restarts: each (re)subscription starts after the last cursor seen, an
+ * event's or a progress item's (which moves it past events the filter passed over, so a narrow filter
+ * resumes even once history retention has pruned its last match); an instance that shuts down
  * (SHUTTING_DOWN) or a reader that fell behind (SUBSCRIBER_TOO_SLOW) says where to resume in
  * `extensions.lastCursor`; a refused or dropped connection is retried with backoff. Pass the cursor you
  * stored as `after` to continue where a previous run stopped; stop with `signal`.
@@ -21,6 +23,7 @@ const SUBSCRIPTION = `subscription($after: String) {
 export async function followTaskEvents(options: {
   url: string; // ws://127.0.0.1:4000/graphql
   after?: string;
+  filter?: Record<string, unknown>; // e.g. { fullName: 'tasks.DataBackup' }; every event without one
   connectionParams?: Record<string, unknown>;
   signal?: AbortSignal;
   onEvent: (event: TaskStatusChange) => void | Promise<void>;
@@ -35,7 +38,10 @@ export async function followTaskEvents(options: {
       connectionParams: options.connectionParams,
       retryAttempts: 0,
     });
-    const results = client.iterate<{ taskStatusChanged: TaskStatusChange }>({ query: SUBSCRIPTION, variables: { after: lastCursor } });
+    const results = client.iterate<{ taskEventFeed: { cursor: string; event: TaskStatusChange | null } }>({
+      query: SUBSCRIPTION,
+      variables: { after: lastCursor, filter: options.filter },
+    });
     const stop = () => void results.return?.();
     options.signal?.addEventListener('abort', stop);
     try {
@@ -46,10 +52,10 @@ export async function followTaskEvents(options: {
           lastCursor = typeof resumeAt === 'string' ? resumeAt : lastCursor;
           break;
         }
-        const event = data!.taskStatusChanged;
-        lastCursor = event.cursor;
+        const { cursor, event } = data!.taskEventFeed;
+        lastCursor = cursor;
         failures = 0;
-        await options.onEvent(event);
+        if (event) await options.onEvent(event);
       }
     } catch (error) {
       // GraphQL errors come as an array (a bad cursor, no permission): retrying would not help.

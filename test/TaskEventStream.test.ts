@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { eventFromRow } from '../src/events/eventRows.js';
 import { TaskEventFilter } from '../src/events/TaskEventFilter.js';
-import { isStreamEnd, type StreamItem } from '../src/events/TaskEventSubscription.js';
+import { isTaskEvent, type StreamItem } from '../src/events/TaskEventSubscription.js';
 import { TaskStatus } from '../src/generated/prisma/client.js';
 import { recordEvents, transition } from '../src/tasks/statusMachine.js';
 import { Collector, streamIdle } from './support/subscriptions.js';
@@ -13,7 +13,7 @@ const all = TaskEventFilter.parse('default');
 
 function ids(items: StreamItem[]): bigint[] {
   return items.map((item) => {
-    if (isStreamEnd(item)) throw new Error(`unexpected end: ${item.end}`);
+    if (!isTaskEvent(item)) throw new Error(`unexpected item: ${JSON.stringify(item)}`);
     return item.id;
   });
 }
@@ -43,7 +43,7 @@ describe.each(backends)('TaskEventStream (%s)', (backend) => {
     await t.app.taskSvc.forcedEnd(task.id);
     const items = await live.until((items) => items.length >= 2, 'two events');
     for (const item of items) {
-      if (isStreamEnd(item) || !item.row) throw new Error('expected a live event with its row');
+      if (!isTaskEvent(item) || !item.row) throw new Error('expected a live event with its row');
       const read = (query: object) => t.app.db.prisma.taskEvent.findUnique({ ...query, where: { id: item.id } });
       const served = [
         {
@@ -66,7 +66,7 @@ describe.each(backends)('TaskEventStream (%s)', (backend) => {
     }
     // The task as the stream read it with the event: after that event, so the last one shows where it ended.
     const last = items[1]!;
-    expect(!isStreamEnd(last) && eventFromRow(last.row!, { select: { task: { select: { status: true } } } })).toMatchObject({
+    expect(isTaskEvent(last) && eventFromRow(last.row!, { select: { task: { select: { status: true } } } })).toMatchObject({
       task: { status: 'FORCED_END' },
     });
   });

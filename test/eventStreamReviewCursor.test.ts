@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { TaskEventFilter } from '../src/events/TaskEventFilter.js';
-import { isStreamEnd, type StreamItem, type TaskEventSubscription } from '../src/events/TaskEventSubscription.js';
+import { isStreamEnd, isTaskEvent, type StreamItem, type TaskEventSubscription } from '../src/events/TaskEventSubscription.js';
 import { sseSubscribe } from './support/subscriptions.js';
 import { backends, createTestApp, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
@@ -9,7 +9,8 @@ const future = { fullName: 'tasks.DataSync', startTime: '2030-01-01 10:00:00' };
 const SUB = `subscription($after: String, $taskId: ID) { taskStatusChanged(after: $after, filter: { taskId: $taskId }) { cursor toStatus } }`;
 
 function describeItem(item: StreamItem): string {
-  return isStreamEnd(item) ? `${item.end} ${item.lastCursor}${item.oldestCursor ? ` ${item.oldestCursor}` : ''}` : String(item.id);
+  if (isStreamEnd(item)) return `${item.end} ${item.lastCursor}${item.oldestCursor ? ` ${item.oldestCursor}` : ''}`;
+  return isTaskEvent(item) ? String(item.id) : `progress ${item.progress}`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TaskEventFilter } from '../src/events/TaskEventFilter.js';
-import { isStreamEnd, type StreamItem } from '../src/events/TaskEventSubscription.js';
+import { isTaskEvent, type StreamItem } from '../src/events/TaskEventSubscription.js';
 import { TaskStatus } from '../src/generated/prisma/client.js';
 import { transition } from '../src/tasks/statusMachine.js';
 import { Collector, streamIdle } from './support/subscriptions.js';
@@ -12,7 +12,7 @@ const all = TaskEventFilter.parse('default');
 
 function ids(items: StreamItem[]): bigint[] {
   return items.map((item) => {
-    if (isStreamEnd(item)) throw new Error(`unexpected end: ${item.end}`);
+    if (!isTaskEvent(item)) throw new Error(`unexpected item: ${JSON.stringify(item)}`);
     return item.id;
   });
 }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { TaskEventFilter } from '../src/events/TaskEventFilter.js';
-import { isStreamEnd } from '../src/events/TaskEventSubscription.js';
+import { isStreamEnd, isTaskEvent } from '../src/events/TaskEventSubscription.js';
 import { sseSubscribe } from './support/subscriptions.js';
 import { backends, createTestApp, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
@@ -31,7 +31,7 @@ describe.each(backends)('the end of a subscription the server ends (%s)', (backe
     for (;;) {
       const r = await sub.next();
       if (r.done) break;
-      rest.push(isStreamEnd(r.value) ? `${r.value.end} ${r.value.lastCursor}` : String(r.value.id));
+      rest.push(isStreamEnd(r.value) ? `${r.value.end} ${r.value.lastCursor}` : isTaskEvent(r.value) ? String(r.value.id) : 'progress');
     }
     const [a, b, c] = [firstId + 1n, firstId + 2n, firstId + 3n].map(String);
     expect(rest).toEqual([a, b, c, `SHUTTING_DOWN ${c}`]);

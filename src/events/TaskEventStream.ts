@@ -125,9 +125,10 @@ export class TaskEventStream {
    * A subscription to `filter`'s events: stored ones after `after` first, then live ones; without
    * `after`, those that commit from now on. Resolves once the stream is listening. When `lease`'s
    * signal aborts (its credential was revoked or expired) it ends with UNAUTHENTICATED; the lease is
-   * released when the subscription ends.
+   * released when the subscription ends. With `progressMs`, it also hands out progress items (see
+   * TaskEventSubscription.reportProgress).
    */
-  async subscribe(filter: TaskEventFilter, after?: bigint, lease?: SubscriptionLease): Promise<TaskEventSubscription> {
+  async subscribe(filter: TaskEventFilter, after?: bigint, lease?: SubscriptionLease, progressMs?: number): Promise<TaskEventSubscription> {
     await this.acquire();
     const opening = this.opening;
     if (opening && after === undefined) {
@@ -137,6 +138,7 @@ export class TaskEventStream {
       // committed when the stream started are history and skipped. (Joining only once the stream had
       // caught up lost such an event: the stream read it while nobody was live yet.)
       const subscription = new TaskEventSubscription(this, filter, undefined, this.options.bufferSize, undefined, opening);
+      if (progressMs !== undefined) subscription.reportProgress(progressMs);
       this.subscriptions.add(subscription);
       try {
         await opening.ready;
@@ -157,6 +159,7 @@ export class TaskEventStream {
       }
     }
     const subscription = new TaskEventSubscription(this, filter, after, this.options.bufferSize);
+    if (progressMs !== undefined) subscription.reportProgress(progressMs);
     this.subscriptions.add(subscription);
     subscription.hold(lease);
     return subscription;

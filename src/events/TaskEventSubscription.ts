@@ -21,7 +21,16 @@ export interface StreamEnd {
   oldestCursor?: string;
 }
 
-export type StreamItem = TaskEventRef | StreamEnd;
+/**
+ * A feed's item without an event (taskEventFeed, `progressMs`): every event up to `progress` that the
+ * filter matches has been handed out, so a client that keeps it resumes from there, past events the
+ * filter passed over, instead of from its last matching event, which history retention may have pruned.
+ */
+export interface StreamProgress {
+  progress: string;
+}
+
+export type StreamItem = TaskEventRef | StreamEnd | StreamProgress;
 
 /** The ids that had committed when a starting stream read where to start, up to `newest` (see TaskEventStream.subscribe). */
 export interface StreamOpening {
@@ -31,6 +40,14 @@ export interface StreamOpening {
 
 export function isStreamEnd(item: StreamItem): item is StreamEnd {
   return 'end' in item;
+}
+
+export function isStreamProgress(item: StreamItem): item is StreamProgress {
+  return 'progress' in item;
+}
+
+export function isTaskEvent(item: StreamItem): item is TaskEventRef {
+  return 'id' in item;
 }
 
 type Phase = 'replay' | 'live' | 'ending' | 'done';
@@ -77,6 +94,13 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   private prunedThrough?: bigint;
   private removed = false;
   private lease?: SubscriptionLease;
+  /** Progress items (see reportProgress): at most one per this many ms, only when lastCursor has moved. */
+  private progressMs?: number;
+  /** The cursor of the last item handed out: an event's id, or a progress item's cursor. */
+  private sentCursor: bigint;
+  /** When the last item was handed out (or the subscription began). */
+  private sentAt = Date.now();
+  private progressTimer?: NodeJS.Timeout;
 
   /**
    * `opening`: subscribed without `after` while the stream was starting, so live from a floor below
@@ -92,6 +116,7 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   ) {
     this.position = after ?? stream.floor;
     this.lastCursor = this.position;
+    this.sentCursor = this.position;
     this.hold(lease);
     if (after === undefined && this.phase === 'replay') this.goLive();
   }
@@ -110,6 +135,16 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
 
   private readonly onLeaseEnd = () => this.finish('UNAUTHENTICATED');
 
+  /**
+   * From now on, while no matching event comes for `ms` and the subscription has examined events past
+   * the last item it handed out (events the filter passed over, read in a replay or offered live), it
+   * hands out a StreamProgress with lastCursor. An idle stream costs nothing: the timer is armed only
+   * while the consumer waits and there is progress to report.
+   */
+  reportProgress(ms: number): void {
+    this.progressMs = ms;
+  }
+
   [Symbol.asyncIterator](): this {
     return this;
   }
@@ -120,6 +155,8 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
       // The page covers the ids up to `position`: its last event handed out, the consumer has all of them.
       if (replayed) return this.deliver({ event: replayed, through: this.page.length === 0 ? this.position : replayed.id });
       if (this.position > this.lastCursor) this.lastCursor = this.position;
+      // A long replay of events the filter passes over: its progress, as a live stream would report it.
+      if (this.progressDue()) return this.progress();
       const upTo = this.stream.floor;
       if (this.position >= upTo) {
         this.goLive();
@@ -150,14 +187,40 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
       this.remove();
       return { value: undefined, done: true };
     }
+    if (this.progressDue()) return this.progress();
     return new Promise((resolve) => {
       this.waiter = resolve;
+      this.armProgress();
     });
+  }
+
+  private progressDue(): boolean {
+    return this.progressMs !== undefined && this.lastCursor > this.sentCursor && Date.now() - this.sentAt >= this.progressMs;
+  }
+
+  private progress(): IteratorResult<StreamItem> {
+    this.sentCursor = this.lastCursor;
+    this.sentAt = Date.now();
+    return { value: { progress: this.lastCursor.toString() }, done: false };
+  }
+
+  /** While the consumer waits with progress to report: a timer that hands it out once it is due. */
+  private armProgress(): void {
+    if (this.progressMs === undefined || this.progressTimer || !this.waiter || this.lastCursor <= this.sentCursor) return;
+    this.progressTimer = setTimeout(
+      () => {
+        this.progressTimer = undefined;
+        if (this.waiter && this.progressDue()) this.wake(this.progress());
+        else this.armProgress();
+      },
+      Math.max(0, this.sentAt + this.progressMs - Date.now()),
+    );
   }
 
   /** The consumer has gone (client unsubscribed, socket or request closed). */
   async return(): Promise<IteratorResult<StreamItem>> {
     this.phase = 'done';
+    clearTimeout(this.progressTimer);
     this.buffer.length = 0;
     this.page = [];
     this.remove();
@@ -173,7 +236,10 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
       // Examined: once what waits before it is handed out, the consumer has every match up to here.
       const last = this.buffer.at(-1);
       if (last) last.through = event.id;
-      else this.lastCursor = event.id;
+      else {
+        this.lastCursor = event.id;
+        this.armProgress();
+      }
       return;
     }
     if (this.waiter) {
@@ -223,12 +289,16 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
 
   private deliver({ event, through }: Waiting): IteratorResult<StreamItem> {
     this.lastCursor = through;
+    this.sentCursor = event.id;
+    this.sentAt = Date.now();
     return { value: event, done: false };
   }
 
   private wake(result: IteratorResult<StreamItem>): void {
     const waiter = this.waiter;
     this.waiter = undefined;
+    clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
     waiter?.(result);
   }
 

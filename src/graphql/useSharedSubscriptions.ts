@@ -10,7 +10,7 @@ import {
 import type { Plugin } from 'graphql-yoga';
 import { outsideRequest } from '../db/requestSignal.js';
 import type { TaskEventStream } from '../events/TaskEventStream.js';
-import { isStreamEnd, type StreamItem } from '../events/TaskEventSubscription.js';
+import { isTaskEvent, type StreamItem } from '../events/TaskEventSubscription.js';
 import type { Context } from './builder.js';
 
 /**
@@ -56,10 +56,10 @@ async function subscribeShared(events: TaskEventStream, args: ExecutionArgs) {
   return results;
 }
 
-/** The id of a stream item whose execution can be shared: a task event (a stream end is the subscriber's own). */
+/** The id of a stream item whose execution can be shared: a task event (a stream's end and its progress are the subscriber's own). */
 function shareableEvent(item: unknown): bigint | undefined {
   const streamItem = item as StreamItem;
-  return streamItem && typeof streamItem === 'object' && !isStreamEnd(streamItem) && typeof streamItem.id === 'bigint'
+  return streamItem && typeof streamItem === 'object' && isTaskEvent(streamItem) && typeof streamItem.id === 'bigint'
     ? streamItem.id
     : undefined;
 }
