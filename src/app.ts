@@ -301,7 +301,7 @@ export class Chronograph {
     this.server = server;
     this.wsServer = createWsServer(server, this);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;
-    this.logger.info({ url, worker: this.config.WORKER_ID }, 'Chronograph is listening');
+    this.logger.info({ url, worker: this.config.WORKER_ID, nodeEnv: process.env.NODE_ENV }, 'Chronograph is listening');
     return { port: bound, url };
   }
 

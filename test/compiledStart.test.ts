@@ -20,11 +20,12 @@ afterAll(() => {
 });
 
 /** Starts `node dist/main.js` as `npm start` does and resolves once it listens. */
-async function startCompiled(options: { port: number; dataDir: string; appDir: string; logLevel: string }) {
+async function startCompiled(options: { port: number; dataDir: string; appDir: string; logLevel: string; nodeEnv?: string }) {
   const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: root,
     env: {
       ...process.env,
+      NODE_ENV: options.nodeEnv ?? process.env.NODE_ENV,
       LOG_LEVEL: options.logLevel,
       PORT: String(options.port),
       DATA_DIR: options.dataDir,
@@ -45,14 +46,22 @@ async function startCompiled(options: { port: number; dataDir: string; appDir: s
   return { child, exited, output: () => output };
 }
 
+/** The "Chronograph is listening" log line of a process's output. */
+function listening(output: string): Record<string, unknown> {
+  const line = output.split('\n').find((l) => l.includes('Chronograph is listening'));
+  return line ? (JSON.parse(line) as Record<string, unknown>) : {};
+}
+
 describe('npm start (the compiled dist/main.js)', () => {
   it('starts a new PGlite DATA_DIR, loads the TypeScript app against the compiled modules, and restarts', async () => {
     const built = spawnSync(process.execPath, ['scripts/build.mjs', '--if-stale'], { cwd: root, encoding: 'utf8' });
     expect(built.status, built.stderr).toBe(0);
     const port = await freePort();
-    const run = () => startCompiled({ port, dataDir, appDir: path.join(root, 'app'), logLevel: 'info' });
+    // NODE_ENV unset (empty), as `npm start` usually runs: the production server.
+    const run = () => startCompiled({ port, dataDir, appDir: path.join(root, 'app'), logLevel: 'info', nodeEnv: '' });
 
     const first = await run();
+    expect(listening(first.output())).toMatchObject({ nodeEnv: 'production' });
     if (existsSync(path.join(root, 'dist', 'pglite-template.json'))) {
       expect(first.output()).toContain('copied from the initialised template');
     }
@@ -163,8 +172,10 @@ describe('the bundled build (scripts/build.mjs)', () => {
         JSON.stringify({ fullName: 'tasks.Double', title: 'Double', funcName: 'app.double' }),
       );
       const port = await freePort();
-      const { child, exited, output } = await startCompiled({ port, dataDir: dir, appDir, logLevel: 'info' });
+      const { child, exited, output } = await startCompiled({ port, dataDir: dir, appDir, logLevel: 'info', nodeEnv: 'development' });
       try {
+        // A NODE_ENV that is set is kept.
+        expect(listening(output())).toMatchObject({ nodeEnv: 'development' });
         const base = `http://127.0.0.1:${port}`;
         // GraphiQL: the page, and an asset read from the installed package and from graphql/graphiql-client.js.
         const page = await fetch(`${base}/graphql`, { headers: { accept: 'text/html' } });
