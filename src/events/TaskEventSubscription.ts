@@ -98,8 +98,12 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   private progressMs?: number;
   /** The cursor of the last item handed out: an event's id, or a progress item's cursor. */
   private sentCursor: bigint;
-  /** When the last item was handed out (or the subscription began). */
-  private sentAt = Date.now();
+  /**
+   * When the last item was handed out (or the subscription began), in performance.now() milliseconds:
+   * a monotonic clock, so a wall clock stepped back (NTP, a resumed VM) does not hold progress items
+   * back by as much as it stepped.
+   */
+  private sentAt = performance.now();
   private progressTimer?: NodeJS.Timeout;
 
   /**
@@ -195,12 +199,12 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   }
 
   private progressDue(): boolean {
-    return this.progressMs !== undefined && this.lastCursor > this.sentCursor && Date.now() - this.sentAt >= this.progressMs;
+    return this.progressMs !== undefined && this.lastCursor > this.sentCursor && performance.now() - this.sentAt >= this.progressMs;
   }
 
   private progress(): IteratorResult<StreamItem> {
     this.sentCursor = this.lastCursor;
-    this.sentAt = Date.now();
+    this.sentAt = performance.now();
     return { value: { progress: this.lastCursor.toString() }, done: false };
   }
 
@@ -213,7 +217,7 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
         if (this.waiter && this.progressDue()) this.wake(this.progress());
         else this.armProgress();
       },
-      Math.max(0, this.sentAt + this.progressMs - Date.now()),
+      Math.max(0, Math.ceil(this.sentAt + this.progressMs - performance.now())),
     );
   }
 
@@ -290,7 +294,7 @@ export class TaskEventSubscription implements AsyncIterableIterator<StreamItem> 
   private deliver({ event, through }: Waiting): IteratorResult<StreamItem> {
     this.lastCursor = through;
     this.sentCursor = event.id;
-    this.sentAt = Date.now();
+    this.sentAt = performance.now();
     return { value: event, done: false };
   }
 
