@@ -101,7 +101,7 @@ export class Metrics {
   );
   private readonly subscriptions = this.gauge(
     'chronograph_subscriptions',
-    'Open taskStatusChanged subscriptions on this instance (live ones have caught up; the others are replaying).',
+    'Open taskStatusChanged and taskEventFeed subscriptions on this instance (live ones have caught up; the others are replaying).',
     ['state'],
   );
   private readonly httpDuration = new Histogram({

@@ -108,7 +108,8 @@ const TaskEventFeedItem = builder.objectRef<FeedItem>('TaskEventFeedItem').imple
     event: t.prismaField({
       type: 'TaskEvent',
       nullable: true,
-      description: 'The status change; null for a progress item.',
+      description:
+        'The status change; null for a progress item. An event that cannot be read (deleted with its task meanwhile) is null too, but comes with an error at this path: check `errors` first.',
       resolve: (query, item, _args, ctx) => (item.event ? resolveEvent(query, item.event, ctx) : null),
     }),
   }),
