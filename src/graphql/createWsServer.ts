@@ -88,6 +88,10 @@ export function createWsServer(server: Server, app: Chronograph): WsServer {
   };
   useServer<Record<string, unknown> | undefined, Extra>(
     {
+      // A failure inside (authenticating at connection_init, a bug) closes the socket with 4500 and, outside
+      // production, graphql-ws's own NODE_ENV check put its message in the close reason the client reads.
+      // Whatever NODE_ENV says, as maskedErrors in createYoga.ts: "Internal server error".
+      isProd: true,
       execute: async (args) => {
         const root = args.rootValue as EnvelopedRoot;
         try {
