@@ -26,7 +26,10 @@ describe.each(backends)('upcomingRuns lists are walked once for all who ask (%s)
 
   const create = async (start: string) => (ok(await t.gql(CREATE, { start })).createTimerTask as { id: string }).id;
   const lists = (id: string, aliases: string[], count: number) =>
-    t.gql(`query($id: ID!) { task(id: $id) { ${aliases.map((a) => `${a}: upcomingRuns(count: ${count}) { at local note }`).join(' ')} } }`, { id });
+    t.gql(
+      `query($id: ID!) { task(id: $id) { ${aliases.map((a) => `${a}: upcomingRuns(count: ${count}) { at local note }`).join(' ')} } }`,
+      { id },
+    );
 
   it('walks a list once for every alias of a query, and answers a shorter list from a longer one, as a fresh walk would', async () => {
     const walked = vi.spyOn(CronExpression.prototype, 'nextLocal');
