@@ -20,7 +20,8 @@ async function main() {
   // NODE_ENV once, when it loads, and outside production checks every `instanceof` it makes for a
   // second copy of itself (about 12 % of the CPU of creating tasks through the API); Prisma's client
   // formats its errors for a terminal and reads the caller's source file for each one.
-  if (!process.env.NODE_ENV) process.env.NODE_ENV = 'production';
+  // `npm run dev` (this file through tsx) keeps their development checks.
+  if (!process.env.NODE_ENV) process.env.NODE_ENV = import.meta.url.endsWith('.ts') ? 'development' : 'production';
   let config: Config;
   try {
     config = loadConfig();

@@ -22,8 +22,10 @@ describe('npm start (the src/main.ts process)', () => {
   it('serves GraphQL and GraphiQL, keeps everything across a restart, and stops cleanly on SIGTERM', async () => {
     const port = await freePort();
     const env = { PORT: String(port), DATA_DIR: dataDir, APP_DIR: path.join(root, 'app') };
-    const first = start(env);
+    // NODE_ENV unset (empty), as `npm run dev` usually runs: this file from source keeps the development checks.
+    const first = start({ ...env, NODE_ENV: '' });
     await first.listening;
+    expect(first.output()).toContain('"nodeEnv":"development"');
 
     const templates = await post(port, `{ taskTemplates(query: "") { fullName } }`);
     expect(templates.data.taskTemplates.map((t: any) => t.fullName)).toContain('tasks.DataBackup');
