@@ -2,23 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { isStorableDate } from '../src/tasks/validate.js';
 import { CronExpression } from '../src/time/CronExpression.js';
 import { nextOccurrence, type ScheduledTime, scheduledTime, UPCOMING_HORIZON_YEARS, upcomingRuns } from '../src/time/schedule.js';
+import { cronGenerator } from './support/cronGenerator.js';
 import { offsetAt } from './support/cronOracle.js';
 
 // upcomingRuns (src/time/schedule.ts) keeps the CRON lists it walked last, keyed with continueAfter
 // floored to the second. Every answer must be what a fresh walk from the caller's own instants gives:
 // here a kept list is first made from one millisecond of a second, then asked for from another (and
 // longer, shorter, with endTime), and compared with a plain loop of nextOccurrence and scheduledTime.
-
-/** mulberry32: a small seeded generator, so every run checks the same cases. */
-function random(seed: number) {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Besides the usual DST zones: 45-minute offsets, a negative DST (Dublin), a skipped day (Apia, 2011),
 // and offsets with seconds (New York before 1883, Amsterdam before 1937: a 28-second jump).
@@ -37,35 +27,6 @@ const ZONES: [string, number, number][] = [
   ['Asia/Kolkata', 2026, 2030],
 ];
 const DAY = 86_400_000;
-
-function generator(seed: number) {
-  const rnd = random(seed);
-  const int = (min: number, max: number) => min + Math.floor(rnd() * (max - min + 1));
-  const pick = <T>(items: T[]): T => items[Math.floor(rnd() * items.length)]!;
-  const timeField = (max: number, steps: number[]) => {
-    const a = int(0, max);
-    const b = int(a, max);
-    return pick([
-      () => '*',
-      () => `*/${pick(steps)}`,
-      () => String(a),
-      () => `${a},${int(0, max)}`,
-      () => `${a}-${b}`,
-      () => `${a}-${b}/${pick(steps)}`,
-      () => `${a}/${pick(steps)}`,
-    ])();
-  };
-  const expression = () => {
-    const seconds = rnd() < 0.5 ? `${timeField(59, [5, 10, 15, 20, 30])} ` : '';
-    const minute = timeField(59, [5, 10, 15, 20, 30]);
-    const hour = rnd() < 0.6 ? pick(['0', '1', '2', '3', '1-3', '0,2', '*', '*/2', `${int(0, 3)}`]) : timeField(23, [2, 3, 4, 6]);
-    const dom = pick(['*', '*', '*', '?', String(int(1, 28)), 'L', `L-${int(0, 5)}`, `${int(1, 28)}W`, 'LW', '*/3']);
-    const month = pick(['*', '*', '*', '3,4,10,11', 'MAR-APR', 'sep-nov', String(int(1, 12))]);
-    const dow = pick(['*', '*', '*', '?', '1-5', '0', 'SAT,SUN', `${int(0, 6)}#${int(1, 4)}`, `${int(0, 6)}L`, `+${int(0, 6)}`]);
-    return `${seconds}${minute} ${hour} ${dom} ${month} ${dow}`;
-  };
-  return { rnd, int, pick, expression };
-}
 
 const changeCache = new Map<string, number[]>();
 
@@ -107,23 +68,31 @@ function freshWalk(schedule: Schedule, first: Date, continueAfter: Date | undefi
   return runs;
 }
 
+/** A readable random expression in a random zone, and an instant its clocks change (mid-year when they do not). */
+function randomCase({ int, pick, expression }: ReturnType<typeof cronGenerator>) {
+  const [zone, y0, y1] = pick(ZONES);
+  const around = changes(zone, int(y0, y1));
+  const text = expression();
+  try {
+    CronExpression.parse(text);
+  } catch {
+    return null;
+  }
+  const schedule = { repeatType: 'CRON' as const, cronExpression: text, intervalSeconds: null, timezone: zone };
+  return { zone, text, schedule, change: around.length ? pick(around) : Date.UTC(y0, 6, 1) };
+}
+
 const plain = (runs: ScheduledTime[]) => runs.map((r) => ({ ...r, at: r.at.toISOString() }));
 
 describe('kept upcomingRuns lists answer as a fresh walk does', () => {
   it('CRON occurrences are whole seconds and the same from every millisecond of a second', () => {
-    const { rnd, int, pick, expression } = generator(7_340_011);
+    const generate = cronGenerator(7_340_011);
+    const { rnd, int } = generate;
     let checked = 0;
     for (let i = 0; i < 800; i++) {
-      const [zone, y0, y1] = pick(ZONES);
-      const around = changes(zone, int(y0, y1));
-      const text = expression();
-      try {
-        CronExpression.parse(text);
-      } catch {
-        continue;
-      }
-      const schedule = { repeatType: 'CRON' as const, cronExpression: text, intervalSeconds: null, timezone: zone };
-      const change = around.length ? pick(around) : Date.UTC(y0, 6, 1);
+      const found = randomCase(generate);
+      if (!found) continue;
+      const { zone, text, schedule, change } = found;
       // A second within two hours of the change, often the one just before it.
       const second = rnd() < 0.3 ? change - 1000 * int(0, 2) : Math.floor((change - 2 * 3_600_000 + rnd() * 4 * 3_600_000) / 1000) * 1000;
       const base = nextOccurrence(schedule, new Date(second))?.getTime() ?? null;
@@ -138,19 +107,13 @@ describe('kept upcomingRuns lists answer as a fresh walk does', () => {
   }, 120_000);
 
   it('a list kept from one millisecond answers another, shorter, longer and with endTime, as a fresh walk', () => {
-    const { rnd, int, pick, expression } = generator(20_261_206);
+    const generate = cronGenerator(20_261_206);
+    const { rnd, int, pick } = generate;
     let compared = 0;
     for (let i = 0; i < 400; i++) {
-      const [zone, y0, y1] = pick(ZONES);
-      const around = changes(zone, int(y0, y1));
-      const text = expression();
-      try {
-        CronExpression.parse(text);
-      } catch {
-        continue;
-      }
-      const schedule = { repeatType: 'CRON' as const, cronExpression: text, intervalSeconds: null, timezone: zone };
-      const change = around.length ? pick(around) : Date.UTC(y0, 6, 1);
+      const found = randomCase(generate);
+      if (!found) continue;
+      const { zone, text, schedule, change } = found;
       const near = Math.floor((change - 3 * 3_600_000 + rnd() * 3 * 3_600_000) / 1000) * 1000;
       // The task's nextRunAt: an occurrence, or (a retry, a reschedule) any millisecond.
       const occurrence = nextOccurrence(schedule, new Date(near - 1));
