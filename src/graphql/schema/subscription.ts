@@ -3,6 +3,7 @@ import { eventFromRow } from '../../events/eventRows.js';
 import type { TaskEventRef } from '../../events/TaskEventFilter.js';
 import { parseEventCursor, TaskEventFilter } from '../../events/TaskEventFilter.js';
 import { isStreamEnd, isStreamProgress, type StreamItem } from '../../events/TaskEventSubscription.js';
+import { assertIntRange } from '../../tasks/validate.js';
 import { builder, type Context } from '../builder.js';
 import { TaskEventTypeEnum, TaskSourceEnum, TaskStatusEnum } from './enums.js';
 
@@ -29,8 +30,12 @@ const END_MESSAGES = {
 } as const;
 
 /** What taskStatusChanged and taskEventFeed share: the checks of `after`, then the subscription, held by the credential. */
-async function subscribe(args: { filter?: unknown; after?: string | null }, ctx: Context, progressMs?: number) {
-  const filter = TaskEventFilter.parse(ctx.tenantId, args.filter as Parameters<typeof TaskEventFilter.parse>[1]);
+async function subscribe(
+  args: { filter?: Parameters<typeof TaskEventFilter.parse>[1]; after?: string | null },
+  ctx: Context,
+  progressMs?: number,
+) {
+  const filter = TaskEventFilter.parse(ctx.tenantId, args.filter);
   const after = parseEventCursor(args.after);
   if (after !== undefined) {
     // A cursor this database never gave (another database's, one restored from a backup older than
@@ -116,6 +121,7 @@ const TaskEventFeedItem = builder.objectRef<FeedItem>('TaskEventFeedItem').imple
 });
 
 const MAX_PROGRESS_SECONDS = 3600;
+const DEFAULT_PROGRESS_SECONDS = 30;
 
 builder.subscriptionFields((t) => ({
   taskStatusChanged: t.prismaField({
@@ -149,16 +155,16 @@ builder.subscriptionFields((t) => ({
       after: t.arg.string({ description: "Resume after this cursor (an item's cursor, or TaskEvent.cursor)." }),
       progressSeconds: t.arg.int({
         description: `At most one progress item per this many seconds, 1 to ${MAX_PROGRESS_SECONDS}; only when events were passed over since the last item.`,
-        defaultValue: 30,
+        defaultValue: DEFAULT_PROGRESS_SECONDS,
       }),
     },
     extensions: { paging: { cursor: 'event' } },
-    subscribe: (_root, args, ctx) => {
-      const seconds = args.progressSeconds ?? 30;
-      if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_PROGRESS_SECONDS)
-        throw new ChronographError('BAD_USER_INPUT', `progressSeconds must be 1 to ${MAX_PROGRESS_SECONDS}`, { field: 'progressSeconds' });
-      return subscribe(args, ctx, seconds * 1000);
-    },
+    subscribe: (_root, args, ctx) =>
+      subscribe(
+        args,
+        ctx,
+        assertIntRange(args.progressSeconds ?? DEFAULT_PROGRESS_SECONDS, 'progressSeconds', 1, MAX_PROGRESS_SECONDS) * 1000,
+      ),
     resolve: (item: StreamItem): FeedItem => {
       const end = endError(item);
       if (end) throw end;
