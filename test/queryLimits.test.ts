@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { GraphQLInt, GraphQLObjectType, GraphQLSchema, parse } from 'graphql';
+import { GraphQLInt, GraphQLObjectType, GraphQLSchema, parse, validate } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { costVariables, JSON_COST } from '../src/graphql/queryLimits.js';
 import { schema } from '../src/graphql/schema/index.js';
@@ -124,7 +124,7 @@ describe.each(backends)('query limits (%s)', (backend) => {
     }
   });
 
-  it('keys a kept verdict by the variables the cost reads, and by all of them if a field had a cost of its own', () => {
+  it('keys a kept verdict by the variables the cost reads: page sizes, and the arguments of a field with a cost of its own', () => {
     const document = parse(`query($n: Int, $input: ScheduleInput!, $k: Int) {
       tasks(first: $n) { edges { node { upcomingRuns(count: $k) { at } } } }
       previewSchedule(input: $input) { at }
@@ -138,6 +138,16 @@ describe.each(backends)('query limits (%s)', (backend) => {
       }),
     });
     expect(costVariables(costly, parse('query($x: Int, $n: Int) { a(x: $x) b: a(x: $n) }'))).toEqual(['n', 'x']);
+    // Variables nowhere near a cost — a create's argDict, a filter, a skip — do not split the kept verdicts.
+    const create = parse(`mutation($args: JSON!) { createTimerTask(input: { fullName: "a.B", argDict: $args }) { id } }`);
+    expect(costVariables(schema, create)).toEqual([]);
+    const preview = parse(`query($cron: String, $status: [TaskStatus!], $x: Boolean!, $c: Int) {
+      tasks(filter: { status: $status }) @include(if: $x) { edges { node { id } } }
+      ...Preview
+    }
+    fragment Preview on Query { previewSchedule(input: { cronExpression: $cron }, count: $c) { at } }`);
+    expect(validate(schema, preview)).toEqual([]);
+    expect(costVariables(schema, preview)).toEqual(['c', 'cron']);
   });
 
   it('counts a list variable as empty, and still measures a page size beside it', async () => {

@@ -9,17 +9,17 @@ import {
   type GraphQLOutputType,
   type GraphQLSchema,
   getNamedType,
-  isInterfaceType,
   isListType,
   isNonNullType,
-  isObjectType,
   Kind,
   Lexer,
   type ParseOptions,
   Source,
   TokenKind,
+  TypeInfo,
   validate,
   visit,
+  visitWithTypeInfo,
 } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { ChronographError } from '../errors.js';
@@ -276,39 +276,35 @@ const MAX_VERDICTS = 64;
 const MAX_KEY_LENGTH = 200;
 
 /**
- * The names of the variables a document passes to an argument the cost reads; every variable of the
- * document when some field of the schema has a cost of its own (which could read any argument).
+ * The names of the variables whose values the cost can read: those a document passes to `first`, `last`
+ * or `count`, and every variable anywhere in the arguments of a field with a cost function of its own
+ * (previewSchedule's reads its input), which could read any of them. The cost reads nothing else (the
+ * complexity rule counts skipped and included selections alike), so other variables — a task's input, its
+ * argDict — do not split the kept verdicts.
  */
 export function costVariables(schema: GraphQLSchema, document: DocumentNode): string[] {
   const names = new Set<string>();
-  const everyVariable = !costReadsOnlyPaging(schema);
-  visit(document, {
-    Variable(node) {
-      if (everyVariable) names.add(node.name.value);
-    },
-    Argument(node) {
-      if (COST_ARGUMENTS.has(node.name.value) && node.value.kind === Kind.VARIABLE) names.add(node.value.name.value);
-    },
-  });
+  const typeInfo = new TypeInfo(schema);
+  visit(
+    document,
+    visitWithTypeInfo(typeInfo, {
+      Field(node) {
+        const cost = typeInfo.getFieldDef()?.extensions?.complexity;
+        if (typeof cost !== 'function' || cost === fieldCost) return;
+        for (const argument of node.arguments ?? []) {
+          visit(argument.value, {
+            Variable(variable) {
+              names.add(variable.name.value);
+            },
+          });
+        }
+      },
+      Argument(node) {
+        if (COST_ARGUMENTS.has(node.name.value) && node.value.kind === Kind.VARIABLE) names.add(node.value.name.value);
+      },
+    }),
+  );
   return [...names].sort();
-}
-
-const onlyPaging = new WeakMap<GraphQLSchema, boolean>();
-/** Whether every field's cost is fieldCost or a constant. */
-function costReadsOnlyPaging(schema: GraphQLSchema): boolean {
-  let known = onlyPaging.get(schema);
-  if (known === undefined) {
-    known = Object.values(schema.getTypeMap()).every(
-      (type) =>
-        !(isObjectType(type) || isInterfaceType(type)) ||
-        Object.values(type.getFields()).every((field) => {
-          const cost = field.extensions?.complexity;
-          return cost === undefined || cost === fieldCost || typeof cost !== 'function';
-        }),
-    );
-    onlyPaging.set(schema, known);
-  }
-  return known;
 }
 
 function measureOnce(
