@@ -87,6 +87,21 @@ describe.each(backends)('bulk task creation (%s)', (backend) => {
     }
   });
 
+  it('gives one-task creates distinct, increasing ids, past the random pool small batches share', async () => {
+    // 300 one-task creates and a few small batches take more than the 256 ids' randomness the pool holds.
+    const ids: string[] = [];
+    for (let i = 0; i < 300; i++)
+      ids.push((await t.app.taskSvc.createTimerTask({ fullName: 'tasks.DataSync', startTime: '2031-01-01 00:00:00' })).id);
+    for (let i = 0; i < 5; i++) {
+      const inputs = Array.from({ length: 7 }, () => ({ fullName: 'tasks.DataSync', startTime: '2031-01-01 00:00:00' }));
+      ids.push(...(await t.app.taskSvc.createTimerTasks(inputs)).map((c) => c.id));
+    }
+    expect(new Set(ids).size).toBe(335);
+    expect(ids).toEqual([...ids].sort());
+    // The last 6 bytes are random bytes alone (the time and the sequence come before): not repeated either.
+    expect(new Set(ids.map((id) => id.replaceAll('-', '').slice(20))).size).toBe(335);
+  });
+
   it("announces the batch's events in one notification naming their tasks, and wakes the schedulers once", async () => {
     const seen: string[] = [];
     const wakes: string[] = [];

@@ -397,16 +397,31 @@ export function newTask(row: NewTaskRow, now: Date): Task & { deduplicated: fals
 /** The UUIDv7 clock shared by every TaskIds: ids handed out later sort after earlier ones, as uuid's own v7 does. */
 const clock = { msecs: -Infinity, seq: 0 };
 
+/** Random bytes for the ids of small batches, filled 256 ids at a time (as Node's randomUUID keeps its own). */
+const pool = { bytes: Buffer.alloc(16 * 256), used: 16 * 256 };
+
+/** `length` random bytes, not shared with any earlier caller: from the pool when it is a small part of it. */
+function randomBytesFor(length: number): Buffer {
+  if (length > pool.bytes.length / 4) return randomFillSync(Buffer.alloc(length));
+  if (pool.used + length > pool.bytes.length) {
+    pool.bytes = randomFillSync(Buffer.alloc(pool.bytes.length));
+    pool.used = 0;
+  }
+  pool.used += length;
+  return pool.bytes.subarray(pool.used - length, pool.used);
+}
+
 /**
  * UUIDv7 ids for a batch of new tasks, in increasing order. uuid's `v7()` reads 16 random bytes from
- * WebCrypto per call (10-40 µs each); here one call fills the randomness of the whole batch.
+ * WebCrypto per call (10-40 µs each); here a batch takes its randomness at once: a large one fills its
+ * own, a small one (the usual create of one task) takes its part of a pool filled 256 ids at a time.
  */
 export class TaskIds {
   private readonly random: Buffer;
   private next_ = 0;
 
   constructor(count: number) {
-    this.random = randomFillSync(Buffer.alloc(16 * Math.max(1, count)));
+    this.random = randomBytesFor(16 * Math.max(1, count));
   }
 
   next(): string {
