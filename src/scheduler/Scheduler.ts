@@ -345,8 +345,9 @@ export class Scheduler implements TaskStarter {
           );
           break;
         }
-        if (claimed.length) this.observe((o) => o.claimed(claimed));
         for (const task of claimed) this.execute(task, sentAt);
+        // After the handlers started: the metrics are off the path from a claim to a handler's start.
+        if (claimed.length) this.observe((o) => o.claimed(claimed));
         if (claimed.length < limit) {
           exhausted = true;
           break;
@@ -673,8 +674,8 @@ export class Scheduler implements TaskStarter {
             }
             return;
           }
-          if (claimed.length) this.observe((o) => o.claimed(claimed));
           for (const task of claimed) this.execute(task, sentAt);
+          if (claimed.length) this.observe((o) => o.claimed(claimed));
           if (claimed.length < slots) this.slotFreed();
         }),
       release: () => {

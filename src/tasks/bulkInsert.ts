@@ -118,6 +118,9 @@ export interface ReadVersions {
  */
 export const HELD: ReadVersions = { templates: [], tenant: null };
 
+/** Every column the insert takes from a row: the task's, then its CREATED event's message. */
+const INSERT_COLUMNS: readonly (readonly [Column, string, string])[] = [...COLUMNS, ['message', 'message', 'text']];
+
 /**
  * One statement for the whole batch. Columns whose value differs between rows travel as one jsonb
  * parameter (an array of arrays: the row's position, then those columns); a column with one value for
@@ -140,10 +143,9 @@ function insertStatement(
   read: ReadVersions,
   claim?: StartClaim,
 ) {
-  const all: [Column, string, string][] = [...COLUMNS, ['message', 'message', 'text']];
   const cell = (row: NewTaskRow, column: Column) => (column === 'message' ? (messages.get(row.id) ?? 'created') : row[column]);
   const first = rows[0]!;
-  const varying = all.filter(
+  const varying = INSERT_COLUMNS.filter(
     ([key]) => key === 'id' || key === 'argDict' || rows.some((row) => !sameValue(cell(row, key), cell(first, key))),
   );
   const params: unknown[] = [JSON.stringify(rows.map((row, n) => [n, ...varying.map(([key]) => cell(row, key))])), actor];
@@ -153,13 +155,11 @@ function insertStatement(
   if (checked) {
     params.push(JSON.stringify(read.templates.map((t) => [t.id, t.version])), read.tenant?.id ?? null, read.tenant?.version ?? null);
   } else if (claim) throw new Error('a claiming insert re-checks what it was built from');
-  // $6-$10 when this instance's scheduler has slots for the batch's due tasks (see `claiming` below).
+  // $6-$10 when this instance's scheduler has slots for the batch's due tasks (see `parts` in insertText).
   if (claim) params.push(claim.workerId, claim.leaseMs, claim.limit, claim.excludedQueues, claim.tenantRoom);
-  // The batch's constants are cast once, in the one-row `fresh`, not once per row.
-  const constants: string[] = [];
-  const select = all.map(([key, column, type]) => {
-    const at = varying.findIndex(([k]) => k === key);
-    if (at >= 0) return type === 'jsonb' ? `r.value -> ${at + 1} AS ${column}` : `(r.value ->> ${at + 1})::${type} AS ${column}`;
+  // The batch's constants: one parameter each, in column order after the fixed ones (see insertText).
+  for (const [key] of INSERT_COLUMNS) {
+    if (varying.some(([k]) => k === key)) continue;
     const value = cell(first, key);
     params.push(
       value == null
@@ -170,7 +170,35 @@ function insertStatement(
             ? JSON.stringify(value)
             : String(value),
     );
-    constants.push(`$${params.length}::text::${type} AS ${column}`);
+  }
+  const text = insertText(varying, checked, claim !== undefined);
+  // A batch of more than PREPARED_ROWS rows is planned for its own size, each time.
+  // HELD's callers run it in Prisma's transaction, unprepared: their texts must not take the shapes' places.
+  return { statement: rows.length > PREPARED_ROWS || !checked ? text : named(text), params };
+}
+
+/** The texts built so far, by shape (insertText); a client sending ever new shapes has the rest built each time. */
+const texts = new Map<string, string>();
+const MAX_TEXTS = 64;
+
+/**
+ * The insert's text for a shape: which columns vary between rows, whether what the rows were built from
+ * is re-checked, and whether it claims. Built once per shape: a single create is the same text each
+ * time, and building it (about 5 KB of SQL) cost more than the rest of the statement's preparation.
+ * Parameters: $1 the varying columns, $2 the actor, $3-$5 the re-check, $6-$10 the claim, then one per
+ * constant column in INSERT_COLUMNS order.
+ */
+function insertText(varying: readonly (readonly [Column, string, string])[], checked: boolean, claiming: boolean): string {
+  const shape = `${checked ? 1 : 0}${claiming ? 1 : 0}${varying.map(([k]) => k).join(',')}`;
+  const known = texts.get(shape);
+  if (known !== undefined) return known;
+  let next = 2 + (checked ? 3 : 0) + (claiming ? 5 : 0);
+  // The batch's constants are cast once, in the one-row `fresh`, not once per row.
+  const constants: string[] = [];
+  const select = INSERT_COLUMNS.map(([key, column, type]) => {
+    const at = varying.findIndex(([k]) => k === key);
+    if (at >= 0) return type === 'jsonb' ? `r.value -> ${at + 1} AS ${column}` : `(r.value ->> ${at + 1})::${type} AS ${column}`;
+    constants.push(`$${++next}::text::${type} AS ${column}`);
     return `f.${column}`;
   });
   const columns = COLUMNS.map(([, column]) => column).join(', ');
@@ -181,7 +209,7 @@ function insertStatement(
   // 1 counted, the run row written, and the STATUS_CHANGED event after the CREATED one. The caller runs
   // them after the commit (Scheduler.reserveStart); a crash before that leaves a lease that runs out and
   // is recovered like any other.
-  const claiming = claim
+  const parts = claiming
     ? {
         cte: `, claim AS (
   SELECT i.n, gen_random_uuid() AS run_id FROM (SELECT *, 0 AS attempts, false AS last_run_abandoned FROM input) i
@@ -232,7 +260,7 @@ WITH fresh AS (
 ), input AS (
   SELECT (r.value ->> 0)::int AS n, ${select.join(', ')}
     FROM fresh f CROSS JOIN jsonb_array_elements($1::jsonb) AS r(value) WHERE f.ok
-)${claiming?.cte ?? ''}${
+)${parts?.cte ?? ''}${
     checked
       ? `, tenant_row AS (
   INSERT INTO tenant (id, updated_at) SELECT $4::text, now() FROM fresh WHERE fresh.ok AND $4::text IS NOT NULL AND $5::text IS NULL
@@ -241,29 +269,28 @@ WITH fresh AS (
       : ''
   }, inserted AS (
   ${
-    claiming?.insert ??
+    parts?.insert ??
     `INSERT INTO task (${columns}, created_at, updated_at)
   SELECT ${columns}, now(), now() FROM input ORDER BY n
   ON CONFLICT DO NOTHING
   RETURNING id, tenant_id, status, next_run_at`
   }
 )${
-    claiming?.events ??
+    parts?.events ??
     `, events AS (
   INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)
   SELECT t.tenant_id, t.id, 'CREATED', NULL, t.status, t.next_run_at, i.message, $2::text
     FROM inserted t JOIN input i ON i.id = t.id ORDER BY i.n
 )`
   }, woken AS (
-  SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (${claiming?.woken ?? 'SELECT 1 FROM inserted'})
+  SELECT count(pg_notify('${WAKE_CHANNEL}', '')) AS n WHERE EXISTS (${parts?.woken ?? 'SELECT 1 FROM inserted'})
 )
 SELECT (SELECT ok FROM fresh) AS fresh, (SELECT n FROM woken)::int AS woken,
        now()::timestamptz(3) AS now,
        (SELECT coalesce(json_agg(i.id ORDER BY i.n), '[]'::json) FROM input i
-         WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped${claiming?.result ?? ''}`;
-  // A batch of more than PREPARED_ROWS rows is planned for its own size, each time.
-  // HELD's callers run it in Prisma's transaction, unprepared: their texts must not take the shapes' places.
-  return { statement: rows.length > PREPARED_ROWS || !checked ? text : named(text), params };
+         WHERE NOT EXISTS (SELECT 1 FROM inserted t WHERE t.id = i.id))::text AS skipped${parts?.result ?? ''}`;
+  if (texts.size < MAX_TEXTS) texts.set(shape, text);
+  return text;
 }
 
 /**
