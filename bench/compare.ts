@@ -373,16 +373,19 @@ async function benchDrain() {
 
 /**
  * Statements sent on the pg driver (both systems use it), and how many were named (prepared), counted for
- * the system whose job is being measured (`counting`): the systems take turns, one job at a time.
+ * the system whose job is being measured (`counting`): the systems take turns, one job at a time. Only
+ * statements on that system's own database count: the others keep polling meanwhile (graphile-worker's
+ * workers look for jobs every few seconds), and their statements are not this job's.
  */
 type Counts = { total: number; prepared: number; transactionControl: number };
 let counting: Counts | undefined;
+let countingDatabase: string | undefined;
 /** BENCH_STATEMENTS=1: which statements, by their first words, counted per measured run. */
 let statementTexts: Map<string, number> | undefined;
 const originalQuery = pg.Client.prototype.query;
 pg.Client.prototype.query = function (this: pg.Client, config: unknown, ...rest: unknown[]) {
   const text = typeof config === 'string' ? config : (config as { text?: string })?.text;
-  if (counting) {
+  if (counting && (this as pg.Client & { database?: string }).database === countingDatabase) {
     counting.total++;
     if (process.env.BENCH_STATEMENTS && statementTexts) {
       const key = `${(config as { name?: string })?.name ? '[prepared] ' : ''}${(text ?? '?').replace(/\s+/g, ' ').slice(0, 90)}`;
@@ -405,6 +408,8 @@ interface LatencyResult {
 /** One system ready to take due-now jobs: `add` queues job i, `started` gets its handler's start time. */
 interface LatencySystem {
   name: string;
+  /** The name of the system's database (whose statements are counted for its jobs). */
+  database: string;
   add(i: number): Promise<unknown>;
   started: Map<number, number>;
   close(): Promise<void>;
@@ -424,6 +429,7 @@ async function measureLatency(systems: LatencySystem[]): Promise<Map<string, Lat
     for (let k = 0; k < systems.length; k++) {
       const system = systems[((i % systems.length) + systems.length + k) % systems.length]!;
       counting = i >= 0 ? system.counts : undefined;
+      countingDatabase = system.database;
       statementTexts = system.texts;
       const t0 = performance.now();
       await system.add(i);
@@ -457,11 +463,13 @@ async function measureLatency(systems: LatencySystem[]): Promise<Map<string, Lat
 
 function latencySystem(
   name: string,
+  db: ScratchDatabase,
   started: Map<number, number>,
   add: (i: number) => Promise<unknown>,
   close: () => Promise<void>,
 ): LatencySystem {
-  return { name, add, started, close, samples: [], counts: { total: 0, prepared: 0, transactionControl: 0 }, texts: new Map() };
+  const database = decodeURIComponent(new URL(db.url).pathname.slice(1));
+  return { name, database, add, started, close, samples: [], counts: { total: 0, prepared: 0, transactionControl: 0 }, texts: new Map() };
 }
 
 async function latencyGraphileWorker(prepared?: ScratchDatabase): Promise<LatencySystem> {
@@ -481,6 +489,7 @@ async function latencyGraphileWorker(prepared?: ScratchDatabase): Promise<Latenc
   const utils = await makeWorkerUtils({ pgPool: pool, logger: quiet });
   return latencySystem(
     'graphile-worker addJob',
+    db,
     started,
     (i) => utils.addJob('latency', { i }),
     async () => {
@@ -516,6 +525,7 @@ async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http
     const svc = app.taskSvc;
     return latencySystem(
       'chronograph TaskSvc',
+      db,
       started,
       (i) => svc.createTimerTask({ fullName: 'bench.Noop', funcName: 'bench.latency', startTime: '2000-01-01T00:00:00Z', argDict: { i } }),
       close,
@@ -531,6 +541,7 @@ async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http
   if (transport === 'fetch') {
     return latencySystem(
       'chronograph GraphQL over HTTP',
+      db,
       started,
       async (i) => {
         const response = await fetch(url, {
@@ -547,6 +558,7 @@ async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   return latencySystem(
     'chronograph HTTP, node:http',
+    db,
     started,
     (i) =>
       new Promise<void>((resolve, reject) => {
