@@ -150,6 +150,39 @@ describe.each(backends)('query limits (%s)', (backend) => {
     expect(costVariables(schema, preview)).toEqual(['c', 'cron']);
   });
 
+  it('keeps no verdict from a request whose variables do not coerce: a later one with the same page sizes is measured', async () => {
+    // $x is not in the key (no cost reads it); a request without it (or with a list where none fits) is
+    // refused by execution, and what the cost rule made of it (nothing: it measures no operation whose
+    // variables fail) must not stand for the next request that gives it.
+    const variants = [{ when: ['SCHEDULED'] }, { x: true, when: null }, { x: 'yes', when: ['SCHEDULED'] }];
+    for (const [i, variables] of variants.entries()) {
+      // A document of its own for each (yoga keeps one per text), whose first request is the invalid one.
+      const query = `query($x: Boolean!, $when: [TaskStatus!]!) {
+        tasks(first: 500, filter: { status: $when }) @include(if: $x) { edges { node { ${chain(3)} } } } # ${i}
+      }`;
+      const invalid = await run(query, variables);
+      expect(invalid.result.errors?.[0]?.extensions?.code).not.toBe('QUERY_TOO_COMPLEX');
+      expect(invalid.statements).toEqual([]);
+      const { result, statements } = await run(query, { x: true, when: ['SCHEDULED'] });
+      expect(refusal(result)).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_QUERY_COST' });
+      expect(statements).toEqual([]);
+    }
+    const depth = `query($x: Boolean!) { tasks(first: 1) @include(if: $x) { edges { node { ${chain(8)} } } } }`;
+    expect((await run(depth, {})).result.errors?.[0]?.extensions?.code).not.toBe('QUERY_TOO_COMPLEX');
+    expect(refusal((await run(depth, { x: false })).result)).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'MAX_QUERY_DEPTH' });
+  });
+
+  it('tells an omitted variable from one given null, whatever its name', async () => {
+    // Omitted, $constructor is 500 (over the cost); given null, the default page (within it).
+    for (const name of ['constructor', 'toString', 'valueOf']) {
+      const query = `query($${name}: Int = 500) { tasks(first: $${name}) { edges { node { id argDict } } } }`;
+      expect(ok((await run(query, { [name]: null })).result).tasks.edges.length).toBeGreaterThan(0);
+      const { result, statements } = await run(query, {});
+      expect(refusal(result)).toMatchObject({ limit: 'MAX_QUERY_COST', measured: 1 + 500 * (2 + JSON_COST) });
+      expect(statements).toEqual([]);
+    }
+  });
+
   it('counts a list variable as empty, and still measures a page size beside it', async () => {
     // The cost reads no list argument; only the page size in $n decides here.
     const query = `mutation($inputs: [TimerTaskInput!]!, $n: Int) {

@@ -326,14 +326,17 @@ function measureOnce(
     if (known.byOperation.size < MAX_VERDICTS) known.byOperation.set(operation, byValues);
   }
   // Whether each variable was given, and its value (an omitted variable takes its default, which is in the document).
+  // Own properties only: `constructor` or `toString` omitted is not the same as given null.
   const key = shortJson(
-    known.costVariables.map((name) => (variableValues && name in variableValues ? [variableValues[name]] : [])),
+    known.costVariables.map((name) => (variableValues && Object.hasOwn(variableValues, name) ? [variableValues[name]] : [])),
     MAX_KEY_LENGTH,
   );
   const kept = key === undefined ? undefined : byValues.get(key);
   if (kept !== undefined) return kept;
-  const verdict = measure(schema, document, variableValues, operationName, context, limits);
-  if (key !== undefined && byValues.size < MAX_VERDICTS) byValues.set(key, verdict);
+  const { measuredAll, ...verdict } = measure(schema, document, variableValues, operationName, context, limits);
+  // The rule measures no operation whose variables do not coerce, and any variable may fail, not only those
+  // of the key: such a request (which execution refuses) says nothing about the next one with the same key.
+  if (measuredAll && key !== undefined && byValues.size < MAX_VERDICTS) byValues.set(key, verdict);
   return verdict;
 }
 
@@ -401,14 +404,16 @@ function measure(
   operationName: string | null | undefined,
   context: unknown,
   limits: QueryLimits,
-): Verdict {
+): Verdict & { measuredAll: boolean } {
   let refused: GraphQLError | undefined;
   let cost = 0;
+  let measured = 0;
   const rule = createComplexityRule({
     context: (context ?? {}) as object,
     variableValues: withoutLists(document, variableValues ?? {}),
     operationName,
     validate: ({ depth, complexity }) => {
+      measured++;
       cost = Math.max(cost, complexity);
       if (depth > limits.maxDepth) {
         refused ??= queryTooComplex('MAX_QUERY_DEPTH', depth, limits.maxDepth, 'Select fewer nested levels.');
@@ -424,5 +429,10 @@ function measure(
   });
   // Variable and operation errors the rule may report are left to execution, which codes them.
   validate(schema, document, [rule]);
-  return refused ? { refused, cost } : { cost };
+  // Every operation the request selects was measured: none failed on its variables (or its fragments).
+  const selected = document.definitions.filter(
+    (definition) => definition.kind === Kind.OPERATION_DEFINITION && (operationName == null || definition.name?.value === operationName),
+  ).length;
+  const measuredAll = measured === selected;
+  return refused ? { refused, cost, measuredAll } : { cost, measuredAll };
 }
