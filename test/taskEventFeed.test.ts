@@ -4,12 +4,13 @@ import { Collector, sseSubscribe } from './support/subscriptions.js';
 import { backends, createTestApp, type GqlResult, type TestApp } from './support/testApp.js';
 
 const FEED = `subscription($after: String, $seconds: Int) {
-  taskEventFeed(after: $after, progressSeconds: $seconds, filter: { fullName: "tasks.Narrow" }) { cursor event { cursor toStatus task { id } } }
+  taskEventFeed(after: $after, progressSeconds: $seconds, filter: { fullName: "tasks.Narrow" }) { cursor progress event { cursor toStatus task { id } } }
 }`;
 const CHANGED = `subscription($after: String) { taskStatusChanged(after: $after, filter: { fullName: "tasks.Narrow" }) { cursor } }`;
 
 interface FeedItem {
   cursor: string;
+  progress: boolean;
   event: { cursor: string; toStatus: string; task: { id: string } } | null;
 }
 
@@ -55,7 +56,7 @@ describe.each(backends)('taskEventFeed (%s)', (backend) => {
     await items.until((got) => feedItems(got).some((item) => BigInt(item.cursor) >= newest), 'a progress item past the busy tasks');
     const progress = feedItems(items.items);
     // Nothing matched: only progress items, never more than one a second, each further than the one before.
-    expect(progress.every((item) => item.event === null)).toBe(true);
+    expect(progress.every((item) => item.event === null && item.progress)).toBe(true);
     expect(progress.length).toBeLessThanOrEqual(2);
     const cursor = progress.at(-1)!.cursor;
     expect(BigInt(cursor)).toBe(newest);
@@ -85,7 +86,8 @@ describe.each(backends)('taskEventFeed (%s)', (backend) => {
     await resumed.close();
     const events = feedItems(got).filter((item) => item.event !== null);
     expect(events.map((item) => item.event!.toStatus)).toEqual(['SCHEDULED', 'RUNNING', 'SUCCEEDED']);
-    expect(events.every((item) => item.event!.task.id === next && item.cursor === item.event!.cursor)).toBe(true);
+    expect(events.every((item) => item.event!.task.id === next && item.cursor === item.event!.cursor && !item.progress)).toBe(true);
+    expect(feedItems(got).every((item) => item.progress === (item.event === null))).toBe(true);
   });
 
   it('reports progress when a replay has passed over stored events its filter does not match, before going live', async () => {

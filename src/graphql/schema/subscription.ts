@@ -110,11 +110,16 @@ const TaskEventFeedItem = builder.objectRef<FeedItem>('TaskEventFeedItem').imple
       description: "The event's cursor, or for a progress item (event null) how far the subscription has looked through the stream.",
       resolve: (item) => item.cursor,
     }),
+    progress: t.boolean({
+      description:
+        'True for a progress item, which carries no event; false for an event, even one that could not be read (`event` null with an error).',
+      resolve: (item) => item.event === null,
+    }),
     event: t.prismaField({
       type: 'TaskEvent',
       nullable: true,
       description:
-        'The status change; null for a progress item. An event that cannot be read (deleted with its task meanwhile) is null too, but comes with an error at this path: check `errors` first.',
+        'The status change; null for a progress item (`progress` true). An event that cannot be read (deleted with its task meanwhile) is null too, with `progress` false and an error at this path.',
       resolve: (query, item, _args, ctx) => (item.event ? resolveEvent(query, item.event, ctx) : null),
     }),
   }),
