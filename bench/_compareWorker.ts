@@ -2,8 +2,7 @@
 // Chronograph instance (COMPARE_KIND=cg) on DATABASE_URL with COMPARE_CONCURRENCY handlers at once,
 // running no-op jobs. Prints "ready" once it is waiting for work; stops on SIGTERM.
 import { Logger, run } from 'graphile-worker';
-import { Chronograph } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { chronographApi } from './support.js';
 
 const kind = process.env.COMPARE_KIND;
 const concurrency = Number(process.env.COMPARE_CONCURRENCY ?? 24);
@@ -26,6 +25,8 @@ if (kind === 'gw') {
   console.log('ready');
   process.on('SIGTERM', () => void runner.stop().then(() => process.exit(0)));
 } else if (kind === 'cg') {
+  // The bundle the parent built (compare.ts), as `npm start` runs it; BENCH_FROM_SOURCE=1 passes through.
+  const { Chronograph, loadConfig } = await chronographApi();
   const app = await Chronograph.create({
     config: loadConfig({
       ...process.env,

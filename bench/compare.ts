@@ -1,4 +1,6 @@
 // Chronograph beside graphile-worker on the same PostgreSQL: `npm run bench -- compare [sections]`.
+// Chronograph runs as `npm start` runs it, compiled (dist/, built first when src/ changed; bench/support.ts
+// chronographApi); BENCH_FROM_SOURCE=1 runs src/ through tsx instead.
 // Sections (default: drain, latency, create, pglite; also: future): Each system gets a scratch database of its
 // own on BENCH_DATABASE_URL's server (default the local PostgreSQL), and the two run interleaved, in
 // alternating order, BENCH_ROUNDS times (default 3), so that the machine's noise hits both alike; every
@@ -47,9 +49,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, makeWorkerUtils, run, runMigrations } from 'graphile-worker';
 import pg from 'pg';
-import { Chronograph } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
-import { ADMIN_URL, scratchDatabase } from './support.js';
+import { ADMIN_URL, chronographApi, scratchDatabase } from './support.js';
+
+// As `npm start` runs it (dist/), also in the drain's worker processes (bench/_compareWorker.ts).
+const { Chronograph, loadConfig } = await chronographApi();
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { root } from '../test/support/chronographProcess.js';
 
@@ -60,6 +61,17 @@ export function buildIfStale(checkout = root): void {
     stdio: 'inherit',
   });
   if (built.status !== 0) throw new Error('npm run build failed');
+}
+
+/**
+ * Chronograph's public API (src/index.ts) as `npm start` and the apps it loads run it: dist/index.js, the
+ * compiled bundle (built first when src/ changed), not src/ through tsx, whose transform (esbuild's
+ * keepNames among it) costs time on every call. BENCH_FROM_SOURCE=1 loads src/ instead, to compare.
+ */
+export async function chronographApi(checkout = root): Promise<typeof import('../src/index.js')> {
+  if (process.env.BENCH_FROM_SOURCE) return import('../src/index.js');
+  buildIfStale(checkout);
+  return (await import(pathToFileURL(path.join(checkout, 'dist', 'index.js')).href)) as typeof import('../src/index.js');
 }
 
 /**
