@@ -202,6 +202,8 @@ export class Chronograph {
       );
     }
     try {
+      // The heartbeat thread (PostgreSQL) starts while the rest loads: Prisma's first query, app modules.
+      if (config.SCHEDULER_ENABLED) app.scheduler.warmUp();
       await app.credentials.start();
       registerBuiltinHandlers(app.handlers);
       registerHttpHandlers(app.handlers, {

@@ -40,11 +40,27 @@ export class LeaseKeeper {
   private timer?: NodeJS.Timeout;
   private beating = false;
   private readonly ping = new Float64Array(new SharedArrayBuffer(8));
+  /** The heartbeat thread warmUp started, for start to wait for. */
+  private starting?: Promise<void>;
+  /** Counts stop()s: a thread start that a stop overtook does not fall back to beating on the main thread. */
+  private stops = 0;
 
   constructor(private readonly options: LeaseKeeperOptions) {}
 
   get intervalMs(): number {
     return Math.max(25, Math.floor(this.options.leaseMs / 4));
+  }
+
+  /**
+   * Starts the heartbeat thread ahead of start() (on PostgreSQL; nothing on PGlite): its start, about a
+   * quarter of a second (loading the driver, connecting), then overlaps the rest of the instance's start
+   * instead of following it. Its heartbeats do nothing while no run exists, and none can before start().
+   */
+  warmUp(): void {
+    if (!this.options.databaseUrl || this.worker || this.starting) return;
+    this.starting = this.launch(this.options.databaseUrl);
+    // A failure is start()'s to report; a stop() before it leaves nobody waiting.
+    this.starting.catch(() => {});
   }
 
   /** Resolves once heartbeats run: on PostgreSQL, once the thread is connected (or, failing that, on the main thread). */
@@ -55,8 +71,16 @@ export class LeaseKeeper {
       this.timer = setInterval(() => void this.beatHere(), this.intervalMs);
       return;
     }
+    const starting = this.starting ?? this.launch(databaseUrl);
+    this.starting = undefined;
+    await starting;
+  }
+
+  /** Starts the thread and resolves once it is connected; when it cannot start, heartbeats run on the main thread. */
+  private async launch(url: string): Promise<void> {
+    const stops = this.stops;
     const workerData: LeaseKeeperThreadData = {
-      url: databaseUrl,
+      url,
       workerId: this.options.workerId,
       leaseMs: this.options.leaseMs,
       intervalMs: this.intervalMs,
@@ -78,6 +102,8 @@ export class LeaseKeeper {
     try {
       await ready;
     } catch (error) {
+      // Stopped meanwhile (an instance whose start failed after warmUp): nothing to fall back to.
+      if (stops !== this.stops) return;
       // Leases must be extended somehow: on the main thread, like on PGlite, without the blocked-loop protection.
       this.options.logger.error({ err: error }, 'the heartbeat thread could not start; heartbeats run on the main thread');
       this.worker = undefined;
@@ -98,6 +124,8 @@ export class LeaseKeeper {
   }
 
   async stop(): Promise<void> {
+    this.stops++;
+    this.starting = undefined;
     clearInterval(this.timer);
     const worker = this.worker;
     this.worker = undefined;

@@ -216,6 +216,15 @@ export class Scheduler implements TaskStarter {
     this.wake();
   }
 
+  /**
+   * Starts what start() would wait for and can start early without claiming anything: the heartbeat
+   * thread on PostgreSQL (LeaseKeeper.warmUp). Chronograph.create calls it first thing, so that the
+   * thread's start overlaps the rest of the instance's; stop() ends it even if start() never came.
+   */
+  warmUp(): void {
+    if (this.stopped) this.keeper.warmUp();
+  }
+
   /** Asks for a check of due tasks soon; calls during a check coalesce into one more check. */
   wake(): void {
     if (this.stopped) return;
@@ -258,7 +267,10 @@ export class Scheduler implements TaskStarter {
    * it makes another instance claim them within milliseconds.
    */
   async stop(graceMs: number): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped) {
+      await this.keeper.stop(); // started by warmUp, if anything
+      return;
+    }
     this.stopped = true;
     clearTimeout(this.timer);
     clearImmediate(this.immediate);

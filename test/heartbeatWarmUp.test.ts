@@ -1,0 +1,71 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Chronograph } from '../src/app.js';
+import { createTestDatabase, type TestDatabase, testConfig, withClient } from './support/testApp.js';
+
+const HEARTBEAT = 'chronograph-heartbeat:%';
+
+/** The heartbeat threads' connections to `url`'s database (their application_name names them). */
+async function heartbeatConnections(url: string): Promise<number> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE $1',
+      [HEARTBEAT],
+    );
+    return rows[0]!.n;
+  });
+}
+
+async function until(what: string, done: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/**
+ * On PostgreSQL the heartbeat runs in a thread with its own connection, whose start (loading the driver,
+ * connecting) used to follow the rest of an instance's start. It now starts first thing in
+ * Chronograph.create (Scheduler.warmUp), while the rest loads, and a start that fails after it leaves
+ * neither the thread nor its connection behind.
+ */
+describe.skipIf(!process.env.TEST_DATABASE_URL)('the heartbeat thread starts with the instance (postgres)', () => {
+  let db: TestDatabase | undefined;
+  afterEach(async () => {
+    await db?.drop();
+    db = undefined;
+  });
+
+  it('is connected before the app modules finish loading, and a failed start closes it', async () => {
+    db = await createTestDatabase('postgres');
+    const url = db.url!;
+    let connectedDuringSetup = false;
+    await expect(
+      Chronograph.create({
+        config: testConfig({ DATABASE_URL: url }),
+        // Runs before the scheduler starts: the thread is already there (it was not, before warmUp).
+        setup: async () => {
+          await until('the heartbeat thread to connect', async () => (await heartbeatConnections(url)) === 1);
+          connectedDuringSetup = true;
+          throw new Error('an app module that cannot load');
+        },
+      }),
+    ).rejects.toThrow('an app module that cannot load');
+    expect(connectedDuringSetup).toBe(true);
+    await until('the heartbeat connection to close', async () => (await heartbeatConnections(url)) === 0);
+  });
+
+  it('runs and stops as before once started', async () => {
+    db = await createTestDatabase('postgres');
+    const url = db.url!;
+    const app = await Chronograph.create({ config: testConfig({ DATABASE_URL: url }) });
+    try {
+      expect(await heartbeatConnections(url)).toBe(1);
+      const task = await app.taskSvc.createTimerTask({ fullName: 'tasks.DataSync', startTime: new Date().toISOString() });
+      await app.taskSvc.waitForTask(task.id, { timeoutMs: 20_000 });
+    } finally {
+      await app.stop();
+    }
+    await until('the heartbeat connection to close', async () => (await heartbeatConnections(url)) === 0);
+  });
+});
