@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Chronograph } from '../src/app.js';
-import { createTestDatabase, type TestDatabase, testConfig, withClient } from './support/testApp.js';
+import type { TaskSvc } from '../src/tasks/TaskSvc.js';
+import { backends, createTestApp, createTestDatabase, type TestDatabase, testConfig, withClient } from './support/testApp.js';
 
 const HEARTBEAT = 'chronograph-heartbeat:%';
 
@@ -67,5 +68,36 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('the heartbeat thread starts wit
       await app.stop();
     }
     await until('the heartbeat connection to close', async () => (await heartbeatConnections(url)) === 0);
+  });
+});
+
+/**
+ * A stop that comes while another is under way (the first gives running handlers their grace period)
+ * must not end the heartbeat of those handlers: their leases are extended until the first stop is done
+ * with them.
+ */
+describe.each(backends)('a second stop during the grace period of the first (%s)', (backend) => {
+  it('keeps extending the leases of the handlers still running', async () => {
+    let aborted: unknown;
+    const t = await createTestApp(backend, {
+      env: { LEASE_MS: '400', SHUTDOWN_GRACE_MS: '3000' },
+      setup(app) {
+        app.handlers.register('test.slow', (_args, ctx) => {
+          ctx.signal.addEventListener('abort', () => (aborted = ctx.signal.reason));
+          return new Promise((resolve) => setTimeout(() => resolve('done'), 1_500));
+        });
+      },
+    });
+    try {
+      const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+      const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'test.slow', startTime: new Date().toISOString() });
+      await svc.waitForTask(task.id, { statuses: ['RUNNING'], timeoutMs: 10_000 });
+      // The first waits for the handler (3 s of grace); the second returns at once and must not end its heartbeat.
+      await Promise.all([t.app.scheduler.stop(3_000), t.app.scheduler.stop(3_000)]);
+      expect(aborted).toBeUndefined();
+      expect((await svc.waitForTask(task.id, { timeoutMs: 5_000 })).status).toBe('SUCCEEDED');
+    } finally {
+      await t.close();
+    }
   });
 });

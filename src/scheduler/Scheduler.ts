@@ -165,6 +165,8 @@ export class Scheduler implements TaskStarter {
   private readonly pending: { completion: Completion; done: (result: CompletionResult | Error) => void }[] = [];
   private flushing?: Promise<void>;
   private readonly keeper: LeaseKeeper;
+  /** warmUp started the keeper and neither start() nor stop() came since: a stop() of a stopped scheduler ends it. */
+  private warmedUp = false;
   private readonly threads: ThreadRunner;
 
   constructor(
@@ -202,6 +204,7 @@ export class Scheduler implements TaskStarter {
   async start(): Promise<void> {
     if (!this.stopped) return;
     this.stopped = false;
+    this.warmedUp = false;
     this.checkMisfires = true;
     this.recoverAt = 0;
     this.overlapAt = 0;
@@ -222,7 +225,9 @@ export class Scheduler implements TaskStarter {
    * thread's start overlaps the rest of the instance's; stop() ends it even if start() never came.
    */
   warmUp(): void {
-    if (this.stopped) this.keeper.warmUp();
+    if (!this.stopped) return;
+    this.warmedUp = true;
+    this.keeper.warmUp();
   }
 
   /** Asks for a check of due tasks soon; calls during a check coalesce into one more check. */
@@ -268,7 +273,11 @@ export class Scheduler implements TaskStarter {
    */
   async stop(graceMs: number): Promise<void> {
     if (this.stopped) {
-      await this.keeper.stop(); // started by warmUp, if anything
+      // Only what warmUp started: a stop under way still extends the leases of the handlers it waits for.
+      if (this.warmedUp) {
+        this.warmedUp = false;
+        await this.keeper.stop();
+      }
       return;
     }
     this.stopped = true;
