@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Chronograph } from '../src/app.js';
+import { createLogger } from '../src/logger.js';
+import { LeaseKeeper } from '../src/scheduler/LeaseKeeper.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { backends, createTestApp, createTestDatabase, type TestDatabase, testConfig, withClient } from './support/testApp.js';
 
@@ -98,6 +100,29 @@ describe.each(backends)('a second stop during the grace period of the first (%s)
       expect((await svc.waitForTask(task.id, { timeoutMs: 5_000 })).status).toBe('SUCCEEDED');
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe('a heartbeat thread that cannot connect', () => {
+  it('hands the heartbeat to the main thread at once, not after the 30 s start limit', { timeout: 15_000 }, async () => {
+    const lines: string[] = [];
+    const keeper = new LeaseKeeper({
+      workerId: 'w-unreachable',
+      leaseMs: 1_000,
+      watchdogMs: 10_000,
+      // Nothing listens on port 1: the thread's first connection is refused.
+      databaseUrl: 'postgresql://postgres@127.0.0.1:1/none',
+      sql: { query: async () => [] },
+      logger: createLogger('warn', { write: (line: string) => void lines.push(line) }),
+      onBeat: () => {},
+    });
+    try {
+      // Waited the full 30 s before (the thread reported the failure, but only 'ready' ended the wait).
+      await keeper.start();
+      expect(lines.some((line) => line.includes('heartbeats run on the main thread'))).toBe(true);
+    } finally {
+      await keeper.stop();
     }
   });
 });

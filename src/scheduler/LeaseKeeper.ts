@@ -90,8 +90,17 @@ export class LeaseKeeper {
     };
     const worker = startThread(workerData);
     this.worker = worker;
+    let started = false;
     const ready = new Promise<void>((resolve, reject) => {
-      worker.on('message', (report: KeeperReport) => (report.type === 'ready' ? resolve() : this.received(report)));
+      worker.on('message', (report: KeeperReport) => {
+        if (report.type === 'ready') {
+          started = true;
+          resolve();
+        } else if (report.type === 'failed' && !started) {
+          // Its first connection failed: heartbeats go to the main thread now, not after the 30 s below.
+          reject(new Error(`the heartbeat thread could not connect: ${report.error}`));
+        } else this.received(report);
+      });
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`the heartbeat thread exited with code ${code}`)));
       setTimeout(() => reject(new Error('the heartbeat thread did not start within 30 s')), 30_000).unref();
