@@ -94,7 +94,7 @@ describe.each(backends)('a second stop during the grace period of the first (%s)
       const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
       const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'test.slow', startTime: new Date().toISOString() });
       await svc.waitForTask(task.id, { statuses: ['RUNNING'], timeoutMs: 10_000 });
-      // The first waits for the handler (3 s of grace); the second returns at once and must not end its heartbeat.
+      // The first waits for the handler (3 s of grace); the second joins it and must not end its heartbeat.
       await Promise.all([t.app.scheduler.stop(3_000), t.app.scheduler.stop(3_000)]);
       expect(aborted).toBeUndefined();
       expect((await svc.waitForTask(task.id, { timeoutMs: 5_000 })).status).toBe('SUCCEEDED');
@@ -124,5 +124,73 @@ describe('a heartbeat thread that cannot connect', () => {
     } finally {
       await keeper.stop();
     }
+  });
+});
+
+/**
+ * app.stop() while an earlier app.scheduler.stop(grace) still waits for a handler: the second stop joins
+ * the first instead of returning at once, so the database stays open until the handler's end is recorded.
+ * Before, app.stop() closed the database under the running handler, whose end was then lost (the task
+ * stayed RUNNING until its lease ran out).
+ */
+describe.skipIf(!process.env.TEST_DATABASE_URL)('app.stop() during an earlier scheduler stop (postgres)', () => {
+  let db: TestDatabase | undefined;
+  afterEach(async () => {
+    await db?.drop();
+    db = undefined;
+  });
+
+  it('waits for the handler that stop gives its grace period, and records its end', async () => {
+    db = await createTestDatabase('postgres');
+    let finished = false;
+    const t = await createTestApp('postgres', {
+      database: db,
+      env: { SHUTDOWN_GRACE_MS: '5000' },
+      setup(app) {
+        app.handlers.register('test.slow', () => new Promise((resolve) => setTimeout(() => resolve((finished = true)), 1_000)));
+      },
+    });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'test.slow', startTime: new Date().toISOString() });
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'], timeoutMs: 10_000 });
+    const first = t.app.scheduler.stop(5_000);
+    await t.app.stop();
+    expect(finished).toBe(true);
+    await first;
+    const status = await withClient(
+      db.url!,
+      async (c) => (await c.query<{ status: string }>('SELECT status FROM task WHERE id = $1', [task.id])).rows[0]?.status,
+    );
+    expect(status).toBe('SUCCEEDED');
+  });
+
+  it('ends the grace period at the sooner of the two deadlines', async () => {
+    db = await createTestDatabase('postgres');
+    let aborted: unknown;
+    const t = await createTestApp('postgres', {
+      database: db,
+      env: { SHUTDOWN_GRACE_MS: '300' },
+      setup(app) {
+        app.handlers.register('test.endless', (_args, ctx) => {
+          return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject((aborted = ctx.signal.reason))));
+        });
+      },
+    });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'test.endless', startTime: new Date().toISOString() });
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'], timeoutMs: 10_000 });
+    const started = Date.now();
+    const first = t.app.scheduler.stop(60_000);
+    await t.app.stop();
+    await first;
+    // app.stop()'s 300 ms, not the first stop's minute (the handler takes the abort grace on top).
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(aborted).toBeDefined();
+    const status = await withClient(
+      db.url!,
+      async (c) => (await c.query<{ status: string }>('SELECT status FROM task WHERE id = $1', [task.id])).rows[0]?.status,
+    );
+    // Handed back at shutdown: due again for another instance, not counted as an attempt.
+    expect(status).toBe('SCHEDULED');
   });
 });

@@ -108,6 +108,16 @@ type Outcome =
 /** How often at most the next-due look-up runs while every slot is taken (see tick). */
 const BUSY_LOOKUP_MS = 250;
 
+/** A stop under way (Scheduler.stop). */
+interface Stopping {
+  /** When running handlers' grace period ends (epoch ms). */
+  graceEnds: number;
+  /** Ends the grace period at `at` instead. */
+  setGraceEnd: (at: number) => void;
+  /** Resolves once nothing touches the database any more. */
+  done: Promise<void>;
+}
+
 /**
  * Runs due tasks. It sleeps until the next task is due (by the database's clock) and is woken early by
  * NOTIFY on `chronograph_wake` — sent on commit whenever a task becomes due sooner — so a task due now
@@ -167,6 +177,8 @@ export class Scheduler implements TaskStarter {
   private readonly keeper: LeaseKeeper;
   /** warmUp started the keeper and neither start() nor stop() came since: a stop() of a stopped scheduler ends it. */
   private warmedUp = false;
+  /** The stop under way, which a second stop() joins: when its grace period ends, and how to end it sooner. */
+  private stopping?: Stopping;
   private readonly threads: ThreadRunner;
 
   constructor(
@@ -202,6 +214,8 @@ export class Scheduler implements TaskStarter {
   }
 
   async start(): Promise<void> {
+    // A start during a stop comes after it: the stop would otherwise close what the start opens.
+    if (this.stopping) await this.stopping.done.catch(() => {});
     if (!this.stopped) return;
     this.stopped = false;
     this.warmedUp = false;
@@ -272,8 +286,16 @@ export class Scheduler implements TaskStarter {
    * it makes another instance claim them within milliseconds.
    */
   async stop(graceMs: number): Promise<void> {
+    const ends = Date.now() + graceMs;
+    if (this.stopping) {
+      // A second stop joins the first (whose handlers keep their leases meanwhile), and ends its grace
+      // period at its own deadline when that comes sooner: it resolves, as the first does, once nothing
+      // touches the database any more.
+      if (ends < this.stopping.graceEnds) this.stopping.setGraceEnd(ends);
+      return this.stopping.done;
+    }
     if (this.stopped) {
-      // Only what warmUp started: a stop under way still extends the leases of the handlers it waits for.
+      // Only what warmUp started.
       if (this.warmedUp) {
         this.warmedUp = false;
         await this.keeper.stop();
@@ -284,13 +306,30 @@ export class Scheduler implements TaskStarter {
     clearTimeout(this.timer);
     clearImmediate(this.immediate);
     this.immediate = undefined;
-    const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     let timer: NodeJS.Timeout | undefined;
-    const finished = await Promise.race([
-      all().then(() => true),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
-    ]);
-    clearTimeout(timer);
+    let graceOver!: () => void;
+    const graceEnded = new Promise<false>((resolve) => (graceOver = () => resolve(false)));
+    const stopping: Stopping = {
+      graceEnds: ends,
+      setGraceEnd: (at) => {
+        stopping.graceEnds = at;
+        clearTimeout(timer);
+        timer = setTimeout(graceOver, Math.max(0, at - Date.now()));
+      },
+      done: Promise.resolve(),
+    };
+    stopping.setGraceEnd(ends);
+    this.stopping = stopping;
+    stopping.done = this.finishStop(graceEnded).finally(() => {
+      clearTimeout(timer);
+      this.stopping = undefined;
+    });
+    return stopping.done;
+  }
+
+  private async finishStop(graceEnded: Promise<false>): Promise<void> {
+    const all = () => Promise.all([...this.running.values()].map((r) => r.done));
+    const finished = await Promise.race([all().then(() => true), graceEnded]);
     if (!finished) {
       const entries = [...this.running.values()];
       for (const entry of entries) this.abort(entry, 'shutdown');
