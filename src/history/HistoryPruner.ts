@@ -50,7 +50,7 @@ const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
  * one snapshot: a task that starts or finishes a run while a batch is selected is either running for both
  * the runs and the events selection or for neither (in separate statements a task that started running
  * between them lost its older runs and kept its events, and one that finished kept its runs and lost its
- * events). `running` is read through the partial index task_running_idx and filtered as a hashed set, as is
+ * events). `running` is read through the index task_status_tenant_id_idx and filtered as a hashed set, as is
  * `finished`, so the runs and events selections keep their index scans that stop at the batch size (a
  * correlated probe of task_run per candidate row cost 20–50 ms per batch on 600,000 events; a plan the
  * statistics tip to an anti join scans whole tables; a NOT IN is never made one).

@@ -3,7 +3,7 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 /**
  * Statements behind readiness and metrics, one function each. Raw because they read Prisma's own
  * migration table or need FILTER aggregates; each is served by an index (task_next_run_at_idx,
- * task_running_idx, the task_event primary key), so a scrape or a probe stays cheap on large tables.
+ * task_status_tenant_id_idx, the task_event primary key), so a scrape or a probe stays cheap on large tables.
  */
 
 /** One round trip; fails when the database cannot be reached. */
