@@ -171,13 +171,16 @@ export class HistoryPruner {
     return total;
   }
 
-  /** Every tenant that has tasks (a loose index scan: one probe per tenant), with its own retention. */
+  /**
+   * Every tenant that has tasks (a loose index scan of task_spec, which has a row per task and indexes
+   * led by tenant_id: one probe per tenant), with its own retention.
+   */
   private async tenants(): Promise<{ id: string; retentionDays: number | null }[]> {
     const rows = await this.options.prisma.$queryRawUnsafe<{ id: string; days: number | null }[]>(
       `WITH RECURSIVE t AS (
-         (SELECT tenant_id FROM task ORDER BY tenant_id LIMIT 1)
+         (SELECT tenant_id FROM task_spec ORDER BY tenant_id LIMIT 1)
          UNION ALL
-         SELECT (SELECT tenant_id FROM task WHERE tenant_id > t.tenant_id ORDER BY tenant_id LIMIT 1) FROM t WHERE t.tenant_id IS NOT NULL
+         SELECT (SELECT tenant_id FROM task_spec WHERE tenant_id > t.tenant_id ORDER BY tenant_id LIMIT 1) FROM t WHERE t.tenant_id IS NOT NULL
        )
        SELECT t.tenant_id AS id, q.history_retention_days AS days FROM t LEFT JOIN tenant q ON q.id = t.tenant_id WHERE t.tenant_id IS NOT NULL`,
     );

@@ -186,8 +186,9 @@ const CLAIM_LOCK_CLASS = 0x636c6169; // 'clai'
 function claimSql(capped: boolean): string {
   // $1 worker, $2 limit, $3 lease ms, $4 excluded queues, $5 tenant slots, $6/$7 held (tenants, counts), $8 capped tenants (capped only)
   // Once more than one tenant has tasks (the first and last tenant_id of an index differ), a tenant holds at
-  // most $5 of this instance's slots; an installation with one tenant uses every slot.
-  const room = `CASE WHEN (SELECT min(tenant_id) FROM task) <> (SELECT max(tenant_id) FROM task) THEN GREATEST(0, $5::int - coalesce(h.held, 0)) ELSE $2::int END`;
+  // most $5 of this instance's slots; an installation with one tenant uses every slot. Read from
+  // task_spec (a row per task, indexed by tenant first), where task has no index led by tenant_id.
+  const room = `CASE WHEN (SELECT min(tenant_id) FROM task_spec) <> (SELECT max(tenant_id) FROM task_spec) THEN GREATEST(0, $5::int - coalesce(h.held, 0)) ELSE $2::int END`;
   const tenants = capped
     ? // Locked by claimCappedTasks in this transaction: the count of RUNNING tasks below sees every
       // claim of these tenants that committed before (each statement reads a fresh snapshot).

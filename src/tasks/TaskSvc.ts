@@ -560,8 +560,12 @@ export class TaskSvc {
 
   /** The Prisma `where` for a task filter of this tenant; GraphQL's connection pages over it. */
   taskWhere(filter: TaskFilter = {}): Prisma.TaskWhereInput {
-    const where: Prisma.TaskWhereInput = { tenantId: this.tenantId };
-    if (filter.status?.length) where.status = { in: filter.status };
+    // Every status named when none is asked: one range of the (status, tenant_id) index each (task has no
+    // index led by tenant_id), not a scan of every tenant's tasks for the list's total count.
+    const where: Prisma.TaskWhereInput = {
+      tenantId: this.tenantId,
+      status: { in: filter.status?.length ? filter.status : Object.values(TaskStatus) },
+    };
     const spec = taskSpecWhere(this.tenantId, { fullName: filter.fullName || null, funcName: filter.funcName || null });
     if (spec) where.spec = spec;
     if (filter.source) where.source = filter.source;

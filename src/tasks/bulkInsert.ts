@@ -216,7 +216,7 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
    WHERE ${claimableSql('i', '$9::text[]')}
      AND NOT EXISTS (SELECT 1 FROM task w WHERE ${claimableSql('w', '$9::text[]')})
    ORDER BY i.priority DESC, i.next_run_at, i.n
-   LIMIT CASE WHEN coalesce((SELECT min(tenant_id) FROM task) = $4::text AND (SELECT max(tenant_id) FROM task) = $4::text, true)
+   LIMIT CASE WHEN coalesce((SELECT min(tenant_id) FROM task_spec) = $4::text AND (SELECT max(tenant_id) FROM task_spec) = $4::text, true)
               THEN $8::int ELSE LEAST($8::int, $10::int) END
 )`,
         insert: `INSERT INTO task (${columns}, created_at, updated_at, locked_by, locked_run_id, locked_until, attempts)

@@ -1,0 +1,111 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TaskSvc } from '../src/tasks/TaskSvc.js';
+import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase, withClient } from './support/testApp.js';
+
+/** The tables a plan must never read whole on the hot path: they hold every task and its history. */
+const LARGE = ['task', 'task_spec', 'task_event', 'task_run'];
+
+/**
+ * Every statement the scheduler and the task service send, and the queries behind taskStats, the task
+ * list's total count and the history pruner's tenant scan, planned as a cached generic plan is on a
+ * database of 30,000 tasks in 20 tenants with a run and an event each: none reads a large table whole. (Migration 20261206000000
+ * left task without an index led by tenant_id; three statements that took min(tenant_id) or walked the
+ * tenants of task became sequential scans of it, the claim's among them, which cut the drain on PGlite
+ * to half. They read task_spec now.)
+ */
+describe.skipIf(!process.env.TEST_DATABASE_URL)('the hot path reads large tables through their indexes (postgres)', () => {
+  let db: TestDatabase;
+  let t: TestApp;
+  const statements = new Map<string, string>();
+  const prismaQueries: string[] = [];
+  const original = pg.Client.prototype.query;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('postgres');
+    // Every named (prepared) statement sent on the pg driver.
+    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+      const config = args[0] as { name?: string; text?: string } | string;
+      if (typeof config === 'object' && config?.name && config.text) statements.set(config.name, config.text);
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof original;
+    t = await createTestApp('postgres', {
+      database: db,
+      env: { HISTORY_RETENTION_DAYS: '1' },
+      onQuery: (event) => void prismaQueries.push(event.query),
+    });
+    await withClient(db.url!, async (c) => {
+      await c.query(`
+        INSERT INTO task (id, tenant_id, full_name, task_type, func_name, start_time, next_run_at, updated_at, created_at, status)
+        SELECT gen_random_uuid(), 't' || (i % 20), 'tasks.DataSync', 'tasks.NormalType', 'f', now() - interval '3 days', NULL,
+               now() - interval '3 days', now() - interval '3 days',
+               (CASE WHEN i % 3 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END)::"TaskStatus"
+          FROM generate_series(1, 30000) i`);
+      await c.query(`
+        INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, started_at, finished_at)
+        SELECT gen_random_uuid(), tenant_id, id, 1, 'SUCCEEDED', 'w', created_at, created_at FROM task`);
+      await c.query(`
+        INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, created_at)
+        SELECT tenant_id, id, 'STATUS_CHANGED', 'RUNNING', status, created_at FROM task`);
+      await c.query('ANALYZE');
+    });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    // Due now: claimed by the insert or by the scheduler, run, completed; one that fails and retries.
+    const tasks = await svc.createTimerTasks(
+      Array.from({ length: 30 }, () => ({ fullName: 'tasks.DataSync', startTime: new Date().toISOString() })),
+    );
+    for (const task of tasks) await svc.waitForTask(task.id, { timeoutMs: 20_000 });
+    ok(await t.gql('{ taskStats { total succeeded } tasks(first: 5) { totalCount } }'));
+    await t.app.history.pruneByRetention();
+  }, 120_000);
+
+  afterAll(async () => {
+    pg.Client.prototype.query = original;
+    await t?.close();
+  });
+
+  /** The generic plan of `sql` (as a prepared statement's cached plan), whatever its parameters. */
+  async function genericPlan(c: pg.Client, sql: string): Promise<string> {
+    const params = Math.max(0, ...[...sql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    await c.query('DEALLOCATE ALL');
+    await c.query(`PREPARE probe AS ${sql}`);
+    const args = params ? `(${Array(params).fill('NULL').join(', ')})` : '';
+    const { rows } = await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN EXECUTE probe${args}`);
+    return rows.map((r) => r['QUERY PLAN']).join('\n');
+  }
+
+  const seqScans = (plan: string) => LARGE.filter((table) => new RegExp(`Seq Scan on ${table}\\b(?!_)`).test(plan));
+
+  it("plans none of the scheduler's and task service's statements as a scan of a whole large table", async () => {
+    expect(statements.size).toBeGreaterThan(5);
+    expect([...statements.keys()]).toEqual(expect.arrayContaining(['chronograph_claim', 'chronograph_complete', 'chronograph_next_due']));
+    const found: Record<string, string[]> = {};
+    await withClient(db.url!, async (c) => {
+      await c.query(`SET plan_cache_mode = force_generic_plan`);
+      for (const [name, text] of statements) {
+        const scans = seqScans(await genericPlan(c, text));
+        if (scans.length) found[name] = scans;
+      }
+    });
+    expect(found).toEqual({});
+  });
+
+  it('plans the task statistics, the task count and the pruner tenant scan through indexes', async () => {
+    const wanted = [
+      (q: string) => /GROUP BY/i.test(q) && /"task"\."status"/.test(q) && /COUNT/i.test(q),
+      (q: string) => /SELECT COUNT/i.test(q) && /FROM "public"\."task"/.test(q),
+      (q: string) => /WITH RECURSIVE t AS/.test(q),
+    ];
+    const found: Record<string, string[]> = {};
+    await withClient(db.url!, async (c) => {
+      await c.query(`SET plan_cache_mode = force_generic_plan`);
+      for (const matches of wanted) {
+        const query = prismaQueries.find(matches);
+        expect(query).toBeDefined();
+        const scans = seqScans(await genericPlan(c, query!));
+        if (scans.length) found[query!] = scans;
+      }
+    });
+    expect(found).toEqual({});
+  });
+});
