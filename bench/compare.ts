@@ -40,7 +40,8 @@
 //   poll that would run on PGlite's thread). PGlite runs on a new data directory on disk, as `npm start`
 //   does (the ratio is this one's); the same drain on `DATA_DIR=memory://` (what the tests use) is printed
 //   beside it: there PGlite's in-memory file system copies a file each time it grows, which costs about
-//   a sixth of the rate.
+//   a sixth of the rate. BENCH_PGLITE_OPTIMIZE=1 runs PGlite with PGLITE_OPTIMIZE=true (V8's optimising
+//   compiler for its WebAssembly, which the default leaves off for start-up time and memory).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -755,7 +756,14 @@ async function benchCreate() {
 /** The drain on PGlite, on a new data directory on disk (`npm start`'s way) or in memory (the tests'). */
 async function drainPglite(onDisk: boolean): Promise<number> {
   const dataDir = onDisk ? await mkdtemp(path.join(tmpdir(), 'chronograph-bench-')) : 'memory://';
-  const app = await Chronograph.create({ config: cgConfig({ SCHEDULER_ENABLED: 'false', CONCURRENCY: '24', DATA_DIR: dataDir }) });
+  const app = await Chronograph.create({
+    config: cgConfig({
+      SCHEDULER_ENABLED: 'false',
+      CONCURRENCY: '24',
+      DATA_DIR: dataDir,
+      PGLITE_OPTIMIZE: PGLITE_OPTIMIZE ? 'true' : 'false',
+    }),
+  });
   try {
     await app.templateSvc.create({ fullName: 'bench.Noop', title: 'No-op', funcName: 'chronograph.noop' });
     const prisma = app.db.prisma;
@@ -787,8 +795,13 @@ async function drainPglite(onDisk: boolean): Promise<number> {
   }
 }
 
+/** BENCH_PGLITE_OPTIMIZE=1: PGlite's drains with PGLITE_OPTIMIZE=true (V8 optimises its WebAssembly; a process-wide V8 flag). */
+const PGLITE_OPTIMIZE = Boolean(process.env.BENCH_PGLITE_OPTIMIZE);
+
 async function benchPglite() {
-  console.log(`\n## Chronograph drain on PGlite beside PostgreSQL (1 process × 24, ${fmt(TASKS)} jobs), ${ROUNDS} rounds`);
+  console.log(
+    `\n## Chronograph drain on PGlite${PGLITE_OPTIMIZE ? ' (PGLITE_OPTIMIZE=true)' : ''} beside PostgreSQL (1 process × 24, ${fmt(TASKS)} jobs), ${ROUNDS} rounds`,
+  );
   const ratios: number[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     const lite = await drainPglite(true);
