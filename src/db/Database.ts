@@ -123,7 +123,9 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
  * 2-core machine that compilation took about a second of the start-up, and its memory stayed resident
  * (about 90 MB, in the compiler threads' malloc arenas). Chronograph keeps PGlite on the baseline
  * compiler unless PGLITE_OPTIMIZE=true: it starts about a second sooner in about 90 MB less memory,
- * and its statements run about 10 % slower (`npm run bench -- startup`; docs/benchmarks.md).
+ * and a busy instance drains about 30 % slower (`npm run bench -- startup`, `BENCH_PGLITE_OPTIMIZE=1 npm
+ * run bench -- compare pglite`; docs/benchmarks.md). The choice is made when PGlite's module is compiled:
+ * turning the optimiser on later does not reach a module compiled for the baseline compiler alone.
  * The flag is process-wide, so it also applies to the other WebAssembly this process compiles after it
  * (Prisma's query compiler); with DATABASE_URL (PostgreSQL) nothing changes.
  */
