@@ -117,7 +117,7 @@ const LAYOUTS: Layout[] = [
     // Room on a page for both of a run's new versions (50 leaves room for one): the completion's update
     // then stays on its page too, without the lock record and whole tuple a move to another page writes.
     name: 'fillfactor-33',
-    what: 'the schema as migrated today, with task fillfactor 33 instead of 50',
+    what: 'the schema as migrated today, with task fillfactor 33 instead of the default 100',
     setup: ['ALTER TABLE task SET (fillfactor = 33)'],
     state: 'task',
     foldedRuns: false,
