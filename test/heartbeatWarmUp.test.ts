@@ -194,3 +194,57 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('app.stop() during an earlier sc
     expect(status).toBe('SCHEDULED');
   });
 });
+
+/**
+ * The last of start() and stop() decides: a start that waits for a stop under way does not start once
+ * another stop came meanwhile (that stop joins the first and resolves with it; app.stop() would close
+ * the database under the scheduler the start then opened), and a stop during a start ends what the
+ * start opens, not only what it had opened when the stop came.
+ */
+describe.each(backends)('start() and stop() interleaved (%s)', (backend) => {
+  it('stays stopped when a stop follows a start that waits for an earlier stop', async () => {
+    const t = await createTestApp(backend, {
+      setup(app) {
+        app.handlers.register('test.slow', () => new Promise((resolve) => setTimeout(() => resolve('done'), 500)));
+      },
+    });
+    try {
+      const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+      const task = await svc.createTimerTask({ fullName: 'tasks.DataSync', funcName: 'test.slow', startTime: new Date().toISOString() });
+      await svc.waitForTask(task.id, { statuses: ['RUNNING'], timeoutMs: 10_000 });
+      const first = t.app.scheduler.stop(5_000);
+      const restart = t.app.scheduler.start();
+      const last = t.app.scheduler.stop(5_000);
+      await Promise.all([first, restart, last]);
+      expect(t.app.scheduler.isRunning).toBe(false);
+      expect((await svc.waitForTask(task.id, { timeoutMs: 5_000 })).status).toBe('SUCCEEDED');
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)('a stop during a start (postgres)', () => {
+  let db: TestDatabase | undefined;
+  afterEach(async () => {
+    await db?.drop();
+    db = undefined;
+  });
+
+  it('ends the heartbeat thread that the start opens after the stop came', async () => {
+    db = await createTestDatabase('postgres');
+    const url = db.url!;
+    const t = await createTestApp('postgres', { database: db });
+    try {
+      await t.app.scheduler.stop(0);
+      await until('the heartbeat connection to close', async () => (await heartbeatConnections(url)) === 0);
+      // The start is still looking up capped tenants and listening when the stop comes.
+      await Promise.all([t.app.scheduler.start(), t.app.scheduler.stop(0)]);
+      expect(t.app.scheduler.isRunning).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await heartbeatConnections(url)).toBe(0);
+    } finally {
+      await t.close();
+    }
+  });
+});

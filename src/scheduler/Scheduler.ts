@@ -179,6 +179,10 @@ export class Scheduler implements TaskStarter {
   private warmedUp = false;
   /** The stop under way, which a second stop() joins: when its grace period ends, and how to end it sooner. */
   private stopping?: Stopping;
+  /** What a start() under way opens (listeners, the lease keeper, the guard): a stop ends them once it is opened. */
+  private starting?: Promise<void>;
+  /** Counts stop() calls: a start() that waited for a stop under way does not start when another stop came meanwhile. */
+  private stops = 0;
   private readonly threads: ThreadRunner;
 
   constructor(
@@ -214,11 +218,28 @@ export class Scheduler implements TaskStarter {
   }
 
   async start(): Promise<void> {
-    // A start during a stop comes after it: the stop would otherwise close what the start opens.
-    if (this.stopping) await this.stopping.done.catch(() => {});
+    const stops = this.stops;
+    // A start during a stop comes after it: the stop would otherwise close what the start opens. A stop
+    // that came while it waited (it joined the one under way) is the later call: the scheduler stays
+    // stopped (app.stop() then closes the database, which this start would otherwise go on using).
+    if (this.stopping) {
+      await this.stopping.done.catch(() => {});
+      if (stops !== this.stops) return;
+    }
     if (!this.stopped) return;
     this.stopped = false;
     this.warmedUp = false;
+    const starting = this.open();
+    this.starting = starting;
+    try {
+      await starting;
+    } finally {
+      if (this.starting === starting) this.starting = undefined;
+    }
+  }
+
+  /** start()'s listeners, lease keeper and guard; a stop that comes meanwhile waits for them (finishStop). */
+  private async open(): Promise<void> {
     this.checkMisfires = true;
     this.recoverAt = 0;
     this.overlapAt = 0;
@@ -229,6 +250,7 @@ export class Scheduler implements TaskStarter {
     await this.keeper.start();
     this.lastGuard = Date.now();
     this.guard = setInterval(() => this.guardLeases(), Math.max(10, Math.floor(this.options.leaseMs / 8)));
+    if (this.stopped) return;
     this.logger.info({ worker: this.workerId, concurrency: this.options.concurrency, leaseMs: this.options.leaseMs }, 'scheduler started');
     this.wake();
   }
@@ -239,7 +261,8 @@ export class Scheduler implements TaskStarter {
    * thread's start overlaps the rest of the instance's; stop() ends it even if start() never came.
    */
   warmUp(): void {
-    if (!this.stopped) return;
+    // Not during a stop, whose end would leave the thread it starts to nobody.
+    if (!this.stopped || this.stopping) return;
     this.warmedUp = true;
     this.keeper.warmUp();
   }
@@ -287,6 +310,7 @@ export class Scheduler implements TaskStarter {
    */
   async stop(graceMs: number): Promise<void> {
     const ends = Date.now() + graceMs;
+    this.stops++;
     if (this.stopping) {
       // A second stop joins the first (whose handlers keep their leases meanwhile), and ends its grace
       // period at its own deadline when that comes sooner: it resolves, as the first does, once nothing
@@ -328,6 +352,9 @@ export class Scheduler implements TaskStarter {
   }
 
   private async finishStop(graceEnded: Promise<false>): Promise<void> {
+    // A start under way goes on opening after the stop came (it claims nothing: the scheduler counts as
+    // stopped): what it opens is closed below, not left behind (a heartbeat thread, the guard's interval).
+    await this.starting?.catch(() => {});
     const all = () => Promise.all([...this.running.values()].map((r) => r.done));
     const finished = await Promise.race([all().then(() => true), graceEnded]);
     if (!finished) {
