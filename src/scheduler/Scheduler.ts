@@ -361,7 +361,8 @@ export class Scheduler implements TaskStarter {
       const entries = [...this.running.values()];
       for (const entry of entries) this.abort(entry, 'shutdown');
       await all();
-      this.logger.warn({ tasks: entries.length }, 'handed back the tasks still running at shutdown');
+      // None when the grace period ran out while a start under way was still opening (see above).
+      if (entries.length > 0) this.logger.warn({ tasks: entries.length }, 'handed back the tasks still running at shutdown');
     }
     // Wait for an in-flight tick, and for creates whose insert may have claimed tasks (they hand them back),
     // and the completions they hand back, so nothing touches the database after stop() resolves.
