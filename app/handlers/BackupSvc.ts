@@ -25,7 +25,8 @@ const register: AppModule = (app) => {
       const tenantId = ctx.task.tenantId;
       const [templates, tasks] = await Promise.all([
         app.db.prisma.taskTemplate.findMany({ where: { tenantId } }),
-        app.db.prisma.task.findMany({ where: { tenantId } }),
+        // The task list's where (every status named): task has no index led by tenant_id, only (status, tenant_id).
+        app.db.prisma.task.findMany({ where: app.taskSvc.forTenant(tenantId).taskWhere() }),
       ]);
       await mkdir(dir, { recursive: true });
       // The folder exists now: where it really is, after symbolic links, must still be under BACKUP_DIR.
