@@ -77,6 +77,8 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('the hot path reads large tables
   afterAll(async () => {
     pg.Client.prototype.query = original;
     await t?.close();
+    // close() drops only a database the app created itself, not one passed in as here.
+    await db?.drop();
   });
 
   it("plans none of the scheduler's and task service's statements as a scan of a whole large table", async () => {
