@@ -11,7 +11,10 @@ import {
   checkpointIfDue,
   maintainCheckpoints,
   maintainStatistics,
+  maintainVacuum,
   PGLITE_MAX_WAL_SIZE,
+  VACUUM_INSERT_THRESHOLD,
+  vacuumDueTables,
 } from '../src/db/pgliteStatistics.js';
 import { buildTemplate, copyTemplate } from '../src/db/pgliteTemplate.js';
 import { statement } from '../src/db/SqlPool.js';
@@ -222,6 +225,80 @@ describe('analyzeGrownTables: the ANALYZE autovacuum would run, on PGlite', () =
     // Stopped: nothing ANALYZEs the table any more, however much it changed.
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect((await tableStats()).last_analyze).toEqual(analyzed);
+  });
+});
+
+/**
+ * PGlite has no autovacuum: nothing removed dead row versions or froze rows, and a single-user backend
+ * does not stop before transaction-id wraparound. vacuumDueTables VACUUMs as autovacuum would.
+ */
+describe('vacuumDueTables: the VACUUM autovacuum would run, on PGlite', () => {
+  let db: PGlite;
+  afterEach(async () => {
+    await db?.close();
+  });
+
+  const stats = async () =>
+    (
+      await db.query<{ n_dead_tup: number; n_ins_since_vacuum: number; last_vacuum: Date | null; frozen_age: number }>(
+        `SELECT s.n_dead_tup::int, s.n_ins_since_vacuum::int, s.last_vacuum, age(c.relfrozenxid)::int AS frozen_age
+           FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'item'`,
+      )
+    ).rows[0]!;
+
+  it('VACUUMs a table once more than 50 rows + 20 % of it are dead, and removes them', async () => {
+    db = await newPglite();
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    await db.exec('INSERT INTO item SELECT i, 0 FROM generate_series(1, 500) i');
+    await db.exec('VACUUM item'); // counted from here: 500 rows, nothing inserted since
+    await db.exec('UPDATE item SET v = 1 WHERE id <= 100'); // 100 dead: under 50 + 20 % of 500
+    expect(await vacuumDueTables(db)).toEqual([]);
+    await db.exec('UPDATE item SET v = 2 WHERE id <= 100');
+    expect((await vacuumDueTables(db)).map((v) => [v.table, v.reason])).toEqual([['public.item', 'dead']]);
+    expect((await stats()).n_dead_tup).toBe(0);
+    expect(await vacuumDueTables(db)).toEqual([]);
+  });
+
+  it('VACUUMs an insert-only table too, once enough rows were inserted since its last VACUUM (they get frozen in time)', async () => {
+    db = await newPglite();
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    await db.exec(`INSERT INTO item SELECT i, 0 FROM generate_series(1, ${VACUUM_INSERT_THRESHOLD}) i`);
+    expect(await vacuumDueTables(db)).toEqual([]);
+    await db.exec(`INSERT INTO item VALUES (${VACUUM_INSERT_THRESHOLD + 1}, 0)`);
+    expect((await vacuumDueTables(db)).map((v) => [v.table, v.reason])).toEqual([['public.item', 'inserted']]);
+    expect((await stats()).n_ins_since_vacuum).toBe(0);
+  });
+
+  it('VACUUMs the whole database, catalogs included, once its oldest unfrozen transaction id is old enough', async () => {
+    db = await newPglite();
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    for (let i = 0; i < 30; i++) await db.exec(`INSERT INTO item VALUES (${i}, 0)`);
+    const age = async () =>
+      (await db.query<{ age: number }>('SELECT age(datfrozenxid)::int AS age FROM pg_database WHERE datname = current_database()')).rows[0]!
+        .age;
+    const before = await age();
+    expect(before).toBeGreaterThan(20);
+    // A threshold of 20 transactions stands for autovacuum_freeze_max_age's 200 million.
+    expect((await vacuumDueTables(db, 20)).map((v) => [v.table, v.reason])).toEqual([['*', 'wraparound']]);
+    expect(await age()).toBeLessThan(before);
+  });
+
+  it('maintainVacuum runs the pass on its own until stopped', async () => {
+    db = await newPglite();
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    await db.exec('INSERT INTO item SELECT i, 0 FROM generate_series(1, 500) i');
+    await db.exec('VACUUM item');
+    await db.exec('UPDATE item SET v = 1');
+    const maintainer = maintainVacuum(db, logger, 5);
+    try {
+      await vi.waitFor(async () => expect((await stats()).n_dead_tup).toBe(0), { timeout: 10_000 });
+    } finally {
+      await maintainer.stop();
+    }
+    const vacuumed = (await stats()).last_vacuum;
+    await db.exec('UPDATE item SET v = 2');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await stats()).last_vacuum).toEqual(vacuumed);
   });
 });
 

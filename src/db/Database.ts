@@ -10,7 +10,7 @@ import { makeDirectory } from '../ops/makeDirectory.js';
 import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
 import { DURABLE_START_PARAMS, syncToDisk } from './pgliteDurability.js';
-import { forgetEmptyStatistics, maintainCheckpoints, maintainStatistics, PGLITE_MAX_WAL_SIZE } from './pgliteStatistics.js';
+import { forgetEmptyStatistics, maintainCheckpoints, maintainStatistics, maintainVacuum, PGLITE_MAX_WAL_SIZE } from './pgliteStatistics.js';
 import { copyTemplate } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
 import { openPgPool, type SqlPool } from './SqlPool.js';
@@ -194,6 +194,7 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     throw error;
   }
   const statistics = maintainStatistics(pglite, logger);
+  const vacuum = maintainVacuum(pglite, logger);
   const checkpoints = maintainCheckpoints(pglite, logger);
   logger.info({ dataDir, wasmCompiler }, 'using embedded PGlite database');
   return {
@@ -209,6 +210,7 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     listenerState: () => (pglite.closed ? 'disconnected' : 'connected'),
     async close() {
       await statistics.stop();
+      await vacuum.stop();
       await checkpoints.stop();
       await prisma.$disconnect();
       await pglite.close();
