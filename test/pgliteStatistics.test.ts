@@ -283,6 +283,46 @@ describe('vacuumDueTables: the VACUUM autovacuum would run, on PGlite', () => {
     expect(await age()).toBeLessThan(before);
   });
 
+  it(`leaves a table under ${ANALYZE_MIN_ROWS} rows unmeasured after its VACUUM, so that generic plans made then still use its index as it grows`, async () => {
+    db = await newPglite();
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    const reltuples = async () =>
+      (await db.query<{ reltuples: number }>(`SELECT reltuples FROM pg_class WHERE relname = 'item'`)).rows[0]!.reltuples;
+    const pool = pglitePool(db);
+    const byId = statement('itemById', 'SELECT v FROM ONLY item x WHERE id = $1 FOR KEY SHARE OF x');
+    const cachedPlan = async () => {
+      const { rows } = await db.query<{ name: string; generic_plans: number }>(
+        `SELECT name, generic_plans FROM pg_prepared_statements WHERE statement = $1`,
+        [byId.text],
+      );
+      expect(rows[0]!.generic_plans).toBeGreaterThan(0);
+      return (await db.exec(`EXPLAIN EXECUTE ${rows[0]!.name}(1)`))[0]!.rows
+        .map((r) => (r as { 'QUERY PLAN': string })['QUERY PLAN'])
+        .join('\n');
+    };
+    // 100 rows, each updated once: 100 dead rows, more than 50 + 20 % of none measured.
+    await db.exec('INSERT INTO item SELECT i, 0 FROM generate_series(1, 100) i');
+    await db.exec('UPDATE item SET v = 1');
+    expect((await vacuumDueTables(db)).map((v) => [v.table, v.reason])).toEqual([['public.item', 'dead']]);
+    expect(await reltuples()).toBe(-1);
+    for (let i = 0; i < 8; i++) await pool.query(byId, [i]);
+    await db.exec('INSERT INTO item SELECT i, 0 FROM generate_series(101, 5000) i');
+    expect(await cachedPlan()).toMatch(/Index (Only )?Scan using item_pkey/);
+    // Emptied: its VACUUM found no rows.
+    await db.exec('DELETE FROM item');
+    expect((await vacuumDueTables(db)).map((v) => [v.table, v.reason])).toEqual([['public.item', 'dead']]);
+    expect(await reltuples()).toBe(-1);
+    for (let i = 0; i < 8; i++) await pool.query(byId, [i]);
+    await db.exec('INSERT INTO item SELECT i, 0 FROM generate_series(1, 5000) i');
+    expect(await cachedPlan()).toMatch(/Index (Only )?Scan using item_pkey/);
+    // The database-wide VACUUM too; a table of ANALYZE_MIN_ROWS rows or more keeps what its VACUUM found.
+    await db.exec(`DELETE FROM item WHERE id > ${ANALYZE_MIN_ROWS}`);
+    await db.exec('CREATE TABLE empty (id int PRIMARY KEY)');
+    expect((await vacuumDueTables(db, 0)).map((v) => [v.table, v.reason])).toEqual([['*', 'wraparound']]);
+    expect(await reltuples()).toBe(ANALYZE_MIN_ROWS);
+    expect((await db.query(`SELECT reltuples FROM pg_class WHERE relname = 'empty'`)).rows).toEqual([{ reltuples: -1 }]);
+  });
+
   it('maintainVacuum runs the pass on its own until stopped', async () => {
     db = await newPglite();
     await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');

@@ -121,6 +121,17 @@ export async function vacuumDueTables(
     // Outside any transaction (VACUUM cannot run in one): PGlite runs it between its callers' transactions.
     await pglite.exec(table === '*' ? 'VACUUM' : `VACUUM ${table}`);
     done.push({ table, reason, ms: Math.round(performance.now() - started) });
+    // A VACUUM records the rows it found in pg_class.reltuples (0 for an emptied table), which ends the
+    // planner's ten-page assumption: the generic plans made next (a VACUUM invalidates them) would be
+    // sequential scans, and stay so as the table grows. As analyzeGrownTables does, a table under
+    // ANALYZE_MIN_ROWS rows is left unmeasured (this update invalidates the plans made meanwhile).
+    await pglite.query(
+      `UPDATE pg_class c SET reltuples = -1
+         FROM pg_namespace n
+        WHERE n.oid = c.relnamespace AND n.nspname = current_schema() AND c.relkind = 'r'
+          AND c.reltuples >= 0 AND c.reltuples < $1 AND ($2::text IS NULL OR c.oid = $2::regclass)`,
+      [ANALYZE_MIN_ROWS, table === '*' ? null : table],
+    );
   };
   const [database] = (
     await pglite.query<{ age: number }>('SELECT age(datfrozenxid)::float8 AS age FROM pg_database WHERE datname = current_database()')
