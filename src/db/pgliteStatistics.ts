@@ -226,7 +226,10 @@ export function maintainStatistics(pglite: PGlite, logger: Logger, intervalMs = 
 export function maintainVacuum(pglite: PGlite, logger: Logger, intervalMs = VACUUM_INTERVAL_MS): { stop(): Promise<void> } {
   return every(pglite, logger, intervalMs, 'PGlite: VACUUM failed', async () => {
     const done = await vacuumDueTables(pglite);
-    if (done.length) logger.debug({ vacuumed: done }, 'PGlite vacuum');
+    // Every statement waited for it (PGlite runs on the event loop): a long one is worth an operator's notice,
+    // e.g. the first pass over a large data directory that was never vacuumed (about 0.7 s per 800,000 dead rows).
+    if (done.some((v) => v.ms >= 1000)) logger.info({ vacuumed: done }, 'PGlite vacuum held the database for a second or more');
+    else if (done.length) logger.debug({ vacuumed: done }, 'PGlite vacuum');
   });
 }
 
