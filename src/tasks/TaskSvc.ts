@@ -580,12 +580,8 @@ export class TaskSvc {
 
   /** How many tasks are in each status. */
   async stats(): Promise<Record<string, number>> {
-    // Every status named: one range of the (status, tenant_id) index each, not a scan of every tenant's tasks.
-    const groups = await this.deps.prisma.task.groupBy({
-      by: ['status'],
-      where: { tenantId: this.tenantId, status: { in: Object.values(TaskStatus) } },
-      _count: { _all: true },
-    });
+    // taskWhere names every status: one range of the (status, tenant_id) index each.
+    const groups = await this.deps.prisma.task.groupBy({ by: ['status'], where: this.taskWhere(), _count: { _all: true } });
     const counts: Record<string, number> = Object.fromEntries(Object.values(TaskStatus).map((s) => [s.toLowerCase(), 0]));
     let total = 0;
     for (const g of groups) {
