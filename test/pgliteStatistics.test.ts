@@ -9,6 +9,7 @@ import {
   ANALYZE_MIN_ROWS,
   analyzeGrownTables,
   checkpointIfDue,
+  FREEZE_MAX_AGE,
   maintainCheckpoints,
   maintainStatistics,
   maintainVacuum,
@@ -99,6 +100,29 @@ describe('PGlite planner statistics (src/db/pgliteStatistics.ts, the template)',
     } finally {
       await t.close();
     }
+  });
+
+  it('a data directory made before the template (by initdb) loses template0 and template1, which nothing VACUUMs, when Chronograph opens it', async () => {
+    const dir = newDir();
+    await withPglite(dir, async (pglite) => {
+      const { rows } = await pglite.query<{ datname: string }>('SELECT datname FROM pg_database ORDER BY datname');
+      expect(rows.map((r) => r.datname)).toEqual(['postgres', 'template0', 'template1']);
+    });
+    const t = await createTestApp('pglite', { env: { DATA_DIR: dir, SCHEDULER_ENABLED: 'false' } });
+    await t.close();
+    expect((await readdir(path.join(dir, 'base'))).length).toBe(1);
+    await withPglite(dir, async (pglite) => {
+      const { rows } = await pglite.query<{ datname: string }>('SELECT datname FROM pg_database ORDER BY datname');
+      expect(rows.map((r) => r.datname)).toEqual(['postgres']);
+      // The cluster's oldest unfrozen transaction id is now that of the database a VACUUM keeps young
+      // (template0's would have stayed as old as every transaction since initdb, migrations included).
+      await pglite.exec('VACUUM FREEZE');
+      const { rows: ages } = await pglite.query<{ age: number }>('SELECT max(age(datfrozenxid))::int AS age FROM pg_database');
+      expect(ages[0]!.age).toBeLessThan(5);
+    });
+    // Opened again: nothing left to drop.
+    const again = await createTestApp('pglite', { env: { DATA_DIR: dir, SCHEDULER_ENABLED: 'false' } });
+    await again.close();
   });
 
   it('statistics frozen at zero (a template made before, or a VACUUM of empty tables) are reset when Chronograph opens the directory', async () => {
@@ -281,6 +305,22 @@ describe('vacuumDueTables: the VACUUM autovacuum would run, on PGlite', () => {
     // A threshold of 20 transactions stands for autovacuum_freeze_max_age's 200 million.
     expect((await vacuumDueTables(db, 20)).map((v) => [v.table, v.reason])).toEqual([['*', 'wraparound']]);
     expect(await age()).toBeLessThan(before);
+  });
+
+  it('VACUUMs the whole database once its oldest multixact id is old enough (multixacts wrap around too)', async () => {
+    db = await newPglite();
+    await db.exec('CREATE TABLE item (id int PRIMARY KEY, v int)');
+    await db.exec('INSERT INTO item VALUES (1, 0)');
+    const mxidAge = async () =>
+      (await db.query<{ age: number }>('SELECT mxid_age(datminmxid)::int AS age FROM pg_database WHERE datname = current_database()'))
+        .rows[0]!.age;
+    const before = await mxidAge();
+    // Not past the threshold: nothing, however many transactions ran (fewer than FREEZE_MAX_AGE).
+    expect(await vacuumDueTables(db, FREEZE_MAX_AGE, before)).toEqual([]);
+    // A row share-locked by a transaction and then updated under its savepoint: one multixact id more.
+    await db.exec('BEGIN; SELECT * FROM item WHERE id = 1 FOR SHARE; SAVEPOINT s; UPDATE item SET v = 1 WHERE id = 1; COMMIT');
+    expect(await mxidAge()).toBe(before + 1);
+    expect((await vacuumDueTables(db, FREEZE_MAX_AGE, before)).map((v) => [v.table, v.reason])).toEqual([['*', 'wraparound']]);
   });
 
   it(`leaves a table under ${ANALYZE_MIN_ROWS} rows unmeasured after its VACUUM, so that generic plans made then still use its index as it grows`, async () => {

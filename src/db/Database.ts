@@ -11,7 +11,7 @@ import { DataDirLock } from './DataDirLock.js';
 import { migrate, readMigrations } from './migrate.js';
 import { DURABLE_START_PARAMS, syncToDisk } from './pgliteDurability.js';
 import { forgetEmptyStatistics, maintainCheckpoints, maintainStatistics, maintainVacuum, PGLITE_MAX_WAL_SIZE } from './pgliteStatistics.js';
-import { copyTemplate } from './pgliteTemplate.js';
+import { copyTemplate, dropTemplateDatabases } from './pgliteTemplate.js';
 import { requestSignal } from './requestSignal.js';
 import { openPgPool, type SqlPool } from './SqlPool.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
@@ -177,6 +177,9 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     // prepared statements and foreign-key checks on sequential scans as it grows (pgliteStatistics.ts).
     const forgotten = await forgetEmptyStatistics(pglite);
     if (forgotten.length) logger.info({ tables: forgotten }, 'PGlite statistics of empty tables reset to unknown');
+    // A data directory made before the template lost them (or by initdb, when there was no template).
+    const dropped = lock ? await dropTemplateDatabases(pglite) : [];
+    if (dropped.length) logger.info({ databases: dropped }, 'PGlite: dropped the databases nothing uses or VACUUMs');
   } catch (error) {
     await pglite.close();
     await lock?.release();

@@ -102,17 +102,27 @@ export const VACUUM_INSERT_THRESHOLD = 1000;
 export const VACUUM_INSERT_SCALE = 0.2;
 /** autovacuum_freeze_max_age's default. */
 export const FREEZE_MAX_AGE = 200_000_000;
+/**
+ * autovacuum_multixact_freeze_max_age's default. Multixact ids (a row locked by more than one
+ * transaction, or by a transaction and its savepoint, as a foreign-key check's share lock and an update
+ * under a savepoint do) wrap around as transaction ids do, and a standalone backend does not stop there
+ * either.
+ */
+export const MULTIXACT_FREEZE_MAX_AGE = 400_000_000;
 /** How often the tables are looked at (autovacuum_naptime's default). */
 export const VACUUM_INTERVAL_MS = 60_000;
 
 /**
  * VACUUMs the tables of the current schema that autovacuum would (see above), and the whole database
- * once age(datfrozenxid) passes `freezeMaxAge`. Returns what was vacuumed (`*` for the database), why,
+ * once age(datfrozenxid) passes `freezeMaxAge` or mxid_age(datminmxid) passes `multixactFreezeMaxAge`
+ * (such a VACUUM is aggressive, past vacuum_freeze_table_age and vacuum_multixact_freeze_table_age: it
+ * reads every page and moves both horizons on). Returns what was vacuumed (`*` for the database), why,
  * and the milliseconds each took.
  */
 export async function vacuumDueTables(
   pglite: PGlite,
   freezeMaxAge = FREEZE_MAX_AGE,
+  multixactFreezeMaxAge = MULTIXACT_FREEZE_MAX_AGE,
 ): Promise<{ table: string; reason: 'dead' | 'inserted' | 'wraparound'; ms: number }[]> {
   await pglite.query('SELECT pg_stat_force_next_flush()');
   const done: { table: string; reason: 'dead' | 'inserted' | 'wraparound'; ms: number }[] = [];
@@ -134,9 +144,11 @@ export async function vacuumDueTables(
     );
   };
   const [database] = (
-    await pglite.query<{ age: number }>('SELECT age(datfrozenxid)::float8 AS age FROM pg_database WHERE datname = current_database()')
+    await pglite.query<{ age: number; mxidAge: number }>(
+      `SELECT age(datfrozenxid)::float8 AS age, mxid_age(datminmxid)::float8 AS "mxidAge" FROM pg_database WHERE datname = current_database()`,
+    )
   ).rows;
-  if ((database?.age ?? 0) > freezeMaxAge) {
+  if ((database?.age ?? 0) > freezeMaxAge || (database?.mxidAge ?? 0) > multixactFreezeMaxAge) {
     await vacuum('*', 'wraparound');
     return done;
   }

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { PGlite } from '@electric-sql/pglite';
 import type { Logger } from '../logger.js';
 import { type Migration, migrate } from './migrate.js';
 
@@ -39,6 +40,26 @@ const RECIPE = 3;
  * way to the first answered request.
  */
 const TEMPLATE_DATABASES = ['template0', 'template1'];
+
+/**
+ * Drops template0 and template1 where they are (initdb made them; the template has none since recipe 3).
+ * A data directory made before still has them, and nothing ever VACUUMs them: their datfrozenxid would
+ * hold the cluster's oldest transaction id back for good, so pg_xact would never be truncated and, some
+ * two billion transactions on, every transaction would warn of wraparound (pgliteStatistics.ts VACUUMs
+ * only the database PGlite uses). Returns the databases dropped.
+ */
+export async function dropTemplateDatabases(pglite: PGlite): Promise<string[]> {
+  const { rows } = await pglite.query<{ datname: string }>(
+    'SELECT datname FROM pg_database WHERE datname = ANY($1::text[]) AND datname <> current_database() ORDER BY datname',
+    [TEMPLATE_DATABASES],
+  );
+  for (const { datname } of rows) {
+    // A template database cannot be dropped; each DROP DATABASE runs outside a transaction.
+    await pglite.query('UPDATE pg_database SET datistemplate = false WHERE datname = $1', [datname]);
+    await pglite.exec(`DROP DATABASE "${datname}"`);
+  }
+  return rows.map((r) => r.datname);
+}
 
 const manifestFile = (dir: string) => `${dir}.json`;
 
@@ -171,9 +192,7 @@ export async function buildTemplate(migrations: Migration[], logger: Logger, tem
   const pglite = await PGlite.create(scratch);
   try {
     await migrate(pgliteSession(pglite), logger, migrations);
-    const names = TEMPLATE_DATABASES.map((name) => `'${name}'`).join(', ');
-    await pglite.exec(`UPDATE pg_database SET datistemplate = false WHERE datname IN (${names})`);
-    for (const name of TEMPLATE_DATABASES) await pglite.exec(`DROP DATABASE ${name}`);
+    await dropTemplateDatabases(pglite);
     // No VACUUM or ANALYZE: the tables stay "never measured" (pg_class.reltuples = -1), as initdb leaves
     // them, so the planner assumes some pages rather than none until they are ANALYZEd with rows in
     // them (pgliteStatistics.ts). A VACUUM here made generic plans sequential scans that stayed so.
