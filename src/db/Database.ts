@@ -178,8 +178,13 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     const forgotten = await forgetEmptyStatistics(pglite);
     if (forgotten.length) logger.info({ tables: forgotten }, 'PGlite statistics of empty tables reset to unknown');
     // A data directory made before the template lost them (or by initdb, when there was no template).
-    const dropped = lock ? await dropTemplateDatabases(pglite) : [];
-    if (dropped.length) logger.info({ databases: dropped }, 'PGlite: dropped the databases nothing uses or VACUUMs');
+    // Housekeeping: a failure is logged, and the instance starts all the same.
+    if (lock) {
+      await dropTemplateDatabases(pglite).then(
+        (dropped) => dropped.length && logger.info({ databases: dropped }, 'PGlite: dropped the databases nothing uses or VACUUMs'),
+        (error: unknown) => logger.warn({ err: error }, 'PGlite: could not drop template0 and template1; they are left as they are'),
+      );
+    }
   } catch (error) {
     await pglite.close();
     await lock?.release();
