@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Migration, MigrationError, migrate, readMigrations } from '../src/db/migrate.js';
 import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
 import { type BackendName, backends, createTestDatabase, newPglite, type TestDatabase } from './support/testApp.js';
@@ -86,5 +86,115 @@ describe.each(backends)('migrations (%s)', (backend) => {
     expect(applied.flat().sort()).toEqual(files.map((m) => m.name).sort());
     const [row] = await sessions[0]!.query<{ count: string }>('SELECT count(*) FROM "_prisma_migrations"');
     expect(Number(row?.count)).toBe(files.length);
+  });
+});
+
+/**
+ * During a rolling deploy, instances of the previous version go on claiming and completing tasks while
+ * a new one migrates. A migration that took a weaker lock on a table and then a stronger one (the
+ * released task_spec migration does) deadlocked with a claim that had read the table FOR UPDATE and then
+ * wrote it, and the new instance failed to start; a lock request queued behind a long transaction made
+ * every query of that table wait behind it. A migration now gives a lock up after lock_timeout and is
+ * tried again whole, in a deadlock too.
+ */
+describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (postgres)', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  const base: Migration = {
+    name: '20000101000000_base',
+    sql: 'CREATE TABLE item (id int PRIMARY KEY, v int); CREATE INDEX item_v_idx ON item (v); INSERT INTO item VALUES (1, 0);',
+    checksum: 'b'.repeat(64),
+  };
+
+  async function setup() {
+    const database = await createTestDatabase('postgres');
+    const session = await openPgSession(database.url!);
+    const worker = await openPgSession(database.url!);
+    cleanup.push(
+      () => database.drop(),
+      () => session.close(),
+      () => worker.close(),
+    );
+    await migrate(session, logger, [base]);
+    const warnings: { code?: string; attempt?: number }[] = [];
+    const recording = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
+    const waitingFor = async (mode: string) => {
+      await vi.waitFor(
+        async () => {
+          const rows = await worker.query(`SELECT 1 FROM pg_locks WHERE relation = 'item'::regclass AND mode = $1 AND NOT granted`, [mode]);
+          expect(rows).toHaveLength(1);
+        },
+        { timeout: 5_000, interval: 10 },
+      );
+    };
+    const applied = async () =>
+      (await worker.query<{ migration_name: string }>('SELECT migration_name FROM "_prisma_migrations" ORDER BY 1')).map(
+        (r) => r.migration_name,
+      );
+    return { session, worker, warnings, recording, waitingFor, applied };
+  }
+
+  it('a migration that deadlocks with a claim (weaker lock, then a stronger one) is rolled back and tried again', async () => {
+    const { session, worker, warnings, recording, applied } = await setup();
+    // As the released task_spec migration does: a weaker lock on the table, then (DROP INDEX) the strongest.
+    const upgrade: Migration = {
+      name: '20000102000000_upgrade',
+      sql: 'LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(1); DROP INDEX item_v_idx;',
+      checksum: 'c'.repeat(64),
+    };
+    // A claim of the previous version: the row read FOR UPDATE...
+    await worker.exec('BEGIN');
+    await worker.query('SELECT * FROM item WHERE id = 1 FOR UPDATE');
+    const migrating = migrate(session, recording, [base, upgrade], { retryDelayMs: 50 });
+    migrating.catch(() => {}); // awaited below
+    await vi.waitFor(
+      async () =>
+        expect(
+          await worker.query(`SELECT 1 FROM pg_locks WHERE relation = 'item'::regclass AND mode = 'ShareRowExclusiveLock' AND granted`),
+        ).toHaveLength(1),
+      { timeout: 5_000, interval: 10 },
+    );
+    // ...then written, which waits for the migration's lock; the migration's DROP INDEX then waits for the
+    // claim's: PostgreSQL fails the migration at once (deadlock detected), and the claim goes on.
+    await worker.query('UPDATE item SET v = 1 WHERE id = 1');
+    await worker.exec('COMMIT');
+    await expect(migrating).resolves.toEqual([upgrade.name]);
+    expect(warnings.map((w) => [w.code, w.attempt])).toEqual([['40P01', 1]]);
+    expect(await applied()).toEqual([base.name, upgrade.name]);
+    expect(await worker.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'item_v_idx'`)).toEqual([]);
+  });
+
+  it('a migration gives up a lock held by a long transaction after lock_timeout, and tries again until it is released', async () => {
+    const { session, worker, warnings, recording, waitingFor, applied } = await setup();
+    const alter: Migration = { name: '20000102000000_alter', sql: 'ALTER TABLE item ADD COLUMN w int;', checksum: 'd'.repeat(64) };
+    // A long transaction that read the table.
+    await worker.exec('BEGIN');
+    await worker.query('SELECT * FROM item');
+    const migrating = migrate(session, recording, [base, alter], { lockTimeoutMs: 100, retryDelayMs: 20 });
+    migrating.catch(() => {}); // awaited below
+    await waitingFor('AccessExclusiveLock');
+    await vi.waitFor(() => expect(warnings.length).toBeGreaterThanOrEqual(2), { timeout: 5_000, interval: 10 });
+    await worker.exec('COMMIT');
+    await expect(migrating).resolves.toEqual([alter.name]);
+    expect(new Set(warnings.map((w) => w.code))).toEqual(new Set(['55P03']));
+    expect(await applied()).toEqual([base.name, alter.name]);
+  });
+
+  it('a migration that cannot get its lock within its attempts fails, rolled back, and says so', async () => {
+    const { session, worker, recording, applied } = await setup();
+    const alter: Migration = { name: '20000102000000_alter', sql: 'ALTER TABLE item ADD COLUMN w int;', checksum: 'd'.repeat(64) };
+    await worker.exec('BEGIN');
+    await worker.query('SELECT * FROM item');
+    const error = await migrate(session, recording, [base, alter], { lockTimeoutMs: 50, attempts: 3, retryDelayMs: 10 }).catch(
+      (e: unknown) => e,
+    );
+    await worker.exec('COMMIT');
+    expect(error).toBeInstanceOf(MigrationError);
+    expect((error as Error).message).toMatch(/rolled back \(attempt 3 of 3\): canceling statement due to lock timeout/);
+    expect(await applied()).toEqual([base.name]);
+    expect(await worker.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'item' AND column_name = 'w'`)).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../logger.js';
 import type { SqlSession } from './SqlSession.js';
@@ -9,6 +10,28 @@ export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations', i
 
 /** Any constant shared by all Chronograph versions; it names the lock that serialises migrators. */
 const MIGRATION_LOCK_KEY = 727_274_001;
+
+/**
+ * How a migration shares the database with the instances still running the previous version during a
+ * rolling deploy. Each lock a migration's statement waits for is given up after `lockTimeoutMs`
+ * (lock_timeout): a lock request queued behind a long transaction would otherwise make every query of
+ * that table wait behind it too. A migration that gives up a lock, or that PostgreSQL picks to end a
+ * deadlock (a migration that takes a weaker lock on a table, then a stronger one, against a claim that
+ * read the table FOR UPDATE and then writes it), is rolled back whole and tried again after
+ * `retryDelayMs` (with jitter), up to `attempts` times.
+ */
+export interface MigrateOptions {
+  lockTimeoutMs?: number;
+  attempts?: number;
+  retryDelayMs?: number;
+}
+
+export const MIGRATION_LOCK_TIMEOUT_MS = 2_000;
+export const MIGRATION_ATTEMPTS = 60;
+export const MIGRATION_RETRY_DELAY_MS = 1_000;
+
+/** SQLSTATEs after which a migration is tried again: deadlock_detected, lock_not_available (lock_timeout). */
+const LOCK_CONFLICTS = new Set(['40P01', '55P03']);
 
 export interface Migration {
   name: string;
@@ -44,11 +67,22 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
  * database elsewhere sees the same history.
  *
  * Several instances may start at once against one PostgreSQL: a session advisory lock makes them take
- * turns, and whoever comes second finds nothing left to do. A database that has a migration this code
+ * turns, and whoever comes second finds nothing left to do. Instances of the previous version may go on
+ * working meanwhile: a migration waits for their locks briefly at a time, and is tried again whole when it
+ * gives up or ends up in a deadlock with them (MigrateOptions). A database that has a migration this code
  * does not know (it is ahead of the code), or whose recorded checksum differs from the file, is refused
  * before anything runs.
  */
-export async function migrate(session: SqlSession, logger: Logger, migrations?: Migration[]): Promise<string[]> {
+export async function migrate(
+  session: SqlSession,
+  logger: Logger,
+  migrations?: Migration[],
+  {
+    lockTimeoutMs = MIGRATION_LOCK_TIMEOUT_MS,
+    attempts = MIGRATION_ATTEMPTS,
+    retryDelayMs = MIGRATION_RETRY_DELAY_MS,
+  }: MigrateOptions = {},
+): Promise<string[]> {
   const wanted = migrations ?? (await readMigrations());
   await session.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
   try {
@@ -87,18 +121,32 @@ export async function migrate(session: SqlSession, logger: Logger, migrations?: 
     const pending = wanted.filter((m) => !done.has(m.name));
     for (const migration of pending) {
       const started = Date.now();
-      await session.exec('BEGIN');
-      try {
-        await session.exec(migration.sql);
-        await session.query(
-          `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
-           VALUES (gen_random_uuid()::text, $1, $2, $3, now(), 1)`,
-          [migration.checksum, migration.name, new Date(started)],
-        );
-        await session.exec('COMMIT');
-      } catch (error) {
-        await session.exec('ROLLBACK');
-        throw new MigrationError(`Migration ${migration.name} failed and was rolled back: ${(error as Error).message}`);
+      for (let attempt = 1; ; attempt++) {
+        await session.exec('BEGIN');
+        try {
+          await session.exec(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
+          await session.exec(migration.sql);
+          await session.query(
+            `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
+             VALUES (gen_random_uuid()::text, $1, $2, $3, now(), 1)`,
+            [migration.checksum, migration.name, new Date(started)],
+          );
+          await session.exec('COMMIT');
+          break;
+        } catch (error) {
+          await session.exec('ROLLBACK');
+          const code = (error as { code?: unknown }).code;
+          if (typeof code === 'string' && LOCK_CONFLICTS.has(code) && attempt < attempts) {
+            logger.warn(
+              { migration: migration.name, attempt, attempts, code, reason: (error as Error).message },
+              'migration rolled back on a lock held by running work (instances of the previous version?); trying again',
+            );
+            await sleep(retryDelayMs * (0.5 + Math.random() / 2));
+            continue;
+          }
+          const tries = attempt > 1 ? ` (attempt ${attempt} of ${attempts})` : '';
+          throw new MigrationError(`Migration ${migration.name} failed and was rolled back${tries}: ${(error as Error).message}`);
+        }
       }
       logger.info({ migration: migration.name, ms: Date.now() - started }, 'applied migration');
     }
