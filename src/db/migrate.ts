@@ -33,6 +33,48 @@ export const MIGRATION_RETRY_DELAY_MS = 1_000;
 /** SQLSTATEs after which a migration is tried again: deadlock_detected, lock_not_available (lock_timeout). */
 const LOCK_CONFLICTS = new Set(['40P01', '55P03']);
 
+/** PostgreSQL's table lock modes, weakest first, as a deadlock report names them and as LOCK TABLE does. */
+const LOCK_MODES = {
+  AccessShareLock: 'ACCESS SHARE',
+  RowShareLock: 'ROW SHARE',
+  RowExclusiveLock: 'ROW EXCLUSIVE',
+  ShareUpdateExclusiveLock: 'SHARE UPDATE EXCLUSIVE',
+  ShareLock: 'SHARE',
+  ShareRowExclusiveLock: 'SHARE ROW EXCLUSIVE',
+  ExclusiveLock: 'EXCLUSIVE',
+  AccessExclusiveLock: 'ACCESS EXCLUSIVE',
+} as const;
+type LockMode = keyof typeof LOCK_MODES;
+const LOCK_ORDER = Object.keys(LOCK_MODES);
+
+/**
+ * Adds to `lockFirst` the tables (an index's table for an index) that this session was waiting for when
+ * PostgreSQL ended a deadlock by failing its transaction, with the strongest mode it waited in. The
+ * deadlock report's detail names them: "Process <pid> waits for <mode> on relation <oid> of database
+ * <oid>; blocked by process <pid>." A migration that takes a weaker lock on a table and then a stronger
+ * one deadlocks again at every attempt while running work keeps reading the table and then writing it
+ * (a claim: FOR UPDATE, then UPDATE): once the stronger lock is taken first, it only waits.
+ */
+async function deadlockedOn(session: SqlSession, pid: number, detail: unknown, lockFirst: Map<string, LockMode>): Promise<void> {
+  if (typeof detail !== 'string') return;
+  for (const [, process, mode, oid] of detail.matchAll(/^Process (\d+) waits for (\w+) on relation (\d+) of database \d+;/gm)) {
+    if (Number(process) !== pid || !(mode! in LOCK_MODES)) continue;
+    // The relation as it is after the rollback (one the migration had made is gone).
+    const [table] = await session.query<{ name: string }>(
+      `SELECT format('%I.%I', n.nspname, t.relname) AS name
+         FROM pg_class c
+         LEFT JOIN pg_index i ON i.indexrelid = c.oid
+         JOIN pg_class t ON t.oid = coalesce(i.indrelid, c.oid)
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+        WHERE c.oid = $1 AND t.relkind IN ('r', 'p')`,
+      [Number(oid)],
+    );
+    if (!table) continue;
+    const before = lockFirst.get(table.name);
+    if (!before || LOCK_ORDER.indexOf(mode!) > LOCK_ORDER.indexOf(before)) lockFirst.set(table.name, mode as LockMode);
+  }
+}
+
 export interface Migration {
   name: string;
   sql: string;
@@ -119,12 +161,17 @@ export async function migrate(
     }
     const done = new Set(applied.map((row) => row.migration_name));
     const pending = wanted.filter((m) => !done.has(m.name));
+    const [{ pid }] = (await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')) as [{ pid: number }];
     for (const migration of pending) {
       const started = Date.now();
+      // The tables this migration deadlocked on, and in which mode it waited for them: taken first when it is
+      // tried again, so that it no longer asks for a stronger lock on a table it holds a weaker one on.
+      const lockFirst = new Map<string, LockMode>();
       for (let attempt = 1; ; attempt++) {
         await session.exec('BEGIN');
         try {
           await session.exec(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
+          for (const [table, mode] of lockFirst) await session.exec(`LOCK TABLE ${table} IN ${LOCK_MODES[mode]} MODE`);
           await session.exec(migration.sql);
           await session.query(
             `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
@@ -137,8 +184,9 @@ export async function migrate(
           await session.exec('ROLLBACK');
           const code = (error as { code?: unknown }).code;
           if (typeof code === 'string' && LOCK_CONFLICTS.has(code) && attempt < attempts) {
+            if (code === '40P01') await deadlockedOn(session, pid, (error as { detail?: unknown }).detail, lockFirst);
             logger.warn(
-              { migration: migration.name, attempt, attempts, code, reason: (error as Error).message },
+              { migration: migration.name, attempt, attempts, code, reason: (error as Error).message, lockFirst: [...lockFirst.keys()] },
               'migration rolled back on a lock held by running work (instances of the previous version?); trying again',
             );
             await sleep(retryDelayMs * (0.5 + Math.random() / 2));
