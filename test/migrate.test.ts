@@ -219,6 +219,15 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
     expect(await applied()).toEqual([base.name, alter.name]);
   });
 
+  it('a session whose connection is lost while idle (the migrator between attempts) rejects its next query instead of ending the process', async () => {
+    const { session, worker } = await setup();
+    const [{ pid }] = (await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')) as [{ pid: number }];
+    await worker.query('SELECT pg_terminate_backend($1)', [pid]);
+    // The connection's 'error' arrives while nothing is in flight: unhandled, vitest would report it and fail.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await expect(session.query('SELECT 1')).rejects.toThrow();
+  });
+
   it('a migration that cannot get its lock within its attempts fails, rolled back, and says so', async () => {
     const { session, worker, recording, applied } = await setup();
     const alter: Migration = { name: '20000102000000_alter', sql: 'ALTER TABLE item ADD COLUMN w int;', checksum: 'd'.repeat(64) };

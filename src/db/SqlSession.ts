@@ -15,6 +15,10 @@ export interface SqlSession {
 export async function openPgSession(connectionString: string): Promise<SqlSession & { client: pg.Client }> {
   const { default: pg } = await import('pg'); // only where PostgreSQL is used
   const client = new pg.Client({ connectionString });
+  // A connection lost while the session is idle (the migrator between attempts) emits 'error', which
+  // without a listener would end the process; the next query rejects instead (pg: "not queryable").
+  // The notification listener adds its own, which reconnects.
+  client.on('error', () => {});
   await client.connect();
   return {
     client,
