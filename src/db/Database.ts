@@ -178,15 +178,22 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     const forgotten = await forgetEmptyStatistics(pglite);
     if (forgotten.length) logger.info({ tables: forgotten }, 'PGlite statistics of empty tables reset to unknown');
     // A data directory made before the template lost them (or by initdb, when there was no template).
-    // Housekeeping: a failure is logged, and the instance starts all the same.
+    // Housekeeping: a failure is logged, and the instance starts all the same, unless the database no
+    // longer answers (then the start fails, as it would have at its next statement).
     if (lock) {
       await dropTemplateDatabases(pglite).then(
         (dropped) => dropped.length && logger.info({ databases: dropped }, 'PGlite: dropped the databases nothing uses or VACUUMs'),
-        (error: unknown) => logger.warn({ err: error }, 'PGlite: could not drop template0 and template1; they are left as they are'),
+        async (error: unknown) => {
+          await pglite.query('SELECT 1').catch(() => {
+            throw error;
+          });
+          logger.warn({ err: error }, 'PGlite: could not drop template0 and template1; they are left as they are');
+        },
       );
     }
   } catch (error) {
-    await pglite.close();
+    // Closed already when the failure was PGlite's own (its "PGlite is closed" would hide the cause).
+    if (!pglite.closed) await pglite.close();
     await lock?.release();
     throw error;
   }
@@ -197,7 +204,8 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     prisma = await createPrisma(new PrismaPGlite(pglite), onQuery);
     sql = pglitePool(pglite);
   } catch (error) {
-    await pglite.close();
+    // Closed already when the failure was PGlite's own (its "PGlite is closed" would hide the cause).
+    if (!pglite.closed) await pglite.close();
     await lock?.release();
     throw error;
   }

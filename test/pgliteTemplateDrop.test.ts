@@ -1,0 +1,54 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { PGlite } from '@electric-sql/pglite';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createTestApp } from './support/testApp.js';
+
+/**
+ * Dropping template0 and template1 when Chronograph opens an old data directory (src/db/Database.ts) is
+ * housekeeping: when it fails the instance starts all the same, unless the database itself no longer
+ * answers. The drop is made to fail here; that it drops them is tested in pgliteStatistics.test.ts.
+ */
+const failure = vi.hoisted(() => ({ kill: false }));
+vi.mock('../src/db/pgliteTemplate.js', async (original) => ({
+  ...(await original<typeof import('../src/db/pgliteTemplate.js')>()),
+  dropTemplateDatabases: async (pglite: PGlite) => {
+    if (failure.kill) await pglite.close();
+    throw new Error('the drop failed');
+  },
+}));
+
+describe('dropping the template databases at open', () => {
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+  });
+  const newDir = async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'chronograph-drop-'));
+    dirs.push(dir);
+    return path.join(dir, 'data');
+  };
+
+  it('a failed drop is logged at warn and the instance starts and serves', async () => {
+    failure.kill = false;
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const t = await createTestApp('pglite', { env: { DATA_DIR: await newDir(), SCHEDULER_ENABLED: 'false' }, logger });
+    try {
+      expect(lines.filter((l) => l.msg.includes('could not drop template0 and template1'))).toHaveLength(1);
+      const result = await t.gql('{ tasks(first: 1) { totalCount } }');
+      expect(result).toEqual({ data: { tasks: { totalCount: 0 } } });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a drop that left the database dead fails the start with its error', async () => {
+    failure.kill = true;
+    await expect(createTestApp('pglite', { env: { DATA_DIR: await newDir(), SCHEDULER_ENABLED: 'false' } })).rejects.toThrow(
+      'the drop failed',
+    );
+  });
+});
