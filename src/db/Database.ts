@@ -57,6 +57,11 @@ export interface DatabaseOptions {
    * (test/support/globalSetup.ts) and starts each in-memory database of createTestApp from it.
    */
   pgliteImage?: Blob;
+  /**
+   * How often PGlite's stand-ins for autovacuum and the checkpointer look (pgliteStatistics.ts), and the
+   * WAL after which a checkpoint is due; their defaults are autovacuum's and the constants there (tests).
+   */
+  pgliteMaintenance?: { analyzeMs?: number; vacuumMs?: number; checkpointMs?: number; checkpointWalBytes?: number };
 }
 
 export interface QueryEvent {
@@ -134,7 +139,10 @@ function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
   return optimize ? 'tiered' : 'liftoff';
 }
 
-async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = false, pgliteImage }: DatabaseOptions): Promise<Database> {
+async function openPglite(
+  dataDir: string,
+  { logger, onQuery, pgliteOptimize = false, pgliteImage, pgliteMaintenance: every = {} }: DatabaseOptions,
+): Promise<Database> {
   const wasmCompiler = pgliteCompiler(pgliteOptimize);
   // Each kind of database loads only its own driver (start-up time and memory), while the data directory
   // is locked and, when new, copied from the template.
@@ -209,9 +217,9 @@ async function openPglite(dataDir: string, { logger, onQuery, pgliteOptimize = f
     await lock?.release();
     throw error;
   }
-  const statistics = maintainStatistics(pglite, logger);
-  const vacuum = maintainVacuum(pglite, logger);
-  const checkpoints = maintainCheckpoints(pglite, logger);
+  const statistics = maintainStatistics(pglite, logger, every.analyzeMs);
+  const vacuum = maintainVacuum(pglite, logger, every.vacuumMs);
+  const checkpoints = maintainCheckpoints(pglite, logger, every.checkpointMs, every.checkpointWalBytes);
   logger.info({ dataDir, wasmCompiler }, 'using embedded PGlite database');
   return {
     kind: 'pglite',

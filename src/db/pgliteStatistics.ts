@@ -253,7 +253,12 @@ export function maintainCheckpoints(
   walBytes = CHECKPOINT_WAL_BYTES,
 ): { stop(): Promise<void> } {
   return every(pglite, logger, intervalMs, 'PGlite: CHECKPOINT failed', async () => {
+    const started = performance.now();
     const bytes = await checkpointIfDue(pglite, walBytes);
-    if (bytes !== null) logger.debug({ walBytes: bytes }, 'PGlite checkpoint');
+    if (bytes === null) return;
+    const ms = Math.round(performance.now() - started);
+    // As a long VACUUM: every statement waited for it (its writes and their flushes run on the event loop).
+    if (ms >= 1000) logger.info({ walBytes: bytes, ms }, 'PGlite checkpoint held the database for a second or more');
+    else logger.debug({ walBytes: bytes, ms }, 'PGlite checkpoint');
   });
 }
