@@ -167,41 +167,72 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
     expect(await worker.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'item_v_idx'`)).toEqual([]);
   });
 
-  it('a migration that deadlocks with claims at every attempt takes the lock it deadlocked on first when tried again', async () => {
-    const { url, session, warnings, recording, applied } = await setup();
-    // As the task_spec migration on a busy table: the copy and the CREATE INDEXes between its weaker lock and
-    // DROP INDEX take longer than the previous version's claims are apart, so a claim that read rows FOR
-    // UPDATE is waiting to write them when DROP INDEX asks for its lock, at every attempt.
-    const upgrade: Migration = {
-      name: '20000102000000_upgrade',
-      sql: 'LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(0.5); DROP INDEX item_v_idx;',
-      checksum: 'c'.repeat(64),
-    };
-    // Two instances of the previous version, each claiming every 50 ms.
-    const claimers = await Promise.all([0, 1].map(() => openPgSession(url)));
-    let stop = false;
-    const claiming = claimers.map(async (claimer) => {
-      while (!stop) {
-        try {
-          await claimer.exec('BEGIN');
-          const rows = await claimer.query<{ id: number }>('SELECT id FROM item ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED');
-          await claimer.query('UPDATE item SET v = v + 1 WHERE id = ANY($1::int[])', [rows.map((r) => r.id)]);
-          await claimer.exec('COMMIT');
-        } catch {
-          await claimer.exec('ROLLBACK');
+  /** The pg session of a server whose messages are German (lc_messages = de_DE): the deadlock report is worded as PostgreSQL 15's de translation has it. */
+  const german = (session: SqlSession): SqlSession => {
+    const translated = async <T>(run: () => Promise<T>): Promise<T> => {
+      try {
+        return await run();
+      } catch (error) {
+        const e = error as { code?: string; detail?: string };
+        if (e.code === '40P01' && e.detail) {
+          e.detail = e.detail.replace(
+            /^Process (\d+) waits for (\w+) on relation (\d+) of database (\d+); blocked by process (\d+)\.$/gm,
+            'Prozess $1 wartet auf $2-Sperre auf Relation $3 der Datenbank $4; blockiert von Prozess $5.',
+          );
+          expect(e.detail).toMatch(/^Prozess /);
         }
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        throw error;
       }
-    });
-    cleanup.push(async () => {
-      stop = true;
-      await Promise.all(claiming);
-      for (const claimer of claimers) await claimer.close();
-    });
-    await expect(migrate(session, recording, [base, upgrade], { attempts: 5, retryDelayMs: 50 })).resolves.toEqual([upgrade.name]);
-    expect(warnings.map((w) => w.code)).toEqual(['40P01']);
-    expect(await applied()).toEqual([base.name, upgrade.name]);
-  });
+    };
+    return {
+      query: (sql, params) => translated(() => session.query(sql, params)),
+      exec: (sql) => translated(() => session.exec(sql)),
+      close: () => session.close(),
+    };
+  };
+
+  it.each([
+    ['in English', (session: SqlSession) => session],
+    ['in another language (then every table the migration names is locked first)', german],
+  ])(
+    'a migration that deadlocks with claims at every attempt takes the lock it deadlocked on first when tried again: deadlock report %s',
+    async (_, messages) => {
+      const { url, session: english, warnings, recording, applied } = await setup();
+      const session = messages(english);
+      // As the task_spec migration on a busy table: the copy and the CREATE INDEXes between its weaker lock and
+      // DROP INDEX take longer than the previous version's claims are apart, so a claim that read rows FOR
+      // UPDATE is waiting to write them when DROP INDEX asks for its lock, at every attempt.
+      const upgrade: Migration = {
+        name: '20000102000000_upgrade',
+        sql: 'LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(0.5); DROP INDEX item_v_idx;',
+        checksum: 'c'.repeat(64),
+      };
+      // Two instances of the previous version, each claiming every 50 ms.
+      const claimers = await Promise.all([0, 1].map(() => openPgSession(url)));
+      let stop = false;
+      const claiming = claimers.map(async (claimer) => {
+        while (!stop) {
+          try {
+            await claimer.exec('BEGIN');
+            const rows = await claimer.query<{ id: number }>('SELECT id FROM item ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED');
+            await claimer.query('UPDATE item SET v = v + 1 WHERE id = ANY($1::int[])', [rows.map((r) => r.id)]);
+            await claimer.exec('COMMIT');
+          } catch {
+            await claimer.exec('ROLLBACK');
+          }
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      });
+      cleanup.push(async () => {
+        stop = true;
+        await Promise.all(claiming);
+        for (const claimer of claimers) await claimer.close();
+      });
+      await expect(migrate(session, recording, [base, upgrade], { attempts: 5, retryDelayMs: 50 })).resolves.toEqual([upgrade.name]);
+      expect(warnings.map((w) => w.code)).toEqual(['40P01']);
+      expect(await applied()).toEqual([base.name, upgrade.name]);
+    },
+  );
 
   it('a migration gives up a lock held by a long transaction after lock_timeout, and tries again until it is released', async () => {
     const { session, worker, warnings, recording, waitingFor, applied } = await setup();

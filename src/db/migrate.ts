@@ -55,8 +55,9 @@ const LOCK_ORDER = Object.keys(LOCK_MODES);
  * one deadlocks again at every attempt while running work keeps reading the table and then writing it
  * (a claim: FOR UPDATE, then UPDATE): once the stronger lock is taken first, it only waits.
  */
-async function deadlockedOn(session: SqlSession, pid: number, detail: unknown, lockFirst: Map<string, LockMode>): Promise<void> {
-  if (typeof detail !== 'string') return;
+async function deadlockedOn(session: SqlSession, pid: number, detail: unknown, lockFirst: Map<string, LockMode>): Promise<boolean> {
+  if (typeof detail !== 'string') return false;
+  let found = false;
   for (const [, process, mode, oid] of detail.matchAll(/^Process (\d+) waits for (\w+) on relation (\d+) of database \d+;/gm)) {
     if (Number(process) !== pid || !(mode! in LOCK_MODES)) continue;
     // The relation as it is after the rollback (one the migration had made is gone).
@@ -70,9 +71,26 @@ async function deadlockedOn(session: SqlSession, pid: number, detail: unknown, l
       [Number(oid)],
     );
     if (!table) continue;
+    found = true;
     const before = lockFirst.get(table.name);
     if (!before || LOCK_ORDER.indexOf(mode!) > LOCK_ORDER.indexOf(before)) lockFirst.set(table.name, mode as LockMode);
   }
+  return found;
+}
+
+/**
+ * When the deadlock report names nothing (a server whose lc_messages is not English words it otherwise):
+ * every table of the current schema that the migration names, in ACCESS EXCLUSIVE mode. More than the
+ * migration needs, but it can then only wait.
+ */
+async function namedTables(session: SqlSession, sql: string, lockFirst: Map<string, LockMode>): Promise<void> {
+  const tables = await session.query<{ name: string }>(
+    `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
+      WHERE schemaname = current_schema() AND $1 ~* ('\\m' || regexp_replace(tablename, '\\W', '\\\\\\&', 'g') || '\\M')
+      ORDER BY tablename`,
+    [sql],
+  );
+  for (const { name } of tables) lockFirst.set(name, 'AccessExclusiveLock');
 }
 
 export interface Migration {
@@ -184,7 +202,9 @@ export async function migrate(
           await session.exec('ROLLBACK');
           const code = (error as { code?: unknown }).code;
           if (typeof code === 'string' && LOCK_CONFLICTS.has(code) && attempt < attempts) {
-            if (code === '40P01') await deadlockedOn(session, pid, (error as { detail?: unknown }).detail, lockFirst);
+            if (code === '40P01' && !(await deadlockedOn(session, pid, (error as { detail?: unknown }).detail, lockFirst))) {
+              await namedTables(session, migration.sql, lockFirst);
+            }
             logger.warn(
               { migration: migration.name, attempt, attempts, code, reason: (error as Error).message, lockFirst: [...lockFirst.keys()] },
               'migration rolled back on a lock held by running work (instances of the previous version?); trying again',
