@@ -234,6 +234,47 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
     },
   );
 
+  it('after a deadlock report in another language, a table the migration names only in a comment is not locked first', async () => {
+    const { url, session: english, worker, warnings, recording, applied } = await setup();
+    const session = german(english);
+    // A table the migration does not touch, which running work reads in a long transaction (as the pruner
+    // reads task_run beside task): locked first, it would keep the retry waiting until it gave up.
+    await worker.exec('CREATE TABLE other (id int)');
+    await worker.exec('BEGIN');
+    await worker.query('SELECT count(*) FROM other');
+    cleanup.push(() => worker.exec('ROLLBACK'));
+    const upgrade: Migration = {
+      name: '20000102000000_upgrade',
+      sql: '-- Unlike other, item is claimed from.\n/* other: untouched */ LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(0.5); DROP INDEX item_v_idx;',
+      checksum: 'c'.repeat(64),
+    };
+    const claimers = await Promise.all([0, 1].map(() => openPgSession(url)));
+    let stop = false;
+    const claiming = claimers.map(async (claimer) => {
+      while (!stop) {
+        try {
+          await claimer.exec('BEGIN');
+          const rows = await claimer.query<{ id: number }>('SELECT id FROM item ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED');
+          await claimer.query('UPDATE item SET v = v + 1 WHERE id = ANY($1::int[])', [rows.map((r) => r.id)]);
+          await claimer.exec('COMMIT');
+        } catch {
+          await claimer.exec('ROLLBACK');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    });
+    cleanup.push(async () => {
+      stop = true;
+      await Promise.all(claiming);
+      for (const claimer of claimers) await claimer.close();
+    });
+    await expect(migrate(session, recording, [base, upgrade], { attempts: 3, retryDelayMs: 50, lockTimeoutMs: 500 })).resolves.toEqual([
+      upgrade.name,
+    ]);
+    expect(warnings.map((w) => [w.code, (w as { lockFirst?: string[] }).lockFirst])).toEqual([['40P01', ['public.item']]]);
+    expect(await applied()).toEqual([base.name, upgrade.name]);
+  });
+
   it('a migration gives up a lock held by a long transaction after lock_timeout, and tries again until it is released', async () => {
     const { session, worker, warnings, recording, waitingFor, applied } = await setup();
     const alter: Migration = { name: '20000102000000_alter', sql: 'ALTER TABLE item ADD COLUMN w int;', checksum: 'd'.repeat(64) };

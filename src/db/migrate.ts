@@ -80,15 +80,20 @@ async function deadlockedOn(session: SqlSession, pid: number, detail: unknown, l
 
 /**
  * When the deadlock report names nothing (a server whose lc_messages is not English words it otherwise):
- * every table of the current schema that the migration names, in ACCESS EXCLUSIVE mode. More than the
- * migration needs, but it can then only wait.
+ * every table of the current schema that the migration's statements name, in ACCESS EXCLUSIVE mode. More
+ * than the migration needs. A table named only in a comment is not one of them (the migrations' comments
+ * name tables they do not touch, `tenant` beside most changes of `task`): its lock would make the
+ * migration wait for, and deadlock with, work it does not conflict with.
  */
 async function namedTables(session: SqlSession, sql: string, lockFirst: Map<string, LockMode>): Promise<void> {
+  const statements = sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\/\*[\s\S]*?\*\//g, (token) =>
+    token.startsWith('--') || token.startsWith('/*') ? ' ' : token,
+  );
   const tables = await session.query<{ name: string }>(
     `SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
       WHERE schemaname = current_schema() AND $1 ~* ('\\m' || regexp_replace(tablename, '\\W', '\\\\\\&', 'g') || '\\M')
       ORDER BY tablename`,
-    [sql],
+    [statements],
   );
   for (const { name } of tables) lockFirst.set(name, 'AccessExclusiveLock');
 }
