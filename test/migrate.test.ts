@@ -167,44 +167,73 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
     expect(await worker.query(`SELECT 1 FROM pg_indexes WHERE indexname = 'item_v_idx'`)).toEqual([]);
   });
 
-  /** The pg session of a server whose messages are German (lc_messages = de_DE): the deadlock report is worded as PostgreSQL 15's de translation has it. */
-  const german = (session: SqlSession): SqlSession => {
-    const translated = async <T>(run: () => Promise<T>): Promise<T> => {
+  /**
+   * The pg session of a server whose lc_messages is another language: the deadlock report worded as
+   * PostgreSQL 15's translation has it ($1 our pid, $2 the mode, $3 the relation, $4 the database, $5 the
+   * other process; Japanese names the database before the relation).
+   */
+  const translatedTo =
+    (wording: string) =>
+    (session: SqlSession): SqlSession => {
+      const translated = async <T>(run: () => Promise<T>): Promise<T> => {
+        try {
+          return await run();
+        } catch (error) {
+          const e = error as { code?: string; detail?: string };
+          if (e.code === '40P01' && e.detail) {
+            const english = /^Process (\d+) waits for (\w+) on relation (\d+) of database (\d+); blocked by process (\d+)\.$/gm;
+            expect(e.detail).toMatch(english);
+            e.detail = e.detail.replace(english, wording);
+          }
+          throw error;
+        }
+      };
+      return {
+        query: (sql, params) => translated(() => session.query(sql, params)),
+        exec: (sql) => translated(() => session.exec(sql)),
+        close: () => session.close(),
+      };
+    };
+  const german = translatedTo('Prozess $1 wartet auf $2-Sperre auf Relation $3 der Datenbank $4; blockiert von Prozess $5.');
+  const japanese = translatedTo(
+    'プロセス $1 は $2 を データベース$4のリレーション$3 で待機していましたが、プロセス $5 でブロックされました',
+  );
+
+  /** A deadlock report that names no relation this session waited for, as when it waited for a row another transaction locked. */
+  const unreadable = (session: SqlSession): SqlSession => {
+    const dropped = async <T>(run: () => Promise<T>): Promise<T> => {
       try {
         return await run();
       } catch (error) {
         const e = error as { code?: string; detail?: string };
-        if (e.code === '40P01' && e.detail) {
-          e.detail = e.detail.replace(
-            /^Process (\d+) waits for (\w+) on relation (\d+) of database (\d+); blocked by process (\d+)\.$/gm,
-            'Prozess $1 wartet auf $2-Sperre auf Relation $3 der Datenbank $4; blockiert von Prozess $5.',
-          );
-          expect(e.detail).toMatch(/^Prozess /);
-        }
+        if (e.code === '40P01') e.detail = undefined;
         throw error;
       }
     };
     return {
-      query: (sql, params) => translated(() => session.query(sql, params)),
-      exec: (sql) => translated(() => session.exec(sql)),
+      query: (sql, params) => dropped(() => session.query(sql, params)),
+      exec: (sql) => dropped(() => session.exec(sql)),
       close: () => session.close(),
     };
   };
 
   it.each([
-    ['in English', (session: SqlSession) => session],
-    ['in another language (then every table the migration names is locked first)', german],
+    ['in English', (session: SqlSession) => session, ['public.item']],
+    ['in German (read by its numbers and the mode)', german, ['public.item']],
+    ['in Japanese (the database before the relation)', japanese, ['public.item']],
+    ['naming no relation (then every table the migration names is locked first)', unreadable, ['public.elsewhere', 'public.item']],
   ])(
     'a migration that deadlocks with claims at every attempt takes the lock it deadlocked on first when tried again: deadlock report %s',
-    async (_, messages) => {
-      const { url, session: english, warnings, recording, applied } = await setup();
+    async (_, messages, lockedFirst) => {
+      const { url, session: english, worker, warnings, recording, applied } = await setup();
       const session = messages(english);
+      await worker.exec('CREATE TABLE elsewhere (id int)');
       // As the task_spec migration on a busy table: the copy and the CREATE INDEXes between its weaker lock and
       // DROP INDEX take longer than the previous version's claims are apart, so a claim that read rows FOR
       // UPDATE is waiting to write them when DROP INDEX asks for its lock, at every attempt.
       const upgrade: Migration = {
         name: '20000102000000_upgrade',
-        sql: 'LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(0.5); DROP INDEX item_v_idx;',
+        sql: 'LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(0.5); SELECT count(*) FROM elsewhere; DROP INDEX item_v_idx;',
         checksum: 'c'.repeat(64),
       };
       // Two instances of the previous version, each claiming every 50 ms.
@@ -229,14 +258,14 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
         for (const claimer of claimers) await claimer.close();
       });
       await expect(migrate(session, recording, [base, upgrade], { attempts: 5, retryDelayMs: 50 })).resolves.toEqual([upgrade.name]);
-      expect(warnings.map((w) => w.code)).toEqual(['40P01']);
+      expect(warnings.map((w) => [w.code, (w as { lockFirst?: string[] }).lockFirst])).toEqual([['40P01', lockedFirst]]);
       expect(await applied()).toEqual([base.name, upgrade.name]);
     },
   );
 
-  it('after a deadlock report in another language, a table the migration names only in a comment is not locked first', async () => {
+  it('after a deadlock report that names no relation, a table the migration names only in a comment is not locked first', async () => {
     const { url, session: english, worker, warnings, recording, applied } = await setup();
-    const session = german(english);
+    const session = unreadable(english);
     // A table the migration does not touch, which running work reads in a long transaction (as the pruner
     // reads task_run beside task): locked first, it would keep the retry waiting until it gave up.
     await worker.exec('CREATE TABLE other (id int)');

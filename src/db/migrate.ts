@@ -49,41 +49,50 @@ const LOCK_ORDER = Object.keys(LOCK_MODES);
 
 /**
  * Adds to `lockFirst` the tables (an index's table for an index) that this session was waiting for when
- * PostgreSQL ended a deadlock by failing its transaction, with the strongest mode it waited in. The
- * deadlock report's detail names them: "Process <pid> waits for <mode> on relation <oid> of database
- * <oid>; blocked by process <pid>." A migration that takes a weaker lock on a table and then a stronger
- * one deadlocks again at every attempt while running work keeps reading the table and then writing it
- * (a claim: FOR UPDATE, then UPDATE): once the stronger lock is taken first, it only waits.
+ * PostgreSQL ended a deadlock by failing its transaction, with the strongest mode it waited in; returns
+ * whether the report named any. A migration that takes a weaker lock on a table and then a stronger one
+ * deadlocks again at every attempt while running work keeps reading the table and then writing it (a
+ * claim: FOR UPDATE, then UPDATE): once the stronger lock is taken first, it only waits.
+ *
+ * The report's detail has a line per process of the cycle: "Process <pid> waits for <mode> on relation
+ * <oid> of database <oid>; blocked by process <pid>." in English. lc_messages translates the words and
+ * may reorder the two oids (ja), but not the numbers or the mode's name, so the line is read by those: our
+ * pid first, four numbers in all (a transaction, tuple or page lock has another count), and the relation
+ * among the middle two (the database's oid names no relation).
  */
 async function deadlockedOn(session: SqlSession, pid: number, detail: unknown, lockFirst: Map<string, LockMode>): Promise<boolean> {
   if (typeof detail !== 'string') return false;
   let found = false;
-  for (const [, process, mode, oid] of detail.matchAll(/^Process (\d+) waits for (\w+) on relation (\d+) of database \d+;/gm)) {
-    if (Number(process) !== pid || !(mode! in LOCK_MODES)) continue;
-    // The relation as it is after the rollback (one the migration had made is gone).
+  for (const line of detail.split('\n')) {
+    const numbers = [...line.matchAll(/\d+/g)].map((m) => Number(m[0]));
+    const mode = [...line.matchAll(/[A-Za-z]+Lock\b/g)].map((m) => m[0]).find((word): word is LockMode => word in LOCK_MODES);
+    if (numbers.length !== 4 || numbers[0] !== pid || !mode) continue;
+    // The relation as it is after the rollback (one the migration had made is gone); not a catalog.
     const [table] = await session.query<{ name: string }>(
       `SELECT format('%I.%I', n.nspname, t.relname) AS name
          FROM pg_class c
          LEFT JOIN pg_index i ON i.indexrelid = c.oid
          JOIN pg_class t ON t.oid = coalesce(i.indrelid, c.oid)
          JOIN pg_namespace n ON n.oid = t.relnamespace
-        WHERE c.oid = $1 AND t.relkind IN ('r', 'p')`,
-      [Number(oid)],
+        WHERE c.oid = ANY($1::oid[]) AND c.oid >= 16384 AND t.relkind IN ('r', 'p')`,
+      [numbers.slice(1, 3)],
     );
     if (!table) continue;
     found = true;
     const before = lockFirst.get(table.name);
-    if (!before || LOCK_ORDER.indexOf(mode!) > LOCK_ORDER.indexOf(before)) lockFirst.set(table.name, mode as LockMode);
+    if (!before || LOCK_ORDER.indexOf(mode) > LOCK_ORDER.indexOf(before)) lockFirst.set(table.name, mode);
   }
   return found;
 }
 
 /**
- * When the deadlock report names nothing (a server whose lc_messages is not English words it otherwise):
- * every table of the current schema that the migration's statements name, in ACCESS EXCLUSIVE mode. More
- * than the migration needs. A table named only in a comment is not one of them (the migrations' comments
- * name tables they do not touch, `tenant` beside most changes of `task`): its lock would make the
- * migration wait for, and deadlock with, work it does not conflict with.
+ * When the deadlock report names no relation this session waited for (it waited for a transaction: a row
+ * another transaction had locked): every table of the current schema that the migration's statements
+ * name, in ACCESS EXCLUSIVE mode, taken in name order. More than the migration needs, and work that
+ * takes two of them in the other order can still deadlock with it (then it is tried again). A table
+ * named only in a comment is not one of them (the migrations' comments name tables they do not touch,
+ * `tenant` beside most changes of `task`): its lock would make the migration wait for, and deadlock
+ * with, work it does not conflict with.
  */
 async function namedTables(session: SqlSession, sql: string, lockFirst: Map<string, LockMode>): Promise<void> {
   const statements = sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\/\*[\s\S]*?\*\//g, (token) =>
