@@ -295,7 +295,14 @@ class PgListener {
       handlers = new Set();
       this.channels.set(channel, handlers);
       const session = await this.connect();
-      await session.query(`LISTEN ${quoteIdent(channel)}`);
+      try {
+        await session.query(`LISTEN ${quoteIdent(channel)}`);
+      } catch (error) {
+        // A connection that drops while a query is in flight rejects the query without an 'error' event:
+        // reconnect (which LISTENs every channel again), or every later listen() would use it.
+        this.lost(error as Error, 0, session);
+        throw error;
+      }
     }
     handlers.add(handler);
     return async () => {
@@ -313,37 +320,68 @@ class PgListener {
   }
 
   private connect(attempt = 0): Promise<SqlSession & { client: pg.Client }> {
-    this.session ??= openPgSession(this.url).then(
+    if (this.session) return this.session;
+    const opening: Promise<SqlSession & { client: pg.Client }> = openPgSession(this.url).then(
       (session) => {
         session.client.on('notification', (message) => {
           for (const handler of this.channels.get(message.channel) ?? []) handler(message.payload ?? '');
         });
-        session.client.on('error', (error) => this.lost(error, attempt));
-        this.connected = true;
+        // A dropped connection may emit more than one 'error': the first one counts.
+        session.client.on('error', (error) => this.lost(error, attempt, session));
+        if (this.session === opening) this.connected = true;
         return session;
       },
       (error) => {
-        this.session = undefined;
+        if (this.session === opening) this.session = undefined;
         throw error;
       },
     );
-    return this.session;
+    this.session = opening;
+    return opening;
   }
 
-  private lost(error: Error, attempt: number) {
-    if (this.closed) return;
+  /**
+   * The connection `dead` (or the one being opened, when it is undefined) is lost: it is closed, and a
+   * new one is opened after a backoff. Only once per connection, and never after close().
+   */
+  private lost(error: Error, attempt: number, dead?: SqlSession) {
+    if (this.closed || this.retryTimer) return;
+    if (dead) {
+      const current = this.session;
+      if (!current) return;
+      // Another connection is current already: this one was lost before and replaced.
+      const isCurrent = current.then(
+        (session) => session === dead,
+        () => false,
+      );
+      void isCurrent.then((yes) => yes && this.reconnect(error, attempt, dead));
+      return;
+    }
+    this.reconnect(error, attempt);
+  }
+
+  private reconnect(error: Error, attempt: number, dead?: SqlSession) {
+    if (this.closed || this.retryTimer) return;
     this.logger.warn({ err: error }, 'LISTEN connection lost; reconnecting');
     this.connected = false;
     this.session = undefined;
+    void dead?.close().catch(() => {});
     const delay = Math.min(10_000, 100 * 2 ** attempt);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      this.connect(attempt + 1)
-        .then(async (session) => {
-          for (const channel of this.channels.keys()) await session.query(`LISTEN ${quoteIdent(channel)}`);
+      if (this.closed) return;
+      this.connect(attempt + 1).then(
+        async (session) => {
+          try {
+            for (const channel of this.channels.keys()) await session.query(`LISTEN ${quoteIdent(channel)}`);
+          } catch (err) {
+            this.lost(err as Error, attempt + 1, session);
+            return;
+          }
           for (const handlers of this.channels.values()) for (const handler of handlers) handler('');
-        })
-        .catch((err) => this.lost(err, attempt + 1));
+        },
+        (err: Error) => this.lost(err, attempt + 1),
+      );
     }, delay);
   }
 
@@ -353,7 +391,7 @@ class PgListener {
     clearTimeout(this.retryTimer);
     const session = this.session;
     this.session = undefined;
-    if (session) await (await session).close().catch(() => {});
+    await (await session?.catch(() => undefined))?.close().catch(() => {});
   }
 }
 

@@ -1,0 +1,74 @@
+import pg from 'pg';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Database, openDatabase } from '../src/db/Database.js';
+import { createTestDatabase, type TestDatabase } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
+
+/**
+ * The LISTEN connection on PostgreSQL (PgListener in src/db/Database.ts) reconnects with backoff when it
+ * drops, LISTENs every channel again and tells each handler to re-read (an empty payload). A dropped
+ * connection emits 'error' more than once: before, each started a reconnection of its own, and a timer
+ * left behind by the first opened a connection after close().
+ */
+describe.runIf(process.env.TEST_DATABASE_URL)('the LISTEN connection (postgres)', () => {
+  let database: TestDatabase | undefined;
+  let db: Database | undefined;
+  let admin: pg.Client | undefined;
+  afterEach(async () => {
+    await db?.close();
+    await admin?.end();
+    await database?.drop();
+    db = undefined;
+    admin = undefined;
+    database = undefined;
+  });
+
+  async function open() {
+    database = await createTestDatabase('postgres');
+    db = await openDatabase({ databaseUrl: database.url, dataDir: 'memory://', logger: pino({ level: 'silent' }) });
+    admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+    await admin.connect();
+    const name = new URL(database.url!).pathname.slice(1);
+    const listeners = async () =>
+      (
+        await admin!.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query ILIKE 'LISTEN%'`, [name])
+      ).rows.map((r) => r.pid);
+    const connections = async () =>
+      Number((await admin!.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1`, [name])).rows[0]!.n);
+    return { db, listeners, connections };
+  }
+
+  it('reconnects once after its connection is terminated, LISTENs again and tells each handler once', async () => {
+    const { db, listeners } = await open();
+    const received: string[] = [];
+    await db.listen('chronograph_test', (payload) => received.push(payload));
+    const [pid] = await listeners();
+    expect(pid).toBeDefined();
+    await admin!.query('SELECT pg_terminate_backend($1)', [pid]);
+    await waitFor(async () => (await listeners()).some((p) => p !== pid) && db.listenerState() === 'connected', {
+      what: 'a new LISTEN connection',
+    });
+    // Long enough for a second reconnection (100 ms backoff) to have shown.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await listeners()).toHaveLength(1);
+    expect(received).toEqual(['']);
+    const notifier = new pg.Client({ connectionString: database!.url });
+    await notifier.connect();
+    await notifier.query(`NOTIFY chronograph_test, 'after'`).finally(() => notifier.end());
+    await waitFor(() => received.includes('after'), { what: 'the notification after the reconnect' });
+  });
+
+  it('opens no connection after close(), even when it closes during the backoff of a reconnection', async () => {
+    const { db: opened, listeners, connections } = await open();
+    await opened.listen('chronograph_test', () => {});
+    const [pid] = await listeners();
+    await admin!.query('SELECT pg_terminate_backend($1)', [pid]);
+    await waitFor(() => opened.listenerState() === 'disconnected', { what: 'the listener to see its connection lost' });
+    db = undefined; // closed here, not again after the test
+    await opened.close();
+    // Past the backoff (100 ms) and the connection a timer left behind would have opened.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await connections()).toBe(0);
+  });
+});
