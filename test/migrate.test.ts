@@ -137,6 +137,30 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
     return { url: database.url!, session, worker, warnings, recording, waitingFor, applied };
   }
 
+  /** Two instances of the previous version, each claiming every 50 ms (FOR UPDATE, then UPDATE) until the test ends. */
+  async function claimEvery50ms(url: string) {
+    const claimers = await Promise.all([0, 1].map(() => openPgSession(url)));
+    let stop = false;
+    const claiming = claimers.map(async (claimer) => {
+      while (!stop) {
+        try {
+          await claimer.exec('BEGIN');
+          const rows = await claimer.query<{ id: number }>('SELECT id FROM item ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED');
+          await claimer.query('UPDATE item SET v = v + 1 WHERE id = ANY($1::int[])', [rows.map((r) => r.id)]);
+          await claimer.exec('COMMIT');
+        } catch {
+          await claimer.exec('ROLLBACK');
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    });
+    cleanup.push(async () => {
+      stop = true;
+      await Promise.all(claiming);
+      for (const claimer of claimers) await claimer.close();
+    });
+  }
+
   it('a migration that deadlocks with a claim (weaker lock, then a stronger one) is rolled back and tried again', async () => {
     const { session, worker, warnings, recording, applied } = await setup();
     // As the released task_spec migration does: a weaker lock on the table, then (DROP INDEX) the strongest.
@@ -236,27 +260,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
         sql: 'LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(0.5); SELECT count(*) FROM elsewhere; DROP INDEX item_v_idx;',
         checksum: 'c'.repeat(64),
       };
-      // Two instances of the previous version, each claiming every 50 ms.
-      const claimers = await Promise.all([0, 1].map(() => openPgSession(url)));
-      let stop = false;
-      const claiming = claimers.map(async (claimer) => {
-        while (!stop) {
-          try {
-            await claimer.exec('BEGIN');
-            const rows = await claimer.query<{ id: number }>('SELECT id FROM item ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED');
-            await claimer.query('UPDATE item SET v = v + 1 WHERE id = ANY($1::int[])', [rows.map((r) => r.id)]);
-            await claimer.exec('COMMIT');
-          } catch {
-            await claimer.exec('ROLLBACK');
-          }
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-      });
-      cleanup.push(async () => {
-        stop = true;
-        await Promise.all(claiming);
-        for (const claimer of claimers) await claimer.close();
-      });
+      await claimEvery50ms(url);
       await expect(migrate(session, recording, [base, upgrade], { attempts: 5, retryDelayMs: 50 })).resolves.toEqual([upgrade.name]);
       expect(warnings.map((w) => [w.code, (w as { lockFirst?: string[] }).lockFirst])).toEqual([['40P01', lockedFirst]]);
       expect(await applied()).toEqual([base.name, upgrade.name]);
@@ -277,26 +281,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('migrations beside running work (p
       sql: '-- Unlike other, item is claimed from.\n/* other: untouched */ LOCK TABLE item IN SHARE ROW EXCLUSIVE MODE; SELECT pg_sleep(0.5); DROP INDEX item_v_idx;',
       checksum: 'c'.repeat(64),
     };
-    const claimers = await Promise.all([0, 1].map(() => openPgSession(url)));
-    let stop = false;
-    const claiming = claimers.map(async (claimer) => {
-      while (!stop) {
-        try {
-          await claimer.exec('BEGIN');
-          const rows = await claimer.query<{ id: number }>('SELECT id FROM item ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED');
-          await claimer.query('UPDATE item SET v = v + 1 WHERE id = ANY($1::int[])', [rows.map((r) => r.id)]);
-          await claimer.exec('COMMIT');
-        } catch {
-          await claimer.exec('ROLLBACK');
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    });
-    cleanup.push(async () => {
-      stop = true;
-      await Promise.all(claiming);
-      for (const claimer of claimers) await claimer.close();
-    });
+    await claimEvery50ms(url);
     await expect(migrate(session, recording, [base, upgrade], { attempts: 3, retryDelayMs: 50, lockTimeoutMs: 500 })).resolves.toEqual([
       upgrade.name,
     ]);
