@@ -282,7 +282,8 @@ class PgListener {
   private readonly channels = new Map<string, Set<NotificationHandler>>();
   private closed = false;
   private retryTimer?: NodeJS.Timeout;
-  private connected = false;
+  /** The open connection, once `session` has resolved to it; undefined while it opens or reconnects. */
+  private current?: SqlSession;
 
   constructor(
     private readonly url: string,
@@ -315,7 +316,7 @@ class PgListener {
   }
 
   state(): ListenerState {
-    if (this.connected) return 'connected';
+    if (this.current) return 'connected';
     return this.channels.size === 0 && !this.retryTimer && !this.session ? 'idle' : 'disconnected';
   }
 
@@ -328,7 +329,7 @@ class PgListener {
         });
         // A dropped connection may emit more than one 'error': the first one counts.
         session.client.on('error', (error) => this.lost(error, attempt, session));
-        if (this.session === opening) this.connected = true;
+        if (this.session === opening) this.current = session;
         return session;
       },
       (error) => {
@@ -342,28 +343,13 @@ class PgListener {
 
   /**
    * The connection `dead` (or the one being opened, when it is undefined) is lost: it is closed, and a
-   * new one is opened after a backoff. Only once per connection, and never after close().
+   * new one is opened after a backoff. Only once per connection (a dropped one may emit more than one
+   * 'error', and one replaced already is no longer current), and never after close().
    */
   private lost(error: Error, attempt: number, dead?: SqlSession) {
-    if (this.closed || this.retryTimer) return;
-    if (dead) {
-      const current = this.session;
-      if (!current) return;
-      // Another connection is current already: this one was lost before and replaced.
-      const isCurrent = current.then(
-        (session) => session === dead,
-        () => false,
-      );
-      void isCurrent.then((yes) => yes && this.reconnect(error, attempt, dead));
-      return;
-    }
-    this.reconnect(error, attempt);
-  }
-
-  private reconnect(error: Error, attempt: number, dead?: SqlSession) {
-    if (this.closed || this.retryTimer) return;
+    if (this.closed || this.retryTimer || (dead && dead !== this.current)) return;
     this.logger.warn({ err: error }, 'LISTEN connection lost; reconnecting');
-    this.connected = false;
+    this.current = undefined;
     this.session = undefined;
     void dead?.close().catch(() => {});
     const delay = Math.min(10_000, 100 * 2 ** attempt);
@@ -387,7 +373,7 @@ class PgListener {
 
   async close() {
     this.closed = true;
-    this.connected = false;
+    this.current = undefined;
     clearTimeout(this.retryTimer);
     const session = this.session;
     this.session = undefined;
