@@ -227,9 +227,10 @@ const LAYOUTS: Layout[] = [
 ];
 
 function claimSql({ state, foldedRuns, runAtEnd }: Layout): string {
-  const run = foldedRuns || runAtEnd
-    ? 'r AS (SELECT 1)'
-    : `r AS (INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
+  const run =
+    foldedRuns || runAtEnd
+      ? 'r AS (SELECT 1)'
+      : `r AS (INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
          SELECT locked_run_id, tenant_id, id, attempts, 'RUNNING', ${WORKER}, false, statement_timestamp() FROM c RETURNING id)`;
   const event = `e AS (INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message${foldedRuns ? ', attempt, worker_id' : ''})
        SELECT tenant_id, id, locked_run_id, 'STATUS_CHANGED', prev, 'RUNNING', next_run_at, 'attempt ' || attempts || ' on ' || ${WORKER}${foldedRuns ? `, attempts, ${WORKER}` : ''} FROM c)`;
