@@ -11,18 +11,35 @@ import { createTestApp } from './support/testApp.js';
  * housekeeping: when it fails the instance starts all the same, unless the database itself no longer
  * answers. The drop is made to fail here; that it drops them is tested in pgliteStatistics.test.ts.
  */
-const failure = vi.hoisted(() => ({ kill: false }));
-vi.mock('../src/db/pgliteTemplate.js', async (original) => ({
-  ...(await original<typeof import('../src/db/pgliteTemplate.js')>()),
-  dropTemplateDatabases: async (pglite: PGlite) => {
-    if (failure.kill) await pglite.close();
-    throw new Error('the drop failed');
-  },
-}));
+const failure = vi.hoisted(() => ({ kill: false, wedge: false, fail: true }));
+vi.mock('../src/db/pgliteTemplate.js', async (original) => {
+  const real = await original<typeof import('../src/db/pgliteTemplate.js')>();
+  return {
+    ...real,
+    dropTemplateDatabases: async (pglite: PGlite) => {
+      if (!failure.fail) return real.dropTemplateDatabases(pglite);
+      if (failure.kill) await pglite.close();
+      if (failure.wedge) {
+        // Dead, but not marked closed, and its close() fails too (it does close the files first).
+        const close = pglite.close.bind(pglite);
+        Object.defineProperty(pglite, 'closed', { get: () => false });
+        pglite.query = async () => {
+          throw new Error('PGlite is dead');
+        };
+        pglite.close = async () => {
+          await close();
+          throw new Error('the close failed');
+        };
+      }
+      throw new Error('the drop failed');
+    },
+  };
+});
 
 describe('dropping the template databases at open', () => {
   const dirs: string[] = [];
   afterEach(async () => {
+    Object.assign(failure, { kill: false, wedge: false, fail: true });
     for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
   });
   const newDir = async () => {
@@ -32,7 +49,6 @@ describe('dropping the template databases at open', () => {
   };
 
   it('a failed drop is logged at warn and the instance starts and serves', async () => {
-    failure.kill = false;
     const lines: { level: number; msg: string }[] = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
     const t = await createTestApp('pglite', { env: { DATA_DIR: await newDir(), SCHEDULER_ENABLED: 'false' }, logger });
@@ -50,5 +66,24 @@ describe('dropping the template databases at open', () => {
     await expect(createTestApp('pglite', { env: { DATA_DIR: await newDir(), SCHEDULER_ENABLED: 'false' } })).rejects.toThrow(
       'the drop failed',
     );
+  });
+
+  it('a start that fails on a database that is dead but not closed reports its own error and frees the directory', async () => {
+    failure.wedge = true;
+    const dataDir = await newDir();
+    const lines: { level: number; msg: string; err?: { message: string } }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    await expect(createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' }, logger })).rejects.toThrow(
+      'the drop failed',
+    );
+    expect(lines.find((l) => l.msg.includes('could not close the database'))?.err?.message).toBe('the close failed');
+    // The lock went with it: the directory opens again.
+    failure.fail = false;
+    const t = await createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } });
+    try {
+      expect(await t.gql('{ tasks(first: 1) { totalCount } }')).toEqual({ data: { tasks: { totalCount: 0 } } });
+    } finally {
+      await t.close();
+    }
   });
 });

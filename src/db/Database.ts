@@ -139,6 +139,21 @@ function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
   return optimize ? 'tiered' : 'liftoff';
 }
 
+/**
+ * Ends an open that failed after PGlite started, so that its caller reports the failure's own error: PGlite
+ * is closed unless it closed itself (its "PGlite is closed" would hide the cause), a close that fails too
+ * is only logged, and the data directory's lock is released either way.
+ */
+async function abandonOpen(pglite: PGlite, lock: DataDirLock | undefined, logger: Logger): Promise<void> {
+  try {
+    if (!pglite.closed) await pglite.close();
+  } catch (error) {
+    logger.warn({ err: error }, 'PGlite: could not close the database after a failed start');
+  } finally {
+    await lock?.release();
+  }
+}
+
 async function openPglite(
   dataDir: string,
   { logger, onQuery, pgliteOptimize = false, pgliteImage, pgliteMaintenance: every = {} }: DatabaseOptions,
@@ -200,9 +215,7 @@ async function openPglite(
       );
     }
   } catch (error) {
-    // Closed already when the failure was PGlite's own (its "PGlite is closed" would hide the cause).
-    if (!pglite.closed) await pglite.close();
-    await lock?.release();
+    await abandonOpen(pglite, lock, logger);
     throw error;
   }
   let prisma: PrismaClient;
@@ -212,9 +225,7 @@ async function openPglite(
     prisma = await createPrisma(new PrismaPGlite(pglite), onQuery);
     sql = pglitePool(pglite);
   } catch (error) {
-    // Closed already when the failure was PGlite's own (its "PGlite is closed" would hide the cause).
-    if (!pglite.closed) await pglite.close();
-    await lock?.release();
+    await abandonOpen(pglite, lock, logger);
     throw error;
   }
   const statistics = maintainStatistics(pglite, logger, every.analyzeMs);
@@ -299,8 +310,9 @@ class PgListener {
       try {
         await session.query(`LISTEN ${quoteIdent(channel)}`);
       } catch (error) {
-        // A connection that drops while a query is in flight rejects the query without an 'error' event:
-        // reconnect (which LISTENs every channel again), or every later listen() would use it.
+        // The channel is not listened to: reconnect (which LISTENs every channel again), or the channel
+        // would stay deaf. A connection that dropped under the LISTEN also emits 'error' (pg 8.23, as the
+        // socket ends); lost() acts once per connection.
         this.lost(error as Error, 0, session);
         throw error;
       }
