@@ -239,6 +239,11 @@ export class Chronograph {
     return element;
   }
 
+  /** GraphQL requests over HTTP holding an admission slot, and waiting for one (chronograph_http_requests). */
+  httpRequests(): { active: number; queued: number } {
+    return this.admission.requests;
+  }
+
   /** Whether this instance can do its job now (what /ready answers). */
   readiness(): Promise<Readiness> {
     return checkReadiness({

@@ -33,6 +33,17 @@ async function post(url: string, query: string, variables?: object) {
   return { status: response.status, retryAfter: response.headers.get('retry-after'), body: (await response.json()) as any };
 }
 
+/** chronograph_http_requests from /metrics (served outside admission control): GraphQL requests active and queued. */
+async function httpRequests(url: string): Promise<{ active: number; queued: number; shed: number }> {
+  const metrics = await (await fetch(url.replace('/graphql', '/metrics'))).text();
+  const value = (name: string) => Number(new RegExp(`${name} (\\d+)`).exec(metrics)?.[1] ?? 0);
+  return {
+    active: value('chronograph_http_requests\\{state="active"\\}'),
+    queued: value('chronograph_http_requests\\{state="queued"\\}'),
+    shed: value('chronograph_http_overload_total\\{action="shed"\\}'),
+  };
+}
+
 describe.each(backends)('admission control (%s)', (backend) => {
   let t: TestApp;
   let url: string;
@@ -58,12 +69,14 @@ describe.each(backends)('admission control (%s)', (backend) => {
     const first = post(url, '{ taskStats { total } }');
     await waitFor(() => hold.entered() === 1);
     const second = post(url, '{ taskTypes }');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitFor(async () => (await httpRequests(url)).queued === 1, { what: 'the second request to queue' });
+    expect(await httpRequests(url)).toMatchObject({ active: 1, queued: 1 });
     hold.release();
     const [a, b] = await Promise.all([first, second]);
     expect(a.status).toBe(200);
     expect(b.status).toBe(200);
     expect(b.body.data.taskTypes.length).toBeGreaterThan(0);
+    expect(await httpRequests(url)).toMatchObject({ active: 0, queued: 0 });
   });
 
   it('sheds a request that waited longer than MAX_QUEUE_WAIT_MS with 503 SERVER_BUSY, and runs nothing of it', async () => {
@@ -96,8 +109,17 @@ describe.each(backends)('admission control (%s)', (backend) => {
     restore = hold.restore;
     const first = post(url, '{ taskStats { total } }');
     await waitFor(() => hold.entered() === 1);
+    const { shed } = await httpRequests(url);
     const burst = Array.from({ length: 50 }, () => post(url, '{ taskTypes }'));
-    // The queue stays non-empty for more than 100 ms: it is congested, so requests older than 50 ms are shed.
+    // All of them seen (waiting, or shed already when a loaded machine sent them slowly), and then the queue
+    // stays non-empty for more than 100 ms: it is congested, so requests older than 50 ms are shed.
+    await waitFor(
+      async () => {
+        const now = await httpRequests(url);
+        return now.queued + now.shed - shed === 50;
+      },
+      { what: 'the burst to arrive' },
+    );
     await new Promise((resolve) => setTimeout(resolve, 200));
     const late = post(url, '{ taskTypes }');
     await new Promise((resolve) => setTimeout(resolve, 10));

@@ -130,9 +130,15 @@ export class AdmissionControl {
     return Math.max(0, now - this.lastTick - LAG_PROBE_MS);
   }
 
-  /** Requests admitted or waiting (for shutdown: nothing is in flight when this is 0). */
-  get pending(): number {
-    return this.small.active + this.small.queue.length + this.large.active + this.large.queue.length;
+  /** Requests admitted or waiting (the sweep stops when nothing is). */
+  private get pending(): number {
+    const { active, queued } = this.requests;
+    return active + queued;
+  }
+
+  /** Requests being worked on (holding a slot), and requests waiting for one, in both lanes. */
+  get requests(): { active: number; queued: number } {
+    return { active: this.small.active + this.large.active, queued: this.small.queue.length + this.large.queue.length };
   }
 
   /** Whether a request's body is large (LARGE_BODY_BYTES or more by Content-Length, or of unknown length). */

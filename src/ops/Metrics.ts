@@ -13,6 +13,8 @@ export interface MetricsSource {
   scheduler: Scheduler;
   taskEvents: TaskEventStream;
   logger: Logger;
+  /** GraphQL requests over HTTP holding an admission slot, and waiting for one (src/ops/AdmissionControl.ts). */
+  httpRequests(): { active: number; queued: number };
 }
 
 /**
@@ -124,6 +126,11 @@ export class Metrics {
     ['code', 'transport'],
   );
 
+  private readonly httpRequests = this.gauge(
+    'chronograph_http_requests',
+    'GraphQL requests over HTTP on this instance: being worked on (active, at most MAX_CONCURRENT_REQUESTS) and waiting for a slot (queued).',
+    ['state'],
+  );
   private readonly overload = this.counter(
     'chronograph_http_overload_total',
     'Requests shed from the admission queue (503 SERVER_BUSY) and stalled answers dropped over MAX_UNSENT_BYTES.',
@@ -182,6 +189,9 @@ export class Metrics {
     }
     const { scheduler, taskEvents } = this.source;
     this.runningHere.set(scheduler.runningTaskIds().length);
+    const requests = this.source.httpRequests();
+    this.httpRequests.set({ state: 'active' }, requests.active);
+    this.httpRequests.set({ state: 'queued' }, requests.queued);
     const stream = taskEvents.status();
     this.subscriptions.set({ state: 'live' }, stream.live);
     this.subscriptions.set({ state: 'replaying' }, stream.subscriptions - stream.live);
