@@ -17,10 +17,14 @@ describe.runIf(process.env.TEST_DATABASE_URL)('the LISTEN connection (postgres)'
   let db: Database | undefined;
   let admin: pg.Client | undefined;
   let proxyServer: net.Server | undefined;
+  const proxied = new Set<net.Socket>();
   afterEach(async () => {
     await db?.close();
     await admin?.end();
     await database?.drop();
+    // close() waits for the connections it accepted: none is left to end by itself.
+    for (const socket of proxied) socket.destroy();
+    proxied.clear();
     const server = proxyServer;
     if (server) await new Promise((resolve) => server.close(resolve));
     db = undefined;
@@ -39,6 +43,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('the LISTEN connection (postgres)'
     const dropOn: { text?: string } = {};
     const server = net.createServer((client) => {
       const upstream = net.connect(Number(target.port || 5432), target.hostname);
+      for (const socket of [client, upstream]) proxied.add(socket.on('close', () => proxied.delete(socket)));
       const drop = () => {
         client.destroy();
         upstream.destroy();

@@ -36,10 +36,27 @@ vi.mock('../src/db/pgliteTemplate.js', async (original) => {
   };
 });
 
+/** syncToDisk fails when `sync.fail`: the first thing the open does once PGlite has started. */
+const sync = vi.hoisted(() => ({ fail: false, pglite: undefined as PGlite | undefined }));
+vi.mock('../src/db/pgliteDurability.js', async (original) => {
+  const real = await original<typeof import('../src/db/pgliteDurability.js')>();
+  return {
+    ...real,
+    syncToDisk: (pglite: PGlite) => {
+      if (!sync.fail) return real.syncToDisk(pglite);
+      sync.pglite = pglite;
+      throw new Error('the sync failed');
+    },
+  };
+});
+
 describe('dropping the template databases at open', () => {
   const dirs: string[] = [];
   afterEach(async () => {
     Object.assign(failure, { kill: false, wedge: false, fail: true });
+    const started = sync.pglite;
+    Object.assign(sync, { fail: false, pglite: undefined });
+    if (started && !started.closed) await started.close();
     for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
   });
   const newDir = async () => {
@@ -79,6 +96,20 @@ describe('dropping the template databases at open', () => {
     expect(lines.find((l) => l.msg.includes('could not close the database'))?.err?.message).toBe('the close failed');
     // The lock went with it: the directory opens again.
     failure.fail = false;
+    const t = await createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } });
+    try {
+      expect(await t.gql('{ tasks(first: 1) { totalCount } }')).toEqual({ data: { tasks: { totalCount: 0 } } });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a start that fails as soon as PGlite has started closes PGlite and frees the directory', async () => {
+    sync.fail = true;
+    const dataDir = await newDir();
+    await expect(createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } })).rejects.toThrow('the sync failed');
+    expect(sync.pglite?.closed).toBe(true);
+    sync.fail = false;
     const t = await createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } });
     try {
       expect(await t.gql('{ tasks(first: 1) { totalCount } }')).toEqual({ data: { tasks: { totalCount: 0 } } });

@@ -140,6 +140,18 @@ function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
 }
 
 /**
+ * Releases the data directory's lock after a failed start; a release that fails too (its lock file
+ * unreadable, say) is only logged, so that the caller reports the start's own error.
+ */
+async function releaseAfterFailure(lock: DataDirLock | undefined, logger: Logger): Promise<void> {
+  try {
+    await lock?.release();
+  } catch (error) {
+    logger.warn({ err: error }, 'PGlite: could not release the lock of DATA_DIR after a failed start');
+  }
+}
+
+/**
  * Ends an open that failed after PGlite started, so that its caller reports the failure's own error: PGlite
  * is closed unless it closed itself (its "PGlite is closed" would hide the cause), a close that fails too
  * is only logged, and the data directory's lock is released either way.
@@ -150,7 +162,7 @@ async function abandonOpen(pglite: PGlite, lock: DataDirLock | undefined, logger
   } catch (error) {
     logger.warn({ err: error }, 'PGlite: could not close the database after a failed start');
   } finally {
-    await lock?.release();
+    await releaseAfterFailure(lock, logger);
   }
 }
 
@@ -189,12 +201,13 @@ async function openPglite(
       ],
       ...(pgliteImage && !lock && { loadDataDir: pgliteImage }),
     });
-    if (lock) syncToDisk(pglite);
   } catch (error) {
-    await lock?.release();
+    // No PGlite to close (nothing after create() in this block, or a failure would leave it open).
+    await releaseAfterFailure(lock, logger);
     throw error;
   }
   try {
+    if (lock) syncToDisk(pglite);
     await migrate(pgliteSession(pglite), logger, migrations);
     // PGlite has no autovacuum: statistics that say a table is empty would keep the generic plans of
     // prepared statements and foreign-key checks on sequential scans as it grows (pgliteStatistics.ts).
