@@ -39,6 +39,8 @@ interface Layout {
   foldedRuns: boolean;
   /** The run row is written once, by the completion (the claim writes none): no update of it, HOT or not. */
   runAtEnd?: boolean;
+  /** A query answering `ok` (boolean) after the drain: that what the layout keeps beside the tasks is right. */
+  check?: string;
 }
 
 const STATUS_INDEXES = [
@@ -196,6 +198,46 @@ const LAYOUTS: Layout[] = [
     foldedRuns: true,
   },
   {
+    // What taskStats (a tenant's tasks by status) and quota counts would read once no index covers every
+    // task by status: counts per tenant and status kept by statement-level triggers from their transition
+    // tables, so a claim or completion of 24 tasks moves two counters once, not 24 index entries. Each
+    // backend writes to its own shard of the counters (pid % 16), so that concurrent claims do not queue
+    // on one row; a read sums the shards.
+    name: 'floor+status-counts',
+    what: 'floor, with task counts by tenant and status kept by statement triggers in sharded counters',
+    setup: [
+      ...STATUS_INDEXES,
+      ...liveTable(true),
+      ...FOLD_RUNS,
+      'CREATE INDEX ON task_event (run_id) WHERE attempt IS NOT NULL',
+      'DROP INDEX task_state_status_idx',
+      `CREATE INDEX ON task_state (tenant_id) WHERE status = 'RUNNING'`,
+      `CREATE TABLE task_status_count (tenant_id text NOT NULL, status "TaskStatus" NOT NULL, shard int NOT NULL,
+       n bigint NOT NULL, PRIMARY KEY (tenant_id, status, shard))`,
+      ...['INSERT', 'UPDATE', 'DELETE'].flatMap((event) => {
+        const rows = [
+          ...(event === 'DELETE' ? [] : ['SELECT tenant_id, status, 1 AS d FROM new_rows']),
+          ...(event === 'INSERT' ? [] : ['SELECT tenant_id, status, -1 FROM old_rows']),
+        ].join(' UNION ALL ');
+        const fn = `task_state_count_${event.toLowerCase()}`;
+        return [
+          `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+             INSERT INTO task_status_count (tenant_id, status, shard, n)
+             SELECT tenant_id, status, pg_backend_pid() % 16, sum(d) FROM (${rows}) x GROUP BY tenant_id, status HAVING sum(d) <> 0
+             ON CONFLICT (tenant_id, status, shard) DO UPDATE SET n = task_status_count.n + excluded.n;
+             RETURN NULL; END $$`,
+          `CREATE TRIGGER ${fn} AFTER ${event} ON task_state REFERENCING ${event === 'DELETE' ? '' : 'NEW TABLE AS new_rows'}${event === 'UPDATE' ? ' ' : ''}${event === 'INSERT' ? '' : 'OLD TABLE AS old_rows'}
+             FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`,
+        ];
+      }),
+    ],
+    state: 'state',
+    foldedRuns: true,
+    check: `SELECT bool_and(coalesce(s.n, 0) = coalesce(c.n, 0)) AS ok
+              FROM (SELECT tenant_id, status, count(*) AS n FROM task_state GROUP BY 1, 2) s
+              FULL JOIN (SELECT tenant_id, status, sum(n) AS n FROM task_status_count GROUP BY 1, 2 HAVING sum(n) <> 0) c USING (tenant_id, status)`,
+  },
+  {
     name: 'spec',
     what: 'the columns a run never writes moved to a 1:1 task_spec with their indexes; task narrow, statements unchanged',
     setup: [],
@@ -317,6 +359,7 @@ async function measure(layout: Layout): Promise<void> {
       done += rows.length;
     }
     const to = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn;
+    if (layout.check && !(await c.query<{ ok: boolean }>(layout.check)).rows[0]?.ok) throw new Error(`${layout.name}: its check failed`);
     const { rows } = await c.query<{ rel: string; kind: string; bytes: number; fpi: number; n: number }>(
       `SELECT coalesce(pg_filenode_relation(0, substring(block_ref from 'rel \\d+/\\d+/(\\d+)')::oid)::regclass::text, '(none)') AS rel,
               resource_manager || '/' || record_type AS kind,
