@@ -59,6 +59,15 @@ describe('dropping the template databases at open', () => {
     if (started && !started.closed) await started.close();
     for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
   });
+  /** The directory opens again (its lock was released) and the instance on it answers. */
+  const expectServes = async (dataDir: string) => {
+    const t = await createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } });
+    try {
+      expect(await t.gql('{ tasks(first: 1) { totalCount } }')).toEqual({ data: { tasks: { totalCount: 0 } } });
+    } finally {
+      await t.close();
+    }
+  };
   const newDir = async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'chronograph-drop-'));
     dirs.push(dir);
@@ -96,12 +105,7 @@ describe('dropping the template databases at open', () => {
     expect(lines.find((l) => l.msg.includes('could not close the database'))?.err?.message).toBe('the close failed');
     // The lock went with it: the directory opens again.
     failure.fail = false;
-    const t = await createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } });
-    try {
-      expect(await t.gql('{ tasks(first: 1) { totalCount } }')).toEqual({ data: { tasks: { totalCount: 0 } } });
-    } finally {
-      await t.close();
-    }
+    await expectServes(dataDir);
   });
 
   it('a start that fails as soon as PGlite has started closes PGlite and frees the directory', async () => {
@@ -110,11 +114,6 @@ describe('dropping the template databases at open', () => {
     await expect(createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } })).rejects.toThrow('the sync failed');
     expect(sync.pglite?.closed).toBe(true);
     sync.fail = false;
-    const t = await createTestApp('pglite', { env: { DATA_DIR: dataDir, SCHEDULER_ENABLED: 'false' } });
-    try {
-      expect(await t.gql('{ tasks(first: 1) { totalCount } }')).toEqual({ data: { tasks: { totalCount: 0 } } });
-    } finally {
-      await t.close();
-    }
+    await expectServes(dataDir);
   });
 });
