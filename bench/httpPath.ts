@@ -6,7 +6,8 @@
 // resolver's call of TaskSvc.createTimerTask, the insert's statement sent and answered (pg.Client#query),
 // the handler's start, the response's end and its arrival at the client. Prints the median of each mark,
 // in ms after the client's call, and the median of each stretch between two marks. BENCH_LATENCY jobs
-// per transport (default 300).
+// per transport (default 300); BENCH_GAP_MS the pause after each job (default 15, as compare's: the
+// machine goes idle between jobs, and each job's path runs cold).
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -14,6 +15,7 @@ import { chronographApi, scratchDatabase } from './support.js';
 
 const { Chronograph, loadConfig } = await chronographApi();
 const N = Number(process.env.BENCH_LATENCY ?? 300);
+const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 15);
 const MARKS = ['server', 'resolver', 'sent', 'answered', 'handler', 'responded', 'received'] as const;
 type Mark = (typeof MARKS)[number];
 const LABELS: Record<Mark, string> = {
@@ -148,7 +150,7 @@ for (let i = -20; i < N; i++) {
     }
     if (i >= 0) samples.get(name)!.push(job.at);
     job = undefined;
-    await sleep(15);
+    await sleep(GAP_MS);
   }
 }
 
@@ -157,7 +159,7 @@ const median = (values: number[]) => {
   return s.length ? s[Math.floor(s.length / 2)]! : undefined;
 };
 const cell = (value: number | undefined) => (value === undefined ? '–' : value.toFixed(2)).padStart(11);
-console.log(`Due-now create → handler start, ${N} jobs per transport, taking turns; median ms after the client's call`);
+console.log(`Due-now create → handler start, ${N} jobs per transport, taking turns, ${GAP_MS} ms apart; median ms after the client's call`);
 console.log(`${''.padEnd(30)}${transports.map(([name]) => name.padStart(11)).join('')}`);
 for (const m of MARKS) {
   console.log(`${LABELS[m].padEnd(30)}${transports.map(([name]) => cell(median(samples.get(name)!.flatMap((s) => s[m] ?? [])))).join('')}`);
