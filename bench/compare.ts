@@ -50,7 +50,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, makeWorkerUtils, run, runMigrations } from 'graphile-worker';
 import pg from 'pg';
-import { ADMIN_URL, chronographApi, scratchDatabase } from './support.js';
+import { ADMIN_URL, chronographApi, postJson, scratchDatabase } from './support.js';
 
 // As `npm start` runs it (dist/), also in the drain's worker processes (bench/_compareWorker.ts).
 const { Chronograph, loadConfig } = await chronographApi();
@@ -564,29 +564,7 @@ async function latencyChronograph(transport: 'in-process' | 'fetch' | 'node:http
     'chronograph HTTP, node:http',
     db,
     started,
-    (i) =>
-      new Promise<void>((resolve, reject) => {
-        const body = JSON.stringify({ query, variables: { args: { i } } });
-        const request = http.request(
-          url,
-          { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-          (response) => {
-            const chunks: Buffer[] = [];
-            response.on('data', (chunk: Buffer) => chunks.push(chunk));
-            response.on('end', () => {
-              try {
-                check(Buffer.concat(chunks).toString('utf8'));
-                resolve();
-              } catch (error) {
-                reject(error);
-              }
-            });
-            response.on('error', reject);
-          },
-        );
-        request.on('error', reject);
-        request.end(body);
-      }),
+    async (i) => check(await postJson(url, agent, JSON.stringify({ query, variables: { args: { i } } }))),
     async () => {
       agent.destroy();
       await close();

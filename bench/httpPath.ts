@@ -11,7 +11,7 @@
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { chronographApi, scratchDatabase } from './support.js';
+import { chronographApi, postJson, scratchDatabase } from './support.js';
 
 const { Chronograph, loadConfig } = await chronographApi();
 const N = Number(process.env.BENCH_LATENCY ?? 300);
@@ -101,26 +101,12 @@ const transports: [string, (i: number) => Promise<void>][] = [
   ],
   [
     'node:http',
-    (i) =>
-      new Promise<void>((resolve, reject) => {
-        const body = JSON.stringify({ query: document, variables: { args: { i } } });
-        const request = http.request(
-          url,
-          { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-          (response) => {
-            const chunks: Buffer[] = [];
-            response.on('data', (chunk: Buffer) => chunks.push(chunk));
-            response.on('end', () => {
-              mark('received');
-              const answer = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { errors?: unknown };
-              if (answer.errors) reject(new Error(JSON.stringify(answer.errors)));
-              else resolve();
-            });
-          },
-        );
-        request.on('error', reject);
-        request.end(body);
-      }),
+    async (i) => {
+      const text = await postJson(url, agent, JSON.stringify({ query: document, variables: { args: { i } } }));
+      mark('received');
+      const answer = JSON.parse(text) as { errors?: unknown };
+      if (answer.errors) throw new Error(JSON.stringify(answer.errors));
+    },
   ],
   [
     'fetch',

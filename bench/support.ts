@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -85,4 +86,25 @@ export function buildTemplateIfStale(checkout = root): void {
     stdio: 'inherit',
   });
   if (built.status !== 0) throw new Error('the PGlite data directory template could not be made');
+}
+
+/**
+ * POSTs a JSON body with node:http on `agent` (keep-alive, the lean client of the latency benchmarks) and
+ * resolves with the answer's text once it has all arrived.
+ */
+export function postJson(url: string, agent: http.Agent, body: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      url,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
 }
