@@ -3,7 +3,8 @@
 // taking turns job by job as in `compare latency` (one instance on a scratch PostgreSQL database, the
 // client in this process, 15 ms between jobs). Each job's path is timed at marks set from outside
 // Chronograph (wrapped prototypes, no change to its code): the request's arrival at the HTTP server, the
-// resolver's call of TaskSvc.createTimerTask, the insert's statement sent and answered (pg.Client#query),
+// resolver's call of TaskSvc.createTimerTask, the insert sent and answered (pg.Client#query, by its prepared
+// statement's name, chronograph_insert_tasks_*: a mark whose name changed prints as –),
 // the handler's start, the response's end and its arrival at the client. Prints the median of each mark,
 // in ms after the client's call, and the median of each stretch between two marks. BENCH_LATENCY jobs
 // per transport (default 300); BENCH_GAP_MS the pause after each job (default 15, as compare's: the
