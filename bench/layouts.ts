@@ -6,6 +6,12 @@
 // then the completion of those 24 (SUCCEEDED; the run closed; the event written), all as prepared
 // statements. The figure is this database's WAL (pg_walinspect) per task, without full-page images (they
 // depend on when the last checkpoint ran); BENCH_WAL_DETAIL=1 prints it by relation and record type.
+// Each line also gives the drain's rate (tasks/s, this one connection, statements only).
+//
+// BENCH_LAYOUTS_DB=pglite runs the same on PGlite (in memory, on V8's baseline compiler as Chronograph
+// runs it by default; BENCH_PGLITE_OPTIMIZE=1 lets V8 optimise it) and prints the rates only (PGlite has
+// no pg_walinspect): what a layout would change in PGlite's drain, which is CPU-bound in PostgreSQL's own
+// code.
 //
 // The statements are simplified copies of src/scheduler/sql.ts's claim and completion (one tenant, no
 // quotas, no logs); `current` reproduces what `npm run bench -- compare drain` measures for the real
@@ -18,11 +24,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
 import pg from 'pg';
 import { root } from '../test/support/chronographProcess.js';
 import { scratchDatabase } from './support.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 5000);
+const ON_PGLITE = process.env.BENCH_LAYOUTS_DB === 'pglite';
 /** A worker id as the scheduler's (host name and process id): it is written to the task, the run and the event message. */
 const WORKER = `'${hostname().replaceAll("'", "''")}-${process.pid}'`;
 
@@ -316,20 +324,54 @@ function completeSql({ state, foldedRuns, runAtEnd }: Layout): string {
     SELECT count(*) FROM t, (SELECT count(*) FROM run) r, (SELECT count(*) FROM l) ll`;
 }
 
-async function measure(layout: Layout): Promise<void> {
+/** What the measurement needs of a database connection: statements (named ones prepared), and its end. */
+interface Connection {
+  exec(sql: string): Promise<void>;
+  query<Row>(statement: string | { name: string; text: string }, values?: unknown[]): Promise<Row[]>;
+  close(): Promise<void>;
+}
+
+async function postgres(): Promise<Connection> {
   const db = await scratchDatabase();
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
+  return {
+    exec: async (sql) => void (await c.query(sql)),
+    query: async <Row>(statement: string | { name: string; text: string }, values?: unknown[]) =>
+      (await c.query(typeof statement === 'string' ? { text: statement, values } : { ...statement, values })).rows as Row[],
+    close: async () => {
+      await c.end();
+      await db.drop();
+    },
+  };
+}
+
+async function pglite(): Promise<Connection> {
+  // Before PGlite's module is compiled (see pgliteCompiler in src/db/Database.ts).
+  v8.setFlagsFromString(process.env.BENCH_PGLITE_OPTIMIZE ? '--no-liftoff-only' : '--liftoff-only');
+  const { PGlite } = await import('@electric-sql/pglite');
+  const db = await PGlite.create('memory://');
+  return {
+    exec: async (sql) => void (await db.exec(sql)),
+    // PGlite prepares every statement it runs with parameters; it has no named ones.
+    query: async <Row>(statement: string | { name: string; text: string }, values?: unknown[]) =>
+      (await db.query<Row>(typeof statement === 'string' ? statement : statement.text, values)).rows,
+    close: () => db.close(),
+  };
+}
+
+async function measure(layout: Layout): Promise<void> {
+  const c = ON_PGLITE ? await pglite() : await postgres();
   try {
     const migrations = path.join(root, 'prisma', 'migrations');
     for (const dir of readdirSync(migrations)
       .filter((d) => /^\d/.test(d))
       .sort()) {
-      await c.query(readFileSync(path.join(migrations, dir, 'migration.sql'), 'utf8'));
+      await c.exec(readFileSync(path.join(migrations, dir, 'migration.sql'), 'utf8'));
     }
-    await c.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
-    for (const statement of layout.setup) await c.query(statement);
-    await c.query(
+    if (!ON_PGLITE) await c.exec('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
+    for (const statement of layout.setup) await c.exec(statement);
+    await c.exec(
       `INSERT INTO task_template (id, full_name, title, func_name, updated_at) VALUES (gen_random_uuid(), 'bench.Noop', 'No-op', 'chronograph.noop', now())`,
     );
     await c.query(
@@ -339,26 +381,34 @@ async function measure(layout: Layout): Promise<void> {
       [TASKS],
     );
     if (layout.state !== 'task') {
-      await c.query(
+      await c.exec(
         `INSERT INTO task_${layout.state} (task_id, tenant_id, status, priority, next_run_at) SELECT id, tenant_id, status, priority, next_run_at FROM task`,
       );
     }
-    for (const statement of layout.after ?? []) await c.query(statement);
-    await c.query('CHECKPOINT');
-    await c.query('VACUUM ANALYZE');
-    const from = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn;
+    for (const statement of layout.after ?? []) await c.exec(statement);
+    await c.exec('CHECKPOINT');
+    await c.exec('VACUUM ANALYZE');
+    const from = ON_PGLITE ? '' : (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn'))[0]!.lsn;
     const claim = { name: 'claim', text: claimSql(layout) };
-    const complete = completeSql(layout);
+    const complete = { name: 'complete', text: completeSql(layout) };
     let done = 0;
+    const started = performance.now();
     for (;;) {
-      const { rows } = await c.query<{ id: string; locked_run_id: string }>(claim);
+      const rows = await c.query<{ id: string; locked_run_id: string }>(claim);
       if (rows.length === 0) break;
-      await c.query({ name: 'complete', text: complete, values: [rows.map((r) => r.id), rows.map((r) => r.locked_run_id)] });
+      await c.query(complete, [rows.map((r) => r.id), rows.map((r) => r.locked_run_id)]);
       done += rows.length;
     }
-    const to = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn')).rows[0]!.lsn;
-    if (layout.check && !(await c.query<{ ok: boolean }>(layout.check)).rows[0]?.ok) throw new Error(`${layout.name}: its check failed`);
-    const { rows } = await c.query<{ rel: string; kind: string; bytes: number; fpi: number; n: number }>(
+    const rate = `${Math.round(done / ((performance.now() - started) / 1000))
+      .toLocaleString('en-US')
+      .padStart(6)} tasks/s`;
+    if (layout.check && !(await c.query<{ ok: boolean }>(layout.check))[0]?.ok) throw new Error(`${layout.name}: its check failed`);
+    if (ON_PGLITE) {
+      console.log(`${layout.name.padEnd(28)} ${rate}   ${layout.what}`);
+      return;
+    }
+    const to = (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn'))[0]!.lsn;
+    const rows = await c.query<{ rel: string; kind: string; bytes: number; fpi: number; n: number }>(
       `SELECT coalesce(pg_filenode_relation(0, substring(block_ref from 'rel \\d+/\\d+/(\\d+)')::oid)::regclass::text, '(none)') AS rel,
               resource_manager || '/' || record_type AS kind,
               sum(record_length)::float8 AS bytes, sum(fpi_length)::float8 AS fpi, count(*)::float8 AS n
@@ -366,19 +416,22 @@ async function measure(layout: Layout): Promise<void> {
       [from, to],
     );
     const bytes = rows.reduce((sum, r) => sum + r.bytes - r.fpi, 0);
-    console.log(`${layout.name.padEnd(28)} ${(bytes / done / 1024).toFixed(2)} KB/task   ${layout.what}`);
+    console.log(`${layout.name.padEnd(28)} ${(bytes / done / 1024).toFixed(2)} KB/task ${rate}   ${layout.what}`);
     if (process.env.BENCH_WAL_DETAIL) {
       for (const r of rows.filter((r) => (r.bytes - r.fpi) / done >= 8)) {
         console.log(`    ${((r.bytes - r.fpi) / done).toFixed(0).padStart(5)} B  ${(r.n / done).toFixed(2)}×  ${r.rel} ${r.kind}`);
       }
     }
   } finally {
-    await c.end();
-    await db.drop();
+    await c.close();
   }
 }
 
 const chosen = process.argv.slice(2);
-console.log(`WAL per processed no-op task (without full-page images), ${TASKS} tasks drained 24 at a time`);
+console.log(
+  ON_PGLITE
+    ? `PGlite in memory${process.env.BENCH_PGLITE_OPTIMIZE ? ' (optimised)' : ''}: the drain's rate, ${TASKS} tasks drained 24 at a time`
+    : `WAL per processed no-op task (without full-page images) and the drain's rate, ${TASKS} tasks drained 24 at a time`,
+);
 for (const layout of LAYOUTS.filter((l) => chosen.length === 0 || chosen.includes(l.name))) await measure(layout);
 process.exit(0);
