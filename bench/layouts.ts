@@ -25,12 +25,16 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
-import pg from 'pg';
+import { pglitePool } from '../src/db/pglitePool.js';
+import { openPgPool, type SqlPool, statement } from '../src/db/SqlPool.js';
+import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
 import { root } from '../test/support/chronographProcess.js';
 import { scratchDatabase } from './support.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 5000);
 const ON_PGLITE = process.env.BENCH_LAYOUTS_DB === 'pglite';
+// Before PGlite's module is compiled, as Chronograph sets it (pgliteCompiler in src/db/Database.ts).
+if (ON_PGLITE) v8.setFlagsFromString(process.env.BENCH_PGLITE_OPTIMIZE ? '--no-liftoff-only' : '--liftoff-only');
 /** A worker id as the scheduler's (host name and process id): it is written to the task, the run and the event message. */
 const WORKER = `'${hostname().replaceAll("'", "''")}-${process.pid}'`;
 
@@ -324,44 +328,41 @@ function completeSql({ state, foldedRuns, runAtEnd }: Layout): string {
     SELECT count(*) FROM t, (SELECT count(*) FROM run) r, (SELECT count(*) FROM l) ll`;
 }
 
-/** What the measurement needs of a database connection: statements (named ones prepared), and its end. */
-interface Connection {
-  exec(sql: string): Promise<void>;
-  query<Row>(statement: string | { name: string; text: string }, values?: unknown[]): Promise<Row[]>;
+/**
+ * A scratch database as Chronograph reaches it: a session for the set-up scripts and the measurement's
+ * own queries, and the hot path's pool for the drain, whose claim and completion run as prepared
+ * statements (named on PostgreSQL, PGlite's prepared statements on PGlite: src/db/pglitePool.ts).
+ */
+interface Scratch {
+  session: SqlSession;
+  pool: SqlPool;
   close(): Promise<void>;
 }
 
-async function postgres(): Promise<Connection> {
+async function postgres(): Promise<Scratch> {
   const db = await scratchDatabase();
-  const c = new pg.Client({ connectionString: db.url });
-  await c.connect();
+  const session = await openPgSession(db.url);
+  const pool = await openPgPool(db.url, { max: 1 });
   return {
-    exec: async (sql) => void (await c.query(sql)),
-    query: async <Row>(statement: string | { name: string; text: string }, values?: unknown[]) =>
-      (await c.query(typeof statement === 'string' ? { text: statement, values } : { ...statement, values })).rows as Row[],
+    session,
+    pool,
     close: async () => {
-      await c.end();
+      await pool.close();
+      await session.close();
       await db.drop();
     },
   };
 }
 
-async function pglite(): Promise<Connection> {
-  // Before PGlite's module is compiled (see pgliteCompiler in src/db/Database.ts).
-  v8.setFlagsFromString(process.env.BENCH_PGLITE_OPTIMIZE ? '--no-liftoff-only' : '--liftoff-only');
+async function pglite(): Promise<Scratch> {
   const { PGlite } = await import('@electric-sql/pglite');
   const db = await PGlite.create('memory://');
-  return {
-    exec: async (sql) => void (await db.exec(sql)),
-    // PGlite prepares every statement it runs with parameters; it has no named ones.
-    query: async <Row>(statement: string | { name: string; text: string }, values?: unknown[]) =>
-      (await db.query<Row>(typeof statement === 'string' ? statement : statement.text, values)).rows,
-    close: () => db.close(),
-  };
+  return { session: pgliteSession(db), pool: pglitePool(db), close: () => db.close() };
 }
 
 async function measure(layout: Layout): Promise<void> {
-  const c = ON_PGLITE ? await pglite() : await postgres();
+  const scratch = ON_PGLITE ? await pglite() : await postgres();
+  const c = scratch.session;
   try {
     const migrations = path.join(root, 'prisma', 'migrations');
     for (const dir of readdirSync(migrations)
@@ -389,14 +390,14 @@ async function measure(layout: Layout): Promise<void> {
     await c.exec('CHECKPOINT');
     await c.exec('VACUUM ANALYZE');
     const from = ON_PGLITE ? '' : (await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn() AS lsn'))[0]!.lsn;
-    const claim = { name: 'claim', text: claimSql(layout) };
-    const complete = { name: 'complete', text: completeSql(layout) };
+    const claim = statement('layout_claim', claimSql(layout));
+    const complete = statement('layout_complete', completeSql(layout));
     let done = 0;
     const started = performance.now();
     for (;;) {
-      const rows = await c.query<{ id: string; locked_run_id: string }>(claim);
+      const rows = await scratch.pool.query<{ id: string; locked_run_id: string }>(claim);
       if (rows.length === 0) break;
-      await c.query(complete, [rows.map((r) => r.id), rows.map((r) => r.locked_run_id)]);
+      await scratch.pool.query(complete, [rows.map((r) => r.id), rows.map((r) => r.locked_run_id)]);
       done += rows.length;
     }
     const rate = `${Math.round(done / ((performance.now() - started) / 1000))
@@ -423,7 +424,7 @@ async function measure(layout: Layout): Promise<void> {
       }
     }
   } finally {
-    await c.close();
+    await scratch.close();
   }
 }
 
