@@ -9,6 +9,8 @@ import { authConfigProblem, type Config, ConfigError } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
 import { type Database, databaseOptions, openDatabase, type QueryEvent } from './db/Database.js';
+import { MigrationError } from './db/migrate.js';
+import { SchemaWatch } from './db/SchemaWatch.js';
 import { ChronographError } from './errors.js';
 import { TaskEventStream } from './events/TaskEventStream.js';
 import { createWsServer, type WsServer } from './graphql/createWsServer.js';
@@ -92,6 +94,15 @@ export class Chronograph {
   readonly authenticator: Authenticator;
   /** Ends subscriptions whose credential is revoked or expires. */
   readonly credentials: CredentialWatch;
+  /** Stops this instance when a newer Chronograph applies a breaking migration to its database. */
+  private readonly schemaWatch: SchemaWatch;
+  /**
+   * Resolves with the breaking migrations a newer Chronograph applied to the database, once this
+   * instance has seen them; it is then stopping (`stop()`), since its statements may no longer fit the
+   * tables. `npm start` then exits with EXIT_OUTDATED. Never rejects.
+   */
+  readonly outdated: Promise<string[]>;
+  private outdatedBy?: string[];
   /** Platform templates bound to tenants. */
   readonly bindings: TemplateBindingSvc;
   /** Deletes (and archives) old history: HISTORY_RETENTION_DAYS, tenants' own settings, pruneHistory. */
@@ -128,6 +139,12 @@ export class Chronograph {
     this.apiKeys = new ApiKeySvc({ prisma: db.prisma, tenants: this.tenantSvc, logger: logger.child({ component: 'auth' }), now });
     this.authenticator = new Authenticator(config, this.apiKeys, logger.child({ component: 'auth' }));
     this.credentials = new CredentialWatch(db, db.prisma, logger.child({ component: 'auth' }));
+    let outdated!: (migrations: string[]) => void;
+    this.outdated = new Promise((resolve) => (outdated = resolve));
+    this.schemaWatch = new SchemaWatch(db, db.prisma, logger.child({ component: 'migrations' }), (migrations) => {
+      this.outdatedBy = migrations;
+      outdated(migrations);
+    });
     this.bindings = new TemplateBindingSvc({ prisma: db.prisma, handlers: this.handlers, now });
     this.history = new HistoryPruner({
       prisma: db.prisma,
@@ -204,6 +221,9 @@ export class Chronograph {
     try {
       // The heartbeat thread (PostgreSQL) starts while the rest loads: Prisma's first query, app modules.
       if (config.SCHEDULER_ENABLED) app.scheduler.warmUp();
+      // Before anything claims a task: a breaking migration applied since this instance's own migrations ran is seen here.
+      await app.schemaWatch.start();
+      if (app.outdatedBy) throw new MigrationError(outdatedMessage(app.outdatedBy));
       await app.credentials.start();
       registerBuiltinHandlers(app.handlers);
       registerHttpHandlers(app.handlers, {
@@ -216,9 +236,14 @@ export class Chronograph {
       await app.loadTemplateFiles();
       if (config.SCHEDULER_ENABLED) await app.scheduler.start();
       app.history.start(config.HISTORY_PRUNE_INTERVAL_MS);
+      void app.outdated.then((migrations) => {
+        logger.fatal({ migrations }, `${outdatedMessage(migrations)}; this instance stops`);
+        void app.stop();
+      });
     } catch (error) {
       await app.scheduler.stop(0);
       await app.credentials.stop();
+      await app.schemaWatch.stop();
       await db.close();
       throw error;
     }
@@ -258,6 +283,7 @@ export class Chronograph {
   async listen(port = this.config.PORT, host = this.config.HOST): Promise<{ port: number; url: string }> {
     const problem = authConfigProblem(this.config, host);
     if (problem) throw new ConfigError([problem]);
+    if (this.stopping) throw new Error('Chronograph is stopping: it does not listen any more');
     const graphql: RequestListener = (request, response) => {
       if (this.stopping) return refuseWhileStopping(request, response);
       // An answer that its client does not take sits in memory: one not delivered by the end of the
@@ -350,6 +376,7 @@ export class Chronograph {
     }
     await this.history.stop();
     await this.credentials.stop();
+    await this.schemaWatch.stop();
     await this.db.close();
     this.logger.info('Chronograph stopped');
   }
@@ -383,4 +410,8 @@ export class Chronograph {
       if (upserted || removed.length) this.logger.info({ tenantId, upserted, removed }, 'loaded template files');
     }
   }
+}
+
+function outdatedMessage(migrations: string[]): string {
+  return `a newer Chronograph applied breaking migration${migrations.length > 1 ? 's' : ''} ${migrations.join(', ')} to the database, which this version does not have: run the newer version`;
 }

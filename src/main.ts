@@ -55,29 +55,40 @@ async function main() {
   }
 
   let stopping = false;
-  const shutdown = (signal: NodeJS.Signals) => {
+  /** Stops the instance and exits with `code`: 0 on a signal, EXIT_OUTDATED when a newer version took over the database. */
+  const shutdown = (why: NodeJS.Signals | 'outdated', code: number) => {
     if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
+      if (why === 'outdated') return; // a signal's shutdown is under way
+      logger.warn({ signal: why }, 'second signal: exiting now');
       process.exit(1);
     }
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    if (why !== 'outdated') logger.info({ signal: why }, 'shutting down');
     // However the shutdown goes (a client that never drains, a database that hangs), the process ends.
     setTimeout(() => {
       logger.error({ graceMs: config.SHUTDOWN_GRACE_MS }, 'shutdown did not finish within SHUTDOWN_GRACE_MS + 1 s; exiting');
       process.exit(1);
     }, config.SHUTDOWN_GRACE_MS + 1000).unref();
     app.stop().then(
-      () => process.exit(0),
+      () => process.exit(code),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
         process.exit(1);
       },
     );
   };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', (signal) => shutdown(signal, 0));
+  process.on('SIGTERM', (signal) => shutdown(signal, 0));
+  // The instance stops itself (Chronograph's `outdated`, logged there); the process ends with it.
+  void app.outdated.then(() => shutdown('outdated', EXIT_OUTDATED));
 }
+
+/**
+ * The exit code of an instance that stopped because a newer Chronograph applied a breaking migration to
+ * its database (EX_TEMPFAIL): not a crash of this version, and restarting it cannot help (it refuses to
+ * start on that database); the newer version is what should run.
+ */
+const EXIT_OUTDATED = 75;
 
 /** The app's compiled modules when APP_DIR holds TypeScript (src/boot/compileApp.ts), else undefined. */
 async function loadApp(config: Config, logger: ReturnType<typeof createLogger>): Promise<CompiledApp | undefined> {

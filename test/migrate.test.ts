@@ -1,8 +1,17 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type Migration, MigrationError, migrate, readMigrations } from '../src/db/migrate.js';
+import {
+  BREAKING_MIGRATIONS_TABLE,
+  isBreaking,
+  MIGRATED_CHANNEL,
+  type Migration,
+  MigrationError,
+  migrate,
+  readMigrations,
+} from '../src/db/migrate.js';
 import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
 import { type BackendName, backends, createTestDatabase, newPglite, type TestDatabase } from './support/testApp.js';
+import { waitFor } from './support/waitFor.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -73,6 +82,51 @@ describe.each(backends)('migrations (%s)', (backend) => {
     const tables = await session.query(`SELECT 1 FROM information_schema.tables WHERE table_name = 'half_done'`);
     expect(tables).toEqual([]);
     expect(await session.query('SELECT 1 FROM "_prisma_migrations"')).toEqual([]);
+  });
+
+  it('records a breaking migration (its own line says so), and no other, for the instances of earlier versions', async () => {
+    const { session } = await fresh();
+    const files = await readMigrations();
+    const newer = (name: string, sql: string): Migration => ({ name, sql, checksum: 'b'.repeat(64) });
+    await migrate(session, logger, [
+      ...files,
+      newer(
+        '29991231000000_breaking',
+        '-- Drops what the previous version reads.\r\n--   chronograph:  breaking\r\nCREATE TABLE breaking_one (id int);',
+      ),
+      newer(
+        '29991231000001_compatible',
+        '-- Not breaking: -- chronograph: breaking only counts on a line of its own.\nCREATE TABLE compatible_one (id int);',
+      ),
+    ]);
+    expect(await session.query(`SELECT migration_name FROM "${BREAKING_MIGRATIONS_TABLE}"`)).toEqual([
+      { migration_name: '29991231000000_breaking' },
+    ]);
+    expect(files.filter((m) => isBreaking(m.sql))).toEqual([]); // none of the shipped ones is breaking yet
+  });
+
+  it('a breaking migration that fails is not recorded', async () => {
+    const { session } = await fresh();
+    const broken: Migration = {
+      name: '20000101000000_broken',
+      sql: '-- chronograph: breaking\nSELECT no_such_function();',
+      checksum: 'c'.repeat(64),
+    };
+    await expect(migrate(session, logger, [broken])).rejects.toThrow(/rolled back/);
+    expect(await session.query(`SELECT 1 FROM "${BREAKING_MIGRATIONS_TABLE}"`)).toEqual([]);
+  });
+
+  it.runIf(backend === 'postgres')('announces each migration by name when it commits', async () => {
+    const { database, session } = await fresh();
+    const listener = await openPgSession(database.url!);
+    cleanup.push(() => listener.close());
+    const heard: string[] = [];
+    listener.client.on('notification', (n) => n.channel === MIGRATED_CHANNEL && heard.push(n.payload ?? ''));
+    await listener.query(`LISTEN ${MIGRATED_CHANNEL}`);
+    const files = await readMigrations();
+    await migrate(session, logger, files);
+    await waitFor(() => heard.length === files.length, { what: 'every migration announced' });
+    expect(heard).toEqual(files.map((m) => m.name));
   });
 
   it.runIf(backend === 'postgres')('lets several instances start at once against one database', async () => {

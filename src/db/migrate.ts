@@ -113,6 +113,36 @@ export interface Migration {
   checksum: string;
 }
 
+/**
+ * The line that makes a migration *breaking*: one that instances of earlier versions must not keep
+ * working beside. A migration is written to be compatible with the version before it (a rolling deploy
+ * runs both for a while) unless it says so on a line of its own:
+ *
+ *     -- chronograph: breaking
+ *
+ * Applying one records it (BREAKING_MIGRATIONS_TABLE) in its own transaction, and every running instance
+ * of a version that does not have it stops on seeing it (src/db/SchemaWatch.ts). What a breaking migration
+ * changes must make an earlier version's statements fail, never mean something else to them: an instance
+ * may run a few statements between the migration's commit and its own stop.
+ */
+export function isBreaking(sql: string): boolean {
+  return /^--[ \t]*chronograph:[ \t]*breaking[ \t]*\r?$/m.test(sql);
+}
+
+/** Where applied breaking migrations are recorded (by name), for instances that do not know them. */
+export const BREAKING_MIGRATIONS_TABLE = 'chronograph_breaking_migrations';
+
+/** NOTIFY channel on which each applied migration is announced by name, when its transaction commits. */
+export const MIGRATED_CHANNEL = 'chronograph_migrated';
+
+let shipped: Promise<ReadonlySet<string>> | undefined;
+
+/** The names of the migrations this version ships (read once per process). */
+export function shippedMigrationNames(): Promise<ReadonlySet<string>> {
+  shipped ??= readMigrations().then((ms) => new Set(ms.map((m) => m.name)));
+  return shipped;
+}
+
 export class MigrationError extends Error {
   constructor(message: string) {
     super(message);
@@ -145,7 +175,8 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
  * working meanwhile: a migration waits for their locks briefly at a time, and is tried again whole when it
  * gives up or ends up in a deadlock with them (MigrateOptions). A database that has a migration this code
  * does not know (it is ahead of the code), or whose recorded checksum differs from the file, is refused
- * before anything runs.
+ * before anything runs. Each migration is announced on MIGRATED_CHANNEL when it commits, and a breaking
+ * one (isBreaking) recorded in BREAKING_MIGRATIONS_TABLE, for the instances already running.
  */
 export async function migrate(
   session: SqlSession,
@@ -169,6 +200,10 @@ export async function migrate(
       "rolled_back_at" TIMESTAMPTZ,
       "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
       "applied_steps_count" INTEGER NOT NULL DEFAULT 0
+    )`);
+    await session.exec(`CREATE TABLE IF NOT EXISTS "${BREAKING_MIGRATIONS_TABLE}" (
+      "migration_name" VARCHAR(255) PRIMARY KEY NOT NULL,
+      "applied_at" TIMESTAMPTZ NOT NULL DEFAULT now()
     )`);
     const applied = await session.query<{ migration_name: string; checksum: string }>(
       `SELECT migration_name, checksum FROM "_prisma_migrations"
@@ -210,6 +245,10 @@ export async function migrate(
              VALUES (gen_random_uuid()::text, $1, $2, $3, now(), 1)`,
             [migration.checksum, migration.name, new Date(started)],
           );
+          if (isBreaking(migration.sql)) {
+            await session.query(`INSERT INTO "${BREAKING_MIGRATIONS_TABLE}" (migration_name) VALUES ($1)`, [migration.name]);
+          }
+          await session.query('SELECT pg_notify($1, $2)', [MIGRATED_CHANNEL, migration.name]);
           await session.exec('COMMIT');
           break;
         } catch (error) {
@@ -230,7 +269,7 @@ export async function migrate(
           throw new MigrationError(`Migration ${migration.name} failed and was rolled back${tries}: ${(error as Error).message}`);
         }
       }
-      logger.info({ migration: migration.name, ms: Date.now() - started }, 'applied migration');
+      logger.info({ migration: migration.name, ms: Date.now() - started, breaking: isBreaking(migration.sql) }, 'applied migration');
     }
     return pending.map((m) => m.name);
   } finally {

@@ -1,5 +1,5 @@
 import type { Database } from '../db/Database.js';
-import { readMigrations } from '../db/migrate.js';
+import { shippedMigrationNames } from '../db/migrate.js';
 import type { Scheduler } from '../scheduler/Scheduler.js';
 import { appliedMigrationNames, pingDatabase } from './sql.js';
 
@@ -27,8 +27,6 @@ export interface Readiness {
 /** How long the database may take to answer a probe before the instance counts as not ready. */
 const PROBE_TIMEOUT_MS = 2_000;
 
-let expectedMigrations: Promise<string[]> | undefined;
-
 /**
  * Whether this instance can do its job right now: the database answers within PROBE_TIMEOUT_MS, every
  * migration this code ships is applied (a database restored from an old backup is not), the LISTEN
@@ -42,15 +40,12 @@ export async function checkReadiness(source: ReadinessSource): Promise<Readiness
   let migrations: Readiness['checks']['migrations'];
   try {
     const [applied, wanted] = await withTimeout(
-      Promise.all([
-        pingDatabase(db.prisma).then(() => appliedMigrationNames(db.prisma)),
-        (expectedMigrations ??= readMigrations().then((ms) => ms.map((m) => m.name))),
-      ]),
+      Promise.all([pingDatabase(db.prisma).then(() => appliedMigrationNames(db.prisma)), shippedMigrationNames()]),
       PROBE_TIMEOUT_MS,
     );
     database = { ok: true, ms: Math.round(performance.now() - started) };
     const done = new Set(applied);
-    const pending = wanted.filter((name) => !done.has(name));
+    const pending = [...wanted].filter((name) => !done.has(name));
     migrations = pending.length ? { ok: false, pending } : { ok: true };
   } catch (error) {
     const message = error instanceof Error ? error.message.split('\n').filter(Boolean).at(-1)!.trim() : String(error);
