@@ -20,7 +20,8 @@
 // indexes these tasks touch (the due, running, unique-key and status indexes) to the narrow table; the
 // others that name `status` (fire, next-run, date-field and binding keys, all partial) are dropped, not
 // rebuilt there. None of them would get an entry for these tasks (API tasks, claimed and completed), but
-// a real migration has to keep them, and the narrow table needs their columns.
+// a real migration has to keep them, and the narrow table needs their columns: the `complete-*` layouts
+// do (completeState), with everything else the product needs of the state table.
 import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
@@ -53,6 +54,10 @@ interface Layout {
   runAtEnd?: boolean;
   /** A query answering `ok` (boolean) after the drain: that what the layout keeps beside the tasks is right. */
   check?: string;
+  /** How task_state or task_live gets the inserted tasks' state, when not from the columns every layout has. */
+  fill?: string;
+  /** More of the completion's SET on task_state. */
+  completeSet?: string;
 }
 
 const STATUS_INDEXES = [
@@ -137,6 +142,94 @@ const FLOOR = [
   `CREATE INDEX ON task_state (tenant_id) WHERE status = 'RUNNING'`,
 ];
 
+/**
+ * Task counts by tenant and status kept by statement-level triggers on task_state from their transition
+ * tables, so a claim or completion of 24 tasks moves two counters once, not 24 index entries. Each backend
+ * writes to its own shard of the counters (pid % 16), so that concurrent claims do not queue on one row; a
+ * read sums the shards.
+ */
+const STATUS_COUNTS = [
+  `CREATE TABLE task_status_count (tenant_id text NOT NULL, status "TaskStatus" NOT NULL, shard int NOT NULL,
+       n bigint NOT NULL, PRIMARY KEY (tenant_id, status, shard))`,
+  ...['INSERT', 'UPDATE', 'DELETE'].flatMap((event) => {
+    const rows = [
+      ...(event === 'DELETE' ? [] : ['SELECT tenant_id, status, 1 AS d FROM new_rows']),
+      ...(event === 'INSERT' ? [] : ['SELECT tenant_id, status, -1 FROM old_rows']),
+    ].join(' UNION ALL ');
+    const fn = `task_state_count_${event.toLowerCase()}`;
+    return [
+      `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+             INSERT INTO task_status_count (tenant_id, status, shard, n)
+             SELECT tenant_id, status, pg_backend_pid() % 16, sum(d) FROM (${rows}) x GROUP BY tenant_id, status HAVING sum(d) <> 0
+             ON CONFLICT (tenant_id, status, shard) DO UPDATE SET n = task_status_count.n + excluded.n;
+             RETURN NULL; END $$`,
+      `CREATE TRIGGER ${fn} AFTER ${event} ON task_state REFERENCING ${event === 'DELETE' ? '' : 'NEW TABLE AS new_rows'}${event === 'UPDATE' ? ' ' : ''}${event === 'INSERT' ? '' : 'OLD TABLE AS old_rows'}
+             FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`,
+    ];
+  }),
+];
+
+/** The check that the counters agree with the tasks (STATUS_COUNTS). */
+const COUNTS_CHECK = `SELECT bool_and(coalesce(s.n, 0) = coalesce(c.n, 0)) AS ok
+              FROM (SELECT tenant_id, status, count(*) AS n FROM task_state GROUP BY 1, 2) s
+              FULL JOIN (SELECT tenant_id, status, sum(n) AS n FROM task_status_count GROUP BY 1, 2 HAVING sum(n) <> 0) c USING (tenant_id, status)`;
+
+/**
+ * What floor+status-counts leaves out that the product needs, for the `complete-*` layouts:
+ * - the columns a completion or a recovery writes besides the lease (occurrence_at, last_error,
+ *   last_run_abandoned; revision, which an edit writes and a completion compares) in task_state, or the
+ *   completion would write `task` as well;
+ * - the global next-due index (task_next_run_at_idx) beside the per-tenant one;
+ * - the task list's filter by a status other than the due, running and succeeded ones: a partial index of
+ *   the rare statuses (a succeeded task, the usual end of a run, gets no entry; the list filtered by
+ *   SUCCEEDED reads the tenant's tasks newest first, most of them succeeded);
+ * - a run found by its id through its RUNNING event; a tenant's runs listed through task_event's
+ *   (tenant_id, id), in id order (start order), filtering the RUNNING events;
+ * - the indexes whose predicates name the status (live unique key, date-field and binding live keys,
+ *   fire): `narrow` = false moves them to task_state with the columns they read; `narrow` = true keeps
+ *   live keys in a table of their own, a row per task that has one, and marks the fired tasks by a flag.
+ */
+function completeState(narrow: boolean): string[] {
+  const live = `status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')`;
+  return [
+    ...STATUS_INDEXES,
+    `CREATE TABLE task_state (task_id uuid PRIMARY KEY REFERENCES task(id) ON DELETE CASCADE, tenant_id text NOT NULL,
+     status "TaskStatus" NOT NULL, priority int NOT NULL, next_run_at timestamptz(3), occurrence_at timestamptz(3),
+     attempts int NOT NULL DEFAULT 0, run_count int NOT NULL DEFAULT 0, last_error text,
+     last_run_abandoned boolean NOT NULL DEFAULT false, revision int NOT NULL DEFAULT 0, locked_by text,
+     locked_until timestamptz(3), locked_run_id uuid, updated_at timestamptz(3), ${
+       narrow
+         ? 'fired boolean NOT NULL DEFAULT false'
+         : `unique_key text, template_id uuid, source "TaskSource" NOT NULL DEFAULT 'API', source_row_id text, parent_id uuid,
+            binding_id uuid, overlap_policy "OverlapPolicy" NOT NULL DEFAULT 'SKIP', repeat_type "RepeatType" NOT NULL DEFAULT 'ONCE'`
+     })`,
+    `CREATE INDEX task_state_due_idx ON task_state (tenant_id, priority DESC, next_run_at) WHERE status IN ('SCHEDULED', 'RETRYING')`,
+    `CREATE INDEX task_state_next_run_at_idx ON task_state (next_run_at) WHERE status IN ('SCHEDULED', 'RETRYING')`,
+    `CREATE INDEX task_state_running_idx ON task_state (tenant_id) WHERE status = 'RUNNING'`,
+    `CREATE INDEX task_state_rare_idx ON task_state (tenant_id, status) WHERE status IN ('FAILED', 'FORCED_END', 'CANCELLED', 'PAUSED')`,
+    ...(narrow
+      ? [
+          `CREATE INDEX task_state_fire_idx ON task_state (next_run_at) WHERE status = 'SCHEDULED' AND fired`,
+          'CREATE TABLE task_live_key (key text PRIMARY KEY, task_id uuid NOT NULL)',
+        ]
+      : [
+          `CREATE INDEX task_state_fire_idx ON task_state (next_run_at) WHERE status = 'SCHEDULED' AND overlap_policy = 'ALLOW' AND repeat_type IN ('CRON', 'INTERVAL')`,
+          `CREATE UNIQUE INDEX task_state_unique_key ON task_state (tenant_id, unique_key) WHERE unique_key IS NOT NULL AND ${live}`,
+          `CREATE UNIQUE INDEX task_state_date_field_key ON task_state (tenant_id, template_id, source_row_id) WHERE source = 'DATE_FIELD' AND parent_id IS NULL AND ${live}`,
+          `CREATE UNIQUE INDEX task_state_binding_key ON task_state (binding_id) WHERE binding_id IS NOT NULL AND ${live}`,
+        ]),
+    ...FOLD_RUNS,
+    'CREATE INDEX task_event_run_started_idx ON task_event (run_id) WHERE attempt IS NOT NULL',
+    ...STATUS_COUNTS,
+  ];
+}
+/** complete-wide's copy of the tasks' state. */
+const STATE_FILL_WIDE = `INSERT INTO task_state (task_id, tenant_id, status, priority, next_run_at, unique_key, template_id, source,
+  source_row_id, parent_id, binding_id, overlap_policy, repeat_type)
+  SELECT id, tenant_id, status, priority, next_run_at, unique_key, template_id, source, source_row_id, parent_id, binding_id, overlap_policy, repeat_type FROM task`;
+/** What the `complete-*` completions set besides the lease and the status (as the scheduler's completion does on task today). */
+const COMPLETE_SET = ', occurrence_at = NULL, last_error = NULL, last_run_abandoned = false';
+
 const LAYOUTS: Layout[] = [
   { name: 'current', what: 'the schema as migrated today', setup: [], state: 'task', foldedRuns: false },
   {
@@ -214,38 +307,49 @@ const LAYOUTS: Layout[] = [
   },
   {
     // What taskStats (a tenant's tasks by status) and quota counts would read once no index covers every
-    // task by status: counts per tenant and status kept by statement-level triggers from their transition
-    // tables, so a claim or completion of 24 tasks moves two counters once, not 24 index entries. Each
-    // backend writes to its own shard of the counters (pid % 16), so that concurrent claims do not queue
-    // on one row; a read sums the shards.
+    // task by status (STATUS_COUNTS).
     name: 'floor+status-counts',
     what: 'floor, with task counts by tenant and status kept by statement triggers in sharded counters',
-    setup: [
-      ...FLOOR,
-      `CREATE TABLE task_status_count (tenant_id text NOT NULL, status "TaskStatus" NOT NULL, shard int NOT NULL,
-       n bigint NOT NULL, PRIMARY KEY (tenant_id, status, shard))`,
-      ...['INSERT', 'UPDATE', 'DELETE'].flatMap((event) => {
-        const rows = [
-          ...(event === 'DELETE' ? [] : ['SELECT tenant_id, status, 1 AS d FROM new_rows']),
-          ...(event === 'INSERT' ? [] : ['SELECT tenant_id, status, -1 FROM old_rows']),
-        ].join(' UNION ALL ');
-        const fn = `task_state_count_${event.toLowerCase()}`;
-        return [
-          `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-             INSERT INTO task_status_count (tenant_id, status, shard, n)
-             SELECT tenant_id, status, pg_backend_pid() % 16, sum(d) FROM (${rows}) x GROUP BY tenant_id, status HAVING sum(d) <> 0
-             ON CONFLICT (tenant_id, status, shard) DO UPDATE SET n = task_status_count.n + excluded.n;
-             RETURN NULL; END $$`,
-          `CREATE TRIGGER ${fn} AFTER ${event} ON task_state REFERENCING ${event === 'DELETE' ? '' : 'NEW TABLE AS new_rows'}${event === 'UPDATE' ? ' ' : ''}${event === 'INSERT' ? '' : 'OLD TABLE AS old_rows'}
-             FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`,
-        ];
-      }),
-    ],
+    setup: [...FLOOR, ...STATUS_COUNTS],
     state: 'state',
     foldedRuns: true,
-    check: `SELECT bool_and(coalesce(s.n, 0) = coalesce(c.n, 0)) AS ok
-              FROM (SELECT tenant_id, status, count(*) AS n FROM task_state GROUP BY 1, 2) s
-              FULL JOIN (SELECT tenant_id, status, sum(n) AS n FROM task_status_count GROUP BY 1, 2 HAVING sum(n) <> 0) c USING (tenant_id, status)`,
+    check: COUNTS_CHECK,
+  },
+  {
+    // floor+status-counts with everything the product would still need of it (completeState): the
+    // state table holds every column a run writes, and the partial unique and fire indexes (their
+    // predicates name the status) move there with the columns they read.
+    name: 'complete-wide',
+    what: 'floor+status-counts with every column a run writes in task_state, and every index that names the status moved there',
+    setup: completeState(false),
+    fill: STATE_FILL_WIDE,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+    check: COUNTS_CHECK,
+  },
+  {
+    // The same, with the live-key indexes replaced by a table of live keys (a row only for a task with a
+    // unique key, a date field's record or a binding: none here) and the fire index by a flag.
+    name: 'complete-narrow',
+    what: 'complete-wide with live keys in a table of their own and the fire index on a flag: task_state stays narrow',
+    setup: completeState(true),
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+    check: COUNTS_CHECK,
+  },
+  {
+    // Room on task_state's pages for a task's new versions: an update that stays on its page writes no
+    // lock record and only the changed middle of the row (the state rows are narrow, so the room costs
+    // little: 5,000 tasks' state is about 0.6 MB at the default fillfactor).
+    name: 'complete-narrow-ff50',
+    what: 'complete-narrow with task_state at fillfactor 50',
+    setup: [...completeState(true), 'ALTER TABLE task_state SET (fillfactor = 50)'],
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+    check: COUNTS_CHECK,
   },
   {
     name: 'spec',
@@ -306,12 +410,12 @@ function claimSql({ state, foldedRuns, runAtEnd }: Layout): string {
     SELECT id, locked_run_id FROM c CROSS JOIN (SELECT count(*) FROM r) x${state === 'live' ? ' CROSS JOIN (SELECT count(*) FROM l) y' : ''}`;
 }
 
-function completeSql({ state, foldedRuns, runAtEnd }: Layout): string {
+function completeSql({ state, foldedRuns, runAtEnd, completeSet = '' }: Layout): string {
   const input = 'i AS (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS x(task_id, run_id))';
   const ended = `status = 'SUCCEEDED', next_run_at = NULL, run_count = run_count + 1, locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()`;
   const table = state === 'state' ? 'task_state' : 'task';
   const key = state === 'state' ? 'task_id' : 'id';
-  const t = `t AS (UPDATE ${table} SET ${ended}${state === 'state' ? '' : ', last_error = NULL, last_run_abandoned = false'}
+  const t = `t AS (UPDATE ${table} SET ${ended}${state === 'state' ? completeSet : ', last_error = NULL, last_run_abandoned = false'}
        FROM i WHERE ${table}.${key} = i.task_id AND ${table}.locked_run_id = i.run_id AND ${table}.status = 'RUNNING'
        RETURNING ${table}.${key} AS id, ${table}.tenant_id, i.run_id, ${table}.attempts)`;
   const live = state === 'live' ? 'l AS (DELETE FROM task_live USING t WHERE task_live.task_id = t.id RETURNING 1)' : 'l AS (SELECT 1)';
@@ -383,7 +487,8 @@ async function measure(layout: Layout): Promise<void> {
     );
     if (layout.state !== 'task') {
       await c.exec(
-        `INSERT INTO task_${layout.state} (task_id, tenant_id, status, priority, next_run_at) SELECT id, tenant_id, status, priority, next_run_at FROM task`,
+        layout.fill ??
+          `INSERT INTO task_${layout.state} (task_id, tenant_id, status, priority, next_run_at) SELECT id, tenant_id, status, priority, next_run_at FROM task`,
       );
     }
     for (const statement of layout.after ?? []) await c.exec(statement);
