@@ -6,6 +6,7 @@
 // then the completion of those 24 (SUCCEEDED; the run closed; the event written), all as prepared
 // statements. The figure is this database's WAL (pg_walinspect) per task, without full-page images (they
 // depend on when the last checkpoint ran); BENCH_WAL_DETAIL=1 prints it by relation and record type.
+// BENCH_LAYOUTS_DRAIN=2x50 drains with two connections at once, 50 at a time (`compare drain`'s 2 × 50).
 // Each line also gives the drain's rate (tasks/s, this one connection, statements only).
 //
 // BENCH_LAYOUTS_DB=pglite runs the same on PGlite (in memory, on V8's baseline compiler as Chronograph
@@ -33,6 +34,13 @@ import { root } from '../test/support/chronographProcess.js';
 import { scratchDatabase } from './support.js';
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 5000);
+/**
+ * BENCH_LAYOUTS_DRAIN=<workers>x<batch> (default 1x24): how many connections drain at once, each claiming
+ * up to `batch` tasks and completing them before its next claim, as `compare drain`'s 1 × 24 and 2 × 50 (there
+ * two processes of 50 slots): more runs under way at once leave less room on a page for their new versions.
+ * PostgreSQL only; PGlite has one connection.
+ */
+const [WORKERS, BATCH] = (process.env.BENCH_LAYOUTS_DRAIN ?? '1x24').split('x').map(Number) as [number, number];
 const ON_PGLITE = process.env.BENCH_LAYOUTS_DB === 'pglite';
 // Before PGlite's module is compiled, as Chronograph sets it (pgliteCompiler in src/db/Database.ts).
 if (ON_PGLITE) v8.setFlagsFromString(process.env.BENCH_PGLITE_OPTIMIZE ? '--no-liftoff-only' : '--liftoff-only');
@@ -401,7 +409,7 @@ function claimSql({ state, foldedRuns, runAtEnd }: Layout): string {
   const key = state === 'task' ? 'id' : 'task_id';
   const due = `due AS (SELECT ${key} AS id, status AS prev FROM ${from}
        WHERE tenant_id = 'default' AND status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now()
-       ORDER BY priority DESC, next_run_at LIMIT 24 FOR UPDATE SKIP LOCKED)`;
+       ORDER BY priority DESC, next_run_at LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)`;
   const lease = `locked_by = ${WORKER}, locked_run_id = gen_random_uuid(), attempts = t.attempts + 1, updated_at = now()`;
   const steps =
     state === 'task'
@@ -453,7 +461,7 @@ interface Scratch {
 async function postgres(): Promise<Scratch> {
   const db = await scratchDatabase();
   const session = await openPgSession(db.url);
-  const pool = await openPgPool(db.url, { max: 1 });
+  const pool = await openPgPool(db.url, { max: WORKERS });
   return {
     session,
     pool,
@@ -506,12 +514,15 @@ async function measure(layout: Layout, warmUp = false): Promise<void> {
     const complete = statement('layout_complete', completeSql(layout));
     let done = 0;
     const started = performance.now();
-    for (;;) {
-      const rows = await scratch.pool.query<{ id: string; locked_run_id: string }>(claim);
-      if (rows.length === 0) break;
-      await scratch.pool.query(complete, [rows.map((r) => r.id), rows.map((r) => r.locked_run_id)]);
-      done += rows.length;
-    }
+    const drain = async () => {
+      for (;;) {
+        const rows = await scratch.pool.query<{ id: string; locked_run_id: string }>(claim);
+        if (rows.length === 0) break;
+        await scratch.pool.query(complete, [rows.map((r) => r.id), rows.map((r) => r.locked_run_id)]);
+        done += rows.length;
+      }
+    };
+    await Promise.all(Array.from({ length: ON_PGLITE ? 1 : WORKERS }, drain));
     const rate = `${Math.round(done / ((performance.now() - started) / 1000))
       .toLocaleString('en-US')
       .padStart(6)} tasks/s`;
@@ -544,8 +555,8 @@ async function measure(layout: Layout, warmUp = false): Promise<void> {
 const chosen = process.argv.slice(2);
 console.log(
   ON_PGLITE
-    ? `PGlite in memory${process.env.BENCH_PGLITE_OPTIMIZE ? ' (optimised)' : ''}: the drain's rate, ${TASKS} tasks drained 24 at a time`
-    : `WAL per processed no-op task (without full-page images) and the drain's rate, ${TASKS} tasks drained 24 at a time`,
+    ? `PGlite in memory${process.env.BENCH_PGLITE_OPTIMIZE ? ' (optimised)' : ''}: the drain's rate, ${TASKS} tasks drained ${BATCH} at a time`
+    : `WAL per processed no-op task (without full-page images) and the drain's rate, ${TASKS} tasks drained ${BATCH} at a time by ${WORKERS} connection${WORKERS > 1 ? 's' : ''}`,
 );
 const layouts = LAYOUTS.filter((l) => chosen.length === 0 || chosen.includes(l.name));
 // The first drain of a process runs cold (the JIT; on PGlite its WebAssembly too) and came out up to a
