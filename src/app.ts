@@ -9,7 +9,7 @@ import { authConfigProblem, type Config, ConfigError } from './config.js';
 import { DateFieldSvc } from './dateFields/DateFieldSvc.js';
 import { ModelSvc } from './dateFields/ModelSvc.js';
 import { type Database, databaseOptions, openDatabase, type QueryEvent } from './db/Database.js';
-import { MigrationError } from './db/migrate.js';
+import { OutdatedError } from './db/migrate.js';
 import { SchemaWatch } from './db/SchemaWatch.js';
 import { ChronographError } from './errors.js';
 import { TaskEventStream } from './events/TaskEventStream.js';
@@ -99,7 +99,7 @@ export class Chronograph {
   /**
    * Resolves with the breaking migrations a newer Chronograph applied to the database, once this
    * instance has seen them; it is then stopping (`stop()`), since its statements may no longer fit the
-   * tables. `npm start` then exits with EXIT_OUTDATED. Never rejects.
+   * tables. `npm start` then exits with EXIT_OUTDATED (src/db/migrate.ts). Never rejects.
    */
   readonly outdated: Promise<string[]>;
   private outdatedBy?: string[];
@@ -223,7 +223,7 @@ export class Chronograph {
       if (config.SCHEDULER_ENABLED) app.scheduler.warmUp();
       // Before anything claims a task: a breaking migration applied since this instance's own migrations ran is seen here.
       await app.schemaWatch.start();
-      if (app.outdatedBy) throw new MigrationError(outdatedMessage(app.outdatedBy));
+      if (app.outdatedBy) throw new OutdatedError(outdatedMessage(app.outdatedBy));
       await app.credentials.start();
       registerBuiltinHandlers(app.handlers);
       registerHttpHandlers(app.handlers, {
@@ -236,11 +236,14 @@ export class Chronograph {
       await app.loadTemplateFiles();
       if (config.SCHEDULER_ENABLED) await app.scheduler.start();
       app.history.start(config.HISTORY_PRUNE_INTERVAL_MS);
+      // Seen while the rest started (the scheduler may have claimed meanwhile: the catch below hands it back).
+      if (app.outdatedBy) throw new OutdatedError(outdatedMessage(app.outdatedBy));
       void app.outdated.then((migrations) => {
         logger.fatal({ migrations }, `${outdatedMessage(migrations)}; this instance stops`);
         void app.stop();
       });
     } catch (error) {
+      await app.history.stop();
       await app.scheduler.stop(0);
       await app.credentials.stop();
       await app.schemaWatch.stop();
@@ -331,6 +334,11 @@ export class Chronograph {
       graphql,
     );
     const { server, port: bound } = await startHttpServer(listener, { host, port, requestTimeoutMs: this.config.REQUEST_TIMEOUT_MS });
+    if (this.stopping) {
+      // stop() began while the port was being bound: its shutdown did not see this server.
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw new Error('Chronograph is stopping: it does not listen any more');
+    }
     this.server = server;
     this.wsServer = createWsServer(server, this);
     const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/graphql`;

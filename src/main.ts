@@ -3,7 +3,7 @@ import type { CompiledApp } from './boot/compileApp.js';
 import { authConfigProblem, type Config, ConfigError, loadConfig } from './config.js';
 import { type Database, databaseOptions, openDatabase } from './db/Database.js';
 import { DataDirLockedError } from './db/DataDirLock.js';
-import { MigrationError } from './db/migrate.js';
+import { EXIT_OUTDATED, MigrationError, OutdatedError } from './db/migrate.js';
 import { createLogger } from './logger.js';
 import { limitHeapGrowth } from './ops/heap.js';
 
@@ -42,7 +42,6 @@ async function main() {
   try {
     const [{ Chronograph }, compiled] = await Promise.all([import('./app.js'), loadApp(config, logger)]);
     app = await Chronograph.create({ config, logger, appModuleUrl: compiled?.moduleUrl, databaseOpening: database });
-    await app.listen();
   } catch (error) {
     // Chronograph.create closes the database it was given when it fails; not when it was never called.
     await database.then((db) => db.close()).catch(() => {});
@@ -50,19 +49,30 @@ async function main() {
       logger.fatal(error.message);
       process.exit(1);
     }
+    if (error instanceof OutdatedError) {
+      logger.fatal(error.message);
+      process.exit(EXIT_OUTDATED);
+    }
     logger.fatal({ err: error }, error instanceof MigrationError ? 'database migration refused' : 'Chronograph could not start');
     process.exit(1);
   }
 
-  let stopping = false;
-  /** Stops the instance and exits with `code`: 0 on a signal, EXIT_OUTDATED when a newer version took over the database. */
-  const shutdown = (why: NodeJS.Signals | 'outdated', code: number) => {
-    if (stopping) {
-      if (why === 'outdated') return; // a signal's shutdown is under way
+  /** The stop under way: the exit code it ends with, and the signals received since it began. */
+  let stop: { code: number; signals: number } | undefined;
+  const shutdown = (why: NodeJS.Signals | 'outdated') => {
+    if (stop) {
+      if (why === 'outdated') return; // a signal's stop is under way; it ends with 0
+      // An orchestrator replacing an instance that already stops on its own (outdated) sends it a signal:
+      // the first one joins that stop, which keeps its exit code; any further one ends the process now.
+      if (stop.code === EXIT_OUTDATED && stop.signals++ === 0) {
+        logger.info({ signal: why }, 'already stopping (a newer version migrated the database): the signal joins that stop');
+        return;
+      }
       logger.warn({ signal: why }, 'second signal: exiting now');
       process.exit(1);
     }
-    stopping = true;
+    const current = { code: why === 'outdated' ? EXIT_OUTDATED : 0, signals: 0 };
+    stop = current;
     if (why !== 'outdated') logger.info({ signal: why }, 'shutting down');
     // However the shutdown goes (a client that never drains, a database that hangs), the process ends.
     setTimeout(() => {
@@ -70,25 +80,26 @@ async function main() {
       process.exit(1);
     }, config.SHUTDOWN_GRACE_MS + 1000).unref();
     app.stop().then(
-      () => process.exit(code),
+      () => process.exit(current.code),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
         process.exit(1);
       },
     );
   };
-  process.on('SIGINT', (signal) => shutdown(signal, 0));
-  process.on('SIGTERM', (signal) => shutdown(signal, 0));
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
   // The instance stops itself (Chronograph's `outdated`, logged there); the process ends with it.
-  void app.outdated.then(() => shutdown('outdated', EXIT_OUTDATED));
+  void app.outdated.then(() => shutdown('outdated'));
+  try {
+    await app.listen();
+  } catch (error) {
+    if (stop) return; // it began to stop while binding its port (listen refuses then): that stop ends the process
+    logger.fatal({ err: error }, 'Chronograph could not start');
+    await app.db.close().catch(() => {});
+    process.exit(1);
+  }
 }
-
-/**
- * The exit code of an instance that stopped because a newer Chronograph applied a breaking migration to
- * its database (EX_TEMPFAIL): not a crash of this version, and restarting it cannot help (it refuses to
- * start on that database); the newer version is what should run.
- */
-const EXIT_OUTDATED = 75;
 
 /** The app's compiled modules when APP_DIR holds TypeScript (src/boot/compileApp.ts), else undefined. */
 async function loadApp(config: Config, logger: ReturnType<typeof createLogger>): Promise<CompiledApp | undefined> {

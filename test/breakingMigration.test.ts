@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BREAKING_MIGRATIONS_TABLE, type Migration, migrate, readMigrations } from '../src/db/migrate.js';
+import { BREAKING_MIGRATIONS_TABLE, EXIT_OUTDATED, type Migration, migrate, readMigrations } from '../src/db/migrate.js';
 import { openPgSession } from '../src/db/SqlSession.js';
 import { type ChronographProcess, freePort, post, startChronograph } from './support/chronographProcess.js';
 import { createTestDatabase, type TestDatabase, withClient } from './support/testApp.js';
@@ -13,28 +13,34 @@ import { waitFor } from './support/waitFor.js';
  * compatible migration leaves them running.
  */
 const logger = pino({ level: 'silent' });
-const EXIT_OUTDATED = 75;
 
 function newerMigration(name: string, breaking: boolean): Migration {
   const sql = `${breaking ? '-- chronograph: breaking\n' : ''}CREATE TABLE ${name.replace(/^\d+_/, '')} (id int);\n`;
   return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
 }
 
-/** Applies this version's migrations and `extra`, as a newer Chronograph starting on the database would. */
-async function applyAsNewerVersion(database: TestDatabase, extra: Migration): Promise<void> {
+/** Applies this version's migrations and `extra` (if any), as a newer Chronograph starting on the database would. */
+async function applyAsNewerVersion(database: TestDatabase, extra?: Migration): Promise<void> {
   const session = await openPgSession(database.url!);
   try {
-    await migrate(session, logger, [...(await readMigrations()), extra]);
+    await migrate(session, logger, [...(await readMigrations()), ...(extra ? [extra] : [])]);
   } finally {
     await session.close();
   }
 }
 
 async function exitCode(server: ChronographProcess, ms = 20_000): Promise<number | null> {
-  return Promise.race([
-    server.exited,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`did not exit:\n${server.output()}`)), ms)),
-  ]);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      server.exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`did not exit:\n${server.output()}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 describe.runIf(process.env.TEST_DATABASE_URL)('a newer version migrating the database of a running instance (postgres)', () => {
@@ -43,15 +49,25 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a newer version migrating the dat
     for (const fn of cleanup.splice(0).reverse()) await fn();
   });
 
-  async function running(): Promise<{ database: TestDatabase; server: ChronographProcess; port: number }> {
+  async function scratch(): Promise<TestDatabase> {
     const database = await createTestDatabase('postgres');
     cleanup.push(() => database.drop());
+    return database;
+  }
+
+  async function starting(database: TestDatabase, env: Record<string, string> = {}): Promise<{ server: ChronographProcess; port: number }> {
     const port = await freePort();
-    const server = startChronograph({ PORT: String(port), DATABASE_URL: database.url!, SHUTDOWN_GRACE_MS: '2000' });
+    const server = startChronograph({ PORT: String(port), DATABASE_URL: database.url!, SHUTDOWN_GRACE_MS: '2000', ...env });
     cleanup.push(async () => {
-      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+      if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
       await server.exited;
     });
+    return { server, port };
+  }
+
+  async function running(env: Record<string, string> = {}): Promise<{ database: TestDatabase; server: ChronographProcess; port: number }> {
+    const database = await scratch();
+    const { server, port } = await starting(database, env);
     await server.listening;
     return { database, server, port };
   }
@@ -96,5 +112,47 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a newer version migrating the dat
     expect(ended.rows.length).toBe(1);
     expect(await exitCode(server)).toBe(EXIT_OUTDATED);
     expect(server.output()).toContain('29991231000000_unheard_probe');
+  });
+  it("an orchestrator's SIGTERM during that stop joins it: the running handler gets the grace period, and the exit code stays 75", async () => {
+    const { database, server, port } = await running({ SHUTDOWN_GRACE_MS: '6000' });
+    const startTime = new Date().toISOString();
+    const created = await post(
+      port,
+      `mutation { createTimerTask(input: { fullName: "tasks.Echo", funcName: "chronograph.sleep", argDict: { ms: 3000 }, startTime: "${startTime}" }) { id } }`,
+    );
+    const id = created.data.createTimerTask.id as string;
+    await waitFor(async () => (await post(port, `{ task(id: "${id}") { status } }`)).data?.task?.status === 'RUNNING', {
+      what: 'the task to run',
+    });
+    await applyAsNewerVersion(database, newerMigration('29991231000000_breaking_probe', true));
+    await waitFor(() => server.output().includes('this instance stops'), { what: 'the instance to see the migration' });
+    server.child.kill('SIGTERM');
+    expect(await exitCode(server)).toBe(EXIT_OUTDATED);
+    expect(server.output()).toContain('the signal joins that stop');
+    // The handler finished within the grace period, and its completion was recorded (this migration breaks nothing it writes).
+    const [row] = (await withClient(database.url!, (c) => c.query(`SELECT status::text FROM task WHERE id = $1`, [id]))).rows;
+    expect(row.status).toBe('SUCCEEDED');
+  });
+
+  it('an instance that starts on a database with a breaking migration it does not have exits with 75 before it serves', async () => {
+    const database = await scratch();
+    await applyAsNewerVersion(database); // this version's own migrations
+    // Recorded, but not among _prisma_migrations (so the migration check passes): what an instance finds
+    // when a newer one migrated between its own migration check and its LISTEN.
+    await withClient(database.url!, (c) =>
+      c.query(`INSERT INTO "${BREAKING_MIGRATIONS_TABLE}" (migration_name) VALUES ('29991231000000_raced_probe')`),
+    );
+    const { server } = await starting(database);
+    expect(await exitCode(server)).toBe(EXIT_OUTDATED);
+    expect(server.output()).toContain('29991231000000_raced_probe');
+    expect(server.output()).not.toContain('Chronograph is listening');
+  });
+
+  it('an instance that starts on a database a newer version migrated exits with 75', async () => {
+    const database = await scratch();
+    await applyAsNewerVersion(database, newerMigration('29991231000000_compatible_probe', false));
+    const { server } = await starting(database);
+    expect(await exitCode(server)).toBe(EXIT_OUTDATED);
+    expect(server.output()).toMatch(/29991231000000_compatible_probe[^\n]*ahead of the code/);
   });
 });

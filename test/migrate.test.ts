@@ -102,7 +102,18 @@ describe.each(backends)('migrations (%s)', (backend) => {
     expect(await session.query(`SELECT migration_name FROM "${BREAKING_MIGRATIONS_TABLE}"`)).toEqual([
       { migration_name: '29991231000000_breaking' },
     ]);
-    expect(files.filter((m) => isBreaking(m.sql))).toEqual([]); // none of the shipped ones is breaking yet
+  });
+
+  it('reads the marker only on a line of its own, in any case, and no shipped migration has a line that merely looks like it', async () => {
+    expect(isBreaking('CREATE TABLE a (id int);\n  -- Chronograph: Breaking\n')).toBe(true);
+    expect(isBreaking('-- chronograph: breaking, but only for a while')).toBe(false);
+    expect(isBreaking('CREATE TABLE a (id int); -- chronograph: breaking')).toBe(false);
+    // A marker mistyped in a shipped migration would make a breaking migration look compatible: nothing would stop.
+    for (const m of await readMigrations()) {
+      for (const line of m.sql.split(/\r?\n/).filter((l) => /chronograph\s*:\s*break/i.test(l))) {
+        expect({ migration: m.name, line, marker: isBreaking(line) }).toEqual({ migration: m.name, line, marker: true });
+      }
+    }
   });
 
   it('a breaking migration that fails is not recorded', async () => {

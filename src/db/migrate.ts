@@ -120,14 +120,19 @@ export interface Migration {
  *
  *     -- chronograph: breaking
  *
- * Applying one records it (BREAKING_MIGRATIONS_TABLE) in its own transaction, and every running instance
- * of a version that does not have it stops on seeing it (src/db/SchemaWatch.ts). What a breaking migration
- * changes must make an earlier version's statements fail, never mean something else to them: an instance
- * may run a few statements between the migration's commit and its own stop.
+ * (leading spaces and letter case aside; nothing else on the line: test/migrate.test.ts fails on a line of
+ * a shipped migration that looks like the marker and is not). Applying one records it
+ * (BREAKING_MIGRATIONS_TABLE) in the migration's transaction, and every running instance of a version that
+ * does not have it stops on seeing it (src/db/SchemaWatch.ts). What a breaking migration changes must make
+ * an earlier version's statements fail, never mean something else to them: an instance may run a few
+ * statements between the migration's commit and its own stop.
  */
 export function isBreaking(sql: string): boolean {
-  return /^--[ \t]*chronograph:[ \t]*breaking[ \t]*\r?$/m.test(sql);
+  return BREAKING_MARKER.test(sql);
 }
+
+/** A line of its own (`$` in multiline mode also ends a line before a CR). */
+const BREAKING_MARKER = /^[ \t]*--[ \t]*chronograph:[ \t]*breaking[ \t]*$/im;
 
 /** Where applied breaking migrations are recorded (by name), for instances that do not know them. */
 export const BREAKING_MIGRATIONS_TABLE = 'chronograph_breaking_migrations';
@@ -149,6 +154,24 @@ export class MigrationError extends Error {
     this.name = 'MigrationError';
   }
 }
+
+/**
+ * The database has a migration this version does not have: a newer Chronograph migrated it (or it is
+ * another database). Running this version cannot help; `npm start` exits with EXIT_OUTDATED.
+ */
+export class OutdatedError extends MigrationError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OutdatedError';
+  }
+}
+
+/**
+ * `npm start`'s exit code when the database is ahead of this version: at start, or once running, when a
+ * newer version applied a breaking migration (src/db/SchemaWatch.ts). EX_TEMPFAIL: not a crash of this
+ * version, and restarting it cannot help; the newer version is what should run.
+ */
+export const EXIT_OUTDATED = 75;
 
 /** Reads `prisma/migrations/<timestamp>_<name>/migration.sql` folders in name (= time) order. */
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
@@ -213,7 +236,7 @@ export async function migrate(
     for (const row of applied) {
       const migration = known.get(row.migration_name);
       if (!migration) {
-        throw new MigrationError(
+        throw new OutdatedError(
           `The database has migration ${row.migration_name}, which this version of Chronograph does not ` +
             `have: the database is ahead of the code. Run a newer Chronograph, or point it at another database.`,
         );
@@ -246,7 +269,10 @@ export async function migrate(
             [migration.checksum, migration.name, new Date(started)],
           );
           if (isBreaking(migration.sql)) {
-            await session.query(`INSERT INTO "${BREAKING_MIGRATIONS_TABLE}" (migration_name) VALUES ($1)`, [migration.name]);
+            // A migration applied again after a rolled-back record (Prisma's `migrate resolve`) keeps its first record.
+            await session.query(`INSERT INTO "${BREAKING_MIGRATIONS_TABLE}" (migration_name) VALUES ($1) ON CONFLICT DO NOTHING`, [
+              migration.name,
+            ]);
           }
           await session.query('SELECT pg_notify($1, $2)', [MIGRATED_CHANNEL, migration.name]);
           await session.exec('COMMIT');

@@ -30,8 +30,10 @@ interface Manifest {
  * forgetEmptyStatistics resets at start-up.
  * 3: without the databases template0 and template1 (see TEMPLATE_DATABASES); a template of recipe 2
  * still starts a data directory, only with more files to copy.
+ * 4: with the migrator's chronograph_breaking_migrations table (src/db/migrate.ts); a template of recipe 3
+ * still starts a data directory, whose first start creates the table.
  */
-const RECIPE = 3;
+const RECIPE = 4;
 
 /**
  * initdb makes three databases; PGlite uses only `postgres`. The other two (template0 and template1,
