@@ -36,6 +36,15 @@ async function main() {
   }
   const logger = createLogger(config.LOG_LEVEL);
   limitHeapGrowth(config.HEAP_GROWTH_PERCENT);
+  // Until the instance is up, a signal ends the start at once, and says so: opening the database may wait
+  // a long time (another instance migrating, a migration retrying behind running work: src/db/migrate.ts),
+  // and a migration in progress rolls back with its connection. Nothing has been claimed or served yet.
+  const duringStart = (signal: NodeJS.Signals) => {
+    logger.warn({ signal }, 'signal while starting: exiting before the instance is up (a migration in progress rolls back)');
+    process.exit(0);
+  };
+  process.once('SIGINT', duringStart);
+  process.once('SIGTERM', duringStart);
   const database: Promise<Database> = openDatabase(databaseOptions(config, logger));
   database.catch(() => {}); // reported where it is awaited (Chronograph.create), or closed below
   let app: Chronograph;
@@ -87,6 +96,8 @@ async function main() {
       },
     );
   };
+  process.off('SIGINT', duringStart);
+  process.off('SIGTERM', duringStart);
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
   // The instance stops itself (Chronograph's `outdated`, logged there); the process ends with it.
