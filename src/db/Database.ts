@@ -8,7 +8,7 @@ import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import { makeDirectory } from '../ops/makeDirectory.js';
 import { DataDirLock } from './DataDirLock.js';
-import { migrate, readMigrations } from './migrate.js';
+import { migrate, shippedMigrations } from './migrate.js';
 import { DURABLE_START_PARAMS, syncToDisk } from './pgliteDurability.js';
 import { forgetEmptyStatistics, maintainCheckpoints, maintainStatistics, maintainVacuum, PGLITE_MAX_WAL_SIZE } from './pgliteStatistics.js';
 import { copyTemplate, dropTemplateDatabases } from './pgliteTemplate.js';
@@ -184,9 +184,9 @@ async function openPglite(
     );
   }
   let pglite: PGlite;
-  let migrations: Awaited<ReturnType<typeof readMigrations>>;
+  let migrations: Awaited<ReturnType<typeof shippedMigrations>>;
   try {
-    migrations = await readMigrations();
+    migrations = await shippedMigrations();
     // A new data directory starts as a copy of the initialised, migrated template (npm run build), not initdb.
     if (lock) await copyTemplate(dataDir, migrations, logger);
     const { PGlite } = (await drivers)[0];

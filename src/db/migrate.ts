@@ -140,12 +140,31 @@ export const BREAKING_MIGRATIONS_TABLE = 'chronograph_breaking_migrations';
 /** NOTIFY channel on which each applied migration is announced by name, when its transaction commits. */
 export const MIGRATED_CHANNEL = 'chronograph_migrated';
 
-let shipped: Promise<ReadonlySet<string>> | undefined;
+let shipped: Promise<Migration[]> | undefined;
+let shippedNames: Promise<ReadonlySet<string>> | undefined;
 
-/** The names of the migrations this version ships (read once per process). */
-export function shippedMigrationNames(): Promise<ReadonlySet<string>> {
-  shipped ??= readMigrations().then((ms) => new Set(ms.map((m) => m.name)));
+/**
+ * The migrations this version ships (MIGRATIONS_DIR), read once per process: the start's migration, the
+ * schema watch and the readiness probe share one read. A read that fails is tried again by the next caller.
+ */
+export function shippedMigrations(): Promise<Migration[]> {
+  shipped ??= readMigrations().catch((error: unknown) => {
+    shipped = undefined;
+    throw error;
+  });
   return shipped;
+}
+
+/** The names of shippedMigrations. */
+export function shippedMigrationNames(): Promise<ReadonlySet<string>> {
+  shippedNames ??= shippedMigrations().then(
+    (ms) => new Set(ms.map((m) => m.name)),
+    (error: unknown) => {
+      shippedNames = undefined;
+      throw error;
+    },
+  );
+  return shippedNames;
 }
 
 export class MigrationError extends Error {
@@ -211,7 +230,7 @@ export async function migrate(
     retryDelayMs = MIGRATION_RETRY_DELAY_MS,
   }: MigrateOptions = {},
 ): Promise<string[]> {
-  const wanted = migrations ?? (await readMigrations());
+  const wanted = migrations ?? (await shippedMigrations());
   await session.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
   try {
     await session.exec(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
