@@ -377,6 +377,27 @@ const LAYOUTS: Layout[] = [
     check: COUNTS_CHECK,
   },
   {
+    name: 'complete-wide-ff50',
+    what: 'complete-wide with task_state at fillfactor 50',
+    setup: [...completeState(false), 'ALTER TABLE task_state SET (fillfactor = 50)'],
+    fill: STATE_FILL_WIDE,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+    check: COUNTS_CHECK,
+  },
+  {
+    // The redesign's first release alone: the state table as complete-wide-ff50, runs still task_run rows.
+    name: 'state-wide-ff50',
+    what: 'complete-wide-ff50 with runs kept as task_run rows',
+    setup: [...completeState(false), 'ALTER TABLE task_state SET (fillfactor = 50)'],
+    fill: STATE_FILL_WIDE,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: false,
+    check: COUNTS_CHECK,
+  },
+  {
     name: 'spec',
     what: 'the columns a run never writes moved to a 1:1 task_spec with their indexes; task narrow, statements unchanged',
     setup: [],
