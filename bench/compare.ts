@@ -50,7 +50,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger, makeWorkerUtils, run, runMigrations } from 'graphile-worker';
 import pg from 'pg';
-import { ADMIN_URL, chronographApi, postJson, scratchDatabase } from './support.js';
+import { ADMIN_URL, chronographApi, insertTasksSql, postJson, scratchDatabase } from './support.js';
 
 // As `npm start` runs it (dist/), also in the drain's worker processes (bench/_compareWorker.ts).
 const { Chronograph, loadConfig } = await chronographApi();
@@ -117,6 +117,13 @@ async function prepareDatabase(system: System) {
 // ---- drain ----
 
 /** Queues `count` no-op jobs due in an hour. */
+/** The columns of the no-op tasks the benchmarks queue in SQL (insertTasksSql). */
+const NOOP_COLUMNS = ['id', 'template_id', 'full_name', 'task_type', 'func_name', 'start_time', 'next_run_at', 'updated_at'];
+
+/** Makes every waiting task due now, as one UPDATE of the view would, on the tables (the view's trigger updates row by row). */
+const MAKE_DUE = `WITH due AS (UPDATE task_state SET next_run_at = now() WHERE status = 'SCHEDULED' RETURNING task_id)
+  UPDATE task_spec SET start_time = now() WHERE id IN (SELECT task_id FROM due)`;
+
 async function queueFuture(system: System, c: pg.Client, count: number) {
   if (system === 'graphile-worker') {
     await c.query(
@@ -127,10 +134,12 @@ async function queueFuture(system: System, c: pg.Client, count: number) {
     );
   } else {
     await c.query(
-      `INSERT INTO task (id, template_id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
-       SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
-              'chronograph.noop', now() + interval '1 hour', now() + interval '1 hour', now()
-         FROM generate_series(1, $1)`,
+      insertTasksSql(
+        NOOP_COLUMNS,
+        `SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
+                'chronograph.noop', now() + interval '1 hour', now() + interval '1 hour', now()
+           FROM generate_series(1, $1)`,
+      ),
       [count],
     );
   }
@@ -146,14 +155,16 @@ async function queueBacklog(system: System, url: string, count: number) {
         system === 'graphile-worker'
           ? `SELECT count(*) FROM graphile_worker.add_jobs(array(
                SELECT ROW('noop', '{}'::json, NULL, ${at}, NULL, NULL, NULL, NULL)::graphile_worker.job_spec FROM generate_series(1, $1) g))`
-          : `INSERT INTO task (id, template_id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
-             SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
-                    'chronograph.noop', ${at}, ${at}, now()
-               FROM generate_series(1, $1) g`,
+          : insertTasksSql(
+              NOOP_COLUMNS,
+              `SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
+                      'chronograph.noop', ${at}, ${at}, now()
+                 FROM generate_series(1, $1) g`,
+            ),
         [n],
       );
     }
-    await c.query(system === 'graphile-worker' ? 'ANALYZE graphile_worker._private_jobs' : 'ANALYZE task');
+    await c.query(system === 'graphile-worker' ? 'ANALYZE graphile_worker._private_jobs' : 'ANALYZE task_spec, task_state');
   });
 }
 
@@ -165,7 +176,7 @@ async function makeDue(system: System, c: pg.Client): Promise<string> {
   const update =
     system === 'graphile-worker'
       ? `UPDATE graphile_worker._private_jobs SET run_at = now(); SELECT pg_notify('jobs:insert', '{"count":1000}')`
-      : `UPDATE task SET next_run_at = now(), start_time = now() WHERE status = 'SCHEDULED'; SELECT pg_notify('chronograph_wake', '')`;
+      : `${MAKE_DUE}; SELECT pg_notify('chronograph_wake', '')`;
   const results = (await c.query(`BEGIN; ${update}; SELECT pg_current_xact_id()::text AS xid; COMMIT;`)) as unknown as pg.QueryResult[];
   return results.find((r) => r.rows?.[0]?.xid)!.rows[0].xid as string;
 }
@@ -174,7 +185,7 @@ async function remaining(system: System, c: pg.Client): Promise<boolean> {
   const sql =
     system === 'graphile-worker'
       ? 'SELECT 1 FROM graphile_worker._private_jobs LIMIT 1'
-      : `SELECT 1 FROM task WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING') LIMIT 1`;
+      : `SELECT 1 FROM task_state WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING') LIMIT 1`;
   return (await c.query(sql)).rowCount! > 0;
 }
 
@@ -746,15 +757,17 @@ async function drainPglite(onDisk: boolean): Promise<number> {
     await app.templateSvc.create({ fullName: 'bench.Noop', title: 'No-op', funcName: 'chronograph.noop' });
     const prisma = app.db.prisma;
     await prisma.$executeRawUnsafe(
-      `INSERT INTO task (id, template_id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
-       SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
-              'chronograph.noop', now() + interval '1 hour', now() + interval '1 hour', now()
-         FROM generate_series(1, $1)`,
+      insertTasksSql(
+        NOOP_COLUMNS,
+        `SELECT gen_random_uuid(), (SELECT id FROM task_template WHERE full_name = 'bench.Noop'), 'bench.Noop', 'tasks.NormalType',
+                'chronograph.noop', now() + interval '1 hour', now() + interval '1 hour', now()
+           FROM generate_series(1, $1)`,
+      ),
       TASKS,
     );
     await app.scheduler.start();
     await sleep(300);
-    await prisma.$executeRawUnsafe(`UPDATE task SET next_run_at = now(), start_time = now() WHERE status = 'SCHEDULED'`);
+    await prisma.$executeRawUnsafe(MAKE_DUE);
     app.scheduler.wake();
     const started = performance.now();
     // Done when the instance has recorded every completion (its metrics counter, read in this process):

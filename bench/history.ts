@@ -5,7 +5,7 @@
 // pruneHistory of the older half. Prints p50 / max per query.
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { scratchDatabase } from './support.js';
+import { insertTasksSql, scratchDatabase } from './support.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 1_000_000);
 const TASKS = Number(process.env.BENCH_TASKS ?? 100_000);
@@ -29,10 +29,28 @@ async function main() {
     let started = performance.now();
     // Tasks that finished over the last 100 days, each with RUNS/TASKS runs (status mix, durations).
     await prisma.$executeRawUnsafe(
-      `INSERT INTO task (id, tenant_id, full_name, task_type, func_name, arg_dict, repeat_type, timezone, status, queue, source, start_time, created_at, updated_at)
-       SELECT gen_random_uuid(), 'default', 'tasks.T' || (i % 20), 'tasks.NormalType', 'h.f' || (i % 10), '{}', 'ONCE', 'UTC', 'SUCCEEDED',
-              'q' || (i % 3), 'API', now() - (i * interval '100 days' / $1), now() - (i * interval '100 days' / $1), now() - (i * interval '100 days' / $1)
-         FROM generate_series(1, $1) i`,
+      insertTasksSql(
+        [
+          'id',
+          'tenant_id',
+          'full_name',
+          'task_type',
+          'func_name',
+          'arg_dict',
+          'repeat_type',
+          'timezone',
+          'status',
+          'queue',
+          'source',
+          'start_time',
+          'created_at',
+          'updated_at',
+        ],
+        `SELECT gen_random_uuid(), 'default', 'tasks.T' || (i % 20), 'tasks.NormalType', 'h.f' || (i % 10), '{}'::jsonb, 'ONCE'::"RepeatType", 'UTC',
+                'SUCCEEDED'::"TaskStatus", 'q' || (i % 3), 'API'::"TaskSource", now() - (i * interval '100 days' / $1),
+                now() - (i * interval '100 days' / $1), now() - (i * interval '100 days' / $1)
+           FROM generate_series(1, $1) i`,
+      ),
       TASKS,
     );
     await prisma.$executeRawUnsafe(

@@ -3,7 +3,7 @@
 // off so they stay due). The cluster gauges are read at scrape time, so this is their cost.
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { scratchDatabase } from './support.js';
+import { insertTasksSql, scratchDatabase } from './support.js';
 
 const backend = process.argv[2] === 'pglite' ? 'pglite' : 'postgres';
 const backlogs = (process.env.BENCH_BACKLOGS ?? '0,100000,1000000').split(',').map(Number);
@@ -27,7 +27,7 @@ try {
     await app.db.prisma.$queryRawUnsafe<{ name: string }[]>(
       `SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'task' AND column_name NOT IN ('id', 'unique_key') ORDER BY ordinal_position`,
     )
-  ).map((c) => `"${c.name}"`);
+  ).map((c) => c.name);
   let have = 1;
   console.log(`${backend}: ${SAMPLES} sequential requests each, milliseconds over HTTP`);
   console.log('due tasks | /metrics p50 | p95 | max | /ready p50 | p95');
@@ -35,13 +35,16 @@ try {
     while (have < backlog) {
       const n = Math.min(100_000, backlog - have);
       await app.db.prisma.$executeRawUnsafe(
-        `INSERT INTO task (id, ${columns.join(', ')}) SELECT gen_random_uuid(), ${columns.map((c) => `t.${c}`).join(', ')} FROM task t, generate_series(1, $1) WHERE t.id = $2::uuid`,
+        insertTasksSql(
+          ['id', ...columns],
+          `SELECT gen_random_uuid(), ${columns.map((c) => `t.${c}`).join(', ')} FROM task t, generate_series(1, $1) WHERE t.id = $2::uuid`,
+        ),
         n,
         seed.id,
       );
       have += n;
     }
-    await app.db.prisma.$executeRawUnsafe('ANALYZE task');
+    await app.db.prisma.$executeRawUnsafe('ANALYZE task_spec, task_state');
     const metrics = await timings(`http://127.0.0.1:${port}/metrics`);
     const ready = await timings(`http://127.0.0.1:${port}/ready`);
     console.log(

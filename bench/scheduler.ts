@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Chronograph } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { claimTasks, msUntilNextDue } from '../src/scheduler/sql.js';
-import { ADMIN_URL, scratchDatabase } from './support.js';
+import { ADMIN_URL, insertTasksSql, scratchDatabase } from './support.js';
 
 const N = Number(process.env.BENCH_TASKS ?? 20_000);
 const LATENCY_N = Number(process.env.BENCH_LATENCY ?? 1000);
@@ -29,9 +29,11 @@ function config(env: Record<string, string | undefined>) {
 /** Bulk rows straight in SQL: the benchmark measures the scheduler, not task creation. */
 async function insertNoops(app: Chronograph, count: number, nextRunAt: string) {
   await app.db.prisma.$executeRawUnsafe(
-    `INSERT INTO task (id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
-     SELECT gen_random_uuid(), 'bench.Noop', 'tasks.NormalType', 'chronograph.noop', t, t, now()
-       FROM (SELECT ${nextRunAt} AS t FROM generate_series(1, $1) g) s`,
+    insertTasksSql(
+      ['id', 'full_name', 'task_type', 'func_name', 'start_time', 'next_run_at', 'updated_at'],
+      `SELECT gen_random_uuid(), 'bench.Noop', 'tasks.NormalType', 'chronograph.noop', t, t, now()
+         FROM (SELECT ${nextRunAt} AS t FROM generate_series(1, $1) g) s`,
+    ),
     count,
   );
 }
@@ -51,7 +53,7 @@ async function throughput(admin: Chronograph, label: string, runWorkers: () => P
   await insertNoops(admin, N, "now() + interval '1 day'");
   const stop = await runWorkers();
   const [{ due }] = (await prisma.$queryRawUnsafe<{ due: Date }[]>(
-    `WITH u AS (UPDATE task SET next_run_at = now() + interval '300 milliseconds' WHERE full_name = 'bench.Noop' RETURNING next_run_at)
+    `WITH u AS (UPDATE task_state SET next_run_at = now() + interval '300 milliseconds' WHERE status = 'SCHEDULED' RETURNING next_run_at)
      SELECT min(next_run_at) AS due FROM u`,
   )) as [{ due: Date }];
   await sleep(400);
@@ -127,13 +129,15 @@ async function futureRows(app: Chronograph) {
   for (let done = 0; done < FUTURE_N; done += 100_000) {
     const n = Math.min(100_000, FUTURE_N - done);
     await prisma.$executeRawUnsafe(
-      `INSERT INTO task (id, full_name, task_type, func_name, start_time, next_run_at, updated_at)
-       SELECT gen_random_uuid(), 'bench.Noop', 'tasks.NormalType', 'chronograph.noop', t, t, now()
-         FROM (SELECT now() + interval '1 day' + (g || ' seconds')::interval AS t FROM generate_series(1, $1) g) s`,
+      insertTasksSql(
+        ['id', 'full_name', 'task_type', 'func_name', 'start_time', 'next_run_at', 'updated_at'],
+        `SELECT gen_random_uuid(), 'bench.Noop', 'tasks.NormalType', 'chronograph.noop', t, t, now()
+           FROM (SELECT now() + interval '1 day' + (g || ' seconds')::interval AS t FROM generate_series(1, $1) g) s`,
+      ),
       n,
     );
   }
-  await prisma.$executeRawUnsafe('ANALYZE task');
+  await prisma.$executeRawUnsafe('ANALYZE task_spec, task_state');
   const insertSeconds = (performance.now() - started) / 1000;
   const next: number[] = [];
   const claim: number[] = [];

@@ -1,4 +1,5 @@
 // Shared by the benchmarks (bench/index.ts does not run this file).
+
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -6,6 +7,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
+import { SHARED_COLUMNS, SPEC_COLUMNS } from '../src/tasks/taskTables.js';
 import { root } from '../test/support/chronographProcess.js';
 
 /** The PostgreSQL server benchmarks use: BENCH_DATABASE_URL, or the machine's local one. */
@@ -107,4 +109,20 @@ export function postJson(url: string, agent: http.Agent, body: string): Promise<
     request.on('error', reject);
     request.end(body);
   });
+}
+
+/**
+ * An INSERT of tasks straight into their two tables (src/tasks/taskTables.ts), for benchmarks that queue
+ * many rows in SQL: the view `task` takes inserts through a trigger row by row, which for a backlog of a
+ * million took most of a minute. `select` yields `columns` (the view's names, `id` among them) in order;
+ * a missing tenant_id is 'default', as the view's default.
+ */
+export function insertTasksSql(columns: readonly string[], select: string): string {
+  const all = columns.includes('tenant_id') ? columns : [...columns, 'tenant_id'];
+  const rows = columns.includes('tenant_id') ? select : `SELECT x.*, 'default' AS tenant_id FROM (${select}) x`;
+  const spec = all.filter((c) => c === 'id' || SHARED_COLUMNS.has(c) || SPEC_COLUMNS.has(c));
+  const state = all.filter((c) => c === 'id' || SHARED_COLUMNS.has(c) || !SPEC_COLUMNS.has(c));
+  return `WITH rows AS MATERIALIZED (SELECT * FROM (${rows}) r (${all.join(', ')})),
+    spec AS (INSERT INTO task_spec (${spec.join(', ')}) SELECT ${spec.join(', ')} FROM rows)
+    INSERT INTO task_state (${state.map((c) => (c === 'id' ? 'task_id' : c)).join(', ')}) SELECT ${state.join(', ')} FROM rows`;
 }

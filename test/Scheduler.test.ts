@@ -272,7 +272,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
         RETURN NEW;
       END $$`);
     await prisma.$executeRawUnsafe(
-      'CREATE TRIGGER test_refuse_occurrence BEFORE INSERT ON task FOR EACH ROW EXECUTE FUNCTION test_refuse_occurrence()',
+      'CREATE TRIGGER test_refuse_occurrence BEFORE INSERT ON task_state FOR EACH ROW EXECUTE FUNCTION test_refuse_occurrence()',
     );
     try {
       const oneOff = await create({ funcName: 'chronograph.noop', startTime: at });
@@ -282,7 +282,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
       expect(await prisma.task.findUniqueOrThrow({ where: { id: refused.id } })).toMatchObject({ status: 'SCHEDULED', runCount: 0 });
       expect(await prisma.task.count({ where: { parentId: refused.id } })).toBe(0);
     } finally {
-      await prisma.$executeRawUnsafe('DROP TRIGGER test_refuse_occurrence ON task');
+      await prisma.$executeRawUnsafe('DROP TRIGGER test_refuse_occurrence ON task_state');
       await prisma.$executeRawUnsafe('DROP FUNCTION test_refuse_occurrence()');
     }
     // Tried again after a short backoff: both of its occurrences fire.

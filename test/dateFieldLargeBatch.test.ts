@@ -50,7 +50,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a large batch of records holds it
   async function locksHeldBy(batch: ReturnType<typeof records>, hook?: () => Promise<unknown>) {
     const first = await t.app.db.prisma.task.findFirstOrThrow({ where: { source: 'DATE_FIELD', sourceRowId: batch[0]!.rowId } });
     await stage.holder.query('BEGIN');
-    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [first.id]);
+    await stage.holder.query('SELECT 1 FROM task_state WHERE task_id = $1::uuid FOR UPDATE', [first.id]);
     const saving = t.app.dateFieldSvc.saveRecords('models.Contract', batch);
     await lockWaiters(stage.watcher, 1, 'the batch to wait for the holder');
     const locks = await advisoryLocksOfWaiters(stage.watcher);
@@ -106,7 +106,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a large batch of records holds it
     await t.app.dateFieldSvc.saveRecords('models.Lease', batch);
     const first = await t.app.db.prisma.task.findFirstOrThrow({ where: { source: 'DATE_FIELD', sourceRowId: batch[0]!.rowId } });
     await stage.holder.query('BEGIN');
-    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [first.id]);
+    await stage.holder.query('SELECT 1 FROM task_state WHERE task_id = $1::uuid FOR UPDATE', [first.id]);
     const change = t.gql(UPDATE_TEMPLATE, {
       fullName: 'tasks.LeaseReminder',
       patch: {

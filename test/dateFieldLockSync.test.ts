@@ -57,7 +57,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file sync and hooks take
 
     // The sync that removes S stops at S's task (the holder has it).
     await stage.holder.query('BEGIN');
-    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
+    await stage.holder.query('SELECT 1 FROM task_state WHERE task_id = $1::uuid FOR UPDATE', [task!.id]);
     const sync = templates().syncFromFiles([]);
     await lockWaiters(stage.watcher, 1, 'the sync to wait for the holder');
     const hook = hooks().saveDateFieldTask({ model: 'models.Contract', postData: { id: 'r2', expireDate: '2030-03-11' } });
@@ -80,7 +80,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template-file sync and hooks take
 
     // A's offset changes in the files: the sync reschedules c1's task, which the holder has.
     await stage.holder.query('BEGIN');
-    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task!.id]);
+    await stage.holder.query('SELECT 1 FROM task_state WHERE task_id = $1::uuid FOR UPDATE', [task!.id]);
     const sync = templates().syncFromFiles([fileTemplate('tasks.A', 'models.Contract', 1), fileTemplate('tasks.B', 'models.Lease')]);
     await lockWaiters(stage.watcher, 1, 'the sync to wait for the holder');
     // A hook of B's model that creates a task (so it takes the quota lock).

@@ -162,7 +162,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field locks under real concu
     });
     // The holder keeps r0007's task, so the batch stops in its first chunk, after the record locks.
     await stage.holder.query('BEGIN');
-    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [r7!.id]);
+    await stage.holder.query('SELECT 1 FROM task_state WHERE task_id = $1::uuid FOR UPDATE', [r7!.id]);
     const batch = t.app.dateFieldSvc.saveRecords('models.Contract', records);
     await lockWaiters(stage.watcher, 1, 'the batch to wait for the holder');
     // A hook of r0005 (in the first chunk) that creates a task.

@@ -35,7 +35,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('date-field hooks racing a templat
     await holder.connect();
     try {
       await holder.query('BEGIN');
-      await holder.query('SELECT id FROM task WHERE id = $1::uuid FOR UPDATE', [r1.id]);
+      await holder.query('SELECT task_id FROM task_state WHERE task_id = $1::uuid FOR UPDATE', [r1.id]);
       const update = t.gql(UPDATE_TEMPLATE, {
         fullName: 'tasks.ContractReminder',
         patch: {

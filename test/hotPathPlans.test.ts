@@ -7,7 +7,7 @@ import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase, withClient } from './support/testApp.js';
 
 /** The tables a plan must never read whole on the hot path: they hold every task and its history. */
-const LARGE = ['task', 'task_spec', 'task_event', 'task_run'];
+const LARGE = ['task_state', 'task_spec', 'task_event', 'task_run'];
 
 /** The generic plan of `sql` (as a prepared statement's cached plan), whatever its parameters. */
 async function genericPlan(c: pg.Client, sql: string): Promise<string> {

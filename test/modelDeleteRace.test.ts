@@ -62,7 +62,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('deleting a low-code model while i
     const task = await t.app.db.prisma.task.findFirstOrThrow({ where: { sourceModel: 'models.Big', sourceRowId: first.id } });
     // The holder keeps the first record's task: deleteModel waits there, after taking its locks.
     await stage.holder.query('BEGIN');
-    await stage.holder.query('SELECT 1 FROM task WHERE id = $1::uuid FOR UPDATE', [task.id]);
+    await stage.holder.query('SELECT 1 FROM task_state WHERE task_id = $1::uuid FOR UPDATE', [task.id]);
     const deleting = t.app.modelSvc.deleteModel('models.Big');
     await lockWaiters(stage.watcher, 1, 'deleteModel to wait for the holder');
     const { rows } = await stage.watcher.query<{ n: number }>(

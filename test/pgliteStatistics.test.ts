@@ -24,8 +24,11 @@ import { createTestApp, newPglite } from './support/testApp.js';
 
 const logger = createLogger('silent');
 
-/** What the foreign-key check of task_run_log runs for every row it inserts (task_event and task_run ran it too before migration 20261205040000). */
-const TASK_KEY_CHECK = `SELECT 1 FROM ONLY "public"."task" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x`;
+/**
+ * What the foreign-key checks of task_state and task_run_log run for every row they insert (task_event and
+ * task_run ran it too before migration 20261205040000); task_spec is the table of tasks (migration 20261207000000).
+ */
+const TASK_KEY_CHECK = `SELECT 1 FROM ONLY "public"."task_spec" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x`;
 
 /** The plan a generic plan of `sql` would be on this database now (what a cached plan is made as). */
 async function genericPlan(pglite: PGlite, sql: string): Promise<string> {
@@ -77,9 +80,9 @@ describe('PGlite planner statistics (src/db/pgliteStatistics.ts, the template)',
     expect(await copyTemplate(dir, migrations, logger, template)).toBe(true);
     await withPglite(dir, async (pglite) => {
       const stats = await reltuples(pglite);
-      expect(Object.keys(stats)).toContain('task');
+      expect(Object.keys(stats)).toContain('task_spec');
       for (const [table, tuples] of Object.entries(stats)) expect({ table, tuples }).toEqual({ table, tuples: -1 });
-      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Index Scan using task_pkey');
+      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Index Scan using task_spec_pkey');
     });
   });
 
@@ -130,17 +133,17 @@ describe('PGlite planner statistics (src/db/pgliteStatistics.ts, the template)',
     await copyTemplate(dir, migrations, logger, template);
     await withPglite(dir, async (pglite) => {
       await pglite.exec('VACUUM FREEZE');
-      expect((await reltuples(pglite)).task).toBe(0);
+      expect((await reltuples(pglite)).task_spec).toBe(0);
       // What made bulk creation collapse: the foreign-key check's generic plan reads the whole table.
-      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Seq Scan on task');
+      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Seq Scan on task_spec');
     });
     const t = await createTestApp('pglite', { env: { DATA_DIR: dir, SCHEDULER_ENABLED: 'false' } });
     await t.close();
     await withPglite(dir, async (pglite) => {
       const stats = await reltuples(pglite);
       expect(Object.entries(stats).filter(([, tuples]) => tuples === 0)).toEqual([]);
-      expect(stats.task).toBe(-1);
-      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Index Scan using task_pkey');
+      expect(stats.task_spec).toBe(-1);
+      expect(await genericPlan(pglite, TASK_KEY_CHECK)).toContain('Index Scan using task_spec_pkey');
     });
   });
 
@@ -161,7 +164,7 @@ describe('PGlite planner statistics (src/db/pgliteStatistics.ts, the template)',
       for (let from = 100; from < 3100; from += 1000) await t.app.taskSvc.createTimerTasks(inputs(from, 1000));
       const prisma = t.app.db.prisma;
       const [task] = await prisma.$queryRawUnsafe<{ seq_tup_read: bigint; n: bigint }[]>(
-        `SELECT s.seq_tup_read, (SELECT count(*) FROM task) AS n FROM pg_stat_user_tables s WHERE s.relname = 'task'`,
+        `SELECT s.seq_tup_read, (SELECT count(*) FROM task) AS n FROM pg_stat_user_tables s WHERE s.relname = 'task_spec'`,
       );
       expect(Number(task!.n)).toBe(3100);
       // A sequential scan per foreign-key check would read some 3,000 × 1,500 rows; by index, none.

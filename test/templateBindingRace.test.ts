@@ -36,7 +36,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('template bindings racing a templa
     await holder.connect();
     try {
       await holder.query('BEGIN');
-      await holder.query('SELECT id FROM task WHERE binding_id = $1::uuid FOR UPDATE', [acme.binding.id]);
+      await holder.query('SELECT task_id FROM task_state WHERE binding_id = $1::uuid FOR UPDATE', [acme.binding.id]);
       const update = platform.update('tasks.Report', { cronExpression: '0 7 * * *' });
       await sleep(500);
       const bindNew = t.app.bindings.bind('tasks.Report', 'globex');

@@ -1,4 +1,5 @@
 import type { Prisma, TaskStatus } from '../generated/prisma/client.js';
+import { TASK_TABLES, taskColumn } from '../tasks/taskTables.js';
 
 /**
  * The date-field layer's raw statements: Prisma cannot express `FOR UPDATE`, `DISTINCT ON` or
@@ -24,11 +25,11 @@ export async function lockLiveDateFieldTasks<F extends string>(
   fields: readonly F[],
 ): Promise<Record<F, unknown>[]> {
   return tx.$queryRawUnsafe(
-    `SELECT ${fields.map((f) => `${columnOf(f)} AS "${f}"`).join(', ')} FROM task
-      WHERE tenant_id = $1 AND source = 'DATE_FIELD' AND template_id = ANY($2::uuid[]) AND source_row_id = ANY($3::text[])
-        AND parent_id IS NULL AND status IN ${LIVE}
-      ORDER BY id
-        FOR UPDATE`,
+    `SELECT ${fields.map((f) => `${taskColumn(columnOf(f))} AS "${f}"`).join(', ')} FROM ${TASK_TABLES}
+      WHERE s.tenant_id = $1 AND s.source = 'DATE_FIELD' AND s.template_id = ANY($2::uuid[]) AND s.source_row_id = ANY($3::text[])
+        AND s.parent_id IS NULL AND s.status IN ${LIVE}
+      ORDER BY s.task_id
+        FOR UPDATE OF s`,
     tenantId,
     templateIds,
     rowIds,
@@ -46,9 +47,9 @@ export async function lockWaitingOccurrences(
 ): Promise<{ id: string; tenantId: string; status: TaskStatus; parentId: string }[]> {
   if (parentIds.length === 0) return [];
   return tx.$queryRawUnsafe(
-    `SELECT id, tenant_id AS "tenantId", status, parent_id::text AS "parentId" FROM task
+    `SELECT task_id AS id, tenant_id AS "tenantId", status, parent_id::text AS "parentId" FROM task_state
       WHERE tenant_id = $1 AND parent_id = ANY($2::uuid[]) AND status IN ('SCHEDULED', 'RETRYING', 'PAUSED')
-      ORDER BY id
+      ORDER BY task_id
         FOR UPDATE`,
     tenantId,
     parentIds,
@@ -177,16 +178,16 @@ export async function lockOrphanDateFieldTasks(
   // the planner, with the stale statistics a bulk import leaves, scan every record for every task: 7-14 s
   // for 5,000 tasks in bench/dateFields.ts. A row id that is not a UUID cannot be a low-code record's.
   const records = args.lowCode
-    ? `model_record r ON r.id = (CASE WHEN t.source_row_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN t.source_row_id::uuid END)
-                       AND r.tenant_id = t.tenant_id AND r.model = t.source_model`
-    : `date_field_source r ON r.tenant_id = t.tenant_id AND r.model = t.source_model AND r.row_id = t.source_row_id`;
+    ? `model_record r ON r.id = (CASE WHEN s.source_row_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN s.source_row_id::uuid END)
+                       AND r.tenant_id = s.tenant_id AND r.model = p.source_model`
+    : `date_field_source r ON r.tenant_id = s.tenant_id AND r.model = p.source_model AND r.row_id = s.source_row_id`;
   const rows = await tx.$queryRawUnsafe<{ id: string }[]>(
-    `SELECT t.id FROM task t LEFT JOIN ${records}
-      WHERE t.tenant_id = $1 AND t.source = 'DATE_FIELD' AND t.source_model = $2 AND t.status IN ${LIVE}
-        AND ($4::uuid IS NULL OR t.template_id = $4::uuid)
-        AND (t.template_id IS NULL OR NOT (t.template_id = ANY($3::uuid[])) OR r.tenant_id IS NULL)
-      ORDER BY t.id
-        FOR UPDATE OF t`,
+    `SELECT s.task_id AS id FROM ${TASK_TABLES} LEFT JOIN ${records}
+      WHERE s.tenant_id = $1 AND s.source = 'DATE_FIELD' AND p.source_model = $2 AND s.status IN ${LIVE}
+        AND ($4::uuid IS NULL OR s.template_id = $4::uuid)
+        AND (s.template_id IS NULL OR NOT (s.template_id = ANY($3::uuid[])) OR r.tenant_id IS NULL)
+      ORDER BY s.task_id
+        FOR UPDATE OF s`,
     args.tenantId,
     args.model,
     args.keepTemplateIds,
@@ -198,7 +199,8 @@ export async function lockOrphanDateFieldTasks(
 /** Every live task of one template, locked in id order. */
 export async function lockLiveTemplateTasks(tx: Prisma.TransactionClient, tenantId: string, templateId: string): Promise<string[]> {
   const rows = await tx.$queryRawUnsafe<{ id: string }[]>(
-    `SELECT id FROM task WHERE tenant_id = $1 AND template_id = $2::uuid AND source = 'DATE_FIELD' AND status IN ${LIVE} ORDER BY id FOR UPDATE`,
+    `SELECT task_id AS id FROM task_state WHERE tenant_id = $1 AND template_id = $2::uuid AND source = 'DATE_FIELD' AND status IN ${LIVE}
+      ORDER BY task_id FOR UPDATE`,
     tenantId,
     templateId,
   );

@@ -1,6 +1,5 @@
 import { badInput } from '../errors.js';
 import type { Prisma, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
-import { taskSpecWhere } from '../tasks/taskSpecWhere.js';
 import { assertId, parseCursor } from '../tasks/validate.js';
 import type { EventRow } from './eventRows.js';
 
@@ -72,10 +71,12 @@ export class TaskEventFilter {
   /** The same selection as `matches`, for events with `after < id <= upTo`. */
   where(after: bigint, upTo: bigint): Prisma.TaskEventWhereInput {
     const f = this.input;
+    // With the tenant, so that task_spec's (tenant_id, full_name) and (tenant_id, func_name) indexes serve.
     const task: Prisma.TaskWhereInput = {};
-    const spec = taskSpecWhere(this.tenantId, f);
-    if (spec) task.spec = spec;
+    if (f.fullName != null) task.fullName = f.fullName;
+    if (f.funcName != null) task.funcName = f.funcName;
     if (f.source != null) task.source = f.source;
+    if (Object.keys(task).length > 0) task.tenantId = this.tenantId;
     return {
       tenantId: this.tenantId,
       id: { gt: after, lte: upTo },

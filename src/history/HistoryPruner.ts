@@ -56,11 +56,11 @@ const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
  * statistics tip to an anti join scans whole tables; a NOT IN is never made one).
  */
 const SELECT_BATCH = `
-  WITH running AS MATERIALIZED (SELECT id FROM task WHERE tenant_id = $1 AND status = 'RUNNING'),
+  WITH running AS MATERIALIZED (SELECT task_id AS id FROM task_state WHERE tenant_id = $1 AND status = 'RUNNING'),
   finished AS (
-    SELECT t.id FROM task t JOIN task_spec s ON s.task_id = t.id
+    SELECT t.task_id AS id FROM task_state t JOIN task_spec s ON s.id = t.task_id
      WHERE t.tenant_id = $1 AND t.status IN ${FINISHED} AND t.updated_at < $2 AND s.tenant_id = $1 AND s.created_at < $2
-       AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.id AND live.status = 'RUNNING' OFFSET 0)
+       AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.task_id AND live.status = 'RUNNING' OFFSET 0)
      LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
   runs AS (
     SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING'
@@ -249,7 +249,7 @@ export class HistoryPruner {
         counts.runs =
           (await run(`DELETE FROM task_run WHERE task_id = ANY($1::uuid[])`, taskIds)) +
           (await run(`DELETE FROM task_run WHERE id = ANY($1::uuid[])`, runIds));
-        counts.tasks = await run(`DELETE FROM task WHERE id = ANY($1::uuid[])`, taskIds);
+        counts.tasks = await run(`DELETE FROM task_spec WHERE id = ANY($1::uuid[])`, taskIds);
         if (deletedEvents.length > 0) {
           // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.
           const newest = deletedEvents.reduce((max, e) => (e.id > max ? e.id : max), 0n);

@@ -29,7 +29,7 @@ export async function fireOverlappingTasks(prisma: PrismaClient, limit: number, 
   // The scheduler calls this only when its next-due statement says an ALLOW task is due (overlapMs).
   return prisma.$transaction(async (tx) => {
     const due = await tx.$queryRawUnsafe<{ id: string }[]>(
-      `SELECT id FROM task WHERE ${firedSql('task')} AND next_run_at <= now() AND id <> ALL($2::uuid[])
+      `SELECT task_id AS id FROM task_state WHERE ${firedSql('task_state')} AND next_run_at <= now() AND task_id <> ALL($2::uuid[])
         ORDER BY next_run_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       limit,
       skip,

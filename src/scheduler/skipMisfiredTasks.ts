@@ -1,6 +1,7 @@
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { type RepeatType, TaskEventType, TaskStatus } from '../generated/prisma/client.js';
 import { transition } from '../tasks/statusMachine.js';
+import { TASK_TABLES } from '../tasks/taskTables.js';
 import { nextOccurrence } from '../time/schedule.js';
 
 interface MisfiredRow {
@@ -30,16 +31,16 @@ interface MisfiredRow {
 export async function skipMisfiredTasks(prisma: PrismaClient, limit: number): Promise<number> {
   return prisma.$transaction(async (tx) => {
     const rows = await tx.$queryRawUnsafe<MisfiredRow[]>(
-      `SELECT id, tenant_id AS "tenantId", status::text AS status, repeat_type::text AS "repeatType", cron_expression AS "cronExpression",
-              interval_seconds AS "intervalSeconds", timezone, next_run_at AS "nextRunAt", end_time AS "endTime",
-              max_runs AS "maxRuns", run_count AS "runCount", misfire_tolerance_ms AS "misfireToleranceMs",
-              (EXTRACT(EPOCH FROM (now() - next_run_at)) * 1000)::float8 AS "lateMs", now() AS "databaseNow"
-         FROM task
-        WHERE status IN ('SCHEDULED', 'RETRYING') AND misfire_policy = 'SKIP' AND attempts = 0 AND NOT last_run_abandoned
-          AND next_run_at < now() - misfire_tolerance_ms * interval '1 millisecond'
-        ORDER BY next_run_at
+      `SELECT s.task_id AS id, s.tenant_id AS "tenantId", s.status::text AS status, s.repeat_type::text AS "repeatType",
+              p.cron_expression AS "cronExpression", p.interval_seconds AS "intervalSeconds", p.timezone, s.next_run_at AS "nextRunAt",
+              p.end_time AS "endTime", p.max_runs AS "maxRuns", s.run_count AS "runCount", s.misfire_tolerance_ms AS "misfireToleranceMs",
+              (EXTRACT(EPOCH FROM (now() - s.next_run_at)) * 1000)::float8 AS "lateMs", now() AS "databaseNow"
+         FROM ${TASK_TABLES}
+        WHERE s.status IN ('SCHEDULED', 'RETRYING') AND s.misfire_policy = 'SKIP' AND s.attempts = 0 AND NOT s.last_run_abandoned
+          AND s.next_run_at < now() - s.misfire_tolerance_ms * interval '1 millisecond'
+        ORDER BY s.next_run_at
         LIMIT $1
-        FOR UPDATE SKIP LOCKED`,
+        FOR UPDATE OF s SKIP LOCKED`,
       limit,
     );
     for (const row of rows) {

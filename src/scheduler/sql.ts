@@ -71,6 +71,16 @@ export const CLAIMED_COLUMNS = `
   c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt", c.revision`;
 
 /**
+ * A relation of claimed task_state rows `c` (with `id`) joined to their task_spec rows, as `c` with the
+ * columns CLAIMED_COLUMNS reads from task_spec: what the claim answers.
+ */
+function withSpec(c: string): string {
+  return `(SELECT ${c}.*, p.full_name, p.task_type, p.func_name, p.arg_dict, p.cron_expression, p.interval_seconds, p.timezone,
+                  p.end_time, p.max_runs, p.timeout_ms, p.memory_limit_mb
+             FROM ${c} JOIN task_spec p ON p.id = ${c}.id) ${c}`;
+}
+
+/**
  * Whether `t` is an ALLOW-overlap recurring task waiting for its next occurrence: fireOverlappingTasks
  * fires those (each occurrence is a child task), the claim never takes them. One RETRYING (the retry of a
  * run it made before it became ALLOW) is claimed like any task; its next occurrence is then fired.
@@ -194,14 +204,14 @@ function claimSql(capped: boolean): string {
       // claim of these tenants that committed before (each statement reads a fresh snapshot).
       `active AS (
          SELECT q.id AS tenant_id,
-                LEAST(${room}, q.max_concurrent_runs - (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))::int AS room
+                LEAST(${room}, q.max_concurrent_runs - (SELECT count(*) FROM task_state r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))::int AS room
            FROM tenant q LEFT JOIN unnest($6::text[], $7::int[]) AS h(tenant_id, held) ON h.tenant_id = q.id
           WHERE q.id = ANY($8::text[]) AND q.max_concurrent_runs IS NOT NULL
        )`
     : `tenants AS (
-         (SELECT tenant_id FROM task WHERE status IN ('SCHEDULED', 'RETRYING') ORDER BY tenant_id LIMIT 1)
+         (SELECT tenant_id FROM task_state WHERE status IN ('SCHEDULED', 'RETRYING') ORDER BY tenant_id LIMIT 1)
          UNION ALL
-         SELECT (SELECT w.tenant_id FROM task w WHERE w.status IN ('SCHEDULED', 'RETRYING') AND w.tenant_id > tenants.tenant_id
+         SELECT (SELECT w.tenant_id FROM task_state w WHERE w.status IN ('SCHEDULED', 'RETRYING') AND w.tenant_id > tenants.tenant_id
                   ORDER BY w.tenant_id LIMIT 1)
            FROM tenants WHERE tenants.tenant_id IS NOT NULL
        ),
@@ -216,8 +226,8 @@ function claimSql(capped: boolean): string {
   return `WITH RECURSIVE ${tenants},
      candidates AS (
        SELECT x.* FROM active a CROSS JOIN LATERAL (
-         SELECT id, tenant_id, priority, next_run_at, status AS prev_status, last_run_abandoned AS recovered FROM task
-          WHERE task.tenant_id = a.tenant_id AND ${claimableSql('task', '$4::text[]')}
+         SELECT task_id AS id, tenant_id, priority, next_run_at, status AS prev_status, last_run_abandoned AS recovered FROM task_state s
+          WHERE s.tenant_id = a.tenant_id AND ${claimableSql('s', '$4::text[]')}
           ORDER BY priority DESC, next_run_at
           LIMIT GREATEST(0, LEAST(a.room, $2::int))
           FOR UPDATE SKIP LOCKED
@@ -231,11 +241,11 @@ function claimSql(capped: boolean): string {
         LIMIT $2
      ),
      c AS (
-       UPDATE task t SET status = 'RUNNING', locked_by = $1, locked_run_id = gen_random_uuid(),
+       UPDATE task_state t SET status = 'RUNNING', locked_by = $1, locked_run_id = gen_random_uuid(),
               locked_until = now() + $3::int * interval '1 millisecond',
               attempts = t.attempts + 1, last_run_abandoned = false, updated_at = now()
-         FROM due WHERE t.id = due.id
-       RETURNING t.*, due.prev_status, due.recovered
+         FROM due WHERE t.task_id = due.id
+       RETURNING t.*, t.task_id AS id, due.prev_status, due.recovered
      ),
      r AS (${claimedRunsSql('c', '$1')}),
      events AS (
@@ -243,7 +253,7 @@ function claimSql(capped: boolean): string {
        SELECT ${runningEventSql('c', '$1')} FROM c
      )
      SELECT coalesce(json_agg(x), '[]'::json)::text AS claimed
-       FROM (SELECT ${CLAIMED_COLUMNS} FROM c CROSS JOIN (SELECT count(*) FROM r) runs) x`;
+       FROM (SELECT ${CLAIMED_COLUMNS} FROM ${withSpec('c')} CROSS JOIN (SELECT count(*) FROM r) runs) x`;
 }
 
 const CLAIM_OPEN = statement('chronograph_claim', claimSql(false));
@@ -334,22 +344,22 @@ export async function recoverExpiredTasks(db: SqlRunner, limit: number, ownRunId
 const RECOVER = statement(
   'chronograph_recover',
   `WITH due AS (
-       SELECT id, locked_by AS prev_worker, locked_run_id AS prev_run FROM task
+       SELECT task_id AS id, locked_by AS prev_worker, locked_run_id AS prev_run FROM task_state
         WHERE status = 'RUNNING' AND locked_until < now() AND coalesce(locked_run_id <> ALL($2::uuid[]), true)
         ORDER BY locked_until
         LIMIT $1
         FOR UPDATE SKIP LOCKED
      ),
      c AS (
-       UPDATE task t SET
+       UPDATE task_state t SET
               status = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRYING' END::"TaskStatus",
               next_run_at = CASE WHEN t.attempts >= t.max_attempts THEN NULL
                 ELSE now() + LEAST(3600000, t.retry_backoff_ms * power(2, GREATEST(0, t.attempts - 1))) * (0.5 + random() / 2) * interval '1 millisecond' END,
               occurrence_at = CASE WHEN t.attempts >= t.max_attempts THEN NULL ELSE coalesce(t.occurrence_at, t.next_run_at) END,
               last_error = 'the worker running it stopped during attempt ' || t.attempts || ' of ' || t.max_attempts,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, last_run_abandoned = true, updated_at = now()
-         FROM due WHERE t.id = due.id
-       RETURNING t.id, t.tenant_id, t.queue, t.status, t.next_run_at, t.last_error, due.prev_run, due.prev_worker
+         FROM due WHERE t.task_id = due.id
+       RETURNING t.task_id AS id, t.tenant_id, t.queue, t.status, t.next_run_at, t.last_error, due.prev_run, due.prev_worker
      ),
      abandoned AS (
        UPDATE task_run r SET status = 'ABANDONED', finished_at = now(),
@@ -466,8 +476,8 @@ export async function completeRuns(db: SqlRunner, completions: Completion[]): Pr
 /** The runs among these that still hold their task (see completeRuns). */
 const STILL_HELD = statement(
   'chronograph_still_held',
-  `SELECT locked_run_id::text AS run_id FROM task
-    WHERE (id, locked_run_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[])) AND status = 'RUNNING'`,
+  `SELECT locked_run_id::text AS run_id FROM task_state
+    WHERE (task_id, locked_run_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[])) AND status = 'RUNNING'`,
 );
 
 const COMPLETE = statement(
@@ -479,17 +489,17 @@ const COMPLETE = statement(
          error_stack text, event_type "TaskEventType", message text, abandoned boolean, revision int)
      ),
      t AS (
-       UPDATE task SET status = i.status, next_run_at = i.next_run_at, occurrence_at = i.occurrence_at, attempts = i.attempts,
-              run_count = task.run_count + i.run_count_delta, last_error = i.last_error, last_run_abandoned = i.abandoned,
+       UPDATE task_state s SET status = i.status, next_run_at = i.next_run_at, occurrence_at = i.occurrence_at, attempts = i.attempts,
+              run_count = s.run_count + i.run_count_delta, last_error = i.last_error, last_run_abandoned = i.abandoned,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
          FROM input i
-        WHERE task.id = i.task_id AND task.locked_run_id = i.run_id AND task.status = 'RUNNING'
-          AND (i.revision IS NULL OR task.revision = i.revision)
-       RETURNING task.id, task.tenant_id, task.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message
+        WHERE s.task_id = i.task_id AND s.locked_run_id = i.run_id AND s.status = 'RUNNING'
+          AND (i.revision IS NULL OR s.revision = i.revision)
+       RETURNING s.task_id AS id, s.tenant_id, s.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message
      ),
      edited AS (
-       SELECT i.run_id FROM task JOIN input i ON task.id = i.task_id AND task.locked_run_id = i.run_id
-        WHERE task.status = 'RUNNING' AND i.revision IS NOT NULL AND task.revision <> i.revision
+       SELECT i.run_id FROM task_state s JOIN input i ON s.task_id = i.task_id AND s.locked_run_id = i.run_id
+        WHERE s.status = 'RUNNING' AND i.revision IS NOT NULL AND s.revision <> i.revision
      ),
      run AS (
        UPDATE task_run SET status = i.run_status, finished_at = now(), duration_ms = i.duration_ms, result = i.result,
@@ -531,8 +541,8 @@ const COMPLETE = statement(
  * (src/scheduler/LeaseKeeper.ts), where Prisma is not loaded. Parameters: worker id, task ids, their
  * run ids (same order), lease in ms.
  */
-export const EXTEND_LEASES_SQL = `UPDATE task SET locked_until = now() + $4::int * interval '1 millisecond'
-  WHERE (id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1 AND status = 'RUNNING'
+export const EXTEND_LEASES_SQL = `UPDATE task_state SET locked_until = now() + $4::int * interval '1 millisecond'
+  WHERE (task_id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1 AND status = 'RUNNING'
   RETURNING locked_run_id::text AS "runId"`;
 
 const EXTEND_LEASES = statement('chronograph_extend_leases', EXTEND_LEASES_SQL);
@@ -559,8 +569,8 @@ export async function checkLease(db: SqlRunner, taskId: string, runId: string, l
 
 const CHECK_LEASE = statement(
   'chronograph_check_lease',
-  `UPDATE task SET locked_until = GREATEST(locked_until, now() + $3::int * interval '1 millisecond')
-    WHERE id = $1::uuid AND locked_run_id = $2::uuid AND status = 'RUNNING' AND locked_until > now()
+  `UPDATE task_state SET locked_until = GREATEST(locked_until, now() + $3::int * interval '1 millisecond')
+    WHERE task_id = $1::uuid AND locked_run_id = $2::uuid AND status = 'RUNNING' AND locked_until > now()
    RETURNING 1`,
 );
 
@@ -594,13 +604,13 @@ export async function msUntilNextDue(
 
 const NEXT_DUE = statement(
   'chronograph_next_due',
-  `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
-                 AND NOT ${firedSql('task')}
+  `SELECT EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task_state WHERE status IN ('SCHEDULED', 'RETRYING') AND queue <> ALL($2::text[])
+                 AND NOT ${firedSql('task_state')}
                  AND tenant_id <> ALL($3::text[])
                  AND tenant_id <> ALL(ARRAY(SELECT q.id FROM tenant q WHERE q.max_concurrent_runs IS NOT NULL
-                   AND q.max_concurrent_runs <= (SELECT count(*) FROM task r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
+                   AND q.max_concurrent_runs <= (SELECT count(*) FROM task_state r WHERE r.tenant_id = q.id AND r.status = 'RUNNING'))))
               - clock_timestamp())) * 1000 AS "dueMs",
-            EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs",
-            EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task WHERE ${firedSql('task')} AND id <> ALL($4::uuid[]))
+            EXTRACT(EPOCH FROM ((SELECT min(locked_until) FROM task_state WHERE status = 'RUNNING' AND coalesce(locked_run_id <> ALL($1::uuid[]), true)) - clock_timestamp())) * 1000 AS "leaseMs",
+            EXTRACT(EPOCH FROM ((SELECT min(next_run_at) FROM task_state WHERE ${firedSql('task_state')} AND task_id <> ALL($4::uuid[]))
               - clock_timestamp())) * 1000 AS "overlapMs"`,
 );

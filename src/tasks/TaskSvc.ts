@@ -32,7 +32,6 @@ import { insertNewTasks, type NewTaskRow, newTask, prismaRunner, type ReadVersio
 import { CreateCache, type TemplateDefaults, type TenantRead, type Versioned } from './createCache.js';
 import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
-import { taskSpecWhere } from './taskSpecWhere.js';
 import {
   assertArgDict,
   assertId,
@@ -566,8 +565,8 @@ export class TaskSvc {
       tenantId: this.tenantId,
       status: { in: filter.status?.length ? filter.status : Object.values(TaskStatus) },
     };
-    const spec = taskSpecWhere(this.tenantId, { fullName: filter.fullName || null, funcName: filter.funcName || null });
-    if (spec) where.spec = spec;
+    if (filter.fullName) where.fullName = filter.fullName;
+    if (filter.funcName) where.funcName = filter.funcName;
     if (filter.source) where.source = filter.source;
     if (filter.startTimeFrom || filter.startTimeTo) {
       where.startTime = {
@@ -886,10 +885,11 @@ export class TaskSvc {
   }
 
   private async lockTask(tx: Prisma.TransactionClient, id: string, asGiven: string): Promise<Task> {
-    // FOR UPDATE: the scheduler's claim skips a row we hold, and we wait for a claim in progress.
+    // FOR UPDATE of its state (src/tasks/taskTables.ts): the scheduler's claim skips a row we hold, and we
+    // wait for a claim in progress.
     const locked = await tx.$queryRaw<
       { id: string }[]
-    >`SELECT id FROM task WHERE id = ${id}::uuid AND tenant_id = ${this.tenantId} FOR UPDATE`;
+    >`SELECT task_id AS id FROM task_state WHERE task_id = ${id}::uuid AND tenant_id = ${this.tenantId} FOR UPDATE`;
     if (locked.length === 0) throw notFound('Task', asGiven);
     return tx.task.findUniqueOrThrow({ where: { id } });
   }

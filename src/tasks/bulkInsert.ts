@@ -12,6 +12,7 @@ import {
   type StartClaim,
 } from '../scheduler/sql.js';
 import { WAKE_CHANNEL } from './statusMachine.js';
+import { SHARED_COLUMNS, SPEC_COLUMNS } from './taskTables.js';
 
 /**
  * A new task as the bulk insert writes it: every column it sets (the others take the defaults of a new
@@ -92,6 +93,15 @@ const COLUMNS: readonly [keyof NewTaskRow, string, string][] = [
   ['parentId', 'parent_id', 'uuid'],
   ['bindingId', 'binding_id', 'uuid'],
 ];
+
+/** task_spec's columns the insert sets (created_at besides; src/tasks/taskTables.ts). */
+const SPEC_INSERTED = COLUMNS.map(([, column]) => column).filter((c) => c === 'id' || SHARED_COLUMNS.has(c) || SPEC_COLUMNS.has(c));
+/** task_state's columns the insert sets, `id` written as its task_id (updated_at besides). */
+const STATE_INSERTED = COLUMNS.map(([, column]) => column).filter((c) => c === 'id' || SHARED_COLUMNS.has(c) || !SPEC_COLUMNS.has(c));
+/** The spec columns of a task claimed as it is inserted, from the input (CLAIMED_COLUMNS reads them). */
+const CLAIMED_SPEC_COLUMNS = COLUMNS.map(([, column]) => column)
+  .filter((c) => SPEC_COLUMNS.has(c) && !SHARED_COLUMNS.has(c))
+  .map((c) => `i.${c}`);
 
 type Column = keyof NewTaskRow | 'message';
 
@@ -201,7 +211,16 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
     constants.push(`$${++next}::text::${type} AS ${column}`);
     return `f.${column}`;
   });
-  const columns = COLUMNS.map(([, column]) => column).join(', ');
+  const specColumns = SPEC_INSERTED.join(', ');
+  const stateColumns = STATE_INSERTED.map((c) => (c === 'id' ? 'task_id' : c)).join(', ');
+  const stateValues = STATE_INSERTED.join(', ');
+  // The state rows go first: ON CONFLICT DO NOTHING skips a row whose live key (unique key, date-field
+  // record, binding) a live task holds, and only the tasks whose state was inserted get their spec row
+  // (its key to task_spec is checked at the end of the statement, once both are in).
+  const spec = `, spec AS (
+  INSERT INTO task_spec (${specColumns}, created_at)
+  SELECT ${SPEC_INSERTED.map((c) => `i.${c}`).join(', ')}, now() FROM input i WHERE i.id IN (SELECT id FROM inserted) ORDER BY i.n
+)`;
   // With `claim`: the due tasks this instance can start right away (at most $8, or $10 once tasks of
   // another tenant exist, as the claim counts a tenant's share; in claim order; and only while no other
   // task waits to be claimed, so none is overtaken) are inserted already claimed, exactly
@@ -214,20 +233,21 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
         cte: `, claim AS (
   SELECT i.n, gen_random_uuid() AS run_id FROM (SELECT *, 0 AS attempts, false AS last_run_abandoned FROM input) i
    WHERE ${claimableSql('i', '$9::text[]')}
-     AND NOT EXISTS (SELECT 1 FROM task w WHERE ${claimableSql('w', '$9::text[]')})
+     AND NOT EXISTS (SELECT 1 FROM task_state w WHERE ${claimableSql('w', '$9::text[]')})
    ORDER BY i.priority DESC, i.next_run_at, i.n
    LIMIT CASE WHEN coalesce((SELECT min(tenant_id) FROM task_spec) = $4::text AND (SELECT max(tenant_id) FROM task_spec) = $4::text, true)
               THEN $8::int ELSE LEAST($8::int, $10::int) END
 )`,
-        insert: `INSERT INTO task (${columns}, created_at, updated_at, locked_by, locked_run_id, locked_until, attempts)
-  SELECT ${columns.replace(/\bstatus\b/, `CASE WHEN c.run_id IS NULL THEN status ELSE 'RUNNING' END`)}, now(), now(),
+        insert: `INSERT INTO task_state (${stateColumns}, updated_at, locked_by, locked_run_id, locked_until, attempts)
+  SELECT ${stateValues.replace(/\bstatus\b/, `CASE WHEN c.run_id IS NULL THEN status ELSE 'RUNNING' END`)}, now(),
          CASE WHEN c.run_id IS NOT NULL THEN $6::text END, c.run_id,
          CASE WHEN c.run_id IS NOT NULL THEN now() + $7::int * interval '1 millisecond' END, CASE WHEN c.run_id IS NULL THEN 0 ELSE 1 END
     FROM input LEFT JOIN claim c USING (n) ORDER BY n
   ON CONFLICT DO NOTHING
-  RETURNING *`,
+  RETURNING *, task_id AS id`,
         events: `, claimed AS (
-  SELECT t.*, i.status AS prev_status, false AS recovered FROM inserted t JOIN input i ON i.id = t.id WHERE t.locked_run_id IS NOT NULL
+  SELECT t.*, i.status AS prev_status, false AS recovered, ${CLAIMED_SPEC_COLUMNS.join(', ')}
+    FROM inserted t JOIN input i ON i.id = t.id WHERE t.locked_run_id IS NOT NULL
 ), runs AS (
   ${claimedRunsSql('claimed', '$6::text')}
 ), events AS (
@@ -270,12 +290,12 @@ WITH fresh AS (
   }, inserted AS (
   ${
     parts?.insert ??
-    `INSERT INTO task (${columns}, created_at, updated_at)
-  SELECT ${columns}, now(), now() FROM input ORDER BY n
+    `INSERT INTO task_state (${stateColumns}, updated_at)
+  SELECT ${stateValues}, now() FROM input ORDER BY n
   ON CONFLICT DO NOTHING
-  RETURNING id, tenant_id, status, next_run_at`
+  RETURNING task_id AS id, tenant_id, status, next_run_at`
   }
-)${
+)${spec}${
     parts?.events ??
     `, events AS (
   INSERT INTO task_event (tenant_id, task_id, type, from_status, to_status, next_run_at, message, actor)

@@ -421,6 +421,7 @@ async function lockTemplate(tx: Prisma.TransactionClient, fullName: string): Pro
 /** The binding's live task, locked (FOR UPDATE: the scheduler's claim skips it meanwhile). */
 async function lockLiveTask(tx: Prisma.TransactionClient, bindingId: string): Promise<Task | null> {
   const rows = await tx.$queryRaw<{ id: string }[]>`
-    SELECT id FROM task WHERE binding_id = ${bindingId}::uuid AND status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED') FOR UPDATE`;
+    SELECT task_id AS id FROM task_state
+     WHERE binding_id = ${bindingId}::uuid AND status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED') FOR UPDATE`;
   return rows.length ? tx.task.findUnique({ where: { id: rows[0]!.id } }) : null;
 }
