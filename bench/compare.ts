@@ -107,7 +107,7 @@ async function prepareDatabase(system: System) {
     const tables =
       system === 'graphile-worker'
         ? ['graphile_worker._private_jobs', 'graphile_worker._private_tasks']
-        : ['task', 'task_run', 'task_event'];
+        : ['task_spec', 'task_state', 'task_run', 'task_event'];
     for (const table of tables) await c.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
     await c.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect').catch(() => undefined);
   });
@@ -116,7 +116,6 @@ async function prepareDatabase(system: System) {
 
 // ---- drain ----
 
-/** Queues `count` no-op jobs due in an hour. */
 /** The columns of the no-op tasks the benchmarks queue in SQL (insertTasksSql). */
 const NOOP_COLUMNS = ['id', 'template_id', 'full_name', 'task_type', 'func_name', 'start_time', 'next_run_at', 'updated_at'];
 
@@ -124,6 +123,7 @@ const NOOP_COLUMNS = ['id', 'template_id', 'full_name', 'task_type', 'func_name'
 const MAKE_DUE = `WITH due AS (UPDATE task_state SET next_run_at = now() WHERE status = 'SCHEDULED' RETURNING task_id)
   UPDATE task_spec SET start_time = now() WHERE id IN (SELECT task_id FROM due)`;
 
+/** Queues `count` no-op jobs due in an hour. */
 async function queueFuture(system: System, c: pg.Client, count: number) {
   if (system === 'graphile-worker') {
     await c.query(

@@ -42,49 +42,52 @@ DROP TABLE "task_spec";
 ALTER TABLE "task" RENAME TO "task_spec";
 ALTER TABLE "task_spec" RENAME CONSTRAINT "task_pkey" TO "task_spec_pkey";
 
+-- The columns a run never changes come first, those it changes after them, together: PostgreSQL logs
+-- an update that stays on its page without the row's unchanged start and end, so a run's two updates
+-- log little more than the columns they change.
 CREATE TABLE "task_state" (
     "task_id" UUID NOT NULL,
     "tenant_id" TEXT NOT NULL,
-    "status" "TaskStatus" NOT NULL DEFAULT 'SCHEDULED',
-    "priority" INTEGER NOT NULL DEFAULT 0,
-    "queue" TEXT NOT NULL DEFAULT 'default',
-    "next_run_at" TIMESTAMPTZ(3),
-    "occurrence_at" TIMESTAMPTZ(3),
-    "attempts" INTEGER NOT NULL DEFAULT 0,
-    "max_attempts" INTEGER NOT NULL DEFAULT 1,
-    "run_count" INTEGER NOT NULL DEFAULT 0,
-    "last_error" TEXT,
-    "last_run_abandoned" BOOLEAN NOT NULL DEFAULT false,
-    "revision" INTEGER NOT NULL DEFAULT 0,
-    "locked_by" TEXT,
-    "locked_until" TIMESTAMPTZ(3),
-    "locked_run_id" UUID,
-    "misfire_policy" "MisfirePolicy" NOT NULL DEFAULT 'RUN_ONCE',
-    "misfire_tolerance_ms" INTEGER NOT NULL DEFAULT 60000,
-    "overlap_policy" "OverlapPolicy" NOT NULL DEFAULT 'SKIP',
-    "repeat_type" "RepeatType" NOT NULL DEFAULT 'ONCE',
-    "retry_backoff_ms" INTEGER NOT NULL DEFAULT 1000,
-    "unique_key" TEXT,
     "template_id" UUID,
     "source" "TaskSource" NOT NULL DEFAULT 'API',
     "source_row_id" TEXT,
     "parent_id" UUID,
     "binding_id" UUID,
+    "unique_key" TEXT,
+    "repeat_type" "RepeatType" NOT NULL DEFAULT 'ONCE',
+    "overlap_policy" "OverlapPolicy" NOT NULL DEFAULT 'SKIP',
+    "misfire_policy" "MisfirePolicy" NOT NULL DEFAULT 'RUN_ONCE',
+    "misfire_tolerance_ms" INTEGER NOT NULL DEFAULT 60000,
+    "retry_backoff_ms" INTEGER NOT NULL DEFAULT 1000,
+    "max_attempts" INTEGER NOT NULL DEFAULT 1,
+    "queue" TEXT NOT NULL DEFAULT 'default',
+    "priority" INTEGER NOT NULL DEFAULT 0,
+    "revision" INTEGER NOT NULL DEFAULT 0,
+    "status" "TaskStatus" NOT NULL DEFAULT 'SCHEDULED',
+    "next_run_at" TIMESTAMPTZ(3),
+    "occurrence_at" TIMESTAMPTZ(3),
+    "attempts" INTEGER NOT NULL DEFAULT 0,
+    "run_count" INTEGER NOT NULL DEFAULT 0,
+    "last_run_abandoned" BOOLEAN NOT NULL DEFAULT false,
+    "locked_by" TEXT,
+    "locked_until" TIMESTAMPTZ(3),
+    "locked_run_id" UUID,
     "updated_at" TIMESTAMPTZ(3) NOT NULL,
+    "last_error" TEXT,
     CONSTRAINT "task_state_pkey" PRIMARY KEY ("task_id"),
     CONSTRAINT "task_state_task_id_fkey" FOREIGN KEY ("task_id") REFERENCES "task_spec"("id") ON DELETE CASCADE ON UPDATE CASCADE,
     CONSTRAINT "task_state_template_id_fkey" FOREIGN KEY ("template_id") REFERENCES "task_template"("id") ON DELETE SET NULL ON UPDATE CASCADE,
     CONSTRAINT "task_state_binding_id_fkey" FOREIGN KEY ("binding_id") REFERENCES "template_binding"("id") ON DELETE SET NULL ON UPDATE CASCADE
 ) WITH (fillfactor = 50);
 
-INSERT INTO "task_state" ("task_id", "tenant_id", "status", "priority", "queue", "next_run_at", "occurrence_at", "attempts",
-    "max_attempts", "run_count", "last_error", "last_run_abandoned", "revision", "locked_by", "locked_until", "locked_run_id",
-    "misfire_policy", "misfire_tolerance_ms", "overlap_policy", "repeat_type", "retry_backoff_ms", "unique_key", "template_id",
-    "source", "source_row_id", "parent_id", "binding_id", "updated_at")
-SELECT "id", "tenant_id", "status", "priority", "queue", "next_run_at", "occurrence_at", "attempts",
-    "max_attempts", "run_count", "last_error", "last_run_abandoned", "revision", "locked_by", "locked_until", "locked_run_id",
-    "misfire_policy", "misfire_tolerance_ms", "overlap_policy", "repeat_type", "retry_backoff_ms", "unique_key", "template_id",
-    "source", "source_row_id", "parent_id", "binding_id", "updated_at"
+INSERT INTO "task_state" ("task_id", "tenant_id", "template_id", "source", "source_row_id", "parent_id", "binding_id", "unique_key",
+    "repeat_type", "overlap_policy", "misfire_policy", "misfire_tolerance_ms", "retry_backoff_ms", "max_attempts", "queue",
+    "priority", "revision", "status", "next_run_at", "occurrence_at", "attempts", "run_count", "last_run_abandoned", "locked_by",
+    "locked_until", "locked_run_id", "updated_at", "last_error")
+SELECT "id", "tenant_id", "template_id", "source", "source_row_id", "parent_id", "binding_id", "unique_key",
+    "repeat_type", "overlap_policy", "misfire_policy", "misfire_tolerance_ms", "retry_backoff_ms", "max_attempts", "queue",
+    "priority", "revision", "status", "next_run_at", "occurrence_at", "attempts", "run_count", "last_run_abandoned", "locked_by",
+    "locked_until", "locked_run_id", "updated_at", "last_error"
   FROM "task_spec";
 
 -- Dropping the columns drops the indexes and keys that read them (every index naming the status, the
