@@ -264,6 +264,26 @@ const LAYOUTS: Layout[] = [
     foldedRuns: false,
   },
   {
+    // What is left of the redesign (the `complete-*` layouts) on top of the state table as built: runs
+    // folded into their events, found by their RUNNING event; the status counters instead of the index
+    // of every task by status, with the running and rare-status indexes the readers of a status need.
+    name: 'migrated+runs-as-events+counts',
+    what: 'migrated, with runs as events and the status counters instead of task_status_tenant_id_idx',
+    setup: [
+      ...FOLD_RUNS,
+      'CREATE INDEX task_event_run_started_idx ON task_event (run_id) WHERE attempt IS NOT NULL',
+      'DROP INDEX task_status_tenant_id_idx',
+      `CREATE INDEX task_state_running_idx ON task_state (tenant_id) WHERE status = 'RUNNING'`,
+      `CREATE INDEX task_state_rare_idx ON task_state (tenant_id, status) WHERE status IN ('FAILED', 'FORCED_END', 'CANCELLED', 'PAUSED')`,
+      ...STATUS_COUNTS,
+    ],
+    migrated: true,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+    check: COUNTS_CHECK,
+  },
+  {
     // Room on a page for both of a run's new versions (50 leaves room for one): the completion's update
     // then stays on its page too, without the lock record and whole tuple a move to another page writes.
     name: 'fillfactor-33',

@@ -144,9 +144,11 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('an update through the task view
       // Awaited at once: a Prisma query is sent only when something awaits it.
       const waiting = (async () => await second())();
       // The second statement waits for the row lock (a session of this database waiting on a lock; pg_locks
-      // is the whole server's, where other tests' sessions wait too).
+      // is the whole server's, where other tests' sessions wait too). pg_stat_activity is read once per
+      // transaction unless its snapshot is cleared, and this one is in a transaction.
       let waited = false;
-      for (let i = 0; i < 500 && !waited; i++) {
+      for (let i = 0; i < 1000 && !waited; i++) {
+        await client.query('SELECT pg_stat_clear_snapshot()');
         const { rows } = await client.query(
           `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE "public"."task"%'`,
         );
