@@ -25,8 +25,9 @@ import { createTestApp, newPglite } from './support/testApp.js';
 const logger = createLogger('silent');
 
 /**
- * What the foreign-key checks of task_state and task_run_log run for every row they insert (task_event and
- * task_run ran it too before migration 20261205040000); task_spec is the table of tasks (migration 20261207000000).
+ * What the foreign-key check of task_run_log runs for every row it inserts (task_event and task_run ran it
+ * too before migration 20261205040000, task_state between 20261207000000 and 20261207010000); task_spec is
+ * the table of tasks since migration 20261207000000.
  */
 const TASK_KEY_CHECK = `SELECT 1 FROM ONLY "public"."task_spec" x WHERE "id" OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x`;
 
