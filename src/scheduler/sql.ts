@@ -1,7 +1,7 @@
 import { type SqlPool, type SqlRunner, statement } from '../db/SqlPool.js';
 import type { MisfirePolicy, OverlapPolicy, RepeatType, TaskStatus } from '../generated/prisma/client.js';
 import { WAKE_CHANNEL } from '../tasks/statusMachine.js';
-import { SHARED_COLUMNS, SPEC_COLUMNS } from '../tasks/taskTables.js';
+import { SPEC_COLUMNS } from '../tasks/taskTables.js';
 
 /**
  * The scheduler's SQL: one exported function per statement, each a single round trip, run on the
@@ -76,11 +76,8 @@ export const CLAIMED_COLUMNS = `
  * columns CLAIMED_COLUMNS reads from task_spec: what the claim answers.
  */
 function withSpec(c: string): string {
-  return `(SELECT ${c}.*, ${SPEC_ONLY.map((column) => `p.${column}`).join(', ')} FROM ${c} JOIN task_spec p ON p.id = ${c}.id) ${c}`;
+  return `(SELECT ${c}.*, ${[...SPEC_COLUMNS].map((column) => `p.${column}`).join(', ')} FROM ${c} JOIN task_spec p ON p.id = ${c}.id) ${c}`;
 }
-
-/** task_spec's columns that task_state does not have (src/tasks/taskTables.ts). */
-const SPEC_ONLY = [...SPEC_COLUMNS].filter((column) => !SHARED_COLUMNS.has(column));
 
 /**
  * Whether `t` is an ALLOW-overlap recurring task waiting for its next occurrence: fireOverlappingTasks

@@ -100,7 +100,7 @@ const SPEC_INSERTED = COLUMNS.map(([, column]) => column).filter((c) => c === 'i
 const STATE_INSERTED = COLUMNS.map(([, column]) => column).filter((c) => c === 'id' || SHARED_COLUMNS.has(c) || !SPEC_COLUMNS.has(c));
 /** The spec columns of a task claimed as it is inserted, from the input (CLAIMED_COLUMNS reads them). */
 const CLAIMED_SPEC_COLUMNS = COLUMNS.map(([, column]) => column)
-  .filter((c) => SPEC_COLUMNS.has(c) && !SHARED_COLUMNS.has(c))
+  .filter((c) => SPEC_COLUMNS.has(c))
   .map((c) => `i.${c}`);
 
 type Column = keyof NewTaskRow | 'message';
@@ -215,8 +215,7 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
   const stateColumns = STATE_INSERTED.map((c) => (c === 'id' ? 'task_id' : c)).join(', ');
   const stateValues = STATE_INSERTED.join(', ');
   // The state rows go first: ON CONFLICT DO NOTHING skips a row whose live key (unique key, date-field
-  // record, binding) a live task holds, and only the tasks whose state was inserted get their spec row
-  // (its key to task_spec is checked at the end of the statement, once both are in).
+  // record, binding) a live task holds, and only the tasks whose state was inserted get their spec row.
   const spec = `, spec AS (
   INSERT INTO task_spec (${specColumns}, created_at)
   SELECT ${SPEC_INSERTED.map((c) => `i.${c}`).join(', ')}, now() FROM input i WHERE i.id IN (SELECT id FROM inserted) ORDER BY i.n

@@ -6,7 +6,7 @@
  * statements that lock tasks or write them in bulk name the tables, through these.
  */
 
-/** task_spec's columns besides its key (`id`) and `tenant_id`; every other column of a task is task_state's. */
+/** task_spec's own columns (besides its key `id` and SHARED_COLUMNS); every other column of a task is task_state's. */
 export const SPEC_COLUMNS: ReadonlySet<string> = new Set([
   'full_name',
   'task_type',
@@ -21,7 +21,6 @@ export const SPEC_COLUMNS: ReadonlySet<string> = new Set([
   'timeout_ms',
   'memory_limit_mb',
   'source_model',
-  'source_row_id',
   'source_field',
   'created_at',
 ]);
@@ -39,5 +38,5 @@ export const TASK_TABLES = 'task_state s JOIN task_spec p ON p.id = s.task_id AN
 /** A column of `task` (the view's name) as a column of TASK_TABLES: `id` is task_state's task_id. */
 export function taskColumn(column: string): string {
   if (column === 'id') return 's.task_id';
-  return SPEC_COLUMNS.has(column) && column !== 'source_row_id' ? `p.${column}` : `s.${column}`;
+  return SPEC_COLUMNS.has(column) ? `p.${column}` : `s.${column}`;
 }
