@@ -107,7 +107,7 @@ async function prepareDatabase(system: System) {
     const tables =
       system === 'graphile-worker'
         ? ['graphile_worker._private_jobs', 'graphile_worker._private_tasks']
-        : ['task_spec', 'task_state', 'task_run', 'task_event'];
+        : ['task_spec', 'task_state', 'task_event'];
     for (const table of tables) await c.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
     await c.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect').catch(() => undefined);
   });

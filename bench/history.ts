@@ -53,17 +53,24 @@ async function main() {
       ),
       TASKS,
     );
+    // Each run as the scheduler keeps it (migration 20261208000000_runs_as_events): the event that started
+    // it, with its attempt and worker, and the one that ended it, with its outcome.
     await prisma.$executeRawUnsafe(
-      `INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, started_at, finished_at, duration_ms, error)
-       SELECT gen_random_uuid(), 'default', t.id, g, CASE WHEN g % 17 = 0 THEN 'FAILED'::"RunStatus" ELSE 'SUCCEEDED'::"RunStatus" END, 'w' || (g % 4),
-              t.updated_at - g * interval '1 second', t.updated_at - g * interval '1 second' + interval '20 ms', 5 + (g * 7) % 400,
-              CASE WHEN g % 17 = 0 THEN 'boom' END
-         FROM task t CROSS JOIN generate_series(1, $1) g`,
+      `WITH runs AS (
+         SELECT gen_random_uuid() AS run_id, t.id AS task_id, g AS attempt, CASE WHEN g % 17 = 0 THEN 'FAILED'::"RunStatus" ELSE 'SUCCEEDED'::"RunStatus" END AS status,
+                'w' || (g % 4) AS worker_id, t.updated_at - g * interval '1 second' AS started_at, 5 + (g * 7) % 400 AS duration_ms
+           FROM task t CROSS JOIN generate_series(1, $1) g
+       )
+       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, created_at, attempt, worker_id, recovered,
+                               run_status, duration_ms, error)
+       SELECT 'default', task_id, run_id, 'STATUS_CHANGED', e.from_status, e.to_status, started_at + e.after,
+              CASE WHEN e.starts THEN attempt END, CASE WHEN e.starts THEN worker_id END, CASE WHEN e.starts THEN false END,
+              CASE WHEN NOT e.starts THEN status END, CASE WHEN NOT e.starts THEN duration_ms END,
+              CASE WHEN NOT e.starts AND status = 'FAILED' THEN 'boom' END
+         FROM runs CROSS JOIN (VALUES (true, 'SCHEDULED'::"TaskStatus", 'RUNNING'::"TaskStatus", interval '0'),
+                                      (false, 'RUNNING'::"TaskStatus", 'SUCCEEDED'::"TaskStatus", interval '20 ms')) AS e(starts, from_status, to_status, after)
+        ORDER BY started_at, e.starts DESC`,
       Math.max(1, Math.round(RUNS / TASKS)),
-    );
-    await prisma.$executeRawUnsafe(
-      `INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, created_at)
-       SELECT r.tenant_id, r.task_id, r.id, 'STATUS_CHANGED', 'RUNNING', 'SUCCEEDED', r.finished_at FROM task_run r`,
     );
     await prisma.$executeRawUnsafe(
       `INSERT INTO task_run_log (tenant_id, task_id, run_id, level, message, created_at)

@@ -15,10 +15,12 @@
 // code.
 //
 // The statements are simplified copies of src/scheduler/sql.ts's claim and completion (one tenant, no
-// quotas, no logs). Every layout but `migrated` starts from the schema before migration
+// quotas, no logs). Every layout but `migrated` and `state-table*` starts from the schema before migration
 // 20261207000000_task_state (which built `state-wide-ff50` less its status counters); `current` is that
 // schema, which `npm run bench -- compare drain` measured at 2.18 KB for the real scheduler on
-// 2026-12-06, and `migrated` is the schema as migrated now. The other layouts are what the statements
+// 2026-12-06; `state-table` is the schema with that migration and 20261207010000, before runs became
+// events (20261208000000, which built `state-table+runs-as-events+partial`); `migrated` is the schema as
+// migrated now. The other layouts are what the statements
 // would be after a migration; nothing here changes Chronograph itself. They are lower bounds: the candidates move only the
 // indexes these tasks touch (the due, running, unique-key and status indexes) to the narrow table; the
 // others that name `status` (fire, next-run, date-field and binding keys, all partial) are dropped, not
@@ -68,15 +70,18 @@ interface Layout {
   fill?: string;
   /** More of the completion's SET on task_state. */
   completeSet?: string;
-  /** Every migration applied (the schema as Chronograph has it now), not only those before STATE_MIGRATION. */
-  migrated?: boolean;
+  /** The migrations applied through this one (`latest`: all of them, the schema as Chronograph has it now), not only those before STATE_MIGRATION. */
+  through?: string;
 }
 
 /**
  * The layouts are changes to the schema as it was before the state table (this migration, which built
- * `state-wide-ff50`); `migrated` measures every migration as applied today.
+ * `state-wide-ff50`), or as it was with it (STATE_TABLE, the `state-table*` layouts); `migrated`
+ * measures every migration as applied today.
  */
 const STATE_MIGRATION = '20261207000000_task_state';
+const STATE_TABLE = '20261207010000_task_state_key';
+const LATEST = 'latest';
 
 const STATUS_INDEXES = [
   'task_status_tenant_id_idx',
@@ -253,12 +258,23 @@ const COMPLETE_SET = ', occurrence_at = NULL, last_error = NULL, last_run_abando
 const LAYOUTS: Layout[] = [
   { name: 'current', what: 'the schema before migration 20261207000000_task_state', setup: [], state: 'task', foldedRuns: false },
   {
+    // The schema as migrated today: the state table, runs as events (migration 20261208000000), the
+    // status index without succeeded tasks; the scheduler's statements simplified as for the other layouts.
+    name: 'migrated',
+    what: 'the schema as migrated today (task_state, runs as events)',
+    setup: [],
+    through: LATEST,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+  },
+  {
     // The state table as built (state-wide-ff50 without the status counters): the scheduler's statements
     // as src/scheduler/sql.ts has them, simplified as for the other layouts.
-    name: 'migrated',
-    what: 'the schema as migrated today (task_state, runs as task_run rows)',
+    name: 'state-table',
+    what: 'the schema with task_state (migration 20261207010000), runs as task_run rows',
     setup: [],
-    migrated: true,
+    through: STATE_TABLE,
     completeSet: COMPLETE_SET,
     state: 'state',
     foldedRuns: false,
@@ -267,8 +283,8 @@ const LAYOUTS: Layout[] = [
     // What is left of the redesign (the `complete-*` layouts) on top of the state table as built: runs
     // folded into their events, found by their RUNNING event; the status counters instead of the index
     // of every task by status, with the running and rare-status indexes the readers of a status need.
-    name: 'migrated+runs-as-events+counts',
-    what: 'migrated, with runs as events and the status counters instead of task_status_tenant_id_idx',
+    name: 'state-table+runs-as-events+counts',
+    what: 'state-table, with runs as events and the status counters instead of task_status_tenant_id_idx',
     setup: [
       ...FOLD_RUNS,
       'CREATE INDEX task_event_run_started_idx ON task_event (run_id) WHERE attempt IS NOT NULL',
@@ -277,11 +293,34 @@ const LAYOUTS: Layout[] = [
       `CREATE INDEX task_state_rare_idx ON task_state (tenant_id, status) WHERE status IN ('FAILED', 'FORCED_END', 'CANCELLED', 'PAUSED')`,
       ...STATUS_COUNTS,
     ],
-    migrated: true,
+    through: STATE_TABLE,
     completeSet: COMPLETE_SET,
     state: 'state',
     foldedRuns: true,
     check: COUNTS_CHECK,
+  },
+  {
+    name: 'state-table+runs-as-events',
+    what: 'state-table, with runs as events',
+    setup: [...FOLD_RUNS, 'CREATE INDEX task_event_run_started_idx ON task_event (run_id) WHERE attempt IS NOT NULL'],
+    through: STATE_TABLE,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+  },
+  {
+    name: 'state-table+runs-as-events+partial',
+    what: 'state-table, with runs as events and the status index without succeeded tasks (as built: migrated)',
+    setup: [
+      ...FOLD_RUNS,
+      'CREATE INDEX task_event_run_started_idx ON task_event (run_id) WHERE attempt IS NOT NULL',
+      'DROP INDEX task_status_tenant_id_idx',
+      `CREATE INDEX task_status_tenant_id_idx ON task_state (status, tenant_id) WHERE status <> 'SUCCEEDED'`,
+    ],
+    through: STATE_TABLE,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
   },
   {
     // Room on a page for both of a run's new versions (50 leaves room for one): the completion's update
@@ -557,7 +596,7 @@ async function measure(layout: Layout, warmUp = false): Promise<void> {
   try {
     const migrations = path.join(root, 'prisma', 'migrations');
     for (const dir of readdirSync(migrations)
-      .filter((d) => /^\d/.test(d) && (layout.migrated || d < STATE_MIGRATION))
+      .filter((d) => /^\d/.test(d) && (layout.through === LATEST || (layout.through ? d <= layout.through : d < STATE_MIGRATION)))
       .sort()) {
       await c.exec(readFileSync(path.join(migrations, dir, 'migration.sql'), 'utf8'));
     }
@@ -572,7 +611,7 @@ async function measure(layout: Layout, warmUp = false): Promise<void> {
          FROM generate_series(1, $1)`,
       [TASKS],
     );
-    if (layout.state !== 'task' && !layout.migrated) {
+    if (layout.state !== 'task' && !layout.through) {
       await c.exec(
         layout.fill ??
           `INSERT INTO task_${layout.state} (task_id, tenant_id, status, priority, next_run_at) SELECT id, tenant_id, status, priority, next_run_at FROM task`,

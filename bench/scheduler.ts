@@ -63,7 +63,9 @@ async function throughput(admin: Chronograph, label: string, runWorkers: () => P
     if (left === 0) break;
     await sleep(100);
   }
-  const [row] = await prisma.$queryRawUnsafe<{ last: Date }[]>(`SELECT max(finished_at) AS last FROM task_run`);
+  const [row] = await prisma.$queryRawUnsafe<{ last: Date }[]>(
+    `SELECT max(created_at) AS last FROM task_event WHERE run_status IS NOT NULL`,
+  );
   const seconds = (row!.last.getTime() - due.getTime()) / 1000;
   console.log(`throughput ${label}: ${N} no-op tasks in ${seconds.toFixed(2)} s = ${Math.round(N / seconds)} tasks/s`);
   await stop();

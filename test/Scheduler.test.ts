@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { NormalType, type TaskTypeRunInput } from '../src/tasks/TaskTypeRegistry.js';
 import { createDateFieldTemplate, DELETE, SAVE } from './support/dateFields.js';
+import { startRun } from './support/runs.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -466,7 +467,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z', maxAttempts: 2, retryBackoffMs: 10 });
     // What a crashed instance leaves behind: RUNNING, an open run, a lease that has run out.
     const prisma = t.app.db.prisma;
-    const dead = await prisma.taskRun.create({ data: { taskId: task.id, attempt: 1, workerId: 'dead-worker' } });
+    const dead = await startRun(prisma, { taskId: task.id, attempt: 1, workerId: 'dead-worker' });
     await prisma.task.update({
       where: { id: task.id },
       data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() - 1000), attempts: 1 },
@@ -501,7 +502,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
       await sleep(300);
       t.app.scheduler.wake();
       await sleep(50);
-      const dead = await prisma.taskRun.create({ data: { taskId: stranded.id, attempt: 1, workerId: 'dead-worker' } });
+      const dead = await startRun(prisma, { taskId: stranded.id, attempt: 1, workerId: 'dead-worker' });
       await prisma.task.update({
         where: { id: stranded.id },
         data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() + 400), attempts: 1 },

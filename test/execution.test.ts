@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HandlerContext, LeaseLostError } from '../src/handlers/HandlerRegistry.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
+import { startRun } from './support/runs.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -62,7 +63,7 @@ describe.each(backends)('execution (%s)', (backend) => {
   const prisma = () => t.app.db.prisma;
   const create = (input: Record<string, unknown>) => svc.createTimerTask({ fullName: 'tasks.DataSync', startTime: now(), ...input });
   const runsOf = (taskId: string) =>
-    prisma().taskRun.findMany({ where: { taskId }, orderBy: { startedAt: 'asc' }, include: { logs: { orderBy: { id: 'asc' } } } });
+    prisma().taskRun.findMany({ where: { taskId }, orderBy: { eventId: 'asc' }, include: { logs: { orderBy: { id: 'asc' } } } });
   const eventsOf = (taskId: string) => prisma().taskEvent.findMany({ where: { taskId }, orderBy: { id: 'asc' } });
 
   /** What a worker that died mid-run leaves behind: RUNNING, an open run, a lease that ran out. */
@@ -74,7 +75,7 @@ describe.each(backends)('execution (%s)', (backend) => {
       retryBackoffMs: 60_000,
       ...extra,
     });
-    const run = await prisma().taskRun.create({ data: { taskId: task.id, attempt, workerId: 'dead-worker' } });
+    const run = await startRun(prisma(), { taskId: task.id, attempt, workerId: 'dead-worker' });
     await prisma().task.update({
       where: { id: task.id },
       data: {
@@ -192,7 +193,7 @@ describe.each(backends)('execution (%s)', (backend) => {
 
   it('force-ends at once a task whose worker is gone while its lease is still valid, keeping the reason', async () => {
     const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z' });
-    const run = await prisma().taskRun.create({ data: { taskId: task.id, attempt: 1, workerId: 'killed-worker' } });
+    const run = await startRun(prisma(), { taskId: task.id, attempt: 1, workerId: 'killed-worker' });
     await prisma().task.update({
       where: { id: task.id },
       data: { status: 'RUNNING', lockedBy: 'killed-worker', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 },
@@ -209,7 +210,7 @@ describe.each(backends)('execution (%s)', (backend) => {
     await waitFor(() => contexts.get(task.id), { what: 'the handler to start' });
     const ctx = contexts.get(task.id)!;
     // Another instance takes the task over (as recovery does after the lease ran out).
-    const taker = await prisma().taskRun.create({ data: { taskId: task.id, attempt: 2, workerId: 'other-worker', recovered: true } });
+    const taker = await startRun(prisma(), { taskId: task.id, attempt: 2, workerId: 'other-worker', recovered: true });
     await prisma().task.update({ where: { id: task.id }, data: { lockedBy: 'other-worker', lockedRunId: taker.id, attempts: 2 } });
     await waitFor(() => ctx.signal.aborted, { what: 'the heartbeat to notice', timeoutMs: 10_000 });
     expect((ctx.signal.reason as Error).message).toContain('lost its lease');

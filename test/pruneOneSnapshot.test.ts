@@ -56,8 +56,8 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('a prune batch reads one snapsho
   });
 
   /**
-   * pruneBefore(cutoff, 'g') of one batch, during which `between` runs before the batch's first statement
-   * selecting events (`SELECT id FROM task_event WHERE tenant_id`): the pruner's Prisma client pauses there, and another session queues for the
+   * pruneBefore(cutoff, 'g') of one batch, during which `between` runs before the batch's statement
+   * selecting events (`… UNION ALL SELECT 'event' …`): the pruner's Prisma client pauses there, and another session queues for the
    * tenant's prune lock, so the next batch finds it taken and the prune ends.
    */
   async function pruneOneBatch(cutoff: Date, between: () => Promise<void>) {
@@ -79,7 +79,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('a prune batch reads one snapsho
                 get(target, prop) {
                   if (prop === '$queryRawUnsafe')
                     return async (sql: string, ...params: unknown[]) => {
-                      if (pending && sql.includes('SELECT id FROM task_event WHERE tenant_id')) {
+                      if (pending && sql.includes("UNION ALL SELECT 'event'")) {
                         const run = pending;
                         pending = undefined;
                         await run();

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { endRun, startRun } from './support/runs.js';
 import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
 
 /**
@@ -16,17 +17,9 @@ describe.each(backends)('reading what is asked (%s)', (backend) => {
     );
     // Runs with results and logs, as the scheduler would leave them.
     for (const task of tasks) {
-      await t.app.db.prisma.taskRun.create({
-        data: {
-          taskId: task.id,
-          tenantId: 'default',
-          attempt: 1,
-          status: 'SUCCEEDED',
-          workerId: 'w',
-          result: bulky,
-          logs: { create: { taskId: task.id, level: 'info', message: 'done' } },
-        },
-      });
+      const run = await startRun(t.app.db.prisma, { taskId: task.id, attempt: 1, workerId: 'w' });
+      await endRun(t.app.db.prisma, { id: run.id, taskId: task.id, status: 'SUCCEEDED', result: bulky });
+      await t.app.db.prisma.taskRunLog.create({ data: { taskId: task.id, runId: run.id, level: 'info', message: 'done' } });
     }
     ok(
       await t.gql(

@@ -32,46 +32,37 @@ const PRUNE_LOCK_CLASS = 0x70727565; // 'prue'
 const FINISHED = `('SUCCEEDED', 'FAILED', 'FORCED_END', 'CANCELLED')`;
 /**
  * One batch's selections, in one statement ($1 tenant, $2 cutoff, $3 batch size, $4 where the events stop: EVENTS_BOUND), rows tagged by kind:
- * - `finished`: finished tasks that ended before the cutoff, with everything they have (unless a run of
- *   theirs is somehow still going: forcedEnd closes it at once, but its history is kept until it is
- *   closed), locked (SKIP LOCKED) until the batch commits. Looked for through task_spec's created_at as
- *   well (a task that ended before the cutoff was created before it): with nothing to prune, the planner
- *   can read the tasks created before the cutoff that are still there (mostly live recurring ones)
- *   instead of every finished task of the tenant (steady state, 300,000 finished tasks within the
- *   retention and 25,000 older live ones: 236 → 73 ms a prune). In no particular order: every one of them goes,
- *   and the first `batch size` found end the scan, each checked for a running run by its own index probe
- *   (ordered by updated_at, every batch read and sorted all of the tenant's finished tasks and scanned
- *   task_run whole for running runs: 29 ms a batch against 3.8 ms for 10,000 finished of 100,000 tasks,
- *   and growing with them);
- * - `runs` (and their logs) and `events` older than the cutoff of tasks that go on, none of a task with a
- *   run in progress.
+ * - `finished`: finished tasks that ended before the cutoff, with everything they have, locked (SKIP
+ *   LOCKED) until the batch commits. A finished task has no run in progress: every statement that takes
+ *   a task out of RUNNING writes the event that ends its run (TaskRun is read from its events). Looked
+ *   for through task_spec's created_at as well (a task that ended before the cutoff was created before
+ *   it): with nothing to prune, the planner can read the tasks created before the cutoff that are still
+ *   there (mostly live recurring ones) instead of every finished task of the tenant (steady state,
+ *   300,000 finished tasks within the retention and 25,000 older live ones: 236 → 73 ms a prune). In no
+ *   particular order: every one of them goes, and the first `batch size` found end the scan;
+ * - `events` older than the cutoff of tasks that go on, none of a task with a run in progress, oldest
+ *   first. A run goes with the event that started it (`run`: its id, for its log lines and the archive);
+ *   the event that ended it goes when it is older than the cutoff too (a run that started before the
+ *   cutoff and ended after it is pruned, as its row was, and its ending event is kept).
  * `running` is the tenant's tasks with a run in progress (a task is RUNNING exactly while its run is: the
- * claim, the completion and endTask change both in one statement). Being one statement, all three read
- * one snapshot: a task that starts or finishes a run while a batch is selected is either running for both
- * the runs and the events selection or for neither (in separate statements a task that started running
- * between them lost its older runs and kept its events, and one that finished kept its runs and lost its
- * events). `running` is read through the index task_status_tenant_id_idx and filtered as a hashed set, as is
- * `finished`, so the runs and events selections keep their index scans that stop at the batch size (a
- * correlated probe of task_run per candidate row cost 20–50 ms per batch on 600,000 events; a plan the
- * statistics tip to an anti join scans whole tables; a NOT IN is never made one).
+ * claim, the completion and endTask change both in one statement). Being one statement, the selections
+ * read one snapshot. `running` is read through the index task_status_tenant_id_idx and filtered as a
+ * hashed set, as is `finished`, so the events selection keeps its index scan that stops at the batch size
+ * (a plan the statistics tip to an anti join scans whole tables; a NOT IN is never made one).
  */
 const SELECT_BATCH = `
   WITH running AS MATERIALIZED (SELECT task_id AS id FROM task_state WHERE tenant_id = $1 AND status = 'RUNNING'),
   finished AS (
     SELECT t.task_id AS id FROM task_state t JOIN task_spec s ON s.id = t.task_id
      WHERE t.tenant_id = $1 AND t.status IN ${FINISHED} AND t.updated_at < $2 AND s.tenant_id = $1 AND s.created_at < $2
-       AND NOT EXISTS (SELECT 1 FROM task_run live WHERE live.task_id = t.task_id AND live.status = 'RUNNING' OFFSET 0)
      LIMIT $3 FOR UPDATE OF t SKIP LOCKED),
-  runs AS (
-    SELECT id FROM task_run WHERE tenant_id = $1 AND started_at < $2 AND status <> 'RUNNING'
-       AND task_id NOT IN (SELECT id FROM running) AND task_id NOT IN (SELECT id FROM finished)
-     ORDER BY started_at LIMIT $3),
   events AS (
-    SELECT id FROM task_event WHERE tenant_id = $1 AND id < $4::bigint AND created_at < $2
+    SELECT id, CASE WHEN attempt IS NOT NULL THEN run_id END AS run_id FROM task_event
+     WHERE tenant_id = $1 AND id < $4::bigint AND created_at < $2
        AND task_id NOT IN (SELECT id FROM running) AND task_id NOT IN (SELECT id FROM finished)
      ORDER BY id LIMIT $3)
   SELECT 'task' AS kind, id::text AS id FROM finished
-  UNION ALL SELECT 'run', id::text FROM runs
+  UNION ALL SELECT 'run', run_id::text FROM events WHERE run_id IS NOT NULL
   UNION ALL SELECT 'event', id::text FROM events`;
 /**
  * Where a prune of a tenant's events stops ($1 tenant, $2 cutoff): the first event after the tenant's
@@ -215,7 +206,7 @@ export class HistoryPruner {
           const [row] = await tx.$queryRawUnsafe<{ bound: string }[]>(EVENTS_BOUND, tenantId, cutoff);
           events.bound = row?.bound ?? '0';
         }
-        // One statement, so one snapshot decides which tasks have a run in progress for all three selections.
+        // One statement, so one snapshot decides which tasks have a run in progress for both selections.
         const selected = await tx.$queryRawUnsafe<{ kind: 'task' | 'run' | 'event'; id: string }[]>(
           SELECT_BATCH,
           tenantId,
@@ -237,18 +228,23 @@ export class HistoryPruner {
         counts.logs =
           (await run(`DELETE FROM task_run_log WHERE task_id = ANY($1::uuid[])`, taskIds)) +
           (await run(`DELETE FROM task_run_log WHERE run_id = ANY($1::uuid[])`, runIds));
+        // A run goes with the event that started it (the only event of a run with an attempt).
         const deletedEvents = [
           ...(taskIds.length
-            ? await tx.$queryRawUnsafe<{ id: bigint }[]>(`DELETE FROM task_event WHERE task_id = ANY($1::uuid[]) RETURNING id`, taskIds)
+            ? await tx.$queryRawUnsafe<{ id: bigint; run: boolean }[]>(
+                `DELETE FROM task_event WHERE task_id = ANY($1::uuid[]) RETURNING id, attempt IS NOT NULL AS run`,
+                taskIds,
+              )
             : []),
           ...(eventIds.length
-            ? await tx.$queryRawUnsafe<{ id: bigint }[]>(`DELETE FROM task_event WHERE id = ANY($1::bigint[]) RETURNING id`, eventIds)
+            ? await tx.$queryRawUnsafe<{ id: bigint; run: boolean }[]>(
+                `DELETE FROM task_event WHERE id = ANY($1::bigint[]) RETURNING id, attempt IS NOT NULL AS run`,
+                eventIds,
+              )
             : []),
         ];
         counts.events = deletedEvents.length;
-        counts.runs =
-          (await run(`DELETE FROM task_run WHERE task_id = ANY($1::uuid[])`, taskIds)) +
-          (await run(`DELETE FROM task_run WHERE id = ANY($1::uuid[])`, runIds));
+        counts.runs = deletedEvents.filter((e) => e.run).length;
         counts.tasks = await run(`DELETE FROM task_spec WHERE id = ANY($1::uuid[])`, taskIds);
         if (deletedEvents.length > 0) {
           // biome-ignore lint/complexity/useMathMinMax: Math.max does not take bigints.

@@ -34,9 +34,9 @@ export async function readQueueGauges(db: PrismaClient): Promise<QueueGauges[]> 
   const rows = await db.$queryRawUnsafe<{ queue: string; due: number; oldest: number | null; running: number }[]>(
     `WITH due AS (
        SELECT queue, count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(next_run_at))::float8 AS oldest
-         FROM task WHERE status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now() GROUP BY queue
+         FROM task_state WHERE status IN ('SCHEDULED', 'RETRYING') AND next_run_at <= now() GROUP BY queue
      ), running AS (
-       SELECT queue, count(*)::int AS n FROM task WHERE status = 'RUNNING' GROUP BY queue
+       SELECT queue, count(*)::int AS n FROM task_state WHERE status = 'RUNNING' GROUP BY queue
      )
      SELECT coalesce(d.queue, r.queue) AS queue, coalesce(d.n, 0) AS due, d.oldest, coalesce(r.n, 0) AS running
        FROM due d FULL JOIN running r ON r.queue = d.queue`,

@@ -17,7 +17,7 @@ import { SPEC_COLUMNS } from '../tasks/taskTables.js';
  * attempt that lost its lease can change nothing, even on the instance that holds the task again.
  */
 
-/** A task as the scheduler claimed it, with the run row created for this attempt. */
+/** A task as the scheduler claimed it, with the run started for this attempt. */
 export interface ClaimedTask {
   id: string;
   tenantId: string;
@@ -103,26 +103,26 @@ export function claimableSql(t: string, queues: string): string {
 }
 
 /**
- * The run rows of the tasks `c` just claimed for `worker` (an SQL expression): an INSERT for a
- * data-modifying CTE. `c` has the task's columns after the claim plus `recovered`. A run starts when the
- * claiming statement runs (statement_timestamp), not when its transaction began (now()): a capped
- * tenant's claim counts its running tasks in a statement after taking its lock, and a run that ended
- * meanwhile must not seem to overlap the one that took its slot.
+ * The columns of task_event that the event starting a run fills (runningEventSql gives their values).
+ * The run is kept in its events (migration 20261208000000_runs_as_events; TaskRun is a view of them):
+ * this one carries its attempt, worker and whether it took over from a stopped worker.
  */
-export function claimedRunsSql(c: string, worker: string): string {
-  return `INSERT INTO task_run (id, tenant_id, task_id, attempt, status, worker_id, recovered, started_at)
-       SELECT ${c}.locked_run_id, ${c}.tenant_id, ${c}.id, ${c}.attempts, 'RUNNING', ${worker}, ${c}.recovered, statement_timestamp() FROM ${c}
-       RETURNING id`;
-}
+export const RUNNING_EVENT_COLUMNS =
+  'tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message, attempt, worker_id, recovered, created_at';
 
 /**
- * The STATUS_CHANGED event of each task in `c` claimed for `worker`: the values of task_event's
- * (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message), typed so that they
- * can also stand in a UNION.
+ * The STATUS_CHANGED event that starts the run of each task in `c` claimed for `worker`: the values of
+ * RUNNING_EVENT_COLUMNS, typed so that they can also stand in a UNION. `c` has the task's columns after
+ * the claim plus `prev_status` and `recovered`. A run starts when the claiming statement runs
+ * (statement_timestamp), not when its transaction began (now()): a capped tenant's claim counts its
+ * running tasks in a statement after taking its lock, and a run that ended meanwhile must not seem to
+ * overlap the one that took its slot. A create that claims its own tasks (src/tasks/bulkInsert.ts, never
+ * for a capped tenant) passes now(): the CREATED event's time, which its run follows in the same commit.
  */
-export function runningEventSql(c: string, worker: string): string {
+export function runningEventSql(c: string, worker: string, startedAt = 'statement_timestamp()'): string {
   return `${c}.tenant_id, ${c}.id, ${c}.locked_run_id, 'STATUS_CHANGED'::"TaskEventType", ${c}.prev_status::"TaskStatus", 'RUNNING'::"TaskStatus", ${c}.next_run_at,
-              'attempt ' || ${c}.attempts || ' on ' || ${worker} || CASE WHEN ${c}.recovered THEN ' (taking over from a worker that stopped)' ELSE '' END`;
+              'attempt ' || ${c}.attempts || ' on ' || ${worker} || CASE WHEN ${c}.recovered THEN ' (taking over from a worker that stopped)' ELSE '' END,
+              ${c}.attempts, ${worker}::text, ${c}.recovered, ${startedAt}`;
 }
 
 /** What a statement claiming its own tasks needs: for whom, for how long, how many at most, which queues not. */
@@ -174,8 +174,8 @@ const CLAIM_LOCK_CLASS = 0x636c6169; // 'clai'
 
 /**
  * Claims up to `limit` due tasks for `workerId`, shared fairly between tenants, then marks them RUNNING
- * under a lease held by a new run id, counts the attempt, and creates their run and event rows — all
- * in one statement (graphile-worker's get_job pattern: one statement instead of an interactive
+ * under a lease held by a new run id, counts the attempt, and writes the events that start their runs —
+ * all in one statement (graphile-worker's get_job pattern: one statement instead of an interactive
  * transaction saves the round trips that dominate no-op throughput).
  *
  * Fairness: the tenants that have waiting tasks are found by a loose index scan of task_tenant_due_idx
@@ -246,13 +246,12 @@ function claimSql(capped: boolean): string {
          FROM due WHERE t.task_id = due.id
        RETURNING t.*, t.task_id AS id, due.prev_status, due.recovered
      ),
-     r AS (${claimedRunsSql('c', '$1')}),
      events AS (
-       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
+       INSERT INTO task_event (${RUNNING_EVENT_COLUMNS})
        SELECT ${runningEventSql('c', '$1')} FROM c
      )
      SELECT coalesce(json_agg(x), '[]'::json)::text AS claimed
-       FROM (SELECT ${CLAIMED_COLUMNS} FROM ${withSpec('c')} CROSS JOIN (SELECT count(*) FROM r) runs) x`;
+       FROM (SELECT ${CLAIMED_COLUMNS} FROM ${withSpec('c')}) x`;
 }
 
 const CLAIM_OPEN = statement('chronograph_claim', claimSql(false));
@@ -360,22 +359,17 @@ const RECOVER = statement(
          FROM due WHERE t.task_id = due.id
        RETURNING t.task_id AS id, t.tenant_id, t.queue, t.status, t.next_run_at, t.last_error, due.prev_run, due.prev_worker
      ),
-     abandoned AS (
-       UPDATE task_run r SET status = 'ABANDONED', finished_at = now(),
-              duration_ms = (EXTRACT(EPOCH FROM (now() - r.started_at)) * 1000)::int,
-              error = 'worker ' || r.worker_id || ' stopped during this attempt (its lease expired: it died, froze or lost the database)'
-         FROM c WHERE r.task_id = c.id AND r.status = 'RUNNING'
-       RETURNING r.id
-     ),
      events AS (
-       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
+       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message, run_status, duration_ms, error)
        SELECT c.tenant_id, c.id, c.prev_run, 'RECOVERED', 'RUNNING', c.status, c.next_run_at,
               c.last_error || CASE WHEN c.status = 'RETRYING' THEN '; retrying at ' || to_char(c.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') ELSE '' END
-              || ' (worker ' || coalesce(c.prev_worker, 'unknown') || ')'
-         FROM c
+              || ' (worker ' || coalesce(c.prev_worker, 'unknown') || ')',
+              'ABANDONED', GREATEST(0, (EXTRACT(EPOCH FROM (now() - coalesce(s.created_at, now()))) * 1000)::int),
+              'worker ' || coalesce(s.worker_id, c.prev_worker, 'unknown') || ' stopped during this attempt (its lease expired: it died, froze or lost the database)'
+         FROM c LEFT JOIN task_event s ON s.run_id = c.prev_run AND s.attempt IS NOT NULL
      ),
      woken AS (SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM c WHERE c.status = 'RETRYING'))
-     SELECT c.id, c.queue FROM c CROSS JOIN (SELECT count(*) FROM abandoned) a CROSS JOIN (SELECT count(*) FROM woken) w`,
+     SELECT c.id, c.queue FROM c CROSS JOIN (SELECT count(*) FROM woken) w`,
 );
 
 export interface Completion {
@@ -410,8 +404,8 @@ export interface Completion {
 }
 
 /**
- * Records the end of many attempts at once: task status, run rows, logs, events and NOTIFYs in one
- * statement. Each completion only applies while its run still holds the task's lease (status RUNNING,
+ * Records the end of many attempts at once: task status, the events that end the runs, logs and NOTIFYs
+ * in one statement. Each completion only applies while its run still holds the task's lease (status RUNNING,
  * locked_run_id = the run): a result that arrives after the task was force-ended, recovered or claimed
  * again is discarded. Its log lines are kept all the same (they are the run's own; a completion sent
  * again after an edit carries none). Returns, by run id (a lingering attempt of a task, taken over and
@@ -494,37 +488,32 @@ const COMPLETE = statement(
          FROM input i
         WHERE s.task_id = i.task_id AND s.locked_run_id = i.run_id AND s.status = 'RUNNING'
           AND (i.revision IS NULL OR s.revision = i.revision)
-       RETURNING s.task_id AS id, s.tenant_id, s.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message
+       RETURNING s.task_id AS id, s.tenant_id, s.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message,
+                 i.run_status, i.duration_ms, i.result, i.error, i.error_stack
      ),
      edited AS (
        SELECT i.run_id FROM task_state s JOIN input i ON s.task_id = i.task_id AND s.locked_run_id = i.run_id
         WHERE s.status = 'RUNNING' AND i.revision IS NOT NULL AND s.revision <> i.revision
-     ),
-     run AS (
-       UPDATE task_run SET status = i.run_status, finished_at = now(), duration_ms = i.duration_ms, result = i.result,
-              error = i.error, error_stack = i.error_stack
-         FROM input i JOIN t ON t.id = i.task_id
-        WHERE task_run.id = i.run_id AND task_run.status = 'RUNNING'
-       RETURNING task_run.id
      ),
      logs AS (
        INSERT INTO task_run_log (tenant_id, task_id, run_id, level, message, data, created_at)
        SELECT r.tenant_id, r.task_id, l.run_id, l.level, l.message, l.data, l.created_at
          FROM ROWS FROM (jsonb_to_recordset($2::jsonb) AS (run_id uuid, worker_id text, level text, message text, data jsonb, created_at timestamptz))
               WITH ORDINALITY AS l(run_id, worker_id, level, message, data, created_at, n)
-         JOIN task_run r ON r.id = l.run_id AND r.worker_id = l.worker_id
+         JOIN task_event r ON r.run_id = l.run_id AND r.attempt IS NOT NULL AND r.worker_id = l.worker_id
         ORDER BY l.n
        RETURNING 1
      ),
      events AS (
-       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message)
-       SELECT t.tenant_id, t.id, t.run_id, t.event_type, 'RUNNING', t.new_status, t.next_run_at, t.message FROM t
+       INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message,
+                               run_status, duration_ms, result, error, error_stack)
+       SELECT t.tenant_id, t.id, t.run_id, t.event_type, 'RUNNING', t.new_status, t.next_run_at, t.message,
+              t.run_status, t.duration_ms, t.result, t.error, t.error_stack FROM t
      ),
      woken AS (
        SELECT pg_notify('${WAKE_CHANNEL}', '') WHERE EXISTS (SELECT 1 FROM t WHERE t.new_status IN ('SCHEDULED', 'RETRYING'))
      )
      SELECT t.run_id, false AS edited FROM t
-       CROSS JOIN (SELECT count(*) FROM run) r
        CROSS JOIN (SELECT count(*) FROM logs) l
        CROSS JOIN (SELECT count(*) FROM woken) w
      UNION ALL

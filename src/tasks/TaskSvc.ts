@@ -30,7 +30,15 @@ import {
 } from '../time/schedule.js';
 import { insertNewTasks, type NewTaskRow, newTask, prismaRunner, type ReadVersions, TaskIds } from './bulkInsert.js';
 import { CreateCache, type TemplateDefaults, type TenantRead, type Versioned } from './createCache.js';
-import { CANCEL_CHANNEL, LIVE_STATUSES, TASK_EVENT_CHANNEL, TERMINAL_STATUSES, transition, WAKE_CHANNEL } from './statusMachine.js';
+import {
+  CANCEL_CHANNEL,
+  LIVE_STATUSES,
+  type RunEnd,
+  TASK_EVENT_CHANNEL,
+  TERMINAL_STATUSES,
+  transition,
+  WAKE_CHANNEL,
+} from './statusMachine.js';
 import type { TaskTypeRegistry } from './TaskTypeRegistry.js';
 import {
   assertArgDict,
@@ -559,12 +567,9 @@ export class TaskSvc {
 
   /** The Prisma `where` for a task filter of this tenant; GraphQL's connection pages over it. */
   taskWhere(filter: TaskFilter = {}): Prisma.TaskWhereInput {
-    // Every status named when none is asked: one range of the (status, tenant_id) index each (task has no
-    // index led by tenant_id), not a scan of every tenant's tasks for the list's total count.
-    const where: Prisma.TaskWhereInput = {
-      tenantId: this.tenantId,
-      status: { in: filter.status?.length ? filter.status : Object.values(TaskStatus) },
-    };
+    // The view task reads tenant_id from task_spec, whose indexes are led by it: a tenant's tasks of every
+    // status are read through them; a status filter starts from task_status_tenant_id_idx instead.
+    const where: Prisma.TaskWhereInput = { tenantId: this.tenantId, ...(filter.status?.length && { status: { in: filter.status } }) };
     if (filter.fullName) where.fullName = filter.fullName;
     if (filter.funcName) where.funcName = filter.funcName;
     if (filter.source) where.source = filter.source;
@@ -579,14 +584,26 @@ export class TaskSvc {
 
   /** How many tasks are in each status. */
   async stats(): Promise<Record<string, number>> {
-    // taskWhere names every status: one range of the (status, tenant_id) index each.
-    const groups = await this.deps.prisma.task.groupBy({ by: ['status'], where: this.taskWhere(), _count: { _all: true } });
+    // In one statement (one snapshot), without joining the task tables: the tenant's tasks counted in
+    // task_spec (an index led by tenant_id), those in each status but SUCCEEDED in task_state's status
+    // index, which leaves succeeded tasks out (migration 20261208000000_runs_as_events); the succeeded
+    // ones are the rest.
+    const rows = await this.deps.prisma.$queryRaw<{ status: string; n: number }[]>`
+      SELECT status::text AS status, count(*)::int AS n FROM task_state
+       WHERE tenant_id = ${this.tenantId} AND status <> 'SUCCEEDED' GROUP BY status
+      UNION ALL
+      SELECT 'TOTAL', count(*)::int FROM task_spec WHERE tenant_id = ${this.tenantId}`;
     const counts: Record<string, number> = Object.fromEntries(Object.values(TaskStatus).map((s) => [s.toLowerCase(), 0]));
+    let others = 0;
     let total = 0;
-    for (const g of groups) {
-      counts[g.status.toLowerCase()] = g._count._all;
-      total += g._count._all;
+    for (const r of rows) {
+      if (r.status === 'TOTAL') total = Number(r.n);
+      else {
+        counts[r.status.toLowerCase()] = Number(r.n);
+        others += Number(r.n);
+      }
     }
+    counts.succeeded = total - others;
     return { ...counts, total };
   }
 
@@ -1033,11 +1050,17 @@ export async function endTask(
   task: Task,
   end: { to: typeof TaskStatus.FORCED_END | typeof TaskStatus.CANCELLED; message: string; actor: string | null },
 ): Promise<Task> {
-  if (task.status === TaskStatus.RUNNING) {
-    await tx.$executeRaw`UPDATE task_run SET status = 'CANCELLED', finished_at = now(),
-                               duration_ms = (EXTRACT(EPOCH FROM (now() - started_at)) * 1000)::int,
-                               error = ${`${end.to === TaskStatus.FORCED_END ? 'forced end' : 'cancelled'}: ${end.message}`}
-                          WHERE task_id = ${task.id}::uuid AND status = 'RUNNING'`;
+  let runEnd: RunEnd | null = null;
+  if (task.status === TaskStatus.RUNNING && task.lockedRunId) {
+    // The run's duration by the database clock, from the event that started it.
+    const [started] = await tx.$queryRaw<{ ms: number }[]>`
+      SELECT GREATEST(0, (EXTRACT(EPOCH FROM (now() - created_at)) * 1000)::int) AS ms
+        FROM task_event WHERE run_id = ${task.lockedRunId}::uuid AND attempt IS NOT NULL`;
+    runEnd = {
+      status: 'CANCELLED',
+      durationMs: started?.ms ?? 0,
+      error: `${end.to === TaskStatus.FORCED_END ? 'forced end' : 'cancelled'}: ${end.message}`,
+    };
     await tx.$executeRaw`SELECT pg_notify(${CANCEL_CHANNEL}, ${task.id})`;
   }
   return transition(tx, {
@@ -1045,6 +1068,7 @@ export async function endTask(
     to: end.to,
     data: { nextRunAt: null, lockedBy: null, lockedUntil: null, lockedRunId: null },
     runId: task.status === TaskStatus.RUNNING ? task.lockedRunId : null,
+    runEnd,
     message: end.message,
     actor: end.actor,
   });

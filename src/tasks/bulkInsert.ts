@@ -7,7 +7,7 @@ import {
   type ClaimedTask,
   claimableSql,
   claimedFromJson,
-  claimedRunsSql,
+  RUNNING_EVENT_COLUMNS,
   runningEventSql,
   type StartClaim,
 } from '../scheduler/sql.js';
@@ -224,7 +224,7 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
   // another tenant exist, as the claim counts a tenant's share; in claim order; and only while no other
   // task waits to be claimed, so none is overtaken) are inserted already claimed, exactly
   // as the scheduler's claim leaves a task: RUNNING under a lease of worker $6 held by a new run, attempt
-  // 1 counted, the run row written, and the STATUS_CHANGED event after the CREATED one. The caller runs
+  // 1 counted, and the STATUS_CHANGED event that starts the run after the CREATED one. The caller runs
   // them after the commit (Scheduler.reserveStart); a crash before that leaves a lease that runs out and
   // is recovered like any other.
   const parts = claiming
@@ -247,22 +247,20 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
         events: `, claimed AS (
   SELECT t.*, i.status AS prev_status, false AS recovered, ${CLAIMED_SPEC_COLUMNS.join(', ')}
     FROM inserted t JOIN input i ON i.id = t.id WHERE t.locked_run_id IS NOT NULL
-), runs AS (
-  ${claimedRunsSql('claimed', '$6::text')}
 ), events AS (
-  INSERT INTO task_event (tenant_id, task_id, run_id, type, from_status, to_status, next_run_at, message, actor)
-  SELECT tenant_id, id, run_id, type, from_status, to_status, next_run_at, message, actor FROM (
+  INSERT INTO task_event (${RUNNING_EVENT_COLUMNS}, actor)
+  SELECT ${RUNNING_EVENT_COLUMNS.replace('task_id', 'id')}, actor FROM (
     SELECT i.n, 0 AS k, t.tenant_id, t.id, NULL::uuid AS run_id, 'CREATED'::"TaskEventType" AS type, NULL::"TaskStatus" AS from_status,
-           i.status AS to_status, t.next_run_at, i.message, $2::text AS actor
+           i.status AS to_status, t.next_run_at, i.message, NULL::int AS attempt, NULL::text AS worker_id, NULL::boolean AS recovered,
+           now() AS created_at, $2::text AS actor
       FROM inserted t JOIN input i ON i.id = t.id
     UNION ALL
-    SELECT i.n, 1, ${runningEventSql('c', '$6::text')}, NULL FROM claimed c JOIN input i ON i.id = c.id
+    SELECT i.n, 1, ${runningEventSql('c', '$6::text', 'now()')}, NULL FROM claimed c JOIN input i ON i.id = c.id
   ) e ORDER BY n, k
 )`,
         woken: 'SELECT 1 FROM inserted WHERE locked_run_id IS NULL',
         result: `,
-       (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT ${CLAIMED_COLUMNS} FROM claimed c) x)::text AS claimed,
-       (SELECT count(*) FROM runs)::int AS runs`,
+       (SELECT coalesce(json_agg(x), '[]'::json) FROM (SELECT ${CLAIMED_COLUMNS} FROM claimed c) x)::text AS claimed`,
       }
     : null;
   const text = `

@@ -1,5 +1,5 @@
 import { conflict } from '../errors.js';
-import type { Prisma, Task } from '../generated/prisma/client.js';
+import type { Prisma, RunStatus, Task } from '../generated/prisma/client.js';
 import { TaskEventType, TaskStatus } from '../generated/prisma/client.js';
 
 /** Statuses from which a task can still run; `uniqueKey` admits one live task per key. */
@@ -41,9 +41,18 @@ export interface TransitionInput {
   data?: Prisma.TaskUncheckedUpdateManyInput;
   message?: string | null;
   runId?: string | null;
+  /** The run `runId` names ends with this event (TaskRun is read from its events). */
+  runEnd?: RunEnd | null;
   type?: TaskEventType;
   /** Who caused it (TaskEvent.actor); null when the scheduler acts on its own. */
   actor?: string | null;
+}
+
+/** How a run ended, carried by the event that ended it. */
+export interface RunEnd {
+  status: RunStatus;
+  durationMs: number;
+  error: string | null;
 }
 
 /**
@@ -72,6 +81,7 @@ export async function transition(tx: Prisma.TransactionClient, input: Transition
     nextRunAt: row.nextRunAt,
     message: input.message,
     runId: input.runId,
+    runEnd: input.runEnd,
     type: input.type,
     actor: input.actor,
   });
@@ -88,6 +98,7 @@ export interface EventInput {
   toStatus: TaskStatus;
   message?: string | null;
   runId?: string | null;
+  runEnd?: RunEnd | null;
   /** key:<id>, jwt:<sub>, anonymous, task:<id>; null for the scheduler's own changes. */
   actor?: string | null;
 }
@@ -110,6 +121,7 @@ export async function recordEvents(tx: Prisma.TransactionClient, events: EventIn
       message: e.message ?? null,
       runId: e.runId ?? null,
       actor: e.actor ?? null,
+      ...(e.runEnd && { runStatus: e.runEnd.status, durationMs: e.runEnd.durationMs, error: e.runEnd.error }),
     })),
   });
 }

@@ -199,9 +199,9 @@ export function assertId(value: string, field = 'id'): string {
  */
 /**
  * event: a TaskEvent id; uuid: a record id; connection: a connection cursor over uuids; idConnection: over
- * bigint ids (events, run logs); runConnection: over (tenant, start time, id) (runs).
+ * bigint ids (events, run logs, runs by the id of the event that started them).
  */
-export type CursorKind = 'event' | 'uuid' | 'connection' | 'idConnection' | 'runConnection';
+export type CursorKind = 'event' | 'uuid' | 'connection' | 'idConnection';
 
 const MAX_EVENT_ID = 2n ** 63n - 1n;
 
@@ -225,8 +225,7 @@ export function parseCursor(kind: CursorKind, cursor: string, field: string): un
       if (!UUID.test(cursor)) refuse('a cursor from this list (a record id)');
       return cursor.toLowerCase();
     case 'connection':
-    case 'idConnection':
-    case 'runConnection': {
+    case 'idConnection': {
       const notOurs = () => refuse('a cursor from this connection (pageInfo.endCursor or an edge cursor)');
       const decoded = /^[A-Za-z0-9+/]{1,400}={0,2}$/.test(cursor) ? Buffer.from(cursor, 'base64').toString('utf8') : '';
       if (!decoded.startsWith('GPC:') || Buffer.from(decoded).toString('base64') !== cursor) return notOurs();
@@ -236,15 +235,9 @@ export function parseCursor(kind: CursorKind, cursor: string, field: string): un
         if (!id || !UUID.test(id)) return notOurs();
         return id.toLowerCase();
       }
-      if (kind === 'idConnection') {
-        const id = /^I:(\d{1,19})$/.exec(body)?.[1];
-        if (!id || BigInt(id) > MAX_EVENT_ID) return notOurs();
-        return BigInt(id);
-      }
-      // ["S:<tenant>","D:<ms>","S:<uuid>"]
-      const m = /^T:\["S:([A-Za-z0-9_.-]{1,64})","D:(\d{1,15})","S:([0-9a-fA-F-]{36})"\]$/.exec(body);
-      if (!m || !UUID.test(m[3]!) || !Number.isFinite(new Date(Number(m[2])).getTime())) return notOurs();
-      return [m[1], new Date(Number(m[2])), m[3]!.toLowerCase()];
+      const id = /^I:(\d{1,19})$/.exec(body)?.[1];
+      if (!id || BigInt(id) > MAX_EVENT_ID) return notOurs();
+      return BigInt(id);
     }
   }
 }

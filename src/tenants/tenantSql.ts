@@ -57,6 +57,6 @@ export async function countTenantUsage(db: Db, tenantId: string): Promise<Tenant
     SELECT count(*) FILTER (WHERE status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED'))::int AS live,
            count(*) FILTER (WHERE status = 'RUNNING')::int AS running,
            (SELECT count(*) FROM task_spec WHERE tenant_id = ${tenantId} AND created_at > now() - interval '1 minute')::int AS recent
-      FROM task WHERE tenant_id = ${tenantId} AND status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')`;
+      FROM task_state WHERE tenant_id = ${tenantId} AND status IN ('SCHEDULED', 'RUNNING', 'RETRYING', 'PAUSED')`;
   return { liveTasks: row!.live, runningTasks: row!.running, createdLastMinute: row!.recent };
 }

@@ -9,9 +9,9 @@ import { RunStatusEnum, TaskEventTypeEnum, TaskStatusEnum } from './enums.js';
 /**
  * History you can query: runs, events and run logs of the caller's tenant as Relay connections (oldest
  * first; `last` pages from the newest), each with `totalCount`, and run statistics grouped by handler,
- * template, queue or day. Every filter is served by an index: task_run (tenant_id, started_at, id) and
- * (task_id, attempt), task_event (tenant_id, id) and (task_id, id), task_run_log (tenant_id, id) and
- * (run_id, id).
+ * template, queue or day. Every list is served by an index: task_event (tenant_id, id) and (task_id, id)
+ * (runs are read from the events that started them: the view task_run), task_run_log (tenant_id, id) and
+ * (run_id, id). A filter by time reads the list's index in id order, which follows creation.
  */
 
 const TaskRunFilter = builder.inputType('TaskRunFilter', {
@@ -204,21 +204,18 @@ builder.queryFields((t) => ({
     {
       authScopes: { viewer: true },
       type: 'TaskRun',
-      cursor: 'tenantId_startedAt_id',
+      cursor: 'eventId',
       description: "Attempts of the caller's tenant, oldest first (`last` for the newest), filtered.",
       args: { filter: t.arg({ type: TaskRunFilter }) },
-      extensions: { paging: { ...CONNECTION_PAGE, cursor: 'runConnection' } },
+      extensions: { paging: { ...CONNECTION_PAGE, cursor: 'idConnection' } },
       totalCount: async (_root, args, ctx) => ctx.prisma.taskRun.count({ where: await runWhere(ctx, args.filter ?? {}) }),
       resolve: async (query, _root, args, ctx) => {
-        // Within the caller's tenant the order is (startedAt, id); the cursor's tenantId is not used.
-        const page = keysetPage(query, [
-          ['startedAt', 'asc'],
-          ['id', 'asc'],
-        ]);
+        // In start order: the order of the events that started the runs (task_event's (tenant_id, id)).
+        const page = keysetPage(query, [['eventId', 'asc']]);
         return ctx.prisma.taskRun.findMany({
           ...page.query,
           where: { AND: [await runWhere(ctx, args.filter ?? {}), page.where] },
-          orderBy: [{ tenantId: 'asc' }, { startedAt: 'asc' }, { id: 'asc' }],
+          orderBy: { eventId: 'asc' },
         });
       },
     },

@@ -88,7 +88,7 @@ builder.prismaObject('Task', {
       description: 'Execution attempts, oldest first.',
       args: { first: t.arg.int(FIRST) },
       extensions: { paging: LIST_PAGE },
-      query: (args) => ({ orderBy: { startedAt: 'asc' }, take: pageSize(LIST_PAGE, args) }),
+      query: (args) => ({ orderBy: { eventId: 'asc' }, take: pageSize(LIST_PAGE, args) }),
     }),
     events: t.relation('events', {
       description: 'Status history, oldest first (taskEvents(filter: { taskId }) pages through all of it).',
