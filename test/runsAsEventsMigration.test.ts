@@ -1,8 +1,8 @@
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BREAKING_MIGRATIONS_TABLE, migrate, readMigrations } from '../src/db/migrate.js';
-import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
-import { backends, createTestDatabase, newPglite } from './support/testApp.js';
+import { emptyDatabaseSession } from './support/migrationSession.js';
+import { backends } from './support/testApp.js';
 
 const logger = pino({ level: 'silent' });
 const RUNS_AS_EVENTS = '20261208000000_runs_as_events';
@@ -19,18 +19,7 @@ describe.each(backends)('the runs-as-events migration keeps every run as it was 
     for (const fn of cleanup.reverse()) await fn();
   });
 
-  async function session(): Promise<SqlSession> {
-    if (backend === 'pglite') {
-      const db = await newPglite();
-      cleanup.push(() => db.close());
-      return pgliteSession(db);
-    }
-    const database = await createTestDatabase('postgres');
-    cleanup.push(() => database.drop());
-    const s = await openPgSession(database.url!);
-    cleanup.push(() => s.close());
-    return s;
-  }
+  const session = () => emptyDatabaseSession(backend, cleanup);
 
   it('reads every run back through the view, column for column', async () => {
     const s = await session();

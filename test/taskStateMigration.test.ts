@@ -1,8 +1,8 @@
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BREAKING_MIGRATIONS_TABLE, migrate, readMigrations } from '../src/db/migrate.js';
-import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
-import { backends, createTestDatabase, newPglite } from './support/testApp.js';
+import { emptyDatabaseSession } from './support/migrationSession.js';
+import { backends } from './support/testApp.js';
 
 const logger = pino({ level: 'silent' });
 const TASK_STATE = '20261207000000_task_state';
@@ -18,18 +18,7 @@ describe.each(backends)('the task_state migration keeps every task as it was (%s
     for (const fn of cleanup.reverse()) await fn();
   });
 
-  async function session(): Promise<SqlSession> {
-    if (backend === 'pglite') {
-      const db = await newPglite();
-      cleanup.push(() => db.close());
-      return pgliteSession(db);
-    }
-    const database = await createTestDatabase('postgres');
-    cleanup.push(() => database.drop());
-    const s = await openPgSession(database.url!);
-    cleanup.push(() => s.close());
-    return s;
-  }
+  const session = () => emptyDatabaseSession(backend, cleanup);
 
   it('reads every task back through the view, column for column, and keeps its keys and history', async () => {
     const s = await session();
