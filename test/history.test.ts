@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, AUTH_ENV, createKey } from './support/auth.js';
+import { startRun } from './support/runs.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 
 /** History you can query (issue 13 item 4): runs, events and logs as connections with totalCount, and runStats. */
@@ -35,6 +36,35 @@ describe.each(backends)('history queries (%s)', (backend) => {
     ids.push({ ok: done.map((d) => d.id), failed: failed.id });
   });
   afterAll(() => t?.close());
+
+  it("taskRuns filters by status through the runs' events: finished statuses, RUNNING, and both", async () => {
+    // A run in progress, as another instance's claim leaves it: its task RUNNING under the run's lease.
+    const svc = t.app.taskSvc.forTenant('a');
+    const waiting = await svc.createTimerTask({ fullName: 'tasks.Echo', startTime: '2099-01-01T00:00:00Z' });
+    const run = await startRun(t.app.db.prisma, { taskId: waiting.id, tenantId: 'a', attempt: 1, workerId: 'elsewhere' });
+    await t.app.db.prisma.task.update({
+      where: { id: waiting.id },
+      data: { status: 'RUNNING', lockedBy: 'elsewhere', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 },
+    });
+    try {
+      const runs = async (status: string) =>
+        ok(await t.gql(`{ taskRuns(filter: { status: ${status} }) { totalCount edges { node { id status task { id } } } } }`, {}, asA))
+          .taskRuns;
+      const running = await runs('[RUNNING]');
+      expect(running.totalCount).toBe(1);
+      expect(running.edges).toEqual([{ node: { id: run.id, status: 'RUNNING', task: { id: waiting.id } } }]);
+      const succeeded = await runs('[SUCCEEDED]');
+      expect(succeeded.totalCount).toBe(5);
+      expect(new Set(succeeded.edges.map((e: any) => e.node.task.id))).toEqual(new Set(ids[0]!.ok));
+      const either = await runs('[FAILED, RUNNING]');
+      expect(either.totalCount).toBe(2);
+      expect(either.edges.map((e: any) => e.node.status).sort()).toEqual(['FAILED', 'RUNNING']);
+      expect((await runs('[TIMED_OUT]')).totalCount).toBe(0);
+    } finally {
+      await svc.forcedEnd(waiting.id, 'test over');
+      await svc.deleteTask(waiting.id);
+    }
+  });
 
   it('taskRuns pages oldest first with totalCount and filters by status, task, time and worker', async () => {
     const all = ok(

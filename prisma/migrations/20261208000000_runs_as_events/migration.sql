@@ -75,6 +75,11 @@ DROP TABLE "task_run";
 -- A run by its id: its starting event (the only event of a run with an attempt).
 CREATE INDEX "task_event_run_id_idx" ON "task_event" ("run_id") WHERE "attempt" IS NOT NULL;
 
+-- Events (and runs) by time: the history's filters by time and runStats read the pages of the events of
+-- that time only. A BRIN index summarises each range of 128 pages, and an insert into the table's last
+-- range, not yet summarised, writes nothing to it: the next VACUUM summarises the ranges filled since.
+CREATE INDEX "task_event_created_at_idx" ON "task_event" USING brin ("created_at");
+
 -- A run's end is the first event from its start on that carries a run status (its own start only for a
 -- run converted above without an ending event), found through task_event's (task_id, id) index. Its id
 -- is looked up in the select list and the ending event joined by it, so that a query reading none of the
