@@ -88,11 +88,12 @@ const DAY_MS = 86_400_000;
  * before a tenant's cutoff, and the runs, logs and events older than it of tasks that go on. A task with a
  * run in progress keeps all of its history, however old, until that run has finished: the run, its
  * events (the one that started it among them) and the task's earlier runs, logs and events (they used
- * to be pruned under a running attempt). A batch's finished tasks, runs and events are selected in one
- * statement, which reads whether a run is in progress: a run that starts meanwhile is never pruned (its
- * rows are visible to the statement only together with its RUNNING status), and within a batch a task's
- * old runs and old events are judged alike, both selected (it had no run in progress when the batch was
- * selected) or both kept; rows a batch selected before a run started may still go. Each batch is
+ * to be pruned under a running attempt). A run is kept in its events and goes with the one that started
+ * it. A batch's finished tasks and events are selected in one statement, which reads whether a run is in
+ * progress: a run that starts meanwhile is never pruned (its events are visible to the statement only
+ * together with its RUNNING status), and within a batch a task's old events, runs among them, are judged
+ * alike, all selected (it had no run in progress when the batch was selected) or all kept; events a batch
+ * selected before a run started may still go. Each batch is
  * one short transaction under the tenant's prune lock (an advisory lock: an instance that finds it taken
  * leaves that tenant to the instance holding it), touches only finished rows, and takes no lock a claim
  * waits for. With ARCHIVE_DIR, a batch's rows are written as gzip JSON lines before the transaction that
