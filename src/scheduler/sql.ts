@@ -125,6 +125,14 @@ export function runningEventSql(c: string, worker: string, startedAt = 'statemen
               ${c}.attempts, ${worker}::text, ${c}.recovered, ${startedAt}`;
 }
 
+/**
+ * A run's duration so far by the database clock, in whole ms, from `startedAt` (its starting event's
+ * created_at): what the event that ends a run records when nothing timed it (recovery, a forced end).
+ */
+export function runElapsedMsSql(startedAt: string): string {
+  return `GREATEST(0, (EXTRACT(EPOCH FROM (now() - ${startedAt})) * 1000)::int)`;
+}
+
 /** What a statement claiming its own tasks needs: for whom, for how long, how many at most, which queues not. */
 export interface StartClaim {
   workerId: string;
@@ -364,7 +372,7 @@ const RECOVER = statement(
        SELECT c.tenant_id, c.id, c.prev_run, 'RECOVERED', 'RUNNING', c.status, c.next_run_at,
               c.last_error || CASE WHEN c.status = 'RETRYING' THEN '; retrying at ' || to_char(c.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') ELSE '' END
               || ' (worker ' || coalesce(c.prev_worker, 'unknown') || ')',
-              'ABANDONED', GREATEST(0, (EXTRACT(EPOCH FROM (now() - coalesce(s.created_at, now()))) * 1000)::int),
+              'ABANDONED', ${runElapsedMsSql('coalesce(s.created_at, now())')},
               'worker ' || coalesce(s.worker_id, c.prev_worker, 'unknown') || ' stopped during this attempt (its lease expired: it died, froze or lost the database)'
          FROM c LEFT JOIN task_event s ON s.run_id = c.prev_run AND s.attempt IS NOT NULL
      ),

@@ -16,7 +16,7 @@ import {
 } from '../generated/prisma/client.js';
 import type { HandlerRegistry } from '../handlers/HandlerRegistry.js';
 import type { TaskStarter } from '../scheduler/Scheduler.js';
-import type { ClaimedTask, StartClaim } from '../scheduler/sql.js';
+import { type ClaimedTask, runElapsedMsSql, type StartClaim } from '../scheduler/sql.js';
 import type { TemplateSvc } from '../templates/TemplateSvc.js';
 import { checkArgDictQuota, QuotaGuard } from '../tenants/QuotaGuard.js';
 import { parseTime } from '../time/parseTime.js';
@@ -1053,9 +1053,10 @@ export async function endTask(
   let runEnd: RunEnd | null = null;
   if (task.status === TaskStatus.RUNNING && task.lockedRunId) {
     // The run's duration by the database clock, from the event that started it.
-    const [started] = await tx.$queryRaw<{ ms: number }[]>`
-      SELECT GREATEST(0, (EXTRACT(EPOCH FROM (now() - created_at)) * 1000)::int) AS ms
-        FROM task_event WHERE run_id = ${task.lockedRunId}::uuid AND attempt IS NOT NULL`;
+    const [started] = await tx.$queryRawUnsafe<{ ms: number }[]>(
+      `SELECT ${runElapsedMsSql('created_at')} AS ms FROM task_event WHERE run_id = $1::uuid AND attempt IS NOT NULL`,
+      task.lockedRunId,
+    );
     runEnd = {
       status: 'CANCELLED',
       durationMs: started?.ms ?? 0,

@@ -249,8 +249,8 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
     FROM inserted t JOIN input i ON i.id = t.id WHERE t.locked_run_id IS NOT NULL
 ), events AS (
   INSERT INTO task_event (${RUNNING_EVENT_COLUMNS}, actor)
-  SELECT ${RUNNING_EVENT_COLUMNS.replace('task_id', 'id')}, actor FROM (
-    SELECT i.n, 0 AS k, t.tenant_id, t.id, NULL::uuid AS run_id, 'CREATED'::"TaskEventType" AS type, NULL::"TaskStatus" AS from_status,
+  SELECT ${RUNNING_EVENT_COLUMNS}, actor FROM (
+    SELECT i.n, 0 AS k, t.tenant_id, t.id AS task_id, NULL::uuid AS run_id, 'CREATED'::"TaskEventType" AS type, NULL::"TaskStatus" AS from_status,
            i.status AS to_status, t.next_run_at, i.message, NULL::int AS attempt, NULL::text AS worker_id, NULL::boolean AS recovered,
            now() AS created_at, $2::text AS actor
       FROM inserted t JOIN input i ON i.id = t.id
