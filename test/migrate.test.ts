@@ -130,6 +130,24 @@ describe.each(backends)('migrations (%s)', (backend) => {
     expect(await session.query(`SELECT 1 FROM "${BREAKING_MIGRATIONS_TABLE}"`)).toEqual([]);
   });
 
+  it("a breaking migration's record is written in its transaction: a failure after it (the announcement) leaves neither", async () => {
+    const { session } = await fresh();
+    const breaking: Migration = {
+      name: '20000101000000_breaking',
+      sql: '-- chronograph: breaking\nCREATE TABLE breaking_then_failed (id int);',
+      checksum: 'd'.repeat(64),
+    };
+    // The announcement is the last statement before COMMIT, after the migration and both records.
+    const failing: SqlSession = {
+      ...session,
+      query: (sql, params) => (sql.includes('pg_notify') ? Promise.reject(new Error('the connection broke')) : session.query(sql, params)),
+    };
+    await expect(migrate(failing, logger, [breaking])).rejects.toThrow(/failed and was rolled back.*the connection broke/);
+    expect(await session.query(`SELECT 1 FROM "${BREAKING_MIGRATIONS_TABLE}"`)).toEqual([]);
+    expect(await session.query(`SELECT 1 FROM "_prisma_migrations"`)).toEqual([]);
+    expect(await session.query(`SELECT to_regclass('breaking_then_failed') AS t`)).toEqual([{ t: null }]);
+  });
+
   it.runIf(backend === 'postgres')('announces each migration by name when it commits', async () => {
     const { database, session } = await fresh();
     const listener = await openPgSession(database.url!);
