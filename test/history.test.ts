@@ -167,6 +167,79 @@ describe.each(backends)('history queries (%s)', (backend) => {
     expect(ok(await t.gql(`{ runStats(groupBy: QUEUE, from: "2100-01-01T00:00:00Z") { key } }`, {}, asA)).runStats).toEqual([]);
   });
 
+  it('runStats counts each run as the view task_run has it: running, cancelled, failed and succeeded, days in UTC', async () => {
+    // Two runs in progress, as another instance's claim leaves them; one is then force-ended (CANCELLED).
+    const svc = t.app.taskSvc.forTenant('a');
+    const prisma = t.app.db.prisma;
+    const staged: string[] = [];
+    try {
+      for (const fullName of ['tasks.Echo', 'tasks.Fail']) {
+        const task = await svc.createTimerTask({ fullName, startTime: '2099-01-01T00:00:00Z' });
+        staged.push(task.id);
+        const run = await startRun(prisma, { taskId: task.id, tenantId: 'a', attempt: 1, workerId: 'elsewhere' });
+        await prisma.task.update({
+          where: { id: task.id },
+          data: { status: 'RUNNING', lockedBy: 'elsewhere', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 },
+        });
+      }
+      await svc.forcedEnd(staged[1]!, 'stopped by the test');
+      const expected = async (key: string, join: string) => {
+        const rows = await prisma.$queryRawUnsafe<{ key: string; status: string; n: number }[]>(
+          `SELECT ${key} AS key, r.status::text AS status, count(*)::int AS n
+             FROM task_run r ${join} WHERE r.tenant_id = 'a' GROUP BY 1, 2`,
+        );
+        const medians = await prisma.$queryRawUnsafe<{ key: string; p50: number | null }[]>(
+          `SELECT ${key} AS key, percentile_cont(0.5) WITHIN GROUP (ORDER BY r.duration_ms) FILTER (WHERE r.status <> 'RUNNING') AS p50
+             FROM task_run r ${join} WHERE r.tenant_id = 'a' GROUP BY 1`,
+        );
+        const byKey = new Map<string, { key: string; total: number; counts: Map<string, number>; p50: number | null }>();
+        for (const row of rows) {
+          const p50 = medians.find((m) => m.key === row.key)!.p50;
+          const entry = byKey.get(row.key) ?? { key: row.key, total: 0, counts: new Map(), p50: p50 == null ? null : Number(p50) };
+          entry.total += row.n;
+          entry.counts.set(row.status, row.n);
+          byKey.set(row.key, entry);
+        }
+        return [...byKey.values()]
+          .sort((a, b) => (a.key < b.key ? -1 : 1))
+          .map(({ key, total, counts, p50 }) => {
+            const n = (s: string) => counts.get(s) ?? 0;
+            const ended = total - n('RUNNING') - n('CANCELLED');
+            const failed = ['FAILED', 'TIMED_OUT', 'MEMORY_LIMIT', 'CRASHED', 'ABANDONED'].reduce((sum, s) => sum + n(s), 0);
+            return {
+              key,
+              total,
+              counts: [...counts].sort(([a], [b]) => (a < b ? -1 : 1)).map(([status, count]) => ({ status, count })),
+              p50DurationMs: p50,
+              failureRate: ended === 0 ? null : failed / ended,
+            };
+          });
+      };
+      const stats = async (groupBy: string) =>
+        ok(await t.gql(`{ runStats(groupBy: ${groupBy}) { key total counts { status count } p50DurationMs failureRate } }`, {}, asA))
+          .runStats;
+      const byHandler = await stats('HANDLER');
+      expect(byHandler).toEqual(await expected('t.func_name', 'JOIN task t ON t.id = r.task_id'));
+      // The staged runs are there: one RUNNING (test.logs), one CANCELLED beside the FAILED one (chronograph.fail).
+      expect(byHandler.map((r: any) => r.counts)).toEqual([
+        [
+          { status: 'CANCELLED', count: 1 },
+          { status: 'FAILED', count: 1 },
+        ],
+        [
+          { status: 'RUNNING', count: 1 },
+          { status: 'SUCCEEDED', count: 5 },
+        ],
+      ]);
+      expect(await stats('DAY')).toEqual(await expected(`to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')`, ''));
+    } finally {
+      for (const id of staged) {
+        await svc.forcedEnd(id, 'test over').catch(() => {});
+        await svc.deleteTask(id);
+      }
+    }
+  });
+
   it("another tenant sees none of it, and another tenant's task id is NOT_FOUND", async () => {
     const read = ok(
       await t.gql(

