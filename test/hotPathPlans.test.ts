@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXTEND_LEASES_SQL } from '../src/scheduler/sql.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { createTestApp, createTestDatabase, ok, type TestApp, type TestDatabase, withClient } from './support/testApp.js';
 
@@ -93,6 +94,26 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('the hot path reads large tables
       }
     });
     expect(found).toEqual({});
+  });
+
+  it('plans the statements that find their tasks by id as look-ups by primary key, never a scan of the status index', async () => {
+    // The status index keeps an entry for every ended run's RUNNING version until a vacuum, and a bitmap
+    // scan reads them all: with RUNNING tasks few in the statistics, the completion and the heartbeat
+    // were planned that way, and a completion of 24 read 20,000 dead entries after 20,000 runs.
+    const byId = { chronograph_complete: statements.get('chronograph_complete')!, heartbeat: EXTEND_LEASES_SQL };
+    expect(byId.chronograph_complete).toBeDefined();
+    const plans: Record<string, { primaryKey: boolean; statusIndex: boolean }> = {};
+    await withClient(db.url!, async (c) => {
+      await c.query(`SET plan_cache_mode = force_generic_plan`);
+      for (const [name, text] of Object.entries(byId)) {
+        const plan = await genericPlan(c, text);
+        plans[name] = { primaryKey: plan.includes('task_state_pkey'), statusIndex: plan.includes('task_status_tenant_id_idx') };
+      }
+    });
+    expect(plans).toEqual({
+      chronograph_complete: { primaryKey: true, statusIndex: false },
+      heartbeat: { primaryKey: true, statusIndex: false },
+    });
   });
 
   it('plans the task statistics, the task count and the pruner tenant scan through indexes', async () => {

@@ -89,6 +89,20 @@ export function firedSql(t: string): string {
 }
 
 /**
+ * "Task `t` is RUNNING", for the statements that find their tasks by id (a completion, the lease checks),
+ * written so that no index can serve it; those statements also name their ids as `task_id = ANY(…)`, which
+ * the primary key serves whatever the statistics say. The status index (task_status_tenant_id_idx) keeps
+ * an entry for the RUNNING version of every run that ended since the table was last vacuumed, and bitmap
+ * scans do not skip dead entries: with few RUNNING tasks in the statistics, the completion was planned as
+ * a bitmap scan of that index, and a completion of 24 runs on PGlite read 20,000 entries and 800 pages
+ * once 20,000 runs had ended (2.5 ms per completion after 5,000 runs, 4.0 ms after 20,000). With only the
+ * status hidden, a hash join with a scan of the whole table took its place on a smaller table.
+ */
+export function runningByIdSql(t: string): string {
+  return `${t}.status::text = 'RUNNING'`;
+}
+
+/**
  * Whether the waiting task `t` may be claimed now: due, not in one of the excluded queues (`queues`, a
  * text[] expression), not one that is fired instead (firedSql), and not a SKIP-policy task later than its
  * tolerance (skipMisfiredTasks decides those first; a task handed back by a
@@ -478,7 +492,8 @@ export async function completeRuns(db: SqlRunner, completions: Completion[]): Pr
 const STILL_HELD = statement(
   'chronograph_still_held',
   `SELECT locked_run_id::text AS run_id FROM task_state
-    WHERE (task_id, locked_run_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[])) AND status = 'RUNNING'`,
+    WHERE task_id = ANY($1::uuid[]) AND (task_id, locked_run_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))
+      AND ${runningByIdSql('task_state')}`,
 );
 
 const COMPLETE = statement(
@@ -494,14 +509,15 @@ const COMPLETE = statement(
               run_count = s.run_count + i.run_count_delta, last_error = i.last_error, last_run_abandoned = i.abandoned,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
          FROM input i
-        WHERE s.task_id = i.task_id AND s.locked_run_id = i.run_id AND s.status = 'RUNNING'
+        WHERE s.task_id = ANY(ARRAY(SELECT task_id FROM input)) AND s.task_id = i.task_id AND s.locked_run_id = i.run_id
+          AND ${runningByIdSql('s')}
           AND (i.revision IS NULL OR s.revision = i.revision)
        RETURNING s.task_id AS id, s.tenant_id, s.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message,
                  i.run_status, i.duration_ms, i.result, i.error, i.error_stack
      ),
      edited AS (
        SELECT i.run_id FROM task_state s JOIN input i ON s.task_id = i.task_id AND s.locked_run_id = i.run_id
-        WHERE s.status = 'RUNNING' AND i.revision IS NOT NULL AND s.revision <> i.revision
+        WHERE s.task_id = ANY(ARRAY(SELECT task_id FROM input)) AND ${runningByIdSql('s')} AND i.revision IS NOT NULL AND s.revision <> i.revision
      ),
      logs AS (
        INSERT INTO task_run_log (tenant_id, task_id, run_id, level, message, data, created_at)
@@ -538,7 +554,8 @@ const COMPLETE = statement(
  * run ids (same order), lease in ms.
  */
 export const EXTEND_LEASES_SQL = `UPDATE task_state SET locked_until = now() + $4::int * interval '1 millisecond'
-  WHERE (task_id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1 AND status = 'RUNNING'
+  WHERE task_id = ANY($2::uuid[]) AND (task_id, locked_run_id) IN (SELECT * FROM unnest($2::uuid[], $3::uuid[])) AND locked_by = $1
+    AND ${runningByIdSql('task_state')}
   RETURNING locked_run_id::text AS "runId"`;
 
 const EXTEND_LEASES = statement('chronograph_extend_leases', EXTEND_LEASES_SQL);
@@ -566,7 +583,7 @@ export async function checkLease(db: SqlRunner, taskId: string, runId: string, l
 const CHECK_LEASE = statement(
   'chronograph_check_lease',
   `UPDATE task_state SET locked_until = GREATEST(locked_until, now() + $3::int * interval '1 millisecond')
-    WHERE task_id = $1::uuid AND locked_run_id = $2::uuid AND status = 'RUNNING' AND locked_until > now()
+    WHERE task_id = $1::uuid AND locked_run_id = $2::uuid AND ${runningByIdSql('task_state')} AND locked_until > now()
    RETURNING 1`,
 );
 
