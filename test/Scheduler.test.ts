@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { NormalType, type TaskTypeRunInput } from '../src/tasks/TaskTypeRegistry.js';
 import { createDateFieldTemplate, DELETE, SAVE } from './support/dateFields.js';
-import { startRun } from './support/runs.js';
+import { holdTask } from './support/runs.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -467,11 +467,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z', maxAttempts: 2, retryBackoffMs: 10 });
     // What a crashed instance leaves behind: RUNNING, an open run, a lease that has run out.
     const prisma = t.app.db.prisma;
-    const dead = await startRun(prisma, { taskId: task.id, attempt: 1, workerId: 'dead-worker' });
-    await prisma.task.update({
-      where: { id: task.id },
-      data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() - 1000), attempts: 1 },
-    });
+    await holdTask(prisma, { taskId: task.id, attempt: 1, workerId: 'dead-worker', leaseMs: -1000 });
     await prisma.$executeRawUnsafe(`SELECT pg_notify('chronograph_wake', '')`);
     const done = await svc.waitForTask(task.id, { timeoutMs: 10_000 });
     expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 2 });
@@ -502,11 +498,7 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
       await sleep(300);
       t.app.scheduler.wake();
       await sleep(50);
-      const dead = await startRun(prisma, { taskId: stranded.id, attempt: 1, workerId: 'dead-worker' });
-      await prisma.task.update({
-        where: { id: stranded.id },
-        data: { status: 'RUNNING', lockedBy: 'dead-worker', lockedRunId: dead.id, lockedUntil: new Date(Date.now() + 400), attempts: 1 },
-      });
+      await holdTask(prisma, { taskId: stranded.id, attempt: 1, workerId: 'dead-worker', leaseMs: 400 });
       const allow = await create({
         funcName: 'chronograph.noop',
         repeatType: 'INTERVAL',

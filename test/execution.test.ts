@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HandlerContext, LeaseLostError } from '../src/handlers/HandlerRegistry.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
-import { startRun } from './support/runs.js';
+import { holdTask, startRun } from './support/runs.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 import { waitFor } from './support/waitFor.js';
 
@@ -75,17 +75,7 @@ describe.each(backends)('execution (%s)', (backend) => {
       retryBackoffMs: 60_000,
       ...extra,
     });
-    const run = await startRun(prisma(), { taskId: task.id, attempt, workerId: 'dead-worker' });
-    await prisma().task.update({
-      where: { id: task.id },
-      data: {
-        status: 'RUNNING',
-        lockedBy: 'dead-worker',
-        lockedRunId: run.id,
-        lockedUntil: new Date(Date.now() - 1000),
-        attempts: attempt,
-      },
-    });
+    await holdTask(prisma(), { taskId: task.id, attempt, workerId: 'dead-worker', leaseMs: -1000 });
     await prisma().$executeRawUnsafe(`SELECT pg_notify('chronograph_wake', '')`);
     return task;
   }
@@ -193,11 +183,7 @@ describe.each(backends)('execution (%s)', (backend) => {
 
   it('force-ends at once a task whose worker is gone while its lease is still valid, keeping the reason', async () => {
     const task = await create({ funcName: 'chronograph.echo', startTime: '2099-01-01T00:00:00Z' });
-    const run = await startRun(prisma(), { taskId: task.id, attempt: 1, workerId: 'killed-worker' });
-    await prisma().task.update({
-      where: { id: task.id },
-      data: { status: 'RUNNING', lockedBy: 'killed-worker', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 },
-    });
+    const run = await holdTask(prisma(), { taskId: task.id, attempt: 1, workerId: 'killed-worker', leaseMs: 600_000 });
     const ended = await svc.forcedEnd(task.id, 'the worker is gone');
     expect(ended).toMatchObject({ status: 'FORCED_END', lockedBy: null, lockedRunId: null });
     const [closed] = await runsOf(task.id);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, AUTH_ENV, createKey } from './support/auth.js';
-import { startRun } from './support/runs.js';
+import { holdTask } from './support/runs.js';
 import { backends, createTestApp, errorCode, ok, type TestApp } from './support/testApp.js';
 
 /** History you can query (issue 13 item 4): runs, events and logs as connections with totalCount, and runStats. */
@@ -41,11 +41,7 @@ describe.each(backends)('history queries (%s)', (backend) => {
     // A run in progress, as another instance's claim leaves it: its task RUNNING under the run's lease.
     const svc = t.app.taskSvc.forTenant('a');
     const waiting = await svc.createTimerTask({ fullName: 'tasks.Echo', startTime: '2099-01-01T00:00:00Z' });
-    const run = await startRun(t.app.db.prisma, { taskId: waiting.id, tenantId: 'a', attempt: 1, workerId: 'elsewhere' });
-    await t.app.db.prisma.task.update({
-      where: { id: waiting.id },
-      data: { status: 'RUNNING', lockedBy: 'elsewhere', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 },
-    });
+    const run = await holdTask(t.app.db.prisma, { taskId: waiting.id, tenantId: 'a', attempt: 1, workerId: 'elsewhere', leaseMs: 600_000 });
     try {
       const runs = async (status: string) =>
         ok(await t.gql(`{ taskRuns(filter: { status: ${status} }) { totalCount edges { node { id status task { id } } } } }`, {}, asA))
@@ -176,11 +172,7 @@ describe.each(backends)('history queries (%s)', (backend) => {
       for (const fullName of ['tasks.Echo', 'tasks.Fail']) {
         const task = await svc.createTimerTask({ fullName, startTime: '2099-01-01T00:00:00Z' });
         staged.push(task.id);
-        const run = await startRun(prisma, { taskId: task.id, tenantId: 'a', attempt: 1, workerId: 'elsewhere' });
-        await prisma.task.update({
-          where: { id: task.id },
-          data: { status: 'RUNNING', lockedBy: 'elsewhere', lockedRunId: run.id, lockedUntil: new Date(Date.now() + 600_000), attempts: 1 },
-        });
+        await holdTask(prisma, { taskId: task.id, tenantId: 'a', attempt: 1, workerId: 'elsewhere', leaseMs: 600_000 });
       }
       await svc.forcedEnd(staged[1]!, 'stopped by the test');
       const expected = async (key: string, join: string) => {

@@ -4,7 +4,7 @@ import type { PrismaClient } from '../../src/generated/prisma/client.js';
  * What a claim writes when it starts a run (migration 20261208000000_runs_as_events: a run is kept in its
  * events, TaskRun is a view of them): the STATUS_CHANGED event to RUNNING with the attempt, the worker and
  * whether it took over. For tests that stage what another instance left behind; the task's own row
- * (status, lease) is the caller's to set. Returns the new run's id.
+ * (status, lease) is the caller's to set, or holdTask's. Returns the new run's id.
  */
 export async function startRun(
   prisma: PrismaClient,
@@ -21,6 +21,29 @@ export async function startRun(
     run.recovered ?? false,
   );
   return row!;
+}
+
+/**
+ * What another instance's claim leaves behind: the run's starting event (startRun) and its task RUNNING
+ * under that run's lease, held by `workerId` for `leaseMs` more (negative: a lease that has run out, as a
+ * crashed instance leaves it), the attempt counted. Returns the run's id.
+ */
+export async function holdTask(
+  prisma: PrismaClient,
+  run: { taskId: string; tenantId?: string; attempt: number; workerId: string; leaseMs: number },
+): Promise<{ id: string }> {
+  const started = await startRun(prisma, run);
+  await prisma.task.update({
+    where: { id: run.taskId },
+    data: {
+      status: 'RUNNING',
+      lockedBy: run.workerId,
+      lockedRunId: started.id,
+      lockedUntil: new Date(Date.now() + run.leaseMs),
+      attempts: run.attempt,
+    },
+  });
+  return started;
 }
 
 /** The event that ends a run started by startRun, as a completion writes it (the task's row is the caller's). */
