@@ -137,7 +137,6 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('the hot path reads large tables
         await c.query('ANALYZE');
         await c.query(`SET plan_cache_mode = force_generic_plan`);
         for (const [name, text] of statements) {
-          if (process.env.SHOW_PLAN === name) console.log(await genericPlan(c, text));
           const plan = await genericPlan(c, text);
           if (name === 'chronograph_claim') claimPlan = plan;
           // A create's "no task waits to be claimed" (NOT EXISTS) may read task_state in order when the
