@@ -72,14 +72,25 @@ export const CLAIMED_COLUMNS = `
   c.prev_status::text AS "prevStatus", c.locked_run_id AS "runId", c.recovered, now() AS "claimedAt", c.revision`;
 
 /**
+ * "`key` is one of the ids `ids` (a query of one column) gives", for a statement that joins a batch of
+ * rows it has in hand (its input, the tasks it claimed) to a large table by primary key. Beside the join
+ * condition it makes the key look-up the plan whatever the statistics say: the planner takes
+ * `= ANY(ARRAY(…))` for a few rows, and an index serves it. A join alone was planned on estimates that
+ * went wrong: the completion as a bitmap scan of the status index (see runningByIdSql); the claim's update
+ * and its read of task_spec, as generic plans take `LIMIT $2` for a tenth of the rows before it, as hash
+ * joins reading task_state and task_spec whole once a backlog was fresh in the statistics (on PGlite the
+ * scan of task_spec was most of the claim; test/hotPathPlans.test.ts plans every statement on such a backlog).
+ */
+function byKeySql(key: string, ids: string): string {
+  return `${key} = ANY(ARRAY(${ids}))`;
+}
+
+/**
  * A relation of claimed task_state rows `c` (with `id`) joined to their task_spec rows, as `c` with the
- * columns CLAIMED_COLUMNS reads from task_spec: what the claim answers. The rows are looked up by primary
- * key (`= ANY(ARRAY(…))`, which the planner takes for a few rows): with a few thousand tasks fresh in the
- * statistics, a hash join reading task_spec whole was costed below 24 look-ups, and on PGlite that scan was
- * most of the claim.
+ * columns CLAIMED_COLUMNS reads from task_spec: what the claim answers.
  */
 function withSpec(c: string): string {
-  return `(SELECT ${c}.*, ${[...SPEC_COLUMNS].map((column) => `p.${column}`).join(', ')} FROM ${c} JOIN task_spec p ON p.id = ${c}.id WHERE p.id = ANY(ARRAY(SELECT id FROM ${c}))) ${c}`;
+  return `(SELECT ${c}.*, ${[...SPEC_COLUMNS].map((column) => `p.${column}`).join(', ')} FROM ${c} JOIN task_spec p ON p.id = ${c}.id WHERE ${byKeySql('p.id', `SELECT id FROM ${c}`)}) ${c}`;
 }
 
 /**
@@ -93,8 +104,8 @@ export function firedSql(t: string): string {
 
 /**
  * "Task `t` is RUNNING", for the statements that find their tasks by id (a completion, the lease checks),
- * written so that no index can serve it; those statements also name their ids as `task_id = ANY(…)`, which
- * the primary key serves whatever the statistics say. The status index (task_status_tenant_id_idx) keeps
+ * written so that no index can serve it; those statements also name their ids with byKeySql, which the
+ * primary key serves whatever the statistics say. The status index (task_status_tenant_id_idx) keeps
  * an entry for the RUNNING version of every run that ended since the table was last vacuumed, and bitmap
  * scans do not skip dead entries: with few RUNNING tasks in the statistics, the completion was planned as
  * a bitmap scan of that index, and a completion of 24 runs on PGlite read 20,000 entries and 800 pages
@@ -229,11 +240,6 @@ const CLAIM_LOCK_CLASS = 0x636c6169; // 'clai'
  *
  * SKIP-policy tasks that are later than their tolerance are left for skipMisfiredTasks (but not a task
  * handed back by a stopped worker: that occurrence did start on time).
- *
- * Plans: the claim runs as a generic plan, where `LIMIT $2` is taken for a tenth of the rows before it. On a
- * backlog fresh in the statistics, that made its update a hash join reading task_state whole; the update
- * names its rows as `= ANY(ARRAY(…))` too, so that they are looked up by primary key whatever the estimate
- * (test/hotPathPlans.test.ts plans every statement on such a backlog).
  */
 function claimSql(capped: boolean): string {
   // $1 worker, $2 limit, $3 lease ms, $4 excluded queues, $5 tenant slots, $6/$7 held (tenants, counts), $8 capped tenants (capped only)
@@ -286,7 +292,7 @@ function claimSql(capped: boolean): string {
        UPDATE task_state t SET status = 'RUNNING', locked_by = $1, locked_run_id = gen_random_uuid(),
               locked_until = now() + $3::int * interval '1 millisecond',
               attempts = t.attempts + 1, last_run_abandoned = false, updated_at = now()
-         FROM due WHERE t.task_id = due.id AND t.task_id = ANY(ARRAY(SELECT id FROM due))
+         FROM due WHERE t.task_id = due.id AND ${byKeySql('t.task_id', 'SELECT id FROM due')}
        RETURNING t.*, t.task_id AS id, due.prev_status, due.recovered
      ),
      events AS (
@@ -530,7 +536,7 @@ const COMPLETE = statement(
               run_count = s.run_count + i.run_count_delta, last_error = i.last_error, last_run_abandoned = i.abandoned,
               locked_by = NULL, locked_until = NULL, locked_run_id = NULL, updated_at = now()
          FROM input i
-        WHERE s.task_id = ANY(ARRAY(SELECT task_id FROM input)) AND s.task_id = i.task_id AND s.locked_run_id = i.run_id
+        WHERE ${byKeySql('s.task_id', 'SELECT task_id FROM input')} AND s.task_id = i.task_id AND s.locked_run_id = i.run_id
           AND ${runningByIdSql('s')}
           AND (i.revision IS NULL OR s.revision = i.revision)
        RETURNING s.task_id AS id, s.tenant_id, s.next_run_at, i.run_id, i.status AS new_status, i.event_type, i.message,
@@ -538,7 +544,7 @@ const COMPLETE = statement(
      ),
      edited AS (
        SELECT i.run_id FROM task_state s JOIN input i ON s.task_id = i.task_id AND s.locked_run_id = i.run_id
-        WHERE s.task_id = ANY(ARRAY(SELECT task_id FROM input)) AND ${runningByIdSql('s')} AND i.revision IS NOT NULL AND s.revision <> i.revision
+        WHERE ${byKeySql('s.task_id', 'SELECT task_id FROM input')} AND ${runningByIdSql('s')} AND i.revision IS NOT NULL AND s.revision <> i.revision
      ),
      logs AS (
        INSERT INTO task_run_log (tenant_id, task_id, run_id, level, message, data, created_at)
