@@ -21,6 +21,8 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
   let svc: TaskSvc;
   const flaky = new Map<string, number>();
   const order: string[] = [];
+  const lateReaders = new Map<string, () => void>();
+  const signalsReadLate = new Map<string, { aborted: boolean; reason?: string }>();
 
   beforeAll(async () => {
     t = await createTestApp(backend, {
@@ -50,6 +52,11 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
           (_args, ctx) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
         );
         app.handlers.register('test.ignoresAbort', () => sleep(2_000).then(() => 'late result'));
+        // Reads its signal only once the test lets it go on: the run's signal is made on first read.
+        app.handlers.register('test.readsSignalLate', async (args, ctx) => {
+          await new Promise<void>((resolve) => lateReaders.set(String(args.key), resolve));
+          signalsReadLate.set(String(args.key), { aborted: ctx.signal.aborted, reason: (ctx.signal.reason as Error | undefined)?.message });
+        });
         app.handlers.register('test.order', (args) => {
           order.push(String(args.name));
           return sleep(30);
@@ -166,6 +173,16 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     expect(after.status).toBe('FORCED_END');
     expect(runs.map((r) => r.status)).toEqual(['CANCELLED']);
     expect(runs[0]!.logs.map((l) => l.message)).toEqual([expect.stringContaining('abandoned')]);
+  });
+
+  it("gives a handler that reads ctx.signal only after a forced end a signal already aborted, with the end's reason", async () => {
+    const task = await create({ funcName: 'test.readsSignalLate', argDict: { key: 'late' } });
+    await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
+    await waitFor(() => lateReaders.has('late'), { what: 'the handler to wait' });
+    expect((await svc.forcedEnd(task.id)).status).toBe('FORCED_END');
+    lateReaders.get('late')!();
+    await waitFor(() => signalsReadLate.has('late'), { what: 'the handler to read its signal' });
+    expect(signalsReadLate.get('late')).toEqual({ aborted: true, reason: 'the task was force-ended' });
   });
 
   it('runs an interval task on its grid until maxRuns', async () => {

@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type { SqlRunner } from '../db/SqlPool.js';
 import type { Logger } from '../logger.js';
 import type { KeeperReport, LeaseKeeperThreadData } from './leaseKeeperThread.js';
+import { type Run, RunList } from './sharedRuns.js';
 import { EXTEND_LEASES_SQL, extendLeases } from './sql.js';
 
 export type LeaseReport = { sentAt: number; asked: string[]; held: Set<string> };
@@ -35,7 +36,9 @@ export interface LeaseKeeperOptions {
  * take a task over anyway.
  */
 export class LeaseKeeper {
-  private runs: { taskId: string; runId: string }[] = [];
+  private runs: Run[] = [];
+  /** The runs as the heartbeat thread reads them (sharedRuns.ts); grown into a new buffer that the thread is sent. */
+  private readonly shared = new RunList(64, (buffer) => this.worker?.postMessage({ type: 'runs', buffer }));
   private worker?: Worker;
   private timer?: NodeJS.Timeout;
   private beating = false;
@@ -87,6 +90,7 @@ export class LeaseKeeper {
       watchdogMs: this.options.watchdogMs,
       sql: EXTEND_LEASES_SQL,
       ping: this.ping.buffer as SharedArrayBuffer,
+      runs: this.shared.buffer,
     };
     const worker = startThread(workerData);
     this.worker = worker;
@@ -107,7 +111,6 @@ export class LeaseKeeper {
     });
     worker.on('error', (error) => this.options.logger.error({ err: error }, 'the heartbeat thread failed'));
     worker.unref();
-    this.post();
     try {
       await ready;
     } catch (error) {
@@ -127,9 +130,9 @@ export class LeaseKeeper {
   }
 
   /** The runs whose leases to extend (all that this instance is executing). */
-  update(runs: { taskId: string; runId: string }[]): void {
+  update(runs: Run[]): void {
     this.runs = runs;
-    this.post();
+    this.shared.set(runs);
   }
 
   async stop(): Promise<void> {
@@ -142,10 +145,6 @@ export class LeaseKeeper {
       worker.postMessage({ type: 'stop' });
       await worker.terminate();
     }
-  }
-
-  private post() {
-    this.worker?.postMessage({ type: 'runs', runs: this.runs });
   }
 
   private received(report: KeeperReport) {

@@ -1,5 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
+import { readRuns } from './sharedRuns.js';
 
 /**
  * The heartbeat thread (see LeaseKeeper.ts): its own PostgreSQL connection, its own timer, so leases are
@@ -14,6 +15,8 @@ export interface LeaseKeeperThreadData {
   watchdogMs: number;
   sql: string;
   ping: SharedArrayBuffer;
+  /** The runs to extend, written by the main thread (sharedRuns.ts); a larger buffer replaces it in a 'runs' message. */
+  runs: SharedArrayBuffer;
 }
 
 export type KeeperReport =
@@ -24,12 +27,12 @@ export type KeeperReport =
 
 const data = workerData as LeaseKeeperThreadData;
 const lastPing = new Float64Array(data.ping);
-let runs: { taskId: string; runId: string }[] = [];
+let runs = data.runs;
 let client: pg.Client | undefined;
 let beating = false;
 
-parentPort!.on('message', (message: { type: 'runs'; runs: typeof runs } | { type: 'stop' }) => {
-  if (message.type === 'runs') runs = message.runs;
+parentPort!.on('message', (message: { type: 'runs'; buffer: SharedArrayBuffer } | { type: 'stop' }) => {
+  if (message.type === 'runs') runs = message.buffer;
   else {
     clearInterval(timer);
     void client?.end().catch(() => {});
@@ -56,14 +59,15 @@ async function connection(): Promise<pg.Client> {
 }
 
 async function beat() {
-  if (beating || runs.length === 0) return;
+  if (beating) return;
+  const asked = readRuns(runs);
+  if (!asked?.length) return;
   const blockedMs = Date.now() - lastPing[0]!;
   if (blockedMs > data.watchdogMs) {
     report({ type: 'blocked', ms: blockedMs });
     return;
   }
   beating = true;
-  const asked = runs;
   const sentAt = Date.now();
   try {
     const c = await connection();
