@@ -36,9 +36,12 @@ describe('the run list the heartbeat thread reads (sharedRuns)', () => {
     expect(readRuns(list.buffer)).toHaveLength(3);
   });
 
-  it('refuses an id that is not a UUID instead of writing part of it', () => {
+  it('refuses an id that is not a UUID and keeps the last list readable', () => {
     const list = new RunList(4);
-    expect(() => list.set([{ taskId: 'task-1', runId: randomUUID() }])).toThrow(/not a UUID/);
+    const runs = someRuns(2);
+    list.set(runs);
+    expect(() => list.set([runs[0]!, { taskId: 'task-1', runId: randomUUID() }])).toThrow(/not a UUID/);
+    expect(readRuns(list.buffer)).toEqual(runs);
   });
 });
 
