@@ -37,8 +37,11 @@ export interface LeaseKeeperOptions {
  */
 export class LeaseKeeper {
   private runs: Run[] = [];
-  /** The runs as the heartbeat thread reads them (sharedRuns.ts); grown into a new buffer that the thread is sent. */
-  private readonly shared = new RunList(64, (buffer) => this.worker?.postMessage({ type: 'runs', buffer }));
+  /**
+   * The runs as the heartbeat thread reads them (sharedRuns.ts), grown into a new buffer that the thread is
+   * sent; only on PostgreSQL, where there is such a thread (on PGlite the heartbeat reads `runs`).
+   */
+  private readonly shared?: RunList;
   private worker?: Worker;
   private timer?: NodeJS.Timeout;
   private beating = false;
@@ -48,7 +51,9 @@ export class LeaseKeeper {
   /** Counts stop()s: a thread start that a stop overtook does not fall back to beating on the main thread. */
   private stops = 0;
 
-  constructor(private readonly options: LeaseKeeperOptions) {}
+  constructor(private readonly options: LeaseKeeperOptions) {
+    if (options.databaseUrl) this.shared = new RunList(64, (buffer) => this.worker?.postMessage({ type: 'runs', buffer }));
+  }
 
   get intervalMs(): number {
     return Math.max(25, Math.floor(this.options.leaseMs / 4));
@@ -90,7 +95,7 @@ export class LeaseKeeper {
       watchdogMs: this.options.watchdogMs,
       sql: EXTEND_LEASES_SQL,
       ping: this.ping.buffer as SharedArrayBuffer,
-      runs: this.shared.buffer,
+      runs: this.shared!.buffer,
     };
     const worker = startThread(workerData);
     this.worker = worker;
@@ -132,7 +137,7 @@ export class LeaseKeeper {
   /** The runs whose leases to extend (all that this instance is executing). */
   update(runs: Run[]): void {
     this.runs = runs;
-    this.shared.set(runs);
+    this.shared?.set(runs);
   }
 
   async stop(): Promise<void> {

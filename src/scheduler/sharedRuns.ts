@@ -23,16 +23,14 @@ export interface Run {
 
 /** The writing side, on the main thread. */
 export class RunList {
-  private header: Int32Array;
-  private bytes: Uint8Array;
+  private header!: Int32Array;
+  private bytes!: Uint8Array;
 
   /** `onGrow` hands a new, larger buffer to the reader (it is called before the list is written there). */
   constructor(
     capacity: number,
     private readonly onGrow: (buffer: SharedArrayBuffer) => void = () => {},
   ) {
-    this.header = new Int32Array(0);
-    this.bytes = new Uint8Array(0);
     this.allocate(Math.max(1, capacity));
   }
 
