@@ -78,7 +78,8 @@ const ownLocation = {
   setup(b) {
     b.onLoad({ filter: /\.(ts|js)$/ }, async (args) => {
       if (!args.path.startsWith(src + path.sep)) return undefined;
-      const contents = await readFile(args.path, 'utf8');
+      let contents = await readFile(args.path, 'utf8');
+      if (args.path === PRISMA_CLASS) contents = await compilerFromFile(contents);
       if (!contents.includes('import.meta')) return undefined;
       const own = path.relative(src, args.path).replace(/\.ts$/, '.js').split(path.sep).join('/');
       const name = `__chronographOwnUrl_${ownNames.size}`;
@@ -97,6 +98,36 @@ const ownLocation = {
     });
   },
 };
+
+/**
+ * Prisma's generated client (src/generated/prisma/internal/class.ts) loads its query compiler, 3.4 MB of
+ * WebAssembly, from a JavaScript module that holds it as one base64 string. V8 keeps that module's source
+ * and the string for the life of the process: 8.7 MB of heap that every instance carried for a module read
+ * once at start. The bundle reads the same bytes from a .wasm file written beside the client's module
+ * instead (the client's source under src/ is left as generated: the tests load it as it is).
+ */
+const PRISMA_CLASS = path.join(src, 'generated', 'prisma', 'internal', 'class.ts');
+const PRISMA_COMPILER = '@prisma/client/runtime/query_compiler_fast_bg.postgresql.wasm-base64.mjs';
+const PRISMA_COMPILER_FILE = 'query_compiler_fast_bg.postgresql.wasm';
+async function compilerFromFile(contents) {
+  const loader =
+    /getQueryCompilerWasmModule: async \(\) => \{\n\s*const \{ wasm \} = await import\("([^"]+)"\)\n\s*return await decodeBase64AsWasm\(wasm\)\n\s*\}/;
+  const found = loader.exec(contents);
+  // A Prisma upgrade that generates something else must be looked at, not bundled unchanged unnoticed.
+  if (!found || found[1] !== PRISMA_COMPILER)
+    throw new Error(`${PRISMA_CLASS}: the query compiler's loader is not the one this build rewrites`);
+  const { wasm } = await import(PRISMA_COMPILER);
+  const target = path.join(dist, 'generated', 'prisma', 'internal', PRISMA_COMPILER_FILE);
+  await mkdir(path.dirname(target), { recursive: true });
+  await writeFile(target, Buffer.from(wasm, 'base64'));
+  return contents.replace(
+    loader,
+    `getQueryCompilerWasmModule: async () => {
+    const { readFile } = await import('node:fs/promises')
+    return new WebAssembly.Module(await readFile(new URL('./${PRISMA_COMPILER_FILE}', import.meta.url)))
+  }`,
+  );
+}
 
 if (process.argv.includes('--if-stale')) {
   const built = await stat(STAMP).then(
