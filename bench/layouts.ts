@@ -9,8 +9,8 @@
 // BENCH_LAYOUTS_DRAIN=2x50 drains with two connections at once, 50 at a time (`compare drain`'s 2 × 50).
 // Each line also gives the drain's rate (tasks/s, this one connection, statements only).
 //
-// BENCH_LAYOUTS_DB=pglite runs the same on PGlite (in memory, on V8's baseline compiler as Chronograph
-// runs it by default; BENCH_PGLITE_OPTIMIZE=1 lets V8 optimise it) and prints the rates only (PGlite has
+// BENCH_LAYOUTS_DB=pglite runs the same on PGlite (in memory, its hottest code optimised by V8 as Chronograph
+// runs it by default; BENCH_PGLITE_OPTIMIZE=0 keeps V8's baseline compiler alone) and prints the rates only (PGlite has
 // no pg_walinspect): what a layout would change in PGlite's drain, which is CPU-bound in PostgreSQL's own
 // code.
 //
@@ -30,7 +30,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import v8 from 'node:v8';
+import { pgliteCompiler } from '../src/db/Database.js';
 import { pglitePool } from '../src/db/pglitePool.js';
 import { openPgPool, type SqlPool, statement } from '../src/db/SqlPool.js';
 import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
@@ -47,7 +47,7 @@ const TASKS = Number(process.env.BENCH_TASKS ?? 5000);
 const [WORKERS, BATCH] = (process.env.BENCH_LAYOUTS_DRAIN ?? '1x24').split('x').map(Number) as [number, number];
 const ON_PGLITE = process.env.BENCH_LAYOUTS_DB === 'pglite';
 // Before PGlite's module is compiled, as Chronograph sets it (pgliteCompiler in src/db/Database.ts).
-if (ON_PGLITE) v8.setFlagsFromString(process.env.BENCH_PGLITE_OPTIMIZE ? '--no-liftoff-only' : '--liftoff-only');
+if (ON_PGLITE) pgliteCompiler(!/^(0|false)$/.test(process.env.BENCH_PGLITE_OPTIMIZE ?? ''));
 /** A worker id as the scheduler's (host name and process id): it is written to the task, the run and the event message. */
 const WORKER = `'${hostname().replaceAll("'", "''")}-${process.pid}'`;
 
@@ -666,7 +666,7 @@ async function measure(layout: Layout, warmUp = false): Promise<void> {
 const chosen = process.argv.slice(2);
 console.log(
   ON_PGLITE
-    ? `PGlite in memory${process.env.BENCH_PGLITE_OPTIMIZE ? ' (optimised)' : ''}: the drain's rate, ${TASKS} tasks drained ${BATCH} at a time`
+    ? `PGlite in memory${/^(0|false)$/.test(process.env.BENCH_PGLITE_OPTIMIZE ?? '') ? ' (baseline compiler alone)' : ''}: the drain's rate, ${TASKS} tasks drained ${BATCH} at a time`
     : `WAL per processed no-op task (without full-page images) and the drain's rate, ${TASKS} tasks drained ${BATCH} at a time by ${WORKERS} connection${WORKERS > 1 ? 's' : ''}`,
 );
 const layouts = LAYOUTS.filter((l) => chosen.length === 0 || chosen.includes(l.name));

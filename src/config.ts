@@ -17,7 +17,7 @@ const envSchema = z.object({
   DATA_DIR: z.string().min(1).default('./data'),
   PGLITE_OPTIMIZE: z
     .enum(['true', 'false'])
-    .default('false')
+    .default('true')
     .transform((v) => v === 'true'),
   APP_DIR: z.string().min(1).default('./app'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from '../src/config.js';
 describe('configuration from the environment', () => {
   it('has working defaults: embedded database under ./data', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ PORT: 4000, HOST: '127.0.0.1', DATA_DIR: './data', DEFAULT_TIMEZONE: 'UTC', PGLITE_OPTIMIZE: false });
+    expect(config).toMatchObject({ PORT: 4000, HOST: '127.0.0.1', DATA_DIR: './data', DEFAULT_TIMEZONE: 'UTC', PGLITE_OPTIMIZE: true });
     expect(config.DATABASE_URL).toBeUndefined();
   });
 

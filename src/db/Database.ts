@@ -49,7 +49,7 @@ export interface DatabaseOptions {
   statementTimeoutMs?: number;
   /** Called with every SQL statement Prisma runs (tests, and LOG_LEVEL=trace). */
   onQuery?: (event: QueryEvent) => void;
-  /** PGLITE_OPTIMIZE: let V8 optimise PGlite's WebAssembly (see pgliteCompiler). */
+  /** PGLITE_OPTIMIZE (default true): let V8 optimise PGlite's hottest WebAssembly (see pgliteCompiler). */
   pgliteOptimize?: boolean;
   /**
    * `memory://` only: a dump (PGlite's dumpDataDir) of a new data directory to start from instead of
@@ -121,21 +121,31 @@ async function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: 
 export const PGLITE_SHARED_BUFFERS = '32MB';
 
 /**
- * Which of V8's WebAssembly compilers runs PGlite (PostgreSQL compiled to WebAssembly), set before its
- * module is compiled. By default V8 compiles every function with its baseline compiler (Liftoff) and
- * re-compiles the ones that run most with its optimising compiler (TurboFan), in background threads.
- * Starting PostgreSQL runs enough of its code to send thousands of functions to TurboFan at once: on a
- * 2-core machine that compilation took about a second of the start-up, and its memory stayed resident
- * (about 90 MB, in the compiler threads' malloc arenas). Chronograph keeps PGlite on the baseline
- * compiler unless PGLITE_OPTIMIZE=true: it starts about a second sooner in about 90 MB less memory,
- * and a busy instance drains about 30 % slower (`npm run bench -- startup`, `BENCH_PGLITE_OPTIMIZE=1 npm
- * run bench -- compare pglite`; docs/benchmarks.md). The choice is made when PGlite's module is compiled:
- * turning the optimiser on later does not reach a module compiled for the baseline compiler alone.
- * The flag is process-wide, so it also applies to the other WebAssembly this process compiles after it
- * (Prisma's query compiler); with DATABASE_URL (PostgreSQL) nothing changes.
+ * How much of a WebAssembly function's code must run before V8 optimises it (`--wasm-tiering-budget`,
+ * roughly bytes executed): 100 times V8's own default (1,800,000).
  */
-function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
+export const PGLITE_TIERING_BUDGET = 180_000_000;
+
+/**
+ * Which of V8's WebAssembly compilers runs PGlite (PostgreSQL compiled to WebAssembly), set before its
+ * module is compiled. V8 compiles every function with its baseline compiler (Liftoff) and, by default,
+ * re-compiles the ones that run most with its optimising compiler (TurboFan) in background threads.
+ * Starting PostgreSQL runs enough of its code to send thousands of functions to TurboFan at once at V8's
+ * own threshold: on a 2-core machine that took about a second of the start-up, and its memory stayed
+ * resident (about 90 MB, in the compiler threads' malloc arenas). So PGlite runs tiered with a threshold
+ * 100 times V8's (PGLITE_TIERING_BUDGET): start-up optimises almost nothing, and what a busy instance runs
+ * over and over is optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.90-0.99 of
+ * PostgreSQL's rate where the baseline compiler alone drained at 0.60-0.79, with `npm start` (one V8
+ * helper thread, see package.json) idle at 228-239 MB against 205-211 MB (`npm run bench -- startup`,
+ * `npm run bench -- compare pglite`; docs/benchmarks.md). PGLITE_OPTIMIZE=false keeps the baseline
+ * compiler alone, for the least memory. The choice is made when PGlite's module is compiled: turning the
+ * optimiser on later does not reach a module compiled for the baseline compiler alone. The flags are
+ * process-wide, so they also apply to the other WebAssembly this process compiles after them (Prisma's
+ * query compiler); with DATABASE_URL (PostgreSQL) nothing changes.
+ */
+export function pgliteCompiler(optimize: boolean): 'liftoff' | 'tiered' {
   v8.setFlagsFromString(optimize ? '--no-liftoff-only' : '--liftoff-only');
+  if (optimize) v8.setFlagsFromString(`--wasm-tiering-budget=${PGLITE_TIERING_BUDGET}`);
   return optimize ? 'tiered' : 'liftoff';
 }
 
@@ -168,7 +178,7 @@ async function abandonOpen(pglite: PGlite, lock: DataDirLock | undefined, logger
 
 async function openPglite(
   dataDir: string,
-  { logger, onQuery, pgliteOptimize = false, pgliteImage, pgliteMaintenance: every = {} }: DatabaseOptions,
+  { logger, onQuery, pgliteOptimize = true, pgliteImage, pgliteMaintenance: every = {} }: DatabaseOptions,
 ): Promise<Database> {
   const wasmCompiler = pgliteCompiler(pgliteOptimize);
   // Each kind of database loads only its own driver (start-up time and memory), while the data directory
