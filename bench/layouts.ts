@@ -9,10 +9,10 @@
 // BENCH_LAYOUTS_DRAIN=2x50 drains with two connections at once, 50 at a time (`compare drain`'s 2 × 50).
 // Each line also gives the drain's rate (tasks/s, this one connection, statements only).
 //
-// BENCH_LAYOUTS_DB=pglite runs the same on PGlite (in memory, its hottest code optimised by V8 as Chronograph
-// runs it by default; BENCH_PGLITE_OPTIMIZE=0 keeps V8's baseline compiler alone) and prints the rates only (PGlite has
-// no pg_walinspect): what a layout would change in PGlite's drain, which is CPU-bound in PostgreSQL's own
-// code.
+// BENCH_LAYOUTS_DB=pglite runs the same on PGlite (in memory, its hottest code optimised by V8 as
+// Chronograph runs it by default; BENCH_PGLITE_OPTIMIZE=0 keeps V8's baseline compiler alone) and prints
+// the rates only (PGlite has no pg_walinspect): what a layout would change in PGlite's drain, which is
+// CPU-bound in PostgreSQL's own code.
 //
 // The statements are simplified copies of src/scheduler/sql.ts's claim and completion (one tenant, no
 // quotas, no logs). Every layout but `migrated` and `state-table*` starts from the schema before migration

@@ -134,9 +134,9 @@ export const PGLITE_TIERING_BUDGET = 180_000_000;
  * own threshold: on a 2-core machine that took about a second of the start-up, and its memory stayed
  * resident (about 90 MB, in the compiler threads' malloc arenas). So PGlite runs tiered with a threshold
  * 100 times V8's (PGLITE_TIERING_BUDGET): start-up optimises almost nothing, and what a busy instance runs
- * over and over is optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.90-0.99 of
- * PostgreSQL's rate where the baseline compiler alone drained at 0.60-0.79, with `npm start` (one V8
- * helper thread, see package.json) idle at 228-239 MB against 205-211 MB (`npm run bench -- startup`,
+ * over and over is optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.81-1.01 of
+ * PostgreSQL's rate (medians 0.91-0.93) where the baseline compiler alone drained at 0.60-0.79, with `npm
+ * start` (one V8 helper thread, see package.json) idle at 225-239 MB against 205-211 MB (`npm run bench -- startup`,
  * `npm run bench -- compare pglite`; docs/benchmarks.md). PGLITE_OPTIMIZE=false keeps the baseline
  * compiler alone, for the least memory. The choice is made when PGlite's module is compiled: turning the
  * optimiser on later does not reach a module compiled for the baseline compiler alone. The flags are
