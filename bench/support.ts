@@ -2,13 +2,14 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { SHARED_COLUMNS, SPEC_COLUMNS } from '../src/tasks/taskTables.js';
-import { root } from '../test/support/chronographProcess.js';
+import { root, startCommand } from '../test/support/chronographProcess.js';
+
+export { startCommand };
 
 /** The PostgreSQL server benchmarks use: BENCH_DATABASE_URL, or the machine's local one. */
 export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
@@ -47,14 +48,6 @@ export function instanceEnv(port: number, env: Record<string, string>): Record<s
   };
   if (!env.DATABASE_URL) delete childEnv.DATABASE_URL;
   return childEnv;
-}
-
-/** The same command as `npm start` in package.json (node's arguments), without npm's own start-up in the figures. */
-export function startCommand(checkout = root): string[] {
-  const pkg = JSON.parse(readFileSync(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const [cmd, ...args] = pkg.scripts.start.split(/\s+/);
-  if (cmd !== 'node') throw new Error(`the benchmarks expect "start" to run node, not: ${pkg.scripts.start}`);
-  return args;
 }
 
 /** What `npm start` does first (its prestart): compile src/ again if it changed since the last build. */

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, post, root } from './support/chronographProcess.js';
+import { freePort, post, root, startCommand } from './support/chronographProcess.js';
 
 /**
  * `npm start` runs dist/main.js, compiled by `npm run build` (scripts/build.mjs). This starts that
@@ -19,9 +19,9 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-/** Starts `node dist/main.js` as `npm start` does and resolves once it listens. */
+/** Starts dist/main.js with `npm start`'s node options and resolves once it listens. */
 async function startCompiled(options: { port: number; dataDir: string; appDir: string; logLevel: string; nodeEnv?: string }) {
-  const child = spawn(process.execPath, ['dist/main.js'], {
+  const child = spawn(process.execPath, startCommand(), {
     cwd: root,
     env: {
       ...process.env,

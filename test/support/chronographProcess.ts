@@ -1,9 +1,18 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
 /** The repository root, where `npm start` runs. */
 export const root = path.resolve(import.meta.dirname, '../..');
+
+/** The same command as `npm start` in package.json (node's arguments), without npm's own start-up. */
+export function startCommand(checkout = root): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(checkout, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const [cmd, ...args] = pkg.scripts.start.split(/\s+/);
+  if (cmd !== 'node') throw new Error(`"start" is expected to run node, not: ${pkg.scripts.start}`);
+  return args;
+}
 
 export async function freePort(): Promise<number> {
   const server = createServer();
