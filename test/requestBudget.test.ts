@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requestSignal } from '../src/db/requestSignal.js';
+import type { RequestScope } from '../src/db/requestScope.js';
 import { collectGarbage } from '../src/ops/heap.js';
 import { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { backends, createTestApp, ok, type TestApp } from './support/testApp.js';
@@ -98,11 +98,21 @@ describe.each(backends)('request budget and abandoned requests (%s)', (backend) 
     // 'abort' listener, and the executor removes its listener only on abort: such a signal per query
     // leaked about 1.2 KB per request for the life of the process.
     const original = TaskSvc.prototype.stats;
+    const originalWithScope = TaskSvc.prototype.withScope;
     let seen: WeakRef<AbortSignal> | undefined;
-    restore = () => (TaskSvc.prototype.stats = original);
+    // The scope of the operation being built (contextFor binds the services to it), held until it runs.
+    let current: RequestScope | undefined;
+    restore = () => {
+      TaskSvc.prototype.stats = original;
+      TaskSvc.prototype.withScope = originalWithScope;
+    };
+    TaskSvc.prototype.withScope = function (this: TaskSvc, scope: RequestScope) {
+      current = scope;
+      return originalWithScope.call(this, scope);
+    };
     TaskSvc.prototype.stats = function (this: TaskSvc, ...args: Parameters<TaskSvc['stats']>) {
-      const signal = requestSignal();
-      if (signal) seen = new WeakRef(signal);
+      if (current?.signal) seen = new WeakRef(current.signal);
+      current = undefined;
       return original.apply(this, args);
     };
     const query = async () => {

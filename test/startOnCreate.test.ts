@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { withRequestSignal } from '../src/db/requestSignal.js';
+import { RequestScope } from '../src/db/requestScope.js';
 import type { TaskSvc } from '../src/tasks/TaskSvc.js';
 import { ADMIN, AUTH_ENV } from './support/auth.js';
 import { type InstanceProcess, startInstance } from './support/instanceProcess.js';
@@ -92,7 +92,9 @@ describe.each(backends)('a due-now task starts in its create (%s)', (backend) =>
         }
       );
     };
-    const created = await withRequestSignal(client.signal, () => svc.createTimerTask({ ...work(0), funcName: 'test.read' }));
+    const scope = new RequestScope();
+    scope.signal = client.signal;
+    const created = await svc.withScope(scope).createTimerTask({ ...work(0), funcName: 'test.read' });
     expect(created.status).toBe('RUNNING');
     const done = await svc.waitForTask(created.id);
     expect(done).toMatchObject({ status: 'SUCCEEDED', attempts: 1, lastError: null });

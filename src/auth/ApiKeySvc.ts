@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
+import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
 import { badInput, notFound, unauthenticated } from '../errors.js';
 import type { ApiKey, PrismaClient } from '../generated/prisma/client.js';
 import { Role } from '../generated/prisma/client.js';
@@ -46,6 +47,15 @@ export class ApiKeySvc {
   private readonly touched = new Map<string, number>();
 
   constructor(private readonly deps: ApiKeySvcDeps) {}
+
+  /**
+   * This service for work done in `scope` (a request's operation): its statements check the scope first.
+   * For the API's key management; authentication (and its last-used bookkeeping) stays on the instance's own.
+   */
+  withScope(scope: RequestScope): ApiKeySvc {
+    const { deps } = this;
+    return new ApiKeySvc({ ...deps, prisma: scopedPrisma(deps.prisma, scope), tenants: deps.tenants.withScope(scope) });
+  }
 
   private now(): Date {
     return this.deps.now?.() ?? new Date();

@@ -1,4 +1,5 @@
 import { isLockTimeout } from '../db/dbErrors.js';
+import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
 import { badInput, ChronographError } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType, TaskStatus } from '../generated/prisma/client.js';
@@ -105,6 +106,11 @@ export class DateFieldSvc {
 
   forTenant(tenantId: string, actor: string | null = this.actor): DateFieldSvc {
     return new DateFieldSvc(this.deps, tenantId, actor);
+  }
+
+  /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
+  withScope(scope: RequestScope): DateFieldSvc {
+    return new DateFieldSvc({ ...this.deps, prisma: scopedPrisma(this.deps.prisma, scope) }, this.tenantId, this.actor);
   }
 
   private now(): Date {

@@ -1,4 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
+import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType } from '../generated/prisma/client.js';
@@ -59,6 +60,16 @@ export class ModelSvc {
 
   forTenant(tenantId: string, actor: string | null = this.actor): ModelSvc {
     return new ModelSvc(this.deps, tenantId, actor);
+  }
+
+  /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
+  withScope(scope: RequestScope): ModelSvc {
+    const { deps } = this;
+    return new ModelSvc(
+      { ...deps, prisma: scopedPrisma(deps.prisma, scope), dateFields: deps.dateFields.withScope(scope) },
+      this.tenantId,
+      this.actor,
+    );
   }
 
   private get dateFields(): DateFieldSvc {

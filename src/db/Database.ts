@@ -12,7 +12,6 @@ import { migrate, shippedMigrations } from './migrate.js';
 import { DURABLE_START_PARAMS, syncToDisk } from './pgliteDurability.js';
 import { forgetEmptyStatistics, maintainCheckpoints, maintainStatistics, maintainVacuum, PGLITE_MAX_WAL_SIZE } from './pgliteStatistics.js';
 import { copyTemplate, dropTemplateDatabases } from './pgliteTemplate.js';
-import { requestSignal } from './requestSignal.js';
 import { openPgPool, type SqlPool } from './SqlPool.js';
 import { openPgSession, pgliteSession, type SqlSession } from './SqlSession.js';
 
@@ -88,9 +87,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 }
 
 /**
- * The Prisma client every part of Chronograph uses. A statement started on behalf of a request
- * whose signal has aborted (withRequestSignal) throws instead of running, so abandoned requests stop
- * their database work at the next statement, inside transactions too (which then roll back).
+ * The Prisma client every part of Chronograph uses. Work done on behalf of a request uses it through
+ * scopedPrisma (src/db/requestScope.ts), which stops an abandoned request's work at its next statement.
  */
 async function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: QueryEvent) => void): Promise<PrismaClient> {
   // Loaded once the database is open: main.ts opens it while the rest of Chronograph's modules load.
@@ -102,15 +100,7 @@ async function createPrisma(adapter: PrismaPg | PrismaPGlite, onQuery?: (event: 
       (e) => onQuery({ query: e.query, params: e.params, durationMs: e.duration }),
     );
   }
-  const guarded = base.$extends({
-    query: {
-      $allOperations({ args, query }) {
-        requestSignal()?.throwIfAborted();
-        return query(args);
-      },
-    },
-  });
-  return guarded as unknown as PrismaClient;
+  return base;
 }
 
 /**

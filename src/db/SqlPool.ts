@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { requestSignal } from './requestSignal.js';
 
 /**
  * A statement the hot path runs over and over: on PostgreSQL it is prepared once per connection under
@@ -20,20 +19,6 @@ export function statement(name: string, text: string): Statement {
 /** Runs statements; one connection's worth of them inside `transaction`. */
 export interface SqlRunner {
   query<Row = Record<string, unknown>>(statement: Statement | string, params?: unknown[]): Promise<Row[]>;
-}
-
-/**
- * `db` for work done on behalf of a request: a statement started after the request's signal aborted
- * (its time budget ran out, its client went away) throws instead of running, as Prisma's statements do
- * (Database's createPrisma). Not for the scheduler, whose timers may carry a request's context.
- */
-export function forRequest(db: SqlRunner): SqlRunner {
-  return {
-    query: (s, params) => {
-      requestSignal()?.throwIfAborted();
-      return db.query(s, params);
-    },
-  };
 }
 
 /**

@@ -1,5 +1,4 @@
 import type { Database } from '../db/Database.js';
-import { outsideRequest } from '../db/requestSignal.js';
 import { ChronographError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { TASK_EVENT_CHANNEL } from '../tasks/statusMachine.js';
@@ -231,8 +230,9 @@ export class TaskEventStream {
     const key = `${id}:${JSON.stringify(selection)}`;
     let result = this.reads.get(key) as Promise<T> | undefined;
     if (!result) {
-      // Shared by every subscriber of the event: the one who started it disconnecting must not cancel it.
-      result = outsideRequest(read);
+      // Shared by every subscriber of the event: `read` must not use the handles of the request that
+      // started it (a subscriber disconnecting must not cancel the others' read).
+      result = read();
       this.reads.set(key, result);
       result.catch(() => this.reads.delete(key));
       if (this.reads.size > SHARED_READS) this.reads.delete(this.reads.keys().next().value!);

@@ -9,6 +9,7 @@ import type { CredentialWatch } from '../auth/CredentialWatch.js';
 import { hasRole, type Identity, Role } from '../auth/Identity.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { ModelSvc } from '../dateFields/ModelSvc.js';
+import type { RequestScope } from '../db/requestScope.js';
 import { forbidden } from '../errors.js';
 import type { TaskEventStream } from '../events/TaskEventStream.js';
 import type PrismaTypes from '../generated/pothos-types.js';
@@ -33,7 +34,16 @@ export interface Context {
   identity: Identity;
   /** The tenant every query, mutation and subscription of this request acts on. */
   tenantId: string;
+  /**
+   * The operation's scope: its time budget and client (useRequestBudget sets its signal). The Prisma
+   * client and the services below are bound to it: their statements stop once it aborts.
+   */
+  scope: RequestScope;
   prisma: PrismaClient;
+  /** The instance's Prisma client, not bound to this request: for reads shared with other requests (readShared). */
+  sharedPrisma: PrismaClient;
+  /** This context again with a scope of its own that nothing aborts: for work shared by several requests (useSharedSubscriptions). */
+  unscoped(): Context;
   taskSvc: TaskSvc;
   templateSvc: TemplateSvc;
   dateFieldSvc: DateFieldSvc;

@@ -3,6 +3,7 @@ import type { DocumentNode, ExecutionResult } from 'graphql';
 import { createGraphQLError, createYoga, type Plugin, type YogaLogger, type YogaServerInstance } from 'graphql-yoga';
 import type { Chronograph } from '../app.js';
 import { type Identity, selectTenant } from '../auth/Identity.js';
+import { RequestScope, scopedPrisma } from '../db/requestScope.js';
 import { ChronographError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { useRequestMetrics } from '../ops/useRequestMetrics.js';
@@ -31,22 +32,32 @@ export interface ConnectionAuth {
   tenant: { tenantId: string } | { error: ChronographError };
 }
 
+/**
+ * An operation's context: its services bound to the tenant, to the caller as the actor of what they
+ * change, and to a scope of the operation's own (RequestScope) that stops their statements once the
+ * operation is abandoned. The history pruner is the instance's own (one prune at a time); a prune runs to
+ * its end once started.
+ */
 export function contextFor(app: Chronograph, identity: Identity, tenantId: string): Context {
   const actor = identity.actor;
+  const scope = new RequestScope();
   return {
     identity,
     tenantId,
-    prisma: app.db.prisma,
-    taskSvc: app.taskSvc.forTenant(tenantId, actor),
-    templateSvc: app.templateSvc.forTenant(tenantId, actor),
-    dateFieldSvc: app.dateFieldSvc.forTenant(tenantId, actor),
-    modelSvc: app.modelSvc.forTenant(tenantId, actor),
+    scope,
+    prisma: scopedPrisma(app.db.prisma, scope),
+    sharedPrisma: app.db.prisma,
+    unscoped: () => contextFor(app, identity, tenantId),
+    taskSvc: app.taskSvc.forTenant(tenantId, actor).withScope(scope),
+    templateSvc: app.templateSvc.forTenant(tenantId, actor).withScope(scope),
+    dateFieldSvc: app.dateFieldSvc.forTenant(tenantId, actor).withScope(scope),
+    modelSvc: app.modelSvc.forTenant(tenantId, actor).withScope(scope),
     handlers: app.handlers,
     taskTypes: app.taskTypes,
     taskEvents: app.taskEvents,
-    apiKeys: app.apiKeys,
-    tenants: app.tenantSvc,
-    bindings: app.bindings.as(actor),
+    apiKeys: app.apiKeys.withScope(scope),
+    tenants: app.tenantSvc.withScope(scope),
+    bindings: app.bindings.as(actor).withScope(scope),
     credentials: app.credentials,
     history: app.history,
     // Started by useQueryLimits when an operation of this context runs (one operation per context).

@@ -1,15 +1,17 @@
 import { getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { withRequestSignal } from '../db/requestSignal.js';
+import type { RequestScope } from '../db/requestScope.js';
 import { ChronographError } from '../errors.js';
 import { deadline } from '../ops/deadline.js';
+import type { Context } from './builder.js';
 
 /**
  * A time budget per operation (REQUEST_TIMEOUT_MS), and work that stops when the client goes.
  *
  * The operation runs under a signal that aborts when the budget is spent or the HTTP client
- * disconnects. Every database statement started under it checks it first (withRequestSignal), so an
- * abandoned operation starts no more statements; one already running on PostgreSQL is bounded by
+ * disconnects. It becomes the signal of the operation's scope (RequestScope, in its context), whose
+ * Prisma client and services check it before every statement, so an abandoned operation starts no more
+ * statements; one already running on PostgreSQL is bounded by
  * statement_timeout (the same budget).
  *
  * Queries also hand the signal to the executor, which answers TIMEOUT at once. Mutations do not: their
@@ -20,7 +22,7 @@ import { deadline } from '../ops/deadline.js';
  */
 export function useRequestBudget(timeoutMs: number): Plugin {
   return {
-    onExecute({ args, executeFn, setExecuteFn }) {
+    onExecute({ args }) {
       // Aborted by the budget's timer or by the client's signal (see deadline: not AbortSignal.any).
       const operation = deadline(
         timeoutMs,
@@ -34,16 +36,21 @@ export function useRequestBudget(timeoutMs: number): Plugin {
       );
       const { signal } = operation;
       if (getOperationAST(args.document, args.operationName)?.operation !== 'mutation') (args as { signal?: AbortSignal }).signal = signal;
-      setExecuteFn((executeArgs) => withRequestSignal(signal, () => executeFn(executeArgs)));
+      scopeOf(args.contextValue).signal = signal;
       return {
         onExecuteDone: () => operation.dispose(),
       };
     },
-    onSubscribe({ args, subscribeFn, setSubscribeFn }) {
+    onSubscribe({ args }) {
       const clientGone = requestOf(args.contextValue)?.signal;
-      if (clientGone) setSubscribeFn((subscribeArgs) => withRequestSignal(clientGone, () => subscribeFn(subscribeArgs)));
+      if (clientGone) scopeOf(args.contextValue).signal = clientGone;
     },
   };
+}
+
+/** The operation's scope (contextFor): the statements of its services and Prisma client check its signal. */
+function scopeOf(context: unknown): RequestScope {
+  return (context as Context).scope;
 }
 
 /** The fetch Request yoga puts in the context of HTTP operations (graphql-ws operations have none). */

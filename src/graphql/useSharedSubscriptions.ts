@@ -8,7 +8,6 @@ import {
   print,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { outsideRequest } from '../db/requestSignal.js';
 import type { TaskEventStream } from '../events/TaskEventStream.js';
 import { isTaskEvent, type StreamItem } from '../events/TaskEventSubscription.js';
 import type { Context } from './builder.js';
@@ -44,12 +43,19 @@ async function subscribeShared(events: TaskEventStream, args: ExecutionArgs) {
   const source = await createSourceEventStream(args);
   if (!(Symbol.asyncIterator in source)) return asRequestErrors(source);
   const key = executionKey(args);
-  const executeEvent = (item: unknown) =>
-    execute(Object.assign({}, args, { rootValue: item })) as Promise<ExecutionResult> | ExecutionResult;
+  const executeEvent = (item: unknown, contextValue = args.contextValue) =>
+    execute(Object.assign({}, args, { rootValue: item, contextValue })) as Promise<ExecutionResult> | ExecutionResult;
+  // A shared execution runs in a scope of its own, not in the request of whichever subscriber got there
+  // first: that one leaving must not cancel the others' result.
+  let shared: Context | undefined;
+  const sharedContext = () => {
+    const own = args.contextValue as Context;
+    shared ??= { ...own.unscoped(), queryBudget: own.queryBudget };
+    return shared;
+  };
   const results = new SharedResults((source as AsyncIterable<unknown>)[Symbol.asyncIterator](), (item) => {
     const eventId = shareableEvent(item);
-    // Run outside the request of whichever subscriber got there first: it leaving must not cancel the others' result.
-    return eventId === undefined ? executeEvent(item) : events.executeShared(eventId, key, () => outsideRequest(() => executeEvent(item)));
+    return eventId === undefined ? executeEvent(item) : events.executeShared(eventId, key, () => executeEvent(item, sharedContext()));
   });
   const signal = (args as { signal?: AbortSignal }).signal;
   signal?.addEventListener('abort', () => void results.return(), { once: true });

@@ -1,5 +1,4 @@
 import type { Database } from '../db/Database.js';
-import { outsideRequest } from '../db/requestSignal.js';
 import { TaskStatus } from '../generated/prisma/client.js';
 import { type Handler, type HandlerContext, type HandlerRegistry, LeaseLostError } from '../handlers/HandlerRegistry.js';
 import { isNonRetryable } from '../handlers/NonRetryableError.js';
@@ -756,26 +755,26 @@ export class Scheduler implements TaskStarter {
         excludedQueues: Object.keys(this.options.queueConcurrency),
         tenantRoom,
       },
-      // Outside the request that created them: a run must not inherit its time budget and client signal.
-      start: (claimed) =>
-        outsideRequest(() => {
-          if (!end()) return;
-          if (this.stopped) {
-            // stop() came while the insert was in flight: no new run starts; the tasks go straight back.
-            for (const task of claimed) {
-              this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started')).catch((error) =>
-                this.logger.error(
-                  { err: error, taskId: task.id },
-                  'could not hand back a task; its lease will expire and it will be recovered',
-                ),
-              );
-            }
-            return;
+      // The runs use the scheduler's own database handles, never the request's that created them: a run
+      // does not inherit its time budget and client signal.
+      start: (claimed) => {
+        if (!end()) return;
+        if (this.stopped) {
+          // stop() came while the insert was in flight: no new run starts; the tasks go straight back.
+          for (const task of claimed) {
+            this.complete(this.handBack(task, 0, [], 'the worker is shutting down; it never started')).catch((error) =>
+              this.logger.error(
+                { err: error, taskId: task.id },
+                'could not hand back a task; its lease will expire and it will be recovered',
+              ),
+            );
           }
-          for (const task of claimed) this.execute(task, sentAt);
-          if (claimed.length) this.observe((o) => o.claimed(claimed));
-          if (claimed.length < slots) this.slotFreed();
-        }),
+          return;
+        }
+        for (const task of claimed) this.execute(task, sentAt);
+        if (claimed.length) this.observe((o) => o.claimed(claimed));
+        if (claimed.length < slots) this.slotFreed();
+      },
       release: () => {
         if (end()) this.slotFreed();
       },

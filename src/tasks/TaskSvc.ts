@@ -2,7 +2,8 @@ import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { Database } from '../db/Database.js';
 import { isLockTimeout } from '../db/dbErrors.js';
-import { forRequest, type SqlRunner } from '../db/SqlPool.js';
+import { type RequestScope, scopedPool, scopedPrisma } from '../db/requestScope.js';
+import type { SqlRunner } from '../db/SqlPool.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/client.js';
 import {
@@ -212,6 +213,24 @@ export class TaskSvc {
     return new TaskSvc(this.deps, tenantId, actor, this.cache);
   }
 
+  /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
+  withScope(scope: RequestScope): TaskSvc {
+    const { deps } = this;
+    const db = { listen: deps.db.listen.bind(deps.db), sql: scopedPool(deps.db.sql, scope) };
+    return new TaskSvc(
+      {
+        ...deps,
+        prisma: scopedPrisma(deps.prisma, scope),
+        templates: deps.templates.withScope(scope),
+        dateFields: deps.dateFields.withScope(scope),
+        db,
+      },
+      this.tenantId,
+      this.actor,
+      this.cache,
+    );
+  }
+
   private now(): Date {
     return this.deps.now?.() ?? new Date();
   }
@@ -248,7 +267,7 @@ export class TaskSvc {
   async createTimerTasks(inputs: TimerTaskInput[]): Promise<CreatedTask[]> {
     if (inputs.length === 0) return [];
     if (inputs.length > 10_000) throw badInput('At most 10000 tasks can be created in one call', 'inputs');
-    const sql = forRequest(this.deps.db.sql);
+    const sql = this.deps.db.sql;
     for (let attempt = 0; ; attempt++) {
       // The first attempt may use what is cached; an input refused on cached data, or a row that changed
       // before the insert, makes the next attempt read everything afresh.
@@ -394,11 +413,10 @@ export class TaskSvc {
     read: { cached: boolean },
   ): Promise<CreatedTask[] | null> {
     // Templates are read before the transaction, so that its connection only ever runs the inserts.
-    const builder = this.batchBuilder(inputs, forRequest(this.deps.db.sql), fresh, read);
+    const builder = this.batchBuilder(inputs, this.deps.db.sql, fresh, read);
     await builder.readTemplates();
     try {
-      return await this.deps.db.sql.transaction(async (connection) => {
-        const tx = forRequest(connection);
+      return await this.deps.db.sql.transaction(async (tx) => {
         const parts: Promise<CreatedTask[] | null>[] = [];
         // Each statement is sent as the previous one ends (one connection runs one at a time).
         let previous: Promise<unknown> = Promise.resolve();

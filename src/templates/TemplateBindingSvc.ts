@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { PLATFORM_TENANT } from '../auth/Identity.js';
 import { cancelWaitingOccurrences } from '../dateFields/applyDateFields.js';
 import { stableStringify } from '../dateFields/condition.js';
+import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
 import { badInput, ChronographError, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../generated/prisma/client.js';
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
@@ -94,6 +95,11 @@ export class TemplateBindingSvc {
 
   as(actor: string | null): TemplateBindingSvc {
     return new TemplateBindingSvc(this.deps, actor);
+  }
+
+  /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
+  withScope(scope: RequestScope): TemplateBindingSvc {
+    return new TemplateBindingSvc({ ...this.deps, prisma: scopedPrisma(this.deps.prisma, scope) }, this.actor);
   }
 
   private now(): Date {

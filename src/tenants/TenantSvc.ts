@@ -1,3 +1,4 @@
+import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
 import { badInput } from '../errors.js';
 import type { Prisma, PrismaClient, Tenant } from '../generated/prisma/client.js';
 import { assertTenantId } from '../tasks/validate.js';
@@ -30,6 +31,11 @@ export const NO_QUOTA: TenantQuota = Object.freeze({
 /** Tenants and their quotas (ADMIN). Quotas are enforced where tasks are created (QuotaGuard) and claimed. */
 export class TenantSvc {
   constructor(private readonly deps: { prisma: PrismaClient }) {}
+
+  /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
+  withScope(scope: RequestScope): TenantSvc {
+    return new TenantSvc({ prisma: scopedPrisma(this.deps.prisma, scope) });
+  }
 
   list(): Promise<Tenant[]> {
     return this.deps.prisma.tenant.findMany({ orderBy: { id: 'asc' } });

@@ -90,7 +90,7 @@ async function resolveEvent(query: unknown, item: TaskEventRef, ctx: Context) {
   const fromRow = item.row && eventFromRow(item.row, query);
   if (fromRow) return fromRow as never;
   const event = await ctx.taskEvents.readShared(item.id, query, () =>
-    ctx.prisma.taskEvent.findUnique({ ...(query as object), where: { id: item.id } }),
+    ctx.sharedPrisma.taskEvent.findUnique({ ...(query as object), where: { id: item.id } }),
   );
   if (!event) throw notFound('TaskEvent (deleted with its task)', item.id.toString());
   return event;

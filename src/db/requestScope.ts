@@ -1,0 +1,112 @@
+import type { PrismaClient } from '../generated/prisma/client.js';
+import type { SqlPool, SqlRunner } from './SqlPool.js';
+
+/**
+ * The operation a GraphQL request runs, as the database sees it: every statement started on its behalf
+ * checks `signal` first and throws its reason instead of running once it has aborted (the request's time
+ * budget ran out, or its client went away; useRequestBudget sets it), inside transactions too, which then
+ * roll back. A statement already running is bounded by PostgreSQL's statement_timeout.
+ *
+ * The scope is handed down explicitly: the request's context holds a Prisma client and services bound to
+ * it (scopedPrisma, the services' `withScope`), and work shared by several requests or outliving one (a
+ * run its create started, a subscription execution shared by subscribers) uses the unbound ones. It used
+ * to be found through Node's AsyncLocalStorage, which on Node 20 turns on a promise hook for the whole
+ * process once used: every promise of every request, and of the scheduler, paid for it (docs/benchmarks.md,
+ * 2026-12-07 afternoon).
+ */
+export class RequestScope {
+  /** Set by useRequestBudget when the operation starts; undefined for work no client waits on. */
+  signal: AbortSignal | undefined = undefined;
+  /** The clients bound to this scope (scopedPrisma), one per client: the services of an operation share them. */
+  readonly clients = new Map<object, object>();
+
+  throwIfAborted(): void {
+    this.signal?.throwIfAborted();
+  }
+}
+
+/** Prisma's raw-statement methods (each runs SQL when called). */
+const RAW = new Set(['$queryRaw', '$queryRawUnsafe', '$executeRaw', '$executeRawUnsafe', '$queryRawTyped']);
+
+/**
+ * `client` for work done in `scope`: each model operation, raw statement and transaction checks the scope
+ * first, and an interactive transaction's client is bound too. A Proxy, so that binding a request costs two
+ * small objects and the model delegates it touches, not a Prisma client extension (`$extends` per request
+ * cost 23-47 µs and slowed its first query by about 0.1 ms).
+ */
+export function scopedPrisma<T extends PrismaClient | object>(client: T, scope: RequestScope): T {
+  const known = scope.clients.get(client);
+  if (known) return known as T;
+  const delegates = new Map<string, object>();
+  const bound = new Proxy(client as object, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof prop !== 'string') return value;
+      if (prop === '$transaction' && typeof value === 'function') {
+        return (arg: unknown, options?: unknown) => {
+          scope.throwIfAborted();
+          return typeof arg === 'function'
+            ? value.call(target, (tx: object) => (arg as (tx: object) => unknown)(scopedPrisma(tx, scope)), options)
+            : value.call(target, arg, options);
+        };
+      }
+      if (typeof value === 'function') {
+        if (!RAW.has(prop)) return value.bind(target);
+        return (...args: unknown[]) => {
+          scope.throwIfAborted();
+          return value.apply(target, args);
+        };
+      }
+      // A model delegate (`task`, `taskTemplate`…): every method of it runs a statement.
+      if (value && typeof value === 'object' && !prop.startsWith('$') && !prop.startsWith('_')) {
+        let delegate = delegates.get(prop);
+        if (!delegate) {
+          delegate = scopedDelegate(value, scope);
+          delegates.set(prop, delegate);
+        }
+        return delegate;
+      }
+      return value;
+    },
+  });
+  scope.clients.set(client, bound);
+  return bound as T;
+}
+
+function scopedDelegate(delegate: object, scope: RequestScope): object {
+  return new Proxy(delegate, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        scope.throwIfAborted();
+        return value.apply(target, args);
+      };
+    },
+  });
+}
+
+/** `db` for work done in `scope`: each statement checks it first. */
+export function scopedRunner(db: SqlRunner, scope: RequestScope): SqlRunner {
+  return {
+    query: (s, params) => {
+      scope.throwIfAborted();
+      return db.query(s, params);
+    },
+  };
+}
+
+/** `pool` for work done in `scope`: its statements, and those of its transactions, check it first. */
+export function scopedPool(pool: SqlPool, scope: RequestScope): SqlPool {
+  return {
+    query: (s, params) => {
+      scope.throwIfAborted();
+      return pool.query(s, params);
+    },
+    transaction: (fn) => {
+      scope.throwIfAborted();
+      return pool.transaction((tx) => fn(scopedRunner(tx, scope)));
+    },
+    close: () => pool.close(),
+  };
+}
