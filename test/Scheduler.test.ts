@@ -179,7 +179,22 @@ describe.each(backends)('the scheduler runs tasks (%s)', (backend) => {
     const task = await create({ funcName: 'test.readsSignalLate', argDict: { key: 'late' } });
     await svc.waitForTask(task.id, { statuses: ['RUNNING'] });
     await waitFor(() => lateReaders.has('late'), { what: 'the handler to wait' });
-    expect((await svc.forcedEnd(task.id)).status).toBe('FORCED_END');
+    // The forced end reaches the instance running the task by NOTIFY (on PostgreSQL after forcedEnd has
+    // answered): the handler reads its signal once the scheduler has aborted the run, not before.
+    const scheduler = t.app.scheduler;
+    const abortTask = scheduler.abortTask.bind(scheduler);
+    let aborted = false;
+    scheduler.abortTask = (taskId, reason) => {
+      const done = abortTask(taskId, reason);
+      if (taskId === task.id && done) aborted = true;
+      return done;
+    };
+    try {
+      expect((await svc.forcedEnd(task.id)).status).toBe('FORCED_END');
+      await waitFor(() => aborted, { what: 'the scheduler to abort the run' });
+    } finally {
+      scheduler.abortTask = abortTask;
+    }
     lateReaders.get('late')!();
     await waitFor(() => signalsReadLate.has('late'), { what: 'the handler to read its signal' });
     expect(signalsReadLate.get('late')).toEqual({ aborted: true, reason: 'the task was force-ended' });
