@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
-import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
+import { type RequestScope, scopedDeps } from '../db/requestScope.js';
 import { badInput, notFound, unauthenticated } from '../errors.js';
 import type { ApiKey, PrismaClient } from '../generated/prisma/client.js';
 import { Role } from '../generated/prisma/client.js';
@@ -53,8 +53,7 @@ export class ApiKeySvc {
    * For the API's key management; authentication (and its last-used bookkeeping) stays on the instance's own.
    */
   withScope(scope: RequestScope): ApiKeySvc {
-    const { deps } = this;
-    return new ApiKeySvc({ ...deps, prisma: scopedPrisma(deps.prisma, scope), tenants: deps.tenants.withScope(scope) });
+    return new ApiKeySvc(scopedDeps(this.deps, scope));
   }
 
   private now(): Date {

@@ -1,5 +1,5 @@
 import { isLockTimeout } from '../db/dbErrors.js';
-import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
+import { type RequestScope, scopedDeps } from '../db/requestScope.js';
 import { badInput, ChronographError } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType, TaskStatus } from '../generated/prisma/client.js';
@@ -110,7 +110,7 @@ export class DateFieldSvc {
 
   /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
   withScope(scope: RequestScope): DateFieldSvc {
-    return new DateFieldSvc({ ...this.deps, prisma: scopedPrisma(this.deps.prisma, scope) }, this.tenantId, this.actor);
+    return new DateFieldSvc(scopedDeps(this.deps, scope), this.tenantId, this.actor);
   }
 
   private now(): Date {

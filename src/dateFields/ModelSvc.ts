@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
+import { type RequestScope, scopedDeps } from '../db/requestScope.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { ModelDefinition, ModelRecord, PrismaClient } from '../generated/prisma/client.js';
 import { type Prisma, RepeatType } from '../generated/prisma/client.js';
@@ -64,12 +64,7 @@ export class ModelSvc {
 
   /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
   withScope(scope: RequestScope): ModelSvc {
-    const { deps } = this;
-    return new ModelSvc(
-      { ...deps, prisma: scopedPrisma(deps.prisma, scope), dateFields: deps.dateFields.withScope(scope) },
-      this.tenantId,
-      this.actor,
-    );
+    return new ModelSvc(scopedDeps(this.deps, scope), this.tenantId, this.actor);
   }
 
   private get dateFields(): DateFieldSvc {

@@ -114,7 +114,7 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
  * How much of a WebAssembly function's code must run before V8 optimises it (`--wasm-tiering-budget`,
  * roughly bytes executed): 100 times V8's own default (1,800,000).
  */
-export const PGLITE_TIERING_BUDGET = 180_000_000;
+const PGLITE_TIERING_BUDGET = 180_000_000;
 
 /**
  * Which of V8's WebAssembly compilers runs PGlite (PostgreSQL compiled to WebAssembly), set before its

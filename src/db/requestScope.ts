@@ -17,8 +17,21 @@ import type { SqlPool, SqlRunner } from './SqlPool.js';
 export class RequestScope {
   /** Set by useRequestBudget when the operation starts; undefined for work no client waits on. */
   signal: AbortSignal | undefined = undefined;
-  /** The clients bound to this scope (scopedPrisma), one per client: the services of an operation share them. */
-  readonly clients = new Map<object, object>();
+  /**
+   * What is already bound to this scope, by what it was bound from (a Prisma client, a service's deps): the
+   * services of an operation share one bound client and one bound copy of each service they depend on.
+   */
+  private readonly bound = new Map<object, object>();
+
+  /** `make()`'s result, made once per scope for `from`. */
+  once<T extends object>(from: object, make: () => T): T {
+    let known = this.bound.get(from) as T | undefined;
+    if (!known) {
+      known = make();
+      this.bound.set(from, known);
+    }
+    return known;
+  }
 
   throwIfAborted(): void {
     this.signal?.throwIfAborted();
@@ -35,10 +48,12 @@ const RAW = new Set(['$queryRaw', '$queryRawUnsafe', '$executeRaw', '$executeRaw
  * cost 23-47 µs and slowed its first query by about 0.1 ms).
  */
 export function scopedPrisma<T extends PrismaClient | object>(client: T, scope: RequestScope): T {
-  const known = scope.clients.get(client);
-  if (known) return known as T;
+  return scope.once(client, () => bindClient(client, scope));
+}
+
+function bindClient<T extends object>(client: T, scope: RequestScope): T {
   const delegates = new Map<string, object>();
-  const bound = new Proxy(client as object, {
+  return new Proxy(client, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
       if (typeof prop !== 'string') return value;
@@ -69,8 +84,6 @@ export function scopedPrisma<T extends PrismaClient | object>(client: T, scope: 
       return value;
     },
   });
-  scope.clients.set(client, bound);
-  return bound as T;
 }
 
 function scopedDelegate(delegate: object, scope: RequestScope): object {
@@ -87,7 +100,7 @@ function scopedDelegate(delegate: object, scope: RequestScope): object {
 }
 
 /** `db` for work done in `scope`: each statement checks it first. */
-export function scopedRunner(db: SqlRunner, scope: RequestScope): SqlRunner {
+function scopedRunner(db: SqlRunner, scope: RequestScope): SqlRunner {
   return {
     query: (s, params) => {
       scope.throwIfAborted();
@@ -109,4 +122,32 @@ export function scopedPool(pool: SqlPool, scope: RequestScope): SqlPool {
     },
     close: () => pool.close(),
   };
+}
+
+/** A service that can be bound to a request's scope (its `withScope`). */
+interface Scopable {
+  withScope(scope: RequestScope): unknown;
+}
+
+/** The database handles a service may hold in its deps. */
+interface ServiceDeps {
+  prisma: PrismaClient;
+  db?: { sql: SqlPool };
+}
+
+/**
+ * A service's `deps` for work done in `scope`, made once per scope: its Prisma client and SQL pool bound
+ * to it, and each service among them bound too (`withScope`), so that a request's services all stop at
+ * its next statement once it is abandoned. Everything else is shared with the unbound deps.
+ */
+export function scopedDeps<D extends ServiceDeps>(deps: D, scope: RequestScope): D {
+  return scope.once(deps, () => {
+    const bound: Record<string, unknown> = { ...(deps as object), prisma: scopedPrisma(deps.prisma, scope) };
+    for (const [key, value] of Object.entries(deps)) {
+      if (value && typeof (value as Partial<Scopable>).withScope === 'function') bound[key] = (value as Scopable).withScope(scope);
+    }
+    // The Database is a plain object (src/db/Database.ts): its other members are kept as they are.
+    if (deps.db) bound.db = { ...deps.db, sql: scopedPool(deps.db.sql, scope) };
+    return bound as D;
+  });
 }

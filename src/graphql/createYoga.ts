@@ -149,7 +149,6 @@ export function createChronographYoga(app: Chronograph): YogaServerInstance<Reco
         maxTokens: config.MAX_QUERY_TOKENS,
       }),
       useStorableText(),
-      // Before useRequestBudget, which wraps the subscribe function this sets.
       useSharedSubscriptions(app.taskEvents),
       useRequestBudget(config.REQUEST_TIMEOUT_MS),
       codeVariableErrors(),

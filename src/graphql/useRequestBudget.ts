@@ -11,8 +11,7 @@ import type { Context } from './builder.js';
  * The operation runs under a signal that aborts when the budget is spent or the HTTP client
  * disconnects. It becomes the signal of the operation's scope (RequestScope, in its context), whose
  * Prisma client and services check it before every statement, so an abandoned operation starts no more
- * statements; one already running on PostgreSQL is bounded by
- * statement_timeout (the same budget).
+ * statements; one already running on PostgreSQL is bounded by statement_timeout (the same budget).
  *
  * Queries also hand the signal to the executor, which answers TIMEOUT at once. Mutations do not: their
  * answer waits for their transaction, which either committed (the answer is the result, however

@@ -2,7 +2,7 @@ import type { DateFieldResult } from '../dateFields/applyDateFields.js';
 import type { DateFieldSvc } from '../dateFields/DateFieldSvc.js';
 import type { Database } from '../db/Database.js';
 import { isLockTimeout } from '../db/dbErrors.js';
-import { type RequestScope, scopedPool, scopedPrisma } from '../db/requestScope.js';
+import { type RequestScope, scopedDeps } from '../db/requestScope.js';
 import type { SqlRunner } from '../db/SqlPool.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate } from '../generated/prisma/client.js';
@@ -215,20 +215,7 @@ export class TaskSvc {
 
   /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
   withScope(scope: RequestScope): TaskSvc {
-    const { deps } = this;
-    const db = { listen: deps.db.listen.bind(deps.db), sql: scopedPool(deps.db.sql, scope) };
-    return new TaskSvc(
-      {
-        ...deps,
-        prisma: scopedPrisma(deps.prisma, scope),
-        templates: deps.templates.withScope(scope),
-        dateFields: deps.dateFields.withScope(scope),
-        db,
-      },
-      this.tenantId,
-      this.actor,
-      this.cache,
-    );
+    return new TaskSvc(scopedDeps(this.deps, scope), this.tenantId, this.actor, this.cache);
   }
 
   private now(): Date {

@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { PLATFORM_TENANT } from '../auth/Identity.js';
 import { cancelWaitingOccurrences } from '../dateFields/applyDateFields.js';
 import { stableStringify } from '../dateFields/condition.js';
-import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
+import { type RequestScope, scopedDeps } from '../db/requestScope.js';
 import { badInput, ChronographError, notFound } from '../errors.js';
 import type { PrismaClient, Task, TaskTemplate, TemplateBinding } from '../generated/prisma/client.js';
 import { Prisma, RepeatType, TaskEventType, TaskSource, TaskStatus } from '../generated/prisma/client.js';
@@ -99,7 +99,7 @@ export class TemplateBindingSvc {
 
   /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
   withScope(scope: RequestScope): TemplateBindingSvc {
-    return new TemplateBindingSvc({ ...this.deps, prisma: scopedPrisma(this.deps.prisma, scope) }, this.actor);
+    return new TemplateBindingSvc(scopedDeps(this.deps, scope), this.actor);
   }
 
   private now(): Date {

@@ -1,7 +1,7 @@
 import { type DateFieldSvc, LONG_TRANSACTION } from '../dateFields/DateFieldSvc.js';
 import { lockDateFieldModels } from '../dateFields/dateFieldSql.js';
 import { configOf, configToInput, type DateFieldRuleInput, dateFieldColumns, validateDateFieldInput } from '../dateFields/dateRule.js';
-import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
+import { type RequestScope, scopedDeps } from '../db/requestScope.js';
 import { badInput, ChronographError, conflict, notFound } from '../errors.js';
 import type { PrismaClient, TaskTemplate } from '../generated/prisma/client.js';
 import { MisfirePolicy, OverlapPolicy, type Prisma, RepeatType, TemplateOrigin } from '../generated/prisma/client.js';
@@ -83,17 +83,7 @@ export class TemplateSvc {
 
   /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
   withScope(scope: RequestScope): TemplateSvc {
-    const { deps } = this;
-    return new TemplateSvc(
-      {
-        ...deps,
-        prisma: scopedPrisma(deps.prisma, scope),
-        dateFields: deps.dateFields.withScope(scope),
-        bindings: deps.bindings.withScope(scope),
-      },
-      this.tenantId,
-      this.actor,
-    );
+    return new TemplateSvc(scopedDeps(this.deps, scope), this.tenantId, this.actor);
   }
 
   private get dateFields(): DateFieldSvc {

@@ -1,4 +1,4 @@
-import { type RequestScope, scopedPrisma } from '../db/requestScope.js';
+import { type RequestScope, scopedDeps } from '../db/requestScope.js';
 import { badInput } from '../errors.js';
 import type { Prisma, PrismaClient, Tenant } from '../generated/prisma/client.js';
 import { assertTenantId } from '../tasks/validate.js';
@@ -34,7 +34,7 @@ export class TenantSvc {
 
   /** This service for work done in `scope` (a request's operation): its statements check the scope first. */
   withScope(scope: RequestScope): TenantSvc {
-    return new TenantSvc({ prisma: scopedPrisma(this.deps.prisma, scope) });
+    return new TenantSvc(scopedDeps(this.deps, scope));
   }
 
   list(): Promise<Tenant[]> {
