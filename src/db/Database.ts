@@ -123,13 +123,16 @@ const PGLITE_TIERING_BUDGET = 180_000_000;
  * Starting PostgreSQL runs enough of its code to send thousands of functions to TurboFan at once at V8's
  * own threshold: on a 2-core machine that took about a second of the start-up, and its memory stayed
  * resident (about 90 MB, in the compiler threads' malloc arenas). So PGlite runs tiered with a threshold
- * 100 times V8's (PGLITE_TIERING_BUDGET): start-up optimises almost nothing, and what a busy instance runs
- * over and over is optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.81-1.01 of
+ * 100 times V8's (PGLITE_TIERING_BUDGET): start-up sends five of PostgreSQL's functions to TurboFan instead
+ * of thousands (568 ms of compiling on the helper thread, which the main thread partly waits for: 150-600 ms
+ * of a 1.9 s start on the slow VM of 2026-12-07 afternoon), and what a busy instance runs over and over is
+ * optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.81-1.01 of
  * PostgreSQL's rate (medians 0.91-0.93) where the baseline compiler alone drained at 0.60-0.79, with `npm
  * start` (one V8 helper thread, see package.json) idle at 225-239 MB against 205-211 MB (`npm run bench -- startup`,
  * `npm run bench -- compare pglite`; docs/benchmarks.md). PGLITE_OPTIMIZE=false keeps the baseline
- * compiler alone, for the least memory. The choice is made when PGlite's module is compiled: turning the
- * optimiser on later does not reach a module compiled for the baseline compiler alone. The flags are
+ * compiler alone, for the least memory and the quickest start. The choice is made when PGlite's module is
+ * compiled: turning the optimiser on later does not reach a module compiled for the baseline compiler alone,
+ * and turning it off later does not stop PGlite's module from optimising. The flags are
  * process-wide, so they also apply to the other WebAssembly this process compiles after them (Prisma's
  * query compiler); with DATABASE_URL (PostgreSQL) nothing changes.
  */
