@@ -1,6 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import os from 'node:os';
-import { z } from 'zod';
+import * as z from 'zod';
 import { HostPolicy } from './handlers/HostPolicy.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { Dispatcher, Headers, Response } from 'undici';
-import { z } from 'zod';
+import * as z from 'zod';
 import { deadline } from '../ops/deadline.js';
 import { toStorableText } from '../scheduler/toJson.js';
 import { isStorableText } from '../tasks/validate.js';

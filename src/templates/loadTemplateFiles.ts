@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { DateFieldRuleInput } from '../dateFields/dateRule.js';
 import { MisfirePolicy, OverlapPolicy, RepeatType } from '../generated/prisma/client.js';
 import type { TemplateInput } from './TemplateSvc.js';
