@@ -73,7 +73,14 @@ export async function createTestApp(
 ): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase(backend));
   const config = testConfig({ DATABASE_URL: database.url, ...options.env });
-  const app = await Chronograph.create({ ...options, ...(await fromPgliteImage(config, options)), config });
+  let app: Chronograph;
+  try {
+    app = await Chronograph.create({ ...options, ...(await fromPgliteImage(config, options)), config });
+  } catch (error) {
+    // An app that does not start (what some tests check) leaves no database of its own behind.
+    if (!options.database) await database.drop();
+    throw error;
+  }
   return {
     app,
     gql: (query, variables, headers) => gql(app, query, variables, headers),
