@@ -1,5 +1,5 @@
 import type { PrismaClient } from '../generated/prisma/client.js';
-import type { SqlPool, SqlRunner } from './SqlPool.js';
+import type { SqlPool } from './SqlPool.js';
 
 /**
  * The operation a GraphQL request runs, as the database sees it: every statement started on its behalf
@@ -65,13 +65,7 @@ function bindClient<T extends object>(client: T, scope: RequestScope): T {
             : value.call(target, arg, options);
         };
       }
-      if (typeof value === 'function') {
-        if (!RAW.has(prop)) return value.bind(target);
-        return (...args: unknown[]) => {
-          scope.throwIfAborted();
-          return value.apply(target, args);
-        };
-      }
+      if (typeof value === 'function') return RAW.has(prop) ? checked(scope, value.bind(target)) : value.bind(target);
       // A model delegate (`task`, `taskTemplate`…): every method of it runs a statement.
       if (value && typeof value === 'object' && !prop.startsWith('$') && !prop.startsWith('_')) {
         let delegate = delegates.get(prop);
@@ -90,35 +84,26 @@ function scopedDelegate(delegate: object, scope: RequestScope): object {
   return new Proxy(delegate, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        scope.throwIfAborted();
-        return value.apply(target, args);
-      };
+      return typeof value === 'function' ? checked(scope, value.bind(target)) : value;
     },
   });
 }
 
-/** `db` for work done in `scope`: each statement checks it first. */
-function scopedRunner(db: SqlRunner, scope: RequestScope): SqlRunner {
-  return {
-    query: (s, params) => {
-      scope.throwIfAborted();
-      return db.query(s, params);
-    },
-  };
+/** `fn`, checking `scope` before each call: the bound Prisma client (raw statements, model delegates) and SQL pool go through it. */
+function checked<F extends (...args: never[]) => unknown>(scope: RequestScope, fn: F): F {
+  return ((...args: Parameters<F>) => {
+    scope.throwIfAborted();
+    return fn(...args);
+  }) as F;
 }
 
 /** `pool` for work done in `scope`: its statements, and those of its transactions, check it first. */
 export function scopedPool(pool: SqlPool, scope: RequestScope): SqlPool {
   return {
-    query: (s, params) => {
-      scope.throwIfAborted();
-      return pool.query(s, params);
-    },
+    query: checked(scope, pool.query.bind(pool)),
     transaction: (fn) => {
       scope.throwIfAborted();
-      return pool.transaction((tx) => fn(scopedRunner(tx, scope)));
+      return pool.transaction((tx) => fn({ query: checked(scope, tx.query.bind(tx)) }));
     },
     close: () => pool.close(),
   };
