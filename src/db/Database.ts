@@ -112,9 +112,15 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
 
 /**
  * How much of a WebAssembly function's code must run before V8 optimises it (`--wasm-tiering-budget`,
- * roughly bytes executed): 100 times V8's own default (1,800,000).
+ * roughly bytes executed): 200 times V8's own default (1,800,000). A start runs five of PostgreSQL's
+ * functions (the SQL parser, copyObject, equal, expression_tree_walker and one more) past 100 times that
+ * default but not past 200 times: at 100× V8 optimised those five during the start (about 570 ms of
+ * TurboFan on the one helper thread, competing with the start for the machine's two cores); at 200× they
+ * are optimised once the instance has run more SQL, after its first answer. On the slow 2-core VM of
+ * 2026-12-07 evening that made the first answer 0.3 s sooner (medians of six interleaved starts: 1.90 s
+ * against 2.24), and drains stayed within that VM's noise (`npm run bench -- compare pglite`, docs/benchmarks.md).
  */
-const PGLITE_TIERING_BUDGET = 180_000_000;
+const PGLITE_TIERING_BUDGET = 360_000_000;
 
 /**
  * Which of V8's WebAssembly compilers runs PGlite (PostgreSQL compiled to WebAssembly), set before its
@@ -123,10 +129,8 @@ const PGLITE_TIERING_BUDGET = 180_000_000;
  * Starting PostgreSQL runs enough of its code to send thousands of functions to TurboFan at once at V8's
  * own threshold: on a 2-core machine that took about a second of the start-up, and its memory stayed
  * resident (about 90 MB, in the compiler threads' malloc arenas). So PGlite runs tiered with a threshold
- * 100 times V8's (PGLITE_TIERING_BUDGET): start-up sends five of PostgreSQL's functions to TurboFan instead
- * of thousands (568 ms of compiling on the helper thread, which the main thread partly waits for: 150-600 ms
- * of a 1.9 s start on the slow VM of 2026-12-07 afternoon), and what a busy instance runs over and over is
- * optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.81-1.01 of
+ * 200 times V8's (PGLITE_TIERING_BUDGET): start-up sends none of PostgreSQL's functions to TurboFan, and
+ * what a busy instance runs over and over is optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.81-1.01 of
  * PostgreSQL's rate (medians 0.91-0.93) where the baseline compiler alone drained at 0.60-0.79, with `npm
  * start` (one V8 helper thread, see package.json) idle at 225-239 MB against 205-211 MB (`npm run bench -- startup`,
  * `npm run bench -- compare pglite`; docs/benchmarks.md). PGLITE_OPTIMIZE=false keeps the baseline
