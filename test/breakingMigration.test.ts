@@ -9,8 +9,8 @@ import { waitFor } from './support/waitFor.js';
 
 /**
  * A rolling deploy where the newer version's migration is breaking: running instances of this version
- * (the real src/main.ts process, on PostgreSQL) stop on their own, with exit code 75, and say why. A
- * compatible migration leaves them running.
+ * (the real src/main.ts process, on PostgreSQL) stop on their own, with exit code 75, and say why, and
+ * one that starts refuses. A compatible migration leaves them running, and one that (re)starts serves.
  */
 const logger = pino({ level: 'silent' });
 
@@ -148,11 +148,26 @@ describe.runIf(process.env.TEST_DATABASE_URL)('a newer version migrating the dat
     expect(server.output()).not.toContain('Chronograph is listening');
   });
 
-  it('an instance that starts on a database a newer version migrated exits with 75', async () => {
+  it("an instance that starts on a database with a newer version's breaking migration exits with 75 before it serves", async () => {
     const database = await scratch();
-    await applyAsNewerVersion(database, newerMigration('29991231000000_compatible_probe', false));
+    await applyAsNewerVersion(database, newerMigration('29991231000000_breaking_probe', true));
     const { server } = await starting(database);
     expect(await exitCode(server)).toBe(EXIT_OUTDATED);
-    expect(server.output()).toMatch(/29991231000000_compatible_probe[^\n]*ahead of the code/);
+    expect(server.output()).toMatch(/29991231000000_breaking_probe[^\n]*ahead of the code/);
+    expect(server.output()).not.toContain('Chronograph is listening');
+  });
+
+  it("an instance that (re)starts on a database with a newer version's compatible migration serves beside it, and says so", async () => {
+    const database = await scratch();
+    await applyAsNewerVersion(database, newerMigration('29991231000000_compatible_probe', false));
+    const { server, port } = await starting(database);
+    await server.listening;
+    expect(server.output()).toMatch(/"migrations":\["29991231000000_compatible_probe"\][^\n]*newer Chronograph, none of them breaking/);
+    const created = await post(
+      port,
+      'mutation { createTimerTask(input: { fullName: "tasks.Echo", startTime: "2099-01-01 10:00:00" }) { id } }',
+    );
+    expect(created.errors).toBeUndefined();
+    expect(server.child.exitCode).toBeNull();
   });
 });

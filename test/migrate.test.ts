@@ -7,6 +7,7 @@ import {
   type Migration,
   MigrationError,
   migrate,
+  OutdatedError,
   readMigrations,
 } from '../src/db/migrate.js';
 import { openPgSession, pgliteSession, type SqlSession } from '../src/db/SqlSession.js';
@@ -49,16 +50,56 @@ describe.each(backends)('migrations (%s)', (backend) => {
     expect(rows).toEqual(files.map((m) => ({ migration_name: m.name, checksum: m.checksum })));
   });
 
-  it('refuses a database that is ahead of the code', async () => {
+  const future = (name: string, breaking: boolean): Migration => ({
+    name,
+    sql: `${breaking ? '-- chronograph: breaking\n' : ''}CREATE TABLE ${name.replace(/^\d+_/, '')} (id int);`,
+    checksum: 'f'.repeat(64),
+  });
+
+  it("runs beside a newer version's migrations that are not breaking, and says so", async () => {
     const { session } = await fresh();
     const files = await readMigrations();
-    const future: Migration = {
-      name: '29991231000000_from_the_future',
-      sql: 'CREATE TABLE future_thing (id int);',
-      checksum: 'f'.repeat(64),
-    };
-    await migrate(session, logger, [...files, future]);
-    await expect(migrate(session, logger, files)).rejects.toThrow(/ahead of the code/);
+    await migrate(session, logger, [...files, future('29991231000000_compatible_thing', false)]);
+    const warnings: unknown[] = [];
+    const watching = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
+    expect(await migrate(session, watching, files)).toEqual([]);
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        level: 40,
+        migrations: ['29991231000000_compatible_thing'],
+        msg: expect.stringMatching(/newer Chronograph/),
+      }),
+    ]);
+    // The checksums of its own migrations are still checked.
+    const edited = files.map((m, i) => (i === 0 ? { ...m, checksum: '0'.repeat(64) } : m));
+    await expect(migrate(session, logger, edited)).rejects.toThrow(/was changed after it was applied/);
+  });
+
+  it("refuses a database with a newer version's breaking migration (OutdatedError)", async () => {
+    const { session } = await fresh();
+    const files = await readMigrations();
+    await migrate(session, logger, [
+      ...files,
+      future('29991231000000_compatible_thing', false),
+      future('29991231000001_breaking_thing', true),
+    ]);
+    const error = await migrate(session, logger, files).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OutdatedError);
+    expect((error as Error).message).toMatch(/29991231000001_breaking_thing.*breaking: the database is ahead of the code/);
+  });
+
+  it('refuses a database whose migrations went another way: it has one this version lacks, and lacks one this version has', async () => {
+    const { session } = await fresh();
+    const files = await readMigrations();
+    await migrate(session, logger, [...files.slice(0, -1), future('29991231000000_other_line', false)]);
+    const error = await migrate(session, logger, files).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OutdatedError);
+    expect((error as Error).message).toContain(`lacks ${files.at(-1)!.name}`);
+    // Nothing of this version's was applied on top of the other line.
+    const rows = await session.query<{ n: number }>('SELECT count(*)::int AS n FROM "_prisma_migrations" WHERE migration_name = $1', [
+      files.at(-1)!.name,
+    ]);
+    expect(rows).toEqual([{ n: 0 }]);
   });
 
   it('refuses a migration file that changed after it was applied', async () => {

@@ -175,8 +175,9 @@ export class MigrationError extends Error {
 }
 
 /**
- * The database has a migration this version does not have: a newer Chronograph migrated it (or it is
- * another database). Running this version cannot help; `npm start` exits with EXIT_OUTDATED.
+ * The database has a migration this version must not run beside: a breaking one of a newer Chronograph,
+ * or one of another line of migrations (refuseUnlessCompatible). Running this version cannot help; `npm
+ * start` exits with EXIT_OUTDATED.
  */
 export class OutdatedError extends MigrationError {
   constructor(message: string) {
@@ -191,6 +192,46 @@ export class OutdatedError extends MigrationError {
  * version, and restarting it cannot help; the newer version is what should run.
  */
 export const EXIT_OUTDATED = 75;
+
+/**
+ * The database has migrations this version does not have (`newer`): a newer Chronograph migrated it, or it
+ * is another application's. A newer version's migrations are written so that the version before keeps
+ * working beside them unless they are marked breaking (isBreaking), so this version starts beside them, as
+ * its running instances go on beside them (src/db/SchemaWatch.ts), with a warning: an instance of the
+ * previous version that restarts during a rolling deploy (a crash, a node drained) comes back instead of
+ * failing until the deploy ends. It is refused (OutdatedError, exit code 75) when one of them is breaking,
+ * and when the database lacks one of this version's own migrations too: then the two histories have
+ * diverged, and applying this version's migration after the other's could mean anything.
+ */
+async function refuseUnlessCompatible(
+  session: SqlSession,
+  logger: Logger,
+  newer: string[],
+  wanted: Migration[],
+  applied: Set<string>,
+): Promise<void> {
+  const breaking = await session.query<{ migration_name: string }>(
+    `SELECT migration_name FROM "${BREAKING_MIGRATIONS_TABLE}" WHERE migration_name = ANY($1::text[]) ORDER BY migration_name`,
+    [newer],
+  );
+  if (breaking.length) {
+    throw new OutdatedError(
+      `The database has migration ${breaking[0]!.migration_name}, which this version of Chronograph does not have ` +
+        `and which a newer version marked breaking: the database is ahead of the code. Run a newer Chronograph, or point it at another database.`,
+    );
+  }
+  const missing = wanted.filter((m) => !applied.has(m.name)).map((m) => m.name);
+  if (missing.length) {
+    throw new OutdatedError(
+      `The database has migration ${newer[0]}, which this version of Chronograph does not have, and lacks ${missing[0]}, ` +
+        `which it has: the database is ahead of the code on another line of migrations. Run the Chronograph that migrated it, or point it at another database.`,
+    );
+  }
+  logger.warn(
+    { migrations: newer },
+    'the database has migrations of a newer Chronograph, none of them breaking: this version runs beside them (a rolling deploy)',
+  );
+}
 
 /** Reads `prisma/migrations/<timestamp>_<name>/migration.sql` folders in name (= time) order. */
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
@@ -215,9 +256,9 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
  * Several instances may start at once against one PostgreSQL: a session advisory lock makes them take
  * turns, and whoever comes second finds nothing left to do. Instances of the previous version may go on
  * working meanwhile: a migration waits for their locks briefly at a time, and is tried again whole when it
- * gives up or ends up in a deadlock with them (MigrateOptions). A database that has a migration this code
- * does not know (it is ahead of the code), or whose recorded checksum differs from the file, is refused
- * before anything runs. Each migration is announced on MIGRATED_CHANNEL when it commits, and a breaking
+ * gives up or ends up in a deadlock with them (MigrateOptions). A database that is ahead of the code is
+ * refused when one of the migrations it has and this code does not is breaking (refuseUnlessCompatible), and
+ * one whose recorded checksum differs from the file is refused, before anything runs. Each migration is announced on MIGRATED_CHANNEL when it commits, and a breaking
  * one (isBreaking) recorded in BREAKING_MIGRATIONS_TABLE, for the instances already running.
  */
 export async function migrate(
@@ -252,14 +293,11 @@ export async function migrate(
         WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name`,
     );
     const known = new Map(wanted.map((m) => [m.name, m]));
+    const newer = applied.filter((row) => !known.has(row.migration_name)).map((row) => row.migration_name);
+    if (newer.length) await refuseUnlessCompatible(session, logger, newer, wanted, new Set(applied.map((row) => row.migration_name)));
     for (const row of applied) {
       const migration = known.get(row.migration_name);
-      if (!migration) {
-        throw new OutdatedError(
-          `The database has migration ${row.migration_name}, which this version of Chronograph does not ` +
-            `have: the database is ahead of the code. Run a newer Chronograph, or point it at another database.`,
-        );
-      }
+      if (!migration) continue; // a newer version's, compatible with this one (refuseUnlessCompatible)
       if (migration.checksum !== row.checksum) {
         throw new MigrationError(
           `Migration ${row.migration_name} was changed after it was applied (checksum ${row.checksum.slice(0, 12)}… ` +
