@@ -115,8 +115,8 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
  * roughly bytes executed): 200 times V8's own default (1,800,000). A start runs five of PostgreSQL's
  * functions (the SQL parser, copyObject, equal, expression_tree_walker and one more) past 100 times that
  * default but not past 200 times: at 100× V8 optimised those five during the start (about 570 ms of
- * TurboFan on the one helper thread, competing with the start for the machine's two cores); at 200× they
- * are optimised once the instance has run more SQL, after its first answer. On the slow 2-core VM of
+ * TurboFan on the one helper thread, competing with the start for the machine's two cores); at 200× most
+ * or all of them are optimised once the instance has run more SQL, after its first answer. On the slow 2-core VM of
  * 2026-12-07 evening that made the first answer 0.3 s sooner (medians of six interleaved starts: 1.90 s
  * against 2.24), and drains stayed within that VM's noise (`npm run bench -- compare pglite`, docs/benchmarks.md).
  */
