@@ -113,12 +113,14 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
 /**
  * How much of a WebAssembly function's code must run before V8 optimises it (`--wasm-tiering-budget`,
  * roughly bytes executed): 200 times V8's own default (1,800,000). A start runs five of PostgreSQL's
- * functions (the SQL parser, copyObject, equal, expression_tree_walker and one more) past 100 times that
- * default but not past 200 times: at 100× V8 optimised those five during the start (about 570 ms of
- * TurboFan on the one helper thread, competing with the start for the machine's two cores); at 200× most
- * or all of them are optimised once the instance has run more SQL, after its first answer. On the slow 2-core VM of
- * 2026-12-07 evening that made the first answer 0.3 s sooner (medians of six interleaved starts: 1.90 s
- * against 2.24), and drains stayed within that VM's noise (`npm run bench -- compare pglite`, docs/benchmarks.md).
+ * functions (the SQL parser, copyObject, equal, expression_tree_walker and one more) just past 100 times
+ * that default: at 100× V8 optimised all five during the start (about 570 ms of TurboFan on the one helper
+ * thread, while the start needed both of the machine's two cores); at 200× most or all of them are
+ * optimised after the first answer, once the instance has run more SQL. On the slow 2-core VM of
+ * 2026-12-07 evening that made the first answer 0.3-0.4 s sooner (medians of six interleaved starts: 1.90 s
+ * against 2.24; `npm run bench -- startup` against the build before: 1.61 s against 2.02), for a first
+ * drain of a fresh process 10-25 % slower (`npm run bench -- compare pglite`'s first round: 2,542-3,649
+ * tasks/s against 3,439-4,144); later drains, on the optimised module, were alike (docs/benchmarks.md).
  */
 const PGLITE_TIERING_BUDGET = 360_000_000;
 
@@ -129,11 +131,12 @@ const PGLITE_TIERING_BUDGET = 360_000_000;
  * Starting PostgreSQL runs enough of its code to send thousands of functions to TurboFan at once at V8's
  * own threshold: on a 2-core machine that took about a second of the start-up, and its memory stayed
  * resident (about 90 MB, in the compiler threads' malloc arenas). So PGlite runs tiered with a threshold
- * 200 times V8's (PGLITE_TIERING_BUDGET): start-up sends none of PostgreSQL's functions to TurboFan, and
- * what a busy instance runs over and over is optimised within seconds. On the 2-core VM of 2026-12-07 that drained at 0.81-1.01 of
- * PostgreSQL's rate (medians 0.91-0.93) where the baseline compiler alone drained at 0.60-0.79, with `npm
- * start` (one V8 helper thread, see package.json) idle at 225-239 MB against 205-211 MB (`npm run bench -- startup`,
- * `npm run bench -- compare pglite`; docs/benchmarks.md). PGLITE_OPTIMIZE=false keeps the baseline
+ * 200 times V8's (PGLITE_TIERING_BUDGET): start-up sends few or none of PostgreSQL's functions to
+ * TurboFan, and what a busy instance runs over and over is optimised within seconds. On the 2-core VM of
+ * 2026-12-07 that drained (at 100×) at 0.81-1.01 of PostgreSQL's rate (medians 0.91-0.93) where the
+ * baseline compiler alone drained at 0.60-0.79, with `npm start` (one V8 helper thread, see package.json)
+ * idle at 225-239 MB against 205-211 MB (`npm run bench -- startup`, `npm run bench -- compare pglite`;
+ * docs/benchmarks.md). PGLITE_OPTIMIZE=false keeps the baseline
  * compiler alone, for the least memory and the quickest start. The choice is made when PGlite's module is
  * compiled: turning the optimiser on later does not reach a module compiled for the baseline compiler alone,
  * and turning it off later does not stop PGlite's module from optimising. The flags are
