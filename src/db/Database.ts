@@ -118,9 +118,9 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
  * thread, while the start needed both of the machine's two cores); at 200× most or all of them are
  * optimised after the first answer, once the instance has run more SQL. On the slow 2-core VM of
  * 2026-12-07 evening that made the first answer 0.3-0.4 s sooner (medians of six interleaved starts: 1.90 s
- * against 2.24; `npm run bench -- startup` against the build before: 1.61 s against 2.02), for a first
- * drain of a fresh process 10-25 % slower (`npm run bench -- compare pglite`'s first round: 2,542-3,649
- * tasks/s against 3,439-4,144); later drains, on the optimised module, were alike (docs/benchmarks.md).
+ * against 2.24; `npm run bench -- startup` against the build before: 1.61 s against 2.02). A fresh
+ * process's first drain, where the optimiser has the most left to do, did not measurably slow down (four
+ * fresh processes each, in turns: 3,339-4,554 tasks/s at 200×, 3,127-3,765 at 100×; docs/benchmarks.md).
  */
 const PGLITE_TIERING_BUDGET = 360_000_000;
 
