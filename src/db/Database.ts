@@ -114,7 +114,7 @@ export const PGLITE_SHARED_BUFFERS = '32MB';
  * How much of a WebAssembly function's code must run before V8 optimises it (`--wasm-tiering-budget`,
  * roughly bytes executed): 200 times V8's own default (1,800,000). A start runs five of PostgreSQL's
  * functions (the SQL parser, copyObject, equal, expression_tree_walker and one more) just past 100 times
- * that default: at 100× V8 optimised all five during the start (about 570 ms of TurboFan on the one helper
+ * that default: at 100× V8 optimised all five during the start (0.3-0.57 s of TurboFan on the one helper
  * thread, while the start needed both of the machine's two cores); at 200× most or all of them are
  * optimised after the first answer, once the instance has run more SQL. On the slow 2-core VM of
  * 2026-12-07 evening that made the first answer 0.3-0.4 s sooner (medians of six interleaved starts: 1.90 s
