@@ -203,13 +203,7 @@ export const EXIT_OUTDATED = 75;
  * and when the database lacks one of this version's own migrations too: then the two histories have
  * diverged, and applying this version's migration after the other's could mean anything.
  */
-async function refuseUnlessCompatible(
-  session: SqlSession,
-  logger: Logger,
-  newer: string[],
-  wanted: Migration[],
-  applied: Set<string>,
-): Promise<void> {
+async function refuseUnlessCompatible(session: SqlSession, logger: Logger, newer: string[], pending: Migration[]): Promise<void> {
   const breaking = await session.query<{ migration_name: string }>(
     `SELECT migration_name FROM "${BREAKING_MIGRATIONS_TABLE}" WHERE migration_name = ANY($1::text[]) ORDER BY migration_name`,
     [newer],
@@ -220,10 +214,9 @@ async function refuseUnlessCompatible(
         `and which a newer version marked breaking: the database is ahead of the code. Run a newer Chronograph, or point it at another database.`,
     );
   }
-  const missing = wanted.filter((m) => !applied.has(m.name)).map((m) => m.name);
-  if (missing.length) {
+  if (pending.length) {
     throw new OutdatedError(
-      `The database has migration ${newer[0]}, which this version of Chronograph does not have, and lacks ${missing[0]}, ` +
+      `The database has migration ${newer[0]}, which this version of Chronograph does not have, and lacks ${pending[0]!.name}, ` +
         `which it has: the database is ahead of the code on another line of migrations. Run the Chronograph that migrated it, or point it at another database.`,
     );
   }
@@ -293,8 +286,10 @@ export async function migrate(
         WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name`,
     );
     const known = new Map(wanted.map((m) => [m.name, m]));
-    const newer = applied.filter((row) => !known.has(row.migration_name)).map((row) => row.migration_name);
-    if (newer.length) await refuseUnlessCompatible(session, logger, newer, wanted, new Set(applied.map((row) => row.migration_name)));
+    const done = new Set(applied.map((row) => row.migration_name));
+    const pending = wanted.filter((m) => !done.has(m.name));
+    const newer = [...done].filter((name) => !known.has(name));
+    if (newer.length) await refuseUnlessCompatible(session, logger, newer, pending);
     for (const row of applied) {
       const migration = known.get(row.migration_name);
       if (!migration) continue; // a newer version's, compatible with this one (refuseUnlessCompatible)
@@ -306,8 +301,6 @@ export async function migrate(
         );
       }
     }
-    const done = new Set(applied.map((row) => row.migration_name));
-    const pending = wanted.filter((m) => !done.has(m.name));
     const [{ pid }] = (await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')) as [{ pid: number }];
     for (const migration of pending) {
       const started = Date.now();
