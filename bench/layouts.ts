@@ -269,6 +269,15 @@ const LAYOUTS: Layout[] = [
     foldedRuns: true,
   },
   {
+    name: 'migrated-ff50',
+    what: 'the schema as migrated today, task_state at fillfactor 50 (before 20261209000000) instead of 40',
+    setup: ['ALTER TABLE task_state SET (fillfactor = 50)'],
+    through: LATEST,
+    completeSet: COMPLETE_SET,
+    state: 'state',
+    foldedRuns: true,
+  },
+  {
     // The state table as built (state-wide-ff50 without the status counters): the scheduler's statements
     // as src/scheduler/sql.ts has them, simplified as for the other layouts.
     name: 'state-table',

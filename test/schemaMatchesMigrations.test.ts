@@ -159,6 +159,15 @@ describe.each(backends)('the migrated database matches schema.prisma (%s)', (bac
     expect(rows.map(describe).sort()).toEqual(expected.sort());
   });
 
+  it('keeps task_state at fillfactor 40, with room on each page for the versions a claim writes', async () => {
+    // Migration 20261209000000_task_state_fillfactor_40: at 50 some claimed versions left their page,
+    // each costing a logged row lock and a whole row of WAL (goal 4 of issue 12).
+    const [row] = await query<{ options: string[] | null }>(
+      `SELECT reloptions AS options FROM pg_class WHERE oid = 'task_state'::regclass`,
+    );
+    expect(row?.options).toEqual(['fillfactor=40']);
+  });
+
   it('has every @@unique and @@index of the models', async () => {
     const rows = await query<{ table_name: string; indexdef: string }>(
       `SELECT tablename AS table_name, indexdef FROM pg_indexes WHERE schemaname = current_schema()`,

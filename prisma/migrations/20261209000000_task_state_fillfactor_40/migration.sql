@@ -1,0 +1,16 @@
+-- task_state at fillfactor 40 instead of 50 (issue 12, goal 4: at most 1.5 KB of WAL per processed task).
+--
+-- A claim rewrites each task it takes (status, lease, attempt); the new version is about 34 bytes longer
+-- than the row as created (its lease columns were null), and a claim takes every due task of a page at
+-- once. At fillfactor 50 a page holds about 19 new rows, and their 19 claimed versions need more room
+-- than the half page left: some go to another page, and PostgreSQL then logs a row lock (to keep the old
+-- version while it looks for room) and the whole new row instead of the changed part. At 40 a page holds
+-- about 15, whose claimed versions fit. `npm run bench -- layouts migrated-ff50 migrated` with
+-- BENCH_LAYOUTS_DRAIN=2x50: 1.48 against 1.44 KB per task (row locks 1.40 against 1.19 per task), 45
+-- gave 1.48, 35 gave 1.43; at 1 × 24 the same (1.42-1.43). The price is room: new rows fill a page to
+-- 40 % only, so a table of finished tasks (kept until history pruning) takes about a quarter more pages.
+--
+-- Rows already stored keep their pages; new ones are placed at 40. SET (fillfactor) takes a SHARE UPDATE
+-- EXCLUSIVE lock only: reads and writes of task_state go on, and an instance of the previous version
+-- runs beside it unchanged.
+ALTER TABLE "task_state" SET (fillfactor = 40);
