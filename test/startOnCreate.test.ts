@@ -185,6 +185,49 @@ describe.each(backends)('a due-now task starts in its create (%s)', (backend) =>
     expect(await t.app.db.prisma.taskRun.count({ where: { taskId: stopped.id } })).toBe(0);
   });
 
+  it('writes and answers for a single create what a batch writes for each of its tasks, claimed or not', async () => {
+    // A single create runs the insert's one-row statement, a batch the batch's (src/tasks/bulkInsert.ts):
+    // the same task created both ways leaves the same rows and events, and the same answer.
+    const t = await start({ CONCURRENCY: '4' });
+    const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
+    const rows = (sql: string, id: string) => t.app.db.prisma.$queryRawUnsafe<Record<string, unknown>[]>(sql, id);
+    const without = (row: Record<string, unknown>, keys: string[]) =>
+      Object.fromEntries(Object.entries(row).filter(([k]) => !keys.includes(k)));
+    const written = async (id: string) => ({
+      state: (await rows('SELECT * FROM task_state WHERE task_id = $1::uuid', id)).map((r) =>
+        without(r, ['task_id', 'locked_run_id', 'locked_until', 'updated_at']),
+      ),
+      spec: (await rows('SELECT * FROM task_spec WHERE id = $1::uuid', id)).map((r) => without(r, ['id', 'created_at'])),
+      events: (await rows('SELECT * FROM task_event WHERE task_id = $1::uuid ORDER BY id', id)).map((r) =>
+        without(r, ['id', 'task_id', 'run_id', 'created_at']),
+      ),
+    });
+    const answer = (task: object) =>
+      without(task as Record<string, unknown>, ['id', 'createdAt', 'updatedAt', 'lockedUntil', 'lockedRunId']);
+    const startTime = new Date(Date.now() - 1000).toISOString();
+    const cases = [
+      { name: 'due now, claimed by the create', input: work(60_000, { startTime }), status: 'RUNNING' },
+      { name: 'due later', input: work(0, { startTime: new Date(Date.now() + 3_600_000).toISOString() }), status: 'SCHEDULED' },
+    ];
+    for (const { name, input, status } of cases) {
+      const single = await svc.createTimerTask(input);
+      const [batched] = await svc.createTimerTasks([input, { ...input, startTime: new Date(Date.now() + 7_200_000).toISOString() }]);
+      expect([single.status, batched!.status], name).toEqual([status, status]);
+      expect(answer(single), name).toEqual(answer(batched!));
+      const [a, b] = [await written(single.id), await written(batched!.id)];
+      expect(a.events.length, name).toBe(status === 'RUNNING' ? 2 : 1);
+      expect(a, name).toEqual(b);
+    }
+    // A uniqueKey a live task holds: the single create returns that task, as a batch does.
+    const keyed = work(0, { startTime: new Date(Date.now() + 3_600_000).toISOString(), uniqueKey: 'same' });
+    const first = await svc.createTimerTask(keyed);
+    const again = await svc.createTimerTask(keyed);
+    const [inBatch] = await svc.createTimerTasks([keyed, work(0, { startTime: keyed.startTime })]);
+    expect([again.id, again.deduplicated, inBatch!.id, inBatch!.deduplicated]).toEqual([first.id, true, first.id, true]);
+    for (const task of await t.app.db.prisma.task.findMany({ where: { status: 'RUNNING' }, select: { id: true } }))
+      await svc.forcedEnd(task.id);
+  });
+
   it('hands a task back when the scheduler stops while the create that claimed it is in flight', async () => {
     const t = await start({ CONCURRENCY: '2' });
     const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
