@@ -352,10 +352,9 @@ function oneRowText(varying: readonly (readonly [Column, string, string])[], che
   const of = (column: string) => value.get(column)!;
   const specColumns = SPEC_INSERTED.join(', ');
   const stateColumns = STATE_INSERTED.map((c) => (c === 'id' ? 'task_id' : c)).join(', ');
-  // The one row as the claim's filter reads a task (claimableSql), before it is inserted.
-  const row = `(SELECT ${['status', 'next_run_at', 'queue', 'overlap_policy', 'repeat_type', 'misfire_policy', 'misfire_tolerance_ms']
-    .map((c) => `${of(c)} AS ${c}`)
-    .join(', ')}, 0 AS attempts, false AS last_run_abandoned) i`;
+  // The one row as the claim's filter reads a task (claimableSql), before it is inserted (the planner
+  // drops the columns the filter does not read).
+  const row = `(SELECT ${[...value].map(([c, expression]) => `${expression} AS ${c}`).join(', ')}, 0 AS attempts, false AS last_run_abandoned) i`;
   // The inserted row if it was claimed, with what the claim's event and answer read (as insertText's `claimed`).
   const claimed = `(SELECT t.*, ${of('status')} AS prev_status, false AS recovered, ${COLUMNS.map(([, c]) => c)
     .filter((c) => SPEC_COLUMNS.has(c))
