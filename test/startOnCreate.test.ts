@@ -188,7 +188,7 @@ describe.each(backends)('a due-now task starts in its create (%s)', (backend) =>
   it('writes and answers for a single create what a batch writes for each of its tasks, claimed or not', async () => {
     // A single create runs the insert's one-row statement, a batch the batch's (src/tasks/bulkInsert.ts):
     // the same task created both ways leaves the same rows and events, and the same answer.
-    const t = await start({ CONCURRENCY: '4' });
+    const t = await start({ CONCURRENCY: '12' });
     const svc = t.app.getElement('services.TaskSvc') as TaskSvc;
     const rows = (sql: string, id: string) => t.app.db.prisma.$queryRawUnsafe<Record<string, unknown>[]>(sql, id);
     const without = (row: Record<string, unknown>, keys: string[]) =>
@@ -210,13 +210,24 @@ describe.each(backends)('a due-now task starts in its create (%s)', (backend) =>
       { name: 'due later', input: work(0, { startTime: new Date(Date.now() + 3_600_000).toISOString() }), status: 'SCHEDULED' },
     ];
     for (const { name, input, status } of cases) {
-      const single = await svc.createTimerTask(input);
-      const [batched] = await svc.createTimerTasks([input, { ...input, startTime: new Date(Date.now() + 7_200_000).toISOString() }]);
-      expect([single.status, batched!.status], name).toEqual([status, status]);
-      expect(answer(single), name).toEqual(answer(batched!));
-      const [a, b] = [await written(single.id), await written(batched!.id)];
-      expect(a.events.length, name).toBe(status === 'RUNNING' ? 2 : 1);
-      expect(a, name).toEqual(b);
+      for (let attempt = 1; ; attempt++) {
+        const single = await svc.createTimerTask(input);
+        const [batched] = await svc.createTimerTasks([input, { ...input, startTime: new Date(Date.now() + 7_200_000).toISOString() }]);
+        // A create that finds the scheduler claiming (its start's first claim, or one that a NOTIFY woke, as
+        // the forced ends below do) takes the usual path instead, SCHEDULED, which is correct but not the
+        // case compared here: again, once the scheduler is idle.
+        if ((single.status !== status || batched!.status !== status) && attempt < 20) {
+          for (const task of [single, batched!]) await svc.forcedEnd(task.id).catch(() => undefined);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          continue;
+        }
+        expect([single.status, batched!.status], name).toEqual([status, status]);
+        expect(answer(single), name).toEqual(answer(batched!));
+        const [a, b] = [await written(single.id), await written(batched!.id)];
+        expect(a.events.length, name).toBe(status === 'RUNNING' ? 2 : 1);
+        expect(a, name).toEqual(b);
+        break;
+      }
     }
     // A uniqueKey a live task holds: the single create returns that task, as a batch does.
     const keyed = work(0, { startTime: new Date(Date.now() + 3_600_000).toISOString(), uniqueKey: 'same' });
