@@ -98,10 +98,11 @@ const COLUMNS: readonly [keyof NewTaskRow, string, string][] = [
 const SPEC_INSERTED = COLUMNS.map(([, column]) => column).filter((c) => c === 'id' || SHARED_COLUMNS.has(c) || SPEC_COLUMNS.has(c));
 /** task_state's columns the insert sets, `id` written as its task_id (updated_at besides). */
 const STATE_INSERTED = COLUMNS.map(([, column]) => column).filter((c) => c === 'id' || SHARED_COLUMNS.has(c) || !SPEC_COLUMNS.has(c));
-/** The spec columns of a task claimed as it is inserted, from the input (CLAIMED_COLUMNS reads them). */
-const CLAIMED_SPEC_COLUMNS = COLUMNS.map(([, column]) => column)
-  .filter((c) => SPEC_COLUMNS.has(c))
-  .map((c) => `i.${c}`);
+/** The two tables' column lists as the inserts name them. */
+const SPEC_LIST = SPEC_INSERTED.join(', ');
+const STATE_LIST = STATE_INSERTED.map((c) => (c === 'id' ? 'task_id' : c)).join(', ');
+/** The spec columns of a task claimed as it is inserted (CLAIMED_COLUMNS reads them). */
+const CLAIMED_SPEC = COLUMNS.map(([, column]) => column).filter((c) => SPEC_COLUMNS.has(c));
 
 type Column = keyof NewTaskRow | 'message';
 
@@ -212,13 +213,11 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
     constants.push(`$${++next}::text::${type} AS ${column}`);
     return `f.${column}`;
   });
-  const specColumns = SPEC_INSERTED.join(', ');
-  const stateColumns = STATE_INSERTED.map((c) => (c === 'id' ? 'task_id' : c)).join(', ');
   const stateValues = STATE_INSERTED.join(', ');
   // The state rows go first: ON CONFLICT DO NOTHING skips a row whose live key (unique key, date-field
   // record, binding) a live task holds, and only the tasks whose state was inserted get their spec row.
   const spec = `, spec AS (
-  INSERT INTO task_spec (${specColumns}, created_at)
+  INSERT INTO task_spec (${SPEC_LIST}, created_at)
   SELECT ${SPEC_INSERTED.map((c) => `i.${c}`).join(', ')}, now() FROM input i WHERE i.id IN (SELECT id FROM inserted) ORDER BY i.n
 )`;
   // With `claim`: the due tasks this instance can start right away (at most $8, or $10 once tasks of
@@ -237,7 +236,7 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
    ORDER BY i.priority DESC, i.next_run_at, i.n
    LIMIT ${CLAIM_ROOM}
 )`,
-        insert: `INSERT INTO task_state (${stateColumns}, updated_at, locked_by, locked_run_id, locked_until, attempts)
+        insert: `INSERT INTO task_state (${STATE_LIST}, updated_at, locked_by, locked_run_id, locked_until, attempts)
   SELECT ${stateValues.replace(/\bstatus\b/, `CASE WHEN c.run_id IS NULL THEN status ELSE 'RUNNING' END`)}, now(),
          CASE WHEN c.run_id IS NOT NULL THEN $6::text END, c.run_id,
          CASE WHEN c.run_id IS NOT NULL THEN now() + $7::int * interval '1 millisecond' END, CASE WHEN c.run_id IS NULL THEN 0 ELSE 1 END
@@ -245,7 +244,7 @@ function insertText(varying: readonly (readonly [Column, string, string])[], che
   ON CONFLICT DO NOTHING
   RETURNING *, task_id AS id`,
         events: `, claimed AS (
-  SELECT t.*, i.status AS prev_status, false AS recovered, ${CLAIMED_SPEC_COLUMNS.join(', ')}
+  SELECT t.*, i.status AS prev_status, false AS recovered, ${CLAIMED_SPEC.map((c) => `i.${c}`).join(', ')}
     FROM inserted t JOIN input i ON i.id = t.id WHERE t.locked_run_id IS NOT NULL
 ), events AS (
   INSERT INTO task_event (${RUNNING_EVENT_COLUMNS}, actor)
@@ -279,7 +278,7 @@ WITH fresh AS (
 )${parts?.cte ?? ''}${checked ? TENANT_ROW : ''}, inserted AS (
   ${
     parts?.insert ??
-    `INSERT INTO task_state (${stateColumns}, updated_at)
+    `INSERT INTO task_state (${STATE_LIST}, updated_at)
   SELECT ${stateValues}, now() FROM input ORDER BY n
   ON CONFLICT DO NOTHING
   RETURNING task_id AS id, tenant_id, status, next_run_at`
@@ -350,19 +349,14 @@ function oneRowText(varying: readonly (readonly [Column, string, string])[], che
     }),
   );
   const of = (column: string) => value.get(column)!;
-  const specColumns = SPEC_INSERTED.join(', ');
-  const stateColumns = STATE_INSERTED.map((c) => (c === 'id' ? 'task_id' : c)).join(', ');
   // The one row as the claim's filter reads a task (claimableSql), before it is inserted (the planner
   // drops the columns the filter does not read).
   const row = `(SELECT ${[...value].map(([c, expression]) => `${expression} AS ${c}`).join(', ')}, 0 AS attempts, false AS last_run_abandoned) i`;
   // The inserted row if it was claimed, with what the claim's event and answer read (as insertText's `claimed`).
-  const claimed = `(SELECT t.*, ${of('status')} AS prev_status, false AS recovered, ${COLUMNS.map(([, c]) => c)
-    .filter((c) => SPEC_COLUMNS.has(c))
-    .map((c) => `${of(c)} AS ${c}`)
-    .join(', ')}
+  const claimed = `(SELECT t.*, ${of('status')} AS prev_status, false AS recovered, ${CLAIMED_SPEC.map((c) => `${of(c)} AS ${c}`).join(', ')}
       FROM inserted t WHERE t.locked_run_id IS NOT NULL) c`;
   const inserted = claiming
-    ? `INSERT INTO task_state (${stateColumns}, updated_at, locked_by, locked_run_id, locked_until, attempts)
+    ? `INSERT INTO task_state (${STATE_LIST}, updated_at, locked_by, locked_run_id, locked_until, attempts)
   SELECT ${STATE_INSERTED.map((c) => (c === 'status' ? `CASE WHEN c.run_id IS NULL THEN ${of(c)} ELSE 'RUNNING' END` : of(c))).join(', ')}, now(),
          CASE WHEN c.run_id IS NOT NULL THEN $6::text END, c.run_id,
          CASE WHEN c.run_id IS NOT NULL THEN now() + $7::int * interval '1 millisecond' END, CASE WHEN c.run_id IS NULL THEN 0 ELSE 1 END
@@ -375,7 +369,7 @@ function oneRowText(varying: readonly (readonly [Column, string, string])[], che
    WHERE fresh.ok
   ON CONFLICT DO NOTHING
   RETURNING *, task_id AS id`
-    : `INSERT INTO task_state (${stateColumns}, updated_at)
+    : `INSERT INTO task_state (${STATE_LIST}, updated_at)
   SELECT ${STATE_INSERTED.map(of).join(', ')}, now() FROM fresh WHERE fresh.ok
   ON CONFLICT DO NOTHING
   RETURNING task_id AS id, tenant_id, status, next_run_at`;
@@ -404,7 +398,7 @@ WITH fresh AS (
 )${checked ? TENANT_ROW : ''}, inserted AS (
   ${inserted}
 ), spec AS (
-  INSERT INTO task_spec (${specColumns}, created_at)
+  INSERT INTO task_spec (${SPEC_LIST}, created_at)
   SELECT ${SPEC_INSERTED.map((c) => (c === 'id' ? 't.id' : of(c))).join(', ')}, now() FROM inserted t
 ), events AS (
   ${events}
