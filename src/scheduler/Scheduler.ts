@@ -400,6 +400,15 @@ export class Scheduler implements TaskStarter {
     }
   }
 
+  /**
+   * Reports claimed tasks to the observer (the metrics) after their handlers' first steps: execute() queues
+   * each handler's start as a microtask, so whatever runs synchronously after it still comes first
+   * (prom-client's two label look-ups per task took 0.04 ms of a due-now create's path to its handler).
+   */
+  private observeClaimed(claimed: readonly ClaimedTask[]): void {
+    if (claimed.length) queueMicrotask(() => this.observe((o) => o.claimed(claimed)));
+  }
+
   private fullQueues(): string[] {
     const counts = new Map<string, number>();
     // Every run until its end is recorded, so a queue's runs never overlap in its history.
@@ -445,8 +454,7 @@ export class Scheduler implements TaskStarter {
           break;
         }
         for (const task of claimed) this.execute(task, sentAt);
-        // After the handlers started: the metrics are off the path from a claim to a handler's start.
-        if (claimed.length) this.observe((o) => o.claimed(claimed));
+        this.observeClaimed(claimed);
         if (claimed.length < limit) {
           exhausted = true;
           break;
@@ -772,7 +780,7 @@ export class Scheduler implements TaskStarter {
           return;
         }
         for (const task of claimed) this.execute(task, sentAt);
-        if (claimed.length) this.observe((o) => o.claimed(claimed));
+        this.observeClaimed(claimed);
         if (claimed.length < slots) this.slotFreed();
       },
       release: () => {
@@ -1108,6 +1116,8 @@ export class Scheduler implements TaskStarter {
         ),
       });
     }
+    const { taskSvcFor } = this.options;
+    let taskSvc: HandlerContext['taskSvc'] | undefined;
     const ctx: HandlerContext = {
       get signal() {
         return signalOf(entry);
@@ -1127,7 +1137,12 @@ export class Scheduler implements TaskStarter {
       run: { id: task.runId, recovered: task.recovered },
       fencingToken: `${task.runId}:${task.attempts}`,
       assertLease: () => this.assertLease(entry),
-      taskSvc: this.options.taskSvcFor(task),
+      // Bound when the handler first asks for it: most never do, and binding one per run cost each run's
+      // start about 0.02 ms.
+      get taskSvc() {
+        taskSvc ??= taskSvcFor(task);
+        return taskSvc;
+      },
     };
     let fn: Handler;
     if (thread) {
