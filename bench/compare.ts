@@ -23,7 +23,8 @@
 //   handler's start, in-process for both; Chronograph also through GraphQL over HTTP to an instance
 //   listening in this process, posted with fetch (undici) and with node:http (keep-alive agent), to show
 //   what the client itself adds. The four take turns job by job (each on its own database), so that
-//   noise falls on all alike. Statements sent per
+//   noise falls on all alike, after 20 warm-up jobs each; BENCH_LATENCY_WARMUP=n first runs n more jobs per
+//   system back to back (default 0), until V8 has optimised each path. Statements sent per
 //   job on the `pg` driver (and how many were prepared) are counted by wrapping pg.Client#query.
 // - create: BENCH_CREATE (default 10000) jobs in one call: createTimerTasks vs graphile_worker.add_jobs, each
 //   after an untimed first call of 1,000 (a fresh process and connection each round: the measured call is
@@ -59,6 +60,7 @@ const { Chronograph, loadConfig } = await chronographApi();
 const TASKS = Number(process.env.BENCH_TASKS ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const LATENCY_N = Number(process.env.BENCH_LATENCY ?? 300);
+const LATENCY_WARMUP = Number(process.env.BENCH_LATENCY_WARMUP ?? 0);
 const CREATE_N = Number(process.env.BENCH_CREATE ?? 10_000);
 const FUTURE_N = Number(process.env.BENCH_FUTURE ?? 1_000_000);
 const sections = new Set(process.argv.slice(2).length ? process.argv.slice(2) : ['drain', 'latency', 'create', 'pglite']);
@@ -440,6 +442,21 @@ interface LatencySystem {
  * rather than on whichever happened to run during a bad second.
  */
 async function measureLatency(systems: LatencySystem[]): Promise<Map<string, LatencyResult>> {
+  // BENCH_LATENCY_WARMUP: jobs back to back, in turns, untimed (V8 optimises a function only after it has
+  // run a good many times; 20 jobs leave the longer HTTP path mostly unoptimised).
+  for (let w = 0; w < LATENCY_WARMUP; w++) {
+    for (const system of systems) {
+      const i = -1_000_000 - w;
+      counting = undefined;
+      await system.add(i);
+      const deadline = Date.now() + 10_000;
+      while (!system.started.has(i)) {
+        if (Date.now() > deadline) throw new Error(`${system.name}: warm-up job ${i} did not start within 10 s`);
+        await sleep(0);
+      }
+    }
+  }
+  if (LATENCY_WARMUP) await sleep(1_000);
   // A few warm-up jobs first: planning caches, pools, JIT.
   for (let i = -20; i < LATENCY_N; i++) {
     for (let k = 0; k < systems.length; k++) {
