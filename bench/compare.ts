@@ -449,11 +449,7 @@ async function measureLatency(systems: LatencySystem[]): Promise<Map<string, Lat
       const i = -1_000_000 - w;
       counting = undefined;
       await system.add(i);
-      const deadline = Date.now() + 10_000;
-      while (!system.started.has(i)) {
-        if (Date.now() > deadline) throw new Error(`${system.name}: warm-up job ${i} did not start within 10 s`);
-        await sleep(0);
-      }
+      await untilStarted(system, i);
     }
   }
   if (LATENCY_WARMUP) await sleep(1_000);
@@ -466,11 +462,7 @@ async function measureLatency(systems: LatencySystem[]): Promise<Map<string, Lat
       statementTexts = system.texts;
       const t0 = performance.now();
       await system.add(i);
-      const deadline = Date.now() + 10_000;
-      while (!system.started.has(i)) {
-        if (Date.now() > deadline) throw new Error(`${system.name}: job ${i} did not start within 10 s`);
-        await sleep(0);
-      }
+      await untilStarted(system, i);
       if (i >= 0) system.samples.push(system.started.get(i)! - t0);
       // Let the job finish and its completion commit before the next one (one at a time).
       await sleep(15);
@@ -492,6 +484,15 @@ async function measureLatency(systems: LatencySystem[]): Promise<Map<string, Lat
     });
   }
   return results;
+}
+
+/** Resolves once job `i` of `system` has started its handler; throws after 10 s. */
+async function untilStarted(system: LatencySystem, i: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!system.started.has(i)) {
+    if (Date.now() > deadline) throw new Error(`${system.name}: job ${i} did not start within 10 s`);
+    await sleep(0);
+  }
 }
 
 function latencySystem(
