@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { deadline } from '../src/ops/deadline.js';
 import { collectGarbage } from '../src/ops/heap.js';
@@ -7,6 +8,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 describe('deadline', () => {
   it('aborts when its time is up even if garbage is collected meanwhile (AbortSignal.any with AbortSignal.timeout does not)', async () => {
     const parent = new AbortController();
+    // Fifty deadlines under one parent are this test's doing: without this Node prints a listener-leak
+    // warning into every `npm test` log.
+    setMaxListeners(50, parent.signal);
     let fired = 0;
     // Only the listener's closure and these signals are kept, as fetch keeps the signal it was given.
     const signals = Array.from({ length: 50 }, () => {
