@@ -447,7 +447,6 @@ async function measureLatency(systems: LatencySystem[]): Promise<Map<string, Lat
   for (let w = 0; w < LATENCY_WARMUP; w++) {
     for (const system of systems) {
       const i = -1_000_000 - w;
-      counting = undefined;
       await system.add(i);
       await untilStarted(system, i);
     }
